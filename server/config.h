@@ -1,0 +1,83 @@
+/*
+ * config.h - llamad's settings: one table of keys, read from an INI file
+ * (conf/llamad.conf) and from command-line flags of the same names.
+ *
+ * Every key lives in one section of the file and has a flag `--key`;
+ * flags win over the file.  Unknown keys and bad values are errors that
+ * name the file, line and key.  Loop thread (start-up) only.
+ */
+#ifndef LLAMAD_CONFIG_H
+#define LLAMAD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
+
+/*
+ * X(section, key, kind, field, default, min, max, help)
+ * min/max bound CFG_INT, CFG_SIZE and CFG_FLOAT values; for CFG_STR,
+ * `max` names a choice list (NULL: any string).
+ */
+#define CONFIG_KEYS(X)                                                                  \
+    X("model",  "model",            CFG_STR,   model,            "models/SmolLM2-135M-Instruct.Q4_1.gguf", 0, 0, NULL, \
+      "Path of the model: a GGUF file or a Hugging Face model directory.")             \
+    X("model",  "chat-template",    CFG_STR,   chat_template,    "auto", 0, 0, NULL,   \
+      "Chat template: auto (recognise the model's own), chatml, llama2, llama3, or a template file path.") \
+    X("server", "host",             CFG_STR,   host,             "127.0.0.1", 0, 0, NULL, \
+      "Address to listen on. Listening beyond loopback without an API key is warned about.") \
+    X("server", "port",             CFG_INT,   port,             "8080", 1, 65535, NULL, \
+      "TCP port to listen on.")                                                        \
+    X("engine", "backend",          CFG_STR,   backend,          "auto", 0, 0, "auto|cpu|cuda", \
+      "Compute backend: auto picks CUDA when a device is present, else the CPU.")      \
+    X("engine", "threads",          CFG_INT,   threads,          "0", 0, 1024, NULL,   \
+      "CPU backend worker threads; 0 means one per online core.")                      \
+    X("log",    "log-level",        CFG_STR,   log_level,        "info", 0, 0, "error|warn|info|debug", \
+      "Least severe message that is logged.")                                          \
+    X("log",    "log-file",         CFG_STR,   log_file,         "", 0, 0, NULL,       \
+      "Append logs to this file instead of standard error; reopened on SIGHUP.")
+
+/* The C type that holds each kind of value. */
+#define CFG_CTYPE_CFG_STR   char *
+#define CFG_CTYPE_CFG_INT   long long
+#define CFG_CTYPE_CFG_SIZE  uint64_t
+#define CFG_CTYPE_CFG_FLOAT double
+#define CFG_CTYPE_CFG_BOOL  int
+
+typedef struct {
+#define CFG_FIELD(sec, key, kind, field, def, lo, hi, choices, help) CFG_CTYPE_##kind field;
+    CONFIG_KEYS(CFG_FIELD)
+#undef CFG_FIELD
+} config_t;
+
+/* Fill every key with its default.  Returns 0 or ERR_NOMEM. */
+int config_init(config_t *c);
+/* Free the strings a config owns. */
+void config_close(config_t *c);
+
+/*
+ * Set one key from its text form.  `where` names the origin for messages
+ * ("llamad.conf:12" or "--port").  Returns 0, ERR_NOTFOUND for an unknown
+ * key, or ERR_INVALID / ERR_RANGE with a message in err.
+ */
+int config_set(config_t *c, const char *key, const char *value, const char *where,
+               char *err, size_t errlen);
+
+/*
+ * Read an INI file.  Keys must sit in their own section.  Returns 0 or an
+ * error naming file, line and key.
+ */
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
+
+/* True if `key` is a configuration key (so that `--key` is its flag). */
+int config_has_key(const char *key);
+/* Whether the key takes a value (every key does except booleans used as bare flags). */
+int config_key_is_bool(const char *key);
+
+/* Print the keys as --help lines, with their defaults. */
+void config_print_help(FILE *out);
+/* Print the effective configuration as an INI file. */
+void config_print(const config_t *c, FILE *out);
+
+#endif

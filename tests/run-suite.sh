@@ -1,0 +1,99 @@
+#!/bin/sh
+# run-suite.sh - llamad's whole test suite: unit tests, end-to-end tests,
+# GPU tests (which skip without a device) and bounded fuzzing runs.
+#
+# Every test program prints "PASS: name", "FAIL: name" or "SKIP: name";
+# this script counts them and ends with one line "N passed, N failed, N skipped".
+# A program that dies without reporting a failure counts as one failure.
+#
+# Environment: srcdir, builddir (set by make), PYTHON (the venv's python),
+# LLAMAD_SUITE (space-separated parts to run; default "unit e2e gpu fuzz"),
+# FUZZ_SECONDS (per fuzz target, default 20).
+
+srcdir=${srcdir:-.}
+builddir=${builddir:-.}
+PYTHON=${PYTHON:-python3}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+parts=${LLAMAD_SUITE:-unit e2e gpu fuzz}
+export srcdir builddir PYTHON
+
+srcdir_abs=$(cd "$srcdir" && pwd)
+builddir_abs=$(cd "$builddir" && pwd)
+export LLAMAD_BIN="${LLAMAD_BIN:-$builddir_abs/llamad}"
+export LLAMAD_SRCDIR="$srcdir_abs"
+export LLAMAD_BUILDDIR="$builddir_abs"
+export srcdir="$srcdir_abs"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/llamad-suite.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+passed=0 failed=0 skipped=0
+failures=""
+
+# run_prog NAME CMD...: run one test program, echo its output, count its lines.
+run_prog() {
+    name=$1; shift
+    out="$work/out"
+    echo "== $name"
+    "$@" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    p=$(grep -c '^PASS: ' "$out")
+    f=$(grep -c '^FAIL: ' "$out")
+    s=$(grep -c '^SKIP: ' "$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL: $name (exit status $rc, no test reported a failure)"
+        f=1
+    fi
+    if [ "$f" -gt 0 ]; then
+        failures="$failures $name"
+    fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+}
+
+for part in $parts; do
+    case $part in
+    unit)
+        for t in "$builddir_abs"/tests/unit/test_*; do
+            [ -x "$t" ] && [ -f "$t" ] || continue
+            case $t in *.c|*.h|*.o) continue;; esac
+            run_prog "unit/$(basename "$t")" "$t"
+        done
+        ;;
+    e2e)
+        for t in "$srcdir_abs"/tests/e2e/test_*.sh; do
+            [ -f "$t" ] || continue
+            run_prog "e2e/$(basename "$t")" sh "$t"
+        done
+        for t in "$srcdir_abs"/tests/e2e/test_*.py; do
+            [ -f "$t" ] || continue
+            run_prog "e2e/$(basename "$t")" "$PYTHON" "$t"
+        done
+        ;;
+    gpu)
+        run_prog "gpu/run-all.sh" sh "$srcdir_abs/tests/gpu/run-all.sh" --from-suite
+        ;;
+    fuzz)
+        found=0
+        for t in "$builddir_abs"/tests/fuzz/fuzz_*; do
+            [ -x "$t" ] && [ -f "$t" ] || continue
+            case $t in *.c|*.h|*.o) continue;; esac
+            found=1
+            name=$(basename "$t")
+            corpus="$work/corpus-$name"
+            mkdir -p "$corpus"
+            seeds="$srcdir_abs/tests/fuzz/seeds/${name#fuzz_}"
+            [ -d "$seeds" ] && cp "$seeds"/* "$corpus"/ 2>/dev/null
+            run_prog "fuzz/$name" sh -c "'$t' -max_total_time=$FUZZ_SECONDS -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 '$corpus' >'$work/fuzz.log' 2>&1 && echo 'PASS: $name ($FUZZ_SECONDS s, no crash)' || { tail -40 '$work/fuzz.log'; echo 'FAIL: $name'; }"
+        done
+        [ $found -eq 1 ] || { echo "== fuzz"; echo "SKIP: fuzz (targets not built: configure --enable-fuzzers)"; skipped=$((skipped + 1)); }
+        ;;
+    *)
+        echo "run-suite.sh: unknown part $part" >&2
+        exit 2
+        ;;
+    esac
+done
+
+[ -n "$failures" ] && echo "failed:$failures"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

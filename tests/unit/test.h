@@ -1,0 +1,160 @@
+/*
+ * test.h - llamad's small unit-test runner.
+ *
+ * A test file defines tests with TEST(name) and lists them once:
+ *
+ *     TEST(parses_header) { ASSERT_EQ_INT(f(), 3); }
+ *     TEST_LIST(T(parses_header), T(other));
+ *
+ * Each test runs in a forked child so that a crash fails one test, not
+ * the file.  The runner prints one line per test, "PASS: name",
+ * "FAIL: name" or "SKIP: name (why)", which tests/run-suite.sh counts.
+ * A failed assertion prints the expression and both values.  Arguments
+ * on the command line select tests by name.
+ *
+ * Tests find their data through test_srcdir() (the source tree, for
+ * VPATH builds) and the default model through test_model_path() (NULL
+ * when it has not been fetched: such tests call TEST_SKIP).
+ */
+#ifndef LLAMAD_TEST_H
+#define LLAMAD_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef void (*test_fn)(void);
+typedef struct { const char *name; test_fn fn; } test_entry_t;
+
+#define TEST(name) static void test_##name(void)
+#define T(name) { #name, test_##name }
+
+#define TEST_EXIT_SKIP 77
+
+#define TEST_FAIL_AT(...)                                                  \
+    do {                                                                   \
+        fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                  \
+        fprintf(stderr, __VA_ARGS__);                                      \
+        fprintf(stderr, "\n");                                             \
+        exit(1);                                                           \
+    } while (0)
+
+#define TEST_SKIP(...)                                                     \
+    do {                                                                   \
+        fprintf(stdout, "  skip: ");                                       \
+        fprintf(stdout, __VA_ARGS__);                                      \
+        fprintf(stdout, "\n");                                             \
+        fflush(stdout);                                                    \
+        exit(TEST_EXIT_SKIP);                                              \
+    } while (0)
+
+#define ASSERT(cond)                                                       \
+    do { if (!(cond)) TEST_FAIL_AT("assertion failed: %s", #cond); } while (0)
+
+#define ASSERT_MSG(cond, ...)                                              \
+    do { if (!(cond)) TEST_FAIL_AT(__VA_ARGS__); } while (0)
+
+#define ASSERT_EQ_INT(a, b)                                                \
+    do {                                                                   \
+        long long a_ = (long long)(a), b_ = (long long)(b);                \
+        if (a_ != b_)                                                      \
+            TEST_FAIL_AT("%s == %s: %lld != %lld", #a, #b, a_, b_);        \
+    } while (0)
+
+#define ASSERT_EQ_U64(a, b)                                                \
+    do {                                                                   \
+        unsigned long long a_ = (unsigned long long)(a);                   \
+        unsigned long long b_ = (unsigned long long)(b);                   \
+        if (a_ != b_)                                                      \
+            TEST_FAIL_AT("%s == %s: %llu != %llu", #a, #b, a_, b_);        \
+    } while (0)
+
+#define ASSERT_EQ_STR(a, b)                                                \
+    do {                                                                   \
+        const char *a_ = (a), *b_ = (b);                                   \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)               \
+            TEST_FAIL_AT("%s == %s: \"%s\" != \"%s\"", #a, #b,             \
+                         a_ ? a_ : "(null)", b_ ? b_ : "(null)");          \
+    } while (0)
+
+/* |a - b| <= tol (NaN never passes). */
+#define ASSERT_NEAR(a, b, tol)                                             \
+    do {                                                                   \
+        double a_ = (double)(a), b_ = (double)(b), t_ = (double)(tol);     \
+        if (!(fabs(a_ - b_) <= t_))                                        \
+            TEST_FAIL_AT("%s ~= %s: %.9g vs %.9g (tol %g)", #a, #b, a_,    \
+                         b_, t_);                                          \
+    } while (0)
+
+static inline const char *test_srcdir(void)
+{
+    const char *s = getenv("srcdir");
+    return (s != NULL && *s != '\0') ? s : ".";
+}
+
+/* The default model's path, or NULL where it has not been fetched. */
+static inline const char *test_model_path(void)
+{
+    static char buf[4096];
+    const char *env = getenv("LLAMAD_TEST_MODEL");
+    if (env != NULL && *env != '\0')
+        return access(env, R_OK) == 0 ? env : NULL;
+    snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", test_srcdir());
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+static int test_run_list(int argc, char **argv, const test_entry_t *tests, size_t n)
+{
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1) {
+            int want = 0;
+            for (int a = 1; a < argc; a++)
+                if (strcmp(argv[a], tests[i].name) == 0)
+                    want = 1;
+            if (!want)
+                continue;
+        }
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            return 1;
+        }
+        if (pid == 0) {
+            tests[i].fn();
+            fflush(stdout);
+            _exit(0);
+        }
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0)
+            ;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            printf("PASS: %s\n", tests[i].name);
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_EXIT_SKIP) {
+            printf("SKIP: %s\n", tests[i].name);
+        } else {
+            failed++;
+            if (WIFSIGNALED(status))
+                printf("FAIL: %s (signal %d)\n", tests[i].name, WTERMSIG(status));
+            else
+                printf("FAIL: %s\n", tests[i].name);
+        }
+        fflush(stdout);
+    }
+    return failed ? 1 : 0;
+}
+
+#define TEST_LIST(...)                                                     \
+    int main(int argc, char **argv)                                        \
+    {                                                                      \
+        static const test_entry_t tests_[] = { __VA_ARGS__ };              \
+        return test_run_list(argc, argv, tests_,                           \
+                             sizeof tests_ / sizeof tests_[0]);            \
+    }
+
+#endif

@@ -1,0 +1,138 @@
+/* Unit tests for server/config.c: defaults, values, the INI file and its errors. */
+#include "test.h"
+
+#include "../../engine/err.h"
+#include "../../server/config.h"
+
+static const char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/llamad-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ_INT(write(fd, text, strlen(text)), (long long)strlen(text));
+    close(fd);
+    return path;
+}
+
+TEST(defaults)
+{
+    config_t c;
+    ASSERT_EQ_INT(config_init(&c), 0);
+    ASSERT_EQ_STR(c.host, "127.0.0.1");
+    ASSERT_EQ_INT(c.port, 8080);
+    ASSERT_EQ_STR(c.backend, "auto");
+    config_close(&c);
+}
+
+TEST(set_values_and_ranges)
+{
+    config_t c;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(config_init(&c), 0);
+    ASSERT_EQ_INT(config_set(&c, "port", "9000", "--port", err, sizeof err), 0);
+    ASSERT_EQ_INT(c.port, 9000);
+    ASSERT_EQ_INT(config_set(&c, "port", "70000", "--port", err, sizeof err), ERR_RANGE);
+    ASSERT(strstr(err, "--port") != NULL && strstr(err, "70000") != NULL);
+    ASSERT_EQ_INT(config_set(&c, "port", "12x", "--port", err, sizeof err), ERR_INVALID);
+    ASSERT_EQ_INT(config_set(&c, "port", "", "--port", err, sizeof err), ERR_INVALID);
+    ASSERT_EQ_INT(config_set(&c, "backend", "tpu", "--backend", err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "auto|cpu|cuda") != NULL);
+    ASSERT_EQ_INT(config_set(&c, "backend", "cpu", "--backend", err, sizeof err), 0);
+    ASSERT_EQ_STR(c.backend, "cpu");
+    ASSERT_EQ_INT(config_set(&c, "no-such-key", "1", "--no-such-key", err, sizeof err), ERR_NOTFOUND);
+    ASSERT_EQ_INT(c.port, 9000); /* a failed set changes nothing */
+    config_close(&c);
+}
+
+TEST(file_ok)
+{
+    config_t c;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(config_init(&c), 0);
+    const char *p = write_tmp("# comment\n[server]\nport = 8123\nhost = ::1\n[log]\nlog-level = debug\n");
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), 0);
+    ASSERT_EQ_INT(c.port, 8123);
+    ASSERT_EQ_STR(c.host, "::1");
+    ASSERT_EQ_STR(c.log_level, "debug");
+    unlink(p);
+    config_close(&c);
+}
+
+TEST(file_errors_name_file_line_key)
+{
+    config_t c;
+    char err[ERR_MSG_MAX], want[128];
+    ASSERT_EQ_INT(config_init(&c), 0);
+
+    const char *p = write_tmp("[server]\nport = 80\n\nbogus = 1\n");
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), ERR_NOTFOUND);
+    snprintf(want, sizeof want, "%s:4", p);
+    ASSERT_MSG(strstr(err, want) && strstr(err, "bogus"), "message: %s", err);
+    unlink(p);
+
+    p = write_tmp("[server]\nport = eighty\n");
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), ERR_INVALID);
+    snprintf(want, sizeof want, "%s:2", p);
+    ASSERT_MSG(strstr(err, want) && strstr(err, "port"), "message: %s", err);
+    unlink(p);
+
+    p = write_tmp("[log]\nport = 80\n");
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), ERR_INVALID);
+    ASSERT_MSG(strstr(err, "[server]") && strstr(err, "port"), "message: %s", err);
+    unlink(p);
+
+    p = write_tmp("[server\nport = 80\n");
+    ASSERT(config_load_file(&c, p, err, sizeof err) != 0);
+    snprintf(want, sizeof want, "%s:1", p);
+    ASSERT_MSG(strstr(err, want) != NULL, "message: %s", err);
+    unlink(p);
+
+    ASSERT_EQ_INT(config_load_file(&c, "/nonexistent/llamad.conf", err, sizeof err), ERR_IO);
+    ASSERT(strstr(err, "/nonexistent/llamad.conf") != NULL);
+    config_close(&c);
+}
+
+/* The shipped conf/llamad.conf must load, and must document every key with its default. */
+TEST(shipped_file_matches_defaults)
+{
+    config_t c, d;
+    char err[ERR_MSG_MAX], path[4096];
+    snprintf(path, sizeof path, "%s/conf/llamad.conf", test_srcdir());
+    ASSERT_EQ_INT(config_init(&c), 0);
+    ASSERT_EQ_INT(config_init(&d), 0);
+    ASSERT_MSG(config_load_file(&c, path, err, sizeof err) == 0, "%s", err);
+
+    char *a = NULL, *b = NULL;
+    size_t al = 0, bl = 0;
+    FILE *fa = open_memstream(&a, &al), *fb = open_memstream(&b, &bl);
+    config_print(&c, fa);
+    config_print(&d, fb);
+    fclose(fa);
+    fclose(fb);
+    ASSERT_EQ_STR(a, b);
+
+    /* every key appears, uncommented, in the shipped file */
+    FILE *f = fopen(path, "r");
+    ASSERT(f != NULL);
+    char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    for (char *line = strtok(b, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '[')
+            continue;
+        char key[128];
+        ASSERT(sscanf(line, "%127s", key) == 1);
+        char needle[160];
+        snprintf(needle, sizeof needle, "\n%s =", key);
+        ASSERT_MSG(strstr(text, needle) != NULL, "key %s is not in conf/llamad.conf", key);
+    }
+    free(a);
+    free(b);
+    config_close(&c);
+    config_close(&d);
+}
+
+TEST_LIST(T(defaults), T(set_values_and_ranges), T(file_ok), T(file_errors_name_file_line_key),
+          T(shipped_file_matches_defaults))
