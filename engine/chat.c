@@ -1,0 +1,429 @@
+/*
+ * chat.c - the built-in chat formats, template-file parsing, and the
+ * markers that recognise a model's Jinja template without running it.
+ */
+#include "chat.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+static const char *const ROLE_NAMES[CHAT_N_ROLES] = { "system", "user", "assistant" };
+
+/* ================================================================
+ * Recognising a template
+ * ================================================================ */
+
+chat_kind_t chat_template_detect(const char *t)
+{
+    if (t == NULL)
+        return CHAT_UNKNOWN;
+    if (strstr(t, "<|start_header_id|>") && strstr(t, "<|eot_id|>"))
+        return CHAT_LLAMA3;
+    if (strstr(t, "<|im_start|>"))
+        return CHAT_CHATML;
+    if (strstr(t, "[INST]"))
+        return CHAT_LLAMA2;
+    return CHAT_UNKNOWN;
+}
+
+chat_kind_t chat_template_by_name(const char *name)
+{
+    if (name == NULL)
+        return CHAT_UNKNOWN;
+    if (strcmp(name, "chatml") == 0)
+        return CHAT_CHATML;
+    if (strcmp(name, "llama2") == 0)
+        return CHAT_LLAMA2;
+    if (strcmp(name, "llama3") == 0)
+        return CHAT_LLAMA3;
+    return CHAT_UNKNOWN;
+}
+
+const char *chat_kind_name(chat_kind_t kind)
+{
+    switch (kind) {
+    case CHAT_CHATML: return "chatml";
+    case CHAT_LLAMA2: return "llama2";
+    case CHAT_LLAMA3: return "llama3";
+    case CHAT_CUSTOM: return "custom";
+    default: return "unknown";
+    }
+}
+
+/*
+ * ChatML templates that add a system message when the first message is not
+ * one (`messages[0]['role'] != 'system'`) spell it as one string literal:
+ *     '<|im_start|>system\nYou are ...<|im_end|>\n'
+ * Find such a literal (the newline written as an escape or as itself) and
+ * return its content, unescaped; NULL when the template has no such shape.
+ */
+static char *find_default_system(const char *t)
+{
+    if (!strstr(t, "!= 'system'") && !strstr(t, "!= \"system\""))
+        return NULL;
+    static const char marker[] = "<|im_start|>system";
+    for (const char *p = strstr(t, marker); p != NULL; p = strstr(p + 1, marker)) {
+        if (p == t || (p[-1] != '\'' && p[-1] != '"'))
+            continue;
+        char quote = p[-1];
+        const char *s = p + sizeof marker - 1;
+        if (s[0] == '\n')
+            s += 1;
+        else if (s[0] == '\\' && s[1] == 'n')
+            s += 2;
+        else
+            continue;
+        const char *e = strstr(s, "<|im_end|>");
+        if (e == NULL || e - s > CHAT_MAX_VALUE)
+            continue;
+        char *out = malloc((size_t)(e - s) + 1);
+        if (out == NULL)
+            return NULL;
+        size_t n = 0;
+        int ok = 1;
+        for (const char *c = s; c < e && ok; c++) {
+            if (*c == quote || (*c == '{' && (c[1] == '{' || c[1] == '%'))) {
+                ok = 0;   /* the literal ended: not a fixed message */
+            } else if (*c == '\\' && c + 1 < e) {
+                c++;
+                out[n++] = *c == 'n' ? '\n' : *c == 't' ? '\t' : *c;
+            } else {
+                out[n++] = *c;
+            }
+        }
+        out[n] = '\0';
+        if (ok)
+            return out;
+        free(out);
+    }
+    return NULL;
+}
+
+int chat_template_init(chat_template_t *tp, chat_kind_t kind, const char *jinja_text)
+{
+    memset(tp, 0, sizeof *tp);
+    if (kind != CHAT_CHATML && kind != CHAT_LLAMA2 && kind != CHAT_LLAMA3)
+        return ERR_INVALID;
+    tp->kind = kind;
+    if (kind == CHAT_CHATML && jinja_text != NULL)
+        tp->default_system = find_default_system(jinja_text);
+    return 0;
+}
+
+void chat_template_close(chat_template_t *tp)
+{
+    free(tp->default_system);
+    free(tp->bos);
+    for (int r = 0; r < CHAT_N_ROLES; r++) {
+        free(tp->prefix[r]);
+        free(tp->suffix[r]);
+    }
+    free(tp->generation_prompt);
+    memset(tp, 0, sizeof *tp);
+}
+
+int chat_template_has_bos(const chat_template_t *tp)
+{
+    switch (tp->kind) {
+    case CHAT_LLAMA2:
+    case CHAT_LLAMA3: return 1;
+    case CHAT_CUSTOM: return tp->bos != NULL && tp->bos[0] != '\0';
+    default: return 0;
+    }
+}
+
+/* ================================================================
+ * Template files
+ * ================================================================ */
+
+static char *trim_ascii(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+        *--e = '\0';
+    return s;
+}
+
+/* Unescape in place; -1 on an unknown escape. */
+static int unescape(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (*r != '\\') {
+            *w++ = *r;
+            continue;
+        }
+        r++;
+        switch (*r) {
+        case 'n': *w++ = '\n'; break;
+        case 't': *w++ = '\t'; break;
+        case 'r': *w++ = '\r'; break;
+        case '\\': *w++ = '\\'; break;
+        case '"': *w++ = '"'; break;
+        default: return -1;
+        }
+    }
+    *w = '\0';
+    return 0;
+}
+
+static char **file_slot(chat_template_t *tp, const char *key)
+{
+    if (strcmp(key, "bos") == 0) return &tp->bos;
+    if (strcmp(key, "generation_prompt") == 0) return &tp->generation_prompt;
+    if (strcmp(key, "default_system") == 0) return &tp->default_system;
+    for (int r = 0; r < CHAT_N_ROLES; r++) {
+        size_t n = strlen(ROLE_NAMES[r]);
+        if (strncmp(key, ROLE_NAMES[r], n) == 0 && strcmp(key + n, "_prefix") == 0)
+            return &tp->prefix[r];
+        if (strncmp(key, ROLE_NAMES[r], n) == 0 && strcmp(key + n, "_suffix") == 0)
+            return &tp->suffix[r];
+    }
+    return NULL;
+}
+
+static int parse_line(chat_template_t *tp, char *line, const char *path, int lineno,
+                      char *err, size_t errlen)
+{
+    line = trim_ascii(line);
+    if (*line == '\0' || *line == '#' || *line == ';' || *line == '[')
+        return 0;
+    char *eq = strchr(line, '=');
+    if (eq == NULL)
+        return err_set(err, errlen, ERR_FORMAT, "%s:%d: expected key = value", path, lineno);
+    *eq = '\0';
+    char *key = trim_ascii(line), *val = trim_ascii(eq + 1);
+    char **slot = file_slot(tp, key);
+    if (slot == NULL)
+        return err_set(err, errlen, ERR_FORMAT, "%s:%d: unknown key \"%.40s\"", path, lineno, key);
+    if (*slot != NULL)
+        return err_set(err, errlen, ERR_FORMAT, "%s:%d: %s given twice", path, lineno, key);
+    size_t n = strlen(val);
+    if (n >= 2 && val[0] == '"' && val[n - 1] == '"' && val[n - 2] != '\\') {
+        val[n - 1] = '\0';
+        val++;
+    }
+    if (unescape(val) != 0)
+        return err_set(err, errlen, ERR_FORMAT, "%s:%d: %s: unknown escape (use \\n \\t \\r \\\\ \\\")",
+                       path, lineno, key);
+    if (strlen(val) > CHAT_MAX_VALUE)
+        return err_set(err, errlen, ERR_FORMAT, "%s:%d: %s longer than %d bytes", path, lineno,
+                       key, CHAT_MAX_VALUE);
+    *slot = strdup(val);
+    return *slot ? 0 : ERR_NOMEM;
+}
+
+int chat_template_from_file(chat_template_t *tp, const char *path, char *err, size_t errlen)
+{
+    memset(tp, 0, sizeof *tp);
+    tp->kind = CHAT_CUSTOM;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return err_set(err, errlen, ERR_IO, "%s: cannot open", path);
+    char *buf = malloc(CHAT_MAX_FILE + 2);
+    if (buf == NULL) {
+        fclose(f);
+        return ERR_NOMEM;
+    }
+    size_t n = fread(buf, 1, CHAT_MAX_FILE + 1, f);
+    int rc = ferror(f) ? err_set(err, errlen, ERR_IO, "%s: read error", path) : 0;
+    fclose(f);
+    if (rc == 0 && n > CHAT_MAX_FILE)
+        rc = err_set(err, errlen, ERR_FORMAT, "%s: larger than %d bytes", path, CHAT_MAX_FILE);
+    if (rc == 0 && memchr(buf, '\0', n) != NULL)
+        rc = err_set(err, errlen, ERR_FORMAT, "%s: contains a NUL byte", path);
+    buf[n] = '\0';
+    char *line = buf;
+    for (int lineno = 1; rc == 0 && line != NULL; lineno++) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        rc = parse_line(tp, line, path, lineno, err, errlen);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    if (rc != 0) {
+        if (rc == ERR_NOMEM)
+            err_set(err, errlen, rc, "%s: out of memory", path);
+        chat_template_close(tp);
+    }
+    return rc;
+}
+
+/* ================================================================
+ * Rendering
+ * ================================================================ */
+
+/* Python's str.isspace() for one code point (what Jinja's trim and
+   str.strip() remove). */
+static int py_space(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* The code point at s[0..n) (lenient: a bad byte decodes as itself). */
+static uint32_t decode_at(const unsigned char *s, size_t n, size_t *len)
+{
+    unsigned b = s[0];
+    size_t k = b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    if (k > n)
+        k = 1;
+    uint32_t c = k == 1 ? b : b & (0x3F >> (k - 1));
+    for (size_t i = 1; i < k; i++)
+        c = c << 6 | (s[i] & 0x3F);
+    *len = k;
+    return c;
+}
+
+/* str.strip(): [*start, *end) of s without surrounding whitespace. */
+static void strip(const char *s, size_t n, size_t *start, size_t *end)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t a = 0, b = n, k;
+    while (a < b && py_space(decode_at(u + a, b - a, &k)))
+        a += k;
+    while (b > a) {
+        size_t c = b - 1;
+        while (c > a && (u[c] & 0xC0) == 0x80 && b - c < 4)
+            c--;
+        if (!py_space(decode_at(u + c, b - c, &k)) || c + k != b)
+            break;
+        b = c;
+    }
+    *start = a;
+    *end = b;
+}
+
+static int put(tok_text_t *o, const char *s)
+{
+    return s ? tok_text_append(o, s, strlen(s)) : 0;
+}
+
+static int put_stripped(tok_text_t *o, const char *s, size_t n)
+{
+    size_t a, b;
+    strip(s, n, &a, &b);
+    return tok_text_append(o, s + a, b - a);
+}
+
+static int role_of(const chat_msg_t *m)
+{
+    for (int r = 0; r < CHAT_N_ROLES; r++)
+        if (m->role != NULL && strcmp(m->role, ROLE_NAMES[r]) == 0)
+            return r;
+    return -1;
+}
+
+static int render_chatml(const chat_template_t *tp, const chat_msg_t *m, size_t n, int gen,
+                         tok_text_t *o)
+{
+    int rc = 0;
+    if (n > 0 && tp->default_system != NULL && role_of(&m[0]) != CHAT_SYSTEM)
+        rc = put(o, "<|im_start|>system\n") || put(o, tp->default_system) ||
+             put(o, "<|im_end|>\n");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = put(o, "<|im_start|>") || put(o, m[i].role) || put(o, "\n") ||
+             put(o, m[i].content) || put(o, "<|im_end|>\n");
+    if (rc == 0 && gen)
+        rc = put(o, "<|im_start|>assistant\n");
+    return rc ? ERR_NOMEM : 0;
+}
+
+static int render_llama2(const chat_msg_t *m, size_t n, tok_text_t *o, char *err, size_t errlen)
+{
+    const char *sys = NULL;
+    size_t first = 0;
+    if (n > 0 && role_of(&m[0]) == CHAT_SYSTEM) {
+        sys = m[0].content;
+        first = 1;
+    }
+    tok_text_t c;
+    tok_text_init(&c);
+    int rc = 0;
+    for (size_t i = first; i < n && rc == 0; i++) {
+        int role = role_of(&m[i]);
+        if ((role == CHAT_USER) != ((i - first) % 2 == 0)) {
+            rc = err_set(err, errlen, ERR_INVALID, "messages[%zu]: llama2 conversation roles "
+                         "must alternate user/assistant/user/assistant/...", i);
+            break;
+        }
+        c.len = 0;
+        if (i == first && sys != NULL)
+            rc = put(&c, "<<SYS>>\n") || put(&c, sys) || put(&c, "\n<</SYS>>\n\n");
+        rc = rc || put(&c, m[i].content) || put(&c, "");   /* c.data exists from here */
+        if (rc == 0 && role == CHAT_USER)
+            rc = put(o, "<s>[INST] ") || put_stripped(o, c.data, c.len) || put(o, " [/INST]");
+        else if (rc == 0 && role == CHAT_ASSISTANT)
+            rc = put(o, " ") || put_stripped(o, c.data, c.len) || put(o, " </s>");
+        if (rc != 0 && rc != ERR_INVALID)
+            rc = ERR_NOMEM;
+    }
+    tok_text_close(&c);
+    return rc;
+}
+
+static int render_llama3(const chat_msg_t *m, size_t n, int gen, tok_text_t *o)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = (i == 0 && put(o, "<|begin_of_text|>")) || put(o, "<|start_header_id|>") ||
+             put(o, m[i].role) || put(o, "<|end_header_id|>\n\n") ||
+             put_stripped(o, m[i].content, strlen(m[i].content)) || put(o, "<|eot_id|>");
+    if (rc == 0 && gen)
+        rc = put(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return rc ? ERR_NOMEM : 0;
+}
+
+static int render_custom(const chat_template_t *tp, const chat_msg_t *m, size_t n, int gen,
+                         tok_text_t *o)
+{
+    int rc = put(o, tp->bos);
+    if (rc == 0 && n > 0 && tp->default_system != NULL && role_of(&m[0]) != CHAT_SYSTEM)
+        rc = put(o, tp->prefix[CHAT_SYSTEM]) || put(o, tp->default_system) ||
+             put(o, tp->suffix[CHAT_SYSTEM]);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int r = role_of(&m[i]);
+        rc = put(o, tp->prefix[r]) || put(o, m[i].content) || put(o, tp->suffix[r]);
+    }
+    if (rc == 0 && gen)
+        rc = put(o, tp->generation_prompt);
+    return rc ? ERR_NOMEM : 0;
+}
+
+int chat_render(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
+                int add_generation_prompt, tok_text_t *out, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (role_of(&msgs[i]) < 0)
+            return err_set(err, errlen, ERR_INVALID,
+                           "messages[%zu].role \"%.32s\": want system, user or assistant", i,
+                           msgs[i].role ? msgs[i].role : "(none)");
+        if (msgs[i].content == NULL)
+            return err_set(err, errlen, ERR_INVALID, "messages[%zu].content missing", i);
+    }
+    size_t len0 = out->len;
+    int rc;
+    switch (tp->kind) {
+    case CHAT_CHATML: rc = render_chatml(tp, msgs, n, add_generation_prompt, out); break;
+    case CHAT_LLAMA2: rc = render_llama2(msgs, n, out, err, errlen); break;
+    case CHAT_LLAMA3: rc = render_llama3(msgs, n, add_generation_prompt, out); break;
+    case CHAT_CUSTOM: rc = render_custom(tp, msgs, n, add_generation_prompt, out); break;
+    default: return err_set(err, errlen, ERR_INVALID, "no chat template");
+    }
+    if (rc == ERR_NOMEM)
+        err_set(err, errlen, rc, "out of memory rendering %zu messages", n);
+    if (rc != 0) {
+        out->len = len0;
+        if (out->data != NULL)
+            out->data[len0] = '\0';
+    }
+    return rc;
+}

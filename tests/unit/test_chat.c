@@ -1,0 +1,269 @@
+/*
+ * test_chat.c - chat prompts against jinja2's rendering of the real
+ * templates (tests/ref/gen-chat-goldens.py -> tests/ref/goldens/chat.json:
+ * the default model's SmolLM2 template, Meta's LLaMA-2 and LLaMA-3
+ * templates), template-file parsing, and rejected input.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "err.h"
+#include "gguf.h"
+#include "test.h"
+
+static cJSON *load_goldens(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/ref/goldens/chat.json", test_srcdir());
+    FILE *f = fopen(path, "rb");
+    ASSERT_MSG(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    ASSERT(fread(s, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    s[n] = '\0';
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    ASSERT(j != NULL);
+    return j;
+}
+
+static const char *jstr(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Render every golden case of template `name` with tp (NULL: the built-in
+   kind initialised from the template's text); returns the count. */
+static int check_template(const cJSON *j, const char *name, const chat_template_t *tp)
+{
+    const cJSON *tdef = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "templates"), name);
+    const char *text = jstr(tdef, "text");
+    chat_template_t own;
+    if (tp == NULL) {
+        chat_kind_t kind = chat_template_detect(text);
+        ASSERT_EQ_STR(chat_kind_name(kind), jstr(tdef, "kind"));
+        ASSERT_EQ_INT(chat_template_init(&own, kind, text), 0);
+        tp = &own;
+    }
+    int count = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
+        if (strcmp(jstr(c, "template"), name) != 0)
+            continue;
+        chat_msg_t msgs[16];
+        size_t n = 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(c, "messages")) {
+            msgs[n].role = jstr(m, "role");
+            msgs[n].content = jstr(m, "content");
+            n++;
+        }
+        int gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
+        tok_text_t out;
+        tok_text_init(&out);
+        tok_text_append(&out, "keep", 4);   /* render appends */
+        char err[ERR_MSG_MAX] = "";
+        int rc = chat_render(tp, msgs, n, gen, &out, err, sizeof err);
+        if (cJSON_IsTrue(cJSON_GetObjectItem(c, "error"))) {
+            ASSERT_EQ_INT(rc, ERR_INVALID);
+            ASSERT(strstr(err, "alternate") != NULL);
+            ASSERT(out.len == 4 && strcmp(out.data, "keep") == 0);
+        } else {
+            ASSERT_MSG(rc == 0, "%s: %s", name, err);
+            const char *want = jstr(c, "output");
+            if (strcmp(out.data + 4, want) != 0) {
+                fprintf(stderr, "  want: \"%s\"\n  got:  \"%s\"\n", want, out.data + 4);
+                ASSERT_MSG(0, "%s case %d (gen %d) differs from jinja2", name, count, gen);
+            }
+        }
+        tok_text_close(&out);
+        count++;
+    }
+    if (tp == &own)
+        chat_template_close(&own);
+    return count;
+}
+
+TEST(smollm2_template_matches_jinja)
+{
+    cJSON *j = load_goldens();
+    ASSERT(check_template(j, "smollm2", NULL) >= 20);
+    cJSON_Delete(j);
+}
+
+TEST(llama2_template_matches_jinja)
+{
+    cJSON *j = load_goldens();
+    ASSERT(check_template(j, "llama2", NULL) >= 20);
+    cJSON_Delete(j);
+}
+
+TEST(llama3_template_matches_jinja)
+{
+    cJSON *j = load_goldens();
+    ASSERT(check_template(j, "llama3", NULL) >= 20);
+    cJSON_Delete(j);
+}
+
+/* The golden's SmolLM2 text is the default model's own. */
+TEST(model_template_is_the_golden_one)
+{
+    const char *path = test_model_path();
+    if (path == NULL)
+        TEST_SKIP("default model not fetched");
+    char err[ERR_MSG_MAX] = "";
+    gguf_t *g = NULL;
+    ASSERT_MSG(gguf_create(&g, path, err, sizeof err) == 0, "%s", err);
+    gguf_str_t s;
+    ASSERT_EQ_INT(gguf_get_str(g, "tokenizer.chat_template", &s, err, sizeof err), 0);
+    cJSON *j = load_goldens();
+    const char *want = jstr(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "templates"), "smollm2"),
+                            "text");
+    ASSERT(strlen(want) == s.len && memcmp(want, s.ptr, s.len) == 0);
+    cJSON_Delete(j);
+    gguf_destroy(g);
+}
+
+TEST(detect_and_names)
+{
+    ASSERT_EQ_INT(chat_template_detect(NULL), CHAT_UNKNOWN);
+    ASSERT_EQ_INT(chat_template_detect("{{ messages }}"), CHAT_UNKNOWN);
+    ASSERT_EQ_INT(chat_template_by_name("chatml"), CHAT_CHATML);
+    ASSERT_EQ_INT(chat_template_by_name("llama2"), CHAT_LLAMA2);
+    ASSERT_EQ_INT(chat_template_by_name("llama3"), CHAT_LLAMA3);
+    ASSERT_EQ_INT(chat_template_by_name("vicuna"), CHAT_UNKNOWN);
+    chat_template_t tp;
+    ASSERT_EQ_INT(chat_template_init(&tp, CHAT_UNKNOWN, NULL), ERR_INVALID);
+    /* chatml by name: no default system message */
+    ASSERT_EQ_INT(chat_template_init(&tp, CHAT_CHATML, NULL), 0);
+    ASSERT(!chat_template_has_bos(&tp));
+    chat_msg_t m = { "user", "hi" };
+    tok_text_t out;
+    tok_text_init(&out);
+    ASSERT_EQ_INT(chat_render(&tp, &m, 1, 1, &out, NULL, 0), 0);
+    ASSERT_EQ_STR(out.data, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    tok_text_close(&out);
+    chat_template_close(&tp);
+    /* Qwen2's shape: double quotes around the condition, escaped newline */
+    const char *qwen = "{% for message in messages %}{% if loop.first and messages[0]['role'] "
+                       "!= \"system\" %}{{ '<|im_start|>system\\nYou are a helpful assistant."
+                       "<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+    ASSERT_EQ_INT(chat_template_detect(qwen), CHAT_CHATML);
+    ASSERT_EQ_INT(chat_template_init(&tp, CHAT_CHATML, qwen), 0);
+    ASSERT_EQ_STR(tp.default_system, "You are a helpful assistant.");
+    chat_template_close(&tp);
+    /* a system header built from a message is not a default message */
+    const char *dyn = "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n' + "
+                      "x + '<|im_end|>' }}{% endif %}";
+    ASSERT_EQ_INT(chat_template_init(&tp, CHAT_CHATML, dyn), 0);
+    ASSERT(tp.default_system == NULL);
+    chat_template_close(&tp);
+}
+
+TEST(rejects_bad_messages)
+{
+    chat_template_t tp;
+    ASSERT_EQ_INT(chat_template_init(&tp, CHAT_LLAMA3, NULL), 0);
+    ASSERT(chat_template_has_bos(&tp));
+    chat_msg_t m[2] = { { "user", "hi" }, { "tool", "x" } };
+    tok_text_t out;
+    tok_text_init(&out);
+    char err[ERR_MSG_MAX] = "";
+    ASSERT_EQ_INT(chat_render(&tp, m, 2, 1, &out, err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "messages[1].role") != NULL);
+    ASSERT_EQ_INT(out.len, 0);
+    m[1].role = "assistant";
+    m[1].content = NULL;
+    ASSERT_EQ_INT(chat_render(&tp, m, 2, 1, &out, err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "messages[1].content") != NULL);
+    tok_text_close(&out);
+    chat_template_close(&tp);
+}
+
+static char *write_temp(const char *text)
+{
+    static char path[] = "/tmp/llamad-chat-XXXXXX";
+    strcpy(path, "/tmp/llamad-chat-XXXXXX");
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+/* A template file spelling SmolLM2's format renders what jinja2 does. */
+TEST(file_template_matches_jinja)
+{
+    char *path = write_temp(
+        "# SmolLM2 (ChatML with a default system message)\n"
+        "[chat]\n"
+        "system_prefix = <|im_start|>system\\n\n"
+        "system_suffix = <|im_end|>\\n\r\n"
+        "user_prefix    =   <|im_start|>user\\n   \n"
+        "user_suffix = <|im_end|>\\n\n"
+        "assistant_prefix = \"<|im_start|>assistant\\n\"\n"
+        "assistant_suffix = <|im_end|>\\n\n"
+        "generation_prompt = <|im_start|>assistant\\n\n"
+        "; the default system message\n"
+        "default_system = You are a helpful AI assistant named SmolLM, trained by Hugging Face\n");
+    chat_template_t tp;
+    char err[ERR_MSG_MAX] = "";
+    int rc = chat_template_from_file(&tp, path, err, sizeof err);
+    unlink(path);
+    ASSERT_MSG(rc == 0, "%s", err);
+    ASSERT_EQ_INT(tp.kind, CHAT_CUSTOM);
+    ASSERT(!chat_template_has_bos(&tp));
+    cJSON *j = load_goldens();
+    ASSERT(check_template(j, "smollm2", &tp) >= 20);
+    cJSON_Delete(j);
+    chat_template_close(&tp);
+}
+
+TEST(file_template_errors)
+{
+    static const struct { const char *text, *needle; } cases[] = {
+        { "user_prefix = a\nbogus = b\n", ":2: unknown key \"bogus\"" },
+        { "user_prefix = a\\q\n", ":1: user_prefix: unknown escape" },
+        { "bos = <s>\nbos = <s>\n", ":2: bos given twice" },
+        { "\n\njust text\n", ":3: expected key = value" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = write_temp(cases[i].text);
+        chat_template_t tp;
+        char err[ERR_MSG_MAX] = "";
+        int rc = chat_template_from_file(&tp, path, err, sizeof err);
+        unlink(path);
+        ASSERT_EQ_INT(rc, ERR_FORMAT);
+        ASSERT_MSG(strstr(err, cases[i].needle) && strstr(err, "/tmp/llamad-chat-"),
+                   "\"%s\" lacks \"%s\"", err, cases[i].needle);
+    }
+    chat_template_t tp;
+    char err[ERR_MSG_MAX] = "";
+    ASSERT_EQ_INT(chat_template_from_file(&tp, "/nonexistent/chat.tmpl", err, sizeof err), ERR_IO);
+    ASSERT(strstr(err, "/nonexistent/chat.tmpl") != NULL);
+    /* a BOS line makes has_bos true, and renders once */
+    char *path = write_temp("bos = <s>\nuser_prefix = \"[U] \"\nuser_suffix = \\n\n");
+    ASSERT_EQ_INT(chat_template_from_file(&tp, path, err, sizeof err), 0);
+    unlink(path);
+    ASSERT(chat_template_has_bos(&tp));
+    chat_msg_t m[2] = { { "user", "a" }, { "user", "b" } };
+    tok_text_t out;
+    tok_text_init(&out);
+    ASSERT_EQ_INT(chat_render(&tp, m, 2, 1, &out, NULL, 0), 0);
+    ASSERT_EQ_STR(out.data, "<s>[U] a\n[U] b\n");
+    tok_text_close(&out);
+    chat_template_close(&tp);
+}
+
+TEST_LIST(T(smollm2_template_matches_jinja), T(llama2_template_matches_jinja),
+          T(llama3_template_matches_jinja), T(model_template_is_the_golden_one),
+          T(detect_and_names), T(rejects_bad_messages), T(file_template_matches_jinja),
+          T(file_template_errors))
