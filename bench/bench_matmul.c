@@ -1,0 +1,249 @@
+/*
+ * bench_matmul.c - speed of cpu_matmul on the default model's shapes,
+ * against the machine's memory bandwidth.
+ *
+ *   bench_matmul [--portable] [--quick]
+ *
+ * First the memory: a 1 GiB memcpy (bytes read + bytes written per
+ * second) and a read-only sweep of 1 GiB, each on 1 and 2 threads.  Then
+ * each weight shape of SmolLM2-135M (Q4_1 projections, the Q8_0 output
+ * matrix, and one F32 matrix for comparison) at n_tok 1, 4, 16, 128 on 1
+ * and 2 threads.  "cold" rotates through enough copies of the matrix
+ * (>= 256 MiB) that every call reads its weights from memory, as a
+ * forward pass over a model larger than the last-level cache does; "hot"
+ * repeats one copy, which stays in cache when it fits.  Each figure is
+ * the median of several samples.  GB/s counts weight bytes read per
+ * second; GFLOP/s counts 2 * n_out * n_in * n_tok per call.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../engine/cpu/matmul.h"
+#include "../engine/cpu/pool.h"
+#include "../engine/quant.h"
+
+#define SAMPLES   7
+#define SAMPLE_NS 20000000.0 /* at least this long per sample */
+#define COLD_BYTES (256ull << 20)
+#define MEM_BYTES (1ull << 30)
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static uint64_t rng_state = 12345;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* ------------------------------------------------------------- memory */
+
+typedef struct {
+    uint8_t       *dst;
+    const uint8_t *src;
+    size_t         bytes;  /* per task */
+    uint64_t       sums[2];
+} mem_job_t;
+
+static void copy_cb(void *ctx, uint32_t task, uint32_t thread)
+{
+    (void)thread;
+    mem_job_t *m = ctx;
+    memcpy(m->dst + task * m->bytes, m->src + task * m->bytes, m->bytes);
+}
+
+static void read_cb(void *ctx, uint32_t task, uint32_t thread)
+{
+    mem_job_t *m = ctx;
+    const uint64_t *p = (const uint64_t *)(const void *)(m->src + task * m->bytes);
+    size_t n = m->bytes / 8;
+    uint64_t s[8] = { 0 };
+    for (size_t i = 0; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += p[i + k];
+    m->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+/* Bytes per second of `cb` over MEM_BYTES split into n_threads tasks; per_byte: 2 for a copy. */
+static double mem_rate(pool_t *p, uint32_t n_threads, pool_task_cb cb, mem_job_t *m, double per_byte)
+{
+    double v[3];
+    m->bytes = MEM_BYTES / n_threads;
+    for (int s = 0; s < 3; s++) {
+        double t0 = now_ns();
+        pool_run(p, cb, m, n_threads);
+        v[s] = per_byte * (double)MEM_BYTES / ((now_ns() - t0) * 1e-9);
+    }
+    return median(v, 3);
+}
+
+/* --------------------------------------------------------------- shapes */
+
+typedef struct {
+    const char *name;
+    qtype_t     type;
+    uint32_t    n_out, n_in;
+} shape_t;
+
+static const shape_t shapes[] = {
+    { "attn_q/attn_out", QT_Q4_1, 576, 576 },
+    { "ffn_gate/ffn_up", QT_Q4_1, 1536, 576 },
+    { "ffn_down", QT_Q4_1, 576, 1536 },
+    { "output", QT_Q8_0, 49152, 576 },
+    { "f32 576x576", QT_F32, 576, 576 },
+};
+
+/* A matrix of valid blocks with normal (not subnormal) scales. */
+static void fill_weights(qtype_t type, uint8_t *w, uint64_t bytes)
+{
+    const qtype_info_t *ti = qtype_info(type);
+    for (uint64_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)rng_next();
+    for (uint64_t off = 0; off + ti->block_bytes <= bytes; off += ti->block_bytes) {
+        uint16_t s = f32_to_f16(0.01f), m = f32_to_f16(-0.08f);
+        if (type == QT_F32) {
+            float f = (float)(rng_next() % 2001) / 1000.0f - 1.0f;
+            memcpy(w + off, &f, 4);
+        } else {
+            memcpy(w + off, &s, 2);
+            if (type == QT_Q4_1)
+                memcpy(w + off + 2, &m, 2);
+        }
+    }
+}
+
+/* Median seconds per call, rotating through n_copies copies. */
+static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes,
+                         uint32_t n_copies, const float *x, uint32_t n_tok, float *y)
+{
+    double v[SAMPLES];
+    uint32_t c = 0;
+    cpu_matmul(p, s->type, w, s->n_out, s->n_in, x, n_tok, y); /* warm-up */
+    for (int k = 0; k < SAMPLES; k++) {
+        double t0 = now_ns(), t;
+        int calls = 0;
+        do {
+            cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
+            c = (c + 1) % n_copies;
+            calls++;
+        } while ((t = now_ns() - t0) < SAMPLE_NS);
+        v[k] = t * 1e-9 / calls;
+    }
+    return median(v, SAMPLES);
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--portable") == 0) {
+            cpu_matmul_force_portable(1);
+        } else if (strcmp(argv[i], "--quick") == 0) {
+            quick = 1;
+        } else {
+            fprintf(stderr, "usage: %s [--portable] [--quick]\n", argv[0]);
+            return 2;
+        }
+    }
+
+    pool_t *pools[2] = { NULL, NULL };
+    if (pool_create(&pools[0], 1) != 0 || pool_create(&pools[1], 2) != 0) {
+        fprintf(stderr, "bench_matmul: cannot start threads\n");
+        return 1;
+    }
+
+    double copy_bw[2], read_bw[2];
+    {
+        uint8_t *a = malloc(MEM_BYTES), *b = malloc(MEM_BYTES);
+        if (a == NULL || b == NULL) {
+            fprintf(stderr, "bench_matmul: cannot allocate 2 GiB\n");
+            return 1;
+        }
+        memset(a, 1, MEM_BYTES);
+        memset(b, 2, MEM_BYTES);
+        mem_job_t m = { .dst = b, .src = a };
+        for (int t = 0; t < 2; t++) {
+            copy_bw[t] = mem_rate(pools[t], (uint32_t)t + 1, copy_cb, &m, 2.0);
+            read_bw[t] = mem_rate(pools[t], (uint32_t)t + 1, read_cb, &m, 1.0);
+        }
+        free(a);
+        free(b);
+    }
+    printf("memory: memcpy of 1 GiB (read + written): %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
+           copy_bw[0] * 1e-9, copy_bw[1] * 1e-9);
+    printf("memory: read-only sweep of 1 GiB:         %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
+           read_bw[0] * 1e-9, read_bw[1] * 1e-9);
+    printf("matmul path: %s\n\n", cpu_matmul_path());
+    printf("%-16s %-5s %5s %3s %11s %10s %8s %10s %9s\n", "shape", "type", "n_tok", "thr",
+           "us/call", "GB/s cold", "%memcpy", "GB/s hot", "GFLOP/s");
+
+    static const uint32_t n_toks[] = { 1, 4, 16, 128 };
+    uint32_t max_tok = 128;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const shape_t *s = &shapes[si];
+        uint64_t bytes = 0;
+        qtype_nbytes(s->type, (uint64_t)s->n_out * s->n_in, &bytes);
+        uint32_t n_copies = (uint32_t)((COLD_BYTES + bytes - 1) / bytes);
+        uint8_t *w = malloc(bytes * n_copies);
+        float *x = malloc((size_t)max_tok * s->n_in * sizeof *x);   /* [max_tok, n_in] */
+        float *y = malloc((size_t)max_tok * s->n_out * sizeof *y);  /* [max_tok, n_out] */
+        if (w == NULL || x == NULL || y == NULL) {
+            fprintf(stderr, "bench_matmul: out of memory\n");
+            return 1;
+        }
+        fill_weights(s->type, w, bytes);
+        for (uint32_t c = 1; c < n_copies; c++)
+            memcpy(w + (uint64_t)c * bytes, w, bytes);
+        for (size_t i = 0; i < (size_t)max_tok * s->n_in; i++)
+            x[i] = (float)(rng_next() % 2001) / 1000.0f - 1.0f;
+
+        double per_tok[4][2] = { { 0 } }; /* seconds per token, cold: [n_tok index, threads - 1] */
+        for (size_t ti = 0; ti < sizeof n_toks / sizeof n_toks[0]; ti++) {
+            uint32_t n_tok = n_toks[ti];
+            if (quick && n_tok == 128 && s->n_out > 10000)
+                continue;
+            for (int t = 0; t < 2; t++) {
+                double cold = time_calls(pools[t], s, w, bytes, n_copies, x, n_tok, y);
+                per_tok[ti][t] = cold / n_tok;
+                double hot = time_calls(pools[t], s, w, bytes, 1, x, n_tok, y);
+                double flop = 2.0 * s->n_out * s->n_in * n_tok;
+                printf("%-16s %-5s %5u %3d %11.1f %10.2f %7.0f%% %10.2f %9.2f\n", s->name,
+                       qtype_info(s->type)->name, n_tok, t + 1, cold * 1e6,
+                       (double)bytes / cold * 1e-9, 100.0 * (double)bytes / cold / copy_bw[t],
+                       (double)bytes / hot * 1e-9, flop / cold * 1e-9);
+                fflush(stdout);
+            }
+        }
+        printf("%-16s tokens/s at n_tok 16 over n_tok 1: %.2fx on 1 thread, %.2fx on 2\n",
+               s->name, per_tok[0][0] / per_tok[2][0], per_tok[0][1] / per_tok[2][1]);
+        free(w);
+        free(x);
+        free(y);
+    }
+    pool_destroy(pools[0]);
+    pool_destroy(pools[1]);
+    return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * matmul_kern.h - internal to cpu_matmul: the job that its driver
+ * (matmul.c) hands to the kernels of each code path (matmul.c for the
+ * portable C path, matmul_avx2.c for x86-64 AVX2 + FMA).
+ *
+ * A task is a run of whole groups of MM_ROWS output rows (the driver
+ * sizes it).  Both paths can take a group through the tile: tokens are
+ * taken MM_TOKS at a time; for each such batch the rows' n_in elements
+ * are walked in chunks of MM_KC (a multiple of every block size, and of
+ * 8): the group's rows are dequantised chunk by chunk into a stack tile
+ * (float32 rows are read in place), and every token of the batch adds
+ * that chunk into its per-(token, row) accumulator, which lives in a
+ * stack array between chunks.  The AVX2 path also has kernels that skip
+ * the tile for a few tokens of the small-block types.  None of this
+ * changes the order of the operations on any one output, only where
+ * intermediate values are kept, which is what keeps the result
+ * independent of n_tok and of the thread count (see matmul.h).
+ *
+ * Called on the pool's threads, each task on one thread.
+ */
+#ifndef LLAMAD_CPU_MATMUL_KERN_H
+#define LLAMAD_CPU_MATMUL_KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../quant.h"
+
+#define MM_ROWS 16  /* output rows per group (tile height) */
+#define MM_KC   256 /* elements of a row dequantised at a time */
+#define MM_TOKS 64  /* tokens sharing one pass over the weights */
+
+typedef struct {
+    qtype_t        type;
+    const uint8_t *w;           /* [n_out, row_bytes] */
+    size_t         row_bytes;
+    uint32_t       block_elems;
+    uint32_t       block_bytes;
+    uint32_t       n_out;
+    uint32_t       n_in;
+    uint32_t       n_tok;
+    const float   *x;           /* [n_tok, n_in] */
+    float         *y;           /* [n_tok, n_out] */
+} mm_job_t;
+
+/* Rows [o0, o0 + n) of the job, all tokens: portable C. */
+void cpu_mm_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
+
+/* The same with AVX2 + FMA; call only when cpu_mm_avx2_usable() said yes. */
+void cpu_mm_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
+
+/* Whether this build has the AVX2 kernels and this CPU can run them. */
+int cpu_mm_avx2_usable(void);
+
+#endif

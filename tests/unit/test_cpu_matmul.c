@@ -1,0 +1,344 @@
+/*
+ * test_cpu_matmul.c - the CPU worker pool and the weight matrix products.
+ *
+ * Every weight type is checked against an independent reference: the
+ * matrix dequantised by quant_dequant (the exact reference dequantiser),
+ * multiplied in double precision.  Then the batch-invariance promise of
+ * matmul.h: every row of a multi-token call equals, bit for bit, the
+ * single-token call on that row alone, with 1, 2 or 3 threads.  Both code
+ * paths (portable C and AVX2) run every check.
+ */
+#include "test.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../../engine/cpu/matmul.h"
+#include "../../engine/cpu/pool.h"
+#include "../../engine/err.h"
+#include "../../engine/quant.h"
+
+/* ---------------------------------------------------------------- pool */
+
+typedef struct {
+    _Atomic uint32_t *hits;      /* [n_tasks] */
+    _Atomic uint32_t  bad_thread;
+    uint32_t          n_threads;
+} count_ctx_t;
+
+static void count_cb(void *ctx, uint32_t task, uint32_t thread)
+{
+    count_ctx_t *c = ctx;
+    atomic_fetch_add(&c->hits[task], 1);
+    if (thread >= c->n_threads)
+        atomic_store(&c->bad_thread, 1);
+}
+
+static void run_counted(pool_t *p, uint32_t n_threads, uint32_t n_tasks, uint32_t rounds)
+{
+    _Atomic uint32_t *hits = calloc(n_tasks + 1, sizeof *hits);
+    ASSERT(hits != NULL);
+    count_ctx_t c = { .hits = hits, .n_threads = n_threads };
+    atomic_init(&c.bad_thread, 0);
+    for (uint32_t r = 0; r < rounds; r++)
+        pool_run(p, count_cb, &c, n_tasks);
+    for (uint32_t t = 0; t < n_tasks; t++)
+        ASSERT_EQ_INT(atomic_load(&hits[t]), rounds);
+    ASSERT_EQ_INT(atomic_load(&c.bad_thread), 0);
+    free(hits);
+}
+
+TEST(pool_runs_every_task_once)
+{
+    for (int n = 1; n <= 4; n++) {
+        pool_t *p = NULL;
+        ASSERT_EQ_INT(pool_create(&p, n), 0);
+        ASSERT_EQ_INT(pool_threads(p), n);
+        run_counted(p, (uint32_t)n, 1000, 3);
+        run_counted(p, (uint32_t)n, 1, 5);
+        run_counted(p, (uint32_t)n, 0, 5);
+        pool_destroy(p);
+    }
+    run_counted(NULL, 1, 100, 2); /* NULL pool: the caller runs everything */
+}
+
+/* Thousands of back-to-back jobs, and jobs after the workers fell asleep. */
+TEST(pool_many_runs)
+{
+    pool_t *p = NULL;
+    ASSERT_EQ_INT(pool_create(&p, 3), 0);
+    run_counted(p, 3, 7, 5000);
+    usleep(5000); /* longer than the spin: workers now sleep */
+    run_counted(p, 3, 64, 3);
+    pool_destroy(p);
+}
+
+TEST(pool_rejects_bad_counts)
+{
+    pool_t *p = NULL;
+    ASSERT_EQ_INT(pool_create(&p, 0), ERR_INVALID);
+    ASSERT_EQ_INT(pool_create(&p, POOL_MAX_THREADS + 1), ERR_INVALID);
+    ASSERT(p == NULL);
+    pool_destroy(NULL);
+}
+
+/* ------------------------------------------------------ random weights */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static float rng_float(void)
+{
+    return (float)((double)(rng_next() >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* A block scale: a half of magnitude ~[0.002, 0.05), now and then subnormal. */
+static uint16_t rand_scale(int allow_negative)
+{
+    if (rng_next() % 16 == 0)
+        return (uint16_t)(1 + rng_next() % 0x3ff); /* subnormal: exercises exact conversion */
+    float s = 0.002f + 0.048f * (rng_float() * 0.5f + 0.5f);
+    if (allow_negative && (rng_next() & 1))
+        s = -s;
+    return f32_to_f16(s);
+}
+
+/*
+ * A valid [n_out, n_in] matrix of `type`: random quant bytes (every bit
+ * pattern is a legal quant) with the half-precision scales replaced by
+ * finite values.  Caller frees.
+ */
+static uint8_t *make_weights(qtype_t type, uint32_t n_out, uint32_t n_in)
+{
+    const qtype_info_t *ti = qtype_info(type);
+    ASSERT(ti != NULL);
+    uint64_t bytes = 0;
+    ASSERT_EQ_INT(qtype_nbytes(type, (uint64_t)n_out * n_in, &bytes), 0);
+    uint8_t *w = malloc(bytes + 1);
+    ASSERT(w != NULL);
+    for (uint64_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)rng_next();
+    uint64_t nb = bytes / ti->block_bytes;
+    for (uint64_t i = 0; i < nb; i++) {
+        uint8_t *b = w + i * ti->block_bytes;
+        switch (type) {
+        case QT_F32: {
+            float f = rng_float();
+            memcpy(b, &f, 4);
+            break;
+        }
+        case QT_F16:  put_u16(b, f32_to_f16(rng_float())); break;
+        case QT_BF16: put_u16(b, f32_to_bf16(rng_float())); break;
+        case QT_Q4_0:
+        case QT_Q8_0: put_u16(b, rand_scale(1)); break;
+        case QT_Q4_1:
+        case QT_Q4_K:
+        case QT_Q5_K:
+            put_u16(b, rand_scale(type == QT_Q4_1));
+            put_u16(b + 2, rand_scale(type == QT_Q4_1));
+            break;
+        case QT_Q6_K: put_u16(b + 208, rand_scale(1)); break;
+        default: ASSERT(0);
+        }
+    }
+    return w;
+}
+
+static float *make_x(uint32_t n)
+{
+    float *x = malloc((size_t)n * sizeof *x);
+    ASSERT(x != NULL);
+    for (uint32_t i = 0; i < n; i++)
+        x[i] = rng_float();
+    return x;
+}
+
+/* ----------------------------------------------------------- the check */
+
+/*
+ * One shape: the reference in double, n_tok single-token calls compared
+ * with it, then multi-token calls on 1, 2 and 3 threads compared bit for
+ * bit with the single-token results.
+ */
+static void check_shape(qtype_t type, uint32_t n_out, uint32_t n_in, uint32_t n_tok,
+                        pool_t *const pools[3])
+{
+    uint8_t *w = make_weights(type, n_out, n_in);
+    float *x = make_x(n_tok * n_in);                      /* [n_tok, n_in] */
+    float *wf = malloc((size_t)n_out * n_in * sizeof *wf); /* [n_out, n_in] */
+    float *y1 = malloc((size_t)n_tok * n_out * sizeof *y1); /* [n_tok, n_out] */
+    float *yb = malloc((size_t)n_tok * n_out * sizeof *yb);
+    ASSERT(wf != NULL && y1 != NULL && yb != NULL);
+    ASSERT_EQ_INT(quant_dequant(type, w, wf, (size_t)n_out * n_in), 0);
+    const char *name = qtype_info(type)->name;
+
+    for (uint32_t t = 0; t < n_tok; t++)
+        ASSERT_EQ_INT(cpu_matmul(pools[0], type, w, n_out, n_in, x + (size_t)t * n_in, 1,
+                                 y1 + (size_t)t * n_out), 0);
+
+    double err2 = 0, ref2 = 0;
+    for (uint32_t t = 0; t < n_tok; t++) {
+        for (uint32_t o = 0; o < n_out; o++) {
+            double ref = 0, mag = 0;
+            for (uint32_t i = 0; i < n_in; i++) {
+                double p = (double)wf[(size_t)o * n_in + i] * (double)x[(size_t)t * n_in + i];
+                ref += p;
+                mag += fabs(p);
+            }
+            double got = y1[(size_t)t * n_out + o];
+            ASSERT_MSG(fabs(got - ref) <= 1e-5 * mag + 1e-30,
+                       "%s %ux%u: y[%u][%u] = %.9g, reference %.9g (sum |w x| %.3g)", name,
+                       n_out, n_in, t, o, got, ref, mag);
+            err2 += (got - ref) * (got - ref);
+            ref2 += ref * ref;
+        }
+    }
+    ASSERT_MSG(err2 <= 1e-10 * ref2, "%s %ux%u: relative L2 error %.3g", name, n_out, n_in,
+               sqrt(err2 / ref2));
+
+    /* Batch sizes that reach every kernel shape: 1 to 4 tokens at a time
+     * on the few-token path (up to 8 tokens), the tile path beyond. */
+    const uint32_t batches[5] = { 2, 3, 4, 7, n_tok };
+    for (int pi = 0; pi < 3; pi++) {
+        for (int bi = 0; bi < 5; bi++) {
+            uint32_t nt = batches[bi] < n_tok ? batches[bi] : n_tok;
+            memset(yb, 0xff, (size_t)n_tok * n_out * sizeof *yb);
+            ASSERT_EQ_INT(cpu_matmul(pools[pi], type, w, n_out, n_in, x, nt, yb), 0);
+            for (uint32_t t = 0; t < nt; t++)
+                ASSERT_MSG(memcmp(yb + (size_t)t * n_out, y1 + (size_t)t * n_out,
+                                  n_out * sizeof *yb) == 0,
+                           "%s %ux%u: token %u of %u on %u threads differs from its "
+                           "single-token result", name, n_out, n_in, t, nt,
+                           pool_threads(pools[pi]));
+        }
+    }
+    free(w);
+    free(x);
+    free(wf);
+    free(y1);
+    free(yb);
+}
+
+static void check_type(qtype_t type, int portable)
+{
+    if (!portable && strcmp(cpu_matmul_path(), "avx2") != 0)
+        TEST_SKIP("no AVX2 + FMA on this machine or in this build");
+    cpu_matmul_force_portable(portable);
+    ASSERT_EQ_STR(cpu_matmul_path(), portable ? "portable" : "avx2");
+    rng_state = 1000u * (uint32_t)type + (uint32_t)portable;
+
+    pool_t *pools[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
+
+    uint32_t be = qtype_info(type)->block_elems;
+    uint32_t n_ins[3];
+    if (be == 1) {
+        n_ins[0] = 13; n_ins[1] = 64; n_ins[2] = 584; /* ragged tails, several chunks */
+    } else if (be == QK_SMALL) {
+        n_ins[0] = 32; n_ins[1] = 96; n_ins[2] = 576;
+    } else {
+        n_ins[0] = 256; n_ins[1] = 512; n_ins[2] = 768;
+    }
+    static const uint32_t n_outs[3] = { 1, 7, 33 };
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            check_shape(type, n_outs[a], n_ins[b], 17, pools);
+
+    for (int i = 0; i < 3; i++)
+        pool_destroy(pools[i]);
+}
+
+#define TYPE_TESTS(lower, upper)                                  \
+    TEST(matmul_##lower##_avx2) { check_type(upper, 0); }         \
+    TEST(matmul_##lower##_portable) { check_type(upper, 1); }
+
+TYPE_TESTS(f32, QT_F32)
+TYPE_TESTS(f16, QT_F16)
+TYPE_TESTS(bf16, QT_BF16)
+TYPE_TESTS(q4_0, QT_Q4_0)
+TYPE_TESTS(q4_1, QT_Q4_1)
+TYPE_TESTS(q8_0, QT_Q8_0)
+TYPE_TESTS(q4_k, QT_Q4_K)
+TYPE_TESTS(q5_k, QT_Q5_K)
+TYPE_TESTS(q6_k, QT_Q6_K)
+
+/* More tokens than one pass over the weights takes (matmul_kern.h's MM_TOKS),
+ * and more rows than one task takes. */
+TEST(matmul_long_batch)
+{
+    rng_state = 77;
+    pool_t *pools[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
+    for (int portable = 0; portable < 2; portable++) {
+        if (!portable && strcmp(cpu_matmul_path(), "avx2") != 0)
+            continue;
+        cpu_matmul_force_portable(portable);
+        check_shape(QT_Q4_1, 40, 64, 140, pools);
+        check_shape(QT_F32, 21, 40, 131, pools);
+        check_shape(QT_Q8_0, 200, 64, 5, pools); /* tasks of several row groups */
+        check_shape(QT_F32, 203, 24, 4, pools);
+    }
+    for (int i = 0; i < 3; i++)
+        pool_destroy(pools[i]);
+}
+
+TEST(matmul_rejects_bad_arguments)
+{
+    float x[64] = { 0 }, y[4];
+    uint8_t w[4 * 40] = { 0 };
+    ASSERT_EQ_INT(cpu_matmul(NULL, (qtype_t)99, w, 1, 32, x, 1, y), ERR_UNSUPPORTED);
+    ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q8_0, w, 1, 33, x, 1, y), ERR_INVALID);
+    ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q8_0, NULL, 1, 32, x, 1, y), ERR_INVALID);
+    ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q8_0, w, 1, 32, x, 0, y), 0);
+    y[0] = y[1] = 1.0f;
+    ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q8_0, w, 2, 0, x, 1, y), 0); /* empty rows */
+    ASSERT(y[0] == 0.0f && y[1] == 0.0f);
+    ASSERT_EQ_INT(cpu_embed_row(QT_Q4_K, w, 32, 0, y), ERR_INVALID);
+}
+
+TEST(embed_row_matches_dequant)
+{
+    rng_state = 5;
+    static const qtype_t types[] = { QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q4_1,
+                                     QT_Q8_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        uint32_t n_in = 512, n_rows = 5;
+        uint8_t *w = make_weights(types[k], n_rows, n_in);
+        float *all = malloc((size_t)n_rows * n_in * sizeof *all);
+        float row[512];
+        ASSERT(all != NULL);
+        ASSERT_EQ_INT(quant_dequant(types[k], w, all, (size_t)n_rows * n_in), 0);
+        for (uint32_t r = 0; r < n_rows; r++) {
+            ASSERT_EQ_INT(cpu_embed_row(types[k], w, n_in, r, row), 0);
+            ASSERT(memcmp(row, all + (size_t)r * n_in, sizeof row) == 0);
+        }
+        free(w);
+        free(all);
+    }
+}
+
+TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts),
+          T(matmul_f32_avx2), T(matmul_f32_portable), T(matmul_f16_avx2),
+          T(matmul_f16_portable), T(matmul_bf16_avx2), T(matmul_bf16_portable),
+          T(matmul_q4_0_avx2), T(matmul_q4_0_portable), T(matmul_q4_1_avx2),
+          T(matmul_q4_1_portable), T(matmul_q8_0_avx2), T(matmul_q8_0_portable),
+          T(matmul_q4_k_avx2), T(matmul_q4_k_portable), T(matmul_q5_k_avx2),
+          T(matmul_q5_k_portable), T(matmul_q6_k_avx2), T(matmul_q6_k_portable),
+          T(matmul_long_batch), T(matmul_rejects_bad_arguments),
+          T(embed_row_matches_dequant))
