@@ -45,3 +45,16 @@ int registry_pick(const char *want, const char **chosen, char *desc, size_t desc
     }
     return err_set(err, errlen, ERR_INVALID, "backend: \"%s\" is not auto, cpu or cuda", want);
 }
+
+int registry_create_backend(const char *name, backend_t **out, const model_t *m,
+                            const backend_opts_t *o, char *err, size_t errlen)
+{
+    if (strcmp(name, "cpu") == 0)
+        return cpu_backend_create(out, m, o, err, errlen);
+#ifdef HAVE_CUDA
+    if (strcmp(name, "cuda") == 0)
+        return cuda_backend_create(out, m, o, err, errlen);
+#endif
+    *out = NULL;
+    return err_set(err, errlen, ERR_UNSUPPORTED, "backend: \"%s\" is not built into this llamad", name);
+}

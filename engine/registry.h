@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "backend.h"
+
 /* Whether the CUDA backend was compiled into this binary. */
 int registry_has_cuda(void);
 
@@ -19,5 +21,12 @@ int registry_has_cuda(void);
  */
 int registry_pick(const char *want, const char **chosen, char *desc, size_t desclen,
                   char *err, size_t errlen);
+
+/*
+ * Create the backend named `name` ("cpu" or "cuda", as registry_pick
+ * chose) for model m.  On error *out is NULL and err says why.
+ */
+int registry_create_backend(const char *name, backend_t **out, const model_t *m,
+                            const backend_opts_t *o, char *err, size_t errlen);
 
 #endif

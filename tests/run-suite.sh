@@ -7,14 +7,15 @@
 # A program that dies without reporting a failure counts as one failure.
 #
 # Environment: srcdir, builddir (set by make), PYTHON (the venv's python),
-# LLAMAD_SUITE (space-separated parts to run; default "unit e2e gpu fuzz"),
-# FUZZ_SECONDS (per fuzz target, default 20).
+# LLAMAD_SUITE (space-separated parts to run; default "unit ref e2e gpu fuzz"),
+# FUZZ_SECONDS (per fuzz target, default 30), LLAMAD_BAD_MODELS (the bad-file
+# corpus; made here by tests/corpus/make-bad-*.py when unset).
 
 srcdir=${srcdir:-.}
 builddir=${builddir:-.}
 PYTHON=${PYTHON:-python3}
-FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-parts=${LLAMAD_SUITE:-unit e2e gpu fuzz}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+parts=${LLAMAD_SUITE:-unit ref e2e gpu fuzz}
 export srcdir builddir PYTHON
 
 srcdir_abs=$(cd "$srcdir" && pwd)
@@ -50,8 +51,28 @@ run_prog() {
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 }
 
+# The hand-made bad model files, for the loader tests and as fuzz seeds.
+if [ -z "${LLAMAD_BAD_MODELS:-}" ] && "$PYTHON" -c 'import numpy' 2>/dev/null; then
+    LLAMAD_BAD_MODELS="$builddir_abs/tests/corpus/bad-models"
+    rm -rf "$LLAMAD_BAD_MODELS"
+    mkdir -p "$LLAMAD_BAD_MODELS"
+    "$PYTHON" "$srcdir_abs/tests/corpus/make-bad-ggufs.py" "$LLAMAD_BAD_MODELS" >/dev/null &&
+        "$PYTHON" "$srcdir_abs/tests/corpus/make-bad-safetensors.py" "$LLAMAD_BAD_MODELS" >/dev/null ||
+        echo "run-suite.sh: could not make the bad-model corpus" >&2
+    export LLAMAD_BAD_MODELS
+fi
+
 for part in $parts; do
     case $part in
+    ref)
+        if "$PYTHON" -c 'import numpy, gguf' 2>/dev/null; then
+            run_prog "ref/test_reference.py" "$PYTHON" "$srcdir_abs/tests/ref/test_reference.py" \
+                "$builddir_abs/tests/tools/forward-dump" "$work/ref"
+        else
+            echo "== ref"; echo "SKIP: ref (skipped: numpy and gguf are not installed for $PYTHON)"
+            skipped=$((skipped + 1))
+        fi
+        ;;
     unit)
         for t in "$builddir_abs"/tests/unit/test_*; do
             [ -x "$t" ] && [ -f "$t" ] || continue
@@ -81,9 +102,11 @@ for part in $parts; do
             name=$(basename "$t")
             corpus="$work/corpus-$name"
             mkdir -p "$corpus"
-            seeds="$srcdir_abs/tests/fuzz/seeds/${name#fuzz_}"
-            [ -d "$seeds" ] && cp "$seeds"/* "$corpus"/ 2>/dev/null
-            run_prog "fuzz/$name" sh -c "'$t' -max_total_time=$FUZZ_SECONDS -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 '$corpus' >'$work/fuzz.log' 2>&1 && echo 'PASS: $name ($FUZZ_SECONDS s, no crash)' || { tail -40 '$work/fuzz.log'; echo 'FAIL: $name'; }"
+            seeds=""
+            case $name in
+            fuzz_gguf|fuzz_safetensors) [ -d "${LLAMAD_BAD_MODELS:-}" ] && seeds="$LLAMAD_BAD_MODELS";;
+            esac
+            run_prog "fuzz/$name" sh -c "cd '$work' && '$t' -max_total_time=$FUZZ_SECONDS -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 '$corpus' $seeds >'$work/fuzz.log' 2>&1 && echo 'PASS: $name ($FUZZ_SECONDS s, no crash)' || { tail -40 '$work/fuzz.log'; echo 'FAIL: $name'; }"
         done
         [ $found -eq 1 ] || { echo "== fuzz"; echo "SKIP: fuzz (targets not built: configure --enable-fuzzers)"; skipped=$((skipped + 1)); }
         ;;

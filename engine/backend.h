@@ -1,0 +1,139 @@
+/*
+ * backend.h - the operations a compute backend provides to the forward pass.
+ *
+ * A backend is a small table of function pointers plus an opaque context.
+ * It owns the weights as it needs them (the CPU backend reads the mapped
+ * file in place; the CUDA backend uploads them), the paged KV cache and
+ * every activation buffer.  Activation buffers are opaque handles
+ * (bk_buf_t): forward.c never reads them; each holds a [rows, cols]
+ * matrix of the backend's activation type.  Weights are named by layer
+ * and role.  All operations run on the engine thread, in order; a
+ * backend may queue them (CUDA's stream) and finishes them by the time
+ * `logits` returns.  Operations return 0 or a negative ERR_* code
+ * (ERR_BACKEND for a device failure, which also leaves a message for
+ * bk_last_error).
+ *
+ * KV cache layout, per layer, for K and for V alike:
+ *     [n_blocks, n_head_kv, block_tokens, head_dim]
+ * Position p of a sequence lives in block block_table[p / block_tokens],
+ * slot p % block_tokens.
+ */
+#ifndef LLAMAD_BACKEND_H
+#define LLAMAD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "model.h"
+
+typedef void *bk_buf_t;
+
+/* The roles of a layer's weights. */
+typedef enum {
+    W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_FFN_NORM, W_GATE, W_UP, W_DOWN, W_COUNT
+} w_role_t;
+
+typedef struct {
+    const char *name;
+    void (*destroy)(void *ctx);
+
+    /* Start-up only: an activation buffer of [rows, cols]; NULL when memory is short. */
+    bk_buf_t (*buf_alloc)(void *ctx, uint32_t rows, uint32_t cols);
+
+    /* Take the step's batch (borrowed until `logits` returns). */
+    int (*set_batch)(void *ctx, const batch_t *b);
+
+    /* x[t] = token embedding of batch token t.   x: [n_tokens, n_embd] */
+    int (*embed)(void *ctx, bk_buf_t x);
+
+    /*
+     * If `add` is not NULL, first x += add (the residual).  Then
+     * y = rmsnorm(x) * g, g the layer's W_ATTN_NORM or W_FFN_NORM weight.
+     * x, add, y: [n_tokens, n_embd]
+     */
+    int (*add_rmsnorm)(void *ctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y);
+
+    /* y = x W^T for the layer's weight of role `w`.  x: [n_tokens, n_in], y: [n_tokens, n_out] */
+    int (*matmul)(void *ctx, uint32_t layer, w_role_t w, bk_buf_t x, bk_buf_t y);
+
+    /*
+     * q, k, v = x Wq^T, x Wk^T, x Wv^T (a backend may run one GEMM over the
+     * concatenated weights).  q: [n_tokens, n_head * head_dim]; k, v:
+     * [n_tokens, n_head_kv * head_dim].  Only rope_kv_write reads them.
+     */
+    int (*matmul_qkv)(void *ctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v);
+
+    /* gate, up = x Wgate^T, x Wup^T (one GEMM where the backend can).  Only swiglu reads them. */
+    int (*matmul_gate_up)(void *ctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up);
+
+    /*
+     * Rotate q and k at each token's position (the model's RoPE layout and
+     * frequencies), then write k and v into the KV cache of `layer`.
+     * q: [n_tokens, n_head * head_dim] (rotated in place)
+     * k, v: [n_tokens, n_head_kv * head_dim]
+     */
+    int (*rope_kv_write)(void *ctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v);
+
+    /*
+     * Causal attention of each token over its sequence's positions 0..pos
+     * in the KV cache of `layer` (grouped-query: query head h reads KV head
+     * h / (n_head / n_head_kv)), scaled by 1/sqrt(head_dim).
+     * q, out: [n_tokens, n_head * head_dim]
+     */
+    int (*attention)(void *ctx, uint32_t layer, bk_buf_t q, bk_buf_t out);
+
+    /* gate = silu(gate) * up, elementwise.  gate, up: [n_tokens, n_ff] */
+    int (*swiglu)(void *ctx, bk_buf_t gate, bk_buf_t up);
+
+    /*
+     * For each of the batch's logit rows r: x[r] += add[r], then
+     * out[i] = output(rmsnorm(x[r]) * output_norm).
+     * out: host memory [n_logits, n_vocab] float32.
+     */
+    int (*logits)(void *ctx, bk_buf_t x, bk_buf_t add, float *out);
+
+    /*
+     * Copy rows [0, rows) of a buffer of `cols` columns from or to host
+     * float32 memory (tests and debugging; synchronous).
+     */
+    int (*buf_write)(void *ctx, bk_buf_t buf, const float *host, uint32_t rows, uint32_t cols);
+    int (*buf_read)(void *ctx, bk_buf_t buf, float *host, uint32_t rows, uint32_t cols);
+
+    /* The last device error's message, or "" (for logs and requests). */
+    const char *(*last_error)(void *ctx);
+} backend_ops_t;
+
+typedef struct {
+    const backend_ops_t *ops;
+    void *ctx;
+    uint32_t n_kv_blocks;
+    uint32_t block_tokens;
+} backend_t;
+
+typedef struct {
+    int n_threads;          /* CPU: 0 = one per online core */
+    uint64_t kv_bytes;      /* KV cache size (CUDA: used when gpu_memory_fraction is 0) */
+    double gpu_memory_fraction; /* CUDA: KV pool = this share of the device's memory, less what is in use */
+    int poison;             /* CUDA tests: fill every output with NaN before each operation */
+    uint32_t block_tokens;  /* tokens per KV block (default 16) */
+    uint32_t max_tokens;    /* most tokens in one step */
+} backend_opts_t;
+
+#define BK_DEFAULT_BLOCK_TOKENS 16
+
+/* The CPU backend (engine/cpu/).  On error *out is NULL and err says why. */
+int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
+                       char *err, size_t errlen);
+void backend_destroy(backend_t *b);
+
+/*
+ * The CUDA backend (cuda/), where built.  Weights are uploaded as bf16
+ * (quantised types are dequantised on the device), GEMMs run on cuBLAS,
+ * the KV cache is bf16.  On error *out is NULL and err names the failing
+ * CUDA or cuBLAS call.
+ */
+int cuda_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
+                        char *err, size_t errlen);
+
+#endif

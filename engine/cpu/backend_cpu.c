@@ -1,0 +1,471 @@
+/*
+ * backend_cpu.c - the CPU backend: the reference every other backend is
+ * tested against, and the one that serves where there is no GPU.
+ *
+ * Weights are read in place from the mapped model file (cpu_matmul runs
+ * on the stored quantised blocks); only the small norm vectors are
+ * converted to float32 at start.  Activations and the KV cache are
+ * float32.  Every operation computes each output element with a fixed
+ * sequence of operations that depends on neither the batch nor the thread
+ * count, so a sequence's logits are bit-for-bit the same however it is
+ * batched or chunked.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../backend.h"
+#include "../err.h"
+#include "matmul.h"
+#include "pool.h"
+
+#define MAX_HEAD_DIM 512
+#define MAX_BUFS 32
+
+typedef struct {
+    const model_t *m;
+    pool_t *pool;
+    uint32_t max_tokens;
+    uint32_t n_blocks, B;
+    float *kv;              /* [n_layer, 2, n_blocks, n_head_kv, B, head_dim] */
+    uint64_t kv_layer_stride, kv_block_stride;
+    float *norms;           /* [2 * n_layer + 1, n_embd]: attn, ffn per layer, then output */
+    double *inv_freq;       /* [rope_dim / 2] */
+    float *rope_cos;        /* [max_tokens, rope_dim / 2] */
+    float *rope_sin;        /* [max_tokens, rope_dim / 2] */
+    int32_t *tok_seq;       /* [max_tokens] sequence index of each token */
+    float *logit_x;         /* [max_tokens, n_embd] */
+    const batch_t *batch;
+    void *bufs[MAX_BUFS];
+    uint32_t n_bufs;
+} cpu_t;
+
+/* ---------------------------------------------------------------- helpers */
+
+static const weight_t *layer_weight(const model_t *m, uint32_t l, w_role_t r)
+{
+    const layer_weights_t *w = &m->layers[l];
+    switch (r) {
+    case W_ATTN_NORM: return &w->attn_norm;
+    case W_Q: return &w->wq;
+    case W_K: return &w->wk;
+    case W_V: return &w->wv;
+    case W_O: return &w->wo;
+    case W_FFN_NORM: return &w->ffn_norm;
+    case W_GATE: return &w->w_gate;
+    case W_UP: return &w->w_up;
+    case W_DOWN: return &w->w_down;
+    default: return NULL;
+    }
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * g over one row of n. */
+static void rmsnorm_row(const float *x, const float *g, float *y, uint32_t n, float eps)
+{
+    double ss = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (uint32_t i = 0; i < n; i++)
+        y[i] = x[i] * scale * g[i];
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
+{
+    cpu_t *c = vctx;
+    if (c->n_bufs == MAX_BUFS)
+        return NULL;
+    float *p = aligned_alloc(64, ((uint64_t)rows * cols * sizeof(float) + 63) & ~(uint64_t)63);
+    if (p != NULL)
+        c->bufs[c->n_bufs++] = p;
+    return p;
+}
+
+static int op_set_batch(void *vctx, const batch_t *b)
+{
+    cpu_t *c = vctx;
+    const hparams_t *hp = &c->m->hp;
+    uint32_t half = hp->rope_dim / 2;
+    if (b->n_tokens > c->max_tokens)
+        return ERR_INVALID;
+    c->batch = b;
+    for (uint32_t s = 0; s < b->n_seqs; s++)
+        for (uint32_t i = 0; i < b->seqs[s].n_new; i++)
+            c->tok_seq[b->seqs[s].first + i] = (int32_t)s;
+    for (uint32_t t = 0; t < b->n_tokens; t++) {
+        for (uint32_t i = 0; i < half; i++) {
+            double a = b->pos[t] * c->inv_freq[i];
+            c->rope_cos[(uint64_t)t * half + i] = (float)cos(a);
+            c->rope_sin[(uint64_t)t * half + i] = (float)sin(a);
+        }
+    }
+    return 0;
+}
+
+static int op_embed(void *vctx, bk_buf_t vx)
+{
+    cpu_t *c = vctx;
+    const weight_t *e = &c->m->tok_embd;
+    float *x = vx;
+    for (uint32_t t = 0; t < c->batch->n_tokens; t++) {
+        int rc = cpu_embed_row(e->type, e->data, (uint32_t)e->n_in, (uint32_t)c->batch->tokens[t],
+                               x + (uint64_t)t * e->n_in);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm,
+                          bk_buf_t vy)
+{
+    cpu_t *c = vctx;
+    const hparams_t *hp = &c->m->hp;
+    uint32_t d = hp->n_embd;
+    float *x = vx, *y = vy;
+    const float *add = vadd;
+    const float *g = c->norms + (uint64_t)(2 * layer + (norm == W_FFN_NORM)) * d;
+    for (uint32_t t = 0; t < c->batch->n_tokens; t++) {
+        float *xr = x + (uint64_t)t * d;
+        if (add != NULL)
+            for (uint32_t i = 0; i < d; i++)
+                xr[i] += add[(uint64_t)t * d + i];
+        rmsnorm_row(xr, g, y + (uint64_t)t * d, d, hp->rms_eps);
+    }
+    return 0;
+}
+
+static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y)
+{
+    cpu_t *c = vctx;
+    const weight_t *w = layer_weight(c->m, layer, role);
+    return cpu_matmul(c->pool, w->type, w->data, (uint32_t)w->n_out, (uint32_t)w->n_in, x,
+                      c->batch->n_tokens, y);
+}
+
+static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v)
+{
+    int rc = op_matmul(vctx, layer, W_Q, x, q);
+    if (rc == 0)
+        rc = op_matmul(vctx, layer, W_K, x, k);
+    if (rc == 0)
+        rc = op_matmul(vctx, layer, W_V, x, v);
+    return rc;
+}
+
+static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up)
+{
+    int rc = op_matmul(vctx, layer, W_GATE, x, gate);
+    if (rc == 0)
+        rc = op_matmul(vctx, layer, W_UP, x, up);
+    return rc;
+}
+
+static int op_buf_write(void *vctx, bk_buf_t buf, const float *host, uint32_t rows, uint32_t cols)
+{
+    (void)vctx;
+    memcpy(buf, host, (size_t)rows * cols * sizeof(float));
+    return 0;
+}
+
+static int op_buf_read(void *vctx, bk_buf_t buf, float *host, uint32_t rows, uint32_t cols)
+{
+    (void)vctx;
+    memcpy(host, buf, (size_t)rows * cols * sizeof(float));
+    return 0;
+}
+
+/* Rotate one head's vector in place by the token's angles. */
+static void rope_head(float *v, const float *cs, const float *sn, uint32_t rope_dim,
+                      rope_layout_t layout)
+{
+    uint32_t half = rope_dim / 2;
+    for (uint32_t i = 0; i < half; i++) {
+        uint32_t a = layout == ROPE_LAYOUT_INTERLEAVED ? 2 * i : i;
+        uint32_t b = layout == ROPE_LAYOUT_INTERLEAVED ? 2 * i + 1 : i + half;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
+static float *kv_slot(const cpu_t *c, uint32_t layer, int which, int32_t block, uint32_t kvh,
+                      uint32_t slot)
+{
+    const hparams_t *hp = &c->m->hp;
+    return c->kv + (uint64_t)layer * c->kv_layer_stride +
+           (uint64_t)which * (c->kv_layer_stride / 2) + (uint64_t)block * c->kv_block_stride +
+           ((uint64_t)kvh * c->B + slot) * hp->head_dim;
+}
+
+static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
+{
+    cpu_t *c = vctx;
+    const hparams_t *hp = &c->m->hp;
+    const batch_t *b = c->batch;
+    uint32_t hd = hp->head_dim, half = hp->rope_dim / 2;
+    float *q = vq, *k = vk, *v = vv;
+    uint64_t qrow = (uint64_t)hp->n_head * hd, kvrow = (uint64_t)hp->n_head_kv * hd;
+
+    for (uint32_t t = 0; t < b->n_tokens; t++) {
+        const float *cs = c->rope_cos + (uint64_t)t * half, *sn = c->rope_sin + (uint64_t)t * half;
+        for (uint32_t h = 0; h < hp->n_head; h++)
+            rope_head(q + t * qrow + (uint64_t)h * hd, cs, sn, hp->rope_dim, hp->rope_layout);
+        const batch_seq_t *s = &b->seqs[c->tok_seq[t]];
+        uint32_t pos = (uint32_t)b->pos[t];
+        int32_t block = s->block_table[pos / c->B];
+        for (uint32_t h = 0; h < hp->n_head_kv; h++) {
+            float *kh = k + t * kvrow + (uint64_t)h * hd;
+            rope_head(kh, cs, sn, hp->rope_dim, hp->rope_layout);
+            memcpy(kv_slot(c, layer, 0, block, h, pos % c->B), kh, hd * sizeof(float));
+            memcpy(kv_slot(c, layer, 1, block, h, pos % c->B), v + t * kvrow + (uint64_t)h * hd,
+                   hd * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    cpu_t *c;
+    uint32_t layer;
+    const float *q;
+    float *out;
+} attn_job_t;
+
+/*
+ * One (token, head): online softmax over the sequence's keys 0..pos in
+ * order, a block of keys at a time; the score matrix is never formed.
+ */
+static void attn_task(void *vjob, uint32_t task, uint32_t thread)
+{
+    (void)thread;
+    attn_job_t *job = vjob;
+    cpu_t *c = job->c;
+    const hparams_t *hp = &c->m->hp;
+    const batch_t *b = c->batch;
+    uint32_t hd = hp->head_dim;
+    uint32_t t = task / hp->n_head, h = task % hp->n_head;
+    uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
+    const float *q = job->q + ((uint64_t)t * hp->n_head + h) * hd;
+    float *out = job->out + ((uint64_t)t * hp->n_head + h) * hd;
+    const batch_seq_t *s = &b->seqs[c->tok_seq[t]];
+    uint32_t n_keys = (uint32_t)b->pos[t] + 1;
+    float scale = 1.0f / sqrtf((float)hd);
+
+    float acc[MAX_HEAD_DIM];
+    float scores[64];
+    float mx = -INFINITY, denom = 0.0f;
+    memset(acc, 0, hd * sizeof(float));
+
+    for (uint32_t j0 = 0; j0 < n_keys; j0 += c->B) {
+        uint32_t nb = n_keys - j0 < c->B ? n_keys - j0 : c->B;
+        int32_t block = s->block_table[j0 / c->B];
+        const float *kb = kv_slot(c, job->layer, 0, block, kvh, 0);
+        const float *vb = kv_slot(c, job->layer, 1, block, kvh, 0);
+        float bmax = -INFINITY;
+        for (uint32_t j = 0; j < nb; j++) {
+            const float *kr = kb + (uint64_t)j * hd;
+            float d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+            for (uint32_t i = 0; i < hd; i += 4) {
+                d0 += q[i] * kr[i];
+                d1 += q[i + 1] * kr[i + 1];
+                d2 += q[i + 2] * kr[i + 2];
+                d3 += q[i + 3] * kr[i + 3];
+            }
+            scores[j] = ((d0 + d1) + (d2 + d3)) * scale;
+            if (scores[j] > bmax)
+                bmax = scores[j];
+        }
+        float new_max = bmax > mx ? bmax : mx;
+        float corr = expf(mx - new_max); /* 0 on the first block: mx is -inf */
+        denom *= corr;
+        for (uint32_t i = 0; i < hd; i++)
+            acc[i] *= corr;
+        for (uint32_t j = 0; j < nb; j++) {
+            float p = expf(scores[j] - new_max);
+            denom += p;
+            const float *vr = vb + (uint64_t)j * hd;
+            for (uint32_t i = 0; i < hd; i++)
+                acc[i] += p * vr[i];
+        }
+        mx = new_max;
+    }
+    float inv = 1.0f / denom;
+    for (uint32_t i = 0; i < hd; i++)
+        out[i] = acc[i] * inv;
+}
+
+static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
+{
+    cpu_t *c = vctx;
+    attn_job_t job = { c, layer, q, out };
+    pool_run(c->pool, attn_task, &job, c->batch->n_tokens * c->m->hp.n_head);
+    return 0;
+}
+
+static int op_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
+{
+    cpu_t *c = vctx;
+    float *g = vgate;
+    const float *u = vup;
+    uint64_t n = (uint64_t)c->batch->n_tokens * c->m->hp.n_ff;
+    for (uint64_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    return 0;
+}
+
+static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
+{
+    cpu_t *c = vctx;
+    const model_t *m = c->m;
+    const batch_t *b = c->batch;
+    uint32_t d = m->hp.n_embd;
+    float *x = vx;
+    const float *add = vadd;
+    const float *g = c->norms + (uint64_t)2 * m->hp.n_layer * d;
+    for (uint32_t i = 0; i < b->n_logits; i++) {
+        float *xr = x + (uint64_t)b->logit_rows[i] * d;
+        if (add != NULL)
+            for (uint32_t k = 0; k < d; k++)
+                xr[k] += add[(uint64_t)b->logit_rows[i] * d + k];
+        rmsnorm_row(xr, g, c->logit_x + (uint64_t)i * d, d, m->hp.rms_eps);
+    }
+    if (b->n_logits == 0)
+        return 0;
+    return cpu_matmul(c->pool, m->output.type, m->output.data, (uint32_t)m->output.n_out,
+                      (uint32_t)m->output.n_in, c->logit_x, b->n_logits, out);
+}
+
+static const char *op_last_error(void *vctx)
+{
+    (void)vctx;
+    return "";
+}
+
+static void op_destroy(void *vctx)
+{
+    cpu_t *c = vctx;
+    if (c == NULL)
+        return;
+    for (uint32_t i = 0; i < c->n_bufs; i++)
+        free(c->bufs[i]);
+    pool_destroy(c->pool);
+    free(c->kv);
+    free(c->norms);
+    free(c->inv_freq);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->tok_seq);
+    free(c->logit_x);
+    free(c);
+}
+
+static const backend_ops_t cpu_ops = {
+    .name = "cpu",
+    .destroy = op_destroy,
+    .buf_alloc = op_buf_alloc,
+    .set_batch = op_set_batch,
+    .embed = op_embed,
+    .add_rmsnorm = op_add_rmsnorm,
+    .matmul = op_matmul,
+    .matmul_qkv = op_matmul_qkv,
+    .matmul_gate_up = op_matmul_gate_up,
+    .buf_write = op_buf_write,
+    .buf_read = op_buf_read,
+    .rope_kv_write = op_rope_kv_write,
+    .attention = op_attention,
+    .swiglu = op_swiglu,
+    .logits = op_logits,
+    .last_error = op_last_error,
+};
+
+/* ---------------------------------------------------------------- create */
+
+static int norm_to_f32(const weight_t *w, float *dst)
+{
+    return quant_dequant(w->type, w->data, dst, (size_t)w->n_in);
+}
+
+int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
+                       char *err, size_t errlen)
+{
+    const hparams_t *hp = &m->hp;
+    *out = NULL;
+    if (hp->head_dim > MAX_HEAD_DIM || hp->head_dim % 4 != 0)
+        return err_set(err, errlen, ERR_UNSUPPORTED, "cpu backend: head_dim %u is not supported "
+                       "(a multiple of 4 up to %d)", hp->head_dim, MAX_HEAD_DIM);
+    uint32_t B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
+    if (B > 64)
+        return err_set(err, errlen, ERR_INVALID, "block size %u is above 64", B);
+    uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * B * hp->head_dim * sizeof(float);
+    uint64_t n_blocks = o->kv_bytes / block_bytes;
+    if (n_blocks == 0 || n_blocks > INT32_MAX)
+        return err_set(err, errlen, ERR_INVALID,
+                       "kv-memory: %llu bytes holds no KV block (one block of %u tokens takes %llu bytes)",
+                       (unsigned long long)o->kv_bytes, B, (unsigned long long)block_bytes);
+
+    cpu_t *c = calloc(1, sizeof *c);
+    backend_t *b = calloc(1, sizeof *b);
+    if (c == NULL || b == NULL)
+        goto nomem;
+    c->m = m;
+    c->B = B;
+    c->n_blocks = (uint32_t)n_blocks;
+    c->max_tokens = o->max_tokens;
+    c->kv_block_stride = (uint64_t)hp->n_head_kv * B * hp->head_dim;
+    c->kv_layer_stride = 2 * n_blocks * c->kv_block_stride;
+    int threads = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1)
+        threads = 1;
+    if (pool_create(&c->pool, threads) != 0)
+        goto nomem;
+    uint32_t half = hp->rope_dim / 2;
+    c->kv = calloc(n_blocks, block_bytes);
+    c->norms = malloc(((uint64_t)2 * hp->n_layer + 1) * hp->n_embd * sizeof(float));
+    c->inv_freq = malloc(half * sizeof(double));
+    c->rope_cos = malloc((uint64_t)o->max_tokens * half * sizeof(float));
+    c->rope_sin = malloc((uint64_t)o->max_tokens * half * sizeof(float));
+    c->tok_seq = malloc((uint64_t)o->max_tokens * sizeof(int32_t));
+    c->logit_x = malloc((uint64_t)o->max_tokens * hp->n_embd * sizeof(float));
+    if (!c->kv || !c->norms || !c->inv_freq || !c->rope_cos || !c->rope_sin || !c->tok_seq || !c->logit_x)
+        goto nomem;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        if (norm_to_f32(&m->layers[l].attn_norm, c->norms + (uint64_t)(2 * l) * hp->n_embd) ||
+            norm_to_f32(&m->layers[l].ffn_norm, c->norms + (uint64_t)(2 * l + 1) * hp->n_embd))
+            goto unsupported;
+    }
+    if (norm_to_f32(&m->output_norm, c->norms + (uint64_t)2 * hp->n_layer * hp->n_embd))
+        goto unsupported;
+    for (uint32_t i = 0; i < half; i++) {
+        c->inv_freq[i] = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
+        if (m->rope_freq_factors != NULL)
+            c->inv_freq[i] /= m->rope_freq_factors[i];
+    }
+    b->ops = &cpu_ops;
+    b->ctx = c;
+    b->n_kv_blocks = c->n_blocks;
+    b->block_tokens = B;
+    *out = b;
+    return 0;
+
+unsupported:
+    op_destroy(c);
+    free(b);
+    return err_set(err, errlen, ERR_UNSUPPORTED, "cpu backend: a norm weight has an unsupported type");
+nomem:
+    op_destroy(c);
+    free(b);
+    return err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory (KV cache %llu bytes)",
+                   (unsigned long long)(n_blocks * block_bytes));
+}
+
+void backend_destroy(backend_t *b)
+{
+    if (b == NULL)
+        return;
+    b->ops->destroy(b->ctx);
+    free(b);
+}

@@ -1,0 +1,104 @@
+/*
+ * forward.c - the LLaMA forward pass, as the paper describes it:
+ *
+ *   x = embed(tokens)
+ *   for each layer:
+ *       h = rmsnorm(x) * g_attn                   pre-normalisation
+ *       q, k, v = Wq h, Wk h, Wv h                 k, v: n_head_kv heads (GQA)
+ *       q, k = rope(q), rope(k); cache k, v        rotary positions
+ *       x = x + Wo attention(q, cached k, v)       causal
+ *       h = rmsnorm(x) * g_ffn
+ *       x = x + W2 (silu(W1 h) * W3 h)             SwiGLU
+ *   logits = Wout (rmsnorm(x) * g_out)             only the rows that want them
+ *
+ * Residual adds ride on the next operation (add_rmsnorm, logits) so a
+ * backend can fuse them.
+ */
+#include "forward.h"
+
+#include <stdlib.h>
+
+#include "err.h"
+
+struct forward {
+    const model_t *m;
+    backend_t *b;
+    uint32_t max_tokens;
+    bk_buf_t x;    /* [T, n_embd] the residual stream */
+    bk_buf_t h;    /* [T, n_embd] normalised input of a sub-layer */
+    bk_buf_t y;    /* [T, n_embd] a sub-layer's output, added to x next */
+    bk_buf_t q;    /* [T, n_head * head_dim] */
+    bk_buf_t k;    /* [T, n_head_kv * head_dim] */
+    bk_buf_t v;    /* [T, n_head_kv * head_dim] */
+    bk_buf_t att;  /* [T, n_head * head_dim] */
+    bk_buf_t gate; /* [T, n_ff] */
+    bk_buf_t up;   /* [T, n_ff] */
+};
+
+int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max_tokens,
+                   char *err, size_t errlen)
+{
+    const hparams_t *hp = &m->hp;
+    const backend_ops_t *ops = b->ops;
+    *out = NULL;
+    forward_t *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return err_set(err, errlen, ERR_NOMEM, "out of memory");
+    f->m = m;
+    f->b = b;
+    f->max_tokens = max_tokens;
+    uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    f->x = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd);
+    f->h = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd);
+    f->y = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd);
+    f->q = ops->buf_alloc(b->ctx, max_tokens, qd);
+    f->k = ops->buf_alloc(b->ctx, max_tokens, kvd);
+    f->v = ops->buf_alloc(b->ctx, max_tokens, kvd);
+    f->att = ops->buf_alloc(b->ctx, max_tokens, qd);
+    f->gate = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff);
+    f->up = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff);
+    if (!f->x || !f->h || !f->y || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up) {
+        free(f);
+        return err_set(err, errlen, ERR_NOMEM,
+                       "%s backend: no memory for the activations of %u tokens", ops->name, max_tokens);
+    }
+    *out = f;
+    return 0;
+}
+
+void forward_destroy(forward_t *f)
+{
+    free(f); /* the buffers belong to the backend */
+}
+
+#define TRY(call)                  \
+    do {                           \
+        int rc_ = (call);          \
+        if (rc_ != 0)              \
+            return rc_;            \
+    } while (0)
+
+int forward_step(forward_t *f, const batch_t *batch, float *logits)
+{
+    const backend_ops_t *ops = f->b->ops;
+    void *bk = f->b->ctx;
+    if (batch->n_tokens == 0 || batch->n_tokens > f->max_tokens)
+        return ERR_INVALID;
+
+    TRY(ops->set_batch(bk, batch));
+    TRY(ops->embed(bk, f->x));
+    for (uint32_t l = 0; l < f->m->hp.n_layer; l++) {
+        /* attention sub-layer (the previous layer's FFN output joins x first) */
+        TRY(ops->add_rmsnorm(bk, f->x, l == 0 ? NULL : f->y, l, W_ATTN_NORM, f->h));
+        TRY(ops->matmul_qkv(bk, l, f->h, f->q, f->k, f->v));
+        TRY(ops->rope_kv_write(bk, l, f->q, f->k, f->v));
+        TRY(ops->attention(bk, l, f->q, f->att));
+        TRY(ops->matmul(bk, l, W_O, f->att, f->y));
+        /* feed-forward sub-layer */
+        TRY(ops->add_rmsnorm(bk, f->x, f->y, l, W_FFN_NORM, f->h));
+        TRY(ops->matmul_gate_up(bk, l, f->h, f->gate, f->up));
+        TRY(ops->swiglu(bk, f->gate, f->up));
+        TRY(ops->matmul(bk, l, W_DOWN, f->gate, f->y));
+    }
+    return ops->logits(bk, f->x, f->y, logits);
+}

@@ -1,0 +1,33 @@
+/*
+ * forward.h - the transformer forward pass over one ragged batch, written
+ * once against the backend's operations (backend.h).
+ *
+ * Owns the activation buffers, allocated from the backend at creation for
+ * the largest step (max_tokens); forward_step allocates nothing.  Engine
+ * thread only.
+ */
+#ifndef LLAMAD_FORWARD_H
+#define LLAMAD_FORWARD_H
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "batch.h"
+#include "model.h"
+
+typedef struct forward forward_t;
+
+/* The model and backend are borrowed until forward_destroy. */
+int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max_tokens,
+                   char *err, size_t errlen);
+void forward_destroy(forward_t *f);
+
+/*
+ * Run one step: write every token's K and V into the cache and the
+ * next-token logits of the batch's logit rows into
+ * logits[n_logits, n_vocab] (host memory).  Returns 0 or the backend's
+ * error.
+ */
+int forward_step(forward_t *f, const batch_t *batch, float *logits);
+
+#endif

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The engine's forward pass against the independent numpy reference.
+
+Run by tests/run-suite.sh (part "ref") with the venv's python:
+
+    test_reference.py FORWARD_DUMP WORKDIR
+
+* The default model (when fetched): for several prompts, the last-position
+  logits agree within 1e-3 relative L2, and the greedy continuation of 64
+  tokens is identical (prefilled in chunks of 7 tokens, so chunked prefill
+  is covered too).
+* Random-weight models made by make-hf-model.py, each in Hugging Face layout
+  (half-split RoPE) and as its GGUF twin (Q/K rows permuted, interleaved
+  RoPE): every position's logits agree with the reference within 1e-3, for
+  GQA ratios 1, 3 and 8, tied and separate output embeddings, LLaMA-3 RoPE
+  scaling, head sizes 64 and 128.
+
+Prints PASS/FAIL/SKIP lines.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import ref_forward  # noqa: E402
+
+fwd, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+failed = 0
+
+
+def report(ok, name, detail):
+    global failed
+    print(f"{'PASS' if ok else 'FAIL'}: {name} ({detail})", flush=True)
+    failed += not ok
+
+
+def rel_l2(ours, ref):
+    err = np.linalg.norm(ours - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    return float(err.max()) if np.all(np.isfinite(ours)) else float("inf")
+
+
+def dump(model, tokens, *extra):
+    out = os.path.join(work, "ours.f32")
+    toks = os.path.join(work, "ours.txt")
+    r = subprocess.run([fwd, model, "--tokens", ",".join(map(str, tokens)), "--out", out,
+                        "--tokens-out", toks, *extra], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    logits = np.fromfile(out, dtype=np.float32)
+    ids = []
+    if os.path.exists(toks):
+        with open(toks) as f:
+            ids = [int(x) for x in f.read().replace(",", " ").split()]
+        os.unlink(toks)
+    return logits, ids
+
+
+# ---------------------------------------------------------------- the default model
+
+model_path = os.environ.get("LLAMAD_TEST_MODEL") or os.path.join(
+    os.environ.get("LLAMAD_SRCDIR", os.path.join(HERE, "..", "..")), "models",
+    "SmolLM2-135M-Instruct.Q4_1.gguf")
+PROMPTS = [
+    [504, 3458, 282, 4649, 314],                                   # "The capital of France is"
+    [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712,
+     8182, 2, 198, 1, 4093, 198, 1780, 359, 260, 1345, 2790, 282, 260, 4649, 47, 2, 198, 1, 520, 9531, 198],
+    [23711, 2464, 253, 655, 28, 665, 2117, 30, 1035, 260, 6134, 28, 253, 5148, 9144, 1116, 282],
+]
+if os.path.exists(model_path):
+    model = ref_forward.load_model(model_path)
+    V = model.n_vocab
+    for i, toks in enumerate(PROMPTS):
+        name = f"reference default model prompt {i} ({len(toks)} tokens)"
+        try:
+            ref_ids, margin = ref_forward.greedy(model, toks, 64)
+            ref_last = ref_forward.forward_logits(model, toks)
+            ours, ids = dump(model_path, toks, "--greedy", "64", "--chunk", "7")
+            e = rel_l2(ours.reshape(-1, V)[-1:], ref_last[-1:])
+            report(e < 1e-3, name + " logits", f"rel_l2 {e:.2e}, tol 1e-3")
+            same = ids == [int(x) for x in ref_ids]
+            first = next((k for k in range(64) if k >= len(ids) or ids[k] != ref_ids[k]), 64)
+            report(same, name + " greedy 64 tokens",
+                   "identical" if same else f"first difference at {first}, reference margin {margin[first]:.3f}")
+        except RuntimeError as ex:
+            report(False, name, str(ex))
+else:
+    print(f"SKIP: reference default model (skipped: {model_path} not fetched)")
+
+# ---------------------------------------------------------------- random models, both layouts
+
+CONFIGS = [
+    ("gqa1-hd64", ["--dim", "256", "--heads", "4", "--kv-heads", "4", "--ff", "512"]),
+    ("gqa3-hd64-tied", ["--dim", "384", "--heads", "6", "--kv-heads", "2", "--ff", "768", "--tied"]),
+    ("gqa8-hd128", ["--dim", "1024", "--heads", "8", "--kv-heads", "1", "--head-dim", "128", "--ff", "1024"]),
+    ("gqa2-hd128-llama3", ["--dim", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128", "--ff", "768",
+                           "--llama3-rope"]),
+]
+tok_json = os.path.join(work, "tokenizer.json")
+if not os.path.exists(tok_json) and os.path.exists(model_path):
+    subprocess.run([sys.executable, os.path.join(HERE, "gguf-to-tokenizer-json.py"), model_path, tok_json],
+                   check=True)
+tokens = [int(t) for t in np.random.default_rng(3).integers(3, 255, size=37)]
+for name, args in CONFIGS:
+    d = os.path.join(work, name)
+    gg = d + ".gguf"
+    cmd = [sys.executable, os.path.join(HERE, "make-hf-model.py"), d, "--layers", "2", "--seed", "5",
+           "--gguf", gg, *args]
+    if os.path.exists(tok_json):
+        cmd += ["--tokenizer-json", tok_json, "--gguf-tokenizer-from", model_path]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        report(False, f"reference random {name}", "make-hf-model.py failed: " + r.stderr[-500:])
+        continue
+    ref = ref_forward.forward_logits(ref_forward.load_model(d), tokens, all_rows=True)
+    for layout, path in (("hf", d), ("gguf", gg)):
+        try:
+            ours, _ = dump(path, tokens, "--all", "--chunk", "7")
+            e = rel_l2(ours.reshape(len(tokens), -1), ref)
+            report(e < 1e-3, f"reference random {name} {layout} layout", f"all {len(tokens)} positions, "
+                   f"rel_l2 {e:.2e}, tol 1e-3")
+        except RuntimeError as ex:
+            report(False, f"reference random {name} {layout} layout", str(ex))
+sys.exit(1 if failed else 0)
