@@ -1,0 +1,212 @@
+/*
+ * bench_cuda - the CUDA backend on a random-weight LLaMA-2-7B-shaped model
+ * made on the device (no download), next to the device's own limits
+ * measured in the same run:
+ *
+ *   bench-cuda [--layers N] [--kv-heads N]
+ *
+ * Reports decode tokens/s at batch 1, 8, 32 and 128 (context 512),
+ * prefill tokens/s of a 2048-token prompt, and decode attention's share
+ * of bandwidth at a long context; each as a fraction of its limit
+ * (batch-1 decode: weight bytes per step over the copy bandwidth;
+ * prefill: 2 x parameters FLOPs per token over the bf16 GEMM rate).
+ * Times are medians of several runs, host clock around synchronised steps.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/backend.h"
+#include "engine/err.h"
+#include "engine/forward.h"
+#include "engine/model.h"
+#include "engine/registry.h"
+
+void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, size_t desclen);
+void cuda_sync(void);
+
+#define MAXT 2048
+#define MAXSEQ 128
+#define CTX 512
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+static int32_t *tables;     /* [n_kv_blocks]: block i is i; sequence s uses [s * stride, (s + 1) * stride) */
+static uint32_t stride, n_blocks;
+
+/* Give each of n_seq sequences an equal share of the blocks; 0 when a share is under `tokens`. */
+static int set_stride(uint32_t n_seq, uint32_t tokens)
+{
+    stride = n_blocks / n_seq;
+    return stride * 16 >= tokens;
+}
+static int32_t toks[MAXT], pos[MAXT], rows[MAXT];
+static batch_seq_t seqs[MAXSEQ];
+static float *logits;
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "bench-cuda: %s: %s\n", what, err);
+    exit(1);
+}
+
+/* Prefill sequences [0, n_seq) to `len` tokens, several sequences per step. */
+static double prefill_all(forward_t *f, uint32_t n_seq, uint32_t len)
+{
+    double t0 = now_s();
+    uint32_t s = 0, done = 0; /* sequence s has `done` tokens */
+    while (s < n_seq) {
+        uint32_t n = 0, ns = 0;
+        while (s < n_seq && n < MAXT) {
+            uint32_t c = len - done < MAXT - n ? len - done : MAXT - n;
+            seqs[ns] = (batch_seq_t){ tables + (size_t)s * stride, (done + c - 1) / 16 + 1, n, c };
+            for (uint32_t i = 0; i < c; i++, n++) {
+                toks[n] = (int32_t)((s * 7919u + (done + i) * 104729u) % 32000u);
+                pos[n] = (int32_t)(done + i);
+            }
+            rows[ns] = (int32_t)n - 1;
+            ns++;
+            done += c;
+            if (done == len) {
+                s++;
+                done = 0;
+            }
+        }
+        batch_t b = { n, toks, pos, ns, seqs, ns, rows };
+        if (forward_step(f, &b, logits) != 0)
+            die("prefill", "forward_step failed");
+    }
+    cuda_sync();
+    return now_s() - t0;
+}
+
+/* One decode step for sequences [0, n_seq) at position p. */
+static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p)
+{
+    for (uint32_t s = 0; s < n_seq; s++) {
+        toks[s] = (int32_t)((s * 31u + p) % 32000u);
+        pos[s] = (int32_t)p;
+        rows[s] = (int32_t)s;
+        seqs[s] = (batch_seq_t){ tables + (size_t)s * stride, p / 16 + 1, s, 1 };
+    }
+    batch_t b = { n_seq, toks, pos, n_seq, seqs, n_seq, rows };
+    double t0 = now_s();
+    if (forward_step(f, &b, logits) != 0)
+        die("decode", "forward_step failed");
+    return now_s() - t0;
+}
+
+int main(int argc, char **argv)
+{
+    char err[ERR_MSG_MAX], desc[256];
+    uint32_t layers = 32, kv_heads = 32;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--kv-heads")) kv_heads = (uint32_t)atoi(argv[i + 1]);
+    }
+    const char *chosen;
+    if (!registry_has_cuda() || registry_pick("cuda", &chosen, desc, sizeof desc, err, sizeof err) != 0) {
+        printf("bench-cuda: skipped: no CUDA device (%s)\n", desc);
+        return 0;
+    }
+    double bw, tf;
+    cuda_measure_limits(&bw, &tf, desc, sizeof desc);
+    printf("device: %s\n", desc);
+    printf("limits: copy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s (8192^3)\n", bw, tf);
+
+    hparams_t hp;
+    memset(&hp, 0, sizeof hp);
+    hp.n_vocab = 32000; hp.n_embd = 4096; hp.n_layer = layers; hp.n_head = 32; hp.n_head_kv = kv_heads;
+    hp.head_dim = 128; hp.rope_dim = 128; hp.n_ff = 11008; hp.n_ctx_train = 4096;
+    hp.rms_eps = 1e-5f; hp.rope_theta = 10000.0f;
+    model_t *m;
+    if (model_create_synthetic(&m, &hp, QT_BF16, 0, 1, err, sizeof err) != 0)
+        die("model", err);
+    uint64_t params = m->weight_bytes / 2;
+    backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9 };
+    backend_t *b;
+    forward_t *f;
+    double t0 = now_s();
+    if (registry_create_backend("cuda", &b, m, &o, err, sizeof err) != 0)
+        die("backend", err);
+    if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
+        die("forward", err);
+    printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB bf16; set up in %.1f s; "
+           "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, now_s() - t0, b->n_kv_blocks);
+    logits = malloc((size_t)MAXT * hp.n_vocab * sizeof(float));
+    n_blocks = b->n_kv_blocks;
+    tables = malloc((size_t)n_blocks * sizeof(int32_t));
+    for (uint32_t i = 0; i < n_blocks; i++)
+        tables[i] = (int32_t)i;
+
+    /* prefill: one 2048-token prompt, median of 5 */
+    double tp[5];
+    if (!set_stride(1, 2048))
+        die("kv", "not enough KV blocks for a 2048-token prompt");
+    for (int r = 0; r < 5; r++)
+        tp[r] = prefill_all(f, 1, 2048);
+    double t_pre = median(tp, 5);
+    double pre_tps = 2048 / t_pre;
+    double pre_frac = 2.0 * params * pre_tps / (tf * 1e12);
+    printf("\n%-34s %12s %14s %s\n", "measure", "tokens/s", "fraction", "of limit");
+    printf("%-34s %12.0f %13.1f%% %s\n", "prefill, 2048-token prompt", pre_tps, 100 * pre_frac,
+           "bf16 GEMM rate (2 x params FLOP/token)");
+
+    static const uint32_t batches[] = { 1, 8, 32, 128 };
+    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+        uint32_t B = batches[k];
+        if (!set_stride(B, CTX)) {
+            printf("decode, batch %u: skipped (not enough KV blocks)\n", B);
+            continue;
+        }
+        prefill_all(f, B, CTX - 16);
+        double ts[12];
+        for (int r = 0; r < 12; r++)
+            ts[r] = decode_step(f, B, CTX - 16 + (uint32_t)r);
+        double t = median(ts + 2, 10);
+        char name[64];
+        snprintf(name, sizeof name, "decode, batch %u, context 512", B);
+        if (B == 1)
+            printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step)\n", name, B / t, 100 * (m->weight_bytes / t) / (bw * 1e9),
+                   "copy bandwidth (weight bytes/step)", t * 1e3);
+        else
+            printf("%-34s %12.0f %14s (%.2f ms/step)\n", name, B / t, "", t * 1e3);
+    }
+
+    /* decode at a long context: 16 sequences of 2048 tokens; the step's KV
+       bytes and weight bytes over the copy bandwidth */
+    uint32_t LS = 16, LC = 2048;
+    if (set_stride(LS, LC + 16)) {
+        prefill_all(f, LS, LC);
+        double ts[8];
+        for (int r = 0; r < 8; r++)
+            ts[r] = decode_step(f, LS, LC + (uint32_t)r);
+        double t = median(ts + 1, 7);
+        double kv_bytes = (double)LS * (LC + 4) * layers * 2.0 * kv_heads * 128 * 2;
+        printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step, %.1f GB KV)\n", "decode, batch 16, context 2048", LS / t,
+               100 * ((kv_bytes + m->weight_bytes) / t) / (bw * 1e9), "copy bandwidth (KV + weight bytes/step)",
+               t * 1e3, kv_bytes / 1e9);
+    }
+    forward_destroy(f);
+    backend_destroy(b);
+    model_destroy(m);
+    return 0;
+}

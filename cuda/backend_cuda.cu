@@ -1,0 +1,687 @@
+// backend_cuda.cu - the CUDA backend: the operations of engine/backend.h
+// on one stream, GEMMs on cuBLAS (bf16 in, fp32 accumulate), the fused
+// kernels of kernels.cu and attention.cu, and the weights uploaded once
+// as bf16.
+//
+// Activation buffers hold each matrix twice: fp32 (what GEMMs and the
+// residual stream write) and bf16 (what GEMMs read).  Q, K and V come
+// from one GEMM over the concatenated weights into `qkv`; gate and up from
+// one GEMM into `gu`.
+#include <cublas_v2.h>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common.cuh"
+#include "kernels.cuh"
+
+extern "C" {
+#include "../engine/backend.h"
+#include "../engine/err.h"
+#include "../engine/log.h"
+int cuda_dequant(int type, const void *src_dev, void *dst_dev, uint64_t n_elems, cudaStream_t stream);
+int cuda_fill_random(void *dst_dev, uint64_t n, uint64_t seed, float scale, float offset, cudaStream_t stream);
+}
+
+int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *file, int line)
+{
+    if (st->msg[0] == '\0')
+        snprintf(st->msg, sizeof st->msg, "%s failed: %s (%s:%d)", what, detail, file, line);
+    return ERR_BACKEND;
+}
+
+static const char *cublas_str(cublasStatus_t s)
+{
+    switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    default: return "error";
+    }
+}
+
+#define CUBLAS_TRY(st, call)                                                            \
+    do {                                                                                \
+        cublasStatus_t s_ = (call);                                                     \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
+            return cuda_fail((st), #call, cublas_str(s_), __FILE__, __LINE__);         \
+    } while (0)
+
+// Prompt chunks at least this long run on the tensor-core prefill kernel.
+#define PREFILL_MIN 16
+
+// An activation buffer: [rows, cols] in fp32 and in bf16.
+struct cbuf_t {
+    float *f;
+    bf16 *h;
+    uint32_t rows, cols;
+};
+
+struct layer_dev_t {
+    bf16 *wqkv;     // [(n_head + 2 n_kv) * hd, d]
+    bf16 *wo;       // [d, n_head * hd]
+    bf16 *wgu;      // [2 ff, d]
+    bf16 *wdown;    // [d, ff]
+    float *attn_norm, *ffn_norm; // [d]
+};
+
+struct cuda_ctx_t {
+    cuda_err_t err;
+    const model_t *m;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int poison;
+    uint32_t max_tokens, B, n_blocks, max_ctx;
+    uint32_t n_sms;
+
+    std::vector<layer_dev_t> layers;
+    bf16 *tok_embd;         // [V, d]
+    bf16 *output;           // [V, d] (== tok_embd when tied)
+    float *output_norm;     // [d]
+    double *inv_freq;       // [rope_dim / 2]
+    bf16 *kv;               // [n_layer, 2, n_blocks, n_kv, B, hd]
+    uint64_t kv_layer_elems;
+
+    float *qkv;             // [max_tokens, (n_head + 2 n_kv) * hd]
+    float *gu;              // [max_tokens, 2 ff]
+    float *attn_work;       // attention partials
+    uint64_t attn_work_floats;
+    bf16 *logit_x;          // [max_tokens, d]
+    float *logits_dev;      // [max_tokens, V]
+
+    // The batch, packed: tokens, pos, tok_seq [T each], seq_table_off [n_seqs], rows [n_logits], tables
+    int32_t *meta_host;     // pinned
+    int32_t *meta_dev;
+    uint64_t meta_cap;
+    const int32_t *d_tokens, *d_pos, *d_tok_seq, *d_seq_off, *d_rows, *d_tables;
+    const int32_t *d_tiles, *d_rest;   // prefill query tiles {first, count}; the other tokens
+    uint32_t n_tiles, n_rest;
+    const batch_t *batch;
+    uint32_t batch_max_keys;           // over the tokens of d_rest
+
+    std::vector<void *> allocs;
+    std::vector<cbuf_t *> bufs;
+};
+
+static int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes)
+{
+    CU_TRY(&c->err, cudaMalloc(p, bytes ? bytes : 16));
+    c->allocs.push_back(*p);
+    return 0;
+}
+
+static int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes)
+{
+    if (!c->poison)
+        return 0;
+    launch_poison(c->stream, p, bytes);
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
+// ---------------------------------------------------------------- operations
+
+static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    cbuf_t *b = new cbuf_t{ nullptr, nullptr, rows, cols };
+    if (dev_alloc(c, (void **)&b->f, (uint64_t)rows * cols * 4) != 0 ||
+        dev_alloc(c, (void **)&b->h, (uint64_t)rows * cols * 2) != 0) {
+        delete b;
+        return nullptr;
+    }
+    c->bufs.push_back(b);
+    return b;
+}
+
+static int op_set_batch(void *vctx, const batch_t *b)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    uint64_t n_tab = 0;
+    for (uint32_t s = 0; s < b->n_seqs; s++)
+        n_tab += b->seqs[s].n_blocks;
+    uint64_t need = 6ull * b->n_tokens + b->n_seqs + b->n_logits + n_tab;
+    if (b->n_tokens > c->max_tokens || need > c->meta_cap)
+        return ERR_INVALID;
+    int32_t *h = c->meta_host;
+    uint64_t o = 0;
+    memcpy(h + o, b->tokens, b->n_tokens * 4); o += b->n_tokens;
+    memcpy(h + o, b->pos, b->n_tokens * 4); o += b->n_tokens;
+    for (uint32_t s = 0; s < b->n_seqs; s++)
+        for (uint32_t i = 0; i < b->seqs[s].n_new; i++)
+            h[o + b->seqs[s].first + i] = (int32_t)s;
+    o += b->n_tokens;
+    // Prompt chunks of PREFILL_MIN tokens or more go to the tensor-core
+    // kernel in tiles of 64 queries; every other token to flash-decoding.
+    uint64_t off_tiles = o;
+    uint32_t n_tiles = 0;
+    for (uint32_t s = 0; s < b->n_seqs; s++) {
+        if (b->seqs[s].n_new < PREFILL_MIN)
+            continue;
+        for (uint32_t i = 0; i < b->seqs[s].n_new; i += 64) {
+            h[o++] = (int32_t)(b->seqs[s].first + i);
+            h[o++] = (int32_t)(b->seqs[s].n_new - i < 64 ? b->seqs[s].n_new - i : 64);
+            n_tiles++;
+        }
+    }
+    uint64_t off_rest = o;
+    uint32_t n_rest = 0, max_keys = 0;
+    for (uint32_t s = 0; s < b->n_seqs; s++) {
+        if (b->seqs[s].n_new >= PREFILL_MIN)
+            continue;
+        for (uint32_t i = 0; i < b->seqs[s].n_new; i++) {
+            uint32_t t = b->seqs[s].first + i;
+            h[o++] = (int32_t)t;
+            n_rest++;
+            if ((uint32_t)b->pos[t] + 1 > max_keys)
+                max_keys = (uint32_t)b->pos[t] + 1;
+        }
+    }
+    uint64_t off_seq = o;
+    o += b->n_seqs;
+    memcpy(h + o, b->logit_rows, b->n_logits * 4);
+    uint64_t off_rows = o;
+    o += b->n_logits;
+    uint64_t off_tab = o;
+    for (uint32_t s = 0; s < b->n_seqs; s++) {
+        h[off_seq + s] = (int32_t)(o - off_tab);
+        memcpy(h + o, b->seqs[s].block_table, b->seqs[s].n_blocks * 4);
+        o += b->seqs[s].n_blocks;
+    }
+    CU_TRY(&c->err, cudaMemcpyAsync(c->meta_dev, h, o * 4, cudaMemcpyHostToDevice, c->stream));
+    c->d_tokens = c->meta_dev;
+    c->d_pos = c->meta_dev + b->n_tokens;
+    c->d_tok_seq = c->meta_dev + 2 * b->n_tokens;
+    c->d_seq_off = c->meta_dev + off_seq;
+    c->d_rows = c->meta_dev + off_rows;
+    c->d_tables = c->meta_dev + off_tab;
+    c->d_tiles = c->meta_dev + off_tiles;
+    c->d_rest = c->meta_dev + off_rest;
+    c->n_tiles = n_tiles;
+    c->n_rest = n_rest;
+    c->batch = b;
+    c->batch_max_keys = max_keys;
+    return 0;
+}
+
+static int op_embed(void *vctx, bk_buf_t vx)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    cbuf_t *x = (cbuf_t *)vx;
+    uint32_t T = c->batch->n_tokens;
+    if (do_poison(c, x->f, (uint64_t)T * x->cols * 4))
+        return ERR_BACKEND;
+    launch_embed(c->stream, c->d_tokens, c->tok_embd, x->f, T, c->m->hp.n_embd);
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
+static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm, bk_buf_t vy)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    cbuf_t *x = (cbuf_t *)vx, *add = (cbuf_t *)vadd, *y = (cbuf_t *)vy;
+    uint32_t T = c->batch->n_tokens, d = c->m->hp.n_embd;
+    const float *g = norm == W_FFN_NORM ? c->layers[layer].ffn_norm : c->layers[layer].attn_norm;
+    if (do_poison(c, y->h, (uint64_t)T * d * 2))
+        return ERR_BACKEND;
+    launch_add_rmsnorm(c->stream, x->f, add ? add->f : nullptr, nullptr, g, y->h, T, d, c->m->hp.rms_eps);
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
+// y[T, n_out] (fp32) = x[T, n_in] (bf16) W^T, W [n_out, n_in] bf16 row-major.
+static int gemm(cuda_ctx_t *c, const bf16 *w, uint32_t n_out, uint32_t n_in, const bf16 *x, uint32_t T, float *y)
+{
+    const float one = 1.0f, zero = 0.0f;
+    if (do_poison(c, y, (uint64_t)T * n_out * 4))
+        return ERR_BACKEND;
+    // Column-major view: Y^T [n_out, T] = W [n_out, n_in] (stored as its transpose) x X^T [n_in, T].
+    CUBLAS_TRY(&c->err, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &one,
+                                     w, CUDA_R_16BF, (int)n_in, x, CUDA_R_16BF, (int)n_in, &zero,
+                                     y, CUDA_R_32F, (int)n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return 0;
+}
+
+static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_buf_t vy)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    cbuf_t *x = (cbuf_t *)vx, *y = (cbuf_t *)vy;
+    const layer_dev_t &L = c->layers[layer];
+    uint32_t T = c->batch->n_tokens, d = hp->n_embd, qd = hp->n_head * hp->head_dim;
+    uint32_t kvd = hp->n_head_kv * hp->head_dim;
+    switch (role) {
+    case W_Q: return gemm(c, L.wqkv, qd, d, x->h, T, y->f);
+    case W_K: return gemm(c, L.wqkv + (uint64_t)qd * d, kvd, d, x->h, T, y->f);
+    case W_V: return gemm(c, L.wqkv + (uint64_t)(qd + kvd) * d, kvd, d, x->h, T, y->f);
+    case W_O: return gemm(c, L.wo, d, qd, x->h, T, y->f);
+    case W_GATE: return gemm(c, L.wgu, hp->n_ff, d, x->h, T, y->f);
+    case W_UP: return gemm(c, L.wgu + (uint64_t)hp->n_ff * d, hp->n_ff, d, x->h, T, y->f);
+    case W_DOWN: return gemm(c, L.wdown, d, hp->n_ff, x->h, T, y->f);
+    default: return ERR_INVALID;
+    }
+}
+
+static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t q, bk_buf_t k, bk_buf_t v)
+{
+    (void)q; (void)k; (void)v;
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    uint32_t rows = (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
+    return gemm(c, c->layers[layer].wqkv, rows, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->qkv);
+}
+
+static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t gate, bk_buf_t up)
+{
+    (void)gate; (void)up;
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    return gemm(c, c->layers[layer].wgu, 2 * hp->n_ff, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->gu);
+}
+
+static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
+{
+    (void)vk; (void)vv;
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    cbuf_t *q = (cbuf_t *)vq;
+    uint32_t T = c->batch->n_tokens;
+    if (do_poison(c, q->f, (uint64_t)T * q->cols * 4))
+        return ERR_BACKEND;
+    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
+    rope_dims_t dm = { hp->n_head, hp->n_head_kv, hp->head_dim, hp->rope_dim, c->B,
+                       hp->rope_layout == ROPE_LAYOUT_INTERLEAVED };
+    launch_rope_kv(c->stream, c->qkv, q->f, kc, kc + c->kv_layer_elems, c->d_pos, c->d_tok_seq, c->d_seq_off,
+                   c->d_tables, c->inv_freq, T, dm);
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
+static int op_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    cbuf_t *q = (cbuf_t *)vq, *out = (cbuf_t *)vout;
+    uint32_t T = c->batch->n_tokens;
+    if (do_poison(c, out->h, (uint64_t)T * out->cols * 2))
+        return ERR_BACKEND;
+    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
+    attn_args_t a;
+    a.q = q->f;
+    a.kc = kc;
+    a.vc = kc + c->kv_layer_elems;
+    a.out = out->h;
+    a.work = c->attn_work;
+    a.pos = c->d_pos;
+    a.tok_seq = c->d_tok_seq;
+    a.seq_table_off = c->d_seq_off;
+    a.tables = c->d_tables;
+    a.tok_list = c->d_rest;
+    a.n_tokens = c->n_rest;
+    a.n_head = hp->n_head;
+    a.n_kv = hp->n_head_kv;
+    a.head_dim = hp->head_dim;
+    a.block_tokens = c->B;
+    a.scale = 1.0f / sqrtf((float)hp->head_dim);
+    // Split long contexts across blocks when the grid would not fill the GPU.
+    bool split = (uint64_t)c->n_rest * hp->n_head_kv < c->n_sms;
+    a.split_len = split ? 256 : 1u << 30;
+    a.n_splits = split ? cdiv(c->batch_max_keys, a.split_len) : 1;
+    if (a.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * a.n_splits * (hp->head_dim + 2) > c->attn_work_floats) {
+        a.split_len = 1u << 30;
+        a.n_splits = 1;
+    }
+    if (launch_attention(c->stream, &a) != 0 || launch_attention_prefill(c->stream, &a, c->d_tiles, c->n_tiles) != 0)
+        return ERR_UNSUPPORTED;
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
+static int op_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
+{
+    (void)vup;
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    cbuf_t *g = (cbuf_t *)vgate;
+    uint32_t T = c->batch->n_tokens;
+    if (do_poison(c, g->h, (uint64_t)T * g->cols * 2))
+        return ERR_BACKEND;
+    launch_swiglu(c->stream, c->gu, g->h, T, c->m->hp.n_ff);
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
+static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    const batch_t *b = c->batch;
+    cbuf_t *x = (cbuf_t *)vx, *add = (cbuf_t *)vadd;
+    if (b->n_logits == 0)
+        return 0;
+    launch_add_rmsnorm(c->stream, x->f, add ? add->f : nullptr, c->d_rows, c->output_norm, c->logit_x,
+                       b->n_logits, hp->n_embd, hp->rms_eps);
+    CU_LAUNCHED(&c->err);
+    int rc = gemm(c, c->output, hp->n_vocab, hp->n_embd, c->logit_x, b->n_logits, c->logits_dev);
+    if (rc != 0)
+        return rc;
+    CU_TRY(&c->err, cudaMemcpyAsync(out, c->logits_dev, (uint64_t)b->n_logits * hp->n_vocab * 4,
+                                    cudaMemcpyDeviceToHost, c->stream));
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+static int op_buf_write(void *vctx, bk_buf_t vb, const float *host, uint32_t rows, uint32_t cols)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    cbuf_t *b = (cbuf_t *)vb;
+    std::vector<bf16> h((size_t)rows * cols);
+    for (size_t i = 0; i < h.size(); i++)
+        h[i] = __float2bfloat16(host[i]);
+    CU_TRY(&c->err, cudaMemcpyAsync(b->f, host, (uint64_t)rows * cols * 4, cudaMemcpyHostToDevice, c->stream));
+    CU_TRY(&c->err, cudaMemcpyAsync(b->h, h.data(), h.size() * 2, cudaMemcpyHostToDevice, c->stream));
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+static int op_buf_read(void *vctx, bk_buf_t vb, float *host, uint32_t rows, uint32_t cols)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    cbuf_t *b = (cbuf_t *)vb;
+    CU_TRY(&c->err, cudaMemcpyAsync(host, b->f, (uint64_t)rows * cols * 4, cudaMemcpyDeviceToHost, c->stream));
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+static const char *op_last_error(void *vctx)
+{
+    return ((cuda_ctx_t *)vctx)->err.msg;
+}
+
+static void op_destroy(void *vctx)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (c == nullptr)
+        return;
+    if (c->stream)
+        cudaStreamSynchronize(c->stream);
+    for (void *p : c->allocs)
+        cudaFree(p);
+    for (cbuf_t *b : c->bufs)
+        delete b;
+    if (c->meta_host)
+        cudaFreeHost(c->meta_host);
+    if (c->blas)
+        cublasDestroy(c->blas);
+    if (c->stream)
+        cudaStreamDestroy(c->stream);
+    delete c;
+}
+
+static const backend_ops_t cuda_ops = {
+    "cuda",
+    op_destroy,
+    op_buf_alloc,
+    op_set_batch,
+    op_embed,
+    op_add_rmsnorm,
+    op_matmul,
+    op_matmul_qkv,
+    op_matmul_gate_up,
+    op_rope_kv_write,
+    op_attention,
+    op_swiglu,
+    op_logits,
+    op_buf_write,
+    op_buf_read,
+    op_last_error,
+};
+
+// ---------------------------------------------------------------- weights
+
+struct uploader_t {
+    cuda_ctx_t *c;
+    void *staging_host;     // pinned, 2 halves
+    void *staging_dev;      // raw blocks on the device, 2 halves
+    uint64_t half_bytes;
+    int which;
+    cudaEvent_t done[2];
+    uint64_t uploaded, total;
+    int last_pct;
+    uint64_t seed;
+};
+
+// Upload rows [0, n_out) of w, dequantised to bf16, at dst; in pieces of at
+// most half the staging buffer, double-buffered so that reading the file
+// overlaps the copy and the dequantisation of the previous piece.
+static int upload_weight(uploader_t *u, const weight_t *w, bf16 *dst)
+{
+    cuda_ctx_t *c = u->c;
+    uint64_t n_elems = w->n_in * w->n_out;
+    if (w->data == nullptr) { // a synthetic model without host data
+        bool norm = w->n_out == 1;
+        int rc = cuda_fill_random(dst, n_elems, u->seed++ * 0x51ed27u, norm ? 0.2f : 0.02f,
+                                  norm ? 1.0f : 0.0f, c->stream);
+        return rc == 0 ? 0 : cuda_fail(&c->err, "fill_random_kernel", "launch failed", __FILE__, __LINE__);
+    }
+    const qtype_info_t *qi = qtype_info(w->type);
+    uint64_t row_bytes = w->nbytes / w->n_out;
+    uint64_t rows_per = u->half_bytes / row_bytes;
+    if (rows_per == 0)
+        return cuda_fail(&c->err, "upload", "a weight row is larger than the staging buffer", __FILE__, __LINE__);
+    for (uint64_t r0 = 0; r0 < w->n_out; r0 += rows_per) {
+        uint64_t nr = w->n_out - r0 < rows_per ? w->n_out - r0 : rows_per;
+        uint64_t bytes = nr * row_bytes;
+        int h = u->which;
+        u->which ^= 1;
+        CU_TRY(&c->err, cudaEventSynchronize(u->done[h])); // this half's previous copy is finished
+        char *hs = (char *)u->staging_host + h * u->half_bytes;
+        char *ds = (char *)u->staging_dev + h * u->half_bytes;
+        memcpy(hs, (const char *)w->data + r0 * row_bytes, bytes);
+        CU_TRY(&c->err, cudaMemcpyAsync(ds, hs, bytes, cudaMemcpyHostToDevice, c->stream));
+        if (cuda_dequant(w->type, ds, dst + r0 * w->n_in, nr * w->n_in, c->stream) != 0)
+            return cuda_fail(&c->err, "dequant_kernel", qi ? qi->name : "?", __FILE__, __LINE__);
+        CU_TRY(&c->err, cudaEventRecord(u->done[h], c->stream));
+    }
+    u->uploaded += w->nbytes;
+    int pct = (int)(100.0 * u->uploaded / (u->total ? u->total : 1));
+    if (pct / 10 != u->last_pct / 10) {
+        log_info("cuda: uploading weights %d%% (%.0f of %.0f MiB)", pct, u->uploaded / 1048576.0,
+                 u->total / 1048576.0);
+        u->last_pct = pct;
+    }
+    return 0;
+}
+
+static int upload_norm(cuda_ctx_t *c, const weight_t *w, float **dst)
+{
+    if (dev_alloc(c, (void **)dst, w->n_in * 4) != 0)
+        return ERR_BACKEND;
+    std::vector<float> h(w->n_in, 1.0f);
+    if (w->data != nullptr && quant_dequant(w->type, w->data, h.data(), w->n_in) != 0)
+        return cuda_fail(&c->err, "norm weight", "unsupported type", __FILE__, __LINE__);
+    CU_TRY(&c->err, cudaMemcpy(*dst, h.data(), w->n_in * 4, cudaMemcpyHostToDevice));
+    return 0;
+}
+
+static int upload_all(cuda_ctx_t *c)
+{
+    const model_t *m = c->m;
+    const hparams_t *hp = &m->hp;
+    uint64_t d = hp->n_embd, qd = (uint64_t)hp->n_head * hp->head_dim;
+    uint64_t kvd = (uint64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
+    uploader_t u = {};
+    u.c = c;
+    u.half_bytes = 32ull << 20;
+    u.total = m->weight_bytes;
+    u.last_pct = -10;
+    u.seed = 12345;
+    CU_TRY(&c->err, cudaMallocHost(&u.staging_host, 2 * u.half_bytes));
+    int rc = dev_alloc(c, &u.staging_dev, 2 * u.half_bytes);
+    if (rc == 0) {
+        cudaEventCreateWithFlags(&u.done[0], cudaEventDisableTiming);
+        cudaEventCreateWithFlags(&u.done[1], cudaEventDisableTiming);
+        cudaEventRecord(u.done[0], c->stream);
+        cudaEventRecord(u.done[1], c->stream);
+    }
+    c->layers.resize(hp->n_layer);
+    if (rc == 0 && (rc = dev_alloc(c, (void **)&c->tok_embd, d * hp->n_vocab * 2)) == 0)
+        rc = upload_weight(&u, &m->tok_embd, c->tok_embd);
+    if (rc == 0) {
+        if (hp->tied_embeddings)
+            c->output = c->tok_embd;
+        else if ((rc = dev_alloc(c, (void **)&c->output, d * hp->n_vocab * 2)) == 0)
+            rc = upload_weight(&u, &m->output, c->output);
+    }
+    if (rc == 0)
+        rc = upload_norm(c, &m->output_norm, &c->output_norm);
+    for (uint32_t l = 0; rc == 0 && l < hp->n_layer; l++) {
+        const layer_weights_t *w = &m->layers[l];
+        layer_dev_t &L = c->layers[l];
+        if ((rc = dev_alloc(c, (void **)&L.wqkv, (qd + 2 * kvd) * d * 2)) ||
+            (rc = dev_alloc(c, (void **)&L.wo, d * qd * 2)) ||
+            (rc = dev_alloc(c, (void **)&L.wgu, 2 * ff * d * 2)) ||
+            (rc = dev_alloc(c, (void **)&L.wdown, d * ff * 2)) ||
+            (rc = upload_weight(&u, &w->wq, L.wqkv)) ||
+            (rc = upload_weight(&u, &w->wk, L.wqkv + qd * d)) ||
+            (rc = upload_weight(&u, &w->wv, L.wqkv + (qd + kvd) * d)) ||
+            (rc = upload_weight(&u, &w->wo, L.wo)) ||
+            (rc = upload_weight(&u, &w->w_gate, L.wgu)) ||
+            (rc = upload_weight(&u, &w->w_up, L.wgu + ff * d)) ||
+            (rc = upload_weight(&u, &w->w_down, L.wdown)) ||
+            (rc = upload_norm(c, &w->attn_norm, &L.attn_norm)) ||
+            (rc = upload_norm(c, &w->ffn_norm, &L.ffn_norm)))
+            break;
+    }
+    cudaStreamSynchronize(c->stream);
+    if (u.done[0]) {
+        cudaEventDestroy(u.done[0]);
+        cudaEventDestroy(u.done[1]);
+    }
+    cudaFreeHost(u.staging_host);
+    if (rc == 0)
+        CU_TRY(&c->err, cudaGetLastError());
+    return rc;
+}
+
+// ---------------------------------------------------------------- create
+
+static int create(cuda_ctx_t *c, const backend_opts_t *o)
+{
+    const model_t *m = c->m;
+    const hparams_t *hp = &m->hp;
+    int dev = 0;
+    CU_TRY(&c->err, cudaSetDevice(dev));
+    cudaDeviceProp prop;
+    CU_TRY(&c->err, cudaGetDeviceProperties(&prop, dev));
+    c->n_sms = (uint32_t)prop.multiProcessorCount;
+    CU_TRY(&c->err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CUBLAS_TRY(&c->err, cublasCreate(&c->blas));
+    CUBLAS_TRY(&c->err, cublasSetStream(c->blas, c->stream));
+    CUBLAS_TRY(&c->err, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
+
+    int rc = upload_all(c);
+    if (rc != 0)
+        return rc;
+
+    uint32_t half = hp->rope_dim / 2;
+    std::vector<double> inv(half);
+    for (uint32_t i = 0; i < half; i++) {
+        inv[i] = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
+        if (m->rope_freq_factors != nullptr)
+            inv[i] /= m->rope_freq_factors[i];
+    }
+    if ((rc = dev_alloc(c, (void **)&c->inv_freq, half * 8)) != 0)
+        return rc;
+    CU_TRY(&c->err, cudaMemcpy(c->inv_freq, inv.data(), half * 8, cudaMemcpyHostToDevice));
+
+    // Workspace for the step's token budget.
+    uint64_t T = c->max_tokens, qkvd = (uint64_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
+    if ((rc = dev_alloc(c, (void **)&c->qkv, T * qkvd * 4)) ||
+        (rc = dev_alloc(c, (void **)&c->gu, T * 2 * hp->n_ff * 4)) ||
+        (rc = dev_alloc(c, (void **)&c->logit_x, T * hp->n_embd * 2)) ||
+        (rc = dev_alloc(c, (void **)&c->logits_dev, T * hp->n_vocab * 4)))
+        return rc;
+
+    // The KV pool: a share of the device memory, or an explicit size.
+    size_t free_b = 0, total_b = 0;
+    CU_TRY(&c->err, cudaMemGetInfo(&free_b, &total_b));
+    uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * c->B * hp->head_dim * 2;
+    uint64_t kv_bytes = o->kv_bytes;
+    uint64_t reserve = 256ull << 20; // attention workspace, cuBLAS, the batch
+    if (o->gpu_memory_fraction > 0.0) {
+        double keep = (1.0 - o->gpu_memory_fraction) * (double)total_b;
+        kv_bytes = (double)free_b > keep + reserve ? (uint64_t)((double)free_b - keep - reserve) : 0;
+    }
+    uint64_t nb = kv_bytes / block_bytes;
+    if (nb == 0 || nb > INT32_MAX) {
+        snprintf(c->err.msg, sizeof c->err.msg,
+                 "no device memory is left for the KV cache (%.0f MiB free of %.0f MiB)",
+                 free_b / 1048576.0, total_b / 1048576.0);
+        return ERR_NOMEM;
+    }
+    c->n_blocks = (uint32_t)nb;
+    c->kv_layer_elems = (uint64_t)nb * hp->n_head_kv * c->B * hp->head_dim;
+    if ((rc = dev_alloc(c, (void **)&c->kv, nb * block_bytes)) != 0)
+        return rc;
+    CU_TRY(&c->err, cudaMemset(c->kv, 0, nb * block_bytes));
+    uint64_t pool_tokens = (uint64_t)nb * c->B;
+    c->max_ctx = (uint32_t)(pool_tokens < hp->n_ctx_train ? pool_tokens : hp->n_ctx_train);
+
+    // Attention partials: splits are used only when few (token, KV head) pairs fill the GPU.
+    uint64_t max_split_tokens = c->n_sms / hp->n_head_kv + 1;
+    if (max_split_tokens > T)
+        max_split_tokens = T;
+    c->attn_work_floats = max_split_tokens * hp->n_head * cdiv(c->max_ctx, 256) * (hp->head_dim + 2);
+    if ((rc = dev_alloc(c, (void **)&c->attn_work, c->attn_work_floats * 4)) != 0)
+        return rc;
+
+    // The packed batch: 3 ints per token, a table offset per sequence, logit rows, block tables.
+    uint64_t max_tab = T * (uint64_t)cdiv(c->max_ctx, c->B);
+    c->meta_cap = 8 * T + max_tab;
+    CU_TRY(&c->err, cudaMallocHost(&c->meta_host, c->meta_cap * 4));
+    if ((rc = dev_alloc(c, (void **)&c->meta_dev, c->meta_cap * 4)) != 0)
+        return rc;
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
+    log_info("cuda: %s, %u SMs; weights %.0f MiB as bf16; KV cache %u blocks of %u tokens (%.0f MiB)",
+             prop.name, c->n_sms, (double)m->weight_bytes / 1048576.0, c->n_blocks, c->B,
+             nb * block_bytes / 1048576.0);
+    return 0;
+}
+
+extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
+                                   char *err, size_t errlen)
+{
+    const hparams_t *hp = &m->hp;
+    *out = nullptr;
+    if ((hp->head_dim != 64 && hp->head_dim != 128) || hp->n_head % hp->n_head_kv != 0 ||
+        hp->n_head / hp->n_head_kv > 8)
+        return err_set(err, errlen, ERR_UNSUPPORTED,
+                       "cuda backend: head_dim %u with %u heads per KV head is not supported "
+                       "(head_dim 64 or 128, at most 8 heads per KV head)",
+                       hp->head_dim, hp->n_head_kv ? hp->n_head / hp->n_head_kv : 0);
+    cuda_ctx_t *c = new cuda_ctx_t();
+    c->m = m;
+    c->poison = o->poison;
+    c->max_tokens = o->max_tokens;
+    c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
+    int rc = create(c, o);
+    if (rc != 0) {
+        err_set(err, errlen, rc, "cuda backend: %s", c->err.msg[0] ? c->err.msg : "out of memory");
+        op_destroy(c);
+        return rc;
+    }
+    backend_t *b = (backend_t *)calloc(1, sizeof *b);
+    if (b == nullptr) {
+        op_destroy(c);
+        return err_set(err, errlen, ERR_NOMEM, "out of memory");
+    }
+    b->ops = &cuda_ops;
+    b->ctx = c;
+    b->n_kv_blocks = c->n_blocks;
+    b->block_tokens = c->B;
+    *out = b;
+    return 0;
+}

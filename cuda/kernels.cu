@@ -1,0 +1,237 @@
+// kernels.cu - the small fused kernels of the CUDA backend: embedding
+// gather, residual add + RMSNorm, RoPE + KV-cache write, SwiGLU, the
+// logit rows' final norm, and greedy argmax.  Each kernel states its grid.
+#include "common.cuh"
+#include "kernels.cuh"
+
+// ---------------------------------------------------------------- reductions
+
+__device__ static inline float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over a block of blockDim.x threads (a multiple of 32, at most 1024).
+__device__ static float block_sum(float v)
+{
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); // part[] may still be read by a previous call
+    if (lane == 0)
+        part[warp] = v;
+    __syncthreads();
+    int nw = blockDim.x >> 5;
+    v = threadIdx.x < nw ? part[threadIdx.x] : 0.0f;
+    if (warp == 0)
+        v = warp_sum(v);
+    if (threadIdx.x == 0)
+        part[0] = v;
+    __syncthreads();
+    return part[0];
+}
+
+// ---------------------------------------------------------------- embed
+
+// grid: n_tokens, block: 256.  emb: [n_vocab, d] bf16; x: [n_tokens, d]
+__global__ void embed_kernel(const int32_t *__restrict__ tokens, const bf16 *__restrict__ emb,
+                             float *__restrict__ x, uint32_t d)
+{
+    uint64_t row = (uint64_t)tokens[blockIdx.x];
+    for (uint32_t i = threadIdx.x; i < d; i += blockDim.x)
+        x[(uint64_t)blockIdx.x * d + i] = __bfloat162float(emb[row * d + i]);
+}
+
+// ---------------------------------------------------------------- add + rmsnorm
+
+// grid: n_rows, block: 256.  Row r of the output uses row rows[r] (or r when
+// rows is NULL) of x and add.  x, add: [*, d] f32; g: [d] f32; y: [n_rows, d] bf16
+__global__ void add_rmsnorm_kernel(float *__restrict__ x, const float *__restrict__ add,
+                                   const int32_t *__restrict__ rows, const float *__restrict__ g,
+                                   bf16 *__restrict__ y, uint32_t d, float eps)
+{
+    uint64_t src = rows ? (uint64_t)rows[blockIdx.x] : blockIdx.x;
+    float *xr = x + src * d;
+    float ss = 0.0f;
+    for (uint32_t i = threadIdx.x; i < d; i += blockDim.x) {
+        float v = xr[i];
+        if (add != nullptr) {
+            v += add[src * d + i];
+            xr[i] = v;
+        }
+        ss += v * v;
+    }
+    ss = block_sum(ss);
+    float scale = rsqrtf(ss / d + eps);
+    for (uint32_t i = threadIdx.x; i < d; i += blockDim.x)
+        y[(uint64_t)blockIdx.x * d + i] = __float2bfloat16(xr[i] * scale * g[i]);
+}
+
+// ---------------------------------------------------------------- rope + kv write
+
+// grid: n_tokens, block: 128.
+// qkv:   [n_tokens, (n_head + 2 n_kv) * hd] f32, the fused projection
+// q:     [n_tokens, n_head * hd] f32, rotated
+// kc, vc: this layer's cache [n_blocks, n_kv, B, hd] bf16
+__global__ void rope_kv_kernel(const float *__restrict__ qkv, float *__restrict__ q,
+                               bf16 *__restrict__ kc, bf16 *__restrict__ vc,
+                               const int32_t *__restrict__ pos, const int32_t *__restrict__ tok_seq,
+                               const int32_t *__restrict__ seq_table_off,
+                               const int32_t *__restrict__ tables, const double *__restrict__ inv_freq,
+                               rope_dims_t dm)
+{
+    extern __shared__ float cs[]; // [rope_dim / 2] cos, then [rope_dim / 2] sin
+    uint32_t t = blockIdx.x, half = dm.rope_dim / 2;
+    int32_t p = pos[t];
+    for (uint32_t i = threadIdx.x; i < half; i += blockDim.x) {
+        double s, c;
+        sincos((double)p * inv_freq[i], &s, &c);
+        cs[i] = (float)c;
+        cs[half + i] = (float)s;
+    }
+    __syncthreads();
+
+    uint32_t hd = dm.head_dim, nq = dm.n_head, nkv = dm.n_kv;
+    uint64_t row = (uint64_t)(nq + 2 * nkv) * hd;
+    const float *src = qkv + t * row;
+    int32_t blk = tables[seq_table_off[tok_seq[t]] + p / (int32_t)dm.block_tokens];
+    uint32_t slot = (uint32_t)p % dm.block_tokens;
+
+    // Rotated pairs of q heads then k heads; (a, b) per the layout.
+    uint32_t n_pairs = (nq + nkv) * (hd / 2);
+    for (uint32_t w = threadIdx.x; w < n_pairs; w += blockDim.x) {
+        uint32_t h = w / (hd / 2), i = w % (hd / 2);
+        uint32_t a, b;
+        float c = 1.0f, s = 0.0f;
+        if (i < half) {
+            a = dm.interleaved ? 2 * i : i;
+            b = dm.interleaved ? 2 * i + 1 : i + half;
+            c = cs[i];
+            s = cs[half + i];
+        } else {
+            // dimensions past rope_dim are not rotated: pair them up in place
+            uint32_t k = i - half;
+            a = dm.rope_dim + 2 * k;
+            b = a + 1;
+        }
+        float x0 = src[(uint64_t)h * hd + a], x1 = src[(uint64_t)h * hd + b];
+        float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+        if (h < nq) {
+            q[t * (uint64_t)nq * hd + (uint64_t)h * hd + a] = y0;
+            q[t * (uint64_t)nq * hd + (uint64_t)h * hd + b] = y1;
+        } else {
+            uint64_t base = (((uint64_t)blk * nkv + (h - nq)) * dm.block_tokens + slot) * hd;
+            kc[base + a] = __float2bfloat16(y0);
+            kc[base + b] = __float2bfloat16(y1);
+        }
+    }
+    for (uint32_t w = threadIdx.x; w < nkv * hd; w += blockDim.x) {
+        uint32_t h = w / hd, i = w % hd;
+        uint64_t base = (((uint64_t)blk * nkv + h) * dm.block_tokens + slot) * hd;
+        vc[base + i] = __float2bfloat16(src[(uint64_t)(nq + nkv + h) * hd + i]);
+    }
+}
+
+// ---------------------------------------------------------------- swiglu
+
+// grid: cdiv(n_tokens * ff, 256), block: 256.  gu: [n_tokens, 2 ff] f32 (gate | up); out: [n_tokens, ff] bf16
+__global__ void swiglu_kernel(const float *__restrict__ gu, bf16 *__restrict__ out, uint32_t ff,
+                              uint64_t n)
+{
+    uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    uint64_t t = i / ff, j = i % ff;
+    float g = gu[t * 2 * ff + j], u = gu[t * 2 * ff + ff + j];
+    out[i] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+}
+
+// ---------------------------------------------------------------- argmax
+
+// grid: n_rows, block: 1024.  logits: [n_rows, n_vocab]; out: [n_rows]; ties go to the lowest id.
+__global__ void argmax_kernel(const float *__restrict__ logits, int32_t *__restrict__ out, uint32_t n_vocab)
+{
+    const float *row = logits + (uint64_t)blockIdx.x * n_vocab;
+    float best = -INFINITY;
+    int32_t arg = INT32_MAX;
+    for (uint32_t i = threadIdx.x; i < n_vocab; i += blockDim.x) {
+        float v = row[i];
+        if (v > best || (v == best && (int32_t)i < arg)) {
+            best = v;
+            arg = (int32_t)i;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        int32_t oa = __shfl_xor_sync(0xffffffffu, arg, o);
+        if (ob > best || (ob == best && oa < arg)) {
+            best = ob;
+            arg = oa;
+        }
+    }
+    __shared__ float sb[32];
+    __shared__ int32_t sa[32];
+    if ((threadIdx.x & 31) == 0) {
+        sb[threadIdx.x >> 5] = best;
+        sa[threadIdx.x >> 5] = arg;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (unsigned w = 1; w < blockDim.x / 32; w++)
+            if (sb[w] > best || (sb[w] == best && sa[w] < arg)) {
+                best = sb[w];
+                arg = sa[w];
+            }
+        out[blockIdx.x] = arg;
+    }
+}
+
+// NaN everywhere: outputs are poisoned before each operation in tests.
+// grid: cdiv(n, 256), block: 256
+__global__ void poison_kernel(uint32_t *p, uint64_t n_words)
+{
+    uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n_words)
+        p[i] = 0x7fc07fc0u; // a float NaN, and two bf16 NaNs
+}
+
+// ---------------------------------------------------------------- launchers
+
+void launch_embed(cudaStream_t s, const int32_t *tokens, const bf16 *emb, float *x, uint32_t n, uint32_t d)
+{
+    embed_kernel<<<n, 256, 0, s>>>(tokens, emb, x, d);
+}
+
+void launch_add_rmsnorm(cudaStream_t s, float *x, const float *add, const int32_t *rows, const float *g,
+                        bf16 *y, uint32_t n_rows, uint32_t d, float eps)
+{
+    add_rmsnorm_kernel<<<n_rows, 256, 0, s>>>(x, add, rows, g, y, d, eps);
+}
+
+void launch_rope_kv(cudaStream_t s, const float *qkv, float *q, bf16 *kc, bf16 *vc, const int32_t *pos,
+                    const int32_t *tok_seq, const int32_t *seq_table_off, const int32_t *tables,
+                    const double *inv_freq, uint32_t n_tokens, rope_dims_t dm)
+{
+    rope_kv_kernel<<<n_tokens, 128, dm.rope_dim * sizeof(float), s>>>(qkv, q, kc, vc, pos, tok_seq,
+                                                                      seq_table_off, tables, inv_freq, dm);
+}
+
+void launch_swiglu(cudaStream_t s, const float *gu, bf16 *out, uint32_t n_tokens, uint32_t ff)
+{
+    uint64_t n = (uint64_t)n_tokens * ff;
+    swiglu_kernel<<<cdiv(n, 256), 256, 0, s>>>(gu, out, ff, n);
+}
+
+void launch_argmax(cudaStream_t s, const float *logits, int32_t *out, uint32_t n_rows, uint32_t n_vocab)
+{
+    argmax_kernel<<<n_rows, 1024, 0, s>>>(logits, out, n_vocab);
+}
+
+void launch_poison(cudaStream_t s, void *p, uint64_t bytes)
+{
+    uint64_t n = bytes / 4;
+    if (n > 0)
+        poison_kernel<<<cdiv(n, 256), 256, 0, s>>>((uint32_t *)p, n);
+}

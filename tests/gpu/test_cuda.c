@@ -1,0 +1,371 @@
+/*
+ * The CUDA backend against the CPU backend (the reference), on fresh
+ * random inputs: the weight GEMM for every stored type, then whole
+ * forward steps of random-weight models of several shapes over ragged
+ * batches (prefill chunks, decodes, block boundaries, long contexts that
+ * split attention across thread blocks), and the default model's greedy
+ * continuation.  Outputs are poisoned with NaN before every operation, so
+ * an element a kernel fails to write shows up.  Skips without a device.
+ *
+ * Tolerances: the CUDA backend rounds weights, activations before each
+ * GEMM, and the KV cache to bf16 (8 significant bits, relative rounding
+ * error 2^-9); a single GEMM lands near 2e-3 and a whole forward step,
+ * whose rounding errors pass through every layer, within 2e-2 on random
+ * weights.  The default model is quantised (Q4_1) and its logits are
+ * larger and more peaked, and a 30-layer pass over bf16 activations moves
+ * them by up to 6% (relative L2; about 1 logit at the top): 1e-1 there,
+ * with every greedy token equal except at a near tie (the CPU's top two
+ * logits closer than 1), where the comparison of that prompt stops.
+ */
+#include "test.h"
+
+#include <math.h>
+
+#include "../../engine/backend.h"
+#include "../../engine/err.h"
+#include "../../engine/forward.h"
+#include "../../engine/model.h"
+#include "../../engine/registry.h"
+
+static void need_gpu(void)
+{
+    char desc[256], err[ERR_MSG_MAX];
+    const char *chosen;
+    if (!registry_has_cuda())
+        TEST_SKIP("skipped: llamad was built without the CUDA backend");
+    if (registry_pick("cuda", &chosen, desc, sizeof desc, err, sizeof err) != 0)
+        TEST_SKIP("skipped: no CUDA device (%s)", desc);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static float frand(void) /* [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / (1u << 23)) - 1.0);
+}
+
+/* Relative L2 error of `got` against `ref`; NaN or Inf anywhere fails. */
+static double rel_l2(const float *got, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(ref[i]))
+            return INFINITY;
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static hparams_t small_hp(uint32_t d, uint32_t heads, uint32_t kv, uint32_t hd, uint32_t ff, uint32_t layers,
+                          uint32_t vocab)
+{
+    hparams_t hp;
+    memset(&hp, 0, sizeof hp);
+    hp.n_vocab = vocab;
+    hp.n_embd = d;
+    hp.n_layer = layers;
+    hp.n_head = heads;
+    hp.n_head_kv = kv;
+    hp.head_dim = hd;
+    hp.rope_dim = hd;
+    hp.n_ff = ff;
+    hp.n_ctx_train = 4096;
+    hp.rms_eps = 1e-5f;
+    hp.rope_theta = 10000.0f;
+    hp.rope_layout = ROPE_LAYOUT_INTERLEAVED;
+    return hp;
+}
+
+/* ---------------------------------------------------------------- GEMM per type */
+
+static void check_matmul_type(qtype_t t)
+{
+    char err[ERR_MSG_MAX];
+    hparams_t hp = small_hp(256, 4, 2, 64, 512, 1, 512);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, t, 1, 7 + t, err, sizeof err) == 0, "%s", err);
+    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 8, .poison = 1 };
+    backend_t *g;
+    ASSERT_MSG(registry_create_backend("cuda", &g, m, &o, err, sizeof err) == 0, "%s", err);
+    const uint32_t T = 5, n_in = hp.n_ff, n_out = hp.n_embd;
+    float *x = malloc(sizeof(float) * T * n_in), *y = malloc(sizeof(float) * T * n_out);
+    float *w = malloc(sizeof(float) * n_in * n_out), *ref = malloc(sizeof(float) * T * n_out);
+    for (uint32_t i = 0; i < T * n_in; i++)
+        x[i] = frand();
+    const weight_t *wd = &m->layers[0].w_down;
+    ASSERT_EQ_INT(quant_dequant(wd->type, wd->data, w, (size_t)n_in * n_out), 0);
+    for (uint32_t tt = 0; tt < T; tt++)
+        for (uint32_t o2 = 0; o2 < n_out; o2++) {
+            double s = 0;
+            for (uint32_t i = 0; i < n_in; i++)
+                s += (double)w[(size_t)o2 * n_in + i] * x[(size_t)tt * n_in + i];
+            ref[tt * n_out + o2] = (float)s;
+        }
+    int32_t toks[5] = { 1, 2, 3, 4, 5 }, pos[5] = { 0, 1, 2, 3, 4 }, table[1] = { 0 }, row = 4;
+    batch_seq_t s = { table, 1, 0, T };
+    batch_t b = { T, toks, pos, 1, &s, 1, &row };
+    bk_buf_t bx = g->ops->buf_alloc(g->ctx, 8, n_in), by = g->ops->buf_alloc(g->ctx, 8, n_out);
+    ASSERT(bx && by);
+    ASSERT_EQ_INT(g->ops->set_batch(g->ctx, &b), 0);
+    ASSERT_EQ_INT(g->ops->buf_write(g->ctx, bx, x, T, n_in), 0);
+    ASSERT_EQ_INT(g->ops->matmul(g->ctx, 0, W_DOWN, bx, by), 0);
+    ASSERT_EQ_INT(g->ops->buf_read(g->ctx, by, y, T, n_out), 0);
+    double e = rel_l2(y, ref, (size_t)T * n_out);
+    printf("  matmul %-5s rel_l2 %.2e\n", qtype_info(t)->name, e);
+    ASSERT_MSG(e < 1e-2, "matmul on %s: relative L2 error %.3g", qtype_info(t)->name, e);
+    free(x); free(y); free(w); free(ref);
+    backend_destroy(g);
+    model_destroy(m);
+}
+
+TEST(matmul_every_weight_type)
+{
+    need_gpu();
+    qtype_t types[] = { QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        check_matmul_type(types[i]);
+}
+
+/* ---------------------------------------------------------------- whole forward steps */
+
+typedef struct {
+    model_t *m;
+    backend_t *b[2];   /* cpu, cuda */
+    forward_t *f[2];
+    uint32_t max_tokens;
+} pair_t;
+
+static void pair_open(pair_t *p, model_t *m, uint32_t max_tokens)
+{
+    char err[ERR_MSG_MAX];
+    p->m = m;
+    p->max_tokens = max_tokens;
+    const hparams_t *hp = &m->hp;
+    uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * 16 * hp->head_dim * sizeof(float);
+    backend_opts_t o = { .kv_bytes = 400 * block_bytes, .block_tokens = 16, .max_tokens = max_tokens, .poison = 1 };
+    ASSERT_MSG(registry_create_backend("cpu", &p->b[0], m, &o, err, sizeof err) == 0, "%s", err);
+    ASSERT_MSG(registry_create_backend("cuda", &p->b[1], m, &o, err, sizeof err) == 0, "%s", err);
+    for (int k = 0; k < 2; k++)
+        ASSERT_MSG(forward_create(&p->f[k], m, p->b[k], max_tokens, err, sizeof err) == 0, "%s", err);
+}
+
+static void pair_close(pair_t *p)
+{
+    for (int k = 0; k < 2; k++) {
+        forward_destroy(p->f[k]);
+        backend_destroy(p->b[k]);
+    }
+}
+
+/* Run one batch on both backends and compare every logit row. */
+static double pair_step(pair_t *p, const batch_t *b, const char *what, double tol)
+{
+    uint32_t V = p->m->hp.n_vocab;
+    float *l[2];
+    double worst = 0;
+    for (int k = 0; k < 2; k++) {
+        l[k] = malloc(sizeof(float) * V * (b->n_logits ? b->n_logits : 1));
+        int rc = forward_step(p->f[k], b, l[k]);
+        ASSERT_MSG(rc == 0, "%s: %s backend: %s %s", what, k ? "cuda" : "cpu", err_str(rc),
+                   p->b[k]->ops->last_error(p->b[k]->ctx));
+    }
+    for (uint32_t r = 0; r < b->n_logits; r++) {
+        double e = rel_l2(l[1] + (size_t)r * V, l[0] + (size_t)r * V, V);
+        if (e > worst)
+            worst = e;
+        ASSERT_MSG(e < tol, "%s: logit row %u: relative L2 error %.3g (tolerance %g)", what, r, e, tol);
+    }
+    free(l[0]);
+    free(l[1]);
+    return worst;
+}
+
+/* Sequences own disjoint blocks: sequence s uses blocks [s * 64, s * 64 + 64). */
+static int32_t tables[6][64];
+
+static void make_tokens(int32_t *t, uint32_t n, uint32_t V)
+{
+    for (uint32_t i = 0; i < n; i++)
+        t[i] = (int32_t)((frand() * 0.5f + 0.5f) * (V - 1));
+}
+
+/* Prefill tokens [from, to) of sequence s (in steps of max_tokens), comparing the last logits. */
+static double prefill(pair_t *p, int s, const int32_t *toks, uint32_t from, uint32_t to, const char *what,
+                      double tol)
+{
+    int32_t pos[512];
+    double worst = 0;
+    for (uint32_t c0 = from; c0 < to; c0 += p->max_tokens) {
+        uint32_t c = to - c0 < p->max_tokens ? to - c0 : p->max_tokens;
+        for (uint32_t i = 0; i < c; i++)
+            pos[i] = (int32_t)(c0 + i);
+        int32_t row = (int32_t)c - 1;
+        batch_seq_t bs = { tables[s], (c0 + c - 1) / 16 + 1, 0, c };
+        batch_t b = { c, toks + c0, pos, 1, &bs, 1, &row };
+        double e = pair_step(p, &b, what, tol);
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
+static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uint32_t long_len)
+{
+    char err[ERR_MSG_MAX];
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, t, 1, 99, err, sizeof err) == 0, "%s", err);
+    pair_t p;
+    pair_open(&p, m, 256);
+    for (int s = 0; s < 6; s++)
+        for (int k = 0; k < 64; k++)
+            tables[s][k] = s * 64 + (63 - k); /* blocks in reverse order: tables are honoured */
+    uint32_t V = hp.n_vocab;
+    int32_t a[40], bt[700], c[30], d[17], e1[1];
+    make_tokens(a, 40, V);
+    make_tokens(bt, 700, V);
+    make_tokens(c, 30, V);
+    make_tokens(d, 17, V);
+    make_tokens(e1, 1, V);
+    double worst = 0, w;
+
+    /* one prompt in one step, odd length */
+    w = prefill(&p, 0, a, 0, 37, "prefill 37", tol); worst = w > worst ? w : worst;
+    /* a 700-token prompt in chunks of 256 (queries at an offset against cached keys),
+       then decodes at a long context (attention split across blocks) */
+    w = prefill(&p, 1, bt, 0, long_len - 3, "chunked prefill", tol); worst = w > worst ? w : worst;
+    for (uint32_t i = long_len - 3; i < long_len; i++) {
+        w = prefill(&p, 1, bt, i, i + 1, "decode at a long context", tol);
+        worst = w > worst ? w : worst;
+    }
+    /* a ragged batch: one decode, one 17-token prefill, one 1-token prompt */
+    w = prefill(&p, 2, c, 0, 29, "prefill 29", tol); worst = w > worst ? w : worst;
+    int32_t toks[19], pos[19];
+    uint32_t n = 0;
+    toks[n] = c[29]; pos[n++] = 29;
+    for (uint32_t i = 0; i < 17; i++, n++) { toks[n] = d[i]; pos[n] = (int32_t)i; }
+    toks[n] = e1[0]; pos[n++] = 0;
+    batch_seq_t seqs[3] = { { tables[2], 2, 0, 1 }, { tables[3], 2, 1, 17 }, { tables[4], 1, 18, 1 } };
+    int32_t rows[3] = { 0, 17, 18 };
+    batch_t b = { n, toks, pos, 3, seqs, 3, rows };
+    w = pair_step(&p, &b, "ragged batch", tol); worst = w > worst ? w : worst;
+    printf("  %-28s %-5s worst rel_l2 %.2e\n", name, qtype_info(t)->name, worst);
+    pair_close(&p);
+    model_destroy(m);
+}
+
+TEST(forward_head64_gqa1)
+{
+    need_gpu();
+    run_shape("d256 h4 kv4 hd64", small_hp(256, 4, 4, 64, 512, 2, 1000), QT_Q4_1, 2e-2, 700);
+}
+
+TEST(forward_head64_gqa3)
+{
+    need_gpu();
+    run_shape("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 2e-2, 700);
+}
+
+TEST(forward_head128_gqa8_half_rope)
+{
+    need_gpu();
+    hparams_t hp = small_hp(1024, 8, 1, 128, 2048, 2, 3000);
+    hp.rope_layout = ROPE_LAYOUT_HALF;
+    run_shape("d1024 h8 kv1 hd128 half", hp, QT_F16, 2e-2, 700);
+}
+
+TEST(forward_7b_shape_two_layers)
+{
+    need_gpu();
+    run_shape("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K, 2e-2, 300);
+}
+
+/* ---------------------------------------------------------------- the default model */
+
+TEST(default_model_greedy_matches_cpu)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    const char *path = test_model_path();
+    if (path == NULL)
+        TEST_SKIP("default model not present");
+    model_t *m;
+    ASSERT_MSG(model_create(&m, path, "auto", err, sizeof err) == 0, "%s", err);
+    uint32_t V = m->hp.n_vocab;
+    static const int32_t prompts[3][8] = {
+        { 504, 3458, 282, 4649, 314, 0, 0, 0 },         /* "The capital of France is" */
+        { 1, 4093, 2114, 253, 655, 30, 0, 0 },
+        { 2683, 1096, 253, 655, 28, 665, 2117, 30 },
+    };
+    static const uint32_t lens[3] = { 5, 6, 8 };
+    for (int pi = 0; pi < 3; pi++) {
+        int32_t seq[2][64];
+        backend_t *b[2];
+        forward_t *f[2];
+        backend_opts_t o = { .kv_bytes = 32u << 20, .block_tokens = 16, .max_tokens = 64 };
+        ASSERT_MSG(registry_create_backend("cpu", &b[0], m, &o, err, sizeof err) == 0, "%s", err);
+        ASSERT_MSG(registry_create_backend("cuda", &b[1], m, &o, err, sizeof err) == 0, "%s", err);
+        float *l[2];
+        int32_t table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+        double worst = 0;
+        for (int k = 0; k < 2; k++) {
+            ASSERT_EQ_INT(forward_create(&f[k], m, b[k], 64, err, sizeof err), 0);
+            l[k] = malloc(sizeof(float) * V);
+            memcpy(seq[k], prompts[pi], lens[pi] * sizeof(int32_t));
+        }
+        uint32_t n = lens[pi];
+        for (uint32_t step = 0; step < 33; step++) {
+            uint32_t from = step == 0 ? 0 : n - 1, c = step == 0 ? n : 1;
+            int32_t pos[64];
+            for (uint32_t i = 0; i < c; i++)
+                pos[i] = (int32_t)(from + i);
+            int32_t row = (int32_t)c - 1;
+            int32_t next[2];
+            for (int k = 0; k < 2; k++) {
+                batch_seq_t bs = { table, (from + c - 1) / 16 + 1, 0, c };
+                batch_t bt = { c, seq[k] + from, pos, 1, &bs, 1, &row };
+                ASSERT_EQ_INT(forward_step(f[k], &bt, l[k]), 0);
+                next[k] = 0;
+                for (uint32_t v = 1; v < V; v++)
+                    if (l[k][v] > l[k][next[k]])
+                        next[k] = (int32_t)v;
+            }
+            double e = rel_l2(l[1], l[0], V);
+            worst = e > worst ? e : worst;
+            ASSERT_MSG(e < 1e-1, "prompt %d step %u: relative L2 error %.3g", pi, step, e);
+            if (step == 32)
+                break;
+            if (next[0] != next[1]) {
+                /* A near tie may flip under bf16 rounding: forgiven when the CPU's
+                   top two logits are closer than the measured logit error (about
+                   1 at these magnitudes); the comparison of this prompt stops. */
+                float m2 = -INFINITY;
+                for (uint32_t v = 0; v < V; v++)
+                    if ((int32_t)v != next[0] && l[0][v] > m2)
+                        m2 = l[0][v];
+                float margin = l[0][next[0]] - m2;
+                ASSERT_MSG(margin < 1.0f, "prompt %d: greedy token %u differs: cpu %d, cuda %d (margin %.3f)",
+                           pi, step, next[0], next[1], margin);
+                printf("  default model prompt %d: near tie at token %u (margin %.3f), stopping there\n", pi,
+                       step, margin);
+                break;
+            }
+            seq[0][n] = next[0];
+            seq[1][n] = next[1];
+            n++;
+        }
+        printf("  default model prompt %d: %u greedy tokens agree, worst rel_l2 %.2e\n", pi, n - lens[pi], worst);
+        for (int k = 0; k < 2; k++) {
+            forward_destroy(f[k]);
+            backend_destroy(b[k]);
+            free(l[k]);
+        }
+    }
+    model_destroy(m);
+}
+
+TEST_LIST(T(matmul_every_weight_type), T(forward_head64_gqa1), T(forward_head64_gqa3),
+          T(forward_head128_gqa8_half_rope), T(forward_7b_shape_two_layers),
+          T(default_model_greedy_matches_cpu))
