@@ -1,0 +1,290 @@
+/*
+ * engine.h - what the server sees of the engine: load a model on a
+ * backend, then serve many completions at once from one engine thread.
+ *
+ * The server includes this header and nothing deeper (it brings in the
+ * sampler's parameters, the tokenizer, which the loop thread uses to
+ * tokenize prompts and detokenize for /tokenize and /detokenize, and the
+ * chat templates, which render /v1/chat/completions messages).
+ *
+ * Threads.  engine_create starts the engine thread, which owns the model's
+ * backend, the KV cache, the scheduler and every request it has accepted.
+ * Requests cross in through the intake queue (engine_submit,
+ * engine_cancel) and results come out through the event queue
+ * (engine_poll); each queue is guarded by its own mutex, and nothing else
+ * is shared but a few atomic counters (engine_health) and a statistics
+ * snapshot under a third mutex.  Every function here except
+ * engine_create and engine_destroy may be called from any thread; the
+ * server calls them from its loop thread.  When the engine thread queues
+ * events it calls opts.notify once per step (the server passes a function
+ * that calls uv_async_send, which coalesces: a woken loop must drain the
+ * whole queue with engine_poll).
+ *
+ * A request is identified by the id engine_submit returns.  Its events,
+ * in order: zero or more ENGINE_EV_TOKEN (one per generated token, with
+ * the text that token releases and its log-probabilities), then exactly
+ * one ENGINE_EV_FINISH (stop, length, cancelled or error).  Events carry
+ * copies; nothing in them points into the engine.
+ */
+#ifndef LLAMAD_ENGINE_H
+#define LLAMAD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "chat.h"
+#include "err.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+typedef struct engine engine_t;
+
+/* Called on the engine thread after it has queued events; must not block. */
+typedef void (*engine_notify_cb)(void *ctx);
+
+typedef struct {
+    const char *model_path;     /* required */
+    const char *chat_template;  /* "auto" (or NULL): the model's own if it is a known
+                                   format; a built-in name; or a template file */
+    const char *backend;        /* "auto", "cpu" or "cuda" */
+    int threads;                /* CPU workers; 0 = one per online core */
+    uint64_t kv_bytes;          /* KV cache memory; 0 = 256 MiB */
+    double gpu_memory_fraction; /* CUDA: share of the device's memory llamad may use; the KV
+                                   pool gets what the weights and buffers leave of it;
+                                   0 = kv_bytes there too */
+    uint32_t max_batch_tokens;  /* token budget of one step; 0 = 512 */
+    uint32_t max_seqs;          /* most sequences running at once; 0 = 64 */
+    uint32_t max_queue;         /* most requests waiting for admission; 0 = 256 */
+    int no_prefix_cache;        /* 1: never share KV blocks between requests */
+    engine_notify_cb notify;    /* may be NULL (then use engine_wait) */
+    void *notify_ctx;
+} engine_opts_t;
+
+/*
+ * Load the model, start the backend, size the KV pool once and start the
+ * engine thread.  On error *out is NULL and err says why.  Start-up only.
+ */
+int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errlen);
+
+/*
+ * Stop the engine thread and free everything.  Requests still queued or
+ * running get no further events.  The caller must not use e again, nor
+ * call this while another thread may be in an engine function.
+ */
+void engine_destroy(engine_t *e);
+
+/* One line describing the model, backend and KV cache, for the start-up log. */
+void engine_describe(const engine_t *e, char *buf, size_t len);
+
+/* Open the model at `path` only, print model_dump's report to `out`. */
+int engine_dump_model(const char *path, const char *chat_template, FILE *out,
+                      char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- model facts */
+
+typedef struct {
+    const char *model_path;     /* as given; borrowed until engine_destroy */
+    const char *model_name;     /* its last path component, for /v1/models */
+    const char *backend;        /* "cpu" or "cuda" */
+    uint32_t n_vocab;
+    uint32_t n_ctx;             /* most tokens (prompt + generated) one request may hold:
+                                   the smaller of the training context and the KV pool */
+    uint32_t n_ctx_train;
+    const tokenizer_t *tok;     /* immutable: any thread may encode and decode with it */
+    const char *chat_template;  /* the model's own (Jinja) template text, or NULL; data only */
+    const chat_template_t *chat;/* the template in force for chat_render (chat.h), or NULL
+                                   when the model's is not a known format and none was set */
+    uint32_t kv_blocks;         /* the KV pool */
+    uint32_t block_tokens;
+    uint32_t max_batch_tokens;  /* limits in force */
+    uint32_t max_seqs;
+    uint32_t max_queue;
+} engine_info_t;
+
+/* Fill *info; the strings and the tokenizer are borrowed until engine_destroy. */
+void engine_get_info(const engine_t *e, engine_info_t *info);
+
+/* ---------------------------------------------------------------- requests */
+
+#define ENGINE_MAX_STOP         4      /* stop strings per request */
+#define ENGINE_MAX_STOP_LEN     256    /* bytes per stop string */
+#define ENGINE_MAX_STOP_TOKENS  16     /* extra stop token ids per request */
+#define ENGINE_MAX_SALT         256    /* bytes of cache salt */
+
+typedef struct {
+    const int32_t *tokens;      /* [n_tokens] the prompt, already tokenized (BOS included
+                                   if wanted); copied */
+    size_t n_tokens;
+    sampler_params_t sampling;  /* validated and copied, logit_bias included */
+    uint32_t max_tokens;        /* most tokens to generate; 0 = until the context is full */
+    const char *const *stop;    /* [n_stop] NUL-terminated UTF-8 stop strings; copied */
+    size_t n_stop;
+    const int32_t *stop_tokens; /* [n_stop_tokens] ids that end generation like EOS; copied */
+    size_t n_stop_tokens;
+    int ignore_eos;             /* 1: the model's end-of-generation tokens do not stop it */
+    int keep_special;           /* 1: control tokens appear in the text (default: skipped) */
+    const void *cache_salt;     /* requests share cached prefixes only with the same salt */
+    size_t cache_salt_len;      /* (e.g. a hash of the API key); 0 = the common cache */
+} engine_request_t;
+
+/* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */
+void engine_request_init(engine_request_t *r);
+
+/*
+ * Queue a request; its id comes back in *id.  Everything is checked and
+ * copied before this returns, so r may be freed at once.  Returns 0 or:
+ *   ERR_INVALID, ERR_RANGE  a bad field (message names it): answer 400;
+ *   ERR_TOOLONG             prompt + max_tokens exceed n_ctx (message has
+ *                           the numbers): 400 context_length_exceeded;
+ *   ERR_FULL                max_queue requests already wait: 429 with
+ *                           Retry-After;
+ *   ERR_STATE               the engine has failed or is stopping: 503;
+ *   ERR_NOMEM.
+ * Any thread.
+ */
+int engine_submit(engine_t *e, const engine_request_t *r, uint64_t *id, char *err, size_t errlen);
+
+/*
+ * Ask for request `id` to stop, wherever it is (queued, prefilling,
+ * decoding).  The engine frees its KV blocks at its next step and sends
+ * its finish event (ENGINE_FINISH_CANCELLED) unless it has finished
+ * already; an unknown id is ignored.  Returns 0 or ERR_NOMEM.  Any thread.
+ */
+int engine_cancel(engine_t *e, uint64_t id);
+
+/* ---------------------------------------------------------------- events */
+
+typedef enum { ENGINE_EV_TOKEN = 1, ENGINE_EV_FINISH = 2 } engine_ev_kind_t;
+
+typedef enum {
+    ENGINE_FINISH_STOP = 1,     /* an end-of-generation token, stop token or stop string */
+    ENGINE_FINISH_LENGTH,       /* max_tokens, or the context is full */
+    ENGINE_FINISH_CANCELLED,
+    ENGINE_FINISH_ERROR,        /* message says why */
+} engine_finish_t;
+
+/* "stop", "length", "cancelled", "error". */
+const char *engine_finish_name(engine_finish_t f);
+
+/*
+ * Bytes of text one event can carry.  A token releases at most the text
+ * held back for a stop string (< ENGINE_MAX_STOP_LEN) plus one token's
+ * decoded piece (<= 3 * (TOK_MAX_TOKEN_BYTES + 3) after UTF-8 repair).
+ */
+#define ENGINE_TEXT_MAX 2048
+
+typedef struct {
+    uint64_t id;
+    engine_ev_kind_t kind;
+    /*
+     * UTF-8 text released by this event, whole characters only, never any
+     * part of a stop string; NUL-terminated.  TOKEN: the text this token
+     * completes (may be empty: an incomplete character, a special token,
+     * or text that may still turn into a stop string).  FINISH: text held
+     * back until the end, if any.
+     */
+    uint32_t text_len;
+    char text[ENGINE_TEXT_MAX + 1];
+
+    /* ENGINE_EV_TOKEN */
+    int32_t token;
+    uint32_t index;             /* 0 for the request's first generated token */
+    float logprob;              /* of the token (sampler.h step 4) */
+    uint32_t n_top;             /* top[] entries: min(sampling.n_logprobs, candidates) */
+    sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
+
+    /* ENGINE_EV_FINISH */
+    engine_finish_t finish;
+    int32_t stop_token;         /* the token that stopped it, or -1 */
+    int32_t stop_string;        /* index of the stop string matched, or -1 */
+    uint32_t prompt_tokens;     /* usage */
+    uint32_t completion_tokens; /* tokens generated, a final stop token included */
+    uint32_t cached_tokens;     /* prompt tokens served from the prefix cache */
+    uint32_t preemptions;       /* times the request was preempted and recomputed */
+    char message[ERR_MSG_MAX];  /* ENGINE_FINISH_ERROR: why */
+} engine_event_t;
+
+/*
+ * Take the oldest queued event into *ev.  Returns 1, or 0 when the queue
+ * is empty.  Never blocks on the engine's work.  Any thread (the server's
+ * loop thread drains the queue on each notify).
+ */
+int engine_poll(engine_t *e, engine_event_t *ev);
+
+/*
+ * Block until an event is queued or timeout_ms passes (< 0: no limit).
+ * Returns 1 when the queue is not empty, else 0.  For callers without an
+ * event loop (the one-shot mode, benchmarks, tests).
+ */
+int engine_wait(engine_t *e, int timeout_ms);
+
+/* ---------------------------------------------------------------- health and statistics */
+
+typedef struct {
+    uint64_t iterations;    /* engine loop iterations completed (monotonic) */
+    uint64_t last_beat_ns;  /* CLOCK_MONOTONIC time the last one completed; an idle
+                               engine still completes one a second */
+    int busy;               /* requests are queued or running */
+    int failed;             /* the backend failed: every request was failed, submit
+                               returns ERR_STATE */
+} engine_health_t;
+
+/* Any thread, lock-free.  Stuck: busy and last_beat_ns long ago. */
+void engine_health(const engine_t *e, engine_health_t *h);
+
+/* CLOCK_MONOTONIC in nanoseconds, the clock of last_beat_ns. */
+uint64_t engine_now_ns(void);
+
+typedef struct {
+    uint32_t running;           /* sequences in the running set */
+    uint32_t waiting;           /* queued in the scheduler (first time or preempted) */
+    uint32_t queued;            /* submitted and never yet admitted (what max_queue bounds) */
+    uint32_t blocks_total;      /* the KV pool: used + free */
+    uint32_t blocks_used;       /* held by running sequences */
+    uint32_t blocks_free;       /* allocatable, cached ones included */
+    uint32_t blocks_cached;     /* of the free ones, holding a reusable prefix */
+    uint64_t requests_submitted;
+    uint64_t requests_finished[4]; /* by engine_finish_t - 1: stop, length, cancelled, error */
+    uint64_t prefix_cache_hits;    /* requests that found part of their prompt cached */
+    uint64_t prefix_cache_tokens;  /* prompt tokens not computed thanks to it */
+    uint64_t prompt_tokens_computed; /* prefill work done, recomputation included */
+    uint64_t tokens_computed;   /* all tokens through the forward pass */
+    uint64_t tokens_generated;
+    uint64_t preemptions;
+    uint64_t evictions;         /* cached blocks reclaimed */
+    uint64_t steps;             /* forward steps */
+    double tokens_per_step;     /* tokens_computed / steps */
+    uint32_t last_step_tokens;
+    uint32_t last_step_seqs;
+    double busy_seconds;        /* time spent in steps */
+} engine_stats_t;
+
+/* A snapshot as of the end of the engine's last iteration.  Any thread. */
+void engine_get_stats(engine_t *e, engine_stats_t *st);
+
+/* ---------------------------------------------------------------- one-shot completion */
+
+/* Receives each new piece of text (whole UTF-8 characters); non-zero cancels. */
+typedef int (*engine_text_cb)(void *ctx, const char *text, size_t len);
+
+typedef struct {
+    size_t prompt_tokens;
+    size_t generated_tokens;
+    double prefill_seconds;     /* submit to first token */
+    double decode_seconds;      /* first token to finish */
+    const char *finish_reason;  /* engine_finish_name() */
+} engine_gen_stats_t;
+
+/*
+ * Complete `prompt` (raw text; BOS added as the model file says) with up
+ * to n_predict tokens sampled with `sp`, through the engine thread like
+ * any request, passing text to `cb` on the calling thread.  Consumes the
+ * event queue: not for use while another thread polls it.  Returns 0
+ * (stats->finish_reason says how it ended) or an error with a message.
+ */
+int engine_generate(engine_t *e, const char *prompt, size_t len, const sampler_params_t *sp,
+                    uint32_t n_predict, engine_text_cb cb, void *ctx, engine_gen_stats_t *stats,
+                    char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * engine_impl.h - the engine's internals, shared by engine.c (create,
+ * destroy, model facts), engine_loop.c (the thread, the queues, the
+ * step) and engine_req.c (a request from submission to its finish
+ * event).  Not for the server.
+ *
+ * Which thread touches what:
+ *   immutable after engine_create   model, backend, limits, notify;
+ *   in_mu                           the intake queue, n_queued, counters of submits;
+ *   ev_mu                           the event queue and its free nodes;
+ *   st_mu                           the statistics snapshot;
+ *   atomics                         the heartbeat (engine_health);
+ *   engine thread only              everything else: the scheduler, the KV
+ *                                   block manager, the sampler, the live requests.
+ */
+#ifndef LLAMAD_ENGINE_IMPL_H
+#define LLAMAD_ENGINE_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+#include "engine.h"
+#include "forward.h"
+#include "kvcache.h"
+#include "model.h"
+#include "sampler.h"
+#include "scheduler.h"
+#include "stop.h"
+#include "tokenizer.h"
+
+/* The room a request keeps for held-back plus newly decoded text. */
+#define ENGINE_HELD_CAP 4096
+
+typedef enum { MSG_SUBMIT = 1, MSG_CANCEL = 2 } msg_kind_t;
+
+/* One entry of the intake queue: a request (embedded in it) or a cancel. */
+typedef struct intake_msg {
+    struct intake_msg *next;
+    msg_kind_t kind;
+    uint64_t id;
+} intake_msg_t;
+
+typedef struct request {
+    intake_msg_t msg;           /* MSG_SUBMIT; first member: the queue links through it */
+    uint64_t id;
+    sched_seq_t seq;            /* tokens, KV block table, scheduling state */
+    sampler_params_t sp;        /* sp.logit_bias points at bias */
+    sampler_bias_t *bias;       /* [sp.n_logit_bias] the request's own copy */
+    sampler_seq_t pen;          /* penalty state; only when a penalty is on */
+    int use_pen;
+    stop_set_t stop;
+    int32_t stop_tokens[ENGINE_MAX_STOP_TOKENS];
+    uint32_t n_stop_tokens;
+    int ignore_eos;
+    uint32_t max_tokens;        /* resolved at submit: prompt + max_tokens <= n_ctx */
+    uint32_t n_generated;
+    tok_decoder_t dec;
+    tok_text_t held;            /* decoded text not yet released; capacity ENGINE_HELD_CAP */
+    uint8_t salt[ENGINE_MAX_SALT];
+    int dequeued;               /* no longer counted in n_queued */
+    struct request *prev, *next;/* the engine's live requests */
+} request_t;
+
+typedef struct ev_node {
+    struct ev_node *next;
+    engine_event_t ev;
+} ev_node_t;
+
+struct engine {
+    /* ---- immutable after engine_create */
+    model_t *model;
+    backend_t *backend;
+    forward_t *fwd;
+    sampler_t *sampler;
+    kv_cache_t *kv;
+    sched_t *sched;
+    const char *backend_name;
+    char *model_name;
+    uint32_t n_vocab, n_ctx;
+    uint32_t max_tokens, max_seqs, max_queue;
+    engine_notify_cb notify;
+    void *notify_ctx;
+    float *logits;              /* [max_seqs, n_vocab] the step's logit rows */
+    chat_template_t chat;       /* when have_chat */
+    int have_chat;
+    pthread_t thread;
+    int thread_started;
+
+    /* ---- intake queue (in_mu) */
+    pthread_mutex_t in_mu;
+    pthread_cond_t in_cv;
+    intake_msg_t *in_head, *in_tail;
+    uint32_t n_queued;          /* submitted and not yet admitted nor finished */
+    uint64_t next_id;
+    uint64_t n_submitted;
+    int stopping;
+    int refuse;                 /* the engine failed: submit says ERR_STATE */
+
+    /* ---- event queue (ev_mu) */
+    pthread_mutex_t ev_mu;
+    pthread_cond_t ev_cv;
+    ev_node_t *ev_head, *ev_tail;
+    ev_node_t *ev_free;
+
+    /* ---- statistics snapshot (st_mu) */
+    pthread_mutex_t st_mu;
+    engine_stats_t snap;
+
+    /* ---- heartbeat */
+    _Atomic uint64_t beat_iterations;
+    _Atomic uint64_t beat_ns;
+    _Atomic int beat_busy;
+    _Atomic int beat_failed;
+
+    /* ---- engine thread only */
+    request_t *live_head, *live_tail;
+    ev_node_t *out_head, *out_tail; /* events of this iteration, posted at its end */
+    uint32_t n_dequeued;        /* to subtract from n_queued at the next intake */
+    uint64_t finished[4];
+    uint64_t generated;
+    double busy_seconds;
+};
+
+/* ---- engine_loop.c */
+
+/* The engine thread's body (arg: the engine_t). */
+void *engine_main(void *arg);
+
+/* Engine thread: a blank event (id and kind set, text empty) for this
+ * iteration's batch; NULL when out of memory. */
+engine_event_t *engine_event_new(engine_t *e, uint64_t id, engine_ev_kind_t kind);
+
+/* ---- engine_req.c */
+
+/* Check and copy a submission into a new request (any thread). */
+int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *err, size_t errlen);
+void req_destroy(request_t *q);
+
+/*
+ * The request's next token was sampled from `logits` (its row, [n_vocab],
+ * processed in place): post its token event and, if it ends here, finish
+ * it.  Engine thread.
+ */
+void req_on_logits(engine_t *e, request_t *q, float *logits);
+
+/* Post the finish event, take the request out of the scheduler and free it. */
+void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,
+                int32_t stop_string, const char *message);
+
+#endif

@@ -1,0 +1,379 @@
+/*
+ * engine_loop.c - the engine thread and the two queues through which
+ * requests come in and events go out (see engine.h for the contract,
+ * engine_impl.h for who owns what).
+ *
+ * One iteration of the engine thread:
+ *   1. take the intake queue (submissions and cancels, in order);
+ *   2. plan a step (scheduler.h): decodes, prefill chunks, admissions,
+ *      preemptions;
+ *   3. run the forward pass on the step's ragged batch;
+ *   4. commit (advance the sequences, publish full blocks for prefix
+ *      caching), sample each sequence that reached its end, post events;
+ *   5. hand the step's events to the event queue in one go, notify the
+ *      server once, and beat the heartbeat.
+ * With no work it sleeps on the intake queue, waking once a second to
+ * beat.
+ */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_impl.h"
+#include "err.h"
+#include "log.h"
+
+#define IDLE_BEAT_MS 1000
+
+uint64_t engine_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+const char *engine_finish_name(engine_finish_t f)
+{
+    switch (f) {
+    case ENGINE_FINISH_STOP: return "stop";
+    case ENGINE_FINISH_LENGTH: return "length";
+    case ENGINE_FINISH_CANCELLED: return "cancelled";
+    case ENGINE_FINISH_ERROR: return "error";
+    }
+    return "error";
+}
+
+/* ---------------------------------------------------------------- events */
+
+engine_event_t *engine_event_new(engine_t *e, uint64_t id, engine_ev_kind_t kind)
+{
+    pthread_mutex_lock(&e->ev_mu);
+    ev_node_t *n = e->ev_free;
+    if (n != NULL)
+        e->ev_free = n->next;
+    pthread_mutex_unlock(&e->ev_mu);
+    if (n == NULL && (n = malloc(sizeof *n)) == NULL) /* the pool grows only when the server lags */
+        return NULL;
+    n->next = NULL;
+    if (e->out_tail)
+        e->out_tail->next = n;
+    else
+        e->out_head = n;
+    e->out_tail = n;
+    engine_event_t *ev = &n->ev;
+    ev->id = id;
+    ev->kind = kind;
+    ev->text_len = 0;
+    ev->text[0] = '\0';
+    ev->token = -1;
+    ev->index = 0;
+    ev->logprob = 0.0f;
+    ev->n_top = 0;
+    ev->finish = 0;
+    ev->stop_token = -1;
+    ev->stop_string = -1;
+    ev->prompt_tokens = ev->completion_tokens = ev->cached_tokens = ev->preemptions = 0;
+    ev->message[0] = '\0';
+    return ev;
+}
+
+/* Hand this iteration's events to the queue at once; returns whether there were any. */
+static int post_events(engine_t *e)
+{
+    if (e->out_head == NULL)
+        return 0;
+    pthread_mutex_lock(&e->ev_mu);
+    if (e->ev_tail)
+        e->ev_tail->next = e->out_head;
+    else
+        e->ev_head = e->out_head;
+    e->ev_tail = e->out_tail;
+    pthread_cond_broadcast(&e->ev_cv);
+    pthread_mutex_unlock(&e->ev_mu);
+    e->out_head = e->out_tail = NULL;
+    return 1;
+}
+
+int engine_poll(engine_t *e, engine_event_t *ev)
+{
+    pthread_mutex_lock(&e->ev_mu);
+    ev_node_t *n = e->ev_head;
+    if (n == NULL) {
+        pthread_mutex_unlock(&e->ev_mu);
+        return 0;
+    }
+    e->ev_head = n->next;
+    if (e->ev_head == NULL)
+        e->ev_tail = NULL;
+    /* copy the fixed part and only the text in use */
+    memcpy(ev, &n->ev, offsetof(engine_event_t, text));
+    memcpy(ev->text, n->ev.text, n->ev.text_len + 1);
+    memcpy((char *)ev + offsetof(engine_event_t, token), (char *)&n->ev + offsetof(engine_event_t, token),
+           sizeof *ev - offsetof(engine_event_t, token));
+    n->next = e->ev_free;
+    e->ev_free = n;
+    pthread_mutex_unlock(&e->ev_mu);
+    return 1;
+}
+
+int engine_wait(engine_t *e, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (timeout_ms >= 0) {
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&e->ev_mu);
+    while (e->ev_head == NULL) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&e->ev_cv, &e->ev_mu);
+        else if (pthread_cond_timedwait(&e->ev_cv, &e->ev_mu, &until) != 0)
+            break;
+    }
+    int any = e->ev_head != NULL;
+    pthread_mutex_unlock(&e->ev_mu);
+    return any;
+}
+
+/* ---------------------------------------------------------------- intake */
+
+int engine_submit(engine_t *e, const engine_request_t *r, uint64_t *id, char *err, size_t errlen)
+{
+    request_t *q;
+    *id = 0;
+    int rc = req_create(e, r, &q, err, errlen);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&e->in_mu);
+    if (e->stopping || e->refuse) {
+        pthread_mutex_unlock(&e->in_mu);
+        req_destroy(q);
+        return err_set(err, errlen, ERR_STATE, "the engine is %s", e->refuse ? "failed" : "stopping");
+    }
+    if (e->n_queued >= e->max_queue) {
+        uint32_t n = e->n_queued;
+        pthread_mutex_unlock(&e->in_mu);
+        req_destroy(q);
+        return err_set(err, errlen, ERR_FULL, "queue: %u requests are waiting (max-queue %u)", n,
+                       e->max_queue);
+    }
+    q->id = q->msg.id = ++e->next_id;
+    e->n_queued++;
+    e->n_submitted++;
+    q->msg.next = NULL;
+    if (e->in_tail)
+        e->in_tail->next = &q->msg;
+    else
+        e->in_head = &q->msg;
+    e->in_tail = &q->msg;
+    pthread_cond_signal(&e->in_cv);
+    pthread_mutex_unlock(&e->in_mu);
+    *id = q->id;
+    return 0;
+}
+
+int engine_cancel(engine_t *e, uint64_t id)
+{
+    intake_msg_t *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return ERR_NOMEM;
+    m->kind = MSG_CANCEL;
+    m->id = id;
+    pthread_mutex_lock(&e->in_mu);
+    if (e->in_tail)
+        e->in_tail->next = m;
+    else
+        e->in_head = m;
+    e->in_tail = m;
+    pthread_cond_signal(&e->in_cv);
+    pthread_mutex_unlock(&e->in_mu);
+    return 0;
+}
+
+static request_t *find_live(engine_t *e, uint64_t id)
+{
+    for (request_t *q = e->live_head; q != NULL; q = q->next)
+        if (q->id == id)
+            return q;
+    return NULL;
+}
+
+/*
+ * Take every queued message (waiting up to a beat when there is no work),
+ * and apply them in order.  Returns 0, or 1 when the engine is stopping.
+ */
+static int take_intake(engine_t *e, int have_work)
+{
+    pthread_mutex_lock(&e->in_mu);
+    e->n_queued -= e->n_dequeued;
+    e->n_dequeued = 0;
+    if (!have_work && e->in_head == NULL && !e->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += IDLE_BEAT_MS / 1000;
+        pthread_cond_timedwait(&e->in_cv, &e->in_mu, &until);
+    }
+    if (e->stopping) { /* what is still queued is engine_destroy's to free */
+        pthread_mutex_unlock(&e->in_mu);
+        return 1;
+    }
+    intake_msg_t *m = e->in_head;
+    e->in_head = e->in_tail = NULL;
+    int refuse = e->refuse;
+    pthread_mutex_unlock(&e->in_mu);
+    while (m != NULL) {
+        intake_msg_t *next = m->next;
+        if (m->kind == MSG_SUBMIT) {
+            request_t *q = (request_t *)m;
+            q->prev = e->live_tail;
+            q->next = NULL;
+            if (e->live_tail)
+                e->live_tail->next = q;
+            else
+                e->live_head = q;
+            e->live_tail = q;
+            if (refuse)
+                req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the engine has failed");
+            else
+                sched_add(e->sched, &q->seq);
+        } else {
+            request_t *q = find_live(e, m->id);
+            if (q != NULL)
+                req_finish(e, q, ENGINE_FINISH_CANCELLED, -1, -1, NULL);
+            free(m);
+        }
+        m = next;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the step */
+
+static void fail_all(engine_t *e, int rc)
+{
+    char msg[ERR_MSG_MAX];
+    const char *why = e->backend->ops->last_error(e->backend->ctx);
+    snprintf(msg, sizeof msg, "the forward pass failed: %s%s%s", err_str(rc), *why ? ": " : "", why);
+    log_error("engine: %s; failing every request", msg);
+    pthread_mutex_lock(&e->in_mu);
+    e->refuse = 1;
+    pthread_mutex_unlock(&e->in_mu);
+    atomic_store(&e->beat_failed, 1);
+    while (e->live_head != NULL)
+        req_finish(e, e->live_head, ENGINE_FINISH_ERROR, -1, -1, msg);
+}
+
+/* Plan, run and sample one step.  Returns the number of sequences it served. */
+static uint32_t step(engine_t *e)
+{
+    batch_t b;
+    sched_seq_t *const *seqs;
+    uint32_t n = sched_plan(e->sched, &b, &seqs);
+    if (n == 0)
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        request_t *q = seqs[i]->owner;
+        if (!q->dequeued && q->seq.started) {
+            q->dequeued = 1;
+            e->n_dequeued++;
+        }
+    }
+    int rc = forward_step(e->fwd, &b, e->logits);
+    if (rc != 0) {
+        fail_all(e, rc);
+        return n;
+    }
+    sched_commit(e->sched);
+    /* seqs[] stays valid while requests finish: the plan is only rebuilt by sched_plan */
+    for (uint32_t i = 0; i < n; i++) {
+        sched_seq_t *s = seqs[i];
+        if (s->step_logit >= 0)
+            req_on_logits(e, s->owner, e->logits + (uint64_t)s->step_logit * e->n_vocab);
+    }
+    return n;
+}
+
+static void publish_stats(engine_t *e)
+{
+    sched_stats_t ss;
+    kv_stats_t ks;
+    engine_stats_t st;
+    sched_get_stats(e->sched, &ss);
+    kv_get_stats(e->kv, &ks);
+    memset(&st, 0, sizeof st);
+    st.running = ss.n_running;
+    st.waiting = ss.n_waiting;
+    st.blocks_total = ks.n_blocks;
+    st.blocks_used = ks.n_used;
+    st.blocks_free = ks.n_free;
+    st.blocks_cached = ks.n_idle;
+    memcpy(st.requests_finished, e->finished, sizeof st.requests_finished);
+    st.prefix_cache_hits = ss.cache_hits;
+    st.prefix_cache_tokens = ss.cached_tokens;
+    st.prompt_tokens_computed = ss.prompt_tokens;
+    st.tokens_computed = ss.tokens;
+    st.tokens_generated = e->generated;
+    st.preemptions = ss.preemptions;
+    st.evictions = ks.evictions;
+    st.steps = ss.steps;
+    st.tokens_per_step = ss.steps ? (double)ss.tokens / ss.steps : 0.0;
+    st.last_step_tokens = ss.last_tokens;
+    st.last_step_seqs = ss.last_seqs;
+    st.busy_seconds = e->busy_seconds;
+    pthread_mutex_lock(&e->st_mu);
+    st.queued = e->snap.queued;
+    st.requests_submitted = e->snap.requests_submitted;
+    e->snap = st;
+    pthread_mutex_unlock(&e->st_mu);
+}
+
+void *engine_main(void *arg)
+{
+    engine_t *e = arg;
+    int have_work = 0;
+    for (;;) {
+        if (take_intake(e, have_work))
+            break;
+        uint64_t t0 = engine_now_ns();
+        uint32_t n = step(e);
+        if (n > 0)
+            e->busy_seconds += (engine_now_ns() - t0) * 1e-9;
+        if (post_events(e) && e->notify != NULL)
+            e->notify(e->notify_ctx);
+        have_work = sched_waiting(e->sched) != NULL || sched_running(e->sched) != NULL;
+        publish_stats(e);
+        atomic_store(&e->beat_busy, have_work);
+        atomic_store(&e->beat_ns, engine_now_ns());
+        atomic_fetch_add(&e->beat_iterations, 1);
+    }
+    return NULL;
+}
+
+void engine_health(const engine_t *e, engine_health_t *h)
+{
+    engine_t *m = (engine_t *)e; /* atomics are read-only here */
+    h->iterations = atomic_load(&m->beat_iterations);
+    h->last_beat_ns = atomic_load(&m->beat_ns);
+    h->busy = atomic_load(&m->beat_busy);
+    h->failed = atomic_load(&m->beat_failed);
+}
+
+void engine_get_stats(engine_t *e, engine_stats_t *st)
+{
+    pthread_mutex_lock(&e->in_mu);
+    uint32_t queued = e->n_queued;
+    uint64_t submitted = e->n_submitted;
+    pthread_mutex_unlock(&e->in_mu);
+    pthread_mutex_lock(&e->st_mu);
+    e->snap.queued = queued;
+    e->snap.requests_submitted = submitted;
+    *st = e->snap;
+    pthread_mutex_unlock(&e->st_mu);
+}

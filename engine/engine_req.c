@@ -1,0 +1,258 @@
+/*
+ * engine_req.c - one request's life inside the engine: checked and copied
+ * at submission (on the caller's thread), then, on the engine thread,
+ * each sampled token turned into text and an event, stop conditions
+ * tested, and exactly one finish event.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_impl.h"
+#include "err.h"
+
+/* ---------------------------------------------------------------- submission */
+
+void engine_request_init(engine_request_t *r)
+{
+    memset(r, 0, sizeof *r);
+    sampler_params_init(&r->sampling);
+}
+
+static int penalties_on(const sampler_params_t *p)
+{
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
+int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *err, size_t errlen)
+{
+    int rc;
+    *out = NULL;
+    if (r->n_tokens == 0 || r->tokens == NULL)
+        return err_set(err, errlen, ERR_INVALID, "prompt: no tokens");
+    if (r->n_tokens >= e->n_ctx)
+        return err_set(err, errlen, ERR_TOOLONG, "prompt: %zu tokens; this model's context holds %u, "
+                       "so a prompt may have at most %u", r->n_tokens, e->n_ctx, e->n_ctx - 1);
+    for (size_t i = 0; i < r->n_tokens; i++)
+        if (r->tokens[i] < 0 || (uint32_t)r->tokens[i] >= e->n_vocab)
+            return err_set(err, errlen, ERR_RANGE, "prompt: token %zu is %d, outside the vocabulary [0, %u)",
+                           i, r->tokens[i], e->n_vocab);
+    uint32_t room = e->n_ctx - (uint32_t)r->n_tokens;
+    if (r->max_tokens > room)
+        return err_set(err, errlen, ERR_TOOLONG, "max_tokens: %u tokens after a prompt of %zu exceed "
+                       "this model's context of %u (at most %u may be generated)", r->max_tokens,
+                       r->n_tokens, e->n_ctx, room);
+    if ((rc = sampler_params_validate(&r->sampling, e->n_vocab, err, errlen)) != 0)
+        return rc;
+    if (r->n_stop_tokens > ENGINE_MAX_STOP_TOKENS || (r->n_stop_tokens > 0 && r->stop_tokens == NULL))
+        return err_set(err, errlen, ERR_RANGE, "stop_token_ids: %zu ids (at most %d)", r->n_stop_tokens,
+                       ENGINE_MAX_STOP_TOKENS);
+    for (size_t i = 0; i < r->n_stop_tokens; i++)
+        if (r->stop_tokens[i] < 0 || (uint32_t)r->stop_tokens[i] >= e->n_vocab)
+            return err_set(err, errlen, ERR_RANGE, "stop_token_ids: %d is outside the vocabulary [0, %u)",
+                           r->stop_tokens[i], e->n_vocab);
+    if (r->cache_salt_len > ENGINE_MAX_SALT || (r->cache_salt_len > 0 && r->cache_salt == NULL))
+        return err_set(err, errlen, ERR_RANGE, "cache_salt: %zu bytes (at most %d)", r->cache_salt_len,
+                       ENGINE_MAX_SALT);
+
+    request_t *q = calloc(1, sizeof *q);
+    if (q == NULL)
+        return err_set(err, errlen, ERR_NOMEM, "out of memory");
+    if ((rc = stop_set_init(&q->stop, r->stop, r->n_stop, err, errlen)) != 0) {
+        free(q);
+        return rc;
+    }
+    q->msg.kind = MSG_SUBMIT;
+    q->max_tokens = r->max_tokens ? r->max_tokens : room;
+    q->ignore_eos = r->ignore_eos;
+    q->n_stop_tokens = (uint32_t)r->n_stop_tokens;
+    if (r->n_stop_tokens > 0)
+        memcpy(q->stop_tokens, r->stop_tokens, r->n_stop_tokens * sizeof(int32_t));
+    q->sp = r->sampling;
+    tok_decoder_init(&q->dec, e->model->tok, r->keep_special ? 0 : TOK_DECODE_SKIP_SPECIAL);
+    tok_text_init(&q->held);
+
+    uint32_t cap = (uint32_t)r->n_tokens + q->max_tokens;
+    sched_seq_t *s = &q->seq;
+    s->owner = q;
+    s->n_prompt = s->n_tokens = (uint32_t)r->n_tokens;
+    s->cap_tokens = cap;
+    s->tokens = malloc((size_t)cap * sizeof(int32_t));
+    if (s->tokens == NULL)
+        goto nomem;
+    memcpy(s->tokens, r->tokens, r->n_tokens * sizeof(int32_t));
+    if (kv_seq_init(&s->kv, cap, e->backend->block_tokens) != 0)
+        goto nomem;
+    if (r->cache_salt_len > 0) {
+        memcpy(q->salt, r->cache_salt, r->cache_salt_len);
+        s->salt = q->salt;
+        s->salt_len = r->cache_salt_len;
+    }
+    if (r->sampling.n_logit_bias > 0) {
+        q->bias = malloc(r->sampling.n_logit_bias * sizeof *q->bias);
+        if (q->bias == NULL)
+            goto nomem;
+        memcpy(q->bias, r->sampling.logit_bias, r->sampling.n_logit_bias * sizeof *q->bias);
+    }
+    q->sp.logit_bias = q->bias;
+    if (penalties_on(&q->sp)) {
+        q->use_pen = 1;
+        if ((rc = sampler_seq_init(&q->pen, e->n_vocab, cap, err, errlen)) != 0 ||
+            (rc = sampler_seq_add_prompt(&q->pen, s->tokens, s->n_prompt)) != 0) {
+            req_destroy(q);
+            return rc ? rc : ERR_NOMEM;
+        }
+    }
+    /* the held-text buffer never grows on the engine thread: reserve it now */
+    char zero[ENGINE_HELD_CAP] = { 0 };
+    if (tok_text_append(&q->held, zero, sizeof zero - 1) != 0)
+        goto nomem;
+    q->held.len = 0;
+    *out = q;
+    return 0;
+nomem:
+    req_destroy(q);
+    return err_set(err, errlen, ERR_NOMEM, "out of memory for a request of %u tokens", cap);
+}
+
+void req_destroy(request_t *q)
+{
+    if (q == NULL)
+        return;
+    free(q->seq.tokens);
+    kv_seq_close(&q->seq.kv);
+    free(q->bias);
+    sampler_seq_close(&q->pen);
+    tok_decoder_close(&q->dec);
+    tok_text_close(&q->held);
+    free(q);
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void set_text(engine_event_t *ev, const char *p, size_t n)
+{
+    /* cannot be exceeded (see ENGINE_TEXT_MAX); a bound, not a policy */
+    if (n > ENGINE_TEXT_MAX)
+        n = ENGINE_TEXT_MAX;
+    memcpy(ev->text, p, n);
+    ev->text[n] = '\0';
+    ev->text_len = (uint32_t)n;
+}
+
+/* Drop the first n bytes of the held text. */
+static void held_consume(request_t *q, size_t n)
+{
+    memmove(q->held.data, q->held.data + n, q->held.len - n);
+    q->held.len -= n;
+    q->held.data[q->held.len] = '\0';
+}
+
+void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,
+                int32_t stop_string, const char *message)
+{
+    engine_event_t *ev = engine_event_new(e, q->id, ENGINE_EV_FINISH);
+    if (ev != NULL) {
+        size_t n = 0;
+        if (why == ENGINE_FINISH_STOP || why == ENGINE_FINISH_LENGTH) {
+            /* what was held back for a stop string that never came, and a cut character */
+            if (tok_decoder_flush(&q->dec, &q->held) == 0 && q->held.len > 0) {
+                size_t emit;
+                if (stop_scan(&q->stop, q->held.data, q->held.len, &emit))
+                    n = emit;
+                else
+                    n = q->held.len;
+            }
+        }
+        set_text(ev, q->held.data ? q->held.data : "", n);
+        ev->finish = why;
+        ev->stop_token = stop_token;
+        ev->stop_string = stop_string;
+        ev->prompt_tokens = q->seq.n_prompt;
+        ev->completion_tokens = q->n_generated;
+        ev->cached_tokens = q->seq.n_cached;
+        ev->preemptions = q->seq.n_preempted;
+        if (message != NULL)
+            snprintf(ev->message, sizeof ev->message, "%s", message);
+    }
+    e->finished[why - 1]++;
+    if (!q->dequeued) {
+        q->dequeued = 1;
+        e->n_dequeued++;
+    }
+    sched_remove(e->sched, &q->seq);
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        e->live_head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    else
+        e->live_tail = q->prev;
+    req_destroy(q);
+}
+
+static int is_stop_token(const engine_t *e, const request_t *q, int32_t t)
+{
+    if (!q->ignore_eos && tok_is_eog(e->model->tok, t))
+        return 1;
+    for (uint32_t i = 0; i < q->n_stop_tokens; i++)
+        if (q->stop_tokens[i] == t)
+            return 1;
+    return 0;
+}
+
+/* Which stop string starts at text[at] (the earliest match stop_scan found). */
+static int32_t stop_index(const request_t *q, const char *text, size_t len, size_t at)
+{
+    for (uint32_t i = 0; i < q->stop.n; i++)
+        if (len - at >= q->stop.len[i] && memcmp(text + at, q->stop.str[i], q->stop.len[i]) == 0)
+            return (int32_t)i;
+    return -1;
+}
+
+void req_on_logits(engine_t *e, request_t *q, float *logits)
+{
+    sampler_result_t r;
+    int rc = sampler_sample(e->sampler, &q->sp, q->use_pen ? &q->pen : NULL, logits, q->n_generated, &r);
+    if (rc != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "sampling failed: %s (the model produced no usable logits)", err_str(rc));
+        req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, msg);
+        return;
+    }
+    q->n_generated++;
+    e->generated++;
+    if (is_stop_token(e, q, r.token)) {
+        req_finish(e, q, ENGINE_FINISH_STOP, r.token, -1, NULL);
+        return;
+    }
+    if (q->use_pen)
+        sampler_seq_accept(&q->pen, r.token);
+
+    /* new text joins what is held back, then the stop strings decide what may go */
+    size_t emit = 0;
+    int stopped = 0;
+    int32_t which = -1;
+    if (tok_decoder_push(&q->dec, r.token, &q->held) == 0) {
+        stopped = stop_scan(&q->stop, q->held.data, q->held.len, &emit);
+        if (stopped)
+            which = stop_index(q, q->held.data, q->held.len, emit);
+    }
+    engine_event_t *ev = engine_event_new(e, q->id, ENGINE_EV_TOKEN);
+    if (ev != NULL) {
+        set_text(ev, q->held.data, emit);
+        ev->token = r.token;
+        ev->index = q->n_generated - 1;
+        ev->logprob = r.logprob;
+        ev->n_top = r.n_top;
+        memcpy(ev->top, r.top, r.n_top * sizeof r.top[0]);
+    }
+    if (stopped) {
+        q->held.len = 0; /* the stop string and anything after it are never shown */
+        req_finish(e, q, ENGINE_FINISH_STOP, -1, which, NULL);
+        return;
+    }
+    held_consume(q, emit);
+    if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, r.token) != 0)
+        req_finish(e, q, ENGINE_FINISH_LENGTH, -1, -1, NULL);
+}

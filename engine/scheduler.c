@@ -1,0 +1,376 @@
+/*
+ * scheduler.c - continuous batching over the paged KV cache (see
+ * scheduler.h for the contract and the order of a step).
+ */
+#include "scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+typedef struct {
+    sched_seq_t *head, *tail;
+    uint32_t n;
+} seq_list_t;
+
+struct sched {
+    kv_cache_t *kv;
+    uint32_t max_tokens, max_seqs, watermark;
+    seq_list_t waiting;         /* front: next to admit */
+    seq_list_t running;         /* head: admitted first; tail: preempted first */
+    uint64_t admissions;        /* counter behind admitted_at */
+
+    /* this step */
+    sched_seq_t **plan;         /* [max_seqs] */
+    uint32_t n_plan;
+    int32_t *tokens;            /* [max_tokens] */
+    int32_t *pos;               /* [max_tokens] */
+    batch_seq_t *bseqs;         /* [max_seqs] */
+    int32_t *logit_rows;        /* [max_seqs] */
+
+    sched_stats_t st;
+};
+
+/* ---------------------------------------------------------------- lists */
+
+static void push_back(seq_list_t *l, sched_seq_t *q)
+{
+    q->next = NULL;
+    q->prev = l->tail;
+    if (l->tail)
+        l->tail->next = q;
+    else
+        l->head = q;
+    l->tail = q;
+    l->n++;
+}
+
+static void push_front(seq_list_t *l, sched_seq_t *q)
+{
+    q->prev = NULL;
+    q->next = l->head;
+    if (l->head)
+        l->head->prev = q;
+    else
+        l->tail = q;
+    l->head = q;
+    l->n++;
+}
+
+static void unlink_seq(seq_list_t *l, sched_seq_t *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        l->head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    else
+        l->tail = q->prev;
+    q->prev = q->next = NULL;
+    l->n--;
+}
+
+/* ---------------------------------------------------------------- create */
+
+int sched_create(sched_t **out, kv_cache_t *kv, const sched_opts_t *o, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (o->max_tokens == 0 || o->max_seqs == 0)
+        return err_set(err, errlen, ERR_INVALID, "scheduler: max-batch-tokens %u and max-seqs %u "
+                       "must both be at least 1", o->max_tokens, o->max_seqs);
+    sched_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return err_set(err, errlen, ERR_NOMEM, "scheduler: out of memory");
+    s->kv = kv;
+    s->max_tokens = o->max_tokens;
+    /* every running sequence must be able to decode in every step */
+    s->max_seqs = o->max_seqs < o->max_tokens ? o->max_seqs : o->max_tokens;
+    s->watermark = o->watermark;
+    s->plan = calloc(s->max_seqs, sizeof *s->plan);
+    s->tokens = calloc(s->max_tokens, sizeof *s->tokens);
+    s->pos = calloc(s->max_tokens, sizeof *s->pos);
+    s->bseqs = calloc(s->max_seqs, sizeof *s->bseqs);
+    s->logit_rows = calloc(s->max_seqs, sizeof *s->logit_rows);
+    if (!s->plan || !s->tokens || !s->pos || !s->bseqs || !s->logit_rows) {
+        sched_destroy(s);
+        return err_set(err, errlen, ERR_NOMEM, "scheduler: out of memory for %u tokens", o->max_tokens);
+    }
+    *out = s;
+    return 0;
+}
+
+void sched_destroy(sched_t *s)
+{
+    if (s == NULL)
+        return;
+    free(s->plan);
+    free(s->tokens);
+    free(s->pos);
+    free(s->bseqs);
+    free(s->logit_rows);
+    free(s);
+}
+
+uint32_t sched_max_tokens(const sched_t *s)
+{
+    return s->max_tokens;
+}
+
+uint32_t sched_max_seqs(const sched_t *s)
+{
+    return s->max_seqs;
+}
+
+sched_seq_t *sched_waiting(const sched_t *s)
+{
+    return s->waiting.head;
+}
+
+sched_seq_t *sched_running(const sched_t *s)
+{
+    return s->running.head;
+}
+
+void sched_get_stats(const sched_t *s, sched_stats_t *st)
+{
+    *st = s->st;
+    st->n_running = s->running.n;
+    st->n_waiting = s->waiting.n;
+}
+
+/* ---------------------------------------------------------------- queue changes */
+
+void sched_add(sched_t *s, sched_seq_t *q)
+{
+    if (q->state != SCHED_NEW)
+        return;
+    q->state = SCHED_WAITING;
+    q->n_computed = 0;
+    q->step_new = 0;
+    q->step_logit = -1;
+    kv_seq_start(s->kv, &q->kv, q->salt, q->salt_len);
+    push_back(&s->waiting, q);
+}
+
+void sched_remove(sched_t *s, sched_seq_t *q)
+{
+    if (q->state == SCHED_WAITING)
+        unlink_seq(&s->waiting, q);
+    else if (q->state == SCHED_RUNNING)
+        unlink_seq(&s->running, q);
+    else
+        return;
+    kv_seq_release(s->kv, &q->kv);
+    q->state = SCHED_DONE;
+    q->step_new = 0;
+    q->step_logit = -1;
+}
+
+int sched_append(sched_t *s, sched_seq_t *q, int32_t token)
+{
+    (void)s;
+    if (q->state != SCHED_RUNNING || q->n_computed != q->n_tokens)
+        return ERR_STATE;
+    if (q->n_tokens >= q->cap_tokens)
+        return ERR_FULL;
+    q->tokens[q->n_tokens++] = token;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- planning */
+
+static void plan_add(sched_t *s, sched_seq_t *q, uint32_t n_new, uint32_t *budget)
+{
+    q->step_new = n_new;
+    s->plan[s->n_plan++] = q;
+    *budget -= n_new;
+}
+
+static void plan_drop(sched_t *s, sched_seq_t *q, uint32_t *budget)
+{
+    for (uint32_t i = 0; i < s->n_plan; i++) {
+        if (s->plan[i] != q)
+            continue;
+        memmove(&s->plan[i], &s->plan[i + 1], (s->n_plan - i - 1) * sizeof s->plan[0]);
+        s->n_plan--;
+        *budget += q->step_new;
+        q->step_new = 0;
+        return;
+    }
+}
+
+/* Release the newest running sequence's blocks and queue it first, to recompute later. */
+static void preempt(sched_t *s, sched_seq_t *q, uint32_t *budget)
+{
+    if (q->step_new > 0)
+        plan_drop(s, q, budget);
+    unlink_seq(&s->running, q);
+    kv_seq_release(s->kv, &q->kv);
+    q->n_computed = 0;
+    q->n_preempted++;
+    q->state = SCHED_WAITING;
+    push_front(&s->waiting, q);
+    s->st.preemptions++;
+}
+
+/*
+ * Blocks for tokens [n_computed, n_computed + *n_new) of running sequence
+ * q.  A prefill chunk may shrink to what the free blocks hold; otherwise
+ * the newest running sequences are preempted until the blocks are there.
+ * Returns 1 with the blocks reserved, or 0 when q itself was preempted.
+ */
+static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shrink, uint32_t *budget,
+                        int *preempted)
+{
+    kv_cache_t *kv = s->kv;
+    uint32_t B = kv_block_tokens(kv);
+    for (;;) {
+        if (kv_seq_reserve(kv, &q->kv, (uint64_t)q->n_computed + *n_new) == 0)
+            return 1;
+        if (may_shrink) {
+            uint64_t room = ((uint64_t)q->kv.n_blocks + kv_available(kv)) * B;
+            if (room > q->n_computed) {
+                *n_new = (uint32_t)(room - q->n_computed);
+                if (kv_seq_reserve(kv, &q->kv, room) == 0)
+                    return 1;
+            }
+        }
+        sched_seq_t *victim = s->running.tail;
+        preempt(s, victim, budget);
+        *preempted = 1;
+        if (victim == q)
+            return 0;
+    }
+}
+
+/* Steps 1 and 2: decodes, then the chunks of prompts already admitted. */
+static int plan_running(sched_t *s, uint32_t *budget)
+{
+    int preempted = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        sched_seq_t *q = s->running.head;
+        while (q != NULL && *budget > 0) {
+            uint32_t rem = q->n_tokens - q->n_computed;
+            int decode = rem == 1;
+            if (q->step_new > 0 || rem == 0 || decode != (pass == 0)) {
+                q = q->next;
+                continue;
+            }
+            uint32_t n_new = rem < *budget ? rem : *budget;
+            if (!grow_running(s, q, &n_new, pass == 1, budget, &preempted))
+                break; /* q was the newest: nothing after it */
+            plan_add(s, q, n_new, budget);
+            q = q->next;
+        }
+    }
+    return preempted;
+}
+
+/* Step 3: admit waiting sequences in order while they fit. */
+static void plan_admit(sched_t *s, uint32_t *budget)
+{
+    kv_cache_t *kv = s->kv;
+    uint32_t B = kv_block_tokens(kv);
+    while (s->waiting.head != NULL && *budget > 0 && s->running.n < s->max_seqs) {
+        sched_seq_t *q = s->waiting.head;
+        uint32_t matched = kv_seq_match(kv, &q->kv, q->tokens, q->n_tokens);
+        q->n_computed = matched;
+        uint32_t rem = q->n_tokens - matched;
+        uint32_t n_new = rem < *budget ? rem : *budget;
+        uint32_t keep = s->running.n > 0 ? s->watermark : 0;
+        uint32_t avail = kv_available(kv);
+        uint32_t need = kv_blocks_for(kv, (uint64_t)matched + n_new) - q->kv.n_blocks;
+        if (need + (uint64_t)keep > avail) {
+            /* a smaller first chunk, if the free blocks hold at least one token */
+            uint64_t room = avail > keep ? ((uint64_t)q->kv.n_blocks + avail - keep) * B : 0;
+            if (room <= matched) {
+                kv_seq_release(kv, &q->kv);
+                q->n_computed = 0;
+                break;
+            }
+            if (room - matched < n_new)
+                n_new = (uint32_t)(room - matched);
+        }
+        if (kv_seq_reserve(kv, &q->kv, (uint64_t)matched + n_new) != 0) {
+            kv_seq_release(kv, &q->kv);
+            q->n_computed = 0;
+            break;
+        }
+        unlink_seq(&s->waiting, q);
+        q->state = SCHED_RUNNING;
+        q->admitted_at = ++s->admissions;
+        push_back(&s->running, q);
+        if (!q->started) {
+            q->started = 1;
+            q->n_cached = matched;
+            s->st.admitted++;
+            s->st.cached_tokens += matched;
+            s->st.cache_hits += matched > 0;
+        }
+        plan_add(s, q, n_new, budget);
+    }
+}
+
+/* Lay the plan out as a ragged batch. */
+static void build_batch(sched_t *s, batch_t *b)
+{
+    uint32_t t = 0, n_logits = 0;
+    for (uint32_t i = 0; i < s->n_plan; i++) {
+        sched_seq_t *q = s->plan[i];
+        s->bseqs[i] = (batch_seq_t){ q->kv.blocks, q->kv.n_blocks, t, q->step_new };
+        for (uint32_t j = 0; j < q->step_new; j++, t++) {
+            s->tokens[t] = q->tokens[q->n_computed + j];
+            s->pos[t] = (int32_t)(q->n_computed + j);
+        }
+        if (q->n_computed + q->step_new == q->n_tokens) {
+            q->step_logit = (int32_t)n_logits;
+            s->logit_rows[n_logits++] = (int32_t)(t - 1);
+        } else {
+            q->step_logit = -1;
+        }
+    }
+    *b = (batch_t){ t, s->tokens, s->pos, s->n_plan, s->bseqs, n_logits, s->logit_rows };
+}
+
+uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
+{
+    uint32_t budget = s->max_tokens;
+    /* (the last plan may name sequences removed since: only the live ones are reset) */
+    for (sched_seq_t *q = s->running.head; q != NULL; q = q->next) {
+        q->step_new = 0;
+        q->step_logit = -1;
+    }
+    s->n_plan = 0;
+    int preempted = plan_running(s, &budget);
+    /* After a preemption memory is short: let the running ones finish first. */
+    if (!preempted)
+        plan_admit(s, &budget);
+    build_batch(s, b);
+    *seqs = s->plan;
+    s->st.last_tokens = b->n_tokens;
+    s->st.last_seqs = s->n_plan;
+    return s->n_plan;
+}
+
+void sched_commit(sched_t *s)
+{
+    if (s->n_plan == 0)
+        return;
+    s->st.steps++;
+    for (uint32_t i = 0; i < s->n_plan; i++) {
+        sched_seq_t *q = s->plan[i];
+        uint32_t from = q->n_computed, to = q->n_computed + q->step_new;
+        s->st.tokens += q->step_new;
+        if (from < q->n_prompt)
+            s->st.prompt_tokens += (to < q->n_prompt ? to : q->n_prompt) - from;
+        if (q->n_preempted > 0 && from < q->n_tokens - 1) {
+            /* a recompute covers every token before the last (the one not yet computed once) */
+            uint32_t end = to < q->n_tokens - 1 ? to : q->n_tokens - 1;
+            s->st.recomputed += end - from;
+        }
+        q->n_computed = to;
+        kv_seq_commit(s->kv, &q->kv, q->tokens, q->n_computed);
+    }
+}

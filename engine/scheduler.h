@@ -1,0 +1,149 @@
+/*
+ * scheduler.h - iteration-level scheduling (continuous batching): which
+ * tokens of which sequences the next forward step computes.
+ *
+ * Owns the waiting queue and the running set, the KV block tables'
+ * growth (through kvcache.h) and the step's batch arrays, all sized once
+ * at sched_create; sched_plan and sched_commit allocate nothing.  It knows
+ * nothing of sampling, text or threads: the caller (the engine thread, or
+ * a test driving a fake backend) plans a step, runs the forward pass on
+ * the batch, commits, then appends each sampled token or removes the
+ * sequence.  Engine thread only.
+ *
+ * A step, under a token budget (max_tokens) and a sequence limit
+ * (max_seqs):
+ *   1. every running sequence that is decoding gets its one token;
+ *   2. running sequences still prefilling get chunks of their prompt, in
+ *      admission order, from what is left of the budget;
+ *   3. waiting sequences are admitted first-come first-served while the
+ *      budget, the sequence limit and the free blocks allow, each with a
+ *      chunk of its prompt; admission stops at the first that does not
+ *      fit, so a large request is never overtaken forever.
+ * When a running sequence needs a block and none is free, the most
+ * recently admitted running sequence is preempted: its blocks are
+ * released and it goes back to the front of the waiting queue, to be
+ * recomputed from its prompt and the tokens it already produced (with the
+ * prefix cache, whatever of it is still cached is not recomputed).
+ *
+ * A sequence's tokens are tokens[0 .. n_tokens): the prompt, then each
+ * token generated.  Tokens [0, n_computed) have keys and values in the
+ * cache.  A step computes tokens [n_computed, n_computed + step_new); when
+ * that reaches n_tokens the sequence gets a logit row, and the caller
+ * appends the token it samples from it (or removes the sequence).
+ */
+#ifndef LLAMAD_SCHEDULER_H
+#define LLAMAD_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "kvcache.h"
+
+typedef enum {
+    SCHED_NEW = 0,      /* not yet added */
+    SCHED_WAITING,
+    SCHED_RUNNING,
+    SCHED_DONE,         /* removed */
+} sched_state_t;
+
+typedef struct sched_seq sched_seq_t;
+
+struct sched_seq {
+    /* Set by the owner before sched_add. */
+    int32_t *tokens;        /* [cap_tokens] the prompt, then generated tokens */
+    uint32_t n_tokens;      /* >= 1 */
+    uint32_t n_prompt;
+    uint32_t cap_tokens;    /* prompt + most tokens it may generate */
+    kv_seq_t kv;            /* kv_seq_init'ed for cap_tokens; holds no blocks */
+    const void *salt;       /* prefix-cache salt, borrowed while the sequence lives */
+    size_t salt_len;
+    void *owner;            /* the caller's request */
+
+    /* The scheduler's; the owner may read them. */
+    sched_state_t state;
+    uint32_t n_computed;
+    uint32_t n_cached;      /* prompt tokens found in the prefix cache at first admission */
+    uint32_t n_preempted;
+    int started;            /* admitted at least once */
+    uint64_t admitted_at;   /* admission order (preemption picks the latest) */
+    sched_seq_t *prev, *next;
+
+    /* This step's share, valid from sched_plan to the next sched_plan. */
+    uint32_t step_new;      /* tokens computed this step (0: not scheduled) */
+    int32_t step_logit;     /* row in the step's logits, or -1 */
+};
+
+typedef struct {
+    uint32_t max_tokens;    /* token budget of one step (the forward pass's limit) */
+    uint32_t max_seqs;      /* most sequences running (clamped to max_tokens) */
+    uint32_t watermark;     /* free blocks admission leaves for the running ones' growth */
+} sched_opts_t;
+
+typedef struct {
+    uint32_t n_running;
+    uint32_t n_waiting;
+    uint64_t steps;             /* steps planned with work */
+    uint64_t tokens;            /* tokens computed, all steps */
+    uint64_t prompt_tokens;     /* of those, prompt positions (prefill work, recomputes included) */
+    uint64_t recomputed;        /* of those, tokens computed again after a preemption */
+    uint64_t cached_tokens;     /* prompt tokens taken from the prefix cache at first admission */
+    uint64_t cache_hits;        /* sequences that found any of their prompt cached */
+    uint64_t preemptions;
+    uint64_t admitted;          /* first admissions */
+    uint32_t last_tokens;       /* the last step's tokens and sequences */
+    uint32_t last_seqs;
+} sched_stats_t;
+
+typedef struct sched sched_t;
+
+/*
+ * The block manager is borrowed until sched_destroy.  Returns 0,
+ * ERR_INVALID (a zero limit) or ERR_NOMEM; on error *out is NULL.
+ */
+int sched_create(sched_t **out, kv_cache_t *kv, const sched_opts_t *o, char *err, size_t errlen);
+/* The sequences still queued or running are left to their owners. */
+void sched_destroy(sched_t *s);
+
+/* Limits in force (max_seqs after clamping). */
+uint32_t sched_max_tokens(const sched_t *s);
+uint32_t sched_max_seqs(const sched_t *s);
+
+/* Queue a new sequence (state SCHED_NEW) at the back of the waiting queue. */
+void sched_add(sched_t *s, sched_seq_t *q);
+
+/*
+ * Take a sequence out, waiting or running, and release its blocks (state
+ * SCHED_DONE).  Not between sched_plan and sched_commit.  A sequence not
+ * queued is left alone.
+ */
+void sched_remove(sched_t *s, sched_seq_t *q);
+
+/*
+ * Plan the next step: preempt, admit and fill *b (its arrays belong to the
+ * scheduler and stay valid until the next sched_plan).  The scheduled
+ * sequences are *seqs[0 .. return value); each has step_new > 0 and
+ * step_logit set.  Returns 0 when there is nothing to do.
+ */
+uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs);
+
+/*
+ * The step's forward pass has run: advance each scheduled sequence's
+ * n_computed and publish its newly full blocks in the prefix cache.
+ */
+void sched_commit(sched_t *s);
+
+/*
+ * Append one generated token to a running sequence whose tokens are all
+ * computed.  Returns 0, or ERR_FULL at cap_tokens (the caller finishes it),
+ * or ERR_STATE when the sequence is not in that state.
+ */
+int sched_append(sched_t *s, sched_seq_t *q, int32_t token);
+
+void sched_get_stats(const sched_t *s, sched_stats_t *st);
+
+/* The first waiting and running sequences (oldest first; follow ->next). */
+sched_seq_t *sched_waiting(const sched_t *s);
+sched_seq_t *sched_running(const sched_t *s);
+
+#endif

@@ -1,0 +1,677 @@
+/*
+ * test_engine.c - the engine as the server uses it: stop strings (alone),
+ * then, on the default model with the CPU backend, requests through the
+ * engine thread and its queues.  The reference for every output is the
+ * same request run alone (one sequence at a time, no prefix cache):
+ * under heavy concurrency, with a KV pool so small that sequences are
+ * preempted and recomputed, with a step budget so small that every
+ * prompt is chunked, and with the prefix cache, each request's tokens
+ * must be identical (greedy ones, and seeded sampled ones too).  Also: prefix caching skips prefill work
+ * (counted), cancellation, the intake limit, submit-time checks, events
+ * and usage, health.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "err.h"
+#include "stop.h"
+#include "test.h"
+
+/* ---------------------------------------------------------------- stop strings */
+
+static stop_set_t make_stops(const char *a, const char *b)
+{
+    stop_set_t s;
+    const char *v[2] = { a, b };
+    char err[ERR_MSG_MAX];
+    ASSERT_MSG(stop_set_init(&s, v, b ? 2 : 1, err, sizeof err) == 0, "%s", err);
+    return s;
+}
+
+TEST(stop_scan_finds_the_earliest_and_holds_back_prefixes)
+{
+    stop_set_t s = make_stops("END", "\n\n");
+    size_t emit;
+    ASSERT_EQ_INT(stop_scan(&s, "hello", 5, &emit), 0);
+    ASSERT_EQ_INT(emit, 5);
+    ASSERT_EQ_INT(stop_scan(&s, "hello E", 7, &emit), 0);
+    ASSERT_EQ_INT(emit, 6); /* "E" may start END */
+    ASSERT_EQ_INT(stop_scan(&s, "hello EN", 8, &emit), 0);
+    ASSERT_EQ_INT(emit, 6);
+    ASSERT_EQ_INT(stop_scan(&s, "hello ENX", 9, &emit), 0);
+    ASSERT_EQ_INT(emit, 9);
+    ASSERT_EQ_INT(stop_scan(&s, "a\n", 2, &emit), 0);
+    ASSERT_EQ_INT(emit, 1);
+    ASSERT_EQ_INT(stop_scan(&s, "ab END cd\n\n", 11, &emit), 1);
+    ASSERT_EQ_INT(emit, 3);
+    ASSERT_EQ_INT(stop_scan(&s, "ab\n\nEND", 7, &emit), 1);
+    ASSERT_EQ_INT(emit, 2);
+    ASSERT_EQ_INT(stop_scan(&s, "END", 3, &emit), 1);
+    ASSERT_EQ_INT(emit, 0);
+    stop_set_t none = make_stops("x", NULL);
+    none.n = 0;
+    ASSERT_EQ_INT(stop_scan(&none, "abc", 3, &emit), 0);
+    ASSERT_EQ_INT(emit, 3);
+}
+
+/* Feed text in pieces as tokens would come, as engine_req.c does: only released text is shown. */
+static void feed(const stop_set_t *s, const char *const *pieces, char *shown, int *stopped)
+{
+    char held[256] = "";
+    size_t n_held = 0, n_shown = 0, emit;
+    *stopped = 0;
+    shown[0] = '\0';
+    for (int i = 0; pieces[i] != NULL && !*stopped; i++) {
+        memcpy(held + n_held, pieces[i], strlen(pieces[i]));
+        n_held += strlen(pieces[i]);
+        *stopped = stop_scan(s, held, n_held, &emit);
+        memcpy(shown + n_shown, held, emit);
+        n_shown += emit;
+        memmove(held, held + emit, n_held - emit);
+        n_held -= emit;
+    }
+    if (!*stopped) { /* the end: what was held comes out */
+        memcpy(shown + n_shown, held, n_held);
+        n_shown += n_held;
+    }
+    shown[n_shown] = '\0';
+}
+
+TEST(stop_strings_match_across_token_boundaries)
+{
+    stop_set_t s = make_stops("<|user|>", "Question:");
+    char shown[512];
+    int stopped;
+    const char *a[] = { "The answer", " is 4.", "<|us", "er", "|> next", NULL };
+    feed(&s, a, shown, &stopped);
+    ASSERT_EQ_INT(stopped, 1);
+    ASSERT_EQ_STR(shown, "The answer is 4.");
+    const char *b[] = { "Ques", "t", "ionable", " stuff Qu", NULL };
+    feed(&s, b, shown, &stopped);
+    ASSERT_EQ_INT(stopped, 0);
+    ASSERT_EQ_STR(shown, "Questionable stuff Qu");
+    const char *c[] = { "x Q", "uestion", ":", NULL };
+    feed(&s, c, shown, &stopped);
+    ASSERT_EQ_INT(stopped, 1);
+    ASSERT_EQ_STR(shown, "x ");
+    /* multi-byte: the held tail starts on a character boundary */
+    stop_set_t u = make_stops("\xc3\xa9t\xc3\xa9", NULL); /* "été" */
+    const char *d[] = { "caf\xc3\xa9", "t", "\xc3\xa9", NULL };
+    feed(&u, d, shown, &stopped);
+    ASSERT_EQ_INT(stopped, 1);
+    ASSERT_EQ_STR(shown, "caf");
+}
+
+TEST(stop_set_rejects_bad_strings)
+{
+    stop_set_t s;
+    char err[ERR_MSG_MAX];
+    const char *five[5] = { "a", "b", "c", "d", "e" };
+    ASSERT_EQ_INT(stop_set_init(&s, five, 5, err, sizeof err), ERR_RANGE);
+    const char *empty[1] = { "" };
+    ASSERT_EQ_INT(stop_set_init(&s, empty, 1, err, sizeof err), ERR_RANGE);
+    static char big[300];
+    memset(big, 'x', 257);
+    const char *longs[1] = { big };
+    ASSERT_EQ_INT(stop_set_init(&s, longs, 1, err, sizeof err), ERR_RANGE);
+    const char *bad[1] = { "ab\xff" };
+    ASSERT_EQ_INT(stop_set_init(&s, bad, 1, err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "stop[0]") != NULL);
+    big[256] = '\0';
+    ASSERT_EQ_INT(stop_set_init(&s, longs, 1, err, sizeof err), 0);
+}
+
+/* ---------------------------------------------------------------- the engine */
+
+#define MAXGEN 64
+#define BLOCK_BYTES (30ull * 2 * 3 * 16 * 64 * 4) /* SmolLM2-135M: one 16-token KV block, float32 */
+
+typedef struct {
+    int32_t tok[256];
+    size_t n_tok;
+    uint32_t max_tokens;
+    const char *stop;
+    int ignore_eos;
+    uint32_t n_logprobs;
+    float temperature;          /* 0: greedy */
+    float repetition_penalty;   /* 0: off */
+    uint64_t seed;
+    /* results */
+    uint64_t id;
+    int32_t out[MAXGEN + 1];
+    uint32_t tlen[MAXGEN + 1];  /* text bytes each token event released */
+    uint32_t n_out;
+    char text[4096];
+    size_t text_len;
+    int finishes;
+    engine_event_t fin;
+} job_t;
+
+static engine_t *open_engine(uint32_t max_seqs, uint32_t budget, uint64_t kv_bytes, int prefix, uint32_t queue)
+{
+    const char *path = test_model_path();
+    if (path == NULL)
+        TEST_SKIP("default model not fetched (scripts/fetch-model)");
+    char err[ERR_MSG_MAX];
+    engine_t *e;
+    engine_opts_t o = { 0 };
+    o.model_path = path;
+    o.chat_template = "auto";
+    o.backend = "cpu";
+    o.threads = 2;
+    o.kv_bytes = kv_bytes;
+    o.max_batch_tokens = budget;
+    o.max_seqs = max_seqs;
+    o.max_queue = queue;
+    o.no_prefix_cache = !prefix;
+    ASSERT_MSG(engine_create(&e, &o, err, sizeof err) == 0, "%s", err);
+    return e;
+}
+
+static void encode(engine_t *e, const char *text, job_t *j)
+{
+    engine_info_t info;
+    engine_get_info(e, &info);
+    tok_buf_t b;
+    tok_buf_init(&b);
+    char err[ERR_MSG_MAX];
+    ASSERT_MSG(tok_encode(info.tok, text, strlen(text), tok_add_bos_default(info.tok), 1, &b, err, sizeof err) == 0,
+               "%s", err);
+    ASSERT(b.n <= 256);
+    memcpy(j->tok, b.ids, b.n * sizeof(int32_t));
+    j->n_tok = b.n;
+    tok_buf_close(&b);
+}
+
+static int submit(engine_t *e, job_t *j)
+{
+    char err[ERR_MSG_MAX];
+    engine_request_t r;
+    engine_request_init(&r);
+    r.tokens = j->tok;
+    r.n_tokens = j->n_tok;
+    r.sampling.temperature = j->temperature;
+    r.sampling.seed = j->seed;
+    if (j->repetition_penalty > 0.0f)
+        r.sampling.repetition_penalty = j->repetition_penalty;
+    r.sampling.n_logprobs = j->n_logprobs;
+    r.max_tokens = j->max_tokens;
+    r.ignore_eos = j->ignore_eos;
+    const char *stops[1] = { j->stop };
+    if (j->stop) {
+        r.stop = stops;
+        r.n_stop = 1;
+    }
+    j->n_out = 0;
+    j->text_len = 0;
+    j->finishes = 0;
+    return engine_submit(e, &r, &j->id, err, sizeof err);
+}
+
+/* Route one event to its job, checking the order of a request's events. */
+static int route(job_t *jobs, size_t n, const engine_event_t *ev)
+{
+    for (size_t i = 0; i < n; i++) {
+        job_t *j = &jobs[i];
+        if (j->id != ev->id)
+            continue;
+        ASSERT_MSG(j->finishes == 0, "an event after the finish of request %llu", (unsigned long long)ev->id);
+        ASSERT(j->text_len + ev->text_len < sizeof j->text);
+        memcpy(j->text + j->text_len, ev->text, ev->text_len);
+        j->text_len += ev->text_len;
+        j->text[j->text_len] = '\0';
+        if (ev->kind == ENGINE_EV_TOKEN) {
+            ASSERT_EQ_INT(ev->index, j->n_out);
+            ASSERT(j->n_out < MAXGEN);
+            j->tlen[j->n_out] = ev->text_len;
+            j->out[j->n_out++] = ev->token;
+        } else {
+            j->finishes++;
+            j->fin = *ev;
+            return 1;
+        }
+        return 0;
+    }
+    TEST_FAIL_AT("an event for unknown request %llu", (unsigned long long)ev->id);
+    return 0;
+}
+
+static engine_event_t ev_buf;
+
+/* Wait for `pending` finish events. */
+static void drain(engine_t *e, job_t *jobs, size_t n, size_t pending)
+{
+    while (pending > 0) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT_MSG(engine_wait(e, 30000), "no event for 30 s");
+            continue;
+        }
+        pending -= (size_t)route(jobs, n, &ev_buf);
+    }
+}
+
+static void run_all(engine_t *e, job_t *jobs, size_t n, int one_at_a_time)
+{
+    if (one_at_a_time) {
+        for (size_t i = 0; i < n; i++) {
+            ASSERT_EQ_INT(submit(e, &jobs[i]), 0);
+            drain(e, &jobs[i], 1, 1);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        ASSERT_EQ_INT(submit(e, &jobs[i]), 0);
+    drain(e, jobs, n, n);
+}
+
+/* Wait until the engine is idle and its stats say so. */
+static void settle(engine_t *e, engine_stats_t *st)
+{
+    for (int i = 0; i < 200; i++) {
+        engine_get_stats(e, st);
+        engine_health_t h;
+        engine_health(e, &h);
+        if (!h.busy && st->running == 0 && st->waiting == 0)
+            return;
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    TEST_FAIL_AT("the engine did not settle");
+}
+
+static const char *questions[] = {
+    "What is the capital of France?", "Name three primary colors.", "Why is the sky blue?",
+    "Write a haiku about the sea.", "How many legs does a spider have?", "What is 12 times 7?",
+    "Tell me a fun fact about owls.", "Translate 'good morning' to Spanish.", "What is photosynthesis?",
+    "Give me a synonym for happy.", "Who wrote Hamlet?", "What is the boiling point of water?",
+};
+#define NQ 12
+
+/* Prompts: half share a long system prompt (so prefix caching has something to find). */
+static void make_jobs(engine_t *e, job_t *jobs)
+{
+    memset(jobs, 0, NQ * sizeof *jobs);
+    for (int i = 0; i < NQ; i++) {
+        char text[1024];
+        if (i % 2 == 0)
+            snprintf(text, sizeof text, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+                     "trained by Hugging Face. Answer briefly and precisely.<|im_end|>\n<|im_start|>user\n"
+                     "%s<|im_end|>\n<|im_start|>assistant\n", questions[i]);
+        else
+            snprintf(text, sizeof text, "Q: %s\nA:", questions[i]);
+        encode(e, text, &jobs[i]);
+        jobs[i].max_tokens = 6 + (uint32_t)(i % 4) * 3;
+        jobs[i].ignore_eos = i % 3 == 0;
+        if (i % 4 == 1) { /* sampled: the draws depend on the seed and the token index only */
+            jobs[i].temperature = 0.9f;
+            jobs[i].seed = 1000 + (uint64_t)i;
+            jobs[i].repetition_penalty = i % 8 == 1 ? 1.3f : 0.0f;
+        }
+    }
+}
+
+static void same_outputs(const job_t *ref, const job_t *got, const char *what)
+{
+    for (int i = 0; i < NQ; i++) {
+        ASSERT_EQ_INT(got[i].finishes, 1);
+        ASSERT_MSG(got[i].n_out == ref[i].n_out && memcmp(got[i].out, ref[i].out, ref[i].n_out * sizeof(int32_t)) == 0,
+                   "%s: request %d differs from its output alone (%u vs %u tokens): \"%s\" vs \"%s\"", what, i,
+                   got[i].n_out, ref[i].n_out, got[i].text, ref[i].text);
+        ASSERT_EQ_STR(got[i].text, ref[i].text);
+        ASSERT_EQ_INT(got[i].fin.finish, ref[i].fin.finish);
+        ASSERT_EQ_INT(got[i].fin.completion_tokens, ref[i].fin.completion_tokens);
+    }
+}
+
+TEST(outputs_under_load_preemption_and_chunking_equal_outputs_alone)
+{
+    static job_t ref[NQ], got[NQ];
+    engine_stats_t st;
+
+    /* alone: one sequence at a time, whole prompts, no prefix cache */
+    engine_t *e = open_engine(1, 512, 64ull << 20, 0, 64);
+    make_jobs(e, ref);
+    run_all(e, ref, NQ, 1);
+    for (int i = 0; i < NQ; i++) {
+        ASSERT_EQ_INT(ref[i].fin.prompt_tokens, ref[i].n_tok);
+        ASSERT_EQ_INT(ref[i].fin.cached_tokens, 0);
+        /* usage: every token event, plus a final stop token that has none */
+        ASSERT_EQ_INT(ref[i].fin.completion_tokens, ref[i].n_out + (ref[i].fin.finish == ENGINE_FINISH_STOP));
+        if (ref[i].ignore_eos)
+            ASSERT_EQ_INT(ref[i].fin.finish, ENGINE_FINISH_LENGTH);
+    }
+    engine_destroy(e);
+
+    /* room for everyone, prefix cache on: the first two alone (filling the cache), then all the rest at once */
+    e = open_engine(16, 512, 64ull << 20, 1, 64);
+    make_jobs(e, got);
+    run_all(e, got, 2, 0);
+    run_all(e, got + 2, NQ - 2, 0);
+    same_outputs(ref, got, "concurrent");
+    settle(e, &st);
+    printf("  info: concurrent: %llu prefix-cache hits, %llu prompt tokens skipped\n",
+           (unsigned long long)st.prefix_cache_hits, (unsigned long long)st.prefix_cache_tokens);
+    ASSERT(st.prefix_cache_hits > 0);
+    engine_destroy(e);
+
+    /* a pool of 5 blocks (80 tokens) for 12 requests of up to 70: preemption and recompute,
+       without and with the prefix cache (which then serves part of the recompute) */
+    for (int prefix = 0; prefix < 2; prefix++) {
+        e = open_engine(12, 64, 5 * BLOCK_BYTES, prefix, 64);
+        make_jobs(e, got);
+        run_all(e, got, NQ, 0);
+        same_outputs(ref, got, prefix ? "tiny pool, prefix cache" : "tiny pool");
+        settle(e, &st);
+        printf("  info: tiny pool%s: %llu preemptions in %llu steps\n", prefix ? ", prefix cache" : "",
+               (unsigned long long)st.preemptions, (unsigned long long)st.steps);
+        ASSERT_MSG(st.preemptions > 0, "no preemption happened");
+        ASSERT_EQ_INT(st.blocks_used, 0);
+        ASSERT_EQ_INT(st.blocks_free, st.blocks_total);
+        engine_destroy(e);
+    }
+
+    /* a budget of 7 tokens a step: every prompt is prefilled in chunks, decodes go first */
+    e = open_engine(4, 7, 64ull << 20, 0, 64);
+    make_jobs(e, got);
+    run_all(e, got, NQ, 0);
+    same_outputs(ref, got, "chunked");
+    settle(e, &st);
+    printf("  info: chunked: %.2f tokens per step over %llu steps\n", st.tokens_per_step,
+           (unsigned long long)st.steps);
+    ASSERT(st.tokens_per_step <= 7.0);
+    engine_destroy(e);
+}
+
+TEST(prefix_cache_skips_prefill_and_changes_nothing)
+{
+    static job_t a[2], b[2];
+    engine_stats_t s0, s1;
+    char sys[2048] = "<|im_start|>system\n";
+    for (int i = 0; i < 12; i++)
+        strcat(sys, "You are a careful assistant who checks every fact twice before answering. ");
+    strcat(sys, "<|im_end|>\n<|im_start|>user\n");
+    char t0[2300], t1[2300];
+    snprintf(t0, sizeof t0, "%sWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n", sys);
+    snprintf(t1, sizeof t1, "%sHow many days are in a leap year?<|im_end|>\n<|im_start|>assistant\n", sys);
+
+    engine_t *e = open_engine(4, 512, 64ull << 20, 0, 16);
+    memset(a, 0, sizeof a);
+    encode(e, t0, &a[0]);
+    encode(e, t1, &a[1]);
+    a[0].max_tokens = a[1].max_tokens = 8;
+    run_all(e, a, 2, 1);
+    engine_destroy(e);
+
+    e = open_engine(4, 512, 64ull << 20, 1, 16);
+    memset(b, 0, sizeof b);
+    encode(e, t0, &b[0]);
+    encode(e, t1, &b[1]);
+    b[0].max_tokens = b[1].max_tokens = 8;
+    ASSERT(b[0].n_tok > 150);
+    run_all(e, &b[0], 1, 1);
+    settle(e, &s0);
+    run_all(e, &b[1], 1, 1);
+    settle(e, &s1);
+    /* the second prompt computed only what follows the cached whole blocks of the first */
+    uint32_t common = 0;
+    while (common < b[0].n_tok && b[0].tok[common] == b[1].tok[common])
+        common++;
+    uint32_t cached = common / 16 * 16;
+    ASSERT_EQ_INT(b[1].fin.cached_tokens, cached);
+    ASSERT_EQ_INT(s1.prompt_tokens_computed - s0.prompt_tokens_computed, b[1].n_tok - cached);
+    ASSERT_EQ_INT(s1.prefix_cache_tokens, cached);
+    ASSERT_EQ_INT(s1.prefix_cache_hits, 1);
+    ASSERT(cached >= 128);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ_INT(b[i].n_out, a[i].n_out);
+        ASSERT(memcmp(b[i].out, a[i].out, a[i].n_out * sizeof(int32_t)) == 0);
+        ASSERT_EQ_STR(b[i].text, a[i].text);
+    }
+    ASSERT(s1.blocks_cached > 0);
+    engine_destroy(e);
+}
+
+TEST(stop_string_cuts_the_text_and_never_leaks)
+{
+    static job_t j[1];
+    engine_t *e = open_engine(2, 512, 32ull << 20, 1, 8);
+    memset(j, 0, sizeof j);
+    encode(e, "Q: List the days of the week.\nA:", &j[0]);
+    j[0].max_tokens = 24;
+    j[0].ignore_eos = 1;
+    run_all(e, j, 1, 1);
+    char full[4096];
+    snprintf(full, sizeof full, "%s", j[0].text);
+    ASSERT_MSG(strlen(full) > 12, "too little text: \"%s\"", full);
+    /* a stop string made of the last byte of one token's text and the next three bytes */
+    size_t at = 0, start = 0;
+    int found = 0;
+    for (uint32_t k = 0; k < j[0].n_out && !found; k++) {
+        at += j[0].tlen[k];
+        if (j[0].tlen[k] == 0 || at < 4 || at + 3 > strlen(full))
+            continue;
+        start = at - 1;
+        found = 1;
+        for (size_t b = start; b < start + 4; b++)
+            found &= (unsigned char)full[b] < 0x80;
+    }
+    ASSERT_MSG(found, "no ASCII token boundary in \"%s\"", full);
+    char stop[8];
+    snprintf(stop, sizeof stop, "%.4s", full + start);
+    ASSERT_EQ_INT(strlen(stop), 4);
+    const char *first = strstr(full, stop);
+    ASSERT(first != NULL);
+    j[0].stop = stop;
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].fin.finish, ENGINE_FINISH_STOP);
+    ASSERT_EQ_INT(j[0].fin.stop_string, 0);
+    ASSERT_EQ_INT(j[0].text_len, (size_t)(first - full));
+    ASSERT(strncmp(j[0].text, full, j[0].text_len) == 0);
+    ASSERT(strstr(j[0].text, stop) == NULL);
+    engine_destroy(e);
+}
+
+TEST(cancel_ends_requests_anywhere_exactly_once)
+{
+    static job_t j[3];
+    engine_t *e = open_engine(1, 512, 32ull << 20, 1, 8);
+    memset(j, 0, sizeof j);
+    for (int i = 0; i < 3; i++) {
+        encode(e, "Once upon a time, in a land far away,", &j[i]);
+        j[i].max_tokens = 200;
+        j[i].ignore_eos = 1;
+        ASSERT_EQ_INT(submit(e, &j[i]), 0);
+    }
+    ASSERT_EQ_INT(engine_cancel(e, j[2].id), 0); /* still queued behind the others (max_seqs 1) */
+    /* cancel j[0] once it is decoding */
+    while (j[0].n_out < 3) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT(engine_wait(e, 30000));
+            continue;
+        }
+        route(j, 3, &ev_buf);
+    }
+    ASSERT_EQ_INT(engine_cancel(e, j[0].id), 0);
+    ASSERT_EQ_INT(engine_cancel(e, j[0].id), 0); /* twice: still one finish */
+    ASSERT_EQ_INT(engine_cancel(e, 999999), 0);  /* unknown: ignored */
+    while (j[0].finishes == 0 || j[2].finishes == 0 || j[1].n_out < 2) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT(engine_wait(e, 30000));
+            continue;
+        }
+        route(j, 3, &ev_buf);
+    }
+    ASSERT_EQ_INT(engine_cancel(e, j[1].id), 0);
+    drain(e, j, 3, 1);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ_INT(j[i].finishes, 1);
+        ASSERT_EQ_INT(j[i].fin.finish, ENGINE_FINISH_CANCELLED);
+    }
+    ASSERT_EQ_INT(j[2].fin.completion_tokens, 0);
+    ASSERT(j[0].fin.completion_tokens < 200);
+    engine_stats_t st;
+    settle(e, &st);
+    ASSERT_EQ_INT(st.requests_finished[ENGINE_FINISH_CANCELLED - 1], 3);
+    ASSERT_EQ_INT(st.blocks_used, 0);
+    ASSERT_EQ_INT(st.queued, 0);
+    ASSERT(!engine_poll(e, &ev_buf)); /* nothing more */
+    engine_destroy(e);
+}
+
+TEST(submit_checks_limits_and_the_queue)
+{
+    char err[ERR_MSG_MAX];
+    engine_t *e = open_engine(1, 64, 8 * BLOCK_BYTES, 1, 2);
+    engine_info_t info;
+    engine_get_info(e, &info);
+    ASSERT_EQ_INT(info.n_ctx, 128); /* the pool, smaller than the training context */
+    ASSERT_EQ_INT(info.n_vocab, 49152);
+    ASSERT_EQ_STR(info.model_name, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    ASSERT(info.chat != NULL && info.chat->kind == CHAT_CHATML);
+    static int32_t toks[200];
+    for (int i = 0; i < 200; i++)
+        toks[i] = 100 + i;
+    engine_request_t r;
+    uint64_t id;
+    engine_request_init(&r);
+    r.tokens = toks;
+    r.n_tokens = 128;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_TOOLONG);
+    ASSERT(strstr(err, "128") != NULL);
+    r.n_tokens = 100;
+    r.max_tokens = 29;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_TOOLONG);
+    ASSERT(strstr(err, "max_tokens") != NULL);
+    r.max_tokens = 4;
+    toks[5] = 49152;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_RANGE);
+    toks[5] = 105;
+    r.sampling.temperature = 3.0f;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_RANGE);
+    ASSERT(strstr(err, "temperature") != NULL);
+    r.sampling.temperature = 0.0f;
+    r.n_tokens = 0;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_INVALID);
+    int32_t bad_stop[1] = { -1 };
+    r.n_tokens = 10;
+    r.stop_tokens = bad_stop;
+    r.n_stop_tokens = 1;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_RANGE);
+    r.n_stop_tokens = 0;
+
+    /* max_queue 2: one runs (max_seqs 1), two wait, the rest are refused at once */
+    r.max_tokens = 100;
+    r.ignore_eos = 1;
+    uint64_t ids[6];
+    int accepted = 0, refused = 0;
+    for (int i = 0; i < 6; i++) {
+        int rc = engine_submit(e, &r, &ids[accepted], err, sizeof err);
+        if (rc == 0)
+            accepted++;
+        else {
+            ASSERT_EQ_INT(rc, ERR_FULL);
+            ASSERT(strstr(err, "max-queue") != NULL);
+            refused++;
+        }
+    }
+    ASSERT(accepted >= 2 && accepted <= 3);
+    ASSERT_EQ_INT(accepted + refused, 6);
+    for (int i = 0; i < accepted; i++)
+        engine_cancel(e, ids[i]);
+    int finishes = 0;
+    while (finishes < accepted) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT(engine_wait(e, 30000));
+            continue;
+        }
+        finishes += ev_buf.kind == ENGINE_EV_FINISH;
+    }
+    engine_stats_t st;
+    settle(e, &st);
+    ASSERT_EQ_INT(st.queued, 0);
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), 0); /* room again */
+    engine_cancel(e, id);
+    engine_destroy(e);
+}
+
+static int notified;
+static void on_notify(void *ctx)
+{
+    (void)ctx;
+    __atomic_add_fetch(&notified, 1, __ATOMIC_SEQ_CST);
+}
+
+TEST(events_carry_logprobs_and_the_engine_beats)
+{
+    const char *path = test_model_path();
+    if (path == NULL)
+        TEST_SKIP("default model not fetched (scripts/fetch-model)");
+    char err[ERR_MSG_MAX];
+    engine_t *e;
+    engine_opts_t o = { .model_path = path, .chat_template = "auto", .backend = "cpu", .threads = 2,
+                        .kv_bytes = 16ull << 20, .notify = on_notify };
+    ASSERT_MSG(engine_create(&e, &o, err, sizeof err) == 0, "%s", err);
+    engine_health_t h0, h1;
+    engine_health(e, &h0);
+    struct timespec ts = { 1, 300 * 1000000L };
+    nanosleep(&ts, NULL);
+    engine_health(e, &h1);
+    ASSERT_MSG(h1.iterations > h0.iterations, "an idle engine must still beat");
+    ASSERT(!h1.busy && !h1.failed);
+    ASSERT(engine_now_ns() - h1.last_beat_ns < 1500000000ull);
+
+    static job_t j[1];
+    memset(j, 0, sizeof j);
+    encode(e, "The three primary colors are", &j[0]);
+    j[0].max_tokens = 5;
+    j[0].n_logprobs = 3;
+    ASSERT_EQ_INT(submit(e, &j[0]), 0);
+    int tokens = 0;
+    for (;;) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT(engine_wait(e, 30000));
+            continue;
+        }
+        if (ev_buf.kind == ENGINE_EV_FINISH)
+            break;
+        tokens++;
+        ASSERT_EQ_INT(ev_buf.n_top, 3);
+        ASSERT_EQ_INT(ev_buf.top[0].id, ev_buf.token); /* greedy takes the most probable */
+        ASSERT(ev_buf.top[0].logprob == ev_buf.logprob);
+        ASSERT(ev_buf.top[0].logprob >= ev_buf.top[1].logprob && ev_buf.top[1].logprob >= ev_buf.top[2].logprob);
+        ASSERT(ev_buf.logprob <= 0.0f);
+        ASSERT_EQ_INT(ev_buf.text[ev_buf.text_len], '\0');
+    }
+    ASSERT(tokens >= 1);
+    ASSERT(__atomic_load_n(&notified, __ATOMIC_SEQ_CST) > 0);
+    ASSERT_EQ_STR(engine_finish_name(ENGINE_FINISH_LENGTH), "length");
+    engine_destroy(e);
+}
+
+TEST(a_request_without_max_tokens_runs_to_the_context)
+{
+    static job_t j[1];
+    engine_t *e = open_engine(2, 64, 8 * BLOCK_BYTES, 1, 8); /* n_ctx 128 */
+    memset(j, 0, sizeof j);
+    encode(e, "Count: one, two, three,", &j[0]);
+    j[0].ignore_eos = 1;
+    j[0].max_tokens = 0;
+    /* collect at most MAXGEN tokens: make the prompt long enough that 128 - prompt <= MAXGEN */
+    while (j[0].n_tok < 128 - MAXGEN) {
+        j[0].tok[j[0].n_tok] = j[0].tok[j[0].n_tok - 5];
+        j[0].n_tok++;
+    }
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].fin.finish, ENGINE_FINISH_LENGTH);
+    ASSERT_EQ_INT(j[0].fin.completion_tokens, 128 - j[0].n_tok);
+    engine_destroy(e);
+}
+
+TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(stop_strings_match_across_token_boundaries),
+          T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
+          T(prefix_cache_skips_prefill_and_changes_nothing), T(stop_string_cuts_the_text_and_never_leaks),
+          T(cancel_ends_requests_anywhere_exactly_once), T(submit_checks_limits_and_the_queue),
+          T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context))

@@ -1,0 +1,715 @@
+/*
+ * test_scheduler.c - the scheduler and the block manager under load,
+ * driven through the real forward pass (forward.c) on a fake backend.
+ *
+ * The fake backend keeps, for every KV slot, the token and position last
+ * written there, and its "model" is a script: the next token is a hash of
+ * the tokens it reads back through the sequence's block table at
+ * positions 0..p.  So a sequence's output is right only if every one of
+ * its positions was written, into the right block, with its own token;
+ * the test computes the expected output of each request alone, from its
+ * prompt, and compares.  Randomised runs of thousands of requests (random
+ * arrivals, lengths, shared prefixes, cancellations; pools small enough
+ * to preempt) check invariants after every step.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "batch.h"
+#include "err.h"
+#include "forward.h"
+#include "kvcache.h"
+#include "model.h"
+#include "scheduler.h"
+#include "test.h"
+
+#define V 512           /* the fake vocabulary */
+#define EOG 0           /* the fake end-of-generation token */
+
+static const uint8_t SEED[32] = { 42 };
+
+/* ---------------------------------------------------------------- the script */
+
+static uint64_t mix(uint64_t h, int32_t t)
+{
+    h ^= (uint64_t)(uint32_t)t + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+/* The token that follows a context whose hash is h: EOG about one time in 40. */
+static int32_t script_next(uint64_t h)
+{
+    return h % 40 == 0 ? EOG : (int32_t)(1 + h % (V - 1));
+}
+
+/* ---------------------------------------------------------------- the fake backend */
+
+typedef struct {
+    uint32_t n_blocks, B;
+    int32_t *kv_tok;        /* [n_blocks * B] */
+    int32_t *kv_pos;        /* [n_blocks * B]; -1: never written */
+    const batch_t *batch;
+    const kv_cache_t *kv;   /* to see that nobody writes into a shared block */
+    int bad;
+    char why[256];
+    float dummy[64];
+} fake_t;
+
+static void fake_fail(fake_t *f, const char *what, int a, int b)
+{
+    if (!f->bad)
+        snprintf(f->why, sizeof f->why, "%s (%d, %d)", what, a, b);
+    f->bad = 1;
+}
+
+static bk_buf_t fake_buf_alloc(void *ctx, uint32_t rows, uint32_t cols)
+{
+    (void)rows;
+    (void)cols;
+    return ((fake_t *)ctx)->dummy;
+}
+
+/* The KV write: each token of the step into its slot. */
+static int fake_set_batch(void *ctx, const batch_t *b)
+{
+    fake_t *f = ctx;
+    f->batch = b;
+    for (uint32_t s = 0; s < b->n_seqs; s++) {
+        const batch_seq_t *q = &b->seqs[s];
+        for (uint32_t i = q->first; i < q->first + q->n_new; i++) {
+            uint32_t p = (uint32_t)b->pos[i];
+            int32_t block = q->block_table[p / f->B];
+            if (kv_block_refs(f->kv, block) != 1)
+                fake_fail(f, "write into a block held by several sequences", block, (int)p);
+            uint64_t slot = (uint64_t)block * f->B + p % f->B;
+            f->kv_tok[slot] = b->tokens[i];
+            f->kv_pos[slot] = (int32_t)p;
+        }
+    }
+    return 0;
+}
+
+static int fake_embed(void *ctx, bk_buf_t x)
+{
+    (void)ctx;
+    (void)x;
+    return 0;
+}
+
+/* The "attention": read positions 0..p back through the table, hash them, one-hot logits. */
+static int fake_logits(void *ctx, bk_buf_t x, bk_buf_t add, float *out)
+{
+    fake_t *f = ctx;
+    const batch_t *b = f->batch;
+    (void)x;
+    (void)add;
+    for (uint32_t r = 0; r < b->n_logits; r++) {
+        uint32_t t = (uint32_t)b->logit_rows[r], s = 0;
+        while (!(t >= b->seqs[s].first && t < b->seqs[s].first + b->seqs[s].n_new))
+            s++;
+        uint64_t h = 0;
+        for (int32_t j = 0; j <= b->pos[t]; j++) {
+            uint64_t slot = (uint64_t)b->seqs[s].block_table[j / f->B] * f->B + (uint32_t)j % f->B;
+            if (f->kv_pos[slot] != j)
+                fake_fail(f, "attention read a slot not holding its position", j, f->kv_pos[slot]);
+            h = mix(h, f->kv_tok[slot]);
+        }
+        float *row = out + (uint64_t)r * V;
+        for (uint32_t v = 0; v < V; v++)
+            row[v] = 0.0f;
+        row[script_next(h)] = 1.0f;
+    }
+    return 0;
+}
+
+static const char *fake_last_error(void *ctx)
+{
+    return ((fake_t *)ctx)->why;
+}
+
+static const backend_ops_t fake_ops = {
+    .name = "fake",
+    .buf_alloc = fake_buf_alloc,
+    .set_batch = fake_set_batch,
+    .embed = fake_embed,
+    .logits = fake_logits,
+    .last_error = fake_last_error,
+};
+
+/* ---------------------------------------------------------------- a rig */
+
+typedef struct {
+    uint32_t n_blocks, B, max_tokens, max_seqs, watermark;
+    int prefix_cache;
+} cfg_t;
+
+typedef struct {
+    cfg_t c;
+    fake_t fake;
+    backend_t backend;
+    model_t model;
+    forward_t *fwd;
+    kv_cache_t *kv;
+    sched_t *s;
+    float *logits;          /* [max_seqs, V] */
+} rig_t;
+
+static void rig_open(rig_t *r, const cfg_t *c)
+{
+    char err[ERR_MSG_MAX];
+    memset(r, 0, sizeof *r);
+    r->c = *c;
+    kv_opts_t ko = { c->n_blocks, c->B, c->prefix_cache, SEED };
+    ASSERT_MSG(kv_create(&r->kv, &ko, err, sizeof err) == 0, "%s", err);
+    sched_opts_t so = { c->max_tokens, c->max_seqs, c->watermark };
+    ASSERT_MSG(sched_create(&r->s, r->kv, &so, err, sizeof err) == 0, "%s", err);
+    r->fake.n_blocks = c->n_blocks;
+    r->fake.B = c->B;
+    r->fake.kv = r->kv;
+    r->fake.kv_tok = calloc((size_t)c->n_blocks * c->B, sizeof(int32_t));
+    r->fake.kv_pos = malloc((size_t)c->n_blocks * c->B * sizeof(int32_t));
+    ASSERT(r->fake.kv_tok && r->fake.kv_pos);
+    memset(r->fake.kv_pos, 0xff, (size_t)c->n_blocks * c->B * sizeof(int32_t));
+    r->backend = (backend_t){ &fake_ops, &r->fake, c->n_blocks, c->B };
+    r->model.hp = (hparams_t){ .n_vocab = V, .n_embd = 8, .n_layer = 0, .n_head = 1, .n_head_kv = 1,
+                               .head_dim = 8, .n_ff = 8, .n_ctx_train = 1 << 20 };
+    ASSERT_MSG(forward_create(&r->fwd, &r->model, &r->backend, c->max_tokens, err, sizeof err) == 0, "%s", err);
+    r->logits = malloc((size_t)sched_max_seqs(r->s) * V * sizeof(float));
+    ASSERT(r->logits != NULL);
+}
+
+static void rig_close(rig_t *r)
+{
+    forward_destroy(r->fwd);
+    sched_destroy(r->s);
+    kv_destroy(r->kv);
+    free(r->fake.kv_tok);
+    free(r->fake.kv_pos);
+    free(r->logits);
+}
+
+enum { END_NONE = 0, END_STOP, END_LENGTH, END_CANCELLED };
+
+typedef struct {
+    sched_seq_t seq;
+    uint32_t id;
+    uint32_t arrive;        /* step it is submitted at */
+    int64_t cancel_at;      /* step it is cancelled at, or -1 */
+    uint32_t max_new;
+    uint32_t n_gen;
+    int ends;               /* finish count: must end up exactly 1 */
+    int seen_started;       /* its first admission was checked */
+    int how;
+} treq_t;
+
+static void treq_init(treq_t *q, uint32_t id, const int32_t *prompt, uint32_t n, uint32_t max_new, uint32_t B)
+{
+    memset(q, 0, sizeof *q);
+    q->id = id;
+    q->max_new = max_new;
+    q->cancel_at = -1;
+    q->seq.tokens = malloc((n + max_new) * sizeof(int32_t));
+    ASSERT(q->seq.tokens != NULL);
+    memcpy(q->seq.tokens, prompt, n * sizeof(int32_t));
+    q->seq.n_tokens = q->seq.n_prompt = n;
+    q->seq.cap_tokens = n + max_new;
+    q->seq.owner = q;
+    ASSERT_EQ_INT(kv_seq_init(&q->seq.kv, n + max_new, B), 0);
+}
+
+static void treq_close(treq_t *q)
+{
+    free(q->seq.tokens);
+    kv_seq_close(&q->seq.kv);
+}
+
+static void finish(rig_t *r, treq_t *q, int how)
+{
+    ASSERT_MSG(q->ends == 0, "request %u ends twice", q->id);
+    sched_remove(r->s, &q->seq);
+    ASSERT_EQ_INT(q->seq.state, SCHED_DONE);
+    q->ends++;
+    q->how = how;
+}
+
+/* What the request would produce alone: the script run on its own tokens. */
+static void expected_output(const treq_t *q, int32_t *out, uint32_t *n_out, int *how)
+{
+    uint64_t h = 0;
+    for (uint32_t i = 0; i < q->seq.n_prompt; i++)
+        h = mix(h, q->seq.tokens[i]);
+    *n_out = 0;
+    for (;;) {
+        int32_t t = script_next(h);
+        out[(*n_out)++] = t;
+        if (t == EOG) {
+            *how = END_STOP;
+            return;
+        }
+        if (*n_out == q->max_new) {
+            *how = END_LENGTH;
+            return;
+        }
+        h = mix(h, t);
+    }
+}
+
+/* After a step: budget, limits, KV contents, reference counts, pool accounting. */
+static void check_step(rig_t *r, const batch_t *b, uint32_t n, treq_t *reqs, uint32_t n_reqs)
+{
+    char err[ERR_MSG_MAX];
+    ASSERT(b->n_tokens <= r->c.max_tokens);
+    ASSERT(n <= sched_max_seqs(r->s));
+    sched_stats_t ss;
+    sched_get_stats(r->s, &ss);
+    ASSERT(ss.n_running <= sched_max_seqs(r->s));
+    ASSERT_MSG(!r->fake.bad, "fake backend: %s", r->fake.why);
+    ASSERT_MSG(kv_check(r->kv, err, sizeof err) == 0, "%s", err);
+
+    static int refs[4096];
+    memset(refs, 0, r->c.n_blocks * sizeof refs[0]);
+    uint32_t held = 0;
+    for (const sched_seq_t *q = sched_running(r->s); q != NULL; q = q->next) {
+        for (uint32_t k = 0; k < q->kv.n_blocks; k++)
+            refs[q->kv.blocks[k]]++;
+        /* every computed position holds this sequence's own token */
+        for (uint32_t j = 0; j < q->n_computed; j++) {
+            uint64_t slot = (uint64_t)q->kv.blocks[j / r->c.B] * r->c.B + j % r->c.B;
+            ASSERT_MSG(r->fake.kv_pos[slot] == (int32_t)j && r->fake.kv_tok[slot] == q->tokens[j],
+                       "request %u: position %u of its KV holds another sequence's token",
+                       ((treq_t *)q->owner)->id, j);
+        }
+    }
+    for (const sched_seq_t *q = sched_waiting(r->s); q != NULL; q = q->next)
+        ASSERT_MSG(q->kv.n_blocks == 0, "a waiting sequence holds %u blocks", q->kv.n_blocks);
+    for (uint32_t i = 0; i < r->c.n_blocks; i++) {
+        ASSERT_EQ_INT(kv_block_refs(r->kv, (int32_t)i), refs[i]);
+        held += refs[i] > 0;
+    }
+    kv_stats_t ks;
+    kv_get_stats(r->kv, &ks);
+    ASSERT_EQ_INT(ks.n_used + ks.n_free, r->c.n_blocks);
+    ASSERT_EQ_INT(ks.n_used, held);
+    ASSERT_EQ_INT(ks.double_frees, 0);
+    (void)reqs;
+    (void)n_reqs;
+}
+
+static uint64_t rng;
+static uint32_t rnd(uint32_t n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng % n);
+}
+
+typedef struct {
+    uint64_t preemptions, cache_hits, chunked, cancelled, steps;
+} run_stats_t;
+
+/*
+ * n_reqs requests, arriving a few per step, with prompts of a shared
+ * prefix (one of four, or none) plus their own tail; some are cancelled
+ * at a random step (queued, prefilling or decoding).
+ */
+static void random_run(const cfg_t *c, uint32_t n_reqs, uint64_t seed, run_stats_t *rs)
+{
+    rig_t r;
+    rig_open(&r, c);
+    rng = seed;
+    int32_t prefixes[4][96];
+    for (int p = 0; p < 4; p++)
+        for (int i = 0; i < 96; i++)
+            prefixes[p][i] = (int32_t)(1 + rnd(V - 1));
+    treq_t *reqs = calloc(n_reqs, sizeof *reqs);
+    ASSERT(reqs != NULL);
+    uint32_t max_need = c->n_blocks * c->B;
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < n_reqs; i++) {
+        int32_t prompt[160];
+        if (i > 0 && rnd(10) == 0) {
+            /* the same prompt as an earlier request (a retry, a repeated turn) */
+            const treq_t *o = &reqs[rnd(i)];
+            treq_init(&reqs[i], i, o->seq.tokens, o->seq.n_prompt, 1 + rnd(40), c->B);
+            reqs[i].arrive = at;
+            continue;
+        }
+        uint32_t shared = rnd(3) ? rnd(97) : 0, tail = 1 + rnd(40), max_new = 1 + rnd(40);
+        while (shared + tail + max_new > max_need) /* what submit would refuse */
+            shared /= 2, tail = 1 + tail / 2, max_new = 1 + max_new / 2;
+        const int32_t *p = prefixes[rnd(4)];
+        for (uint32_t k = 0; k < shared; k++)
+            prompt[k] = p[k];
+        for (uint32_t k = 0; k < tail; k++)
+            prompt[shared + k] = (int32_t)(1 + rnd(V - 1));
+        treq_init(&reqs[i], i, prompt, shared + tail, max_new, c->B);
+        at += rnd(3) == 0 ? rnd(4) : 0;
+        reqs[i].arrive = at;
+        if (rnd(10) == 0)
+            reqs[i].cancel_at = at + rnd(40);
+    }
+
+    uint32_t next_arrival = 0, n_ended = 0;
+    memset(rs, 0, sizeof *rs);
+    for (uint32_t step = 0; n_ended < n_reqs; step++) {
+        ASSERT_MSG(step < 40u * n_reqs + 1000, "no progress: %u of %u requests ended", n_ended, n_reqs);
+        while (next_arrival < n_reqs && reqs[next_arrival].arrive <= step)
+            sched_add(r.s, &reqs[next_arrival++].seq);
+        for (uint32_t i = 0; i < next_arrival; i++)
+            if (reqs[i].ends == 0 && reqs[i].cancel_at == (int64_t)step) {
+                finish(&r, &reqs[i], END_CANCELLED);
+                n_ended++;
+                rs->cancelled++;
+            }
+
+        /* who runs before the plan, to check whom it preempts */
+        sched_seq_t *before[64];
+        uint32_t n_before = 0;
+        for (sched_seq_t *q = sched_running(r.s); q != NULL; q = q->next)
+            before[n_before++] = q;
+
+        batch_t b;
+        sched_seq_t *const *seqs;
+        uint32_t n = sched_plan(r.s, &b, &seqs);
+        if (n == 0) {
+            ASSERT_MSG(sched_waiting(r.s) == NULL || sched_running(r.s) != NULL,
+                       "requests wait while nothing runs");
+            continue;
+        }
+        char err[ERR_MSG_MAX];
+        ASSERT_MSG(batch_check(&b, V, c->max_tokens, c->n_blocks, c->B, err, sizeof err) == 0, "%s", err);
+
+        /* preemption takes the most recently admitted: whoever still runs came before every victim */
+        uint64_t first_victim = UINT64_MAX;
+        for (uint32_t i = 0; i < n_before; i++)
+            if (before[i]->state == SCHED_WAITING && before[i]->admitted_at < first_victim)
+                first_victim = before[i]->admitted_at;
+        for (uint32_t i = 0; i < n_before; i++)
+            if (before[i]->state == SCHED_RUNNING)
+                ASSERT_MSG(before[i]->admitted_at < first_victim, "an older sequence was preempted first");
+        if (first_victim != UINT64_MAX)
+            ASSERT(sched_waiting(r.s) != NULL && sched_waiting(r.s)->n_preempted > 0);
+
+        for (uint32_t i = 0; i < n; i++) {
+            const sched_seq_t *q = seqs[i];
+            treq_t *t = q->owner;
+            if (!t->seen_started) {
+                /* first admissions in arrival order: nobody who came earlier is still waiting its turn */
+                t->seen_started = 1;
+                for (uint32_t k = 0; k < t->id; k++)
+                    ASSERT_MSG(reqs[k].seen_started || reqs[k].ends, "request %u admitted before %u", t->id, k);
+            }
+            if (q->step_new < q->n_tokens - q->n_computed)
+                rs->chunked++;
+        }
+        ASSERT_EQ_INT(forward_step(r.fwd, &b, r.logits), 0);
+        sched_commit(r.s);
+        check_step(&r, &b, n, reqs, n_reqs);
+        for (uint32_t i = 0; i < n; i++) {
+            sched_seq_t *q = seqs[i];
+            treq_t *t = q->owner;
+            if (q->step_logit < 0)
+                continue;
+            const float *row = r.logits + (uint64_t)q->step_logit * V;
+            int32_t tok = 0;
+            for (int32_t v = 1; v < V; v++)
+                if (row[v] > row[tok])
+                    tok = v;
+            t->n_gen++;
+            if (tok == EOG || t->n_gen == t->max_new) {
+                q->tokens[q->n_tokens] = tok; /* the last token, kept for the comparison below */
+                finish(&r, t, tok == EOG ? END_STOP : END_LENGTH);
+                n_ended++;
+            } else {
+                ASSERT_EQ_INT(sched_append(r.s, q, tok), 0);
+            }
+        }
+        rs->steps++;
+    }
+
+    /* every request ended once; the pool is whole; outputs are what each gives alone */
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_used, 0);
+    ASSERT_EQ_INT(ks.n_free, c->n_blocks);
+    ASSERT_EQ_INT(ks.double_frees, 0);
+    sched_stats_t ss;
+    sched_get_stats(r.s, &ss);
+    ASSERT_EQ_INT(ss.n_running + ss.n_waiting, 0);
+    rs->preemptions = ss.preemptions;
+    rs->cache_hits = ss.cache_hits;
+    for (uint32_t i = 0; i < n_reqs; i++) {
+        treq_t *q = &reqs[i];
+        ASSERT_EQ_INT(q->ends, 1);
+        if (q->how == END_CANCELLED) {
+            continue;
+        }
+        int32_t want[64];
+        uint32_t n_want;
+        int how;
+        expected_output(q, want, &n_want, &how);
+        ASSERT_EQ_INT(q->how, how);
+        ASSERT_EQ_INT(q->n_gen, n_want);
+        for (uint32_t k = 0; k < n_want; k++)
+            ASSERT_MSG(q->seq.tokens[q->seq.n_prompt + k] == want[k],
+                       "request %u token %u: %d, alone %d (preempted %u times)", q->id, k,
+                       q->seq.tokens[q->seq.n_prompt + k], want[k], q->seq.n_preempted);
+        treq_close(q);
+    }
+    for (uint32_t i = 0; i < n_reqs; i++)
+        if (reqs[i].how == END_CANCELLED)
+            treq_close(&reqs[i]);
+    free(reqs);
+    rig_close(&r);
+}
+
+TEST(thousands_of_requests_tiny_pool_preempting)
+{
+    cfg_t c = { .n_blocks = 24, .B = 8, .max_tokens = 48, .max_seqs = 8, .watermark = 0, .prefix_cache = 1 };
+    run_stats_t rs;
+    random_run(&c, 3000, 1, &rs);
+    ASSERT_MSG(rs.preemptions > 100, "only %llu preemptions", (unsigned long long)rs.preemptions);
+    ASSERT(rs.cache_hits > 100);
+    ASSERT(rs.chunked > 100);
+    ASSERT(rs.cancelled > 100);
+}
+
+TEST(thousands_of_requests_no_prefix_cache)
+{
+    cfg_t c = { .n_blocks = 40, .B = 16, .max_tokens = 64, .max_seqs = 16, .watermark = 1, .prefix_cache = 0 };
+    run_stats_t rs;
+    random_run(&c, 3000, 2, &rs);
+    ASSERT(rs.preemptions > 10);
+    ASSERT_EQ_INT(rs.cache_hits, 0);
+}
+
+TEST(thousands_of_requests_roomy_pool)
+{
+    cfg_t c = { .n_blocks = 512, .B = 16, .max_tokens = 256, .max_seqs = 32, .watermark = 5, .prefix_cache = 1 };
+    run_stats_t rs;
+    random_run(&c, 3000, 3, &rs);
+    ASSERT_EQ_INT(rs.preemptions, 0);
+    ASSERT(rs.cache_hits > 500);
+}
+
+TEST(small_budget_many_seeds)
+{
+    for (uint64_t seed = 10; seed < 16; seed++) {
+        cfg_t c = { .n_blocks = 12 + (uint32_t)seed, .B = 4 + (uint32_t)(seed % 3) * 4, .max_tokens = 4 + (uint32_t)seed,
+                    .max_seqs = 2 + (uint32_t)(seed % 4), .watermark = (uint32_t)(seed % 2), .prefix_cache = (int)(seed % 2) };
+        run_stats_t rs;
+        random_run(&c, 400, seed, &rs);
+    }
+}
+
+/* ---------------------------------------------------------------- directed */
+
+static sched_seq_t *plan(rig_t *r, batch_t *b, uint32_t *n)
+{
+    sched_seq_t *const *seqs;
+    *n = sched_plan(r->s, b, &seqs);
+    return *n ? seqs[0] : NULL;
+}
+
+/* Run one planned step: forward, commit, append the script's token to every sampled sequence. */
+static void run_step(rig_t *r, batch_t *b)
+{
+    ASSERT_EQ_INT(forward_step(r->fwd, b, r->logits), 0);
+    sched_commit(r->s);
+    for (sched_seq_t *q = sched_running(r->s); q != NULL; q = q->next) {
+        if (q->step_logit < 0)
+            continue;
+        const float *row = r->logits + (uint64_t)q->step_logit * V;
+        int32_t tok = 0;
+        for (int32_t v = 1; v < V; v++)
+            if (row[v] > row[tok])
+                tok = v;
+        ASSERT_EQ_INT(sched_append(r->s, q, tok == EOG ? 1 : tok), 0);
+    }
+}
+
+TEST(a_long_prompt_is_chunked_around_the_decodes)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 16, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t pa[4] = { 5, 6, 7, 8 }, pb[100];
+    for (int i = 0; i < 100; i++)
+        pb[i] = 10 + i;
+    treq_t a, b;
+    treq_init(&a, 0, pa, 4, 200, 16);
+    treq_init(&b, 1, pb, 100, 10, 16);
+    sched_add(r.s, &a.seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 1);
+    run_step(&r, &bt); /* a prefilled and sampled: decoding from now on */
+    sched_add(r.s, &b.seq);
+    uint32_t steps = 0;
+    while (b.seq.n_computed < 100) {
+        plan(&r, &bt, &n);
+        ASSERT_EQ_INT(n, 2);
+        ASSERT_EQ_INT(a.seq.step_new, 1); /* the decode is never starved by the prompt */
+        ASSERT_EQ_INT(b.seq.step_new, b.seq.n_prompt - b.seq.n_computed < 15 ? b.seq.n_prompt - b.seq.n_computed : 15);
+        ASSERT_EQ_INT(bt.n_tokens, 1 + b.seq.step_new);
+        run_step(&r, &bt);
+        steps++;
+    }
+    ASSERT_EQ_INT(steps, 7); /* ceil(100 / 15) */
+    ASSERT_EQ_INT(b.seq.n_tokens, 101);
+    sched_remove(r.s, &a.seq);
+    sched_remove(r.s, &b.seq);
+    treq_close(&a);
+    treq_close(&b);
+    rig_close(&r);
+}
+
+TEST(the_newest_is_preempted_and_goes_first_in_line)
+{
+    /* 6 blocks of 4: three sequences of 8 tokens fill it; the first to grow takes the newest's blocks */
+    cfg_t c = { .n_blocks = 6, .B = 4, .max_tokens = 64, .max_seqs = 8, .watermark = 0, .prefix_cache = 0 };
+    rig_t r;
+    rig_open(&r, &c);
+    treq_t q[4];
+    int32_t p[4][8];
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 8; k++)
+            p[i][k] = 1 + i * 8 + k;
+        treq_init(&q[i], (uint32_t)i, p[i], 8, 16, 4);
+    }
+    for (int i = 0; i < 3; i++)
+        sched_add(r.s, &q[i].seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 3);
+    run_step(&r, &bt);
+    sched_add(r.s, &q[3].seq); /* waits: no blocks */
+    plan(&r, &bt, &n);         /* each needs a third block: q[2], the newest, is preempted */
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_EQ_INT(q[2].seq.state, SCHED_WAITING);
+    ASSERT_EQ_INT(q[2].seq.n_preempted, 1);
+    ASSERT(sched_waiting(r.s) == &q[2].seq); /* ahead of q[3], which came earlier to the queue */
+    ASSERT(q[2].seq.next == &q[3].seq);
+    ASSERT_EQ_INT(q[2].seq.kv.n_blocks, 0);
+    ASSERT_EQ_INT(q[2].seq.n_tokens, 9); /* its generated token is kept for the recompute */
+    run_step(&r, &bt);
+    for (int i = 0; i < 4; i++)
+        sched_remove(r.s, &q[i].seq);
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_free, 6);
+    for (int i = 0; i < 4; i++)
+        treq_close(&q[i]);
+    rig_close(&r);
+}
+
+TEST(admission_is_first_come_first_served)
+{
+    /* the head needs more blocks than are free: the small one behind it must wait too */
+    cfg_t c = { .n_blocks = 8, .B = 4, .max_tokens = 64, .max_seqs = 8, .watermark = 0, .prefix_cache = 0 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t big[24], small[2] = { 3, 4 };
+    for (int i = 0; i < 24; i++)
+        big[i] = 1 + i;
+    treq_t a, b, d;
+    treq_init(&a, 0, big, 20, 4, 4);
+    treq_init(&b, 1, big, 24, 4, 4);
+    treq_init(&d, 2, small, 2, 4, 4);
+    sched_add(r.s, &a.seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    run_step(&r, &bt); /* a holds 5 blocks (20 tokens + 1 reserved soon) */
+    sched_add(r.s, &b.seq);
+    sched_add(r.s, &d.seq);
+    plan(&r, &bt, &n);
+    /* b gets what fits of its prompt now (a chunk); d waits behind it */
+    ASSERT_EQ_INT(b.seq.state, SCHED_RUNNING);
+    ASSERT(b.seq.step_new < 24);
+    ASSERT_EQ_INT(d.seq.state, SCHED_WAITING);
+    sched_remove(r.s, &a.seq);
+    sched_remove(r.s, &b.seq);
+    sched_remove(r.s, &d.seq);
+    treq_close(&a);
+    treq_close(&b);
+    treq_close(&d);
+    rig_close(&r);
+}
+
+TEST(prefix_cache_skips_the_shared_prompt)
+{
+    cfg_t c = { .n_blocks = 32, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t p[70];
+    for (int i = 0; i < 70; i++)
+        p[i] = 1 + (i * 37) % (V - 1);
+    treq_t a, b;
+    treq_init(&a, 0, p, 70, 2, 16);
+    p[69] = 2; /* same first 69 tokens */
+    treq_init(&b, 1, p, 70, 2, 16);
+    sched_add(r.s, &a.seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(bt.n_tokens, 70);
+    run_step(&r, &bt);
+    sched_remove(r.s, &a.seq); /* its four full blocks stay cached */
+    sched_add(r.s, &b.seq);
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(b.seq.n_cached, 64);
+    ASSERT_EQ_INT(bt.n_tokens, 6);
+    ASSERT_EQ_INT(bt.pos[0], 64);
+    run_step(&r, &bt);
+    sched_stats_t ss;
+    sched_get_stats(r.s, &ss);
+    ASSERT_EQ_INT(ss.prompt_tokens, 76);
+    ASSERT_EQ_INT(ss.cached_tokens, 64);
+    ASSERT_EQ_INT(ss.cache_hits, 1);
+    sched_remove(r.s, &b.seq);
+    treq_close(&a);
+    treq_close(&b);
+    rig_close(&r);
+}
+
+TEST(sequence_limit_holds_back_admission)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 64, .max_seqs = 3, .watermark = 0, .prefix_cache = 0 };
+    rig_t r;
+    rig_open(&r, &c);
+    treq_t q[5];
+    int32_t p[3] = { 1, 2, 3 };
+    for (int i = 0; i < 5; i++) {
+        treq_init(&q[i], (uint32_t)i, p, 3, 8, 16);
+        sched_add(r.s, &q[i].seq);
+    }
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 3);
+    ASSERT_EQ_INT(q[3].seq.state, SCHED_WAITING);
+    run_step(&r, &bt);
+    sched_remove(r.s, &q[1].seq); /* one leaves: the next joins at once */
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 3);
+    ASSERT_EQ_INT(q[3].seq.state, SCHED_RUNNING);
+    ASSERT_EQ_INT(q[4].seq.state, SCHED_WAITING);
+    for (int i = 0; i < 5; i++) {
+        sched_remove(r.s, &q[i].seq);
+        treq_close(&q[i]);
+    }
+    rig_close(&r);
+}
+
+TEST_LIST(T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
+          T(admission_is_first_come_first_served), T(prefix_cache_skips_the_shared_prompt),
+          T(sequence_limit_holds_back_admission), T(thousands_of_requests_tiny_pool_preempting),
+          T(thousands_of_requests_no_prefix_cache), T(thousands_of_requests_roomy_pool),
+          T(small_budget_many_seeds))
