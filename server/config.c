@@ -298,7 +298,13 @@ void config_print(const config_t *c, FILE *out)
             section = k->section;
         }
         switch (k->kind) {
-        case CFG_STR:   fprintf(out, "%s = %s\n", k->key, *(char *const *)field); break;
+        case CFG_STR:
+            /* a secret is never printed, only whether it is set */
+            if (strcmp(k->key, "api-key") == 0 && **(char *const *)field != '\0')
+                fprintf(out, "%s = (set, not shown)\n", k->key);
+            else
+                fprintf(out, "%s = %s\n", k->key, *(char *const *)field);
+            break;
         case CFG_INT:   fprintf(out, "%s = %lld\n", k->key, *(const long long *)field); break;
         case CFG_SIZE:  fprintf(out, "%s = %llu\n", k->key, (unsigned long long)*(const uint64_t *)field); break;
         case CFG_FLOAT: fprintf(out, "%s = %g\n", k->key, *(const double *)field); break;

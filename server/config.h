@@ -29,10 +29,42 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Address to listen on. Listening beyond loopback without an API key is warned about.") \
     X("server", "port",             CFG_INT,   port,             "8080", 1, 65535, NULL, \
       "TCP port to listen on.")                                                        \
+    X("server", "max-connections",  CFG_INT,   max_connections,  "1024", 1, 1000000, NULL, \
+      "Most open client connections; more are refused at accept.")                     \
+    X("server", "max-connections-per-ip", CFG_INT, max_connections_per_ip, "256", 0, 1000000, NULL, \
+      "Most open connections from one client address; 0 means no per-address limit.")  \
+    X("server", "idle-timeout",     CFG_INT,   idle_timeout,     "30", 1, 86400, NULL, \
+      "Seconds a connection may stay silent (slow or idle clients) before it is closed.") \
+    X("server", "max-body",         CFG_SIZE,  max_body,         "1M", 1024, 1ull << 30, NULL, \
+      "Largest request body (bytes; K, M suffixes); larger bodies get 413.")           \
+    X("server", "drain-timeout",    CFG_INT,   drain_timeout,    "30", 0, 86400, NULL, \
+      "On SIGTERM, seconds running requests may take to finish before they are cancelled.") \
+    X("server", "api-key",          CFG_STR,   api_key,          "", 0, 0, NULL,       \
+      "An API key clients must send as \"Authorization: Bearer KEY\" (empty: none).")  \
+    X("server", "api-key-file",     CFG_STR,   api_key_file,     "", 0, 0, NULL,       \
+      "A file of API keys, one a line, re-read on SIGHUP (empty: $CREDENTIALS_DIRECTORY/apikeys if set).") \
+    X("server", "public-health",    CFG_BOOL,  public_health,    "yes", 0, 0, NULL,    \
+      "Whether /health, /health/live and /health/ready answer without an API key.")    \
+    X("server", "public-metrics",   CFG_BOOL,  public_metrics,   "no", 0, 0, NULL,     \
+      "Whether /metrics answers without an API key.")                                  \
+    X("server", "metrics-vllm-names", CFG_BOOL, metrics_vllm_names, "no", 0, 0, NULL,  \
+      "Also export the metrics under vLLM's names (vllm:num_requests_running, ...).")  \
     X("engine", "backend",          CFG_STR,   backend,          "auto", 0, 0, "auto|cpu|cuda", \
       "Compute backend: auto picks CUDA when a device is present, else the CPU.")      \
     X("engine", "threads",          CFG_INT,   threads,          "0", 0, 1024, NULL,   \
       "CPU backend worker threads; 0 means one per online core.")                      \
+    X("engine", "kv-memory",        CFG_SIZE,  kv_memory,        "256M", 1 << 20, 0, NULL, \
+      "Memory for the paged KV cache (bytes; K, M, G suffixes).")                      \
+    X("engine", "max-batch-tokens", CFG_INT,   max_batch_tokens, "512", 1, 65536, NULL, \
+      "Most tokens in one forward step; longer prompts are prefilled in chunks.")      \
+    X("engine", "gpu-memory-fraction", CFG_FLOAT, gpu_memory_fraction, "0.9", 0, 0.99, NULL, \
+      "CUDA: share of the GPU's memory llamad may use; the KV cache gets what the weights leave (0: kv-memory).") \
+    X("engine", "max-seqs",         CFG_INT,   max_seqs,         "64", 1, 4096, NULL,  \
+      "Most requests generating at once (one token each per step).")                   \
+    X("engine", "max-queue",        CFG_INT,   max_queue,        "256", 1, 1000000, NULL, \
+      "Most requests waiting to start; past it new requests get 429 with Retry-After.") \
+    X("engine", "prefix-cache",     CFG_BOOL,  prefix_cache,     "yes", 0, 0, NULL,    \
+      "Reuse the KV cache of prompt prefixes that earlier requests computed.")         \
     X("log",    "log-level",        CFG_STR,   log_level,        "info", 0, 0, "error|warn|info|debug", \
       "Least severe message that is logged.")                                          \
     X("log",    "log-file",         CFG_STR,   log_file,         "", 0, 0, NULL,       \

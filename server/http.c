@@ -4,17 +4,23 @@
  * MHD runs with MHD_USE_EPOLL and no threads: its epoll descriptor is
  * watched by a uv_poll, and after every MHD_run the uv_timer is re-armed
  * with MHD's own timeout, so connection timeouts fire without polling.
+ * A resumed connection needs one more MHD_run: http_resume arms the timer
+ * at 0 ms.
  */
 #include "http.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "../engine/err.h"
 #include "../engine/log.h"
@@ -25,14 +31,16 @@ struct http_server {
     uv_poll_t poll;
     uv_timer_t timer;
     http_opts_t opts;
+    int in_run;
+    http_request_t *reqs;       /* every request MHD has not completed yet */
 };
 
-/* Per-request state while the body arrives. */
-typedef struct {
-    char *body;
-    size_t len, cap;
-    int too_large;
-} req_state_t;
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---------------------------------------------------------------- loop glue */
 
@@ -52,7 +60,9 @@ static void poll_cb(uv_poll_t *p, int status, int events)
 
 static void run_mhd(http_server_t *s)
 {
+    s->in_run = 1;
     MHD_run(s->mhd);
+    s->in_run = 0;
     MHD_UNSIGNED_LONG_LONG ms;
     if (MHD_get_timeout(s->mhd, &ms) == MHD_YES)
         uv_timer_start(&s->timer, timer_cb, ms, 0);
@@ -62,33 +72,46 @@ static void run_mhd(http_server_t *s)
 
 /* ---------------------------------------------------------------- responses */
 
-int http_respond(http_request_t *req, unsigned status, const char *content_type,
-                 const char *body, size_t len)
+static struct MHD_Response *make_response(const char *content_type, const char *body, size_t len,
+                                          unsigned retry_after)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
-        return MHD_NO;
+        return NULL;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (retry_after > 0) {
+        char v[24];
+        snprintf(v, sizeof v, "%u", retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    return r;
+}
+
+int http_respond(http_request_t *req, unsigned status, const char *content_type,
+                 const char *body, size_t len)
+{
+    struct MHD_Response *r = make_response(content_type, body, len, req->retry_after);
+    if (r == NULL)
+        return MHD_NO;
     int ret = MHD_queue_response(req->conn, status, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES)
+        req->status = status;
     return ret;
 }
 
-int http_respond_error(http_request_t *req, unsigned status, const char *type,
-                       const char *param, const char *code, const char *fmt, ...)
+/* The error object's JSON text (cJSON_free it), or NULL. */
+static char *error_text(const char *type, const char *param, const char *code, const char *fmt,
+                        va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "message", msg);
     cJSON_AddStringToObject(e, "type", type);
-    if (param != NULL)
+    if (param != NULL && *param != '\0')
         cJSON_AddStringToObject(e, "param", param);
     else
         cJSON_AddNullToObject(e, "param");
@@ -98,6 +121,16 @@ int http_respond_error(http_request_t *req, unsigned status, const char *type,
         cJSON_AddNullToObject(e, "code");
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
+    return text;
+}
+
+int http_respond_error(http_request_t *req, unsigned status, const char *type,
+                       const char *param, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = error_text(type, param, code, fmt, ap);
+    va_end(ap);
     if (text == NULL)
         return MHD_NO;
     int ret = http_respond(req, status, "application/json", text, strlen(text));
@@ -105,68 +138,279 @@ int http_respond_error(http_request_t *req, unsigned status, const char *type,
     return ret;
 }
 
+void http_kick(http_server_t *s)
+{
+    if (s == NULL || s->in_run)
+        return;
+    /* a deferred answer MHD has not taken within 2 s of its resume: resume it again */
+    uint64_t now = now_ns();
+    for (http_request_t *r = s->reqs; r != NULL; r = r->next) {
+        if (r->pending != NULL && now - r->resumed_ns > 2000000000ull) {
+            log_warn("http: %s %s: answer not taken 2 s after resuming; resuming again",
+                     r->method, r->url);
+            r->resumed_ns = now;
+            MHD_resume_connection(r->conn);
+        }
+    }
+    run_mhd(s);
+}
+
+static void wake(http_server_t *s)
+{
+    if (!s->in_run)
+        uv_timer_start(&s->timer, timer_cb, 0, 0);
+}
+
+int http_defer(http_request_t *req)
+{
+    req->deferred = 1;
+    req->suspended = 1;
+    MHD_suspend_connection(req->conn);
+    return MHD_YES;
+}
+
+int http_complete(http_request_t *req, unsigned status, const char *content_type,
+                  const char *body, size_t len)
+{
+    struct MHD_Response *r = make_response(content_type, body, len, req->retry_after);
+    if (r == NULL) {
+        http_abort(req);
+        return ERR_NOMEM;
+    }
+    if (req->pending != NULL)
+        MHD_destroy_response(req->pending);
+    req->pending = r;
+    req->pending_status = status;
+    http_resume(req);
+    return 0;
+}
+
+int http_complete_error(http_request_t *req, unsigned status, const char *type,
+                        const char *param, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = error_text(type, param, code, fmt, ap);
+    va_end(ap);
+    if (text == NULL) {
+        http_abort(req);
+        return ERR_NOMEM;
+    }
+    int rc = http_complete(req, status, "application/json", text, strlen(text));
+    cJSON_free(text);
+    return rc;
+}
+
+void http_abort(http_request_t *req)
+{
+    req->aborted = 1;
+    http_resume(req);
+}
+
+void http_suspend(http_request_t *req)
+{
+    if (!req->suspended) {
+        req->suspended = 1;
+        MHD_suspend_connection(req->conn);
+    }
+}
+
+void http_resume(http_request_t *req)
+{
+    if (req->suspended) {
+        req->suspended = 0;
+        req->resumed_ns = now_ns();
+        MHD_resume_connection(req->conn);
+        wake(req->srv);
+    }
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    http_request_t *req = cls;
+    (void)pos;
+    if (req->aborted)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    ssize_t n = req->reader(req->reader_ctx, buf, max);
+    if (n == HTTP_STREAM_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n == HTTP_STREAM_ERROR)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+int http_stream_start(http_request_t *req, unsigned status, const char *content_type,
+                      http_reader_cb reader, void *reader_ctx)
+{
+    req->reader = reader;
+    req->reader_ctx = reader_ctx;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, req, NULL);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    int ret = MHD_queue_response(req->conn, status, r);
+    MHD_destroy_response(r);
+    if (ret == MHD_YES)
+        req->status = status;
+    return ret;
+}
+
 /* ---------------------------------------------------------------- requests */
+
+const char *http_header(http_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+int http_peer_closed(http_request_t *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return 0;
+    char c;
+    ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return 1;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return 1;
+    return 0;
+}
+
+/* Content-Length larger than the cap: answer 413 before reading the body. */
+static int declared_too_large(http_request_t *req, uint64_t max)
+{
+    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    return errno != 0 || n > max;
+}
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_size, void **con_cls)
 {
     http_server_t *s = cls;
-    req_state_t *st = *con_cls;
+    http_request_t *req = *con_cls;
     (void)version;
 
-    if (st == NULL) {
-        st = calloc(1, sizeof *st);
-        if (st == NULL)
+    if (req == NULL) {
+        req = calloc(1, sizeof *req);
+        if (req == NULL)
             return MHD_NO;
-        *con_cls = st;
+        req->srv = s;
+        req->conn = conn;
+        /* copies: MHD's own strings live in its connection pool, which the
+           completed callback may outlive */
+        req->method_copy = strdup(method);
+        req->url_copy = strdup(url);
+        if (req->method_copy == NULL || req->url_copy == NULL) {
+            free(req->method_copy);
+            free(req->url_copy);
+            free(req);
+            return MHD_NO;
+        }
+        req->method = req->method_copy;
+        req->url = req->url_copy;
+        req->next = s->reqs;
+        if (s->reqs != NULL)
+            s->reqs->prev = req;
+        s->reqs = req;
+        req->start_ns = now_ns();
+        *con_cls = req;
+        if (declared_too_large(req, s->opts.max_body)) {
+            req->routed = 1;
+            return (enum MHD_Result)http_respond_error(
+                req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, "body_too_large",
+                "request body is larger than the limit of %llu bytes",
+                (unsigned long long)s->opts.max_body);
+        }
+        return MHD_YES;
+    }
+    if (req->routed) {
+        /* re-entered after a resume: queue the deferred answer, or close */
+        if (req->pending != NULL) {
+            int ret = MHD_queue_response(conn, req->pending_status, req->pending);
+            MHD_destroy_response(req->pending);
+            req->pending = NULL;
+            if (ret == MHD_YES)
+                req->status = req->pending_status;
+            return (enum MHD_Result)ret;
+        }
+        if (req->aborted || !req->deferred)
+            return req->aborted ? MHD_NO : MHD_YES;
+        req->suspended = 1;
+        MHD_suspend_connection(conn);
         return MHD_YES;
     }
     if (*upload_size != 0) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (st->too_large || st->len + n > s->opts.max_body) {
-            st->too_large = 1;
+        if (req->too_large || req->body_len + n > s->opts.max_body) {
+            req->too_large = 1;
             return MHD_YES;
         }
-        if (st->len + n + 1 > st->cap) {
-            size_t cap = st->cap ? st->cap : 4096;
-            while (cap < st->len + n + 1)
+        if (req->body_len + n + 1 > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap : 4096;
+            while (cap < req->body_len + n + 1)
                 cap *= 2;
-            char *p = realloc(st->body, cap);
+            char *p = realloc(req->body, cap);
             if (p == NULL)
                 return MHD_NO;
-            st->body = p;
-            st->cap = cap;
+            req->body = p;
+            req->body_cap = cap;
         }
-        memcpy(st->body + st->len, upload_data, n);
-        st->len += n;
+        memcpy(req->body + req->body_len, upload_data, n);
+        req->body_len += n;
         return MHD_YES;
     }
 
-    http_request_t req = { conn, method, url, st->body ? st->body : "", st->len };
-    if (st->body != NULL)
-        st->body[st->len] = '\0';
-    if (st->too_large)
+    req->routed = 1;
+    if (req->body == NULL) {
+        req->body = malloc(1);
+        if (req->body == NULL)
+            return MHD_NO;
+    }
+    req->body[req->body_len] = '\0';
+    if (req->too_large)
         return (enum MHD_Result)http_respond_error(
-            &req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, "body_too_large",
+            req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, "body_too_large",
             "request body is larger than the limit of %llu bytes",
             (unsigned long long)s->opts.max_body);
-    return (enum MHD_Result)s->opts.route(s->opts.route_ctx, &req);
+    return (enum MHD_Result)s->opts.route(s->opts.ctx, req);
 }
 
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    http_server_t *s = cls;
     (void)conn;
-    (void)toe;
-    req_state_t *st = *con_cls;
-    if (st != NULL) {
-        free(st->body);
-        free(st);
-        *con_cls = NULL;
-    }
+    http_request_t *req = *con_cls;
+    if (req == NULL)
+        return;
+    *con_cls = NULL;
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        s->reqs = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    if (s->opts.completed != NULL)
+        s->opts.completed(s->opts.ctx, req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (req->pending != NULL)
+        MHD_destroy_response(req->pending);
+    free(req->body);
+    free(req->method_copy);
+    free(req->url_copy);
+    free(req);
 }
 
 static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
@@ -214,6 +458,8 @@ int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
                               MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
                               MHD_OPTION_CONNECTION_TIMEOUT, opts->conn_timeout_s,
                               MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, opts->max_per_ip,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->conn_memory,
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, s,
                               MHD_OPTION_END);
     if (s->mhd == NULL) {
@@ -250,7 +496,26 @@ void http_destroy(http_server_t *s)
         return;
     uv_poll_stop(&s->poll);
     uv_timer_stop(&s->timer);
-    MHD_stop_daemon(s->mhd);
+    /* MHD refuses to stop with suspended connections: wake them to close */
+    int parked = 0;
+    for (http_request_t *r = s->reqs; r != NULL; r = r->next) {
+        if (r->suspended) {
+            r->aborted = 1;
+            http_resume(r);
+            parked++;
+        }
+    }
+    for (int i = 0; i < 4 && parked > 0; i++)
+        MHD_run(s->mhd);
+    int stuck = 0;
+    for (http_request_t *r = s->reqs; r != NULL; r = r->next)
+        stuck += r->aborted;
+    if (stuck > 0) {
+        /* MHD still holds them parked; stopping it now would abort the process */
+        log_warn("http: %d connection(s) did not close; leaving them to the exit", stuck);
+    } else {
+        MHD_stop_daemon(s->mhd);
+    }
     uv_close((uv_handle_t *)&s->poll, NULL);
     uv_close((uv_handle_t *)&s->timer, close_cb);
 }

@@ -1,56 +1,126 @@
 /*
  * http.h - libmicrohttpd driven by the libuv loop, without threads of its own.
  *
- * Owns the MHD daemon, the uv_poll on its epoll descriptor and the
- * uv_timer for its timeouts.  It reads each request's body (up to
- * max_body bytes, else 413) and hands the complete request to the
- * route callback, which answers it with one of the http_respond_*
- * functions.  Loop thread only.
+ * Owns the MHD daemon, the uv_poll on its epoll descriptor, the uv_timer
+ * for its timeouts, and one http_request_t per request.  It reads each
+ * request's body (up to max_body bytes, else 413 before the body is read
+ * when Content-Length says so) and hands the complete request to the
+ * route callback, which answers in one of three ways:
+ *   - at once, with http_respond / http_respond_error;
+ *   - later: http_defer suspends the connection, and http_complete (or
+ *     http_abort) queues the answer and resumes it;
+ *   - as a stream: http_stream_start queues a response whose body comes
+ *     from a reader callback; the reader suspends the connection when it
+ *     has nothing yet (http_suspend) and the owner resumes it when more
+ *     arrives (http_resume).
+ * When MHD is done with a request (answered, timed out, client gone) the
+ * completed callback runs once; the request is freed right after.
+ * Loop thread only.
  */
 #ifndef LLAMAD_HTTP_H
 #define LLAMAD_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 struct MHD_Connection;
 
 typedef struct http_server http_server_t;
+typedef struct http_request http_request_t;
 
-/* One request, borrowed by the route callback until it responds. */
-typedef struct {
+/* The stream body reader: copy up to max bytes into buf; return the count,
+ * 0 after calling http_suspend (nothing yet), HTTP_STREAM_END or HTTP_STREAM_ERROR. */
+typedef ssize_t (*http_reader_cb)(void *ctx, char *buf, size_t max);
+#define HTTP_STREAM_END ((ssize_t)-1)
+#define HTTP_STREAM_ERROR ((ssize_t)-2) /* close the connection at once */
+
+/* One request; borrowed by the route layer until the completed callback. */
+struct http_request {
+    http_server_t *srv;
     struct MHD_Connection *conn;
     const char *method;
     const char *url;
-    const char *body;     /* NUL-terminated; body_len excludes the NUL */
+    char *body;             /* NUL-terminated once complete; body_len excludes the NUL */
     size_t body_len;
-} http_request_t;
+    unsigned status;        /* the status queued, 0 before */
+    unsigned retry_after;   /* seconds; when non-zero the next response carries Retry-After */
+    void *user;             /* the route layer's state for this request */
+    uint64_t start_ns;      /* CLOCK_MONOTONIC when the request arrived */
+    /* private to http.c */
+    size_t body_cap;
+    char *method_copy, *url_copy;
+    http_request_t *prev, *next;
+    uint64_t resumed_ns;
+    int too_large, routed, deferred, suspended, aborted;
+    struct MHD_Response *pending;
+    unsigned pending_status;
+    http_reader_cb reader;
+    void *reader_ctx;
+};
 
-/* Must answer with http_respond_*; returns what that returned. */
+/* Called once per request with its body; must answer as above.  Returns an MHD_Result. */
 typedef int (*http_route_cb)(void *ctx, http_request_t *req);
+/* Called once when MHD is done with req; ok: the response went out whole. */
+typedef void (*http_completed_cb)(void *ctx, http_request_t *req, int ok);
 
 typedef struct {
     const char *host;
     int port;
     uint64_t max_body;
-    unsigned conn_timeout_s;
+    unsigned conn_timeout_s;    /* inactivity timeout */
     unsigned max_connections;
+    unsigned max_per_ip;        /* 0: unlimited */
+    size_t conn_memory;         /* per-connection memory (bounds the headers) */
     http_route_cb route;
-    void *route_ctx;
+    http_completed_cb completed;
+    void *ctx;
 } http_opts_t;
 
+/* Listen and start serving on `loop`.  On error *out is NULL and err says why. */
 int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
                 char *err, size_t errlen);
 /* Stop listening and close every connection; the handles close on the loop. */
 void http_destroy(http_server_t *s);
 
-/* Answer with a body; `content_type` is copied. Returns an MHD_Result. */
+/*
+ * Run MHD once now.  A safety net called once a second: MHD in external
+ * epoll mode is edge-triggered, and a connection it has left ready
+ * without a pending timeout would otherwise wait for its next socket event.
+ */
+void http_kick(http_server_t *s);
+
+/* A request header's value, or NULL. */
+const char *http_header(http_request_t *req, const char *name);
+/* Whether the client has closed its end (a non-consuming peek at the socket). */
+int http_peer_closed(http_request_t *req);
+
+/* Answer now (from the route callback only); content_type and body are copied. */
 int http_respond(http_request_t *req, unsigned status, const char *content_type,
                  const char *body, size_t len);
 /* An OpenAI-style error object: {"error": {"message", "type", "param", "code"}}. */
 int http_respond_error(http_request_t *req, unsigned status, const char *type,
                        const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+
+/* Answer later: suspend the connection (from the route callback; returns MHD_YES). */
+int http_defer(http_request_t *req);
+/* Queue a deferred request's answer and resume it.  Returns 0 or ERR_NOMEM. */
+int http_complete(http_request_t *req, unsigned status, const char *content_type,
+                  const char *body, size_t len);
+int http_complete_error(http_request_t *req, unsigned status, const char *type,
+                        const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Drop a deferred request without an answer (its client is gone): the connection closes. */
+void http_abort(http_request_t *req);
+
+/* Start a streamed answer (from the route callback).  Returns an MHD_Result. */
+int http_stream_start(http_request_t *req, unsigned status, const char *content_type,
+                      http_reader_cb reader, void *reader_ctx);
+/* From the reader only: park the connection until http_resume. */
+void http_suspend(http_request_t *req);
+/* Wake a parked connection (no-op when it is not parked). */
+void http_resume(http_request_t *req);
 
 #endif

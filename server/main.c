@@ -1,25 +1,23 @@
 /*
  * main.c - llamad's entry point: command line and configuration, then
- * either a one-shot mode (--check-config) or the daemon: one libuv loop
- * on this thread driving the HTTP server, signals and systemd
- * notifications.
+ * either a one-shot mode (--check-config, --dump-model, --prompt) or the
+ * daemon (daemon.h).
  */
 #include "../config.h"
 
 #include <errno.h>
-#include <microhttpd.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
+#include <unistd.h>
 
+#include "../engine/engine.h"
 #include "../engine/err.h"
 #include "../engine/log.h"
 #include "../engine/registry.h"
 #include "config.h"
-#include "http.h"
-#include "sdnotify.h"
+#include "daemon.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -32,7 +30,95 @@ typedef struct {
     int check_config;
     int show_help;
     int show_version;
+    int dump_model;
+    const char *prompt;       /* one-shot completion */
+    long long n_predict;
+    sampler_params_t sp;
 } cli_t;
+
+/* Flags of the one-shot modes, which are not configuration keys. */
+typedef enum { ARG_NONE, ARG_STR, ARG_INT, ARG_FLOAT, ARG_U64 } arg_kind_t;
+
+typedef struct {
+    const char *name;
+    arg_kind_t kind;
+    size_t offset; /* into cli_t */
+    double lo, hi;
+    const char *help;
+} cli_flag_t;
+
+#define CLI_OFF(f) offsetof(cli_t, f)
+static const cli_flag_t cli_flags[] = {
+    { "dump-model", ARG_NONE, CLI_OFF(dump_model), 0, 0,
+      "Print the model's hyper-parameters, tokenizer and tensors, and exit." },
+    { "prompt", ARG_STR, CLI_OFF(prompt), 0, 0,
+      "Complete this text (raw, BOS added as the model says), print it to stdout, and exit." },
+    { "n-predict", ARG_INT, CLI_OFF(n_predict), 0, 1 << 24,
+      "With --prompt: most tokens to generate (default 128; -n is short for it)." },
+    { "temperature", ARG_FLOAT, CLI_OFF(sp.temperature), 0, 2,
+      "With --prompt: sampling temperature, 0 for greedy (default 0)." },
+    { "seed", ARG_U64, CLI_OFF(sp.seed), 0, 0, "With --prompt: random seed (default 0)." },
+    { "top-k", ARG_INT, CLI_OFF(sp.top_k), 0, 1 << 24, "With --prompt: keep the k most likely tokens (0: off)." },
+    { "top-p", ARG_FLOAT, CLI_OFF(sp.top_p), 0, 1, "With --prompt: nucleus sampling mass (1: off)." },
+    { "min-p", ARG_FLOAT, CLI_OFF(sp.min_p), 0, 1, "With --prompt: drop tokens below min-p times the top probability (0: off)." },
+    { "repetition-penalty", ARG_FLOAT, CLI_OFF(sp.repetition_penalty), 0, 10,
+      "With --prompt: divide the logits of tokens already seen (1: off)." },
+    { "presence-penalty", ARG_FLOAT, CLI_OFF(sp.presence_penalty), -2, 2,
+      "With --prompt: OpenAI presence penalty (0: off)." },
+    { "frequency-penalty", ARG_FLOAT, CLI_OFF(sp.frequency_penalty), -2, 2,
+      "With --prompt: OpenAI frequency penalty (0: off)." },
+};
+#define N_CLI_FLAGS (sizeof cli_flags / sizeof cli_flags[0])
+
+static const cli_flag_t *find_cli_flag(const char *name)
+{
+    for (size_t i = 0; i < N_CLI_FLAGS; i++)
+        if (strcmp(cli_flags[i].name, name) == 0)
+            return &cli_flags[i];
+    return NULL;
+}
+
+static int set_cli_flag(cli_t *cli, const cli_flag_t *f, const char *v, char *err, size_t errlen)
+{
+    void *field = (char *)cli + f->offset;
+    char *end;
+    errno = 0;
+    switch (f->kind) {
+    case ARG_NONE:
+        *(int *)field = 1;
+        return 0;
+    case ARG_STR:
+        *(const char **)field = v;
+        return 0;
+    case ARG_INT: {
+        long long n = strtoll(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno || n < f->lo || n > f->hi)
+            return err_set(err, errlen, ERR_INVALID, "--%s: \"%s\" is not an integer in [%.0f, %.0f]",
+                           f->name, v, f->lo, f->hi);
+        if (f->offset == CLI_OFF(n_predict))
+            *(long long *)field = n;
+        else
+            *(int32_t *)field = (int32_t)n;
+        return 0;
+    }
+    case ARG_U64: {
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*v == '\0' || *v == '-' || *end != '\0' || errno)
+            return err_set(err, errlen, ERR_INVALID, "--%s: \"%s\" is not an unsigned integer", f->name, v);
+        *(uint64_t *)field = n;
+        return 0;
+    }
+    case ARG_FLOAT: {
+        double d = strtod(v, &end);
+        if (*v == '\0' || *end != '\0' || errno || !(d >= f->lo && d <= f->hi))
+            return err_set(err, errlen, ERR_INVALID, "--%s: \"%s\" is not a number in [%g, %g]",
+                           f->name, v, f->lo, f->hi);
+        *(float *)field = (float)d;
+        return 0;
+    }
+    }
+    return ERR_INVALID;
+}
 
 static void usage(FILE *out)
 {
@@ -44,9 +130,15 @@ static void usage(FILE *out)
             "                                 Flags given on the command line win over the file.\n"
             "  --check-config                 Validate the configuration, print it, and exit.\n"
             "  --help                         Show this help and exit.\n"
-            "  --version                      Show the version and exit.\n"
-            "\n"
-            "Settings (each is also a key of the configuration file, in the section shown):\n");
+            "  --version                      Show the version and exit.\n");
+    for (size_t i = 0; i < N_CLI_FLAGS; i++) {
+        char flag[64];
+        const cli_flag_t *f = &cli_flags[i];
+        snprintf(flag, sizeof flag, "--%s%s", f->name,
+                 f->kind == ARG_NONE ? "" : f->kind == ARG_STR ? " TEXT" : f->kind == ARG_FLOAT ? " NUM" : " N");
+        fprintf(out, "  %-30s %s\n", flag, f->help);
+    }
+    fprintf(out, "\nSettings (each is also a key of the configuration file, in the section shown):\n");
     config_print_help(out);
     fprintf(out,
             "\n"
@@ -92,6 +184,8 @@ static int parse_args(int argc, char **argv, cli_t *cli, config_t *cfg, char *er
             cli->config_path = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0)
             cli->config_path = a + 9;
+        else if (strcmp(a, "--dump-model") == 0)
+            cli->dump_model = 1;
     }
     if (cli->show_help || cli->show_version)
         return 0;
@@ -114,11 +208,36 @@ static int parse_args(int argc, char **argv, cli_t *cli, config_t *cfg, char *er
             i++;
             continue;
         }
+        if (strcmp(a, "-n") == 0) {
+            if (i + 1 >= argc)
+                return err_set(err, errlen, ERR_INVALID, "-n: a value is required");
+            int rc = set_cli_flag(cli, find_cli_flag("n-predict"), argv[i + 1], err, errlen);
+            if (rc != 0)
+                return rc;
+            i += 2;
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0)
             return err_set(err, errlen, ERR_INVALID, "unexpected argument \"%s\" (see --help)", a);
         char key[128], where[160];
         const char *value = NULL;
+        const cli_flag_t *cf = find_cli_flag(a + 2);
+        if (cf != NULL && cf->kind == ARG_NONE) {
+            i++;
+            continue;
+        }
         int next = take_flag(argc, argv, i, key, sizeof key, &value);
+        if (cf == NULL)
+            cf = find_cli_flag(key);
+        if (cf != NULL) {
+            if (next < 0)
+                return err_set(err, errlen, ERR_INVALID, "--%s: a value is required", key);
+            int rc = set_cli_flag(cli, cf, value, err, errlen);
+            if (rc != 0)
+                return rc;
+            i = next;
+            continue;
+        }
         if (!config_has_key(key))
             return err_set(err, errlen, ERR_NOTFOUND, "unknown option --%s (see --help)", key);
         if (next < 0)
@@ -132,103 +251,52 @@ static int parse_args(int argc, char **argv, cli_t *cli, config_t *cfg, char *er
     return 0;
 }
 
-/* ---------------------------------------------------------------- the daemon */
+/* ---------------------------------------------------------------- one-shot completion */
 
-typedef struct {
-    uv_loop_t loop;
-    uv_signal_t sig_term, sig_int, sig_hup;
-    http_server_t *http;
-    const config_t *cfg;
-    int stopping;
-} daemon_t;
-
-static int route_cb(void *ctx, http_request_t *req)
+static int print_cb(void *ctx, const char *text, size_t len)
 {
-    daemon_t *d = ctx;
-    if (strcmp(req->url, "/health") == 0 || strcmp(req->url, "/health/live") == 0 ||
-        strcmp(req->url, "/health/ready") == 0) {
-        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-            return http_respond_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
-                                      "%s is not allowed on %s", req->method, req->url);
-        if (d->stopping) {
-            static const char body[] = "{\"status\":\"draining\"}";
-            return http_respond(req, 503, "application/json", body, sizeof body - 1);
-        }
-        static const char body[] = "{\"status\":\"ok\"}";
-        return http_respond(req, 200, "application/json", body, sizeof body - 1);
-    }
-    return http_respond_error(req, 404, "invalid_request_error", NULL, "not_found",
-                              "no route for %s %s", req->method, req->url);
-}
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    daemon_t *d = h->data;
-    if (signum == SIGHUP) {
-        if (log_open(d->cfg->log_file) != 0)
-            log_error("cannot reopen log file %s", d->cfg->log_file);
-        else
-            log_info("log file reopened");
-        return;
-    }
-    if (d->stopping)
-        return;
-    d->stopping = 1;
-    log_info("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    sd_notify_state("STOPPING=1");
-    http_destroy(d->http);
-    d->http = NULL;
-    uv_signal_stop(&d->sig_term);
-    uv_signal_stop(&d->sig_int);
-    uv_signal_stop(&d->sig_hup);
-    uv_close((uv_handle_t *)&d->sig_term, NULL);
-    uv_close((uv_handle_t *)&d->sig_int, NULL);
-    uv_close((uv_handle_t *)&d->sig_hup, NULL);
-}
-
-static int run_daemon(const config_t *cfg)
-{
-    char err[ERR_MSG_MAX], desc[256];
-    const char *backend;
-    daemon_t d;
-    memset(&d, 0, sizeof d);
-    d.cfg = cfg;
-
-    int rc = registry_pick(cfg->backend, &backend, desc, sizeof desc, err, sizeof err);
-    if (rc != 0) {
-        log_error("%s", err);
-        return 1;
-    }
-    log_info("llamad %s starting: backend %s (%s)", PACKAGE_VERSION, backend, desc);
-    log_info("model: %s", cfg->model);
-
-    signal(SIGPIPE, SIG_IGN);
-    uv_loop_init(&d.loop);
-    http_opts_t ho = {
-        .host = cfg->host, .port = (int)cfg->port, .max_body = 1 << 20,
-        .conn_timeout_s = 60, .max_connections = 1024,
-        .route = route_cb, .route_ctx = &d,
-    };
-    rc = http_create(&d.http, &d.loop, &ho, err, sizeof err);
-    if (rc != 0) {
-        log_error("%s", err);
-        uv_loop_close(&d.loop);
-        return 1;
-    }
-    uv_signal_init(&d.loop, &d.sig_term);
-    uv_signal_init(&d.loop, &d.sig_int);
-    uv_signal_init(&d.loop, &d.sig_hup);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d.sig_int, on_signal, SIGINT);
-    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
-
-    log_info("listening on http://%s:%lld", cfg->host, cfg->port);
-    sd_notify_state("READY=1");
-    uv_run(&d.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&d.loop);
-    log_info("stopped");
+    (void)ctx;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
     return 0;
+}
+
+static int run_prompt(const config_t *cfg, const cli_t *cli)
+{
+    char err[ERR_MSG_MAX], desc[512];
+    engine_t *e;
+    engine_opts_t eo = {
+        .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
+        .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
+        .gpu_memory_fraction = cfg->gpu_memory_fraction,
+        .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
+        .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
+        .no_prefix_cache = !cfg->prefix_cache,
+    };
+    if (engine_create(&e, &eo, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    engine_describe(e, desc, sizeof desc);
+    log_info("%s", desc);
+    engine_gen_stats_t st;
+    int rc = engine_generate(e, cli->prompt, strlen(cli->prompt), &cli->sp, (uint32_t)cli->n_predict,
+                             print_cb, NULL, &st, err, sizeof err);
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (rc != 0) {
+        log_error("%s", err);
+    } else {
+        log_info("prompt: %zu tokens in %.3f s (%.1f tokens/s); generated %zu tokens in %.3f s "
+                 "(%.1f tokens/s); finish: %s",
+                 st.prompt_tokens, st.prefill_seconds,
+                 st.prefill_seconds > 0 ? st.prompt_tokens / st.prefill_seconds : 0.0,
+                 st.generated_tokens, st.decode_seconds,
+                 st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
+                 st.finish_reason);
+    }
+    engine_destroy(e);
+    return rc == 0 ? 0 : 1;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -238,6 +306,10 @@ int main(int argc, char **argv)
     config_t cfg;
     cli_t cli = { 0 };
     char err[ERR_MSG_MAX];
+
+    sampler_params_init(&cli.sp);
+    cli.sp.temperature = 0.0f;
+    cli.n_predict = 128;
 
     if (config_init(&cfg) != 0) {
         fprintf(stderr, "llamad: out of memory\n");
@@ -272,7 +344,21 @@ int main(int argc, char **argv)
         config_close(&cfg);
         return 0;
     }
-    rc = run_daemon(&cfg);
+    if (cli.dump_model) {
+        rc = engine_dump_model(cfg.model, cfg.chat_template, stdout, err, sizeof err);
+        if (rc != 0)
+            fprintf(stderr, "llamad: %s\n", err);
+        config_close(&cfg);
+        return rc == 0 ? 0 : 1;
+    }
+    if (cli.prompt != NULL)
+        rc = run_prompt(&cfg, &cli);
+    else {
+        int abandoned;
+        rc = daemon_run(&cfg, &abandoned);
+        if (abandoned)
+            _exit(rc); /* stopped during the model load: the loading thread still reads cfg */
+    }
     config_close(&cfg);
     return rc;
 }

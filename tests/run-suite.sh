@@ -106,6 +106,8 @@ for part in $parts; do
             case $name in
             fuzz_gguf|fuzz_safetensors) [ -d "${LLAMAD_BAD_MODELS:-}" ] && seeds="$LLAMAD_BAD_MODELS";;
             esac
+            dict="$srcdir_abs/tests/fuzz/$name.dict"
+            [ -f "$dict" ] && seeds="-dict=$dict $seeds"
             run_prog "fuzz/$name" sh -c "cd '$work' && '$t' -max_total_time=$FUZZ_SECONDS -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 '$corpus' $seeds >'$work/fuzz.log' 2>&1 && echo 'PASS: $name ($FUZZ_SECONDS s, no crash)' || { tail -40 '$work/fuzz.log'; echo 'FAIL: $name'; }"
         done
         [ $found -eq 1 ] || { echo "== fuzz"; echo "SKIP: fuzz (targets not built: configure --enable-fuzzers)"; skipped=$((skipped + 1)); }

@@ -1,0 +1,162 @@
+/*
+ * api.h - the OpenAI-compatible request and response formats, with no
+ * I/O: JSON text in, a checked request out; engine results in, JSON text
+ * out.  Loop thread (pure functions; no shared state of ours, but cJSON
+ * records its last parse error in a global, so parse on one thread).
+ *
+ * Parsing is strict about what it understands and lenient about the
+ * rest: unknown fields are ignored (OpenAI clients send extras), a known
+ * field of the wrong type or out of range is an error that names the
+ * field.  Everything here is hostile input (shared/THREATS.md part B).
+ */
+#ifndef LLAMAD_API_H
+#define LLAMAD_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/engine.h"
+
+typedef enum { API_COMPLETIONS, API_CHAT } api_kind_t;
+
+/* A parse failure: the HTTP status, the OpenAI error type/param/code and a message. */
+typedef struct {
+    unsigned status;            /* 400, 404 (unknown model), 503 (out of memory) */
+    const char *type;           /* "invalid_request_error" ("server_error" for 503) */
+    char param[64];             /* the offending field ("messages[2].content"), or "" */
+    const char *code;           /* e.g. "context_length_exceeded", or NULL */
+    char message[ERR_MSG_MAX];
+} api_error_t;
+
+typedef struct {
+    char *role;                 /* "system", "user", "assistant" ("developer" is read as
+                                   "system"); NUL-terminated */
+    char *content;              /* a string, or the text parts joined with "\n"; valid UTF-8
+                                   with no NUL byte */
+} api_message_t;
+
+/* One parsed, validated request; owns everything it points to (api_request_free). */
+typedef struct {
+    api_kind_t kind;
+    char *model;                /* as sent, or NULL */
+    /* completions: the prompt as text, or as token ids */
+    char *prompt;
+    size_t prompt_len;
+    int32_t *prompt_tokens;
+    size_t n_prompt_tokens;
+    /* chat */
+    api_message_t *messages;
+    size_t n_messages;
+    /* generation */
+    uint32_t max_tokens;        /* 0 = not given (until the context is full); else
+                                   [1, n_ctx]; max_completion_tokens wins over max_tokens */
+    sampler_params_t sampling;  /* complete and validated: logit_bias points into this
+                                   request, n_logprobs = top_logprobs, seed is the client's
+                                   or a fresh random one (seed_given says which) */
+    sampler_bias_t *logit_bias;
+    char *stop[ENGINE_MAX_STOP];
+    size_t n_stop;
+    int stream;
+    int include_usage;          /* stream_options.include_usage */
+    int logprobs;               /* chat: logprobs true; completions: logprobs given as an
+                                   integer 0..5 (0 = the chosen token's logprob only) */
+    uint32_t top_logprobs;      /* alternatives per token: chat top_logprobs (0..20, needs
+                                   logprobs true), completions logprobs N */
+    int seed_given;             /* 1: the client sent seed */
+    int echo;                   /* completions: not supported yet -> 400 when true */
+    char *user;
+} api_request_t;
+
+/* Limits applied while parsing (the daemon fills them from its config). */
+typedef struct {
+    uint32_t n_vocab;
+    uint32_t n_ctx;
+    size_t max_prompt_bytes;    /* prompt or all messages' text; e.g. 16 * n_ctx */
+    unsigned max_json_depth;    /* e.g. 64 */
+    const char *model_name;     /* requests naming another model get 404 */
+} api_limits_t;
+
+/*
+ * Parse a request body for `kind`.  Returns 0 and fills *req, or a
+ * negative ERR_* code and fills *e (then *req holds nothing to free, and
+ * api_request_free on it is harmless).  The body need not be
+ * NUL-terminated.  Errors: ERR_INVALID/ERR_RANGE/ERR_FORMAT (400),
+ * ERR_UNSUPPORTED (400, a feature we do not serve: n > 1, tools, echo ...),
+ * ERR_TOOLONG (400: prompt over max_prompt_bytes or n_ctx tokens),
+ * ERR_NOTFOUND (404 model_not_found), ERR_NOMEM (503).  Limits of 0 mean:
+ * max_json_depth 64, max_prompt_bytes 16 * n_ctx, n_vocab/n_ctx unchecked
+ * (tests only); model_name NULL accepts any model.
+ */
+int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_limits_t *lim,
+                      api_request_t *req, api_error_t *e);
+void api_request_free(api_request_t *req);
+
+/* The OpenAI error object as JSON text (malloc'd, NUL-terminated; NULL when out of
+ * memory).  An empty param and a NULL code come out as null; invalid UTF-8 in the
+ * message is replaced, so the text is always valid JSON. */
+char *api_error_json(const api_error_t *e);
+
+/*
+ * Fill *e (for the daemon's own errors: 401, 404 route, 429, 503 ...) and
+ * return `code`.  type NULL means "invalid_request_error"; param NULL means
+ * none; ecode (the OpenAI "code") may be NULL.  type and ecode must be
+ * string literals or otherwise outlive *e.
+ */
+int api_error_set(api_error_t *e, int code, unsigned status, const char *type,
+                  const char *param, const char *ecode, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+/* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int api_utf8_valid(const char *s, size_t len);
+/* Code points in s[0..len) (ill-formed bytes count one each): for text_offset. */
+size_t api_utf8_chars(const char *s, size_t len);
+/*
+ * A malloc'd, NUL-terminated copy of s[0..len) (s may be NULL when len is 0)
+ * in which every byte that is not part of a well-formed sequence, and every
+ * NUL byte, is U+FFFD: safe to put into JSON.  NULL when out of memory.
+ */
+char *api_utf8_repair(const char *s, size_t len);
+
+/* ---- responses (malloc'd JSON text; NULL when out of memory) ---- */
+
+/* What a finished (or streaming) completion has produced so far. */
+typedef struct {
+    const char *id;             /* "cmpl-..." or "chatcmpl-..." */
+    const char *model;
+    int64_t created;            /* unix seconds */
+    api_kind_t kind;
+    /* streaming completions with logprobs: code points of text sent in earlier chunks
+       (text_offset of this chunk's token); add api_utf8_chars() of each chunk's text,
+       or leave 0 */
+    uint64_t text_offset;
+} api_resp_meta_t;
+
+typedef struct {
+    const char *text;           /* the whole generated text */
+    size_t text_len;
+    const char *finish_reason;  /* "stop", "length", or NULL while streaming */
+    uint32_t prompt_tokens, completion_tokens, cached_tokens;
+    /* logprobs, when asked: one entry per generated token */
+    const engine_event_t *const *token_events; /* [n_tokens] the TOKEN events, in order */
+    size_t n_tokens;
+    int want_logprobs;
+    const tokenizer_t *tok;     /* to spell tokens in logprobs */
+} api_result_t;
+
+/* The non-streaming response body. */
+char *api_response_json(const api_resp_meta_t *m, const api_result_t *r);
+
+/*
+ * One SSE chunk for a streaming response, without the "data: " prefix and
+ * the blank line.  `ev` is a TOKEN event (its text delta and logprobs), a
+ * FINISH event (its held-back text, no logprobs) or NULL; finish_reason is
+ * NULL until the final chunk.  Chat's first chunk carries the role
+ * (first != 0; with ev NULL its content is "").  api_usage_chunk_json is the
+ * stream_options.include_usage chunk (choices: []).
+ */
+char *api_chunk_json(const api_resp_meta_t *m, const engine_event_t *ev, int first,
+                     const char *finish_reason, int want_logprobs, const tokenizer_t *tok);
+char *api_usage_chunk_json(const api_resp_meta_t *m, uint32_t prompt_tokens,
+                           uint32_t completion_tokens, uint32_t cached_tokens);
+
+#endif

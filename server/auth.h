@@ -1,0 +1,39 @@
+/*
+ * auth.h - API keys: the configured key, a key file (one key per line,
+ * re-read on SIGHUP) or $CREDENTIALS_DIRECTORY/apikeys, and the check of
+ * an `Authorization: Bearer <key>` header.  Keys are kept only as SHA-256
+ * digests and are never logged.  Loop thread only.
+ */
+#ifndef LLAMAD_AUTH_H
+#define LLAMAD_AUTH_H
+
+#include <stddef.h>
+
+typedef struct auth auth_t;
+
+/*
+ * Collect the keys: `key` (may be NULL or empty) and the lines of
+ * `key_file` (NULL or empty: $CREDENTIALS_DIRECTORY/apikeys when that is
+ * set and the file exists).  Blank lines and lines starting with '#' are
+ * skipped.  On error *out is NULL and err names the file.
+ */
+int auth_create(auth_t **out, const char *key, const char *key_file, char *err, size_t errlen);
+void auth_destroy(auth_t *a);
+
+/* Re-read the key file (SIGHUP).  On error the old keys stay and err says why. */
+int auth_reload(auth_t *a, char *err, size_t errlen);
+
+/* How many keys are configured (0: no authentication). */
+size_t auth_count(const auth_t *a);
+/* The key file in use, or NULL. */
+const char *auth_file(const auth_t *a);
+
+/*
+ * Whether `header` (the Authorization value, may be NULL) carries one of
+ * the keys.  The presented key's digest is compared with every configured
+ * digest without an early exit, so the time does not depend on which key
+ * matched or how much of it.  Always 1 when no key is configured.
+ */
+int auth_check(const auth_t *a, const char *header);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * daemon.h - the serving daemon: one libuv loop on the main thread that
+ * drives the HTTP server (http.h), receives engine events through a
+ * uv_async handle, and runs the lifecycle (load on a worker thread,
+ * ready, drain on SIGTERM, systemd notifications).
+ *
+ * The structs below are shared by daemon.c (lifecycle, engine glue),
+ * routes.c (dispatch, non-streaming answers) and stream.c (SSE); nothing
+ * outside those files touches them.  Everything here runs on the loop
+ * thread, except the model-loading thread, which only fills
+ * load_engine/load_rc/load_err and then wakes the loop.
+ */
+#ifndef LLAMAD_DAEMON_H
+#define LLAMAD_DAEMON_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../engine/engine.h"
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "metrics.h"
+
+typedef struct daemon daemon_t;
+typedef struct job job_t;
+
+/* One generation request (completions or chat), from validation to its last byte. */
+struct job {
+    daemon_t *d;
+    job_t *prev, *next;         /* the daemon's list of live jobs */
+    http_request_t *http;       /* NULL once the connection is done with */
+    const char *route;
+    api_request_t req;
+    api_resp_meta_t meta;
+    char id[48];                /* "cmpl-…" / "chatcmpl-…" */
+    uint64_t engine_id;
+    int submitted;              /* engine_submit succeeded */
+    int engine_done;            /* its FINISH event arrived (or it was never submitted) */
+    int gone;                   /* the client left: send nothing more */
+    int likely_queued;          /* the engine had no free slot at submit (for the cancel phase) */
+    int stream;
+    int want_logprobs;
+    /* non-streaming: the text and (for logprobs) the token events so far */
+    tok_text_t text;
+    engine_event_t **events;    /* [n_events] copies, in order */
+    size_t n_events, cap_events;
+    /* streaming: SSE bytes not yet taken by MHD */
+    tok_text_t out;
+    size_t out_pos;
+    int out_end;                /* nothing more will be appended */
+    int out_error;              /* the client is gone: close without more bytes */
+    int sent_first;
+    uint64_t last_write_ns;
+    /* the outcome */
+    engine_finish_t finish;
+    uint32_t prompt_tokens, completion_tokens, cached_tokens, n_generated;
+    /* timings, CLOCK_MONOTONIC ns */
+    uint64_t t_arrive, t_submit, t_first, t_last;
+};
+
+struct daemon {
+    uv_loop_t loop;
+    const config_t *cfg;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_async_t engine_async;    /* the engine's notify: events are queued */
+    uv_async_t load_async;      /* the loading thread is done */
+    uv_timer_t tick;            /* 1 s: keep-alives, peer checks, drain, systemd */
+    uv_timer_t watchdog;
+    int handles_open;
+    http_server_t *http;
+    auth_t *auth;
+    metrics_t *metrics;
+
+    engine_t *engine;           /* NULL while loading */
+    engine_info_t info;
+    pthread_t load_thread;
+    int load_started;
+    engine_t *load_engine;      /* written by the loading thread */
+    int load_rc;
+    char load_err[ERR_MSG_MAX];
+    uint64_t load_start_ns, last_extend_ns;
+
+    int ready_sent;             /* READY=1 went to systemd */
+    int draining;
+    uint64_t drain_deadline_ns;
+    int drain_cancelled;
+    int shut_down;
+    int exit_code;
+
+    job_t *jobs;
+    size_t n_jobs;
+    uint64_t next_seq;
+    engine_event_t ev;          /* scratch for engine_poll */
+    engine_stats_t stats;       /* the last snapshot */
+};
+
+/* ---- daemon.c ---- */
+
+/*
+ * Serve until SIGTERM/SIGINT and the drain end.  Returns the exit code.
+ * *abandoned is set when it stopped during the model load: the loading
+ * thread still runs and may read cfg, so the caller must _exit at once.
+ */
+int daemon_run(const config_t *cfg, int *abandoned);
+
+typedef enum { HEALTH_OK, HEALTH_LOADING, HEALTH_DRAINING, HEALTH_STALLED, HEALTH_FAILED } health_t;
+health_t daemon_health(daemon_t *d);
+const char *daemon_health_name(health_t h);
+/* Seconds a refused client should wait (>= 1). */
+unsigned daemon_retry_after(daemon_t *d);
+uint64_t daemon_now_ns(void);
+
+job_t *job_create(daemon_t *d, http_request_t *http, const char *route);
+/* Free the job when both its connection and its engine request are done. */
+void job_release(job_t *j);
+/* The client went away before the job ended: cancel it in the engine. */
+void job_client_gone(job_t *j);
+
+/* ---- routes.c ---- */
+
+int routes_dispatch(void *ctx, http_request_t *req);
+void routes_completed(void *ctx, http_request_t *req, int ok);
+/* A non-streaming job's engine event. */
+void routes_on_event(job_t *j, const engine_event_t *ev);
+
+/* ---- stream.c ---- */
+
+/* Send the 200 and the stream headers for a submitted job; returns an MHD_Result. */
+int stream_start(job_t *j);
+void stream_on_event(job_t *j, const engine_event_t *ev);
+/* Once a second: a keep-alive comment when the stream has been quiet. */
+void stream_tick(job_t *j, uint64_t now_ns);
+/* The client is gone: let MHD close the connection. */
+void stream_close(job_t *j);
+
+#endif

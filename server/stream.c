@@ -1,0 +1,163 @@
+/*
+ * stream.c - server-sent events for streaming completions.
+ *
+ * Each job has an output buffer of SSE bytes.  Engine events append
+ * `data: {chunk}\n\n` frames and wake the connection; MHD's reader takes
+ * bytes from the buffer and, when it is empty while the request is live,
+ * suspends the connection (MHD offers no other way to say "nothing yet"
+ * in external-loop mode without busy polling).  A quiet stream gets an
+ * SSE comment every KEEPALIVE_NS so that neither MHD's inactivity timeout
+ * nor a proxy closes it during a long queue wait or prefill; a suspended
+ * connection is also peeked at once a second, so that a client that
+ * leaves while its request waits is noticed and cancelled.
+ */
+#include "daemon.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/log.h"
+
+#define KEEPALIVE_NS (5ull * 1000000000ull)
+
+static void wake(job_t *j)
+{
+    j->last_write_ns = daemon_now_ns();
+    if (j->http != NULL)
+        http_resume(j->http);
+}
+
+/* Append one `data: ...\n\n` frame; takes ownership of json (may be NULL: out of memory). */
+static int put_frame(job_t *j, char *json)
+{
+    if (json == NULL)
+        return ERR_NOMEM;
+    int rc = tok_text_append(&j->out, "data: ", 6);
+    if (rc == 0)
+        rc = tok_text_append(&j->out, json, strlen(json));
+    if (rc == 0)
+        rc = tok_text_append(&j->out, "\n\n", 2);
+    free(json);
+    return rc;
+}
+
+/* The one error event after the headers, then the end of the stream. */
+static void put_error(job_t *j, const char *type, const char *code, const char *message)
+{
+    api_error_t e;
+    memset(&e, 0, sizeof e);
+    e.status = 500;
+    e.type = type;
+    e.code = code;
+    snprintf(e.message, sizeof e.message, "%s", message);
+    put_frame(j, api_error_json(&e));
+    j->out_end = 1;
+}
+
+/* One chunk for ev (TOKEN or FINISH with held-back text), counting its characters for text_offset. */
+static int put_chunk(job_t *j, const engine_event_t *ev, int first, const char *finish, int logprobs)
+{
+    int rc = put_frame(j, api_chunk_json(&j->meta, ev, first, finish, logprobs, j->d->info.tok));
+    if (ev != NULL)
+        j->meta.text_offset += api_utf8_chars(ev->text, ev->text_len);
+    return rc;
+}
+
+static ssize_t reader(void *ctx, char *buf, size_t max)
+{
+    job_t *j = ctx;
+    if (j->out_error)
+        return HTTP_STREAM_ERROR;
+    size_t avail = j->out.len - j->out_pos;
+    if (avail == 0) {
+        if (j->out_end)
+            return HTTP_STREAM_END;
+        http_suspend(j->http);
+        return 0;
+    }
+    size_t n = avail < max ? avail : max;
+    memcpy(buf, j->out.data + j->out_pos, n);
+    j->out_pos += n;
+    if (j->out_pos == j->out.len) {
+        /* all taken: reuse the buffer */
+        j->out.len = 0;
+        j->out_pos = 0;
+    }
+    return (ssize_t)n;
+}
+
+int stream_start(job_t *j)
+{
+    j->last_write_ns = daemon_now_ns();
+    /* chat opens with the role chunk, at once: the client sees the stream start */
+    if (j->meta.kind == API_CHAT && put_chunk(j, NULL, 1, NULL, 0) != 0)
+        return http_respond_error(j->http, 500, "server_error", NULL, NULL, "out of memory");
+    j->sent_first = 1;
+    return http_stream_start(j->http, 200, "text/event-stream", reader, j);
+}
+
+void stream_on_event(job_t *j, const engine_event_t *ev)
+{
+    int rc = 0;
+    if (ev->kind == ENGINE_EV_TOKEN) {
+        /* empty deltas are skipped, except tokens whose logprobs were asked for */
+        if (ev->text_len > 0 || j->want_logprobs)
+            rc = put_chunk(j, ev, 0, NULL, j->want_logprobs);
+        if (rc != 0) {
+            engine_cancel(j->d->engine, j->engine_id);
+            put_error(j, "server_error", NULL, "out of memory");
+        }
+        wake(j);
+        return;
+    }
+    switch (ev->finish) {
+    case ENGINE_FINISH_STOP:
+    case ENGINE_FINISH_LENGTH:
+        if (ev->text_len > 0) /* text held back until the end (a partial stop-string match) */
+            rc = put_chunk(j, ev, 0, NULL, 0);
+        if (rc == 0)
+            rc = put_chunk(j, NULL, 0, engine_finish_name(ev->finish), 0);
+        if (rc == 0 && j->req.include_usage)
+            rc = put_frame(j, api_usage_chunk_json(&j->meta, ev->prompt_tokens, ev->completion_tokens,
+                                                   ev->cached_tokens));
+        if (rc == 0)
+            rc = tok_text_append(&j->out, "data: [DONE]\n\n", 14);
+        if (rc != 0)
+            put_error(j, "server_error", NULL, "out of memory");
+        j->out_end = 1;
+        break;
+    case ENGINE_FINISH_CANCELLED:
+        put_error(j, "server_error", "server_shutting_down",
+                  "the request was cancelled: the server is shutting down");
+        break;
+    case ENGINE_FINISH_ERROR:
+    default:
+        put_error(j, "server_error", "engine_error", ev->message[0] ? ev->message : "generation failed");
+        break;
+    }
+    wake(j);
+}
+
+void stream_tick(job_t *j, uint64_t now_ns)
+{
+    if (j->http == NULL || j->out_end || j->out_error)
+        return;
+    if (j->http->suspended && http_peer_closed(j->http)) {
+        job_client_gone(j);
+        stream_close(j);
+        return;
+    }
+    if (now_ns - j->last_write_ns >= KEEPALIVE_NS) {
+        if (tok_text_append(&j->out, ": keep-alive\n\n", 14) == 0)
+            wake(j);
+    }
+}
+
+void stream_close(job_t *j)
+{
+    j->out_error = 1;
+    if (j->http != NULL)
+        http_resume(j->http);
+}

@@ -1,0 +1,639 @@
+/*
+ * test_api.c - request parsing: every field's good and bad values, and
+ * hostile bodies (invalid UTF-8, NUL, deep nesting, duplicate keys).
+ * The response side is tests/unit/test_api_response.c.
+ *
+ * Field tables: each row is one request; a bad value must give the status
+ * and the `param` the row names, a good one must parse.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "test.h"
+#include "../../server/api.h"
+
+static const api_limits_t LIM = {
+    .n_vocab = 640, .n_ctx = 2048, .max_prompt_bytes = 16 * 2048, .max_json_depth = 64,
+    .model_name = "test-model",
+};
+
+typedef struct {
+    api_kind_t kind;
+    const char *fields;   /* JSON members appended to a valid base request */
+    unsigned status;      /* 0: must parse */
+    const char *param;    /* expected param of the error, NULL: not checked */
+} row_t;
+
+#define C API_COMPLETIONS
+#define H API_CHAT
+
+static char *with_base(api_kind_t kind, const char *fields)
+{
+    const char *base = kind == API_CHAT ? "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+                                        : "{\"prompt\":\"hi\"";
+    size_t n = strlen(base) + strlen(fields) + 8;
+    char *s = malloc(n);
+    ASSERT(s != NULL);
+    snprintf(s, n, "%s%s%s}", base, fields[0] ? "," : "", fields);
+    return s;
+}
+
+static int parse_str(api_kind_t kind, const char *body, api_request_t *req, api_error_t *e)
+{
+    memset(e, 0, sizeof *e);
+    return api_parse_request(kind, body, strlen(body), &LIM, req, e);
+}
+
+static void run_rows(const row_t *rows, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *body = with_base(rows[i].kind, rows[i].fields);
+        api_request_t req;
+        api_error_t e;
+        int rc = parse_str(rows[i].kind, body, &req, &e);
+        if (rows[i].status == 0 && rc != 0) {
+            fprintf(stderr, "  row %zu %s: want ok, got %d %s (param %s)\n", i, body, rc,
+                    e.message, e.param);
+            bad++;
+        } else if (rows[i].status != 0 && rc == 0) {
+            fprintf(stderr, "  row %zu %s: want %u, parsed\n", i, body, rows[i].status);
+            bad++;
+        } else if (rows[i].status != 0 &&
+                   (e.status != rows[i].status ||
+                    (rows[i].param != NULL && strcmp(e.param, rows[i].param) != 0) ||
+                    e.message[0] == '\0')) {
+            fprintf(stderr, "  row %zu %s: want %u param \"%s\", got %u param \"%s\" (%s)\n", i,
+                    body, rows[i].status, rows[i].param ? rows[i].param : "?", e.status,
+                    e.param, e.message);
+            bad++;
+        }
+        api_request_free(&req);
+        free(body);
+    }
+    ASSERT_EQ_INT(bad, 0);
+}
+
+#define RUN(rows) run_rows(rows, sizeof rows / sizeof rows[0])
+
+/* ================================================================== */
+/* Numeric fields: -1, 0, max, max + 1, a string, null, ...            */
+/* ================================================================== */
+
+TEST(temperature)
+{
+    static const row_t r[] = {
+        { C, "\"temperature\":-1", 400, "temperature" }, { C, "\"temperature\":0", 0, NULL },
+        { C, "\"temperature\":2", 0, NULL }, { C, "\"temperature\":2.001", 400, "temperature" },
+        { C, "\"temperature\":\"1\"", 400, "temperature" }, { C, "\"temperature\":null", 0, NULL },
+        { C, "\"temperature\":true", 400, "temperature" },
+        { H, "\"temperature\":1e309", 400, "temperature" },
+        { H, "\"temperature\":[1]", 400, "temperature" },
+    };
+    RUN(r);
+}
+
+TEST(top_p_min_p)
+{
+    static const row_t r[] = {
+        { C, "\"top_p\":-1", 400, "top_p" }, { C, "\"top_p\":0", 400, "top_p" },
+        { C, "\"top_p\":1e-50", 400, "top_p" }, { C, "\"top_p\":1", 0, NULL },
+        { C, "\"top_p\":1.5", 400, "top_p" }, { C, "\"top_p\":\"0.9\"", 400, "top_p" },
+        { C, "\"top_p\":null", 0, NULL },
+        { H, "\"min_p\":-1", 400, "min_p" }, { H, "\"min_p\":0", 0, NULL },
+        { H, "\"min_p\":1", 0, NULL }, { H, "\"min_p\":1.01", 400, "min_p" },
+        { H, "\"min_p\":\"0\"", 400, "min_p" }, { H, "\"min_p\":null", 0, NULL },
+    };
+    RUN(r);
+}
+
+TEST(penalties)
+{
+    static const row_t r[] = {
+        { C, "\"presence_penalty\":-2.01", 400, "presence_penalty" },
+        { C, "\"presence_penalty\":-2", 0, NULL }, { C, "\"presence_penalty\":-1", 0, NULL },
+        { C, "\"presence_penalty\":0", 0, NULL }, { C, "\"presence_penalty\":2", 0, NULL },
+        { C, "\"presence_penalty\":3", 400, "presence_penalty" },
+        { C, "\"presence_penalty\":\"1\"", 400, "presence_penalty" },
+        { C, "\"presence_penalty\":null", 0, NULL },
+        { H, "\"frequency_penalty\":-3", 400, "frequency_penalty" },
+        { H, "\"frequency_penalty\":2", 0, NULL },
+        { H, "\"frequency_penalty\":2.5", 400, "frequency_penalty" },
+        { H, "\"frequency_penalty\":false", 400, "frequency_penalty" },
+        { H, "\"repetition_penalty\":-1", 400, "repetition_penalty" },
+        { H, "\"repetition_penalty\":0", 400, "repetition_penalty" },
+        { H, "\"repetition_penalty\":10", 0, NULL },
+        { H, "\"repetition_penalty\":10.5", 400, "repetition_penalty" },
+        { H, "\"repetition_penalty\":\"1.1\"", 400, "repetition_penalty" },
+        { H, "\"repetition_penalty\":null", 0, NULL },
+    };
+    RUN(r);
+}
+
+TEST(top_k)
+{
+    static const row_t r[] = {
+        { C, "\"top_k\":-2", 400, "top_k" }, { C, "\"top_k\":-1", 0, NULL },
+        { C, "\"top_k\":0", 0, NULL }, { C, "\"top_k\":2147483647", 0, NULL },
+        { C, "\"top_k\":2147483648", 400, "top_k" }, { C, "\"top_k\":1.5", 400, "top_k" },
+        { C, "\"top_k\":\"40\"", 400, "top_k" }, { C, "\"top_k\":null", 0, NULL },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"top_k\":-1}", &req, &e), 0);
+    ASSERT_EQ_INT(req.sampling.top_k, 0);   /* -1 is off */
+    api_request_free(&req);
+}
+
+TEST(max_tokens)
+{
+    static const row_t r[] = {
+        { C, "\"max_tokens\":-1", 400, "max_tokens" }, { C, "\"max_tokens\":0", 400, "max_tokens" },
+        { C, "\"max_tokens\":1", 0, NULL }, { C, "\"max_tokens\":2048", 0, NULL },
+        { C, "\"max_tokens\":2049", 400, "max_tokens" },
+        { C, "\"max_tokens\":4294967296", 400, "max_tokens" },
+        { C, "\"max_tokens\":1e309", 400, "max_tokens" },
+        { C, "\"max_tokens\":16.5", 400, "max_tokens" },
+        { C, "\"max_tokens\":\"16\"", 400, "max_tokens" }, { C, "\"max_tokens\":null", 0, NULL },
+        { H, "\"max_completion_tokens\":0", 400, "max_completion_tokens" },
+        { H, "\"max_completion_tokens\":2048", 0, NULL },
+        { H, "\"max_completion_tokens\":2049", 400, "max_completion_tokens" },
+        { H, "\"max_completion_tokens\":\"1\"", 400, "max_completion_tokens" },
+        { H, "\"max_completion_tokens\":null", 0, NULL },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                               "\"max_tokens\":7,\"max_completion_tokens\":9}", &req, &e), 0);
+    ASSERT_EQ_INT(req.max_tokens, 9);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\"}", &req, &e), 0);
+    ASSERT_EQ_INT(req.max_tokens, 0);
+    api_request_free(&req);
+}
+
+TEST(n_and_best_of)
+{
+    static const row_t r[] = {
+        { C, "\"n\":1", 0, NULL }, { C, "\"n\":null", 0, NULL }, { C, "\"n\":-1", 400, "n" },
+        { C, "\"n\":0", 400, "n" }, { C, "\"n\":2", 400, "n" }, { H, "\"n\":1000000000", 400, "n" },
+        { H, "\"n\":1e309", 400, "n" }, { H, "\"n\":\"1\"", 400, "n" }, { H, "\"n\":1.5", 400, "n" },
+        { C, "\"best_of\":1", 0, NULL }, { C, "\"best_of\":0", 400, "best_of" },
+        { C, "\"best_of\":2", 400, "best_of" }, { C, "\"best_of\":\"1\"", 400, "best_of" },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT(parse_str(C, "{\"prompt\":\"a\",\"n\":1000000000}", &req, &e) != 0);
+    ASSERT_MSG(strstr(e.message, "only 1") != NULL, "message: %s", e.message);
+}
+
+TEST(seed)
+{
+    static const row_t r[] = {
+        { C, "\"seed\":-1", 0, NULL }, { C, "\"seed\":0", 0, NULL },
+        { C, "\"seed\":9223372036854775807", 0, NULL }, { C, "\"seed\":1e30", 400, "seed" },
+        { C, "\"seed\":1.5", 400, "seed" }, { C, "\"seed\":\"1\"", 400, "seed" },
+        { C, "\"seed\":null", 0, NULL },
+    };
+    RUN(r);
+    api_request_t a, b;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"seed\":42}", &a, &e), 0);
+    ASSERT_EQ_U64(a.sampling.seed, 42);
+    ASSERT_EQ_INT(a.seed_given, 1);
+    api_request_free(&a);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"seed\":-1}", &a, &e), 0);
+    ASSERT_EQ_U64(a.sampling.seed, UINT64_MAX);
+    api_request_free(&a);
+    /* no seed: a fresh one per request */
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\"}", &a, &e), 0);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\"}", &b, &e), 0);
+    ASSERT_EQ_INT(a.seed_given, 0);
+    ASSERT(a.sampling.seed != b.sampling.seed);
+    api_request_free(&a);
+    api_request_free(&b);
+}
+
+TEST(logprobs)
+{
+    static const row_t r[] = {
+        { H, "\"logprobs\":true", 0, NULL }, { H, "\"logprobs\":false", 0, NULL },
+        { H, "\"logprobs\":1", 400, "logprobs" }, { H, "\"logprobs\":\"true\"", 400, "logprobs" },
+        { H, "\"logprobs\":null", 0, NULL },
+        { H, "\"logprobs\":true,\"top_logprobs\":-1", 400, "top_logprobs" },
+        { H, "\"logprobs\":true,\"top_logprobs\":0", 0, NULL },
+        { H, "\"logprobs\":true,\"top_logprobs\":20", 0, NULL },
+        { H, "\"logprobs\":true,\"top_logprobs\":21", 400, "top_logprobs" },
+        { H, "\"logprobs\":true,\"top_logprobs\":1000000", 400, "top_logprobs" },
+        { H, "\"logprobs\":true,\"top_logprobs\":\"5\"", 400, "top_logprobs" },
+        { H, "\"logprobs\":true,\"top_logprobs\":null", 0, NULL },
+        { H, "\"top_logprobs\":5", 400, "top_logprobs" },
+        { C, "\"logprobs\":-1", 400, "logprobs" }, { C, "\"logprobs\":0", 0, NULL },
+        { C, "\"logprobs\":5", 0, NULL }, { C, "\"logprobs\":6", 400, "logprobs" },
+        { C, "\"logprobs\":\"1\"", 400, "logprobs" }, { C, "\"logprobs\":true", 400, "logprobs" },
+        { C, "\"logprobs\":null", 0, NULL },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                               "\"logprobs\":true,\"top_logprobs\":7}", &req, &e), 0);
+    ASSERT_EQ_INT(req.logprobs, 1);
+    ASSERT_EQ_INT(req.top_logprobs, 7);
+    ASSERT_EQ_INT(req.sampling.n_logprobs, 7);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"logprobs\":3}", &req, &e), 0);
+    ASSERT_EQ_INT(req.logprobs, 1);
+    ASSERT_EQ_INT(req.sampling.n_logprobs, 3);
+    api_request_free(&req);
+}
+
+/* ================================================================== */
+/* Other fields                                                        */
+/* ================================================================== */
+
+TEST(stream)
+{
+    static const row_t r[] = {
+        { C, "\"stream\":true", 0, NULL }, { C, "\"stream\":1", 400, "stream" },
+        { C, "\"stream\":\"true\"", 400, "stream" }, { C, "\"stream\":null", 0, NULL },
+        { H, "\"stream\":true,\"stream_options\":{\"include_usage\":true}", 0, NULL },
+        { H, "\"stream_options\":[]", 400, "stream_options" },
+        { H, "\"stream_options\":{\"include_usage\":1}", 400, "stream_options.include_usage" },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"stream\":true,"
+                               "\"stream_options\":{\"include_usage\":true}}", &req, &e), 0);
+    ASSERT_EQ_INT(req.stream, 1);
+    ASSERT_EQ_INT(req.include_usage, 1);
+    api_request_free(&req);
+}
+
+TEST(stop)
+{
+    static const row_t r[] = {
+        { C, "\"stop\":\"x\"", 0, NULL }, { C, "\"stop\":[]", 0, NULL },
+        { C, "\"stop\":[\"a\",\"b\",\"c\",\"d\"]", 0, NULL },
+        { C, "\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]", 400, "stop" },
+        { C, "\"stop\":[1]", 400, "stop[0]" }, { C, "\"stop\":1", 400, "stop" },
+        { C, "\"stop\":{}", 400, "stop" }, { C, "\"stop\":null", 0, NULL },
+    };
+    RUN(r);
+    /* 256 bytes is the limit; 257 and 1 MiB are not */
+    size_t sizes[] = { 256, 257, 1u << 20 };
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = sizes[k];
+        char *f = malloc(n + 16);
+        ASSERT(f != NULL);
+        memcpy(f, "\"stop\":[\"", 9);
+        memset(f + 9, 'z', n);
+        memcpy(f + 9 + n, "\"]", 3);
+        char *body = with_base(C, f);
+        api_request_t req;
+        api_error_t e;
+        int rc = parse_str(C, body, &req, &e);
+        if (k == 0) {
+            ASSERT_EQ_INT(rc, 0);
+            ASSERT_EQ_INT(req.n_stop, 1);
+            ASSERT_EQ_INT(strlen(req.stop[0]), 256);
+        } else {
+            ASSERT(rc != 0);
+            ASSERT_EQ_STR(e.param, "stop[0]");
+        }
+        api_request_free(&req);
+        free(body);
+        free(f);
+    }
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"stop\":[\"\\n\",\"\",\"END\"]}", &req, &e), 0);
+    ASSERT_EQ_INT(req.n_stop, 2);   /* the empty one stops nothing and is dropped */
+    ASSERT_EQ_STR(req.stop[0], "\n");
+    ASSERT_EQ_STR(req.stop[1], "END");
+    api_request_free(&req);
+}
+
+TEST(logit_bias)
+{
+    static const row_t r[] = {
+        { C, "\"logit_bias\":{}", 0, NULL }, { C, "\"logit_bias\":null", 0, NULL },
+        { C, "\"logit_bias\":{\"0\":-100,\"639\":100}", 0, NULL },
+        { C, "\"logit_bias\":{\"640\":1}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"-1\":1}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"abc\":1}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"\":1}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"99999999999999999999999\":1}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"1\":100.5}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"1\":-101}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"1\":\"5\"}", 400, "logit_bias" },
+        { C, "\"logit_bias\":{\"1\":1e309}", 400, "logit_bias" },
+        { H, "\"logit_bias\":[]", 400, "logit_bias" },
+        { H, "\"logit_bias\":{\"5\":null}", 400, "logit_bias" },
+    };
+    RUN(r);
+    /* 300 entries pass, 301 do not */
+    for (int n = 300; n <= 301; n++) {
+        char *f = malloc(16 * 302 + 32);
+        ASSERT(f != NULL);
+        size_t at = (size_t)sprintf(f, "\"logit_bias\":{");
+        for (int i = 0; i < n; i++)
+            at += (size_t)sprintf(f + at, "%s\"%d\":-1", i ? "," : "", i);
+        sprintf(f + at, "}");
+        char *body = with_base(C, f);
+        api_request_t req;
+        api_error_t e;
+        int rc = parse_str(C, body, &req, &e);
+        if (n == 300) {
+            ASSERT_EQ_INT(rc, 0);
+            ASSERT_EQ_INT(req.sampling.n_logit_bias, 300);
+            ASSERT(req.sampling.logit_bias == req.logit_bias);
+            ASSERT_EQ_INT(req.logit_bias[299].id, 299);
+            ASSERT_NEAR(req.logit_bias[299].bias, -1.0, 0);
+        } else {
+            ASSERT(rc != 0);
+            ASSERT_EQ_STR(e.param, "logit_bias");
+        }
+        api_request_free(&req);
+        free(body);
+        free(f);
+    }
+}
+
+TEST(model_user_unsupported)
+{
+    static const row_t r[] = {
+        { C, "\"model\":\"test-model\"", 0, NULL }, { C, "\"model\":null", 0, NULL },
+        { C, "\"model\":\"gpt-4\"", 404, "model" }, { C, "\"model\":1", 400, "model" },
+        { H, "\"user\":\"u1\"", 0, NULL }, { H, "\"user\":1", 400, "user" },
+        { H, "\"tools\":[{\"type\":\"function\"}]", 400, "tools" }, { H, "\"tools\":[]", 0, NULL },
+        { H, "\"tool_choice\":\"auto\"", 400, "tool_choice" },
+        { H, "\"tool_choice\":\"none\"", 0, NULL },
+        { H, "\"functions\":[{}]", 400, "functions" },
+        { H, "\"function_call\":{\"name\":\"f\"}", 400, "function_call" },
+        { H, "\"response_format\":{\"type\":\"json_object\"}", 400, "response_format" },
+        { H, "\"response_format\":{\"type\":\"text\"}", 0, NULL },
+        { H, "\"response_format\":\"json\"", 400, "response_format" },
+        { C, "\"echo\":true", 400, "echo" }, { C, "\"echo\":false", 0, NULL },
+        { C, "\"echo\":1", 400, "echo" }, { C, "\"suffix\":\"x\"", 400, "suffix" },
+        { C, "\"suffix\":null", 0, NULL },
+        { C, "\"unknown_field\":{\"a\":[1,2,3]},\"Temperature\":\"x\"", 0, NULL },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT(parse_str(C, "{\"prompt\":\"a\",\"model\":\"gpt-4\"}", &req, &e) == ERR_NOTFOUND);
+    ASSERT_EQ_STR(e.code, "model_not_found");
+    ASSERT_EQ_STR(e.type, "invalid_request_error");
+    ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                               "\"user\":\"bob\",\"model\":\"test-model\"}", &req, &e), 0);
+    ASSERT_EQ_STR(req.user, "bob");
+    ASSERT_EQ_STR(req.model, "test-model");
+    api_request_free(&req);
+}
+
+/* ================================================================== */
+/* Prompts and messages                                                */
+/* ================================================================== */
+
+TEST(prompt)
+{
+    static const row_t r[] = {
+        { C, "\"prompt\":\"\"", 400, "prompt" }, { C, "\"prompt\":[]", 400, "prompt" },
+        { C, "\"prompt\":[\"a\",\"b\"]", 400, "prompt" }, { C, "\"prompt\":[[1,2]]", 400, "prompt" },
+        { C, "\"prompt\":[1,2,639]", 0, NULL }, { C, "\"prompt\":[-1]", 400, "prompt[0]" },
+        { C, "\"prompt\":[1,640]", 400, "prompt[1]" }, { C, "\"prompt\":[1.5]", 400, "prompt[0]" },
+        { C, "\"prompt\":[1,\"a\"]", 400, "prompt[1]" }, { C, "\"prompt\":5", 400, "prompt" },
+        { C, "\"prompt\":null", 400, "prompt" }, { C, "\"prompt\":[1e309]", 400, "prompt[0]" },
+    };
+    /* the base already has a prompt: these rows replace it (the later key is a duplicate) */
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{%s}", r[i].fields);
+        api_request_t req;
+        api_error_t e;
+        int rc = parse_str(C, body, &req, &e);
+        ASSERT_MSG((rc == 0) == (r[i].status == 0), "%s: rc %d (%s)", body, rc, e.message);
+        if (rc != 0)
+            ASSERT_MSG(strcmp(e.param, r[i].param) == 0 && e.status == r[i].status,
+                       "%s: param %s status %u", body, e.param, e.status);
+        api_request_free(&req);
+    }
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{}", &req, &e), ERR_INVALID);
+    ASSERT_EQ_STR(e.param, "prompt");
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":[5,6,7]}", &req, &e), 0);
+    ASSERT_EQ_INT(req.n_prompt_tokens, 3);
+    ASSERT_EQ_INT(req.prompt_tokens[2], 7);
+    ASSERT(req.prompt == NULL);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"h\\u00e9\"}", &req, &e), 0);
+    ASSERT_EQ_STR(req.prompt, "h\xc3\xa9");
+    ASSERT_EQ_INT(req.prompt_len, 3);
+    api_request_free(&req);
+}
+
+TEST(prompt_limits)
+{
+    /* bytes over max_prompt_bytes, and token lists over n_ctx */
+    size_t n = LIM.max_prompt_bytes + 1;
+    char *body = malloc(n + 32);
+    ASSERT(body != NULL);
+    memcpy(body, "{\"prompt\":\"", 11);
+    memset(body + 11, 'a', n);
+    strcpy(body + 11 + n, "\"}");
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, body, &req, &e), ERR_TOOLONG);
+    ASSERT_EQ_STR(e.param, "prompt");
+    ASSERT_EQ_INT(e.status, 400);
+    body[11 + n - 1] = '"';
+    body[11 + n] = '}';
+    body[11 + n + 1] = '\0';
+    ASSERT_EQ_INT(parse_str(C, body, &req, &e), 0);   /* exactly the limit */
+    api_request_free(&req);
+    free(body);
+
+    body = malloc(3 * 2049 + 32);
+    ASSERT(body != NULL);
+    size_t at = (size_t)sprintf(body, "{\"prompt\":[");
+    for (int i = 0; i < 2049; i++)
+        at += (size_t)sprintf(body + at, "%s1", i ? "," : "");
+    strcpy(body + at, "]}");
+    ASSERT_EQ_INT(parse_str(C, body, &req, &e), ERR_TOOLONG);
+    ASSERT_EQ_STR(e.code, "context_length_exceeded");
+    free(body);
+}
+
+TEST(messages)
+{
+    static const struct { const char *body; unsigned status; const char *param; } r[] = {
+        { "{\"messages\":[]}", 400, "messages" },
+        { "{}", 400, "messages" },
+        { "{\"messages\":{}}", 400, "messages" },
+        { "{\"messages\":[1]}", 400, "messages[0]" },
+        { "{\"messages\":[{\"content\":\"x\"}]}", 400, "messages[0].role" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":5,\"content\":\"x\"}]}",
+          400, "messages[1].role" },
+        { "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages[0].role" },
+        { "{\"messages\":[{\"role\":\"user\"}]}", 400, "messages[0].content" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":null}]}", 400, "messages[0].content" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "messages[0].content" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+          "{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}",
+          400, "messages[0].content[1].type" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":1}]}]}",
+          400, "messages[0].content[0].text" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":[\"a\"]}]}", 400,
+          "messages[0].content[0]" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"a\"}]}]}", 400,
+          "messages[0].content[0].type" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", 0, NULL },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":[]}]}", 0, NULL },
+        { "{\"messages\":[{\"role\":\"assistant\",\"content\":\"a\",\"name\":\"x\"}]}", 0, NULL },
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        api_request_t req;
+        api_error_t e;
+        int rc = parse_str(H, r[i].body, &req, &e);
+        ASSERT_MSG((rc == 0) == (r[i].status == 0), "%s: rc %d (%s)", r[i].body, rc, e.message);
+        if (rc != 0)
+            ASSERT_MSG(strcmp(e.param, r[i].param) == 0 && e.status == r[i].status,
+                       "%s: param %s status %u (%s)", r[i].body, e.param, e.status, e.message);
+        api_request_free(&req);
+    }
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"developer\",\"content\":\"be brief\"},"
+                               "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+                               "{\"type\":\"text\",\"text\":\"b\"}]}]}", &req, &e), 0);
+    ASSERT_EQ_INT(req.n_messages, 2);
+    ASSERT_EQ_STR(req.messages[0].role, "system");
+    ASSERT_EQ_STR(req.messages[0].content, "be brief");
+    ASSERT_EQ_STR(req.messages[1].role, "user");
+    ASSERT_EQ_STR(req.messages[1].content, "a\nb");
+    api_request_free(&req);
+    ASSERT(parse_str(H, "{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}", &req, &e) != 0);
+    ASSERT_MSG(strstr(e.message, "wizard") != NULL, "message: %s", e.message);
+}
+
+/* ================================================================== */
+/* Hostile bodies                                                      */
+/* ================================================================== */
+
+static int parse_raw(const char *body, size_t len, api_error_t *e)
+{
+    api_request_t req;
+    memset(e, 0, sizeof *e);
+    int rc = api_parse_request(API_COMPLETIONS, body, len, &LIM, &req, e);
+    api_request_free(&req);
+    return rc;
+}
+
+TEST(bad_utf8_and_nul)
+{
+    static const char *const bad[] = {
+        "{\"prompt\":\"a\xff\"}",                   /* never valid */
+        "{\"prompt\":\"\xc0\xaf\"}",                /* overlong */
+        "{\"prompt\":\"\xed\xa0\x80\"}",            /* a surrogate */
+        "{\"prompt\":\"\xf4\x90\x80\x80\"}",        /* past U+10FFFF */
+        "{\"prompt\":\"\xe2\x82\"}",                /* cut short */
+        "{\"prompt\":\"a\",\"user\":\"\x80\"}",
+        "{\"prompt\":\"a\\u0000b\"}",
+        "{\"prompt\":\"a\",\"stop\":[\"\\u0000\"]}",
+        "{\"prompt\":\"a\\ud800\"}",                 /* a lone surrogate escape */
+    };
+    api_error_t e;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = parse_raw(bad[i], strlen(bad[i]), &e);
+        ASSERT_MSG(rc != 0 && e.status == 400, "case %zu parsed (rc %d)", i, rc);
+    }
+    /* a raw NUL byte, and an escaped backslash before u0000 (which is text) */
+    const char nul[] = "{\"prompt\":\"a\0b\"}";
+    ASSERT(parse_raw(nul, sizeof nul - 1, &e) != 0);
+    const char ok[] = "{\"prompt\":\"a\\\\u0000\"}";
+    ASSERT_EQ_INT(parse_raw(ok, strlen(ok), &e), 0);
+    const char good[] = "{\"prompt\":\"\xf0\x9f\x98\x80 \\ud83d\\ude00\"}";
+    ASSERT_EQ_INT(parse_raw(good, strlen(good), &e), 0);
+}
+
+TEST(deep_nesting)
+{
+    size_t depth = 10000;
+    char *b = malloc(2 * depth + 64);
+    ASSERT(b != NULL);
+    size_t at = (size_t)sprintf(b, "{\"prompt\":\"a\",\"x\":");
+    for (size_t i = 0; i < depth; i++)
+        b[at++] = '[';
+    for (size_t i = 0; i < depth; i++)
+        b[at++] = ']';
+    b[at++] = '}';
+    api_error_t e;
+    ASSERT(parse_raw(b, at, &e) != 0);
+    ASSERT_MSG(strstr(e.message, "deeper") != NULL, "message: %s", e.message);
+    /* unbalanced, deeper than the limit: still rejected before cJSON sees it */
+    ASSERT(parse_raw(b + 19, depth, &e) != 0);
+    /* 64 levels (the object itself is one) are allowed */
+    at = (size_t)sprintf(b, "{\"prompt\":\"a\",\"x\":");
+    for (size_t i = 0; i < 63; i++)
+        b[at++] = '[';
+    for (size_t i = 0; i < 63; i++)
+        b[at++] = ']';
+    b[at++] = '}';
+    ASSERT_EQ_INT(parse_raw(b, at, &e), 0);
+    /* brackets inside strings do not count */
+    at = (size_t)sprintf(b, "{\"prompt\":\"");
+    for (size_t i = 0; i < 200; i++)
+        b[at++] = '[';
+    at += (size_t)sprintf(b + at, "\\\"\"}");
+    ASSERT_EQ_INT(parse_raw(b, at, &e), 0);
+    free(b);
+}
+
+TEST(duplicate_keys)
+{
+    api_error_t e;
+    const char *b1 = "{\"prompt\":\"a\",\"temperature\":0,\"temperature\":1}";
+    ASSERT(parse_raw(b1, strlen(b1), &e) != 0);
+    ASSERT_EQ_STR(e.param, "temperature");
+    ASSERT_MSG(strstr(e.message, "temperature") != NULL, "message: %s", e.message);
+    const char *b2 = "{\"prompt\":\"a\",\"logit_bias\":{\"5\":1,\"5\":2}}";
+    ASSERT(parse_raw(b2, strlen(b2), &e) != 0);
+    ASSERT_EQ_STR(e.param, "5");
+    api_request_t req;
+    ASSERT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"role\":\"system\",\"content\":\"x\"}]}",
+                     &req, &e) != 0);
+    ASSERT_EQ_STR(e.param, "role");
+}
+
+TEST(not_an_object)
+{
+    static const char *const bodies[] = {
+        "", " ", "[]", "[{\"prompt\":\"a\"}]", "\"prompt\"", "1", "null", "true", "{",
+        "{\"prompt\":\"a\"} x", "{\"prompt\":\"a\",}", "{'prompt':'a'}", "{\"prompt\":\"a\"}}",
+    };
+    api_error_t e;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        int rc = parse_raw(bodies[i], strlen(bodies[i]), &e);
+        ASSERT_MSG(rc != 0 && e.status == 400 && e.message[0] != '\0', "body %zu <%s>: rc %d",
+                   i, bodies[i], rc);
+    }
+    ASSERT(parse_raw(NULL, 0, &e) != 0);
+    /* not NUL-terminated: the length is what counts */
+    const char buf[] = "{\"prompt\":\"a\"}garbage";
+    ASSERT_EQ_INT(parse_raw(buf, 14, &e), 0);
+}
+
+TEST_LIST(T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
+          T(n_and_best_of), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
+          T(model_user_unsupported), T(prompt), T(prompt_limits), T(messages),
+          T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object))
