@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "engine/backend.h"
 #include "engine/err.h"
 #include "engine/forward.h"
@@ -29,25 +30,6 @@ void cuda_sync(void);
 #define MAXT 2048
 #define MAXSEQ 128
 #define CTX 512
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
 
 static int32_t *tables;     /* [n_kv_blocks]: block i is i; sequence s uses [s * stride, (s + 1) * stride) */
 static uint32_t stride, n_blocks;
@@ -71,7 +53,7 @@ static void die(const char *what, const char *err)
 /* Prefill sequences [0, n_seq) to `len` tokens, several sequences per step. */
 static double prefill_all(forward_t *f, uint32_t n_seq, uint32_t len)
 {
-    double t0 = now_s();
+    double t0 = bench_now();
     uint32_t s = 0, done = 0; /* sequence s has `done` tokens */
     while (s < n_seq) {
         uint32_t n = 0, ns = 0;
@@ -95,7 +77,7 @@ static double prefill_all(forward_t *f, uint32_t n_seq, uint32_t len)
             die("prefill", "forward_step failed");
     }
     cuda_sync();
-    return now_s() - t0;
+    return bench_now() - t0;
 }
 
 /* One decode step for sequences [0, n_seq) at position p. */
@@ -108,10 +90,10 @@ static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p)
         seqs[s] = (batch_seq_t){ tables + (size_t)s * stride, p / 16 + 1, s, 1 };
     }
     batch_t b = { n_seq, toks, pos, n_seq, seqs, n_seq, rows };
-    double t0 = now_s();
+    double t0 = bench_now();
     if (forward_step(f, &b, logits) != 0)
         die("decode", "forward_step failed");
-    return now_s() - t0;
+    return bench_now() - t0;
 }
 
 int main(int argc, char **argv)
@@ -144,13 +126,13 @@ int main(int argc, char **argv)
     backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9 };
     backend_t *b;
     forward_t *f;
-    double t0 = now_s();
+    double t0 = bench_now();
     if (registry_create_backend("cuda", &b, m, &o, err, sizeof err) != 0)
         die("backend", err);
     if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
         die("forward", err);
     printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB bf16; set up in %.1f s; "
-           "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, now_s() - t0, b->n_kv_blocks);
+           "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, bench_now() - t0, b->n_kv_blocks);
     logits = malloc((size_t)MAXT * hp.n_vocab * sizeof(float));
     n_blocks = b->n_kv_blocks;
     tables = malloc((size_t)n_blocks * sizeof(int32_t));
@@ -163,7 +145,7 @@ int main(int argc, char **argv)
         die("kv", "not enough KV blocks for a 2048-token prompt");
     for (int r = 0; r < 5; r++)
         tp[r] = prefill_all(f, 1, 2048);
-    double t_pre = median(tp, 5);
+    double t_pre = bench_median(tp, 5);
     double pre_tps = 2048 / t_pre;
     double pre_frac = 2.0 * params * pre_tps / (tf * 1e12);
     printf("\n%-34s %12s %14s %s\n", "measure", "tokens/s", "fraction", "of limit");
@@ -181,7 +163,7 @@ int main(int argc, char **argv)
         double ts[12];
         for (int r = 0; r < 12; r++)
             ts[r] = decode_step(f, B, CTX - 16 + (uint32_t)r);
-        double t = median(ts + 2, 10);
+        double t = bench_median(ts + 2, 10);
         char name[64];
         snprintf(name, sizeof name, "decode, batch %u, context 512", B);
         if (B == 1)
@@ -199,7 +181,7 @@ int main(int argc, char **argv)
         double ts[8];
         for (int r = 0; r < 8; r++)
             ts[r] = decode_step(f, LS, LC + (uint32_t)r);
-        double t = median(ts + 1, 7);
+        double t = bench_median(ts + 1, 7);
         double kv_bytes = (double)LS * (LC + 4) * layers * 2.0 * kv_heads * 128 * 2;
         printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step, %.1f GB KV)\n", "decode, batch 16, context 2048", LS / t,
                100 * ((kv_bytes + m->weight_bytes) / t) / (bw * 1e9), "copy bandwidth (KV + weight bytes/step)",
