@@ -189,6 +189,7 @@ static void *load_main(void *arg)
     engine_opts_t eo = {
         .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
+        .gpu_memory_fraction = cfg->gpu_memory_fraction,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
         .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
         .no_prefix_cache = !cfg->prefix_cache,
@@ -238,6 +239,10 @@ static void on_loaded(uv_async_t *a)
              (daemon_now_ns() - d->load_start_ns) / 1e9, d->info.backend, d->info.n_ctx,
              d->info.kv_blocks, d->info.block_tokens,
              d->info.chat ? chat_kind_name(d->info.chat->kind) : "none (chat disabled)");
+    if (d->info.chat == NULL)
+        log_warn("the model's chat template is not one llamad knows (ChatML, LLaMA-2, LLaMA-3): "
+                 "/v1/chat/completions will answer 400; set chat-template to a built-in name or a "
+                 "template file");
     if (d->draining) {
         shut_down(d);
         return;

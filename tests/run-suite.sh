@@ -90,6 +90,10 @@ for part in $parts; do
             run_prog "e2e/$(basename "$t")" "$PYTHON" "$t"
         done
         ;;
+    hostile)
+        # the hostile-request battery alone (scripts/test runs it against the sanitizer build)
+        run_prog "e2e/test_hostile.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_hostile.py"
+        ;;
     gpu)
         run_prog "gpu/run-all.sh" sh "$srcdir_abs/tests/gpu/run-all.sh" --from-suite
         ;;
