@@ -5,6 +5,8 @@
 # whatever the outcome.  pass/fail/skip print the lines run-suite.sh counts.
 
 LLAMAD_BIN=${LLAMAD_BIN:-./llamad}
+# The default model (fetched by scripts/fetch-model); the daemon needs it.
+TEST_MODEL=${LLAMAD_TEST_MODEL:-${LLAMAD_SRCDIR:-.}/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 PYTHON=${PYTHON:-python3}
 E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/llamad-e2e.XXXXXX")
 LLAMAD_PID=""
@@ -33,9 +35,13 @@ free_port() {
     "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# have_model: true when the default model is present (tests that need the
+# daemon print SKIP otherwise: a tarball or a checkout without the model).
+have_model() { [ -f "$TEST_MODEL" ]; }
+
 start_llamad() {
     PORT=$(free_port)
-    "$LLAMAD_BIN" --port "$PORT" "$@" >"$E2E_TMP/llamad.log" 2>&1 &
+    "$LLAMAD_BIN" --port "$PORT" --model "$TEST_MODEL" "$@" >"$E2E_TMP/llamad.log" 2>&1 &
     LLAMAD_PID=$!
     i=0
     while [ $i -lt 600 ]; do
