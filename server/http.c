@@ -72,9 +72,10 @@ static void run_mhd(http_server_t *s)
 
 /* ---------------------------------------------------------------- responses */
 
-static struct MHD_Response *make_response(const char *content_type, const char *body, size_t len,
-                                          unsigned retry_after)
+static struct MHD_Response *make_response(const http_request_t *req, const char *content_type,
+                                          const char *body, size_t len)
 {
+    unsigned retry_after = req->retry_after;
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
@@ -85,13 +86,15 @@ static struct MHD_Response *make_response(const char *content_type, const char *
         snprintf(v, sizeof v, "%u", retry_after);
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
     }
+    if (req->allow != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow);
     return r;
 }
 
 int http_respond(http_request_t *req, unsigned status, const char *content_type,
                  const char *body, size_t len)
 {
-    struct MHD_Response *r = make_response(content_type, body, len, req->retry_after);
+    struct MHD_Response *r = make_response(req, content_type, body, len);
     if (r == NULL)
         return MHD_NO;
     int ret = MHD_queue_response(req->conn, status, r);
@@ -172,7 +175,7 @@ int http_defer(http_request_t *req)
 int http_complete(http_request_t *req, unsigned status, const char *content_type,
                   const char *body, size_t len)
 {
-    struct MHD_Response *r = make_response(content_type, body, len, req->retry_after);
+    struct MHD_Response *r = make_response(req, content_type, body, len);
     if (r == NULL) {
         http_abort(req);
         return ERR_NOMEM;

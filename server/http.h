@@ -46,6 +46,7 @@ struct http_request {
     size_t body_len;
     unsigned status;        /* the status queued, 0 before */
     unsigned retry_after;   /* seconds; when non-zero the next response carries Retry-After */
+    const char *allow;      /* when set (a static string), the next response carries Allow */
     void *user;             /* the route layer's state for this request */
     uint64_t start_ns;      /* CLOCK_MONOTONIC when the request arrived */
     /* private to http.c */

@@ -510,9 +510,11 @@ int routes_dispatch(void *ctx, http_request_t *req)
                                   "a valid API key is required: send \"Authorization: Bearer <key>\"");
     const char *want = route_table[r].method;
     if (strcmp(req->method, want) != 0 &&
-        !(strcmp(want, "GET") == 0 && strcmp(req->method, "HEAD") == 0))
+        !(strcmp(want, "GET") == 0 && strcmp(req->method, "HEAD") == 0)) {
+        req->allow = strcmp(want, "GET") == 0 ? "GET, HEAD" : want;
         return http_respond_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                   "%s is not allowed on %s (use %s)", req->method, req->url, want);
+    }
     if (is_health)
         return handle_health(d, req, (route_id_t)r);
     if (r == R_METRICS)

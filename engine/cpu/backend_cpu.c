@@ -445,6 +445,12 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     c->logit_x = malloc((uint64_t)o->max_tokens * hp->n_embd * sizeof(float));
     if (!c->kv || !c->norms || !c->inv_freq || !c->rope_cos || !c->rope_sin || !c->tok_seq || !c->logit_x)
         goto nomem;
+    /* Commit the pool now: resident memory is weights + KV pool from the
+       start (what MemoryMax must allow), not a figure that creeps up as
+       blocks are first used.  A volatile store per page, because a
+       compiler may drop a memset of calloc'd memory. */
+    for (uint64_t off = 0; off < n_blocks * block_bytes; off += 4096)
+        ((volatile char *)c->kv)[off] = 0;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         if (norm_to_f32(&m->layers[l].attn_norm, c->norms + (uint64_t)(2 * l) * hp->n_embd) ||
             norm_to_f32(&m->layers[l].ffn_norm, c->norms + (uint64_t)(2 * l + 1) * hp->n_embd))

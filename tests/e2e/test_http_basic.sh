@@ -89,8 +89,9 @@ fi
 
 code=$(curl -s -o "$E2E_TMP/out" -w '%{http_code}' "$BASE/no/such/route")
 check "unknown route is 404 with the error object" sh -c "[ '$code' = 404 ] && grep -q '\"error\"' '$E2E_TMP/out'"
-code=$(curl -s -o "$E2E_TMP/out" -w '%{http_code}' "$BASE/v1/completions")
+code=$(curl -s -D "$E2E_TMP/hdr" -o "$E2E_TMP/out" -w '%{http_code}' "$BASE/v1/completions")
 check "GET on a POST route is 405" sh -c "[ '$code' = 405 ] && grep -q '\"type\"' '$E2E_TMP/out'"
+check "405 names the allowed method" grep -qi '^Allow: POST' "$E2E_TMP/hdr"
 code=$(curl -s -o "$E2E_TMP/out" -w '%{http_code}' -d '{"prompt":"x"}' "$BASE/v1/completions")
 check "a form body is 415" [ "$code" = 415 ]
 head -c 2000000 /dev/zero | tr '\0' 'a' > "$E2E_TMP/big"
