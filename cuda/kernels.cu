@@ -1,6 +1,6 @@
 // kernels.cu - the small fused kernels of the CUDA backend: embedding
 // gather, residual add + RMSNorm, RoPE + KV-cache write, SwiGLU, the
-// logit rows' final norm, and greedy argmax.  Each kernel states its grid.
+// logit rows' final norm.  Each kernel states its grid.
 #include "common.cuh"
 #include "kernels.cuh"
 
@@ -148,46 +148,6 @@ __global__ void swiglu_kernel(const float *__restrict__ gu, bf16 *__restrict__ o
     out[i] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
 }
 
-// ---------------------------------------------------------------- argmax
-
-// grid: n_rows, block: 1024.  logits: [n_rows, n_vocab]; out: [n_rows]; ties go to the lowest id.
-__global__ void argmax_kernel(const float *__restrict__ logits, int32_t *__restrict__ out, uint32_t n_vocab)
-{
-    const float *row = logits + (uint64_t)blockIdx.x * n_vocab;
-    float best = -INFINITY;
-    int32_t arg = INT32_MAX;
-    for (uint32_t i = threadIdx.x; i < n_vocab; i += blockDim.x) {
-        float v = row[i];
-        if (v > best || (v == best && (int32_t)i < arg)) {
-            best = v;
-            arg = (int32_t)i;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ob = __shfl_xor_sync(0xffffffffu, best, o);
-        int32_t oa = __shfl_xor_sync(0xffffffffu, arg, o);
-        if (ob > best || (ob == best && oa < arg)) {
-            best = ob;
-            arg = oa;
-        }
-    }
-    __shared__ float sb[32];
-    __shared__ int32_t sa[32];
-    if ((threadIdx.x & 31) == 0) {
-        sb[threadIdx.x >> 5] = best;
-        sa[threadIdx.x >> 5] = arg;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (unsigned w = 1; w < blockDim.x / 32; w++)
-            if (sb[w] > best || (sb[w] == best && sa[w] < arg)) {
-                best = sb[w];
-                arg = sa[w];
-            }
-        out[blockIdx.x] = arg;
-    }
-}
-
 // NaN everywhere: outputs are poisoned before each operation in tests.
 // grid: cdiv(n, 256), block: 256
 __global__ void poison_kernel(uint32_t *p, uint64_t n_words)
@@ -222,11 +182,6 @@ void launch_swiglu(cudaStream_t s, const float *gu, bf16 *out, uint32_t n_tokens
 {
     uint64_t n = (uint64_t)n_tokens * ff;
     swiglu_kernel<<<cdiv(n, 256), 256, 0, s>>>(gu, out, ff, n);
-}
-
-void launch_argmax(cudaStream_t s, const float *logits, int32_t *out, uint32_t n_rows, uint32_t n_vocab)
-{
-    argmax_kernel<<<n_rows, 1024, 0, s>>>(logits, out, n_vocab);
 }
 
 void launch_poison(cudaStream_t s, void *p, uint64_t bytes)

@@ -17,7 +17,6 @@ void launch_rope_kv(cudaStream_t s, const float *qkv, float *q, bf16 *kc, bf16 *
                     const int32_t *tok_seq, const int32_t *seq_table_off, const int32_t *tables,
                     const double *inv_freq, uint32_t n_tokens, rope_dims_t dm);
 void launch_swiglu(cudaStream_t s, const float *gu, bf16 *out, uint32_t n_tokens, uint32_t ff);
-void launch_argmax(cudaStream_t s, const float *logits, int32_t *out, uint32_t n_rows, uint32_t n_vocab);
 void launch_poison(cudaStream_t s, void *p, uint64_t bytes);
 
 struct attn_args_t {

@@ -243,6 +243,11 @@ void engine_get_info(const engine_t *e, engine_info_t *info)
     info->max_queue = e->max_queue;
 }
 
+int engine_has_cuda(void)
+{
+    return registry_has_cuda();
+}
+
 int engine_dump_model(const char *path, const char *chat_template, FILE *out,
                       char *err, size_t errlen)
 {

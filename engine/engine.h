@@ -77,6 +77,9 @@ void engine_destroy(engine_t *e);
 /* One line describing the model, backend and KV cache, for the start-up log. */
 void engine_describe(const engine_t *e, char *buf, size_t len);
 
+/* Whether this binary was built with the CUDA backend. */
+int engine_has_cuda(void);
+
 /* Open the model at `path` only, print model_dump's report to `out`. */
 int engine_dump_model(const char *path, const char *chat_template, FILE *out,
                       char *err, size_t errlen);

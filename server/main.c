@@ -15,7 +15,6 @@
 #include "../engine/engine.h"
 #include "../engine/err.h"
 #include "../engine/log.h"
-#include "../engine/registry.h"
 #include "config.h"
 #include "daemon.h"
 
@@ -323,7 +322,7 @@ int main(int argc, char **argv)
     }
     if (cli.show_version) {
         printf("llamad %s (CUDA backend: %s)\n", PACKAGE_VERSION,
-               registry_has_cuda() ? "built" : "not built");
+               engine_has_cuda() ? "built" : "not built");
         config_close(&cfg);
         return 0;
     }

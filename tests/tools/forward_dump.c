@@ -28,13 +28,23 @@ static int parse_ids(const char *s, int32_t **out, size_t *n)
     size_t cap = 16;
     int32_t *ids = malloc(cap * sizeof *ids);
     *n = 0;
+    if (ids == NULL)
+        return -1;
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s)
+        if (end == s) {
+            free(ids);
             return -1;
-        if (*n == cap)
-            ids = realloc(ids, (cap *= 2) * sizeof *ids);
+        }
+        if (*n == cap) {
+            int32_t *more = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (more == NULL) {
+                free(ids);
+                return -1;
+            }
+            ids = more;
+        }
         ids[(*n)++] = (int32_t)v;
         s = *end == ',' ? end + 1 : end;
     }
@@ -70,7 +80,7 @@ int main(int argc, char **argv)
     size_t n;
     if (!model_path || !tokens || !out_path || parse_ids(tokens, &ids, &n) != 0 || n == 0 || chunk < 1) {
         fprintf(stderr, "usage: forward-dump MODEL --tokens 1,2,3 [--all] [--greedy N] [--chunk N] "
-                        "[--threads N] [--portable] --out FILE [--tokens-out FILE]\n");
+                        "[--threads N] [--portable] [--backend cpu|cuda] --out FILE [--tokens-out FILE]\n");
         return 2;
     }
 
