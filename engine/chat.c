@@ -307,11 +307,15 @@ static int put(tok_text_t *o, const char *s)
     return s ? tok_text_append(o, s, strlen(s)) : 0;
 }
 
-static int put_stripped(tok_text_t *o, const char *s, size_t n)
+/* Append a message's content (stripped if asked), recording its bytes in sp. */
+static int put_content(tok_text_t *o, tok_spans_t *sp, const char *s, size_t n, int stripped)
 {
-    size_t a, b;
-    strip(s, n, &a, &b);
-    return tok_text_append(o, s + a, b - a);
+    size_t a = 0, b = n, at = o->len;
+    if (stripped)
+        strip(s, n, &a, &b);
+    if (tok_text_append(o, s + a, b - a) != 0)
+        return ERR_NOMEM;
+    return sp != NULL && o->len > at ? tok_spans_push(sp, at, o->len) : 0;
 }
 
 static int role_of(const chat_msg_t *m)
@@ -323,7 +327,7 @@ static int role_of(const chat_msg_t *m)
 }
 
 static int render_chatml(const chat_template_t *tp, const chat_msg_t *m, size_t n, int gen,
-                         tok_text_t *o)
+                         tok_text_t *o, tok_spans_t *sp)
 {
     int rc = 0;
     if (n > 0 && tp->default_system != NULL && role_of(&m[0]) != CHAT_SYSTEM)
@@ -331,13 +335,15 @@ static int render_chatml(const chat_template_t *tp, const chat_msg_t *m, size_t 
              put(o, "<|im_end|>\n");
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = put(o, "<|im_start|>") || put(o, m[i].role) || put(o, "\n") ||
-             put(o, m[i].content) || put(o, "<|im_end|>\n");
+             put_content(o, sp, m[i].content, strlen(m[i].content), 0) ||
+             put(o, "<|im_end|>\n");
     if (rc == 0 && gen)
         rc = put(o, "<|im_start|>assistant\n");
     return rc ? ERR_NOMEM : 0;
 }
 
-static int render_llama2(const chat_msg_t *m, size_t n, tok_text_t *o, char *err, size_t errlen)
+static int render_llama2(const chat_msg_t *m, size_t n, tok_text_t *o, tok_spans_t *sp,
+                         char *err, size_t errlen)
 {
     const char *sys = NULL;
     size_t first = 0;
@@ -360,9 +366,10 @@ static int render_llama2(const chat_msg_t *m, size_t n, tok_text_t *o, char *err
             rc = put(&c, "<<SYS>>\n") || put(&c, sys) || put(&c, "\n<</SYS>>\n\n");
         rc = rc || put(&c, m[i].content) || put(&c, "");   /* c.data exists from here */
         if (rc == 0 && role == CHAT_USER)
-            rc = put(o, "<s>[INST] ") || put_stripped(o, c.data, c.len) || put(o, " [/INST]");
+            rc = put(o, "<s>[INST] ") || put_content(o, sp, c.data, c.len, 1) ||
+                 put(o, " [/INST]");
         else if (rc == 0 && role == CHAT_ASSISTANT)
-            rc = put(o, " ") || put_stripped(o, c.data, c.len) || put(o, " </s>");
+            rc = put(o, " ") || put_content(o, sp, c.data, c.len, 1) || put(o, " </s>");
         if (rc != 0 && rc != ERR_INVALID)
             rc = ERR_NOMEM;
     }
@@ -370,20 +377,20 @@ static int render_llama2(const chat_msg_t *m, size_t n, tok_text_t *o, char *err
     return rc;
 }
 
-static int render_llama3(const chat_msg_t *m, size_t n, int gen, tok_text_t *o)
+static int render_llama3(const chat_msg_t *m, size_t n, int gen, tok_text_t *o, tok_spans_t *sp)
 {
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = (i == 0 && put(o, "<|begin_of_text|>")) || put(o, "<|start_header_id|>") ||
              put(o, m[i].role) || put(o, "<|end_header_id|>\n\n") ||
-             put_stripped(o, m[i].content, strlen(m[i].content)) || put(o, "<|eot_id|>");
+             put_content(o, sp, m[i].content, strlen(m[i].content), 1) || put(o, "<|eot_id|>");
     if (rc == 0 && gen)
         rc = put(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     return rc ? ERR_NOMEM : 0;
 }
 
 static int render_custom(const chat_template_t *tp, const chat_msg_t *m, size_t n, int gen,
-                         tok_text_t *o)
+                         tok_text_t *o, tok_spans_t *sp)
 {
     int rc = put(o, tp->bos);
     if (rc == 0 && n > 0 && tp->default_system != NULL && role_of(&m[0]) != CHAT_SYSTEM)
@@ -391,7 +398,8 @@ static int render_custom(const chat_template_t *tp, const chat_msg_t *m, size_t 
              put(o, tp->suffix[CHAT_SYSTEM]);
     for (size_t i = 0; i < n && rc == 0; i++) {
         int r = role_of(&m[i]);
-        rc = put(o, tp->prefix[r]) || put(o, m[i].content) || put(o, tp->suffix[r]);
+        rc = put(o, tp->prefix[r]) || put_content(o, sp, m[i].content, strlen(m[i].content), 0) ||
+             put(o, tp->suffix[r]);
     }
     if (rc == 0 && gen)
         rc = put(o, tp->generation_prompt);
@@ -401,6 +409,13 @@ static int render_custom(const chat_template_t *tp, const chat_msg_t *m, size_t 
 int chat_render(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
                 int add_generation_prompt, tok_text_t *out, char *err, size_t errlen)
 {
+    return chat_render_spans(tp, msgs, n, add_generation_prompt, out, NULL, err, errlen);
+}
+
+int chat_render_spans(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
+                      int add_generation_prompt, tok_text_t *out, tok_spans_t *content,
+                      char *err, size_t errlen)
+{
     for (size_t i = 0; i < n; i++) {
         if (role_of(&msgs[i]) < 0)
             return err_set(err, errlen, ERR_INVALID,
@@ -409,19 +424,21 @@ int chat_render(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
         if (msgs[i].content == NULL)
             return err_set(err, errlen, ERR_INVALID, "messages[%zu].content missing", i);
     }
-    size_t len0 = out->len;
+    size_t len0 = out->len, n_spans0 = content ? content->n : 0;
     int rc;
     switch (tp->kind) {
-    case CHAT_CHATML: rc = render_chatml(tp, msgs, n, add_generation_prompt, out); break;
-    case CHAT_LLAMA2: rc = render_llama2(msgs, n, out, err, errlen); break;
-    case CHAT_LLAMA3: rc = render_llama3(msgs, n, add_generation_prompt, out); break;
-    case CHAT_CUSTOM: rc = render_custom(tp, msgs, n, add_generation_prompt, out); break;
+    case CHAT_CHATML: rc = render_chatml(tp, msgs, n, add_generation_prompt, out, content); break;
+    case CHAT_LLAMA2: rc = render_llama2(msgs, n, out, content, err, errlen); break;
+    case CHAT_LLAMA3: rc = render_llama3(msgs, n, add_generation_prompt, out, content); break;
+    case CHAT_CUSTOM: rc = render_custom(tp, msgs, n, add_generation_prompt, out, content); break;
     default: return err_set(err, errlen, ERR_INVALID, "no chat template");
     }
     if (rc == ERR_NOMEM)
         err_set(err, errlen, rc, "out of memory rendering %zu messages", n);
     if (rc != 0) {
         out->len = len0;
+        if (content != NULL)
+            content->n = n_spans0;
         if (out->data != NULL)
             out->data[len0] = '\0';
     }

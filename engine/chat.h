@@ -104,4 +104,15 @@ int chat_template_has_bos(const chat_template_t *tp);
 int chat_render(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
                 int add_generation_prompt, tok_text_t *out, char *err, size_t errlen);
 
+/*
+ * chat_render, also appending to `content` the byte range of out that each
+ * message's content occupies (ascending, not overlapping; the operator's
+ * default system prompt is template, not content).  Encode the result
+ * with tok_encode_plain(..., content, ...) so that control-token strings
+ * typed by a client stay text.  On error content->n is restored too.
+ */
+int chat_render_spans(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
+                      int add_generation_prompt, tok_text_t *out, tok_spans_t *content,
+                      char *err, size_t errlen);
+
 #endif

@@ -125,6 +125,34 @@ void tok_destroy(tokenizer_t *t);
 int tok_encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
                int parse_special, tok_buf_t *out, char *err, size_t errlen);
 
+/* A byte range [start, end) of a text. */
+typedef struct {
+    size_t start, end;
+} tok_span_t;
+
+/* Byte ranges (caller-owned: init, use, close). */
+typedef struct {
+    tok_span_t *v;   /* [cap], the first n are set */
+    size_t n, cap;
+} tok_spans_t;
+
+void tok_spans_init(tok_spans_t *s);
+void tok_spans_close(tok_spans_t *s);
+/* Append [start, end); 0 or ERR_NOMEM. */
+int tok_spans_push(tok_spans_t *s, size_t start, size_t end);
+
+/*
+ * tok_encode with special-token parsing on everywhere except inside
+ * plain->v[0..n) (ascending, not overlapping): there, and in any match
+ * that would reach into them, special-token strings are ordinary text.
+ * This is how chat prompts are encoded: the template's markers become
+ * control tokens, while a user who types "<|im_start|>" gets the text.
+ * The text must be valid UTF-8 (ERR_INVALID otherwise: the offsets would
+ * not survive the repair that tok_encode applies).
+ */
+int tok_encode_plain(const tokenizer_t *t, const char *text, size_t len, int add_bos,
+                     const tok_spans_t *plain, tok_buf_t *out, char *err, size_t errlen);
+
 /* ---- decoding ---- */
 
 /*

@@ -539,7 +539,25 @@ static int32_t find_special(const tokenizer_t *t, const char *s, size_t n, size_
     return -1;
 }
 
-static int encode_text(enc_t *e, const char *s, size_t n, int add_bos, int parse_special)
+/* Whether [at, end) meets one of the plain spans; *skip_to gets where to search next. */
+static int in_plain(const tok_spans_t *plain, size_t at, size_t end, size_t *skip_to)
+{
+    if (plain == NULL)
+        return 0;
+    for (size_t k = 0; k < plain->n; k++) {
+        const tok_span_t *p = &plain->v[k];
+        if (p->start >= end)
+            break;
+        if (p->end > at) {
+            *skip_to = at >= p->start ? p->end : at + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int encode_text(enc_t *e, const char *s, size_t n, int add_bos, int parse_special,
+                       const tok_spans_t *plain)
 {
     const tokenizer_t *t = e->t;
     if (add_bos && t->bos >= 0 && emit(e, t->bos) != 0)
@@ -547,7 +565,13 @@ static int encode_text(enc_t *e, const char *s, size_t n, int add_bos, int parse
     size_t pos = 0;
     while (pos < n) {
         size_t at = n, end = n;
-        int32_t id = parse_special ? find_special(t, s, n, pos, &at, &end) : -1;
+        int32_t id = -1;
+        for (size_t from = pos; parse_special && from < n;) {
+            id = find_special(t, s, n, from, &at, &end);
+            if (id < 0 || !in_plain(plain, at, end, &from))
+                break;
+            id = -1;
+        }
         if (id < 0)
             at = end = n;
         int rc = text_fragment(e, s + pos, at - pos, pos == 0);
@@ -560,8 +584,9 @@ static int encode_text(enc_t *e, const char *s, size_t n, int add_bos, int parse
     return 0;
 }
 
-int tok_encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
-               int parse_special, tok_buf_t *out, char *err, size_t errlen)
+static int encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
+                  int parse_special, const tok_spans_t *plain, tok_buf_t *out, char *err,
+                  size_t errlen)
 {
     if (len > TOK_MAX_INPUT_BYTES)
         return err_set(err, errlen, ERR_TOOLONG, "text of %zu bytes exceeds the %zu-byte limit",
@@ -579,7 +604,10 @@ int tok_encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
     tok_text_init(&fixed);
     size_t n0 = out->n;
     int rc = 0;
-    if (!tok_utf8_valid(text, len)) {
+    int valid = tok_utf8_valid(text, len);
+    if (!valid && plain != NULL) {
+        rc = err_set(err, errlen, ERR_INVALID, "text is not valid UTF-8");
+    } else if (!valid) {
         rc = tok_utf8_repair(text, len, &fixed);
         text = fixed.data;
         len = fixed.len;
@@ -591,7 +619,7 @@ int tok_encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
             rc = ERR_NOMEM;
     }
     if (rc == 0)
-        rc = encode_text(&e, text, len, add_bos, parse_special);
+        rc = encode_text(&e, text, len, add_bos, parse_special, plain);
     if (rc == ERR_NOMEM)
         err_set(err, errlen, rc, "out of memory encoding %zu bytes", len);
     if (rc != 0)
@@ -607,4 +635,43 @@ int tok_encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
     tok_text_close(&e.word);
     tok_text_close(&fixed);
     return rc;
+}
+
+int tok_encode(const tokenizer_t *t, const char *text, size_t len, int add_bos,
+               int parse_special, tok_buf_t *out, char *err, size_t errlen)
+{
+    return encode(t, text, len, add_bos, parse_special, NULL, out, err, errlen);
+}
+
+int tok_encode_plain(const tokenizer_t *t, const char *text, size_t len, int add_bos,
+                     const tok_spans_t *plain, tok_buf_t *out, char *err, size_t errlen)
+{
+    static const tok_spans_t none = { NULL, 0, 0 };
+    return encode(t, text, len, add_bos, 1, plain ? plain : &none, out, err, errlen);
+}
+
+void tok_spans_init(tok_spans_t *s)
+{
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+void tok_spans_close(tok_spans_t *s)
+{
+    free(s->v);
+    tok_spans_init(s);
+}
+
+int tok_spans_push(tok_spans_t *s, size_t start, size_t end)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        tok_span_t *v = realloc(s->v, cap * sizeof *v);
+        if (v == NULL)
+            return ERR_NOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = (tok_span_t){ start, end };
+    return 0;
 }

@@ -136,23 +136,30 @@ static int tokenize_prompt(daemon_t *d, const api_request_t *ar, tok_buf_t *out,
         for (size_t i = 0; i < ar->n_messages; i++)
             msgs[i] = (chat_msg_t){ ar->messages[i].role, ar->messages[i].content };
         tok_text_t text;
+        tok_spans_t content;
         tok_text_init(&text);
-        rc = chat_render(d->info.chat, msgs, ar->n_messages, 1, &text, err, sizeof err);
+        tok_spans_init(&content);
+        rc = chat_render_spans(d->info.chat, msgs, ar->n_messages, 1, &text, &content, err,
+                               sizeof err);
         free(msgs);
         if (rc == ERR_INVALID || rc == ERR_RANGE) {
             e->status = 400;
             snprintf(e->message, sizeof e->message, "%s", err);
             snprintf(e->param, sizeof e->param, "messages");
             tok_text_close(&text);
+            tok_spans_close(&content);
             return rc;
         }
         if (rc == 0) {
+            /* the template's markers are control tokens; what clients wrote stays text */
             int bos = !chat_template_has_bos(d->info.chat) && tok_add_bos_default(tok);
-            rc = tok_encode(tok, text.data ? text.data : "", text.len, bos, 1, out, err, sizeof err);
+            rc = tok_encode_plain(tok, text.data ? text.data : "", text.len, bos, &content, out,
+                                  err, sizeof err);
         }
         tok_text_close(&text);
+        tok_spans_close(&content);
     }
-    if (rc == ERR_TOOLONG) {
+    if (rc == ERR_TOOLONG || rc == ERR_INVALID) {
         e->status = 400;
         snprintf(e->message, sizeof e->message, "%s", err);
         snprintf(e->param, sizeof e->param, ar->kind == API_CHAT ? "messages" : "prompt");

@@ -164,6 +164,71 @@ static void check_cases(tokenizer_t *t, const char *golden, const char *key, int
     cJSON_Delete(j);
 }
 
+/*
+ * Each valid golden case x framed by two control tokens, "<A>" x "<B>",
+ * with x marked plain: the ids must be [A] + the reference's ids of x
+ * without special parsing + [B] (the control tokens split the text, so the
+ * frame cannot change how x is cut).
+ */
+static void check_plain_spans(tokenizer_t *t, const char *golden, const char *a, const char *b,
+                              size_t min_special)
+{
+    int32_t id_a = tok_find(t, a), id_b = tok_find(t, b);
+    ASSERT(id_a >= 0 && id_b >= 0);
+    cJSON *j = load_golden(golden);
+    const cJSON *c;
+    size_t count = 0, with_special = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
+        size_t n;
+        char *text = unhex(cJSON_GetObjectItem(c, "hex")->valuestring, &n);
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        if (!valid_utf8((const unsigned char *)text, n) || n == 0) {
+            free(text);
+            continue;
+        }
+        tok_text_t s;
+        tok_text_init(&s);
+        ASSERT_EQ_INT(tok_text_append(&s, a, strlen(a)), 0);
+        ASSERT_EQ_INT(tok_text_append(&s, text, n), 0);
+        ASSERT_EQ_INT(tok_text_append(&s, b, strlen(b)), 0);
+        tok_spans_t plain;
+        tok_spans_init(&plain);
+        ASSERT_EQ_INT(tok_spans_push(&plain, strlen(a), strlen(a) + n), 0);
+        tok_buf_t got;
+        tok_buf_init(&got);
+        char err[ERR_MSG_MAX] = "";
+        ASSERT_MSG(tok_encode_plain(t, s.data, s.len, 0, &plain, &got, err, sizeof err) == 0,
+                   "%s: %s", name, err);
+        const cJSON *want = cJSON_GetObjectItem(c, "ids_nospecial");
+        ASSERT_EQ_U64(got.n, (uint64_t)cJSON_GetArraySize(want) + 2);
+        ASSERT_EQ_INT(got.ids[0], id_a);
+        ASSERT_EQ_INT(got.ids[got.n - 1], id_b);
+        for (size_t i = 0; i + 2 < got.n; i++)
+            ASSERT_MSG(got.ids[i + 1] == cJSON_GetArrayItem(want, (int)i)->valueint,
+                       "%s: id %zu is %d, want %d", name, i, got.ids[i + 1],
+                       cJSON_GetArrayItem(want, (int)i)->valueint);
+        /* the same text with special parsing everywhere differs exactly when x holds a control string */
+        tok_buf_t all;
+        tok_buf_init(&all);
+        ASSERT_EQ_INT(tok_encode(t, s.data, s.len, 0, 1, &all, NULL, 0), 0);
+        int same = all.n == got.n && memcmp(all.ids, got.ids, got.n * sizeof *got.ids) == 0;
+        const cJSON *sp = cJSON_GetObjectItem(c, "ids");
+        int x_has_special = !cJSON_Compare(sp, want, 1);
+        ASSERT_MSG(same == !x_has_special, "%s: plain spans %s the special-parsing encoding", name,
+                   same ? "match" : "differ from");
+        with_special += x_has_special;
+        tok_buf_close(&all);
+        tok_buf_close(&got);
+        tok_spans_close(&plain);
+        tok_text_close(&s);
+        free(text);
+        count++;
+    }
+    ASSERT(count >= 30);
+    ASSERT_MSG(with_special >= min_special, "%zu cases hold control strings", with_special);
+    cJSON_Delete(j);
+}
+
 /* decode(encode(x)) == x for every valid case, special parsing off.  SPM
    cannot round-trip a literal U+2581 (it is how SPM spells a space), as
    with sentencepiece itself; such cases are left out for SPM. */
@@ -517,6 +582,20 @@ TEST(smollm2_nospecial_matches_hf)
     tok_destroy(t);
 }
 
+TEST(smollm2_plain_spans_match_hf)
+{
+    tokenizer_t *t = smollm2();
+    check_plain_spans(t, "tokenizer-smollm2.json", "<|im_start|>", "<|im_end|>", 1);
+    tok_destroy(t);
+}
+
+TEST(llama3_plain_spans_match_hf)
+{
+    tokenizer_t *t = tok_from_gguf_path(golden_path("tokenizer-llama3.gguf"));
+    check_plain_spans(t, "tokenizer-llama3.json", "<|start_header_id|>", "<|eot_id|>", 0);
+    tok_destroy(t);
+}
+
 TEST(smollm2_decode)
 {
     tokenizer_t *t = smollm2();
@@ -784,6 +863,7 @@ TEST(encode_limits)
 TEST_LIST(T(spm_gguf_matches_sentencepiece), T(spm_gguf_special_matches_hf),
           T(spm_hf_dir_matches_hf), T(spm_metaspace_matches_hf), T(spm_decode), T(spm_queries), T(spm_long_inputs),
           T(llama3_gguf_matches_hf), T(llama3_hf_dir_matches_hf), T(llama3_long_inputs),
-          T(smollm2_matches_hf), T(smollm2_nospecial_matches_hf), T(smollm2_decode),
+          T(smollm2_matches_hf), T(smollm2_nospecial_matches_hf), T(smollm2_plain_spans_match_hf),
+          T(llama3_plain_spans_match_hf), T(smollm2_decode),
           T(smollm2_queries), T(smollm2_hf_dir_matches_hf), T(smollm2_long_inputs), T(text_never_becomes_special), T(bad_vocab_rejected_with_key),
           T(hand_vocab_loads), T(encode_limits))
