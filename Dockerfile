@@ -50,8 +50,9 @@ COPY --from=build /out/usr/local/bin/llamad /usr/local/bin/llamad
 COPY --from=build /out/usr/local/etc/llamad.conf /usr/local/etc/llamad.conf
 
 # Listen on every interface, with the API keys from a mounted secret
-# (one key a line) when there is one; without it llamad serves anyone who
-# can reach the port, and says so.
+# (one key a line).  Without one llamad refuses to listen beyond loopback,
+# unless LLAMAD_INSECURE_NO_AUTH=1 says to serve anyone who can reach the
+# port.
 COPY --chmod=0755 <<'EOF' /usr/local/bin/llamad-entrypoint
 #!/bin/sh
 set -eu
@@ -60,10 +61,13 @@ if [ -r "$keys" ]; then
     exec /usr/local/bin/llamad --config /usr/local/etc/llamad.conf \
         --host 0.0.0.0 --port 8080 --api-key-file "$keys" "$@"
 fi
-echo "llamad-entrypoint: WARNING: no API key file at $keys: every client that can" \
-     "reach port 8080 can use this server (mount one: see docs/DEPLOY.md)" >&2
-exec /usr/local/bin/llamad --config /usr/local/etc/llamad.conf \
-    --host 0.0.0.0 --port 8080 "$@"
+if [ "${LLAMAD_INSECURE_NO_AUTH:-0}" = 1 ]; then
+    exec /usr/local/bin/llamad --config /usr/local/etc/llamad.conf \
+        --host 0.0.0.0 --port 8080 --insecure-no-auth yes "$@"
+fi
+echo "llamad-entrypoint: no API key file at $keys: mount one (see docs/DEPLOY.md)," \
+     "or set LLAMAD_INSECURE_NO_AUTH=1 to serve every client that can reach port 8080" >&2
+exit 1
 EOF
 
 USER 10001:10001

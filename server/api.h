@@ -65,7 +65,12 @@ typedef struct {
     int seed_given;             /* 1: the client sent seed */
     int echo;                   /* completions: not supported yet -> 400 when true */
     char *user;
+    char *cache_salt;           /* vLLM's extension: requests share cached prefixes only with
+                                   the same salt; 1..API_MAX_CACHE_SALT bytes, or NULL */
+    size_t cache_salt_len;
 } api_request_t;
+
+#define API_MAX_CACHE_SALT 256
 
 /* Limits applied while parsing (the daemon fills them from its config). */
 typedef struct {

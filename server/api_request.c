@@ -656,6 +656,18 @@ static int parse_generation(const cJSON *root, const api_limits_t *lim, api_requ
         if ((rc = dup_string(user, &req->user, NULL, e)) != 0)
             return rc;
     }
+    const cJSON *salt = field(root, "cache_salt");
+    if (salt != NULL && !cJSON_IsNull(salt)) {
+        if (!cJSON_IsString(salt))
+            return BAD(e, ERR_INVALID, "cache_salt", "cache_salt: expected a string, got %s",
+                       type_name(salt));
+        size_t n = strlen(salt->valuestring);
+        if (n == 0 || n > API_MAX_CACHE_SALT)
+            return BAD(e, ERR_RANGE, "cache_salt", "cache_salt: %zu bytes, want 1 to %d", n,
+                       API_MAX_CACHE_SALT);
+        if ((rc = dup_string(salt, &req->cache_salt, &req->cache_salt_len, e)) != 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -739,6 +751,7 @@ void api_request_free(api_request_t *req)
     for (size_t i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     free(req->user);
+    free(req->cache_salt);
     api_kind_t kind = req->kind;
     memset(req, 0, sizeof *req);
     req->kind = kind;

@@ -4,6 +4,7 @@
  */
 #include "auth.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -146,8 +147,10 @@ int auth_reload(auth_t *a, char *err, size_t errlen)
 size_t auth_count(const auth_t *a) { return a->n; }
 const char *auth_file(const auth_t *a) { return a->file; }
 
-int auth_check(const auth_t *a, const char *header)
+int auth_check(const auth_t *a, const char *header, uint8_t key_id[AUTH_KEY_ID_BYTES])
 {
+    if (key_id != NULL)
+        memset(key_id, 0, AUTH_KEY_ID_BYTES);
     if (a->n == 0)
         return 1;
     if (header == NULL || strncasecmp(header, "Bearer ", 7) != 0)
@@ -169,5 +172,65 @@ int auth_check(const auth_t *a, const char *header)
             diff |= (unsigned)(digest[j] ^ a->digests[i][j]);
         match |= (unsigned)(diff == 0);
     }
+    if (match && key_id != NULL)
+        memcpy(key_id, digest, AUTH_KEY_ID_BYTES);   /* equal to the matched key's digest */
     return (int)match;
+}
+
+/* Whether host[0..n) is an IPv4 literal or a bracketed IPv6 literal. */
+static int is_ip_literal(const char *host, size_t n)
+{
+    char buf[64];
+    unsigned char addr[16];
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        if (n - 2 >= sizeof buf)
+            return 0;
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        return inet_pton(AF_INET6, buf, addr) == 1;
+    }
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, host, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET, buf, addr) == 1;
+}
+
+int auth_host_allowed(const char *host, const char *allowed)
+{
+    if (host == NULL)
+        return 1;
+    size_t n = strlen(host);
+    /* drop ":port" (after the bracket for IPv6) */
+    const char *colon = host[0] == '[' ? strchr(host, ']') : host;
+    colon = colon != NULL ? strrchr(colon, ':') : NULL;
+    if (colon != NULL) {
+        if (colon[1] == '\0')
+            return 0;
+        for (const char *p = colon + 1; *p != '\0'; p++)
+            if (*p < '0' || *p > '9')
+                return 0;
+        n = (size_t)(colon - host);
+    }
+    if (n > 0 && host[n - 1] == '.')   /* "localhost." is "localhost" */
+        n--;
+    if (n == 0)
+        return 0;
+    if (is_ip_literal(host, n) || (n == 9 && strncasecmp(host, "localhost", 9) == 0))
+        return 1;
+    for (const char *p = allowed ? allowed : ""; *p != '\0';) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e != '\0' && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        size_t m = (size_t)(t - p);
+        if ((m == 1 && *p == '*') || (m == n && m > 0 && strncasecmp(p, host, n) == 0))
+            return 1;
+        p = e;
+    }
+    return 0;
 }

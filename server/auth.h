@@ -8,6 +8,9 @@
 #define LLAMAD_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_KEY_ID_BYTES 32
 
 typedef struct auth auth_t;
 
@@ -32,8 +35,20 @@ const char *auth_file(const auth_t *a);
  * Whether `header` (the Authorization value, may be NULL) carries one of
  * the keys.  The presented key's digest is compared with every configured
  * digest without an early exit, so the time does not depend on which key
- * matched or how much of it.  Always 1 when no key is configured.
+ * matched or how much of it.  Always 1 when no key is configured.  When
+ * key_id is not NULL it gets the matched key's SHA-256 digest (a stable,
+ * secret-free name for the tenant), or zeros when no key is configured.
  */
-int auth_check(const auth_t *a, const char *header);
+int auth_check(const auth_t *a, const char *header, uint8_t key_id[AUTH_KEY_ID_BYTES]);
+
+/*
+ * Whether a request's Host header may be served when no API key is
+ * configured (DNS rebinding: a web page whose name resolves to this host
+ * makes the browser send its own name).  Accepted: no header (HTTP/1.0),
+ * an IPv4 or bracketed IPv6 literal, "localhost", and the names of
+ * `allowed` (comma-separated, case-insensitive; "*" accepts any), each
+ * with or without ":port".
+ */
+int auth_host_allowed(const char *host, const char *allowed);
 
 #endif

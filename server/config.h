@@ -43,6 +43,10 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "An API key clients must send as \"Authorization: Bearer KEY\" (empty: none).")  \
     X("server", "api-key-file",     CFG_STR,   api_key_file,     "", 0, 0, NULL,       \
       "A file of API keys, one a line, re-read on SIGHUP (empty: $CREDENTIALS_DIRECTORY/apikeys if set).") \
+    X("server", "insecure-no-auth", CFG_BOOL,  insecure_no_auth, "no", 0, 0, NULL,     \
+      "Allow listening beyond loopback without an API key (anyone who reaches the port can use the model).") \
+    X("server", "allowed-hosts",    CFG_STR,   allowed_hosts,    "", 0, 0, NULL,       \
+      "Without API keys: Host names accepted besides IP addresses and localhost, comma-separated (* for any); guards against DNS rebinding.") \
     X("server", "public-health",    CFG_BOOL,  public_health,    "yes", 0, 0, NULL,    \
       "Whether /health, /health/live and /health/ready answer without an API key.")    \
     X("server", "public-metrics",   CFG_BOOL,  public_metrics,   "no", 0, 0, NULL,     \
@@ -65,6 +69,8 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Most requests waiting to start; past it new requests get 429 with Retry-After.") \
     X("engine", "prefix-cache",     CFG_BOOL,  prefix_cache,     "yes", 0, 0, NULL,    \
       "Reuse the KV cache of prompt prefixes that earlier requests computed.")         \
+    X("engine", "prefix-cache-per-key", CFG_BOOL, prefix_cache_per_key, "no", 0, 0, NULL, \
+      "Share cached prompt prefixes only between requests made with the same API key.") \
     X("log",    "log-level",        CFG_STR,   log_level,        "info", 0, 0, "error|warn|info|debug", \
       "Least severe message that is logged.")                                          \
     X("log",    "log-file",         CFG_STR,   log_file,         "", 0, 0, NULL,       \

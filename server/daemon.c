@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "../engine/log.h"
@@ -392,6 +393,8 @@ static void on_watchdog(uv_timer_t *t)
 static int is_loopback(const char *host)
 {
     unsigned char a[16];
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
     if (inet_pton(AF_INET, host, a) == 1)
         return a[0] == 127;
     if (inet_pton(AF_INET6, host, a) == 1) {
@@ -413,6 +416,14 @@ int daemon_run(const config_t *cfg, int *abandoned)
     d->cfg = cfg;
     if (auth_create(&d->auth, cfg->api_key, cfg->api_key_file, err, sizeof err) != 0) {
         log_error("%s", err);
+        free(d);
+        return 1;
+    }
+    if (auth_count(d->auth) == 0 && !is_loopback(cfg->host) && !cfg->insecure_no_auth) {
+        log_error("refusing to listen on %s, beyond loopback, without an API key: set api-key or "
+                  "api-key-file (or insecure-no-auth = yes to serve anyone who can reach the port)",
+                  cfg->host);
+        auth_destroy(d->auth);
         free(d);
         return 1;
     }
@@ -465,8 +476,8 @@ int daemon_run(const config_t *cfg, int *abandoned)
         log_info("API keys: %zu configured%s%s", auth_count(d->auth),
                  auth_file(d->auth) ? ", from " : "", auth_file(d->auth) ? auth_file(d->auth) : "");
     else if (!is_loopback(cfg->host))
-        log_warn("WARNING: listening on %s, beyond loopback, with NO API KEY: anyone who can "
-                 "reach this port can use the model. Set api-key or api-key-file.", cfg->host);
+        log_warn("WARNING: listening on %s, beyond loopback, with NO API KEY (insecure-no-auth): "
+                 "anyone who can reach this port can use the model.", cfg->host);
     log_info("loading model %s", cfg->model);
 
     d->load_start_ns = d->last_extend_ns = daemon_now_ns();

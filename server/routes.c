@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "../engine/log.h"
+#include "../engine/sha256.h"
 
 typedef enum {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,
@@ -167,7 +168,31 @@ static int tokenize_prompt(daemon_t *d, const api_request_t *ar, tok_buf_t *out,
     return rc;
 }
 
-static int handle_generate(daemon_t *d, http_request_t *req, api_kind_t kind, const char *label)
+/*
+ * The prefix-cache salt of a request: none (the shared cache) unless the
+ * client sent cache_salt or prefix-cache-per-key is on; then a digest over
+ * the key's id (zeros without keys) and the client's salt.
+ */
+static size_t cache_salt(const daemon_t *d, const api_request_t *ar,
+                         const uint8_t key_id[AUTH_KEY_ID_BYTES], uint8_t out[SHA256_BYTES])
+{
+    int per_key = d->cfg->prefix_cache_per_key && auth_count(d->auth) > 0;
+    if (!per_key && ar->cache_salt == NULL)
+        return 0;
+    static const uint8_t zero[AUTH_KEY_ID_BYTES];
+    static const char tag[] = "llamad cache salt v1";
+    sha256_t s;
+    sha256_init(&s);
+    sha256_update(&s, tag, sizeof tag);
+    sha256_update(&s, per_key ? key_id : zero, AUTH_KEY_ID_BYTES);
+    if (ar->cache_salt != NULL)
+        sha256_update(&s, ar->cache_salt, ar->cache_salt_len);
+    sha256_final(&s, out);
+    return SHA256_BYTES;
+}
+
+static int handle_generate(daemon_t *d, http_request_t *req, api_kind_t kind, const char *label,
+                           const uint8_t key_id[AUTH_KEY_ID_BYTES])
 {
     api_limits_t lim = {
         .n_vocab = d->info.n_vocab, .n_ctx = d->info.n_ctx,
@@ -218,6 +243,9 @@ static int handle_generate(daemon_t *d, http_request_t *req, api_kind_t kind, co
     er.max_tokens = ar.max_tokens;
     er.stop = (const char *const *)ar.stop;
     er.n_stop = ar.n_stop;
+    uint8_t salt[SHA256_BYTES];
+    er.cache_salt = salt;
+    er.cache_salt_len = cache_salt(d, &ar, key_id, salt);
     uint64_t id;
     char err[ERR_MSG_MAX];
     engine_stats_t st = d->stats;
@@ -509,10 +537,17 @@ int routes_dispatch(void *ctx, http_request_t *req)
     int r = find_route(req->url);
     int is_health = r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY;
     int public = (is_health && d->cfg->public_health) || (r == R_METRICS && d->cfg->public_metrics);
+    const char *host = http_header(req, MHD_HTTP_HEADER_HOST);
+    if (auth_count(d->auth) == 0 && !auth_host_allowed(host, d->cfg->allowed_hosts))
+        return http_respond_error(req, 403, "invalid_request_error", NULL, "host_not_allowed",
+                                  "Host \"%.100s\" is not served: without API keys llamad answers "
+                                  "only IP addresses, localhost and the names of allowed-hosts",
+                                  host);
     if (r < 0)
         return http_respond_error(req, 404, "invalid_request_error", NULL, "not_found",
                                   "no route for %s %s", req->method, req->url);
-    if (!public && !auth_check(d->auth, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION)))
+    uint8_t key_id[AUTH_KEY_ID_BYTES] = { 0 };
+    if (!public && !auth_check(d->auth, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION), key_id))
         return http_respond_error(req, 401, "authentication_error", NULL, "invalid_api_key",
                                   "a valid API key is required: send \"Authorization: Bearer <key>\"");
     const char *want = route_table[r].method;
@@ -532,8 +567,8 @@ int routes_dispatch(void *ctx, http_request_t *req)
     if (d->engine == NULL || d->draining)
         return respond_unavailable(d, req);
     switch (r) {
-    case R_COMPLETIONS: return handle_generate(d, req, API_COMPLETIONS, route_table[r].path);
-    case R_CHAT: return handle_generate(d, req, API_CHAT, route_table[r].path);
+    case R_COMPLETIONS: return handle_generate(d, req, API_COMPLETIONS, route_table[r].path, key_id);
+    case R_CHAT: return handle_generate(d, req, API_CHAT, route_table[r].path, key_id);
     case R_MODELS: return handle_models(d, req);
     case R_TOKENIZE: return handle_tokenize(d, req);
     case R_DETOKENIZE: return handle_detokenize(d, req);

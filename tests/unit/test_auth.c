@@ -22,8 +22,8 @@ TEST(no_keys_means_open)
     unsetenv("CREDENTIALS_DIRECTORY");
     ASSERT_EQ_INT(auth_create(&a, "", NULL, err, sizeof err), 0);
     ASSERT_EQ_INT(auth_count(a), 0);
-    ASSERT_EQ_INT(auth_check(a, NULL), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer anything"), 1);
+    ASSERT_EQ_INT(auth_check(a, NULL, NULL), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer anything", NULL), 1);
     auth_destroy(a);
 }
 
@@ -34,15 +34,15 @@ TEST(inline_key)
     unsetenv("CREDENTIALS_DIRECTORY");
     ASSERT_EQ_INT(auth_create(&a, "s3cret", NULL, err, sizeof err), 0);
     ASSERT_EQ_INT(auth_count(a), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer s3cret"), 1);
-    ASSERT_EQ_INT(auth_check(a, "bearer s3cret"), 1);   /* the scheme is case-insensitive */
-    ASSERT_EQ_INT(auth_check(a, "Bearer s3cre"), 0);    /* a prefix */
-    ASSERT_EQ_INT(auth_check(a, "Bearer s3cretX"), 0);  /* an extension */
-    ASSERT_EQ_INT(auth_check(a, "Basic s3cret"), 0);
-    ASSERT_EQ_INT(auth_check(a, "s3cret"), 0);
-    ASSERT_EQ_INT(auth_check(a, "Bearer "), 0);
-    ASSERT_EQ_INT(auth_check(a, ""), 0);
-    ASSERT_EQ_INT(auth_check(a, NULL), 0);
+    ASSERT_EQ_INT(auth_check(a, "Bearer s3cret", NULL), 1);
+    ASSERT_EQ_INT(auth_check(a, "bearer s3cret", NULL), 1);   /* the scheme is case-insensitive */
+    ASSERT_EQ_INT(auth_check(a, "Bearer s3cre", NULL), 0);    /* a prefix */
+    ASSERT_EQ_INT(auth_check(a, "Bearer s3cretX", NULL), 0);  /* an extension */
+    ASSERT_EQ_INT(auth_check(a, "Basic s3cret", NULL), 0);
+    ASSERT_EQ_INT(auth_check(a, "s3cret", NULL), 0);
+    ASSERT_EQ_INT(auth_check(a, "Bearer ", NULL), 0);
+    ASSERT_EQ_INT(auth_check(a, "", NULL), 0);
+    ASSERT_EQ_INT(auth_check(a, NULL, NULL), 0);
     auth_destroy(a);
 }
 
@@ -56,22 +56,22 @@ TEST(key_file_and_reload)
     snprintf(path, sizeof path, "%s", p);
     ASSERT_EQ_INT(auth_create(&a, "inline", path, err, sizeof err), 0);
     ASSERT_EQ_INT(auth_count(a), 3);
-    ASSERT_EQ_INT(auth_check(a, "Bearer alpha"), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer beta"), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer inline"), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer # keys"), 0);
+    ASSERT_EQ_INT(auth_check(a, "Bearer alpha", NULL), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer beta", NULL), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer inline", NULL), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer # keys", NULL), 0);
     FILE *f = fopen(path, "w");
     ASSERT(f != NULL);
     fputs("gamma\n", f);
     fclose(f);
     ASSERT_EQ_INT(auth_reload(a, err, sizeof err), 0);
-    ASSERT_EQ_INT(auth_check(a, "Bearer alpha"), 0);
-    ASSERT_EQ_INT(auth_check(a, "Bearer gamma"), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer inline"), 1);   /* the inline key stays */
+    ASSERT_EQ_INT(auth_check(a, "Bearer alpha", NULL), 0);
+    ASSERT_EQ_INT(auth_check(a, "Bearer gamma", NULL), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer inline", NULL), 1);   /* the inline key stays */
     unlink(path);
     ASSERT(auth_reload(a, err, sizeof err) != 0);        /* a vanished file keeps the old keys */
     ASSERT(strstr(err, path) != NULL);
-    ASSERT_EQ_INT(auth_check(a, "Bearer gamma"), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer gamma", NULL), 1);
     auth_destroy(a);
 }
 
@@ -98,11 +98,56 @@ TEST(credentials_directory)
     setenv("CREDENTIALS_DIRECTORY", dir, 1);
     ASSERT_EQ_INT(auth_create(&a, NULL, NULL, err, sizeof err), 0);
     ASSERT_EQ_INT(auth_count(a), 1);
-    ASSERT_EQ_INT(auth_check(a, "Bearer from-systemd"), 1);
+    ASSERT_EQ_INT(auth_check(a, "Bearer from-systemd", NULL), 1);
     auth_destroy(a);
     unlink(path);
     rmdir(dir);
 }
 
+/* The key id is the matched key's SHA-256 digest (checked against an independent sha256sum). */
+TEST(key_id_names_the_key)
+{
+    auth_t *a;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(auth_create(&a, "abc", NULL, err, sizeof err), 0);
+    uint8_t id[AUTH_KEY_ID_BYTES], zero[AUTH_KEY_ID_BYTES] = { 0 };
+    /* SHA-256("abc"), FIPS 180-2 appendix B.1 */
+    static const uint8_t want[32] = {
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+        0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad };
+    ASSERT_EQ_INT(auth_check(a, "Bearer abc", id), 1);
+    ASSERT(memcmp(id, want, sizeof want) == 0);
+    memset(id, 0xff, sizeof id);
+    ASSERT_EQ_INT(auth_check(a, "Bearer abd", id), 0);
+    ASSERT(memcmp(id, zero, sizeof zero) == 0);
+    auth_destroy(a);
+    ASSERT_EQ_INT(auth_create(&a, NULL, NULL, err, sizeof err), 0);
+    memset(id, 0xff, sizeof id);
+    ASSERT_EQ_INT(auth_check(a, NULL, id), 1);
+    ASSERT(memcmp(id, zero, sizeof zero) == 0);
+    auth_destroy(a);
+}
+
+TEST(host_allow_list)
+{
+    static const char *const ok[] = {
+        "localhost", "LocalHost:8080", "localhost.", "127.0.0.1", "127.0.0.1:80", "10.1.2.3:8080",
+        "[::1]", "[::1]:8080", "[fe80::1]:9", "api.example.com", "API.example.com:443", "node7",
+    };
+    static const char *const bad[] = {
+        "", ":8080", "evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "[::1", "::1x",
+        "localhost:80x", "localhost:", "example.com", "api.example.com.evil", "999.1.1.1",
+        "node", "node77",
+    };
+    const char *allowed = " api.example.com , node7,";
+    ASSERT(auth_host_allowed(NULL, NULL));   /* HTTP/1.0 without Host */
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        ASSERT_MSG(auth_host_allowed(ok[i], allowed), "%s refused", ok[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_MSG(!auth_host_allowed(bad[i], allowed), "%s accepted", bad[i]);
+    ASSERT(!auth_host_allowed("api.example.com", NULL));
+    ASSERT(auth_host_allowed("anything.at.all:1", "x, *"));
+}
+
 TEST_LIST(T(no_keys_means_open), T(inline_key), T(key_file_and_reload), T(missing_file_is_an_error),
-          T(credentials_directory))
+          T(credentials_directory), T(key_id_names_the_key), T(host_allow_list))
