@@ -81,6 +81,31 @@ static int open_chat_template(engine_t *e, const char *want, char *err, size_t e
     return 0;
 }
 
+/*
+ * LLAMAD_TEST_FAULT=stall:N or fail:N: after N working steps the engine
+ * thread wedges, or fails as a sticky device error would.  For the tests of
+ * the daemon's health reporting (shared/THREATS.md R9); logged loudly.
+ */
+static void read_fault_hook(engine_t *e)
+{
+    const char *v = getenv("LLAMAD_TEST_FAULT");
+    if (v == NULL || *v == '\0')
+        return;
+    int kind = strncmp(v, "stall:", 6) == 0 ? FAULT_STALL
+             : strncmp(v, "fail:", 5) == 0   ? FAULT_FAIL : FAULT_NONE;
+    const char *num = strchr(v, ':');
+    char *end = NULL;
+    unsigned long long n = kind != FAULT_NONE ? strtoull(num + 1, &end, 10) : 0;
+    if (kind == FAULT_NONE || end == num + 1 || *end != '\0') {
+        log_warn("LLAMAD_TEST_FAULT=%.40s not understood (stall:N or fail:N): ignored", v);
+        return;
+    }
+    e->fault = kind;
+    e->fault_after = n;
+    log_warn("LLAMAD_TEST_FAULT: the engine will %s after %llu working steps",
+             e->fault == FAULT_STALL ? "stall" : "fail", n);
+}
+
 int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errlen)
 {
     char desc[256];
@@ -106,6 +131,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     pthread_mutex_init(&e->st_mu, NULL);
     pthread_condattr_destroy(&ca);
     e->backend_name = chosen;
+    read_fault_hook(e);
     e->max_tokens = o->max_batch_tokens ? o->max_batch_tokens : DEFAULT_BATCH_TOKENS;
     e->max_queue = o->max_queue ? o->max_queue : DEFAULT_MAX_QUEUE;
     e->notify = o->notify;

@@ -67,6 +67,8 @@ typedef struct ev_node {
     engine_event_t ev;
 } ev_node_t;
 
+enum { FAULT_NONE, FAULT_STALL, FAULT_FAIL };
+
 struct engine {
     /* ---- immutable after engine_create */
     model_t *model;
@@ -112,6 +114,11 @@ struct engine {
     _Atomic uint64_t beat_ns;
     _Atomic int beat_busy;
     _Atomic int beat_failed;
+
+    /* ---- test fault hook (LLAMAD_TEST_FAULT), engine thread only after create */
+    int fault;                  /* FAULT_NONE, FAULT_STALL or FAULT_FAIL */
+    uint64_t fault_after;       /* working steps before it strikes */
+    uint64_t fault_steps;
 
     /* ---- engine thread only */
     request_t *live_head, *live_tail;

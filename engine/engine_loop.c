@@ -270,14 +270,40 @@ static void fail_all(engine_t *e, int rc)
         req_finish(e, e->live_head, ENGINE_FINISH_ERROR, -1, -1, msg);
 }
 
+/*
+ * The test fault hook: after fault_after working steps, either wedge (sleep
+ * until engine_destroy, as a hung device call would) or fail as a sticky
+ * device error would.  Returns 1 when the step must not run.
+ */
+static int fault_strikes(engine_t *e)
+{
+    if (e->fault == FAULT_NONE || ++e->fault_steps <= e->fault_after)
+        return 0;
+    if (e->fault == FAULT_FAIL) {
+        log_error("engine: injected fault (LLAMAD_TEST_FAULT): failing the backend");
+        fail_all(e, ERR_BACKEND);
+        return 1;
+    }
+    log_error("engine: injected fault (LLAMAD_TEST_FAULT): the engine thread stalls");
+    for (;;) {
+        pthread_mutex_lock(&e->in_mu);
+        int stop = e->stopping;
+        pthread_mutex_unlock(&e->in_mu);
+        if (stop)
+            return 1;
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Plan, run and sample one step.  Returns the number of sequences it served. */
 static uint32_t step(engine_t *e)
 {
     batch_t b;
     sched_seq_t *const *seqs;
     uint32_t n = sched_plan(e->sched, &b, &seqs);
-    if (n == 0)
-        return 0;
+    if (n == 0 || fault_strikes(e))
+        return n;
     for (uint32_t i = 0; i < n; i++) {
         request_t *q = seqs[i]->owner;
         if (!q->dequeued && q->seq.started) {
@@ -341,6 +367,8 @@ void *engine_main(void *arg)
     for (;;) {
         if (take_intake(e, have_work))
             break;
+        /* busy from here, so that a step that never returns shows as a stall */
+        atomic_store(&e->beat_busy, sched_waiting(e->sched) != NULL || sched_running(e->sched) != NULL);
         uint64_t t0 = engine_now_ns();
         uint32_t n = step(e);
         if (n > 0)

@@ -346,6 +346,23 @@ static void on_signal(uv_signal_t *h, int signum)
     check_drain(d, daemon_now_ns());
 }
 
+/*
+ * A failed engine (a sticky device error) does not come back: every request
+ * it held has been answered with an error; let those answers go out, then
+ * exit 1 so that the service manager starts a fresh process.
+ */
+static void fail_if_engine_failed(daemon_t *d, uint64_t now)
+{
+    if (d->draining || daemon_health(d) != HEALTH_FAILED)
+        return;
+    log_error("the engine has failed: exiting with status 1 so that the service manager "
+              "restarts llamad");
+    sd_notify_state("STOPPING=1\nSTATUS=engine failed");
+    d->exit_code = 1;
+    d->draining = 1;
+    d->drain_deadline_ns = now;
+}
+
 /* ---------------------------------------------------------------- timers */
 
 static void on_tick(uv_timer_t *t)
@@ -372,6 +389,7 @@ static void on_tick(uv_timer_t *t)
         engine_get_stats(d->engine, &d->stats);
         metrics_engine_sample(d->metrics, &d->stats);
         maybe_ready(d);
+        fail_if_engine_failed(d, now);
     }
     check_drain(d, now);
     if (!d->shut_down)
