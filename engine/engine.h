@@ -180,6 +180,7 @@ const char *engine_finish_name(engine_finish_t f);
 typedef struct {
     uint64_t id;
     engine_ev_kind_t kind;
+    uint64_t posted_ns;         /* engine_now_ns() when the engine queued it for engine_poll */
     /*
      * UTF-8 text released by this event, whole characters only, never any
      * part of a stop string; NUL-terminated.  TOKEN: the text this token

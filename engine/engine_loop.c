@@ -84,6 +84,9 @@ static int post_events(engine_t *e)
 {
     if (e->out_head == NULL)
         return 0;
+    uint64_t now = engine_now_ns();
+    for (ev_node_t *n = e->out_head; n != NULL; n = n->next)
+        n->ev.posted_ns = now;
     pthread_mutex_lock(&e->ev_mu);
     if (e->ev_tail)
         e->ev_tail->next = e->out_head;

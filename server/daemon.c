@@ -146,6 +146,7 @@ static void on_engine_events(uv_async_t *a)
         if (ev->kind == ENGINE_EV_TOKEN) {
             if (j->n_generated == 0) {
                 j->t_first = now;
+                j->t_first_posted = ev->posted_ns;
                 metrics_observe(d->metrics, METRIC_TTFT, (now - j->t_arrive) / 1e9);
             } else {
                 metrics_observe(d->metrics, METRIC_ITL, (now - j->t_last) / 1e9);

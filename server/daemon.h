@@ -57,8 +57,9 @@ struct job {
     /* the outcome */
     engine_finish_t finish;
     uint32_t prompt_tokens, completion_tokens, cached_tokens, n_generated;
-    /* timings, CLOCK_MONOTONIC ns */
-    uint64_t t_arrive, t_submit, t_first, t_last;
+    /* timings, CLOCK_MONOTONIC ns: arrival (headers read), engine_submit, the first
+       token's event posted by the engine and taken by the loop, its bytes handed to MHD */
+    uint64_t t_arrive, t_submit, t_first_posted, t_first, t_first_out, t_last;
 };
 
 struct daemon {

@@ -592,6 +592,11 @@ void routes_completed(void *ctx, http_request_t *req, int ok)
                  j->stream ? " stream" : "", j->prompt_tokens,
                  j->completion_tokens ? j->completion_tokens : j->n_generated, secs,
                  ok ? "" : " (client gone)");
+        if (j->t_first_out != 0 && j->t_first_posted != 0)
+            log_debug("%s timing: arrival to submit %.3f ms, submit to first token posted %.3f ms "
+                      "(the engine), posted to taken %.3f ms, taken to written %.3f ms", j->id,
+                      (j->t_submit - j->t_arrive) / 1e6, (j->t_first_posted - j->t_submit) / 1e6,
+                      (j->t_first - j->t_first_posted) / 1e6, (j->t_first_out - j->t_first) / 1e6);
         j->http = NULL;
         if (!ok)
             job_client_gone(j);

@@ -78,6 +78,8 @@ static ssize_t reader(void *ctx, char *buf, size_t max)
         return 0;
     }
     size_t n = avail < max ? avail : max;
+    if (j->t_first_out == 0 && j->n_generated > 0)
+        j->t_first_out = daemon_now_ns();
     memcpy(buf, j->out.data + j->out_pos, n);
     j->out_pos += n;
     if (j->out_pos == j->out.len) {
