@@ -3,11 +3,13 @@
  * made on the device (no download), next to the device's own limits
  * measured in the same run:
  *
- *   bench-cuda [--layers N] [--kv-heads N]
+ *   bench-cuda [--layers N] [--kv-heads N] [--graphs on|off|both]
  *
- * Reports decode tokens/s at batch 1, 8, 32 and 128 (context 512),
- * prefill tokens/s of a 2048-token prompt, and decode attention's share
- * of bandwidth at a long context; each as a fraction of its limit
+ * Reports decode tokens/s at batch 1, 8, 32 and 128 (context 512) with
+ * CUDA graphs off and on, each with the logits copied back and with only
+ * the greedy token ids (logits_argmax), prefill tokens/s of a 2048-token
+ * prompt, and decode attention's share of bandwidth at a long context;
+ * each as a fraction of its limit
  * (batch-1 decode: weight bytes per step over the copy bandwidth;
  * prefill: 2 x parameters FLOPs per token over the bf16 GEMM rate).
  * Times are medians of several runs, host clock around synchronised steps.
@@ -80,8 +82,8 @@ static double prefill_all(forward_t *f, uint32_t n_seq, uint32_t len)
     return bench_now() - t0;
 }
 
-/* One decode step for sequences [0, n_seq) at position p. */
-static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p)
+/* One decode step for sequences [0, n_seq) at position p; with `greedy`, only token ids come back. */
+static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p, int greedy)
 {
     for (uint32_t s = 0; s < n_seq; s++) {
         toks[s] = (int32_t)((s * 31u + p) % 32000u);
@@ -90,19 +92,25 @@ static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p)
         seqs[s] = (batch_seq_t){ tables + (size_t)s * stride, p / 16 + 1, s, 1 };
     }
     batch_t b = { n_seq, toks, pos, n_seq, seqs, n_seq, rows };
+    const bk_argmax_t *am;
     double t0 = bench_now();
-    if (forward_step(f, &b, logits) != 0)
+    if ((greedy ? forward_step_argmax(f, &b, &am) : forward_step(f, &b, logits)) != 0)
         die("decode", "forward_step failed");
     return bench_now() - t0;
 }
+
+static const uint32_t batches[] = { 1, 8, 32, 128 };
+#define NB (sizeof batches / sizeof batches[0])
 
 int main(int argc, char **argv)
 {
     char err[ERR_MSG_MAX], desc[256];
     uint32_t layers = 32, kv_heads = 32;
+    int only = 0; /* 0 both, -1 graphs off only, 1 graphs on only */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads")) kv_heads = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--graphs")) only = !strcmp(argv[i + 1], "on") ? 1 : !strcmp(argv[i + 1], "off") ? -1 : 0;
     }
     const char *chosen;
     if (!registry_has_cuda() || registry_pick("cuda", &chosen, desc, sizeof desc, err, sizeof err) != 0) {
@@ -123,72 +131,110 @@ int main(int argc, char **argv)
     if (model_create_synthetic(&m, &hp, QT_BF16, 0, 1, err, sizeof err) != 0)
         die("model", err);
     uint64_t params = m->weight_bytes / 2;
-    backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9 };
-    backend_t *b;
-    forward_t *f;
-    double t0 = bench_now();
-    if (registry_create_backend("cuda", &b, m, &o, err, sizeof err) != 0)
-        die("backend", err);
-    if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
-        die("forward", err);
-    printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB bf16; set up in %.1f s; "
-           "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, bench_now() - t0, b->n_kv_blocks);
     logits = malloc((size_t)MAXT * hp.n_vocab * sizeof(float));
-    n_blocks = b->n_kv_blocks;
-    tables = malloc((size_t)n_blocks * sizeof(int32_t));
-    for (uint32_t i = 0; i < n_blocks; i++)
-        tables[i] = (int32_t)i;
+    /* [graphs off, on][batch][logits, greedy ids]: seconds per step */
+    double dec[2][NB][2];
+    memset(dec, 0, sizeof dec);
+    int first = 1;
 
-    /* prefill: one 2048-token prompt, median of 5 */
-    double tp[5];
-    if (!set_stride(1, 2048))
-        die("kv", "not enough KV blocks for a 2048-token prompt");
-    for (int r = 0; r < 5; r++)
-        tp[r] = prefill_all(f, 1, 2048);
-    double t_pre = bench_median(tp, 5);
-    double pre_tps = 2048 / t_pre;
-    double pre_frac = 2.0 * params * pre_tps / (tf * 1e12);
-    printf("\n%-34s %12s %14s %s\n", "measure", "tokens/s", "fraction", "of limit");
-    printf("%-34s %12.0f %13.1f%% %s\n", "prefill, 2048-token prompt", pre_tps, 100 * pre_frac,
-           "bf16 GEMM rate (2 x params FLOP/token)");
-
-    static const uint32_t batches[] = { 1, 8, 32, 128 };
-    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
-        uint32_t B = batches[k];
-        if (!set_stride(B, CTX)) {
-            printf("decode, batch %u: skipped (not enough KV blocks)\n", B);
+    for (int g = 0; g < 2; g++) {
+        if ((only < 0 && g == 1) || (only > 0 && g == 0))
             continue;
+        backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9,
+                             .cuda_graphs = g ? 1 : -1 };
+        backend_t *b;
+        forward_t *f;
+        double t0 = bench_now();
+        if (registry_create_backend("cuda", &b, m, &o, err, sizeof err) != 0)
+            die("backend", err);
+        if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
+            die("forward", err);
+        printf("\n== CUDA graphs %s\n", g ? "on" : "off");
+        printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB bf16; set up in %.1f s; "
+               "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, bench_now() - t0,
+               b->n_kv_blocks);
+        n_blocks = b->n_kv_blocks;
+        free(tables);
+        tables = malloc((size_t)n_blocks * sizeof(int32_t));
+        for (uint32_t i = 0; i < n_blocks; i++)
+            tables[i] = (int32_t)i;
+
+        printf("\n%-34s %12s %14s %s\n", "measure", "tokens/s", "fraction", "of limit");
+        if (first) {
+            /* prefill: one 2048-token prompt, median of 5 (never a graph: not a decode step) */
+            double tp[5];
+            if (!set_stride(1, 2048))
+                die("kv", "not enough KV blocks for a 2048-token prompt");
+            for (int r = 0; r < 5; r++)
+                tp[r] = prefill_all(f, 1, 2048);
+            double t_pre = bench_median(tp, 5);
+            double pre_tps = 2048 / t_pre;
+            double pre_frac = 2.0 * params * pre_tps / (tf * 1e12);
+            printf("%-34s %12.0f %13.1f%% %s\n", "prefill, 2048-token prompt", pre_tps, 100 * pre_frac,
+                   "bf16 GEMM rate (2 x params FLOP/token)");
+            first = 0;
         }
-        prefill_all(f, B, CTX - 16);
-        double ts[12];
-        for (int r = 0; r < 12; r++)
-            ts[r] = decode_step(f, B, CTX - 16 + (uint32_t)r);
-        double t = bench_median(ts + 2, 10);
-        char name[64];
-        snprintf(name, sizeof name, "decode, batch %u, context 512", B);
-        if (B == 1)
-            printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step)\n", name, B / t, 100 * (m->weight_bytes / t) / (bw * 1e9),
-                   "copy bandwidth (weight bytes/step)", t * 1e3);
-        else
-            printf("%-34s %12.0f %14s (%.2f ms/step)\n", name, B / t, "", t * 1e3);
+
+        for (size_t k = 0; k < NB; k++) {
+            uint32_t B = batches[k];
+            if (!set_stride(B, CTX + 32)) {
+                printf("decode, batch %u: skipped (not enough KV blocks)\n", B);
+                continue;
+            }
+            prefill_all(f, B, CTX - 16);
+            /* 12 steps each way (the first two of a graph size run it directly, then capture it) */
+            for (int greedy = 0; greedy < 2; greedy++) {
+                double ts[12];
+                for (int r = 0; r < 12; r++)
+                    ts[r] = decode_step(f, B, CTX - 16 + (uint32_t)(12 * greedy + r), greedy);
+                double t = bench_median(ts + 2, 10);
+                dec[g][k][greedy] = t;
+                char name[64];
+                snprintf(name, sizeof name, "decode, batch %u, context 512%s", B, greedy ? ", ids" : "");
+                if (B == 1)
+                    printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step)\n", name, B / t,
+                           100 * (m->weight_bytes / t) / (bw * 1e9), "copy bandwidth (weight bytes/step)", t * 1e3);
+                else
+                    printf("%-34s %12.0f %14s (%.2f ms/step)\n", name, B / t, "", t * 1e3);
+            }
+        }
+
+        /* decode at a long context: 16 sequences of 2048 tokens; the step's KV
+           bytes and weight bytes over the copy bandwidth */
+        uint32_t LS = 16, LC = 2048;
+        if (set_stride(LS, LC + 16)) {
+            prefill_all(f, LS, LC);
+            double ts[8];
+            for (int r = 0; r < 8; r++)
+                ts[r] = decode_step(f, LS, LC + (uint32_t)r, 0);
+            double t = bench_median(ts + 2, 6);
+            double kv_bytes = (double)LS * (LC + 4) * layers * 2.0 * kv_heads * 128 * 2;
+            printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step, %.1f GB KV)\n", "decode, batch 16, context 2048", LS / t,
+                   100 * ((kv_bytes + m->weight_bytes) / t) / (bw * 1e9), "copy bandwidth (KV + weight bytes/step)",
+                   t * 1e3, kv_bytes / 1e9);
+        }
+        forward_destroy(f);
+        backend_destroy(b);
     }
 
-    /* decode at a long context: 16 sequences of 2048 tokens; the step's KV
-       bytes and weight bytes over the copy bandwidth */
-    uint32_t LS = 16, LC = 2048;
-    if (set_stride(LS, LC + 16)) {
-        prefill_all(f, LS, LC);
-        double ts[8];
-        for (int r = 0; r < 8; r++)
-            ts[r] = decode_step(f, LS, LC + (uint32_t)r);
-        double t = bench_median(ts + 1, 7);
-        double kv_bytes = (double)LS * (LC + 4) * layers * 2.0 * kv_heads * 128 * 2;
-        printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step, %.1f GB KV)\n", "decode, batch 16, context 2048", LS / t,
-               100 * ((kv_bytes + m->weight_bytes) / t) / (bw * 1e9), "copy bandwidth (KV + weight bytes/step)",
-               t * 1e3, kv_bytes / 1e9);
+    /* the comparison, last: decode tokens/s (ms/step) */
+    printf("\n%-8s %20s %20s %20s %20s\n", "batch", "eager, logits", "eager, ids", "graphs, logits", "graphs, ids");
+    for (size_t k = 0; k < NB; k++) {
+        printf("%-8u", batches[k]);
+        for (int g = 0; g < 2; g++)
+            for (int greedy = 0; greedy < 2; greedy++) {
+                double t = dec[g][k][greedy];
+                char cell[32];
+                if (t > 0)
+                    snprintf(cell, sizeof cell, "%.0f (%.2f ms)", batches[k] / t, t * 1e3);
+                else
+                    snprintf(cell, sizeof cell, "-");
+                printf(" %20s", cell);
+            }
+        printf("\n");
     }
-    forward_destroy(f);
-    backend_destroy(b);
+    free(tables);
+    free(logits);
     model_destroy(m);
     return 0;
 }

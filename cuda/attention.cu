@@ -10,11 +10,28 @@
 // (max, sum, acc) per query head; the groups are merged in shared memory.
 // With several splits, partial results go to a workspace and a second
 // kernel merges them; with one split the block writes the output itself.
+// Blocks of splits past a token's keys exit at once, so a grid may be
+// sized for the longest context the step could have (a CUDA graph's
+// fixed grid) rather than the longest it has.
 #include "common.cuh"
 #include "kernels.cuh"
 
 #define ATT_THREADS 128
 #define MAX_GROUP 8
+
+// Keys per split for a token of n_keys keys: a.split_len, or with
+// split_len 0 (a fixed grid of n_splits splits, as CUDA graphs launch it)
+// ATT_SPLIT_MIN keys, more where n_splits of those would not cover n_keys:
+// the same splits as a fixed split_len of ATT_SPLIT_MIN up to
+// n_splits * ATT_SPLIT_MIN keys.  Always n_splits * result >= n_keys.
+__device__ static inline uint32_t split_keys(const attn_args_t &a, uint32_t n_keys)
+{
+    if (a.split_len != 0)
+        return a.split_len;
+    uint32_t per = (n_keys + a.n_splits - 1) / a.n_splits;
+    per = (per + 15u) & ~15u;
+    return per > ATT_SPLIT_MIN ? per : ATT_SPLIT_MIN;
+}
 
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -31,8 +48,11 @@ attn_split_kernel(attn_args_t a, int group)
     const int lg = threadIdx.x / LPK, li = threadIdx.x % LPK;
     const int32_t pos = a.pos[t];
     const uint32_t n_keys = (uint32_t)pos + 1;
-    const uint32_t k0 = split * a.split_len;
-    const uint32_t k1 = min(n_keys, k0 + a.split_len);
+    const uint32_t sl = split_keys(a, n_keys);
+    const uint32_t k0 = split * sl;
+    if (k0 >= n_keys)   // a split past this token's keys: the merge never reads it (the block exits whole)
+        return;
+    const uint32_t k1 = min(n_keys, k0 + sl);
     const int32_t *table = a.tables + a.seq_table_off[a.tok_seq[t]];
 
     float q[MAX_GROUP][8], acc[MAX_GROUP][8], m[MAX_GROUP], l[MAX_GROUP];
@@ -147,7 +167,8 @@ __global__ void attn_merge_kernel(attn_args_t a)
     uint32_t h = blockIdx.x, ti = blockIdx.y, d = threadIdx.x;
     uint32_t t = (uint32_t)a.tok_list[ti];
     uint32_t n_keys = (uint32_t)a.pos[t] + 1;
-    uint32_t used = (n_keys + a.split_len - 1) / a.split_len;
+    uint32_t sl = split_keys(a, n_keys);
+    uint32_t used = (n_keys + sl - 1) / sl;
     const float *wp = a.work + ((uint64_t)ti * a.n_head + h) * a.n_splits * (HD + 2);
     float M = -INFINITY;
     for (uint32_t s = 0; s < used; s++)

@@ -7,16 +7,20 @@
 // residual stream write) and bf16 (what GEMMs read).  Q, K and V come
 // from one GEMM over the concatenated weights into `qkv`; gate and up from
 // one GEMM into `gu`.
+//
+// Decode-only steps may run as CUDA graphs (graph.cu): each operation
+// below is a thin wrapper that, in a graph mode, skips the work a graph
+// already holds (graph_skip) and turns a failure inside a capture into a
+// step run again without graphs (graph_check); the eager bodies are the
+// same either way.
 #include <cublas_v2.h>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "common.cuh"
-#include "kernels.cuh"
+#include "backend_cuda.cuh"
 
 extern "C" {
-#include "../engine/backend.h"
 #include "../engine/err.h"
 #include "../engine/log.h"
 int cuda_dequant(int type, const void *src_dev, void *dst_dev, uint64_t n_elems, cudaStream_t stream);
@@ -53,59 +57,6 @@ static const char *cublas_str(cublasStatus_t s)
 // Prompt chunks at least this long run on the tensor-core prefill kernel.
 #define PREFILL_MIN 16
 
-// An activation buffer: [rows, cols] in fp32 and in bf16.
-struct cbuf_t {
-    float *f;
-    bf16 *h;
-    uint32_t rows, cols;
-};
-
-struct layer_dev_t {
-    bf16 *wqkv;     // [(n_head + 2 n_kv) * hd, d]
-    bf16 *wo;       // [d, n_head * hd]
-    bf16 *wgu;      // [2 ff, d]
-    bf16 *wdown;    // [d, ff]
-    float *attn_norm, *ffn_norm; // [d]
-};
-
-struct cuda_ctx_t {
-    cuda_err_t err;
-    const model_t *m;
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    int poison;
-    uint32_t max_tokens, B, n_blocks, max_ctx;
-    uint32_t n_sms;
-
-    std::vector<layer_dev_t> layers;
-    bf16 *tok_embd;         // [V, d]
-    bf16 *output;           // [V, d] (== tok_embd when tied)
-    float *output_norm;     // [d]
-    double *inv_freq;       // [rope_dim / 2]
-    bf16 *kv;               // [n_layer, 2, n_blocks, n_kv, B, hd]
-    uint64_t kv_layer_elems;
-
-    float *qkv;             // [max_tokens, (n_head + 2 n_kv) * hd]
-    float *gu;              // [max_tokens, 2 ff]
-    float *attn_work;       // attention partials
-    uint64_t attn_work_floats;
-    bf16 *logit_x;          // [max_tokens, d]
-    float *logits_dev;      // [max_tokens, V]
-
-    // The batch, packed: tokens, pos, tok_seq [T each], seq_table_off [n_seqs], rows [n_logits], tables
-    int32_t *meta_host;     // pinned
-    int32_t *meta_dev;
-    uint64_t meta_cap;
-    const int32_t *d_tokens, *d_pos, *d_tok_seq, *d_seq_off, *d_rows, *d_tables;
-    const int32_t *d_tiles, *d_rest;   // prefill query tiles {first, count}; the other tokens
-    uint32_t n_tiles, n_rest;
-    const batch_t *batch;
-    uint32_t batch_max_keys;           // over the tokens of d_rest
-
-    std::vector<void *> allocs;
-    std::vector<cbuf_t *> bufs;
-};
-
 static int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes)
 {
     CU_TRY(&c->err, cudaMalloc(p, bytes ? bytes : 16));
@@ -137,9 +88,8 @@ static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
     return b;
 }
 
-static int op_set_batch(void *vctx, const batch_t *b)
+static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
 {
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     uint64_t n_tab = 0;
     for (uint32_t s = 0; s < b->n_seqs; s++)
         n_tab += b->seqs[s].n_blocks;
@@ -207,7 +157,7 @@ static int op_set_batch(void *vctx, const batch_t *b)
     return 0;
 }
 
-static int op_embed(void *vctx, bk_buf_t vx)
+static int eager_embed(void *vctx, bk_buf_t vx)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *x = (cbuf_t *)vx;
@@ -219,7 +169,7 @@ static int op_embed(void *vctx, bk_buf_t vx)
     return 0;
 }
 
-static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm, bk_buf_t vy)
+static int eager_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm, bk_buf_t vy)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *x = (cbuf_t *)vx, *add = (cbuf_t *)vadd, *y = (cbuf_t *)vy;
@@ -245,7 +195,7 @@ static int gemm(cuda_ctx_t *c, const bf16 *w, uint32_t n_out, uint32_t n_in, con
     return 0;
 }
 
-static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_buf_t vy)
+static int eager_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_buf_t vy)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     const hparams_t *hp = &c->m->hp;
@@ -265,7 +215,7 @@ static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_
     }
 }
 
-static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t q, bk_buf_t k, bk_buf_t v)
+static int eager_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t q, bk_buf_t k, bk_buf_t v)
 {
     (void)q; (void)k; (void)v;
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
@@ -274,7 +224,7 @@ static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t q, bk
     return gemm(c, c->layers[layer].wqkv, rows, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->qkv);
 }
 
-static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t gate, bk_buf_t up)
+static int eager_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t gate, bk_buf_t up)
 {
     (void)gate; (void)up;
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
@@ -282,7 +232,7 @@ static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t g
     return gemm(c, c->layers[layer].wgu, 2 * hp->n_ff, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->gu);
 }
 
-static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
+static int eager_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
 {
     (void)vk; (void)vv;
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
@@ -300,7 +250,7 @@ static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk
     return 0;
 }
 
-static int op_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
+static int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     const hparams_t *hp = &c->m->hp;
@@ -328,8 +278,14 @@ static int op_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
     a.scale = 1.0f / sqrtf((float)hp->head_dim);
     // Split long contexts across blocks when the grid would not fill the GPU.
     bool split = (uint64_t)c->n_rest * hp->n_head_kv < c->n_sms;
-    a.split_len = split ? 256 : 1u << 30;
-    a.n_splits = split ? cdiv(c->batch_max_keys, a.split_len) : 1;
+    if (c->gmode == GM_EAGER) {
+        a.split_len = split ? 256 : 1u << 30;
+        a.n_splits = split ? cdiv(c->batch_max_keys, a.split_len) : 1;
+    } else {
+        // A graph's grid is fixed: g_splits splits of per-token length (split_len 0).
+        a.split_len = split && c->g_splits > 1 ? 0 : 1u << 30;
+        a.n_splits = split && c->g_splits > 1 ? c->g_splits : 1;
+    }
     if (a.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * a.n_splits * (hp->head_dim + 2) > c->attn_work_floats) {
         a.split_len = 1u << 30;
         a.n_splits = 1;
@@ -340,7 +296,7 @@ static int op_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
     return 0;
 }
 
-static int op_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
+static int eager_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
 {
     (void)vup;
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
@@ -353,23 +309,134 @@ static int op_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
     return 0;
 }
 
+// ---------------------------------------------------------------- the operations, as the table has them
+
+static int op_set_batch(void *vctx, const batch_t *b)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    c->gmode = GM_EAGER;
+    if (c->graphs) {
+        int rc = graph_set_batch(c, b);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    return set_batch_eager(c, b);
+}
+
+static int op_embed(void *vctx, bk_buf_t x)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 1, 0, x, nullptr, nullptr))
+        return 0;
+    return graph_check(c, eager_embed(vctx, x));
+}
+
+static int op_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 2 + 16 * (uint32_t)norm, layer, x, add, y))
+        return 0;
+    return graph_check(c, eager_add_rmsnorm(vctx, x, add, layer, norm, y));
+}
+
+static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 3 + 16 * (uint32_t)role, layer, x, y, nullptr))
+        return 0;
+    return graph_check(c, eager_matmul(vctx, layer, role, x, y));
+}
+
+static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (c->gmode != GM_EAGER)
+        graph_sig(c, 4, layer, v, nullptr, nullptr);
+    if (graph_skip(c, 4, layer, x, q, k))
+        return 0;
+    return graph_check(c, eager_matmul_qkv(vctx, layer, x, q, k, v));
+}
+
+static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 5, layer, x, gate, up))
+        return 0;
+    return graph_check(c, eager_matmul_gate_up(vctx, layer, x, gate, up));
+}
+
+static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 6, layer, q, k, v))
+        return 0;
+    return graph_check(c, eager_rope_kv_write(vctx, layer, q, k, v));
+}
+
+static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 7, layer, q, out, nullptr))
+        return 0;
+    return graph_check(c, eager_attention(vctx, layer, q, out));
+}
+
+static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    if (graph_skip(c, 8, 0, gate, up, nullptr))
+        return 0;
+    return graph_check(c, eager_swiglu(vctx, gate, up));
+}
+
+int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax)
+{
+    const hparams_t *hp = &c->m->hp;
+    launch_add_rmsnorm(c->stream, x->f, add ? add->f : nullptr, rows, c->output_norm, c->logit_x,
+                       n_rows, hp->n_embd, hp->rms_eps);
+    CU_LAUNCHED(&c->err);
+    int rc = gemm(c, c->output, hp->n_vocab, hp->n_embd, c->logit_x, n_rows, c->logits_dev);
+    if (rc != 0 || !argmax)
+        return rc;
+    launch_argmax(c->stream, c->logits_dev, n_rows, hp->n_vocab, c->am_dev);
+    CU_LAUNCHED(&c->err);
+    return 0;
+}
+
 static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     const hparams_t *hp = &c->m->hp;
     const batch_t *b = c->batch;
-    cbuf_t *x = (cbuf_t *)vx, *add = (cbuf_t *)vadd;
+    if (c->gmode != GM_EAGER)
+        return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, out, nullptr);
     if (b->n_logits == 0)
         return 0;
-    launch_add_rmsnorm(c->stream, x->f, add ? add->f : nullptr, c->d_rows, c->output_norm, c->logit_x,
-                       b->n_logits, hp->n_embd, hp->rms_eps);
-    CU_LAUNCHED(&c->err);
-    int rc = gemm(c, c->output, hp->n_vocab, hp->n_embd, c->logit_x, b->n_logits, c->logits_dev);
+    int rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 0);
     if (rc != 0)
         return rc;
     CU_TRY(&c->err, cudaMemcpyAsync(out, c->logits_dev, (uint64_t)b->n_logits * hp->n_vocab * 4,
                                     cudaMemcpyDeviceToHost, c->stream));
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+// As op_logits, but only the greedy choice of each row (kernels.cu, argmax_kernel) crosses back.
+static int op_logits_argmax(void *vctx, bk_buf_t vx, bk_buf_t vadd, bk_argmax_t *out)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const batch_t *b = c->batch;
+    if (c->gmode != GM_EAGER)
+        return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, nullptr, out);
+    if (b->n_logits == 0)
+        return 0;
+    int rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 1);
+    if (rc != 0)
+        return rc;
+    CU_TRY(&c->err, cudaMemcpyAsync(c->am_host, c->am_dev, (uint64_t)b->n_logits * sizeof *c->am_dev,
+                                    cudaMemcpyDeviceToHost, c->stream));
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
+    memcpy(out, c->am_host, (size_t)b->n_logits * sizeof *out);
     return 0;
 }
 
@@ -407,12 +474,15 @@ static void op_destroy(void *vctx)
         return;
     if (c->stream)
         cudaStreamSynchronize(c->stream);
+    graph_destroy(c);
     for (void *p : c->allocs)
         cudaFree(p);
     for (cbuf_t *b : c->bufs)
         delete b;
     if (c->meta_host)
         cudaFreeHost(c->meta_host);
+    if (c->am_host)
+        cudaFreeHost(c->am_host);
     if (c->blas)
         cublasDestroy(c->blas);
     if (c->stream)
@@ -434,6 +504,7 @@ static const backend_ops_t cuda_ops = {
     op_attention,
     op_swiglu,
     op_logits,
+    op_logits_argmax,
     op_buf_write,
     op_buf_read,
     op_last_error,
@@ -581,8 +652,19 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     CUBLAS_TRY(&c->err, cublasCreate(&c->blas));
     CUBLAS_TRY(&c->err, cublasSetStream(c->blas, c->stream));
     CUBLAS_TRY(&c->err, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
+    int rc;
+    if (c->graphs) {
+        // A capture may not allocate: cuBLAS gets its workspace now, of the
+        // size its documentation recommends (32 MiB on Hopper, 4 MiB before),
+        // after cublasSetStream, which resets it.  Only with graphs on, so
+        // that the eager path's GEMMs stay as they were.
+        c->blas_ws_bytes = (prop.major >= 9 ? 32ull : 4ull) << 20;
+        if ((rc = dev_alloc(c, &c->blas_ws, c->blas_ws_bytes)) != 0)
+            return rc;
+        CUBLAS_TRY(&c->err, cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes));
+    }
 
-    int rc = upload_all(c);
+    rc = upload_all(c);
     if (rc != 0)
         return rc;
 
@@ -602,31 +684,38 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     if ((rc = dev_alloc(c, (void **)&c->qkv, T * qkvd * 4)) ||
         (rc = dev_alloc(c, (void **)&c->gu, T * 2 * hp->n_ff * 4)) ||
         (rc = dev_alloc(c, (void **)&c->logit_x, T * hp->n_embd * 2)) ||
-        (rc = dev_alloc(c, (void **)&c->logits_dev, T * hp->n_vocab * 4)))
+        (rc = dev_alloc(c, (void **)&c->logits_dev, T * hp->n_vocab * 4)) ||
+        (rc = dev_alloc(c, (void **)&c->am_dev, T * sizeof *c->am_dev)))
         return rc;
+    CU_TRY(&c->err, cudaMallocHost(&c->am_host, T * sizeof *c->am_host));
 
     // The KV pool: a share of the device memory, or an explicit size.
     size_t free_b = 0, total_b = 0;
     CU_TRY(&c->err, cudaMemGetInfo(&free_b, &total_b));
     uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * c->B * hp->head_dim * 2;
     uint64_t kv_bytes = o->kv_bytes;
-    uint64_t reserve = 256ull << 20; // attention workspace, cuBLAS, the batch
+    uint64_t reserve = 256ull << 20; // attention workspace, cuBLAS, the batch, decode graphs
     if (o->gpu_memory_fraction > 0.0) {
         double keep = (1.0 - o->gpu_memory_fraction) * (double)total_b;
         kv_bytes = (double)free_b > keep + reserve ? (uint64_t)((double)free_b - keep - reserve) : 0;
     }
-    uint64_t nb = kv_bytes / block_bytes;
-    if (nb == 0 || nb > INT32_MAX) {
+    // With graphs one more block, inside the same budget, takes the padding tokens' keys.
+    uint64_t nb = kv_bytes / block_bytes, nb_alloc = nb;
+    if (c->graphs && nb > 0)
+        nb--;
+    if (nb == 0 || nb > INT32_MAX - 1) {
         snprintf(c->err.msg, sizeof c->err.msg,
                  "no device memory is left for the KV cache (%.0f MiB free of %.0f MiB)",
                  free_b / 1048576.0, total_b / 1048576.0);
         return ERR_NOMEM;
     }
     c->n_blocks = (uint32_t)nb;
-    c->kv_layer_elems = (uint64_t)nb * hp->n_head_kv * c->B * hp->head_dim;
-    if ((rc = dev_alloc(c, (void **)&c->kv, nb * block_bytes)) != 0)
+    c->pad_block = (uint32_t)nb;
+    nb_alloc = nb + (c->graphs ? 1 : 0);
+    c->kv_layer_elems = nb_alloc * hp->n_head_kv * c->B * hp->head_dim;
+    if ((rc = dev_alloc(c, (void **)&c->kv, nb_alloc * block_bytes)) != 0)
         return rc;
-    CU_TRY(&c->err, cudaMemset(c->kv, 0, nb * block_bytes));
+    CU_TRY(&c->err, cudaMemset(c->kv, 0, nb_alloc * block_bytes));
     uint64_t pool_tokens = (uint64_t)nb * c->B;
     c->max_ctx = (uint32_t)(pool_tokens < hp->n_ctx_train ? pool_tokens : hp->n_ctx_train);
 
@@ -648,6 +737,8 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     log_info("cuda: %s, %u SMs; weights %.0f MiB as bf16; KV cache %u blocks of %u tokens (%.0f MiB)",
              prop.name, c->n_sms, (double)m->weight_bytes / 1048576.0, c->n_blocks, c->B,
              nb * block_bytes / 1048576.0);
+    if (c->graphs)
+        graph_init(c);
     return 0;
 }
 
@@ -667,6 +758,7 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->poison = o->poison;
     c->max_tokens = o->max_tokens;
     c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
+    c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && BK_CUDA_GRAPHS_DEFAULT);
     int rc = create(c, o);
     if (rc != 0) {
         err_set(err, errlen, rc, "cuda backend: %s", c->err.msg[0] ? c->err.msg : "out of memory");

@@ -19,6 +19,15 @@ void launch_rope_kv(cudaStream_t s, const float *qkv, float *q, bf16 *kc, bf16 *
 void launch_swiglu(cudaStream_t s, const float *gu, bf16 *out, uint32_t n_tokens, uint32_t ff);
 void launch_poison(cudaStream_t s, void *p, uint64_t bytes);
 
+// One logit row's greedy choice (the layout of engine/backend.h's bk_argmax_t).
+struct argmax_out_t {
+    int32_t token;      // the largest logit's lowest id (+inf as FLT_MAX); -1: a NaN, or only -inf
+    float logprob;      // its log-softmax at temperature 1
+};
+
+// out[r] for each row r < n_rows of logits [n_rows, V] f32 (sampler.c's greedy rule).
+void launch_argmax(cudaStream_t s, const float *logits, uint32_t n_rows, uint32_t V, argmax_out_t *out);
+
 struct attn_args_t {
     const float *q;             // [n_tokens, n_head * hd]
     const bf16 *kc, *vc;        // this layer's cache [n_blocks, n_kv, B, hd]
@@ -27,9 +36,13 @@ struct attn_args_t {
     const int32_t *pos, *tok_seq, *seq_table_off, *tables;
     const int32_t *tok_list;    // [n_tokens] the batch tokens this launch serves (split kernel)
     uint32_t n_tokens, n_head, n_kv, head_dim, block_tokens;
-    uint32_t split_len, n_splits;   // keys per split, splits per token
+    uint32_t split_len, n_splits;   // keys per split (0: per token, see ATT_SPLIT_MIN), splits per token
     float scale;
 };
+
+// The fewest keys per split; with split_len 0 each token's split length is
+// the larger of this and its keys over n_splits (rounded up to 16).
+#define ATT_SPLIT_MIN 256u
 
 // The flash-decoding kernel over a->tok_list (decodes, short prompts).
 // Returns 0, or -4 for an unsupported head_dim / GQA ratio.

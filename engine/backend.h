@@ -29,6 +29,20 @@
 
 typedef void *bk_buf_t;
 
+/* One logit row's greedy choice (logits_argmax). */
+typedef struct {
+    int32_t token;          /* -1: the row has a NaN or no finite logit */
+    float logprob;          /* log-softmax of the token at temperature 1 */
+} bk_argmax_t;
+
+/*
+ * `logits` and `logits_argmax` may return BK_STEP_AGAIN (positive, not an
+ * error): the step was not computed, because capturing it as a CUDA graph
+ * failed and the backend has turned graphs off.  The caller runs the
+ * whole step again, from set_batch; forward_step does.
+ */
+#define BK_STEP_AGAIN 1
+
 /* The roles of a layer's weights. */
 typedef enum {
     W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_FFN_NORM, W_GATE, W_UP, W_DOWN, W_COUNT
@@ -89,9 +103,21 @@ typedef struct {
     /*
      * For each of the batch's logit rows r: x[r] += add[r], then
      * out[i] = output(rmsnorm(x[r]) * output_norm).
-     * out: host memory [n_logits, n_vocab] float32.
+     * out: host memory [n_logits, n_vocab] float32.  Returns 0, an
+     * ERR_* code, or BK_STEP_AGAIN (above).
      */
     int (*logits)(void *ctx, bk_buf_t x, bk_buf_t add, float *out);
+
+    /*
+     * Optional (NULL where a backend has no such path; the CPU backend has
+     * none): as `logits`, but only each logit row's greedy choice comes
+     * back.  For logit row r, out[r].token is the id of the row's largest
+     * logit, the lowest such id among equals, +inf counting as FLT_MAX
+     * (sampler.c's greedy rule), and out[r].logprob its log-softmax at
+     * temperature 1; token -1 when the row holds a NaN or only -inf (the
+     * sampler's ERR_RANGE).  out: host memory [n_logits].
+     */
+    int (*logits_argmax)(void *ctx, bk_buf_t x, bk_buf_t add, bk_argmax_t *out);
 
     /*
      * Copy rows [0, rows) of a buffer of `cols` columns from or to host
@@ -118,9 +144,18 @@ typedef struct {
     int poison;             /* CUDA tests: fill every output with NaN before each operation */
     uint32_t block_tokens;  /* tokens per KV block (default 16) */
     uint32_t max_tokens;    /* most tokens in one step */
+    int cuda_graphs;        /* CUDA: decode steps as CUDA graphs: 1 on, -1 off,
+                               0 the build's default, BK_CUDA_GRAPHS_DEFAULT */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16
+
+/*
+ * Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
+ * until a GPU run has verified them (tests/gpu/test_cuda, graphs_*):
+ * flip this one constant to make them the default.
+ */
+#define BK_CUDA_GRAPHS_DEFAULT 0
 
 /* The CPU backend (engine/cpu/).  On error *out is NULL and err says why. */
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
@@ -130,8 +165,9 @@ void backend_destroy(backend_t *b);
 /*
  * The CUDA backend (cuda/), where built.  Weights are uploaded as bf16
  * (quantised types are dequantised on the device), GEMMs run on cuBLAS,
- * the KV cache is bf16.  On error *out is NULL and err names the failing
- * CUDA or cuBLAS call.
+ * the KV cache is bf16.  Decode-only steps may run as CUDA graphs
+ * (opts cuda_graphs; docs/ENGINE.md).  On error *out is NULL and err
+ * names the failing CUDA or cuBLAS call.
  */
 int cuda_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
                         char *err, size_t errlen);

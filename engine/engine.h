@@ -57,6 +57,8 @@ typedef struct {
     uint32_t max_seqs;          /* most sequences running at once; 0 = 64 */
     uint32_t max_queue;         /* most requests waiting for admission; 0 = 256 */
     int no_prefix_cache;        /* 1: never share KV blocks between requests */
+    int cuda_graphs;            /* CUDA: decode steps as graphs: 1 on, -1 off, 0 the build's
+                                   default (backend.h BK_CUDA_GRAPHS_DEFAULT) */
     engine_notify_cb notify;    /* may be NULL (then use engine_wait) */
     void *notify_ctx;
 } engine_opts_t;

@@ -151,6 +151,13 @@ void req_destroy(request_t *q);
  */
 void req_on_logits(engine_t *e, request_t *q, float *logits);
 
+/*
+ * The request's next token was chosen elsewhere (rc 0, *r; the device's
+ * greedy choice) or could not be (rc < 0, as sampler_sample's): the rest
+ * of req_on_logits.  Engine thread.
+ */
+void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r);
+
 /* Post the finish event, take the request out of the scheduler and free it. */
 void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,
                 int32_t stop_string, const char *message);

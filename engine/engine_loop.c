@@ -9,7 +9,9 @@
  *      preemptions;
  *   3. run the forward pass on the step's ragged batch;
  *   4. commit (advance the sequences, publish full blocks for prefix
- *      caching), sample each sequence that reached its end, post events;
+ *      caching), sample each sequence that reached its end, post events
+ *      (when every row of the step is greedy and the backend can, the
+ *      backend picks the tokens and only their ids come back);
  *   5. hand the step's events to the event queue in one go, notify the
  *      server once, and beat the heartbeat.
  * With no work it sleeps on the intake queue, waking once a second to
@@ -299,6 +301,30 @@ static int fault_strikes(engine_t *e)
     }
 }
 
+/*
+ * Whether this request's next token is the plain argmax of its logits, as
+ * the sampler would choose it (sampler.h step 5) with nothing before it
+ * to apply (no logit_bias, no penalties) and no alternatives to report:
+ * then the backend may choose it on the device.
+ */
+static int greedy_only(const request_t *q)
+{
+    const sampler_params_t *p = &q->sp;
+    return (p->temperature == 0.0f || p->top_k == 1) && !q->use_pen && p->n_logit_bias == 0 &&
+           p->n_logprobs == 0;
+}
+
+/* Whether every logit row of the step is greedy_only (and the backend can take them). */
+static int step_is_greedy(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
+{
+    if (!forward_has_argmax(e->fwd))
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner))
+            return 0;
+    return 1;
+}
+
 /* Plan, run and sample one step.  Returns the number of sequences it served. */
 static uint32_t step(engine_t *e)
 {
@@ -314,7 +340,10 @@ static uint32_t step(engine_t *e)
             e->n_dequeued++;
         }
     }
-    int rc = forward_step(e->fwd, &b, e->logits);
+    /* Greedy rows only: token ids cross back from the device, not [n_logits, n_vocab] floats. */
+    const bk_argmax_t *am = NULL;
+    int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n);
+    int rc = greedy ? forward_step_argmax(e->fwd, &b, &am) : forward_step(e->fwd, &b, e->logits);
     if (rc != 0) {
         fail_all(e, rc);
         return n;
@@ -323,8 +352,16 @@ static uint32_t step(engine_t *e)
     /* seqs[] stays valid while requests finish: the plan is only rebuilt by sched_plan */
     for (uint32_t i = 0; i < n; i++) {
         sched_seq_t *s = seqs[i];
-        if (s->step_logit >= 0)
+        if (s->step_logit < 0)
+            continue;
+        if (greedy) {
+            /* the sampler's greedy result; token -1 is its ERR_RANGE (a NaN, or no finite logit) */
+            const bk_argmax_t *g = &am[s->step_logit];
+            sampler_result_t r = { .token = g->token, .logprob = g->logprob, .n_top = 0 };
+            req_on_sample(e, s->owner, g->token < 0 ? ERR_RANGE : 0, &r);
+        } else {
             req_on_logits(e, s->owner, e->logits + (uint64_t)s->step_logit * e->n_vocab);
+        }
     }
     return n;
 }

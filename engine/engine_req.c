@@ -214,6 +214,11 @@ void req_on_logits(engine_t *e, request_t *q, float *logits)
 {
     sampler_result_t r;
     int rc = sampler_sample(e->sampler, &q->sp, q->use_pen ? &q->pen : NULL, logits, q->n_generated, &r);
+    req_on_sample(e, q, rc, &r);
+}
+
+void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *res)
+{
     if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "sampling failed: %s (the model produced no usable logits)", err_str(rc));
@@ -222,18 +227,18 @@ void req_on_logits(engine_t *e, request_t *q, float *logits)
     }
     q->n_generated++;
     e->generated++;
-    if (is_stop_token(e, q, r.token)) {
-        req_finish(e, q, ENGINE_FINISH_STOP, r.token, -1, NULL);
+    if (is_stop_token(e, q, res->token)) {
+        req_finish(e, q, ENGINE_FINISH_STOP, res->token, -1, NULL);
         return;
     }
     if (q->use_pen)
-        sampler_seq_accept(&q->pen, r.token);
+        sampler_seq_accept(&q->pen, res->token);
 
     /* new text joins what is held back, then the stop strings decide what may go */
     size_t emit = 0;
     int stopped = 0;
     int32_t which = -1;
-    if (tok_decoder_push(&q->dec, r.token, &q->held) == 0) {
+    if (tok_decoder_push(&q->dec, res->token, &q->held) == 0) {
         stopped = stop_scan(&q->stop, q->held.data, q->held.len, &emit);
         if (stopped)
             which = stop_index(q, q->held.data, q->held.len, emit);
@@ -241,11 +246,11 @@ void req_on_logits(engine_t *e, request_t *q, float *logits)
     engine_event_t *ev = engine_event_new(e, q->id, ENGINE_EV_TOKEN);
     if (ev != NULL) {
         set_text(ev, q->held.data, emit);
-        ev->token = r.token;
+        ev->token = res->token;
         ev->index = q->n_generated - 1;
-        ev->logprob = r.logprob;
-        ev->n_top = r.n_top;
-        memcpy(ev->top, r.top, r.n_top * sizeof r.top[0]);
+        ev->logprob = res->logprob;
+        ev->n_top = res->n_top;
+        memcpy(ev->top, res->top, res->n_top * sizeof res->top[0]);
     }
     if (stopped) {
         q->held.len = 0; /* the stop string and anything after it are never shown */
@@ -253,6 +258,6 @@ void req_on_logits(engine_t *e, request_t *q, float *logits)
         return;
     }
     held_consume(q, emit);
-    if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, r.token) != 0)
+    if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, res->token) != 0)
         req_finish(e, q, ENGINE_FINISH_LENGTH, -1, -1, NULL);
 }

@@ -33,6 +33,7 @@ struct forward {
     bk_buf_t att;  /* [T, n_head * head_dim] */
     bk_buf_t gate; /* [T, n_ff] */
     bk_buf_t up;   /* [T, n_ff] */
+    bk_argmax_t *am; /* [T] greedy choices of the logit rows (forward_step_argmax) */
 };
 
 int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max_tokens,
@@ -57,7 +58,9 @@ int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max
     f->att = ops->buf_alloc(b->ctx, max_tokens, qd);
     f->gate = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff);
     f->up = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff);
-    if (!f->x || !f->h || !f->y || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up) {
+    f->am = calloc(max_tokens ? max_tokens : 1, sizeof *f->am);
+    if (!f->x || !f->h || !f->y || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up || !f->am) {
+        free(f->am);
         free(f);
         return err_set(err, errlen, ERR_NOMEM,
                        "%s backend: no memory for the activations of %u tokens", ops->name, max_tokens);
@@ -68,7 +71,10 @@ int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max
 
 void forward_destroy(forward_t *f)
 {
-    free(f); /* the buffers belong to the backend */
+    if (f == NULL)
+        return;
+    free(f->am);
+    free(f); /* the activation buffers belong to the backend */
 }
 
 #define TRY(call)                  \
@@ -78,13 +84,11 @@ void forward_destroy(forward_t *f)
             return rc_;            \
     } while (0)
 
-int forward_step(forward_t *f, const batch_t *batch, float *logits)
+/* One pass over the layers; the logits (or, with am, the greedy choices) come out last. */
+static int step_once(forward_t *f, const batch_t *batch, float *logits, bk_argmax_t *am)
 {
     const backend_ops_t *ops = f->b->ops;
     void *bk = f->b->ctx;
-    if (batch->n_tokens == 0 || batch->n_tokens > f->max_tokens)
-        return ERR_INVALID;
-
     TRY(ops->set_batch(bk, batch));
     TRY(ops->embed(bk, f->x));
     for (uint32_t l = 0; l < f->m->hp.n_layer; l++) {
@@ -100,5 +104,41 @@ int forward_step(forward_t *f, const batch_t *batch, float *logits)
         TRY(ops->swiglu(bk, f->gate, f->up));
         TRY(ops->matmul(bk, l, W_DOWN, f->gate, f->y));
     }
-    return ops->logits(bk, f->x, f->y, logits);
+    return am ? ops->logits_argmax(bk, f->x, f->y, am) : ops->logits(bk, f->x, f->y, logits);
+}
+
+/*
+ * A backend answers BK_STEP_AGAIN when it did not compute the step (a
+ * CUDA graph capture failed and graphs are now off): run it once more.
+ * Nothing was written to the KV cache by the attempt that failed.
+ */
+static int step(forward_t *f, const batch_t *batch, float *logits, bk_argmax_t *am)
+{
+    if (batch->n_tokens == 0 || batch->n_tokens > f->max_tokens)
+        return ERR_INVALID;
+    int rc = step_once(f, batch, logits, am);
+    if (rc == BK_STEP_AGAIN)
+        rc = step_once(f, batch, logits, am);
+    return rc == BK_STEP_AGAIN ? ERR_BACKEND : rc;
+}
+
+int forward_step(forward_t *f, const batch_t *batch, float *logits)
+{
+    return step(f, batch, logits, NULL);
+}
+
+int forward_has_argmax(const forward_t *f)
+{
+    return f->b->ops->logits_argmax != NULL;
+}
+
+int forward_step_argmax(forward_t *f, const batch_t *batch, const bk_argmax_t **out)
+{
+    *out = NULL;
+    if (f->b->ops->logits_argmax == NULL)
+        return ERR_UNSUPPORTED;
+    int rc = step(f, batch, NULL, f->am);
+    if (rc == 0)
+        *out = f->am;
+    return rc;
 }

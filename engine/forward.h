@@ -30,4 +30,15 @@ void forward_destroy(forward_t *f);
  */
 int forward_step(forward_t *f, const batch_t *batch, float *logits);
 
+/* Whether the backend can choose greedy tokens itself (forward_step_argmax). */
+int forward_has_argmax(const forward_t *f);
+
+/*
+ * As forward_step, but only each logit row's greedy choice comes back
+ * (backend.h, logits_argmax): *out points at [n_logits] results, owned by
+ * f and valid until the next step.  ERR_UNSUPPORTED where the backend
+ * has no such operation.
+ */
+int forward_step_argmax(forward_t *f, const batch_t *batch, const bk_argmax_t **out);
+
 #endif

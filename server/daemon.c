@@ -195,6 +195,8 @@ static void *load_main(void *arg)
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
         .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
         .no_prefix_cache = !cfg->prefix_cache,
+        .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
+                     : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
         .notify = engine_notify, .notify_ctx = &d->engine_async,
     };
     d->load_rc = engine_create(&d->load_engine, &eo, d->load_err, sizeof d->load_err);

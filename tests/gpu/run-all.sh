@@ -5,9 +5,11 @@
 #
 # Builds the GPU programs where a configured build tree is present (make),
 # then runs: tests/gpu/test_cuda (every kernel and the whole model against
-# the CPU backend), tests/gpu/hf_reference.py (llamad against Hugging Face
-# transformers, where torch is installed) and bench/bench-cuda (a
-# 7B-shaped model against the device's measured limits).  The benchmark's
+# the CPU backend; decode steps as CUDA graphs against eager steps; the
+# device's greedy argmax against the sampler), tests/gpu/hf_reference.py
+# (llamad against Hugging Face transformers, where torch is installed) and
+# bench/bench-cuda (a 7B-shaped model against the device's measured limits,
+# decode with CUDA graphs off and on).  The benchmark's
 # table is printed last.  Without a CUDA device, or in a build without the
 # CUDA backend, every part reports SKIP and the script succeeds.
 #

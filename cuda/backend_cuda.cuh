@@ -1,0 +1,168 @@
+// backend_cuda.cuh - the CUDA backend's context, shared by its two
+// halves: backend_cuda.cu (the operations, the weights, creation) and
+// graph.cu (decode steps as CUDA graphs).  Not for anything outside cuda/.
+// Engine thread only, like the backend itself.
+#pragma once
+
+#include <cublas_v2.h>
+#include <vector>
+
+#include "common.cuh"
+#include "kernels.cuh"
+
+extern "C" {
+#include "../engine/backend.h"
+}
+
+// An activation buffer: [rows, cols] in fp32 and in bf16.
+struct cbuf_t {
+    float *f;
+    bf16 *h;
+    uint32_t rows, cols;
+};
+
+struct layer_dev_t {
+    bf16 *wqkv;     // [(n_head + 2 n_kv) * hd, d]
+    bf16 *wo;       // [d, n_head * hd]
+    bf16 *wgu;      // [2 ff, d]
+    bf16 *wdown;    // [d, ff]
+    float *attn_norm, *ffn_norm; // [d]
+};
+
+// How the operations of the current step run (graph.cu).
+enum gmode_t {
+    GM_EAGER,       // launched one by one, as the batch is (every step without graphs)
+    GM_DIRECT,      // padded to a graph size and launched one by one: the first step of that size
+    GM_CAPTURE,     // padded, captured into a CUDA graph (the second step of that size), then launched
+    GM_REPLAY,      // padded; the operations do nothing and `logits` launches the size's graph
+    GM_ABORTED,     // a capture failed: the operations do nothing, `logits` says BK_STEP_AGAIN
+};
+
+#define CG_MAX_SIZES 24     // graph sizes at most (graph.cu chooses them)
+
+// One padded decode size and its graph.
+struct cgraph_slot_t {
+    uint32_t size;          // tokens of the padded step
+    int state;              // 0 never run, 1 run once (GM_DIRECT), 2 captured
+    cudaGraphExec_t exec;   // when captured
+    uint64_t sig;           // the operations and buffers it was captured with
+};
+
+struct cuda_ctx_t {
+    cuda_err_t err;
+    const model_t *m;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int poison;
+    uint32_t max_tokens, B, n_blocks, max_ctx;
+    uint32_t n_sms;
+
+    std::vector<layer_dev_t> layers;
+    bf16 *tok_embd;         // [V, d]
+    bf16 *output;           // [V, d] (== tok_embd when tied)
+    float *output_norm;     // [d]
+    double *inv_freq;       // [rope_dim / 2]
+    bf16 *kv;               // [n_layer, 2, n_blocks (+1 with graphs: the padding block), n_kv, B, hd]
+    uint64_t kv_layer_elems;
+
+    float *qkv;             // [max_tokens, (n_head + 2 n_kv) * hd]
+    float *gu;              // [max_tokens, 2 ff]
+    float *attn_work;       // attention partials
+    uint64_t attn_work_floats;
+    bf16 *logit_x;          // [max_tokens, d]
+    float *logits_dev;      // [max_tokens, V]
+    argmax_out_t *am_dev;   // [max_tokens] greedy choices of the logit rows
+    argmax_out_t *am_host;  // [max_tokens] pinned
+
+    // The batch, packed: tokens, pos, tok_seq [T each], seq_table_off [n_seqs], rows [n_logits], tables
+    int32_t *meta_host;     // pinned
+    int32_t *meta_dev;
+    uint64_t meta_cap;
+    const int32_t *d_tokens, *d_pos, *d_tok_seq, *d_seq_off, *d_rows, *d_tables;
+    const int32_t *d_tiles, *d_rest;   // prefill query tiles {first, count}; the other tokens
+    uint32_t n_tiles, n_rest;
+    const batch_t *batch;
+    uint32_t batch_max_keys;           // over the tokens of d_rest
+
+    // Decode steps as CUDA graphs (graph.cu).  In a graph mode `batch`
+    // points at gbatch, the padded step the operations launch for.
+    int graphs;                        // on (turned off for good by a failed capture)
+    gmode_t gmode;
+    int gslot;                         // the step's slot in a graph mode
+    uint64_t gsig;                     // the step's operations so far
+    cgraph_slot_t gslots[CG_MAX_SIZES];
+    uint32_t n_gslots;
+    uint32_t g_splits;                 // attention splits of the fixed grids (split_len 0)
+    uint32_t pad_block;                // the KV block padding tokens write (never a sequence's)
+    batch_t gbatch;                    // the padded step: n_tokens = n_seqs = the slot's size
+    const batch_t *ubatch;             // the caller's batch (its logit rows)
+    void *blas_ws;                     // cuBLAS workspace (no allocation inside a capture)
+    uint64_t blas_ws_bytes;
+    uint64_t graph_bytes;              // device memory the instantiated graphs took (measured)
+
+    std::vector<void *> allocs;
+    std::vector<cbuf_t *> bufs;
+};
+
+// ---- graph.cu
+
+// Set up the graph sizes and the padding (creation, after the KV pool).
+void graph_init(cuda_ctx_t *c);
+
+// set_batch's graph half: 1 when b is a decode-only step of a graph size,
+// now packed, uploaded and in a graph mode; 0 when it is to run eagerly;
+// or an error.
+int graph_set_batch(cuda_ctx_t *c, const batch_t *b);
+
+// The step's final operation in a graph mode: the logit rows' norm, the
+// output GEMM and the argmax over the padded rows; end and launch the
+// capture, or launch the graph; then copy the wanted rows out to `out`
+// (logits) or `am` (greedy choices), one of which is NULL.  Returns 0,
+// BK_STEP_AGAIN or an error.
+int graph_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out, bk_argmax_t *am);
+
+// A capture in progress failed with rc: end it, turn graphs off (one log
+// line), and let the rest of the step do nothing (`logits` then says
+// BK_STEP_AGAIN).  Returns 0, or ERR_BACKEND when the stream could not
+// leave capture.
+int graph_abort(cuda_ctx_t *c);
+
+// Destroy the instantiated graphs (op_destroy).
+void graph_destroy(cuda_ctx_t *c);
+
+// The norm, GEMM and argmax of the logit rows, launched (backend_cuda.cu):
+// rows NULL means rows 0..n_rows-1.
+int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax);
+
+// Fold an operation (its code, layer and buffers) into the step's signature.
+static inline void graph_sig(cuda_ctx_t *c, uint32_t op, uint32_t layer, const void *p0, const void *p1,
+                             const void *p2)
+{
+    uint64_t v[4] = { ((uint64_t)op << 32) | layer, (uint64_t)(uintptr_t)p0, (uint64_t)(uintptr_t)p1,
+                      (uint64_t)(uintptr_t)p2 };
+    for (int i = 0; i < 4; i++) {   // FNV-1a over 64-bit words, with a shift to mix the high bits down
+        c->gsig = (c->gsig ^ v[i]) * 0x100000001b3ull;
+        c->gsig ^= c->gsig >> 29;
+    }
+}
+
+// Before each operation: in a graph mode, fold the operation into the
+// step's signature; 1 when it is to be skipped (the graph holds it, or
+// the step will run again).
+static inline int graph_skip(cuda_ctx_t *c, uint32_t op, uint32_t layer, const void *p0, const void *p1,
+                             const void *p2)
+{
+    if (c->gmode == GM_EAGER)
+        return 0;
+    graph_sig(c, op, layer, p0, p1, p2);
+    return c->gmode == GM_REPLAY || c->gmode == GM_ABORTED;
+}
+
+// After each operation: a failure while capturing is a failed capture
+// (the step runs again without graphs), anything else is the operation's.
+static inline int graph_check(cuda_ctx_t *c, int rc)
+{
+    if (rc != 0 && c->gmode == GM_CAPTURE)
+        return graph_abort(c);
+    return rc;
+}
