@@ -141,7 +141,7 @@ int main(int argc, char **argv)
         if ((only < 0 && g == 1) || (only > 0 && g == 0))
             continue;
         backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9,
-                             .cuda_graphs = g ? 1 : -1 };
+                             .cuda_graphs = g ? 1 : -1, .device_argmax = 1 };
         backend_t *b;
         forward_t *f;
         double t0 = bench_now();

@@ -88,6 +88,13 @@ static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
     return b;
 }
 
+cudaError_t meta_uploaded(cuda_ctx_t *c)
+{
+    cudaError_t e = cudaEventRecord(c->meta_done, c->stream);
+    c->meta_pending = e == cudaSuccess;
+    return e;
+}
+
 static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
 {
     uint64_t n_tab = 0;
@@ -142,6 +149,7 @@ static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
         o += b->seqs[s].n_blocks;
     }
     CU_TRY(&c->err, cudaMemcpyAsync(c->meta_dev, h, o * 4, cudaMemcpyHostToDevice, c->stream));
+    CU_TRY(&c->err, meta_uploaded(c));
     c->d_tokens = c->meta_dev;
     c->d_pos = c->meta_dev + b->n_tokens;
     c->d_tok_seq = c->meta_dev + 2 * b->n_tokens;
@@ -314,6 +322,13 @@ static int eager_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
 static int op_set_batch(void *vctx, const batch_t *b)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    // A step without logit rows (a prompt chunk that is not the last) returns
+    // without waiting for the device, so the previous step's upload from
+    // meta_host may still be queued: wait for it before rewriting the buffer.
+    if (c->meta_pending) {
+        CU_TRY(&c->err, cudaEventSynchronize(c->meta_done));
+        c->meta_pending = false;
+    }
     c->gmode = GM_EAGER;
     if (c->graphs) {
         int rc = graph_set_batch(c, b);
@@ -481,6 +496,8 @@ static void op_destroy(void *vctx)
         delete b;
     if (c->meta_host)
         cudaFreeHost(c->meta_host);
+    if (c->meta_done)
+        cudaEventDestroy(c->meta_done);
     if (c->am_host)
         cudaFreeHost(c->am_host);
     if (c->blas)
@@ -509,6 +526,15 @@ static const backend_ops_t cuda_ops = {
     op_buf_read,
     op_last_error,
 };
+
+// The same table without logits_argmax: greedy tokens are then chosen by the
+// host sampler from the logits (backend_opts_t.device_argmax).
+static backend_ops_t without_argmax(backend_ops_t o)
+{
+    o.logits_argmax = nullptr;
+    return o;
+}
+static const backend_ops_t cuda_ops_host_argmax = without_argmax(cuda_ops);
 
 // ---------------------------------------------------------------- weights
 
@@ -731,6 +757,7 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     uint64_t max_tab = T * (uint64_t)cdiv(c->max_ctx, c->B);
     c->meta_cap = 8 * T + max_tab;
     CU_TRY(&c->err, cudaMallocHost(&c->meta_host, c->meta_cap * 4));
+    CU_TRY(&c->err, cudaEventCreateWithFlags(&c->meta_done, cudaEventDisableTiming));
     if ((rc = dev_alloc(c, (void **)&c->meta_dev, c->meta_cap * 4)) != 0)
         return rc;
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
@@ -770,7 +797,8 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
         op_destroy(c);
         return err_set(err, errlen, ERR_NOMEM, "out of memory");
     }
-    b->ops = &cuda_ops;
+    bool argmax = o->device_argmax > 0 || (o->device_argmax == 0 && c->graphs);
+    b->ops = argmax ? &cuda_ops : &cuda_ops_host_argmax;
     b->ctx = c;
     b->n_kv_blocks = c->n_blocks;
     b->block_tokens = c->B;

@@ -75,7 +75,9 @@ struct cuda_ctx_t {
     argmax_out_t *am_host;  // [max_tokens] pinned
 
     // The batch, packed: tokens, pos, tok_seq [T each], seq_table_off [n_seqs], rows [n_logits], tables
-    int32_t *meta_host;     // pinned
+    int32_t *meta_host;     // pinned; rewritten only after meta_done (the last upload from it)
+    cudaEvent_t meta_done;
+    bool meta_pending;      // meta_done is recorded and may not have completed
     int32_t *meta_dev;
     uint64_t meta_cap;
     const int32_t *d_tokens, *d_pos, *d_tok_seq, *d_seq_off, *d_rows, *d_tables;
@@ -112,6 +114,9 @@ void graph_init(cuda_ctx_t *c);
 // set_batch's graph half: 1 when b is a decode-only step of a graph size,
 // now packed, uploaded and in a graph mode; 0 when it is to run eagerly;
 // or an error.
+// Record meta_done after an upload from meta_host (op_set_batch waits on it).
+cudaError_t meta_uploaded(cuda_ctx_t *c);
+
 int graph_set_batch(cuda_ctx_t *c, const batch_t *b);
 
 // The step's final operation in a graph mode: the logit rows' norm, the

@@ -134,7 +134,7 @@ int graph_set_batch(cuda_ctx_t *c, const batch_t *b)
             slot = (int)i;
             break;
         }
-    if (slot < 0 || (c->gslots[slot].state == 1 && c->graph_bytes >= CG_MAX_BYTES))
+    if (slot < 0 || (c->gslots[slot].state != 2 && c->graph_bytes >= CG_MAX_BYTES))
         return 0;
     const uint32_t n = b->n_tokens, P = c->gslots[slot].size;
     uint64_t n_tab = 1;
@@ -169,6 +169,7 @@ int graph_set_batch(cuda_ctx_t *c, const batch_t *b)
         tab[o++] = (int32_t)c->pad_block;
     }
     CU_TRY(&c->err, cudaMemcpyAsync(c->meta_dev, h, (5ull * P + o) * 4, cudaMemcpyHostToDevice, c->stream));
+    CU_TRY(&c->err, meta_uploaded(c));
     c->d_tokens = c->meta_dev;
     c->d_pos = c->meta_dev + P;
     c->d_tok_seq = c->meta_dev + 2 * P;

@@ -146,6 +146,8 @@ typedef struct {
     uint32_t max_tokens;    /* most tokens in one step */
     int cuda_graphs;        /* CUDA: decode steps as CUDA graphs: 1 on, -1 off,
                                0 the build's default, BK_CUDA_GRAPHS_DEFAULT */
+    int device_argmax;      /* CUDA: offer logits_argmax: 1 on, -1 off, 0 as cuda_graphs
+                               resolved (the two make the decode fast path, verified together) */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16

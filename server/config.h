@@ -64,7 +64,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("engine", "gpu-memory-fraction", CFG_FLOAT, gpu_memory_fraction, "0.9", 0, 0.99, NULL, \
       "CUDA: share of the GPU's memory llamad may use; the KV cache gets what the weights leave (0: kv-memory).") \
     X("engine", "cuda-graphs",      CFG_STR,   cuda_graphs,      "auto", 0, 0, "auto|on|off", \
-      "CUDA: replay decode steps as CUDA graphs (auto: the build's default, off until verified on a GPU).") \
+      "CUDA: replay decode steps as CUDA graphs and pick greedy tokens on the GPU (auto: the build's default, off until verified on a GPU).") \
     X("engine", "max-seqs",         CFG_INT,   max_seqs,         "64", 1, 4096, NULL,  \
       "Most requests generating at once (one token each per step).")                   \
     X("engine", "max-queue",        CFG_INT,   max_queue,        "256", 1, 1000000, NULL, \

@@ -507,7 +507,7 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t)
     forward_t *f[3];
     for (int k = 0; k < 3; k++) {
         backend_opts_t o = { .kv_bytes = (GS * GB + 2) * block_bytes, .block_tokens = 16, .max_tokens = MT,
-                             .poison = 1, .cuda_graphs = k == 2 ? 1 : -1 };
+                             .poison = 1, .cuda_graphs = k == 2 ? 1 : -1, .device_argmax = 1 };
         ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk[k], m, &o, err, sizeof err) == 0, "%s", err);
         ASSERT_MSG(forward_create(&f[k], m, bk[k], MT, err, sizeof err) == 0, "%s", err);
     }
@@ -723,6 +723,7 @@ TEST(engine_device_greedy_matches_host_sampler)
     o.backend = "cuda";
     o.kv_bytes = 64u << 20;
     o.no_prefix_cache = 1;      /* both runs compute the prompt the same way */
+    o.cuda_graphs = 1;          /* the decode fast path: graphs and the device argmax */
     ASSERT_MSG(engine_create(&e, &o, err, sizeof err) == 0, "%s", err);
     static const int32_t prompt[] = { 504, 3458, 282, 4649, 314 };
     enum { N = 40 };
@@ -738,7 +739,58 @@ TEST(engine_device_greedy_matches_host_sampler)
     engine_destroy(e);
 }
 
+/*
+ * A prompt prefilled alone in chunks of 8, every chunk but the last without
+ * logit rows: such steps return without waiting for the device, so the
+ * next step's batch upload must not overwrite the pinned buffer an earlier
+ * upload still reads.  The final logits must match the CPU backend's.
+ */
+TEST(chunked_prefill_without_logits_matches_cpu)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    const char *path = test_model_path();
+    if (path == NULL)
+        TEST_SKIP("default model not present");
+    model_t *m;
+    ASSERT_MSG(model_create(&m, path, "auto", err, sizeof err) == 0, "%s", err);
+    uint32_t V = m->hp.n_vocab;
+    static const int32_t text[] = { 504, 3458, 282, 4649, 314, 4093, 2114, 253, 655, 30,
+                                    2683, 1096, 253, 655, 28, 665, 2117, 30 };
+    enum { N = 96, CHUNK = 8 };
+    int32_t toks[N], pos[N], table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    for (int i = 0; i < N; i++) {
+        toks[i] = text[i % (int)(sizeof text / sizeof text[0])];
+        pos[i] = i;
+    }
+    float *l[2];
+    for (int k = 0; k < 2; k++) {
+        backend_t *b;
+        forward_t *f;
+        backend_opts_t o = { .kv_bytes = 32u << 20, .block_tokens = 16, .max_tokens = 64 };
+        ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &b, m, &o, err, sizeof err) == 0, "%s", err);
+        ASSERT_EQ_INT(forward_create(&f, m, b, 64, err, sizeof err), 0);
+        l[k] = malloc(sizeof(float) * V);
+        for (uint32_t from = 0; from < N; from += CHUNK) {
+            int last = from + CHUNK >= N;
+            int32_t row = CHUNK - 1;
+            batch_seq_t bs = { table, (from + CHUNK - 1) / 16 + 1, 0, CHUNK };
+            batch_t bt = { CHUNK, toks + from, pos + from, 1, &bs, last ? 1 : 0, last ? &row : NULL };
+            ASSERT_EQ_INT(forward_step(f, &bt, l[k]), 0);
+        }
+        forward_destroy(f);
+        backend_destroy(b);
+    }
+    double e = rel_l2(l[1], l[0], V);
+    printf("  %d-token prompt in chunks of %d: final logits rel_l2 %.2e\n", N, CHUNK, e);
+    ASSERT_MSG(e < 1e-1, "relative L2 error %.3g", e);
+    free(l[0]);
+    free(l[1]);
+    model_destroy(m);
+}
+
 TEST_LIST(T(matmul_every_weight_type), T(forward_head64_gqa1), T(forward_head64_gqa3),
           T(forward_head128_gqa8_half_rope), T(forward_7b_shape_two_layers),
           T(default_model_greedy_matches_cpu), T(argmax_matches_sampler), T(graphs_match_eager_head64),
-          T(graphs_match_eager_7b_shape), T(engine_device_greedy_matches_host_sampler))
+          T(graphs_match_eager_7b_shape), T(engine_device_greedy_matches_host_sampler),
+          T(chunked_prefill_without_logits_matches_cpu))
