@@ -30,11 +30,13 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("server", "port",             CFG_INT,   port,             "8080", 1, 65535, NULL, \
       "TCP port to listen on.")                                                        \
     X("server", "max-connections",  CFG_INT,   max_connections,  "1024", 1, 1000000, NULL, \
-      "Most open client connections; more are refused at accept.")                     \
+      "Most open client connections; more wait in the listen queue until one closes.")                     \
     X("server", "max-connections-per-ip", CFG_INT, max_connections_per_ip, "256", 0, 1000000, NULL, \
       "Most open connections from one client address; 0 means no per-address limit.")  \
     X("server", "idle-timeout",     CFG_INT,   idle_timeout,     "30", 1, 86400, NULL, \
       "Seconds a connection may stay silent (slow or idle clients) before it is closed.") \
+    X("server", "request-timeout",  CFG_INT,   request_timeout,  "60", 0, 86400, NULL, \
+      "Seconds a client may take to send a whole request (headers and body), from connecting or from its previous response; slower connections are closed (0: no limit).") \
     X("server", "max-body",         CFG_SIZE,  max_body,         "1M", 1024, 1ull << 30, NULL, \
       "Largest request body (bytes; K, M suffixes); larger bodies get 413.")           \
     X("server", "drain-timeout",    CFG_INT,   drain_timeout,    "30", 0, 86400, NULL, \

@@ -395,8 +395,10 @@ static void on_tick(uv_timer_t *t)
         fail_if_engine_failed(d, now);
     }
     check_drain(d, now);
-    if (!d->shut_down)
+    if (!d->shut_down) {
+        http_sweep(d->http);
         http_kick(d->http);
+    }
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -459,6 +461,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
     http_opts_t ho = {
         .host = cfg->host, .port = (int)cfg->port, .max_body = cfg->max_body,
         .conn_timeout_s = (unsigned)cfg->idle_timeout,
+        .request_timeout_s = (unsigned)cfg->request_timeout,
         .max_connections = (unsigned)cfg->max_connections,
         .max_per_ip = (unsigned)cfg->max_connections_per_ip,
         .conn_memory = HEADER_MEMORY,

@@ -25,6 +25,15 @@
 #include "../engine/err.h"
 #include "../engine/log.h"
 
+/* One client connection, accept to close (MHD's socket context). */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    struct MHD_Connection *conn;
+    uint64_t waiting_since;     /* accepted, or its last response done: a request is due */
+    int in_request;             /* a whole request has arrived and is not completed yet */
+    int cut;                    /* shut down for being too slow */
+} http_conn_t;
+
 struct http_server {
     uv_loop_t *loop;
     struct MHD_Daemon *mhd;
@@ -33,6 +42,7 @@ struct http_server {
     http_opts_t opts;
     int in_run;
     http_request_t *reqs;       /* every request MHD has not completed yet */
+    http_conn_t *conns;         /* every open connection */
 };
 
 static uint64_t now_ns(void)
@@ -285,6 +295,72 @@ int http_peer_closed(http_request_t *req)
     return 0;
 }
 
+static http_conn_t *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* The whole request is in (or answered early): the request timeout stops. */
+static void request_arrived(struct MHD_Connection *conn)
+{
+    http_conn_t *c = conn_of(conn);
+    if (c != NULL)
+        c->in_request = 1;
+}
+
+static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    http_server_t *s = cls;
+    http_conn_t *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        if ((c = calloc(1, sizeof *c)) == NULL)
+            return;   /* untracked: only the inactivity timeout applies to it */
+        c->conn = conn;
+        c->waiting_since = now_ns();
+        c->next = s->conns;
+        if (s->conns != NULL)
+            s->conns->prev = c;
+        s->conns = c;
+        *socket_context = c;
+    } else if (c != NULL) {
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+unsigned http_sweep(http_server_t *s)
+{
+    if (s == NULL || s->opts.request_timeout_s == 0)
+        return 0;
+    uint64_t now = now_ns(), limit = (uint64_t)s->opts.request_timeout_s * 1000000000ull;
+    unsigned cut = 0;
+    for (http_conn_t *c = s->conns; c != NULL; c = c->next) {
+        if (c->in_request || c->cut || now - c->waiting_since < limit)
+            continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci == NULL)
+            continue;
+        /* MHD sees the end of the stream on its next read and closes the connection */
+        shutdown(ci->connect_fd, SHUT_RDWR);
+        c->cut = 1;
+        cut++;
+    }
+    if (cut > 0)
+        log_debug("http: closed %u connection(s) that sent no whole request within %u s", cut,
+                  s->opts.request_timeout_s);
+    return cut;
+}
+
 /* Content-Length larger than the cap: answer 413 before reading the body. */
 static int declared_too_large(http_request_t *req, uint64_t max)
 {
@@ -331,6 +407,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         *con_cls = req;
         if (declared_too_large(req, s->opts.max_body)) {
             req->routed = 1;
+            request_arrived(conn);
             return (enum MHD_Result)http_respond_error(
                 req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, "body_too_large",
                 "request body is larger than the limit of %llu bytes",
@@ -377,6 +454,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     }
 
     req->routed = 1;
+    request_arrived(conn);
     if (req->body == NULL) {
         req->body = malloc(1);
         if (req->body == NULL)
@@ -395,7 +473,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     http_server_t *s = cls;
-    (void)conn;
+    http_conn_t *c = conn_of(conn);
+    if (c != NULL) {
+        c->in_request = 0;
+        c->waiting_since = now_ns();
+    }
     http_request_t *req = *con_cls;
     if (req == NULL)
         return;
@@ -459,6 +541,7 @@ int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
     s->mhd = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, access_cb, s,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+                              MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, s,
                               MHD_OPTION_CONNECTION_TIMEOUT, opts->conn_timeout_s,
                               MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
                               MHD_OPTION_PER_IP_CONNECTION_LIMIT, opts->max_per_ip,

@@ -71,6 +71,8 @@ typedef struct {
     int port;
     uint64_t max_body;
     unsigned conn_timeout_s;    /* inactivity timeout */
+    unsigned request_timeout_s; /* a whole request (headers and body) must arrive within this
+                                   of the connection's start or its previous response; 0: none */
     unsigned max_connections;
     unsigned max_per_ip;        /* 0: unlimited */
     size_t conn_memory;         /* per-connection memory (bounds the headers) */
@@ -84,6 +86,13 @@ int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
                 char *err, size_t errlen);
 /* Stop listening and close every connection; the handles close on the loop. */
 void http_destroy(http_server_t *s);
+
+/*
+ * Close the connections whose request is overdue (request_timeout_s): a
+ * client trickling a byte at a time keeps MHD's inactivity timeout from
+ * firing, not this one.  Call about once a second; returns how many it cut.
+ */
+unsigned http_sweep(http_server_t *s);
 
 /*
  * Run MHD once now.  A safety net called once a second: MHD in external
