@@ -7,7 +7,8 @@
 # A program that dies without reporting a failure counts as one failure.
 #
 # Environment: srcdir, builddir (set by make), PYTHON (the venv's python),
-# LLAMAD_SUITE (space-separated parts to run; default "unit ref e2e gpu fuzz"),
+# LLAMAD_SUITE (space-separated parts to run; default "unit ref e2e gpu fuzz";
+# also "hostile" and "tsan", which scripts/test runs against sanitizer builds),
 # FUZZ_SECONDS (per fuzz target, default 30), LLAMAD_BAD_MODELS (the bad-file
 # corpus; made here by tests/corpus/make-bad-*.py when unset).
 
@@ -93,6 +94,20 @@ for part in $parts; do
     hostile)
         # the hostile-request battery alone (scripts/test runs it against the sanitizer build)
         run_prog "e2e/test_hostile.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_hostile.py"
+        ;;
+    tsan)
+        # the concurrency and health tests against a ThreadSanitizer build of
+        # llamad (scripts/test builds one in build-tsan/): THREATS.md R7
+        tsan_log="$work/tsan"
+        tsan_saved=${TSAN_OPTIONS:-}
+        export TSAN_OPTIONS="log_path=$tsan_log second_deadlock_stack=1 $tsan_saved"
+        run_prog "e2e/test_concurrency.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_concurrency.py"
+        run_prog "e2e/test_health.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_health.py"
+        export TSAN_OPTIONS="$tsan_saved"
+        run_prog "tsan/reports" sh -c "
+            n=\$(ls '$tsan_log'.* 2>/dev/null | wc -l)
+            if [ \$n -eq 0 ]; then echo 'PASS: no ThreadSanitizer reports'
+            else head -80 '$tsan_log'.*; echo \"FAIL: \$n ThreadSanitizer report file(s)\"; fi"
         ;;
     gpu)
         run_prog "gpu/run-all.sh" sh "$srcdir_abs/tests/gpu/run-all.sh" --from-suite
