@@ -113,7 +113,7 @@ def healthy():
         code = d.stop(timeout=20)
         stopping = n.seen("STOPPING=1")
         R.check("STOPPING=1 on SIGTERM, exit 0",
-                code == 0 and stopping and stopping[0] - t_term < 0.5,
+                code == 0 and stopping and stopping[0] - t_term < 2.0,
                 "exit %r, STOPPING at %r" % (code, [s - t_term for s in stopping]))
     finally:
         n.close()
