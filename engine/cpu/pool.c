@@ -11,9 +11,15 @@
  * busy machine a descheduled worker costs nothing.  A worker that wakes
  * late sees either the old generation with no task left, or the new one.
  *
- * The job's fields are rewritten only after every task of the previous
- * job has finished, hence after every successful claim of it; a worker
- * that read them under an old generation fails its claim and rereads.
+ * When every task has finished, pool_run closes the generation (the index
+ * becomes CLOSED, above any n_tasks) before it returns, and only then may
+ * the next pool_run rewrite the job's fields.  Without the close, a worker
+ * that woke late could read the next job's fields (its larger n_tasks)
+ * while `claim` still showed the old generation with its index at the old
+ * n_tasks, and its claim would succeed: a task run twice, `done` counted
+ * once too often, and pool_run waiting forever.  The fields are stored
+ * with release and loaded with acquire, so a worker that sees a new field
+ * also sees the close, and its claim fails.
  *
  * Waiting, on both sides, is a spin of at most POOL_SPIN_NS followed by a
  * condition-variable wait.  A forward pass calls pool_run hundreds of
@@ -31,6 +37,9 @@
 #include <time.h>
 
 #include "../err.h"
+
+/* The index of a closed generation: no task can be claimed under it. */
+#define CLOSED UINT32_MAX
 
 /* How long a waiting thread spins before it sleeps. */
 #define POOL_SPIN_NS 100000
@@ -124,9 +133,9 @@ static int spin_until(int (*cond)(pool_t *, uint32_t), pool_t *p, uint32_t arg)
  */
 static void run_tasks(pool_t *p, uint32_t gen, uint32_t thread)
 {
-    pool_task_cb fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
-    void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
-    uint32_t n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
+    pool_task_cb fn = atomic_load_explicit(&p->fn, memory_order_acquire);
+    void *ctx = atomic_load_explicit(&p->ctx, memory_order_acquire);
+    uint32_t n = atomic_load_explicit(&p->n_tasks, memory_order_acquire);
     uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
     for (;;) {
         if (generation_of(v) != gen || (uint32_t)v >= n)
@@ -178,11 +187,11 @@ void pool_run(pool_t *p, pool_task_cb fn, void *ctx, uint32_t n_tasks)
         return;
     }
 
-    /* Every task of the previous job has finished: nobody can claim from it. */
+    /* The previous generation is closed: nobody can claim from it. */
     uint32_t gen = generation_of(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1;
-    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&p->fn, fn, memory_order_release);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_release);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_release);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->claim, (uint64_t)gen << 32, memory_order_release);
 
@@ -201,6 +210,8 @@ void pool_run(pool_t *p, pool_task_cb fn, void *ctx, uint32_t n_tasks)
         p->caller_waiting = 0;
         pthread_mutex_unlock(&p->mu);
     }
+    /* close the generation before the fields can change (see the top) */
+    atomic_store_explicit(&p->claim, (uint64_t)gen << 32 | CLOSED, memory_order_release);
 }
 
 /* ------------------------------------------------------------ lifecycle */
