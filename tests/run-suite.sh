@@ -10,7 +10,8 @@
 # LLAMAD_SUITE (space-separated parts to run; default "unit ref e2e gpu fuzz";
 # also "hostile" and "tsan", which scripts/test runs against sanitizer builds),
 # FUZZ_SECONDS (per fuzz target, default 30), LLAMAD_BAD_MODELS (the bad-file
-# corpus; made here by tests/corpus/make-bad-*.py when unset).
+# corpus; made here by tests/corpus/make-bad-*.py when unset),
+# LLAMAD_TOKENIZER_GGUFS (the generated tokenizer GGUFs; made here when unset).
 
 srcdir=${srcdir:-.}
 builddir=${builddir:-.}
@@ -61,6 +62,36 @@ if [ -z "${LLAMAD_BAD_MODELS:-}" ] && "$PYTHON" -c 'import numpy' 2>/dev/null; t
         "$PYTHON" "$srcdir_abs/tests/corpus/make-bad-safetensors.py" "$LLAMAD_BAD_MODELS" >/dev/null ||
         echo "run-suite.sh: could not make the bad-model corpus" >&2
     export LLAMAD_BAD_MODELS
+fi
+
+# goldens_reproduced DIR: the generator's other outputs in DIR equal the committed goldens.
+goldens_reproduced() {
+    bad=""
+    for f in tokenizer-llama3.json tokenizer-spm.json tokenizer-llama3/tokenizer.json \
+             tokenizer-llama3/tokenizer_config.json tokenizer-spm/tokenizer.json \
+             tokenizer-spm/tokenizer_config.json; do
+        cmp -s "$1/$f" "$srcdir_abs/tests/ref/goldens/$f" || bad="$bad $f"
+    done
+    if [ -z "$bad" ]; then
+        echo "PASS: tokenizer goldens regenerate identically"
+    else
+        echo "FAIL: regenerated tokenizer goldens differ from the committed ones:$bad"
+    fi
+}
+
+# The vocabulary-only GGUF goldens (not committed): generated with pinned
+# references, and everything else the generator writes must equal the
+# committed goldens, so the committed ids apply to these files.
+if [ -z "${LLAMAD_TOKENIZER_GGUFS:-}" ] && "$PYTHON" -c 'import gguf, tokenizers, sentencepiece' 2>/dev/null; then
+    gold="$builddir_abs/tests/work/tokenizer-goldens"
+    rm -rf "$gold"
+    mkdir -p "$gold"
+    if "$PYTHON" "$srcdir_abs/tests/ref/gen-tokenizer-goldens.py" --no-model --out "$gold" >/dev/null; then
+        export LLAMAD_TOKENIZER_GGUFS="$gold"
+        run_prog "ref/tokenizer-goldens-reproduced" goldens_reproduced "$gold"
+    else
+        echo "run-suite.sh: could not generate the tokenizer goldens" >&2
+    fi
 fi
 
 for part in $parts; do

@@ -325,11 +325,12 @@ def post_json(d, path, obj, key=None, timeout=60):
     return st, h, j, b
 
 
-def raw(d, data, timeout=30, read_limit=1 << 20, shut_write=False):
-    """Send raw bytes on a fresh socket, read the reply until close.
-    Returns (status or None, {header: value}, body bytes).  A reset or a
-    close before any reply gives status None."""
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=timeout)
+def raw(d, data, timeout=30, read_limit=1 << 20, shut_write=False, src=None):
+    """Send raw bytes on a fresh socket (from address `src` when given),
+    read the reply until close.  Returns (status or None, {header: value},
+    body bytes).  A reset or a close before any reply gives status None."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=timeout,
+                                 source_address=(src, 0) if src else None)
     try:
         try:
             s.sendall(data)

@@ -57,16 +57,8 @@ def closed_by_server(s, wait):
 
 def health_from(d, src):
     try:
-        s = connect(d, src)
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            c = s.recv(4096)
-            if not c:
-                break
-            data += c
-        s.close()
-        return data.startswith(b"HTTP/1.1 200")
+        req = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        return H.raw(d, req, timeout=5, src=src)[0] == 200
     except OSError:
         return False
 

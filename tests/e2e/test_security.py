@@ -13,7 +13,6 @@ token.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,16 +50,7 @@ def host_status(d, host, key=None):
 
 
 def raw_http10(d):
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    s.sendall(b"GET /v1/models HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else None
+    return H.raw(d, b"GET /v1/models HTTP/1.0\r\n\r\n", timeout=10)[0]
 
 
 def host_allow_list():

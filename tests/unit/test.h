@@ -13,8 +13,9 @@
  * on the command line select tests by name.
  *
  * Tests find their data through test_srcdir() (the source tree, for
- * VPATH builds) and the default model through test_model_path() (NULL
- * when it has not been fetched: such tests call TEST_SKIP).
+ * VPATH builds), the default model through test_model_path() (NULL
+ * when it has not been fetched: such tests call TEST_SKIP), and the
+ * generated vocabulary-only GGUF files through test_tokenizer_gguf().
  */
 #ifndef LLAMAD_TEST_H
 #define LLAMAD_TEST_H
@@ -103,6 +104,21 @@ static inline const char *test_model_path(void)
     if (env != NULL && *env != '\0')
         return access(env, R_OK) == 0 ? env : NULL;
     snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", test_srcdir());
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+/*
+ * A generated tokenizer GGUF (tokenizer-spm.gguf, tokenizer-llama3.gguf):
+ * tests/run-suite.sh makes them with tests/ref/gen-tokenizer-goldens.py
+ * and names their directory in LLAMAD_TOKENIZER_GGUFS.  NULL when absent.
+ */
+static inline const char *test_tokenizer_gguf(const char *name)
+{
+    static char buf[4096];
+    const char *dir = getenv("LLAMAD_TOKENIZER_GGUFS");
+    if (dir == NULL || *dir == '\0')
+        return NULL;
+    snprintf(buf, sizeof buf, "%s/%s", dir, name);
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
