@@ -3,15 +3,18 @@
  * made on the device (no download), next to the device's own limits
  * measured in the same run:
  *
- *   bench-cuda [--layers N] [--kv-heads N] [--graphs on|off|both]
+ *   bench-cuda [--layers N] [--kv-heads N] [--graphs on|off|both] [--weights bf16|fp16]
  *
+ * --weights is the backend's 16-bit format for the weights and the GEMM
+ * inputs (gpu-weight-type; default bf16).
  * Reports decode tokens/s at batch 1, 8, 32 and 128 (context 512) with
  * CUDA graphs off and on, each with the logits copied back and with only
  * the greedy token ids (logits_argmax), prefill tokens/s of a 2048-token
  * prompt, and decode attention's share of bandwidth at a long context;
  * each as a fraction of its limit
  * (batch-1 decode: weight bytes per step over the copy bandwidth;
- * prefill: 2 x parameters FLOPs per token over the bf16 GEMM rate).
+ * prefill: 2 x parameters FLOPs per token over the bf16 GEMM rate, which
+ * is also fp16's on A100 and H100 tensor cores).
  * Times are medians of several runs, host clock around synchronised steps.
  */
 #include <stdio.h>
@@ -107,11 +110,18 @@ int main(int argc, char **argv)
     char err[ERR_MSG_MAX], desc[256];
     uint32_t layers = 32, kv_heads = 32;
     int only = 0; /* 0 both, -1 graphs off only, 1 graphs on only */
+    int fp16 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads")) kv_heads = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--graphs")) only = !strcmp(argv[i + 1], "on") ? 1 : !strcmp(argv[i + 1], "off") ? -1 : 0;
+        else if (!strcmp(argv[i], "--weights")) {
+            if (strcmp(argv[i + 1], "bf16") != 0 && strcmp(argv[i + 1], "fp16") != 0)
+                die("--weights", "expected bf16 or fp16");
+            fp16 = !strcmp(argv[i + 1], "fp16");
+        }
     }
+    const char *wname = fp16 ? "fp16" : "bf16";
     const char *chosen;
     if (!registry_has_cuda() || registry_pick("cuda", &chosen, desc, sizeof desc, err, sizeof err) != 0) {
         printf("bench-cuda: skipped: no CUDA device (%s)\n", desc);
@@ -141,7 +151,7 @@ int main(int argc, char **argv)
         if ((only < 0 && g == 1) || (only > 0 && g == 0))
             continue;
         backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9,
-                             .cuda_graphs = g ? 1 : -1, .device_argmax = 1 };
+                             .cuda_graphs = g ? 1 : -1, .device_argmax = 1, .fp16_weights = fp16 };
         backend_t *b;
         forward_t *f;
         double t0 = bench_now();
@@ -149,9 +159,9 @@ int main(int argc, char **argv)
             die("backend", err);
         if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
             die("forward", err);
-        printf("\n== CUDA graphs %s\n", g ? "on" : "off");
-        printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB bf16; set up in %.1f s; "
-               "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, bench_now() - t0,
+        printf("\n== CUDA graphs %s, weights %s\n", g ? "on" : "off", wname);
+        printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB as %s; set up in %.1f s; "
+               "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, wname, bench_now() - t0,
                b->n_kv_blocks);
         n_blocks = b->n_kv_blocks;
         free(tables);
@@ -218,7 +228,8 @@ int main(int argc, char **argv)
     }
 
     /* the comparison, last: decode tokens/s (ms/step) */
-    printf("\n%-8s %20s %20s %20s %20s\n", "batch", "eager, logits", "eager, ids", "graphs, logits", "graphs, ids");
+    printf("\ndecode tokens/s (ms/step), weights %s\n", wname);
+    printf("%-8s %20s %20s %20s %20s\n", "batch", "eager, logits", "eager, ids", "graphs, logits", "graphs, ids");
     for (size_t k = 0; k < NB; k++) {
         printf("%-8u", batches[k]);
         for (int g = 0; g < 2; g++)

@@ -9,7 +9,8 @@
 // covers 32/(HD/8) keys at a time.  Every lane group keeps a running
 // (max, sum, acc) per query head; the groups are merged in shared memory.
 // With several splits, partial results go to a workspace and a second
-// kernel merges them; with one split the block writes the output itself.
+// kernel merges them; with one split the block writes the output itself,
+// as TO (bf16 or f16: the format the output projection's GEMM reads).
 // Blocks of splits past a token's keys exit at once, so a grid may be
 // sized for the longest context the step could have (a CUDA graph's
 // fixed grid) rather than the longest it has.
@@ -33,7 +34,7 @@ __device__ static inline uint32_t split_keys(const attn_args_t &a, uint32_t n_ke
     return per > ATT_SPLIT_MIN ? per : ATT_SPLIT_MIN;
 }
 
-template <int HD>
+template <int HD, typename TO>
 __global__ void __launch_bounds__(ATT_THREADS)
 attn_split_kernel(attn_args_t a, int group)
 {
@@ -148,7 +149,7 @@ attn_split_kernel(attn_args_t a, int group)
         }
         uint32_t h = kvh * group + j;
         if (a.n_splits == 1) {
-            a.out[((uint64_t)t * a.n_head + h) * HD + d] = __float2bfloat16(A / L);
+            ((TO *)a.out)[((uint64_t)t * a.n_head + h) * HD + d] = to16<TO>(A / L);
         } else {
             float *wp = a.work + (((uint64_t)ti * a.n_head + h) * a.n_splits + split) * (HD + 2);
             wp[2 + d] = A;
@@ -161,7 +162,7 @@ attn_split_kernel(attn_args_t a, int group)
 }
 
 // grid: (n_head, n_tokens of the list), block: HD.  Merge the splits' partials.
-template <int HD>
+template <int HD, typename TO>
 __global__ void attn_merge_kernel(attn_args_t a)
 {
     uint32_t h = blockIdx.x, ti = blockIdx.y, d = threadIdx.x;
@@ -179,16 +180,16 @@ __global__ void attn_merge_kernel(attn_args_t a)
         L += wp[s * (HD + 2) + 1] * f;
         A += wp[s * (HD + 2) + 2 + d] * f;
     }
-    a.out[((uint64_t)t * a.n_head + h) * HD + d] = __float2bfloat16(A / L);
+    ((TO *)a.out)[((uint64_t)t * a.n_head + h) * HD + d] = to16<TO>(A / L);
 }
 
-template <int HD>
+template <int HD, typename TO>
 static void launch_hd(cudaStream_t s, const attn_args_t *a, int group)
 {
     dim3 grid(a->n_splits, a->n_kv, a->n_tokens);
-    attn_split_kernel<HD><<<grid, ATT_THREADS, 0, s>>>(*a, group);
+    attn_split_kernel<HD, TO><<<grid, ATT_THREADS, 0, s>>>(*a, group);
     if (a->n_splits > 1)
-        attn_merge_kernel<HD><<<dim3(a->n_head, a->n_tokens), HD, 0, s>>>(*a);
+        attn_merge_kernel<HD, TO><<<dim3(a->n_head, a->n_tokens), HD, 0, s>>>(*a);
 }
 
 int launch_attention(cudaStream_t s, const attn_args_t *a)
@@ -198,9 +199,10 @@ int launch_attention(cudaStream_t s, const attn_args_t *a)
         return -4;
     if (a->n_tokens == 0)
         return 0;
+    bool half_out = a->out_type == CUDA_R_16F;
     switch (a->head_dim) {
-    case 64: launch_hd<64>(s, a, group); return 0;
-    case 128: launch_hd<128>(s, a, group); return 0;
+    case 64: half_out ? launch_hd<64, f16>(s, a, group) : launch_hd<64, bf16>(s, a, group); return 0;
+    case 128: half_out ? launch_hd<128, f16>(s, a, group) : launch_hd<128, bf16>(s, a, group); return 0;
     default: return -4;
     }
 }

@@ -10,7 +10,9 @@
 // accumulate).  P never leaves registers: the S accumulators of two
 // adjacent 8-key column tiles are exactly the A operand of the next MMA.
 // The queries may start at any position (chunked prefill against cached
-// keys): the mask compares each key's position with each query's.
+// keys): the mask compares each key's position with each query's.  The
+// output is written as TO (bf16 or f16: the format the output projection's
+// GEMM reads); Q, K, V and P stay bf16 in the MMAs.
 #include "common.cuh"
 #include "kernels.cuh"
 
@@ -32,7 +34,7 @@ __device__ static inline void mma_bf16(float c[4], const uint32_t a[4], uint32_t
 }
 
 // grid: (n_tiles, n_head), block: 128.  tiles: [n_tiles] {first token, count}
-template <int HD>
+template <int HD, typename TO>
 __global__ void __launch_bounds__(PF_THREADS)
 attn_prefill_kernel(attn_args_t a, const int32_t *__restrict__ tiles)
 {
@@ -167,19 +169,19 @@ attn_prefill_kernel(attn_args_t a, const int32_t *__restrict__ tiles)
         }
     }
 
-    // Write rows that exist: out [T, n_head * HD] bf16.
+    // Write rows that exist: out [T, n_head * HD] TO.
     int r0 = warp * 16 + g, r1 = r0 + 8;
     float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
 #pragma unroll
     for (int n = 0; n < HD / 8; n++) {
         int c = n * 8 + tq * 2;
         if (r0 < n_q) {
-            bf16 *op = a.out + ((uint64_t)(t0 + r0) * a.n_head + h) * HD + c;
-            *(__nv_bfloat162 *)op = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
+            TO *op = (TO *)a.out + ((uint64_t)(t0 + r0) * a.n_head + h) * HD + c;
+            *(uint32_t *)op = to16x2<TO>(o[n][0] * inv0, o[n][1] * inv0);
         }
         if (r1 < n_q) {
-            bf16 *op = a.out + ((uint64_t)(t0 + r1) * a.n_head + h) * HD + c;
-            *(__nv_bfloat162 *)op = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
+            TO *op = (TO *)a.out + ((uint64_t)(t0 + r1) * a.n_head + h) * HD + c;
+            *(uint32_t *)op = to16x2<TO>(o[n][2] * inv1, o[n][3] * inv1);
         }
     }
 }
@@ -189,9 +191,21 @@ int launch_attention_prefill(cudaStream_t s, const attn_args_t *a, const int32_t
     if (n_tiles == 0)
         return 0;
     dim3 grid(n_tiles, a->n_head);
+    bool half_out = a->out_type == CUDA_R_16F;
     switch (a->head_dim) {
-    case 64: attn_prefill_kernel<64><<<grid, PF_THREADS, 0, s>>>(*a, tiles); return 0;
-    case 128: attn_prefill_kernel<128><<<grid, PF_THREADS, 0, s>>>(*a, tiles); return 0;
-    default: return -4;
+    case 64:
+        if (half_out)
+            attn_prefill_kernel<64, f16><<<grid, PF_THREADS, 0, s>>>(*a, tiles);
+        else
+            attn_prefill_kernel<64, bf16><<<grid, PF_THREADS, 0, s>>>(*a, tiles);
+        return 0;
+    case 128:
+        if (half_out)
+            attn_prefill_kernel<128, f16><<<grid, PF_THREADS, 0, s>>>(*a, tiles);
+        else
+            attn_prefill_kernel<128, bf16><<<grid, PF_THREADS, 0, s>>>(*a, tiles);
+        return 0;
+    default:
+        return -4;
     }
 }

@@ -1,10 +1,16 @@
 // backend_cuda.cu - the CUDA backend: the operations of engine/backend.h
-// on one stream, GEMMs on cuBLAS (bf16 in, fp32 accumulate), the fused
+// on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate), the fused
 // kernels of kernels.cu and attention.cu, and the weights uploaded once
-// as bf16.
+// as bf16, or as fp16 when backend_opts_t.fp16_weights asks (wtype).
 //
 // Activation buffers hold each matrix twice: fp32 (what GEMMs and the
-// residual stream write) and bf16 (what GEMMs read).  Q, K and V come
+// residual stream write) and 16-bit in wtype (what GEMMs read).  fp16 has
+// 3 more mantissa bits than bf16 but a range only up to 65504: a larger
+// attention or SwiGLU output becomes inf, the GEMM that reads it gives inf
+// or NaN, and the next RMSNorm of the residual stream gives NaN (its sum of
+// squares is inf, its scale 0, inf * 0 NaN); so the logits hold NaN and the
+// sampler fails the request rather than choose a token.  (An RMSNorm output
+// is at most sqrt(d) times its weight: far inside.)  Q, K and V come
 // from one GEMM over the concatenated weights into `qkv`; gate and up from
 // one GEMM into `gu`.
 //
@@ -23,8 +29,10 @@
 extern "C" {
 #include "../engine/err.h"
 #include "../engine/log.h"
-int cuda_dequant(int type, const void *src_dev, void *dst_dev, uint64_t n_elems, cudaStream_t stream);
-int cuda_fill_random(void *dst_dev, uint64_t n, uint64_t seed, float scale, float offset, cudaStream_t stream);
+int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
+                 cudaStream_t stream);
+int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale, float offset,
+                     cudaStream_t stream);
 }
 
 int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *file, int line)
@@ -172,7 +180,7 @@ static int eager_embed(void *vctx, bk_buf_t vx)
     uint32_t T = c->batch->n_tokens;
     if (do_poison(c, x->f, (uint64_t)T * x->cols * 4))
         return ERR_BACKEND;
-    launch_embed(c->stream, c->d_tokens, c->tok_embd, x->f, T, c->m->hp.n_embd);
+    launch_embed(c->stream, c->wtype, c->d_tokens, c->tok_embd, x->f, T, c->m->hp.n_embd);
     CU_LAUNCHED(&c->err);
     return 0;
 }
@@ -185,20 +193,21 @@ static int eager_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t la
     const float *g = norm == W_FFN_NORM ? c->layers[layer].ffn_norm : c->layers[layer].attn_norm;
     if (do_poison(c, y->h, (uint64_t)T * d * 2))
         return ERR_BACKEND;
-    launch_add_rmsnorm(c->stream, x->f, add ? add->f : nullptr, nullptr, g, y->h, T, d, c->m->hp.rms_eps);
+    launch_add_rmsnorm(c->stream, c->wtype, x->f, add ? add->f : nullptr, nullptr, g, y->h, T, d,
+                       c->m->hp.rms_eps);
     CU_LAUNCHED(&c->err);
     return 0;
 }
 
-// y[T, n_out] (fp32) = x[T, n_in] (bf16) W^T, W [n_out, n_in] bf16 row-major.
-static int gemm(cuda_ctx_t *c, const bf16 *w, uint32_t n_out, uint32_t n_in, const bf16 *x, uint32_t T, float *y)
+// y[T, n_out] (fp32) = x[T, n_in] W^T, W [n_out, n_in] row-major; x and W in wtype.
+static int gemm(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y)
 {
     const float one = 1.0f, zero = 0.0f;
     if (do_poison(c, y, (uint64_t)T * n_out * 4))
         return ERR_BACKEND;
     // Column-major view: Y^T [n_out, T] = W [n_out, n_in] (stored as its transpose) x X^T [n_in, T].
     CUBLAS_TRY(&c->err, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &one,
-                                     w, CUDA_R_16BF, (int)n_in, x, CUDA_R_16BF, (int)n_in, &zero,
+                                     w, c->wtype, (int)n_in, x, c->wtype, (int)n_in, &zero,
                                      y, CUDA_R_32F, (int)n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return 0;
 }
@@ -272,6 +281,7 @@ static int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vou
     a.kc = kc;
     a.vc = kc + c->kv_layer_elems;
     a.out = out->h;
+    a.out_type = c->wtype;
     a.work = c->attn_work;
     a.pos = c->d_pos;
     a.tok_seq = c->d_tok_seq;
@@ -312,7 +322,7 @@ static int eager_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
     uint32_t T = c->batch->n_tokens;
     if (do_poison(c, g->h, (uint64_t)T * g->cols * 2))
         return ERR_BACKEND;
-    launch_swiglu(c->stream, c->gu, g->h, T, c->m->hp.n_ff);
+    launch_swiglu(c->stream, c->wtype, c->gu, g->h, T, c->m->hp.n_ff);
     CU_LAUNCHED(&c->err);
     return 0;
 }
@@ -407,7 +417,7 @@ static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
 int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax)
 {
     const hparams_t *hp = &c->m->hp;
-    launch_add_rmsnorm(c->stream, x->f, add ? add->f : nullptr, rows, c->output_norm, c->logit_x,
+    launch_add_rmsnorm(c->stream, c->wtype, x->f, add ? add->f : nullptr, rows, c->output_norm, c->logit_x,
                        n_rows, hp->n_embd, hp->rms_eps);
     CU_LAUNCHED(&c->err);
     int rc = gemm(c, c->output, hp->n_vocab, hp->n_embd, c->logit_x, n_rows, c->logits_dev);
@@ -459,9 +469,17 @@ static int op_buf_write(void *vctx, bk_buf_t vb, const float *host, uint32_t row
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *b = (cbuf_t *)vb;
-    std::vector<bf16> h((size_t)rows * cols);
-    for (size_t i = 0; i < h.size(); i++)
-        h[i] = __float2bfloat16(host[i]);
+    std::vector<w16_t> h((size_t)rows * cols);
+    for (size_t i = 0; i < h.size(); i++) {
+        // the device's rounding (to nearest even; beyond fp16's range, inf)
+        if (c->wtype == CUDA_R_16F) {
+            f16 v = __float2half_rn(host[i]);
+            memcpy(&h[i], &v, 2);
+        } else {
+            bf16 v = __float2bfloat16(host[i]);
+            memcpy(&h[i], &v, 2);
+        }
+    }
     CU_TRY(&c->err, cudaMemcpyAsync(b->f, host, (uint64_t)rows * cols * 4, cudaMemcpyHostToDevice, c->stream));
     CU_TRY(&c->err, cudaMemcpyAsync(b->h, h.data(), h.size() * 2, cudaMemcpyHostToDevice, c->stream));
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
@@ -550,16 +568,16 @@ struct uploader_t {
     uint64_t seed;
 };
 
-// Upload rows [0, n_out) of w, dequantised to bf16, at dst; in pieces of at
+// Upload rows [0, n_out) of w, dequantised to wtype, at dst; in pieces of at
 // most half the staging buffer, double-buffered so that reading the file
 // overlaps the copy and the dequantisation of the previous piece.
-static int upload_weight(uploader_t *u, const weight_t *w, bf16 *dst)
+static int upload_weight(uploader_t *u, const weight_t *w, w16_t *dst)
 {
     cuda_ctx_t *c = u->c;
     uint64_t n_elems = w->n_in * w->n_out;
     if (w->data == nullptr) { // a synthetic model without host data
         bool norm = w->n_out == 1;
-        int rc = cuda_fill_random(dst, n_elems, u->seed++ * 0x51ed27u, norm ? 0.2f : 0.02f,
+        int rc = cuda_fill_random(dst, c->wtype, n_elems, u->seed++ * 0x51ed27u, norm ? 0.2f : 0.02f,
                                   norm ? 1.0f : 0.0f, c->stream);
         return rc == 0 ? 0 : cuda_fail(&c->err, "fill_random_kernel", "launch failed", __FILE__, __LINE__);
     }
@@ -578,7 +596,7 @@ static int upload_weight(uploader_t *u, const weight_t *w, bf16 *dst)
         char *ds = (char *)u->staging_dev + h * u->half_bytes;
         memcpy(hs, (const char *)w->data + r0 * row_bytes, bytes);
         CU_TRY(&c->err, cudaMemcpyAsync(ds, hs, bytes, cudaMemcpyHostToDevice, c->stream));
-        if (cuda_dequant(w->type, ds, dst + r0 * w->n_in, nr * w->n_in, c->stream) != 0)
+        if (cuda_dequant(w->type, ds, dst + r0 * w->n_in, c->wtype, nr * w->n_in, c->stream) != 0)
             return cuda_fail(&c->err, "dequant_kernel", qi ? qi->name : "?", __FILE__, __LINE__);
         CU_TRY(&c->err, cudaEventRecord(u->done[h], c->stream));
     }
@@ -761,9 +779,9 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     if ((rc = dev_alloc(c, (void **)&c->meta_dev, c->meta_cap * 4)) != 0)
         return rc;
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
-    log_info("cuda: %s, %u SMs; weights %.0f MiB as bf16; KV cache %u blocks of %u tokens (%.0f MiB)",
-             prop.name, c->n_sms, (double)m->weight_bytes / 1048576.0, c->n_blocks, c->B,
-             nb * block_bytes / 1048576.0);
+    log_info("cuda: %s, %u SMs; weights %.0f MiB as %s; KV cache %u blocks of %u tokens (%.0f MiB)",
+             prop.name, c->n_sms, (double)m->weight_bytes / 1048576.0, c->wtype == CUDA_R_16F ? "fp16" : "bf16",
+             c->n_blocks, c->B, nb * block_bytes / 1048576.0);
     if (c->graphs)
         graph_init(c);
     return 0;
@@ -786,6 +804,7 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->max_tokens = o->max_tokens;
     c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
     c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && BK_CUDA_GRAPHS_DEFAULT);
+    c->wtype = o->fp16_weights ? CUDA_R_16F : CUDA_R_16BF;
     int rc = create(c, o);
     if (rc != 0) {
         err_set(err, errlen, rc, "cuda backend: %s", c->err.msg[0] ? c->err.msg : "out of memory");

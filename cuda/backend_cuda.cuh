@@ -14,18 +14,20 @@ extern "C" {
 #include "../engine/backend.h"
 }
 
-// An activation buffer: [rows, cols] in fp32 and in bf16.
+// An activation buffer: [rows, cols] in fp32 and in the 16-bit format
+// the GEMMs read (cuda_ctx_t.wtype).
 struct cbuf_t {
-    float *f;
-    bf16 *h;
+    float *f;       // [rows, cols]
+    w16_t *h;       // [rows, cols] in wtype
     uint32_t rows, cols;
 };
 
+// A layer's GEMM weights, in wtype.
 struct layer_dev_t {
-    bf16 *wqkv;     // [(n_head + 2 n_kv) * hd, d]
-    bf16 *wo;       // [d, n_head * hd]
-    bf16 *wgu;      // [2 ff, d]
-    bf16 *wdown;    // [d, ff]
+    w16_t *wqkv;    // [(n_head + 2 n_kv) * hd, d]
+    w16_t *wo;      // [d, n_head * hd]
+    w16_t *wgu;     // [2 ff, d]
+    w16_t *wdown;   // [d, ff]
     float *attn_norm, *ffn_norm; // [d]
 };
 
@@ -56,10 +58,14 @@ struct cuda_ctx_t {
     int poison;
     uint32_t max_tokens, B, n_blocks, max_ctx;
     uint32_t n_sms;
+    // The format of the weights and of every activation a GEMM reads:
+    // CUDA_R_16BF, or CUDA_R_16F with backend_opts_t.fp16_weights.  Fixed
+    // at creation; the KV cache is bf16 either way.
+    cudaDataType wtype;
 
     std::vector<layer_dev_t> layers;
-    bf16 *tok_embd;         // [V, d]
-    bf16 *output;           // [V, d] (== tok_embd when tied)
+    w16_t *tok_embd;        // [V, d] in wtype
+    w16_t *output;          // [V, d] in wtype (== tok_embd when tied)
     float *output_norm;     // [d]
     double *inv_freq;       // [rope_dim / 2]
     bf16 *kv;               // [n_layer, 2, n_blocks (+1 with graphs: the padding block), n_kv, B, hd]
@@ -69,7 +75,7 @@ struct cuda_ctx_t {
     float *gu;              // [max_tokens, 2 ff]
     float *attn_work;       // attention partials
     uint64_t attn_work_floats;
-    bf16 *logit_x;          // [max_tokens, d]
+    w16_t *logit_x;         // [max_tokens, d] in wtype
     float *logits_dev;      // [max_tokens, V]
     argmax_out_t *am_dev;   // [max_tokens] greedy choices of the logit rows
     argmax_out_t *am_host;  // [max_tokens] pinned

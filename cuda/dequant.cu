@@ -1,6 +1,12 @@
-// dequant.cu - GGUF block formats to bf16 on the device, one thread per
-// block of the source type.  The layouts are ggml's (see engine/quant.c,
-// the reference these kernels are tested against through the CPU backend).
+// dequant.cu - GGUF block formats to bf16 or fp16 (the backend's weight
+// format) on the device, one thread per block of the source type.  The
+// layouts are ggml's (see engine/quant.c, the reference these kernels are
+// tested against through the CPU backend).  To fp16, a weight beyond 65504
+// becomes inf (and the forward pass NaN: the request fails), and one under
+// 2^-14 (6.1e-5) in magnitude is a subnormal, exact to 2^-25, an absolute
+// error no GEMM notices.
+#include <type_traits>
+
 #include "common.cuh"
 
 extern "C" {
@@ -25,8 +31,9 @@ __device__ static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int
     }
 }
 
-// grid: cdiv(n_blocks, 256), block: 256.  src: [n_blocks] blocks of `type`; dst: [n_blocks * block_elems]
-__global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *__restrict__ dst,
+// grid: cdiv(n_blocks, 256), block: 256.  src: [n_blocks] blocks of `type`; dst: [n_blocks * block_elems] T
+template <typename T>
+__global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, T *__restrict__ dst,
                                uint64_t n_blocks, uint32_t block_bytes)
 {
     uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -37,39 +44,42 @@ __global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *
     case QT_F32: {
         float f;
         memcpy(&f, p, 4);
-        dst[b] = __float2bfloat16(f);
+        dst[b] = to16<T>(f);
         break;
     }
     case QT_F16:
-        dst[b] = __float2bfloat16(h2f(p));
+        dst[b] = to16<T>(h2f(p));
         break;
     case QT_BF16: {
         uint16_t u = (uint16_t)(p[0] | (p[1] << 8));
-        dst[b] = __ushort_as_bfloat16(u);
+        if constexpr (std::is_same<T, bf16>::value)
+            dst[b] = __ushort_as_bfloat16(u);
+        else
+            dst[b] = to16<T>(__uint_as_float((uint32_t)u << 16));
         break;
     }
     case QT_Q8_0: {
         float d = h2f(p);
-        bf16 *y = dst + b * 32;
+        T *y = dst + b * 32;
         for (int j = 0; j < 32; j++)
-            y[j] = __float2bfloat16((float)(int8_t)p[2 + j] * d);
+            y[j] = to16<T>((float)(int8_t)p[2 + j] * d);
         break;
     }
     case QT_Q4_0: {
         float d = h2f(p);
-        bf16 *y = dst + b * 32;
+        T *y = dst + b * 32;
         for (int j = 0; j < 16; j++) {
-            y[j] = __float2bfloat16((float)((p[2 + j] & 0xF) - 8) * d);
-            y[j + 16] = __float2bfloat16((float)((p[2 + j] >> 4) - 8) * d);
+            y[j] = to16<T>((float)((p[2 + j] & 0xF) - 8) * d);
+            y[j + 16] = to16<T>((float)((p[2 + j] >> 4) - 8) * d);
         }
         break;
     }
     case QT_Q4_1: {
         float d = h2f(p), m = h2f(p + 2);
-        bf16 *y = dst + b * 32;
+        T *y = dst + b * 32;
         for (int j = 0; j < 16; j++) {
-            y[j] = __float2bfloat16((float)(p[4 + j] & 0xF) * d + m);
-            y[j + 16] = __float2bfloat16((float)(p[4 + j] >> 4) * d + m);
+            y[j] = to16<T>((float)(p[4 + j] & 0xF) * d + m);
+            y[j + 16] = to16<T>((float)(p[4 + j] >> 4) * d + m);
         }
         break;
     }
@@ -79,7 +89,7 @@ __global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *
         const uint8_t *scales = p + 4;
         const uint8_t *qh = p + 16;                        // Q5_K only
         const uint8_t *q = p + (type == QT_Q5_K ? 48 : 16);
-        bf16 *y = dst + b * 256;
+        T *y = dst + b * 256;
         uint8_t u1 = 1, u2 = 2;
         for (int is = 0; is < 8; is += 2) {
             int sc, m;
@@ -93,8 +103,8 @@ __global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *
                     lo += (qh[l] & u1) ? 16 : 0;
                     hi += (qh[l] & u2) ? 16 : 0;
                 }
-                y[l] = __float2bfloat16(d1 * lo - m1);
-                y[l + 32] = __float2bfloat16(d2 * hi - m2);
+                y[l] = to16<T>(d1 * lo - m1);
+                y[l + 32] = to16<T>(d2 * hi - m2);
             }
             y += 64;
             q += 32;
@@ -107,7 +117,7 @@ __global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *
         const uint8_t *ql = p, *qh = p + 128;
         const int8_t *sc = (const int8_t *)(p + 192);
         float d = h2f(p + 208);
-        bf16 *y = dst + b * 256;
+        T *y = dst + b * 256;
         for (int n = 0; n < 2; n++) {
             for (int l = 0; l < 32; l++) {
                 int is = l / 16;
@@ -115,10 +125,10 @@ __global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *
                 int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
                 int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
                 int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l] = __float2bfloat16(d * sc[is] * q1);
-                y[l + 32] = __float2bfloat16(d * sc[is + 2] * q2);
-                y[l + 64] = __float2bfloat16(d * sc[is + 4] * q3);
-                y[l + 96] = __float2bfloat16(d * sc[is + 6] * q4);
+                y[l] = to16<T>(d * sc[is] * q1);
+                y[l + 32] = to16<T>(d * sc[is + 2] * q2);
+                y[l + 64] = to16<T>(d * sc[is + 4] * q3);
+                y[l + 96] = to16<T>(d * sc[is + 6] * q4);
             }
             y += 128;
             ql += 64;
@@ -130,9 +140,10 @@ __global__ void dequant_kernel(int type, const uint8_t *__restrict__ src, bf16 *
     }
 }
 
-// Random bf16 values, roughly uniform in [-scale*1.7, scale*1.7): synthetic weights.
-// grid: cdiv(n, 256), block: 256.  dst: [n]
-__global__ void fill_random_kernel(bf16 *dst, uint64_t n, uint64_t seed, float scale, float offset)
+// Random values, roughly uniform in offset + [-scale*1.7, scale*1.7): synthetic weights.
+// grid: cdiv(n, 256), block: 256.  dst: [n] T
+template <typename T>
+__global__ void fill_random_kernel(T *dst, uint64_t n, uint64_t seed, float scale, float offset)
 {
     uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
@@ -142,10 +153,12 @@ __global__ void fill_random_kernel(bf16 *dst, uint64_t n, uint64_t seed, float s
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
     float u = (float)(z >> 40) * (1.0f / (1u << 23)) - 1.0f;
-    dst[i] = __float2bfloat16(offset + u * scale * 1.7f);
+    dst[i] = to16<T>(offset + u * scale * 1.7f);
 }
 
-extern "C" int cuda_dequant(int type, const void *src_dev, void *dst_dev, uint64_t n_elems,
+// dst_dev: [n_elems] in dst_type, CUDA_R_16BF or CUDA_R_16F.  Launches on
+// stream; 0, -4 for an unknown type, or -11 when the launch failed.
+extern "C" int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
                             cudaStream_t stream)
 {
     const qtype_info_t *qi = qtype_info((uint32_t)type);
@@ -154,16 +167,24 @@ extern "C" int cuda_dequant(int type, const void *src_dev, void *dst_dev, uint64
     uint64_t nb = n_elems / qi->block_elems;
     if (nb == 0)
         return 0;
-    dequant_kernel<<<cdiv(nb, 256), 256, 0, stream>>>(type, (const uint8_t *)src_dev, (bf16 *)dst_dev,
-                                                      nb, qi->block_bytes);
+    if (dst_type == CUDA_R_16F)
+        dequant_kernel<f16><<<cdiv(nb, 256), 256, 0, stream>>>(type, (const uint8_t *)src_dev, (f16 *)dst_dev,
+                                                               nb, qi->block_bytes);
+    else
+        dequant_kernel<bf16><<<cdiv(nb, 256), 256, 0, stream>>>(type, (const uint8_t *)src_dev, (bf16 *)dst_dev,
+                                                                nb, qi->block_bytes);
     return cudaGetLastError() == cudaSuccess ? 0 : -11;
 }
 
-extern "C" int cuda_fill_random(void *dst_dev, uint64_t n, uint64_t seed, float scale, float offset,
-                                cudaStream_t stream)
+// dst_dev: [n] in dst_type, CUDA_R_16BF or CUDA_R_16F.  Launches on stream; 0 or -11.
+extern "C" int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale,
+                                float offset, cudaStream_t stream)
 {
     if (n == 0)
         return 0;
-    fill_random_kernel<<<cdiv(n, 256), 256, 0, stream>>>((bf16 *)dst_dev, n, seed, scale, offset);
+    if (dst_type == CUDA_R_16F)
+        fill_random_kernel<f16><<<cdiv(n, 256), 256, 0, stream>>>((f16 *)dst_dev, n, seed, scale, offset);
+    else
+        fill_random_kernel<bf16><<<cdiv(n, 256), 256, 0, stream>>>((bf16 *)dst_dev, n, seed, scale, offset);
     return cudaGetLastError() == cudaSuccess ? 0 : -11;
 }

@@ -38,22 +38,24 @@ __device__ static float block_sum(float v)
 
 // ---------------------------------------------------------------- embed
 
-// grid: n_tokens, block: 256.  emb: [n_vocab, d] bf16; x: [n_tokens, d]
-__global__ void embed_kernel(const int32_t *__restrict__ tokens, const bf16 *__restrict__ emb,
+// grid: n_tokens, block: 256.  emb: [n_vocab, d] T; x: [n_tokens, d]
+template <typename T>
+__global__ void embed_kernel(const int32_t *__restrict__ tokens, const T *__restrict__ emb,
                              float *__restrict__ x, uint32_t d)
 {
     uint64_t row = (uint64_t)tokens[blockIdx.x];
     for (uint32_t i = threadIdx.x; i < d; i += blockDim.x)
-        x[(uint64_t)blockIdx.x * d + i] = __bfloat162float(emb[row * d + i]);
+        x[(uint64_t)blockIdx.x * d + i] = from16(emb[row * d + i]);
 }
 
 // ---------------------------------------------------------------- add + rmsnorm
 
 // grid: n_rows, block: 256.  Row r of the output uses row rows[r] (or r when
-// rows is NULL) of x and add.  x, add: [*, d] f32; g: [d] f32; y: [n_rows, d] bf16
+// rows is NULL) of x and add.  x, add: [*, d] f32; g: [d] f32; y: [n_rows, d] T
+template <typename T>
 __global__ void add_rmsnorm_kernel(float *__restrict__ x, const float *__restrict__ add,
                                    const int32_t *__restrict__ rows, const float *__restrict__ g,
-                                   bf16 *__restrict__ y, uint32_t d, float eps)
+                                   T *__restrict__ y, uint32_t d, float eps)
 {
     uint64_t src = rows ? (uint64_t)rows[blockIdx.x] : blockIdx.x;
     float *xr = x + src * d;
@@ -69,7 +71,7 @@ __global__ void add_rmsnorm_kernel(float *__restrict__ x, const float *__restric
     ss = block_sum(ss);
     float scale = rsqrtf(ss / d + eps);
     for (uint32_t i = threadIdx.x; i < d; i += blockDim.x)
-        y[(uint64_t)blockIdx.x * d + i] = __float2bfloat16(xr[i] * scale * g[i]);
+        y[(uint64_t)blockIdx.x * d + i] = to16<T>(xr[i] * scale * g[i]);
 }
 
 // ---------------------------------------------------------------- rope + kv write
@@ -139,16 +141,16 @@ __global__ void rope_kv_kernel(const float *__restrict__ qkv, float *__restrict_
 
 // ---------------------------------------------------------------- swiglu
 
-// grid: cdiv(n_tokens * ff, 256), block: 256.  gu: [n_tokens, 2 ff] f32 (gate | up); out: [n_tokens, ff] bf16
-__global__ void swiglu_kernel(const float *__restrict__ gu, bf16 *__restrict__ out, uint32_t ff,
-                              uint64_t n)
+// grid: cdiv(n_tokens * ff, 256), block: 256.  gu: [n_tokens, 2 ff] f32 (gate | up); out: [n_tokens, ff] T
+template <typename T>
+__global__ void swiglu_kernel(const float *__restrict__ gu, T *__restrict__ out, uint32_t ff, uint64_t n)
 {
     uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
         return;
     uint64_t t = i / ff, j = i % ff;
     float g = gu[t * 2 * ff + j], u = gu[t * 2 * ff + ff + j];
-    out[i] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+    out[i] = to16<T>(g / (1.0f + __expf(-g)) * u);
 }
 
 // NaN everywhere: outputs are poisoned before each operation in tests.
@@ -157,7 +159,7 @@ __global__ void poison_kernel(uint32_t *p, uint64_t n_words)
 {
     uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n_words)
-        p[i] = 0x7fc07fc0u; // a float NaN, and two bf16 NaNs
+        p[i] = 0x7fc07fc0u; // a float NaN, and two bf16 NaNs or two fp16 NaNs
 }
 
 // ---------------------------------------------------------------- greedy argmax
@@ -270,15 +272,22 @@ argmax_kernel(const float *__restrict__ logits, uint32_t V, argmax_out_t *__rest
 
 // ---------------------------------------------------------------- launchers
 
-void launch_embed(cudaStream_t s, const int32_t *tokens, const bf16 *emb, float *x, uint32_t n, uint32_t d)
+void launch_embed(cudaStream_t s, cudaDataType t, const int32_t *tokens, const w16_t *emb, float *x, uint32_t n,
+                  uint32_t d)
 {
-    embed_kernel<<<n, 256, 0, s>>>(tokens, emb, x, d);
+    if (t == CUDA_R_16F)
+        embed_kernel<f16><<<n, 256, 0, s>>>(tokens, (const f16 *)emb, x, d);
+    else
+        embed_kernel<bf16><<<n, 256, 0, s>>>(tokens, (const bf16 *)emb, x, d);
 }
 
-void launch_add_rmsnorm(cudaStream_t s, float *x, const float *add, const int32_t *rows, const float *g,
-                        bf16 *y, uint32_t n_rows, uint32_t d, float eps)
+void launch_add_rmsnorm(cudaStream_t s, cudaDataType t, float *x, const float *add, const int32_t *rows,
+                        const float *g, w16_t *y, uint32_t n_rows, uint32_t d, float eps)
 {
-    add_rmsnorm_kernel<<<n_rows, 256, 0, s>>>(x, add, rows, g, y, d, eps);
+    if (t == CUDA_R_16F)
+        add_rmsnorm_kernel<f16><<<n_rows, 256, 0, s>>>(x, add, rows, g, (f16 *)y, d, eps);
+    else
+        add_rmsnorm_kernel<bf16><<<n_rows, 256, 0, s>>>(x, add, rows, g, (bf16 *)y, d, eps);
 }
 
 void launch_rope_kv(cudaStream_t s, const float *qkv, float *q, bf16 *kc, bf16 *vc, const int32_t *pos,
@@ -289,10 +298,13 @@ void launch_rope_kv(cudaStream_t s, const float *qkv, float *q, bf16 *kc, bf16 *
                                                                       seq_table_off, tables, inv_freq, dm);
 }
 
-void launch_swiglu(cudaStream_t s, const float *gu, bf16 *out, uint32_t n_tokens, uint32_t ff)
+void launch_swiglu(cudaStream_t s, cudaDataType t, const float *gu, w16_t *out, uint32_t n_tokens, uint32_t ff)
 {
     uint64_t n = (uint64_t)n_tokens * ff;
-    swiglu_kernel<<<cdiv(n, 256), 256, 0, s>>>(gu, out, ff, n);
+    if (t == CUDA_R_16F)
+        swiglu_kernel<f16><<<cdiv(n, 256), 256, 0, s>>>(gu, (f16 *)out, ff, n);
+    else
+        swiglu_kernel<bf16><<<cdiv(n, 256), 256, 0, s>>>(gu, (bf16 *)out, ff, n);
 }
 
 void launch_poison(cudaStream_t s, void *p, uint64_t bytes)

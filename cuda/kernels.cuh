@@ -10,13 +10,16 @@ struct rope_dims_t {
     int interleaved;
 };
 
-void launch_embed(cudaStream_t s, const int32_t *tokens, const bf16 *emb, float *x, uint32_t n, uint32_t d);
-void launch_add_rmsnorm(cudaStream_t s, float *x, const float *add, const int32_t *rows, const float *g,
-                        bf16 *y, uint32_t n_rows, uint32_t d, float eps);
+// `t` (CUDA_R_16BF or CUDA_R_16F) is the format of the w16_t arrays:
+// what embed reads, what add_rmsnorm and swiglu write.
+void launch_embed(cudaStream_t s, cudaDataType t, const int32_t *tokens, const w16_t *emb, float *x, uint32_t n,
+                  uint32_t d);
+void launch_add_rmsnorm(cudaStream_t s, cudaDataType t, float *x, const float *add, const int32_t *rows,
+                        const float *g, w16_t *y, uint32_t n_rows, uint32_t d, float eps);
 void launch_rope_kv(cudaStream_t s, const float *qkv, float *q, bf16 *kc, bf16 *vc, const int32_t *pos,
                     const int32_t *tok_seq, const int32_t *seq_table_off, const int32_t *tables,
                     const double *inv_freq, uint32_t n_tokens, rope_dims_t dm);
-void launch_swiglu(cudaStream_t s, const float *gu, bf16 *out, uint32_t n_tokens, uint32_t ff);
+void launch_swiglu(cudaStream_t s, cudaDataType t, const float *gu, w16_t *out, uint32_t n_tokens, uint32_t ff);
 void launch_poison(cudaStream_t s, void *p, uint64_t bytes);
 
 // One logit row's greedy choice (the layout of engine/backend.h's bk_argmax_t).
@@ -31,13 +34,14 @@ void launch_argmax(cudaStream_t s, const float *logits, uint32_t n_rows, uint32_
 struct attn_args_t {
     const float *q;             // [n_tokens, n_head * hd]
     const bf16 *kc, *vc;        // this layer's cache [n_blocks, n_kv, B, hd]
-    bf16 *out;                  // [n_tokens, n_head * hd]
+    w16_t *out;                 // [n_tokens, n_head * hd] in out_type
     float *work;                // partials [n_tokens, n_head, n_splits, hd + 2]
     const int32_t *pos, *tok_seq, *seq_table_off, *tables;
     const int32_t *tok_list;    // [n_tokens] the batch tokens this launch serves (split kernel)
     uint32_t n_tokens, n_head, n_kv, head_dim, block_tokens;
     uint32_t split_len, n_splits;   // keys per split (0: per token, see ATT_SPLIT_MIN), splits per token
     float scale;
+    cudaDataType out_type;      // CUDA_R_16BF or CUDA_R_16F (the GEMMs' input format)
 };
 
 // The fewest keys per split; with split_len 0 each token's split length is

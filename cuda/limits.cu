@@ -7,8 +7,8 @@
 
 #include "common.cuh"
 
-extern "C" int cuda_fill_random(void *dst_dev, uint64_t n, uint64_t seed, float scale, float offset,
-                                cudaStream_t stream);
+extern "C" int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale,
+                                float offset, cudaStream_t stream);
 
 static float median(std::vector<float> v)
 {
@@ -36,7 +36,7 @@ extern "C" void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, 
     const size_t bytes = 2ull << 30;
     void *x = nullptr, *y = nullptr;
     if (cudaMalloc(&x, bytes) == cudaSuccess && cudaMalloc(&y, bytes) == cudaSuccess) {
-        cuda_fill_random(x, bytes / 2, 1, 1.0f, 0.0f, 0);
+        cuda_fill_random(x, CUDA_R_16BF, bytes / 2, 1, 1.0f, 0.0f, 0);
         std::vector<float> t;
         for (int i = 0; i < 11; i++) {
             cudaEventRecord(a);
@@ -58,8 +58,8 @@ extern "C" void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, 
     cublasHandle_t h;
     if (cudaMalloc(&A, (size_t)n * n * 2) == cudaSuccess && cudaMalloc(&B, (size_t)n * n * 2) == cudaSuccess &&
         cudaMalloc(&C, (size_t)n * n * 4) == cudaSuccess && cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
-        cuda_fill_random(A, (uint64_t)n * n, 2, 1.0f, 0.0f, 0);
-        cuda_fill_random(B, (uint64_t)n * n, 3, 1.0f, 0.0f, 0);
+        cuda_fill_random(A, CUDA_R_16BF, (uint64_t)n * n, 2, 1.0f, 0.0f, 0);
+        cuda_fill_random(B, CUDA_R_16BF, (uint64_t)n * n, 3, 1.0f, 0.0f, 0);
         const float one = 1.0f, zero = 0.0f;
         std::vector<float> t;
         for (int i = 0; i < 13; i++) {

@@ -148,6 +148,8 @@ typedef struct {
                                0 the build's default, BK_CUDA_GRAPHS_DEFAULT */
     int device_argmax;      /* CUDA: offer logits_argmax: 1 on, -1 off, 0 as cuda_graphs
                                resolved (the two make the decode fast path, verified together) */
+    int fp16_weights;       /* CUDA: the weights and the activations GEMMs read as fp16 (1)
+                               or bf16 (0); the CPU backend ignores it */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16
@@ -165,11 +167,13 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
 void backend_destroy(backend_t *b);
 
 /*
- * The CUDA backend (cuda/), where built.  Weights are uploaded as bf16
- * (quantised types are dequantised on the device), GEMMs run on cuBLAS,
- * the KV cache is bf16.  Decode-only steps may run as CUDA graphs
- * (opts cuda_graphs; docs/ENGINE.md).  On error *out is NULL and err
- * names the failing CUDA or cuBLAS call.
+ * The CUDA backend (cuda/), where built.  Weights are uploaded as bf16, or
+ * fp16 with opts fp16_weights (quantised types are dequantised on the
+ * device), GEMMs run on cuBLAS over inputs of that format, the KV cache is
+ * bf16.  With fp16 an activation beyond 65504 becomes inf, and its
+ * sequence's logits NaN, which the sampler refuses.  Decode-only steps may
+ * run as CUDA graphs (opts cuda_graphs; docs/ENGINE.md).  On error *out is
+ * NULL and err names the failing CUDA or cuBLAS call.
  */
 int cuda_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
                         char *err, size_t errlen);

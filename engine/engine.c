@@ -144,7 +144,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         .n_threads = o->threads, .kv_bytes = o->kv_bytes ? o->kv_bytes : DEFAULT_KV_BYTES,
         .gpu_memory_fraction = o->gpu_memory_fraction,
         .block_tokens = BK_DEFAULT_BLOCK_TOKENS, .max_tokens = e->max_tokens,
-        .cuda_graphs = o->cuda_graphs,
+        .cuda_graphs = o->cuda_graphs, .fp16_weights = o->fp16_weights,
     };
     if ((rc = registry_create_backend(chosen, &e->backend, e->model, &bo, err, errlen)) != 0 ||
         (rc = forward_create(&e->fwd, e->model, e->backend, e->max_tokens, err, errlen)) != 0 ||

@@ -197,6 +197,7 @@ static void *load_main(void *arg)
         .no_prefix_cache = !cfg->prefix_cache,
         .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
                      : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
+        .fp16_weights = strcmp(cfg->gpu_weight_type, "fp16") == 0,
         .notify = engine_notify, .notify_ctx = &d->engine_async,
     };
     d->load_rc = engine_create(&d->load_engine, &eo, d->load_err, sizeof d->load_err);

@@ -271,6 +271,9 @@ static int run_prompt(const config_t *cfg, const cli_t *cli)
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
         .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
         .no_prefix_cache = !cfg->prefix_cache,
+        .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
+                     : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
+        .fp16_weights = strcmp(cfg->gpu_weight_type, "fp16") == 0,
     };
     if (engine_create(&e, &eo, err, sizeof err) != 0) {
         log_error("%s", err);

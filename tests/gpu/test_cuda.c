@@ -1,6 +1,7 @@
 /*
  * The CUDA backend against the CPU backend (the reference), on fresh
- * random inputs: the weight GEMM for every stored type, then whole
+ * random inputs: the weight GEMM for every stored type (weights held as
+ * bf16 and as fp16), the FFN's operations and fp16's range, then whole
  * forward steps of random-weight models of several shapes over ragged
  * batches (prefill chunks, decodes, block boundaries, long contexts that
  * split attention across thread blocks), and the default model's greedy
@@ -20,6 +21,13 @@
  * them by up to 6% (relative L2; about 1 logit at the top): 1e-1 there,
  * with every greedy token equal except at a near tie (the CPU's top two
  * logits closer than 1), where the comparison of that prompt stops.
+ *
+ * With fp16 weights (gpu-weight-type) the weights and the GEMM inputs
+ * round to 11 significant bits instead (relative error 2^-12; the KV
+ * cache stays bf16), so the fp16 variants keep the bf16 bounds.  fp16
+ * ends at 65504: an activation beyond it must become inf and reach the
+ * output as inf or NaN (ffn_ops_match_cpu_fp16_overflow_inf), never a
+ * finite wrong value.
  */
 #include "test.h"
 
@@ -89,13 +97,14 @@ static hparams_t small_hp(uint32_t d, uint32_t heads, uint32_t kv, uint32_t hd, 
 
 /* ---------------------------------------------------------------- GEMM per type */
 
-static void check_matmul_type(qtype_t t)
+static void check_matmul_type(qtype_t t, int fp16)
 {
     char err[ERR_MSG_MAX];
     hparams_t hp = small_hp(256, 4, 2, 64, 512, 1, 512);
     model_t *m;
     ASSERT_MSG(model_create_synthetic(&m, &hp, t, 1, 7 + t, err, sizeof err) == 0, "%s", err);
-    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 8, .poison = 1 };
+    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 8, .poison = 1,
+                         .fp16_weights = fp16 };
     backend_t *g;
     ASSERT_MSG(registry_create_backend("cuda", &g, m, &o, err, sizeof err) == 0, "%s", err);
     const uint32_t T = 5, n_in = hp.n_ff, n_out = hp.n_embd;
@@ -122,8 +131,9 @@ static void check_matmul_type(qtype_t t)
     ASSERT_EQ_INT(g->ops->matmul(g->ctx, 0, W_DOWN, bx, by), 0);
     ASSERT_EQ_INT(g->ops->buf_read(g->ctx, by, y, T, n_out), 0);
     double e = rel_l2(y, ref, (size_t)T * n_out);
-    printf("  matmul %-5s rel_l2 %.2e\n", qtype_info(t)->name, e);
-    ASSERT_MSG(e < 1e-2, "matmul on %s: relative L2 error %.3g", qtype_info(t)->name, e);
+    printf("  matmul %-5s as %s rel_l2 %.2e\n", qtype_info(t)->name, fp16 ? "fp16" : "bf16", e);
+    ASSERT_MSG(e < 1e-2, "matmul on %s as %s: relative L2 error %.3g", qtype_info(t)->name, fp16 ? "fp16" : "bf16",
+               e);
     free(x); free(y); free(w); free(ref);
     backend_destroy(g);
     model_destroy(m);
@@ -133,8 +143,96 @@ TEST(matmul_every_weight_type)
 {
     need_gpu();
     qtype_t types[] = { QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K };
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        check_matmul_type(types[i]);
+    for (int fp16 = 0; fp16 < 2; fp16++)
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            check_matmul_type(types[i], fp16);
+}
+
+/* ---------------------------------------------------------------- the FFN's ops, and fp16's range */
+
+/*
+ * gate, up = x Wgate^T, x Wup^T; gate = silu(gate) * up; y = gate Wdown^T,
+ * on the CPU and on CUDA with weights as `fp16` says.  First on modest
+ * inputs: within 2e-2 of the CPU.  Then on inputs of up to 3e4 (still
+ * inside fp16), whose SwiGLU outputs reach about 1e7: as bf16 still within
+ * 2e-2; as fp16 those outputs must become inf, so y must hold inf or NaN
+ * while the CPU's stays finite.  CUDA's poison is off here, so that a
+ * non-finite y can come only from the overflow (the first, modest pass
+ * leaves finite values in every buffer).
+ */
+static void ffn_case(int fp16)
+{
+    char err[ERR_MSG_MAX];
+    const char *fmt = fp16 ? "fp16" : "bf16";
+    hparams_t hp = small_hp(256, 4, 4, 64, 512, 1, 512);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_F16, 1, 31, err, sizeof err) == 0, "%s", err);
+    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 8, .fp16_weights = fp16 };
+    const uint32_t T = 5, d = hp.n_embd, ff = hp.n_ff;
+    int32_t toks[5] = { 1, 2, 3, 4, 5 }, pos[5] = { 0, 1, 2, 3, 4 }, table[1] = { 0 }, row = 4;
+    batch_seq_t bs = { table, 1, 0, T };
+    batch_t b = { T, toks, pos, 1, &bs, 1, &row };
+    backend_t *bk[2];
+    bk_buf_t x[2], gate[2], up[2], y[2];
+    for (int k = 0; k < 2; k++) {
+        ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk[k], m, &o, err, sizeof err) == 0, "%s", err);
+        void *c = bk[k]->ctx;
+        x[k] = bk[k]->ops->buf_alloc(c, 8, d);
+        gate[k] = bk[k]->ops->buf_alloc(c, 8, ff);
+        up[k] = bk[k]->ops->buf_alloc(c, 8, ff);
+        y[k] = bk[k]->ops->buf_alloc(c, 8, d);
+        ASSERT(x[k] && gate[k] && up[k] && y[k]);
+        ASSERT_EQ_INT(bk[k]->ops->set_batch(c, &b), 0);
+    }
+    float *hx = malloc(sizeof(float) * T * d), *hy[2];
+    hy[0] = malloc(sizeof(float) * T * d);
+    hy[1] = malloc(sizeof(float) * T * d);
+    for (int big = 0; big < 2; big++) {
+        float amp = big ? 3e4f : 1.0f;
+        for (uint32_t i = 0; i < T * d; i++)
+            hx[i] = frand() * amp;
+        for (int k = 0; k < 2; k++) {
+            const backend_ops_t *op = bk[k]->ops;
+            void *c = bk[k]->ctx;
+            ASSERT_EQ_INT(op->buf_write(c, x[k], hx, T, d), 0);
+            ASSERT_EQ_INT(op->matmul_gate_up(c, 0, x[k], gate[k], up[k]), 0);
+            ASSERT_EQ_INT(op->swiglu(c, gate[k], up[k]), 0);
+            ASSERT_EQ_INT(op->matmul(c, 0, W_DOWN, gate[k], y[k]), 0);
+            ASSERT_EQ_INT(op->buf_read(c, y[k], hy[k], T, d), 0);
+        }
+        size_t cpu_bad = 0, cuda_bad = 0;
+        for (uint32_t i = 0; i < T * d; i++) {
+            cpu_bad += !isfinite(hy[0][i]);
+            cuda_bad += !isfinite(hy[1][i]);
+        }
+        ASSERT_MSG(cpu_bad == 0, "%s, inputs up to %g: %zu non-finite outputs on the CPU", fmt, amp, cpu_bad);
+        if (big && fp16) {
+            printf("  ffn as fp16, inputs up to %g: %zu of %u outputs inf or NaN\n", amp, cuda_bad, T * d);
+            ASSERT_MSG(cuda_bad > 0, "fp16, inputs up to %g: SwiGLU outputs beyond 65504 gave finite outputs", amp);
+        } else {
+            double e = rel_l2(hy[1], hy[0], (size_t)T * d);
+            printf("  ffn as %s, inputs up to %g: rel_l2 %.2e\n", fmt, amp, e);
+            ASSERT_MSG(e < 2e-2, "%s, inputs up to %g: relative L2 error %.3g", fmt, amp, e);
+        }
+    }
+    free(hx);
+    free(hy[0]);
+    free(hy[1]);
+    backend_destroy(bk[0]);
+    backend_destroy(bk[1]);
+    model_destroy(m);
+}
+
+TEST(ffn_ops_match_cpu_bf16)
+{
+    need_gpu();
+    ffn_case(0);
+}
+
+TEST(ffn_ops_match_cpu_fp16_overflow_inf)
+{
+    need_gpu();
+    ffn_case(1);
 }
 
 /* ---------------------------------------------------------------- whole forward steps */
@@ -146,14 +244,15 @@ typedef struct {
     uint32_t max_tokens;
 } pair_t;
 
-static void pair_open(pair_t *p, model_t *m, uint32_t max_tokens)
+static void pair_open(pair_t *p, model_t *m, uint32_t max_tokens, int fp16)
 {
     char err[ERR_MSG_MAX];
     p->m = m;
     p->max_tokens = max_tokens;
     const hparams_t *hp = &m->hp;
     uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * 16 * hp->head_dim * sizeof(float);
-    backend_opts_t o = { .kv_bytes = 400 * block_bytes, .block_tokens = 16, .max_tokens = max_tokens, .poison = 1 };
+    backend_opts_t o = { .kv_bytes = 400 * block_bytes, .block_tokens = 16, .max_tokens = max_tokens, .poison = 1,
+                         .fp16_weights = fp16 };
     ASSERT_MSG(registry_create_backend("cpu", &p->b[0], m, &o, err, sizeof err) == 0, "%s", err);
     ASSERT_MSG(registry_create_backend("cuda", &p->b[1], m, &o, err, sizeof err) == 0, "%s", err);
     for (int k = 0; k < 2; k++)
@@ -219,13 +318,13 @@ static double prefill(pair_t *p, int s, const int32_t *toks, uint32_t from, uint
     return worst;
 }
 
-static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uint32_t long_len)
+static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uint32_t long_len, int fp16)
 {
     char err[ERR_MSG_MAX];
     model_t *m;
     ASSERT_MSG(model_create_synthetic(&m, &hp, t, 1, 99, err, sizeof err) == 0, "%s", err);
     pair_t p;
-    pair_open(&p, m, 256);
+    pair_open(&p, m, 256, fp16);
     for (int s = 0; s < 6; s++)
         for (int k = 0; k < 64; k++)
             tables[s][k] = s * 64 + (63 - k); /* blocks in reverse order: tables are honoured */
@@ -258,7 +357,7 @@ static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uin
     int32_t rows[3] = { 0, 17, 18 };
     batch_t b = { n, toks, pos, 3, seqs, 3, rows };
     w = pair_step(&p, &b, "ragged batch", tol); worst = w > worst ? w : worst;
-    printf("  %-28s %-5s worst rel_l2 %.2e\n", name, qtype_info(t)->name, worst);
+    printf("  %-28s %-5s %s worst rel_l2 %.2e\n", name, qtype_info(t)->name, fp16 ? "fp16" : "bf16", worst);
     pair_close(&p);
     model_destroy(m);
 }
@@ -266,13 +365,13 @@ static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uin
 TEST(forward_head64_gqa1)
 {
     need_gpu();
-    run_shape("d256 h4 kv4 hd64", small_hp(256, 4, 4, 64, 512, 2, 1000), QT_Q4_1, 2e-2, 700);
+    run_shape("d256 h4 kv4 hd64", small_hp(256, 4, 4, 64, 512, 2, 1000), QT_Q4_1, 2e-2, 700, 0);
 }
 
 TEST(forward_head64_gqa3)
 {
     need_gpu();
-    run_shape("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 2e-2, 700);
+    run_shape("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 2e-2, 700, 0);
 }
 
 TEST(forward_head128_gqa8_half_rope)
@@ -280,21 +379,38 @@ TEST(forward_head128_gqa8_half_rope)
     need_gpu();
     hparams_t hp = small_hp(1024, 8, 1, 128, 2048, 2, 3000);
     hp.rope_layout = ROPE_LAYOUT_HALF;
-    run_shape("d1024 h8 kv1 hd128 half", hp, QT_F16, 2e-2, 700);
+    run_shape("d1024 h8 kv1 hd128 half", hp, QT_F16, 2e-2, 700, 0);
 }
 
 TEST(forward_7b_shape_two_layers)
 {
     need_gpu();
-    run_shape("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K, 2e-2, 300);
+    run_shape("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K, 2e-2, 300, 0);
+}
+
+/* The same steps with fp16 weights: every kernel's fp16 instance (embedding gather, norms,
+   SwiGLU, both attention kernels' outputs, the logit rows) and the fp16 GEMMs. */
+TEST(forward_7b_shape_two_layers_fp16)
+{
+    need_gpu();
+    run_shape("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K, 2e-2, 300, 1);
+}
+
+TEST(forward_head64_gqa3_fp16)
+{
+    need_gpu();
+    run_shape("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 2e-2, 700, 1);
 }
 
 /* ---------------------------------------------------------------- the default model */
 
-TEST(default_model_greedy_matches_cpu)
+/* 32 greedy tokens of three prompts on the CPU and on CUDA with weights in the given format:
+   every step's logits within 1e-1, the tokens equal up to a near tie. */
+static void default_model_greedy(int fp16)
 {
     need_gpu();
     char err[ERR_MSG_MAX];
+    const char *fmt = fp16 ? "fp16" : "bf16";
     const char *path = test_model_path();
     if (path == NULL)
         TEST_SKIP("default model not present");
@@ -311,7 +427,7 @@ TEST(default_model_greedy_matches_cpu)
         int32_t seq[2][64];
         backend_t *b[2];
         forward_t *f[2];
-        backend_opts_t o = { .kv_bytes = 32u << 20, .block_tokens = 16, .max_tokens = 64 };
+        backend_opts_t o = { .kv_bytes = 32u << 20, .block_tokens = 16, .max_tokens = 64, .fp16_weights = fp16 };
         ASSERT_MSG(registry_create_backend("cpu", &b[0], m, &o, err, sizeof err) == 0, "%s", err);
         ASSERT_MSG(registry_create_backend("cuda", &b[1], m, &o, err, sizeof err) == 0, "%s", err);
         float *l[2];
@@ -341,7 +457,8 @@ TEST(default_model_greedy_matches_cpu)
             }
             double e = rel_l2(l[1], l[0], V);
             worst = e > worst ? e : worst;
-            ASSERT_MSG(e < 1e-1, "prompt %d step %u: relative L2 error %.3g", pi, step, e);
+            /* inf: a NaN or inf logit (with fp16, an activation beyond 65504) */
+            ASSERT_MSG(e < 1e-1, "%s: prompt %d step %u: relative L2 error %.3g", fmt, pi, step, e);
             if (step == 32)
                 break;
             if (next[0] != next[1]) {
@@ -353,17 +470,18 @@ TEST(default_model_greedy_matches_cpu)
                     if ((int32_t)v != next[0] && l[0][v] > m2)
                         m2 = l[0][v];
                 float margin = l[0][next[0]] - m2;
-                ASSERT_MSG(margin < 1.0f, "prompt %d: greedy token %u differs: cpu %d, cuda %d (margin %.3f)",
-                           pi, step, next[0], next[1], margin);
-                printf("  default model prompt %d: near tie at token %u (margin %.3f), stopping there\n", pi,
-                       step, margin);
+                ASSERT_MSG(margin < 1.0f, "%s: prompt %d: greedy token %u differs: cpu %d, cuda %d (margin %.3f)",
+                           fmt, pi, step, next[0], next[1], margin);
+                printf("  default model %s prompt %d: near tie at token %u (margin %.3f), stopping there\n", fmt,
+                       pi, step, margin);
                 break;
             }
             seq[0][n] = next[0];
             seq[1][n] = next[1];
             n++;
         }
-        printf("  default model prompt %d: %u greedy tokens agree, worst rel_l2 %.2e\n", pi, n - lens[pi], worst);
+        printf("  default model %s prompt %d: %u greedy tokens agree, worst rel_l2 %.2e\n", fmt, pi, n - lens[pi],
+               worst);
         for (int k = 0; k < 2; k++) {
             forward_destroy(f[k]);
             backend_destroy(b[k]);
@@ -371,6 +489,16 @@ TEST(default_model_greedy_matches_cpu)
         }
     }
     model_destroy(m);
+}
+
+TEST(default_model_greedy_matches_cpu)
+{
+    default_model_greedy(0);
+}
+
+TEST(default_model_greedy_matches_cpu_fp16)
+{
+    default_model_greedy(1);
 }
 
 /* ---------------------------------------------------------------- greedy argmax on the device */
@@ -494,9 +622,10 @@ static int32_t row_argmax(const float *row, uint32_t V)
  * all three.  Graph logits must match the eager ones within bf16 and the
  * reference within the usual tolerance; every few steps the greedy choice
  * on the device (forward_step_argmax, the same step run again) must be
- * the sampler's on the graph's logits.
+ * the sampler's on the graph's logits.  fp16: both CUDA backends hold
+ * their weights as fp16.
  */
-static void run_graphs(const char *name, hparams_t hp, qtype_t t)
+static void run_graphs(const char *name, hparams_t hp, qtype_t t, int fp16)
 {
     char err[ERR_MSG_MAX];
     model_t *m;
@@ -507,7 +636,8 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t)
     forward_t *f[3];
     for (int k = 0; k < 3; k++) {
         backend_opts_t o = { .kv_bytes = (GS * GB + 2) * block_bytes, .block_tokens = 16, .max_tokens = MT,
-                             .poison = 1, .cuda_graphs = k == 2 ? 1 : -1, .device_argmax = 1 };
+                             .poison = 1, .cuda_graphs = k == 2 ? 1 : -1, .device_argmax = 1,
+                             .fp16_weights = fp16 };
         ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk[k], m, &o, err, sizeof err) == 0, "%s", err);
         ASSERT_MSG(forward_create(&f[k], m, bk[k], MT, err, sizeof err) == 0, "%s", err);
     }
@@ -643,9 +773,9 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t)
     ASSERT_MSG(e < 2e-2, "%s: a second forward pass on the graph backend: relative L2 %.3g", name, e);
     forward_destroy(f2);
 
-    printf("  %-28s %llu rows: graphs vs eager worst rel_l2 %.2e (%llu bitwise equal), vs CPU %.2e; "
-           "%llu device argmax rows\n", name, (unsigned long long)rows, worst_eager, (unsigned long long)bitwise,
-           worst_ref, (unsigned long long)argmax_checked);
+    printf("  %-28s %s %llu rows: graphs vs eager worst rel_l2 %.2e (%llu bitwise equal), vs CPU %.2e; "
+           "%llu device argmax rows\n", name, fp16 ? "fp16" : "bf16", (unsigned long long)rows, worst_eager,
+           (unsigned long long)bitwise, worst_ref, (unsigned long long)argmax_checked);
     for (int k = 0; k < 3; k++) {
         forward_destroy(f[k]);
         backend_destroy(bk[k]);
@@ -659,13 +789,19 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t)
 TEST(graphs_match_eager_head64)
 {
     need_gpu();
-    run_graphs("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0);
+    run_graphs("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 0);
+}
+
+TEST(graphs_match_eager_head64_fp16)
+{
+    need_gpu();
+    run_graphs("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 1);
 }
 
 TEST(graphs_match_eager_7b_shape)
 {
     need_gpu();
-    run_graphs("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K);
+    run_graphs("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K, 0);
 }
 
 /* ---------------------------------------------------------------- the engine's greedy path */
@@ -789,8 +925,9 @@ TEST(chunked_prefill_without_logits_matches_cpu)
     model_destroy(m);
 }
 
-TEST_LIST(T(matmul_every_weight_type), T(forward_head64_gqa1), T(forward_head64_gqa3),
-          T(forward_head128_gqa8_half_rope), T(forward_7b_shape_two_layers),
-          T(default_model_greedy_matches_cpu), T(argmax_matches_sampler), T(graphs_match_eager_head64),
-          T(graphs_match_eager_7b_shape), T(engine_device_greedy_matches_host_sampler),
-          T(chunked_prefill_without_logits_matches_cpu))
+TEST_LIST(T(matmul_every_weight_type), T(ffn_ops_match_cpu_bf16), T(ffn_ops_match_cpu_fp16_overflow_inf),
+          T(forward_head64_gqa1), T(forward_head64_gqa3), T(forward_head128_gqa8_half_rope),
+          T(forward_7b_shape_two_layers), T(forward_head64_gqa3_fp16), T(forward_7b_shape_two_layers_fp16),
+          T(default_model_greedy_matches_cpu), T(default_model_greedy_matches_cpu_fp16), T(argmax_matches_sampler),
+          T(graphs_match_eager_head64), T(graphs_match_eager_head64_fp16), T(graphs_match_eager_7b_shape),
+          T(engine_device_greedy_matches_host_sampler), T(chunked_prefill_without_logits_matches_cpu))

@@ -45,6 +45,30 @@ TEST(set_values_and_ranges)
     config_close(&c);
 }
 
+/* gpu-weight-type: bf16 by default, fp16 on request, any other value refused naming the choices. */
+TEST(gpu_weight_type_choices)
+{
+    config_t c;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(config_init(&c), 0);
+    ASSERT_EQ_STR(c.gpu_weight_type, "bf16");
+    ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", "fp16", "--gpu-weight-type", err, sizeof err), 0);
+    ASSERT_EQ_STR(c.gpu_weight_type, "fp16");
+    ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", "bf16", "--gpu-weight-type", err, sizeof err), 0);
+    ASSERT_EQ_STR(c.gpu_weight_type, "bf16");
+    const char *bad[] = { "fp32", "FP16", "half", "", "fp16 " };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", bad[i], "--gpu-weight-type", err, sizeof err), ERR_INVALID);
+        ASSERT(strstr(err, "--gpu-weight-type") != NULL && strstr(err, "bf16|fp16") != NULL);
+    }
+    ASSERT_EQ_STR(c.gpu_weight_type, "bf16"); /* a failed set changes nothing */
+    const char *p = write_tmp("[engine]\ngpu-weight-type = fp16\n");
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), 0);
+    ASSERT_EQ_STR(c.gpu_weight_type, "fp16");
+    unlink(p);
+    config_close(&c);
+}
+
 TEST(file_ok)
 {
     config_t c;
@@ -134,5 +158,5 @@ TEST(shipped_file_matches_defaults)
     config_close(&d);
 }
 
-TEST_LIST(T(defaults), T(set_values_and_ranges), T(file_ok), T(file_errors_name_file_line_key),
-          T(shipped_file_matches_defaults))
+TEST_LIST(T(defaults), T(set_values_and_ranges), T(gpu_weight_type_choices), T(file_ok),
+          T(file_errors_name_file_line_key), T(shipped_file_matches_defaults))
