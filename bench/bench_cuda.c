@@ -4,6 +4,7 @@
  * measured in the same run:
  *
  *   bench-cuda [--layers N] [--kv-heads N] [--graphs on|off|both] [--weights bf16|fp16]
+ *              [--profile yes]
  *
  * --weights is the backend's 16-bit format for the weights and the GEMM
  * inputs (gpu-weight-type; default bf16).
@@ -16,6 +17,10 @@
  * prefill: 2 x parameters FLOPs per token over the bf16 GEMM rate, which
  * is also fp16's on A100 and H100 tensor cores).
  * Times are medians of several runs, host clock around synchronised steps.
+ * --profile yes adds, last, the device time of each kind of operation
+ * (backend_ops_t.profile, CUDA graphs off) in the prefill, in batch-1
+ * decode and in the long-context decode, with the rate each reaches: what
+ * holds each measure back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +107,139 @@ static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p, int greedy)
     return bench_now() - t0;
 }
 
+/* [kind] per step: the device ms of each kind of operation, and its share of the step */
+static void prof_column(const bk_profile_t *p, uint32_t steps, double out_ms[BK_PROF_COUNT])
+{
+    for (int k = 0; k < BK_PROF_COUNT; k++)
+        out_ms[k] = p->ms[k] / steps;
+}
+
+/*
+ * The profile table: for each kind, ms per step in the prefill (2048 tokens),
+ * batch-1 decode (context 512) and batch-16 decode (context 2048); then the
+ * rates the big ones reach.
+ */
+static void profile_run(const model_t *m, int fp16, double bw, double tf)
+{
+    char err[ERR_MSG_MAX];
+    const hparams_t *hp = &m->hp;
+    backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9,
+                         .cuda_graphs = -1, .device_argmax = 1, .fp16_weights = fp16, .profile = 1 };
+    backend_t *b;
+    forward_t *f;
+    if (registry_create_backend("cuda", &b, m, &o, err, sizeof err) != 0)
+        die("backend (profile)", err);
+    if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
+        die("forward (profile)", err);
+    if (b->ops->profile == NULL)
+        die("profile", "the backend has no profile");
+    n_blocks = b->n_kv_blocks;
+    free(tables);
+    tables = malloc((size_t)n_blocks * sizeof(int32_t));
+    for (uint32_t i = 0; i < n_blocks; i++)
+        tables[i] = (int32_t)i;
+    bk_profile_t p;
+    double col[3][BK_PROF_COUNT], total[3] = { 0, 0, 0 };
+    memset(col, 0, sizeof col);
+    int have[3] = { 0, 0, 0 };
+
+    /* prefill: one warm-up, then 3 prompts */
+    if (set_stride(1, 2048)) {
+        prefill_all(f, 1, 2048);
+        b->ops->profile(b->ctx, &p);
+        for (int r = 0; r < 3; r++)
+            prefill_all(f, 1, 2048);
+        b->ops->profile(b->ctx, &p);
+        prof_column(&p, 3, col[0]);
+        have[0] = 1;
+    }
+    /* batch-1 decode at context 512: 10 steps after 2 */
+    if (set_stride(1, CTX + 32)) {
+        prefill_all(f, 1, CTX - 16);
+        decode_step(f, 1, CTX - 16, 1);
+        decode_step(f, 1, CTX - 15, 1);
+        b->ops->profile(b->ctx, &p);
+        for (uint32_t r = 0; r < 10; r++)
+            decode_step(f, 1, CTX - 14 + r, 1);
+        b->ops->profile(b->ctx, &p);
+        prof_column(&p, 10, col[1]);
+        have[1] = 1;
+    }
+    /* batch-16 decode at context 2048: 6 steps after 2 */
+    uint32_t LS = 16, LC = 2048;
+    if (set_stride(LS, LC + 16)) {
+        prefill_all(f, LS, LC);
+        decode_step(f, LS, LC, 0);
+        decode_step(f, LS, LC + 1, 0);
+        b->ops->profile(b->ctx, &p);
+        for (uint32_t r = 0; r < 6; r++)
+            decode_step(f, LS, LC + 2 + r, 0);
+        b->ops->profile(b->ctx, &p);
+        prof_column(&p, 6, col[2]);
+        have[2] = 1;
+    }
+    for (int c = 0; c < 3; c++)
+        for (int k = 0; k < BK_PROF_COUNT; k++)
+            total[c] += col[c][k];
+
+    printf("\n== device time per step by operation (CUDA graphs off; ms, share of the step)\n");
+    printf("%-10s %22s %22s %22s\n", "operation", "prefill 2048", "decode b1 ctx 512", "decode b16 ctx 2048");
+    for (int k = 0; k <= BK_PROF_COUNT; k++) {
+        printf("%-10s", k < BK_PROF_COUNT ? bk_prof_name(k) : "total");
+        for (int c = 0; c < 3; c++) {
+            char cell[40];
+            double v = k < BK_PROF_COUNT ? col[c][k] : total[c];
+            if (!have[c])
+                snprintf(cell, sizeof cell, "-");
+            else
+                snprintf(cell, sizeof cell, "%.3f (%4.1f%%)", v, total[c] > 0 ? 100 * v / total[c] : 0.0);
+            printf(" %22s", cell);
+        }
+        printf("\n");
+    }
+
+    /* the rates: GEMMs in the prefill against the GEMM rate; weights and KV against the bandwidth */
+    double d = hp->n_embd, hd = hp->head_dim, ff = hp->n_ff, L = hp->n_layer, T = 2048;
+    double qkv_w = d * (hp->n_head + 2.0 * hp->n_head_kv) * hd, o_w = hp->n_head * hd * d;
+    double flop[BK_PROF_COUNT] = { 0 };
+    flop[BK_PROF_QKV] = 2 * T * qkv_w * L;
+    flop[BK_PROF_O] = 2 * T * o_w * L;
+    flop[BK_PROF_GATE_UP] = 2 * T * 2 * ff * d * L;
+    flop[BK_PROF_DOWN] = 2 * T * ff * d * L;
+    /* causal attention: QK^T and PV over T(T+1)/2 pairs, every query head */
+    flop[BK_PROF_ATTENTION] = 2 * 2 * (T * (T + 1) / 2) * hp->n_head * hd * L;
+    if (have[0]) {
+        printf("prefill rates:");
+        for (int k = 0; k < BK_PROF_COUNT; k++)
+            if (flop[k] > 0 && col[0][k] > 0)
+                printf(" %s %.0f TFLOP/s (%.0f%%);", bk_prof_name(k), flop[k] / (col[0][k] * 1e-3) / 1e12,
+                       100 * flop[k] / (col[0][k] * 1e-3) / (tf * 1e12));
+        printf(" GEMM rate %.0f TFLOP/s\n", tf);
+    }
+    double wb = 2.0; /* bytes per weight */
+    double bytes[BK_PROF_COUNT] = { 0 };
+    bytes[BK_PROF_QKV] = qkv_w * wb * L;
+    bytes[BK_PROF_O] = o_w * wb * L;
+    bytes[BK_PROF_GATE_UP] = 2 * ff * d * wb * L;
+    bytes[BK_PROF_DOWN] = ff * d * wb * L;
+    if (have[1]) {
+        printf("decode b1 rates (weight bytes / time):");
+        for (int k = 0; k < BK_PROF_COUNT; k++)
+            if (bytes[k] > 0 && col[1][k] > 0)
+                printf(" %s %.0f GB/s (%.0f%%);", bk_prof_name(k), bytes[k] / (col[1][k] * 1e-3) / 1e9,
+                       100 * bytes[k] / (col[1][k] * 1e-3) / (bw * 1e9));
+        printf(" copy bandwidth %.0f GB/s\n", bw);
+    }
+    if (have[2] && col[2][BK_PROF_ATTENTION] > 0) {
+        double kv = (double)LS * (LC + 4) * L * 2.0 * hp->n_head_kv * hd * 2;
+        printf("decode b16 ctx 2048: attention reads %.1f GB of KV at %.0f GB/s (%.0f%% of the copy bandwidth)\n",
+               kv / 1e9, kv / (col[2][BK_PROF_ATTENTION] * 1e-3) / 1e9,
+               100 * kv / (col[2][BK_PROF_ATTENTION] * 1e-3) / (bw * 1e9));
+    }
+    forward_destroy(f);
+    backend_destroy(b);
+}
+
 static const uint32_t batches[] = { 1, 8, 32, 128 };
 #define NB (sizeof batches / sizeof batches[0])
 
@@ -110,11 +248,12 @@ int main(int argc, char **argv)
     char err[ERR_MSG_MAX], desc[256];
     uint32_t layers = 32, kv_heads = 32;
     int only = 0; /* 0 both, -1 graphs off only, 1 graphs on only */
-    int fp16 = 0;
+    int fp16 = 0, profile = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads")) kv_heads = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--graphs")) only = !strcmp(argv[i + 1], "on") ? 1 : !strcmp(argv[i + 1], "off") ? -1 : 0;
+        else if (!strcmp(argv[i], "--profile")) profile = !strcmp(argv[i + 1], "yes");
         else if (!strcmp(argv[i], "--weights")) {
             if (strcmp(argv[i + 1], "bf16") != 0 && strcmp(argv[i + 1], "fp16") != 0)
                 die("--weights", "expected bf16 or fp16");
@@ -244,6 +383,8 @@ int main(int argc, char **argv)
             }
         printf("\n");
     }
+    if (profile)
+        profile_run(m, fp16, bw, tf);
     free(tables);
     free(logits);
     model_destroy(m);

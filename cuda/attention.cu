@@ -6,7 +6,10 @@
 // the query heads that share that KV head, so each key and value is read
 // once per group.  Lanes work in groups of HD/8: each lane holds 8
 // consecutive dimensions and reads K and V with one 16-byte load; a warp
-// covers 32/(HD/8) keys at a time.  Every lane group keeps a running
+// covers 32/(HD/8) keys at a time, and each lane group has ATT_UNROLL
+// keys' loads in flight together.  The GQA ratio is a template parameter,
+// so that a group of one query head holds registers for one (more blocks
+// fit on an SM, more loads are in flight).  Every lane group keeps a running
 // (max, sum, acc) per query head; the groups are merged in shared memory.
 // With several splits, partial results go to a workspace and a second
 // kernel merges them; with one split the block writes the output itself,
@@ -18,7 +21,8 @@
 #include "kernels.cuh"
 
 #define ATT_THREADS 128
-#define MAX_GROUP 8
+#define MAX_GROUP 8     // the largest GQA ratio served (one instance of the kernel per ratio)
+#define ATT_UNROLL 2    // keys per lane group whose loads are in flight together
 
 // Keys per split for a token of n_keys keys: a.split_len, or with
 // split_len 0 (a fixed grid of n_splits splits, as CUDA graphs launch it)
@@ -34,15 +38,48 @@ __device__ static inline uint32_t split_keys(const attn_args_t &a, uint32_t n_ke
     return per > ATT_SPLIT_MIN ? per : ATT_SPLIT_MIN;
 }
 
-template <int HD, typename TO>
+// One lane's share of a key: 8 consecutive dimensions of K and of V.
+struct kv8_t {
+    uint4 k, v;
+};
+
+// The key's K and V at this lane's dimensions (zeros past the split).
+template <int HD>
+__device__ static inline kv8_t load_key(const attn_args_t &a, const int32_t *table, uint32_t kvh, uint32_t key,
+                                        bool valid, int li)
+{
+    kv8_t r;
+    if (valid) {
+        int32_t blk = table[key / a.block_tokens];
+        uint64_t off = (((uint64_t)blk * a.n_kv + kvh) * a.block_tokens + key % a.block_tokens) * HD + li * 8;
+        r.k = *(const uint4 *)(a.kc + off);
+        r.v = *(const uint4 *)(a.vc + off);
+    } else {
+        r.k = r.v = make_uint4(0, 0, 0, 0);
+    }
+    return r;
+}
+
+__device__ static inline void unpack8(const uint4 &u, float f[8])
+{
+    const bf16 *b = (const bf16 *)&u;
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        f[e] = __bfloat162float(b[e]);
+}
+
+// G query heads share each KV head (the GQA ratio, a template parameter so
+// that q and the accumulators take registers for G heads only).  Each lane
+// group takes ATT_UNROLL keys per iteration, their loads issued together.
+template <int HD, int G, typename TO>
 __global__ void __launch_bounds__(ATT_THREADS)
-attn_split_kernel(attn_args_t a, int group)
+attn_split_kernel(attn_args_t a)
 {
     constexpr int LPK = HD / 8;               // lanes per key
     constexpr int NG = ATT_THREADS / LPK;     // lane groups per block
-    __shared__ float sm_m[NG][MAX_GROUP];
-    __shared__ float sm_l[NG][MAX_GROUP];
-    __shared__ float sm_acc[NG][MAX_GROUP][HD];
+    __shared__ float sm_m[NG][G];
+    __shared__ float sm_l[NG][G];
+    __shared__ float sm_acc[NG][G][HD];
 
     const uint32_t split = blockIdx.x, kvh = blockIdx.y, ti = blockIdx.z;
     const uint32_t t = (uint32_t)a.tok_list[ti];
@@ -56,75 +93,77 @@ attn_split_kernel(attn_args_t a, int group)
     const uint32_t k1 = min(n_keys, k0 + sl);
     const int32_t *table = a.tables + a.seq_table_off[a.tok_seq[t]];
 
-    float q[MAX_GROUP][8], acc[MAX_GROUP][8], m[MAX_GROUP], l[MAX_GROUP];
+    float q[G][8], acc[G][8], m[G], l[G];
 #pragma unroll
-    for (int j = 0; j < MAX_GROUP; j++) {
+    for (int j = 0; j < G; j++) {
         m[j] = -INFINITY;
         l[j] = 0.0f;
+        const float *qp = a.q + ((uint64_t)t * a.n_head + kvh * G + j) * HD + li * 8;
+        float4 u = *(const float4 *)qp, v = *(const float4 *)(qp + 4);
+        q[j][0] = u.x * a.scale; q[j][1] = u.y * a.scale; q[j][2] = u.z * a.scale; q[j][3] = u.w * a.scale;
+        q[j][4] = v.x * a.scale; q[j][5] = v.y * a.scale; q[j][6] = v.z * a.scale; q[j][7] = v.w * a.scale;
 #pragma unroll
-        for (int e = 0; e < 8; e++) {
+        for (int e = 0; e < 8; e++)
             acc[j][e] = 0.0f;
-            q[j][e] = 0.0f;
-        }
-        if (j < group) {
-            const float *qp = a.q + ((uint64_t)t * a.n_head + kvh * group + j) * HD + li * 8;
-            float4 u = *(const float4 *)qp, v = *(const float4 *)(qp + 4);
-            q[j][0] = u.x * a.scale; q[j][1] = u.y * a.scale; q[j][2] = u.z * a.scale; q[j][3] = u.w * a.scale;
-            q[j][4] = v.x * a.scale; q[j][5] = v.y * a.scale; q[j][6] = v.z * a.scale; q[j][7] = v.w * a.scale;
-        }
     }
 
     // Every lane of a warp runs the same number of iterations (the shuffles
-    // need them all); lane groups past the split's end compute nothing.
-    for (uint32_t base = k0; base < k1; base += NG) {
-        const uint32_t key = base + lg;
-        const bool valid = key < k1;
-        float kf[8], vf[8];
-        if (valid) {
-            int32_t blk = table[key / a.block_tokens];
-            uint64_t off = (((uint64_t)blk * a.n_kv + kvh) * a.block_tokens + key % a.block_tokens) * HD + li * 8;
-            uint4 kr = *(const uint4 *)(a.kc + off);
-            uint4 vr = *(const uint4 *)(a.vc + off);
-            const bf16 *kb = (const bf16 *)&kr;
-            const bf16 *vb = (const bf16 *)&vr;
+    // need them all); keys past the split's end score -inf and weigh 0.
+    for (uint32_t base = k0; base < k1; base += NG * ATT_UNROLL) {
+        kv8_t r[ATT_UNROLL];
+        bool valid[ATT_UNROLL];
 #pragma unroll
-            for (int e = 0; e < 8; e++) {
-                kf[e] = __bfloat162float(kb[e]);
-                vf[e] = __bfloat162float(vb[e]);
-            }
-        } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                kf[e] = vf[e] = 0.0f;
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const uint32_t key = base + u * NG + lg;
+            valid[u] = key < k1;
+            r[u] = load_key<HD>(a, table, kvh, key, valid[u], li);
         }
 #pragma unroll
-        for (int j = 0; j < MAX_GROUP; j++) {
-            if (j >= group)
-                break;
-            float s = 0.0f;
+        for (int j = 0; j < G; j++) {
+            float s[ATT_UNROLL];
+            float mn = m[j];
+            bool none = m[j] == -INFINITY;  // nothing seen yet, and nothing now: no update
 #pragma unroll
-            for (int e = 0; e < 8; e++)
-                s += q[j][e] * kf[e];
-#pragma unroll
-            for (int o = LPK / 2; o > 0; o >>= 1)
-                s += __shfl_xor_sync(0xffffffffu, s, o, LPK);
-            if (valid) {
-                float mn = fmaxf(m[j], s);
-                float corr = __expf(m[j] - mn), p = __expf(s - mn);
-                l[j] = l[j] * corr + p;
+            for (int u = 0; u < ATT_UNROLL; u++) {
+                float kf[8];
+                unpack8(r[u].k, kf);
+                float d = 0.0f;
 #pragma unroll
                 for (int e = 0; e < 8; e++)
-                    acc[j][e] = acc[j][e] * corr + p * vf[e];
-                m[j] = mn;
+                    d += q[j][e] * kf[e];
+#pragma unroll
+                for (int o = LPK / 2; o > 0; o >>= 1)
+                    d += __shfl_xor_sync(0xffffffffu, d, o, LPK);
+                s[u] = valid[u] ? d : -INFINITY;
+                mn = fmaxf(mn, s[u]);
+                none = none && s[u] == -INFINITY;
             }
+            // The same in all lanes of a group.  A NaN score is not `none`:
+            // it reaches corr or p and the output, as on the CPU.
+            if (none)
+                continue;
+            const float corr = __expf(m[j] - mn);
+            l[j] *= corr;
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                acc[j][e] *= corr;
+#pragma unroll
+            for (int u = 0; u < ATT_UNROLL; u++) {
+                const float p = __expf(s[u] - mn);
+                float vf[8];
+                unpack8(r[u].v, vf);
+                l[j] += p;
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    acc[j][e] += p * vf[e];
+            }
+            m[j] = mn;
         }
     }
 
     // Merge the lane groups.
 #pragma unroll
-    for (int j = 0; j < MAX_GROUP; j++) {
-        if (j >= group)
-            break;
+    for (int j = 0; j < G; j++) {
         if (li == 0) {
             sm_m[lg][j] = m[j];
             sm_l[lg][j] = l[j];
@@ -134,7 +173,7 @@ attn_split_kernel(attn_args_t a, int group)
             sm_acc[lg][j][li * 8 + e] = acc[j][e];
     }
     __syncthreads();
-    for (int w = threadIdx.x; w < group * HD; w += ATT_THREADS) {
+    for (int w = threadIdx.x; w < G * HD; w += ATT_THREADS) {
         int j = w / HD, d = w % HD;
         float M = -INFINITY;
         for (int g = 0; g < NG; g++)
@@ -147,7 +186,7 @@ attn_split_kernel(attn_args_t a, int group)
                 A += sm_acc[g][j][d] * f;
             }
         }
-        uint32_t h = kvh * group + j;
+        uint32_t h = kvh * G + j;
         if (a.n_splits == 1) {
             ((TO *)a.out)[((uint64_t)t * a.n_head + h) * HD + d] = to16<TO>(A / L);
         } else {
@@ -183,26 +222,44 @@ __global__ void attn_merge_kernel(attn_args_t a)
     ((TO *)a.out)[((uint64_t)t * a.n_head + h) * HD + d] = to16<TO>(A / L);
 }
 
-template <int HD, typename TO>
-static void launch_hd(cudaStream_t s, const attn_args_t *a, int group)
+template <int HD, int G, typename TO>
+static void launch_hd(cudaStream_t s, const attn_args_t *a)
 {
     dim3 grid(a->n_splits, a->n_kv, a->n_tokens);
-    attn_split_kernel<HD, TO><<<grid, ATT_THREADS, 0, s>>>(*a, group);
+    attn_split_kernel<HD, G, TO><<<grid, ATT_THREADS, 0, s>>>(*a);
     if (a->n_splits > 1)
         attn_merge_kernel<HD, TO><<<dim3(a->n_head, a->n_tokens), HD, 0, s>>>(*a);
 }
 
+template <int HD, typename TO>
+static int launch_group(cudaStream_t s, const attn_args_t *a, uint32_t group)
+{
+    switch (group) {
+    case 1: launch_hd<HD, 1, TO>(s, a); return 0;
+    case 2: launch_hd<HD, 2, TO>(s, a); return 0;
+    case 3: launch_hd<HD, 3, TO>(s, a); return 0;
+    case 4: launch_hd<HD, 4, TO>(s, a); return 0;
+    case 5: launch_hd<HD, 5, TO>(s, a); return 0;
+    case 6: launch_hd<HD, 6, TO>(s, a); return 0;
+    case 7: launch_hd<HD, 7, TO>(s, a); return 0;
+    case 8: launch_hd<HD, 8, TO>(s, a); return 0;
+    default: return -4;
+    }
+}
+
 int launch_attention(cudaStream_t s, const attn_args_t *a)
 {
-    int group = (int)(a->n_head / a->n_kv);
+    if (a->n_kv == 0 || a->n_head % a->n_kv != 0)
+        return -4;
+    uint32_t group = a->n_head / a->n_kv;
     if (group < 1 || group > MAX_GROUP)
         return -4;
     if (a->n_tokens == 0)
         return 0;
     bool half_out = a->out_type == CUDA_R_16F;
     switch (a->head_dim) {
-    case 64: half_out ? launch_hd<64, f16>(s, a, group) : launch_hd<64, bf16>(s, a, group); return 0;
-    case 128: half_out ? launch_hd<128, f16>(s, a, group) : launch_hd<128, bf16>(s, a, group); return 0;
+    case 64: return half_out ? launch_group<64, f16>(s, a, group) : launch_group<64, bf16>(s, a, group);
+    case 128: return half_out ? launch_group<128, f16>(s, a, group) : launch_group<128, bf16>(s, a, group);
     default: return -4;
     }
 }

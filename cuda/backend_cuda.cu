@@ -294,15 +294,22 @@ static int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vou
     a.head_dim = hp->head_dim;
     a.block_tokens = c->B;
     a.scale = 1.0f / sqrtf((float)hp->head_dim);
-    // Split long contexts across blocks when the grid would not fill the GPU.
-    bool split = (uint64_t)c->n_rest * hp->n_head_kv < c->n_sms;
+    // Split long contexts across blocks when the (token, KV head) pairs
+    // would not keep enough loads in flight (att_fill_splits).
+    uint32_t fill = att_fill_splits((uint64_t)c->n_rest * hp->n_head_kv, c->n_sms);
     if (c->gmode == GM_EAGER) {
-        a.split_len = split ? 256 : 1u << 30;
-        a.n_splits = split ? cdiv(c->batch_max_keys, a.split_len) : 1;
+        // no more splits than the longest context has ATT_SPLIT_MIN-key pieces;
+        // one split length for the whole step
+        uint32_t most = cdiv(c->batch_max_keys, ATT_SPLIT_MIN);
+        uint32_t n = fill < most ? fill : most;
+        a.split_len = n > 1 ? (cdiv(c->batch_max_keys, n) + 15u) & ~15u : 1u << 30;
+        a.n_splits = n > 1 ? cdiv(c->batch_max_keys, a.split_len) : 1;
     } else {
-        // A graph's grid is fixed: g_splits splits of per-token length (split_len 0).
-        a.split_len = split && c->g_splits > 1 ? 0 : 1u << 30;
-        a.n_splits = split && c->g_splits > 1 ? c->g_splits : 1;
+        // A graph's grid is fixed: splits of per-token length (split_len 0),
+        // as many as the padded size calls for, at most g_splits.
+        uint32_t n = fill < c->g_splits ? fill : c->g_splits;
+        a.split_len = n > 1 ? 0 : 1u << 30;
+        a.n_splits = n > 1 ? n : 1;
     }
     if (a.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * a.n_splits * (hp->head_dim + 2) > c->attn_work_floats) {
         a.split_len = 1u << 30;
@@ -332,6 +339,9 @@ static int eager_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
 static int op_set_batch(void *vctx, const batch_t *b)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    int rc = prof_flush(c);     // the previous step, when it had no logit rows
+    if (rc != 0)
+        return rc;
     // A step without logit rows (a prompt chunk that is not the last) returns
     // without waiting for the device, so the previous step's upload from
     // meta_host may still be queued: wait for it before rewriting the buffer.
@@ -341,10 +351,12 @@ static int op_set_batch(void *vctx, const batch_t *b)
     }
     c->gmode = GM_EAGER;
     if (c->graphs) {
-        int rc = graph_set_batch(c, b);
+        rc = graph_set_batch(c, b);
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
+    if ((rc = prof_mark(c, BK_PROF_UPLOAD)) != 0)
+        return rc;
     return set_batch_eager(c, b);
 }
 
@@ -353,7 +365,8 @@ static int op_embed(void *vctx, bk_buf_t x)
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 1, 0, x, nullptr, nullptr))
         return 0;
-    return graph_check(c, eager_embed(vctx, x));
+    int rc = prof_mark(c, BK_PROF_EMBED);
+    return rc != 0 ? rc : graph_check(c, eager_embed(vctx, x));
 }
 
 static int op_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y)
@@ -361,7 +374,19 @@ static int op_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, 
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 2 + 16 * (uint32_t)norm, layer, x, add, y))
         return 0;
-    return graph_check(c, eager_add_rmsnorm(vctx, x, add, layer, norm, y));
+    int rc = prof_mark(c, BK_PROF_NORM);
+    return rc != 0 ? rc : graph_check(c, eager_add_rmsnorm(vctx, x, add, layer, norm, y));
+}
+
+// The profile's kind of a single weight's GEMM.
+static int prof_kind_of(w_role_t role)
+{
+    switch (role) {
+    case W_O: return BK_PROF_O;
+    case W_DOWN: return BK_PROF_DOWN;
+    case W_GATE: case W_UP: return BK_PROF_GATE_UP;
+    default: return BK_PROF_QKV;
+    }
 }
 
 static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y)
@@ -369,7 +394,8 @@ static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_b
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 3 + 16 * (uint32_t)role, layer, x, y, nullptr))
         return 0;
-    return graph_check(c, eager_matmul(vctx, layer, role, x, y));
+    int rc = prof_mark(c, prof_kind_of(role));
+    return rc != 0 ? rc : graph_check(c, eager_matmul(vctx, layer, role, x, y));
 }
 
 static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v)
@@ -379,7 +405,8 @@ static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_
         graph_sig(c, 4, layer, v, nullptr, nullptr);
     if (graph_skip(c, 4, layer, x, q, k))
         return 0;
-    return graph_check(c, eager_matmul_qkv(vctx, layer, x, q, k, v));
+    int rc = prof_mark(c, BK_PROF_QKV);
+    return rc != 0 ? rc : graph_check(c, eager_matmul_qkv(vctx, layer, x, q, k, v));
 }
 
 static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up)
@@ -387,7 +414,8 @@ static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t ga
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 5, layer, x, gate, up))
         return 0;
-    return graph_check(c, eager_matmul_gate_up(vctx, layer, x, gate, up));
+    int rc = prof_mark(c, BK_PROF_GATE_UP);
+    return rc != 0 ? rc : graph_check(c, eager_matmul_gate_up(vctx, layer, x, gate, up));
 }
 
 static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v)
@@ -395,7 +423,8 @@ static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, 
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 6, layer, q, k, v))
         return 0;
-    return graph_check(c, eager_rope_kv_write(vctx, layer, q, k, v));
+    int rc = prof_mark(c, BK_PROF_ROPE_KV);
+    return rc != 0 ? rc : graph_check(c, eager_rope_kv_write(vctx, layer, q, k, v));
 }
 
 static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
@@ -403,7 +432,8 @@ static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 7, layer, q, out, nullptr))
         return 0;
-    return graph_check(c, eager_attention(vctx, layer, q, out));
+    int rc = prof_mark(c, BK_PROF_ATTENTION);
+    return rc != 0 ? rc : graph_check(c, eager_attention(vctx, layer, q, out));
 }
 
 static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
@@ -411,7 +441,8 @@ static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (graph_skip(c, 8, 0, gate, up, nullptr))
         return 0;
-    return graph_check(c, eager_swiglu(vctx, gate, up));
+    int rc = prof_mark(c, BK_PROF_SWIGLU);
+    return rc != 0 ? rc : graph_check(c, eager_swiglu(vctx, gate, up));
 }
 
 int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax)
@@ -437,13 +468,13 @@ static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
         return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, out, nullptr);
     if (b->n_logits == 0)
         return 0;
-    int rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 0);
-    if (rc != 0)
+    int rc = prof_mark(c, BK_PROF_LOGITS);
+    if (rc != 0 || (rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 0)) != 0)
         return rc;
     CU_TRY(&c->err, cudaMemcpyAsync(out, c->logits_dev, (uint64_t)b->n_logits * hp->n_vocab * 4,
                                     cudaMemcpyDeviceToHost, c->stream));
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
-    return 0;
+    return prof_flush(c);
 }
 
 // As op_logits, but only the greedy choice of each row (kernels.cu, argmax_kernel) crosses back.
@@ -455,14 +486,14 @@ static int op_logits_argmax(void *vctx, bk_buf_t vx, bk_buf_t vadd, bk_argmax_t 
         return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, nullptr, out);
     if (b->n_logits == 0)
         return 0;
-    int rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 1);
-    if (rc != 0)
+    int rc = prof_mark(c, BK_PROF_LOGITS);
+    if (rc != 0 || (rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 1)) != 0)
         return rc;
     CU_TRY(&c->err, cudaMemcpyAsync(c->am_host, c->am_dev, (uint64_t)b->n_logits * sizeof *c->am_dev,
                                     cudaMemcpyDeviceToHost, c->stream));
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
     memcpy(out, c->am_host, (size_t)b->n_logits * sizeof *out);
-    return 0;
+    return prof_flush(c);
 }
 
 static int op_buf_write(void *vctx, bk_buf_t vb, const float *host, uint32_t rows, uint32_t cols)
@@ -508,6 +539,7 @@ static void op_destroy(void *vctx)
     if (c->stream)
         cudaStreamSynchronize(c->stream);
     graph_destroy(c);
+    prof_destroy(c);
     for (void *p : c->allocs)
         cudaFree(p);
     for (cbuf_t *b : c->bufs)
@@ -543,6 +575,7 @@ static const backend_ops_t cuda_ops = {
     op_buf_write,
     op_buf_read,
     op_last_error,
+    prof_report,
 };
 
 // The same table without logits_argmax: greedy tokens are then chosen by the
@@ -763,11 +796,14 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     uint64_t pool_tokens = (uint64_t)nb * c->B;
     c->max_ctx = (uint32_t)(pool_tokens < hp->n_ctx_train ? pool_tokens : hp->n_ctx_train);
 
-    // Attention partials: splits are used only when few (token, KV head) pairs fill the GPU.
-    uint64_t max_split_tokens = c->n_sms / hp->n_head_kv + 1;
-    if (max_split_tokens > T)
-        max_split_tokens = T;
-    c->attn_work_floats = max_split_tokens * hp->n_head * cdiv(c->max_ctx, 256) * (hp->head_dim + 2);
+    // Attention partials: (token, split) pairs number fewer than
+    // 2 * n_sms * ATT_BLOCKS_PER_SM / n_kv (att_fill_splits), and at most
+    // T tokens of cdiv(max_ctx, ATT_SPLIT_MIN) splits.
+    uint64_t split_pairs = 2ull * c->n_sms * ATT_BLOCKS_PER_SM / hp->n_head_kv + 1;
+    uint64_t most_pairs = (uint64_t)T * cdiv(c->max_ctx, ATT_SPLIT_MIN);
+    if (split_pairs > most_pairs)
+        split_pairs = most_pairs;
+    c->attn_work_floats = split_pairs * hp->n_head * (hp->head_dim + 2);
     if ((rc = dev_alloc(c, (void **)&c->attn_work, c->attn_work_floats * 4)) != 0)
         return rc;
 
@@ -784,6 +820,8 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
              c->n_blocks, c->B, nb * block_bytes / 1048576.0);
     if (c->graphs)
         graph_init(c);
+    if (c->profile && (rc = prof_init(c, hp->n_layer)) != 0)
+        return rc;
     return 0;
 }
 
@@ -804,6 +842,9 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->max_tokens = o->max_tokens;
     c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
     c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && BK_CUDA_GRAPHS_DEFAULT);
+    c->profile = o->profile != 0;
+    if (c->profile)
+        c->graphs = 0;      // a replayed graph has no operations to time
     c->wtype = o->fp16_weights ? CUDA_R_16F : CUDA_R_16BF;
     int rc = create(c, o);
     if (rc != 0) {

@@ -100,7 +100,7 @@ struct cuda_ctx_t {
     uint64_t gsig;                     // the step's operations so far
     cgraph_slot_t gslots[CG_MAX_SIZES];
     uint32_t n_gslots;
-    uint32_t g_splits;                 // attention splits of the fixed grids (split_len 0)
+    uint32_t g_splits;                 // the most attention splits of a fixed grid (split_len 0)
     uint32_t pad_block;                // the KV block padding tokens write (never a sequence's)
     batch_t gbatch;                    // the padded step: n_tokens = n_seqs = the slot's size
     const batch_t *ubatch;             // the caller's batch (its logit rows)
@@ -108,9 +108,32 @@ struct cuda_ctx_t {
     uint64_t blas_ws_bytes;
     uint64_t graph_bytes;              // device memory the instantiated graphs took (measured)
 
+    // Per-operation device time (profile.cu; backend_opts_t.profile).
+    int profile;
+    std::vector<cudaEvent_t> prof_ev;  // one recorded at each operation's start, one at the step's end
+    std::vector<uint8_t> prof_kind;    // the bk_prof_kind_t of each recorded start
+    uint32_t prof_n;                   // starts recorded in this step
+    bk_profile_t prof;                 // the totals since the last report
+
     std::vector<void *> allocs;
     std::vector<cbuf_t *> bufs;
 };
+
+// ---- profile.cu
+
+// Create the events for a step of n_layer layers (creation, with opts profile).
+int prof_init(cuda_ctx_t *c, uint32_t n_layer);
+
+// An operation of `kind` starts (eager steps only; nothing without profile).
+int prof_mark(cuda_ctx_t *c, int kind);
+
+// The step has ended: wait for it and add each operation's time to c->prof.
+int prof_flush(cuda_ctx_t *c);
+
+// backend_ops_t.profile: flush, copy the totals out, reset them.
+int prof_report(void *vctx, bk_profile_t *out);
+
+void prof_destroy(cuda_ctx_t *c);
 
 // ---- graph.cu
 

@@ -18,8 +18,9 @@
 // memory: the step's metadata (tokens, positions, block tables, sequence
 // of each token) goes into the packed batch buffer at offsets fixed by the
 // size alone; every grid is the size's; the attention kernels split the
-// keys on a fixed grid of g_splits splits whose blocks past a token's
-// context exit at once (attention.cu, split_len 0); the logits are
+// keys on a fixed grid (at most g_splits splits, as many as the size calls
+// for: att_fill_splits) whose blocks past a token's context exit at once
+// (attention.cu, split_len 0); the logits are
 // computed for every padded row, their greedy choice too, and the rows the
 // caller wants are copied out after the graph.
 //
@@ -180,7 +181,7 @@ int graph_set_batch(cuda_ctx_t *c, const batch_t *b)
     c->d_tiles = c->meta_dev;           // no prompt tiles
     c->n_tiles = 0;
     c->n_rest = P;
-    c->batch_max_keys = 0;              // unused: the grid is g_splits wide
+    c->batch_max_keys = 0;              // unused: the grid is fixed per size (split_len 0)
     // The operations read only the counts of the padded step; its arrays are in meta_dev.
     c->gbatch = batch_t{};
     c->gbatch.n_tokens = c->gbatch.n_seqs = c->gbatch.n_logits = P;

@@ -43,6 +43,42 @@ typedef struct {
  */
 #define BK_STEP_AGAIN 1
 
+/* Kinds of operation that bk_profile_t times (backend_ops_t.profile). */
+typedef enum {
+    BK_PROF_UPLOAD,     /* set_batch: the step's metadata to the device */
+    BK_PROF_EMBED,
+    BK_PROF_NORM,       /* add_rmsnorm */
+    BK_PROF_QKV,        /* matmul_qkv (or matmul of W_Q, W_K, W_V) */
+    BK_PROF_ROPE_KV,
+    BK_PROF_ATTENTION,
+    BK_PROF_O,          /* matmul of W_O */
+    BK_PROF_GATE_UP,    /* matmul_gate_up (or matmul of W_GATE, W_UP) */
+    BK_PROF_SWIGLU,
+    BK_PROF_DOWN,       /* matmul of W_DOWN */
+    BK_PROF_LOGITS,     /* logits / logits_argmax: norm, output GEMM, copy back */
+    BK_PROF_COUNT
+} bk_prof_kind_t;
+
+/*
+ * Device milliseconds per kind of operation and the number of calls: the
+ * time from the operation's start on the device to the next one's, so the
+ * gaps in which the device waits for the host count to the operation
+ * before them.
+ */
+typedef struct {
+    double ms[BK_PROF_COUNT];
+    uint64_t calls[BK_PROF_COUNT];
+} bk_profile_t;
+
+/* The short name of a bk_prof_kind_t ("qkv", "attention", ...). */
+static inline const char *bk_prof_name(int kind)
+{
+    static const char *const names[BK_PROF_COUNT] = {
+        "upload", "embed", "norm", "qkv", "rope_kv", "attention", "o", "gate_up", "swiglu", "down", "logits",
+    };
+    return kind >= 0 && kind < BK_PROF_COUNT ? names[kind] : "?";
+}
+
 /* The roles of a layer's weights. */
 typedef enum {
     W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_FFN_NORM, W_GATE, W_UP, W_DOWN, W_COUNT
@@ -128,6 +164,13 @@ typedef struct {
 
     /* The last device error's message, or "" (for logs and requests). */
     const char *(*last_error)(void *ctx);
+
+    /*
+     * Optional (NULL where a backend has none; the CUDA backend counts
+     * only with backend_opts_t.profile): the device time each kind of
+     * operation took since the previous call, which it resets.  Benchmarks.
+     */
+    int (*profile)(void *ctx, bk_profile_t *out);
 } backend_ops_t;
 
 typedef struct {
@@ -150,6 +193,8 @@ typedef struct {
                                resolved (the two make the decode fast path, verified together) */
     int fp16_weights;       /* CUDA: the weights and the activations GEMMs read as fp16 (1)
                                or bf16 (0); the CPU backend ignores it */
+    int profile;            /* CUDA benchmarks: time every operation on the device
+                               (backend_ops_t.profile); turns CUDA graphs off */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16

@@ -8,9 +8,9 @@
 # the CPU backend; decode steps as CUDA graphs against eager steps; the
 # device's greedy argmax against the sampler), tests/gpu/hf_reference.py
 # (llamad against Hugging Face transformers, where torch is installed) and
-# bench/bench-cuda (a 7B-shaped model against the device's measured limits,
-# decode with CUDA graphs off and on).  The benchmark's
-# table is printed last.  Without a CUDA device, or in a build without the
+# bench/bench-cuda --profile yes (a 7B-shaped model against the device's
+# measured limits, decode with CUDA graphs off and on, then the device time
+# of each kind of operation).  The benchmark's tables are printed last.  Without a CUDA device, or in a build without the
 # CUDA backend, every part reports SKIP and the script succeeds.
 #
 # Environment: LLAMAD_BUILDDIR (where the programs are; default .),
@@ -60,7 +60,7 @@ for part in $parts; do
         fi
         ;;
     bench)
-        [ -x "$B/bench/bench-cuda" ] && { "$B/bench/bench-cuda" || rc=1; }
+        [ -x "$B/bench/bench-cuda" ] && { "$B/bench/bench-cuda" --profile yes || rc=1; }
         ;;
     esac
 done

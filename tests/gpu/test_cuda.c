@@ -329,11 +329,11 @@ static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uin
         for (int k = 0; k < 64; k++)
             tables[s][k] = s * 64 + (63 - k); /* blocks in reverse order: tables are honoured */
     uint32_t V = hp.n_vocab;
-    int32_t a[40], bt[700], c[30], d[17], e1[1];
+    int32_t a[40], bt[701], c[31], d[18], e1[1];
     make_tokens(a, 40, V);
-    make_tokens(bt, 700, V);
-    make_tokens(c, 30, V);
-    make_tokens(d, 17, V);
+    make_tokens(bt, 701, V);
+    make_tokens(c, 31, V);
+    make_tokens(d, 18, V);
     make_tokens(e1, 1, V);
     double worst = 0, w;
 
@@ -357,6 +357,17 @@ static void run_shape(const char *name, hparams_t hp, qtype_t t, double tol, uin
     int32_t rows[3] = { 0, 17, 18 };
     batch_t b = { n, toks, pos, 3, seqs, 3, rows };
     w = pair_step(&p, &b, "ragged batch", tol); worst = w > worst ? w : worst;
+    /* four decodes together at contexts long_len + 1, 38, 31 and 18: attention
+       splits by the longest, shorter tokens use fewer splits, partials per token */
+    {
+        int32_t dt[4] = { bt[long_len], a[37], c[30], d[17] };
+        int32_t dp[4] = { (int32_t)long_len, 37, 30, 17 };
+        batch_seq_t ds[4] = { { tables[1], long_len / 16 + 1, 0, 1 }, { tables[0], 3, 1, 1 },
+                              { tables[2], 2, 2, 1 }, { tables[3], 2, 3, 1 } };
+        int32_t dr[4] = { 0, 1, 2, 3 };
+        batch_t db = { 4, dt, dp, 4, ds, 4, dr };
+        w = pair_step(&p, &db, "four decodes at different contexts", tol); worst = w > worst ? w : worst;
+    }
     printf("  %-28s %-5s %s worst rel_l2 %.2e\n", name, qtype_info(t)->name, fp16 ? "fp16" : "bf16", worst);
     pair_close(&p);
     model_destroy(m);
@@ -372,6 +383,18 @@ TEST(forward_head64_gqa3)
 {
     need_gpu();
     run_shape("d576 h9 kv3 hd64", small_hp(576, 9, 3, 64, 1536, 2, 2000), QT_Q8_0, 2e-2, 700, 0);
+}
+
+TEST(forward_head64_gqa2)
+{
+    need_gpu();
+    run_shape("d512 h8 kv4 hd64", small_hp(512, 8, 4, 64, 1024, 2, 1500), QT_Q8_0, 2e-2, 700, 0);
+}
+
+TEST(forward_head128_gqa6)
+{
+    need_gpu();
+    run_shape("d1536 h12 kv2 hd128", small_hp(1536, 12, 2, 128, 2048, 2, 2500), QT_F16, 2e-2, 700, 0);
 }
 
 TEST(forward_head128_gqa8_half_rope)
@@ -925,9 +948,63 @@ TEST(chunked_prefill_without_logits_matches_cpu)
     model_destroy(m);
 }
 
+/* The profile (benchmarks): every operation of two steps counted once per call, and timed. */
+TEST(profile_counts_every_operation)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    hparams_t hp = small_hp(256, 4, 2, 64, 512, 3, 512);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_F16, 1, 5, err, sizeof err) == 0, "%s", err);
+    backend_t *b;
+    forward_t *f;
+    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 64, .profile = 1,
+                         .cuda_graphs = 1 };
+    ASSERT_MSG(registry_create_backend("cuda", &b, m, &o, err, sizeof err) == 0, "%s", err);
+    ASSERT_EQ_INT(forward_create(&f, m, b, 64, err, sizeof err), 0);
+    ASSERT(b->ops->profile != NULL);
+    int32_t table[4] = { 0, 1, 2, 3 }, toks[20], pos[20], row = 19;
+    for (int i = 0; i < 20; i++) {
+        toks[i] = 7 * i + 3;
+        pos[i] = i;
+    }
+    float *l = malloc(sizeof(float) * hp.n_vocab);
+    batch_seq_t bs = { table, 2, 0, 20 };
+    batch_t bt = { 20, toks, pos, 1, &bs, 1, &row };
+    ASSERT_EQ_INT(forward_step(f, &bt, l), 0);
+    int32_t row0 = 0;
+    batch_seq_t ds = { table, 2, 0, 1 };
+    batch_t db = { 1, toks + 19, pos + 19, 1, &ds, 1, &row0 };  /* a decode step: a graph size, yet eager */
+    pos[19] = 20;
+    ASSERT_EQ_INT(forward_step(f, &db, l), 0);
+    bk_profile_t p;
+    ASSERT_EQ_INT(b->ops->profile(b->ctx, &p), 0);
+    uint64_t want[BK_PROF_COUNT] = { 0 };
+    want[BK_PROF_UPLOAD] = want[BK_PROF_EMBED] = want[BK_PROF_LOGITS] = 2;
+    want[BK_PROF_NORM] = 2 * 2 * hp.n_layer;
+    want[BK_PROF_QKV] = want[BK_PROF_ROPE_KV] = want[BK_PROF_ATTENTION] = want[BK_PROF_O] = 2 * hp.n_layer;
+    want[BK_PROF_GATE_UP] = want[BK_PROF_SWIGLU] = want[BK_PROF_DOWN] = 2 * hp.n_layer;
+    double total = 0;
+    for (int k = 0; k < BK_PROF_COUNT; k++) {
+        ASSERT_MSG(p.calls[k] == want[k], "%s: %llu calls, expected %llu", bk_prof_name(k),
+                   (unsigned long long)p.calls[k], (unsigned long long)want[k]);
+        ASSERT_MSG(p.ms[k] >= 0 && p.ms[k] < 1e4, "%s: %g ms", bk_prof_name(k), p.ms[k]);
+        total += p.ms[k];
+    }
+    ASSERT_MSG(total > 0, "no device time recorded");
+    ASSERT_EQ_INT(b->ops->profile(b->ctx, &p), 0);   /* reset by the report */
+    for (int k = 0; k < BK_PROF_COUNT; k++)
+        ASSERT_MSG(p.calls[k] == 0, "%s: %llu calls after the reset", bk_prof_name(k), (unsigned long long)p.calls[k]);
+    free(l);
+    forward_destroy(f);
+    backend_destroy(b);
+    model_destroy(m);
+}
+
 TEST_LIST(T(matmul_every_weight_type), T(ffn_ops_match_cpu_bf16), T(ffn_ops_match_cpu_fp16_overflow_inf),
-          T(forward_head64_gqa1), T(forward_head64_gqa3), T(forward_head128_gqa8_half_rope),
+          T(forward_head64_gqa1), T(forward_head64_gqa3), T(forward_head64_gqa2), T(forward_head128_gqa6), T(forward_head128_gqa8_half_rope),
           T(forward_7b_shape_two_layers), T(forward_head64_gqa3_fp16), T(forward_7b_shape_two_layers_fp16),
           T(default_model_greedy_matches_cpu), T(default_model_greedy_matches_cpu_fp16), T(argmax_matches_sampler),
           T(graphs_match_eager_head64), T(graphs_match_eager_head64_fp16), T(graphs_match_eager_7b_shape),
-          T(engine_device_greedy_matches_host_sampler), T(chunked_prefill_without_logits_matches_cpu))
+          T(engine_device_greedy_matches_host_sampler), T(chunked_prefill_without_logits_matches_cpu),
+          T(profile_counts_every_operation))
