@@ -9,7 +9,8 @@
  *                 [--gen 32] [--requests-per-client 2] [--runs 3]
  *                 [--threads 0] [--kv-memory-mb 256] [--max-batch-tokens 512]
  *                 [--max-seqs 64] [--shared-prefix 0] [--no-prefix-cache]
- *                 [--compare-prefix-cache]
+ *                 [--compare-prefix-cache] [--backend auto|cpu|cuda]
+ *                 [--cuda-graphs auto|on|off]
  *
  * Prompts are random token ids (the speed does not depend on their
  * meaning); every request generates exactly --gen tokens (end-of-text
@@ -35,6 +36,8 @@ typedef struct {
     int n_conc;
     uint32_t prompt, gen, per_client, runs, max_batch, max_seqs, shared;
     int threads, no_prefix, compare;
+    const char *backend;    /* auto, cpu, cuda */
+    int graphs;             /* CUDA graphs: 1 on, -1 off, 0 the build's default */
     uint64_t kv_mb;
 } args_t;
 
@@ -103,7 +106,8 @@ static int run_level(const args_t *a, uint32_t c, result_t *res)
     engine_opts_t o = { 0 };
     o.model_path = a->model;
     o.chat_template = "auto";
-    o.backend = "auto";
+    o.backend = a->backend;
+    o.cuda_graphs = a->graphs;
     o.threads = a->threads;
     o.kv_bytes = a->kv_mb << 20;
     o.max_batch_tokens = a->max_batch;
@@ -232,7 +236,7 @@ int main(int argc, char **argv)
 {
     args_t a = { .model = "models/SmolLM2-135M-Instruct.Q4_1.gguf", .conc = { 1, 4, 16, 64 }, .n_conc = 4,
                  .prompt = 64, .gen = 32, .per_client = 2, .runs = 3, .max_batch = 512, .max_seqs = 64,
-                 .kv_mb = 256 };
+                 .kv_mb = 256, .backend = "auto" };
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         uint32_t n = 0;
@@ -249,6 +253,11 @@ int main(int argc, char **argv)
             bad = 1;
         } else if (strcmp(k, "--model") == 0) {
             a.model = v;
+        } else if (strcmp(k, "--backend") == 0) {
+            a.backend = v;
+        } else if (strcmp(k, "--cuda-graphs") == 0) {
+            a.graphs = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
+            bad = strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto");
         } else if (strcmp(k, "--concurrency") == 0) {
             char buf[256];
             snprintf(buf, sizeof buf, "%s", v);
@@ -289,10 +298,11 @@ int main(int argc, char **argv)
                         "--shared-prefix <= --prompt\n");
         return 2;
     }
-    printf("model %s; prompt %u tokens (%u shared), %u generated, %u requests per client, "
-           "prefix cache %s, budget %u tokens, max-seqs %u; median of %u runs\n",
-           a.model, a.prompt, a.shared, a.gen, a.per_client,
-           a.compare ? "on and off in turn" : a.no_prefix ? "off" : "on", a.max_batch, a.max_seqs, a.runs);
+    printf("model %s; backend %s, CUDA graphs %s; prompt %u tokens (%u shared), %u generated, "
+           "%u requests per client, prefix cache %s, budget %u tokens, max-seqs %u; median of %u runs\n",
+           a.model, a.backend, a.graphs > 0 ? "on" : a.graphs < 0 ? "off" : "auto", a.prompt, a.shared, a.gen,
+           a.per_client, a.compare ? "on and off in turn" : a.no_prefix ? "off" : "on", a.max_batch, a.max_seqs,
+           a.runs);
     printf("%6s %6s %10s %10s %9s %9s %10s %8s %8s %10s\n", "conc", "cache", "ttft_p50", "ttft_p99", "itl_p50",
            "itl_p99", "out_tok/s", "tok/step", "preempt", "cached");
     for (int ci = 0; ci < a.n_conc; ci++) {
