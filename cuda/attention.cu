@@ -24,18 +24,10 @@
 #define MAX_GROUP 8     // the largest GQA ratio served (one instance of the kernel per ratio)
 #define ATT_UNROLL 2    // keys per lane group whose loads are in flight together
 
-// Keys per split for a token of n_keys keys: a.split_len, or with
-// split_len 0 (a fixed grid of n_splits splits, as CUDA graphs launch it)
-// ATT_SPLIT_MIN keys, more where n_splits of those would not cover n_keys:
-// the same splits as a fixed split_len of ATT_SPLIT_MIN up to
-// n_splits * ATT_SPLIT_MIN keys.  Always n_splits * result >= n_keys.
+// Keys per split for a token of n_keys keys (att_split.h).
 __device__ static inline uint32_t split_keys(const attn_args_t &a, uint32_t n_keys)
 {
-    if (a.split_len != 0)
-        return a.split_len;
-    uint32_t per = (n_keys + a.n_splits - 1) / a.n_splits;
-    per = (per + 15u) & ~15u;
-    return per > ATT_SPLIT_MIN ? per : ATT_SPLIT_MIN;
+    return att_split_keys(att_split_t{ a.split_len, a.n_splits }, n_keys);
 }
 
 // One lane's share of a key: 8 consecutive dimensions of K and of V.

@@ -295,26 +295,14 @@ static int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vou
     a.block_tokens = c->B;
     a.scale = 1.0f / sqrtf((float)hp->head_dim);
     // Split long contexts across blocks when the (token, KV head) pairs
-    // would not keep enough loads in flight (att_fill_splits).
-    uint32_t fill = att_fill_splits((uint64_t)c->n_rest * hp->n_head_kv, c->n_sms);
-    if (c->gmode == GM_EAGER) {
-        // no more splits than the longest context has ATT_SPLIT_MIN-key pieces;
-        // one split length for the whole step
-        uint32_t most = cdiv(c->batch_max_keys, ATT_SPLIT_MIN);
-        uint32_t n = fill < most ? fill : most;
-        a.split_len = n > 1 ? (cdiv(c->batch_max_keys, n) + 15u) & ~15u : 1u << 30;
-        a.n_splits = n > 1 ? cdiv(c->batch_max_keys, a.split_len) : 1;
-    } else {
-        // A graph's grid is fixed: splits of per-token length (split_len 0),
-        // as many as the padded size calls for, at most g_splits.
-        uint32_t n = fill < c->g_splits ? fill : c->g_splits;
-        a.split_len = n > 1 ? 0 : 1u << 30;
-        a.n_splits = n > 1 ? n : 1;
-    }
-    if (a.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * a.n_splits * (hp->head_dim + 2) > c->attn_work_floats) {
-        a.split_len = 1u << 30;
-        a.n_splits = 1;
-    }
+    // would not keep enough loads in flight (att_split.h); a graph's grid
+    // is fixed per padded size (split_len 0, at most g_splits).
+    att_split_t sp = att_choose_splits(c->n_rest, hp->n_head_kv, c->n_sms, c->batch_max_keys,
+                                       c->gmode == GM_EAGER ? 0 : c->g_splits);
+    if (sp.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * sp.n_splits * (hp->head_dim + 2) > c->attn_work_floats)
+        sp = att_split_t{ ATT_NO_SPLIT, 1 };    // never: att_work_floats covers every choice
+    a.split_len = sp.split_len;
+    a.n_splits = sp.n_splits;
     if (launch_attention(c->stream, &a) != 0 || launch_attention_prefill(c->stream, &a, c->d_tiles, c->n_tiles) != 0)
         return ERR_UNSUPPORTED;
     CU_LAUNCHED(&c->err);
@@ -796,14 +784,8 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     uint64_t pool_tokens = (uint64_t)nb * c->B;
     c->max_ctx = (uint32_t)(pool_tokens < hp->n_ctx_train ? pool_tokens : hp->n_ctx_train);
 
-    // Attention partials: (token, split) pairs number fewer than
-    // 2 * n_sms * ATT_BLOCKS_PER_SM / n_kv (att_fill_splits), and at most
-    // T tokens of cdiv(max_ctx, ATT_SPLIT_MIN) splits.
-    uint64_t split_pairs = 2ull * c->n_sms * ATT_BLOCKS_PER_SM / hp->n_head_kv + 1;
-    uint64_t most_pairs = (uint64_t)T * cdiv(c->max_ctx, ATT_SPLIT_MIN);
-    if (split_pairs > most_pairs)
-        split_pairs = most_pairs;
-    c->attn_work_floats = split_pairs * hp->n_head * (hp->head_dim + 2);
+    // Attention partials: room for every split att_choose_splits makes.
+    c->attn_work_floats = att_work_floats(c->n_sms, hp->n_head_kv, hp->n_head, hp->head_dim, T, c->max_ctx);
     if ((rc = dev_alloc(c, (void **)&c->attn_work, c->attn_work_floats * 4)) != 0)
         return rc;
 

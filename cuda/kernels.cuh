@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "att_split.h"
 
 struct rope_dims_t {
     uint32_t n_head, n_kv, head_dim, rope_dim, block_tokens;
@@ -39,30 +40,11 @@ struct attn_args_t {
     const int32_t *pos, *tok_seq, *seq_table_off, *tables;
     const int32_t *tok_list;    // [n_tokens] the batch tokens this launch serves (split kernel)
     uint32_t n_tokens, n_head, n_kv, head_dim, block_tokens;
-    uint32_t split_len, n_splits;   // keys per split (0: per token, see ATT_SPLIT_MIN), splits per token
+    uint32_t split_len, n_splits;   // keys per split (0: per token), splits per token: att_split.h
     float scale;
     cudaDataType out_type;      // CUDA_R_16BF or CUDA_R_16F (the GEMMs' input format)
 };
 
-// Keys per split piece: with split_len 0 each token's split length is the
-// larger of this and its keys over n_splits (rounded up to 16); an eager
-// step has at most as many splits as its longest context has pieces.
-#define ATT_SPLIT_MIN 256u
-
-// Decode attention aims at this many thread blocks per SM: a batch with
-// fewer (token, KV head) pairs splits its keys across blocks, so that
-// enough K/V loads are in flight to approach the memory bandwidth.
-#define ATT_BLOCKS_PER_SM 8u
-
-// Splits per token that bring n_pairs (token, KV head) pairs to about
-// n_sms * ATT_BLOCKS_PER_SM blocks; 1 when the pairs alone reach it.
-// Always n_pairs * result < 2 * n_sms * ATT_BLOCKS_PER_SM (or result 1),
-// which bounds the partials' workspace.
-static inline uint32_t att_fill_splits(uint64_t n_pairs, uint32_t n_sms)
-{
-    uint64_t want = (uint64_t)n_sms * ATT_BLOCKS_PER_SM;
-    return n_pairs == 0 || n_pairs >= want ? 1u : (uint32_t)((want + n_pairs - 1) / n_pairs);
-}
 
 // The flash-decoding kernel over a->tok_list (decodes, short prompts).
 // Returns 0, or -4 for an unsupported head_dim / GQA ratio.
