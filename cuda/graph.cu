@@ -19,7 +19,7 @@
 // of each token) goes into the packed batch buffer at offsets fixed by the
 // size alone; every grid is the size's; the attention kernels split the
 // keys on a fixed grid (at most g_splits splits, as many as the size calls
-// for: att_fill_splits) whose blocks past a token's context exit at once
+// for: att_split.h) whose blocks past a token's context exit at once
 // (attention.cu, split_len 0); the logits are
 // computed for every padded row, their greedy choice too, and the rows the
 // caller wants are copied out after the graph.
