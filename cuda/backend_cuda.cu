@@ -1,7 +1,8 @@
 // backend_cuda.cu - the CUDA backend: the operations of engine/backend.h
 // on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate), the fused
-// kernels of kernels.cu and attention.cu, and the weights uploaded once
-// as bf16, or as fp16 when backend_opts_t.fp16_weights asks (wtype).
+// kernels of kernels.cu and attention.cu, over the weights upload.cu put
+// on the device once as bf16, or as fp16 when backend_opts_t.fp16_weights
+// asks (wtype).
 //
 // Activation buffers hold each matrix twice: fp32 (what GEMMs and the
 // residual stream write) and 16-bit in wtype (what GEMMs read).  fp16 has
@@ -29,10 +30,6 @@
 extern "C" {
 #include "../engine/err.h"
 #include "../engine/log.h"
-int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
-                 cudaStream_t stream);
-int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale, float offset,
-                     cudaStream_t stream);
 }
 
 int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *file, int line)
@@ -65,7 +62,7 @@ static const char *cublas_str(cublasStatus_t s)
 // Prompt chunks at least this long run on the tensor-core prefill kernel.
 #define PREFILL_MIN 16
 
-static int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes)
+int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes)
 {
     CU_TRY(&c->err, cudaMalloc(p, bytes ? bytes : 16));
     c->allocs.push_back(*p);
@@ -575,133 +572,6 @@ static backend_ops_t without_argmax(backend_ops_t o)
 }
 static const backend_ops_t cuda_ops_host_argmax = without_argmax(cuda_ops);
 
-// ---------------------------------------------------------------- weights
-
-struct uploader_t {
-    cuda_ctx_t *c;
-    void *staging_host;     // pinned, 2 halves
-    void *staging_dev;      // raw blocks on the device, 2 halves
-    uint64_t half_bytes;
-    int which;
-    cudaEvent_t done[2];
-    uint64_t uploaded, total;
-    int last_pct;
-    uint64_t seed;
-};
-
-// Upload rows [0, n_out) of w, dequantised to wtype, at dst; in pieces of at
-// most half the staging buffer, double-buffered so that reading the file
-// overlaps the copy and the dequantisation of the previous piece.
-static int upload_weight(uploader_t *u, const weight_t *w, w16_t *dst)
-{
-    cuda_ctx_t *c = u->c;
-    uint64_t n_elems = w->n_in * w->n_out;
-    if (w->data == nullptr) { // a synthetic model without host data
-        bool norm = w->n_out == 1;
-        int rc = cuda_fill_random(dst, c->wtype, n_elems, u->seed++ * 0x51ed27u, norm ? 0.2f : 0.02f,
-                                  norm ? 1.0f : 0.0f, c->stream);
-        return rc == 0 ? 0 : cuda_fail(&c->err, "fill_random_kernel", "launch failed", __FILE__, __LINE__);
-    }
-    const qtype_info_t *qi = qtype_info(w->type);
-    uint64_t row_bytes = w->nbytes / w->n_out;
-    uint64_t rows_per = u->half_bytes / row_bytes;
-    if (rows_per == 0)
-        return cuda_fail(&c->err, "upload", "a weight row is larger than the staging buffer", __FILE__, __LINE__);
-    for (uint64_t r0 = 0; r0 < w->n_out; r0 += rows_per) {
-        uint64_t nr = w->n_out - r0 < rows_per ? w->n_out - r0 : rows_per;
-        uint64_t bytes = nr * row_bytes;
-        int h = u->which;
-        u->which ^= 1;
-        CU_TRY(&c->err, cudaEventSynchronize(u->done[h])); // this half's previous copy is finished
-        char *hs = (char *)u->staging_host + h * u->half_bytes;
-        char *ds = (char *)u->staging_dev + h * u->half_bytes;
-        memcpy(hs, (const char *)w->data + r0 * row_bytes, bytes);
-        CU_TRY(&c->err, cudaMemcpyAsync(ds, hs, bytes, cudaMemcpyHostToDevice, c->stream));
-        if (cuda_dequant(w->type, ds, dst + r0 * w->n_in, c->wtype, nr * w->n_in, c->stream) != 0)
-            return cuda_fail(&c->err, "dequant_kernel", qi ? qi->name : "?", __FILE__, __LINE__);
-        CU_TRY(&c->err, cudaEventRecord(u->done[h], c->stream));
-    }
-    u->uploaded += w->nbytes;
-    int pct = (int)(100.0 * u->uploaded / (u->total ? u->total : 1));
-    if (pct / 10 != u->last_pct / 10) {
-        log_info("cuda: uploading weights %d%% (%.0f of %.0f MiB)", pct, u->uploaded / 1048576.0,
-                 u->total / 1048576.0);
-        u->last_pct = pct;
-    }
-    return 0;
-}
-
-static int upload_norm(cuda_ctx_t *c, const weight_t *w, float **dst)
-{
-    if (dev_alloc(c, (void **)dst, w->n_in * 4) != 0)
-        return ERR_BACKEND;
-    std::vector<float> h(w->n_in, 1.0f);
-    if (w->data != nullptr && quant_dequant(w->type, w->data, h.data(), w->n_in) != 0)
-        return cuda_fail(&c->err, "norm weight", "unsupported type", __FILE__, __LINE__);
-    CU_TRY(&c->err, cudaMemcpy(*dst, h.data(), w->n_in * 4, cudaMemcpyHostToDevice));
-    return 0;
-}
-
-static int upload_all(cuda_ctx_t *c)
-{
-    const model_t *m = c->m;
-    const hparams_t *hp = &m->hp;
-    uint64_t d = hp->n_embd, qd = (uint64_t)hp->n_head * hp->head_dim;
-    uint64_t kvd = (uint64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
-    uploader_t u = {};
-    u.c = c;
-    u.half_bytes = 32ull << 20;
-    u.total = m->weight_bytes;
-    u.last_pct = -10;
-    u.seed = 12345;
-    CU_TRY(&c->err, cudaMallocHost(&u.staging_host, 2 * u.half_bytes));
-    int rc = dev_alloc(c, &u.staging_dev, 2 * u.half_bytes);
-    if (rc == 0) {
-        cudaEventCreateWithFlags(&u.done[0], cudaEventDisableTiming);
-        cudaEventCreateWithFlags(&u.done[1], cudaEventDisableTiming);
-        cudaEventRecord(u.done[0], c->stream);
-        cudaEventRecord(u.done[1], c->stream);
-    }
-    c->layers.resize(hp->n_layer);
-    if (rc == 0 && (rc = dev_alloc(c, (void **)&c->tok_embd, d * hp->n_vocab * 2)) == 0)
-        rc = upload_weight(&u, &m->tok_embd, c->tok_embd);
-    if (rc == 0) {
-        if (hp->tied_embeddings)
-            c->output = c->tok_embd;
-        else if ((rc = dev_alloc(c, (void **)&c->output, d * hp->n_vocab * 2)) == 0)
-            rc = upload_weight(&u, &m->output, c->output);
-    }
-    if (rc == 0)
-        rc = upload_norm(c, &m->output_norm, &c->output_norm);
-    for (uint32_t l = 0; rc == 0 && l < hp->n_layer; l++) {
-        const layer_weights_t *w = &m->layers[l];
-        layer_dev_t &L = c->layers[l];
-        if ((rc = dev_alloc(c, (void **)&L.wqkv, (qd + 2 * kvd) * d * 2)) ||
-            (rc = dev_alloc(c, (void **)&L.wo, d * qd * 2)) ||
-            (rc = dev_alloc(c, (void **)&L.wgu, 2 * ff * d * 2)) ||
-            (rc = dev_alloc(c, (void **)&L.wdown, d * ff * 2)) ||
-            (rc = upload_weight(&u, &w->wq, L.wqkv)) ||
-            (rc = upload_weight(&u, &w->wk, L.wqkv + qd * d)) ||
-            (rc = upload_weight(&u, &w->wv, L.wqkv + (qd + kvd) * d)) ||
-            (rc = upload_weight(&u, &w->wo, L.wo)) ||
-            (rc = upload_weight(&u, &w->w_gate, L.wgu)) ||
-            (rc = upload_weight(&u, &w->w_up, L.wgu + ff * d)) ||
-            (rc = upload_weight(&u, &w->w_down, L.wdown)) ||
-            (rc = upload_norm(c, &w->attn_norm, &L.attn_norm)) ||
-            (rc = upload_norm(c, &w->ffn_norm, &L.ffn_norm)))
-            break;
-    }
-    cudaStreamSynchronize(c->stream);
-    if (u.done[0]) {
-        cudaEventDestroy(u.done[0]);
-        cudaEventDestroy(u.done[1]);
-    }
-    cudaFreeHost(u.staging_host);
-    if (rc == 0)
-        CU_TRY(&c->err, cudaGetLastError());
-    return rc;
-}
-
 // ---------------------------------------------------------------- create
 
 static int create(cuda_ctx_t *c, const backend_opts_t *o)
@@ -729,7 +599,7 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
         CUBLAS_TRY(&c->err, cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes));
     }
 
-    rc = upload_all(c);
+    rc = upload_weights(c);
     if (rc != 0)
         return rc;
 

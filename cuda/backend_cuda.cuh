@@ -1,6 +1,7 @@
-// backend_cuda.cuh - the CUDA backend's context, shared by its two
-// halves: backend_cuda.cu (the operations, the weights, creation) and
-// graph.cu (decode steps as CUDA graphs).  Not for anything outside cuda/.
+// backend_cuda.cuh - the CUDA backend's context, shared by its parts:
+// backend_cuda.cu (the operations, creation), upload.cu (the weights),
+// graph.cu (decode steps as CUDA graphs) and profile.cu (per-operation
+// device time).  Not for anything outside cuda/.
 // Engine thread only, like the backend itself.
 #pragma once
 
@@ -118,6 +119,14 @@ struct cuda_ctx_t {
     std::vector<void *> allocs;
     std::vector<cbuf_t *> bufs;
 };
+
+// ---- backend_cuda.cu and upload.cu
+
+// cudaMalloc, remembered for op_destroy; records the failure in c->err.
+int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes);
+
+// Upload every weight (creation): 0 or ERR_BACKEND with c->err set.
+int upload_weights(cuda_ctx_t *c);
 
 // ---- profile.cu
 
