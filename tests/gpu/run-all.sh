@@ -5,13 +5,15 @@
 #
 # Builds the GPU programs where a configured build tree is present (make),
 # then runs: tests/gpu/test_cuda (every kernel and the whole model against
-# the CPU backend; decode steps as CUDA graphs against eager steps; the
-# device's greedy argmax against the sampler), tests/gpu/hf_reference.py
-# (llamad against Hugging Face transformers, where torch is installed) and
-# bench/bench-cuda --profile yes (a 7B-shaped model against the device's
-# measured limits, decode with CUDA graphs off and on, then the device time
-# of each kind of operation).  The benchmark's tables are printed last.  Without a CUDA device, or in a build without the
-# CUDA backend, every part reports SKIP and the script succeeds.
+# the CPU backend), tests/gpu/test_cuda_decode (decode steps as CUDA graphs
+# against eager steps; the device's greedy argmax against the sampler; the
+# profile), tests/gpu/hf_reference.py (llamad against Hugging Face
+# transformers, where torch is installed) and bench/bench-cuda --profile
+# yes (a 7B-shaped model against the device's measured limits, decode with
+# CUDA graphs off and on, then the device time of each kind of operation).
+# The benchmark's tables are printed last.  Without a CUDA device, or in a
+# build without the CUDA backend, every part reports SKIP and the script
+# succeeds.
 #
 # Environment: LLAMAD_BUILDDIR (where the programs are; default .),
 # LLAMAD_GPU_PARTS (default "cuda hf bench"), LLAMAD_TEST_MODEL (the default
@@ -24,7 +26,7 @@ parts=${LLAMAD_GPU_PARTS:-cuda hf bench}
 [ "${1:-}" = "--from-suite" ] && parts=$(echo "$parts" | sed 's/bench//')
 
 if [ -f "$B/Makefile" ] && command -v make >/dev/null 2>&1; then
-    make -s -C "$B" tests/gpu/test_cuda tests/tools/forward-dump >/dev/null 2>&1
+    make -s -C "$B" tests/gpu/test_cuda tests/gpu/test_cuda_decode tests/tools/forward-dump >/dev/null 2>&1
     grep -q "bench/bench-cuda" "$B/Makefile" 2>/dev/null && make -s -C "$B" bench/bench-cuda >/dev/null 2>&1
 fi
 if [ ! -x "$B/tests/gpu/test_cuda" ]; then
@@ -42,6 +44,11 @@ for part in $parts; do
     case $part in
     cuda)
         "$B/tests/gpu/test_cuda" || rc=1
+        if [ -x "$B/tests/gpu/test_cuda_decode" ]; then
+            "$B/tests/gpu/test_cuda_decode" || rc=1
+        else
+            echo "FAIL: tests/gpu/test_cuda_decode is not built"; rc=1
+        fi
         ;;
     hf)
         "$B/tests/gpu/test_cuda" matmul_every_weight_type 2>&1 | grep -q '^SKIP' && {
