@@ -320,7 +320,7 @@ void launch_argmax(cudaStream_t s, const float *logits, uint32_t n_rows, uint32_
         argmax_kernel<<<n_rows, AM_THREADS, 0, s>>>(logits, V, out);
 }
 
-// For tests (tests/gpu/test_cuda.c): the argmax kernel over host logits
+// For tests (tests/gpu/test_cuda_decode.c): the argmax kernel over host logits
 // [n_rows, V]; out: [n_rows] {token, logprob} (engine/backend.h's
 // bk_argmax_t).  Synchronous, allocates; 0 or -11 (ERR_BACKEND).
 extern "C" int cuda_argmax_rows(const float *logits, uint32_t n_rows, uint32_t V, void *out)

@@ -201,7 +201,7 @@ typedef struct {
 
 /*
  * Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
- * until a GPU run has verified them (tests/gpu/test_cuda, graphs_*):
+ * until a GPU run has verified them (tests/gpu/test_cuda_decode, graphs_*):
  * flip this one constant to make them the default.
  */
 #define BK_CUDA_GRAPHS_DEFAULT 0
