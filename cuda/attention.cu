@@ -170,13 +170,14 @@ attn_split_kernel(attn_args_t a)
         float M = -INFINITY;
         for (int g = 0; g < NG; g++)
             M = fmaxf(M, sm_m[g][j]);
+        // With M -inf no lane group saw a finite score: the sums are 0 where
+        // it saw none and NaN where it saw only NaN, which the split's
+        // partial must carry to the merge (a weight of 0 there keeps NaN).
         float L = 0.0f, A = 0.0f;
-        if (M != -INFINITY) {
-            for (int g = 0; g < NG; g++) {
-                float f = __expf(sm_m[g][j] - M);
-                L += sm_l[g][j] * f;
-                A += sm_acc[g][j][d] * f;
-            }
+        for (int g = 0; g < NG; g++) {
+            float f = M != -INFINITY ? __expf(sm_m[g][j] - M) : 1.0f;
+            L += sm_l[g][j] * f;
+            A += sm_acc[g][j][d] * f;
         }
         uint32_t h = kvh * G + j;
         if (a.n_splits == 1) {

@@ -69,6 +69,17 @@ int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes)
     return 0;
 }
 
+void dev_free(cuda_ctx_t *c, void *p)
+{
+    for (size_t i = 0; p != nullptr && i < c->allocs.size(); i++) {
+        if (c->allocs[i] == p) {
+            cudaFree(p);
+            c->allocs.erase(c->allocs.begin() + (long)i);
+            return;
+        }
+    }
+}
+
 static int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes)
 {
     if (!c->poison)

@@ -125,6 +125,9 @@ struct cuda_ctx_t {
 // cudaMalloc, remembered for op_destroy; records the failure in c->err.
 int dev_alloc(cuda_ctx_t *c, void **p, uint64_t bytes);
 
+// Free early what dev_alloc gave (NULL or unknown p: nothing).
+void dev_free(cuda_ctx_t *c, void *p);
+
 // Upload every weight (creation): 0 or ERR_BACKEND with c->err set.
 int upload_weights(cuda_ctx_t *c);
 

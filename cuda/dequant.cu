@@ -2,9 +2,10 @@
 // format) on the device, one thread per block of the source type.  The
 // layouts are ggml's (see engine/quant.c, the reference these kernels are
 // tested against through the CPU backend).  To fp16, a weight beyond 65504
-// becomes inf (and the forward pass NaN: the request fails), and one under
-// 2^-14 (6.1e-5) in magnitude is a subnormal, exact to 2^-25, an absolute
-// error no GEMM notices.
+// becomes inf, which cuda_count_nonfinite finds after the upload (the
+// backend then refuses the model rather than compute with it), and one
+// under 2^-14 (6.1e-5) in magnitude is a subnormal, exact to 2^-25, an
+// absolute error no GEMM notices.
 #include <type_traits>
 
 #include "common.cuh"
@@ -173,6 +174,30 @@ extern "C" int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDa
     else
         dequant_kernel<bf16><<<cdiv(nb, 256), 256, 0, stream>>>(type, (const uint8_t *)src_dev, (bf16 *)dst_dev,
                                                                 nb, qi->block_bytes);
+    return cudaGetLastError() == cudaSuccess ? 0 : -11;
+}
+
+// Non-finite 16-bit values (exponent bits all ones: inf or NaN), added to *count.
+// grid: up to 1024 blocks of 256, striding.  p: [n] 16-bit values, `exp_mask` their exponent bits.
+__global__ void nonfinite_kernel(const uint16_t *p, uint64_t n, uint16_t exp_mask, unsigned *count)
+{
+    unsigned bad = 0;
+    for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x)
+        bad += (p[i] & exp_mask) == exp_mask;
+    if (bad != 0)
+        atomicAdd(count, bad);
+}
+
+// Add to *count_dev (device memory) the values of p_dev [n] in `type`
+// (CUDA_R_16BF or CUDA_R_16F) that are inf or NaN.  Launches on stream; 0 or -11.
+extern "C" int cuda_count_nonfinite(const void *p_dev, cudaDataType type, uint64_t n, unsigned *count_dev,
+                                    cudaStream_t stream)
+{
+    if (n == 0)
+        return 0;
+    unsigned blocks = cdiv(n, 256) < 1024 ? cdiv(n, 256) : 1024;
+    nonfinite_kernel<<<blocks, 256, 0, stream>>>((const uint16_t *)p_dev, n,
+                                                 type == CUDA_R_16F ? 0x7c00 : 0x7f80, count_dev);
     return cudaGetLastError() == cudaSuccess ? 0 : -11;
 }
 

@@ -18,6 +18,8 @@ int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_
                  cudaStream_t stream);
 int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale, float offset,
                      cudaStream_t stream);
+int cuda_count_nonfinite(const void *p_dev, cudaDataType type, uint64_t n, unsigned *count_dev,
+                         cudaStream_t stream);
 }
 
 struct uploader_t {
@@ -30,6 +32,9 @@ struct uploader_t {
     uint64_t uploaded, total;
     int last_pct;
     uint64_t seed;
+    unsigned *bad_dev;                  // [max_checked] non-finite values of each uploaded weight
+    uint32_t max_checked;
+    std::vector<const char *> checked;  // the names of the weights counted into bad_dev
 };
 
 // Upload rows [0, n_out) of w, dequantised to wtype, at dst; in pieces of at
@@ -64,12 +69,47 @@ static int upload_weight(uploader_t *u, const weight_t *w, w16_t *dst)
             return cuda_fail(&c->err, "dequant_kernel", qi ? qi->name : "?", __FILE__, __LINE__);
         CU_TRY(&c->err, cudaEventRecord(u->done[h], c->stream));
     }
+    // inf or NaN after the conversion: beyond fp16's range, or in the file itself
+    if (u->checked.size() < u->max_checked) {
+        if (cuda_count_nonfinite(dst, c->wtype, n_elems, u->bad_dev + u->checked.size(), c->stream) != 0)
+            return cuda_fail(&c->err, "nonfinite_kernel", "launch failed", __FILE__, __LINE__);
+        u->checked.push_back(w->name);
+    }
     u->uploaded += w->nbytes;
     int pct = (int)(100.0 * u->uploaded / (u->total ? u->total : 1));
     if (pct / 10 != u->last_pct / 10) {
         log_info("cuda: uploading weights %d%% (%.0f of %.0f MiB)", pct, u->uploaded / 1048576.0,
                  u->total / 1048576.0);
         u->last_pct = pct;
+    }
+    return 0;
+}
+
+static int cuda_memset_checked(cuda_ctx_t *c, void *p, uint64_t bytes)
+{
+    CU_TRY(&c->err, cudaMemset(p, 0, bytes));
+    return 0;
+}
+
+// After the upload: a weight that holds inf or NaN on the device makes
+// every request fail (or, in the output matrix, one token win every step),
+// so the backend refuses the model, naming the first such weight.
+static int refuse_nonfinite(cuda_ctx_t *c, const uploader_t *u)
+{
+    std::vector<unsigned> bad(u->checked.size());
+    if (bad.empty())
+        return 0;
+    CU_TRY(&c->err, cudaMemcpy(bad.data(), u->bad_dev, bad.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < bad.size(); i++) {
+        if (bad[i] == 0)
+            continue;
+        if (c->wtype == CUDA_R_16F)
+            snprintf(c->err.msg, sizeof c->err.msg,
+                     "weight %s: %u values are inf or NaN as fp16 (beyond 65504, or so in the file); "
+                     "use gpu-weight-type = bf16", u->checked[i], bad[i]);
+        else
+            snprintf(c->err.msg, sizeof c->err.msg, "weight %s: %u values are inf or NaN", u->checked[i], bad[i]);
+        return ERR_RANGE;
     }
     return 0;
 }
@@ -107,6 +147,9 @@ int upload_weights(cuda_ctx_t *c)
     u.seed = 12345;
     CU_TRY(&c->err, cudaMallocHost(&u.staging_host, 2 * u.half_bytes));
     int rc = dev_alloc(c, &u.staging_dev, 2 * u.half_bytes);
+    u.max_checked = 2 + 7 * hp->n_layer;    // the embeddings, the output, 7 matrices per layer
+    if (rc == 0 && (rc = dev_alloc(c, (void **)&u.bad_dev, u.max_checked * sizeof(unsigned))) == 0)
+        rc = cuda_memset_checked(c, u.bad_dev, u.max_checked * sizeof(unsigned));
     for (int h = 0; rc == 0 && h < 2; h++)
         rc = staging_event(c, &u.done[h]);
     c->layers.resize(hp->n_layer);
@@ -148,6 +191,9 @@ int upload_weights(cuda_ctx_t *c)
     if (rc == 0) {
         CU_TRY(&c->err, e);
         CU_TRY(&c->err, cudaGetLastError());
+        rc = refuse_nonfinite(c, &u);
     }
+    dev_free(c, u.staging_dev);
+    dev_free(c, u.bad_dev);
     return rc;
 }

@@ -180,6 +180,34 @@ TEST(ffn_ops_match_cpu_fp16_overflow_inf)
     ffn_case(1);
 }
 
+/* A weight beyond fp16's range (or NaN in the file) is refused at creation, naming it. */
+TEST(fp16_refuses_weights_beyond_range)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    hparams_t hp = small_hp(256, 4, 4, 64, 512, 2, 512);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_F32, 1, 41, err, sizeof err) == 0, "%s", err);
+    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 8 };
+    float *w = (float *)(uintptr_t)m->layers[1].w_down.data;
+    backend_t *b;
+    for (int k = 0; k < 3; k++) {
+        w[77] = k == 0 ? 1e5f : k == 1 ? 1e5f : NAN;
+        o.fp16_weights = k != 1;        /* fp16, bf16, fp16 */
+        int rc = registry_create_backend("cuda", &b, m, &o, err, sizeof err);
+        if (k == 1) {                   /* 1e5 is finite in bf16 */
+            ASSERT_MSG(rc == 0, "bf16 with a weight of 1e5: %s", err);
+            backend_destroy(b);
+            continue;
+        }
+        ASSERT_MSG(rc != 0, "fp16 accepted a weight of %g", w[77]);
+        ASSERT_MSG(strstr(err, m->layers[1].w_down.name) != NULL && strstr(err, "bf16") != NULL,
+                   "the error names neither the weight nor the way out: %s", err);
+        printf("  %s\n", err);
+    }
+    model_destroy(m);
+}
+
 /* ---------------------------------------------------------------- whole forward steps */
 
 typedef struct {
@@ -508,6 +536,7 @@ TEST(chunked_prefill_without_logits_matches_cpu)
 }
 
 TEST_LIST(T(matmul_every_weight_type), T(ffn_ops_match_cpu_bf16), T(ffn_ops_match_cpu_fp16_overflow_inf),
+          T(fp16_refuses_weights_beyond_range),
           T(forward_head64_gqa1), T(forward_head64_gqa3), T(forward_head64_gqa2), T(forward_head128_gqa6),
           T(forward_head128_gqa8_half_rope), T(forward_7b_shape_two_layers), T(forward_head64_gqa3_fp16),
           T(forward_7b_shape_two_layers_fp16), T(default_model_greedy_matches_cpu),
