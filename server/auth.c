@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../engine/err.h"
@@ -40,48 +41,108 @@ static int add_digest(uint8_t (**d)[SHA256_BYTES], size_t *n, const char *key, s
     return 0;
 }
 
-/* Read the file into a fresh digest list. */
-static int load_file(auth_t *a, uint8_t (**out)[SHA256_BYTES], size_t *n_out, char *err,
+/*
+ * One key, trimmed of surrounding blanks: 0 and [*k, *k + *len) when it is
+ * usable, else an error naming where it came from.  A usable key is 1 to
+ * AUTH_MAX_KEY_LEN visible ASCII characters (0x21-0x7e): what a client can
+ * put after "Bearer " in a header and have arrive unchanged.  Anything else
+ * could never match and would leave the operator believing a key is in force.
+ */
+static int check_key(const char **k, size_t *len, const char *where, char *err, size_t errlen)
+{
+    const char *p = *k;
+    size_t n = *len;
+    while (n > 0 && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' || p[n - 1] == '\n'))
+        n--;
+    if (n == 0)
+        return err_set(err, errlen, ERR_INVALID, "%s: the key is empty", where);
+    if (n > AUTH_MAX_KEY_LEN)
+        return err_set(err, errlen, ERR_TOOLONG, "%s: the key is longer than %d bytes", where,
+                       AUTH_MAX_KEY_LEN);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x21 || c > 0x7e)
+            return err_set(err, errlen, ERR_INVALID,
+                           "%s: the key holds byte 0x%02x at offset %zu; keys are visible ASCII "
+                           "characters without spaces", where, c, i);
+    }
+    *k = p;
+    *len = n;
+    return 0;
+}
+
+/*
+ * Read the key file into *d / *n (appending).  The file must be a readable
+ * regular file holding at least one key; every non-blank line that does not
+ * start with '#' must be a usable key.  On error err names the file and line.
+ */
+static int load_file(const char *path, uint8_t (**d)[SHA256_BYTES], size_t *n, char *err,
+                     size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return err_set(err, errlen, ERR_IO, "api-key-file: cannot open %s: %s", path,
+                       strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_set(err, errlen, ERR_INVALID, "api-key-file: %s is not a regular file", path);
+    }
+    char line[AUTH_MAX_KEY_LEN + 8], where[512];
+    int lineno = 0, rc = 0;
+    size_t before = *n;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        size_t len = strlen(line);
+        snprintf(where, sizeof where, "api-key-file: %s:%d", path, lineno);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            rc = err_set(err, errlen, ERR_TOOLONG, "%s: the key is longer than %d bytes", where,
+                         AUTH_MAX_KEY_LEN);
+            break;
+        }
+        if (strlen(line) != len || memchr(line, '\0', len) != NULL) {
+            rc = err_set(err, errlen, ERR_INVALID, "%s: the line holds a NUL byte", where);
+            break;
+        }
+        const char *k = line;
+        while (*k == ' ' || *k == '\t' || *k == '\r' || *k == '\n')
+            k++;
+        if (*k == '\0' || *k == '#')
+            continue;
+        size_t klen = len - (size_t)(k - line);
+        if ((rc = check_key(&k, &klen, where, err, errlen)) != 0)
+            break;
+        if (add_digest(d, n, k, klen) != 0)
+            rc = err_set(err, errlen, ERR_FULL, "api-key-file: %s: more than %d keys, or out of "
+                         "memory", path, AUTH_MAX_KEYS);
+    }
+    if (rc == 0 && ferror(f))
+        rc = err_set(err, errlen, ERR_IO, "api-key-file: cannot read %s", path);
+    explicit_bzero(line, sizeof line);
+    fclose(f);
+    if (rc == 0 && *n == before)
+        rc = err_set(err, errlen, ERR_INVALID, "api-key-file: %s holds no key (only blank lines "
+                     "and comments); a configured key file must hold at least one", path);
+    return rc;
+}
+
+/* The full digest list: the inline key, then the file's keys. */
+static int load_keys(const auth_t *a, uint8_t (**out)[SHA256_BYTES], size_t *n_out, char *err,
                      size_t errlen)
 {
     uint8_t (*d)[SHA256_BYTES] = NULL;
     size_t n = 0;
     if (a->has_inline) {
-        int rc = add_digest(&d, &n, "", 0);
-        if (rc != 0)
-            return err_set(err, errlen, rc, "out of memory");
+        if (add_digest(&d, &n, "", 0) != 0)
+            return err_set(err, errlen, ERR_NOMEM, "out of memory");
         memcpy(d[0], a->inline_digest, SHA256_BYTES);
     }
     if (a->file != NULL) {
-        FILE *f = fopen(a->file, "r");
-        if (f == NULL) {
-            free(d);
-            return err_set(err, errlen, ERR_IO, "api-key-file: cannot open %s: %s", a->file,
-                           strerror(errno));
-        }
-        char line[AUTH_MAX_KEY_LEN + 2];
-        int lineno = 0, rc = 0;
-        while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
-            lineno++;
-            size_t len = strlen(line);
-            if (len == sizeof line - 1 && line[len - 1] != '\n') {
-                rc = err_set(err, errlen, ERR_TOOLONG, "api-key-file: %s:%d: key longer than %d bytes",
-                             a->file, lineno, AUTH_MAX_KEY_LEN);
-                break;
-            }
-            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
-                               line[len - 1] == ' ' || line[len - 1] == '\t'))
-                line[--len] = '\0';
-            const char *k = line;
-            while (*k == ' ' || *k == '\t')
-                k++;
-            if (*k == '\0' || *k == '#')
-                continue;
-            if (add_digest(&d, &n, k, strlen(k)) != 0)
-                rc = err_set(err, errlen, ERR_NOMEM, "api-key-file: %s: too many keys", a->file);
-        }
-        explicit_bzero(line, sizeof line);
-        fclose(f);
+        int rc = load_file(a->file, &d, &n, err, errlen);
         if (rc != 0) {
             free(d);
             return rc;
@@ -98,26 +159,37 @@ int auth_create(auth_t **out, const char *key, const char *key_file, char *err, 
     auth_t *a = calloc(1, sizeof *a);
     if (a == NULL)
         return err_set(err, errlen, ERR_NOMEM, "out of memory");
+    int rc = 0;
     if (key != NULL && *key != '\0') {
+        const char *k = key;
+        size_t len = strlen(key);
+        if ((rc = check_key(&k, &len, "api-key", err, errlen)) != 0)
+            goto fail;
         a->has_inline = 1;
-        sha256(key, strlen(key), a->inline_digest);
+        sha256(k, len, a->inline_digest);
     }
-    char path[4096];
+    char path[4096] = "";
     const char *cred = getenv("CREDENTIALS_DIRECTORY");
     if (key_file != NULL && *key_file != '\0') {
         a->file = strdup(key_file);
     } else if (cred != NULL && *cred != '\0') {
         snprintf(path, sizeof path, "%s/apikeys", cred);
-        if (access(path, R_OK) == 0)
+        if (access(path, F_OK) != 0)
+            path[0] = '\0';
+        else
             a->file = strdup(path);
     }
-    int rc = load_file(a, &a->digests, &a->n, err, errlen);
-    if (rc != 0) {
-        auth_destroy(a);
-        return rc;
+    if (a->file == NULL && ((key_file != NULL && *key_file != '\0') || path[0] != '\0')) {
+        rc = err_set(err, errlen, ERR_NOMEM, "out of memory");
+        goto fail;
     }
+    if ((rc = load_keys(a, &a->digests, &a->n, err, errlen)) != 0)
+        goto fail;
     *out = a;
     return 0;
+fail:
+    auth_destroy(a);
+    return rc;
 }
 
 void auth_destroy(auth_t *a)
@@ -135,9 +207,9 @@ int auth_reload(auth_t *a, char *err, size_t errlen)
         return 0;
     uint8_t (*d)[SHA256_BYTES];
     size_t n;
-    int rc = load_file(a, &d, &n, err, errlen);
+    int rc = load_keys(a, &d, &n, err, errlen);
     if (rc != 0)
-        return rc;
+        return rc;   /* the old keys stay: configured authentication never becomes none */
     free(a->digests);
     a->digests = d;
     a->n = n;

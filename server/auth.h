@@ -18,12 +18,19 @@ typedef struct auth auth_t;
  * Collect the keys: `key` (may be NULL or empty) and the lines of
  * `key_file` (NULL or empty: $CREDENTIALS_DIRECTORY/apikeys when that is
  * set and the file exists).  Blank lines and lines starting with '#' are
- * skipped.  On error *out is NULL and err names the file.
+ * skipped.  Configured authentication never turns into none: a key file
+ * that cannot be read, is not a regular file, or holds no key is an error,
+ * and so is any key (inline or in the file) that is not 1 to 1024 visible
+ * ASCII characters once surrounding blanks are trimmed.  On error *out is
+ * NULL and err names the option or the file and line.
  */
 int auth_create(auth_t **out, const char *key, const char *key_file, char *err, size_t errlen);
 void auth_destroy(auth_t *a);
 
-/* Re-read the key file (SIGHUP).  On error the old keys stay and err says why. */
+/*
+ * Re-read the key file (SIGHUP) under the same rules as auth_create.  On
+ * error (including a file left with no key) the old keys stay and err says why.
+ */
 int auth_reload(auth_t *a, char *err, size_t errlen);
 
 /* How many keys are configured (0: no authentication). */

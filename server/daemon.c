@@ -324,8 +324,10 @@ static void on_signal(uv_signal_t *h, int signum)
         if (log_open(d->cfg->log_file) != 0)
             log_error("cannot reopen log file %s", d->cfg->log_file);
         if (auth_reload(d->auth, err, sizeof err) != 0)
-            log_error("%s (the previous keys stay in force)", err);
-        log_info("SIGHUP: log reopened, %zu API key(s) in force", auth_count(d->auth));
+            log_error("SIGHUP: %s; the previous %zu API key(s) stay in force", err,
+                      auth_count(d->auth));
+        else
+            log_info("SIGHUP: log reopened, %zu API key(s) in force", auth_count(d->auth));
         return;
     }
     if (d->draining) {
@@ -441,7 +443,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
     if (auth_create(&d->auth, cfg->api_key, cfg->api_key_file, err, sizeof err) != 0) {
         log_error("%s", err);
         free(d);
-        return 1;
+        return 2;   /* a configuration error, as for the options */
     }
     if (auth_count(d->auth) == 0 && !is_loopback(cfg->host) && !cfg->insecure_no_auth) {
         log_error("refusing to listen on %s, beyond loopback, without an API key: set api-key or "

@@ -84,6 +84,80 @@ TEST(missing_file_is_an_error)
     ASSERT(strstr(err, "/nonexistent/keys") != NULL);
 }
 
+/* Configured authentication never turns into none (issue: an emptied key file reloaded with SIGHUP
+ * used to remove every key; a directory or an empty file used to start with no authentication). */
+TEST(key_file_must_hold_keys)
+{
+    auth_t *a;
+    char err[ERR_MSG_MAX], path[64], dir[64];
+    unsetenv("CREDENTIALS_DIRECTORY");
+    static const char *const empty[] = { "", "\n\n", "# only a comment\n", "   \n\t\n# x\n" };
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        snprintf(path, sizeof path, "%s", write_tmp(empty[i]));
+        err[0] = '\0';
+        ASSERT_EQ_INT(auth_create(&a, "inline", path, err, sizeof err), ERR_INVALID);
+        ASSERT(a == NULL);
+        ASSERT_MSG(strstr(err, path) != NULL && strstr(err, "no key") != NULL, "%s", err);
+        unlink(path);
+    }
+    snprintf(dir, sizeof dir, "/tmp/llamad-test-keydir-XXXXXX");
+    ASSERT(mkdtemp(dir) != NULL);
+    ASSERT_EQ_INT(auth_create(&a, NULL, dir, err, sizeof err), ERR_INVALID);
+    ASSERT(a == NULL);
+    ASSERT_MSG(strstr(err, dir) != NULL && strstr(err, "regular file") != NULL, "%s", err);
+    rmdir(dir);
+}
+
+TEST(malformed_keys_are_refused_with_the_line)
+{
+    auth_t *a;
+    char err[ERR_MSG_MAX], path[64], want[96];
+    unsetenv("CREDENTIALS_DIRECTORY");
+    static const char *const bad[] = { "good\nab cd\n", "good\n# c\nkey\x01x\n", "good\n\nk\xc3\xa9y\n" };
+    static const int line[] = { 2, 3, 3 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "%s", write_tmp(bad[i]));
+        ASSERT_EQ_INT(auth_create(&a, NULL, path, err, sizeof err), ERR_INVALID);
+        snprintf(want, sizeof want, "%s:%d", path, line[i]);
+        ASSERT_MSG(strstr(err, want) != NULL, "want %s in: %s", want, err);
+        unlink(path);
+    }
+    /* inline keys: trimmed, or refused; never kept in a form no header can match */
+    ASSERT_EQ_INT(auth_create(&a, "abc ", NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(auth_check(a, "Bearer abc", NULL), 1);
+    auth_destroy(a);
+    ASSERT_EQ_INT(auth_create(&a, "\tabc", NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(auth_check(a, "Bearer abc", NULL), 1);
+    auth_destroy(a);
+    ASSERT_EQ_INT(auth_create(&a, "a b", NULL, err, sizeof err), ERR_INVALID);
+    ASSERT_MSG(strstr(err, "api-key") != NULL, "%s", err);
+    ASSERT_EQ_INT(auth_create(&a, "   ", NULL, err, sizeof err), ERR_INVALID);
+    ASSERT(a == NULL);
+}
+
+TEST(reload_to_no_key_keeps_the_old_keys)
+{
+    auth_t *a;
+    char err[ERR_MSG_MAX], path[64];
+    unsetenv("CREDENTIALS_DIRECTORY");
+    snprintf(path, sizeof path, "%s", write_tmp("alpha\n"));
+    ASSERT_EQ_INT(auth_create(&a, NULL, path, err, sizeof err), 0);
+    static const char *const after[] = { "", "# all keys removed\n", "beta gamma\n" };
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+        FILE *f = fopen(path, "w");
+        ASSERT(f != NULL);
+        fputs(after[i], f);
+        fclose(f);
+        ASSERT(auth_reload(a, err, sizeof err) != 0);
+        ASSERT_MSG(strstr(err, path) != NULL, "%s", err);
+        ASSERT_EQ_INT(auth_count(a), 1);
+        ASSERT_EQ_INT(auth_check(a, NULL, NULL), 0);   /* still closed */
+        ASSERT_EQ_INT(auth_check(a, "Bearer alpha", NULL), 1);
+    }
+    auth_destroy(a);
+    unlink(path);
+}
+
 TEST(credentials_directory)
 {
     auth_t *a;
@@ -150,4 +224,6 @@ TEST(host_allow_list)
 }
 
 TEST_LIST(T(no_keys_means_open), T(inline_key), T(key_file_and_reload), T(missing_file_is_an_error),
+          T(key_file_must_hold_keys),
+          T(malformed_keys_are_refused_with_the_line), T(reload_to_no_key_keeps_the_old_keys),
           T(credentials_directory), T(key_id_names_the_key), T(host_allow_list))
