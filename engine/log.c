@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -44,6 +45,91 @@ int log_open(const char *path)
     return 0;
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence at s[0..n), or 0 when it is
+ * not one (overlong, surrogate, past U+10FFFF, truncated); *cp gets its
+ * code point.
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t v = c & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* Code points a terminal or a log viewer would act on rather than show. */
+static int is_control(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||        /* C0, DEL, C1 (0x9b is CSI) */
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || /* bidi */
+           cp == 0x2028 || cp == 0x2029;                      /* line and paragraph separators */
+}
+
+/*
+ * Copy src into dst[0..cap) so that one message is one line of valid UTF-8
+ * whatever a client put into it (a URL with %0a, an ESC sequence, a header
+ * value): control characters become \xNN or \uNNNN, bytes that are not
+ * UTF-8 become \xNN, and a backslash becomes \\ so that an escape cannot be
+ * forged.  Returns the length written (cap - 1 at most, NUL-terminated).
+ */
+static size_t escape_line(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)src;
+    size_t n = strlen(src), o = 0;
+    for (size_t i = 0; i < n;) {
+        char tmp[8];
+        size_t tl, adv = 1;
+        uint32_t cp = s[i];
+        if (s[i] == '\\') {
+            memcpy(tmp, "\\\\", tl = 2);
+        } else if (s[i] < 0x80) {
+            if (is_control(cp)) {
+                memcpy(tmp, "\\x", 2);
+                tmp[2] = hex[s[i] >> 4];
+                tmp[3] = hex[s[i] & 15];
+                tl = 4;
+            } else {
+                tmp[0] = (char)s[i];
+                tl = 1;
+            }
+        } else if ((adv = utf8_seq(s + i, n - i, &cp)) == 0) {
+            memcpy(tmp, "\\x", 2);
+            tmp[2] = hex[s[i] >> 4];
+            tmp[3] = hex[s[i] & 15];
+            tl = 4;
+            adv = 1;
+        } else if (is_control(cp)) {
+            memcpy(tmp, "\\u", 2);
+            for (int k = 0; k < 4; k++)
+                tmp[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
+            tl = 6;
+        } else {
+            memcpy(tmp, s + i, adv);
+            tl = adv;
+        }
+        if (o + tl >= cap)
+            break;
+        memcpy(dst + o, tmp, tl);
+        o += tl;
+        i += adv;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
 void log_msg(log_level_t level, const char *fmt, ...)
 {
     if (level > log_level)
@@ -57,13 +143,14 @@ void log_msg(log_level_t level, const char *fmt, ...)
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
+    if (m < 0)
+        msg[0] = '\0';
+    size_t len = (size_t)n + escape_line(line + n, sizeof line - (size_t)n - 1, msg);
     line[len++] = '\n';
 
     pthread_mutex_lock(&log_lock);

@@ -4,6 +4,13 @@
  * Lines look like "2026-11-27T12:00:00.123Z info  loaded model ...".
  * Any thread may log; a mutex keeps lines whole.  The hot paths (a
  * scheduler step, a forward pass) never log per token.
+ *
+ * Every message is escaped before it is written, so that text a client
+ * controls (a URL, a header, a model name) can neither forge a line nor
+ * reach a terminal as a control sequence: C0/C1 controls, DEL, bidi and
+ * line-separator characters become \xNN or \uNNNN, bytes that are not
+ * UTF-8 become \xNN, and a backslash is doubled.  A line is at most about
+ * 1.5 KB; longer messages are cut.
  */
 #ifndef LLAMAD_LOG_H
 #define LLAMAD_LOG_H

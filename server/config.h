@@ -44,7 +44,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("server", "api-key",          CFG_STR,   api_key,          "", 0, 0, NULL,       \
       "An API key clients must send as \"Authorization: Bearer KEY\" (empty: none).")  \
     X("server", "api-key-file",     CFG_STR,   api_key_file,     "", 0, 0, NULL,       \
-      "A file of API keys, one a line, re-read on SIGHUP (empty: $CREDENTIALS_DIRECTORY/apikeys if set).") \
+      "A file of API keys, one a line, re-read on SIGHUP; it must hold at least one key (empty: $CREDENTIALS_DIRECTORY/apikeys if set).") \
     X("server", "insecure-no-auth", CFG_BOOL,  insecure_no_auth, "no", 0, 0, NULL,     \
       "Allow listening beyond loopback without an API key (anyone who reaches the port can use the model).") \
     X("server", "allowed-hosts",    CFG_STR,   allowed_hosts,    "", 0, 0, NULL,       \

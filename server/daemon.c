@@ -468,7 +468,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
         .max_connections = (unsigned)cfg->max_connections,
         .max_per_ip = (unsigned)cfg->max_connections_per_ip,
         .conn_memory = HEADER_MEMORY,
-        .route = routes_dispatch, .completed = routes_completed, .ctx = d,
+        .admit = routes_admit, .route = routes_dispatch, .completed = routes_completed, .ctx = d,
     };
     if (http_create(&d->http, &d->loop, &ho, err, sizeof err) != 0) {
         log_error("%s", err);

@@ -122,6 +122,7 @@ void job_client_gone(job_t *j);
 
 /* ---- routes.c ---- */
 
+int routes_admit(void *ctx, http_request_t *req);
 int routes_dispatch(void *ctx, http_request_t *req);
 void routes_completed(void *ctx, http_request_t *req, int ok);
 /* A non-streaming job's engine event. */

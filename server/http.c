@@ -98,6 +98,8 @@ static struct MHD_Response *make_response(const http_request_t *req, const char 
     }
     if (req->allow != NULL)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow);
+    if (req->close_after)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return r;
 }
 
@@ -361,16 +363,128 @@ unsigned http_sweep(http_server_t *s)
     return cut;
 }
 
-/* Content-Length larger than the cap: answer 413 before reading the body. */
-static int declared_too_large(http_request_t *req, uint64_t max)
+/* ---------------------------------------------------------------- framing */
+
+typedef struct {
+    unsigned n_length, n_coding, n_host;
+    const char *length, *coding;
+} framing_t;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
 {
-    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl == NULL)
+    framing_t *f = cls;
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        f->n_length++;
+        f->length = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_coding++;
+        f->coding = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        f->n_host++;
+    }
+    return MHD_YES;
+}
+
+/* Whether s is "chunked", case-insensitive, with optional blanks around it. */
+static int is_chunked(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (strncasecmp(s, "chunked", 7) != 0)
         return 0;
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(cl, &end, 10);
-    return errno != 0 || n > max;
+    for (s += 7; *s == ' ' || *s == '\t'; s++)
+        ;
+    return *s == '\0';
+}
+
+/*
+ * RFC 9112 framing, strictly: one Content-Length of digits only, or one
+ * Transfer-Encoding that is exactly "chunked", never both; at most one
+ * Host.  A message framed any other way could be read differently by a
+ * proxy in front of llamad (request smuggling): it gets 400 and the
+ * connection closes.  Returns NULL when the framing is sound, else why not.
+ * *declared gets the Content-Length (UINT64_MAX when there is none).
+ */
+static const char *bad_framing(http_request_t *req, uint64_t *declared)
+{
+    framing_t f = { 0 };
+    *declared = UINT64_MAX;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.n_host > 1)
+        return "more than one Host header";
+    if (f.n_length > 1)
+        return "more than one Content-Length header";
+    if (f.n_coding > 1)
+        return "more than one Transfer-Encoding header";
+    if (f.n_length > 0 && f.n_coding > 0)
+        return "both Content-Length and Transfer-Encoding";
+    if (f.n_coding > 0 && !is_chunked(f.coding))
+        return "a transfer coding other than chunked";
+    if (f.n_length > 0) {
+        const char *p = f.length;
+        uint64_t n = 0;
+        if (*p == '\0')
+            return "an empty Content-Length";
+        for (; *p != '\0'; p++) {
+            if (*p < '0' || *p > '9' || n > (UINT64_MAX - 9) / 10)
+                return "a Content-Length that is not a decimal number";
+            n = n * 10 + (uint64_t)(*p - '0');
+        }
+        *declared = n;
+    }
+    return NULL;
+}
+
+static int respond_too_large(http_request_t *req)
+{
+    req->close_after = 1;
+    if (req->body_limit == 0)
+        return http_respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL,
+                                  "body_too_large", "%s %s takes no request body", req->method,
+                                  req->url);
+    return http_respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL,
+                              "body_too_large", "request body is larger than the limit of %llu bytes",
+                              (unsigned long long)req->body_limit);
+}
+
+/*
+ * The headers are complete: check the framing, ask the route layer, and
+ * refuse a declared body over the limit, each before a byte of the body is
+ * read.  Returns an MHD_Result; req->routed is set when it answered.
+ */
+static int on_headers(http_server_t *s, http_request_t *req)
+{
+    uint64_t declared;
+    const char *why = bad_framing(req, &declared);
+    if (why != NULL) {
+        req->routed = 1;
+        req->close_after = 1;
+        request_arrived(req->conn);
+        return http_respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_request_error", NULL,
+                                  "bad_framing", "the request has %s", why);
+    }
+    req->body_limit = s->opts.max_body;
+    if (s->opts.admit != NULL) {
+        /* an answer before a body that is on its way ends the connection:
+           the body is never read, so nothing after it can be trusted */
+        req->close_after = (declared != UINT64_MAX && declared > 0) ||
+                           http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+        int ret = s->opts.admit(s->opts.ctx, req);
+        if (ret != MHD_YES || req->status != 0) {
+            req->routed = 1;
+            request_arrived(req->conn);
+            return ret;
+        }
+        req->close_after = 0;
+    }
+    if (declared != UINT64_MAX && declared > req->body_limit) {
+        req->routed = 1;
+        request_arrived(req->conn);
+        return respond_too_large(req);
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -405,15 +519,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         s->reqs = req;
         req->start_ns = now_ns();
         *con_cls = req;
-        if (declared_too_large(req, s->opts.max_body)) {
-            req->routed = 1;
-            request_arrived(conn);
-            return (enum MHD_Result)http_respond_error(
-                req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, "body_too_large",
-                "request body is larger than the limit of %llu bytes",
-                (unsigned long long)s->opts.max_body);
-        }
-        return MHD_YES;
+        return (enum MHD_Result)on_headers(s, req);
     }
     if (req->routed) {
         /* re-entered after a resume: queue the deferred answer, or close */
@@ -434,7 +540,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (*upload_size != 0) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (req->too_large || req->body_len + n > s->opts.max_body) {
+        if (req->too_large || req->body_len + n > req->body_limit) {
+            /* MHD takes no answer in the middle of a body: drop the rest as it
+               comes (nothing more is buffered) and answer 413 at its end; a body
+               that never ends is cut by request_timeout_s */
             req->too_large = 1;
             return MHD_YES;
         }
@@ -462,10 +571,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     }
     req->body[req->body_len] = '\0';
     if (req->too_large)
-        return (enum MHD_Result)http_respond_error(
-            req, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, "body_too_large",
-            "request body is larger than the limit of %llu bytes",
-            (unsigned long long)s->opts.max_body);
+        return (enum MHD_Result)respond_too_large(req);
     return (enum MHD_Result)s->opts.route(s->opts.ctx, req);
 }
 
@@ -547,6 +653,8 @@ int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
                               MHD_OPTION_PER_IP_CONNECTION_LIMIT, opts->max_per_ip,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->conn_memory,
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, s,
+                              /* HTTP/1.1 without Host, spaces in the target: 400 */
+                              MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
                               MHD_OPTION_END);
     if (s->mhd == NULL) {
         free(s);

@@ -3,9 +3,17 @@
  *
  * Owns the MHD daemon, the uv_poll on its epoll descriptor, the uv_timer
  * for its timeouts, and one http_request_t per request.  It reads each
- * request's body (up to max_body bytes, else 413 before the body is read
- * when Content-Length says so) and hands the complete request to the
- * route callback, which answers in one of three ways:
+ * request's framing when its headers are complete (400 and close on a
+ * duplicate or conflicting Content-Length, Transfer-Encoding or Host, or a
+ * transfer coding other than chunked: the request-smuggling surface), then
+ * asks the admit callback whether the request may send its body (the route
+ * layer checks route, key, method and type there and answers 401/404/...
+ * at once: no body is read from a client that is not admitted), then
+ * reads the body (up to the admitted limit, else 413: before the body when
+ * Content-Length says so; for a chunked body, at its end, keeping none of
+ * what passed the limit) and
+ * hands the complete request to the route callback, which answers in one
+ * of three ways:
  *   - at once, with http_respond / http_respond_error;
  *   - later: http_defer suspends the connection, and http_complete (or
  *     http_abort) queues the answer and resumes it;
@@ -48,6 +56,10 @@ struct http_request {
     unsigned retry_after;   /* seconds; when non-zero the next response carries Retry-After */
     const char *allow;      /* when set (a static string), the next response carries Allow */
     void *user;             /* the route layer's state for this request */
+    int route_id;           /* the route layer's, set by its admit callback */
+    uint8_t key_id[32];     /* the route layer's: the admitting API key's digest */
+    uint64_t body_limit;    /* the admitted body size; opts.max_body unless admit lowers it */
+    int close_after;        /* the response carries "Connection: close" and the connection ends */
     uint64_t start_ns;      /* CLOCK_MONOTONIC when the request arrived */
     /* private to http.c */
     size_t body_cap;
@@ -63,6 +75,14 @@ struct http_request {
 
 /* Called once per request with its body; must answer as above.  Returns an MHD_Result. */
 typedef int (*http_route_cb)(void *ctx, http_request_t *req);
+/*
+ * Called once per request when its headers are complete, before any of its
+ * body is read: either answer at once (http_respond*, after which the body
+ * is never read and the connection closes if one was coming) or leave the
+ * request unanswered to admit it (it may lower req->body_limit).  Returns an
+ * MHD_Result.
+ */
+typedef int (*http_admit_cb)(void *ctx, http_request_t *req);
 /* Called once when MHD is done with req; ok: the response went out whole. */
 typedef void (*http_completed_cb)(void *ctx, http_request_t *req, int ok);
 
@@ -76,6 +96,7 @@ typedef struct {
     unsigned max_connections;
     unsigned max_per_ip;        /* 0: unlimited */
     size_t conn_memory;         /* per-connection memory (bounds the headers) */
+    http_admit_cb admit;        /* may be NULL: every request is admitted */
     http_route_cb route;
     http_completed_cb completed;
     void *ctx;

@@ -1,13 +1,16 @@
 /*
- * routes.c - request dispatch (auth, route, method, state), the
- * non-streaming answers, and the per-request log line and counters.
+ * routes.c - request admission and dispatch (auth, route, method, state),
+ * the non-streaming answers, and the per-request log line and counters.
  *
- * Policy, in order: an unknown route is 404 (the route list is public
+ * Policy, in order, decided when the headers are complete and before any
+ * body is read (routes_admit): a Host that is not allowed without keys is
+ * 403; an unknown route is 404 (the route list is public
  * knowledge); a key is required on every route except /health*
  * (public-health) and /metrics (public-metrics) when those are public;
  * then a wrong method is 405; then POST bodies
- * must be application/json (else 415); then generation routes answer 503
- * (with Retry-After) while the model loads or the daemon drains.  All
+ * must be application/json (else 415); then a declared body over the
+ * limit is 413 (http.c).  With the body in (routes_dispatch), generation
+ * routes answer 503 (with Retry-After) while the model loads or the daemon drains.  All
  * validation happens before anything is queued, so a stream's 200 is
  * only sent for a request the engine accepted.
  */
@@ -531,10 +534,16 @@ static int handle_metrics(daemon_t *d, http_request_t *req)
 
 /* ---------------------------------------------------------------- dispatch */
 
-int routes_dispatch(void *ctx, http_request_t *req)
+/*
+ * When the headers are complete, before any body is read: everything that
+ * can refuse a request without its body (host, route, key, method, type).
+ * A client without a valid key never gets a body buffered.
+ */
+int routes_admit(void *ctx, http_request_t *req)
 {
     daemon_t *d = ctx;
     int r = find_route(req->url);
+    req->route_id = r;
     int is_health = r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY;
     int public = (is_health && d->cfg->public_health) || (r == R_METRICS && d->cfg->public_metrics);
     const char *host = http_header(req, MHD_HTTP_HEADER_HOST);
@@ -545,9 +554,8 @@ int routes_dispatch(void *ctx, http_request_t *req)
                                   host);
     if (r < 0)
         return http_respond_error(req, 404, "invalid_request_error", NULL, "not_found",
-                                  "no route for %s %s", req->method, req->url);
-    uint8_t key_id[AUTH_KEY_ID_BYTES] = { 0 };
-    if (!public && !auth_check(d->auth, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION), key_id))
+                                  "no route for %s %.200s", req->method, req->url);
+    if (!public && !auth_check(d->auth, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION), req->key_id))
         return http_respond_error(req, 401, "authentication_error", NULL, "invalid_api_key",
                                   "a valid API key is required: send \"Authorization: Bearer <key>\"");
     const char *want = route_table[r].method;
@@ -557,23 +565,35 @@ int routes_dispatch(void *ctx, http_request_t *req)
         return http_respond_error(req, 405, "invalid_request_error", NULL, "method_not_allowed",
                                   "%s is not allowed on %s (use %s)", req->method, req->url, want);
     }
-    if (is_health)
-        return handle_health(d, req, (route_id_t)r);
-    if (r == R_METRICS)
-        return handle_metrics(d, req);
-    if (strcmp(want, "POST") == 0 && !is_json_type(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+    if (strcmp(want, "POST") != 0) {
+        req->body_limit = 0;   /* GET routes take no body: none is buffered */
+        return MHD_YES;
+    }
+    if (!is_json_type(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return http_respond_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
                                   "the body must be JSON with \"Content-Type: application/json\"");
+    return MHD_YES;
+}
+
+/* The whole request is in, admitted by routes_admit. */
+int routes_dispatch(void *ctx, http_request_t *req)
+{
+    daemon_t *d = ctx;
+    route_id_t r = (route_id_t)req->route_id;
+    if (r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY)
+        return handle_health(d, req, r);
+    if (r == R_METRICS)
+        return handle_metrics(d, req);
     if (d->engine == NULL || d->draining)
         return respond_unavailable(d, req);
     switch (r) {
-    case R_COMPLETIONS: return handle_generate(d, req, API_COMPLETIONS, route_table[r].path, key_id);
-    case R_CHAT: return handle_generate(d, req, API_CHAT, route_table[r].path, key_id);
+    case R_COMPLETIONS: return handle_generate(d, req, API_COMPLETIONS, route_table[r].path, req->key_id);
+    case R_CHAT: return handle_generate(d, req, API_CHAT, route_table[r].path, req->key_id);
     case R_MODELS: return handle_models(d, req);
     case R_TOKENIZE: return handle_tokenize(d, req);
     case R_DETOKENIZE: return handle_detokenize(d, req);
-    default: return http_respond_error(req, 404, "invalid_request_error", NULL, "not_found",
-                                       "no route for %s %s", req->method, req->url);
+    default: return http_respond_error(req, 500, "server_error", NULL, NULL,
+                                       "request for route %d was not admitted", (int)r);
     }
 }
 

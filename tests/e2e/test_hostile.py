@@ -12,6 +12,7 @@ authentication_error) run when this build has a key option.
 import json
 import os
 import re
+import socket
 import sys
 import time
 
@@ -22,6 +23,7 @@ R = H.Report("hostile")
 H.skip_all_without_model(R, ["hostile battery"])
 
 KEY = "sk-hostile-e2e-feedface0123456789"
+REQUEST_TIMEOUT = 8  # seconds: a request whose body never ends is cut after this
 KV = "16M"          # a small KV pool: n_ctx is a few hundred tokens, cheap to fill
 CANARY = {"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
 OK = {200}
@@ -392,6 +394,175 @@ def auth_cases(d):
             "the log holds key material")
 
 
+def raw_all(d, data, wait=15, body_after=None):
+    """Send `data` on a fresh socket (then `body_after`, if given, once the
+    first bytes of an answer arrived or 1 s passed) and read until the server
+    closes or `wait` s pass.  Returns (every status line's code in order,
+    whole bytes, closed by the server, seconds taken)."""
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=wait)
+    buf, closed = b"", False
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.settimeout(0.2)
+        sent_rest = body_after is None
+        while time.monotonic() - t0 < wait:
+            if not sent_rest and (buf or time.monotonic() - t0 > 1.0):
+                try:
+                    s.sendall(body_after)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                sent_rest = True
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+    finally:
+        s.close()
+    codes = [int(c) for c in re.findall(rb"(?m)^HTTP/1\.[01] (\d{3}) ", buf)]
+    return codes, buf, closed, time.monotonic() - t0
+
+
+def framing_cases(d):
+    """Request smuggling surface (issue 17, item 5): a request framed two ways
+    gets 400 and the connection closes, so that the bytes after it are never
+    served as a second request."""
+    body = b'{"prompt":"Hi","max_tokens":1}'
+    head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + auth_line() + \
+        b"Content-Type: application/json\r\n"
+    follow = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    cases = [
+        ("two different Content-Length", head + b"Content-Length: 5\r\nContent-Length: %d\r\n\r\n"
+         % len(body) + body + follow),
+        ("two equal Content-Length", head + b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+         % (len(body), len(body)) + body + follow),
+        ("Content-Length and Transfer-Encoding", head + b"Content-Length: %d\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % len(body) + follow),
+        ("Transfer-Encoding: identity", head + b"Transfer-Encoding: identity\r\n\r\n" + body),
+        ("Transfer-Encoding: gzip, chunked", head + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+         b"0\r\n\r\n" + follow),
+        ("two Transfer-Encoding headers", head + b"Transfer-Encoding: chunked\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + follow),
+        ("two Host headers", b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + follow),
+    ]
+    for name, data in cases:
+        results["cases"] += 1
+        codes, buf, closed, secs = raw_all(d, data)
+        st, _, b = H.parse_response(buf)
+        why = H.error_shape(b) if st is not None else "no answer"
+        R.check("framing: %s is 400 and the connection closes" % name,
+                codes == [400] and closed and secs < 10 and why is None and b'"bad_framing"' in b,
+                "statuses %r, closed %r after %.1f s, %s: %r" % (codes, closed, secs, why, buf[:300]))
+    # libmicrohttpd refuses these itself (its own HTML 400): what matters is
+    # that nothing after them is served and the connection closes
+    for name, data in (("Content-Length +31", head + b"Content-Length: +%d\r\n\r\n" % len(body)
+                        + body + follow),
+                       ("HTTP/1.1 without Host", b"GET /health HTTP/1.1\r\n\r\n" + follow)):
+        results["cases"] += 1
+        codes, buf, closed, secs = raw_all(d, data)
+        R.check("framing: %s is 400 and the connection closes" % name,
+                codes and set(codes) == {400} and closed and secs < 10,
+                "statuses %r, closed %r after %.1f s, %s: %r" % (codes, closed, secs, why, buf[:300]))
+    # a sound chunked body is still served
+    results["cases"] += 1
+    codes, buf, closed, _ = raw_all(d, head + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                    + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    R.check("framing: a chunked body is served", codes == [200], "statuses %r: %r" % (codes, buf[:300]))
+    # a chunk that declares 2^64-1 bytes: the request is cut by request-timeout,
+    # the connection closes, and nothing is buffered past max-body
+    results["cases"] += 1
+    codes, buf, closed, secs = raw_all(d, head + b"Transfer-Encoding: chunked\r\n\r\n"
+                                       b"FFFFFFFFFFFFFFFF\r\nabc", wait=REQUEST_TIMEOUT + 15)
+    R.check("framing: a chunk of 2^64-1 bytes is cut within request-timeout",
+            closed and all(c < 500 for c in codes) and secs < REQUEST_TIMEOUT + 12,
+            "statuses %r, closed %r after %.1f s" % (codes, closed, secs))
+
+
+def early_answers(d):
+    """Key, route, method, type and declared length are checked when the
+    headers are complete (issue 17, item 2): the answer comes before the body
+    is sent, and no body is buffered for a client that is refused."""
+    big = 1 << 20
+    cases = [("no key", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\n", 401) if state["key"] else None,
+             ("unknown route", b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\n" + auth_line(), 404),
+             ("wrong method", b"PUT /v1/completions HTTP/1.1\r\nHost: x\r\n" + auth_line(), 405),
+             ("wrong type", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + auth_line()
+              + b"Content-Type: text/plain\r\n", 415),
+             ("declared too large", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + auth_line()
+              + b"Content-Type: application/json\r\n", 413)]
+    for case in cases:
+        if case is None:
+            continue
+        name, head, want = case
+        n = big * 4 if want == 413 else big
+        results["cases"] += 1
+        # the headers only; the body would follow the answer (it never needs to)
+        codes, buf, closed, secs = raw_all(d, head + b"Content-Length: %d\r\n\r\n" % n, wait=10)
+        R.check("early answer: %s is %d before any body is sent, then close" % (name, want),
+                codes == [want] and closed and secs < 5,
+                "statuses %r, closed %r after %.1f s: %r" % (codes, closed, secs, buf[:200]))
+    if not state["key"]:
+        return
+    # 150 clients without a key each declare 1 MiB and send all but a byte of
+    # it: none of it may be held (it used to be buffered until the timeout)
+    rss0 = d.proc_status("VmRSS")
+    socks = []
+    head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % big)
+    chunk = b"x" * (big - 1)
+    for _ in range(150):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        try:
+            s.sendall(head)
+            s.settimeout(2)
+            s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        socks.append(s)
+    rss1 = d.proc_status("VmRSS")
+    for s in socks:
+        s.close()
+    results["cases"] += 1
+    R.check("150 unauthenticated 1 MiB bodies hold less than 40 MB",
+            rss0 is not None and rss1 is not None and rss1 - rss0 < 40 * 1024,
+            "VmRSS %r kB -> %r kB" % (rss0, rss1))
+
+
+def log_injection(d):
+    """Bytes a client controls are escaped before they reach the log (issue 17,
+    item 4): no forged line, no terminal escape, no invalid UTF-8."""
+    results["cases"] += 1
+    H.raw(d, b"GET /v1/models%0aFORGED-LINE%0d%1b[31mred%c2%9b HTTP/1.1\r\nHost: x\r\n"
+          + auth_line() + b"Connection: close\r\n\r\n", timeout=10)
+    H.raw(d, b"GET /nothing%0a2026-01-01T00:00:00.000Z%20error%20FORGED-TWO%ff HTTP/1.1\r\n"
+          b"Host: x\r\nConnection: close\r\n\r\n", timeout=10)
+    time.sleep(0.3)
+    with open(d.log_path, "rb") as f:
+        raw_log = f.read()
+    lines = raw_log.split(b"\n")
+    forged = [ln for ln in lines if b"FORGED" in ln and not re.match(rb"^\d{4}-\d\d-\d\dT.* /", ln)]
+    bad = [b for b in (b"\x1b", b"\r", b"\xc2\x9b") if b in raw_log]
+    try:
+        raw_log.decode("utf-8")
+        utf8 = True
+    except UnicodeDecodeError:
+        utf8 = False
+    R.check("log: a URL with %0a, %0d, ESC and C1 forges no line and no escape",
+            not forged and not bad and utf8 and b"\\x0aFORGED-LINE" in raw_log,
+            "forged lines %r, raw control bytes %r, valid UTF-8 %r" % (forged[:3], bad, utf8))
+
+
 def learn_limits(d):
     """n_vocab and n_ctx: from /v1/models when it says, else the start-up log."""
     try:
@@ -417,7 +588,7 @@ def canary(d):
 
 
 def main():
-    d = H.Daemon(["--kv-memory", KV])
+    d = H.Daemon(["--kv-memory", KV, "--request-timeout", str(REQUEST_TIMEOUT)])
     key_args = H.auth_args(KEY, d.tmp)
     state["key"] = KEY if key_args else None
     d.extra_args += key_args or []
@@ -437,6 +608,9 @@ def main():
         encoding_cases(d)
         route_cases(d)
         auth_cases(d)
+        framing_cases(d)
+        early_answers(d)
+        log_injection(d)
         after, why = canary(d)
         R.check("canary unchanged after the battery", after == before and after is not None,
                 why or "before %r, after %r" % (before, after))

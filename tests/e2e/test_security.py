@@ -13,6 +13,7 @@ token.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -136,11 +137,87 @@ def per_key():
     os.rmdir(tmp)
 
 
+def start_fails(args, what):
+    """llamad with `args` must refuse to start: exit 2 with `what` in its output."""
+    port = H.free_port()
+    cmd = [H.llamad_bin(), "--model", H.model_path(), "--port", str(port)] + args
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False, "still running after 60 s (it started)"
+    out = p.stdout.decode("utf-8", "replace")
+    return p.returncode == 2 and what in out, "exit %d, log:\n%s" % (p.returncode, out[-800:])
+
+
+def auth_never_fails_open():
+    """Configured authentication can never turn into none (issue 17, item 1)."""
+    tmp = tempfile.mkdtemp(prefix="llamad-keys.")
+    empty = os.path.join(tmp, "empty")
+    comments = os.path.join(tmp, "comments")
+    spaced = os.path.join(tmp, "spaced")
+    with open(empty, "w"):
+        pass
+    with open(comments, "w") as f:
+        f.write("# no keys yet\n\n")
+    with open(spaced, "w") as f:
+        f.write("good-key\nbad key\n")
+    for name, args, what in (
+            ("a key file that is a directory", ["--api-key-file", tmp], tmp),
+            ("an empty key file", ["--api-key-file", empty], empty),
+            ("a key file with comments only", ["--api-key-file", comments], comments),
+            ("a key with a space inside", ["--api-key-file", spaced], spaced + ":2"),
+            ("a missing key file", ["--api-key-file", os.path.join(tmp, "nope")], "nope"),
+            ("an --api-key of blanks", ["--api-key", "   "], "api-key")):
+        ok, why = start_fails(args, what)
+        R.check("refuses to start with %s (exit 2, named)" % name, ok, why)
+
+    # --api-key 'abc ' is trimmed: the key a client sends is "abc"
+    with H.Daemon(["--api-key", "trimmed-key "]) as d:
+        st, _, _ = H.request(d, "GET", "/v1/models", key="trimmed-key")
+        st0, _, _ = H.request(d, "GET", "/v1/models")
+        R.check("an --api-key with a trailing space is trimmed", st == 200 and st0 == 401,
+                "with the key %r, without %r" % (st, st0))
+
+    path = os.path.join(tmp, "keys")
+    with open(path, "w") as f:
+        f.write("key-one\n")
+    with H.Daemon(["--api-key-file", path]) as d:
+        for i, text in enumerate(("", "# every key removed\n", "half a key\n")):
+            with open(path, "w") as f:
+                f.write(text)
+            before = d.log().count("SIGHUP")
+            os.kill(d.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while d.log().count("SIGHUP") == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            st0, _, _ = H.request(d, "GET", "/v1/models")
+            st1, _, _ = H.request(d, "GET", "/v1/models", key="key-one")
+            logged = d.log().count("the previous 1 API key(s) stay in force") == i + 1
+            R.check("SIGHUP with a key file left %s keeps the old key" %
+                    ("empty", "with comments only", "with a malformed key")[i],
+                    st0 == 401 and st1 == 200 and logged,
+                    "without a key %r, with the old key %r; log:\n%s" % (st0, st1, d.log()[-800:]))
+        with open(path, "w") as f:
+            f.write("key-two\n")
+        os.kill(d.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "1 API key(s) in force" not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st1, _, _ = H.request(d, "GET", "/v1/models", key="key-one")
+        st2, _, _ = H.request(d, "GET", "/v1/models", key="key-two")
+        R.check("SIGHUP with a good key file replaces the keys", st1 == 401 and st2 == 200,
+                "old key %r, new key %r" % (st1, st2))
+    for p in (empty, comments, spaced, path):
+        os.unlink(p)
+    os.rmdir(tmp)
+
+
 def main():
     bind_refusal()
     host_allow_list()
     cache_salt()
     per_key()
+    auth_never_fails_open()
     R.finish()
 
 
