@@ -23,7 +23,7 @@
 
 #include "../engine/cpu/matmul.h"
 #include "../engine/cpu/pool.h"
-#include "../engine/quant.h"
+#include "base/quant.h"
 
 #define SAMPLES   7
 #define SAMPLE_NS 20000000.0 /* at least this long per sample */

@@ -11,7 +11,7 @@
 #include "common.cuh"
 
 extern "C" {
-#include "../engine/quant.h"
+#include "base/quant.h"
 }
 
 __device__ static inline float h2f(const uint8_t *p)

@@ -34,7 +34,7 @@
 #include <stdio.h>
 
 #include "chat.h"
-#include "err.h"
+#include "base/err.h"
 #include "sampler.h"
 #include "tokenizer.h"
 

@@ -24,8 +24,8 @@
 #include <time.h>
 
 #include "engine_impl.h"
-#include "err.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #define IDLE_BEAT_MS 1000
 

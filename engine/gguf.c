@@ -32,7 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf_impl.h"
 
 #define GGUF_MAGIC          "GGUF"

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "gguf_impl.h"
 

@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "hf_config.h"
-#include "log.h"
+#include "base/log.h"
 #include "safetensors.h"
 
 #define MAX_NAME 128

@@ -18,7 +18,7 @@
 #include <stdio.h>
 
 #include "hparams.h"
-#include "quant.h"
+#include "base/quant.h"
 #include "tokenizer.h"
 
 /* A 2-D weight: n_out rows of n_in elements (ne[0] = n_in), row-major, in `type`. */

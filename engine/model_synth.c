@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "model.h"
 
 /* splitmix64: a small, good, seedable generator. */

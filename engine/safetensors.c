@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: doubles above it are not exact */
 

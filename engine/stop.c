@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "tokenizer_impl.h"
 
 int stop_set_init(stop_set_t *s, const char *const *strs, size_t n, char *err, size_t errlen)

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 /* ================================================================
  * Scratch for one call

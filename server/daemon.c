@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../engine/log.h"
+#include "base/log.h"
 #include "sdnotify.h"
 
 #define STALL_NS        (10ull * 1000000000ull) /* busy with no heartbeat this long: stalled */

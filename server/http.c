@@ -22,8 +22,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "../engine/err.h"
-#include "../engine/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 /* One client connection, accept to close (MHD's socket context). */
 typedef struct http_conn {

@@ -22,8 +22,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../engine/log.h"
-#include "../engine/sha256.h"
+#include "base/log.h"
+#include "base/sha256.h"
 
 typedef enum {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,

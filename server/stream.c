@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/log.h"
+#include "base/log.h"
 
 #define KEEPALIVE_NS (5ull * 1000000000ull)
 

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "../err.h"
+#include "base/err.h"
 #include "matmul_kern.h"
 
 /* ------------------------------------------------------ portable path */

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../quant.h"
+#include "base/quant.h"
 
 #define MM_ROWS 16  /* output rows per group (tile height) */
 #define MM_KC   256 /* elements of a row dequantised at a time */

@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../err.h"
+#include "base/err.h"
 
 /* The index of a closed generation: no task can be claimed under it. */
 #define CLOSED UINT32_MAX

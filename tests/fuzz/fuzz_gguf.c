@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
-#include "quant.h"
+#include "base/quant.h"
 
 static volatile uint64_t sink;
 

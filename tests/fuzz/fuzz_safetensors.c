@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "hf_config.h"
 #include "safetensors.h"
 

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "tokenizer.h"
 

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../engine/model.h"
 #include "../../engine/registry.h"
 #include "../unit/test.h"

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "engine/backend.h"
-#include "engine/err.h"
+#include "base/err.h"
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "engine/registry.h"

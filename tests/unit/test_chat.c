@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "chat.h"
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "test.h"
 

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "engine.h"
-#include "err.h"
+#include "base/err.h"
 #include "stop.h"
 #include "test.h"
 

@@ -7,7 +7,7 @@
 #include "test.h"
 
 #include "../../engine/backend.h"
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../engine/forward.h"
 #include "../../engine/model.h"
 

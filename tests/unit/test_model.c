@@ -10,7 +10,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../engine/model.h"
 
 static const char *corpus_dir(void)

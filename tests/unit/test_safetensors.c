@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "hf_config.h"
 #include "safetensors.h"
 #include "test.h"

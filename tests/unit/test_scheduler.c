@@ -18,7 +18,7 @@
 
 #include "backend.h"
 #include "batch.h"
-#include "err.h"
+#include "base/err.h"
 #include "forward.h"
 #include "kvcache.h"
 #include "model.h"

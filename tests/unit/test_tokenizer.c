@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "test.h"
 #include "tokenizer.h"
