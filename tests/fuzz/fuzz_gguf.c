@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "gguf.h"
+#include "engine/model/gguf.h"
 #include "base/quant.h"
 
 static volatile uint64_t sink;

@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "hf_config.h"
-#include "safetensors.h"
+#include "engine/model/hf_config.h"
+#include "engine/model/safetensors.h"
 
 static void check_header(const st_header_t *h, const uint8_t *data, size_t size)
 {

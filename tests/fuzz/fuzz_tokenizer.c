@@ -31,8 +31,8 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include "engine/model/gguf.h"
+#include "engine/text/tokenizer.h"
 
 static tokenizer_t *toks[4];
 static size_t n_toks;

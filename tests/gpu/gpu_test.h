@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "../../engine/model.h"
+#include "engine/model/model.h"
 #include "../../engine/registry.h"
+#include "tests/support/model_synth.h"
 #include "../unit/test.h"
 
 static inline void need_gpu(void)

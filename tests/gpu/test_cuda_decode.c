@@ -16,7 +16,7 @@
 #include "../../engine/engine.h"
 #include "base/err.h"
 #include "../../engine/forward.h"
-#include "../../engine/model.h"
+#include "engine/model/model.h"
 #include "../../engine/registry.h"
 #include "../../engine/sampler.h"
 

@@ -19,7 +19,7 @@
 #include "engine/backend.h"
 #include "base/err.h"
 #include "engine/forward.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/registry.h"
 #include "engine/cpu/matmul.h"
 

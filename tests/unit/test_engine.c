@@ -17,7 +17,7 @@
 
 #include "engine.h"
 #include "base/err.h"
-#include "stop.h"
+#include "engine/text/stop.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------- stop strings */

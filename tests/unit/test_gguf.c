@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "gguf.h"
+#include "engine/model/gguf.h"
 #include "base/quant.h"
 #include "test.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "kvcache.h"
+#include "engine/sched/kvcache.h"
 #include "base/sha256.h"
 #include "test.h"
 

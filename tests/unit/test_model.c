@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "base/err.h"
-#include "../../engine/model.h"
+#include "engine/model/model.h"
 
 static const char *corpus_dir(void)
 {

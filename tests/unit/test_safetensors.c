@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 
 #include "base/err.h"
-#include "hf_config.h"
-#include "safetensors.h"
+#include "engine/model/hf_config.h"
+#include "engine/model/safetensors.h"
 #include "test.h"
 
 /* ============================ helpers ============================ */

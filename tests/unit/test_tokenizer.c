@@ -20,9 +20,9 @@
 #include <time.h>
 
 #include "base/err.h"
-#include "gguf.h"
+#include "engine/model/gguf.h"
 #include "test.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 /* ---------------------------------------------------------------- helpers */
 

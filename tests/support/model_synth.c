@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "model.h"
+#include "engine/model/model.h"
+#include "tests/support/model_synth.h"
 
 /* splitmix64: a small, good, seedable generator. */
 static uint64_t next_u64(uint64_t *s)
