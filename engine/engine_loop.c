@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "engine_impl.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -31,9 +32,7 @@
 
 uint64_t engine_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return clock_now_ns();
 }
 
 const char *engine_finish_name(engine_finish_t f)
