@@ -1,7 +1,7 @@
 /*
  * matmul_kern.h - internal to cpu_matmul: the job that its driver
- * (matmul.c) hands to the kernels of each code path (matmul.c for the
- * portable C path, matmul_avx2.c for x86-64 AVX2 + FMA).
+ * (matmul.c) hands to the kernels of each code path (matmul_portable.c
+ * for the portable C path, matmul_avx2.c for x86-64 AVX2 + FMA).
  *
  * A task is a run of whole groups of MM_ROWS output rows (the driver
  * sizes it).  Both paths can take a group through the tile: tokens are
