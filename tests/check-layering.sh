@@ -82,7 +82,7 @@ report() {
     rule=$1
     printf '%s\n' "$EXCEPTIONS" | awk -v r="$rule" '$1 == r { print $2 }' | sort -u >"$tmp/exc"
     cut -f1 "$tmp/v" | sort -u >"$tmp/vfiles"
-    awk -F'\t' 'NR == FNR { exc[$1] = 1; next } !($1 in exc)' "$tmp/exc" "$tmp/v" >"$tmp/bad"
+    awk -F'\t' 'FILENAME == ARGV[1] { exc[$1] = 1; next } !($1 in exc)' "$tmp/exc" "$tmp/v" >"$tmp/bad"
     comm -23 "$tmp/exc" "$tmp/vfiles" >"$tmp/stale"
     if [ -s "$tmp/bad" ] || [ -s "$tmp/stale" ]; then
         echo "FAIL: layering/$rule"
