@@ -11,9 +11,9 @@
  * The same bytes, as response text and as an event's text, must come out
  * of the response builders as JSON that cJSON parses.
  *
- * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine \
+ * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
  *             server/api_request.c server/api_response.c server/api_common.c \
- *             engine/err.c engine/sampler.c tests/fuzz/fuzz_api.c \
+ *             base/err.c base/utf8.c engine/sampler.c tests/fuzz/fuzz_api.c \
  *             -lcjson -lm -o fuzz_api
  *         (tok_piece is only reached with a tokenizer; a stub below
  *         stands in, so no tokenizer sources are needed.)
