@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 static inline double bench_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    return clock_now_ns() * 1e-9;
 }
 
 static inline int bench_cmp_double(const void *a, const void *b)

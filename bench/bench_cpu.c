@@ -17,9 +17,9 @@
 
 #include "bench/bench.h"
 #include "engine/backend.h"
-#include "engine/err.h"
+#include "base/err.h"
 #include "engine/forward.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 
 #define MAXT 512
 

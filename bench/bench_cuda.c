@@ -29,10 +29,11 @@
 
 #include "bench/bench.h"
 #include "engine/backend.h"
-#include "engine/err.h"
+#include "base/err.h"
 #include "engine/forward.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/registry.h"
+#include "tests/support/model_synth.h"
 
 void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, size_t desclen);
 void cuda_sync(void);

@@ -23,19 +23,13 @@
 
 #include "../engine/cpu/matmul.h"
 #include "../engine/cpu/pool.h"
-#include "../engine/quant.h"
+#include "base/clock.h"
+#include "base/quant.h"
 
 #define SAMPLES   7
 #define SAMPLE_NS 20000000.0 /* at least this long per sample */
 #define COLD_BYTES (256ull << 20)
 #define MEM_BYTES (1ull << 30)
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -93,9 +87,9 @@ static double mem_rate(pool_t *p, uint32_t n_threads, pool_task_cb cb, mem_job_t
     double v[3];
     m->bytes = MEM_BYTES / n_threads;
     for (int s = 0; s < 3; s++) {
-        double t0 = now_ns();
+        double t0 = (double)clock_now_ns();
         pool_run(p, cb, m, n_threads);
-        v[s] = per_byte * (double)MEM_BYTES / ((now_ns() - t0) * 1e-9);
+        v[s] = per_byte * (double)MEM_BYTES / (((double)clock_now_ns() - t0) * 1e-9);
     }
     return median(v, 3);
 }
@@ -143,13 +137,13 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
     uint32_t c = 0;
     cpu_matmul(p, s->type, w, s->n_out, s->n_in, x, n_tok, y); /* warm-up */
     for (int k = 0; k < SAMPLES; k++) {
-        double t0 = now_ns(), t;
+        double t0 = (double)clock_now_ns(), t;
         int calls = 0;
         do {
             cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
             c = (c + 1) % n_copies;
             calls++;
-        } while ((t = now_ns() - t0) < SAMPLE_NS);
+        } while ((t = (double)clock_now_ns() - t0) < SAMPLE_NS);
         v[k] = t * 1e-9 / calls;
     }
     return median(v, SAMPLES);

@@ -28,8 +28,8 @@
 #include "backend_cuda.cuh"
 
 extern "C" {
-#include "../engine/err.h"
-#include "../engine/log.h"
+#include "base/err.h"
+#include "base/log.h"
 }
 
 int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *file, int line)

@@ -1,6 +1,6 @@
 // dequant.cu - GGUF block formats to bf16 or fp16 (the backend's weight
 // format) on the device, one thread per block of the source type.  The
-// layouts are ggml's (see engine/quant.c, the reference these kernels are
+// layouts are ggml's (see base/quant.c, the reference these kernels are
 // tested against through the CPU backend).  To fp16, a weight beyond 65504
 // becomes inf, which cuda_count_nonfinite finds after the upload (the
 // backend then refuses the model rather than compute with it), and one
@@ -11,7 +11,7 @@
 #include "common.cuh"
 
 extern "C" {
-#include "../engine/quant.h"
+#include "base/quant.h"
 }
 
 __device__ static inline float h2f(const uint8_t *p)

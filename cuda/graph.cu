@@ -37,8 +37,8 @@
 #include "backend_cuda.cuh"
 
 extern "C" {
-#include "../engine/err.h"
-#include "../engine/log.h"
+#include "base/err.h"
+#include "base/log.h"
 }
 
 // Padded sizes: every small size that matters, then steps of 8, 16 and 32;

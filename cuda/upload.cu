@@ -11,9 +11,9 @@
 #include "backend_cuda.cuh"
 
 extern "C" {
-#include "../engine/err.h"
-#include "../engine/log.h"
-#include "../engine/quant.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/quant.h"
 int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
                  cudaStream_t stream);
 int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale, float offset,

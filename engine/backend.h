@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
-#include "model.h"
+#include "engine/sched/batch.h"
+#include "engine/model/model.h"
 
 typedef void *bk_buf_t;
 

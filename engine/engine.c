@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include "engine_impl.h"
-#include "err.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "registry.h"
 
 #define DEFAULT_KV_BYTES      (256ull << 20)

@@ -33,10 +33,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "chat.h"
-#include "err.h"
+#include "engine/text/chat.h"
+#include "base/err.h"
 #include "sampler.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 typedef struct engine engine_t;
 

@@ -22,12 +22,12 @@
 #include "backend.h"
 #include "engine.h"
 #include "forward.h"
-#include "kvcache.h"
-#include "model.h"
+#include "engine/sched/kvcache.h"
+#include "engine/model/model.h"
 #include "sampler.h"
-#include "scheduler.h"
-#include "stop.h"
-#include "tokenizer.h"
+#include "engine/sched/scheduler.h"
+#include "engine/text/stop.h"
+#include "engine/text/tokenizer.h"
 
 /* The room a request keeps for held-back plus newly decoded text. */
 #define ENGINE_HELD_CAP 4096

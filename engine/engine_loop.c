@@ -24,16 +24,15 @@
 #include <time.h>
 
 #include "engine_impl.h"
-#include "err.h"
-#include "log.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #define IDLE_BEAT_MS 1000
 
 uint64_t engine_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return clock_now_ns();
 }
 
 const char *engine_finish_name(engine_finish_t f)

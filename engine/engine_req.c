@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine_impl.h"
-#include "err.h"
+#include "base/err.h"
 
 /* ---------------------------------------------------------------- submission */
 

@@ -18,7 +18,7 @@
 
 #include <stdlib.h>
 
-#include "err.h"
+#include "base/err.h"
 
 struct forward {
     const model_t *m;

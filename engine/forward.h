@@ -12,8 +12,8 @@
 #include <stddef.h>
 
 #include "backend.h"
-#include "batch.h"
-#include "model.h"
+#include "engine/sched/batch.h"
+#include "engine/model/model.h"
 
 typedef struct forward forward_t;
 

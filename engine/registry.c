@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "../config.h"
-#include "err.h"
+#include "base/err.h"
 
 #ifdef HAVE_CUDA
 #include "../cuda/cuda_probe.h"

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 /* A candidate token: its processed logit, its weight exp((x - max) / T)
  * once computed, and its id. */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "../engine/engine.h"
+#include "base/utf8.h"
 
 typedef enum { API_COMPLETIONS, API_CHAT } api_kind_t;
 
@@ -111,14 +112,10 @@ int api_error_set(api_error_t *e, int code, unsigned status, const char *type,
                   const char *param, const char *ecode, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
-/* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-int api_utf8_valid(const char *s, size_t len);
-/* Code points in s[0..len) (ill-formed bytes count one each): for text_offset. */
-size_t api_utf8_chars(const char *s, size_t len);
 /*
  * A malloc'd, NUL-terminated copy of s[0..len) (s may be NULL when len is 0)
- * in which every byte that is not part of a well-formed sequence, and every
- * NUL byte, is U+FFFD: safe to put into JSON.  NULL when out of memory.
+ * in which every ill-formed subpart (base/utf8.h), and every NUL byte, is
+ * U+FFFD: safe to put into JSON.  NULL when out of memory.
  */
 char *api_utf8_repair(const char *s, size_t len);
 

@@ -1,7 +1,7 @@
 /*
  * api_common.c - what both sides of the API layer use: the error record,
- * and UTF-8 checks and repair (requests must be well-formed UTF-8, and
- * every string we write into JSON is made so).  Pure functions; any thread.
+ * and the UTF-8 repair of every string we write into JSON (over
+ * base/utf8.h, which also checks requests).  Pure functions; any thread.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,60 +34,13 @@ int api_error_set(api_error_t *e, int code, unsigned status, const char *type,
 /* UTF-8                                                               */
 /* ================================================================== */
 
-/* Length of the well-formed sequence starting s[0..n) (Unicode Table 3-7), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+/* A sink into a buffer the caller sized for the worst case (3 bytes per input byte). */
+static int append_cb(void *ctx, const char *p, size_t n)
 {
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;        /* no overlongs */
-        if (c == 0xED) hi = 0x9F;        /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;        /* <= U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
-int api_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = utf8_seq(p + i, len - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-size_t api_utf8_chars(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    for (size_t i = 0; i < len; n++) {
-        size_t k = utf8_seq(p + i, len - i);
-        i += k > 0 ? k : 1;
-    }
-    return n;
+    char **o = ctx;
+    memcpy(*o, p, n);
+    *o += n;
+    return 0;
 }
 
 char *api_utf8_repair(const char *s, size_t len)
@@ -99,23 +52,12 @@ char *api_utf8_repair(const char *s, size_t len)
     size_t cap;
     if (__builtin_mul_overflow(len, (size_t)3, &cap) || __builtin_add_overflow(cap, 1, &cap))
         return NULL;
-    char *out = malloc(api_utf8_valid(s, len) && memchr(s, 0, len) == NULL ? len + 1 : cap);
+    char *out = malloc(utf8_valid(s, len) && memchr(s, 0, len) == NULL ? len + 1 : cap);
     if (out == NULL)
         return NULL;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        size_t k = p[i] == 0 ? 0 : utf8_seq(p + i, len - i);
-        if (k == 0) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);   /* U+FFFD for each bad byte */
-            o += 3;
-            i++;
-        } else {
-            memcpy(out + o, p + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    out[o] = '\0';
+    char *o = out;
+    size_t rest;
+    utf8_repair(s, len, UTF8_FINAL | UTF8_NO_NUL, append_cb, &o, &rest);
+    *o = '\0';
     return out;
 }

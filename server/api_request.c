@@ -46,7 +46,7 @@ static int nomem(api_error_t *e)
 /* Reject what cJSON would accept but we must not: NUL (raw or escaped) and deep nesting. */
 static int scan_raw(const char *body, size_t len, unsigned max_depth, api_error_t *e)
 {
-    if (!api_utf8_valid(body, len))
+    if (!utf8_valid(body, len))
         return BAD(e, ERR_FORMAT, NULL, "request body is not valid UTF-8");
     unsigned depth = 0;
     int in_string = 0;

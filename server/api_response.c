@@ -236,7 +236,7 @@ char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
         for (size_t i = 0; i < r->n_tokens && !b.oom; i++) {
             const engine_event_t *ev = r->token_events[i];
             cmpl_logprobs_add(&b, &a, r->tok, ev, offset);
-            offset += api_utf8_chars(ev->text, ev->text_len < ENGINE_TEXT_MAX ? ev->text_len
+            offset += utf8_chars(ev->text, ev->text_len < ENGINE_TEXT_MAX ? ev->text_len
                                                                              : ENGINE_TEXT_MAX);
         }
     }

@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../engine/err.h"
-#include "../engine/sha256.h"
+#include "base/err.h"
+#include "base/sha256.h"
 
 #define AUTH_MAX_KEYS 4096
 #define AUTH_MAX_KEY_LEN 1024

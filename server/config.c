@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../engine/err.h"
+#include "base/err.h"
 
 typedef struct {
     const char *section;

@@ -19,20 +19,13 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../engine/log.h"
+#include "base/log.h"
 #include "sdnotify.h"
 
 #define STALL_NS        (10ull * 1000000000ull) /* busy with no heartbeat this long: stalled */
 #define HARD_EXTRA_NS   (5ull * 1000000000ull)  /* after the drain deadline, stop regardless */
 #define EXTEND_EVERY_NS (5ull * 1000000000ull)
 #define HEADER_MEMORY   (16u * 1024u)           /* per-connection memory: headers well under it */
-
-uint64_t daemon_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- health */
 
@@ -142,7 +135,7 @@ static void on_engine_events(uv_async_t *a)
         job_t *j = job_find(d, ev->id);
         if (j == NULL)
             continue;
-        uint64_t now = daemon_now_ns();
+        uint64_t now = clock_now_ns();
         if (ev->kind == ENGINE_EV_TOKEN) {
             if (j->n_generated == 0) {
                 j->t_first = now;
@@ -241,7 +234,7 @@ static void on_loaded(uv_async_t *a)
     log_info("%s", desc);
     log_info("model %s loaded in %.1f s: backend %s, context %u tokens, KV cache %u blocks of %u "
              "tokens, chat template %s", d->info.model_name,
-             (daemon_now_ns() - d->load_start_ns) / 1e9, d->info.backend, d->info.n_ctx,
+             (clock_now_ns() - d->load_start_ns) / 1e9, d->info.backend, d->info.n_ctx,
              d->info.kv_blocks, d->info.block_tokens,
              d->info.chat ? chat_kind_name(d->info.chat->kind) : "none (chat disabled)");
     if (d->info.chat == NULL)
@@ -346,10 +339,10 @@ static void on_signal(uv_signal_t *h, int signum)
         uv_stop(&d->loop);
         return;
     }
-    d->drain_deadline_ns = daemon_now_ns() + (uint64_t)d->cfg->drain_timeout * 1000000000ull;
+    d->drain_deadline_ns = clock_now_ns() + (uint64_t)d->cfg->drain_timeout * 1000000000ull;
     log_info("received %s: draining %zu request(s) for up to %llds",
              signum == SIGTERM ? "SIGTERM" : "SIGINT", d->n_jobs, d->cfg->drain_timeout);
-    check_drain(d, daemon_now_ns());
+    check_drain(d, clock_now_ns());
 }
 
 /*
@@ -374,7 +367,7 @@ static void fail_if_engine_failed(daemon_t *d, uint64_t now)
 static void on_tick(uv_timer_t *t)
 {
     daemon_t *d = t->data;
-    uint64_t now = daemon_now_ns();
+    uint64_t now = clock_now_ns();
     if (d->engine == NULL && d->load_started && now - d->last_extend_ns >= EXTEND_EVERY_NS) {
         sd_notify_state("EXTEND_TIMEOUT_USEC=20000000");
         d->last_extend_ns = now;
@@ -507,7 +500,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
                  "anyone who can reach this port can use the model.", cfg->host);
     log_info("loading model %s", cfg->model);
 
-    d->load_start_ns = d->last_extend_ns = daemon_now_ns();
+    d->load_start_ns = d->last_extend_ns = clock_now_ns();
     if (pthread_create(&d->load_thread, NULL, load_main, d) != 0) {
         log_error("cannot start the loading thread");
         d->exit_code = 1;

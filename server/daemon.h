@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "../engine/engine.h"
+#include "base/clock.h"
 #include "api.h"
 #include "auth.h"
 #include "config.h"
@@ -112,7 +113,6 @@ health_t daemon_health(daemon_t *d);
 const char *daemon_health_name(health_t h);
 /* Seconds a refused client should wait (>= 1). */
 unsigned daemon_retry_after(daemon_t *d);
-uint64_t daemon_now_ns(void);
 
 job_t *job_create(daemon_t *d, http_request_t *http, const char *route);
 /* Free the job when both its connection and its engine request are done. */

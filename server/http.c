@@ -22,8 +22,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "../engine/err.h"
-#include "../engine/log.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
 
 /* One client connection, accept to close (MHD's socket context). */
 typedef struct http_conn {
@@ -44,13 +45,6 @@ struct http_server {
     http_request_t *reqs;       /* every request MHD has not completed yet */
     http_conn_t *conns;         /* every open connection */
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- loop glue */
 
@@ -158,7 +152,7 @@ void http_kick(http_server_t *s)
     if (s == NULL || s->in_run)
         return;
     /* a deferred answer MHD has not taken within 2 s of its resume: resume it again */
-    uint64_t now = now_ns();
+    uint64_t now = clock_now_ns();
     for (http_request_t *r = s->reqs; r != NULL; r = r->next) {
         if (r->pending != NULL && now - r->resumed_ns > 2000000000ull) {
             log_warn("http: %s %s: answer not taken 2 s after resuming; resuming again",
@@ -234,7 +228,7 @@ void http_resume(http_request_t *req)
 {
     if (req->suspended) {
         req->suspended = 0;
-        req->resumed_ns = now_ns();
+        req->resumed_ns = clock_now_ns();
         MHD_resume_connection(req->conn);
         wake(req->srv);
     }
@@ -321,7 +315,7 @@ static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket
         if ((c = calloc(1, sizeof *c)) == NULL)
             return;   /* untracked: only the inactivity timeout applies to it */
         c->conn = conn;
-        c->waiting_since = now_ns();
+        c->waiting_since = clock_now_ns();
         c->next = s->conns;
         if (s->conns != NULL)
             s->conns->prev = c;
@@ -343,7 +337,7 @@ unsigned http_sweep(http_server_t *s)
 {
     if (s == NULL || s->opts.request_timeout_s == 0)
         return 0;
-    uint64_t now = now_ns(), limit = (uint64_t)s->opts.request_timeout_s * 1000000000ull;
+    uint64_t now = clock_now_ns(), limit = (uint64_t)s->opts.request_timeout_s * 1000000000ull;
     unsigned cut = 0;
     for (http_conn_t *c = s->conns; c != NULL; c = c->next) {
         if (c->in_request || c->cut || now - c->waiting_since < limit)
@@ -517,7 +511,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         if (s->reqs != NULL)
             s->reqs->prev = req;
         s->reqs = req;
-        req->start_ns = now_ns();
+        req->start_ns = clock_now_ns();
         *con_cls = req;
         return (enum MHD_Result)on_headers(s, req);
     }
@@ -582,7 +576,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_conn_t *c = conn_of(conn);
     if (c != NULL) {
         c->in_request = 0;
-        c->waiting_since = now_ns();
+        c->waiting_since = clock_now_ns();
     }
     http_request_t *req = *con_cls;
     if (req == NULL)

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "../engine/engine.h"
-#include "../engine/err.h"
-#include "../engine/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "config.h"
 #include "daemon.h"
 

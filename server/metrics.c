@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/err.h"
+#include "base/err.h"
 
 /* Upper bounds (seconds) shared by every histogram; +Inf is implied. */
 static const double bucket_le[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,

@@ -25,8 +25,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../engine/log.h"
-#include "../engine/sha256.h"
+#include "base/log.h"
+#include "base/sha256.h"
 
 typedef enum {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,
@@ -285,7 +285,7 @@ static int handle_generate(daemon_t *d, http_request_t *req, api_kind_t kind, co
     j->engine_id = id;
     j->submitted = 1;
     j->engine_done = 0;
-    j->t_submit = daemon_now_ns();
+    j->t_submit = clock_now_ns();
     j->likely_queued = st.queued > 0 || st.running >= d->info.max_seqs;
     j->stream = ar.stream;
     j->want_logprobs = ar.logprobs;
@@ -406,7 +406,7 @@ static int handle_tokenize(daemon_t *d, http_request_t *req)
                                   "%s: expected a %s", bad, strcmp(bad, "content") ? "boolean" : "string");
     }
     size_t len = strlen(content->valuestring);
-    if (!api_utf8_valid(content->valuestring, len)) {
+    if (!utf8_valid(content->valuestring, len)) {
         cJSON_Delete(root);
         return http_respond_error(req, 400, "invalid_request_error", "content", NULL,
                                   "content: not valid UTF-8");
@@ -602,7 +602,7 @@ void routes_completed(void *ctx, http_request_t *req, int ok)
     daemon_t *d = ctx;
     const char *label = route_label(req->url);
     job_t *j = req->user;
-    double secs = (daemon_now_ns() - req->start_ns) / 1e9;
+    double secs = (clock_now_ns() - req->start_ns) / 1e9;
     if (req->status != 0)
         metrics_request(d->metrics, label, req->status);
     int quiet = strncmp(label, "/health", 7) == 0 || strcmp(label, "/metrics") == 0;

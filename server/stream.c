@@ -18,13 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/log.h"
+#include "base/log.h"
 
 #define KEEPALIVE_NS (5ull * 1000000000ull)
 
 static void wake(job_t *j)
 {
-    j->last_write_ns = daemon_now_ns();
+    j->last_write_ns = clock_now_ns();
     if (j->http != NULL)
         http_resume(j->http);
 }
@@ -61,7 +61,7 @@ static int put_chunk(job_t *j, const engine_event_t *ev, int first, const char *
 {
     int rc = put_frame(j, api_chunk_json(&j->meta, ev, first, finish, logprobs, j->d->info.tok));
     if (ev != NULL)
-        j->meta.text_offset += api_utf8_chars(ev->text, ev->text_len);
+        j->meta.text_offset += utf8_chars(ev->text, ev->text_len);
     return rc;
 }
 
@@ -79,7 +79,7 @@ static ssize_t reader(void *ctx, char *buf, size_t max)
     }
     size_t n = avail < max ? avail : max;
     if (j->t_first_out == 0 && j->n_generated > 0)
-        j->t_first_out = daemon_now_ns();
+        j->t_first_out = clock_now_ns();
     memcpy(buf, j->out.data + j->out_pos, n);
     j->out_pos += n;
     if (j->out_pos == j->out.len) {
@@ -92,7 +92,7 @@ static ssize_t reader(void *ctx, char *buf, size_t max)
 
 int stream_start(job_t *j)
 {
-    j->last_write_ns = daemon_now_ns();
+    j->last_write_ns = clock_now_ns();
     /* chat opens with the role chunk, at once: the client sees the stream start */
     if (j->meta.kind == API_CHAT && put_chunk(j, NULL, 1, NULL, 0) != 0)
         return http_respond_error(j->http, 500, "server_error", NULL, NULL, "out of memory");

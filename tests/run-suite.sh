@@ -106,6 +106,7 @@ for part in $parts; do
         fi
         ;;
     unit)
+        run_prog "unit/check-layering.sh" sh "$srcdir_abs/tests/check-layering.sh" "$srcdir_abs"
         for t in "$builddir_abs"/tests/unit/test_*; do
             [ -x "$t" ] && [ -f "$t" ] || continue
             case $t in *.c|*.h|*.o) continue;; esac

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "../backend.h"
-#include "../err.h"
+#include "base/err.h"
 #include "matmul.h"
 #include "pool.h"
 

@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#include "../quant.h"
+#include "base/quant.h"
 #include "pool.h"
 
 /*

@@ -1,7 +1,7 @@
 /*
  * matmul_kern.h - internal to cpu_matmul: the job that its driver
- * (matmul.c) hands to the kernels of each code path (matmul.c for the
- * portable C path, matmul_avx2.c for x86-64 AVX2 + FMA).
+ * (matmul.c) hands to the kernels of each code path (matmul_portable.c
+ * for the portable C path, matmul_avx2.c for x86-64 AVX2 + FMA).
  *
  * A task is a run of whole groups of MM_ROWS output rows (the driver
  * sizes it).  Both paths can take a group through the tile: tokens are
@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../quant.h"
+#include "base/quant.h"
 
 #define MM_ROWS 16  /* output rows per group (tile height) */
 #define MM_KC   256 /* elements of a row dequantised at a time */

@@ -36,7 +36,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../err.h"
+#include "base/clock.h"
+#include "base/err.h"
 
 /* The index of a closed generation: no task can be claimed under it. */
 #define CLOSED UINT32_MAX
@@ -82,13 +83,6 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static inline uint32_t generation_of(uint64_t claim)
 {
     return (uint32_t)(claim >> 32);
@@ -115,7 +109,7 @@ static int spin_until(int (*cond)(pool_t *, uint32_t), pool_t *p, uint32_t arg)
             return 1;
         cpu_relax();
         if ((i & 63) == 0) {
-            uint64_t t = now_ns();
+            uint64_t t = clock_now_ns();
             if (start == 0)
                 start = t;
             else if (t - start > POOL_SPIN_NS)

@@ -11,9 +11,9 @@
  * The same bytes, as response text and as an event's text, must come out
  * of the response builders as JSON that cJSON parses.
  *
- * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine \
+ * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
  *             server/api_request.c server/api_response.c server/api_common.c \
- *             engine/err.c engine/sampler.c tests/fuzz/fuzz_api.c \
+ *             base/err.c base/utf8.c engine/sampler.c tests/fuzz/fuzz_api.c \
  *             -lcjson -lm -o fuzz_api
  *         (tok_piece is only reached with a tokenizer; a stub below
  *         stands in, so no tokenizer sources are needed.)
@@ -42,7 +42,7 @@ const char *tok_piece(const tokenizer_t *t, int32_t id, size_t *len)
 static void check_json(char *s)
 {
     CHECK(s != NULL);
-    CHECK(api_utf8_valid(s, strlen(s)));
+    CHECK(utf8_valid(s, strlen(s)));
     cJSON *j = cJSON_Parse(s);
     CHECK(j != NULL);
     cJSON_Delete(j);
@@ -56,7 +56,7 @@ static void check_request(const api_request_t *r, const api_limits_t *lim)
         if (r->prompt != NULL) {
             CHECK(r->prompt_len > 0 && r->prompt_len <= lim->max_prompt_bytes);
             CHECK(strlen(r->prompt) == r->prompt_len);
-            CHECK(api_utf8_valid(r->prompt, r->prompt_len));
+            CHECK(utf8_valid(r->prompt, r->prompt_len));
         } else {
             CHECK(r->n_prompt_tokens > 0 && r->n_prompt_tokens <= lim->n_ctx);
             for (size_t i = 0; i < r->n_prompt_tokens; i++)
@@ -71,7 +71,7 @@ static void check_request(const api_request_t *r, const api_limits_t *lim)
                   strcmp(role, "assistant") == 0);
             CHECK(r->messages[i].content != NULL);
             size_t n = strlen(r->messages[i].content);
-            CHECK(api_utf8_valid(r->messages[i].content, n));
+            CHECK(utf8_valid(r->messages[i].content, n));
             total += n;
         }
         CHECK(total <= lim->max_prompt_bytes);
@@ -80,7 +80,7 @@ static void check_request(const api_request_t *r, const api_limits_t *lim)
     CHECK(r->n_stop <= ENGINE_MAX_STOP);
     for (size_t i = 0; i < r->n_stop; i++) {
         size_t n = strlen(r->stop[i]);
-        CHECK(n >= 1 && n <= ENGINE_MAX_STOP_LEN && api_utf8_valid(r->stop[i], n));
+        CHECK(n >= 1 && n <= ENGINE_MAX_STOP_LEN && utf8_valid(r->stop[i], n));
     }
     CHECK(sampler_params_validate(&r->sampling, lim->n_vocab, NULL, 0) == 0);
     CHECK(r->sampling.n_logprobs == r->top_logprobs);

@@ -7,8 +7,8 @@
  * bytes (summed, so that a bad data pointer faults) and the first block
  * of each tensor through the dequantiser.
  *
- * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine \
- *             engine/err.c engine/quant.c engine/gguf.c engine/gguf_get.c \
+ * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
+ *             base/err.c base/utf8.c base/quant.c engine/model/gguf.c engine/model/gguf_get.c \
  *             tests/fuzz/fuzz_gguf.c -o fuzz_gguf
  * Run:    ./fuzz_gguf -rss_limit_mb=2048 -timeout=2 CORPUS_DIR SEED_DIR...
  * Seeds:  tests/corpus/make-bad-ggufs.py writes bad files and
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "gguf.h"
-#include "quant.h"
+#include "base/err.h"
+#include "engine/model/gguf.h"
+#include "base/quant.h"
 
 static volatile uint64_t sink;
 

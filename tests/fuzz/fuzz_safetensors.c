@@ -5,9 +5,9 @@
  *
  * Build and run (seeds: valid files from tests/ref/make-hf-model.py and
  * the files of tests/corpus/make-bad-safetensors.py):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine \
- *       tests/fuzz/fuzz_safetensors.c engine/safetensors.c engine/hf_config.c \
- *       engine/err.c -lcjson -o fuzz_safetensors
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
+ *       tests/fuzz/fuzz_safetensors.c engine/model/safetensors.c engine/model/hf_config.c \
+ *       base/err.c base/utf8.c -lcjson -o fuzz_safetensors
  *   ./fuzz_safetensors -max_total_time=120 CORPUS_DIR SEED_DIR...
  *
  * A parse that succeeds must give tensors that lie inside the input and
@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "hf_config.h"
-#include "safetensors.h"
+#include "base/err.h"
+#include "engine/model/hf_config.h"
+#include "engine/model/safetensors.h"
 
 static void check_header(const st_header_t *h, const uint8_t *data, size_t size)
 {

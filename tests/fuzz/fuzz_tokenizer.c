@@ -14,10 +14,10 @@
  * input encoded without special parsing must decode back to itself.  The
  * same bytes, read as 16-bit ids, go through the decoder too.
  *
- * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine \
- *             engine/err.c engine/quant.c engine/gguf.c engine/gguf_get.c \
- *             engine/tokenizer.c engine/tokenizer_gguf.c engine/tokenizer_hf.c \
- *             engine/tokenizer_encode.c engine/tokenizer_decode.c \
+ * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
+ *             base/err.c base/utf8.c base/quant.c engine/model/gguf.c engine/model/gguf_get.c \
+ *             engine/text/tokenizer.c engine/text/tokenizer_gguf.c engine/text/tokenizer_hf.c \
+ *             engine/text/tokenizer_encode.c engine/text/tokenizer_decode.c \
  *             tests/fuzz/fuzz_tokenizer.c -lpcre2-8 -lcjson -lm -o fuzz_tokenizer
  * Run:    srcdir=. ./fuzz_tokenizer -rss_limit_mb=2048 -timeout=2 -max_len=4096 CORPUS_DIR
  */
@@ -30,9 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include "base/err.h"
+#include "engine/model/gguf.h"
+#include "engine/text/tokenizer.h"
 
 static tokenizer_t *toks[4];
 static size_t n_toks;

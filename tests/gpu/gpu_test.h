@@ -9,9 +9,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../engine/err.h"
-#include "../../engine/model.h"
+#include "base/err.h"
+#include "engine/model/model.h"
 #include "../../engine/registry.h"
+#include "tests/support/model_synth.h"
 #include "../unit/test.h"
 
 static inline void need_gpu(void)

@@ -14,9 +14,9 @@
 
 #include "../../engine/backend.h"
 #include "../../engine/engine.h"
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../engine/forward.h"
-#include "../../engine/model.h"
+#include "engine/model/model.h"
 #include "../../engine/registry.h"
 #include "../../engine/sampler.h"
 

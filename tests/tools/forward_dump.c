@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "engine/backend.h"
-#include "engine/err.h"
+#include "base/err.h"
 #include "engine/forward.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/registry.h"
 #include "engine/cpu/matmul.h"
 

@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "test.h"
+#include "utf8_cases.h"
 #include "../../server/api.h"
 
 /* ================================================================== */
@@ -233,14 +234,34 @@ TEST(chunks)
 
 TEST(utf8_helpers)
 {
-    ASSERT_EQ_INT(api_utf8_valid("", 0), 1);
-    ASSERT_EQ_INT(api_utf8_valid("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10), 1);
-    ASSERT_EQ_INT(api_utf8_valid("\xc3", 1), 0);
-    ASSERT_EQ_INT(api_utf8_valid("\xe0\x80\x80", 3), 0);
-    ASSERT_EQ_INT(api_utf8_valid("\xf5\x80\x80\x80", 4), 0);
-    ASSERT_EQ_INT(api_utf8_chars("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10), 4);
-    ASSERT_EQ_INT(api_utf8_chars("\xff\xff", 2), 2);
+    ASSERT_EQ_INT(utf8_valid("", 0), 1);
+    ASSERT_EQ_INT(utf8_valid("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10), 1);
+    ASSERT_EQ_INT(utf8_valid("\xc3", 1), 0);
+    ASSERT_EQ_INT(utf8_valid("\xe0\x80\x80", 3), 0);
+    ASSERT_EQ_INT(utf8_valid("\xf5\x80\x80\x80", 4), 0);
+    ASSERT_EQ_INT(utf8_chars("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10), 4);
+    ASSERT_EQ_INT(utf8_chars("\xff\xff", 2), 2);
+}
+
+/* The repair the responses use agrees with Python's decode(..., 'replace'):
+ * one U+FFFD per maximal ill-formed subpart, not one per byte. */
+TEST(utf8_repair_maximal_subparts)
+{
+    for (size_t i = 0; i < sizeof UTF8_CASES / sizeof UTF8_CASES[0]; i++) {
+        const utf8_case_t *c = &UTF8_CASES[i];
+        char *got = api_utf8_repair(c->in, c->in_len);
+        ASSERT(got != NULL);
+        ASSERT_MSG(strcmp(got, c->want) == 0, "%s: repaired text differs (%zu bytes, want %zu)", c->name,
+                   strlen(got), strlen(c->want));
+        free(got);
+        ASSERT_MSG(utf8_chars(c->in, c->in_len) == c->chars, "%s: %zu characters, want %zu", c->name,
+                   utf8_chars(c->in, c->in_len), c->chars);
+    }
+    char *got = api_utf8_repair("a\0b", 3);   /* NUL is replaced too: safe for JSON */
+    ASSERT(got != NULL);
+    ASSERT_EQ_STR(got, "a\xef\xbf\xbd" "b");
+    free(got);
 }
 
 TEST_LIST(T(error_json), T(completion_response), T(chat_response), T(chunks),
-          T(utf8_helpers))
+          T(utf8_helpers), T(utf8_repair_maximal_subparts))

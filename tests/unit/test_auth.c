@@ -1,7 +1,7 @@
 /* Unit tests for server/auth.c: inline key, key file, credentials directory, reload, header forms. */
 #include "test.h"
 
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../server/auth.h"
 
 static const char *write_tmp(const char *text)

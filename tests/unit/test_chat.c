@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
-#include "err.h"
-#include "gguf.h"
+#include "engine/text/chat.h"
+#include "base/err.h"
+#include "engine/model/gguf.h"
 #include "test.h"
 
 static cJSON *load_goldens(void)

@@ -1,7 +1,7 @@
 /* Unit tests for server/config.c: defaults, values, the INI file and its errors. */
 #include "test.h"
 
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../server/config.h"
 
 static const char *write_tmp(const char *text)

@@ -15,8 +15,8 @@
 
 #include "../../engine/cpu/matmul.h"
 #include "../../engine/cpu/pool.h"
-#include "../../engine/err.h"
-#include "../../engine/quant.h"
+#include "base/err.h"
+#include "base/quant.h"
 
 /* ---------------------------------------------------------------- pool */
 

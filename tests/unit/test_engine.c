@@ -16,8 +16,8 @@
 #include <time.h>
 
 #include "engine.h"
-#include "err.h"
-#include "stop.h"
+#include "base/err.h"
+#include "engine/text/stop.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------- stop strings */

@@ -7,9 +7,9 @@
 #include "test.h"
 
 #include "../../engine/backend.h"
-#include "../../engine/err.h"
+#include "base/err.h"
 #include "../../engine/forward.h"
-#include "../../engine/model.h"
+#include "engine/model/model.h"
 
 #define MAXT 64
 

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "gguf.h"
-#include "quant.h"
+#include "base/err.h"
+#include "engine/model/gguf.h"
+#include "base/quant.h"
 #include "test.h"
 
 static const char *corpus_dir(void)

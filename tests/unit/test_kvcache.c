@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "kvcache.h"
-#include "sha256.h"
+#include "base/err.h"
+#include "engine/sched/kvcache.h"
+#include "base/sha256.h"
 #include "test.h"
 
 static const uint8_t SEED[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,

@@ -10,8 +10,8 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-#include "../../engine/err.h"
-#include "../../engine/model.h"
+#include "base/err.h"
+#include "engine/model/model.h"
 
 static const char *corpus_dir(void)
 {

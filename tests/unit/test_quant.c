@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "quant.h"
+#include "base/err.h"
+#include "base/quant.h"
 #include "test.h"
 
 /* ------------------------------------------------------------ helpers */

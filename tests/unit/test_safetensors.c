@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "err.h"
-#include "hf_config.h"
-#include "safetensors.h"
+#include "base/err.h"
+#include "engine/model/hf_config.h"
+#include "engine/model/safetensors.h"
 #include "test.h"
 
 /* ============================ helpers ============================ */

@@ -17,12 +17,12 @@
 #include <string.h>
 
 #include "backend.h"
-#include "batch.h"
-#include "err.h"
+#include "engine/sched/batch.h"
+#include "base/err.h"
 #include "forward.h"
-#include "kvcache.h"
-#include "model.h"
-#include "scheduler.h"
+#include "engine/sched/kvcache.h"
+#include "engine/model/model.h"
+#include "engine/sched/scheduler.h"
 #include "test.h"
 
 #define V 512           /* the fake vocabulary */

@@ -19,10 +19,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
-#include "gguf.h"
+#include "base/err.h"
+#include "engine/model/gguf.h"
 #include "test.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 /* ================================================================
  * Scratch for one call
@@ -211,7 +211,7 @@ static int bpe_word(enc_t *e, const unsigned char *w, size_t n)
         e->word.len = 0;
         for (size_t i = 0; i < n; i++) {
             char u[4];
-            if (tok_text_append(&e->word, u, tok_utf8_encode(tok_byte_to_cp(w[i]), u)) != 0)
+            if (tok_text_append(&e->word, u, utf8_encode(tok_byte_to_cp(w[i]), u)) != 0)
                 return ERR_NOMEM;
         }
         int32_t id = lookup_text(t, e->word.data, e->word.len);
@@ -252,7 +252,7 @@ static int spm_rank_word(enc_t *e, const char *w, size_t n)
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         int kind;
-        size_t cl = tok_utf8_step((const unsigned char *)w + i, n - i, &cp, &kind);
+        size_t cl = utf8_step((const unsigned char *)w + i, n - i, &cp, &kind);
         int32_t id = lookup_text(t, w + i, cl);
         int all_bytes = t->byte_fallback;
         for (size_t j = 0; id < 0 && all_bytes && j < cl; j++)
@@ -322,7 +322,7 @@ static int spm_score_word(enc_t *e, const char *w, size_t n)
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         int kind;
-        size_t cl = tok_utf8_step((const unsigned char *)w + i, n - i, &cp, &kind);
+        size_t cl = utf8_step((const unsigned char *)w + i, n - i, &cp, &kind);
         e->sym[k].start = (uint32_t)i;
         e->sym[k].len = (uint32_t)cl;
         k++;
@@ -463,7 +463,7 @@ static int split_step(enc_t *e, const char *s, const pcre2_code *re)
                     break;
                 uint32_t cp;
                 int kind;
-                off = ms + tok_utf8_step((const unsigned char *)sub + ms, len - ms, &cp, &kind);
+                off = ms + utf8_step((const unsigned char *)sub + ms, len - ms, &cp, &kind);
                 continue;
             }
             if ((ms > gap && range_push(&e->rng2, &e->n_rng2, &e->cap_rng2, base + gap,
@@ -604,7 +604,7 @@ static int encode(const tokenizer_t *t, const char *text, size_t len, int add_bo
     tok_text_init(&fixed);
     size_t n0 = out->n;
     int rc = 0;
-    int valid = tok_utf8_valid(text, len);
+    int valid = utf8_valid(text, len);
     if (!valid && plain != NULL) {
         rc = err_set(err, errlen, ERR_INVALID, "text is not valid UTF-8");
     } else if (!valid) {

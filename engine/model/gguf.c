@@ -32,7 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf_impl.h"
 
 #define GGUF_MAGIC          "GGUF"
@@ -45,6 +45,17 @@
  * type (4) and offset (8). */
 #define KV_MIN_BYTES     13u
 #define TINFO_MIN_BYTES  32u
+
+/* Here, with the parser that needs it, so that gguf_get.c only reads
+ * what this file built and nothing here calls into gguf_get.c. */
+const char *gguf_vtype_name(gguf_vtype_t t)
+{
+    static const char *const names[] = {
+        "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32",
+        "BOOL", "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64",
+    };
+    return (uint32_t)t < sizeof names / sizeof names[0] ? names[t] : "unknown";
+}
 
 static int cmp_name_ent(const void *x, const void *y)
 {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define KEY_MODEL  "tokenizer.ggml.model"
 #define KEY_TOKENS "tokenizer.ggml.tokens"

@@ -21,7 +21,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "safetensors.h" /* st_json_check_depth */
 
 typedef struct {

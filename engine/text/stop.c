@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "tokenizer_impl.h"
 
 int stop_set_init(stop_set_t *s, const char *const *strs, size_t n, char *err, size_t errlen)
@@ -20,7 +20,7 @@ int stop_set_init(stop_set_t *s, const char *const *strs, size_t n, char *err, s
         if (len == 0 || len > STOP_MAX_LEN)
             return err_set(err, errlen, ERR_RANGE, "stop[%zu]: %s (1 to %d bytes)", i,
                            len == 0 ? "empty" : "too long", STOP_MAX_LEN);
-        if (!tok_utf8_valid(strs[i], len))
+        if (!utf8_valid(strs[i], len))
             return err_set(err, errlen, ERR_INVALID, "stop[%zu]: not valid UTF-8", i);
         memcpy(s->str[i], strs[i], len);
         s->len[i] = (uint32_t)len;

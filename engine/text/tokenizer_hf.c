@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define HF_MAX_FILE ((size_t)256 << 20)   /* LLaMA-3's tokenizer.json is 9 MB */
 

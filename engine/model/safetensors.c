@@ -15,7 +15,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "err.h"
+#include "base/err.h"
+#include "base/utf8.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: doubles above it are not exact */
 
@@ -55,35 +56,6 @@ static uint64_t rd_le64(const uint8_t *p)
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
-}
-
-/* Index of the first byte that breaks UTF-8 (RFC 3629), or len when valid. */
-static size_t utf8_bad_at(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        size_t n;
-        uint8_t lo = 0x80, hi = 0xbf;
-        if (c < 0x80) { i++; continue; }
-        else if (c >= 0xc2 && c <= 0xdf) n = 1;
-        else if (c == 0xe0) { n = 2; lo = 0xa0; }
-        else if (c == 0xed) { n = 2; hi = 0x9f; }      /* no surrogates */
-        else if (c >= 0xe1 && c <= 0xef) n = 2;
-        else if (c == 0xf0) { n = 3; lo = 0x90; }
-        else if (c >= 0xf1 && c <= 0xf3) n = 3;
-        else if (c == 0xf4) { n = 3; hi = 0x8f; }      /* <= U+10FFFF */
-        else return i;
-        if (n > len - i - 1)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k <= n; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
-                return i;
-        i += n + 1;
-    }
-    return len;
 }
 
 int st_json_check_depth(const char *text, size_t len, unsigned max_depth)
@@ -447,7 +419,7 @@ int st_header_parse(st_header_t **out, const void *buf, size_t len,
                        "%s: header length %llu runs past the end of the file (%zu bytes)",
                        name, (unsigned long long)n, len);
     const uint8_t *hdr = p + 8;
-    size_t bad = utf8_bad_at(hdr, n);
+    size_t bad = utf8_bad_at((const char *)hdr, n);
     if (bad != n)
         return err_set(err, errlen, ERR_FORMAT,
                        "%s: header is not valid UTF-8 (byte %zu of the header)", name, bad);

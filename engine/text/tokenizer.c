@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 /* ================================================================
  * GPT-2's byte <-> character map
@@ -144,7 +144,7 @@ int tok_impl_set(tokenizer_t *t, size_t id, const char *s, size_t len, int type,
     if (len > TOK_MAX_TOKEN_BYTES)
         return err_set(err, errlen, ERR_FORMAT, "%s: %s[%zu]: token of %zu bytes (limit %d)",
                        t->src, key, id, len, TOK_MAX_TOKEN_BYTES);
-    if (!tok_utf8_valid(s, len))
+    if (!utf8_valid(s, len))
         return err_set(err, errlen, ERR_FORMAT, "%s: %s[%zu]: token is not valid UTF-8",
                        t->src, key, id);
     if (type < TOK_TYPE_UNDEFINED || type > TOK_TYPE_BYTE)
@@ -202,8 +202,8 @@ static int in_byte_alphabet(const char *s, size_t n)
     while (i < n) {
         uint32_t cp = 0;
         int kind;
-        i += tok_utf8_step((const unsigned char *)s + i, n - i, &cp, &kind);
-        if (kind != TOK_UTF8_OK || tok_cp_to_byte(cp) < 0)
+        i += utf8_step((const unsigned char *)s + i, n - i, &cp, &kind);
+        if (kind != UTF8_OK || tok_cp_to_byte(cp) < 0)
             return 0;
     }
     return 1;
@@ -259,7 +259,7 @@ int tok_impl_index(tokenizer_t *t, const char *key, char *err, size_t errlen)
     if (t->kind == TOK_KIND_BPE) {
         for (int b = 0; b < 256; b++) {
             char u[4];
-            size_t n = tok_utf8_encode(tok_byte_to_cp((unsigned char)b), u);
+            size_t n = utf8_encode(tok_byte_to_cp((unsigned char)b), u);
             t->byte_tok[b] = tok_impl_lookup(t, u, n);
         }
     }
@@ -462,7 +462,7 @@ static int build_piece(tokenizer_t *t, tok_entry_t *e)
         for (size_t i = 0; i < e->len;) {
             uint32_t cp = 0;
             int kind;
-            i += tok_utf8_step((const unsigned char *)s + i, e->len - i, &cp, &kind);
+            i += utf8_step((const unsigned char *)s + i, e->len - i, &cp, &kind);
             buf[n++] = (char)tok_cp_to_byte(cp);   /* checked by tok_impl_index */
         }
     } else {

@@ -11,10 +11,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "err.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "hf_config.h"
-#include "log.h"
+#include "base/log.h"
 #include "safetensors.h"
 
 #define MAX_NAME 128
@@ -359,19 +360,12 @@ static int bind_all(loader_t *L)
 
 /* ---------------------------------------------------------------- create / destroy */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int model_create(model_t **out, const char *path, const char *chat_template,
                  char *err, size_t errlen)
 {
     (void)chat_template;
     *out = NULL;
-    double t0 = now_s();
+    double t0 = (clock_now_ns() * 1e-9);
     struct stat st;
     if (stat(path, &st) != 0)
         return err_set(err, errlen, ERR_IO, "%s: %s", path, strerror(errno));
@@ -442,7 +436,7 @@ int model_create(model_t **out, const char *path, const char *chat_template,
         m->hp.pad_id = -1;
     if (tok_warning(m->tok) != NULL)
         log_warn("%s: %s", path, tok_warning(m->tok));
-    m->load_seconds = now_s() - t0;
+    m->load_seconds = (clock_now_ns() * 1e-9) - t0;
     *out = m;
     return 0;
 

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "gguf.h"
 #include "gguf_impl.h"
 
@@ -20,15 +20,6 @@ uint32_t gguf_version(const gguf_t *g) { return g->version; }
 uint32_t gguf_alignment(const gguf_t *g) { return g->alignment; }
 const char *gguf_path(const gguf_t *g) { return g->name; }
 uint64_t gguf_data_offset(const gguf_t *g) { return g->data_start; }
-
-const char *gguf_vtype_name(gguf_vtype_t t)
-{
-    static const char *const names[] = {
-        "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32",
-        "BOOL", "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64",
-    };
-    return (uint32_t)t < sizeof names / sizeof names[0] ? names[t] : "unknown";
-}
 
 /* ----------------------------------------------------------- metadata */
 

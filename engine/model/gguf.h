@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quant.h"
+#include "base/quant.h"
 
 /* Metadata value types, as numbered by the GGUF specification. */
 typedef enum {

@@ -19,6 +19,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "base/utf8.h"
 #include "tokenizer.h"
 
 #define TOK_MAX_SPLITS 4
@@ -135,17 +136,8 @@ uint32_t tok_byte_to_cp(unsigned char b);
 /* The byte a code point stands for, or -1. */
 int tok_cp_to_byte(uint32_t cp);
 
-/* ---- UTF-8 (tokenizer_decode.c) ---- */
-enum { TOK_UTF8_OK = 0, TOK_UTF8_BAD = 1, TOK_UTF8_SHORT = 2 };
-/*
- * Classify the sequence at s[0..n), n >= 1: returns the bytes consumed and
- * sets *kind: OK (one whole character, *cp set), BAD (an ill-formed
- * maximal subpart: one U+FFFD) or SHORT (a valid prefix cut by the end).
- */
-size_t tok_utf8_step(const unsigned char *s, size_t n, uint32_t *cp, int *kind);
-int tok_utf8_valid(const char *s, size_t n);
-size_t tok_utf8_encode(uint32_t cp, char out[4]);
-/* Copy s with each ill-formed subpart (and a cut tail) replaced by U+FFFD. */
+/* ---- UTF-8 (the rules and the rest are base/utf8.h's; tokenizer_decode.c) ---- */
+/* Append s with each ill-formed subpart (and a cut tail) replaced by U+FFFD. */
 int tok_utf8_repair(const char *s, size_t n, tok_text_t *out);
 
 #endif

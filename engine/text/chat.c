@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 static const char *const ROLE_NAMES[CHAT_N_ROLES] = { "system", "user", "assistant" };
 

@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "model.h"
+#include "base/err.h"
+#include "engine/model/model.h"
+#include "tests/support/model_synth.h"
 
 /* splitmix64: a small, good, seedable generator. */
 static uint64_t next_u64(uint64_t *s)

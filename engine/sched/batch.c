@@ -1,7 +1,7 @@
 #include <stddef.h>
 
 #include "batch.h"
-#include "err.h"
+#include "base/err.h"
 
 int batch_check(const batch_t *b, uint32_t n_vocab, uint32_t max_tokens, uint32_t n_kv_blocks,
                 uint32_t block_tokens, char *err, size_t errlen)

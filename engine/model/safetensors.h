@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quant.h"
+#include "base/quant.h"
 
 /* Hard caps on what a file may declare. */
 #define ST_MAX_HEADER     100000000ull /* header bytes, as the reference library */

@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
+#include "engine/model/gguf.h"
 
 typedef struct tokenizer tokenizer_t;
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "err.h"
+#include "base/err.h"
 
 enum { ON_NONE = 0, ON_FREE = 1, ON_IDLE = 2 };
 

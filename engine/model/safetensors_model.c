@@ -19,7 +19,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "err.h"
+#include "base/err.h"
 
 typedef struct {
     void *map;                /* [size] bytes, read-only */

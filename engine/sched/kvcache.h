@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sha256.h"
+#include "base/sha256.h"
 
 typedef struct kv_cache kv_cache_t;
 
