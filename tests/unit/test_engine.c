@@ -860,9 +860,78 @@ TEST(outputs_equal_the_golden_of_the_code_before)
     cJSON_Delete(root);
 }
 
+/* ---------------------------------------------------------------- events that cannot be allocated */
+
+/*
+ * Run the golden's requests with token-event allocations failing
+ * (LLAMAD_TEST_EVENT_FAULTS=fail:period) and collect what a client would
+ * see: the text of every event, in order, and the finish.  Token events
+ * may be missing, but never out of order.
+ */
+static void run_with_event_faults(const char *faults, job_t *jobs)
+{
+    if (faults != NULL)
+        setenv("LLAMAD_TEST_EVENT_FAULTS", faults, 1);
+    else
+        unsetenv("LLAMAD_TEST_EVENT_FAULTS");
+    engine_t *e = open_engine(2 * N_GOLDEN, 512, 0, 1, 64);
+    golden_jobs(e, jobs);
+    jobs[2].stop = "Paris"; /* question-raw, greedy: a stop string, and text held back for it */
+    uint32_t next_index[2 * N_GOLDEN] = { 0 };
+    size_t pending = 2 * N_GOLDEN;
+    for (size_t i = 0; i < 2 * N_GOLDEN; i++)
+        ASSERT_EQ_INT(submit(e, &jobs[i]), 0);
+    while (pending > 0) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT_MSG(engine_wait(e, 10000), "%s: no event for 10 s; %zu requests have not finished",
+                       faults ? faults : "no faults", pending);
+            continue;
+        }
+        size_t k = 0;
+        while (k < 2 * N_GOLDEN && jobs[k].id != ev_buf.id)
+            k++;
+        ASSERT_MSG(k < 2 * N_GOLDEN, "an event for unknown request %llu", (unsigned long long)ev_buf.id);
+        job_t *j = &jobs[k];
+        ASSERT_MSG(j->finishes == 0, "an event after the finish of request %llu", (unsigned long long)ev_buf.id);
+        ASSERT(j->text_len + ev_buf.text_len < sizeof j->text);
+        memcpy(j->text + j->text_len, ev_buf.text, ev_buf.text_len);
+        j->text_len += ev_buf.text_len;
+        j->text[j->text_len] = '\0';
+        if (ev_buf.kind == ENGINE_EV_TOKEN) {
+            ASSERT(ev_buf.index >= next_index[k]);
+            next_index[k] = ev_buf.index + 1;
+            j->n_out++;
+        } else {
+            j->finishes++;
+            j->fin = ev_buf;
+            pending--;
+        }
+    }
+    engine_destroy(e);
+}
+
+TEST(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated)
+{
+    static job_t ref[2 * N_GOLDEN], got[2 * N_GOLDEN];
+    run_with_event_faults(NULL, ref);
+    const char *faults[] = { "2:3", "1:1" }; /* two of every three token events fail; all fail */
+    for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+        run_with_event_faults(faults[f], got);
+        for (size_t k = 0; k < 2 * N_GOLDEN; k++) {
+            ASSERT_EQ_INT(got[k].finishes, 1);
+            ASSERT_MSG(strcmp(got[k].text, ref[k].text) == 0, "%s, request %zu: \"%s\" vs \"%s\" without faults",
+                       faults[f], k, got[k].text, ref[k].text);
+            ASSERT_EQ_INT(got[k].fin.finish, ref[k].fin.finish);
+            ASSERT_EQ_INT(got[k].fin.completion_tokens, ref[k].fin.completion_tokens);
+            ASSERT(got[k].n_out < ref[k].n_out || ref[k].n_out == 0);
+        }
+    }
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
           T(prefix_cache_skips_prefill_and_changes_nothing), T(stop_string_cuts_the_text_and_never_leaks),
           T(cancel_ends_requests_anywhere_exactly_once), T(submit_checks_limits_and_the_queue),
           T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context),
-          T(outputs_equal_the_golden_of_the_code_before))
+          T(outputs_equal_the_golden_of_the_code_before),
+          T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated))
