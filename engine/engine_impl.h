@@ -134,7 +134,7 @@ struct engine {
     request_t *live_head, *live_tail;
     ev_node_t *out_head, *out_tail; /* events of this iteration, posted at its end */
     uint32_t n_dequeued;        /* to subtract from n_queued at the next intake */
-    uint64_t finished[4];
+    uint64_t finished[ENGINE_N_FINISH];
     uint64_t generated;
     double busy_seconds;
 };

@@ -277,6 +277,7 @@ static void publish_stats(engine_t *e)
     st.tokens_generated = e->generated;
     st.preemptions = ss.preemptions;
     st.evictions = ks.evictions;
+    st.kv_double_frees = ks.double_frees;
     st.steps = ss.steps;
     st.tokens_per_step = ss.steps ? (double)ss.tokens / ss.steps : 0.0;
     st.last_step_tokens = ss.last_tokens;

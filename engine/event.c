@@ -105,6 +105,16 @@ int event_post(engine_t *e)
 
 /* ---------------------------------------------------------------- the consumer's side */
 
+/*
+ * engine_poll copies an event in three parts: the members before text, the
+ * text in use (text_len bytes and the NUL; set_text keeps text_len <=
+ * ENGINE_TEXT_MAX), and everything after the text array, whatever members
+ * it holds; so no member can be skipped, whatever the order.
+ */
+#define EV_TEXT_AT  offsetof(engine_event_t, text)
+#define EV_AFTER_AT (offsetof(engine_event_t, text) + sizeof ((engine_event_t *)0)->text)
+_Static_assert(sizeof ((engine_event_t *)0)->text == ENGINE_TEXT_MAX + 1, "text holds ENGINE_TEXT_MAX and a NUL");
+
 int engine_poll(engine_t *e, engine_event_t *ev)
 {
     pthread_mutex_lock(&e->ev_mu);
@@ -117,10 +127,9 @@ int engine_poll(engine_t *e, engine_event_t *ev)
     if (e->ev_head == NULL)
         e->ev_tail = NULL;
     /* copy the fixed part and only the text in use */
-    memcpy(ev, &n->ev, offsetof(engine_event_t, text));
+    memcpy(ev, &n->ev, EV_TEXT_AT);
     memcpy(ev->text, n->ev.text, n->ev.text_len + 1);
-    memcpy((char *)ev + offsetof(engine_event_t, token), (char *)&n->ev + offsetof(engine_event_t, token),
-           sizeof *ev - offsetof(engine_event_t, token));
+    memcpy((char *)ev + EV_AFTER_AT, (char *)&n->ev + EV_AFTER_AT, sizeof *ev - EV_AFTER_AT);
     n->next = e->ev_free;
     e->ev_free = n;
     pthread_mutex_unlock(&e->ev_mu);
