@@ -34,15 +34,6 @@ static void free_msgs(intake_msg_t *m)
     }
 }
 
-static void free_nodes(ev_node_t *n)
-{
-    while (n != NULL) {
-        ev_node_t *next = n->next;
-        free(n);
-        n = next;
-    }
-}
-
 /* The last component of a path ("models/x.gguf" -> "x.gguf", "dir/m/" -> "m"); NULL when out of memory. */
 static char *base_name(const char *path)
 {
@@ -106,6 +97,27 @@ static void read_fault_hook(engine_t *e)
              e->fault == FAULT_STALL ? "stall" : "fail", n);
 }
 
+/*
+ * LLAMAD_TEST_EVENT_FAULTS=F:P: of every P token events the engine
+ * allocates, the first F fail as an empty pool with malloc failing would.
+ * For the tests that no text and no finish is lost then; logged loudly.
+ */
+static void read_event_fault_hook(engine_t *e)
+{
+    const char *v = getenv("LLAMAD_TEST_EVENT_FAULTS");
+    if (v == NULL || *v == '\0')
+        return;
+    unsigned fail, period;
+    char tail;
+    if (sscanf(v, "%u:%u%c", &fail, &period, &tail) != 2 || period == 0 || fail > period) {
+        log_warn("LLAMAD_TEST_EVENT_FAULTS=%.40s not understood (F:P, 0 <= F <= P, P > 0): ignored", v);
+        return;
+    }
+    e->ev_fault_fail = fail;
+    e->ev_fault_period = period;
+    log_warn("LLAMAD_TEST_EVENT_FAULTS: %u of every %u token events will fail to allocate", fail, period);
+}
+
 int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errlen)
 {
     char desc[256];
@@ -132,6 +144,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     pthread_condattr_destroy(&ca);
     e->backend_name = chosen;
     read_fault_hook(e);
+    read_event_fault_hook(e);
     e->max_tokens = o->max_batch_tokens ? o->max_batch_tokens : DEFAULT_BATCH_TOKENS;
     e->max_queue = o->max_queue ? o->max_queue : DEFAULT_MAX_QUEUE;
     e->notify = o->notify;
@@ -219,9 +232,9 @@ void engine_destroy(engine_t *e)
         sched_remove(e->sched, &q->seq);
         req_destroy(q);
     }
-    free_nodes(e->ev_head);
-    free_nodes(e->ev_free);
-    free_nodes(e->out_head);
+    event_free_list(e->ev_head);
+    event_free_list(e->ev_free);
+    event_free_list(e->out_head);
     sched_destroy(e->sched);
     kv_destroy(e->kv);
     sampler_destroy(e->sampler);

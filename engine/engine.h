@@ -170,6 +170,9 @@ typedef enum {
     ENGINE_FINISH_ERROR,        /* message says why */
 } engine_finish_t;
 
+/* How many finish kinds there are (engine_stats_t.requests_finished). */
+enum { ENGINE_N_FINISH = ENGINE_FINISH_ERROR };
+
 /* "stop", "length", "cancelled", "error". */
 const char *engine_finish_name(engine_finish_t f);
 
@@ -252,7 +255,8 @@ typedef struct {
     uint32_t blocks_free;       /* allocatable, cached ones included */
     uint32_t blocks_cached;     /* of the free ones, holding a reusable prefix */
     uint64_t requests_submitted;
-    uint64_t requests_finished[4]; /* by engine_finish_t - 1: stop, length, cancelled, error */
+    uint64_t requests_finished[ENGINE_N_FINISH]; /* by engine_finish_t - 1: stop, length,
+                                                    cancelled, error */
     uint64_t prefix_cache_hits;    /* requests that found part of their prompt cached */
     uint64_t prefix_cache_tokens;  /* prompt tokens not computed thanks to it */
     uint64_t prompt_tokens_computed; /* prefill work done, recomputation included */
@@ -260,6 +264,7 @@ typedef struct {
     uint64_t tokens_generated;
     uint64_t preemptions;
     uint64_t evictions;         /* cached blocks reclaimed */
+    uint64_t kv_double_frees;   /* releases of a KV block nobody held: a bug if not 0 */
     uint64_t steps;             /* forward steps */
     double tokens_per_step;     /* tokens_computed / steps */
     uint32_t last_step_tokens;

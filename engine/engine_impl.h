@@ -1,8 +1,9 @@
 /*
  * engine_impl.h - the engine's internals, shared by engine.c (create,
- * destroy, model facts), engine_loop.c (the thread, the queues, the
- * step) and engine_req.c (a request from submission to its finish
- * event).  Not for the server.
+ * destroy, model facts), engine_loop.c (the thread, the intake queue, the
+ * step), engine_req.c (a request from submission to its finish event) and
+ * event.c (the event pool and queue).  Not for the server.  Calls go one
+ * way: engine_loop.c -> engine_req.c -> event.c.
  *
  * Which thread touches what:
  *   immutable after engine_create   model, backend, limits, notify;
@@ -41,6 +42,11 @@ typedef struct intake_msg {
     uint64_t id;
 } intake_msg_t;
 
+typedef struct ev_node {
+    struct ev_node *next;
+    engine_event_t ev;
+} ev_node_t;
+
 typedef struct request {
     intake_msg_t msg;           /* MSG_SUBMIT; first member: the queue links through it */
     uint64_t id;
@@ -56,16 +62,15 @@ typedef struct request {
     uint32_t max_tokens;        /* resolved at submit: prompt + max_tokens <= n_ctx */
     uint32_t n_generated;
     tok_decoder_t dec;
-    tok_text_t held;            /* decoded text not yet released; capacity ENGINE_HELD_CAP */
+    tok_text_t held;            /* decoded text not yet sent; capacity ENGINE_HELD_CAP */
+    size_t unsent;              /* of it, the first bytes already released, whose token
+                                   event could not be allocated: they go with the next event */
+    ev_node_t *fin;             /* the finish event, reserved at submission; ownership
+                                   passes to the event queue when the request finishes */
     uint8_t salt[ENGINE_MAX_SALT];
     int dequeued;               /* no longer counted in n_queued */
     struct request *prev, *next;/* the engine's live requests */
 } request_t;
-
-typedef struct ev_node {
-    struct ev_node *next;
-    engine_event_t ev;
-} ev_node_t;
 
 enum { FAULT_NONE, FAULT_STALL, FAULT_FAIL };
 
@@ -120,11 +125,16 @@ struct engine {
     uint64_t fault_after;       /* working steps before it strikes */
     uint64_t fault_steps;
 
+    /* ---- test hook (LLAMAD_TEST_EVENT_FAULTS=F:P): of every P token events, the first F
+       cannot be allocated, as when the pool is empty and malloc fails; engine thread only */
+    uint32_t ev_fault_fail, ev_fault_period;
+    uint64_t ev_fault_count;
+
     /* ---- engine thread only */
     request_t *live_head, *live_tail;
     ev_node_t *out_head, *out_tail; /* events of this iteration, posted at its end */
     uint32_t n_dequeued;        /* to subtract from n_queued at the next intake */
-    uint64_t finished[4];
+    uint64_t finished[ENGINE_N_FINISH];
     uint64_t generated;
     double busy_seconds;
 };
@@ -134,9 +144,27 @@ struct engine {
 /* The engine thread's body (arg: the engine_t). */
 void *engine_main(void *arg);
 
-/* Engine thread: a blank event (id and kind set, text empty) for this
- * iteration's batch; NULL when out of memory. */
-engine_event_t *engine_event_new(engine_t *e, uint64_t id, engine_ev_kind_t kind);
+/* ---- event.c */
+
+/* A node from the pool (or malloc'd when it is empty); NULL when out of memory.  Any thread. */
+ev_node_t *event_reserve(engine_t *e);
+
+/* Free a list of nodes linked through next. */
+void event_free_list(ev_node_t *n);
+
+/*
+ * Engine thread: make the reserved node n a blank event (id and kind set,
+ * text empty) in this iteration's batch; ownership of n passes to the
+ * batch.  Never fails.
+ */
+engine_event_t *event_use(engine_t *e, ev_node_t *n, uint64_t id, engine_ev_kind_t kind);
+
+/* Engine thread: event_reserve + event_use; NULL when out of memory (or
+ * when the LLAMAD_TEST_EVENT_FAULTS hook says so). */
+engine_event_t *event_new(engine_t *e, uint64_t id, engine_ev_kind_t kind);
+
+/* Engine thread: hand this iteration's events to the queue at once; returns whether there were any. */
+int event_post(engine_t *e);
 
 /* ---- engine_req.c */
 

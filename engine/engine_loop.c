@@ -1,7 +1,7 @@
 /*
- * engine_loop.c - the engine thread and the two queues through which
- * requests come in and events go out (see engine.h for the contract,
- * engine_impl.h for who owns what).
+ * engine_loop.c - the engine thread and the intake queue through which
+ * requests come in (events go out through event.c; see engine.h for the
+ * contract, engine_impl.h for who owns what).
  *
  * One iteration of the engine thread:
  *   1. take the intake queue (submissions and cancels, in order);
@@ -33,117 +33,6 @@
 uint64_t engine_now_ns(void)
 {
     return clock_now_ns();
-}
-
-const char *engine_finish_name(engine_finish_t f)
-{
-    switch (f) {
-    case ENGINE_FINISH_STOP: return "stop";
-    case ENGINE_FINISH_LENGTH: return "length";
-    case ENGINE_FINISH_CANCELLED: return "cancelled";
-    case ENGINE_FINISH_ERROR: return "error";
-    }
-    return "error";
-}
-
-/* ---------------------------------------------------------------- events */
-
-engine_event_t *engine_event_new(engine_t *e, uint64_t id, engine_ev_kind_t kind)
-{
-    pthread_mutex_lock(&e->ev_mu);
-    ev_node_t *n = e->ev_free;
-    if (n != NULL)
-        e->ev_free = n->next;
-    pthread_mutex_unlock(&e->ev_mu);
-    if (n == NULL && (n = malloc(sizeof *n)) == NULL) /* the pool grows only when the server lags */
-        return NULL;
-    n->next = NULL;
-    if (e->out_tail)
-        e->out_tail->next = n;
-    else
-        e->out_head = n;
-    e->out_tail = n;
-    engine_event_t *ev = &n->ev;
-    ev->id = id;
-    ev->kind = kind;
-    ev->text_len = 0;
-    ev->text[0] = '\0';
-    ev->token = -1;
-    ev->index = 0;
-    ev->logprob = 0.0f;
-    ev->n_top = 0;
-    ev->finish = 0;
-    ev->stop_token = -1;
-    ev->stop_string = -1;
-    ev->prompt_tokens = ev->completion_tokens = ev->cached_tokens = ev->preemptions = 0;
-    ev->message[0] = '\0';
-    return ev;
-}
-
-/* Hand this iteration's events to the queue at once; returns whether there were any. */
-static int post_events(engine_t *e)
-{
-    if (e->out_head == NULL)
-        return 0;
-    uint64_t now = engine_now_ns();
-    for (ev_node_t *n = e->out_head; n != NULL; n = n->next)
-        n->ev.posted_ns = now;
-    pthread_mutex_lock(&e->ev_mu);
-    if (e->ev_tail)
-        e->ev_tail->next = e->out_head;
-    else
-        e->ev_head = e->out_head;
-    e->ev_tail = e->out_tail;
-    pthread_cond_broadcast(&e->ev_cv);
-    pthread_mutex_unlock(&e->ev_mu);
-    e->out_head = e->out_tail = NULL;
-    return 1;
-}
-
-int engine_poll(engine_t *e, engine_event_t *ev)
-{
-    pthread_mutex_lock(&e->ev_mu);
-    ev_node_t *n = e->ev_head;
-    if (n == NULL) {
-        pthread_mutex_unlock(&e->ev_mu);
-        return 0;
-    }
-    e->ev_head = n->next;
-    if (e->ev_head == NULL)
-        e->ev_tail = NULL;
-    /* copy the fixed part and only the text in use */
-    memcpy(ev, &n->ev, offsetof(engine_event_t, text));
-    memcpy(ev->text, n->ev.text, n->ev.text_len + 1);
-    memcpy((char *)ev + offsetof(engine_event_t, token), (char *)&n->ev + offsetof(engine_event_t, token),
-           sizeof *ev - offsetof(engine_event_t, token));
-    n->next = e->ev_free;
-    e->ev_free = n;
-    pthread_mutex_unlock(&e->ev_mu);
-    return 1;
-}
-
-int engine_wait(engine_t *e, int timeout_ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (timeout_ms >= 0) {
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-    }
-    pthread_mutex_lock(&e->ev_mu);
-    while (e->ev_head == NULL) {
-        if (timeout_ms < 0)
-            pthread_cond_wait(&e->ev_cv, &e->ev_mu);
-        else if (pthread_cond_timedwait(&e->ev_cv, &e->ev_mu, &until) != 0)
-            break;
-    }
-    int any = e->ev_head != NULL;
-    pthread_mutex_unlock(&e->ev_mu);
-    return any;
 }
 
 /* ---------------------------------------------------------------- intake */
@@ -387,6 +276,7 @@ static void publish_stats(engine_t *e)
     st.tokens_generated = e->generated;
     st.preemptions = ss.preemptions;
     st.evictions = ks.evictions;
+    st.kv_double_frees = ks.double_frees;
     st.steps = ss.steps;
     st.tokens_per_step = ss.steps ? (double)ss.tokens / ss.steps : 0.0;
     st.last_step_tokens = ss.last_tokens;
@@ -412,7 +302,7 @@ void *engine_main(void *arg)
         uint32_t n = step(e);
         if (n > 0)
             e->busy_seconds += (engine_now_ns() - t0) * 1e-9;
-        if (post_events(e) && e->notify != NULL)
+        if (event_post(e) && e->notify != NULL)
             e->notify(e->notify_ctx);
         have_work = sched_waiting(e->sched) != NULL || sched_running(e->sched) != NULL;
         publish_stats(e);

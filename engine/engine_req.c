@@ -10,6 +10,17 @@
 #include "engine_impl.h"
 #include "base/err.h"
 
+/*
+ * The most text one token can add to a request's held text: its decoded
+ * piece after UTF-8 repair, and at the end the U+FFFD of a cut character.
+ * A token event that cannot be allocated leaves its text in held for the
+ * next event; that may go on only while one more token's text still fits
+ * one event (ENGINE_TEXT_MAX).
+ */
+#define REQ_PIECE_MAX (3 * (TOK_MAX_TOKEN_BYTES + 3) + 3)
+_Static_assert(ENGINE_MAX_STOP_LEN + REQ_PIECE_MAX <= ENGINE_TEXT_MAX, "an event holds a token's text");
+_Static_assert(ENGINE_TEXT_MAX + REQ_PIECE_MAX < ENGINE_HELD_CAP, "held text never grows");
+
 /* ---------------------------------------------------------------- submission */
 
 void engine_request_init(engine_request_t *r)
@@ -62,6 +73,11 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
         return rc;
     }
     q->msg.kind = MSG_SUBMIT;
+    /* the finish event is reserved now, so that finishing can never fail */
+    if ((q->fin = event_reserve(e)) == NULL) {
+        req_destroy(q);
+        return err_set(err, errlen, ERR_NOMEM, "out of memory");
+    }
     q->max_tokens = r->max_tokens ? r->max_tokens : room;
     q->ignore_eos = r->ignore_eos;
     q->n_stop_tokens = (uint32_t)r->n_stop_tokens;
@@ -118,6 +134,7 @@ void req_destroy(request_t *q)
 {
     if (q == NULL)
         return;
+    free(q->fin);
     free(q->seq.tokens);
     kv_seq_close(&q->seq.kv);
     free(q->bias);
@@ -150,30 +167,30 @@ static void held_consume(request_t *q, size_t n)
 void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,
                 int32_t stop_string, const char *message)
 {
-    engine_event_t *ev = engine_event_new(e, q->id, ENGINE_EV_FINISH);
-    if (ev != NULL) {
-        size_t n = 0;
-        if (why == ENGINE_FINISH_STOP || why == ENGINE_FINISH_LENGTH) {
-            /* what was held back for a stop string that never came, and a cut character */
-            if (tok_decoder_flush(&q->dec, &q->held) == 0 && q->held.len > 0) {
-                size_t emit;
-                if (stop_scan(&q->stop, q->held.data, q->held.len, &emit))
-                    n = emit;
-                else
-                    n = q->held.len;
-            }
+    engine_event_t *ev = event_use(e, q->fin, q->id, ENGINE_EV_FINISH);
+    q->fin = NULL;
+    /* text released whose token event could not be had, whatever the end */
+    size_t n = q->unsent;
+    if (why == ENGINE_FINISH_STOP || why == ENGINE_FINISH_LENGTH) {
+        /* what was held back for a stop string that never came, and a cut character */
+        if (tok_decoder_flush(&q->dec, &q->held) == 0 && q->held.len > n) {
+            size_t emit;
+            if (stop_scan(&q->stop, q->held.data + n, q->held.len - n, &emit))
+                n += emit;
+            else
+                n = q->held.len;
         }
-        set_text(ev, q->held.data ? q->held.data : "", n);
-        ev->finish = why;
-        ev->stop_token = stop_token;
-        ev->stop_string = stop_string;
-        ev->prompt_tokens = q->seq.n_prompt;
-        ev->completion_tokens = q->n_generated;
-        ev->cached_tokens = q->seq.n_cached;
-        ev->preemptions = q->seq.n_preempted;
-        if (message != NULL)
-            snprintf(ev->message, sizeof ev->message, "%s", message);
     }
+    set_text(ev, q->held.data ? q->held.data : "", n);
+    ev->finish = why;
+    ev->stop_token = stop_token;
+    ev->stop_string = stop_string;
+    ev->prompt_tokens = q->seq.n_prompt;
+    ev->completion_tokens = q->n_generated;
+    ev->cached_tokens = q->seq.n_cached;
+    ev->preemptions = q->seq.n_preempted;
+    if (message != NULL)
+        snprintf(ev->message, sizeof ev->message, "%s", message);
     e->finished[why - 1]++;
     if (!q->dequeued) {
         q->dequeued = 1;
@@ -234,16 +251,19 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     if (q->use_pen)
         sampler_seq_accept(&q->pen, res->token);
 
-    /* new text joins what is held back, then the stop strings decide what may go */
-    size_t emit = 0;
+    /* new text joins what is held back, then the stop strings decide what may go
+       (released text not yet sent, q->unsent, has been scanned already) */
+    size_t emit = q->unsent;
     int stopped = 0;
     int32_t which = -1;
     if (tok_decoder_push(&q->dec, res->token, &q->held) == 0) {
-        stopped = stop_scan(&q->stop, q->held.data, q->held.len, &emit);
+        size_t more;
+        stopped = stop_scan(&q->stop, q->held.data + q->unsent, q->held.len - q->unsent, &more);
+        emit += more;
         if (stopped)
             which = stop_index(q, q->held.data, q->held.len, emit);
     }
-    engine_event_t *ev = engine_event_new(e, q->id, ENGINE_EV_TOKEN);
+    engine_event_t *ev = event_new(e, q->id, ENGINE_EV_TOKEN);
     if (ev != NULL) {
         set_text(ev, q->held.data, emit);
         ev->token = res->token;
@@ -251,13 +271,21 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
         ev->logprob = res->logprob;
         ev->n_top = res->n_top;
         memcpy(ev->top, res->top, res->n_top * sizeof res->top[0]);
+        held_consume(q, emit);
+        q->unsent = 0;
+    } else {
+        q->unsent = emit; /* the next event (the finish at the latest) carries it */
     }
     if (stopped) {
-        q->held.len = 0; /* the stop string and anything after it are never shown */
+        q->held.len = q->unsent; /* the stop string and anything after it are never shown */
         req_finish(e, q, ENGINE_FINISH_STOP, -1, which, NULL);
         return;
     }
-    held_consume(q, emit);
+    if (q->held.len + REQ_PIECE_MAX > ENGINE_TEXT_MAX) {
+        /* events have failed for so long that one more token's text might not fit the next */
+        req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "out of memory for the request's events");
+        return;
+    }
     if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, res->token) != 0)
         req_finish(e, q, ENGINE_FINISH_LENGTH, -1, -1, NULL);
 }

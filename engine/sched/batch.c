@@ -28,8 +28,19 @@ int batch_check(const batch_t *b, uint32_t n_vocab, uint32_t max_tokens, uint32_
     }
     if (next != b->n_tokens)
         return err_set(err, errlen, ERR_INVALID, "batch: sequences cover %u of %u tokens", next, b->n_tokens);
-    for (uint32_t i = 0; i < b->n_logits; i++)
-        if (b->logit_rows[i] < 0 || (uint32_t)b->logit_rows[i] >= b->n_tokens)
-            return err_set(err, errlen, ERR_INVALID, "batch: logit row %d out of range", b->logit_rows[i]);
+    /* Rows are usually increasing (the scheduler's are), which proves them distinct; only
+       rows out of order are compared with all before them. */
+    int32_t prev = -1;
+    for (uint32_t i = 0; i < b->n_logits; i++) {
+        int32_t r = b->logit_rows[i];
+        if (r < 0 || (uint32_t)r >= b->n_tokens)
+            return err_set(err, errlen, ERR_INVALID, "batch: logit row %d out of range", r);
+        if (r <= prev)
+            for (uint32_t k = 0; k < i; k++)
+                if (b->logit_rows[k] == r)
+                    return err_set(err, errlen, ERR_INVALID, "batch: logit row %d is asked for twice "
+                                   "(at %u and %u)", r, k, i);
+        prev = r > prev ? r : prev;
+    }
     return 0;
 }

@@ -35,7 +35,10 @@ typedef struct {
  * Check a batch against the limits of a forward pass: ids below n_vocab,
  * sequences contiguous and covering every token, positions increasing and
  * inside their block tables (block ids below n_kv_blocks), logit rows in
- * range.  Returns 0 or ERR_INVALID with a message.  Cheap; the engine
+ * range and distinct (a backend adds the last sub-layer's output into
+ * each logit row of x in place before the final norm: a row named twice
+ * would be added twice, or raced on).  A sequence may ask for the logits
+ * of several of its rows (tests/tools/forward_dump does).  Returns 0 or ERR_INVALID with a message.  Cheap; the engine
  * calls it in debug builds and tests call it always.
  */
 int batch_check(const batch_t *b, uint32_t n_vocab, uint32_t max_tokens, uint32_t n_kv_blocks,

@@ -6,7 +6,7 @@ Every stream that runs to its end must be complete and well formed (one
 JSON chunk per `data: ` line, one finish_reason, `data: [DONE]` last).
 Within a few seconds of the last client, /metrics must show
 llamad_kv_blocks_used, llamad_requests_running and llamad_requests_waiting
-all at 0, and the daemon must still answer a greedy canary unchanged.
+all at 0 (and llamad_kv_double_frees_total, a bug counter, too), and the daemon must still answer a greedy canary unchanged.
 """
 
 import os
@@ -27,7 +27,8 @@ SEED = int(os.environ.get("LLAMAD_TEST_SEED", "0")) or random.randrange(1, 1 << 
 PROMPTS = ["Once upon a time", "The capital of France is", "List three fruits:",
            "def fibonacci(n):", "The weather today", "In 1969, astronauts"]
 CANARY = {"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
-GAUGES = ("llamad_kv_blocks_used", "llamad_requests_running", "llamad_requests_waiting")
+GAUGES = ("llamad_kv_blocks_used", "llamad_requests_running", "llamad_requests_waiting",
+          "llamad_kv_double_frees_total")
 
 
 def plan(rng):
@@ -125,7 +126,7 @@ def run(d, rng):
     before = j["choices"][0]["text"] if st == 200 and j else None
     R.check("canary before", before is not None, "status %r %r" % (st, b[:200]))
     m0 = H.metrics(d)
-    R.check("/metrics has the three gauges", all(H.metric(m0, g) is not None for g in GAUGES),
+    R.check("/metrics has the quiet-time series", all(H.metric(m0, g) is not None for g in GAUGES),
             "missing: %s" % [g for g in GAUGES if H.metric(m0, g) is None])
 
     for rnd in range(ROUNDS):

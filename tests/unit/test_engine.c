@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine.h"
 #include "base/err.h"
 #include "engine/text/stop.h"
@@ -670,8 +672,266 @@ TEST(a_request_without_max_tokens_runs_to_the_context)
     engine_destroy(e);
 }
 
+/* ---------------------------------------------------------------- the before/after golden */
+
+/*
+ * Greedy and seeded sampled outputs on a fixed prompt set, recorded once
+ * from the code before a change (tests/ref/goldens/greedy-smollm2.json,
+ * made by tests/ref/gen-greedy-goldens.sh, which runs this test with
+ * LLAMAD_GOLDEN_WRITE set) and compared exactly after it: the same
+ * prompt tokens, the same generated tokens, the same text, the same
+ * finish.  The CPU backend's outputs; another backend may differ.
+ */
+#define GOLDEN_TOKENS 32
+#define GOLDEN_SEED   4242
+#define GOLDEN_TEMP   0.8f
+
+typedef struct {
+    const char *name;
+    const char *system;         /* chat prompts: the system message, or NULL */
+    const char *user;           /* chat prompts: the user message; NULL: `raw` is the prompt */
+    const char *raw;
+    int ignore_eos;
+} golden_prompt_t;
+
+static const golden_prompt_t golden_prompts[] = {
+    { "short-raw", NULL, NULL, "Hello", 1 },
+    { "question-raw", NULL, NULL, "Q: What is the capital of France?\nA:", 0 },
+    { "long-raw", NULL, NULL,
+      "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg, a "
+      "goldsmith from Mainz, combined movable metal type, an oil-based ink and a wooden screw press into "
+      "a system that could produce books far faster than any scribe. Within fifty years presses were at "
+      "work in more than two hundred cities across Europe, and millions of volumes had been printed. The "
+      "consequences reached far beyond the workshop: scholars could compare identical copies of a text, "
+      "errors could be corrected in later editions, and ideas travelled faster than ever before. Historians "
+      "still argue about which of these effects mattered most, but almost all of them agree that", 1 },
+    { "non-ascii-raw", NULL, NULL,
+      "Le caf\xc3\xa9 co\xc3\xbbte 3 \xe2\x82\xac. \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e: "
+      "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\xe4\xb8\x96\xe7\x95\x8c\xe3\x80\x82 "
+      "\xce\x95\xce\xbb\xce\xbb\xce\xb7\xce\xbd\xce\xb9\xce\xba\xce\xac \xf0\x9f\x98\x80 ->", 1 },
+    { "code-raw", NULL, NULL, "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n", 1 },
+    { "chat-haiku", NULL, "Write a haiku about autumn leaves.", NULL, 0 },
+    { "chat-system-non-ascii", "You are a translator. Answer in one line.",
+      "Traduis \xc2\xab bonjour, \xc3\xa7" "a va ? \xc2\xbb en espagnol et en japonais.", NULL, 0 },
+    { "chat-explain", "You are a helpful AI assistant named SmolLM, trained by Hugging Face.",
+      "Explain in two sentences why the sky is blue.", NULL, 1 },
+};
+#define N_GOLDEN (sizeof golden_prompts / sizeof golden_prompts[0])
+
+/* The prompt's tokens: raw text as engine_generate encodes it, or the model's chat template. */
+static void golden_encode(engine_t *e, const golden_prompt_t *g, job_t *j)
+{
+    if (g->user == NULL) {
+        encode(e, g->raw, j);
+        return;
+    }
+    engine_info_t info;
+    engine_get_info(e, &info);
+    ASSERT_MSG(info.chat != NULL, "the default model has no chat template");
+    chat_msg_t msgs[2];
+    size_t n = 0;
+    if (g->system != NULL)
+        msgs[n++] = (chat_msg_t){ "system", g->system };
+    msgs[n++] = (chat_msg_t){ "user", g->user };
+    tok_text_t text;
+    tok_text_init(&text);
+    char err[ERR_MSG_MAX];
+    ASSERT_MSG(chat_render(info.chat, msgs, n, 1, &text, err, sizeof err) == 0, "%s", err);
+    tok_buf_t b;
+    tok_buf_init(&b);
+    int bos = tok_add_bos_default(info.tok) && !chat_template_has_bos(info.chat);
+    ASSERT_MSG(tok_encode(info.tok, text.data, text.len, bos, 1, &b, err, sizeof err) == 0, "%s", err);
+    ASSERT(b.n <= 256);
+    memcpy(j->tok, b.ids, b.n * sizeof(int32_t));
+    j->n_tok = b.n;
+    tok_buf_close(&b);
+    tok_text_close(&text);
+}
+
+/* jobs[2 * i]: prompt i greedy; jobs[2 * i + 1]: prompt i sampled at GOLDEN_TEMP, seeded. */
+static void golden_jobs(engine_t *e, job_t *jobs)
+{
+    memset(jobs, 0, 2 * N_GOLDEN * sizeof *jobs);
+    for (size_t i = 0; i < N_GOLDEN; i++)
+        for (int s = 0; s < 2; s++) {
+            job_t *j = &jobs[2 * i + (size_t)s];
+            golden_encode(e, &golden_prompts[i], j);
+            j->max_tokens = GOLDEN_TOKENS;
+            j->ignore_eos = golden_prompts[i].ignore_eos;
+            if (s == 1) {
+                j->temperature = GOLDEN_TEMP;
+                j->seed = GOLDEN_SEED + i;
+            }
+        }
+}
+
+static cJSON *ids_json(const int32_t *ids, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
+static void golden_write(const char *path, const job_t *jobs)
+{
+    cJSON *root = cJSON_CreateObject(), *cases = cJSON_CreateArray();
+    cJSON_AddStringToObject(root, "about", "llamad's outputs on a fixed prompt set, CPU backend; made by "
+                            "tests/ref/gen-greedy-goldens.sh, checked by tests/unit/test_engine");
+    cJSON_AddStringToObject(root, "model", "SmolLM2-135M-Instruct.Q4_1.gguf");
+    cJSON_AddNumberToObject(root, "max_tokens", GOLDEN_TOKENS);
+    for (size_t k = 0; k < 2 * N_GOLDEN; k++) {
+        const job_t *j = &jobs[k];
+        const golden_prompt_t *g = &golden_prompts[k / 2];
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "name", g->name);
+        cJSON_AddStringToObject(c, "mode", k % 2 ? "sampled" : "greedy");
+        cJSON_AddNumberToObject(c, "temperature", j->temperature);
+        cJSON_AddNumberToObject(c, "seed", (double)j->seed);
+        cJSON_AddItemToObject(c, "prompt_tokens", ids_json(j->tok, j->n_tok));
+        cJSON_AddItemToObject(c, "tokens", ids_json(j->out, j->n_out));
+        cJSON_AddStringToObject(c, "text", j->text);
+        cJSON_AddStringToObject(c, "finish", engine_finish_name(j->fin.finish));
+        cJSON_AddItemToArray(cases, c);
+    }
+    cJSON_AddItemToObject(root, "cases", cases);
+    char *s = cJSON_Print(root);
+    FILE *f = fopen(path, "w");
+    ASSERT_MSG(s != NULL && f != NULL, "cannot write %s", path);
+    fprintf(f, "%s\n", s);
+    ASSERT(fclose(f) == 0);
+    free(s);
+    cJSON_Delete(root);
+    printf("  wrote %zu cases to %s\n", 2 * N_GOLDEN, path);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ASSERT_MSG(f != NULL, "cannot open %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void same_ids(const cJSON *want, const int32_t *got, size_t n, const char *what, const char *name)
+{
+    ASSERT_MSG(cJSON_IsArray(want), "%s: %s missing from the golden", name, what);
+    size_t nw = (size_t)cJSON_GetArraySize(want);
+    for (size_t i = 0; i < nw && i < n; i++) {
+        int32_t w = (int32_t)cJSON_GetArrayItem(want, (int)i)->valuedouble;
+        ASSERT_MSG(w == got[i], "%s: %s[%zu] is %d, the golden says %d", name, what, i, got[i], w);
+    }
+    ASSERT_MSG(nw == n, "%s: %zu %s, the golden has %zu", name, n, what, nw);
+}
+
+TEST(outputs_equal_the_golden_of_the_code_before)
+{
+    static job_t jobs[2 * N_GOLDEN];
+    engine_t *e = open_engine(2 * N_GOLDEN, 512, 0, 1, 64);
+    golden_jobs(e, jobs);
+    run_all(e, jobs, 2 * N_GOLDEN, 0);
+    engine_destroy(e);
+    const char *out = getenv("LLAMAD_GOLDEN_WRITE");
+    if (out != NULL && *out != '\0') {
+        golden_write(out, jobs);
+        return;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/ref/goldens/greedy-smollm2.json", test_srcdir());
+    cJSON *root = cJSON_Parse(read_file(path));
+    ASSERT_MSG(root != NULL, "%s: not JSON", path);
+    const cJSON *cases = cJSON_GetObjectItem(root, "cases");
+    ASSERT_EQ_INT(cJSON_GetArraySize(cases), 2 * N_GOLDEN);
+    for (size_t k = 0; k < 2 * N_GOLDEN; k++) {
+        const cJSON *c = cJSON_GetArrayItem(cases, (int)k);
+        const job_t *j = &jobs[k];
+        char name[128];
+        snprintf(name, sizeof name, "%s (%s)", golden_prompts[k / 2].name, k % 2 ? "sampled" : "greedy");
+        ASSERT_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(c, "name")), golden_prompts[k / 2].name);
+        ASSERT_EQ_INT(j->finishes, 1);
+        same_ids(cJSON_GetObjectItem(c, "prompt_tokens"), j->tok, j->n_tok, "prompt tokens", name);
+        same_ids(cJSON_GetObjectItem(c, "tokens"), j->out, j->n_out, "generated tokens", name);
+        ASSERT_EQ_STR(j->text, cJSON_GetStringValue(cJSON_GetObjectItem(c, "text")));
+        ASSERT_EQ_STR(engine_finish_name(j->fin.finish), cJSON_GetStringValue(cJSON_GetObjectItem(c, "finish")));
+    }
+    cJSON_Delete(root);
+}
+
+/* ---------------------------------------------------------------- events that cannot be allocated */
+
+/*
+ * Run the golden's requests with token-event allocations failing
+ * (LLAMAD_TEST_EVENT_FAULTS=fail:period) and collect what a client would
+ * see: the text of every event, in order, and the finish.  Token events
+ * may be missing, but never out of order.
+ */
+static void run_with_event_faults(const char *faults, job_t *jobs)
+{
+    if (faults != NULL)
+        setenv("LLAMAD_TEST_EVENT_FAULTS", faults, 1);
+    else
+        unsetenv("LLAMAD_TEST_EVENT_FAULTS");
+    engine_t *e = open_engine(2 * N_GOLDEN, 512, 0, 1, 64);
+    golden_jobs(e, jobs);
+    jobs[2].stop = "Paris"; /* question-raw, greedy: a stop string, and text held back for it */
+    uint32_t next_index[2 * N_GOLDEN] = { 0 };
+    size_t pending = 2 * N_GOLDEN;
+    for (size_t i = 0; i < 2 * N_GOLDEN; i++)
+        ASSERT_EQ_INT(submit(e, &jobs[i]), 0);
+    while (pending > 0) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT_MSG(engine_wait(e, 10000), "%s: no event for 10 s; %zu requests have not finished",
+                       faults ? faults : "no faults", pending);
+            continue;
+        }
+        size_t k = 0;
+        while (k < 2 * N_GOLDEN && jobs[k].id != ev_buf.id)
+            k++;
+        ASSERT_MSG(k < 2 * N_GOLDEN, "an event for unknown request %llu", (unsigned long long)ev_buf.id);
+        job_t *j = &jobs[k];
+        ASSERT_MSG(j->finishes == 0, "an event after the finish of request %llu", (unsigned long long)ev_buf.id);
+        ASSERT(j->text_len + ev_buf.text_len < sizeof j->text);
+        memcpy(j->text + j->text_len, ev_buf.text, ev_buf.text_len);
+        j->text_len += ev_buf.text_len;
+        j->text[j->text_len] = '\0';
+        if (ev_buf.kind == ENGINE_EV_TOKEN) {
+            ASSERT(ev_buf.index >= next_index[k]);
+            next_index[k] = ev_buf.index + 1;
+            j->n_out++;
+        } else {
+            j->finishes++;
+            j->fin = ev_buf;
+            pending--;
+        }
+    }
+    engine_destroy(e);
+}
+
+TEST(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated)
+{
+    static job_t ref[2 * N_GOLDEN], got[2 * N_GOLDEN];
+    run_with_event_faults(NULL, ref);
+    const char *faults[] = { "2:3", "1:1" }; /* two of every three token events fail; all fail */
+    for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+        run_with_event_faults(faults[f], got);
+        for (size_t k = 0; k < 2 * N_GOLDEN; k++) {
+            ASSERT_EQ_INT(got[k].finishes, 1);
+            ASSERT_MSG(strcmp(got[k].text, ref[k].text) == 0, "%s, request %zu: \"%s\" vs \"%s\" without faults",
+                       faults[f], k, got[k].text, ref[k].text);
+            ASSERT_EQ_INT(got[k].fin.finish, ref[k].fin.finish);
+            ASSERT_EQ_INT(got[k].fin.completion_tokens, ref[k].fin.completion_tokens);
+            ASSERT(got[k].n_out < ref[k].n_out || ref[k].n_out == 0);
+        }
+    }
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
           T(prefix_cache_skips_prefill_and_changes_nothing), T(stop_string_cuts_the_text_and_never_leaks),
           T(cancel_ends_requests_anywhere_exactly_once), T(submit_checks_limits_and_the_queue),
-          T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context))
+          T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context),
+          T(outputs_equal_the_golden_of_the_code_before),
+          T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated))

@@ -181,5 +181,23 @@ TEST(batch_check_rejects_bad_batches)
     ASSERT_EQ_INT(batch_check(&b, 100, 8, 4, 16, err, sizeof err), ERR_INVALID);
 }
 
+/* Two logit rows naming the same token would both add the last FFN output into that row of
+   x in place before the final norm (a race on CUDA, a double add on the CPU). */
+TEST(batch_check_rejects_duplicate_logit_rows)
+{
+    int32_t toks[3] = { 1, 2, 3 }, pos[3] = { 0, 1, 2 }, table[1] = { 0 };
+    int32_t rows[3] = { 0, 2, 1 };
+    char err[ERR_MSG_MAX];
+    batch_seq_t s = { table, 1, 0, 3 };
+    batch_t b = { 3, toks, pos, 1, &s, 3, rows };
+    ASSERT_MSG(batch_check(&b, 100, 8, 4, 16, err, sizeof err) == 0, "%s", err); /* every row, any order */
+    rows[2] = 2;
+    ASSERT_EQ_INT(batch_check(&b, 100, 8, 4, 16, err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "twice") != NULL);
+    rows[0] = 2; rows[1] = 1; rows[2] = 2;
+    ASSERT_EQ_INT(batch_check(&b, 100, 8, 4, 16, err, sizeof err), ERR_INVALID);
+}
+
 TEST_LIST(T(chunked_prefill_is_bitwise_identical), T(ragged_batch_is_bitwise_identical),
-          T(thread_count_does_not_change_bits), T(batch_check_rejects_bad_batches))
+          T(thread_count_does_not_change_bits), T(batch_check_rejects_bad_batches),
+          T(batch_check_rejects_duplicate_logit_rows))

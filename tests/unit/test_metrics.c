@@ -72,6 +72,7 @@ TEST(engine_series_and_vllm_names)
     st.blocks_used = 25;
     st.blocks_total = 100;
     st.preemptions = 4;
+    st.kv_double_frees = 2;
     st.steps = 10;
     st.busy_seconds = 0.5;            /* 10 steps of 50 ms on average */
     metrics_engine_sample(m, &st);
@@ -83,6 +84,7 @@ TEST(engine_series_and_vllm_names)
     ASSERT_NEAR(sample(t, "llamad_kv_blocks_used"), 25, 0);
     ASSERT_NEAR(sample(t, "llamad_kv_blocks_total"), 100, 0);
     ASSERT_NEAR(sample(t, "llamad_preemptions_total"), 4, 0);
+    ASSERT_NEAR(sample(t, "llamad_kv_double_frees_total"), 2, 0);
     ASSERT_NEAR(sample(t, "llamad_prompt_tokens_total"), 30, 0);
     ASSERT_NEAR(sample(t, "llamad_generation_tokens_total"), 7, 0);
     ASSERT_NEAR(sample(t, "llamad_prefix_cache_hits_total"), 16, 0);
