@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "utf8.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static log_level_t log_level = LOG_INFO;
@@ -45,30 +46,6 @@ int log_open(const char *path)
     return 0;
 }
 
-/*
- * The length of the well-formed UTF-8 sequence at s[0..n), or 0 when it is
- * not one (overlong, surrogate, past U+10FFFF, truncated); *cp gets its
- * code point.
- */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t v = c & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3f);
-    }
-    static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
-    if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 /* Code points a terminal or a log viewer would act on rather than show. */
 static int is_control(uint32_t cp)
 {
@@ -93,6 +70,7 @@ static size_t escape_line(char *dst, size_t cap, const char *src)
         char tmp[8];
         size_t tl, adv = 1;
         uint32_t cp = s[i];
+        int kind;
         if (s[i] == '\\') {
             memcpy(tmp, "\\\\", tl = 2);
         } else if (s[i] < 0x80) {
@@ -105,7 +83,7 @@ static size_t escape_line(char *dst, size_t cap, const char *src)
                 tmp[0] = (char)s[i];
                 tl = 1;
             }
-        } else if ((adv = utf8_seq(s + i, n - i, &cp)) == 0) {
+        } else if ((adv = utf8_step(s + i, n - i, &cp, &kind)), kind != UTF8_OK) {
             memcpy(tmp, "\\x", 2);
             tmp[2] = hex[s[i] >> 4];
             tmp[3] = hex[s[i] & 15];

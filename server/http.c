@@ -8,6 +8,7 @@
  * at 0 ms.
  */
 #include "http.h"
+#include "framing.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -359,78 +360,6 @@ unsigned http_sweep(http_server_t *s)
 
 /* ---------------------------------------------------------------- framing */
 
-typedef struct {
-    unsigned n_length, n_coding, n_host;
-    const char *length, *coding;
-} framing_t;
-
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
-{
-    framing_t *f = cls;
-    (void)kind;
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-        f->n_length++;
-        f->length = value;
-    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-        f->n_coding++;
-        f->coding = value;
-    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
-        f->n_host++;
-    }
-    return MHD_YES;
-}
-
-/* Whether s is "chunked", case-insensitive, with optional blanks around it. */
-static int is_chunked(const char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    if (strncasecmp(s, "chunked", 7) != 0)
-        return 0;
-    for (s += 7; *s == ' ' || *s == '\t'; s++)
-        ;
-    return *s == '\0';
-}
-
-/*
- * RFC 9112 framing, strictly: one Content-Length of digits only, or one
- * Transfer-Encoding that is exactly "chunked", never both; at most one
- * Host.  A message framed any other way could be read differently by a
- * proxy in front of llamad (request smuggling): it gets 400 and the
- * connection closes.  Returns NULL when the framing is sound, else why not.
- * *declared gets the Content-Length (UINT64_MAX when there is none).
- */
-static const char *bad_framing(http_request_t *req, uint64_t *declared)
-{
-    framing_t f = { 0 };
-    *declared = UINT64_MAX;
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing, &f);
-    if (f.n_host > 1)
-        return "more than one Host header";
-    if (f.n_length > 1)
-        return "more than one Content-Length header";
-    if (f.n_coding > 1)
-        return "more than one Transfer-Encoding header";
-    if (f.n_length > 0 && f.n_coding > 0)
-        return "both Content-Length and Transfer-Encoding";
-    if (f.n_coding > 0 && !is_chunked(f.coding))
-        return "a transfer coding other than chunked";
-    if (f.n_length > 0) {
-        const char *p = f.length;
-        uint64_t n = 0;
-        if (*p == '\0')
-            return "an empty Content-Length";
-        for (; *p != '\0'; p++) {
-            if (*p < '0' || *p > '9' || n > (UINT64_MAX - 9) / 10)
-                return "a Content-Length that is not a decimal number";
-            n = n * 10 + (uint64_t)(*p - '0');
-        }
-        *declared = n;
-    }
-    return NULL;
-}
-
 static int respond_too_large(http_request_t *req)
 {
     req->close_after = 1;
@@ -451,7 +380,7 @@ static int respond_too_large(http_request_t *req)
 static int on_headers(http_server_t *s, http_request_t *req)
 {
     uint64_t declared;
-    const char *why = bad_framing(req, &declared);
+    const char *why = http_framing_check(req->conn, &declared);
     if (why != NULL) {
         req->routed = 1;
         req->close_after = 1;
