@@ -1,8 +1,10 @@
 // backend_cuda.cu - the CUDA backend: the operations of engine/backend.h
-// on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate), the fused
-// kernels of kernels.cu and attention.cu, over the weights upload.cu put
-// on the device once as bf16, or as fp16 when backend_opts_t.fp16_weights
-// asks (wtype).
+// on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate) and fused
+// kernels, one file per operation (backend_cuda.cuh lists them), over the
+// weights upload.cu put on the device once as bf16, or as fp16 when
+// backend_opts_t.fp16_weights asks (wtype).  This file keeps the table,
+// creation and destruction, the step's batch, and the dispatch of each
+// operation to its eager entry, to a graph, or to the profile.
 //
 // Activation buffers hold each matrix twice: fp32 (what GEMMs and the
 // residual stream write) and 16-bit in wtype (what GEMMs read).  fp16 has
@@ -39,26 +41,6 @@ int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *
     return ERR_BACKEND;
 }
 
-static const char *cublas_str(cublasStatus_t s)
-{
-    switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-    default: return "error";
-    }
-}
-
-#define CUBLAS_TRY(st, call)                                                            \
-    do {                                                                                \
-        cublasStatus_t s_ = (call);                                                     \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
-            return cuda_fail((st), #call, cublas_str(s_), __FILE__, __LINE__);         \
-    } while (0)
-
 // Prompt chunks at least this long run on the tensor-core prefill kernel.
 #define PREFILL_MIN 16
 
@@ -78,15 +60,6 @@ void dev_free(cuda_ctx_t *c, void *p)
             return;
         }
     }
-}
-
-static int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes)
-{
-    if (!c->poison)
-        return 0;
-    launch_poison(c->stream, p, bytes);
-    CU_LAUNCHED(&c->err);
-    return 0;
 }
 
 // ---------------------------------------------------------------- operations
@@ -178,155 +151,6 @@ static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
     c->n_rest = n_rest;
     c->batch = b;
     c->batch_max_keys = max_keys;
-    return 0;
-}
-
-static int eager_embed(void *vctx, bk_buf_t vx)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    cbuf_t *x = (cbuf_t *)vx;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, x->f, (uint64_t)T * x->cols * 4))
-        return ERR_BACKEND;
-    launch_embed(c->stream, c->wtype, c->d_tokens, c->tok_embd, x->f, T, c->m->hp.n_embd);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-static int eager_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm, bk_buf_t vy)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    cbuf_t *x = (cbuf_t *)vx, *add = (cbuf_t *)vadd, *y = (cbuf_t *)vy;
-    uint32_t T = c->batch->n_tokens, d = c->m->hp.n_embd;
-    const float *g = norm == W_FFN_NORM ? c->layers[layer].ffn_norm : c->layers[layer].attn_norm;
-    if (do_poison(c, y->h, (uint64_t)T * d * 2))
-        return ERR_BACKEND;
-    launch_add_rmsnorm(c->stream, c->wtype, x->f, add ? add->f : nullptr, nullptr, g, y->h, T, d,
-                       c->m->hp.rms_eps);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-// y[T, n_out] (fp32) = x[T, n_in] W^T, W [n_out, n_in] row-major; x and W in wtype.
-static int gemm(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y)
-{
-    const float one = 1.0f, zero = 0.0f;
-    if (do_poison(c, y, (uint64_t)T * n_out * 4))
-        return ERR_BACKEND;
-    // Column-major view: Y^T [n_out, T] = W [n_out, n_in] (stored as its transpose) x X^T [n_in, T].
-    CUBLAS_TRY(&c->err, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &one,
-                                     w, c->wtype, (int)n_in, x, c->wtype, (int)n_in, &zero,
-                                     y, CUDA_R_32F, (int)n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return 0;
-}
-
-static int eager_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_buf_t vy)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    cbuf_t *x = (cbuf_t *)vx, *y = (cbuf_t *)vy;
-    const layer_dev_t &L = c->layers[layer];
-    uint32_t T = c->batch->n_tokens, d = hp->n_embd, qd = hp->n_head * hp->head_dim;
-    uint32_t kvd = hp->n_head_kv * hp->head_dim;
-    switch (role) {
-    case W_Q: return gemm(c, L.wqkv, qd, d, x->h, T, y->f);
-    case W_K: return gemm(c, L.wqkv + (uint64_t)qd * d, kvd, d, x->h, T, y->f);
-    case W_V: return gemm(c, L.wqkv + (uint64_t)(qd + kvd) * d, kvd, d, x->h, T, y->f);
-    case W_O: return gemm(c, L.wo, d, qd, x->h, T, y->f);
-    case W_GATE: return gemm(c, L.wgu, hp->n_ff, d, x->h, T, y->f);
-    case W_UP: return gemm(c, L.wgu + (uint64_t)hp->n_ff * d, hp->n_ff, d, x->h, T, y->f);
-    case W_DOWN: return gemm(c, L.wdown, d, hp->n_ff, x->h, T, y->f);
-    default: return ERR_INVALID;
-    }
-}
-
-static int eager_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t q, bk_buf_t k, bk_buf_t v)
-{
-    (void)q; (void)k; (void)v;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    uint32_t rows = (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
-    return gemm(c, c->layers[layer].wqkv, rows, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->qkv);
-}
-
-static int eager_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t gate, bk_buf_t up)
-{
-    (void)gate; (void)up;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    return gemm(c, c->layers[layer].wgu, 2 * hp->n_ff, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->gu);
-}
-
-static int eager_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
-{
-    (void)vk; (void)vv;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    cbuf_t *q = (cbuf_t *)vq;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, q->f, (uint64_t)T * q->cols * 4))
-        return ERR_BACKEND;
-    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
-    rope_dims_t dm = { hp->n_head, hp->n_head_kv, hp->head_dim, hp->rope_dim, c->B,
-                       hp->rope_layout == ROPE_LAYOUT_INTERLEAVED };
-    launch_rope_kv(c->stream, c->qkv, q->f, kc, kc + c->kv_layer_elems, c->d_pos, c->d_tok_seq, c->d_seq_off,
-                   c->d_tables, c->inv_freq, T, dm);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-static int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    cbuf_t *q = (cbuf_t *)vq, *out = (cbuf_t *)vout;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, out->h, (uint64_t)T * out->cols * 2))
-        return ERR_BACKEND;
-    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
-    attn_args_t a;
-    a.q = q->f;
-    a.kc = kc;
-    a.vc = kc + c->kv_layer_elems;
-    a.out = out->h;
-    a.out_type = c->wtype;
-    a.work = c->attn_work;
-    a.pos = c->d_pos;
-    a.tok_seq = c->d_tok_seq;
-    a.seq_table_off = c->d_seq_off;
-    a.tables = c->d_tables;
-    a.tok_list = c->d_rest;
-    a.n_tokens = c->n_rest;
-    a.n_head = hp->n_head;
-    a.n_kv = hp->n_head_kv;
-    a.head_dim = hp->head_dim;
-    a.block_tokens = c->B;
-    a.scale = 1.0f / sqrtf((float)hp->head_dim);
-    // Split long contexts across blocks when the (token, KV head) pairs
-    // would not keep enough loads in flight (att_split.h); a graph's grid
-    // is fixed per padded size (split_len 0, at most g_splits).
-    att_split_t sp = att_choose_splits(c->n_rest, hp->n_head_kv, c->n_sms, c->batch_max_keys,
-                                       c->gmode == GM_EAGER ? 0 : c->g_splits);
-    if (sp.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * sp.n_splits * (hp->head_dim + 2) > c->attn_work_floats)
-        sp = att_split_t{ ATT_NO_SPLIT, 1 };    // never: att_work_floats covers every choice
-    a.split_len = sp.split_len;
-    a.n_splits = sp.n_splits;
-    if (launch_attention(c->stream, &a) != 0 || launch_attention_prefill(c->stream, &a, c->d_tiles, c->n_tiles) != 0)
-        return ERR_UNSUPPORTED;
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-static int eager_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
-{
-    (void)vup;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    cbuf_t *g = (cbuf_t *)vgate;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, g->h, (uint64_t)T * g->cols * 2))
-        return ERR_BACKEND;
-    launch_swiglu(c->stream, c->wtype, c->gu, g->h, T, c->m->hp.n_ff);
-    CU_LAUNCHED(&c->err);
     return 0;
 }
 
@@ -441,55 +265,20 @@ static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
     return rc != 0 ? rc : graph_check(c, eager_swiglu(vctx, gate, up));
 }
 
-int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax)
-{
-    const hparams_t *hp = &c->m->hp;
-    launch_add_rmsnorm(c->stream, c->wtype, x->f, add ? add->f : nullptr, rows, c->output_norm, c->logit_x,
-                       n_rows, hp->n_embd, hp->rms_eps);
-    CU_LAUNCHED(&c->err);
-    int rc = gemm(c, c->output, hp->n_vocab, hp->n_embd, c->logit_x, n_rows, c->logits_dev);
-    if (rc != 0 || !argmax)
-        return rc;
-    launch_argmax(c->stream, c->logits_dev, n_rows, hp->n_vocab, c->am_dev);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
 static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    const batch_t *b = c->batch;
     if (c->gmode != GM_EAGER)
         return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, out, nullptr);
-    if (b->n_logits == 0)
-        return 0;
-    int rc = prof_mark(c, BK_PROF_LOGITS);
-    if (rc != 0 || (rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 0)) != 0)
-        return rc;
-    CU_TRY(&c->err, cudaMemcpyAsync(out, c->logits_dev, (uint64_t)b->n_logits * hp->n_vocab * 4,
-                                    cudaMemcpyDeviceToHost, c->stream));
-    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
-    return prof_flush(c);
+    return eager_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, out);
 }
 
-// As op_logits, but only the greedy choice of each row (kernels.cu, argmax_kernel) crosses back.
 static int op_logits_argmax(void *vctx, bk_buf_t vx, bk_buf_t vadd, bk_argmax_t *out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const batch_t *b = c->batch;
     if (c->gmode != GM_EAGER)
         return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, nullptr, out);
-    if (b->n_logits == 0)
-        return 0;
-    int rc = prof_mark(c, BK_PROF_LOGITS);
-    if (rc != 0 || (rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 1)) != 0)
-        return rc;
-    CU_TRY(&c->err, cudaMemcpyAsync(c->am_host, c->am_dev, (uint64_t)b->n_logits * sizeof *c->am_dev,
-                                    cudaMemcpyDeviceToHost, c->stream));
-    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
-    memcpy(out, c->am_host, (size_t)b->n_logits * sizeof *out);
-    return prof_flush(c);
+    return eager_logits_argmax(c, (cbuf_t *)vx, (cbuf_t *)vadd, out);
 }
 
 static int op_buf_write(void *vctx, bk_buf_t vb, const float *host, uint32_t rows, uint32_t cols)

@@ -1,7 +1,9 @@
 // backend_cuda.cuh - the CUDA backend's context, shared by its parts:
-// backend_cuda.cu (the operations, creation), upload.cu (the weights),
-// graph.cu (decode steps as CUDA graphs) and profile.cu (per-operation
-// device time).  Not for anything outside cuda/.
+// backend_cuda.cu (the table, creation, the step's batch and the dispatch),
+// one file per operation (embed.cu, rmsnorm.cu, gemm.cu, rope_kv.cu,
+// attention.cu, swiglu.cu, logits.cu with argmax.cu; poison.cu for tests),
+// upload.cu (the weights), graph.cu (decode steps as CUDA graphs) and
+// profile.cu (per-operation device time).  Not for anything outside cuda/.
 // Engine thread only, like the backend itself.
 #pragma once
 
@@ -13,6 +15,7 @@
 
 extern "C" {
 #include "../engine/backend.h"
+#include "../engine/err.h"
 }
 
 // An activation buffer: [rows, cols] in fp32 and in the 16-bit format
@@ -131,6 +134,37 @@ void dev_free(cuda_ctx_t *c, void *p);
 // Upload every weight (creation): 0 or ERR_BACKEND with c->err set.
 int upload_weights(cuda_ctx_t *c);
 
+// ---- the operations, one file each: the eager entries, which launch the
+// operation for c->batch on c->stream (backend_cuda.cu wraps them for
+// graphs and the profile).  Each returns 0 or an ERR_* code.
+
+int eager_embed(void *vctx, bk_buf_t x);                                           // embed.cu
+int eager_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y); // rmsnorm.cu
+int eager_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y);  // gemm.cu
+int eager_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v);
+int eager_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up);
+int eager_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v); // rope_kv.cu
+int eager_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out);           // attention.cu
+int eager_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up);                            // swiglu.cu
+int eager_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out);                 // logits.cu
+int eager_logits_argmax(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, bk_argmax_t *out);
+
+// y[T, n_out] (fp32) = x[T, n_in] W^T on cuBLAS (gemm.cu).
+int gemm(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y);
+
+// The name of a cuBLAS status, for messages (gemm.cu).
+const char *cublas_str(cublasStatus_t s);
+
+#define CUBLAS_TRY(st, call)                                                            \
+    do {                                                                                \
+        cublasStatus_t s_ = (call);                                                     \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
+            return cuda_fail((st), #call, cublas_str(s_), __FILE__, __LINE__);         \
+    } while (0)
+
+// With backend_opts_t.poison, fill `bytes` at p with NaN on the stream (poison.cu).
+int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes);
+
 // ---- profile.cu
 
 // Create the events for a step of n_layer layers (creation, with opts profile).
@@ -176,7 +210,7 @@ int graph_abort(cuda_ctx_t *c);
 // Destroy the instantiated graphs (op_destroy).
 void graph_destroy(cuda_ctx_t *c);
 
-// The norm, GEMM and argmax of the logit rows, launched (backend_cuda.cu):
+// The norm, GEMM and argmax of the logit rows, launched (logits.cu):
 // rows NULL means rows 0..n_rows-1.
 int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax);
 

@@ -1,6 +1,8 @@
-// kernels.cuh - launchers of the CUDA backend's kernels (host side).
-// Each takes the stream and enqueues; errors surface at the caller's
-// cudaGetLastError check.
+// kernels.cuh - launchers of the CUDA backend's kernels (host side), each
+// defined in its operation's file beside its kernel (embed.cu, rmsnorm.cu,
+// rope_kv.cu, swiglu.cu, poison.cu, argmax.cu, attention.cu,
+// attention_prefill.cu).  Each takes the stream and enqueues; errors
+// surface at the caller's cudaGetLastError check.
 #pragma once
 
 #include "common.cuh"

@@ -22,7 +22,7 @@
 
 /* ---------------------------------------------------------------- greedy argmax on the device */
 
-/* The CUDA backend's argmax kernel over host logits (cuda/kernels.cu).  Weak:
+/* The CUDA backend's argmax kernel over host logits (cuda/argmax.cu).  Weak:
    a build without the CUDA backend has none (and need_gpu skips first). */
 int cuda_argmax_rows(const float *logits, unsigned n_rows, unsigned V, void *out) __attribute__((weak));
 
