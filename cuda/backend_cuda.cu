@@ -175,7 +175,7 @@ static int op_set_batch(void *vctx, const batch_t *b)
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
-    if ((rc = prof_mark(c, BK_PROF_UPLOAD)) != 0)
+    if ((rc = prof_mark(c, BK_OP_UPLOAD)) != 0)
         return rc;
     return set_batch_eager(c, b);
 }
@@ -183,38 +183,32 @@ static int op_set_batch(void *vctx, const batch_t *b)
 static int op_embed(void *vctx, bk_buf_t x)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 1, 0, x, nullptr, nullptr))
+    if (graph_skip(c, BK_OP_EMBED, 0, W_COUNT, x, nullptr, nullptr))
         return 0;
-    int rc = prof_mark(c, BK_PROF_EMBED);
+    int rc = prof_mark(c, BK_OP_EMBED);
     return rc != 0 ? rc : graph_check(c, eager_embed(vctx, x));
 }
 
 static int op_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 2 + 16 * (uint32_t)norm, layer, x, add, y))
+    if (graph_skip(c, BK_OP_NORM, layer, norm, x, add, y))
         return 0;
-    int rc = prof_mark(c, BK_PROF_NORM);
+    int rc = prof_mark(c, BK_OP_NORM);
     return rc != 0 ? rc : graph_check(c, eager_add_rmsnorm(vctx, x, add, layer, norm, y));
 }
 
-// The profile's kind of a single weight's GEMM.
-static int prof_kind_of(w_role_t role)
-{
-    switch (role) {
-    case W_O: return BK_PROF_O;
-    case W_DOWN: return BK_PROF_DOWN;
-    case W_GATE: case W_UP: return BK_PROF_GATE_UP;
-    default: return BK_PROF_QKV;
-    }
-}
-
+// matmul serves W_O and W_DOWN: the roles forward.c multiplies alone (Q, K
+// and V run as matmul_qkv, gate and up as matmul_gate_up).
 static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 3 + 16 * (uint32_t)role, layer, x, y, nullptr))
+    if (role != W_O && role != W_DOWN)
+        return ERR_INVALID;
+    bk_op_t op = role == W_O ? BK_OP_O : BK_OP_DOWN;
+    if (graph_skip(c, op, layer, W_COUNT, x, y, nullptr))
         return 0;
-    int rc = prof_mark(c, prof_kind_of(role));
+    int rc = prof_mark(c, op);
     return rc != 0 ? rc : graph_check(c, eager_matmul(vctx, layer, role, x, y));
 }
 
@@ -222,46 +216,46 @@ static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (c->gmode != GM_EAGER)
-        graph_sig(c, 4, layer, v, nullptr, nullptr);
-    if (graph_skip(c, 4, layer, x, q, k))
+        graph_sig(c, BK_OP_QKV, layer, W_COUNT, v, nullptr, nullptr);
+    if (graph_skip(c, BK_OP_QKV, layer, W_COUNT, x, q, k))
         return 0;
-    int rc = prof_mark(c, BK_PROF_QKV);
+    int rc = prof_mark(c, BK_OP_QKV);
     return rc != 0 ? rc : graph_check(c, eager_matmul_qkv(vctx, layer, x, q, k, v));
 }
 
 static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 5, layer, x, gate, up))
+    if (graph_skip(c, BK_OP_GATE_UP, layer, W_COUNT, x, gate, up))
         return 0;
-    int rc = prof_mark(c, BK_PROF_GATE_UP);
+    int rc = prof_mark(c, BK_OP_GATE_UP);
     return rc != 0 ? rc : graph_check(c, eager_matmul_gate_up(vctx, layer, x, gate, up));
 }
 
 static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 6, layer, q, k, v))
+    if (graph_skip(c, BK_OP_ROPE_KV, layer, W_COUNT, q, k, v))
         return 0;
-    int rc = prof_mark(c, BK_PROF_ROPE_KV);
+    int rc = prof_mark(c, BK_OP_ROPE_KV);
     return rc != 0 ? rc : graph_check(c, eager_rope_kv_write(vctx, layer, q, k, v));
 }
 
 static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 7, layer, q, out, nullptr))
+    if (graph_skip(c, BK_OP_ATTENTION, layer, W_COUNT, q, out, nullptr))
         return 0;
-    int rc = prof_mark(c, BK_PROF_ATTENTION);
+    int rc = prof_mark(c, BK_OP_ATTENTION);
     return rc != 0 ? rc : graph_check(c, eager_attention(vctx, layer, q, out));
 }
 
 static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 8, 0, gate, up, nullptr))
+    if (graph_skip(c, BK_OP_SWIGLU, 0, W_COUNT, gate, up, nullptr))
         return 0;
-    int rc = prof_mark(c, BK_PROF_SWIGLU);
+    int rc = prof_mark(c, BK_OP_SWIGLU);
     return rc != 0 ? rc : graph_check(c, eager_swiglu(vctx, gate, up));
 }
 

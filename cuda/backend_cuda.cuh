@@ -115,7 +115,7 @@ struct cuda_ctx_t {
     // Per-operation device time (profile.cu; backend_opts_t.profile).
     int profile;
     std::vector<cudaEvent_t> prof_ev;  // one recorded at each operation's start, one at the step's end
-    std::vector<uint8_t> prof_kind;    // the bk_prof_kind_t of each recorded start
+    std::vector<uint8_t> prof_op;      // the bk_op_t of each recorded start
     uint32_t prof_n;                   // starts recorded in this step
     bk_profile_t prof;                 // the totals since the last report
 
@@ -170,8 +170,8 @@ int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes);
 // Create the events for a step of n_layer layers (creation, with opts profile).
 int prof_init(cuda_ctx_t *c, uint32_t n_layer);
 
-// An operation of `kind` starts (eager steps only; nothing without profile).
-int prof_mark(cuda_ctx_t *c, int kind);
+// Operation `op` starts (eager steps only; nothing without profile).
+int prof_mark(cuda_ctx_t *c, bk_op_t op);
 
 // The step has ended: wait for it and add each operation's time to c->prof.
 int prof_flush(cuda_ctx_t *c);
@@ -214,12 +214,14 @@ void graph_destroy(cuda_ctx_t *c);
 // rows NULL means rows 0..n_rows-1.
 int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax);
 
-// Fold an operation (its code, layer and buffers) into the step's signature.
-static inline void graph_sig(cuda_ctx_t *c, uint32_t op, uint32_t layer, const void *p0, const void *p1,
-                             const void *p2)
+// Fold an operation (its code, layer, weight role and buffers) into the
+// step's signature.  role: the norm's W_ATTN_NORM or W_FFN_NORM, W_COUNT
+// for an operation whose code names its weights.
+static inline void graph_sig(cuda_ctx_t *c, bk_op_t op, uint32_t layer, w_role_t role, const void *p0,
+                             const void *p1, const void *p2)
 {
-    uint64_t v[4] = { ((uint64_t)op << 32) | layer, (uint64_t)(uintptr_t)p0, (uint64_t)(uintptr_t)p1,
-                      (uint64_t)(uintptr_t)p2 };
+    uint64_t v[4] = { ((uint64_t)op << 40) | ((uint64_t)role << 32) | layer, (uint64_t)(uintptr_t)p0,
+                      (uint64_t)(uintptr_t)p1, (uint64_t)(uintptr_t)p2 };
     for (int i = 0; i < 4; i++) {   // FNV-1a over 64-bit words, with a shift to mix the high bits down
         c->gsig = (c->gsig ^ v[i]) * 0x100000001b3ull;
         c->gsig ^= c->gsig >> 29;
@@ -229,12 +231,12 @@ static inline void graph_sig(cuda_ctx_t *c, uint32_t op, uint32_t layer, const v
 // Before each operation: in a graph mode, fold the operation into the
 // step's signature; 1 when it is to be skipped (the graph holds it, or
 // the step will run again).
-static inline int graph_skip(cuda_ctx_t *c, uint32_t op, uint32_t layer, const void *p0, const void *p1,
-                             const void *p2)
+static inline int graph_skip(cuda_ctx_t *c, bk_op_t op, uint32_t layer, w_role_t role, const void *p0,
+                             const void *p1, const void *p2)
 {
     if (c->gmode == GM_EAGER)
         return 0;
-    graph_sig(c, op, layer, p0, p1, p2);
+    graph_sig(c, op, layer, role, p0, p1, p2);
     return c->gmode == GM_REPLAY || c->gmode == GM_ABORTED;
 }
 

@@ -42,14 +42,8 @@ int eager_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_buf_
     cbuf_t *x = (cbuf_t *)vx, *y = (cbuf_t *)vy;
     const layer_dev_t &L = c->layers[layer];
     uint32_t T = c->batch->n_tokens, d = hp->n_embd, qd = hp->n_head * hp->head_dim;
-    uint32_t kvd = hp->n_head_kv * hp->head_dim;
     switch (role) {
-    case W_Q: return gemm(c, L.wqkv, qd, d, x->h, T, y->f);
-    case W_K: return gemm(c, L.wqkv + (uint64_t)qd * d, kvd, d, x->h, T, y->f);
-    case W_V: return gemm(c, L.wqkv + (uint64_t)(qd + kvd) * d, kvd, d, x->h, T, y->f);
     case W_O: return gemm(c, L.wo, d, qd, x->h, T, y->f);
-    case W_GATE: return gemm(c, L.wgu, hp->n_ff, d, x->h, T, y->f);
-    case W_UP: return gemm(c, L.wgu + (uint64_t)hp->n_ff * d, hp->n_ff, d, x->h, T, y->f);
     case W_DOWN: return gemm(c, L.wdown, d, hp->n_ff, x->h, T, y->f);
     default: return ERR_INVALID;
     }

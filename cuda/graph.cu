@@ -264,7 +264,7 @@ int graph_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out, bk_argmax_t 
         CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
         return BK_STEP_AGAIN;
     }
-    graph_sig(c, 9, 0, x, add, nullptr);
+    graph_sig(c, BK_OP_LOGITS, 0, W_COUNT, x, add, nullptr);
     if (mode == GM_DIRECT) {
         int rc = logits_launch(c, x, add, nullptr, P, 1);
         if (rc != 0)

@@ -27,7 +27,7 @@ int eager_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out)
     const batch_t *b = c->batch;
     if (b->n_logits == 0)
         return 0;
-    int rc = prof_mark(c, BK_PROF_LOGITS);
+    int rc = prof_mark(c, BK_OP_LOGITS);
     if (rc != 0 || (rc = logits_launch(c, x, add, c->d_rows, b->n_logits, 0)) != 0)
         return rc;
     CU_TRY(&c->err, cudaMemcpyAsync(out, c->logits_dev, (uint64_t)b->n_logits * hp->n_vocab * 4,
@@ -42,7 +42,7 @@ int eager_logits_argmax(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, bk_argmax_t *out)
     const batch_t *b = c->batch;
     if (b->n_logits == 0)
         return 0;
-    int rc = prof_mark(c, BK_PROF_LOGITS);
+    int rc = prof_mark(c, BK_OP_LOGITS);
     if (rc != 0 || (rc = logits_launch(c, x, add, c->d_rows, b->n_logits, 1)) != 0)
         return rc;
     CU_TRY(&c->err, cudaMemcpyAsync(c->am_host, c->am_dev, (uint64_t)b->n_logits * sizeof *c->am_dev,

@@ -43,40 +43,43 @@ typedef struct {
  */
 #define BK_STEP_AGAIN 1
 
-/* Kinds of operation that bk_profile_t times (backend_ops_t.profile). */
+/*
+ * The operations of a step, one code each: what a backend dispatches, what
+ * the CUDA backend folds into a decode graph's signature, and the kinds
+ * bk_profile_t times (backend_ops_t.profile).
+ */
 typedef enum {
-    BK_PROF_UPLOAD,     /* set_batch: the step's metadata to the device */
-    BK_PROF_EMBED,
-    BK_PROF_NORM,       /* add_rmsnorm */
-    BK_PROF_QKV,        /* matmul_qkv (or matmul of W_Q, W_K, W_V) */
-    BK_PROF_ROPE_KV,
-    BK_PROF_ATTENTION,
-    BK_PROF_O,          /* matmul of W_O */
-    BK_PROF_GATE_UP,    /* matmul_gate_up (or matmul of W_GATE, W_UP) */
-    BK_PROF_SWIGLU,
-    BK_PROF_DOWN,       /* matmul of W_DOWN */
-    BK_PROF_LOGITS,     /* logits / logits_argmax: norm, output GEMM, copy back */
-    BK_PROF_COUNT
-} bk_prof_kind_t;
+    BK_OP_UPLOAD,       /* set_batch: the step's metadata to the device */
+    BK_OP_EMBED,
+    BK_OP_NORM,         /* add_rmsnorm */
+    BK_OP_QKV,          /* matmul_qkv */
+    BK_OP_ROPE_KV,      /* rope_kv_write */
+    BK_OP_ATTENTION,
+    BK_OP_O,            /* matmul of W_O */
+    BK_OP_GATE_UP,      /* matmul_gate_up */
+    BK_OP_SWIGLU,
+    BK_OP_DOWN,         /* matmul of W_DOWN */
+    BK_OP_LOGITS,       /* logits / logits_argmax: norm, output GEMM, copy back */
+    BK_OP_COUNT
+} bk_op_t;
 
 /*
- * Device milliseconds per kind of operation and the number of calls: the
- * time from the operation's start on the device to the next one's, so the
- * gaps in which the device waits for the host count to the operation
- * before them.
+ * Device milliseconds per operation and the number of calls: the time from
+ * the operation's start on the device to the next one's, so the gaps in
+ * which the device waits for the host count to the operation before them.
  */
 typedef struct {
-    double ms[BK_PROF_COUNT];
-    uint64_t calls[BK_PROF_COUNT];
+    double ms[BK_OP_COUNT];
+    uint64_t calls[BK_OP_COUNT];
 } bk_profile_t;
 
-/* The short name of a bk_prof_kind_t ("qkv", "attention", ...). */
-static inline const char *bk_prof_name(int kind)
+/* The short name of a bk_op_t ("qkv", "attention", ...). */
+static inline const char *bk_op_name(int op)
 {
-    static const char *const names[BK_PROF_COUNT] = {
+    static const char *const names[BK_OP_COUNT] = {
         "upload", "embed", "norm", "qkv", "rope_kv", "attention", "o", "gate_up", "swiglu", "down", "logits",
     };
-    return kind >= 0 && kind < BK_PROF_COUNT ? names[kind] : "?";
+    return op >= 0 && op < BK_OP_COUNT ? names[op] : "?";
 }
 
 /* The roles of a layer's weights. */
@@ -104,7 +107,12 @@ typedef struct {
      */
     int (*add_rmsnorm)(void *ctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y);
 
-    /* y = x W^T for the layer's weight of role `w`.  x: [n_tokens, n_in], y: [n_tokens, n_out] */
+    /*
+     * y = x W^T for the layer's weight of role `w`, W_O or W_DOWN (the
+     * other roles run through matmul_qkv and matmul_gate_up; the CUDA
+     * backend refuses them with ERR_INVALID).
+     * x: [n_tokens, n_in], y: [n_tokens, n_out]
+     */
     int (*matmul)(void *ctx, uint32_t layer, w_role_t w, bk_buf_t x, bk_buf_t y);
 
     /*

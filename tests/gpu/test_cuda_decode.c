@@ -431,22 +431,22 @@ TEST(profile_counts_every_operation)
     ASSERT_EQ_INT(forward_step(f, &db, l), 0);
     bk_profile_t p;
     ASSERT_EQ_INT(b->ops->profile(b->ctx, &p), 0);
-    uint64_t want[BK_PROF_COUNT] = { 0 };
-    want[BK_PROF_UPLOAD] = want[BK_PROF_EMBED] = want[BK_PROF_LOGITS] = 2;
-    want[BK_PROF_NORM] = 2 * 2 * hp.n_layer;
-    want[BK_PROF_QKV] = want[BK_PROF_ROPE_KV] = want[BK_PROF_ATTENTION] = want[BK_PROF_O] = 2 * hp.n_layer;
-    want[BK_PROF_GATE_UP] = want[BK_PROF_SWIGLU] = want[BK_PROF_DOWN] = 2 * hp.n_layer;
+    uint64_t want[BK_OP_COUNT] = { 0 };
+    want[BK_OP_UPLOAD] = want[BK_OP_EMBED] = want[BK_OP_LOGITS] = 2;
+    want[BK_OP_NORM] = 2 * 2 * hp.n_layer;
+    want[BK_OP_QKV] = want[BK_OP_ROPE_KV] = want[BK_OP_ATTENTION] = want[BK_OP_O] = 2 * hp.n_layer;
+    want[BK_OP_GATE_UP] = want[BK_OP_SWIGLU] = want[BK_OP_DOWN] = 2 * hp.n_layer;
     double total = 0;
-    for (int k = 0; k < BK_PROF_COUNT; k++) {
-        ASSERT_MSG(p.calls[k] == want[k], "%s: %llu calls, expected %llu", bk_prof_name(k),
+    for (int k = 0; k < BK_OP_COUNT; k++) {
+        ASSERT_MSG(p.calls[k] == want[k], "%s: %llu calls, expected %llu", bk_op_name(k),
                    (unsigned long long)p.calls[k], (unsigned long long)want[k]);
-        ASSERT_MSG(p.ms[k] >= 0 && p.ms[k] < 1e4, "%s: %g ms", bk_prof_name(k), p.ms[k]);
+        ASSERT_MSG(p.ms[k] >= 0 && p.ms[k] < 1e4, "%s: %g ms", bk_op_name(k), p.ms[k]);
         total += p.ms[k];
     }
     ASSERT_MSG(total > 0, "no device time recorded");
     ASSERT_EQ_INT(b->ops->profile(b->ctx, &p), 0);   /* reset by the report */
-    for (int k = 0; k < BK_PROF_COUNT; k++)
-        ASSERT_MSG(p.calls[k] == 0, "%s: %llu calls after the reset", bk_prof_name(k), (unsigned long long)p.calls[k]);
+    for (int k = 0; k < BK_OP_COUNT; k++)
+        ASSERT_MSG(p.calls[k] == 0, "%s: %llu calls after the reset", bk_op_name(k), (unsigned long long)p.calls[k]);
     free(l);
     forward_destroy(f);
     backend_destroy(b);
