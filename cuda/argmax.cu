@@ -6,6 +6,10 @@
 #include "common.cuh"
 #include "kernels.cuh"
 
+extern "C" {
+#include "../engine/err.h"
+}
+
 // ---------------------------------------------------------------- greedy argmax
 
 // A running greedy choice over some of a row's logits: the largest value m
@@ -122,7 +126,7 @@ void launch_argmax(cudaStream_t s, const float *logits, uint32_t n_rows, uint32_
 
 // For tests (tests/gpu/test_cuda_decode.c): the argmax kernel over host logits
 // [n_rows, V]; out: [n_rows] {token, logprob} (engine/backend.h's
-// bk_argmax_t).  Synchronous, allocates; 0 or -11 (ERR_BACKEND).
+// bk_argmax_t).  Synchronous, allocates; 0 or ERR_BACKEND.
 extern "C" int cuda_argmax_rows(const float *logits, uint32_t n_rows, uint32_t V, void *out)
 {
     float *dl = nullptr;
@@ -137,5 +141,5 @@ extern "C" int cuda_argmax_rows(const float *logits, uint32_t n_rows, uint32_t V
     }
     cudaFree(dl);
     cudaFree(dout);
-    return ok ? 0 : -11;
+    return ok ? 0 : ERR_BACKEND;
 }

@@ -239,24 +239,24 @@ static int launch_group(cudaStream_t s, const attn_args_t *a, uint32_t group)
     case 6: launch_hd<HD, 6, TO>(s, a); return 0;
     case 7: launch_hd<HD, 7, TO>(s, a); return 0;
     case 8: launch_hd<HD, 8, TO>(s, a); return 0;
-    default: return -4;
+    default: return ERR_UNSUPPORTED;
     }
 }
 
 int launch_attention(cudaStream_t s, const attn_args_t *a)
 {
     if (a->n_kv == 0 || a->n_head % a->n_kv != 0)
-        return -4;
+        return ERR_UNSUPPORTED;
     uint32_t group = a->n_head / a->n_kv;
     if (group < 1 || group > MAX_GROUP)
-        return -4;
+        return ERR_UNSUPPORTED;
     if (a->n_tokens == 0)
         return 0;
     bool half_out = a->out_type == CUDA_R_16F;
     switch (a->head_dim) {
     case 64: return half_out ? launch_group<64, f16>(s, a, group) : launch_group<64, bf16>(s, a, group);
     case 128: return half_out ? launch_group<128, f16>(s, a, group) : launch_group<128, bf16>(s, a, group);
-    default: return -4;
+    default: return ERR_UNSUPPORTED;
     }
 }
 

@@ -487,7 +487,7 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->poison = o->poison;
     c->max_tokens = o->max_tokens;
     c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
-    c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && BK_CUDA_GRAPHS_DEFAULT);
+    c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && CUDA_GRAPHS_DEFAULT);
     c->profile = o->profile != 0;
     if (c->profile)
         c->graphs = 0;      // a replayed graph has no operations to time

@@ -44,6 +44,13 @@ enum gmode_t {
     GM_ABORTED,     // a capture failed: the operations do nothing, `logits` says BK_STEP_AGAIN
 };
 
+// Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
+// until a GPU run has verified them (tests/gpu/test_cuda_decode, graphs_*):
+// flip this one constant to make them the default.  backend_opts_t
+// .device_argmax 0 follows the graphs as resolved: the two make the decode
+// fast path and are verified together.
+#define CUDA_GRAPHS_DEFAULT 0
+
 #define CG_MAX_SIZES 24     // graph sizes at most (graph.cu chooses them)
 
 // One padded decode size and its graph.

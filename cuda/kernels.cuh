@@ -49,7 +49,7 @@ struct attn_args_t {
 
 
 // The flash-decoding kernel over a->tok_list (decodes, short prompts).
-// Returns 0, or -4 for an unsupported head_dim / GQA ratio.
+// Returns 0, or ERR_UNSUPPORTED for a head_dim / GQA ratio not served.
 int launch_attention(cudaStream_t s, const attn_args_t *a);
 
 // The tensor-core kernel over query tiles of prompt chunks.

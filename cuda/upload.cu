@@ -14,13 +14,8 @@ extern "C" {
 #include "../engine/err.h"
 #include "../engine/log.h"
 #include "../engine/quant.h"
-int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
-                 cudaStream_t stream);
-int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale, float offset,
-                     cudaStream_t stream);
-int cuda_count_nonfinite(const void *p_dev, cudaDataType type, uint64_t n, unsigned *count_dev,
-                         cudaStream_t stream);
 }
+#include "dequant.cuh"
 
 struct uploader_t {
     cuda_ctx_t *c;

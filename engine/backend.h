@@ -188,35 +188,35 @@ typedef struct {
     uint32_t block_tokens;
 } backend_t;
 
+/*
+ * Options of backend creation.  The first group every backend reads; the
+ * second only a device backend (the CPU backend ignores them): the config
+ * sets some of them, tests and benchmarks the rest.  A 0 always means the
+ * backend's own default; the defaults and the policy behind them live in
+ * the backend (cuda/backend_cuda.cuh), not here.
+ */
 typedef struct {
-    int n_threads;          /* CPU: 0 = one per online core */
-    uint64_t kv_bytes;      /* KV cache size (CUDA: used when gpu_memory_fraction is 0) */
-    double gpu_memory_fraction; /* CUDA: KV pool = this share of the device's memory, less what is in use */
-    int poison;             /* CUDA tests: fill every output with NaN before each operation */
-    uint32_t block_tokens;  /* tokens per KV block (default 16) */
+    int n_threads;          /* CPU worker threads: 0 = one per online core */
+    uint64_t kv_bytes;      /* KV cache size (a device backend: when gpu_memory_fraction is 0) */
+    uint32_t block_tokens;  /* tokens per KV block (0: BK_DEFAULT_BLOCK_TOKENS) */
     uint32_t max_tokens;    /* most tokens in one step */
-    int cuda_graphs;        /* CUDA: decode steps as CUDA graphs: 1 on, -1 off,
-                               0 the build's default, BK_CUDA_GRAPHS_DEFAULT */
-    int device_argmax;      /* CUDA: offer logits_argmax: 1 on, -1 off, 0 as cuda_graphs
-                               resolved (the two make the decode fast path, verified together) */
-    int fp16_weights;       /* CUDA: the weights and the activations GEMMs read as fp16 (1)
-                               or bf16 (0); the CPU backend ignores it */
-    int profile;            /* CUDA benchmarks: time every operation on the device
-                               (backend_ops_t.profile); turns CUDA graphs off */
+    int poison;             /* tests: fill every output with NaN before each operation */
+    int profile;            /* benchmarks: time every operation on the device
+                               (backend_ops_t.profile); turns graphs off */
+
+    double gpu_memory_fraction; /* KV pool = this share of the device's memory, less what is in use */
+    int cuda_graphs;        /* decode steps as device graphs: 1 on, -1 off, 0 the backend's default */
+    int device_argmax;      /* offer logits_argmax: 1 on, -1 off, 0 the backend's default */
+    int fp16_weights;       /* weights and the activations GEMMs read as fp16 (1) or bf16 (0) */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16
 
-/*
- * Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
- * until a GPU run has verified them (tests/gpu/test_cuda_decode, graphs_*):
- * flip this one constant to make them the default.
- */
-#define BK_CUDA_GRAPHS_DEFAULT 0
-
 /* The CPU backend (engine/cpu/).  On error *out is NULL and err says why. */
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
                        char *err, size_t errlen);
+
+/* Destroy any backend (engine/registry.c); NULL is a no-op. */
 void backend_destroy(backend_t *b);
 
 /*

@@ -480,11 +480,3 @@ nomem:
     return err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory (KV cache %llu bytes)",
                    (unsigned long long)(n_blocks * block_bytes));
 }
-
-void backend_destroy(backend_t *b)
-{
-    if (b == NULL)
-        return;
-    b->ops->destroy(b->ctx);
-    free(b);
-}
