@@ -406,7 +406,9 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     }
     if ((rc = dev_alloc(c, (void **)&c->inv_freq, half * 8)) != 0)
         return rc;
-    CU_TRY(&c->err, cudaMemcpy(c->inv_freq, inv.data(), half * 8, cudaMemcpyHostToDevice));
+    // On the stream, like every setup copy: the legacy default stream is not
+    // ordered with a non-blocking one.  Pageable: inv is staged before return.
+    CU_TRY(&c->err, cudaMemcpyAsync(c->inv_freq, inv.data(), half * 8, cudaMemcpyHostToDevice, c->stream));
 
     // Workspace for the step's token budget.
     uint64_t T = c->max_tokens, qkvd = (uint64_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
@@ -444,7 +446,7 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     c->kv_layer_elems = nb_alloc * hp->n_head_kv * c->B * hp->head_dim;
     if ((rc = dev_alloc(c, (void **)&c->kv, nb_alloc * block_bytes)) != 0)
         return rc;
-    CU_TRY(&c->err, cudaMemset(c->kv, 0, nb_alloc * block_bytes));
+    CU_TRY(&c->err, cudaMemsetAsync(c->kv, 0, nb_alloc * block_bytes, c->stream));
     uint64_t pool_tokens = (uint64_t)nb * c->B;
     c->max_ctx = (uint32_t)(pool_tokens < hp->n_ctx_train ? pool_tokens : hp->n_ctx_train);
 

@@ -80,9 +80,12 @@ static int upload_weight(uploader_t *u, const weight_t *w, w16_t *dst)
     return 0;
 }
 
+// Every setup copy and memset runs on the backend's stream: the legacy
+// default stream is not ordered with it (a non-blocking stream), so the
+// first step's kernels could otherwise run before them.
 static int cuda_memset_checked(cuda_ctx_t *c, void *p, uint64_t bytes)
 {
-    CU_TRY(&c->err, cudaMemset(p, 0, bytes));
+    CU_TRY(&c->err, cudaMemsetAsync(p, 0, bytes, c->stream));
     return 0;
 }
 
@@ -94,7 +97,9 @@ static int refuse_nonfinite(cuda_ctx_t *c, const uploader_t *u)
     std::vector<unsigned> bad(u->checked.size());
     if (bad.empty())
         return 0;
-    CU_TRY(&c->err, cudaMemcpy(bad.data(), u->bad_dev, bad.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+    CU_TRY(&c->err, cudaMemcpyAsync(bad.data(), u->bad_dev, bad.size() * sizeof(unsigned), cudaMemcpyDeviceToHost,
+                                    c->stream));
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
     for (size_t i = 0; i < bad.size(); i++) {
         if (bad[i] == 0)
             continue;
@@ -124,7 +129,8 @@ static int upload_norm(cuda_ctx_t *c, const weight_t *w, float **dst)
     std::vector<float> h(w->n_in, 1.0f);
     if (w->data != nullptr && quant_dequant(w->type, w->data, h.data(), w->n_in) != 0)
         return cuda_fail(&c->err, "norm weight", "unsupported type", __FILE__, __LINE__);
-    CU_TRY(&c->err, cudaMemcpy(*dst, h.data(), w->n_in * 4, cudaMemcpyHostToDevice));
+    // From pageable memory: the call returns once h is staged, so h may go.
+    CU_TRY(&c->err, cudaMemcpyAsync(*dst, h.data(), w->n_in * 4, cudaMemcpyHostToDevice, c->stream));
     return 0;
 }
 

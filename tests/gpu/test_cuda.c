@@ -535,9 +535,59 @@ TEST(chunked_prefill_without_logits_matches_cpu)
     model_destroy(m);
 }
 
+/*
+ * Issue 14, defect 6: setup copies (the KV pool's zeroing, inv_freq, the
+ * norm weights, the non-finite counters) ran on the legacy default stream,
+ * which is not ordered with the backend's non-blocking stream, so a step
+ * launched right after creation could read inv_freq or norms not yet
+ * copied, or have its K/V zeroed after it wrote them.  A large KV pool
+ * makes its zeroing take milliseconds; the prefill starts at once, as
+ * bench-cuda's does, and must match the CPU backend each time.
+ */
+TEST(prefill_right_after_create_matches_cpu)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    hparams_t hp = small_hp(512, 8, 4, 64, 1024, 2, 1500);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_Q8_0, 1, 41, err, sizeof err) == 0, "%s", err);
+    enum { N = 200 };
+    int32_t toks[N], pos[N], table[(N + 15) / 16], row = N - 1;
+    make_tokens(toks, N, hp.n_vocab);
+    for (int i = 0; i < N; i++)
+        pos[i] = i;
+    for (int i = 0; i < (N + 15) / 16; i++)
+        table[i] = (N + 15) / 16 - 1 - i;
+    batch_seq_t bs = { table, (N + 15) / 16, 0, N };
+    batch_t b = { N, toks, pos, 1, &bs, 1, &row };
+    float *l[2] = { malloc(sizeof(float) * hp.n_vocab), malloc(sizeof(float) * hp.n_vocab) };
+    for (int rep = 0; rep < 4; rep++) {
+        for (int k = rep == 0 ? 0 : 1; k < 2; k++) {
+            backend_t *bk;
+            forward_t *f;
+            /* CUDA: a 4 GiB pool, zeroed at creation; the CPU's is small */
+            backend_opts_t o = { .kv_bytes = k ? 4ull << 30 : 32u << 20, .block_tokens = 16, .max_tokens = N };
+            ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk, m, &o, err, sizeof err) == 0, "%s", err);
+            ASSERT_MSG(forward_create(&f, m, bk, N, err, sizeof err) == 0, "%s", err);
+            int rc = forward_step(f, &b, l[k]);
+            ASSERT_MSG(rc == 0, "%s backend: %s %s", k ? "cuda" : "cpu", err_str(rc), bk->ops->last_error(bk->ctx));
+            forward_destroy(f);
+            backend_destroy(bk);
+        }
+        double e = rel_l2(l[1], l[0], hp.n_vocab);
+        printf("  creation %d, then a %d-token prefill at once: rel_l2 %.2e\n", rep, N, e);
+        ASSERT_MSG(e < 2e-2, "creation %d: the first step's logits differ from the CPU's: relative L2 %.3g "
+                   "(a setup copy not ordered before the step?)", rep, e);
+    }
+    free(l[0]);
+    free(l[1]);
+    model_destroy(m);
+}
+
 TEST_LIST(T(matmul_every_weight_type), T(ffn_ops_match_cpu_bf16), T(ffn_ops_match_cpu_fp16_overflow_inf),
           T(fp16_refuses_weights_beyond_range),
           T(forward_head64_gqa1), T(forward_head64_gqa3), T(forward_head64_gqa2), T(forward_head128_gqa6),
           T(forward_head128_gqa8_half_rope), T(forward_7b_shape_two_layers), T(forward_head64_gqa3_fp16),
           T(forward_7b_shape_two_layers_fp16), T(default_model_greedy_matches_cpu),
-          T(default_model_greedy_matches_cpu_fp16), T(chunked_prefill_without_logits_matches_cpu))
+          T(default_model_greedy_matches_cpu_fp16), T(chunked_prefill_without_logits_matches_cpu),
+          T(prefill_right_after_create_matches_cpu))
