@@ -64,15 +64,24 @@ void dev_free(cuda_ctx_t *c, void *p)
 
 // ---------------------------------------------------------------- operations
 
-static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
+// Each role gets only what its operations touch: fp32 what a kernel or
+// GEMM writes in fp32 and reads back (the residual stream, GEMM outputs,
+// rotated q), 16-bit what a GEMM reads (norm, attention and SwiGLU
+// outputs), nothing for k, v and up (matmul_qkv and matmul_gate_up write
+// the workspaces qkv and gu instead), both for tests.
+static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols, bk_buf_role_t role)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    bool f32 = role == BK_BUF_RESIDUAL || role == BK_BUF_PROJ || role == BK_BUF_Q || role == BK_BUF_ANY;
+    bool h16 = role == BK_BUF_NORMED || role == BK_BUF_ATT || role == BK_BUF_GATE || role == BK_BUF_ANY;
+    uint64_t n = (uint64_t)rows * cols;
     cbuf_t *b = new cbuf_t{ nullptr, nullptr, rows, cols };
-    if (dev_alloc(c, (void **)&b->f, (uint64_t)rows * cols * 4) != 0 ||
-        dev_alloc(c, (void **)&b->h, (uint64_t)rows * cols * 2) != 0) {
+    if ((f32 && dev_alloc(c, (void **)&b->f, n * 4) != 0) || (h16 && dev_alloc(c, (void **)&b->h, n * 2) != 0)) {
+        dev_free(c, b->f);
         delete b;
         return nullptr;
     }
+    c->act_bytes += (f32 ? n * 4 : 0) + (h16 ? n * 2 : 0);
     c->bufs.push_back(b);
     return b;
 }
@@ -90,7 +99,7 @@ static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
     for (uint32_t s = 0; s < b->n_seqs; s++)
         n_tab += b->seqs[s].n_blocks;
     uint64_t need = 6ull * b->n_tokens + b->n_seqs + b->n_logits + n_tab;
-    if (b->n_tokens > c->max_tokens || need > c->meta_cap)
+    if (b->n_tokens > c->max_tokens || b->n_logits > c->max_logits || need > c->meta_cap)
         return ERR_INVALID;
     int32_t *h = c->meta_host;
     uint64_t o = 0;
@@ -279,6 +288,8 @@ static int op_buf_write(void *vctx, bk_buf_t vb, const float *host, uint32_t row
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *b = (cbuf_t *)vb;
+    if (b->f == nullptr || b->h == nullptr)
+        return ERR_INVALID;     // only BK_BUF_ANY buffers hold both copies
     std::vector<w16_t> h((size_t)rows * cols);
     for (size_t i = 0; i < h.size(); i++) {
         // the device's rounding (to nearest even; beyond fp16's range, inf)
@@ -300,6 +311,8 @@ static int op_buf_read(void *vctx, bk_buf_t vb, float *host, uint32_t rows, uint
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *b = (cbuf_t *)vb;
+    if (b->f == nullptr)
+        return ERR_INVALID;
     CU_TRY(&c->err, cudaMemcpyAsync(host, b->f, (uint64_t)rows * cols * 4, cudaMemcpyDeviceToHost, c->stream));
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
     return 0;
@@ -308,6 +321,11 @@ static int op_buf_read(void *vctx, bk_buf_t vb, float *host, uint32_t rows, uint
 static const char *op_last_error(void *vctx)
 {
     return ((cuda_ctx_t *)vctx)->err.msg;
+}
+
+static uint64_t op_activation_bytes(void *vctx)
+{
+    return ((cuda_ctx_t *)vctx)->act_bytes;
 }
 
 static void op_destroy(void *vctx)
@@ -355,6 +373,7 @@ static const backend_ops_t cuda_ops = {
     op_buf_read,
     op_last_error,
     prof_report,
+    op_activation_bytes,
 };
 
 // The same table without logits_argmax: greedy tokens are then chosen by the
@@ -410,15 +429,19 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     // ordered with a non-blocking one.  Pageable: inv is staged before return.
     CU_TRY(&c->err, cudaMemcpyAsync(c->inv_freq, inv.data(), half * 8, cudaMemcpyHostToDevice, c->stream));
 
-    // Workspace for the step's token budget.
-    uint64_t T = c->max_tokens, qkvd = (uint64_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
-    if ((rc = dev_alloc(c, (void **)&c->qkv, T * qkvd * 4)) ||
-        (rc = dev_alloc(c, (void **)&c->gu, T * 2 * hp->n_ff * 4)) ||
-        (rc = dev_alloc(c, (void **)&c->logit_x, T * hp->n_embd * 2)) ||
-        (rc = dev_alloc(c, (void **)&c->logits_dev, T * hp->n_vocab * 4)) ||
-        (rc = dev_alloc(c, (void **)&c->am_dev, T * sizeof *c->am_dev)))
+    // Workspaces: the fused GEMMs' outputs for the step's token budget, the
+    // logit rows for the most a step may have (one per sequence).
+    uint64_t T = c->max_tokens, L = c->max_logits;
+    uint64_t qkvd = (uint64_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
+    uint64_t ws[5] = { T * qkvd * 4, T * 2 * hp->n_ff * 4, L * hp->n_embd * 2, L * hp->n_vocab * 4,
+                       L * sizeof *c->am_dev };
+    if ((rc = dev_alloc(c, (void **)&c->qkv, ws[0])) || (rc = dev_alloc(c, (void **)&c->gu, ws[1])) ||
+        (rc = dev_alloc(c, (void **)&c->logit_x, ws[2])) || (rc = dev_alloc(c, (void **)&c->logits_dev, ws[3])) ||
+        (rc = dev_alloc(c, (void **)&c->am_dev, ws[4])))
         return rc;
-    CU_TRY(&c->err, cudaMallocHost(&c->am_host, T * sizeof *c->am_host));
+    for (uint64_t w : ws)
+        c->act_bytes += w;
+    CU_TRY(&c->err, cudaMallocHost(&c->am_host, L * sizeof *c->am_host));
 
     // The KV pool: a share of the device memory, or an explicit size.
     size_t free_b = 0, total_b = 0;
@@ -488,6 +511,7 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->m = m;
     c->poison = o->poison;
     c->max_tokens = o->max_tokens;
+    c->max_logits = o->max_seqs > 0 && o->max_seqs < o->max_tokens ? o->max_seqs : o->max_tokens;
     c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
     c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && CUDA_GRAPHS_DEFAULT);
     c->profile = o->profile != 0;

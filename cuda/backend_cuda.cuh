@@ -18,11 +18,12 @@ extern "C" {
 #include "../engine/err.h"
 }
 
-// An activation buffer: [rows, cols] in fp32 and in the 16-bit format
-// the GEMMs read (cuda_ctx_t.wtype).
+// An activation buffer: [rows, cols] in fp32, in the 16-bit format the
+// GEMMs read (cuda_ctx_t.wtype), or both, as its bk_buf_role_t needs
+// (backend_cuda.cu, op_buf_alloc); the other pointer is NULL.
 struct cbuf_t {
-    float *f;       // [rows, cols]
-    w16_t *h;       // [rows, cols] in wtype
+    float *f;       // [rows, cols], or NULL
+    w16_t *h;       // [rows, cols] in wtype, or NULL
     uint32_t rows, cols;
 };
 
@@ -68,6 +69,8 @@ struct cuda_ctx_t {
     cublasHandle_t blas;
     int poison;
     uint32_t max_tokens, B, n_blocks, max_ctx;
+    uint32_t max_logits;    // logit rows a step may have (backend_opts_t.max_seqs, at most max_tokens)
+    uint64_t act_bytes;     // activation buffers and workspaces (backend_ops_t.activation_bytes)
     uint32_t n_sms;
     // The format of the weights and of every activation a GEMM reads:
     // CUDA_R_16BF, or CUDA_R_16F with backend_opts_t.fp16_weights.  Fixed
@@ -86,10 +89,10 @@ struct cuda_ctx_t {
     float *gu;              // [max_tokens, 2 ff]
     float *attn_work;       // attention partials
     uint64_t attn_work_floats;
-    w16_t *logit_x;         // [max_tokens, d] in wtype
-    float *logits_dev;      // [max_tokens, V]
-    argmax_out_t *am_dev;   // [max_tokens] greedy choices of the logit rows
-    argmax_out_t *am_host;  // [max_tokens] pinned
+    w16_t *logit_x;         // [max_logits, d] in wtype
+    float *logits_dev;      // [max_logits, V]
+    argmax_out_t *am_dev;   // [max_logits] greedy choices of the logit rows
+    argmax_out_t *am_host;  // [max_logits] pinned
 
     // The batch, packed: tokens, pos, tok_seq [T each], seq_table_off [n_seqs], rows [n_logits], tables
     int32_t *meta_host;     // pinned; rewritten only after meta_done (the last upload from it)

@@ -82,6 +82,24 @@ static inline const char *bk_op_name(int op)
     return op >= 0 && op < BK_OP_COUNT ? names[op] : "?";
 }
 
+/*
+ * What an activation buffer holds, so that a backend gives it only the
+ * storage its operations touch (the CUDA backend keeps fp32, a 16-bit
+ * copy, both, or nothing where a fused operation has its own workspace).
+ */
+typedef enum {
+    BK_BUF_RESIDUAL,    /* the residual stream: embed, add_rmsnorm's x, logits' x */
+    BK_BUF_NORMED,      /* add_rmsnorm's y: a GEMM's input */
+    BK_BUF_PROJ,        /* matmul's y (W_O, W_DOWN): add_rmsnorm's add */
+    BK_BUF_Q,           /* matmul_qkv's q: rope_kv_write, attention */
+    BK_BUF_K,           /* matmul_qkv's k and v: rope_kv_write */
+    BK_BUF_V,
+    BK_BUF_ATT,         /* attention's out: matmul's x */
+    BK_BUF_GATE,        /* matmul_gate_up's gate: swiglu, then matmul's x */
+    BK_BUF_UP,          /* matmul_gate_up's up: swiglu */
+    BK_BUF_ANY,         /* tests: any operation's input or output, and buf_read/buf_write */
+} bk_buf_role_t;
+
 /* The roles of a layer's weights. */
 typedef enum {
     W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_FFN_NORM, W_GATE, W_UP, W_DOWN, W_COUNT
@@ -91,8 +109,11 @@ typedef struct {
     const char *name;
     void (*destroy)(void *ctx);
 
-    /* Start-up only: an activation buffer of [rows, cols]; NULL when memory is short. */
-    bk_buf_t (*buf_alloc)(void *ctx, uint32_t rows, uint32_t cols);
+    /*
+     * Start-up only: an activation buffer of [rows, cols] used only as
+     * `role` says; NULL when memory is short.
+     */
+    bk_buf_t (*buf_alloc)(void *ctx, uint32_t rows, uint32_t cols, bk_buf_role_t role);
 
     /* Take the step's batch (borrowed until `logits` returns). */
     int (*set_batch)(void *ctx, const batch_t *b);
@@ -165,7 +186,9 @@ typedef struct {
 
     /*
      * Copy rows [0, rows) of a buffer of `cols` columns from or to host
-     * float32 memory (tests and debugging; synchronous).
+     * float32 memory (tests and debugging; synchronous).  Buffers of role
+     * BK_BUF_ANY always allow both; a backend may refuse others
+     * (ERR_INVALID) where it keeps no float32 copy.
      */
     int (*buf_write)(void *ctx, bk_buf_t buf, const float *host, uint32_t rows, uint32_t cols);
     int (*buf_read)(void *ctx, bk_buf_t buf, float *host, uint32_t rows, uint32_t cols);
@@ -179,6 +202,15 @@ typedef struct {
      * operation took since the previous call, which it resets.  Benchmarks.
      */
     int (*profile)(void *ctx, bk_profile_t *out);
+
+    /*
+     * Optional (NULL where a backend does not count): the device bytes held
+     * for activations: the buffers buf_alloc gave and the backend's own
+     * per-step workspaces sized by max_tokens and max_seqs (for CUDA: the
+     * fused QKV and gate|up outputs and the logit rows; not the attention
+     * partials, the KV cache or the weights).  Tests and start-up logs.
+     */
+    uint64_t (*activation_bytes)(void *ctx);
 } backend_ops_t;
 
 typedef struct {
@@ -200,6 +232,8 @@ typedef struct {
     uint64_t kv_bytes;      /* KV cache size (a device backend: when gpu_memory_fraction is 0) */
     uint32_t block_tokens;  /* tokens per KV block (0: BK_DEFAULT_BLOCK_TOKENS) */
     uint32_t max_tokens;    /* most tokens in one step */
+    uint32_t max_seqs;      /* most logit rows in one step (one per sequence): 0 = max_tokens;
+                               a step with more is refused with ERR_INVALID */
     int poison;             /* tests: fill every output with NaN before each operation */
     int profile;            /* benchmarks: time every operation on the device
                                (backend_ops_t.profile); turns graphs off */

@@ -69,7 +69,8 @@ static void check_matmul_type(qtype_t t, int fp16)
     int32_t toks[5] = { 1, 2, 3, 4, 5 }, pos[5] = { 0, 1, 2, 3, 4 }, table[1] = { 0 }, row = 4;
     batch_seq_t s = { table, 1, 0, T };
     batch_t b = { T, toks, pos, 1, &s, 1, &row };
-    bk_buf_t bx = g->ops->buf_alloc(g->ctx, 8, n_in), by = g->ops->buf_alloc(g->ctx, 8, n_out);
+    bk_buf_t bx = g->ops->buf_alloc(g->ctx, 8, n_in, BK_BUF_ANY),
+             by = g->ops->buf_alloc(g->ctx, 8, n_out, BK_BUF_ANY);
     ASSERT(bx && by);
     ASSERT_EQ_INT(g->ops->set_batch(g->ctx, &b), 0);
     ASSERT_EQ_INT(g->ops->buf_write(g->ctx, bx, x, T, n_in), 0);
@@ -122,10 +123,10 @@ static void ffn_case(int fp16)
     for (int k = 0; k < 2; k++) {
         ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk[k], m, &o, err, sizeof err) == 0, "%s", err);
         void *c = bk[k]->ctx;
-        x[k] = bk[k]->ops->buf_alloc(c, 8, d);
-        gate[k] = bk[k]->ops->buf_alloc(c, 8, ff);
-        up[k] = bk[k]->ops->buf_alloc(c, 8, ff);
-        y[k] = bk[k]->ops->buf_alloc(c, 8, d);
+        x[k] = bk[k]->ops->buf_alloc(c, 8, d, BK_BUF_ANY);
+        gate[k] = bk[k]->ops->buf_alloc(c, 8, ff, BK_BUF_ANY);
+        up[k] = bk[k]->ops->buf_alloc(c, 8, ff, BK_BUF_ANY);
+        y[k] = bk[k]->ops->buf_alloc(c, 8, d, BK_BUF_ANY);
         ASSERT(x[k] && gate[k] && up[k] && y[k]);
         ASSERT_EQ_INT(bk[k]->ops->set_batch(c, &b), 0);
     }
