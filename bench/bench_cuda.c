@@ -109,9 +109,9 @@ static double decode_step(forward_t *f, uint32_t n_seq, uint32_t p, int greedy)
 }
 
 /* [kind] per step: the device ms of each kind of operation, and its share of the step */
-static void prof_column(const bk_profile_t *p, uint32_t steps, double out_ms[BK_PROF_COUNT])
+static void prof_column(const bk_profile_t *p, uint32_t steps, double out_ms[BK_OP_COUNT])
 {
-    for (int k = 0; k < BK_PROF_COUNT; k++)
+    for (int k = 0; k < BK_OP_COUNT; k++)
         out_ms[k] = p->ms[k] / steps;
 }
 
@@ -140,7 +140,7 @@ static void profile_run(const model_t *m, int fp16, double bw, double tf)
     for (uint32_t i = 0; i < n_blocks; i++)
         tables[i] = (int32_t)i;
     bk_profile_t p;
-    double col[3][BK_PROF_COUNT], total[3] = { 0, 0, 0 };
+    double col[3][BK_OP_COUNT], total[3] = { 0, 0, 0 };
     memset(col, 0, sizeof col);
     int have[3] = { 0, 0, 0 };
 
@@ -180,16 +180,16 @@ static void profile_run(const model_t *m, int fp16, double bw, double tf)
         have[2] = 1;
     }
     for (int c = 0; c < 3; c++)
-        for (int k = 0; k < BK_PROF_COUNT; k++)
+        for (int k = 0; k < BK_OP_COUNT; k++)
             total[c] += col[c][k];
 
     printf("\n== device time per step by operation (CUDA graphs off; ms, share of the step)\n");
     printf("%-10s %22s %22s %22s\n", "operation", "prefill 2048", "decode b1 ctx 512", "decode b16 ctx 2048");
-    for (int k = 0; k <= BK_PROF_COUNT; k++) {
-        printf("%-10s", k < BK_PROF_COUNT ? bk_prof_name(k) : "total");
+    for (int k = 0; k <= BK_OP_COUNT; k++) {
+        printf("%-10s", k < BK_OP_COUNT ? bk_op_name(k) : "total");
         for (int c = 0; c < 3; c++) {
             char cell[40];
-            double v = k < BK_PROF_COUNT ? col[c][k] : total[c];
+            double v = k < BK_OP_COUNT ? col[c][k] : total[c];
             if (!have[c])
                 snprintf(cell, sizeof cell, "-");
             else
@@ -202,40 +202,40 @@ static void profile_run(const model_t *m, int fp16, double bw, double tf)
     /* the rates: GEMMs in the prefill against the GEMM rate; weights and KV against the bandwidth */
     double d = hp->n_embd, hd = hp->head_dim, ff = hp->n_ff, L = hp->n_layer, T = 2048;
     double qkv_w = d * (hp->n_head + 2.0 * hp->n_head_kv) * hd, o_w = hp->n_head * hd * d;
-    double flop[BK_PROF_COUNT] = { 0 };
-    flop[BK_PROF_QKV] = 2 * T * qkv_w * L;
-    flop[BK_PROF_O] = 2 * T * o_w * L;
-    flop[BK_PROF_GATE_UP] = 2 * T * 2 * ff * d * L;
-    flop[BK_PROF_DOWN] = 2 * T * ff * d * L;
+    double flop[BK_OP_COUNT] = { 0 };
+    flop[BK_OP_QKV] = 2 * T * qkv_w * L;
+    flop[BK_OP_O] = 2 * T * o_w * L;
+    flop[BK_OP_GATE_UP] = 2 * T * 2 * ff * d * L;
+    flop[BK_OP_DOWN] = 2 * T * ff * d * L;
     /* causal attention: QK^T and PV over T(T+1)/2 pairs, every query head */
-    flop[BK_PROF_ATTENTION] = 2 * 2 * (T * (T + 1) / 2) * hp->n_head * hd * L;
+    flop[BK_OP_ATTENTION] = 2 * 2 * (T * (T + 1) / 2) * hp->n_head * hd * L;
     if (have[0]) {
         printf("prefill rates:");
-        for (int k = 0; k < BK_PROF_COUNT; k++)
+        for (int k = 0; k < BK_OP_COUNT; k++)
             if (flop[k] > 0 && col[0][k] > 0)
-                printf(" %s %.0f TFLOP/s (%.0f%%);", bk_prof_name(k), flop[k] / (col[0][k] * 1e-3) / 1e12,
+                printf(" %s %.0f TFLOP/s (%.0f%%);", bk_op_name(k), flop[k] / (col[0][k] * 1e-3) / 1e12,
                        100 * flop[k] / (col[0][k] * 1e-3) / (tf * 1e12));
         printf(" GEMM rate %.0f TFLOP/s\n", tf);
     }
     double wb = 2.0; /* bytes per weight */
-    double bytes[BK_PROF_COUNT] = { 0 };
-    bytes[BK_PROF_QKV] = qkv_w * wb * L;
-    bytes[BK_PROF_O] = o_w * wb * L;
-    bytes[BK_PROF_GATE_UP] = 2 * ff * d * wb * L;
-    bytes[BK_PROF_DOWN] = ff * d * wb * L;
+    double bytes[BK_OP_COUNT] = { 0 };
+    bytes[BK_OP_QKV] = qkv_w * wb * L;
+    bytes[BK_OP_O] = o_w * wb * L;
+    bytes[BK_OP_GATE_UP] = 2 * ff * d * wb * L;
+    bytes[BK_OP_DOWN] = ff * d * wb * L;
     if (have[1]) {
         printf("decode b1 rates (weight bytes / time):");
-        for (int k = 0; k < BK_PROF_COUNT; k++)
+        for (int k = 0; k < BK_OP_COUNT; k++)
             if (bytes[k] > 0 && col[1][k] > 0)
-                printf(" %s %.0f GB/s (%.0f%%);", bk_prof_name(k), bytes[k] / (col[1][k] * 1e-3) / 1e9,
+                printf(" %s %.0f GB/s (%.0f%%);", bk_op_name(k), bytes[k] / (col[1][k] * 1e-3) / 1e9,
                        100 * bytes[k] / (col[1][k] * 1e-3) / (bw * 1e9));
         printf(" copy bandwidth %.0f GB/s\n", bw);
     }
-    if (have[2] && col[2][BK_PROF_ATTENTION] > 0) {
+    if (have[2] && col[2][BK_OP_ATTENTION] > 0) {
         double kv = (double)LS * (LC + 4) * L * 2.0 * hp->n_head_kv * hd * 2;
         printf("decode b16 ctx 2048: attention reads %.1f GB of KV at %.0f GB/s (%.0f%% of the copy bandwidth)\n",
-               kv / 1e9, kv / (col[2][BK_PROF_ATTENTION] * 1e-3) / 1e9,
-               100 * kv / (col[2][BK_PROF_ATTENTION] * 1e-3) / (bw * 1e9));
+               kv / 1e9, kv / (col[2][BK_OP_ATTENTION] * 1e-3) / 1e9,
+               100 * kv / (col[2][BK_OP_ATTENTION] * 1e-3) / (bw * 1e9));
     }
     forward_destroy(f);
     backend_destroy(b);

@@ -17,8 +17,11 @@
 // Blocks of splits past a token's keys exit at once, so a grid may be
 // sized for the longest context the step could have (a CUDA graph's
 // fixed grid) rather than the longest it has.
-#include "common.cuh"
-#include "kernels.cuh"
+#include "backend_cuda.cuh"
+
+extern "C" {
+#include "base/err.h"
+}
 
 #define ATT_THREADS 128
 #define MAX_GROUP 8     // the largest GQA ratio served (one instance of the kernel per ratio)
@@ -236,23 +239,67 @@ static int launch_group(cudaStream_t s, const attn_args_t *a, uint32_t group)
     case 6: launch_hd<HD, 6, TO>(s, a); return 0;
     case 7: launch_hd<HD, 7, TO>(s, a); return 0;
     case 8: launch_hd<HD, 8, TO>(s, a); return 0;
-    default: return -4;
+    default: return ERR_UNSUPPORTED;
     }
 }
 
 int launch_attention(cudaStream_t s, const attn_args_t *a)
 {
     if (a->n_kv == 0 || a->n_head % a->n_kv != 0)
-        return -4;
+        return ERR_UNSUPPORTED;
     uint32_t group = a->n_head / a->n_kv;
     if (group < 1 || group > MAX_GROUP)
-        return -4;
+        return ERR_UNSUPPORTED;
     if (a->n_tokens == 0)
         return 0;
     bool half_out = a->out_type == CUDA_R_16F;
     switch (a->head_dim) {
     case 64: return half_out ? launch_group<64, f16>(s, a, group) : launch_group<64, bf16>(s, a, group);
     case 128: return half_out ? launch_group<128, f16>(s, a, group) : launch_group<128, bf16>(s, a, group);
-    default: return -4;
+    default: return ERR_UNSUPPORTED;
     }
+}
+
+// ---------------------------------------------------------------- operation
+
+int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    cbuf_t *q = (cbuf_t *)vq, *out = (cbuf_t *)vout;
+    uint32_t T = c->batch->n_tokens;
+    if (do_poison(c, out->h, (uint64_t)T * out->cols * 2))
+        return ERR_BACKEND;
+    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
+    attn_args_t a;
+    a.q = q->f;
+    a.kc = kc;
+    a.vc = kc + c->kv_layer_elems;
+    a.out = out->h;
+    a.out_type = c->wtype;
+    a.work = c->attn_work;
+    a.pos = c->d_pos;
+    a.tok_seq = c->d_tok_seq;
+    a.seq_table_off = c->d_seq_off;
+    a.tables = c->d_tables;
+    a.tok_list = c->d_rest;
+    a.n_tokens = c->n_rest;
+    a.n_head = hp->n_head;
+    a.n_kv = hp->n_head_kv;
+    a.head_dim = hp->head_dim;
+    a.block_tokens = c->B;
+    a.scale = 1.0f / sqrtf((float)hp->head_dim);
+    // Split long contexts across blocks when the (token, KV head) pairs
+    // would not keep enough loads in flight (att_split.h); a graph's grid
+    // is fixed per padded size (split_len 0, at most g_splits).
+    att_split_t sp = att_choose_splits(c->n_rest, hp->n_head_kv, c->n_sms, c->batch_max_keys,
+                                       c->gmode == GM_EAGER ? 0 : c->g_splits);
+    if (sp.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * sp.n_splits * (hp->head_dim + 2) > c->attn_work_floats)
+        sp = att_split_t{ ATT_NO_SPLIT, 1 };    // never: att_work_floats covers every choice
+    a.split_len = sp.split_len;
+    a.n_splits = sp.n_splits;
+    if (launch_attention(c->stream, &a) != 0 || launch_attention_prefill(c->stream, &a, c->d_tiles, c->n_tiles) != 0)
+        return ERR_UNSUPPORTED;
+    CU_LAUNCHED(&c->err);
+    return 0;
 }

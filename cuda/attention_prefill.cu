@@ -16,6 +16,10 @@
 #include "common.cuh"
 #include "kernels.cuh"
 
+extern "C" {
+#include "base/err.h"
+}
+
 #define PF_THREADS 128
 #define PF_TILE 64
 
@@ -206,6 +210,6 @@ int launch_attention_prefill(cudaStream_t s, const attn_args_t *a, const int32_t
             attn_prefill_kernel<128, bf16><<<grid, PF_THREADS, 0, s>>>(*a, tiles);
         return 0;
     default:
-        return -4;
+        return ERR_UNSUPPORTED;
     }
 }

@@ -1,8 +1,10 @@
 // backend_cuda.cu - the CUDA backend: the operations of engine/backend.h
-// on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate), the fused
-// kernels of kernels.cu and attention.cu, over the weights upload.cu put
-// on the device once as bf16, or as fp16 when backend_opts_t.fp16_weights
-// asks (wtype).
+// on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate) and fused
+// kernels, one file per operation (backend_cuda.cuh lists them), over the
+// weights upload.cu put on the device once as bf16, or as fp16 when
+// backend_opts_t.fp16_weights asks (wtype).  This file keeps the table,
+// creation and destruction, the step's batch, and the dispatch of each
+// operation to its eager entry, to a graph, or to the profile.
 //
 // Activation buffers hold each matrix twice: fp32 (what GEMMs and the
 // residual stream write) and 16-bit in wtype (what GEMMs read).  fp16 has
@@ -39,26 +41,6 @@ int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *
     return ERR_BACKEND;
 }
 
-static const char *cublas_str(cublasStatus_t s)
-{
-    switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-    default: return "error";
-    }
-}
-
-#define CUBLAS_TRY(st, call)                                                            \
-    do {                                                                                \
-        cublasStatus_t s_ = (call);                                                     \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
-            return cuda_fail((st), #call, cublas_str(s_), __FILE__, __LINE__);         \
-    } while (0)
-
 // Prompt chunks at least this long run on the tensor-core prefill kernel.
 #define PREFILL_MIN 16
 
@@ -80,26 +62,26 @@ void dev_free(cuda_ctx_t *c, void *p)
     }
 }
 
-static int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes)
-{
-    if (!c->poison)
-        return 0;
-    launch_poison(c->stream, p, bytes);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
 // ---------------------------------------------------------------- operations
 
-static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
+// Each role gets only what its operations touch: fp32 what a kernel or
+// GEMM writes in fp32 and reads back (the residual stream, GEMM outputs,
+// rotated q), 16-bit what a GEMM reads (norm, attention and SwiGLU
+// outputs), nothing for k, v and up (matmul_qkv and matmul_gate_up write
+// the workspaces qkv and gu instead), both for tests.
+static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols, bk_buf_role_t role)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    bool f32 = role == BK_BUF_RESIDUAL || role == BK_BUF_PROJ || role == BK_BUF_Q || role == BK_BUF_ANY;
+    bool h16 = role == BK_BUF_NORMED || role == BK_BUF_ATT || role == BK_BUF_GATE || role == BK_BUF_ANY;
+    uint64_t n = (uint64_t)rows * cols;
     cbuf_t *b = new cbuf_t{ nullptr, nullptr, rows, cols };
-    if (dev_alloc(c, (void **)&b->f, (uint64_t)rows * cols * 4) != 0 ||
-        dev_alloc(c, (void **)&b->h, (uint64_t)rows * cols * 2) != 0) {
+    if ((f32 && dev_alloc(c, (void **)&b->f, n * 4) != 0) || (h16 && dev_alloc(c, (void **)&b->h, n * 2) != 0)) {
+        dev_free(c, b->f);
         delete b;
         return nullptr;
     }
+    c->act_bytes += (f32 ? n * 4 : 0) + (h16 ? n * 2 : 0);
     c->bufs.push_back(b);
     return b;
 }
@@ -117,7 +99,7 @@ static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
     for (uint32_t s = 0; s < b->n_seqs; s++)
         n_tab += b->seqs[s].n_blocks;
     uint64_t need = 6ull * b->n_tokens + b->n_seqs + b->n_logits + n_tab;
-    if (b->n_tokens > c->max_tokens || need > c->meta_cap)
+    if (b->n_tokens > c->max_tokens || b->n_logits > c->max_logits || need > c->meta_cap)
         return ERR_INVALID;
     int32_t *h = c->meta_host;
     uint64_t o = 0;
@@ -181,155 +163,6 @@ static int set_batch_eager(cuda_ctx_t *c, const batch_t *b)
     return 0;
 }
 
-static int eager_embed(void *vctx, bk_buf_t vx)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    cbuf_t *x = (cbuf_t *)vx;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, x->f, (uint64_t)T * x->cols * 4))
-        return ERR_BACKEND;
-    launch_embed(c->stream, c->wtype, c->d_tokens, c->tok_embd, x->f, T, c->m->hp.n_embd);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-static int eager_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm, bk_buf_t vy)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    cbuf_t *x = (cbuf_t *)vx, *add = (cbuf_t *)vadd, *y = (cbuf_t *)vy;
-    uint32_t T = c->batch->n_tokens, d = c->m->hp.n_embd;
-    const float *g = norm == W_FFN_NORM ? c->layers[layer].ffn_norm : c->layers[layer].attn_norm;
-    if (do_poison(c, y->h, (uint64_t)T * d * 2))
-        return ERR_BACKEND;
-    launch_add_rmsnorm(c->stream, c->wtype, x->f, add ? add->f : nullptr, nullptr, g, y->h, T, d,
-                       c->m->hp.rms_eps);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-// y[T, n_out] (fp32) = x[T, n_in] W^T, W [n_out, n_in] row-major; x and W in wtype.
-static int gemm(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y)
-{
-    const float one = 1.0f, zero = 0.0f;
-    if (do_poison(c, y, (uint64_t)T * n_out * 4))
-        return ERR_BACKEND;
-    // Column-major view: Y^T [n_out, T] = W [n_out, n_in] (stored as its transpose) x X^T [n_in, T].
-    CUBLAS_TRY(&c->err, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T, (int)n_in, &one,
-                                     w, c->wtype, (int)n_in, x, c->wtype, (int)n_in, &zero,
-                                     y, CUDA_R_32F, (int)n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return 0;
-}
-
-static int eager_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t vx, bk_buf_t vy)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    cbuf_t *x = (cbuf_t *)vx, *y = (cbuf_t *)vy;
-    const layer_dev_t &L = c->layers[layer];
-    uint32_t T = c->batch->n_tokens, d = hp->n_embd, qd = hp->n_head * hp->head_dim;
-    uint32_t kvd = hp->n_head_kv * hp->head_dim;
-    switch (role) {
-    case W_Q: return gemm(c, L.wqkv, qd, d, x->h, T, y->f);
-    case W_K: return gemm(c, L.wqkv + (uint64_t)qd * d, kvd, d, x->h, T, y->f);
-    case W_V: return gemm(c, L.wqkv + (uint64_t)(qd + kvd) * d, kvd, d, x->h, T, y->f);
-    case W_O: return gemm(c, L.wo, d, qd, x->h, T, y->f);
-    case W_GATE: return gemm(c, L.wgu, hp->n_ff, d, x->h, T, y->f);
-    case W_UP: return gemm(c, L.wgu + (uint64_t)hp->n_ff * d, hp->n_ff, d, x->h, T, y->f);
-    case W_DOWN: return gemm(c, L.wdown, d, hp->n_ff, x->h, T, y->f);
-    default: return ERR_INVALID;
-    }
-}
-
-static int eager_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t q, bk_buf_t k, bk_buf_t v)
-{
-    (void)q; (void)k; (void)v;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    uint32_t rows = (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
-    return gemm(c, c->layers[layer].wqkv, rows, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->qkv);
-}
-
-static int eager_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t vx, bk_buf_t gate, bk_buf_t up)
-{
-    (void)gate; (void)up;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    return gemm(c, c->layers[layer].wgu, 2 * hp->n_ff, hp->n_embd, ((cbuf_t *)vx)->h, c->batch->n_tokens, c->gu);
-}
-
-static int eager_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
-{
-    (void)vk; (void)vv;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    cbuf_t *q = (cbuf_t *)vq;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, q->f, (uint64_t)T * q->cols * 4))
-        return ERR_BACKEND;
-    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
-    rope_dims_t dm = { hp->n_head, hp->n_head_kv, hp->head_dim, hp->rope_dim, c->B,
-                       hp->rope_layout == ROPE_LAYOUT_INTERLEAVED };
-    launch_rope_kv(c->stream, c->qkv, q->f, kc, kc + c->kv_layer_elems, c->d_pos, c->d_tok_seq, c->d_seq_off,
-                   c->d_tables, c->inv_freq, T, dm);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-static int eager_attention(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vout)
-{
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    cbuf_t *q = (cbuf_t *)vq, *out = (cbuf_t *)vout;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, out->h, (uint64_t)T * out->cols * 2))
-        return ERR_BACKEND;
-    bf16 *kc = c->kv + (uint64_t)layer * 2 * c->kv_layer_elems;
-    attn_args_t a;
-    a.q = q->f;
-    a.kc = kc;
-    a.vc = kc + c->kv_layer_elems;
-    a.out = out->h;
-    a.out_type = c->wtype;
-    a.work = c->attn_work;
-    a.pos = c->d_pos;
-    a.tok_seq = c->d_tok_seq;
-    a.seq_table_off = c->d_seq_off;
-    a.tables = c->d_tables;
-    a.tok_list = c->d_rest;
-    a.n_tokens = c->n_rest;
-    a.n_head = hp->n_head;
-    a.n_kv = hp->n_head_kv;
-    a.head_dim = hp->head_dim;
-    a.block_tokens = c->B;
-    a.scale = 1.0f / sqrtf((float)hp->head_dim);
-    // Split long contexts across blocks when the (token, KV head) pairs
-    // would not keep enough loads in flight (att_split.h); a graph's grid
-    // is fixed per padded size (split_len 0, at most g_splits).
-    att_split_t sp = att_choose_splits(c->n_rest, hp->n_head_kv, c->n_sms, c->batch_max_keys,
-                                       c->gmode == GM_EAGER ? 0 : c->g_splits);
-    if (sp.n_splits > 1 && (uint64_t)c->n_rest * hp->n_head * sp.n_splits * (hp->head_dim + 2) > c->attn_work_floats)
-        sp = att_split_t{ ATT_NO_SPLIT, 1 };    // never: att_work_floats covers every choice
-    a.split_len = sp.split_len;
-    a.n_splits = sp.n_splits;
-    if (launch_attention(c->stream, &a) != 0 || launch_attention_prefill(c->stream, &a, c->d_tiles, c->n_tiles) != 0)
-        return ERR_UNSUPPORTED;
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
-static int eager_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
-{
-    (void)vup;
-    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    cbuf_t *g = (cbuf_t *)vgate;
-    uint32_t T = c->batch->n_tokens;
-    if (do_poison(c, g->h, (uint64_t)T * g->cols * 2))
-        return ERR_BACKEND;
-    launch_swiglu(c->stream, c->wtype, c->gu, g->h, T, c->m->hp.n_ff);
-    CU_LAUNCHED(&c->err);
-    return 0;
-}
-
 // ---------------------------------------------------------------- the operations, as the table has them
 
 static int op_set_batch(void *vctx, const batch_t *b)
@@ -351,7 +184,7 @@ static int op_set_batch(void *vctx, const batch_t *b)
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
-    if ((rc = prof_mark(c, BK_PROF_UPLOAD)) != 0)
+    if ((rc = prof_mark(c, BK_OP_UPLOAD)) != 0)
         return rc;
     return set_batch_eager(c, b);
 }
@@ -359,38 +192,32 @@ static int op_set_batch(void *vctx, const batch_t *b)
 static int op_embed(void *vctx, bk_buf_t x)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 1, 0, x, nullptr, nullptr))
+    if (graph_skip(c, BK_OP_EMBED, 0, W_COUNT, x, nullptr, nullptr))
         return 0;
-    int rc = prof_mark(c, BK_PROF_EMBED);
+    int rc = prof_mark(c, BK_OP_EMBED);
     return rc != 0 ? rc : graph_check(c, eager_embed(vctx, x));
 }
 
 static int op_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 2 + 16 * (uint32_t)norm, layer, x, add, y))
+    if (graph_skip(c, BK_OP_NORM, layer, norm, x, add, y))
         return 0;
-    int rc = prof_mark(c, BK_PROF_NORM);
+    int rc = prof_mark(c, BK_OP_NORM);
     return rc != 0 ? rc : graph_check(c, eager_add_rmsnorm(vctx, x, add, layer, norm, y));
 }
 
-// The profile's kind of a single weight's GEMM.
-static int prof_kind_of(w_role_t role)
-{
-    switch (role) {
-    case W_O: return BK_PROF_O;
-    case W_DOWN: return BK_PROF_DOWN;
-    case W_GATE: case W_UP: return BK_PROF_GATE_UP;
-    default: return BK_PROF_QKV;
-    }
-}
-
+// matmul serves W_O and W_DOWN: the roles forward.c multiplies alone (Q, K
+// and V run as matmul_qkv, gate and up as matmul_gate_up).
 static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 3 + 16 * (uint32_t)role, layer, x, y, nullptr))
+    if (role != W_O && role != W_DOWN)
+        return ERR_INVALID;
+    bk_op_t op = role == W_O ? BK_OP_O : BK_OP_DOWN;
+    if (graph_skip(c, op, layer, W_COUNT, x, y, nullptr))
         return 0;
-    int rc = prof_mark(c, prof_kind_of(role));
+    int rc = prof_mark(c, op);
     return rc != 0 ? rc : graph_check(c, eager_matmul(vctx, layer, role, x, y));
 }
 
@@ -398,104 +225,71 @@ static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     if (c->gmode != GM_EAGER)
-        graph_sig(c, 4, layer, v, nullptr, nullptr);
-    if (graph_skip(c, 4, layer, x, q, k))
+        graph_sig(c, BK_OP_QKV, layer, W_COUNT, v, nullptr, nullptr);
+    if (graph_skip(c, BK_OP_QKV, layer, W_COUNT, x, q, k))
         return 0;
-    int rc = prof_mark(c, BK_PROF_QKV);
+    int rc = prof_mark(c, BK_OP_QKV);
     return rc != 0 ? rc : graph_check(c, eager_matmul_qkv(vctx, layer, x, q, k, v));
 }
 
 static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 5, layer, x, gate, up))
+    if (graph_skip(c, BK_OP_GATE_UP, layer, W_COUNT, x, gate, up))
         return 0;
-    int rc = prof_mark(c, BK_PROF_GATE_UP);
+    int rc = prof_mark(c, BK_OP_GATE_UP);
     return rc != 0 ? rc : graph_check(c, eager_matmul_gate_up(vctx, layer, x, gate, up));
 }
 
 static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 6, layer, q, k, v))
+    if (graph_skip(c, BK_OP_ROPE_KV, layer, W_COUNT, q, k, v))
         return 0;
-    int rc = prof_mark(c, BK_PROF_ROPE_KV);
+    int rc = prof_mark(c, BK_OP_ROPE_KV);
     return rc != 0 ? rc : graph_check(c, eager_rope_kv_write(vctx, layer, q, k, v));
 }
 
 static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 7, layer, q, out, nullptr))
+    if (graph_skip(c, BK_OP_ATTENTION, layer, W_COUNT, q, out, nullptr))
         return 0;
-    int rc = prof_mark(c, BK_PROF_ATTENTION);
+    int rc = prof_mark(c, BK_OP_ATTENTION);
     return rc != 0 ? rc : graph_check(c, eager_attention(vctx, layer, q, out));
 }
 
 static int op_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    if (graph_skip(c, 8, 0, gate, up, nullptr))
+    if (graph_skip(c, BK_OP_SWIGLU, 0, W_COUNT, gate, up, nullptr))
         return 0;
-    int rc = prof_mark(c, BK_PROF_SWIGLU);
+    int rc = prof_mark(c, BK_OP_SWIGLU);
     return rc != 0 ? rc : graph_check(c, eager_swiglu(vctx, gate, up));
-}
-
-int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax)
-{
-    const hparams_t *hp = &c->m->hp;
-    launch_add_rmsnorm(c->stream, c->wtype, x->f, add ? add->f : nullptr, rows, c->output_norm, c->logit_x,
-                       n_rows, hp->n_embd, hp->rms_eps);
-    CU_LAUNCHED(&c->err);
-    int rc = gemm(c, c->output, hp->n_vocab, hp->n_embd, c->logit_x, n_rows, c->logits_dev);
-    if (rc != 0 || !argmax)
-        return rc;
-    launch_argmax(c->stream, c->logits_dev, n_rows, hp->n_vocab, c->am_dev);
-    CU_LAUNCHED(&c->err);
-    return 0;
 }
 
 static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const hparams_t *hp = &c->m->hp;
-    const batch_t *b = c->batch;
     if (c->gmode != GM_EAGER)
         return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, out, nullptr);
-    if (b->n_logits == 0)
-        return 0;
-    int rc = prof_mark(c, BK_PROF_LOGITS);
-    if (rc != 0 || (rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 0)) != 0)
-        return rc;
-    CU_TRY(&c->err, cudaMemcpyAsync(out, c->logits_dev, (uint64_t)b->n_logits * hp->n_vocab * 4,
-                                    cudaMemcpyDeviceToHost, c->stream));
-    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
-    return prof_flush(c);
+    return eager_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, out);
 }
 
-// As op_logits, but only the greedy choice of each row (kernels.cu, argmax_kernel) crosses back.
 static int op_logits_argmax(void *vctx, bk_buf_t vx, bk_buf_t vadd, bk_argmax_t *out)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
-    const batch_t *b = c->batch;
     if (c->gmode != GM_EAGER)
         return graph_logits(c, (cbuf_t *)vx, (cbuf_t *)vadd, nullptr, out);
-    if (b->n_logits == 0)
-        return 0;
-    int rc = prof_mark(c, BK_PROF_LOGITS);
-    if (rc != 0 || (rc = logits_launch(c, (cbuf_t *)vx, (cbuf_t *)vadd, c->d_rows, b->n_logits, 1)) != 0)
-        return rc;
-    CU_TRY(&c->err, cudaMemcpyAsync(c->am_host, c->am_dev, (uint64_t)b->n_logits * sizeof *c->am_dev,
-                                    cudaMemcpyDeviceToHost, c->stream));
-    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
-    memcpy(out, c->am_host, (size_t)b->n_logits * sizeof *out);
-    return prof_flush(c);
+    return eager_logits_argmax(c, (cbuf_t *)vx, (cbuf_t *)vadd, out);
 }
 
 static int op_buf_write(void *vctx, bk_buf_t vb, const float *host, uint32_t rows, uint32_t cols)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *b = (cbuf_t *)vb;
+    if (b->f == nullptr || b->h == nullptr)
+        return ERR_INVALID;     // only BK_BUF_ANY buffers hold both copies
     std::vector<w16_t> h((size_t)rows * cols);
     for (size_t i = 0; i < h.size(); i++) {
         // the device's rounding (to nearest even; beyond fp16's range, inf)
@@ -517,6 +311,8 @@ static int op_buf_read(void *vctx, bk_buf_t vb, float *host, uint32_t rows, uint
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
     cbuf_t *b = (cbuf_t *)vb;
+    if (b->f == nullptr)
+        return ERR_INVALID;
     CU_TRY(&c->err, cudaMemcpyAsync(host, b->f, (uint64_t)rows * cols * 4, cudaMemcpyDeviceToHost, c->stream));
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
     return 0;
@@ -525,6 +321,11 @@ static int op_buf_read(void *vctx, bk_buf_t vb, float *host, uint32_t rows, uint
 static const char *op_last_error(void *vctx)
 {
     return ((cuda_ctx_t *)vctx)->err.msg;
+}
+
+static uint64_t op_activation_bytes(void *vctx)
+{
+    return ((cuda_ctx_t *)vctx)->act_bytes;
 }
 
 static void op_destroy(void *vctx)
@@ -572,6 +373,7 @@ static const backend_ops_t cuda_ops = {
     op_buf_read,
     op_last_error,
     prof_report,
+    op_activation_bytes,
 };
 
 // The same table without logits_argmax: greedy tokens are then chosen by the
@@ -623,17 +425,23 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     }
     if ((rc = dev_alloc(c, (void **)&c->inv_freq, half * 8)) != 0)
         return rc;
-    CU_TRY(&c->err, cudaMemcpy(c->inv_freq, inv.data(), half * 8, cudaMemcpyHostToDevice));
+    // On the stream, like every setup copy: the legacy default stream is not
+    // ordered with a non-blocking one.  Pageable: inv is staged before return.
+    CU_TRY(&c->err, cudaMemcpyAsync(c->inv_freq, inv.data(), half * 8, cudaMemcpyHostToDevice, c->stream));
 
-    // Workspace for the step's token budget.
-    uint64_t T = c->max_tokens, qkvd = (uint64_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
-    if ((rc = dev_alloc(c, (void **)&c->qkv, T * qkvd * 4)) ||
-        (rc = dev_alloc(c, (void **)&c->gu, T * 2 * hp->n_ff * 4)) ||
-        (rc = dev_alloc(c, (void **)&c->logit_x, T * hp->n_embd * 2)) ||
-        (rc = dev_alloc(c, (void **)&c->logits_dev, T * hp->n_vocab * 4)) ||
-        (rc = dev_alloc(c, (void **)&c->am_dev, T * sizeof *c->am_dev)))
+    // Workspaces: the fused GEMMs' outputs for the step's token budget, the
+    // logit rows for the most a step may have (one per sequence).
+    uint64_t T = c->max_tokens, L = c->max_logits;
+    uint64_t qkvd = (uint64_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
+    uint64_t ws[5] = { T * qkvd * 4, T * 2 * hp->n_ff * 4, L * hp->n_embd * 2, L * hp->n_vocab * 4,
+                       L * sizeof *c->am_dev };
+    if ((rc = dev_alloc(c, (void **)&c->qkv, ws[0])) || (rc = dev_alloc(c, (void **)&c->gu, ws[1])) ||
+        (rc = dev_alloc(c, (void **)&c->logit_x, ws[2])) || (rc = dev_alloc(c, (void **)&c->logits_dev, ws[3])) ||
+        (rc = dev_alloc(c, (void **)&c->am_dev, ws[4])))
         return rc;
-    CU_TRY(&c->err, cudaMallocHost(&c->am_host, T * sizeof *c->am_host));
+    for (uint64_t w : ws)
+        c->act_bytes += w;
+    CU_TRY(&c->err, cudaMallocHost(&c->am_host, L * sizeof *c->am_host));
 
     // The KV pool: a share of the device memory, or an explicit size.
     size_t free_b = 0, total_b = 0;
@@ -661,7 +469,7 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
     c->kv_layer_elems = nb_alloc * hp->n_head_kv * c->B * hp->head_dim;
     if ((rc = dev_alloc(c, (void **)&c->kv, nb_alloc * block_bytes)) != 0)
         return rc;
-    CU_TRY(&c->err, cudaMemset(c->kv, 0, nb_alloc * block_bytes));
+    CU_TRY(&c->err, cudaMemsetAsync(c->kv, 0, nb_alloc * block_bytes, c->stream));
     uint64_t pool_tokens = (uint64_t)nb * c->B;
     c->max_ctx = (uint32_t)(pool_tokens < hp->n_ctx_train ? pool_tokens : hp->n_ctx_train);
 
@@ -703,8 +511,9 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->m = m;
     c->poison = o->poison;
     c->max_tokens = o->max_tokens;
+    c->max_logits = o->max_seqs > 0 && o->max_seqs < o->max_tokens ? o->max_seqs : o->max_tokens;
     c->B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
-    c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && BK_CUDA_GRAPHS_DEFAULT);
+    c->graphs = o->cuda_graphs > 0 || (o->cuda_graphs == 0 && CUDA_GRAPHS_DEFAULT);
     c->profile = o->profile != 0;
     if (c->profile)
         c->graphs = 0;      // a replayed graph has no operations to time

@@ -1,7 +1,9 @@
 // backend_cuda.cuh - the CUDA backend's context, shared by its parts:
-// backend_cuda.cu (the operations, creation), upload.cu (the weights),
-// graph.cu (decode steps as CUDA graphs) and profile.cu (per-operation
-// device time).  Not for anything outside cuda/.
+// backend_cuda.cu (the table, creation, the step's batch and the dispatch),
+// one file per operation (embed.cu, rmsnorm.cu, gemm.cu, rope_kv.cu,
+// attention.cu, swiglu.cu, logits.cu with argmax.cu; poison.cu for tests),
+// upload.cu (the weights), graph.cu (decode steps as CUDA graphs) and
+// profile.cu (per-operation device time).  Not for anything outside cuda/.
 // Engine thread only, like the backend itself.
 #pragma once
 
@@ -13,13 +15,15 @@
 
 extern "C" {
 #include "../engine/backend.h"
+#include "base/err.h"
 }
 
-// An activation buffer: [rows, cols] in fp32 and in the 16-bit format
-// the GEMMs read (cuda_ctx_t.wtype).
+// An activation buffer: [rows, cols] in fp32, in the 16-bit format the
+// GEMMs read (cuda_ctx_t.wtype), or both, as its bk_buf_role_t needs
+// (backend_cuda.cu, op_buf_alloc); the other pointer is NULL.
 struct cbuf_t {
-    float *f;       // [rows, cols]
-    w16_t *h;       // [rows, cols] in wtype
+    float *f;       // [rows, cols], or NULL
+    w16_t *h;       // [rows, cols] in wtype, or NULL
     uint32_t rows, cols;
 };
 
@@ -41,6 +45,13 @@ enum gmode_t {
     GM_ABORTED,     // a capture failed: the operations do nothing, `logits` says BK_STEP_AGAIN
 };
 
+// Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
+// until a GPU run has verified them (tests/gpu/test_cuda_decode, graphs_*):
+// flip this one constant to make them the default.  backend_opts_t
+// .device_argmax 0 follows the graphs as resolved: the two make the decode
+// fast path and are verified together.
+#define CUDA_GRAPHS_DEFAULT 0
+
 #define CG_MAX_SIZES 24     // graph sizes at most (graph.cu chooses them)
 
 // One padded decode size and its graph.
@@ -58,6 +69,8 @@ struct cuda_ctx_t {
     cublasHandle_t blas;
     int poison;
     uint32_t max_tokens, B, n_blocks, max_ctx;
+    uint32_t max_logits;    // logit rows a step may have (backend_opts_t.max_seqs, at most max_tokens)
+    uint64_t act_bytes;     // activation buffers and workspaces (backend_ops_t.activation_bytes)
     uint32_t n_sms;
     // The format of the weights and of every activation a GEMM reads:
     // CUDA_R_16BF, or CUDA_R_16F with backend_opts_t.fp16_weights.  Fixed
@@ -76,10 +89,10 @@ struct cuda_ctx_t {
     float *gu;              // [max_tokens, 2 ff]
     float *attn_work;       // attention partials
     uint64_t attn_work_floats;
-    w16_t *logit_x;         // [max_tokens, d] in wtype
-    float *logits_dev;      // [max_tokens, V]
-    argmax_out_t *am_dev;   // [max_tokens] greedy choices of the logit rows
-    argmax_out_t *am_host;  // [max_tokens] pinned
+    w16_t *logit_x;         // [max_logits, d] in wtype
+    float *logits_dev;      // [max_logits, V]
+    argmax_out_t *am_dev;   // [max_logits] greedy choices of the logit rows
+    argmax_out_t *am_host;  // [max_logits] pinned
 
     // The batch, packed: tokens, pos, tok_seq [T each], seq_table_off [n_seqs], rows [n_logits], tables
     int32_t *meta_host;     // pinned; rewritten only after meta_done (the last upload from it)
@@ -112,7 +125,7 @@ struct cuda_ctx_t {
     // Per-operation device time (profile.cu; backend_opts_t.profile).
     int profile;
     std::vector<cudaEvent_t> prof_ev;  // one recorded at each operation's start, one at the step's end
-    std::vector<uint8_t> prof_kind;    // the bk_prof_kind_t of each recorded start
+    std::vector<uint8_t> prof_op;      // the bk_op_t of each recorded start
     uint32_t prof_n;                   // starts recorded in this step
     bk_profile_t prof;                 // the totals since the last report
 
@@ -131,13 +144,44 @@ void dev_free(cuda_ctx_t *c, void *p);
 // Upload every weight (creation): 0 or ERR_BACKEND with c->err set.
 int upload_weights(cuda_ctx_t *c);
 
+// ---- the operations, one file each: the eager entries, which launch the
+// operation for c->batch on c->stream (backend_cuda.cu wraps them for
+// graphs and the profile).  Each returns 0 or an ERR_* code.
+
+int eager_embed(void *vctx, bk_buf_t x);                                           // embed.cu
+int eager_add_rmsnorm(void *vctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y); // rmsnorm.cu
+int eager_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y);  // gemm.cu
+int eager_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v);
+int eager_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up);
+int eager_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t k, bk_buf_t v); // rope_kv.cu
+int eager_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out);           // attention.cu
+int eager_swiglu(void *vctx, bk_buf_t gate, bk_buf_t up);                            // swiglu.cu
+int eager_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out);                 // logits.cu
+int eager_logits_argmax(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, bk_argmax_t *out);
+
+// y[T, n_out] (fp32) = x[T, n_in] W^T on cuBLAS (gemm.cu).
+int gemm(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y);
+
+// The name of a cuBLAS status, for messages (gemm.cu).
+const char *cublas_str(cublasStatus_t s);
+
+#define CUBLAS_TRY(st, call)                                                            \
+    do {                                                                                \
+        cublasStatus_t s_ = (call);                                                     \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
+            return cuda_fail((st), #call, cublas_str(s_), __FILE__, __LINE__);         \
+    } while (0)
+
+// With backend_opts_t.poison, fill `bytes` at p with NaN on the stream (poison.cu).
+int do_poison(cuda_ctx_t *c, void *p, uint64_t bytes);
+
 // ---- profile.cu
 
 // Create the events for a step of n_layer layers (creation, with opts profile).
 int prof_init(cuda_ctx_t *c, uint32_t n_layer);
 
-// An operation of `kind` starts (eager steps only; nothing without profile).
-int prof_mark(cuda_ctx_t *c, int kind);
+// Operation `op` starts (eager steps only; nothing without profile).
+int prof_mark(cuda_ctx_t *c, bk_op_t op);
 
 // The step has ended: wait for it and add each operation's time to c->prof.
 int prof_flush(cuda_ctx_t *c);
@@ -176,16 +220,18 @@ int graph_abort(cuda_ctx_t *c);
 // Destroy the instantiated graphs (op_destroy).
 void graph_destroy(cuda_ctx_t *c);
 
-// The norm, GEMM and argmax of the logit rows, launched (backend_cuda.cu):
+// The norm, GEMM and argmax of the logit rows, launched (logits.cu):
 // rows NULL means rows 0..n_rows-1.
 int logits_launch(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, const int32_t *rows, uint32_t n_rows, int argmax);
 
-// Fold an operation (its code, layer and buffers) into the step's signature.
-static inline void graph_sig(cuda_ctx_t *c, uint32_t op, uint32_t layer, const void *p0, const void *p1,
-                             const void *p2)
+// Fold an operation (its code, layer, weight role and buffers) into the
+// step's signature.  role: the norm's W_ATTN_NORM or W_FFN_NORM, W_COUNT
+// for an operation whose code names its weights.
+static inline void graph_sig(cuda_ctx_t *c, bk_op_t op, uint32_t layer, w_role_t role, const void *p0,
+                             const void *p1, const void *p2)
 {
-    uint64_t v[4] = { ((uint64_t)op << 32) | layer, (uint64_t)(uintptr_t)p0, (uint64_t)(uintptr_t)p1,
-                      (uint64_t)(uintptr_t)p2 };
+    uint64_t v[4] = { ((uint64_t)op << 40) | ((uint64_t)role << 32) | layer, (uint64_t)(uintptr_t)p0,
+                      (uint64_t)(uintptr_t)p1, (uint64_t)(uintptr_t)p2 };
     for (int i = 0; i < 4; i++) {   // FNV-1a over 64-bit words, with a shift to mix the high bits down
         c->gsig = (c->gsig ^ v[i]) * 0x100000001b3ull;
         c->gsig ^= c->gsig >> 29;
@@ -195,12 +241,12 @@ static inline void graph_sig(cuda_ctx_t *c, uint32_t op, uint32_t layer, const v
 // Before each operation: in a graph mode, fold the operation into the
 // step's signature; 1 when it is to be skipped (the graph holds it, or
 // the step will run again).
-static inline int graph_skip(cuda_ctx_t *c, uint32_t op, uint32_t layer, const void *p0, const void *p1,
-                             const void *p2)
+static inline int graph_skip(cuda_ctx_t *c, bk_op_t op, uint32_t layer, w_role_t role, const void *p0,
+                             const void *p1, const void *p2)
 {
     if (c->gmode == GM_EAGER)
         return 0;
-    graph_sig(c, op, layer, p0, p1, p2);
+    graph_sig(c, op, layer, role, p0, p1, p2);
     return c->gmode == GM_REPLAY || c->gmode == GM_ABORTED;
 }
 

@@ -46,7 +46,7 @@ struct cuda_err_t {
     char msg[512];
 };
 
-// Record `what` failed with `e` at file:line; returns -11 (ERR_BACKEND).
+// Record `what` failed with `e` at file:line; returns ERR_BACKEND.
 int cuda_fail(cuda_err_t *st, const char *what, const char *detail, const char *file, int line);
 
 #define CU_TRY(st, call)                                                              \

@@ -18,7 +18,7 @@ int cuda_device_count(char *desc, size_t desclen);
 /*
  * For tests: the CUDA backend's greedy argmax (logits_argmax's kernel)
  * over host logits [n_rows, V] into out [n_rows] (bk_argmax_t of
- * engine/backend.h).  Synchronous; 0, or -11 (ERR_BACKEND).
+ * engine/backend.h).  Synchronous; 0, or ERR_BACKEND.
  */
 int cuda_argmax_rows(const float *logits, unsigned n_rows, unsigned V, void *out);
 

@@ -8,9 +8,10 @@
 // absolute error no GEMM notices.
 #include <type_traits>
 
-#include "common.cuh"
+#include "dequant.cuh"
 
 extern "C" {
+#include "base/err.h"
 #include "base/quant.h"
 }
 
@@ -158,13 +159,13 @@ __global__ void fill_random_kernel(T *dst, uint64_t n, uint64_t seed, float scal
 }
 
 // dst_dev: [n_elems] in dst_type, CUDA_R_16BF or CUDA_R_16F.  Launches on
-// stream; 0, -4 for an unknown type, or -11 when the launch failed.
+// stream; 0, ERR_UNSUPPORTED for an unknown type, or ERR_BACKEND when the launch failed.
 extern "C" int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
                             cudaStream_t stream)
 {
     const qtype_info_t *qi = qtype_info((uint32_t)type);
     if (qi == NULL)
-        return -4;
+        return ERR_UNSUPPORTED;
     uint64_t nb = n_elems / qi->block_elems;
     if (nb == 0)
         return 0;
@@ -174,7 +175,7 @@ extern "C" int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDa
     else
         dequant_kernel<bf16><<<cdiv(nb, 256), 256, 0, stream>>>(type, (const uint8_t *)src_dev, (bf16 *)dst_dev,
                                                                 nb, qi->block_bytes);
-    return cudaGetLastError() == cudaSuccess ? 0 : -11;
+    return cudaGetLastError() == cudaSuccess ? 0 : ERR_BACKEND;
 }
 
 // Non-finite 16-bit values (exponent bits all ones: inf or NaN), added to *count.
@@ -189,7 +190,7 @@ __global__ void nonfinite_kernel(const uint16_t *p, uint64_t n, uint16_t exp_mas
 }
 
 // Add to *count_dev (device memory) the values of p_dev [n] in `type`
-// (CUDA_R_16BF or CUDA_R_16F) that are inf or NaN.  Launches on stream; 0 or -11.
+// (CUDA_R_16BF or CUDA_R_16F) that are inf or NaN.  Launches on stream; 0 or ERR_BACKEND.
 extern "C" int cuda_count_nonfinite(const void *p_dev, cudaDataType type, uint64_t n, unsigned *count_dev,
                                     cudaStream_t stream)
 {
@@ -198,10 +199,10 @@ extern "C" int cuda_count_nonfinite(const void *p_dev, cudaDataType type, uint64
     unsigned blocks = cdiv(n, 256) < 1024 ? cdiv(n, 256) : 1024;
     nonfinite_kernel<<<blocks, 256, 0, stream>>>((const uint16_t *)p_dev, n,
                                                  type == CUDA_R_16F ? 0x7c00 : 0x7f80, count_dev);
-    return cudaGetLastError() == cudaSuccess ? 0 : -11;
+    return cudaGetLastError() == cudaSuccess ? 0 : ERR_BACKEND;
 }
 
-// dst_dev: [n] in dst_type, CUDA_R_16BF or CUDA_R_16F.  Launches on stream; 0 or -11.
+// dst_dev: [n] in dst_type, CUDA_R_16BF or CUDA_R_16F.  Launches on stream; 0 or ERR_BACKEND.
 extern "C" int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale,
                                 float offset, cudaStream_t stream)
 {
@@ -211,5 +212,5 @@ extern "C" int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n
         fill_random_kernel<f16><<<cdiv(n, 256), 256, 0, stream>>>((f16 *)dst_dev, n, seed, scale, offset);
     else
         fill_random_kernel<bf16><<<cdiv(n, 256), 256, 0, stream>>>((bf16 *)dst_dev, n, seed, scale, offset);
-    return cudaGetLastError() == cudaSuccess ? 0 : -11;
+    return cudaGetLastError() == cudaSuccess ? 0 : ERR_BACKEND;
 }

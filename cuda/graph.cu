@@ -61,7 +61,8 @@ static const uint32_t cg_sizes[] = { 1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80,
 
 void graph_init(cuda_ctx_t *c)
 {
-    uint32_t cap = c->max_tokens < CG_MAX_BATCH ? c->max_tokens : CG_MAX_BATCH;
+    // A padded step computes the logits of every row: at most max_logits.
+    uint32_t cap = c->max_logits < CG_MAX_BATCH ? c->max_logits : CG_MAX_BATCH;
     c->n_gslots = 0;
     for (uint32_t i = 0; i < sizeof cg_sizes / sizeof cg_sizes[0] && cg_sizes[i] <= cap; i++)
         c->gslots[c->n_gslots++].size = cg_sizes[i];
@@ -264,7 +265,7 @@ int graph_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out, bk_argmax_t 
         CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
         return BK_STEP_AGAIN;
     }
-    graph_sig(c, 9, 0, x, add, nullptr);
+    graph_sig(c, BK_OP_LOGITS, 0, W_COUNT, x, add, nullptr);
     if (mode == GM_DIRECT) {
         int rc = logits_launch(c, x, add, nullptr, P, 1);
         if (rc != 0)

@@ -1,6 +1,8 @@
-// kernels.cuh - launchers of the CUDA backend's kernels (host side).
-// Each takes the stream and enqueues; errors surface at the caller's
-// cudaGetLastError check.
+// kernels.cuh - launchers of the CUDA backend's kernels (host side), each
+// defined in its operation's file beside its kernel (embed.cu, rmsnorm.cu,
+// rope_kv.cu, swiglu.cu, poison.cu, argmax.cu, attention.cu,
+// attention_prefill.cu).  Each takes the stream and enqueues; errors
+// surface at the caller's cudaGetLastError check.
 #pragma once
 
 #include "common.cuh"
@@ -47,7 +49,7 @@ struct attn_args_t {
 
 
 // The flash-decoding kernel over a->tok_list (decodes, short prompts).
-// Returns 0, or -4 for an unsupported head_dim / GQA ratio.
+// Returns 0, or ERR_UNSUPPORTED for a head_dim / GQA ratio not served.
 int launch_attention(cudaStream_t s, const attn_args_t *a);
 
 // The tensor-core kernel over query tiles of prompt chunks.

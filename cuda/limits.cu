@@ -6,9 +6,7 @@
 #include <algorithm>
 
 #include "common.cuh"
-
-extern "C" int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale,
-                                float offset, cudaStream_t stream);
+#include "dequant.cuh"
 
 static float median(std::vector<float> v)
 {

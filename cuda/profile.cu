@@ -1,7 +1,7 @@
 // profile.cu - per-operation device time for benchmarks (backend_opts_t
 // .profile).  Each eager operation records an event on the stream as it
 // starts and the step records one more when it ends; after the step the
-// time between consecutive events is added to the operation's kind.  The
+// time between consecutive events is added to the operation's bk_op_t.  The
 // events are recorded between launches, so the device runs the same
 // kernels as without profiling; CUDA graphs are off (a replayed graph has
 // no operations to time).
@@ -14,7 +14,7 @@ int prof_init(cuda_ctx_t *c, uint32_t n_layer)
     // about a dozen operations per layer, a few per step outside the layers
     uint32_t n = 16 * n_layer + 16;
     c->prof_ev.assign(n + 1, nullptr);
-    c->prof_kind.assign(n, 0);
+    c->prof_op.assign(n, 0);
     for (cudaEvent_t &e : c->prof_ev)
         CU_TRY(&c->err, cudaEventCreate(&e));
     c->prof_n = 0;
@@ -22,12 +22,12 @@ int prof_init(cuda_ctx_t *c, uint32_t n_layer)
     return 0;
 }
 
-int prof_mark(cuda_ctx_t *c, int kind)
+int prof_mark(cuda_ctx_t *c, bk_op_t op)
 {
     if (!c->profile || c->gmode != GM_EAGER || c->prof_n + 1 >= c->prof_ev.size())
         return 0;
     CU_TRY(&c->err, cudaEventRecord(c->prof_ev[c->prof_n], c->stream));
-    c->prof_kind[c->prof_n++] = (uint8_t)kind;
+    c->prof_op[c->prof_n++] = (uint8_t)op;
     return 0;
 }
 
@@ -42,8 +42,8 @@ int prof_flush(cuda_ctx_t *c)
     for (uint32_t i = 0; i < n; i++) {
         float ms = 0.0f;
         CU_TRY(&c->err, cudaEventElapsedTime(&ms, c->prof_ev[i], c->prof_ev[i + 1]));
-        c->prof.ms[c->prof_kind[i]] += ms;
-        c->prof.calls[c->prof_kind[i]]++;
+        c->prof.ms[c->prof_op[i]] += ms;
+        c->prof.calls[c->prof_op[i]]++;
     }
     return 0;
 }

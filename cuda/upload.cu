@@ -14,13 +14,8 @@ extern "C" {
 #include "base/err.h"
 #include "base/log.h"
 #include "base/quant.h"
-int cuda_dequant(int type, const void *src_dev, void *dst_dev, cudaDataType dst_type, uint64_t n_elems,
-                 cudaStream_t stream);
-int cuda_fill_random(void *dst_dev, cudaDataType dst_type, uint64_t n, uint64_t seed, float scale, float offset,
-                     cudaStream_t stream);
-int cuda_count_nonfinite(const void *p_dev, cudaDataType type, uint64_t n, unsigned *count_dev,
-                         cudaStream_t stream);
 }
+#include "dequant.cuh"
 
 struct uploader_t {
     cuda_ctx_t *c;
@@ -85,9 +80,12 @@ static int upload_weight(uploader_t *u, const weight_t *w, w16_t *dst)
     return 0;
 }
 
+// Every setup copy and memset runs on the backend's stream: the legacy
+// default stream is not ordered with it (a non-blocking stream), so the
+// first step's kernels could otherwise run before them.
 static int cuda_memset_checked(cuda_ctx_t *c, void *p, uint64_t bytes)
 {
-    CU_TRY(&c->err, cudaMemset(p, 0, bytes));
+    CU_TRY(&c->err, cudaMemsetAsync(p, 0, bytes, c->stream));
     return 0;
 }
 
@@ -99,7 +97,9 @@ static int refuse_nonfinite(cuda_ctx_t *c, const uploader_t *u)
     std::vector<unsigned> bad(u->checked.size());
     if (bad.empty())
         return 0;
-    CU_TRY(&c->err, cudaMemcpy(bad.data(), u->bad_dev, bad.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+    CU_TRY(&c->err, cudaMemcpyAsync(bad.data(), u->bad_dev, bad.size() * sizeof(unsigned), cudaMemcpyDeviceToHost,
+                                    c->stream));
+    CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
     for (size_t i = 0; i < bad.size(); i++) {
         if (bad[i] == 0)
             continue;
@@ -129,7 +129,8 @@ static int upload_norm(cuda_ctx_t *c, const weight_t *w, float **dst)
     std::vector<float> h(w->n_in, 1.0f);
     if (w->data != nullptr && quant_dequant(w->type, w->data, h.data(), w->n_in) != 0)
         return cuda_fail(&c->err, "norm weight", "unsupported type", __FILE__, __LINE__);
-    CU_TRY(&c->err, cudaMemcpy(*dst, h.data(), w->n_in * 4, cudaMemcpyHostToDevice));
+    // From pageable memory: the call returns once h is staged, so h may go.
+    CU_TRY(&c->err, cudaMemcpyAsync(*dst, h.data(), w->n_in * 4, cudaMemcpyHostToDevice, c->stream));
     return 0;
 }
 

@@ -43,41 +43,62 @@ typedef struct {
  */
 #define BK_STEP_AGAIN 1
 
-/* Kinds of operation that bk_profile_t times (backend_ops_t.profile). */
+/*
+ * The operations of a step, one code each: what a backend dispatches, what
+ * the CUDA backend folds into a decode graph's signature, and the kinds
+ * bk_profile_t times (backend_ops_t.profile).
+ */
 typedef enum {
-    BK_PROF_UPLOAD,     /* set_batch: the step's metadata to the device */
-    BK_PROF_EMBED,
-    BK_PROF_NORM,       /* add_rmsnorm */
-    BK_PROF_QKV,        /* matmul_qkv (or matmul of W_Q, W_K, W_V) */
-    BK_PROF_ROPE_KV,
-    BK_PROF_ATTENTION,
-    BK_PROF_O,          /* matmul of W_O */
-    BK_PROF_GATE_UP,    /* matmul_gate_up (or matmul of W_GATE, W_UP) */
-    BK_PROF_SWIGLU,
-    BK_PROF_DOWN,       /* matmul of W_DOWN */
-    BK_PROF_LOGITS,     /* logits / logits_argmax: norm, output GEMM, copy back */
-    BK_PROF_COUNT
-} bk_prof_kind_t;
+    BK_OP_UPLOAD,       /* set_batch: the step's metadata to the device */
+    BK_OP_EMBED,
+    BK_OP_NORM,         /* add_rmsnorm */
+    BK_OP_QKV,          /* matmul_qkv */
+    BK_OP_ROPE_KV,      /* rope_kv_write */
+    BK_OP_ATTENTION,
+    BK_OP_O,            /* matmul of W_O */
+    BK_OP_GATE_UP,      /* matmul_gate_up */
+    BK_OP_SWIGLU,
+    BK_OP_DOWN,         /* matmul of W_DOWN */
+    BK_OP_LOGITS,       /* logits / logits_argmax: norm, output GEMM, copy back */
+    BK_OP_COUNT
+} bk_op_t;
 
 /*
- * Device milliseconds per kind of operation and the number of calls: the
- * time from the operation's start on the device to the next one's, so the
- * gaps in which the device waits for the host count to the operation
- * before them.
+ * Device milliseconds per operation and the number of calls: the time from
+ * the operation's start on the device to the next one's, so the gaps in
+ * which the device waits for the host count to the operation before them.
  */
 typedef struct {
-    double ms[BK_PROF_COUNT];
-    uint64_t calls[BK_PROF_COUNT];
+    double ms[BK_OP_COUNT];
+    uint64_t calls[BK_OP_COUNT];
 } bk_profile_t;
 
-/* The short name of a bk_prof_kind_t ("qkv", "attention", ...). */
-static inline const char *bk_prof_name(int kind)
+/* The short name of a bk_op_t ("qkv", "attention", ...). */
+static inline const char *bk_op_name(int op)
 {
-    static const char *const names[BK_PROF_COUNT] = {
+    static const char *const names[BK_OP_COUNT] = {
         "upload", "embed", "norm", "qkv", "rope_kv", "attention", "o", "gate_up", "swiglu", "down", "logits",
     };
-    return kind >= 0 && kind < BK_PROF_COUNT ? names[kind] : "?";
+    return op >= 0 && op < BK_OP_COUNT ? names[op] : "?";
 }
+
+/*
+ * What an activation buffer holds, so that a backend gives it only the
+ * storage its operations touch (the CUDA backend keeps fp32, a 16-bit
+ * copy, both, or nothing where a fused operation has its own workspace).
+ */
+typedef enum {
+    BK_BUF_RESIDUAL,    /* the residual stream: embed, add_rmsnorm's x, logits' x */
+    BK_BUF_NORMED,      /* add_rmsnorm's y: a GEMM's input */
+    BK_BUF_PROJ,        /* matmul's y (W_O, W_DOWN): add_rmsnorm's add */
+    BK_BUF_Q,           /* matmul_qkv's q: rope_kv_write, attention */
+    BK_BUF_K,           /* matmul_qkv's k and v: rope_kv_write */
+    BK_BUF_V,
+    BK_BUF_ATT,         /* attention's out: matmul's x */
+    BK_BUF_GATE,        /* matmul_gate_up's gate: swiglu, then matmul's x */
+    BK_BUF_UP,          /* matmul_gate_up's up: swiglu */
+    BK_BUF_ANY,         /* tests: any operation's input or output, and buf_read/buf_write */
+} bk_buf_role_t;
 
 /* The roles of a layer's weights. */
 typedef enum {
@@ -88,8 +109,11 @@ typedef struct {
     const char *name;
     void (*destroy)(void *ctx);
 
-    /* Start-up only: an activation buffer of [rows, cols]; NULL when memory is short. */
-    bk_buf_t (*buf_alloc)(void *ctx, uint32_t rows, uint32_t cols);
+    /*
+     * Start-up only: an activation buffer of [rows, cols] used only as
+     * `role` says; NULL when memory is short.
+     */
+    bk_buf_t (*buf_alloc)(void *ctx, uint32_t rows, uint32_t cols, bk_buf_role_t role);
 
     /* Take the step's batch (borrowed until `logits` returns). */
     int (*set_batch)(void *ctx, const batch_t *b);
@@ -104,7 +128,12 @@ typedef struct {
      */
     int (*add_rmsnorm)(void *ctx, bk_buf_t x, bk_buf_t add, uint32_t layer, w_role_t norm, bk_buf_t y);
 
-    /* y = x W^T for the layer's weight of role `w`.  x: [n_tokens, n_in], y: [n_tokens, n_out] */
+    /*
+     * y = x W^T for the layer's weight of role `w`, W_O or W_DOWN (the
+     * other roles run through matmul_qkv and matmul_gate_up; the CUDA
+     * backend refuses them with ERR_INVALID).
+     * x: [n_tokens, n_in], y: [n_tokens, n_out]
+     */
     int (*matmul)(void *ctx, uint32_t layer, w_role_t w, bk_buf_t x, bk_buf_t y);
 
     /*
@@ -157,7 +186,9 @@ typedef struct {
 
     /*
      * Copy rows [0, rows) of a buffer of `cols` columns from or to host
-     * float32 memory (tests and debugging; synchronous).
+     * float32 memory (tests and debugging; synchronous).  Buffers of role
+     * BK_BUF_ANY always allow both; a backend may refuse others
+     * (ERR_INVALID) where it keeps no float32 copy.
      */
     int (*buf_write)(void *ctx, bk_buf_t buf, const float *host, uint32_t rows, uint32_t cols);
     int (*buf_read)(void *ctx, bk_buf_t buf, float *host, uint32_t rows, uint32_t cols);
@@ -171,6 +202,15 @@ typedef struct {
      * operation took since the previous call, which it resets.  Benchmarks.
      */
     int (*profile)(void *ctx, bk_profile_t *out);
+
+    /*
+     * Optional (NULL where a backend does not count): the device bytes held
+     * for activations: the buffers buf_alloc gave and the backend's own
+     * per-step workspaces sized by max_tokens and max_seqs (for CUDA: the
+     * fused QKV and gate|up outputs and the logit rows; not the attention
+     * partials, the KV cache or the weights).  Tests and start-up logs.
+     */
+    uint64_t (*activation_bytes)(void *ctx);
 } backend_ops_t;
 
 typedef struct {
@@ -180,35 +220,37 @@ typedef struct {
     uint32_t block_tokens;
 } backend_t;
 
+/*
+ * Options of backend creation.  The first group every backend reads; the
+ * second only a device backend (the CPU backend ignores them): the config
+ * sets some of them, tests and benchmarks the rest.  A 0 always means the
+ * backend's own default; the defaults and the policy behind them live in
+ * the backend (cuda/backend_cuda.cuh), not here.
+ */
 typedef struct {
-    int n_threads;          /* CPU: 0 = one per online core */
-    uint64_t kv_bytes;      /* KV cache size (CUDA: used when gpu_memory_fraction is 0) */
-    double gpu_memory_fraction; /* CUDA: KV pool = this share of the device's memory, less what is in use */
-    int poison;             /* CUDA tests: fill every output with NaN before each operation */
-    uint32_t block_tokens;  /* tokens per KV block (default 16) */
+    int n_threads;          /* CPU worker threads: 0 = one per online core */
+    uint64_t kv_bytes;      /* KV cache size (a device backend: when gpu_memory_fraction is 0) */
+    uint32_t block_tokens;  /* tokens per KV block (0: BK_DEFAULT_BLOCK_TOKENS) */
     uint32_t max_tokens;    /* most tokens in one step */
-    int cuda_graphs;        /* CUDA: decode steps as CUDA graphs: 1 on, -1 off,
-                               0 the build's default, BK_CUDA_GRAPHS_DEFAULT */
-    int device_argmax;      /* CUDA: offer logits_argmax: 1 on, -1 off, 0 as cuda_graphs
-                               resolved (the two make the decode fast path, verified together) */
-    int fp16_weights;       /* CUDA: the weights and the activations GEMMs read as fp16 (1)
-                               or bf16 (0); the CPU backend ignores it */
-    int profile;            /* CUDA benchmarks: time every operation on the device
-                               (backend_ops_t.profile); turns CUDA graphs off */
+    uint32_t max_seqs;      /* most logit rows in one step (one per sequence): 0 = max_tokens;
+                               a step with more is refused with ERR_INVALID */
+    int poison;             /* tests: fill every output with NaN before each operation */
+    int profile;            /* benchmarks: time every operation on the device
+                               (backend_ops_t.profile); turns graphs off */
+
+    double gpu_memory_fraction; /* KV pool = this share of the device's memory, less what is in use */
+    int cuda_graphs;        /* decode steps as device graphs: 1 on, -1 off, 0 the backend's default */
+    int device_argmax;      /* offer logits_argmax: 1 on, -1 off, 0 the backend's default */
+    int fp16_weights;       /* weights and the activations GEMMs read as fp16 (1) or bf16 (0) */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16
 
-/*
- * Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
- * until a GPU run has verified them (tests/gpu/test_cuda_decode, graphs_*):
- * flip this one constant to make them the default.
- */
-#define BK_CUDA_GRAPHS_DEFAULT 0
-
 /* The CPU backend (engine/cpu/).  On error *out is NULL and err says why. */
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
                        char *err, size_t errlen);
+
+/* Destroy any backend (engine/registry.c); NULL is a no-op. */
 void backend_destroy(backend_t *b);
 
 /*

@@ -157,6 +157,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         .n_threads = o->threads, .kv_bytes = o->kv_bytes ? o->kv_bytes : DEFAULT_KV_BYTES,
         .gpu_memory_fraction = o->gpu_memory_fraction,
         .block_tokens = BK_DEFAULT_BLOCK_TOKENS, .max_tokens = e->max_tokens,
+        .max_seqs = o->max_seqs ? o->max_seqs : DEFAULT_MAX_SEQS,
         .cuda_graphs = o->cuda_graphs, .fp16_weights = o->fp16_weights,
     };
     if ((rc = registry_create_backend(chosen, &e->backend, e->model, &bo, err, errlen)) != 0 ||

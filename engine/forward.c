@@ -49,15 +49,15 @@ int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max
     f->b = b;
     f->max_tokens = max_tokens;
     uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
-    f->x = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd);
-    f->h = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd);
-    f->y = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd);
-    f->q = ops->buf_alloc(b->ctx, max_tokens, qd);
-    f->k = ops->buf_alloc(b->ctx, max_tokens, kvd);
-    f->v = ops->buf_alloc(b->ctx, max_tokens, kvd);
-    f->att = ops->buf_alloc(b->ctx, max_tokens, qd);
-    f->gate = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff);
-    f->up = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff);
+    f->x = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd, BK_BUF_RESIDUAL);
+    f->h = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd, BK_BUF_NORMED);
+    f->y = ops->buf_alloc(b->ctx, max_tokens, hp->n_embd, BK_BUF_PROJ);
+    f->q = ops->buf_alloc(b->ctx, max_tokens, qd, BK_BUF_Q);
+    f->k = ops->buf_alloc(b->ctx, max_tokens, kvd, BK_BUF_K);
+    f->v = ops->buf_alloc(b->ctx, max_tokens, kvd, BK_BUF_V);
+    f->att = ops->buf_alloc(b->ctx, max_tokens, qd, BK_BUF_ATT);
+    f->gate = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff, BK_BUF_GATE);
+    f->up = ops->buf_alloc(b->ctx, max_tokens, hp->n_ff, BK_BUF_UP);
     f->am = calloc(max_tokens ? max_tokens : 1, sizeof *f->am);
     if (!f->x || !f->h || !f->y || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up || !f->am) {
         free(f->am);

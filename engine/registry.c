@@ -1,6 +1,7 @@
 #include "registry.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../config.h"
@@ -57,4 +58,12 @@ int registry_create_backend(const char *name, backend_t **out, const model_t *m,
 #endif
     *out = NULL;
     return err_set(err, errlen, ERR_UNSUPPORTED, "backend: \"%s\" is not built into this llamad", name);
+}
+
+void backend_destroy(backend_t *b)
+{
+    if (b == NULL)
+        return;
+    b->ops->destroy(b->ctx);
+    free(b);
 }

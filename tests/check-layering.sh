@@ -26,7 +26,6 @@
 EXCEPTIONS='
 engine-h-public engine/engine.h          # issue 14: to be removed (engine.h includes chat.h, sampler.h, tokenizer.h)
 file-length     server/api_request.c     # issue 14: to be removed
-file-length     cuda/backend_cuda.cu     # issue 14: to be removed
 file-length     engine/sampler.c         # issue 14: to be removed
 '
 MAX_LINES=700

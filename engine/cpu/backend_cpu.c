@@ -76,8 +76,9 @@ static void rmsnorm_row(const float *x, const float *g, float *y, uint32_t n, fl
 
 /* ---------------------------------------------------------------- operations */
 
-static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols)
+static bk_buf_t op_buf_alloc(void *vctx, uint32_t rows, uint32_t cols, bk_buf_role_t role)
 {
+    (void)role;     /* every CPU buffer is float32, read and written in place */
     cpu_t *c = vctx;
     if (c->n_bufs == MAX_BUFS)
         return NULL;
@@ -479,12 +480,4 @@ nomem:
     free(b);
     return err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory (KV cache %llu bytes)",
                    (unsigned long long)(n_blocks * block_bytes));
-}
-
-void backend_destroy(backend_t *b)
-{
-    if (b == NULL)
-        return;
-    b->ops->destroy(b->ctx);
-    free(b);
 }

@@ -69,7 +69,8 @@ static void check_matmul_type(qtype_t t, int fp16)
     int32_t toks[5] = { 1, 2, 3, 4, 5 }, pos[5] = { 0, 1, 2, 3, 4 }, table[1] = { 0 }, row = 4;
     batch_seq_t s = { table, 1, 0, T };
     batch_t b = { T, toks, pos, 1, &s, 1, &row };
-    bk_buf_t bx = g->ops->buf_alloc(g->ctx, 8, n_in), by = g->ops->buf_alloc(g->ctx, 8, n_out);
+    bk_buf_t bx = g->ops->buf_alloc(g->ctx, 8, n_in, BK_BUF_ANY),
+             by = g->ops->buf_alloc(g->ctx, 8, n_out, BK_BUF_ANY);
     ASSERT(bx && by);
     ASSERT_EQ_INT(g->ops->set_batch(g->ctx, &b), 0);
     ASSERT_EQ_INT(g->ops->buf_write(g->ctx, bx, x, T, n_in), 0);
@@ -122,10 +123,10 @@ static void ffn_case(int fp16)
     for (int k = 0; k < 2; k++) {
         ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk[k], m, &o, err, sizeof err) == 0, "%s", err);
         void *c = bk[k]->ctx;
-        x[k] = bk[k]->ops->buf_alloc(c, 8, d);
-        gate[k] = bk[k]->ops->buf_alloc(c, 8, ff);
-        up[k] = bk[k]->ops->buf_alloc(c, 8, ff);
-        y[k] = bk[k]->ops->buf_alloc(c, 8, d);
+        x[k] = bk[k]->ops->buf_alloc(c, 8, d, BK_BUF_ANY);
+        gate[k] = bk[k]->ops->buf_alloc(c, 8, ff, BK_BUF_ANY);
+        up[k] = bk[k]->ops->buf_alloc(c, 8, ff, BK_BUF_ANY);
+        y[k] = bk[k]->ops->buf_alloc(c, 8, d, BK_BUF_ANY);
         ASSERT(x[k] && gate[k] && up[k] && y[k]);
         ASSERT_EQ_INT(bk[k]->ops->set_batch(c, &b), 0);
     }
@@ -535,9 +536,59 @@ TEST(chunked_prefill_without_logits_matches_cpu)
     model_destroy(m);
 }
 
+/*
+ * Issue 14, defect 6: setup copies (the KV pool's zeroing, inv_freq, the
+ * norm weights, the non-finite counters) ran on the legacy default stream,
+ * which is not ordered with the backend's non-blocking stream, so a step
+ * launched right after creation could read inv_freq or norms not yet
+ * copied, or have its K/V zeroed after it wrote them.  A large KV pool
+ * makes its zeroing take milliseconds; the prefill starts at once, as
+ * bench-cuda's does, and must match the CPU backend each time.
+ */
+TEST(prefill_right_after_create_matches_cpu)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    hparams_t hp = small_hp(512, 8, 4, 64, 1024, 2, 1500);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_Q8_0, 1, 41, err, sizeof err) == 0, "%s", err);
+    enum { N = 200 };
+    int32_t toks[N], pos[N], table[(N + 15) / 16], row = N - 1;
+    make_tokens(toks, N, hp.n_vocab);
+    for (int i = 0; i < N; i++)
+        pos[i] = i;
+    for (int i = 0; i < (N + 15) / 16; i++)
+        table[i] = (N + 15) / 16 - 1 - i;
+    batch_seq_t bs = { table, (N + 15) / 16, 0, N };
+    batch_t b = { N, toks, pos, 1, &bs, 1, &row };
+    float *l[2] = { malloc(sizeof(float) * hp.n_vocab), malloc(sizeof(float) * hp.n_vocab) };
+    for (int rep = 0; rep < 4; rep++) {
+        for (int k = rep == 0 ? 0 : 1; k < 2; k++) {
+            backend_t *bk;
+            forward_t *f;
+            /* CUDA: a 4 GiB pool, zeroed at creation; the CPU's is small */
+            backend_opts_t o = { .kv_bytes = k ? 4ull << 30 : 32u << 20, .block_tokens = 16, .max_tokens = N };
+            ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk, m, &o, err, sizeof err) == 0, "%s", err);
+            ASSERT_MSG(forward_create(&f, m, bk, N, err, sizeof err) == 0, "%s", err);
+            int rc = forward_step(f, &b, l[k]);
+            ASSERT_MSG(rc == 0, "%s backend: %s %s", k ? "cuda" : "cpu", err_str(rc), bk->ops->last_error(bk->ctx));
+            forward_destroy(f);
+            backend_destroy(bk);
+        }
+        double e = rel_l2(l[1], l[0], hp.n_vocab);
+        printf("  creation %d, then a %d-token prefill at once: rel_l2 %.2e\n", rep, N, e);
+        ASSERT_MSG(e < 2e-2, "creation %d: the first step's logits differ from the CPU's: relative L2 %.3g "
+                   "(a setup copy not ordered before the step?)", rep, e);
+    }
+    free(l[0]);
+    free(l[1]);
+    model_destroy(m);
+}
+
 TEST_LIST(T(matmul_every_weight_type), T(ffn_ops_match_cpu_bf16), T(ffn_ops_match_cpu_fp16_overflow_inf),
           T(fp16_refuses_weights_beyond_range),
           T(forward_head64_gqa1), T(forward_head64_gqa3), T(forward_head64_gqa2), T(forward_head128_gqa6),
           T(forward_head128_gqa8_half_rope), T(forward_7b_shape_two_layers), T(forward_head64_gqa3_fp16),
           T(forward_7b_shape_two_layers_fp16), T(default_model_greedy_matches_cpu),
-          T(default_model_greedy_matches_cpu_fp16), T(chunked_prefill_without_logits_matches_cpu))
+          T(default_model_greedy_matches_cpu_fp16), T(chunked_prefill_without_logits_matches_cpu),
+          T(prefill_right_after_create_matches_cpu))

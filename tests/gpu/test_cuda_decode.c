@@ -22,7 +22,7 @@
 
 /* ---------------------------------------------------------------- greedy argmax on the device */
 
-/* The CUDA backend's argmax kernel over host logits (cuda/kernels.cu).  Weak:
+/* The CUDA backend's argmax kernel over host logits (cuda/argmax.cu).  Weak:
    a build without the CUDA backend has none (and need_gpu skips first). */
 int cuda_argmax_rows(const float *logits, unsigned n_rows, unsigned V, void *out) __attribute__((weak));
 
@@ -431,28 +431,146 @@ TEST(profile_counts_every_operation)
     ASSERT_EQ_INT(forward_step(f, &db, l), 0);
     bk_profile_t p;
     ASSERT_EQ_INT(b->ops->profile(b->ctx, &p), 0);
-    uint64_t want[BK_PROF_COUNT] = { 0 };
-    want[BK_PROF_UPLOAD] = want[BK_PROF_EMBED] = want[BK_PROF_LOGITS] = 2;
-    want[BK_PROF_NORM] = 2 * 2 * hp.n_layer;
-    want[BK_PROF_QKV] = want[BK_PROF_ROPE_KV] = want[BK_PROF_ATTENTION] = want[BK_PROF_O] = 2 * hp.n_layer;
-    want[BK_PROF_GATE_UP] = want[BK_PROF_SWIGLU] = want[BK_PROF_DOWN] = 2 * hp.n_layer;
+    uint64_t want[BK_OP_COUNT] = { 0 };
+    want[BK_OP_UPLOAD] = want[BK_OP_EMBED] = want[BK_OP_LOGITS] = 2;
+    want[BK_OP_NORM] = 2 * 2 * hp.n_layer;
+    want[BK_OP_QKV] = want[BK_OP_ROPE_KV] = want[BK_OP_ATTENTION] = want[BK_OP_O] = 2 * hp.n_layer;
+    want[BK_OP_GATE_UP] = want[BK_OP_SWIGLU] = want[BK_OP_DOWN] = 2 * hp.n_layer;
     double total = 0;
-    for (int k = 0; k < BK_PROF_COUNT; k++) {
-        ASSERT_MSG(p.calls[k] == want[k], "%s: %llu calls, expected %llu", bk_prof_name(k),
+    for (int k = 0; k < BK_OP_COUNT; k++) {
+        ASSERT_MSG(p.calls[k] == want[k], "%s: %llu calls, expected %llu", bk_op_name(k),
                    (unsigned long long)p.calls[k], (unsigned long long)want[k]);
-        ASSERT_MSG(p.ms[k] >= 0 && p.ms[k] < 1e4, "%s: %g ms", bk_prof_name(k), p.ms[k]);
+        ASSERT_MSG(p.ms[k] >= 0 && p.ms[k] < 1e4, "%s: %g ms", bk_op_name(k), p.ms[k]);
         total += p.ms[k];
     }
     ASSERT_MSG(total > 0, "no device time recorded");
     ASSERT_EQ_INT(b->ops->profile(b->ctx, &p), 0);   /* reset by the report */
-    for (int k = 0; k < BK_PROF_COUNT; k++)
-        ASSERT_MSG(p.calls[k] == 0, "%s: %llu calls after the reset", bk_prof_name(k), (unsigned long long)p.calls[k]);
+    for (int k = 0; k < BK_OP_COUNT; k++)
+        ASSERT_MSG(p.calls[k] == 0, "%s: %llu calls after the reset", bk_op_name(k), (unsigned long long)p.calls[k]);
     free(l);
     forward_destroy(f);
     backend_destroy(b);
     model_destroy(m);
 }
 
+/* ---------------------------------------------------------------- activation memory (issue 14, defect 3) */
+
+/*
+ * Only what the operations touch is allocated: fp32 for the residual
+ * stream, the projections' outputs and q; 16-bit for the norm, attention
+ * and SwiGLU outputs; nothing for k, v and up (the fused GEMMs write their
+ * own workspaces); the logit rows for max_seqs rows, not max_tokens.
+ * Before the fix every buffer held both formats and the logits took
+ * [max_tokens, V] fp32.
+ */
+TEST(activation_bytes_match_formula)
+{
+    need_gpu();
+    char err[ERR_MSG_MAX];
+    hparams_t hp = small_hp(256, 4, 2, 64, 512, 2, 1000);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_F16, 1, 11, err, sizeof err) == 0, "%s", err);
+    const uint64_t T = 64, S = 8, d = hp.n_embd, qd = (uint64_t)hp.n_head * hp.head_dim, ff = hp.n_ff;
+    const uint64_t V = hp.n_vocab, qkvd = (uint64_t)(hp.n_head + 2 * hp.n_head_kv) * hp.head_dim;
+    backend_t *b;
+    forward_t *f;
+    backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = T, .max_seqs = S };
+    ASSERT_MSG(registry_create_backend("cuda", &b, m, &o, err, sizeof err) == 0, "%s", err);
+    ASSERT(b->ops->activation_bytes != NULL);
+    uint64_t ws = T * qkvd * 4 + T * 2 * ff * 4 + S * (d * 2 + V * 4 + sizeof(bk_argmax_t));
+    uint64_t got = b->ops->activation_bytes(b->ctx);
+    ASSERT_MSG(got == ws, "workspaces: %llu bytes, the formula says %llu", (unsigned long long)got,
+               (unsigned long long)ws);
+    ASSERT_EQ_INT(forward_create(&f, m, b, (uint32_t)T, err, sizeof err), 0);
+    /* x fp32, h 16-bit, y fp32, q fp32, k v none, att 16-bit, gate 16-bit, up none */
+    uint64_t bufs = T * (d * 4 + d * 2 + d * 4 + qd * 4 + qd * 2 + ff * 2);
+    uint64_t before = T * 6 * (3 * d + 2 * qd + 2 * (uint64_t)hp.n_head_kv * hp.head_dim + 2 * ff) +
+                      T * qkvd * 4 + T * 2 * ff * 4 + T * (d * 2 + V * 4 + sizeof(bk_argmax_t));
+    got = b->ops->activation_bytes(b->ctx);
+    printf("  activations %llu bytes (formula %llu; every buffer twice and [max_tokens, V] logits: %llu)\n",
+           (unsigned long long)got, (unsigned long long)(ws + bufs), (unsigned long long)before);
+    ASSERT_MSG(got == ws + bufs, "with the forward pass's buffers: %llu bytes, the formula says %llu",
+               (unsigned long long)got, (unsigned long long)(ws + bufs));
+    forward_destroy(f);
+    backend_destroy(b);
+    model_destroy(m);
+}
+
+/*
+ * A step may have as many logit rows as max_seqs (the logit workspaces'
+ * size): such steps match the CPU, eagerly and as CUDA graphs (whose
+ * padded sizes stop at max_seqs); one row more is refused with
+ * ERR_INVALID, and the backend goes on working.
+ */
+static void logit_rows_case(int graphs)
+{
+    char err[ERR_MSG_MAX];
+    enum { S = 5 };
+    hparams_t hp = small_hp(256, 4, 2, 64, 512, 2, 1000);
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_F16, 1, 13, err, sizeof err) == 0, "%s", err);
+    backend_t *b[2];
+    forward_t *f[2];
+    for (int k = 0; k < 2; k++) {
+        backend_opts_t o = { .kv_bytes = 8u << 20, .block_tokens = 16, .max_tokens = 64, .max_seqs = S,
+                             .cuda_graphs = graphs ? 1 : -1, .device_argmax = -1 };
+        ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &b[k], m, &o, err, sizeof err) == 0, "%s", err);
+        ASSERT_EQ_INT(forward_create(&f[k], m, b[k], 64, err, sizeof err), 0);
+    }
+    int32_t tables[S + 1][1], toks[S + 1], pos[S + 1], rows[S + 1];
+    batch_seq_t seqs[S + 1];
+    for (int s = 0; s <= S; s++) {
+        tables[s][0] = s;
+        toks[s] = 17 * s + 5;
+        rows[s] = s;
+        seqs[s] = (batch_seq_t){ tables[s], 1, (uint32_t)s, 1 };
+    }
+    float *l[2] = { malloc(sizeof(float) * hp.n_vocab * (S + 1)), malloc(sizeof(float) * hp.n_vocab * (S + 1)) };
+    /* steps 0..2: one eager (or the graph's first run), its capture, its replay; step 3 has one row too many;
+       step 4 shows that the refusal left the backend usable */
+    for (int step = 0; step < 5; step++) {
+        uint32_t n = step == 3 ? S + 1 : S;
+        for (int s = 0; s <= S; s++)
+            pos[s] = step < 3 ? step : step - 1;
+        batch_t bt = { n, toks, pos, n, seqs, n, rows };
+        if (step == 3) {
+            int rc = forward_step(f[1], &bt, l[1]);
+            ASSERT_MSG(rc == ERR_INVALID, "a step of %u logit rows with max_seqs %u: %s, expected ERR_INVALID", n,
+                       S, err_str(rc));
+            continue;
+        }
+        for (int k = 0; k < 2; k++) {
+            int rc = forward_step(f[k], &bt, l[k]);
+            ASSERT_MSG(rc == 0, "step %d of %u logit rows (max_seqs %u) on %s: %s %s", step, n, S,
+                       k ? "cuda" : "cpu", err_str(rc), b[k]->ops->last_error(b[k]->ctx));
+        }
+        for (uint32_t r = 0; r < n; r++) {
+            double e = rel_l2(l[1] + (size_t)r * hp.n_vocab, l[0] + (size_t)r * hp.n_vocab, hp.n_vocab);
+            ASSERT_MSG(e < 2e-2, "step %d, logit row %u: relative L2 %.3g", step, r, e);
+        }
+    }
+    free(l[0]);
+    free(l[1]);
+    for (int k = 0; k < 2; k++) {
+        forward_destroy(f[k]);
+        backend_destroy(b[k]);
+    }
+    model_destroy(m);
+}
+
+TEST(logit_rows_up_to_max_seqs_eager)
+{
+    need_gpu();
+    logit_rows_case(0);
+}
+
+TEST(logit_rows_up_to_max_seqs_graphs)
+{
+    need_gpu();
+    logit_rows_case(1);
+}
+
 TEST_LIST(T(argmax_matches_sampler), T(graphs_match_eager_head64), T(graphs_match_eager_head64_fp16),
           T(graphs_match_eager_7b_shape), T(engine_device_greedy_matches_host_sampler),
-          T(profile_counts_every_operation))
+          T(profile_counts_every_operation), T(activation_bytes_match_formula),
+          T(logit_rows_up_to_max_seqs_eager), T(logit_rows_up_to_max_seqs_graphs))

@@ -65,10 +65,11 @@ static void fake_fail(fake_t *f, const char *what, int a, int b)
     f->bad = 1;
 }
 
-static bk_buf_t fake_buf_alloc(void *ctx, uint32_t rows, uint32_t cols)
+static bk_buf_t fake_buf_alloc(void *ctx, uint32_t rows, uint32_t cols, bk_buf_role_t role)
 {
     (void)rows;
     (void)cols;
+    (void)role;
     return ((fake_t *)ctx)->dummy;
 }
 
