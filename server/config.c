@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "base/err.h"
 
@@ -106,6 +108,13 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
+/* The listening address is a literal: llamad never resolves names at start. */
+static int is_ip_address(const char *v)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, v, a) == 1 || inet_pton(AF_INET6, v, a) == 1;
+}
+
 static int set_value(config_t *c, const key_def_t *k, const char *v, const char *where,
                      char *err, size_t errlen)
 {
@@ -116,6 +125,10 @@ static int set_value(config_t *c, const key_def_t *k, const char *v, const char 
         if (k->choices != NULL && !in_choices(k->choices, v))
             return err_set(err, errlen, ERR_INVALID, "%s: %s: \"%s\" is not one of %s",
                            where, k->key, v, k->choices);
+        if (k->offset == offsetof(config_t, host) && !is_ip_address(v))
+            return err_set(err, errlen, ERR_INVALID,
+                           "%s: host: \"%s\" is not a numeric IPv4 or IPv6 address (for example "
+                           "127.0.0.1, ::1 or 0.0.0.0)", where, v);
         char *dup = strdup(v);
         if (dup == NULL)
             return err_set(err, errlen, ERR_NOMEM, "%s: out of memory", where);
@@ -203,16 +216,20 @@ void config_close(config_t *c)
 
 /* ---------------------------------------------------------------- file */
 
+#define CONFIG_FILE_MAX (1u << 20)
+
 /*
  * inih as Debian builds it does not pass line numbers to the handler, so
  * the reader counts lines: inih calls the handler right after reading the
- * line that holds the key.
+ * line that holds the key.  The file is read whole first (it is small), so
+ * that a NUL byte, which would silently cut a value short, is an error.
  */
 typedef struct {
     config_t *c;
     const char *path;
-    FILE *f;
+    const char *pos, *end;          /* the rest of the file */
     int line;
+    int first_line[N_KEYS];         /* the line that set each key; 0: not yet */
     char *err;
     size_t errlen;
     int rc;
@@ -222,10 +239,18 @@ typedef struct {
 static char *read_line_cb(char *buf, int size, void *stream)
 {
     load_ctx_t *ctx = stream;
-    char *r = fgets(buf, size, ctx->f);
-    if (r != NULL)
+    if (ctx->pos >= ctx->end || size < 2)
+        return NULL;
+    const char *nl = memchr(ctx->pos, '\n', (size_t)(ctx->end - ctx->pos));
+    size_t n = nl != NULL ? (size_t)(nl - ctx->pos) + 1 : (size_t)(ctx->end - ctx->pos);
+    if (n > (size_t)size - 1)
+        n = (size_t)size - 1;   /* inih reads the rest of a long line as its next chunk */
+    memcpy(buf, ctx->pos, n);
+    buf[n] = '\0';
+    ctx->pos += n;
+    if (buf[n - 1] == '\n' || ctx->pos == ctx->end)
         ctx->line++;
-    return r;
+    return buf;
 }
 
 static int ini_cb(void *user, const char *section, const char *name, const char *value)
@@ -249,6 +274,15 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
         ctx->rc_line = ctx->line;
         return 0;
     }
+    int *first = &ctx->first_line[k - keys];
+    if (*first != 0) {
+        ctx->rc = err_set(ctx->err, ctx->errlen, ERR_INVALID,
+                          "%s: key \"%s\" is set a second time (first on line %d)", where, name,
+                          *first);
+        ctx->rc_line = ctx->line;
+        return 0;
+    }
+    *first = ctx->line;
     ctx->rc = set_value(ctx->c, k, value, where, ctx->err, ctx->errlen);
     ctx->rc_line = ctx->line;
     return ctx->rc == 0;
@@ -259,9 +293,36 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return err_set(err, errlen, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    load_ctx_t ctx = { c, path, f, 0, err, errlen, 0, 0 };
-    int line = ini_parse_stream(read_line_cb, &ctx, ini_cb, &ctx);
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_set(err, errlen, ERR_INVALID, "%s: not a regular file", path);
+    }
+    char *text = malloc(CONFIG_FILE_MAX + 1);
+    if (text == NULL) {
+        fclose(f);
+        return err_set(err, errlen, ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t n = fread(text, 1, CONFIG_FILE_MAX + 1, f);
+    int bad_read = ferror(f);
     fclose(f);
+    if (bad_read || n > CONFIG_FILE_MAX) {
+        free(text);
+        return err_set(err, errlen, bad_read ? ERR_IO : ERR_TOOLONG, bad_read ?
+                       "%s: cannot read the file" : "%s: larger than %u bytes", path, CONFIG_FILE_MAX);
+    }
+    const char *nul = memchr(text, '\0', n);
+    if (nul != NULL) {
+        int line = 1;
+        for (const char *p = text; p < nul; p++)
+            line += *p == '\n';
+        free(text);
+        return err_set(err, errlen, ERR_FORMAT, "%s:%d: the line holds a NUL byte", path, line);
+    }
+    load_ctx_t ctx = { .c = c, .path = path, .pos = text, .end = text + n,
+                       .err = err, .errlen = errlen };
+    int line = ini_parse_stream(read_line_cb, &ctx, ini_cb, &ctx);
+    free(text);
     /* inih goes on past a syntax error: report whichever error came first */
     if (ctx.rc != 0 && (line <= 0 || ctx.rc_line <= line))
         return ctx.rc;

@@ -117,6 +117,50 @@ TEST(file_errors_name_file_line_key)
     config_close(&c);
 }
 
+/* Each of these used to be accepted in silence (issue 17, item 10). */
+TEST(file_shapes_that_are_refused)
+{
+    config_t c;
+    char err[ERR_MSG_MAX], want[128], dir[64];
+    ASSERT_EQ_INT(config_init(&c), 0);
+
+    snprintf(dir, sizeof dir, "/tmp/llamad-test-confdir-XXXXXX");
+    ASSERT(mkdtemp(dir) != NULL);
+    ASSERT_EQ_INT(config_load_file(&c, dir, err, sizeof err), ERR_INVALID);
+    ASSERT_MSG(strstr(err, dir) && strstr(err, "not a regular file"), "message: %s", err);
+    rmdir(dir);
+
+    const char *p = write_tmp("[server]\nport = 8123\n\n[server]\nport = 9000\n");
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), ERR_INVALID);
+    snprintf(want, sizeof want, "%s:5", p);
+    ASSERT_MSG(strstr(err, want) && strstr(err, "second time") && strstr(err, "line 2"),
+               "message: %s", err);
+    unlink(p);
+
+    /* a NUL byte would cut the value short: "127.0.0.1\0.evil" */
+    static const char nul[] = "[log]\nlog-level = info\n[server]\nhost = 127.0.0.1\0.5\n";
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/llamad-test-conf-XXXXXX");
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ_INT(write(fd, nul, sizeof nul - 1), (long long)(sizeof nul - 1));
+    close(fd);
+    ASSERT_EQ_INT(config_load_file(&c, path, err, sizeof err), ERR_FORMAT);
+    snprintf(want, sizeof want, "%s:4", path);
+    ASSERT_MSG(strstr(err, want) && strstr(err, "NUL"), "message: %s", err);
+    unlink(path);
+
+    static const char *const hosts[] = { "localhost", "example.com", "127.0.0.1:80", "", "1.2.3" };
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        ASSERT_EQ_INT(config_set(&c, "host", hosts[i], "--host", err, sizeof err), ERR_INVALID);
+        ASSERT_MSG(strstr(err, "numeric"), "message: %s", err);
+    }
+    static const char *const good[] = { "127.0.0.1", "0.0.0.0", "::", "::1", "fe80::1" };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ASSERT_MSG(config_set(&c, "host", good[i], "--host", err, sizeof err) == 0, "%s", err);
+    config_close(&c);
+}
+
 /* The shipped conf/llamad.conf must load, and must document every key with its default. */
 TEST(shipped_file_matches_defaults)
 {
@@ -159,4 +203,4 @@ TEST(shipped_file_matches_defaults)
 }
 
 TEST_LIST(T(defaults), T(set_values_and_ranges), T(gpu_weight_type_choices), T(file_ok),
-          T(file_errors_name_file_line_key), T(shipped_file_matches_defaults))
+          T(file_errors_name_file_line_key), T(file_shapes_that_are_refused), T(shipped_file_matches_defaults))
