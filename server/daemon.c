@@ -10,6 +10,7 @@
  * running ones may finish until drain-timeout, then they are cancelled.
  */
 #include "daemon.h"
+#include "fdlimit.h"
 
 #include <arpa/inet.h>
 #include <signal.h>
@@ -252,9 +253,10 @@ static void on_loaded(uv_async_t *a)
 
 /* ---------------------------------------------------------------- drain and shutdown */
 
+/* Close a handle once; one never initialised (d is zeroed: no loop) is skipped. */
 static void close_handle(uv_handle_t *h)
 {
-    if (!uv_is_closing(h))
+    if (h->loop != NULL && !uv_is_closing(h))
         uv_close(h, NULL);
 }
 
@@ -275,12 +277,11 @@ static void shut_down(daemon_t *d)
         j->engine_done = 1;
         job_release(j);
     }
-    uv_signal_stop(&d->sig_term);
-    uv_signal_stop(&d->sig_int);
-    uv_signal_stop(&d->sig_hup);
-    close_handle((uv_handle_t *)&d->sig_term);
-    close_handle((uv_handle_t *)&d->sig_int);
-    close_handle((uv_handle_t *)&d->sig_hup);
+    uv_signal_t *sigs[] = { &d->sig_term, &d->sig_int, &d->sig_hup, &d->sig_usr1, &d->sig_usr2 };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        uv_signal_stop(sigs[i]);
+        close_handle((uv_handle_t *)sigs[i]);
+    }
     close_handle((uv_handle_t *)&d->engine_async);
     close_handle((uv_handle_t *)&d->load_async);
     close_handle((uv_handle_t *)&d->tick);
@@ -309,10 +310,31 @@ static void check_drain(daemon_t *d, uint64_t now)
     }
 }
 
+/* SIGUSR1: one line of where the daemon stands. */
+static void log_status(daemon_t *d)
+{
+    const engine_stats_t *st = &d->stats;
+    size_t streams = 0;
+    for (job_t *j = d->jobs; j != NULL; j = j->next)
+        streams += j->stream != 0;
+    log_info("status: %s; %zu request(s) open (%zu streaming); engine: %u running, %u waiting, "
+             "%u queued, KV blocks %u used + %u free (%u cached) of %u; %llu steps, %llu tokens "
+             "generated", daemon_health_name(daemon_health(d)), d->n_jobs, streams, st->running,
+             st->waiting, st->queued, st->blocks_used, st->blocks_free, st->blocks_cached,
+             st->blocks_total, (unsigned long long)st->steps,
+             (unsigned long long)st->tokens_generated);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_t *d = h->data;
     char err[ERR_MSG_MAX];
+    if (signum == SIGUSR1) {
+        log_status(d);
+        return;
+    }
+    if (signum == SIGUSR2)
+        return;   /* reserved; ignored rather than fatal */
     if (signum == SIGHUP) {
         if (log_open(d->cfg->log_file) != 0)
             log_error("cannot reopen log file %s", d->cfg->log_file);
@@ -433,6 +455,16 @@ int daemon_run(const config_t *cfg, int *abandoned)
         return 1;
     }
     d->cfg = cfg;
+    unsigned max_conns = (unsigned)cfg->max_connections;
+    int lowered = 0;
+    if (fdlimit_check(&max_conns, &lowered, err, sizeof err) != 0) {
+        log_error("%s", err);
+        free(d);
+        return 2;
+    }
+    if (lowered)
+        log_warn("max-connections %lld does not fit the descriptor limit: serving at most %u "
+                 "connections (raise LimitNOFILE= or ulimit -n)", cfg->max_connections, max_conns);
     if (auth_create(&d->auth, cfg->api_key, cfg->api_key_file, err, sizeof err) != 0) {
         log_error("%s", err);
         free(d);
@@ -453,12 +485,19 @@ int daemon_run(const config_t *cfg, int *abandoned)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    uv_loop_init(&d->loop);
+    int uv_rc = uv_loop_init(&d->loop);
+    if (uv_rc != 0) {
+        log_error("cannot create the event loop: %s", uv_strerror(uv_rc));
+        metrics_destroy(d->metrics);
+        auth_destroy(d->auth);
+        free(d);
+        return 1;
+    }
     http_opts_t ho = {
         .host = cfg->host, .port = (int)cfg->port, .max_body = cfg->max_body,
         .conn_timeout_s = (unsigned)cfg->idle_timeout,
         .request_timeout_s = (unsigned)cfg->request_timeout,
-        .max_connections = (unsigned)cfg->max_connections,
+        .max_connections = max_conns,
         .max_per_ip = (unsigned)cfg->max_connections_per_ip,
         .conn_memory = HEADER_MEMORY,
         .admit = routes_admit, .route = routes_dispatch, .completed = routes_completed, .ctx = d,
@@ -471,15 +510,31 @@ int daemon_run(const config_t *cfg, int *abandoned)
         free(d);
         return 1;
     }
-    uv_signal_init(&d->loop, &d->sig_term);
-    uv_signal_init(&d->loop, &d->sig_int);
-    uv_signal_init(&d->loop, &d->sig_hup);
-    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
-    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d->sig_int, on_signal, SIGINT);
-    uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
-    uv_async_init(&d->loop, &d->engine_async, on_engine_events);
-    uv_async_init(&d->loop, &d->load_async, on_loaded);
+    /* every handle that takes a descriptor, checked: out of descriptors (or
+       memory) here is a clear error, not an abort inside libuv later */
+    uv_signal_t *sigs[] = { &d->sig_term, &d->sig_int, &d->sig_hup, &d->sig_usr1, &d->sig_usr2 };
+    static const int signums[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0] && uv_rc == 0; i++) {
+        if ((uv_rc = uv_signal_init(&d->loop, sigs[i])) == 0) {
+            sigs[i]->data = d;
+            uv_rc = uv_signal_start(sigs[i], on_signal, signums[i]);
+        }
+    }
+    if (uv_rc == 0)
+        uv_rc = uv_async_init(&d->loop, &d->engine_async, on_engine_events);
+    if (uv_rc == 0)
+        uv_rc = uv_async_init(&d->loop, &d->load_async, on_loaded);
+    if (uv_rc != 0) {
+        log_error("cannot set up the event loop: %s", uv_strerror(uv_rc));
+        d->exit_code = 1;
+        shut_down(d);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&d->loop);
+        metrics_destroy(d->metrics);
+        auth_destroy(d->auth);
+        free(d);
+        return 1;
+    }
     d->engine_async.data = d->load_async.data = d;
     uv_timer_init(&d->loop, &d->tick);
     uv_timer_init(&d->loop, &d->watchdog);

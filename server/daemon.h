@@ -66,7 +66,7 @@ struct job {
 struct daemon {
     uv_loop_t loop;
     const config_t *cfg;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1, sig_usr2;
     uv_async_t engine_async;    /* the engine's notify: events are queued */
     uv_async_t load_async;      /* the loading thread is done */
     uv_timer_t tick;            /* 1 s: keep-alives, peer checks, drain, systemd */
