@@ -410,6 +410,38 @@ static int on_headers(http_server_t *s, http_request_t *req)
     return MHD_YES;
 }
 
+/*
+ * An absolute-form target ("POST http://host:port/v1/completions", what a
+ * client sends to a proxy): RFC 9112 3.2.2 has the server serve its path
+ * and take the host from it, not from the Host header.  The path is kept
+ * in place in url_copy; the authority is kept after it.
+ */
+static void take_absolute_form(http_request_t *req)
+{
+    char *u = req->url_copy;
+    size_t skip = strncasecmp(u, "http://", 7) == 0 ? 7 : strncasecmp(u, "https://", 8) == 0 ? 8 : 0;
+    if (skip == 0)
+        return;
+    char *authority = u + skip, *slash = strchr(authority, '/');
+    size_t alen = slash != NULL ? (size_t)(slash - authority) : strlen(authority);
+    size_t plen = slash != NULL ? strlen(slash) : 0;
+    /* "/path\0authority\0" fits in the copy of "http://authority/path" */
+    char *tmp = malloc(plen + alen + 3);
+    if (tmp == NULL)
+        return;   /* served as it came: an unknown route */
+    if (plen > 0)
+        memcpy(tmp, slash, plen);
+    else
+        tmp[plen++] = '/';
+    tmp[plen] = '\0';
+    memcpy(tmp + plen + 1, authority, alen);
+    tmp[plen + 1 + alen] = '\0';
+    memcpy(u, tmp, plen + alen + 2);
+    free(tmp);
+    req->url = u;
+    req->host = u + plen + 1;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_size, void **con_cls)
@@ -436,6 +468,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         }
         req->method = req->method_copy;
         req->url = req->url_copy;
+        req->host = http_header(req, MHD_HTTP_HEADER_HOST);
+        take_absolute_form(req);
         req->next = s->reqs;
         if (s->reqs != NULL)
             s->reqs->prev = req;

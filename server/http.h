@@ -49,7 +49,8 @@ struct http_request {
     http_server_t *srv;
     struct MHD_Connection *conn;
     const char *method;
-    const char *url;
+    const char *url;        /* the path (an absolute-form target's path part) */
+    const char *host;       /* the target's authority, else the Host header; may be NULL */
     char *body;             /* NUL-terminated once complete; body_len excludes the NUL */
     size_t body_len;
     unsigned status;        /* the status queued, 0 before */

@@ -546,7 +546,7 @@ int routes_admit(void *ctx, http_request_t *req)
     req->route_id = r;
     int is_health = r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY;
     int public = (is_health && d->cfg->public_health) || (r == R_METRICS && d->cfg->public_metrics);
-    const char *host = http_header(req, MHD_HTTP_HEADER_HOST);
+    const char *host = req->host;
     if (auth_count(d->auth) == 0 && !auth_host_allowed(host, d->cfg->allowed_hosts))
         return http_respond_error(req, 403, "invalid_request_error", NULL, "host_not_allowed",
                                   "Host \"%.100s\" is not served: without API keys llamad answers "

@@ -70,6 +70,16 @@ def host_allow_list():
                     "status %r, %s, %r" % (st, shape, b[:300]))
         st = raw_http10(d)
         R.check("HTTP/1.0 without Host is served", st == 200, "status %r" % st)
+        # an absolute-form target (RFC 9112 3.2.2): its path is served and its
+        # authority, not the Host header, is the host that is checked
+        for target, host, want in (("http://localhost:%d/v1/models" % p, "evil.example", 200),
+                                   ("HTTP://127.0.0.1/health", "evil.example", 200),
+                                   ("http://evil.example/v1/models", "localhost", 403),
+                                   ("http://localhost:%d" % p, "localhost", 404)):
+            st = H.raw(d, ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                           % (target, host)).encode(), timeout=10)[0]
+            R.check("absolute-form GET %s (Host %s) is %d" % (target, host, want), st == want,
+                    "status %r" % st)
 
 
 def cached(d, salt=None, key=None, messages=None):
