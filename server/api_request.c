@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "json_exact.h"
 
 #define DEFAULT_JSON_DEPTH 64u
 
@@ -566,10 +567,12 @@ static int parse_sampling(const cJSON *root, const api_limits_t *lim, api_reques
         double d = seed->valuedouble;
         if (d != floor(d))
             return BAD(e, ERR_INVALID, "seed", "seed: %s is not an integer", NUM(d));
-        if (!(d >= -9223372036854775808.0 && d < 18446744073709551616.0))
+        /* the bound is 2^64 inclusive here: 2^64 - 1 rounds to it as a double,
+           and api_parse_request reads the seed exactly from the text */
+        if (!(d >= -9223372036854775808.0 && d <= 18446744073709551616.0))
             return BAD(e, ERR_RANGE, "seed", "seed: %s is out of range [-2^63, 2^64)",
                        NUM(d));
-        sp->seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+        sp->seed = d < 0 ? (uint64_t)(int64_t)d : d < 18446744073709551616.0 ? (uint64_t)d : 0;
         req->seed_given = 1;
     } else {
         sp->seed = fresh_seed();
@@ -696,6 +699,24 @@ static int parse_root(const cJSON *root, api_kind_t kind, const api_limits_t *li
     return parse_sampling(root, lim, req, e);
 }
 
+/* The seed from its text: every 64-bit value exactly, which a double cannot hold. */
+static int exact_seed(const char *text, size_t len, api_request_t *req, api_error_t *e)
+{
+    const char *v;
+    size_t n;
+    if (!json_member_text(text, len, "seed", &v, &n))
+        return 0;
+    int rc = json_int_mod64(v, n, &req->sampling.seed);
+    /* "1e3" and the like: integral, and exact as the double already read,
+       unless it reached 2^64 */
+    if (rc == ERR_INVALID && strtod(v, NULL) < 18446744073709551616.0)
+        return 0;
+    if (rc != 0)
+        return BAD(e, ERR_RANGE, "seed", "seed: %.*s is out of range [-2^63, 2^64)",
+                   (int)(n < 64 ? n : 64), v);
+    return 0;
+}
+
 int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_limits_t *lim,
                       api_request_t *req, api_error_t *e)
 {
@@ -728,6 +749,8 @@ int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_l
         rc = check_dups(root, e);
     if (rc == 0)
         rc = parse_root(root, kind, lim, req, e);
+    if (rc == 0 && req->seed_given)
+        rc = exact_seed(copy, len, req, e);
     cJSON_Delete(root);
     free(copy);
     if (rc != 0)

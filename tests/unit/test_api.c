@@ -212,6 +212,32 @@ TEST(seed)
     ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"seed\":-1}", &a, &e), 0);
     ASSERT_EQ_U64(a.sampling.seed, UINT64_MAX);
     api_request_free(&a);
+    /* exact 64-bit values, past a double's 2^53 (the documented range is [-2^63, 2^64)) */
+    static const struct { const char *body; uint64_t want; } exact[] = {
+        { "{\"prompt\":\"a\",\"seed\":18446744073709551615}", UINT64_MAX },
+        { "{\"prompt\":\"a\",\"seed\":18446744073709551614}", UINT64_MAX - 1 },
+        { "{\"prompt\":\"a\",\"seed\":9007199254740993}", 9007199254740993ull },
+        { "{\"prompt\":\"a\",\"seed\":-9223372036854775808}", 1ull << 63 },
+        { "{\"seed\" : 12345678901234567891 ,\"prompt\":\"a\"}", 12345678901234567891ull },
+        { "{\"prompt\":\"seed\",\"x\":{\"seed\":1},\"s\\u0065ed\":18446744073709551613}",
+          UINT64_MAX - 2 },
+        { "{\"prompt\":\"a\",\"seed\":1e3}", 1000 },
+    };
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
+        ASSERT_MSG(parse_str(C, exact[i].body, &a, &e) == 0, "%s: %s", exact[i].body, e.message);
+        ASSERT_EQ_U64(a.sampling.seed, exact[i].want);
+        api_request_free(&a);
+    }
+    static const char *const out_of_range[] = {
+        "{\"prompt\":\"a\",\"seed\":18446744073709551616}",
+        "{\"prompt\":\"a\",\"seed\":-9223372036854775809}",
+        "{\"prompt\":\"a\",\"seed\":1.8446744073709552e19}",
+        "{\"prompt\":\"a\",\"seed\":99999999999999999999999}",
+    };
+    for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
+        ASSERT_MSG(parse_str(C, out_of_range[i], &a, &e) != 0 && e.status == 400 &&
+                   strcmp(e.param, "seed") == 0, "%s accepted", out_of_range[i]);
+    }
     /* no seed: a fresh one per request */
     ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\"}", &a, &e), 0);
     ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\"}", &b, &e), 0);
