@@ -283,13 +283,12 @@ int http_peer_closed(http_request_t *req)
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
         return 0;
+    /* end of input (n == 0) is not a disconnect: a client may shut down its
+       sending side and still read the answer (RFC 9112 9.6); a broken
+       connection shows as an error here, a closed one when a write fails */
     char c;
     ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0)
-        return 1;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return 1;
-    return 0;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 static http_conn_t *conn_of(struct MHD_Connection *conn)

@@ -125,7 +125,11 @@ void http_kick(http_server_t *s);
 
 /* A request header's value, or NULL. */
 const char *http_header(http_request_t *req, const char *name);
-/* Whether the client has closed its end (a non-consuming peek at the socket). */
+/*
+ * Whether the connection is broken (reset: a non-consuming peek at the
+ * socket fails).  A client that only shut down its sending side is not
+ * gone: it may still be reading; a closed client shows when a write fails.
+ */
 int http_peer_closed(http_request_t *req);
 
 /* Answer now (from the route callback only); content_type and body are copied. */

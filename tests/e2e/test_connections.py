@@ -158,6 +158,30 @@ def big_header(d):
     R.check("1 MiB header: 431 or a closed connection", st in (431, None), "status %r" % st)
 
 
+def half_closed(d):
+    """A client that sends its request and then shuts down its sending side
+    (end of input, RFC 9112 9.6) still gets the whole answer: a plain one,
+    and a stream to its [DONE] (issue 17, item 8).  Each runs past the
+    daemon's once-a-second check of open requests."""
+    import json
+    plain = stream = 0
+    tries = 3
+    for _ in range(tries):
+        for streaming in (False, True):
+            body = json.dumps({"prompt": "Count slowly: one, two, three,", "max_tokens": 160,
+                               "temperature": 0, "stream": streaming}).encode()
+            st, _, b = H.raw(d, H.http_request_bytes("POST", "/v1/completions", body), timeout=120,
+                             shut_write=True)
+            if streaming:
+                stream += st == 200 and b"data: [DONE]" in b
+            else:
+                plain += st == 200 and b'"choices"' in b
+    R.check("half-closed client: every plain answer arrives", plain == tries,
+            "%d of %d" % (plain, tries))
+    R.check("half-closed client: every stream ends with [DONE]", stream == tries,
+            "%d of %d" % (stream, tries))
+
+
 def main():
     with H.Daemon(["--max-connections", str(MAX_CONN), "--max-connections-per-ip", str(PER_IP),
                    "--idle-timeout", str(IDLE), "--request-timeout", str(REQ_TIMEOUT)]) as d:
@@ -167,6 +191,7 @@ def main():
         slowloris(d)
         global_cap(d)
         big_header(d)
+        half_closed(d)
         deadline = time.monotonic() + 15
         fds = d.fd_count()
         while time.monotonic() < deadline and fds is not None and abs(fds - fds0) > 8:
