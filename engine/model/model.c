@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "gguf.h"
 #include "hf_config.h"
+#include "refuse.h"
 #include "base/log.h"
 #include "safetensors.h"
 
@@ -171,13 +172,7 @@ static int gguf_hparams(loader_t *L)
     OPT(gguf_get_u32, rope_dim, "rope.dimension_count", hp->head_dim);
     OPT(gguf_get_u32, n_vocab, "vocab_size", 0);
 
-    gguf_str_t scaling;
-    rc = gguf_get_str(g, "llama.rope.scaling.type", &scaling, L->err, L->errlen);
-    if (rc == 0 && !(scaling.len == 4 && memcmp(scaling.ptr, "none", 4) == 0))
-        return err_set(L->err, L->errlen, ERR_UNSUPPORTED,
-                       "%s: llama.rope.scaling.type \"%.*s\" is not supported", m->path,
-                       (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
-    if (rc != 0 && rc != ERR_NOTFOUND)
+    if ((rc = refuse_gguf_keys(g, hp, L->err, L->errlen)) != 0)
         return rc;
     hp->rope_layout = ROPE_LAYOUT_INTERLEAVED;
     hp->bos_id = hp->eos_id = hp->pad_id = -1;
