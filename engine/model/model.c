@@ -358,6 +358,12 @@ static int bind_all(loader_t *L)
 int model_create(model_t **out, const char *path, const char *chat_template,
                  char *err, size_t errlen)
 {
+    return model_create_flags(out, path, chat_template, 0, err, errlen);
+}
+
+int model_create_flags(model_t **out, const char *path, const char *chat_template, int flags,
+                       char *err, size_t errlen)
+{
     (void)chat_template;
     *out = NULL;
     double t0 = (clock_now_ns() * 1e-9);
@@ -378,7 +384,7 @@ int model_create(model_t **out, const char *path, const char *chat_template,
     if (!is_hf) {
         m->src = MODEL_SRC_GGUF;
         gguf_t *g;
-        if ((rc = gguf_create(&g, path, err, errlen)) != 0)
+        if ((rc = gguf_open(&g, path, (flags & MODEL_LOAD_PRIVATE) != 0, err, errlen)) != 0)
             goto fail;
         m->file = g;
         L.n_tensors = gguf_tensor_count(g);
@@ -388,6 +394,11 @@ int model_create(model_t **out, const char *path, const char *chat_template,
             goto fail;
     } else {
         m->src = MODEL_SRC_HF;
+        if (flags & MODEL_LOAD_PRIVATE) {
+            rc = err_set(err, errlen, ERR_UNSUPPORTED, "%s: model-mmap = no reads GGUF files "
+                         "only; a Hugging Face model is always mapped", path);
+            goto fail;
+        }
         char dir[4096];
         snprintf(dir, sizeof dir, "%s", path);
         if (!S_ISDIR(st.st_mode)) {
