@@ -27,6 +27,7 @@ int log_level_parse(const char *name)
 }
 
 void log_set_level(log_level_t level) { log_level = level; }
+int log_get_fd(void) { return log_fd; }
 log_level_t log_get_level(void) { return log_level; }
 
 int log_open(const char *path)

@@ -29,6 +29,10 @@ log_level_t log_get_level(void);
  */
 int log_open(const char *path);
 
+/* The descriptor lines go to now (stderr or the log file), for a signal
+ * handler that must write(2) a prepared line itself.  Async-signal-safe. */
+int log_get_fd(void);
+
 void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

@@ -149,7 +149,8 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     e->max_queue = o->max_queue ? o->max_queue : DEFAULT_MAX_QUEUE;
     e->notify = o->notify;
     e->notify_ctx = o->notify_ctx;
-    if ((rc = model_create(&e->model, o->model_path, o->chat_template, err, errlen)) != 0 ||
+    if ((rc = model_create_flags(&e->model, o->model_path, o->chat_template,
+                                 o->model_private ? MODEL_LOAD_PRIVATE : 0, err, errlen)) != 0 ||
         (rc = open_chat_template(e, o->chat_template, err, errlen)) != 0)
         goto fail;
     e->n_vocab = e->model->hp.n_vocab;

@@ -47,6 +47,8 @@ typedef struct {
     const char *model_path;     /* required */
     const char *chat_template;  /* "auto" (or NULL): the model's own if it is a known
                                    format; a built-in name; or a template file */
+    int model_private;          /* 1: read the model file into private memory instead of
+                                   mapping it (model-mmap = no; GGUF only) */
     const char *backend;        /* "auto", "cpu" or "cuda" */
     int threads;                /* CPU workers; 0 = one per online core */
     uint64_t kv_bytes;          /* KV cache memory; 0 = 256 MiB */

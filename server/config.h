@@ -25,6 +25,8 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Path of the model: a GGUF file or a Hugging Face model directory.")             \
     X("model",  "chat-template",    CFG_STR,   chat_template,    "auto", 0, 0, NULL,   \
       "Chat template: auto (recognise the model's own), chatml, llama2, llama3, or a template file path.") \
+    X("model",  "model-mmap",       CFG_BOOL,  model_mmap,       "yes", 0, 0, NULL,    \
+      "Map the GGUF file (yes) or read it into private memory (no: immune to later changes of the file, costs its size in RAM).") \
     X("server", "host",             CFG_STR,   host,             "127.0.0.1", 0, 0, NULL, \
       "Address to listen on. Listening beyond loopback without an API key is warned about.") \
     X("server", "port",             CFG_INT,   port,             "8080", 1, 65535, NULL, \

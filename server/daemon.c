@@ -184,6 +184,7 @@ static void *load_main(void *arg)
     const config_t *cfg = d->cfg;
     engine_opts_t eo = {
         .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
+        .model_private = !cfg->model_mmap,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
         .gpu_memory_fraction = cfg->gpu_memory_fraction,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "config.h"
 #include "daemon.h"
+#include "sigbus.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -266,6 +267,7 @@ static int run_prompt(const config_t *cfg, const cli_t *cli)
     engine_t *e;
     engine_opts_t eo = {
         .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
+        .model_private = !cfg->model_mmap,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
         .gpu_memory_fraction = cfg->gpu_memory_fraction,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
@@ -353,6 +355,9 @@ int main(int argc, char **argv)
         config_close(&cfg);
         return rc == 0 ? 0 : 1;
     }
+    if (sigbus_install(cfg.model) != 0)
+        log_warn("cannot install the SIGBUS handler: a truncated model file will end the "
+                 "daemon without a log line");
     if (cli.prompt != NULL)
         rc = run_prompt(&cfg, &cli);
     else {

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/log.h"
 #include "gguf_impl.h"
 
 #define GGUF_MAGIC          "GGUF"
@@ -547,7 +548,47 @@ int gguf_create_from_buffer(gguf_t **out, const void *buf, size_t len,
     return create(out, g, err, errlen);
 }
 
+/*
+ * Read len bytes of fd into a fresh anonymous mapping, made read-only
+ * afterwards: the copy no longer depends on the file.  Logs progress every
+ * 10% for files of 1 GiB or more.  Returns the mapping or MAP_FAILED with
+ * errno set.
+ */
+static void *read_private(int fd, size_t len, const char *path)
+{
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return MAP_FAILED;
+    const size_t chunk = (size_t)64 << 20;
+    const int progress = len >= ((size_t)1 << 30);
+    size_t got = 0, next_report = len / 10;
+    while (got < len) {
+        size_t want = len - got < chunk ? len - got : chunk;
+        ssize_t r = pread(fd, (char *)map + got, want, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = r == 0 ? EIO : errno; /* the file shrank while being read */
+            munmap(map, len);
+            errno = e;
+            return MAP_FAILED;
+        }
+        got += (size_t)r;
+        if (progress && got >= next_report && got < len) {
+            log_info("%s: read %zu of %zu MiB into private memory", path, got >> 20, len >> 20);
+            next_report += len / 10;
+        }
+    }
+    mprotect(map, len, PROT_READ);
+    return map;
+}
+
 int gguf_create(gguf_t **out, const char *path, char *err, size_t errlen)
+{
+    return gguf_open(out, path, 0, err, errlen);
+}
+
+int gguf_open(gguf_t **out, const char *path, int private_copy, char *err, size_t errlen)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -566,12 +607,13 @@ int gguf_create(gguf_t **out, const char *path, char *err, size_t errlen)
     void *map = NULL;
     size_t len = (size_t)st.st_size;
     if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        map = private_copy ? read_private(fd, len, path)
+                           : mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return err_set(err, errlen, ERR_IO, "%s: cannot map %zu bytes: %s", path, len,
-                           strerror(e));
+            return err_set(err, errlen, ERR_IO, "%s: cannot %s %zu bytes: %s", path,
+                           private_copy ? "read" : "map", len, strerror(e));
         }
     }
     close(fd);

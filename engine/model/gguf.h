@@ -59,6 +59,14 @@ typedef struct {
  * err holds a message naming the path, the field and the file offset.
  */
 int gguf_create(gguf_t **out, const char *path, char *err, size_t errlen);
+/*
+ * gguf_create, or with private_copy != 0: read the whole file into
+ * private anonymous memory (read-only after loading) instead of mapping
+ * it, so that a file truncated or rewritten later changes nothing; costs
+ * the file's size in resident memory that the page cache cannot share or
+ * drop.  Same results, and ERR_IO when the file cannot be read whole.
+ */
+int gguf_open(gguf_t **out, const char *path, int private_copy, char *err, size_t errlen);
 /* Parse a buffer (borrowed until gguf_destroy; need not be aligned);
  * `name` is used in messages.  Same results as gguf_create. */
 int gguf_create_from_buffer(gguf_t **out, const void *buf, size_t len,

@@ -162,6 +162,49 @@ static int check_unique_keys(const cfg_t *c, const cJSON *obj, const char *what)
 
 /* ============================ sections ============================ */
 
+/*
+ * Keys that change the computation and that llamad does not implement
+ * (sliding-window attention, as in Mistral 7B v0.1; mixture of experts;
+ * soft-capping; Granite's multipliers; partial rotary), refused unless
+ * null or the neutral value.  engine/model/refuse.c is the GGUF twin.
+ */
+static int check_refused(const cfg_t *c, const cJSON *root)
+{
+    static const struct { const char *key; double neutral; const char *what; } refused[] = {
+        { "sliding_window", 0, "sliding-window attention" },
+        { "use_sliding_window", 0, "sliding-window attention" },
+        { "num_local_experts", 0, "mixture-of-experts layers" },
+        { "num_experts", 0, "mixture-of-experts layers" },
+        { "num_experts_per_tok", 0, "mixture-of-experts layers" },
+        { "n_routed_experts", 0, "mixture-of-experts layers" },
+        { "n_shared_experts", 0, "mixture-of-experts layers" },
+        { "attn_logit_softcapping", 0, "attention logit soft-capping" },
+        { "final_logit_softcapping", 0, "final logit soft-capping" },
+        { "partial_rotary_factor", 1, "partial rotary embeddings" },
+        { "attention_multiplier", 1, "an attention scale other than 1/sqrt(head_dim)" },
+        { "embedding_multiplier", 1, "embedding scaling" },
+        { "residual_multiplier", 1, "residual scaling" },
+        { "logits_scaling", 1, "logit scaling" },
+    };
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        const cJSON *v = get(root, refused[k].key);
+        if (v == NULL || (cJSON_IsNumber(v) && v->valuedouble == refused[k].neutral) ||
+            (cJSON_IsBool(v) && cJSON_IsTrue(v) == (refused[k].neutral != 0)))
+            continue;
+        char val[48];
+        if (cJSON_IsNumber(v))
+            snprintf(val, sizeof val, "%g", v->valuedouble);
+        else if (cJSON_IsBool(v))
+            snprintf(val, sizeof val, "%s", cJSON_IsTrue(v) ? "true" : "false");
+        else
+            snprintf(val, sizeof val, "%s", type_name(v));
+        return err_set(c->err, c->errlen, ERR_UNSUPPORTED,
+                       "%s: key '%s' = %s: llamad does not implement %s", c->name,
+                       refused[k].key, val, refused[k].what);
+    }
+    return 0;
+}
+
 static int check_family(const cfg_t *c, const cJSON *root, hf_config_info_t *info)
 {
     const char *mt;
@@ -190,11 +233,8 @@ static int check_family(const cfg_t *c, const cJSON *root, hf_config_info_t *inf
             return err_set(c->err, c->errlen, ERR_UNSUPPORTED,
                            "%s: key 'architectures' names no LlamaForCausalLM", c->name);
     }
-    /* sliding-window attention (Mistral 7B v0.1) is not plain causal attention */
-    if (get(root, "sliding_window") != NULL && strcmp(mt, "mistral") == 0)
-        return err_set(c->err, c->errlen, ERR_UNSUPPORTED,
-                       "%s: key 'sliding_window' set: sliding-window attention not supported",
-                       c->name);
+    if ((rc = check_refused(c, root)) != 0)
+        return rc;
     const char *act;
     if ((rc = get_str(c, root, "hidden_act", &act)) != 0)
         return rc;

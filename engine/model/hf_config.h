@@ -1,6 +1,7 @@
 /*
  * hf_config.h - fill hparams_t from a Hugging Face model directory's
- * config.json (model_type "llama"; "mistral" without a sliding window).
+ * config.json (model_type "llama"; "mistral" without a sliding window;
+ * keys of features llamad does not compute, such as experts, are refused).
  *
  * Owns nothing beyond the call.  config.json is hostile input: every key
  * is checked for type and range, and a bad one gets ERR_FORMAT (or

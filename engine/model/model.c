@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "gguf.h"
 #include "hf_config.h"
+#include "refuse.h"
 #include "base/log.h"
 #include "safetensors.h"
 
@@ -171,13 +172,7 @@ static int gguf_hparams(loader_t *L)
     OPT(gguf_get_u32, rope_dim, "rope.dimension_count", hp->head_dim);
     OPT(gguf_get_u32, n_vocab, "vocab_size", 0);
 
-    gguf_str_t scaling;
-    rc = gguf_get_str(g, "llama.rope.scaling.type", &scaling, L->err, L->errlen);
-    if (rc == 0 && !(scaling.len == 4 && memcmp(scaling.ptr, "none", 4) == 0))
-        return err_set(L->err, L->errlen, ERR_UNSUPPORTED,
-                       "%s: llama.rope.scaling.type \"%.*s\" is not supported", m->path,
-                       (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
-    if (rc != 0 && rc != ERR_NOTFOUND)
+    if ((rc = refuse_gguf_keys(g, hp, L->err, L->errlen)) != 0)
         return rc;
     hp->rope_layout = ROPE_LAYOUT_INTERLEAVED;
     hp->bos_id = hp->eos_id = hp->pad_id = -1;
@@ -363,6 +358,12 @@ static int bind_all(loader_t *L)
 int model_create(model_t **out, const char *path, const char *chat_template,
                  char *err, size_t errlen)
 {
+    return model_create_flags(out, path, chat_template, 0, err, errlen);
+}
+
+int model_create_flags(model_t **out, const char *path, const char *chat_template, int flags,
+                       char *err, size_t errlen)
+{
     (void)chat_template;
     *out = NULL;
     double t0 = (clock_now_ns() * 1e-9);
@@ -383,7 +384,7 @@ int model_create(model_t **out, const char *path, const char *chat_template,
     if (!is_hf) {
         m->src = MODEL_SRC_GGUF;
         gguf_t *g;
-        if ((rc = gguf_create(&g, path, err, errlen)) != 0)
+        if ((rc = gguf_open(&g, path, (flags & MODEL_LOAD_PRIVATE) != 0, err, errlen)) != 0)
             goto fail;
         m->file = g;
         L.n_tensors = gguf_tensor_count(g);
@@ -393,6 +394,11 @@ int model_create(model_t **out, const char *path, const char *chat_template,
             goto fail;
     } else {
         m->src = MODEL_SRC_HF;
+        if (flags & MODEL_LOAD_PRIVATE) {
+            rc = err_set(err, errlen, ERR_UNSUPPORTED, "%s: model-mmap = no reads GGUF files "
+                         "only; a Hugging Face model is always mapped", path);
+            goto fail;
+        }
         char dir[4096];
         snprintf(dir, sizeof dir, "%s", path);
         if (!S_ISDIR(st.st_mode)) {

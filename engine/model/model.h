@@ -4,7 +4,8 @@
  * Hugging Face directory.
  *
  * Owns: the file mappings (through gguf_t or st_model_t), the tokenizer.
- * Weights are not copied: each weight_t points into the mapping, so a
+ * Weights are not copied: each weight_t points into the mapping (or, under
+ * MODEL_LOAD_PRIVATE, into a private copy of the file), so a
  * backend that can use them in place (the CPU backend) does.  Every
  * tensor's type and shape is checked against the hyper-parameters, and
  * every tensor in the file must be used.  A model is immutable after
@@ -74,6 +75,18 @@ struct model {
  */
 int model_create(model_t **out, const char *path, const char *chat_template,
                  char *err, size_t errlen);
+
+/* model_create's flags. */
+enum {
+    /* Read a GGUF file's bytes into private memory instead of mapping the
+     * file (gguf_open): immune to later changes of the file, at the cost
+     * of the file's size in resident memory.  Hugging Face directories are
+     * refused with ERR_UNSUPPORTED under this flag. */
+    MODEL_LOAD_PRIVATE = 1,
+};
+/* model_create with flags (0 is model_create). */
+int model_create_flags(model_t **out, const char *path, const char *chat_template, int flags,
+                       char *err, size_t errlen);
 void model_destroy(model_t *m);
 
 /* Print hyper-parameters, tokenizer, chat template and the tensor table. */

@@ -80,6 +80,43 @@ static int read_bool(const gguf_t *g, const char *key, int *val, char *err, size
     return rc == ERR_NOTFOUND ? 0 : rc;
 }
 
+/* Token types that encoding ordinary text can produce. */
+static int type_in_text(uint8_t type)
+{
+    return type == TOK_TYPE_NORMAL || type == TOK_TYPE_USER_DEFINED || type == TOK_TYPE_BYTE;
+}
+
+/*
+ * Two ids with one string make encoding ambiguous (the index keeps the
+ * first): refused when either id is a token ordinary text encodes to.
+ * Repeats among control, unknown and unused tokens (padding slots) are
+ * kept, the first id answering for the string, as in the reference
+ * tokenizers.
+ */
+static int check_duplicates(const tokenizer_t *t, const gguf_t *g, char *err, size_t errlen)
+{
+    for (size_t id = 0; id < t->n_vocab; id++) {
+        const tok_entry_t *e = &t->tok[id];
+        int32_t first = tok_impl_lookup(t, t->text + e->off, e->len);
+        if (first < 0 || (size_t)first == id)
+            continue;
+        if (!type_in_text(e->type) && !type_in_text(t->tok[first].type))
+            continue;
+        char shown[64];
+        size_t n = 0;
+        for (uint32_t i = 0; i < e->len && n + 1 < sizeof shown; i++) {
+            unsigned char c = (unsigned char)t->text[e->off + i];
+            shown[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        }
+        shown[n] = '\0';
+        return err_set(err, errlen, ERR_UNSUPPORTED,
+                       "%s: %s[%d] = %s[%zu] = \"%s\": llamad does not implement a vocabulary "
+                       "with two ids for one normal token (encoding would be ambiguous)",
+                       gguf_path(g), KEY_TOKENS, (int)first, KEY_TOKENS, id, shown);
+    }
+    return 0;
+}
+
 static int load_tokens(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen)
 {
     const unsigned char *scores, *types;
@@ -106,7 +143,9 @@ static int load_tokens(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen
                            TOK_MAX_TOKEN_BYTES);
         rc = tok_impl_set(t, i, s.ptr, (size_t)s.len, type, score, KEY_TOKENS, err, errlen);
     }
-    return rc == 0 ? tok_impl_index(t, KEY_TOKENS, err, errlen) : rc;
+    if (rc == 0)
+        rc = tok_impl_index(t, KEY_TOKENS, err, errlen);
+    return rc == 0 ? check_duplicates(t, g, err, errlen) : rc;
 }
 
 static int load_merges(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen)

@@ -439,6 +439,43 @@ def cases():
                ("tokenizer.ggml.token_type", ARR, (I32, [2, 3, 3] + [6] * 256 + [1]))])[0],
         "tokenizer.ggml.tokens", "model")
 
+    # ---- A7: well-formed models that need what llamad does not implement (the
+    # loader names the key and its value; ok-neutral-keys.gguf holds the neutral values)
+    def refused(name, want, *kvs):
+        add(name, build(kvs_plus(*kvs))[0], want + ": llamad does not implement", "model")
+
+    refused("a7-sliding-window.gguf", "llama.attention.sliding_window = 64",
+            ("llama.attention.sliding_window", U32, 64))
+    refused("a7-expert-count.gguf", "llama.expert_count = 8", ("llama.expert_count", U32, 8))
+    refused("a7-expert-used-count.gguf", "llama.expert_used_count = 2",
+            ("llama.expert_used_count", U32, 2))
+    refused("a7-value-length.gguf", "llama.attention.value_length = 32",
+            ("llama.attention.key_length", U32, HEAD_DIM), ("llama.attention.value_length", U32, 32))
+    refused("a7-alibi.gguf", "llama.attention.max_alibi_bias = 8",
+            ("llama.attention.max_alibi_bias", F32, 8.0))
+    refused("a7-clamp-kqv.gguf", "llama.attention.clamp_kqv = 8", ("llama.attention.clamp_kqv", F32, 8.0))
+    refused("a7-layer-norm.gguf", "llama.attention.layer_norm_epsilon = 0.0078125",
+            ("llama.attention.layer_norm_epsilon", F32, 2.0 ** -7))
+    refused("a7-attn-softcap.gguf", "llama.attn_logit_softcapping = 50",
+            ("llama.attn_logit_softcapping", F32, 50.0))
+    refused("a7-final-softcap.gguf", "llama.final_logit_softcapping = 30",
+            ("llama.final_logit_softcapping", F32, 30.0))
+    refused("a7-non-causal.gguf", "llama.attention.causal = false", ("llama.attention.causal", BOOL, 0))
+    refused("a7-logit-scale.gguf", "llama.logit_scale = 0.5", ("llama.logit_scale", F32, 0.5))
+    refused("a7-parallel-residual.gguf", "llama.use_parallel_residual = true",
+            ("llama.use_parallel_residual", BOOL, 1))
+    refused("a7-rope-linear.gguf", "llama.rope.scaling.type = \"linear\"",
+            ("llama.rope.scaling.type", STR, "linear"), ("llama.rope.scaling.factor", F32, 4.0))
+    refused("a7-rope-factor.gguf", "llama.rope.scaling.factor = 4", ("llama.rope.scaling.factor", F32, 4.0))
+    refused("a7-rope-yarn-multiplier.gguf", "llama.rope.scaling.yarn_log_multiplier = 0.25",
+            ("llama.rope.scaling.yarn_log_multiplier", F32, 0.25))
+    refused("a7-split-count.gguf", "split.count = 3", ("split.count", U16, 3))
+    # two ids for one normal token: "\u0120t" (id 259) also in place of "a" (id 100)
+    add("a7-duplicate-token.gguf",
+        build(kvs_with("tokenizer.ggml.tokens", ARR, (STR, toks[:100] + ["\u0120t"] + toks[101:])))[0],
+        "tokenizer.ggml.tokens[100] = tokenizer.ggml.tokens[259] = \"\u0120t\": llamad does not implement",
+        "model")
+
     # ---- truncations of the valid file
     def cut(name, at, want):
         add(name, good[:at], want)
@@ -471,6 +508,21 @@ def cases():
     cut("trunc-in-data.gguf", m["data"] + 4000, "past end of data")
     cut("trunc-last-byte.gguf", len(good) - 1, "past end of data")
     return good, c
+
+
+def neutral_keys_file():
+    """The A7 keys with the values that leave plain LLaMA unchanged, and two
+    control tokens with one string (a repeat the loader keeps): must load."""
+    kvs = [(k, t, v) for k, t, v in base_kvs() if k != "tokenizer.ggml.tokens"]
+    toks = base_kvs()[15][2][1]
+    kvs.append(("tokenizer.ggml.tokens", ARR, (STR, [toks[0], toks[0]] + toks[2:])))
+    kvs += [("llama.attention.sliding_window", U32, 0), ("llama.expert_count", U32, 0),
+            ("llama.expert_used_count", U32, 0), ("llama.attention.key_length", U32, HEAD_DIM),
+            ("llama.attention.value_length", U32, HEAD_DIM), ("llama.attention.causal", BOOL, 1),
+            ("llama.attention.max_alibi_bias", F32, 0.0), ("llama.logit_scale", F32, 1.0),
+            ("llama.rope.scaling.type", STR, "none"), ("llama.rope.scaling.factor", F32, 1.0),
+            ("llama.rope.scaling.original_context_length", U32, 256), ("split.count", U16, 1)]
+    return build(kvs)[0]
 
 
 def write_reference_file(path):
@@ -525,6 +577,8 @@ def main():
     except ImportError:
         print("note: gguf package not installed; ok-tiny-llama.gguf not cross-checked and "
               "ok-writer-mini.gguf not written", file=sys.stderr)
+    with open(os.path.join(outdir, "ok-neutral-keys.gguf"), "wb") as f:
+        f.write(neutral_keys_file())
     with open(os.path.join(outdir, "manifest.tsv"), "w") as mf:
         for name, data, want, who in all_cases:
             assert "\t" not in want and "\n" not in want

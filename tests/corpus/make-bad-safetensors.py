@@ -298,6 +298,14 @@ def config_cases(out):
         (cfg("cfg-deep", raw='{"model_type":"llama","x":' + "[" * 10000 + "]" * 10000 + "}"),
          "nests deeper than 64 levels"),
         (cfg("cfg-not-json", raw='{"model_type": "llama",'), "not a valid JSON object"),
+        (cfg("cfg-sliding-window", {"sliding_window": 4096}),
+         "key 'sliding_window' = 4096: llamad does not implement sliding-window attention"),
+        (cfg("cfg-local-experts", {"num_local_experts": 8, "num_experts_per_tok": 2}),
+         "key 'num_local_experts' = 8: llamad does not implement mixture-of-experts layers"),
+        (cfg("cfg-final-softcap", {"final_logit_softcapping": 30.0}),
+         "key 'final_logit_softcapping' = 30: llamad does not implement"),
+        (cfg("cfg-partial-rotary", {"partial_rotary_factor": 0.5}),
+         "key 'partial_rotary_factor' = 0.5: llamad does not implement"),
     ]
 
 

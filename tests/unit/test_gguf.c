@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "engine/model/gguf.h"
@@ -727,6 +728,39 @@ TEST(default_model_matches_gguf_package)
     cJSON_Delete(j);
 }
 
+/* gguf_open(private_copy = 1) holds a copy: same tensors, and a truncated file changes nothing. */
+TEST(private_copy_survives_truncation)
+{
+    const char *model = test_model_path();
+    if (model == NULL)
+        TEST_SKIP("default model not fetched");
+    char tmp[] = "/tmp/llamad-gguf-private.XXXXXX", err[ERR_MSG_MAX];
+    int fd = mkstemp(tmp);
+    ASSERT(fd >= 0);
+    FILE *in = fopen(model, "rb");
+    ASSERT(in != NULL);
+    static char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        ASSERT(write(fd, buf, n) == (ssize_t)n);
+    fclose(in);
+    close(fd);
+    gguf_t *copy = NULL, *mapped = NULL;
+    int rc = gguf_open(&copy, tmp, 1, err, sizeof err);
+    ASSERT_MSG(rc == 0, "%s", err);
+    ASSERT_EQ_INT(truncate(tmp, 4096), 0);
+    rc = gguf_create(&mapped, model, err, sizeof err);
+    ASSERT_MSG(rc == 0, "%s", err);
+    ASSERT_EQ_U64(gguf_tensor_count(copy), gguf_tensor_count(mapped));
+    for (uint64_t i = 0; i < gguf_tensor_count(copy); i++) {
+        const gguf_tensor_t *a = gguf_tensor(copy, i), *b = gguf_tensor(mapped, i);
+        ASSERT(a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0);
+    }
+    gguf_destroy(copy);
+    gguf_destroy(mapped);
+    unlink(tmp);
+}
+
 TEST_LIST(T(sample_v3_aligned_64), T(sample_v2_default_alignment), T(sample_alignment_1),
           T(create_from_file), T(truncated_everywhere), T(rejects),
-          T(default_model_matches_gguf_package))
+          T(default_model_matches_gguf_package), T(private_copy_survives_truncation))

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""test_model_file.py - the served model file truncated under the daemon
+(issue 17 item 6; docs/OPERATIONS.md, "When the model file changes").
+
+- model-mmap = yes (default): after the file is cut to 1 MiB, the daemon
+  either keeps serving (the pages it needs are still resident) or exits
+  with status 135 after one log line naming the file and SIGBUS; it never
+  dies silently (killed by the signal itself);
+- model-mmap = no: the weights are a private copy, so truncating the file
+  changes nothing: requests still succeed with the same greedy text.
+
+Each case works on its own copy of the default model in a temporary
+directory.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+R = H.Report("model-file")
+H.skip_all_without_model(R, ["mmap: truncation is never a silent death"])
+
+SIGBUS_EXIT = 135
+BODY = {"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
+
+
+def copy_model():
+    d = tempfile.mkdtemp(prefix="llamad-model-file.")
+    path = os.path.join(d, "model.gguf")
+    shutil.copyfile(H.model_path(), path)
+    return d, path
+
+
+def complete(d):
+    """(status, text) of one greedy completion; status None when the
+    connection failed (the daemon died under the request)."""
+    try:
+        st, _, j, _ = H.post_json(d, "/v1/completions", BODY, timeout=60)
+    except OSError:
+        return None, None
+    text = j["choices"][0]["text"] if st == 200 and j else None
+    return st, text
+
+
+def truncate_mapped():
+    tmp, path = copy_model()
+    try:
+        with H.Daemon(model=path) as d:
+            st, before = complete(d)
+            R.check("mmap: serves before the file changes", st == 200, "status %s" % st)
+            os.truncate(path, 1 << 20)
+            statuses = [complete(d)[0] for _ in range(3)]
+            deadline = time.monotonic() + 10
+            while d.alive() and time.monotonic() < deadline and None in statuses:
+                time.sleep(0.1)
+            alive = d.alive()
+            rc = d.stop()
+            log = d.log()
+            print("  after truncation: %s" % ("still serving" if alive else "exit status %s" % rc))
+            if alive:
+                R.check("mmap: truncation is never a silent death", all(s == 200 for s in statuses),
+                        "alive but answered %s" % statuses)
+            else:
+                R.check("mmap: truncation is never a silent death",
+                        rc == SIGBUS_EXIT and "SIGBUS" in log and path in log,
+                        "exit status %s, log tail: %s" % (rc, log[-500:]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def truncate_private():
+    tmp, path = copy_model()
+    try:
+        with H.Daemon(["--model-mmap", "no"], model=path) as d:
+            st, before = complete(d)
+            R.check("no-mmap: serves before the file changes", st == 200 and before is not None,
+                    "status %s" % st)
+            os.truncate(path, 1 << 20)
+            results = [complete(d) for _ in range(3)]
+            R.check("no-mmap: truncation changes nothing",
+                    all(r == (200, before) for r in results) and d.alive(),
+                    "before %r, after %r" % (before, results))
+            st, _, _ = H.request(d, "GET", "/health")
+            R.check("no-mmap: /health stays 200", st == 200, "status %s" % st)
+            rc = d.stop()
+            R.check("no-mmap: clean exit", rc == 0, "exit status %s" % rc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+truncate_mapped()
+truncate_private()
+R.finish()
