@@ -63,6 +63,10 @@
 /* Per-request penalty state                                           */
 /* ------------------------------------------------------------------ */
 
+/* 0 when n_vocab is a vocabulary size a sampler and a penalty state accept
+ * ([1, SAMPLER_MAX_VOCAB]), else ERR_INVALID with a message. */
+int sampler_check_vocab(uint32_t n_vocab, char *err, size_t errlen);
+
 typedef struct {
     int32_t id;
     uint32_t count;      /* times generated (saturates) */

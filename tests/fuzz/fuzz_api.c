@@ -12,8 +12,8 @@
  * of the response builders as JSON that cJSON parses.
  *
  * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
- *             server/api_request.c server/api_response.c server/api_common.c \
- *             base/err.c base/utf8.c engine/sampler.c tests/fuzz/fuzz_api.c \
+ *             server/api_request.c server/api_response.c server/api_common.c server/json.c \
+ *             base/err.c base/utf8.c engine/sampler.c engine/sampler_logits.c tests/fuzz/fuzz_api.c \
  *             -lcjson -lm -o fuzz_api
  *         (engine_token_piece is only reached with a tokenizer; a stub below
  *         stands in, so no tokenizer sources are needed.)
