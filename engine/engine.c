@@ -277,7 +277,7 @@ void engine_get_info(const engine_t *e, engine_info_t *info)
     info->n_ctx_train = e->model->hp.n_ctx_train;
     info->tok = e->model->tok;
     info->chat_template = tok_chat_template(e->model->tok);
-    info->chat = e->have_chat ? &e->chat : NULL;
+    info->chat_kind = e->have_chat ? chat_kind_name(e->chat.kind) : NULL;
     info->kv_blocks = e->backend->n_kv_blocks;
     info->block_tokens = e->backend->block_tokens;
     info->max_batch_tokens = e->max_tokens;

@@ -2,10 +2,11 @@
  * engine.h - what the server sees of the engine: load a model on a
  * backend, then serve many completions at once from one engine thread.
  *
- * The server includes this header and nothing deeper (it brings in the
- * sampler's parameters, the tokenizer, which the loop thread uses to
- * tokenize prompts and detokenize for /tokenize and /detokenize, and the
- * chat templates, which render /v1/chat/completions messages).
+ * The server includes this header and nothing deeper, and this header
+ * includes only base/ headers: the sampling parameters are plain structs
+ * declared here, prompts (raw text or chat messages) are rendered and
+ * tokenized by engine_encode_prompt, and /tokenize and /detokenize go
+ * through engine_tokenize and engine_detokenize.
  *
  * Threads.  engine_create starts the engine thread, which owns the model's
  * backend, the KV cache, the scheduler and every request it has accepted.
@@ -20,7 +21,8 @@
  * that calls uv_async_send, which coalesces: a woken loop must drain the
  * whole queue with engine_poll).
  *
- * A request is identified by the id engine_submit returns.  Its events,
+ * A request is identified by the id engine_submit returns, and its
+ * events also carry back the cookie the caller gave it.  Its events,
  * in order: zero or more ENGINE_EV_TOKEN (one per generated token, with
  * the text that token releases and its log-probabilities), then exactly
  * one ENGINE_EV_FINISH (stop, length, cancelled or error).  Events carry
@@ -33,12 +35,66 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "engine/text/chat.h"
 #include "base/err.h"
-#include "sampler.h"
-#include "engine/text/tokenizer.h"
 
 typedef struct engine engine_t;
+
+/* ---------------------------------------------------------------- sampling parameters */
+
+/* Implemented by engine/sampler.c; see engine/sampler.h for what each does, in order. */
+
+#define SAMPLER_MAX_LOGPROBS   20        /* OpenAI's top_logprobs range */
+#define SAMPLER_MAX_LOGIT_BIAS 300       /* entries per request */
+#define SAMPLER_MAX_VOCAB      (1u << 24)
+
+/* ------------------------------------------------------------------ */
+/* Parameters                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int32_t id;     /* token id, [0, n_vocab) */
+    float bias;     /* [-100, 100], added to the logit */
+} sampler_bias_t;
+
+typedef struct {
+    float temperature;          /* [0, 2]; 0 = greedy */
+    int32_t top_k;              /* >= 0; 0 = off; larger than n_vocab = off */
+    float top_p;                /* (0, 1]; 1 = off */
+    float min_p;                /* [0, 1]; 0 = off */
+    float repetition_penalty;   /* (0, 10]; 1 = off; prompt + generated */
+    float presence_penalty;     /* [-2, 2]; 0 = off; generated only */
+    float frequency_penalty;    /* [-2, 2]; 0 = off; generated only */
+    const sampler_bias_t *logit_bias; /* [n_logit_bias], borrowed from the
+                                         request for as long as it lives */
+    uint32_t n_logit_bias;      /* <= SAMPLER_MAX_LOGIT_BIAS */
+    uint64_t seed;              /* the caller picks one when the client did not */
+    uint32_t n_logprobs;        /* top alternatives to report, [0, 20] */
+} sampler_params_t;
+
+/* Fill *p with the defaults: temperature 1, every filter and penalty off,
+ * no bias, seed 0, no alternatives. */
+void sampler_params_init(sampler_params_t *p);
+
+/*
+ * Check every field against its range (NaN is out of every range).
+ * Returns 0, ERR_RANGE with a message naming the request field and the
+ * value, e.g. "temperature: 3.5 is out of range [0, 2]", or ERR_INVALID
+ * for a NULL p or a NULL logit_bias with a non-zero count.  The field
+ * names are the API's: temperature, top_k, top_p, min_p,
+ * repetition_penalty, presence_penalty, frequency_penalty, logit_bias,
+ * top_logprobs (for n_logprobs).  err may be NULL.  Any thread.
+ */
+int sampler_params_validate(const sampler_params_t *p, uint32_t n_vocab,
+                            char *err, size_t errlen);
+
+
+typedef struct {
+    int32_t id;
+    float logprob;
+} sampler_logprob_t;
+
+/* The tokenizer, opaque here: engine_token_piece spells its tokens. */
+typedef struct tokenizer tokenizer_t;
 
 /* Called on the engine thread after it has queued events; must not block. */
 typedef void (*engine_notify_cb)(void *ctx);
@@ -99,10 +155,11 @@ typedef struct {
     uint32_t n_ctx;             /* most tokens (prompt + generated) one request may hold:
                                    the smaller of the training context and the KV pool */
     uint32_t n_ctx_train;
-    const tokenizer_t *tok;     /* immutable: any thread may encode and decode with it */
+    const tokenizer_t *tok;     /* immutable and opaque: for engine_token_piece, any thread */
     const char *chat_template;  /* the model's own (Jinja) template text, or NULL; data only */
-    const chat_template_t *chat;/* the template in force for chat_render (chat.h), or NULL
-                                   when the model's is not a known format and none was set */
+    const char *chat_kind;      /* the template in force for chat prompts ("chatml", "llama2",
+                                   "llama3" ...), or NULL when the model's is not a known
+                                   format and none was set: chat prompts are refused */
     uint32_t kv_blocks;         /* the KV pool */
     uint32_t block_tokens;
     uint32_t max_batch_tokens;  /* limits in force */
@@ -112,6 +169,70 @@ typedef struct {
 
 /* Fill *info; the strings and the tokenizer are borrowed until engine_destroy. */
 void engine_get_info(const engine_t *e, engine_info_t *info);
+
+/* ---------------------------------------------------------------- prompts and text */
+
+/*
+ * Longest prompt text, in bytes, the tokenizer accepts at all (callers cap
+ * prompts far lower, e.g. 16 x n_ctx).
+ */
+#define ENGINE_MAX_PROMPT_BYTES ((size_t)64 << 20)
+
+/* One chat message: both strings NUL-terminated UTF-8, borrowed for the call. */
+typedef struct {
+    const char *role;           /* "system", "user", "assistant" */
+    const char *content;
+} engine_msg_t;
+
+/* What engine_encode_prompt renders: a raw text, or (messages != NULL) a chat. */
+typedef struct {
+    const char *text;           /* completions: the prompt text (may be NULL when len is 0) */
+    size_t len;
+    const engine_msg_t *messages; /* [n_messages] a chat, rendered with the chat template */
+    size_t n_messages;
+} engine_prompt_t;
+
+/*
+ * The prompt's token ids, as a request's tokens.  A text is encoded with
+ * control-token strings parsed and a BOS as the model file says.  A chat
+ * is rendered with the template in force (generation prompt added); the
+ * template's markers become control tokens while what the messages say
+ * stays text (a user who types "<|im_start|>" gets the text), with a BOS
+ * unless the template writes its own.  *ids (malloc'd, [*n]; free() it)
+ * is NULL on error.  Returns 0 or:
+ *   ERR_UNSUPPORTED  a chat, and the model has no chat template llamad knows;
+ *   ERR_INVALID, ERR_RANGE  messages the template cannot render, or text that
+ *                    is not valid UTF-8;
+ *   ERR_TOOLONG      text over ENGINE_MAX_PROMPT_BYTES;
+ *   ERR_NOMEM, ERR_BACKEND (the tokenizer's regular expressions failed).
+ * The message says why (without naming the request field).  Any thread.
+ */
+int engine_encode_prompt(const engine_t *e, const engine_prompt_t *p, int32_t **ids, size_t *n,
+                         char *err, size_t errlen);
+
+/*
+ * Encode text[0..len) alone (/tokenize): add_bos puts the BOS id first
+ * (when the vocabulary has one); parse_special matches control-token
+ * strings.  Same result and errors as engine_encode_prompt for a text.
+ * Any thread.
+ */
+int engine_tokenize(const engine_t *e, const char *text, size_t len, int add_bos,
+                    int parse_special, int32_t **ids, size_t *n, char *err, size_t errlen);
+
+/*
+ * The text of ids[0..n) (/detokenize), control tokens included, ill-formed
+ * bytes as U+FFFD: *text is malloc'd and NUL-terminated ([*len] bytes; free()
+ * it), NULL on error.  Returns 0, ERR_RANGE (an id outside the vocabulary)
+ * or ERR_NOMEM.  Any thread.
+ */
+int engine_detokenize(const engine_t *e, const int32_t *ids, size_t n, char **text, size_t *len);
+
+/*
+ * The raw bytes one token stands for (for logprobs), *len set; NULL (and
+ * *len 0) for an id outside the vocabulary.  tok is engine_info_t.tok,
+ * borrowed until engine_destroy.  Any thread.
+ */
+const char *engine_token_piece(const tokenizer_t *tok, int32_t id, size_t *len);
 
 /* ---------------------------------------------------------------- requests */
 
@@ -134,6 +255,8 @@ typedef struct {
     int keep_special;           /* 1: control tokens appear in the text (default: skipped) */
     const void *cache_salt;     /* requests share cached prefixes only with the same salt */
     size_t cache_salt_len;      /* (e.g. a hash of the API key); 0 = the common cache */
+    void *cookie;               /* the caller's: every event of the request carries it back
+                                   (engine_event_t.cookie), never dereferenced by the engine */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */
@@ -187,6 +310,10 @@ const char *engine_finish_name(engine_finish_t f);
 
 typedef struct {
     uint64_t id;
+    void *cookie;               /* engine_request_t.cookie of the request, as given: the
+                                   caller finds its own state in O(1).  The caller must keep
+                                   what it points at until the FINISH event (or ignore events
+                                   after engine_destroy, which sends none) */
     engine_ev_kind_t kind;
     uint64_t posted_ns;         /* engine_now_ns() when the engine queued it for engine_poll */
     /*

@@ -27,6 +27,7 @@
 #include "engine/model/model.h"
 #include "sampler.h"
 #include "engine/sched/scheduler.h"
+#include "engine/text/chat.h"
 #include "engine/text/stop.h"
 #include "engine/text/tokenizer.h"
 
@@ -50,6 +51,7 @@ typedef struct ev_node {
 typedef struct request {
     intake_msg_t msg;           /* MSG_SUBMIT; first member: the queue links through it */
     uint64_t id;
+    void *cookie;               /* engine_request_t.cookie, copied into every event */
     sched_seq_t seq;            /* tokens, KV block table, scheduling state */
     sampler_params_t sp;        /* sp.logit_bias points at bias */
     sampler_bias_t *bias;       /* [sp.n_logit_bias] the request's own copy */

@@ -73,6 +73,7 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
         return rc;
     }
     q->msg.kind = MSG_SUBMIT;
+    q->cookie = r->cookie;
     /* the finish event is reserved now, so that finishing can never fail */
     if ((q->fin = event_reserve(e)) == NULL) {
         req_destroy(q);
@@ -168,6 +169,7 @@ void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_tok
                 int32_t stop_string, const char *message)
 {
     engine_event_t *ev = event_use(e, q->fin, q->id, ENGINE_EV_FINISH);
+    ev->cookie = q->cookie;
     q->fin = NULL;
     /* text released whose token event could not be had, whatever the end */
     size_t n = q->unsent;
@@ -265,6 +267,7 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     }
     engine_event_t *ev = event_new(e, q->id, ENGINE_EV_TOKEN);
     if (ev != NULL) {
+        ev->cookie = q->cookie;
         set_text(ev, q->held.data, emit);
         ev->token = res->token;
         ev->index = q->n_generated - 1;

@@ -61,6 +61,7 @@ engine_event_t *event_use(engine_t *e, ev_node_t *n, uint64_t id, engine_ev_kind
     e->out_tail = n;
     engine_event_t *ev = &n->ev;
     ev->id = id;
+    ev->cookie = NULL;      /* the caller sets the request's */
     ev->kind = kind;
     ev->text_len = 0;
     ev->text[0] = '\0';

@@ -53,53 +53,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SAMPLER_MAX_LOGPROBS   20        /* OpenAI's top_logprobs range */
-#define SAMPLER_MAX_LOGIT_BIAS 300       /* entries per request */
-#define SAMPLER_MAX_VOCAB      (1u << 24)
+#include "engine/engine.h"
 
-/* ------------------------------------------------------------------ */
-/* Parameters                                                          */
-/* ------------------------------------------------------------------ */
-
-typedef struct {
-    int32_t id;     /* token id, [0, n_vocab) */
-    float bias;     /* [-100, 100], added to the logit */
-} sampler_bias_t;
-
-typedef struct {
-    float temperature;          /* [0, 2]; 0 = greedy */
-    int32_t top_k;              /* >= 0; 0 = off; larger than n_vocab = off */
-    float top_p;                /* (0, 1]; 1 = off */
-    float min_p;                /* [0, 1]; 0 = off */
-    float repetition_penalty;   /* (0, 10]; 1 = off; prompt + generated */
-    float presence_penalty;     /* [-2, 2]; 0 = off; generated only */
-    float frequency_penalty;    /* [-2, 2]; 0 = off; generated only */
-    const sampler_bias_t *logit_bias; /* [n_logit_bias], borrowed from the
-                                         request for as long as it lives */
-    uint32_t n_logit_bias;      /* <= SAMPLER_MAX_LOGIT_BIAS */
-    uint64_t seed;              /* the caller picks one when the client did not */
-    uint32_t n_logprobs;        /* top alternatives to report, [0, 20] */
-} sampler_params_t;
-
-/* Fill *p with the defaults: temperature 1, every filter and penalty off,
- * no bias, seed 0, no alternatives. */
-void sampler_params_init(sampler_params_t *p);
-
-/*
- * Check every field against its range (NaN is out of every range).
- * Returns 0, ERR_RANGE with a message naming the request field and the
- * value, e.g. "temperature: 3.5 is out of range [0, 2]", or ERR_INVALID
- * for a NULL p or a NULL logit_bias with a non-zero count.  The field
- * names are the API's: temperature, top_k, top_p, min_p,
- * repetition_penalty, presence_penalty, frequency_penalty, logit_bias,
- * top_logprobs (for n_logprobs).  err may be NULL.  Any thread.
- */
-int sampler_params_validate(const sampler_params_t *p, uint32_t n_vocab,
-                            char *err, size_t errlen);
+/* The parameters (sampler_params_t, sampler_bias_t, the SAMPLER_MAX_* limits,
+ * sampler_params_init and sampler_params_validate) are declared in
+ * engine/engine.h, where the server sees them; sampler.c implements them. */
 
 /* ------------------------------------------------------------------ */
 /* Per-request penalty state                                           */
 /* ------------------------------------------------------------------ */
+
+/* 0 when n_vocab is a vocabulary size a sampler and a penalty state accept
+ * ([1, SAMPLER_MAX_VOCAB]), else ERR_INVALID with a message. */
+int sampler_check_vocab(uint32_t n_vocab, char *err, size_t errlen);
 
 typedef struct {
     int32_t id;
@@ -146,11 +112,6 @@ int sampler_seq_accept(sampler_seq_t *seq, int32_t token);
 /* ------------------------------------------------------------------ */
 /* Sampling                                                            */
 /* ------------------------------------------------------------------ */
-
-typedef struct {
-    int32_t id;
-    float logprob;
-} sampler_logprob_t;
 
 typedef struct {
     int32_t token;        /* the token chosen */

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/engine.h"
+#include "engine/engine.h"
 #include "base/utf8.h"
 
 typedef enum { API_COMPLETIONS, API_CHAT } api_kind_t;
@@ -119,6 +119,31 @@ int api_error_set(api_error_t *e, int code, unsigned status, const char *type,
  */
 char *api_utf8_repair(const char *s, size_t len);
 
+/* ---- hostile JSON (json.c): the checks every route makes before reading a field ---- */
+
+struct cJSON;
+
+#define JSON_SMALL_DEPTH 64     /* nesting allowed in a small body (/tokenize, /detokenize) */
+
+/*
+ * The raw bytes: valid UTF-8, no NUL byte, no \u0000 escape, nesting no
+ * deeper than max_depth (checked before cJSON recurses).  0, or
+ * ERR_FORMAT/ERR_INVALID with *e filled (400).
+ */
+int json_scan_raw(const char *body, size_t len, unsigned max_depth, api_error_t *e);
+
+/* No object anywhere in the tree names a member twice.  0, ERR_INVALID (400,
+ * param the key) or ERR_NOMEM (503); the depth must have been bounded. */
+int json_check_dups(const struct cJSON *node, api_error_t *e);
+
+/*
+ * A small body (/tokenize, /detokenize): json_scan_raw, then an object of
+ * at most max_members members, json_check_dups.  The tree (cJSON_Delete
+ * it), or NULL with *e filled.
+ */
+struct cJSON *json_parse_small_object(const char *body, size_t len, int max_members,
+                                      api_error_t *e);
+
 /* ---- responses (malloc'd JSON text; NULL when out of memory) ---- */
 
 /* What a finished (or streaming) completion has produced so far. */
@@ -142,7 +167,7 @@ typedef struct {
     const engine_event_t *const *token_events; /* [n_tokens] the TOKEN events, in order */
     size_t n_tokens;
     int want_logprobs;
-    const tokenizer_t *tok;     /* to spell tokens in logprobs */
+    const tokenizer_t *tok;     /* to spell tokens in logprobs (engine_token_piece) */
 } api_result_t;
 
 /* The non-streaming response body. */

@@ -1,7 +1,8 @@
 /*
  * api_request.c - OpenAI request bodies -> checked api_request_t.
  *
- * Three passes over hostile bytes (shared/THREATS.md part B):
+ * Three passes over hostile bytes (shared/THREATS.md part B; the first two
+ * are json.c's, shared with every route that reads JSON):
  *   1. the raw body: valid UTF-8, no NUL byte, no \u0000 escape, nesting no
  *      deeper than max_json_depth (before cJSON recurses into it);
  *   2. cJSON parses a NUL-terminated copy; the tree is checked for
@@ -38,88 +39,6 @@
 static int nomem(api_error_t *e)
 {
     return api_error_set(e, ERR_NOMEM, 503, "server_error", NULL, NULL, "out of memory");
-}
-
-/* ================================================================== */
-/* Pass 1: the raw bytes                                               */
-/* ================================================================== */
-
-/* Reject what cJSON would accept but we must not: NUL (raw or escaped) and deep nesting. */
-static int scan_raw(const char *body, size_t len, unsigned max_depth, api_error_t *e)
-{
-    if (!utf8_valid(body, len))
-        return BAD(e, ERR_FORMAT, NULL, "request body is not valid UTF-8");
-    unsigned depth = 0;
-    int in_string = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = body[i];
-        if (c == '\0')
-            return BAD(e, ERR_FORMAT, NULL, "request body contains a NUL byte at offset %zu", i);
-        if (in_string) {
-            if (c == '"') {
-                in_string = 0;
-            } else if (c == '\\' && i + 1 < len) {
-                i++;
-                if (body[i] == 'u' && len - i > 4 && memcmp(body + i + 1, "0000", 4) == 0)
-                    return BAD(e, ERR_INVALID, NULL,
-                               "a string contains \\u0000 (offset %zu); NUL characters are "
-                               "not accepted", i - 1);
-            }
-            continue;
-        }
-        if (c == '"') {
-            in_string = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max_depth)
-                return BAD(e, ERR_FORMAT, NULL, "JSON nested deeper than %u levels", max_depth);
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return 0;
-}
-
-/* ================================================================== */
-/* Pass 2: duplicate keys                                              */
-/* ================================================================== */
-
-static int cmp_key(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Depth is bounded by scan_raw, so the recursion is too. */
-static int check_dups(const cJSON *node, api_error_t *e)
-{
-    if (!cJSON_IsObject(node) && !cJSON_IsArray(node))
-        return 0;
-    size_t n = 0;
-    for (const cJSON *c = node->child; c != NULL; c = c->next) {
-        int rc = check_dups(c, e);
-        if (rc != 0)
-            return rc;
-        n++;
-    }
-    if (!cJSON_IsObject(node) || n < 2)
-        return 0;
-    const char **keys = malloc(n * sizeof *keys);
-    if (keys == NULL)
-        return nomem(e);
-    size_t k = 0;
-    for (const cJSON *c = node->child; c != NULL; c = c->next)
-        keys[k++] = c->string != NULL ? c->string : "";
-    qsort(keys, n, sizeof *keys, cmp_key);
-    int rc = 0;
-    for (size_t i = 1; i < n; i++) {
-        if (strcmp(keys[i - 1], keys[i]) == 0) {
-            char param[64];
-            snprintf(param, sizeof param, "%s", keys[i]);
-            rc = BAD(e, ERR_INVALID, param, "duplicate key \"%.100s\" in a JSON object", keys[i]);
-            break;
-        }
-    }
-    free(keys);
-    return rc;
 }
 
 /* ================================================================== */
@@ -683,9 +602,9 @@ static int parse_root(const cJSON *root, api_kind_t kind, const api_limits_t *li
 {
     size_t max_bytes = lim->max_prompt_bytes;
     if (max_bytes == 0)
-        max_bytes = lim->n_ctx > 0 ? (size_t)16 * lim->n_ctx : TOK_MAX_INPUT_BYTES;
-    if (max_bytes > TOK_MAX_INPUT_BYTES)
-        max_bytes = TOK_MAX_INPUT_BYTES;
+        max_bytes = lim->n_ctx > 0 ? (size_t)16 * lim->n_ctx : ENGINE_MAX_PROMPT_BYTES;
+    if (max_bytes > ENGINE_MAX_PROMPT_BYTES)
+        max_bytes = ENGINE_MAX_PROMPT_BYTES;
     int rc;
     if ((rc = parse_model(root, lim, req, e)) != 0 ||
         (rc = parse_unsupported(root, kind, e)) != 0)
@@ -726,7 +645,7 @@ int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_l
     if (body == NULL)
         len = 0;
     unsigned depth = lim->max_json_depth > 0 ? lim->max_json_depth : DEFAULT_JSON_DEPTH;
-    int rc = scan_raw(body, len, depth, e);
+    int rc = json_scan_raw(body, len, depth, e);
     if (rc != 0)
         return rc;
     char *copy = malloc(len + 1);
@@ -746,7 +665,7 @@ int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_l
         rc = BAD(e, ERR_INVALID, NULL, "request body must be a JSON object, got %s",
                  type_name(root));
     if (rc == 0)
-        rc = check_dups(root, e);
+        rc = json_check_dups(root, e);
     if (rc == 0)
         rc = parse_root(root, kind, lim, req, e);
     if (rc == 0 && req->seed_given)

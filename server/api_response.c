@@ -111,7 +111,7 @@ static void add_usage(jb_t *b, cJSON *root, uint32_t prompt, uint32_t completion
 
 static const char *piece(const tokenizer_t *tok, int32_t id, size_t *len)
 {
-    const char *p = tok != NULL ? tok_piece(tok, id, len) : NULL;
+    const char *p = tok != NULL ? engine_token_piece(tok, id, len) : NULL;
     if (p == NULL)
         *len = 0;
     return p != NULL ? p : "";

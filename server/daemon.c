@@ -6,7 +6,7 @@
  * than uv_queue_work: libuv joins its pool's threads at exit, so SIGTERM
  * during a long load could not exit promptly.)  The engine's notify
  * callback is uv_async_send, which coalesces: on_engine_events drains the
- * whole event queue each time.  SIGTERM drains: new requests get 503,
+ * whole event queue each time (jobs.c).  SIGTERM drains: new requests get 503,
  * running ones may finish until drain-timeout, then they are cancelled.
  */
 #include "daemon.h"
@@ -23,153 +23,11 @@
 #include "base/log.h"
 #include "sdnotify.h"
 
-#define STALL_NS        (10ull * 1000000000ull) /* busy with no heartbeat this long: stalled */
 #define HARD_EXTRA_NS   (5ull * 1000000000ull)  /* after the drain deadline, stop regardless */
 #define EXTEND_EVERY_NS (5ull * 1000000000ull)
 #define HEADER_MEMORY   (16u * 1024u)           /* per-connection memory: headers well under it */
 
-/* ---------------------------------------------------------------- health */
-
-health_t daemon_health(daemon_t *d)
-{
-    if (d->draining)
-        return HEALTH_DRAINING;
-    if (d->engine == NULL)
-        return HEALTH_LOADING;
-    engine_health_t h;
-    engine_health(d->engine, &h);
-    if (h.failed)
-        return HEALTH_FAILED;
-    if (h.iterations == 0)
-        return HEALTH_LOADING;
-    uint64_t now = engine_now_ns();
-    if (h.busy && now > h.last_beat_ns && now - h.last_beat_ns > STALL_NS)
-        return HEALTH_STALLED;
-    return HEALTH_OK;
-}
-
-const char *daemon_health_name(health_t h)
-{
-    static const char *const names[] = { "ok", "loading", "draining", "stalled", "failed" };
-    return names[h];
-}
-
-unsigned daemon_retry_after(daemon_t *d)
-{
-    if (d->engine == NULL)
-        return 5;
-    uint32_t seqs = d->info.max_seqs ? d->info.max_seqs : 1;
-    unsigned s = 1 + d->stats.queued / seqs;
-    return s > 60 ? 60 : s;
-}
-
-/* ---------------------------------------------------------------- jobs */
-
-job_t *job_create(daemon_t *d, http_request_t *http, const char *route)
-{
-    job_t *j = calloc(1, sizeof *j);
-    if (j == NULL)
-        return NULL;
-    j->d = d;
-    j->http = http;
-    j->route = route;
-    j->engine_done = 1; /* until submitted */
-    j->t_arrive = http->start_ns;
-    tok_text_init(&j->text);
-    tok_text_init(&j->out);
-    j->next = d->jobs;
-    if (d->jobs != NULL)
-        d->jobs->prev = j;
-    d->jobs = j;
-    d->n_jobs++;
-    return j;
-}
-
-void job_release(job_t *j)
-{
-    if (j->http != NULL || !j->engine_done)
-        return;
-    daemon_t *d = j->d;
-    if (j->prev != NULL)
-        j->prev->next = j->next;
-    else
-        d->jobs = j->next;
-    if (j->next != NULL)
-        j->next->prev = j->prev;
-    d->n_jobs--;
-    api_request_free(&j->req);
-    tok_text_close(&j->text);
-    tok_text_close(&j->out);
-    for (size_t i = 0; i < j->n_events; i++)
-        free(j->events[i]);
-    free(j->events);
-    free(j);
-}
-
-void job_client_gone(job_t *j)
-{
-    if (!j->submitted || j->engine_done || j->gone)
-        return;
-    j->gone = 1;
-    const char *phase = j->n_generated > 0 ? "decode" : j->likely_queued ? "queued" : "prefill";
-    metrics_cancelled(j->d->metrics, phase);
-    engine_cancel(j->d->engine, j->engine_id);
-}
-
-static job_t *job_find(daemon_t *d, uint64_t id)
-{
-    for (job_t *j = d->jobs; j != NULL; j = j->next)
-        if (j->submitted && j->engine_id == id)
-            return j;
-    return NULL;
-}
-
-/* ---------------------------------------------------------------- engine events */
-
-static void on_engine_events(uv_async_t *a)
-{
-    daemon_t *d = a->data;
-    if (d->engine == NULL)
-        return;
-    while (engine_poll(d->engine, &d->ev)) {
-        const engine_event_t *ev = &d->ev;
-        job_t *j = job_find(d, ev->id);
-        if (j == NULL)
-            continue;
-        uint64_t now = clock_now_ns();
-        if (ev->kind == ENGINE_EV_TOKEN) {
-            if (j->n_generated == 0) {
-                j->t_first = now;
-                j->t_first_posted = ev->posted_ns;
-                metrics_observe(d->metrics, METRIC_TTFT, (now - j->t_arrive) / 1e9);
-            } else {
-                metrics_observe(d->metrics, METRIC_ITL, (now - j->t_last) / 1e9);
-            }
-            j->t_last = now;
-            j->n_generated++;
-        } else {
-            j->finish = ev->finish;
-            j->prompt_tokens = ev->prompt_tokens;
-            j->completion_tokens = ev->completion_tokens;
-            j->cached_tokens = ev->cached_tokens;
-            if (ev->finish == ENGINE_FINISH_STOP || ev->finish == ENGINE_FINISH_LENGTH)
-                metrics_usage(d->metrics, ev->prompt_tokens, ev->completion_tokens,
-                              ev->cached_tokens);
-        }
-        if (j->http != NULL && !j->gone) {
-            if (j->stream)
-                stream_on_event(j, ev);
-            else
-                routes_on_event(j, ev);
-        }
-        if (ev->kind == ENGINE_EV_FINISH) {
-            j->engine_done = 1;
-            job_release(j);
-        }
-    }
-    engine_get_stats(d->engine, &d->stats);
-    metrics_engine_sample(d->metrics, &d->stats);
-}
+/* ---------------------------------------------------------------- engine glue */
 
 static void engine_notify(void *ctx)
 {
@@ -238,8 +96,8 @@ static void on_loaded(uv_async_t *a)
              "tokens, chat template %s", d->info.model_name,
              (clock_now_ns() - d->load_start_ns) / 1e9, d->info.backend, d->info.n_ctx,
              d->info.kv_blocks, d->info.block_tokens,
-             d->info.chat ? chat_kind_name(d->info.chat->kind) : "none (chat disabled)");
-    if (d->info.chat == NULL)
+             d->info.chat_kind ? d->info.chat_kind : "none (chat disabled)");
+    if (d->info.chat_kind == NULL)
         log_warn("the model's chat template is not one llamad knows (ChatML, LLaMA-2, LLaMA-3): "
                  "/v1/chat/completions will answer 400; set chat-template to a built-in name or a "
                  "template file");
@@ -522,7 +380,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
         }
     }
     if (uv_rc == 0)
-        uv_rc = uv_async_init(&d->loop, &d->engine_async, on_engine_events);
+        uv_rc = uv_async_init(&d->loop, &d->engine_async, jobs_on_engine_events);
     if (uv_rc == 0)
         uv_rc = uv_async_init(&d->loop, &d->load_async, on_loaded);
     if (uv_rc != 0) {

@@ -4,9 +4,14 @@
  * uv_async handle, and runs the lifecycle (load on a worker thread,
  * ready, drain on SIGTERM, systemd notifications).
  *
- * The structs below are shared by daemon.c (lifecycle, engine glue),
- * routes.c (dispatch, non-streaming answers) and stream.c (SSE); nothing
- * outside those files touches them.  Everything here runs on the loop
+ * The structs below are shared by daemon.c (lifecycle), jobs.c (jobs and
+ * the engine's events), health.c, routes.c (dispatch), generate.c (the
+ * generation routes, non-streaming answers) and stream.c (SSE); nothing
+ * outside those files touches them.  This is the one private header of
+ * those files: none of them has a header of its own, so no two headers
+ * include each other.  Calls go one way: routes -> generate -> stream ->
+ * jobs, and daemon -> jobs, stream, health; an event reaches generate.c
+ * or stream.c through the job's on_event, not through a call back up.  Everything here runs on the loop
  * thread, except the model-loading thread, which only fills
  * load_engine/load_rc/load_err and then wakes the loop.
  */
@@ -17,7 +22,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../engine/engine.h"
+#include "engine/engine.h"
+#include "base/buf.h"
 #include "base/clock.h"
 #include "api.h"
 #include "auth.h"
@@ -38,6 +44,9 @@ struct job {
     api_resp_meta_t meta;
     char id[48];                /* "cmpl-…" / "chatcmpl-…" */
     uint64_t engine_id;
+    /* what the job's engine events do: stream_on_event or generate.c's non-streaming
+       collector; called for each event while the client is there */
+    void (*on_event)(job_t *j, const engine_event_t *ev);
     int submitted;              /* engine_submit succeeded */
     int engine_done;            /* its FINISH event arrived (or it was never submitted) */
     int gone;                   /* the client left: send nothing more */
@@ -45,11 +54,11 @@ struct job {
     int stream;
     int want_logprobs;
     /* non-streaming: the text and (for logprobs) the token events so far */
-    tok_text_t text;
+    buf_t text;
     engine_event_t **events;    /* [n_events] copies, in order */
     size_t n_events, cap_events;
     /* streaming: SSE bytes not yet taken by MHD */
-    tok_text_t out;
+    buf_t out;
     size_t out_pos;
     int out_end;                /* nothing more will be appended */
     int out_error;              /* the client is gone: close without more bytes */
@@ -108,25 +117,47 @@ struct daemon {
  */
 int daemon_run(const config_t *cfg, int *abandoned);
 
+/* ---- health.c ---- */
+
 typedef enum { HEALTH_OK, HEALTH_LOADING, HEALTH_DRAINING, HEALTH_STALLED, HEALTH_FAILED } health_t;
 health_t daemon_health(daemon_t *d);
 const char *daemon_health_name(health_t h);
 /* Seconds a refused client should wait (>= 1). */
 unsigned daemon_retry_after(daemon_t *d);
+/* Answer GET /health (live: /health/live, which only says the process answers). */
+int health_respond(daemon_t *d, http_request_t *req, int live);
 
+/* ---- jobs.c ---- */
+
+/*
+ * A job for a request that is about to be submitted: the engine request
+ * gets the job as its cookie (job_submit), so that each event finds its
+ * job in O(1).  Lifetime: a submitted job is freed only when both its
+ * connection is done with (http NULL) and its FINISH event has arrived
+ * (engine_done), or at shut-down after engine_destroy, which sends no more
+ * events; so no event can carry the cookie of a freed job.
+ */
 job_t *job_create(daemon_t *d, http_request_t *http, const char *route);
+/* Submit er with the job as its cookie; fills engine_id, submitted, t_submit. */
+int job_submit(job_t *j, engine_request_t *er, char *err, size_t errlen);
 /* Free the job when both its connection and its engine request are done. */
 void job_release(job_t *j);
 /* The client went away before the job ended: cancel it in the engine. */
 void job_client_gone(job_t *j);
+/* The engine's notify (uv_async): drain engine_poll, hand each event to its job. */
+void jobs_on_engine_events(uv_async_t *a);
 
 /* ---- routes.c ---- */
 
 int routes_admit(void *ctx, http_request_t *req);
 int routes_dispatch(void *ctx, http_request_t *req);
 void routes_completed(void *ctx, http_request_t *req, int ok);
-/* A non-streaming job's engine event. */
-void routes_on_event(job_t *j, const engine_event_t *ev);
+
+/* ---- generate.c ---- */
+
+/* POST /v1/completions and /v1/chat/completions: validate, encode, submit, answer. */
+int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const char *label,
+                    const uint8_t key_id[AUTH_KEY_ID_BYTES]);
 
 /* ---- stream.c ---- */
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/engine.h"
+#include "engine/engine.h"
 
 typedef struct metrics metrics_t;
 

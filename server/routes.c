@@ -1,6 +1,8 @@
 /*
  * routes.c - request admission and dispatch (auth, route, method, state),
- * the non-streaming answers, and the per-request log line and counters.
+ * the small routes (/v1/models, /tokenize, /detokenize, /metrics; /health
+ * is health.c's, the generation routes generate.c's), and the per-request
+ * log line and counters.
  *
  * Policy, in order, decided when the headers are complete and before any
  * body is read (routes_admit): a Host that is not allowed without keys is
@@ -10,9 +12,7 @@
  * then a wrong method is 405; then POST bodies
  * must be application/json (else 415); then a declared body over the
  * limit is 413 (http.c).  With the body in (routes_dispatch), generation
- * routes answer 503 (with Retry-After) while the model loads or the daemon drains.  All
- * validation happens before anything is queued, so a stream's 200 is
- * only sent for a request the engine accepted.
+ * routes answer 503 (with Retry-After) while the model loads or the daemon drains.
  */
 #include "daemon.h"
 
@@ -26,7 +26,6 @@
 #include <time.h>
 
 #include "base/log.h"
-#include "base/sha256.h"
 
 typedef enum {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,
@@ -76,16 +75,6 @@ static int respond_json(http_request_t *req, unsigned status, cJSON *root)
     return ret;
 }
 
-static int respond_api_error(http_request_t *req, const api_error_t *e)
-{
-    char *text = api_error_json(e);
-    if (text == NULL)
-        return http_respond_error(req, 500, "server_error", NULL, NULL, "out of memory");
-    int ret = http_respond(req, e->status, "application/json", text, strlen(text));
-    free(text);
-    return ret;
-}
-
 static int respond_unavailable(daemon_t *d, http_request_t *req)
 {
     req->retry_after = daemon_retry_after(d);
@@ -109,289 +98,29 @@ static int is_json_type(const char *ct)
     return c == '\0' || c == ';' || c == ' ';
 }
 
-/* ---------------------------------------------------------------- generation */
-
-static int tokenize_prompt(daemon_t *d, const api_request_t *ar, tok_buf_t *out, api_error_t *e)
-{
-    const tokenizer_t *tok = d->info.tok;
-    char err[ERR_MSG_MAX];
-    int rc;
-    if (ar->kind == API_COMPLETIONS) {
-        if (ar->prompt_tokens != NULL) {
-            for (size_t i = 0; i < ar->n_prompt_tokens; i++)
-                if ((rc = tok_buf_push(out, ar->prompt_tokens[i])) != 0)
-                    return rc;
-            return 0;
-        }
-        rc = tok_encode(tok, ar->prompt ? ar->prompt : "", ar->prompt_len, tok_add_bos_default(tok),
-                        1, out, err, sizeof err);
-    } else {
-        if (d->info.chat == NULL) {
-            e->status = 400;
-            snprintf(e->message, sizeof e->message,
-                     "this model's chat template is not one llamad knows; start llamad with "
-                     "--chat-template chatml, llama2, llama3 or a template file, or use /v1/completions");
-            snprintf(e->param, sizeof e->param, "messages");
-            return ERR_UNSUPPORTED;
-        }
-        chat_msg_t *msgs = calloc(ar->n_messages ? ar->n_messages : 1, sizeof *msgs);
-        if (msgs == NULL)
-            return ERR_NOMEM;
-        for (size_t i = 0; i < ar->n_messages; i++)
-            msgs[i] = (chat_msg_t){ ar->messages[i].role, ar->messages[i].content };
-        tok_text_t text;
-        tok_spans_t content;
-        tok_text_init(&text);
-        tok_spans_init(&content);
-        rc = chat_render_spans(d->info.chat, msgs, ar->n_messages, 1, &text, &content, err,
-                               sizeof err);
-        free(msgs);
-        if (rc == ERR_INVALID || rc == ERR_RANGE) {
-            e->status = 400;
-            snprintf(e->message, sizeof e->message, "%s", err);
-            snprintf(e->param, sizeof e->param, "messages");
-            tok_text_close(&text);
-            tok_spans_close(&content);
-            return rc;
-        }
-        if (rc == 0) {
-            /* the template's markers are control tokens; what clients wrote stays text */
-            int bos = !chat_template_has_bos(d->info.chat) && tok_add_bos_default(tok);
-            rc = tok_encode_plain(tok, text.data ? text.data : "", text.len, bos, &content, out,
-                                  err, sizeof err);
-        }
-        tok_text_close(&text);
-        tok_spans_close(&content);
-    }
-    if (rc == ERR_TOOLONG || rc == ERR_INVALID) {
-        e->status = 400;
-        snprintf(e->message, sizeof e->message, "%s", err);
-        snprintf(e->param, sizeof e->param, ar->kind == API_CHAT ? "messages" : "prompt");
-    }
-    return rc;
-}
-
-/*
- * The prefix-cache salt of a request: none (the shared cache) unless the
- * client sent cache_salt or prefix-cache-per-key is on; then a digest over
- * the key's id (zeros without keys) and the client's salt.
- */
-static size_t cache_salt(const daemon_t *d, const api_request_t *ar,
-                         const uint8_t key_id[AUTH_KEY_ID_BYTES], uint8_t out[SHA256_BYTES])
-{
-    int per_key = d->cfg->prefix_cache_per_key && auth_count(d->auth) > 0;
-    if (!per_key && ar->cache_salt == NULL)
-        return 0;
-    static const uint8_t zero[AUTH_KEY_ID_BYTES];
-    static const char tag[] = "llamad cache salt v1";
-    sha256_t s;
-    sha256_init(&s);
-    sha256_update(&s, tag, sizeof tag);
-    sha256_update(&s, per_key ? key_id : zero, AUTH_KEY_ID_BYTES);
-    if (ar->cache_salt != NULL)
-        sha256_update(&s, ar->cache_salt, ar->cache_salt_len);
-    sha256_final(&s, out);
-    return SHA256_BYTES;
-}
-
-static int handle_generate(daemon_t *d, http_request_t *req, api_kind_t kind, const char *label,
-                           const uint8_t key_id[AUTH_KEY_ID_BYTES])
-{
-    api_limits_t lim = {
-        .n_vocab = d->info.n_vocab, .n_ctx = d->info.n_ctx,
-        .max_prompt_bytes = (size_t)d->info.n_ctx * 16 < 65536 ? 65536 : (size_t)d->info.n_ctx * 16,
-        .max_json_depth = 64, .model_name = d->info.model_name,
-    };
-    api_request_t ar;
-    api_error_t ae;
-    memset(&ar, 0, sizeof ar);
-    memset(&ae, 0, sizeof ae);
-    ae.type = "invalid_request_error";
-    if (api_parse_request(kind, req->body, req->body_len, &lim, &ar, &ae) != 0)
-        return respond_api_error(req, &ae);
-
-    tok_buf_t toks;
-    tok_buf_init(&toks);
-    int rc = tokenize_prompt(d, &ar, &toks, &ae);
-    if (rc != 0) {
-        tok_buf_close(&toks);
-        api_request_free(&ar);
-        if (ae.status != 0)
-            return respond_api_error(req, &ae);
-        return http_respond_error(req, 500, "server_error", NULL, NULL, "tokenizer failure: %s",
-                                  err_str(rc));
-    }
-    const char *param = kind == API_CHAT ? "messages" : "prompt";
-    if (toks.n == 0) {
-        tok_buf_close(&toks);
-        api_request_free(&ar);
-        return http_respond_error(req, 400, "invalid_request_error", param, NULL,
-                                  "the prompt is empty");
-    }
-    if (toks.n >= d->info.n_ctx) {
-        size_t n = toks.n;
-        tok_buf_close(&toks);
-        api_request_free(&ar);
-        return http_respond_error(req, 400, "invalid_request_error", param,
-                                  "context_length_exceeded",
-                                  "This model's maximum context length is %u tokens. However, your "
-                                  "prompt has %zu tokens.", d->info.n_ctx, n);
-    }
-
-    engine_request_t er;
-    engine_request_init(&er);
-    er.tokens = toks.ids;
-    er.n_tokens = toks.n;
-    er.sampling = ar.sampling;
-    er.max_tokens = ar.max_tokens;
-    er.stop = (const char *const *)ar.stop;
-    er.n_stop = ar.n_stop;
-    uint8_t salt[SHA256_BYTES];
-    er.cache_salt = salt;
-    er.cache_salt_len = cache_salt(d, &ar, key_id, salt);
-    uint64_t id;
-    char err[ERR_MSG_MAX];
-    engine_stats_t st = d->stats;
-    rc = engine_submit(d->engine, &er, &id, err, sizeof err);
-    tok_buf_close(&toks);
-    if (rc != 0) {
-        api_request_free(&ar);
-        switch (rc) {
-        case ERR_TOOLONG:
-            return http_respond_error(req, 400, "invalid_request_error", "max_tokens",
-                                      "context_length_exceeded", "%s", err);
-        case ERR_INVALID:
-        case ERR_RANGE:
-            return http_respond_error(req, 400, "invalid_request_error", NULL, NULL, "%s", err);
-        case ERR_FULL:
-            req->retry_after = daemon_retry_after(d);
-            return http_respond_error(req, 429, "server_overloaded", NULL, "server_overloaded",
-                                      "the request queue is full; retry after %u s",
-                                      req->retry_after);
-        default:
-            req->retry_after = daemon_retry_after(d);
-            return http_respond_error(req, 503, "server_error", NULL, "engine_unavailable",
-                                      "the engine cannot take requests: %s", err);
-        }
-    }
-
-    job_t *j = job_create(d, req, label);
-    if (j == NULL) {
-        engine_cancel(d->engine, id);
-        api_request_free(&ar);
-        return http_respond_error(req, 500, "server_error", NULL, NULL, "out of memory");
-    }
-    j->req = ar;
-    j->engine_id = id;
-    j->submitted = 1;
-    j->engine_done = 0;
-    j->t_submit = clock_now_ns();
-    j->likely_queued = st.queued > 0 || st.running >= d->info.max_seqs;
-    j->stream = ar.stream;
-    j->want_logprobs = ar.logprobs;
-    snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,
-             kind == API_CHAT ? "chatcmpl" : "cmpl", (uint64_t)time(NULL) ^ (j->t_submit << 20),
-             ++d->next_seq);
-    j->meta = (api_resp_meta_t){ j->id, d->info.model_name, (int64_t)time(NULL), kind, 0 };
-    metrics_observe(d->metrics, METRIC_QUEUE, (j->t_submit - j->t_arrive) / 1e9);
-    req->user = j;
-    if (j->stream)
-        return stream_start(j);
-    return http_defer(req);
-}
-
-void routes_on_event(job_t *j, const engine_event_t *ev)
-{
-    daemon_t *d = j->d;
-    if (ev->text_len > 0 && tok_text_append(&j->text, ev->text, ev->text_len) != 0)
-        goto nomem;
-    if (ev->kind == ENGINE_EV_TOKEN) {
-        if (j->want_logprobs) {
-            if (j->n_events == j->cap_events) {
-                size_t cap = j->cap_events ? j->cap_events * 2 : 64;
-                engine_event_t **p = realloc(j->events, cap * sizeof *p);
-                if (p == NULL)
-                    goto nomem;
-                j->events = p;
-                j->cap_events = cap;
-            }
-            engine_event_t *copy = malloc(sizeof *copy);
-            if (copy == NULL)
-                goto nomem;
-            *copy = *ev;
-            j->events[j->n_events++] = copy;
-        }
-        return;
-    }
-    switch (ev->finish) {
-    case ENGINE_FINISH_STOP:
-    case ENGINE_FINISH_LENGTH: {
-        api_result_t res = {
-            .text = j->text.data ? j->text.data : "", .text_len = j->text.len,
-            .finish_reason = engine_finish_name(ev->finish),
-            .prompt_tokens = ev->prompt_tokens, .completion_tokens = ev->completion_tokens,
-            .cached_tokens = ev->cached_tokens,
-            .token_events = (const engine_event_t *const *)j->events, .n_tokens = j->n_events,
-            .want_logprobs = j->want_logprobs, .tok = d->info.tok,
-        };
-        char *json = api_response_json(&j->meta, &res);
-        if (json == NULL)
-            goto nomem;
-        http_complete(j->http, 200, "application/json", json, strlen(json));
-        free(json);
-        return;
-    }
-    case ENGINE_FINISH_CANCELLED:
-        j->http->retry_after = daemon_retry_after(d);
-        http_complete_error(j->http, 503, "server_error", NULL, "server_shutting_down",
-                            "the request was cancelled: the server is shutting down");
-        return;
-    case ENGINE_FINISH_ERROR:
-    default:
-        http_complete_error(j->http, 500, "server_error", NULL, "engine_error",
-                            "generation failed: %s", ev->message);
-        return;
-    }
-nomem:
-    if (!j->engine_done)
-        engine_cancel(d->engine, j->engine_id);
-    http_complete_error(j->http, 500, "server_error", NULL, NULL, "out of memory");
-}
-
 /* ---------------------------------------------------------------- tokenize, detokenize */
 
 #define SMALL_OBJECT_MAX 16 /* members of a /tokenize or /detokenize body */
 
-/* Parse a small JSON object body: NULL unless it is an object of at most
- * SMALL_OBJECT_MAX members with no name twice (cJSON would keep both and
- * answer the first, shared/THREATS.md A9). */
-static cJSON *parse_small_object(const http_request_t *req)
+/* The body as a small JSON object (json.c's checks), or NULL after answering 400
+ * (*ret: what the answer returned). */
+static cJSON *small_object(http_request_t *req, int *ret)
 {
-    cJSON *root = cJSON_ParseWithLength(req->body, req->body_len);
-    if (!cJSON_IsObject(root) || cJSON_GetArraySize(root) > SMALL_OBJECT_MAX) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    for (const cJSON *a = root->child; a != NULL; a = a->next)
-        for (const cJSON *b = a->next; b != NULL; b = b->next)
-            if (strcmp(a->string, b->string) == 0) {
-                cJSON_Delete(root);
-                return NULL;
-            }
+    api_error_t e;
+    memset(&e, 0, sizeof e);
+    cJSON *root = json_parse_small_object(req->body, req->body_len, SMALL_OBJECT_MAX, &e);
+    if (root == NULL)
+        *ret = http_respond_error(req, e.status ? e.status : 400, e.type ? e.type : "invalid_request_error",
+                           e.param[0] ? e.param : NULL, e.code, "%s", e.message);
     return root;
 }
 
 static int handle_tokenize(daemon_t *d, http_request_t *req)
 {
-    /* cJSON decodes \u0000 into the C string, which would silently cut the text */
-    if (memmem(req->body, req->body_len, "\\u0000", 6) != NULL)
-        return http_respond_error(req, 400, "invalid_request_error", "content", NULL,
-                                  "content: NUL characters (\\u0000) are not allowed");
-    cJSON *root = parse_small_object(req);
+    int ret;
+    cJSON *root = small_object(req, &ret);
     if (root == NULL)
-        return http_respond_error(req, 400, "invalid_request_error", NULL, NULL,
-                                  "the body is not a JSON object of at most %d distinct members",
-                                  SMALL_OBJECT_MAX);
+        return ret;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
     const cJSON *add = cJSON_GetObjectItemCaseSensitive(root, "add_special");
     const cJSON *parse = cJSON_GetObjectItemCaseSensitive(root, "parse_special");
@@ -405,20 +134,14 @@ static int handle_tokenize(daemon_t *d, http_request_t *req)
         return http_respond_error(req, 400, "invalid_request_error", bad, NULL,
                                   "%s: expected a %s", bad, strcmp(bad, "content") ? "boolean" : "string");
     }
-    size_t len = strlen(content->valuestring);
-    if (!utf8_valid(content->valuestring, len)) {
-        cJSON_Delete(root);
-        return http_respond_error(req, 400, "invalid_request_error", "content", NULL,
-                                  "content: not valid UTF-8");
-    }
-    tok_buf_t toks;
-    tok_buf_init(&toks);
+    int32_t *ids;
+    size_t n;
     char err[ERR_MSG_MAX];
-    int rc = tok_encode(d->info.tok, content->valuestring, len, cJSON_IsTrue(add),
-                        parse ? cJSON_IsTrue(parse) : 1, &toks, err, sizeof err);
+    int rc = engine_tokenize(d->engine, content->valuestring, strlen(content->valuestring),
+                             cJSON_IsTrue(add), parse ? cJSON_IsTrue(parse) : 1, &ids, &n, err,
+                             sizeof err);
     if (rc != 0) {
         cJSON_Delete(root);
-        tok_buf_close(&toks);
         return http_respond_error(req, rc == ERR_TOOLONG ? 400 : 500,
                                   rc == ERR_TOOLONG ? "invalid_request_error" : "server_error",
                                   "content", NULL, "%s", err);
@@ -427,28 +150,31 @@ static int handle_tokenize(daemon_t *d, http_request_t *req)
     cJSON_Delete(root);
     cJSON *out = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(out, "tokens");
-    for (size_t i = 0; arr != NULL && i < toks.n; i++) {
+    for (size_t i = 0; arr != NULL && i < n; i++) {
         if (with_pieces) {
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddNumberToObject(o, "id", toks.ids[i]);
-            tok_text_t piece;
-            tok_text_init(&piece);
-            tok_decode(d->info.tok, &toks.ids[i], 1, 0, &piece);
-            cJSON_AddStringToObject(o, "piece", piece.data ? piece.data : "");
-            tok_text_close(&piece);
+            cJSON_AddNumberToObject(o, "id", ids[i]);
+            char *piece = NULL;
+            size_t len;
+            engine_detokenize(d->engine, &ids[i], 1, &piece, &len);
+            cJSON_AddStringToObject(o, "piece", piece ? piece : "");
+            free(piece);
             cJSON_AddItemToArray(arr, o);
         } else {
-            cJSON_AddItemToArray(arr, cJSON_CreateNumber(toks.ids[i]));
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
         }
     }
-    tok_buf_close(&toks);
+    free(ids);
     return respond_json(req, 200, out);
 }
 
 static int handle_detokenize(daemon_t *d, http_request_t *req)
 {
-    cJSON *root = parse_small_object(req);
-    const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, "tokens") : NULL;
+    int ret;
+    cJSON *root = small_object(req, &ret);
+    if (root == NULL)
+        return ret;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tokens");
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(root);
         return http_respond_error(req, 400, "invalid_request_error", "tokens", NULL,
@@ -472,21 +198,19 @@ static int handle_detokenize(daemon_t *d, http_request_t *req)
         ids[i++] = (int32_t)v;
     }
     cJSON_Delete(root);
-    tok_text_t text;
-    tok_text_init(&text);
-    int rc = tok_decode(d->info.tok, ids, n, 0, &text);
+    char *text;
+    size_t len;
+    int rc = engine_detokenize(d->engine, ids, n, &text, &len);
     free(ids);
-    if (rc != 0) {
-        tok_text_close(&text);
+    if (rc != 0)
         return http_respond_error(req, 500, "server_error", NULL, NULL, "detokenize: %s", err_str(rc));
-    }
     cJSON *out = cJSON_CreateObject();
-    cJSON_AddStringToObject(out, "content", text.data ? text.data : "");
-    tok_text_close(&text);
+    cJSON_AddStringToObject(out, "content", text);
+    free(text);
     return respond_json(req, 200, out);
 }
 
-/* ---------------------------------------------------------------- models, health, metrics */
+/* ---------------------------------------------------------------- models, metrics */
 
 static int handle_models(daemon_t *d, http_request_t *req)
 {
@@ -501,21 +225,6 @@ static int handle_models(daemon_t *d, http_request_t *req)
     cJSON_AddNumberToObject(m, "max_model_len", d->info.n_ctx);
     cJSON_AddItemToArray(data, m);
     return respond_json(req, 200, out);
-}
-
-static int handle_health(daemon_t *d, http_request_t *req, route_id_t r)
-{
-    health_t h = r == R_HEALTH_LIVE ? HEALTH_OK : daemon_health(d);
-    char body[160];
-    int n;
-    if (d->engine != NULL && r != R_HEALTH_LIVE)
-        n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"backend\":\"%s\"}",
-                     daemon_health_name(h), d->info.backend);
-    else
-        n = snprintf(body, sizeof body, "{\"status\":\"%s\"}", daemon_health_name(h));
-    if (h != HEALTH_OK)
-        req->retry_after = daemon_retry_after(d);
-    return http_respond(req, h == HEALTH_OK ? 200 : 503, "application/json", body, (size_t)n);
 }
 
 static int handle_metrics(daemon_t *d, http_request_t *req)
@@ -581,14 +290,14 @@ int routes_dispatch(void *ctx, http_request_t *req)
     daemon_t *d = ctx;
     route_id_t r = (route_id_t)req->route_id;
     if (r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY)
-        return handle_health(d, req, r);
+        return health_respond(d, req, r == R_HEALTH_LIVE);
     if (r == R_METRICS)
         return handle_metrics(d, req);
     if (d->engine == NULL || d->draining)
         return respond_unavailable(d, req);
     switch (r) {
-    case R_COMPLETIONS: return handle_generate(d, req, API_COMPLETIONS, route_table[r].path, req->key_id);
-    case R_CHAT: return handle_generate(d, req, API_CHAT, route_table[r].path, req->key_id);
+    case R_COMPLETIONS: return generate_handle(d, req, API_COMPLETIONS, route_table[r].path, req->key_id);
+    case R_CHAT: return generate_handle(d, req, API_CHAT, route_table[r].path, req->key_id);
     case R_MODELS: return handle_models(d, req);
     case R_TOKENIZE: return handle_tokenize(d, req);
     case R_DETOKENIZE: return handle_detokenize(d, req);

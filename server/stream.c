@@ -34,11 +34,11 @@ static int put_frame(job_t *j, char *json)
 {
     if (json == NULL)
         return ERR_NOMEM;
-    int rc = tok_text_append(&j->out, "data: ", 6);
+    int rc = buf_append(&j->out, "data: ", 6);
     if (rc == 0)
-        rc = tok_text_append(&j->out, json, strlen(json));
+        rc = buf_append(&j->out, json, strlen(json));
     if (rc == 0)
-        rc = tok_text_append(&j->out, "\n\n", 2);
+        rc = buf_append(&j->out, "\n\n", 2);
     free(json);
     return rc;
 }
@@ -125,7 +125,7 @@ void stream_on_event(job_t *j, const engine_event_t *ev)
             rc = put_frame(j, api_usage_chunk_json(&j->meta, ev->prompt_tokens, ev->completion_tokens,
                                                    ev->cached_tokens));
         if (rc == 0)
-            rc = tok_text_append(&j->out, "data: [DONE]\n\n", 14);
+            rc = buf_append(&j->out, "data: [DONE]\n\n", 14);
         if (rc != 0)
             put_error(j, "server_error", NULL, "out of memory");
         j->out_end = 1;
@@ -152,7 +152,7 @@ void stream_tick(job_t *j, uint64_t now_ns)
         return;
     }
     if (now_ns - j->last_write_ns >= KEEPALIVE_NS) {
-        if (tok_text_append(&j->out, ": keep-alive\n\n", 14) == 0)
+        if (buf_append(&j->out, ": keep-alive\n\n", 14) == 0)
             wake(j);
     }
 }

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "engine/model/gguf.h"
 
 typedef struct tokenizer tokenizer_t;
@@ -76,17 +77,13 @@ void tok_buf_close(tok_buf_t *b);
 /* Append one id; 0 or ERR_NOMEM (the buffer is unchanged then). */
 int tok_buf_push(tok_buf_t *b, int32_t id);
 
-/* Bytes; data is kept NUL-terminated (data[len] == 0) once allocated. */
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-} tok_text_t;
+/* Bytes: base/buf.h's buffer (NUL-terminated once allocated) under the tokenizer's name. */
+typedef buf_t tok_text_t;
 
-void tok_text_init(tok_text_t *s);
-void tok_text_close(tok_text_t *s);
+static inline void tok_text_init(tok_text_t *s) { buf_init(s); }
+static inline void tok_text_close(tok_text_t *s) { buf_close(s); }
 /* Append n bytes; 0 or ERR_NOMEM (the text is unchanged then). */
-int tok_text_append(tok_text_t *s, const void *p, size_t n);
+static inline int tok_text_append(tok_text_t *s, const void *p, size_t n) { return buf_append(s, p, n); }
 
 /* ---- construction ---- */
 

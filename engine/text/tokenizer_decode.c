@@ -46,43 +46,6 @@ int tok_buf_push(tok_buf_t *b, int32_t id)
     return 0;
 }
 
-void tok_text_init(tok_text_t *s)
-{
-    s->data = NULL;
-    s->len = 0;
-    s->cap = 0;
-}
-
-void tok_text_close(tok_text_t *s)
-{
-    free(s->data);
-    tok_text_init(s);
-}
-
-int tok_text_append(tok_text_t *s, const void *p, size_t n)
-{
-    size_t need;
-    if (__builtin_add_overflow(s->len, n, &need) || __builtin_add_overflow(need, 1, &need))
-        return ERR_NOMEM;
-    if (need > s->cap) {
-        size_t cap = s->cap ? s->cap : 64;
-        while (cap < need) {
-            if (__builtin_mul_overflow(cap, 2, &cap))
-                return ERR_NOMEM;
-        }
-        char *d = realloc(s->data, cap);
-        if (d == NULL)
-            return ERR_NOMEM;
-        s->data = d;
-        s->cap = cap;
-    }
-    if (n > 0)
-        memcpy(s->data + s->len, p, n);
-    s->len += n;
-    s->data[s->len] = '\0';
-    return 0;
-}
-
 /* ================================================================
  * UTF-8 repair (the rules are base/utf8.h's)
  * ================================================================ */

@@ -12,10 +12,10 @@
  * of the response builders as JSON that cJSON parses.
  *
  * Build:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iengine \
- *             server/api_request.c server/api_response.c server/api_common.c \
- *             base/err.c base/utf8.c engine/sampler.c tests/fuzz/fuzz_api.c \
+ *             server/api_request.c server/api_response.c server/api_common.c server/json.c \
+ *             base/err.c base/utf8.c engine/sampler.c engine/sampler_logits.c tests/fuzz/fuzz_api.c \
  *             -lcjson -lm -o fuzz_api
- *         (tok_piece is only reached with a tokenizer; a stub below
+ *         (engine_token_piece is only reached with a tokenizer; a stub below
  *         stands in, so no tokenizer sources are needed.)
  * Run:    ./fuzz_api -rss_limit_mb=2048 -timeout=2 -max_len=65536 CORPUS_DIR
  */
@@ -29,7 +29,7 @@
 #include "../../server/api.h"
 
 /* The response builders spell tokens only with a tokenizer; none is passed here. */
-const char *tok_piece(const tokenizer_t *t, int32_t id, size_t *len)
+const char *engine_token_piece(const tokenizer_t *t, int32_t id, size_t *len)
 {
     (void)t;
     (void)id;

@@ -17,6 +17,8 @@
 #include "test.h"
 #include "utf8_cases.h"
 #include "../../server/api.h"
+#include "engine/model/gguf.h"
+#include "engine/text/tokenizer.h"
 
 /* ================================================================== */
 /* Responses                                                           */

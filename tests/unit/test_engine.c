@@ -175,17 +175,15 @@ static engine_t *open_engine(uint32_t max_seqs, uint32_t budget, uint64_t kv_byt
 
 static void encode(engine_t *e, const char *text, job_t *j)
 {
-    engine_info_t info;
-    engine_get_info(e, &info);
-    tok_buf_t b;
-    tok_buf_init(&b);
+    engine_prompt_t p = { .text = text, .len = strlen(text) };
+    int32_t *ids;
+    size_t n;
     char err[ERR_MSG_MAX];
-    ASSERT_MSG(tok_encode(info.tok, text, strlen(text), tok_add_bos_default(info.tok), 1, &b, err, sizeof err) == 0,
-               "%s", err);
-    ASSERT(b.n <= 256);
-    memcpy(j->tok, b.ids, b.n * sizeof(int32_t));
-    j->n_tok = b.n;
-    tok_buf_close(&b);
+    ASSERT_MSG(engine_encode_prompt(e, &p, &ids, &n, err, sizeof err) == 0, "%s", err);
+    ASSERT(n <= 256);
+    memcpy(j->tok, ids, n * sizeof(int32_t));
+    j->n_tok = n;
+    free(ids);
 }
 
 static int submit(engine_t *e, job_t *j)
@@ -202,6 +200,7 @@ static int submit(engine_t *e, job_t *j)
     r.sampling.n_logprobs = j->n_logprobs;
     r.max_tokens = j->max_tokens;
     r.ignore_eos = j->ignore_eos;
+    r.cookie = j;   /* route() checks that every event brings it back */
     const char *stops[1] = { j->stop };
     if (j->stop) {
         r.stop = stops;
@@ -213,13 +212,16 @@ static int submit(engine_t *e, job_t *j)
     return engine_submit(e, &r, &j->id, err, sizeof err);
 }
 
-/* Route one event to its job, checking the order of a request's events. */
+/* Route one event to its job, checking the order of a request's events and that
+ * it carries its request's cookie (the job submit() gave as engine_request_t.cookie). */
 static int route(job_t *jobs, size_t n, const engine_event_t *ev)
 {
     for (size_t i = 0; i < n; i++) {
         job_t *j = &jobs[i];
         if (j->id != ev->id)
             continue;
+        ASSERT_MSG(ev->cookie == (void *)j, "request %llu's event carries cookie %p, not its job %p",
+                   (unsigned long long)ev->id, ev->cookie, (void *)j);
         ASSERT_MSG(j->finishes == 0, "an event after the finish of request %llu", (unsigned long long)ev->id);
         ASSERT(j->text_len + ev->text_len < sizeof j->text);
         memcpy(j->text + j->text_len, ev->text, ev->text_len);
@@ -532,7 +534,8 @@ TEST(submit_checks_limits_and_the_queue)
     ASSERT_EQ_INT(info.n_ctx, 128); /* the pool, smaller than the training context */
     ASSERT_EQ_INT(info.n_vocab, 49152);
     ASSERT_EQ_STR(info.model_name, "SmolLM2-135M-Instruct.Q4_1.gguf");
-    ASSERT(info.chat != NULL && info.chat->kind == CHAT_CHATML);
+    ASSERT(info.chat_kind != NULL);
+    ASSERT_EQ_STR(info.chat_kind, "chatml");
     static int32_t toks[200];
     for (int i = 0; i < 200; i++)
         toks[i] = 100 + i;
@@ -727,25 +730,21 @@ static void golden_encode(engine_t *e, const golden_prompt_t *g, job_t *j)
     }
     engine_info_t info;
     engine_get_info(e, &info);
-    ASSERT_MSG(info.chat != NULL, "the default model has no chat template");
-    chat_msg_t msgs[2];
+    ASSERT_MSG(info.chat_kind != NULL, "the default model has no chat template");
+    engine_msg_t msgs[2];
     size_t n = 0;
     if (g->system != NULL)
-        msgs[n++] = (chat_msg_t){ "system", g->system };
-    msgs[n++] = (chat_msg_t){ "user", g->user };
-    tok_text_t text;
-    tok_text_init(&text);
+        msgs[n++] = (engine_msg_t){ "system", g->system };
+    msgs[n++] = (engine_msg_t){ "user", g->user };
+    engine_prompt_t p = { .messages = msgs, .n_messages = n };
+    int32_t *ids;
+    size_t n_ids;
     char err[ERR_MSG_MAX];
-    ASSERT_MSG(chat_render(info.chat, msgs, n, 1, &text, err, sizeof err) == 0, "%s", err);
-    tok_buf_t b;
-    tok_buf_init(&b);
-    int bos = tok_add_bos_default(info.tok) && !chat_template_has_bos(info.chat);
-    ASSERT_MSG(tok_encode(info.tok, text.data, text.len, bos, 1, &b, err, sizeof err) == 0, "%s", err);
-    ASSERT(b.n <= 256);
-    memcpy(j->tok, b.ids, b.n * sizeof(int32_t));
-    j->n_tok = b.n;
-    tok_buf_close(&b);
-    tok_text_close(&text);
+    ASSERT_MSG(engine_encode_prompt(e, &p, &ids, &n_ids, err, sizeof err) == 0, "%s", err);
+    ASSERT(n_ids <= 256);
+    memcpy(j->tok, ids, n_ids * sizeof(int32_t));
+    j->n_tok = n_ids;
+    free(ids);
 }
 
 /* jobs[2 * i]: prompt i greedy; jobs[2 * i + 1]: prompt i sampled at GOLDEN_TEMP, seeded. */

@@ -1,0 +1,130 @@
+/*
+ * jobs.c - one job per generation request, from its submission to its
+ * last byte, and the hand-off of the engine's events to their jobs.
+ *
+ * Each engine request carries its job as the cookie (job_submit), so the
+ * loop thread finds the job of an event in O(1), however many are live.
+ * A submitted job outlives its engine request: it is freed only once its
+ * FINISH event has arrived and its connection is done with (job_release),
+ * or at shut-down after engine_destroy, which sends no more events.  The
+ * engine's notify is uv_async_send, which coalesces: one wake-up drains
+ * the whole event queue.  Loop thread.
+ */
+#include "daemon.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "base/log.h"
+
+job_t *job_create(daemon_t *d, http_request_t *http, const char *route)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return NULL;
+    j->d = d;
+    j->http = http;
+    j->route = route;
+    j->engine_done = 1; /* until submitted */
+    j->t_arrive = http->start_ns;
+    buf_init(&j->text);
+    buf_init(&j->out);
+    j->next = d->jobs;
+    if (d->jobs != NULL)
+        d->jobs->prev = j;
+    d->jobs = j;
+    d->n_jobs++;
+    return j;
+}
+
+void job_release(job_t *j)
+{
+    if (j->http != NULL || !j->engine_done)
+        return;
+    daemon_t *d = j->d;
+    if (j->prev != NULL)
+        j->prev->next = j->next;
+    else
+        d->jobs = j->next;
+    if (j->next != NULL)
+        j->next->prev = j->prev;
+    d->n_jobs--;
+    api_request_free(&j->req);
+    buf_close(&j->text);
+    buf_close(&j->out);
+    for (size_t i = 0; i < j->n_events; i++)
+        free(j->events[i]);
+    free(j->events);
+    free(j);
+}
+
+void job_client_gone(job_t *j)
+{
+    if (!j->submitted || j->engine_done || j->gone)
+        return;
+    j->gone = 1;
+    const char *phase = j->n_generated > 0 ? "decode" : j->likely_queued ? "queued" : "prefill";
+    metrics_cancelled(j->d->metrics, phase);
+    engine_cancel(j->d->engine, j->engine_id);
+}
+
+int job_submit(job_t *j, engine_request_t *er, char *err, size_t errlen)
+{
+    er->cookie = j;
+    uint64_t id;
+    int rc = engine_submit(j->d->engine, er, &id, err, errlen);
+    if (rc != 0)
+        return rc;
+    j->engine_id = id;
+    j->submitted = 1;
+    j->engine_done = 0;
+    j->t_submit = clock_now_ns();
+    return 0;
+}
+
+/* ---------------------------------------------------------------- engine events */
+
+void jobs_on_engine_events(uv_async_t *a)
+{
+    daemon_t *d = a->data;
+    if (d->engine == NULL)
+        return;
+    while (engine_poll(d->engine, &d->ev)) {
+        const engine_event_t *ev = &d->ev;
+        /* the cookie is the job (job_submit); it lives until its FINISH event */
+        job_t *j = ev->cookie;
+        if (j == NULL || !j->submitted || j->engine_id != ev->id) {
+            log_error("an engine event (request %" PRIu64 ") names no live job: dropped", ev->id);
+            continue;
+        }
+        uint64_t now = clock_now_ns();
+        if (ev->kind == ENGINE_EV_TOKEN) {
+            if (j->n_generated == 0) {
+                j->t_first = now;
+                j->t_first_posted = ev->posted_ns;
+                metrics_observe(d->metrics, METRIC_TTFT, (now - j->t_arrive) / 1e9);
+            } else {
+                metrics_observe(d->metrics, METRIC_ITL, (now - j->t_last) / 1e9);
+            }
+            j->t_last = now;
+            j->n_generated++;
+        } else {
+            j->finish = ev->finish;
+            j->prompt_tokens = ev->prompt_tokens;
+            j->completion_tokens = ev->completion_tokens;
+            j->cached_tokens = ev->cached_tokens;
+            if (ev->finish == ENGINE_FINISH_STOP || ev->finish == ENGINE_FINISH_LENGTH)
+                metrics_usage(d->metrics, ev->prompt_tokens, ev->completion_tokens,
+                              ev->cached_tokens);
+        }
+        if (j->http != NULL && !j->gone && j->on_event != NULL)
+            j->on_event(j, ev);
+        if (ev->kind == ENGINE_EV_FINISH) {
+            j->engine_done = 1;
+            job_release(j);
+        }
+    }
+    engine_get_stats(d->engine, &d->stats);
+    metrics_engine_sample(d->metrics, &d->stats);
+}
+
