@@ -351,6 +351,10 @@ def route_cases(d):
                lambda: send_body(d, "/tokenize", b'{"content":5}'))
     check_case(d, "tokenize \\u0000", BAD,
                lambda: send_body(d, "/tokenize", b'{"content":"a\\u0000"}'))
+    check_case(d, "tokenize the six characters \\u0000 as text", OK,
+               lambda: send_body(d, "/tokenize", b'{"content":"a\\\\u0000b"}'))
+    check_case(d, "tokenize invalid UTF-8 in a key", BAD,
+               lambda: send_body(d, "/tokenize", b'{"con\xfftent":"a","content":"b"}'))
     check_case(d, "tokenize duplicate key", BAD,
                lambda: send_body(d, "/tokenize", b'{"content":"a","content":"b"}'))
     check_case(d, "tokenize invalid UTF-8", BAD,
