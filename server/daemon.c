@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "sdnotify.h"
 
+#define STOP_GRACE_NS   (300ull * 1000000ull)           /* second SIGTERM: time to write the endings */
 #define HARD_EXTRA_NS   (5ull * 1000000000ull)  /* after the drain deadline, stop regardless */
 #define EXTEND_EVERY_NS (5ull * 1000000000ull)
 #define HEADER_MEMORY   (16u * 1024u)           /* per-connection memory: headers well under it */
@@ -163,10 +164,38 @@ static void check_drain(daemon_t *d, uint64_t now)
             if (j->submitted && !j->engine_done)
                 engine_cancel(d->engine, j->engine_id);
     }
-    if (now >= d->drain_deadline_ns + HARD_EXTRA_NS) {
+    if (now >= d->drain_deadline_ns + HARD_EXTRA_NS || (d->stop_at_ns != 0 && now >= d->stop_at_ns)) {
         log_warn("%zu request(s) still open after the drain: closing them", d->n_jobs);
         shut_down(d);
     }
+}
+
+/*
+ * A second SIGTERM: stop without waiting for the engine, but let every
+ * open request end as a client can read it: a stream gets its one error
+ * event, a plain request a 503, as if the engine had cancelled them.  The
+ * loop writes those in a short grace (STOP_GRACE_NS), then stops.
+ */
+static void stop_now(daemon_t *d)
+{
+    engine_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = ENGINE_EV_FINISH;
+    ev.finish = ENGINE_FINISH_CANCELLED;
+    for (job_t *j = d->jobs; j != NULL; j = j->next) {
+        if (j->engine_done)
+            continue;   /* answered, or being answered */
+        engine_cancel(d->engine, j->engine_id);
+        if (j->http != NULL && !j->gone && j->on_event != NULL) {
+            ev.id = j->engine_id;
+            ev.cookie = j;
+            j->on_event(j, &ev);
+        }
+        j->gone = 1;   /* nothing the engine still sends reaches the client */
+    }
+    d->drain_cancelled = 1;
+    d->stop_at_ns = clock_now_ns() + STOP_GRACE_NS;
+    uv_timer_start(&d->tick, on_tick, 50, 50);
 }
 
 /* SIGUSR1: one line of where the daemon stands. */
@@ -205,8 +234,12 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     if (d->draining) {
+        if (d->stop_at_ns != 0 || d->engine == NULL) {
+            shut_down(d);   /* a third signal: no grace at all */
+            return;
+        }
         log_info("second %s: stopping now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-        shut_down(d);
+        stop_now(d);
         return;
     }
     d->draining = 1;

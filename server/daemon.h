@@ -98,6 +98,7 @@ struct daemon {
     int draining;
     uint64_t drain_deadline_ns;
     int drain_cancelled;
+    uint64_t stop_at_ns;        /* after a second SIGTERM: stop at this time (0: not stopping) */
     int shut_down;
     int exit_code;
 

@@ -169,6 +169,56 @@ def drain_error_event(res):
     return isinstance(last, dict) and H.error_shape(json.dumps(last)) is None
 
 
+def second_sigterm():
+    """A second SIGTERM stops at once, yet every stream still ends with
+    [DONE] or one error event, and every plain request gets an answer
+    (issue 17, item 8)."""
+    with H.Daemon(["--drain-timeout", "30"]) as d:
+        results = [None] * 6
+        body = {"prompt": "Write a very long story about a lighthouse keeper.", "max_tokens": 3000,
+                "temperature": 0.7, "seed": 7}
+
+        def run(i):
+            if i < 4:
+                results[i] = H.stream_post(d, "/v1/completions", dict(body, stream=True),
+                                           timeout=60)
+            else:
+                try:
+                    results[i] = H.request(d, "POST", "/v1/completions", body, timeout=60)
+                except OSError as ex:
+                    results[i] = ("error", ex)
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(results))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = H.metrics(d)
+            if m and (H.metric(m, "llamad_requests_running") or 0) >= 4:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        os.kill(d.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        os.kill(d.pid, signal.SIGTERM)
+        try:
+            rc = d.proc.wait(timeout=15)
+        except Exception:  # noqa: BLE001
+            rc = None
+        took = time.monotonic() - t0
+        for t in threads:
+            t.join(timeout=30)
+        streams_ok = [drain_error_event(r) or H.check_stream(r) is None for r in results[:4]]
+        plain = [r[0] if isinstance(r, tuple) else None for r in results[4:]]
+        R.check("second SIGTERM: exits 0 within 5 s", rc == 0 and took < 5,
+                "exit %r after %.1f s\n%s" % (rc, took, d.log()[-800:]))
+        R.check("second SIGTERM: every stream ends with [DONE] or one error event", all(streams_ok),
+                "%r; bodies' ends: %r" % (streams_ok, [r["body"][-120:] for r in results[:4]]))
+        R.check("second SIGTERM: every plain request gets 200 or 503", all(p in (200, 503)
+                                                                           for p in plain),
+                "statuses %r" % plain)
+
+
 def soak():
     # A small KV pool: the pool is allocated once but its pages are touched
     # only as blocks are first used, so a large pool would read as growth.
@@ -291,6 +341,7 @@ def run_soak(d):
 
 def main():
     sigterm_under_load()
+    second_sigterm()
     soak()
     R.finish()
 
