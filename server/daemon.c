@@ -301,6 +301,8 @@ static void on_tick(uv_timer_t *t)
     if (d->engine != NULL) {
         engine_get_stats(d->engine, &d->stats);
         metrics_engine_sample(d->metrics, &d->stats);
+        if (!d->model_changed && modelwatch_check(&d->model_watch, d->cfg->model))
+            d->model_changed = 1;
         maybe_ready(d);
         fail_if_engine_failed(d, now);
     }
@@ -447,6 +449,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
                  "anyone who can reach this port can use the model.", cfg->host);
     log_info("loading model %s", cfg->model);
 
+    modelwatch_init(&d->model_watch, cfg->model, cfg->model_mmap);
     d->load_start_ns = d->last_extend_ns = clock_now_ns();
     if (pthread_create(&d->load_thread, NULL, load_main, d) != 0) {
         log_error("cannot start the loading thread");

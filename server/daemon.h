@@ -30,6 +30,7 @@
 #include "config.h"
 #include "http.h"
 #include "metrics.h"
+#include "modelwatch.h"
 
 typedef struct daemon daemon_t;
 typedef struct job job_t;
@@ -98,6 +99,8 @@ struct daemon {
     int draining;
     uint64_t drain_deadline_ns;
     int drain_cancelled;
+    modelwatch_t model_watch;   /* the model file as it was at start */
+    int model_changed;          /* it was written to under the mapping: health is failed */
     uint64_t stop_at_ns;        /* after a second SIGTERM: stop at this time (0: not stopping) */
     int shut_down;
     int exit_code;

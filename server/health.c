@@ -2,7 +2,8 @@
  * health.c - what /health says and what a refused client is told: loading
  * until the engine completes its first iteration, draining after SIGTERM,
  * stalled when the engine is busy and its heartbeat is older than
- * STALL_NS, failed when the backend has failed; and Retry-After from the
+ * STALL_NS, failed when the backend has failed or the mapped model file
+ * was written to (modelwatch.c); and Retry-After from the
  * queue's length.  Loop thread.
  */
 #include "daemon.h"
@@ -19,7 +20,7 @@ health_t daemon_health(daemon_t *d)
         return HEALTH_LOADING;
     engine_health_t h;
     engine_health(d->engine, &h);
-    if (h.failed)
+    if (h.failed || d->model_changed)
         return HEALTH_FAILED;
     if (h.iterations == 0)
         return HEALTH_LOADING;

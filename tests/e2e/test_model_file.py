@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_model_file.py - the served model file truncated under the daemon
+"""test_model_file.py - the served model file truncated, overwritten or replaced under the daemon
 (issue 17 item 6; docs/OPERATIONS.md, "When the model file changes").
 
 - model-mmap = yes (default): after the file is cut to 1 MiB, the daemon
@@ -7,7 +7,11 @@
   with status 135 after one log line naming the file and SIGBUS; it never
   dies silently (killed by the signal itself);
 - model-mmap = no: the weights are a private copy, so truncating the file
-  changes nothing: requests still succeed with the same greedy text.
+  changes nothing: requests still succeed with the same greedy text;
+- an overwrite in place of the mapped file: /health fails and the daemon
+  drains and exits 1 for a restart, with a log line saying why; with a
+  private copy nothing changes; a file replaced by rename keeps serving the
+  weights loaded at start and logs that a restart would load the new one.
 
 Each case works on its own copy of the default model in a temporary
 directory.
@@ -93,6 +97,76 @@ def truncate_private():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def overwrite_in_place(private):
+    """Bytes of the mapped file rewritten in place (same inode): /health
+    fails and the daemon drains and exits 1 for a restart; with a private
+    copy, or a file replaced by rename, nothing changes."""
+    tmp, path = copy_model()
+    args = ["--model-mmap", "no"] if private else []
+    name = "no-mmap" if private else "mmap"
+    try:
+        with H.Daemon(args, model=path) as d:
+            st, before = complete(d)
+            size = os.path.getsize(path)
+            with open(path, "r+b") as f:   # the last MiB: weights
+                f.seek(size - (1 << 20))
+                f.write(os.urandom(1 << 20))
+            deadline = time.monotonic() + 10
+            health = None
+            while time.monotonic() < deadline and d.alive():
+                try:
+                    health = H.request(d, "GET", "/health", timeout=5)[0]
+                except OSError:
+                    health = None
+                if health != 200:
+                    break
+                if private and time.monotonic() > deadline - 7:
+                    break   # 3 s with no change is enough: it watches once a second
+                time.sleep(0.2)
+            if private:
+                st2, after = complete(d)
+                R.check("%s: an overwrite in place changes nothing" % name,
+                        health == 200 and (st2, after) == (200, before),
+                        "/health %r, before %r, after %r" % (health, before, (st2, after)))
+                R.check("%s: clean exit" % name, d.stop() == 0, d.log()[-500:])
+            else:
+                try:
+                    rc = d.proc.wait(timeout=15)
+                except Exception:  # noqa: BLE001
+                    rc = None
+                log = d.log()
+                # with nothing in flight the drain is immediate: the exit may come
+                # before a /health poll sees the 503
+                R.check("%s: an overwrite in place fails the daemon: exit 1, saying why" % name,
+                        rc == 1 and "was written to" in log and "exiting with status 1" in log,
+                        "/health %r, exit %r, log tail: %s" % (health, rc, log[-600:]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_by_rename():
+    tmp, path = copy_model()
+    try:
+        with H.Daemon(model=path) as d:
+            st, before = complete(d)
+            new = path + ".new"
+            shutil.copyfile(path, new)
+            os.rename(new, path)
+            deadline = time.monotonic() + 10
+            while "was replaced" not in d.log() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            st2, after = complete(d)
+            health = H.request(d, "GET", "/health")[0]
+            R.check("mmap: a file replaced by rename keeps serving the loaded weights, and says so",
+                    (st2, after) == (200, before) and health == 200 and "was replaced" in d.log(),
+                    "before %r, after %r, /health %r" % (before, (st2, after), health))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 truncate_mapped()
 truncate_private()
+overwrite_in_place(private=False)
+overwrite_in_place(private=True)
+replace_by_rename()
 R.finish()
