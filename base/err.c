@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *err_str(int code)
 {
@@ -23,4 +24,30 @@ int err_set(char *buf, size_t len, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
+}
+
+const char *err_shown(char *buf, size_t cap, const char *p, size_t len)
+{
+    if (cap == 0)
+        return buf;
+    if (p == NULL) {
+        snprintf(buf, cap, "(null)");
+        return buf;
+    }
+    size_t n = 0, max = len > 64 ? 64 : len;
+    for (size_t i = 0; i < max && n + 1 < cap; i++) {
+        unsigned char c = (unsigned char)p[i];
+        buf[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (len > max && n + 4 <= cap) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+const char *err_show(char *buf, size_t cap, const char *s)
+{
+    return err_shown(buf, cap, s, s != NULL ? strlen(s) : 0);
 }

@@ -47,4 +47,14 @@ const char *err_str(int code);
 int err_set(char *buf, size_t len, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * A name from a file or a client made safe to put in a message: bytes
+ * outside printable ASCII become '?', and more than 64 bytes are cut with
+ * "...".  p[0..len) need not be NUL-terminated; NULL shows as "(null)".
+ * Returns buf (cap bytes; 68 hold any result).
+ */
+const char *err_shown(char *buf, size_t cap, const char *p, size_t len);
+/* The same for a NUL-terminated string. */
+const char *err_show(char *buf, size_t cap, const char *s);
+
 #endif

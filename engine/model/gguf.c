@@ -263,7 +263,7 @@ static int index_names(rd_t *r, gguf_name_ent_t *ents, uint64_t n, const char *w
             return err_set(r->err, r->errlen, ERR_FORMAT,
                            "%s: duplicate %s '%s' (%s %" PRIu32 " and %s %" PRIu32
                            ") at file offset %" PRIu64,
-                           r->name, what, gguf_show(b, sizeof b, ents[i].p, ents[i].len),
+                           r->name, what, err_shown(b, sizeof b, ents[i].p, ents[i].len),
                            entry, ents[i - 1].idx, entry, ents[i].idx, at);
         }
     }
@@ -289,7 +289,7 @@ static int parse_kvs(rd_t *r, gguf_t *g)
             return err_set(r->err, r->errlen, ERR_FORMAT, "%s: %skey is empty at file offset %" PRIu64,
                            r->name, r->ctx, r->pos - 8);
         snprintf(r->ctx, sizeof r->ctx, "kv %" PRIu64 " '%s': ", i,
-                 gguf_show(b, sizeof b, kv->key.ptr, kv->key.len));
+                 err_shown(b, sizeof b, kv->key.ptr, kv->key.len));
         if ((rc = rd_u32(r, "value type", &type)) != 0)
             return rc;
         kv->type = (gguf_vtype_t)type;
@@ -331,7 +331,7 @@ static int parse_tinfo(rd_t *r, uint64_t i, gguf_tensor_t *t, uint64_t *at)
     snprintf(r->ctx, sizeof r->ctx, "tensor %" PRIu64 ": ", i);
     if ((rc = rd_str(r, "name", -1, GGUF_MAX_NAME, &t->name)) != 0)
         return rc;
-    snprintf(r->ctx, sizeof r->ctx, "tensor '%s': ", gguf_show(b, sizeof b, t->name.ptr, t->name.len));
+    snprintf(r->ctx, sizeof r->ctx, "tensor '%s': ", err_shown(b, sizeof b, t->name.ptr, t->name.len));
     if ((rc = rd_u32(r, "n_dims", &t->n_dims)) != 0)
         return rc;
     if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
@@ -397,7 +397,7 @@ static int check_placement(rd_t *r, gguf_t *g, const uint64_t *at)
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         gguf_tensor_t *t = &g->tensors[i];
         uint64_t end;
-        gguf_show(b, sizeof b, t->name.ptr, t->name.len);
+        err_shown(b, sizeof b, t->name.ptr, t->name.len);
         if (t->offset % g->alignment != 0)
             return err_set(r->err, r->errlen, ERR_FORMAT,
                            "%s: tensor '%s': offset %" PRIu64 " is not a multiple of the alignment %"
@@ -426,8 +426,8 @@ static int check_placement(rd_t *r, gguf_t *g, const uint64_t *at)
             rc = err_set(r->err, r->errlen, ERR_FORMAT,
                          "%s: tensor '%s': offset %" PRIu64 " overlaps tensor '%s' (offset %" PRIu64
                          ", %" PRIu64 " bytes) at file offset %" PRIu64,
-                         r->name, gguf_show(b, sizeof b, t->name.ptr, t->name.len), t->offset,
-                         gguf_show(b2, sizeof b2, a->name.ptr, a->name.len), a->offset, a->nbytes,
+                         r->name, err_shown(b, sizeof b, t->name.ptr, t->name.len), t->offset,
+                         err_shown(b2, sizeof b2, a->name.ptr, a->name.len), a->offset, a->nbytes,
                          at[ents[i].idx]);
     }
     free(ents);

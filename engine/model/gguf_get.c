@@ -84,7 +84,7 @@ static int wrong_type(const gguf_t *g, const gguf_kv_t *kv, const char *want, ch
 {
     char b[80];
     return err_set(err, errlen, ERR_FORMAT, "%s: key '%s' has type %s, expected %s",
-                   g->name, gguf_show(b, sizeof b, kv->key.ptr, kv->key.len),
+                   g->name, err_shown(b, sizeof b, kv->key.ptr, kv->key.len),
                    gguf_vtype_name(kv->type), want);
 }
 

@@ -69,24 +69,6 @@ static inline uint64_t gguf_rd_le(const uint8_t *p, unsigned n)
     return v;
 }
 
-/* A file-supplied name made safe to print into buf[cap]: non-printable
- * bytes become '?', and names longer than 64 bytes are cut with "...". */
-static inline const char *gguf_show(char *buf, size_t cap, const char *p, uint64_t len)
-{
-    size_t n = 0;
-    uint64_t max = len > 64 ? 64 : len;
-    for (uint64_t i = 0; i < max && n + 1 < cap; i++) {
-        unsigned char c = (unsigned char)p[i];
-        buf[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    if (len > max && n + 4 < cap) {
-        memcpy(buf + n, "...", 3);
-        n += 3;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 /* Byte-wise order of two counted strings (shorter first on a tie). */
 static inline int gguf_cmp_bytes(const char *a, uint64_t alen, const char *b, uint64_t blen)
 {

@@ -35,21 +35,6 @@ struct st_header {
 
 /* ============================ small helpers ============================ */
 
-/*
- * A printable copy of a hostile string for messages: at most 63 bytes,
- * bytes outside printable ASCII shown as '?'.
- */
-static const char *show(const char *s, char buf[64])
-{
-    size_t i = 0;
-    if (s == NULL)
-        s = "(null)";
-    for (; s[i] != '\0' && i < 63; i++)
-        buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    buf[i] = '\0';
-    return buf;
-}
-
 static uint64_t rd_le64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -156,10 +141,10 @@ static int map_dtype(const char *file, const char *tname, const char *dtype,
         if (strcmp(dtype, known[i]) == 0)
             return err_set(err, errlen, ERR_UNSUPPORTED,
                            "%s: tensor '%s': dtype %s not supported (F32, F16, BF16 only)",
-                           file, show(tname, b1), known[i]);
+                           file, err_show(b1, sizeof b1, tname), known[i]);
     return err_set(err, errlen, ERR_UNSUPPORTED,
-                   "%s: tensor '%s': unknown dtype '%s'", file, show(tname, b1),
-                   show(dtype, b2));
+                   "%s: tensor '%s': unknown dtype '%s'", file, err_show(b1, sizeof b1, tname),
+                   err_show(b2, sizeof b2, dtype));
 }
 
 /* Check one tensor entry and fill t (name not yet set). */
@@ -172,7 +157,7 @@ static int parse_entry(const char *file, const cJSON *item, uint64_t data_len,
 
     if (!cJSON_IsObject(item))
         return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': entry is not an object",
-                       file, show(tname, b1));
+                       file, err_show(b1, sizeof b1, tname));
     for (const cJSON *c = item->child; c != NULL; c = c->next) {
         const cJSON **slot = NULL;
         if (strcmp(c->string, "dtype") == 0)
@@ -183,20 +168,20 @@ static int parse_entry(const char *file, const cJSON *item, uint64_t data_len,
             slot = &offs;
         else
             return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': unknown key '%s'",
-                           file, show(tname, b1), show(c->string, b2));
+                           file, err_show(b1, sizeof b1, tname), err_show(b2, sizeof b2, c->string));
         if (*slot != NULL)
             return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': duplicate key '%s'",
-                           file, show(tname, b1), c->string);
+                           file, err_show(b1, sizeof b1, tname), c->string);
         *slot = c;
     }
     if (dtype == NULL || shape == NULL || offs == NULL)
         return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': missing '%s'",
-                       file, show(tname, b1),
+                       file, err_show(b1, sizeof b1, tname),
                        dtype == NULL ? "dtype" : shape == NULL ? "shape" : "data_offsets");
 
     if (!cJSON_IsString(dtype))
         return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': dtype is not a string",
-                       file, show(tname, b1));
+                       file, err_show(b1, sizeof b1, tname));
     uint64_t esize = 0;
     int rc = map_dtype(file, tname, dtype->valuestring, &t->type, &esize, err, errlen);
     if (rc != 0)
@@ -204,11 +189,11 @@ static int parse_entry(const char *file, const cJSON *item, uint64_t data_len,
 
     if (!cJSON_IsArray(shape))
         return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': shape is not an array",
-                       file, show(tname, b1));
+                       file, err_show(b1, sizeof b1, tname));
     int nd = cJSON_GetArraySize(shape);
     if (nd > ST_MAX_DIMS)
         return err_set(err, errlen, ERR_UNSUPPORTED, "%s: tensor '%s': %d dims (at most %d)",
-                       file, show(tname, b1), nd, ST_MAX_DIMS);
+                       file, err_show(b1, sizeof b1, tname), nd, ST_MAX_DIMS);
     t->n_dims = (uint32_t)nd;
     for (int i = 0; i < ST_MAX_DIMS; i++)
         t->ne[i] = 1;
@@ -219,36 +204,36 @@ static int parse_entry(const char *file, const cJSON *item, uint64_t data_len,
         if (json_u64(d, &v) != 0)
             return err_set(err, errlen, ERR_FORMAT,
                            "%s: tensor '%s': shape[%d] is not a non-negative integer (%g)",
-                           file, show(tname, b1), i, cJSON_IsNumber(d) ? d->valuedouble : 0.0);
+                           file, err_show(b1, sizeof b1, tname), i, cJSON_IsNumber(d) ? d->valuedouble : 0.0);
         t->ne[nd - 1 - i] = v; /* innermost last in the file, first in ne[] */
         if (__builtin_mul_overflow(numel, v, &numel))
             return err_set(err, errlen, ERR_FORMAT,
                            "%s: tensor '%s': shape element count overflows", file,
-                           show(tname, b1));
+                           err_show(b1, sizeof b1, tname));
     }
     if (__builtin_mul_overflow(numel, esize, &t->nbytes))
         return err_set(err, errlen, ERR_FORMAT, "%s: tensor '%s': byte size overflows",
-                       file, show(tname, b1));
+                       file, err_show(b1, sizeof b1, tname));
 
     uint64_t begin, end;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
         json_u64(offs->child, &begin) != 0 || json_u64(offs->child->next, &end) != 0)
         return err_set(err, errlen, ERR_FORMAT,
                        "%s: tensor '%s': data_offsets is not [begin, end] of non-negative integers",
-                       file, show(tname, b1));
+                       file, err_show(b1, sizeof b1, tname));
     if (begin > end)
         return err_set(err, errlen, ERR_FORMAT,
                        "%s: tensor '%s': data_offsets begin %llu > end %llu", file,
-                       show(tname, b1), (unsigned long long)begin, (unsigned long long)end);
+                       err_show(b1, sizeof b1, tname), (unsigned long long)begin, (unsigned long long)end);
     if (end > data_len)
         return err_set(err, errlen, ERR_FORMAT,
                        "%s: tensor '%s': data_offsets end %llu past the data section (%llu bytes)",
-                       file, show(tname, b1), (unsigned long long)end,
+                       file, err_show(b1, sizeof b1, tname), (unsigned long long)end,
                        (unsigned long long)data_len);
     if (end - begin != t->nbytes)
         return err_set(err, errlen, ERR_FORMAT,
                        "%s: tensor '%s': data_offsets span %llu bytes "
-                       "but shape x dtype is %llu bytes", file, show(tname, b1),
+                       "but shape x dtype is %llu bytes", file, err_show(b1, sizeof b1, tname),
                        (unsigned long long)(end - begin), (unsigned long long)t->nbytes);
     t->offset = begin;
     return 0;
@@ -277,7 +262,7 @@ static int parse_metadata(st_header_t *h, const cJSON *meta, char *err, size_t e
         if (!cJSON_IsString(c))
             return err_set(err, errlen, ERR_FORMAT,
                            "%s: __metadata__ value of '%s' is not a string", h->name,
-                           show(c->string, b1));
+                           err_show(b1, sizeof b1, c->string));
         st_meta_t *kv = &h->meta[h->n_meta++];
         kv->key = strdup(c->string);
         kv->value = strdup(c->valuestring);
@@ -288,7 +273,7 @@ static int parse_metadata(st_header_t *h, const cJSON *meta, char *err, size_t e
     for (uint64_t k = 1; k < h->n_meta; k++)
         if (strcmp(h->meta[k - 1].key, h->meta[k].key) == 0)
             return err_set(err, errlen, ERR_FORMAT, "%s: __metadata__ has duplicate key '%s'",
-                           h->name, show(h->meta[k].key, b1));
+                           h->name, err_show(b1, sizeof b1, h->meta[k].key));
     return 0;
 }
 
@@ -309,12 +294,12 @@ static int check_tiling(st_header_t *h, uint64_t data_len, char *err, size_t err
         if (t->offset < expect)
             rc = err_set(err, errlen, ERR_FORMAT,
                          "%s: tensors '%s' and '%s' overlap at data offset %llu", h->name,
-                         show(by_off[i - 1]->name, b1), show(t->name, b2),
+                         err_show(b1, sizeof b1, by_off[i - 1]->name), err_show(b2, sizeof b2, t->name),
                          (unsigned long long)t->offset);
         else if (t->offset > expect)
             rc = err_set(err, errlen, ERR_FORMAT,
                          "%s: hole of %llu bytes before tensor '%s' at data offset %llu",
-                         h->name, (unsigned long long)(t->offset - expect), show(t->name, b1),
+                         h->name, (unsigned long long)(t->offset - expect), err_show(b1, sizeof b1, t->name),
                          (unsigned long long)t->offset);
         expect = t->offset + t->nbytes; /* <= data_len, checked per entry */
     }
@@ -350,7 +335,7 @@ static int parse_tree(st_header_t *h, const cJSON *root, const uint8_t *data,
     for (k = 1; k < n_keys; k++)
         if (strcmp(keys[k - 1], keys[k]) == 0) {
             int rc = err_set(err, errlen, ERR_FORMAT, "%s: duplicate key '%s' in header",
-                             h->name, show(keys[k], b1));
+                             h->name, err_show(b1, sizeof b1, keys[k]));
             free(keys);
             return rc;
         }

@@ -37,18 +37,6 @@ struct st_model {
 
 /* ============================ helpers ============================ */
 
-/* A printable copy of a hostile string for messages (as in safetensors.c). */
-static const char *show(const char *s, char buf[64])
-{
-    size_t i = 0;
-    if (s == NULL)
-        s = "(null)";
-    for (; s[i] != '\0' && i < 63; i++)
-        buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    buf[i] = '\0';
-    return buf;
-}
-
 static int cmp_str_ptr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -199,8 +187,8 @@ static int load_weight_map(st_model_t *m, int dirfd, const char *dir, const char
         if (!cJSON_IsString(c) || !plain_basename(c->valuestring)) {
             rc = err_set(err, errlen, ERR_FORMAT,
                          "%s: weight_map entry '%s': shard '%s' is not a plain file name",
-                         ipath, show(c->string, b1),
-                         show(cJSON_IsString(c) ? c->valuestring : "(not a string)", b2));
+                         ipath, err_show(b1, sizeof b1, c->string),
+                         err_show(b2, sizeof b2, cJSON_IsString(c) ? c->valuestring : "(not a string)"));
             goto out;
         }
         e[k].tensor = c->string;
@@ -210,7 +198,7 @@ static int load_weight_map(st_model_t *m, int dirfd, const char *dir, const char
     for (k = 1; k < n; k++)
         if (strcmp(e[k - 1].tensor, e[k].tensor) == 0) {
             rc = err_set(err, errlen, ERR_FORMAT, "%s: weight_map has duplicate key '%s'",
-                         ipath, show(e[k].tensor, b1));
+                         ipath, err_show(b1, sizeof b1, e[k].tensor));
             goto out;
         }
     /* the distinct shard names, sorted */
@@ -244,7 +232,7 @@ static int load_weight_map(st_model_t *m, int dirfd, const char *dir, const char
         if (st_header_find(m->shards[e[k].shard_idx].hdr, e[k].tensor) == NULL)
             rc = err_set(err, errlen, ERR_FORMAT,
                          "%s: weight_map tensor '%s' is missing from shard %s", ipath,
-                         show(e[k].tensor, b1), show(e[k].shard, b2));
+                         err_show(b1, sizeof b1, e[k].tensor), err_show(b2, sizeof b2, e[k].shard));
     }
     /* shard -> weight_map: every tensor of a shard is listed under that shard */
     for (uint32_t s = 0; s < m->n_shards && rc == 0; s++)
@@ -254,7 +242,7 @@ static int load_weight_map(st_model_t *m, int dirfd, const char *dir, const char
             if (hit == NULL || hit->shard_idx != s)
                 rc = err_set(err, errlen, ERR_FORMAT,
                              "%s: tensor '%s' of shard %s is not in weight_map under that shard",
-                             ipath, show(key.tensor, b1), show(names[s], b2));
+                             ipath, err_show(b1, sizeof b1, key.tensor), err_show(b2, sizeof b2, names[s]));
         }
 out:
     free(e);
