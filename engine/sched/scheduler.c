@@ -192,7 +192,7 @@ int sched_append(sched_t *s, sched_seq_t *q, int32_t token)
 
 /* ---------------------------------------------------------------- planning */
 
-/* Whether a time budget applies: a target, and a cost model to plan it with. */
+/* Whether a time budget applies with a cost model to plan it: a target, and a cost set. */
 static int timed(const sched_t *s)
 {
     const sched_cost_t *c = &s->cost;
@@ -208,13 +208,15 @@ static double chunk_cost(const sched_t *s, uint32_t ctx, uint32_t n)
 /*
  * The largest prefill chunk, at most cap tokens after ctx computed ones,
  * that fits in the time left of the step (cap when there is no time
- * budget).  The step's first prefill chunk gets at least one token; 0
+ * budget; at most COST_PROBE_TOKENS while there is one but no cost yet).  The step's first prefill chunk gets at least one token; 0
  * means no more prefill this step.
  */
 static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap)
 {
-    if (!timed(s) || cap == 0)
+    if (s->max_step_ns == 0 || cap == 0)
         return cap;
+    if (!timed(s)) /* no cost known yet: short steps, to learn it from */
+        return cap < COST_PROBE_TOKENS ? cap : COST_PROBE_TOKENS;
     double left = (double)s->max_step_ns - s->est_ns;
     if (chunk_cost(s, ctx, cap) <= left)
         return cap;

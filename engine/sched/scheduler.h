@@ -26,7 +26,9 @@
  * The first prefill chunk of a step gets at least one token even when the
  * time budget is spent (by the decodes, or by a target below one token's
  * cost), so that every step makes progress and no prompt waits forever.
- * Until a cost is set (sched_set_cost) only the token budget applies.
+ * Until a cost is set (sched_set_cost), prefill chunks are at most
+ * COST_PROBE_TOKENS under a time budget: the first steps, which the cost
+ * is learned from, stay short whatever the machine.
  * When a running sequence needs a block and none is free, the most
  * recently admitted running sequence is preempted: its blocks are
  * released and it goes back to the front of the waiting queue, to be

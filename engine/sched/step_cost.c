@@ -129,10 +129,17 @@ void cost_fit_add(cost_fit_t *f, uint64_t tokens, uint64_t pairs, uint64_t ns)
         scale[1] = fmax(scale[1], f->tokens[i]);
         scale[2] = fmax(scale[2], f->pairs[i]);
     }
+    /*
+     * Subsets with the per-token term first: when the window cannot tell
+     * the constant from the tokens (every step had the same number of
+     * tokens: decodes only), equal fits keep the first, which charges the
+     * time to the tokens, so that a prefill chunk never looks free.
+     */
+    static const unsigned order[7] = { 2, 3, 6, 7, 1, 4, 5 };
     double best = INFINITY, coef[3], keep[3] = { 0 };
-    for (unsigned mask = 1; mask < 8; mask++) {
-        double e = fit_subset(f, mask, scale, coef);
-        if (e < best) {
+    for (int o = 0; o < 7; o++) {
+        double e = fit_subset(f, order[o], scale, coef);
+        if (e < INFINITY && (best == INFINITY || e < best * (1.0 - 1e-9))) {
             best = e;
             memcpy(keep, coef, sizeof keep);
         }

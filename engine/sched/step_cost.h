@@ -46,6 +46,7 @@ static inline double cost_of(const sched_cost_t *c, uint64_t tokens, uint64_t pa
 
 #define COST_WINDOW 48      /* steps the fit looks back on */
 #define COST_MIN_STEPS 3    /* steps seen before the fit is used */
+#define COST_PROBE_TOKENS 16 /* the longest prefill chunk while no cost is known */
 
 typedef struct {
     double tokens[COST_WINDOW];

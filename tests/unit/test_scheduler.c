@@ -785,6 +785,34 @@ TEST(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time)
     rig_close(&r);
 }
 
+TEST(the_first_chunks_are_short_while_no_cost_is_known)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 256, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+                .max_step_ns = 500000000 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t pb[200];
+    for (int i = 0; i < 200; i++)
+        pb[i] = 10 + i;
+    treq_t b;
+    treq_init(&b, 0, pb, 200, 4, 16);
+    sched_add(r.s, &b.seq);
+    batch_t bt;
+    uint32_t n;
+    for (int i = 0; i < 3; i++) {
+        plan(&r, &bt, &n);
+        ASSERT_EQ_INT(b.seq.step_new, COST_PROBE_TOKENS);
+        run_step(&r, &bt);
+    }
+    const sched_cost_t cost = { 0.0, 1000.0, 0.0 }; /* now known: the token budget is the limit */
+    sched_set_cost(r.s, &cost);
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(b.seq.step_new, 200 - 3 * COST_PROBE_TOKENS);
+    sched_remove(r.s, &b.seq);
+    treq_close(&b);
+    rig_close(&r);
+}
+
 TEST(a_step_makes_progress_when_one_token_is_over_the_target)
 {
     cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
@@ -912,9 +940,13 @@ TEST(the_step_cost_fit_learns_the_coefficients)
     ASSERT(f.fit.per_step >= 0.0 && f.fit.per_token >= 0.0 && f.fit.per_pair >= 0.0);
     double d = cost_of(&f.fit, 4, cost_pairs(130, 1) * 4);
     ASSERT_MSG(fabs(d - 5030000) < 0.05 * 5030000, "decode estimate %.0f", d);
+    /* ... charged to the tokens: a 512-token chunk costs at least 512 / 4 decode steps */
+    double p = cost_of(&f.fit, 512, cost_pairs(0, 512));
+    ASSERT_MSG(p >= 128 * 5000000.0, "a 512-token chunk after decodes only: %.0f ns", p);
 }
 
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time),
+          T(the_first_chunks_are_short_while_no_cost_is_known),
           T(a_step_makes_progress_when_one_token_is_over_the_target), T(a_cancelled_prompt_gets_no_more_chunks),
           T(the_step_cost_fit_learns_the_coefficients),
           T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
