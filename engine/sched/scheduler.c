@@ -208,16 +208,22 @@ static double chunk_cost(const sched_t *s, uint32_t ctx, uint32_t n)
 /*
  * The largest prefill chunk, at most cap tokens after ctx computed ones,
  * that fits in the time left of the step (cap when there is no time
- * budget; at most COST_PROBE_TOKENS while there is one but no cost yet).  The step's first prefill chunk gets at least one token; 0
- * means no more prefill this step.
+ * budget; at most COST_PROBE_TOKENS while there is one but no cost yet).
+ * With `others` (more prompts wait for this step's time after this one)
+ * the chunk takes at most half of the time left, so that a long prompt
+ * in prefill never holds a short one back for its whole length.  The
+ * step's first prefill chunk gets at least one token; 0 means no more
+ * prefill this step.
  */
-static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap)
+static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap, int others)
 {
     if (s->max_step_ns == 0 || cap == 0)
         return cap;
     if (!timed(s)) /* no cost known yet: short steps, to learn it from */
         return cap < COST_PROBE_TOKENS ? cap : COST_PROBE_TOKENS;
     double left = (double)s->max_step_ns - s->est_ns;
+    if (others)
+        left /= 2;
     if (chunk_cost(s, ctx, cap) <= left)
         return cap;
     uint32_t lo = 0, hi = cap; /* cost(lo) fits, cost(hi) does not: the cost grows with n */
@@ -302,6 +308,15 @@ static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shr
     }
 }
 
+/* Whether prompts after running sequence q wait for prefill: running ones, or admissible ones. */
+static int prefills_after(const sched_t *s, const sched_seq_t *q)
+{
+    for (const sched_seq_t *r = q->next; r != NULL; r = r->next)
+        if (r->n_tokens - r->n_computed > 1)
+            return 1;
+    return s->waiting.head != NULL && s->running.n < s->max_seqs;
+}
+
 /* Steps 1 and 2: decodes, then the chunks of prompts already admitted. */
 static int plan_running(sched_t *s, uint32_t *budget)
 {
@@ -316,7 +331,7 @@ static int plan_running(sched_t *s, uint32_t *budget)
                 continue;
             }
             uint32_t n_new = rem < *budget ? rem : *budget;
-            if (pass == 1 && (n_new = chunk_fit(s, q->n_computed, n_new)) == 0)
+            if (pass == 1 && (n_new = chunk_fit(s, q->n_computed, n_new, prefills_after(s, q))) == 0)
                 break;
             if (!grow_running(s, q, &n_new, pass == 1, budget, &preempted))
                 break; /* q was the newest: nothing after it */
@@ -337,7 +352,7 @@ static void plan_admit(sched_t *s, uint32_t *budget)
         uint32_t matched = kv_seq_match(kv, &q->kv, q->tokens, q->n_tokens);
         q->n_computed = matched;
         uint32_t rem = q->n_tokens - matched;
-        uint32_t n_new = chunk_fit(s, matched, rem < *budget ? rem : *budget);
+        uint32_t n_new = chunk_fit(s, matched, rem < *budget ? rem : *budget, q->next != NULL);
         if (n_new == 0) {
             kv_seq_release(kv, &q->kv);
             q->n_computed = 0;

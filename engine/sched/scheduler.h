@@ -18,7 +18,8 @@
  *   2. running sequences still prefilling get chunks of their prompt, in
  *      admission order, from what is left of both budgets: a chunk's
  *      attention cost grows with the context before it, so a long prompt
- *      advances in smaller chunks as it grows;
+ *      advances in smaller chunks as it grows; while other prompts wait
+ *      behind it, a chunk takes at most half of the time left;
  *   3. waiting sequences are admitted first-come first-served while both
  *      budgets, the sequence limit and the free blocks allow, each with a
  *      chunk of its prompt; admission stops at the first that does not

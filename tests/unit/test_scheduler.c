@@ -785,6 +785,47 @@ TEST(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time)
     rig_close(&r);
 }
 
+TEST(a_short_prompt_is_admitted_beside_a_long_prefill)
+{
+    cfg_t c = { .n_blocks = 512, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+                .max_step_ns = 100000 };
+    const sched_cost_t cost = { 1000.0, 100.0, 1.0 };
+    rig_t r;
+    rig_open(&r, &c);
+    sched_set_cost(r.s, &cost);
+    enum { LONG = 3000 };
+    int32_t *pb = malloc(LONG * sizeof *pb), pc[40];
+    ASSERT(pb != NULL);
+    for (int i = 0; i < LONG; i++)
+        pb[i] = 10 + i % 400;
+    for (int i = 0; i < 40; i++)
+        pc[i] = 1 + i;
+    treq_t b, d;
+    treq_init(&b, 0, pb, LONG, 4, 16);
+    treq_init(&d, 1, pc, 40, 4, 16);
+    sched_add(r.s, &b.seq);
+    batch_t bt;
+    uint32_t n;
+    for (int i = 0; i < 10; i++) { /* the long prompt alone, well into its prefill */
+        plan(&r, &bt, &n);
+        run_step(&r, &bt);
+    }
+    ASSERT(b.seq.n_computed > 0 && b.seq.n_computed < LONG);
+    sched_add(r.s, &d.seq);
+    sched_seq_t *const *seqs;
+    n = sched_plan(r.s, &bt, &seqs);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT(b.seq.step_new > 0);
+    ASSERT_EQ_INT(d.seq.step_new, 40); /* its whole prompt, in the first step it waits for */
+    ASSERT_MSG(plan_cost(&cost, seqs, n) <= (double)c.max_step_ns, "%.0f ns", plan_cost(&cost, seqs, n));
+    sched_remove(r.s, &b.seq);
+    sched_remove(r.s, &d.seq);
+    treq_close(&b);
+    treq_close(&d);
+    free(pb);
+    rig_close(&r);
+}
+
 TEST(the_first_chunks_are_short_while_no_cost_is_known)
 {
     cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 256, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
@@ -946,7 +987,7 @@ TEST(the_step_cost_fit_learns_the_coefficients)
 }
 
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time),
-          T(the_first_chunks_are_short_while_no_cost_is_known),
+          T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
           T(a_step_makes_progress_when_one_token_is_over_the_target), T(a_cancelled_prompt_gets_no_more_chunks),
           T(the_step_cost_fit_learns_the_coefficients),
           T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
