@@ -173,11 +173,12 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         goto fail;
     sched_opts_t so = {
         .max_tokens = e->max_tokens, .max_seqs = o->max_seqs ? o->max_seqs : DEFAULT_MAX_SEQS,
-        .watermark = ko.n_blocks / 100,
+        .watermark = ko.n_blocks / 100, .max_step_ns = (uint64_t)o->max_step_ms * 1000000u,
     };
     if ((rc = sched_create(&e->sched, e->kv, &so, err, errlen)) != 0)
         goto fail;
     e->max_seqs = sched_max_seqs(e->sched);
+    cost_fit_init(&e->step_cost);
     uint64_t pool = (uint64_t)ko.n_blocks * ko.block_tokens;
     e->n_ctx = e->model->hp.n_ctx_train < pool ? e->model->hp.n_ctx_train : (uint32_t)(pool < UINT32_MAX ? pool : UINT32_MAX);
     if (e->n_ctx < 2) {

@@ -112,6 +112,8 @@ typedef struct {
                                    pool gets what the weights and buffers leave of it;
                                    0 = kv_bytes there too */
     uint32_t max_batch_tokens;  /* token budget of one step; 0 = 512 */
+    uint32_t max_step_ms;       /* target time of one step: prefill chunks shrink to keep
+                                   each step's estimated time under it; 0 = no bound */
     uint32_t max_seqs;          /* most sequences running at once; 0 = 64 */
     uint32_t max_queue;         /* most requests waiting for admission; 0 = 256 */
     int no_prefix_cache;        /* 1: never share KV blocks between requests */

@@ -84,6 +84,7 @@ struct engine {
     sampler_t *sampler;
     kv_cache_t *kv;
     sched_t *sched;
+    cost_fit_t step_cost;       /* the step cost model, learned from timed steps */
     const char *backend_name;
     char *model_name;
     uint32_t n_vocab, n_ctx;

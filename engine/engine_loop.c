@@ -13,7 +13,9 @@
  *      (when every row of the step is greedy and the backend can, the
  *      backend picks the tokens and only their ids come back);
  *   5. hand the step's events to the event queue in one go, notify the
- *      server once, and beat the heartbeat.
+ *      server once, and beat the heartbeat;
+ *   6. feed the step's time to the step cost model, with which the
+ *      scheduler keeps the next steps under max-step-time.
  * With no work it sleeps on the intake queue, waking once a second to
  * beat.
  */
@@ -254,6 +256,19 @@ static uint32_t step(engine_t *e)
     return n;
 }
 
+/*
+ * Feed the step just timed to the cost model and plan the next steps with
+ * the refitted model (step_cost.h): the scheduler then keeps each step
+ * under max-step-time on this backend, model and machine.
+ */
+static void learn_step_cost(engine_t *e, uint64_t took_ns)
+{
+    sched_stats_t ss;
+    sched_get_stats(e->sched, &ss);
+    cost_fit_add(&e->step_cost, ss.last_tokens, ss.last_pairs, took_ns);
+    sched_set_cost(e->sched, &e->step_cost.fit);
+}
+
 static void publish_stats(engine_t *e)
 {
     sched_stats_t ss;
@@ -300,8 +315,11 @@ void *engine_main(void *arg)
         atomic_store(&e->beat_busy, sched_waiting(e->sched) != NULL || sched_running(e->sched) != NULL);
         uint64_t t0 = engine_now_ns();
         uint32_t n = step(e);
-        if (n > 0)
-            e->busy_seconds += (engine_now_ns() - t0) * 1e-9;
+        if (n > 0) {
+            uint64_t took = engine_now_ns() - t0;
+            e->busy_seconds += took * 1e-9;
+            learn_step_cost(e, took);
+        }
         if (event_post(e) && e->notify != NULL)
             e->notify(e->notify_ctx);
         have_work = sched_waiting(e->sched) != NULL || sched_running(e->sched) != NULL;

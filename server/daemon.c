@@ -47,6 +47,7 @@ static void *load_main(void *arg)
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
         .gpu_memory_fraction = cfg->gpu_memory_fraction,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
+        .max_step_ms = (uint32_t)cfg->max_step_time,
         .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
         .no_prefix_cache = !cfg->prefix_cache,
         .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1

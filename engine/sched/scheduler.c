@@ -20,10 +20,15 @@ struct sched {
     seq_list_t waiting;         /* front: next to admit */
     seq_list_t running;         /* head: admitted first; tail: preempted first */
     uint64_t admissions;        /* counter behind admitted_at */
+    uint64_t max_step_ns;       /* 0: no time budget */
+    sched_cost_t cost;          /* the model the time budget is planned with */
 
     /* this step */
     sched_seq_t **plan;         /* [max_seqs] */
     uint32_t n_plan;
+    double est_ns;              /* the plan's estimated time (with the cost in force) */
+    uint32_t n_prefill;         /* prefill chunks in the plan */
+    int out_of_time;            /* a prefill chunk found no time left: no more this step */
     int32_t *tokens;            /* [max_tokens] */
     int32_t *pos;               /* [max_tokens] */
     batch_seq_t *bseqs;         /* [max_seqs] */
@@ -88,6 +93,7 @@ int sched_create(sched_t **out, kv_cache_t *kv, const sched_opts_t *o, char *err
     /* every running sequence must be able to decode in every step */
     s->max_seqs = o->max_seqs < o->max_tokens ? o->max_seqs : o->max_tokens;
     s->watermark = o->watermark;
+    s->max_step_ns = o->max_step_ns;
     s->plan = calloc(s->max_seqs, sizeof *s->plan);
     s->tokens = calloc(s->max_tokens, sizeof *s->tokens);
     s->pos = calloc(s->max_tokens, sizeof *s->pos);
@@ -121,6 +127,11 @@ uint32_t sched_max_tokens(const sched_t *s)
 uint32_t sched_max_seqs(const sched_t *s)
 {
     return s->max_seqs;
+}
+
+void sched_set_cost(sched_t *s, const sched_cost_t *c)
+{
+    s->cost = *c;
 }
 
 sched_seq_t *sched_waiting(const sched_t *s)
@@ -181,11 +192,62 @@ int sched_append(sched_t *s, sched_seq_t *q, int32_t token)
 
 /* ---------------------------------------------------------------- planning */
 
-static void plan_add(sched_t *s, sched_seq_t *q, uint32_t n_new, uint32_t *budget)
+/* Whether a time budget applies with a cost model to plan it: a target, and a cost set. */
+static int timed(const sched_t *s)
+{
+    const sched_cost_t *c = &s->cost;
+    return s->max_step_ns > 0 && (c->per_step > 0.0 || c->per_token > 0.0 || c->per_pair > 0.0);
+}
+
+/* The estimated time of n new tokens of a sequence after ctx computed ones. */
+static double chunk_cost(const sched_t *s, uint32_t ctx, uint32_t n)
+{
+    return s->cost.per_token * n + s->cost.per_pair * (double)cost_pairs(ctx, n);
+}
+
+/*
+ * The largest prefill chunk, at most cap tokens after ctx computed ones,
+ * that fits in the time left of the step (cap when there is no time
+ * budget; at most COST_PROBE_TOKENS while there is one but no cost yet).
+ * With `others` (more prompts wait for this step's time after this one)
+ * the chunk takes at most half of the time left, so that a long prompt
+ * in prefill never holds a short one back for its whole length.  The
+ * step's first prefill chunk gets at least one token; 0 means no more
+ * prefill this step.
+ */
+static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap, int others)
+{
+    if (s->max_step_ns == 0 || cap == 0)
+        return cap;
+    if (!timed(s)) /* no cost known yet: short steps, to learn it from */
+        return cap < COST_PROBE_TOKENS ? cap : COST_PROBE_TOKENS;
+    double left = (double)s->max_step_ns - s->est_ns;
+    if (others)
+        left /= 2;
+    if (chunk_cost(s, ctx, cap) <= left)
+        return cap;
+    uint32_t lo = 0, hi = cap; /* cost(lo) fits, cost(hi) does not: the cost grows with n */
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (chunk_cost(s, ctx, mid) <= left)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (lo == 0 && s->n_prefill == 0)
+        lo = 1; /* every step makes progress */
+    if (lo == 0)
+        s->out_of_time = 1;
+    return lo;
+}
+
+static void plan_add(sched_t *s, sched_seq_t *q, uint32_t n_new, int prefill, uint32_t *budget)
 {
     q->step_new = n_new;
     s->plan[s->n_plan++] = q;
     *budget -= n_new;
+    s->est_ns += chunk_cost(s, q->n_computed, n_new);
+    s->n_prefill += prefill;
 }
 
 static void plan_drop(sched_t *s, sched_seq_t *q, uint32_t *budget)
@@ -196,6 +258,7 @@ static void plan_drop(sched_t *s, sched_seq_t *q, uint32_t *budget)
         memmove(&s->plan[i], &s->plan[i + 1], (s->n_plan - i - 1) * sizeof s->plan[0]);
         s->n_plan--;
         *budget += q->step_new;
+        s->est_ns -= chunk_cost(s, q->n_computed, q->step_new);
         q->step_new = 0;
         return;
     }
@@ -245,13 +308,22 @@ static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shr
     }
 }
 
+/* Whether prompts after running sequence q wait for prefill: running ones, or admissible ones. */
+static int prefills_after(const sched_t *s, const sched_seq_t *q)
+{
+    for (const sched_seq_t *r = q->next; r != NULL; r = r->next)
+        if (r->n_tokens - r->n_computed > 1)
+            return 1;
+    return s->waiting.head != NULL && s->running.n < s->max_seqs;
+}
+
 /* Steps 1 and 2: decodes, then the chunks of prompts already admitted. */
 static int plan_running(sched_t *s, uint32_t *budget)
 {
     int preempted = 0;
     for (int pass = 0; pass < 2; pass++) {
         sched_seq_t *q = s->running.head;
-        while (q != NULL && *budget > 0) {
+        while (q != NULL && *budget > 0 && !s->out_of_time) {
             uint32_t rem = q->n_tokens - q->n_computed;
             int decode = rem == 1;
             if (q->step_new > 0 || rem == 0 || decode != (pass == 0)) {
@@ -259,9 +331,11 @@ static int plan_running(sched_t *s, uint32_t *budget)
                 continue;
             }
             uint32_t n_new = rem < *budget ? rem : *budget;
+            if (pass == 1 && (n_new = chunk_fit(s, q->n_computed, n_new, prefills_after(s, q))) == 0)
+                break;
             if (!grow_running(s, q, &n_new, pass == 1, budget, &preempted))
                 break; /* q was the newest: nothing after it */
-            plan_add(s, q, n_new, budget);
+            plan_add(s, q, n_new, pass == 1, budget);
             q = q->next;
         }
     }
@@ -273,12 +347,17 @@ static void plan_admit(sched_t *s, uint32_t *budget)
 {
     kv_cache_t *kv = s->kv;
     uint32_t B = kv_block_tokens(kv);
-    while (s->waiting.head != NULL && *budget > 0 && s->running.n < s->max_seqs) {
+    while (s->waiting.head != NULL && *budget > 0 && s->running.n < s->max_seqs && !s->out_of_time) {
         sched_seq_t *q = s->waiting.head;
         uint32_t matched = kv_seq_match(kv, &q->kv, q->tokens, q->n_tokens);
         q->n_computed = matched;
         uint32_t rem = q->n_tokens - matched;
-        uint32_t n_new = rem < *budget ? rem : *budget;
+        uint32_t n_new = chunk_fit(s, matched, rem < *budget ? rem : *budget, q->next != NULL);
+        if (n_new == 0) {
+            kv_seq_release(kv, &q->kv);
+            q->n_computed = 0;
+            break;
+        }
         uint32_t keep = s->running.n > 0 ? s->watermark : 0;
         uint32_t avail = kv_available(kv);
         uint32_t need = kv_blocks_for(kv, (uint64_t)matched + n_new) - q->kv.n_blocks;
@@ -309,7 +388,7 @@ static void plan_admit(sched_t *s, uint32_t *budget)
             s->st.cached_tokens += matched;
             s->st.cache_hits += matched > 0;
         }
-        plan_add(s, q, n_new, budget);
+        plan_add(s, q, n_new, 1, budget);
     }
 }
 
@@ -317,8 +396,10 @@ static void plan_admit(sched_t *s, uint32_t *budget)
 static void build_batch(sched_t *s, batch_t *b)
 {
     uint32_t t = 0, n_logits = 0;
+    uint64_t pairs = 0;
     for (uint32_t i = 0; i < s->n_plan; i++) {
         sched_seq_t *q = s->plan[i];
+        pairs += cost_pairs(q->n_computed, q->step_new);
         s->bseqs[i] = (batch_seq_t){ q->kv.blocks, q->kv.n_blocks, t, q->step_new };
         for (uint32_t j = 0; j < q->step_new; j++, t++) {
             s->tokens[t] = q->tokens[q->n_computed + j];
@@ -332,6 +413,7 @@ static void build_batch(sched_t *s, batch_t *b)
         }
     }
     *b = (batch_t){ t, s->tokens, s->pos, s->n_plan, s->bseqs, n_logits, s->logit_rows };
+    s->st.last_pairs = pairs;
 }
 
 uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
@@ -343,6 +425,9 @@ uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
         q->step_logit = -1;
     }
     s->n_plan = 0;
+    s->n_prefill = 0;
+    s->out_of_time = 0;
+    s->est_ns = s->cost.per_step;
     int preempted = plan_running(s, &budget);
     /* After a preemption memory is short: let the running ones finish first. */
     if (!preempted)
@@ -351,6 +436,7 @@ uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
     *seqs = s->plan;
     s->st.last_tokens = b->n_tokens;
     s->st.last_seqs = s->n_plan;
+    s->st.last_est_ns = s->n_plan > 0 && timed(s) ? s->est_ns : 0.0;
     return s->n_plan;
 }
 

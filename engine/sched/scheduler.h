@@ -10,15 +10,26 @@
  * the batch, commits, then appends each sampled token or removes the
  * sequence.  Engine thread only.
  *
- * A step, under a token budget (max_tokens) and a sequence limit
+ * A step, under a token budget (max_tokens), a time budget (max_step_ns,
+ * estimated with the cost model of step_cost.h) and a sequence limit
  * (max_seqs):
- *   1. every running sequence that is decoding gets its one token;
+ *   1. every running sequence that is decoding gets its one token, whatever
+ *      the time budget says (a decode is never starved);
  *   2. running sequences still prefilling get chunks of their prompt, in
- *      admission order, from what is left of the budget;
- *   3. waiting sequences are admitted first-come first-served while the
- *      budget, the sequence limit and the free blocks allow, each with a
+ *      admission order, from what is left of both budgets: a chunk's
+ *      attention cost grows with the context before it, so a long prompt
+ *      advances in smaller chunks as it grows; while other prompts wait
+ *      behind it, a chunk takes at most half of the time left;
+ *   3. waiting sequences are admitted first-come first-served while both
+ *      budgets, the sequence limit and the free blocks allow, each with a
  *      chunk of its prompt; admission stops at the first that does not
  *      fit, so a large request is never overtaken forever.
+ * The first prefill chunk of a step gets at least one token even when the
+ * time budget is spent (by the decodes, or by a target below one token's
+ * cost), so that every step makes progress and no prompt waits forever.
+ * Until a cost is set (sched_set_cost), prefill chunks are at most
+ * COST_PROBE_TOKENS under a time budget: the first steps, which the cost
+ * is learned from, stay short whatever the machine.
  * When a running sequence needs a block and none is free, the most
  * recently admitted running sequence is preempted: its blocks are
  * released and it goes back to the front of the waiting queue, to be
@@ -39,6 +50,7 @@
 
 #include "batch.h"
 #include "kvcache.h"
+#include "step_cost.h"
 
 typedef enum {
     SCHED_NEW = 0,      /* not yet added */
@@ -78,6 +90,7 @@ typedef struct {
     uint32_t max_tokens;    /* token budget of one step (the forward pass's limit) */
     uint32_t max_seqs;      /* most sequences running (clamped to max_tokens) */
     uint32_t watermark;     /* free blocks admission leaves for the running ones' growth */
+    uint64_t max_step_ns;   /* target time of one step under the cost model; 0: none */
 } sched_opts_t;
 
 typedef struct {
@@ -93,6 +106,8 @@ typedef struct {
     uint64_t admitted;          /* first admissions */
     uint32_t last_tokens;       /* the last step's tokens and sequences */
     uint32_t last_seqs;
+    uint64_t last_pairs;        /* the last step's attention pairs (step_cost.h) */
+    double last_est_ns;         /* its estimated time under the cost in force (0: none) */
 } sched_stats_t;
 
 typedef struct sched sched_t;
@@ -108,6 +123,12 @@ void sched_destroy(sched_t *s);
 /* Limits in force (max_seqs after clamping). */
 uint32_t sched_max_tokens(const sched_t *s);
 uint32_t sched_max_seqs(const sched_t *s);
+
+/*
+ * The cost model the time budget is planned with, from the next
+ * sched_plan on (copied).  All zero: no time bound.
+ */
+void sched_set_cost(sched_t *s, const sched_cost_t *c);
 
 /* Queue a new sequence (state SCHED_NEW) at the back of the waiting queue. */
 void sched_add(sched_t *s, sched_seq_t *q);

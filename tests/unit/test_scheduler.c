@@ -12,6 +12,7 @@
  * arrivals, lengths, shared prefixes, cancellations; pools small enough
  * to preempt) check invariants after every step.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,7 @@ static const backend_ops_t fake_ops = {
 typedef struct {
     uint32_t n_blocks, B, max_tokens, max_seqs, watermark;
     int prefix_cache;
+    uint64_t max_step_ns;   /* 0: no time budget */
 } cfg_t;
 
 typedef struct {
@@ -165,7 +167,7 @@ static void rig_open(rig_t *r, const cfg_t *c)
     r->c = *c;
     kv_opts_t ko = { c->n_blocks, c->B, c->prefix_cache, SEED };
     ASSERT_MSG(kv_create(&r->kv, &ko, err, sizeof err) == 0, "%s", err);
-    sched_opts_t so = { c->max_tokens, c->max_seqs, c->watermark };
+    sched_opts_t so = { c->max_tokens, c->max_seqs, c->watermark, c->max_step_ns };
     ASSERT_MSG(sched_create(&r->s, r->kv, &so, err, sizeof err) == 0, "%s", err);
     r->fake.n_blocks = c->n_blocks;
     r->fake.B = c->B;
@@ -709,7 +711,286 @@ TEST(sequence_limit_holds_back_admission)
     rig_close(&r);
 }
 
-TEST_LIST(T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
+/* ---------------------------------------------------------------- the step time budget */
+
+/* The plan's estimated time, computed here from the batch the way step_cost.h defines it. */
+static double plan_cost(const sched_cost_t *c, sched_seq_t *const *seqs, uint32_t n)
+{
+    double ns = c->per_step;
+    for (uint32_t i = 0; i < n; i++)
+        ns += c->per_token * seqs[i]->step_new +
+              c->per_pair * (double)cost_pairs(seqs[i]->n_computed, seqs[i]->step_new);
+    return ns;
+}
+
+TEST(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time)
+{
+    /* step ns = 1000 + 100 / token + 1 / attention pair; target 100 us */
+    cfg_t c = { .n_blocks = 512, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+               .max_step_ns = 100000 };
+    const sched_cost_t cost = { 1000.0, 100.0, 1.0 };
+    const uint64_t target = c.max_step_ns;
+    rig_t r;
+    rig_open(&r, &c);
+    sched_set_cost(r.s, &cost);
+    enum { LONG = 3000 };
+    int32_t pa[4] = { 5, 6, 7, 8 }, *pb = malloc(LONG * sizeof *pb);
+    ASSERT(pb != NULL);
+    for (int i = 0; i < LONG; i++)
+        pb[i] = 10 + i % 400;
+    treq_t a, b;
+    treq_init(&a, 0, pa, 4, 400, 16);
+    treq_init(&b, 1, pb, LONG, 4, 16);
+    sched_add(r.s, &a.seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    run_step(&r, &bt); /* a decodes from now on */
+    sched_add(r.s, &b.seq);
+    uint32_t steps = 0, last_chunk = UINT32_MAX, first_chunk = 0;
+    while (b.seq.n_computed < LONG) {
+        sched_seq_t *const *seqs;
+        n = sched_plan(r.s, &bt, &seqs);
+        ASSERT_EQ_INT(n, 2);
+        ASSERT_EQ_INT(a.seq.step_new, 1); /* the decode is in every step */
+        uint32_t chunk = b.seq.step_new, ctx = b.seq.n_computed;
+        ASSERT(chunk >= 1);
+        double est = plan_cost(&cost, seqs, n);
+        sched_stats_t st;
+        sched_get_stats(r.s, &st);
+        ASSERT_MSG(st.last_est_ns > est - 1e-6 && st.last_est_ns < est + 1e-6, "estimate %.1f, expected %.1f",
+                   st.last_est_ns, est);
+        ASSERT_MSG(est <= (double)target || chunk == 1, "step %u: %.0f ns > target with a chunk of %u", steps,
+                   est, chunk);
+        if (chunk < LONG - ctx) {
+            /* the largest chunk that fits: one token more would not */
+            double more = est + cost.per_token + cost.per_pair * (double)(ctx + chunk + 1);
+            ASSERT_MSG(more > (double)target, "step %u: a chunk of %u leaves room (%.0f ns)", steps, chunk, more);
+            ASSERT_MSG(chunk <= last_chunk, "step %u: the chunk grew from %u to %u at context %u", steps,
+                       last_chunk, chunk, ctx);
+        }
+        if (steps == 0)
+            first_chunk = chunk;
+        last_chunk = chunk;
+        run_step(&r, &bt);
+        steps++;
+    }
+    ASSERT_MSG(first_chunk > 4 * last_chunk, "chunks %u first, %u last", first_chunk, last_chunk);
+    ASSERT_EQ_INT(b.seq.n_tokens, LONG + 1);
+    sched_remove(r.s, &a.seq);
+    sched_remove(r.s, &b.seq);
+    treq_close(&a);
+    treq_close(&b);
+    free(pb);
+    rig_close(&r);
+}
+
+TEST(a_short_prompt_is_admitted_beside_a_long_prefill)
+{
+    cfg_t c = { .n_blocks = 512, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+                .max_step_ns = 100000 };
+    const sched_cost_t cost = { 1000.0, 100.0, 1.0 };
+    rig_t r;
+    rig_open(&r, &c);
+    sched_set_cost(r.s, &cost);
+    enum { LONG = 3000 };
+    int32_t *pb = malloc(LONG * sizeof *pb), pc[40];
+    ASSERT(pb != NULL);
+    for (int i = 0; i < LONG; i++)
+        pb[i] = 10 + i % 400;
+    for (int i = 0; i < 40; i++)
+        pc[i] = 1 + i;
+    treq_t b, d;
+    treq_init(&b, 0, pb, LONG, 4, 16);
+    treq_init(&d, 1, pc, 40, 4, 16);
+    sched_add(r.s, &b.seq);
+    batch_t bt;
+    uint32_t n;
+    for (int i = 0; i < 10; i++) { /* the long prompt alone, well into its prefill */
+        plan(&r, &bt, &n);
+        run_step(&r, &bt);
+    }
+    ASSERT(b.seq.n_computed > 0 && b.seq.n_computed < LONG);
+    sched_add(r.s, &d.seq);
+    sched_seq_t *const *seqs;
+    n = sched_plan(r.s, &bt, &seqs);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT(b.seq.step_new > 0);
+    ASSERT_EQ_INT(d.seq.step_new, 40); /* its whole prompt, in the first step it waits for */
+    ASSERT_MSG(plan_cost(&cost, seqs, n) <= (double)c.max_step_ns, "%.0f ns", plan_cost(&cost, seqs, n));
+    sched_remove(r.s, &b.seq);
+    sched_remove(r.s, &d.seq);
+    treq_close(&b);
+    treq_close(&d);
+    free(pb);
+    rig_close(&r);
+}
+
+TEST(the_first_chunks_are_short_while_no_cost_is_known)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 256, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+                .max_step_ns = 500000000 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t pb[200];
+    for (int i = 0; i < 200; i++)
+        pb[i] = 10 + i;
+    treq_t b;
+    treq_init(&b, 0, pb, 200, 4, 16);
+    sched_add(r.s, &b.seq);
+    batch_t bt;
+    uint32_t n;
+    for (int i = 0; i < 3; i++) {
+        plan(&r, &bt, &n);
+        ASSERT_EQ_INT(b.seq.step_new, COST_PROBE_TOKENS);
+        run_step(&r, &bt);
+    }
+    const sched_cost_t cost = { 0.0, 1000.0, 0.0 }; /* now known: the token budget is the limit */
+    sched_set_cost(r.s, &cost);
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(b.seq.step_new, 200 - 3 * COST_PROBE_TOKENS);
+    sched_remove(r.s, &b.seq);
+    treq_close(&b);
+    rig_close(&r);
+}
+
+TEST(a_step_makes_progress_when_one_token_is_over_the_target)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+               .max_step_ns = 500000 };
+    const sched_cost_t cost = { 0.0, 1e6, 0.0 }; /* 1 ms a token, target 0.5 ms */
+    rig_t r;
+    rig_open(&r, &c);
+    sched_set_cost(r.s, &cost);
+    int32_t pa[3] = { 5, 6, 7 }, pb[5] = { 9, 10, 11, 12, 13 };
+    treq_t a, b;
+    treq_init(&a, 0, pa, 3, 20, 16);
+    treq_init(&b, 1, pb, 5, 20, 16);
+    sched_add(r.s, &a.seq);
+    sched_add(r.s, &b.seq);
+    batch_t bt;
+    uint32_t n;
+    for (int i = 0; i < 2; i++) { /* a alone, one token a step, b not admitted beside it */
+        ASSERT(plan(&r, &bt, &n) == &a.seq);
+        ASSERT_EQ_INT(n, 1);
+        ASSERT_EQ_INT(a.seq.step_new, 1);
+        run_step(&r, &bt);
+    }
+    /* a's last prompt token (computed like a decode), then its decodes; b gets one token a step */
+    for (int i = 0; i < 5; i++) {
+        plan(&r, &bt, &n);
+        ASSERT_EQ_INT(n, 2);
+        ASSERT_EQ_INT(a.seq.step_new, 1);
+        ASSERT_EQ_INT(b.seq.step_new, 1);
+        run_step(&r, &bt);
+    }
+    ASSERT_EQ_INT(b.seq.n_tokens, 6); /* its prompt done and its first token sampled */
+    sched_remove(r.s, &a.seq);
+    sched_remove(r.s, &b.seq);
+    treq_close(&a);
+    treq_close(&b);
+    rig_close(&r);
+}
+
+TEST(a_cancelled_prompt_gets_no_more_chunks)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 32, .max_seqs = 4, .watermark = 0, .prefix_cache = 0,
+               .max_step_ns = 5000 };
+    const sched_cost_t cost = { 0.0, 100.0, 1.0 };
+    rig_t r;
+    rig_open(&r, &c);
+    sched_set_cost(r.s, &cost);
+    int32_t pa[2] = { 5, 6 }, pb[400], pc[3] = { 1, 2, 3 };
+    for (int i = 0; i < 400; i++)
+        pb[i] = 10 + i;
+    treq_t a, b, d;
+    treq_init(&a, 0, pa, 2, 50, 16);
+    treq_init(&b, 1, pb, 400, 4, 16);
+    treq_init(&d, 2, pc, 3, 4, 16);
+    sched_add(r.s, &a.seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    run_step(&r, &bt);
+    sched_add(r.s, &b.seq);
+    for (int i = 0; i < 3; i++) {
+        plan(&r, &bt, &n);
+        ASSERT_EQ_INT(n, 2);
+        ASSERT(b.seq.step_new > 0);
+        run_step(&r, &bt);
+    }
+    ASSERT(b.seq.n_computed > 0 && b.seq.n_computed < 400);
+    uint32_t free_before = kv_available(r.kv);
+    sched_remove(r.s, &b.seq); /* the engine's cancel, at the step boundary */
+    ASSERT(kv_available(r.kv) > free_before);
+    sched_add(r.s, &d.seq);
+    for (int i = 0; i < 4; i++) {
+        sched_seq_t *const *seqs;
+        n = sched_plan(r.s, &bt, &seqs);
+        for (uint32_t j = 0; j < n; j++)
+            ASSERT_MSG(seqs[j] != &b.seq, "step %d schedules the cancelled prompt", i);
+        ASSERT_EQ_INT(b.seq.step_new, 0);
+        ASSERT_EQ_INT(a.seq.step_new, 1);
+        run_step(&r, &bt);
+    }
+    ASSERT_EQ_INT(b.seq.state, SCHED_DONE);
+    ASSERT_EQ_INT(d.seq.state, SCHED_RUNNING); /* the next prompt got the step instead */
+    sched_remove(r.s, &a.seq);
+    sched_remove(r.s, &d.seq);
+    treq_close(&a);
+    treq_close(&b);
+    treq_close(&d);
+    rig_close(&r);
+}
+
+/* Steps timed on a machine whose true cost is c, with every 10th step slowed 5x. */
+static void feed(cost_fit_t *f, const sched_cost_t *c, int n, int outliers)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t tokens = 1 + (uint64_t)(i * 37 % 300), ctx = (uint64_t)(i * 911 % 4000);
+        uint64_t pairs = cost_pairs(ctx, tokens);
+        double ns = cost_of(c, tokens, pairs);
+        if (outliers && i % 10 == 9)
+            ns *= 5;
+        cost_fit_add(f, tokens, pairs, (uint64_t)ns);
+    }
+}
+
+TEST(the_step_cost_fit_learns_the_coefficients)
+{
+    const sched_cost_t truth = { 2e6, 3e5, 40.0 };
+    cost_fit_t f;
+    cost_fit_init(&f);
+    cost_fit_add(&f, 10, 100, 1000);
+    cost_fit_add(&f, 0, 0, 1000); /* ignored */
+    ASSERT(f.fit.per_step == 0.0 && f.fit.per_token == 0.0 && f.fit.per_pair == 0.0); /* too few yet */
+    cost_fit_init(&f);
+    feed(&f, &truth, 200, 0);
+    ASSERT_MSG(fabs(f.fit.per_step - truth.per_step) < 0.01 * truth.per_step, "per_step %g", f.fit.per_step);
+    ASSERT_MSG(fabs(f.fit.per_token - truth.per_token) < 0.01 * truth.per_token, "per_token %g", f.fit.per_token);
+    ASSERT_MSG(fabs(f.fit.per_pair - truth.per_pair) < 0.01 * truth.per_pair, "per_pair %g", f.fit.per_pair);
+    /* slow outliers move the estimate of a long chunk a little, never below the truth */
+    cost_fit_init(&f);
+    feed(&f, &truth, 200, 1);
+    double want = cost_of(&truth, 64, cost_pairs(3000, 64)), got = cost_of(&f.fit, 64, cost_pairs(3000, 64));
+    ASSERT_MSG(got >= 0.95 * want && got < 2.0 * want, "estimate %.0f, truth %.0f", got, want);
+    /* a decode-only window (the same tokens every step) still fits without a negative term */
+    cost_fit_init(&f);
+    for (int i = 0; i < 60; i++)
+        cost_fit_add(&f, 4, cost_pairs(100 + i, 1) * 4, 5000000 + 1000 * i);
+    ASSERT(f.fit.per_step >= 0.0 && f.fit.per_token >= 0.0 && f.fit.per_pair >= 0.0);
+    double d = cost_of(&f.fit, 4, cost_pairs(130, 1) * 4);
+    ASSERT_MSG(fabs(d - 5030000) < 0.05 * 5030000, "decode estimate %.0f", d);
+    /* ... charged to the tokens: a 512-token chunk costs at least 512 / 4 decode steps */
+    double p = cost_of(&f.fit, 512, cost_pairs(0, 512));
+    ASSERT_MSG(p >= 128 * 5000000.0, "a 512-token chunk after decodes only: %.0f ns", p);
+}
+
+TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time),
+          T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
+          T(a_step_makes_progress_when_one_token_is_over_the_target), T(a_cancelled_prompt_gets_no_more_chunks),
+          T(the_step_cost_fit_learns_the_coefficients),
+          T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
           T(admission_is_first_come_first_served), T(prefix_cache_skips_the_shared_prompt),
           T(sequence_limit_holds_back_admission), T(thousands_of_requests_tiny_pool_preempting),
           T(thousands_of_requests_no_prefix_cache), T(thousands_of_requests_roomy_pool),
