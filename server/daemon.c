@@ -37,11 +37,9 @@ static void engine_notify(void *ctx)
 
 /* ---------------------------------------------------------------- loading */
 
-static void *load_main(void *arg)
+void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo)
 {
-    daemon_t *d = arg;
-    const config_t *cfg = d->cfg;
-    engine_opts_t eo = {
+    *eo = (engine_opts_t){
         .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
         .model_private = !cfg->model_mmap,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
@@ -53,8 +51,17 @@ static void *load_main(void *arg)
         .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
                      : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
         .fp16_weights = strcmp(cfg->gpu_weight_type, "fp16") == 0,
-        .notify = engine_notify, .notify_ctx = &d->engine_async,
     };
+}
+
+static void *load_main(void *arg)
+{
+    daemon_t *d = arg;
+    const config_t *cfg = d->cfg;
+    engine_opts_t eo;
+    daemon_engine_opts(cfg, &eo);
+    eo.notify = engine_notify;
+    eo.notify_ctx = &d->engine_async;
     d->load_rc = engine_create(&d->load_engine, &eo, d->load_err, sizeof d->load_err);
     uv_async_send(&d->load_async);
     return NULL;

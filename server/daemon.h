@@ -121,6 +121,10 @@ struct daemon {
  */
 int daemon_run(const config_t *cfg, int *abandoned);
 
+/* The engine's options from the configuration (no notify callback): the one
+   mapping, for the daemon and for --prompt. */
+void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo);
+
 /* ---- health.c ---- */
 
 typedef enum { HEALTH_OK, HEALTH_LOADING, HEALTH_DRAINING, HEALTH_STALLED, HEALTH_FAILED } health_t;

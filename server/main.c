@@ -265,19 +265,8 @@ static int run_prompt(const config_t *cfg, const cli_t *cli)
 {
     char err[ERR_MSG_MAX], desc[512];
     engine_t *e;
-    engine_opts_t eo = {
-        .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
-        .model_private = !cfg->model_mmap,
-        .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
-        .gpu_memory_fraction = cfg->gpu_memory_fraction,
-        .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
-        .max_step_ms = (uint32_t)cfg->max_step_time,
-        .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
-        .no_prefix_cache = !cfg->prefix_cache,
-        .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
-                     : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
-        .fp16_weights = strcmp(cfg->gpu_weight_type, "fp16") == 0,
-    };
+    engine_opts_t eo;
+    daemon_engine_opts(cfg, &eo);
     if (engine_create(&e, &eo, err, sizeof err) != 0) {
         log_error("%s", err);
         return 1;
