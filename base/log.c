@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,7 +15,8 @@
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static log_level_t log_level = LOG_INFO;
-static int log_fd = STDERR_FILENO;
+/* read by a signal handler (log_get_fd from server/sigbus.c) as well */
+static volatile sig_atomic_t log_fd = STDERR_FILENO;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 

@@ -28,8 +28,10 @@ const char *engine_finish_name(engine_finish_t f)
     return "error";
 }
 
-/* ---------------------------------------------------------------- the engine thread's side */
+/* ---------------------------------------------------------------- the producer's side */
 
+/* Called by req_create on the submitting thread (the loop), and for token
+   events on the engine thread: the pool is shared under ev_mu. */
 ev_node_t *event_reserve(engine_t *e)
 {
     pthread_mutex_lock(&e->ev_mu);

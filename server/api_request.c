@@ -624,7 +624,7 @@ static int exact_seed(const char *text, size_t len, api_request_t *req, api_erro
     const char *v;
     size_t n;
     if (!json_member_text(text, len, "seed", &v, &n))
-        return 0;
+        return BAD(e, ERR_INVALID, "seed", "seed: cannot be read from the request text");
     int rc = json_int_mod64(v, n, &req->sampling.seed);
     /* "1e3" and the like: integral, and exact as the double already read,
        unless it reached 2^64 */

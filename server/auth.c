@@ -92,19 +92,17 @@ static int load_file(const char *path, uint8_t (**d)[SHA256_BYTES], size_t *n, c
         fclose(f);
         return err_set(err, errlen, ERR_INVALID, "api-key-file: %s is not a regular file", path);
     }
-    char line[AUTH_MAX_KEY_LEN + 8], where[512];
+    char *line = NULL, where[512];
+    size_t cap = 0;
+    ssize_t got;
     int lineno = 0, rc = 0;
     size_t before = *n;
-    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+    while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        size_t len = strlen(line);
+        size_t len = (size_t)got;
         snprintf(where, sizeof where, "api-key-file: %s:%d", path, lineno);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            rc = err_set(err, errlen, ERR_TOOLONG, "%s: the key is longer than %d bytes", where,
-                         AUTH_MAX_KEY_LEN);
-            break;
-        }
-        if (strlen(line) != len || memchr(line, '\0', len) != NULL) {
+        if (memchr(line, '\0', len) != NULL) {
+            /* "abc\0xyz" would otherwise be the key "abc": shorter than written */
             rc = err_set(err, errlen, ERR_INVALID, "%s: the line holds a NUL byte", where);
             break;
         }
@@ -122,7 +120,10 @@ static int load_file(const char *path, uint8_t (**d)[SHA256_BYTES], size_t *n, c
     }
     if (rc == 0 && ferror(f))
         rc = err_set(err, errlen, ERR_IO, "api-key-file: cannot read %s", path);
-    explicit_bzero(line, sizeof line);
+    if (line != NULL) {
+        explicit_bzero(line, cap);
+        free(line);
+    }
     fclose(f);
     if (rc == 0 && *n == before)
         rc = err_set(err, errlen, ERR_INVALID, "api-key-file: %s holds no key (only blank lines "

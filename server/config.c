@@ -243,13 +243,19 @@ static char *read_line_cb(char *buf, int size, void *stream)
         return NULL;
     const char *nl = memchr(ctx->pos, '\n', (size_t)(ctx->end - ctx->pos));
     size_t n = nl != NULL ? (size_t)(nl - ctx->pos) + 1 : (size_t)(ctx->end - ctx->pos);
-    if (n > (size_t)size - 1)
-        n = (size_t)size - 1;   /* inih reads the rest of a long line as its next chunk */
+    ctx->line++;
+    if (n - (nl != NULL) > (size_t)size - 2) {
+        /* inih would read the rest as a line of its own: a value cut short */
+        if (ctx->rc == 0) {
+            ctx->rc = err_set(ctx->err, ctx->errlen, ERR_TOOLONG, "%s:%d: the line is longer "
+                              "than %d bytes", ctx->path, ctx->line, size - 2);
+            ctx->rc_line = ctx->line;
+        }
+        return NULL;
+    }
     memcpy(buf, ctx->pos, n);
     buf[n] = '\0';
     ctx->pos += n;
-    if (buf[n - 1] == '\n' || ctx->pos == ctx->end)
-        ctx->line++;
     return buf;
 }
 
@@ -324,7 +330,7 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen)
     int line = ini_parse_stream(read_line_cb, &ctx, ini_cb, &ctx);
     free(text);
     /* inih goes on past a syntax error: report whichever error came first */
-    if (ctx.rc != 0 && (line <= 0 || ctx.rc_line <= line))
+    if (ctx.rc != 0 && (line <= 0 || ctx.rc_line <= line || ctx.rc == ERR_TOOLONG))
         return ctx.rc;
     if (line != 0)
         return err_set(err, errlen, ERR_FORMAT,

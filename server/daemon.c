@@ -186,6 +186,9 @@ static void check_drain(daemon_t *d, uint64_t now)
  */
 static void stop_now(daemon_t *d)
 {
+    /* first what the engine has already said: a request it finished gets
+       its real answer, not the cancellation */
+    jobs_on_engine_events(&d->engine_async);
     engine_event_t ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = ENGINE_EV_FINISH;
@@ -276,8 +279,8 @@ static void fail_if_engine_failed(daemon_t *d, uint64_t now)
 {
     if (d->draining || daemon_health(d) != HEALTH_FAILED)
         return;
-    log_error("the engine has failed: exiting with status 1 so that the service manager "
-              "restarts llamad");
+    log_error("%s: exiting with status 1 so that the service manager restarts llamad",
+              d->model_changed ? "the model file changed under the mapping" : "the engine has failed");
     sd_notify_state("STOPPING=1\nSTATUS=engine failed");
     d->exit_code = 1;
     d->draining = 1;

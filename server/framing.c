@@ -63,9 +63,10 @@ const char *http_framing_check(struct MHD_Connection *conn, uint64_t *declared)
         if (*p == '\0')
             return "an empty Content-Length";
         for (; *p != '\0'; p++) {
-            if (*p < '0' || *p > '9' || n > (UINT64_MAX - 9) / 10)
+            if (*p < '0' || *p > '9')
                 return "a Content-Length that is not a decimal number";
-            n = n * 10 + (uint64_t)(*p - '0');
+            /* past 64 bits: well framed, and too large for any limit (413) */
+            n = n > (UINT64_MAX - 10) / 10 ? UINT64_MAX - 1 : n * 10 + (uint64_t)(*p - '0');
         }
         *declared = n;
     }

@@ -412,33 +412,26 @@ static int on_headers(http_server_t *s, http_request_t *req)
 /*
  * An absolute-form target ("POST http://host:port/v1/completions", what a
  * client sends to a proxy): RFC 9112 3.2.2 has the server serve its path
- * and take the host from it, not from the Host header.  The path is kept
- * in place in url_copy; the authority is kept after it.
+ * and take the host from it, not from the Host header.  The path replaces
+ * the URL in url_copy; the authority goes to host_copy.  Returns 0 or
+ * ERR_NOMEM.
  */
-static void take_absolute_form(http_request_t *req)
+static int take_absolute_form(http_request_t *req)
 {
     char *u = req->url_copy;
     size_t skip = strncasecmp(u, "http://", 7) == 0 ? 7 : strncasecmp(u, "https://", 8) == 0 ? 8 : 0;
     if (skip == 0)
-        return;
-    char *authority = u + skip, *slash = strchr(authority, '/');
-    size_t alen = slash != NULL ? (size_t)(slash - authority) : strlen(authority);
-    size_t plen = slash != NULL ? strlen(slash) : 0;
-    /* "/path\0authority\0" fits in the copy of "http://authority/path" */
-    char *tmp = malloc(plen + alen + 3);
-    if (tmp == NULL)
-        return;   /* served as it came: an unknown route */
-    if (plen > 0)
-        memcpy(tmp, slash, plen);
+        return 0;
+    char *authority = u + skip;
+    size_t alen = strcspn(authority, "/");
+    if ((req->host_copy = strndup(authority, alen)) == NULL)
+        return ERR_NOMEM;
+    char *path = authority + alen;
+    if (*path == '\0')
+        strcpy(u, "/");   /* u holds at least "http://" */
     else
-        tmp[plen++] = '/';
-    tmp[plen] = '\0';
-    memcpy(tmp + plen + 1, authority, alen);
-    tmp[plen + 1 + alen] = '\0';
-    memcpy(u, tmp, plen + alen + 2);
-    free(tmp);
-    req->url = u;
-    req->host = u + plen + 1;
+        memmove(u, path, strlen(path) + 1);
+    return 0;
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -467,8 +460,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         }
         req->method = req->method_copy;
         req->url = req->url_copy;
-        req->host = http_header(req, MHD_HTTP_HEADER_HOST);
-        take_absolute_form(req);
+        const char *host = http_header(req, MHD_HTTP_HEADER_HOST);
+        if (take_absolute_form(req) != 0 ||
+            (req->host_copy == NULL && host != NULL && (req->host_copy = strdup(host)) == NULL)) {
+            free(req->method_copy);
+            free(req->url_copy);
+            free(req);
+            return MHD_NO;
+        }
+        req->host = req->host_copy;
         req->next = s->reqs;
         if (s->reqs != NULL)
             s->reqs->prev = req;
@@ -557,6 +557,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(req->body);
     free(req->method_copy);
     free(req->url_copy);
+    free(req->host_copy);
     free(req);
 }
 
@@ -572,6 +573,8 @@ static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
 }
 
 /* ---------------------------------------------------------------- lifecycle */
+
+static void close_cb(uv_handle_t *h);
 
 int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
                 char *err, size_t errlen)
@@ -623,11 +626,24 @@ int http_create(http_server_t **out, uv_loop_t *loop, const http_opts_t *opts,
         free(s);
         return err_set(err, errlen, ERR_UNSUPPORTED, "libmicrohttpd was built without epoll");
     }
-    uv_poll_init(loop, &s->poll, info->epoll_fd);
+    int rc = uv_poll_init(loop, &s->poll, info->epoll_fd);
+    if (rc != 0) {
+        MHD_stop_daemon(s->mhd);
+        free(s);
+        return err_set(err, errlen, ERR_IO, "cannot watch the HTTP server's descriptor: %s",
+                       uv_strerror(rc));
+    }
     uv_timer_init(loop, &s->timer);
     s->poll.data = s;
     s->timer.data = s;
-    uv_poll_start(&s->poll, UV_READABLE, poll_cb);
+    if ((rc = uv_poll_start(&s->poll, UV_READABLE, poll_cb)) != 0) {
+        /* both handles are live: they close (and s is freed) when the loop runs */
+        MHD_stop_daemon(s->mhd);
+        uv_close((uv_handle_t *)&s->poll, NULL);
+        uv_close((uv_handle_t *)&s->timer, close_cb);
+        return err_set(err, errlen, ERR_IO, "cannot watch the HTTP server's descriptor: %s",
+                       uv_strerror(rc));
+    }
     run_mhd(s);
     *out = s;
     return 0;

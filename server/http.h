@@ -64,7 +64,7 @@ struct http_request {
     uint64_t start_ns;      /* CLOCK_MONOTONIC when the request arrived */
     /* private to http.c */
     size_t body_cap;
-    char *method_copy, *url_copy;
+    char *method_copy, *url_copy, *host_copy;
     http_request_t *prev, *next;
     uint64_t resumed_ns;
     int too_large, routed, deferred, suspended, aborted;

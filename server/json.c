@@ -19,7 +19,8 @@
 
 /* ---------------------------------------------------------------- the raw bytes */
 
-/* Reject what cJSON would accept but we must not: NUL (raw or escaped) and deep nesting. */
+/* Reject what cJSON would accept but we must not: NUL (raw or escaped), control bytes
+   outside strings, and deep nesting. */
 int json_scan_raw(const char *body, size_t len, unsigned max_depth, api_error_t *e)
 {
     if (!utf8_valid(body, len))
@@ -41,6 +42,13 @@ int json_scan_raw(const char *body, size_t len, unsigned max_depth, api_error_t 
                                "not accepted", i - 1);
             }
             continue;
+        }
+        if ((unsigned char)c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            /* RFC 8259 has four whitespace characters; cJSON skips any byte
+               up to 0x20, which would let a body mean different things to
+               cJSON and to a strict reader (json_exact.c) */
+            return BAD(e, ERR_FORMAT, NULL, "request body has control byte 0x%02x outside a "
+                       "string at offset %zu", (unsigned char)c, i);
         }
         if (c == '"') {
             in_string = 1;

@@ -345,7 +345,9 @@ int main(int argc, char **argv)
         config_close(&cfg);
         return rc == 0 ? 0 : 1;
     }
-    if (sigbus_install(cfg.model) != 0)
+    /* only where the weights are read from a mapping of the file: any other
+       SIGBUS is a bug, and keeps its core dump */
+    if (cfg.model_mmap && sigbus_install(cfg.model) != 0)
         log_warn("cannot install the SIGBUS handler: a truncated model file will end the "
                  "daemon without a log line");
     if (cli.prompt != NULL)

@@ -281,6 +281,8 @@ int routes_admit(void *ctx, http_request_t *req)
     if (!is_json_type(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return http_respond_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
                                   "the body must be JSON with \"Content-Type: application/json\"");
+    if (d->engine == NULL || d->draining)
+        return respond_unavailable(d, req);   /* known now: no body need be read */
     return MHD_YES;
 }
 

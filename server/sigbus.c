@@ -42,8 +42,8 @@ static void on_sigbus(int sig)
 int sigbus_install(const char *model_path)
 {
     int n = snprintf(sigbus_line, sizeof sigbus_line,
-                     "llamad: error: SIGBUS reading the model: %s was truncated or replaced "
-                     "while mapped (model-mmap = yes); exiting with status %d\n",
+                     "llamad: error: SIGBUS, most likely reading the model: %s was probably "
+                     "truncated while mapped (model-mmap = yes); exiting with status %d\n",
                      model_path, SIGBUS_EXIT_STATUS);
     sigbus_len = n < 0 ? 0 : (size_t)n < sizeof sigbus_line ? (size_t)n : sizeof sigbus_line - 1;
     struct sigaction sa;

@@ -221,6 +221,12 @@ static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap, int others)
         return cap;
     if (!timed(s)) /* no cost known yet: short steps, to learn it from */
         return cap < COST_PROBE_TOKENS ? cap : COST_PROBE_TOKENS;
+    /* a fit learned on small steps extrapolates badly (per-token cost is not
+       flat at a few tokens): grow the chunk at most COST_GROWTH times past
+       the largest step seen, so the estimate is checked as it grows */
+    double reach = s->cost.max_tokens * COST_GROWTH;
+    if (s->cost.max_tokens > 0 && cap > reach)
+        cap = reach < 1 ? 1 : (uint32_t)reach;
     double left = (double)s->max_step_ns - s->est_ns;
     if (others)
         left /= 2;

@@ -145,5 +145,5 @@ void cost_fit_add(cost_fit_t *f, uint64_t tokens, uint64_t pairs, uint64_t ns)
         }
     }
     if (best < INFINITY)
-        f->fit = (sched_cost_t){ keep[0], keep[1], keep[2] };
+        f->fit = (sched_cost_t){ keep[0], keep[1], keep[2], scale[1] };
 }

@@ -30,6 +30,7 @@ typedef struct {
     double per_step;    /* ns, whatever the step holds */
     double per_token;   /* ns per token computed */
     double per_pair;    /* ns per (token, attended position) pair */
+    double max_tokens;  /* the most tokens of a step the fit has seen (0: no bound) */
 } sched_cost_t;
 
 /* Attention pairs of a chunk of n new tokens after ctx cached ones. */
@@ -47,6 +48,7 @@ static inline double cost_of(const sched_cost_t *c, uint64_t tokens, uint64_t pa
 #define COST_WINDOW 48      /* steps the fit looks back on */
 #define COST_MIN_STEPS 3    /* steps seen before the fit is used */
 #define COST_PROBE_TOKENS 16 /* the longest prefill chunk while no cost is known */
+#define COST_GROWTH 4        /* a chunk is at most this many times the largest step timed */
 
 typedef struct {
     double tokens[COST_WINDOW];

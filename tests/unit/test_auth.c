@@ -1,6 +1,8 @@
 /* Unit tests for server/auth.c: inline key, key file, credentials directory, reload, header forms. */
 #include "test.h"
 
+#define AUTH_TEST_LONG 1024   /* AUTH_MAX_KEY_LEN in auth.c */
+
 #include "base/err.h"
 #include "../../server/auth.h"
 
@@ -122,6 +124,25 @@ TEST(malformed_keys_are_refused_with_the_line)
         ASSERT_MSG(strstr(err, want) != NULL, "want %s in: %s", want, err);
         unlink(path);
     }
+    /* a NUL byte would cut the key short: "abc\0xyz" must not become "abc" */
+    static const char nul[] = "good\nabc\0xyz\n";
+    snprintf(path, sizeof path, "/tmp/llamad-test-auth-XXXXXX");
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ_INT(write(fd, nul, sizeof nul - 1), (long long)(sizeof nul - 1));
+    close(fd);
+    ASSERT_EQ_INT(auth_create(&a, NULL, path, err, sizeof err), ERR_INVALID);
+    snprintf(want, sizeof want, "%s:2", path);
+    ASSERT_MSG(strstr(err, want) != NULL && strstr(err, "NUL") != NULL, "%s", err);
+    unlink(path);
+    /* a key longer than the limit, and one just at it */
+    static char longkey[AUTH_TEST_LONG + 2];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    ASSERT_EQ_INT(auth_create(&a, longkey, NULL, err, sizeof err), ERR_TOOLONG);
+    longkey[sizeof longkey - 2] = '\0';
+    ASSERT_EQ_INT(auth_create(&a, longkey, NULL, err, sizeof err), 0);
+    auth_destroy(a);
     /* inline keys: trimmed, or refused; never kept in a form no header can match */
     ASSERT_EQ_INT(auth_create(&a, "abc ", NULL, err, sizeof err), 0);
     ASSERT_EQ_INT(auth_check(a, "Bearer abc", NULL), 1);

@@ -150,6 +150,15 @@ TEST(file_shapes_that_are_refused)
     ASSERT_MSG(strstr(err, want) && strstr(err, "NUL"), "message: %s", err);
     unlink(path);
 
+    /* a line longer than the parser's buffer would be read as two: refused */
+    char longline[600];
+    snprintf(longline, sizeof longline, "[log]\nlog-file = /tmp/%0500d\n", 0);
+    p = write_tmp(longline);
+    ASSERT_EQ_INT(config_load_file(&c, p, err, sizeof err), ERR_TOOLONG);
+    snprintf(want, sizeof want, "%s:2", p);
+    ASSERT_MSG(strstr(err, want) && strstr(err, "longer"), "message: %s", err);
+    unlink(p);
+
     static const char *const hosts[] = { "localhost", "example.com", "127.0.0.1:80", "", "1.2.3" };
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
         ASSERT_EQ_INT(config_set(&c, "host", hosts[i], "--host", err, sizeof err), ERR_INVALID);

@@ -728,7 +728,7 @@ TEST(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time)
     /* step ns = 1000 + 100 / token + 1 / attention pair; target 100 us */
     cfg_t c = { .n_blocks = 512, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
                .max_step_ns = 100000 };
-    const sched_cost_t cost = { 1000.0, 100.0, 1.0 };
+    const sched_cost_t cost = { 1000.0, 100.0, 1.0, 0 };
     const uint64_t target = c.max_step_ns;
     rig_t r;
     rig_open(&r, &c);
@@ -789,7 +789,7 @@ TEST(a_short_prompt_is_admitted_beside_a_long_prefill)
 {
     cfg_t c = { .n_blocks = 512, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
                 .max_step_ns = 100000 };
-    const sched_cost_t cost = { 1000.0, 100.0, 1.0 };
+    const sched_cost_t cost = { 1000.0, 100.0, 1.0, 0 };
     rig_t r;
     rig_open(&r, &c);
     sched_set_cost(r.s, &cost);
@@ -845,10 +845,40 @@ TEST(the_first_chunks_are_short_while_no_cost_is_known)
         ASSERT_EQ_INT(b.seq.step_new, COST_PROBE_TOKENS);
         run_step(&r, &bt);
     }
-    const sched_cost_t cost = { 0.0, 1000.0, 0.0 }; /* now known: the token budget is the limit */
+    const sched_cost_t cost = { 0.0, 1000.0, 0.0, 0 }; /* now known: the token budget is the limit */
     sched_set_cost(r.s, &cost);
     plan(&r, &bt, &n);
     ASSERT_EQ_INT(b.seq.step_new, 200 - 3 * COST_PROBE_TOKENS);
+    sched_remove(r.s, &b.seq);
+    treq_close(&b);
+    rig_close(&r);
+}
+
+/* A fit learned on small steps may not extrapolate: a chunk grows at most
+   COST_GROWTH times past the largest step timed. */
+TEST(chunks_grow_at_most_cost_growth_times_past_what_was_timed)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 256, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
+                .max_step_ns = 500000000 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t pb[200];
+    for (int i = 0; i < 200; i++)
+        pb[i] = 10 + i;
+    treq_t b;
+    treq_init(&b, 0, pb, 200, 4, 16);
+    sched_add(r.s, &b.seq);
+    batch_t bt;
+    uint32_t n;
+    sched_cost_t cost = { 0.0, 1000.0, 0.0, 10 };   /* cheap, but only 10-token steps were timed */
+    sched_set_cost(r.s, &cost);
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(b.seq.step_new, 10 * COST_GROWTH);
+    run_step(&r, &bt);
+    cost.max_tokens = 10 * COST_GROWTH;              /* that step was timed too */
+    sched_set_cost(r.s, &cost);
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(b.seq.step_new, 200 - 10 * COST_GROWTH);
     sched_remove(r.s, &b.seq);
     treq_close(&b);
     rig_close(&r);
@@ -858,7 +888,7 @@ TEST(a_step_makes_progress_when_one_token_is_over_the_target)
 {
     cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
                .max_step_ns = 500000 };
-    const sched_cost_t cost = { 0.0, 1e6, 0.0 }; /* 1 ms a token, target 0.5 ms */
+    const sched_cost_t cost = { 0.0, 1e6, 0.0, 0 }; /* 1 ms a token, target 0.5 ms */
     rig_t r;
     rig_open(&r, &c);
     sched_set_cost(r.s, &cost);
@@ -896,7 +926,7 @@ TEST(a_cancelled_prompt_gets_no_more_chunks)
 {
     cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 32, .max_seqs = 4, .watermark = 0, .prefix_cache = 0,
                .max_step_ns = 5000 };
-    const sched_cost_t cost = { 0.0, 100.0, 1.0 };
+    const sched_cost_t cost = { 0.0, 100.0, 1.0, 0 };
     rig_t r;
     rig_open(&r, &c);
     sched_set_cost(r.s, &cost);
@@ -958,7 +988,7 @@ static void feed(cost_fit_t *f, const sched_cost_t *c, int n, int outliers)
 
 TEST(the_step_cost_fit_learns_the_coefficients)
 {
-    const sched_cost_t truth = { 2e6, 3e5, 40.0 };
+    const sched_cost_t truth = { 2e6, 3e5, 40.0, 0 };
     cost_fit_t f;
     cost_fit_init(&f);
     cost_fit_add(&f, 10, 100, 1000);
@@ -988,6 +1018,7 @@ TEST(the_step_cost_fit_learns_the_coefficients)
 
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time),
           T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
+          T(chunks_grow_at_most_cost_growth_times_past_what_was_timed),
           T(a_step_makes_progress_when_one_token_is_over_the_target), T(a_cancelled_prompt_gets_no_more_chunks),
           T(the_step_cost_fit_learns_the_coefficients),
           T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
