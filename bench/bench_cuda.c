@@ -10,7 +10,9 @@
  * inputs (gpu-weight-type; default bf16).
  * Reports decode tokens/s at batch 1, 8, 32 and 128 (context 512) with
  * CUDA graphs off and on, each with the logits copied back and with only
- * the greedy token ids (logits_argmax), prefill tokens/s of a 2048-token
+ * the greedy token ids (logits_argmax; with graphs on, the backend's
+ * captured/replayed/failed graph counters beside each row, and "(eager:
+ * graphs not used)" where its steps replayed no graph), prefill tokens/s of a 2048-token
  * prompt, and decode attention's share of bandwidth at a long context;
  * each as a fraction of its limit
  * (batch-1 decode: weight bytes per step over the copy bandwidth;
@@ -284,7 +286,9 @@ int main(int argc, char **argv)
     logits = malloc((size_t)MAXT * hp.n_vocab * sizeof(float));
     /* [graphs off, on][batch][logits, greedy ids]: seconds per step */
     double dec[2][NB][2];
+    int unused[NB][2];      /* graphs on, yet the row's steps replayed no graph */
     memset(dec, 0, sizeof dec);
+    memset(unused, 0, sizeof unused);
     int first = 1;
 
     for (int g = 0; g < 2; g++) {
@@ -335,17 +339,28 @@ int main(int argc, char **argv)
             /* 12 steps each way (the first two of a graph size run it directly, then capture it) */
             for (int greedy = 0; greedy < 2; greedy++) {
                 double ts[12];
+                bk_graph_stats_t before = bk_graph_stats(b);
                 for (int r = 0; r < 12; r++)
                     ts[r] = decode_step(f, B, CTX - 16 + (uint32_t)(12 * greedy + r), greedy);
                 double t = bench_median(ts + 2, 10);
+                char name[64], used[96] = "";
+                if (g) {
+                    /* graphs on: the counters beside the row; a row whose steps replayed no graph was eager */
+                    bk_graph_stats_t after = bk_graph_stats(b);
+                    snprintf(used, sizeof used, " [graphs: %llu captured, %llu replayed, %llu failed]%s",
+                             (unsigned long long)after.captured, (unsigned long long)after.replayed,
+                             (unsigned long long)after.failed,
+                             after.replayed > before.replayed ? "" : " (eager: graphs not used)");
+                    unused[k][greedy] = after.replayed == before.replayed;
+                }
                 dec[g][k][greedy] = t;
-                char name[64];
                 snprintf(name, sizeof name, "decode, batch %u, context 512%s", B, greedy ? ", ids" : "");
                 if (B == 1)
-                    printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step)\n", name, B / t,
-                           100 * (m->weight_bytes / t) / (bw * 1e9), "copy bandwidth (weight bytes/step)", t * 1e3);
+                    printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step)%s\n", name, B / t,
+                           100 * (m->weight_bytes / t) / (bw * 1e9), "copy bandwidth (weight bytes/step)", t * 1e3,
+                           used);
                 else
-                    printf("%-34s %12.0f %14s (%.2f ms/step)\n", name, B / t, "", t * 1e3);
+                    printf("%-34s %12.0f %14s (%.2f ms/step)%s\n", name, B / t, "", t * 1e3, used);
             }
         }
 
@@ -376,8 +391,9 @@ int main(int argc, char **argv)
             for (int greedy = 0; greedy < 2; greedy++) {
                 double t = dec[g][k][greedy];
                 char cell[32];
-                if (t > 0)
-                    snprintf(cell, sizeof cell, "%.0f (%.2f ms)", batches[k] / t, t * 1e3);
+                if (t > 0)      /* "eager": graphs on, yet the row's steps replayed no graph */
+                    snprintf(cell, sizeof cell, "%s%.0f (%.2f ms)", g == 1 && unused[k][greedy] ? "eager " : "",
+                             batches[k] / t, t * 1e3);
                 else
                     snprintf(cell, sizeof cell, "-");
                 printf(" %20s", cell);

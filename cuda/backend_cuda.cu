@@ -328,6 +328,11 @@ static uint64_t op_activation_bytes(void *vctx)
     return ((cuda_ctx_t *)vctx)->act_bytes;
 }
 
+static void op_graph_stats(void *vctx, bk_graph_stats_t *out)
+{
+    *out = ((cuda_ctx_t *)vctx)->gstats;
+}
+
 static void op_destroy(void *vctx)
 {
     cuda_ctx_t *c = (cuda_ctx_t *)vctx;
@@ -374,6 +379,7 @@ static const backend_ops_t cuda_ops = {
     op_last_error,
     prof_report,
     op_activation_bytes,
+    op_graph_stats,
 };
 
 // The same table without logits_argmax: greedy tokens are then chosen by the

@@ -121,6 +121,7 @@ struct cuda_ctx_t {
     void *blas_ws;                     // cuBLAS workspace (no allocation inside a capture)
     uint64_t blas_ws_bytes;
     uint64_t graph_bytes;              // device memory the instantiated graphs took (measured)
+    bk_graph_stats_t gstats;           // captured, replayed, failed (backend_ops_t.graph_stats)
 
     // Per-operation device time (profile.cu; backend_opts_t.profile).
     int profile;

@@ -32,6 +32,12 @@
 // wanting memory, instantiation) ends the capture, turns graphs off for
 // good with one log line, and the step runs again eagerly (BK_STEP_AGAIN):
 // graphs change the speed of a step, never its result.
+//
+// c->gstats counts what happened (backend_ops_t.graph_stats): a graph
+// captured and instantiated, a step served by an earlier step's graph
+// (replayed; not the launch right after the capture), and each turn to
+// eager after a failure (failed), so that a test or a benchmark can tell
+// graphs used from graphs silently off.
 #include <cstring>
 
 #include "backend_cuda.cuh"
@@ -96,6 +102,7 @@ static void graphs_off(cuda_ctx_t *c, const char *why)
              c->err.msg[0] ? ": " : "", c->err.msg);
     c->err.msg[0] = '\0';
     cudaGetLastError();
+    c->gstats.failed++;
     c->graphs = 0;
     graph_destroy(c);
 }
@@ -246,6 +253,7 @@ static int capture_finish(cuda_ctx_t *c, cgraph_slot_t *g)
     g->exec = exec;
     g->sig = c->gsig;
     g->state = 2;
+    c->gstats.captured++;
     log_info("cuda: decode steps of %u tokens captured as a CUDA graph (%zu nodes, %.1f MiB; %.1f MiB for all graphs)",
              g->size, n_nodes, took / 1048576.0, c->graph_bytes / 1048576.0);
     return 0;
@@ -301,6 +309,8 @@ int graph_logits(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, float *out, bk_argmax_t 
             CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
             return BK_STEP_AGAIN;
         }
+        if (mode == GM_REPLAY)
+            c->gstats.replayed++;
     }
 
     // The rows the caller wants: row i of the output is padded row logit_rows[i].

@@ -83,6 +83,18 @@ static inline const char *bk_op_name(int op)
 }
 
 /*
+ * How a backend's decode-step graphs were used since its creation
+ * (backend_ops_t.graph_stats): a graph test or a benchmark row that claims
+ * graphs checks that they were captured and replayed, not silently eager.
+ */
+typedef struct {
+    uint64_t captured;      /* graphs captured and instantiated (one per padded size) */
+    uint64_t replayed;      /* steps served by launching a graph captured at an earlier step */
+    uint64_t failed;        /* failures that turned graphs off (a capture, an instantiation, a
+                               launch, a step unlike its graph): that step ran again eagerly */
+} bk_graph_stats_t;
+
+/*
  * What an activation buffer holds, so that a backend gives it only the
  * storage its operations touch (the CUDA backend keeps fp32, a 16-bit
  * copy, both, or nothing where a fused operation has its own workspace).
@@ -211,6 +223,13 @@ typedef struct {
      * partials, the KV cache or the weights).  Tests and start-up logs.
      */
     uint64_t (*activation_bytes)(void *ctx);
+
+    /*
+     * Optional (NULL where a backend has no graphs; the CPU backend has
+     * none): the graph counters since creation (bk_graph_stats_t); all 0
+     * with graphs off.  Tests and benchmarks.
+     */
+    void (*graph_stats)(void *ctx, bk_graph_stats_t *out);
 } backend_ops_t;
 
 typedef struct {
@@ -245,6 +264,15 @@ typedef struct {
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16
+
+/* A backend's graph counters (backend_ops_t.graph_stats); all 0 where it has none. */
+static inline bk_graph_stats_t bk_graph_stats(const backend_t *b)
+{
+    bk_graph_stats_t st = { 0, 0, 0 };
+    if (b->ops->graph_stats != NULL)
+        b->ops->graph_stats(b->ctx, &st);
+    return st;
+}
 
 /* The CPU backend (engine/cpu/).  On error *out is NULL and err says why. */
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,

@@ -1,7 +1,8 @@
 /*
  * gpu_test.h - what the GPU test programs share: skipping without a CUDA
  * device, a seeded random source, the relative L2 error that fails on NaN
- * or Inf, and the hyper-parameters of small random-weight models.
+ * or Inf, the hyper-parameters of small random-weight models, and the
+ * check that a graph test's steps did run as CUDA graphs.
  */
 #ifndef LLAMAD_GPU_TEST_H
 #define LLAMAD_GPU_TEST_H
@@ -11,6 +12,7 @@
 
 #include "base/err.h"
 #include "engine/model/model.h"
+#include "../../engine/backend.h"
 #include "../../engine/registry.h"
 #include "tests/support/model_synth.h"
 #include "../unit/test.h"
@@ -67,6 +69,17 @@ static inline hparams_t small_hp(uint32_t d, uint32_t heads, uint32_t kv, uint32
     hp.rope_layout = ROPE_LAYOUT_INTERLEAVED;
     return hp;
 }
+
+/* After the graph steps of a test: graphs were captured and replayed and never fell back
+   to eager, so that a "graphs match eager" result cannot come from eager steps alone. */
+#define ASSERT_GRAPHS_USED(b, name)                                                                          \
+    do {                                                                                                     \
+        bk_graph_stats_t gs_ = bk_graph_stats(b);                                                            \
+        ASSERT_MSG(gs_.captured > 0 && gs_.replayed > 0 && gs_.failed == 0,                                  \
+                   "%s: graphs captured %llu, replayed %llu, failed %llu: the steps did not run as graphs",  \
+                   (name), (unsigned long long)gs_.captured, (unsigned long long)gs_.replayed,               \
+                   (unsigned long long)gs_.failed);                                                          \
+    } while (0)
 
 /* n random token ids in [0, V - 1). */
 static inline void make_tokens(int32_t *t, uint32_t n, uint32_t V)

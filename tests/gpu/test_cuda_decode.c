@@ -133,6 +133,35 @@ static int32_t row_argmax(const float *row, uint32_t V)
 }
 
 /*
+ * Logit row r of a step on the three backends of a graph test, l[0] the
+ * CPU's, l[1] CUDA's eager, l[2] CUDA's with graphs: graphs match eager
+ * within bf16 and the CPU within the usual tolerance; their greedy tokens
+ * differ only where eager's top two are closer than twice the largest
+ * difference.  Keeps the worst errors; returns 1 when graphs and eager are
+ * bitwise equal.
+ */
+static int compare_row(const char *name, uint32_t st, uint32_t n, uint32_t r, float *const l[3], uint32_t V,
+                       double *worst_eager, double *worst_ref)
+{
+    const float *ref = l[0] + (size_t)r * V, *off = l[1] + (size_t)r * V, *on = l[2] + (size_t)r * V;
+    double e1 = rel_l2(on, off, V), e2 = rel_l2(on, ref, V);
+    *worst_eager = e1 > *worst_eager ? e1 : *worst_eager;
+    *worst_ref = e2 > *worst_ref ? e2 : *worst_ref;
+    ASSERT_MSG(e1 < 1e-2, "%s step %u (batch %u) row %u: graphs on vs off, relative L2 %.3g", name, st, n, r, e1);
+    ASSERT_MSG(e2 < 2e-2, "%s step %u (batch %u) row %u: graphs vs CPU, relative L2 %.3g", name, st, n, r, e2);
+    int32_t a_on = row_argmax(on, V), a_off = row_argmax(off, V);
+    if (a_on != a_off) {
+        float d = 0;
+        for (uint32_t v = 0; v < V; v++)
+            d = fmaxf(d, fabsf(on[v] - off[v]));
+        ASSERT_MSG(top_margin(off, V, a_off) <= 2 * d,
+                   "%s step %u row %u: greedy token %d with graphs, %d without (margin %.4g, max diff %.4g)",
+                   name, st, r, a_on, a_off, top_margin(off, V, a_off), d);
+    }
+    return memcmp(on, off, sizeof(float) * V) == 0;
+}
+
+/*
  * Three backends on the same model: the CPU (the reference), CUDA with
  * graphs off and CUDA with graphs on.  Sequences of ragged prompt lengths
  * are prefilled, then decoded in steps whose sets of sequences change
@@ -227,25 +256,9 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t, int fp16)
         for (int k = 0; k < 3; k++)
             ASSERT_MSG(forward_step(f[k], &b, l[k]) == 0, "%s step %u: backend %d: %s", name, st, k,
                        bk[k]->ops->last_error(bk[k]->ctx));
-        for (uint32_t r = 0; r < nl; r++) {
-            const float *ref = l[0] + (size_t)r * V, *off = l[1] + (size_t)r * V, *on = l[2] + (size_t)r * V;
-            double e1 = rel_l2(on, off, V), e2 = rel_l2(on, ref, V);
-            worst_eager = e1 > worst_eager ? e1 : worst_eager;
-            worst_ref = e2 > worst_ref ? e2 : worst_ref;
-            ASSERT_MSG(e1 < 1e-2, "%s step %u (batch %u) row %u: graphs on vs off, relative L2 %.3g", name, st, n, r, e1);
-            ASSERT_MSG(e2 < 2e-2, "%s step %u (batch %u) row %u: graphs vs CPU, relative L2 %.3g", name, st, n, r, e2);
-            rows++;
-            bitwise += memcmp(on, off, sizeof(float) * V) == 0;
-            int32_t a_on = row_argmax(on, V), a_off = row_argmax(off, V);
-            if (a_on != a_off) {
-                float d = 0;
-                for (uint32_t v = 0; v < V; v++)
-                    d = fmaxf(d, fabsf(on[v] - off[v]));
-                ASSERT_MSG(top_margin(off, V, a_off) <= 2 * d,
-                           "%s step %u row %u: greedy token %d with graphs, %d without (margin %.4g, max diff %.4g)",
-                           name, st, r, a_on, a_off, top_margin(off, V, a_off), d);
-            }
-        }
+        for (uint32_t r = 0; r < nl; r++)
+            bitwise += compare_row(name, st, n, r, l, V, &worst_eager, &worst_ref);
+        rows += nl;
         /* the device's greedy choice: the same step again (it writes the same keys), tokens only */
         if (st % 3 == 0) {
             const bk_argmax_t *am;
@@ -273,8 +286,14 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t, int fp16)
         }
     }
 
+    /* the steps above ran as graphs (captured, then replayed); the eager backend has none */
+    ASSERT_GRAPHS_USED(bk[2], name);
+    bk_graph_stats_t gs = bk_graph_stats(bk[2]), ge = bk_graph_stats(bk[1]);
+    ASSERT_MSG(ge.captured == 0 && ge.replayed == 0, "%s: graphs off, yet %llu captured, %llu replayed", name,
+               (unsigned long long)ge.captured, (unsigned long long)ge.replayed);
+
     /* A second forward pass over the graph backend's captured sizes: not what the graphs
-       hold, so graphs turn off and the step runs eagerly, still right. */
+       hold, so graphs turn off (counted as failed) and the step runs eagerly, still right. */
     forward_t *f2;
     ASSERT_MSG(forward_create(&f2, m, bk[2], MT, err, sizeof err) == 0, "%s", err);
     uint32_t s = 0;
@@ -290,11 +309,13 @@ static void run_graphs(const char *name, hparams_t hp, qtype_t t, int fp16)
     ASSERT_MSG(forward_step(f2, &b1, l[2]) == 0, "%s: a second forward pass: %s", name, bk[2]->ops->last_error(bk[2]->ctx));
     double e = rel_l2(l[2], l[0], V);
     ASSERT_MSG(e < 2e-2, "%s: a second forward pass on the graph backend: relative L2 %.3g", name, e);
+    ASSERT_EQ_U64(bk_graph_stats(bk[2]).failed, 1);
     forward_destroy(f2);
 
     printf("  %-28s %s %llu rows: graphs vs eager worst rel_l2 %.2e (%llu bitwise equal), vs CPU %.2e; "
-           "%llu device argmax rows\n", name, fp16 ? "fp16" : "bf16", (unsigned long long)rows, worst_eager,
-           (unsigned long long)bitwise, worst_ref, (unsigned long long)argmax_checked);
+           "%llu device argmax rows; %llu graphs captured, %llu replays\n", name, fp16 ? "fp16" : "bf16",
+           (unsigned long long)rows, worst_eager, (unsigned long long)bitwise, worst_ref,
+           (unsigned long long)argmax_checked, (unsigned long long)gs.captured, (unsigned long long)gs.replayed);
     for (int k = 0; k < 3; k++) {
         forward_destroy(f[k]);
         backend_destroy(bk[k]);
@@ -321,6 +342,136 @@ TEST(graphs_match_eager_7b_shape)
 {
     need_gpu();
     run_graphs("d4096 h32 kv8 hd128 (7B-like)", small_hp(4096, 32, 8, 128, 11008, 2, 32000), QT_Q4_K, 0);
+}
+
+/*
+ * Graph attention at long contexts (issue 20).  LS sequences of about
+ * `ctx` positions (ragged, in interleaved blocks) are prefilled in chunks,
+ * then decoded for n_steps steps of 1, 2, 4 and 3 sequences, four steps
+ * each, so that every padded size runs directly, is captured and is
+ * replayed.  A graph's attention grid has g_splits splits per token
+ * (cuda/att_split.h, split_len 0): the pool holds at least 8,192 tokens
+ * here, so g_splits is at its cap (CG_MAX_SPLITS, 32) and each token uses
+ * cdiv(keys, ATT_SPLIT_MIN) of them, the rest exiting at once; the eager
+ * steps split at ATT_SPLIT_MIN keys.  CPU, CUDA eager and CUDA graphs as
+ * in run_graphs, and the graphs must have been captured and replayed.
+ */
+#define LS 4            /* sequences of a long-context graph test */
+
+static void run_graphs_long(const char *name, hparams_t hp, uint32_t ctx, uint32_t n_steps)
+{
+    char err[ERR_MSG_MAX];
+    hp.n_ctx_train = 16384;     /* the pool, not the model, bounds max_ctx */
+    model_t *m;
+    ASSERT_MSG(model_create_synthetic(&m, &hp, QT_Q8_0, 1, 4343, err, sizeof err) == 0, "%s", err);
+    const uint32_t V = hp.n_vocab, MT = 64, NB = (ctx + 64 + n_steps) / 16 + 1;
+    uint32_t pool_blocks = LS * NB + 2;
+    if (pool_blocks < 8192 / 16 + 2)
+        pool_blocks = 8192 / 16 + 2;
+    uint64_t block_bytes = (uint64_t)hp.n_layer * 2 * hp.n_head_kv * 16 * hp.head_dim * sizeof(float);
+    backend_t *bk[3];
+    forward_t *f[3];
+    for (int k = 0; k < 3; k++) {
+        backend_opts_t o = { .kv_bytes = pool_blocks * block_bytes, .block_tokens = 16, .max_tokens = MT,
+                             .poison = 1, .cuda_graphs = k == 2 ? 1 : -1, .device_argmax = -1 };
+        ASSERT_MSG(registry_create_backend(k ? "cuda" : "cpu", &bk[k], m, &o, err, sizeof err) == 0, "%s", err);
+        ASSERT_MSG(forward_create(&f[k], m, bk[k], MT, err, sizeof err) == 0, "%s", err);
+    }
+    int32_t *tok[LS], *table[LS];
+    uint32_t len[LS];
+    float *l[3];
+    for (int k = 0; k < 3; k++)
+        l[k] = malloc(sizeof(float) * V * LS);
+    int32_t pos[64], rowsv[LS], toks[LS];
+    for (uint32_t s = 0; s < LS; s++) {
+        tok[s] = malloc(sizeof(int32_t) * NB * 16);
+        table[s] = malloc(sizeof(int32_t) * NB);
+        for (uint32_t k = 0; k < NB; k++)
+            table[s][k] = (int32_t)(k * LS + s);
+        make_tokens(tok[s], NB * 16, V);
+        /* the prompt: ctx - 40 .. ctx + 53 tokens, in chunks of MT; only the last wants logits */
+        uint32_t plen = ctx - 40 + 31 * s;
+        for (uint32_t from = 0; from < plen; from += MT) {
+            uint32_t c = plen - from < MT ? plen - from : MT;
+            int last = from + c == plen;
+            for (uint32_t i = 0; i < c; i++)
+                pos[i] = (int32_t)(from + i);
+            int32_t row = (int32_t)c - 1;
+            batch_seq_t one = { table[s], (from + c - 1) / 16 + 1, 0, c };
+            batch_t pb = { c, tok[s] + from, pos, 1, &one, last ? 1 : 0, last ? &row : NULL };
+            for (int k = 0; k < 3; k++)
+                ASSERT_MSG(forward_step(f[k], &pb, l[k]) == 0, "%s: prefill on backend %d: %s", name, k,
+                           bk[k]->ops->last_error(bk[k]->ctx));
+        }
+        len[s] = plen;
+        tok[s][plen] = row_argmax(l[0], V);
+    }
+    double worst_eager = 0, worst_ref = 0;
+    uint64_t rows = 0, bitwise = 0;
+    batch_seq_t bs[LS];
+    for (uint32_t st = 0; st < n_steps; st++) {
+        static const uint32_t sizes[] = { 1, 2, 4, 3 };
+        uint32_t n = sizes[(st / 4) % 4];
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t s = (st + i) % LS;
+            toks[i] = tok[s][len[s]];
+            pos[i] = (int32_t)len[s];
+            bs[i] = (batch_seq_t){ table[s], len[s] / 16 + 1, i, 1 };
+            rowsv[i] = (int32_t)i;
+        }
+        batch_t b = { n, toks, pos, n, bs, n, rowsv };
+        for (int k = 0; k < 3; k++)
+            ASSERT_MSG(forward_step(f[k], &b, l[k]) == 0, "%s step %u: backend %d: %s", name, st, k,
+                       bk[k]->ops->last_error(bk[k]->ctx));
+        for (uint32_t r = 0; r < n; r++) {
+            bitwise += compare_row(name, st, n, r, l, V, &worst_eager, &worst_ref);
+            uint32_t s = (st + r) % LS;
+            tok[s][len[s] + 1] = row_argmax(l[0] + (size_t)r * V, V);
+            len[s]++;
+        }
+        rows += n;
+    }
+    ASSERT_GRAPHS_USED(bk[2], name);
+    bk_graph_stats_t gs = bk_graph_stats(bk[2]);
+    printf("  %-28s context %u..%u, %llu rows: graphs vs eager worst rel_l2 %.2e (%llu bitwise equal), vs CPU "
+           "%.2e; %llu graphs captured, %llu replays\n", name, ctx - 40, ctx - 40 + 31 * (LS - 1) + n_steps,
+           (unsigned long long)rows, worst_eager, (unsigned long long)bitwise, worst_ref,
+           (unsigned long long)gs.captured, (unsigned long long)gs.replayed);
+    for (uint32_t s = 0; s < LS; s++) {
+        free(tok[s]);
+        free(table[s]);
+    }
+    for (int k = 0; k < 3; k++) {
+        forward_destroy(f[k]);
+        backend_destroy(bk[k]);
+        free(l[k]);
+    }
+    model_destroy(m);
+}
+
+/* About 700 positions: three splits of ATT_SPLIT_MIN keys live per token. */
+TEST(graphs_match_eager_context_700)
+{
+    need_gpu();
+    run_graphs_long("d576 h9 kv3 hd64, ctx 700", small_hp(576, 9, 3, 64, 1536, 2, 2000), 700, 24);
+}
+
+/* About 3,000 positions: twelve live splits of the grid's 32. */
+TEST(graphs_match_eager_context_3000)
+{
+    need_gpu();
+    run_graphs_long("d576 h9 kv3 hd64, ctx 3000", small_hp(576, 9, 3, 64, 1536, 2, 2000), 3000, 24);
+}
+
+/*
+ * A short graph test (two splits, one layer; every size direct, captured
+ * and replayed) for the runs under compute-sanitizer, which are slow:
+ *     compute-sanitizer --tool memcheck tests/gpu/test_cuda_decode graphs_short
+ */
+TEST(graphs_short)
+{
+    need_gpu();
+    run_graphs_long("d256 h4 kv2 hd64, ctx 300", small_hp(256, 4, 2, 64, 512, 1, 512), 300, 12);
 }
 
 /* ---------------------------------------------------------------- the engine's greedy path */
@@ -549,6 +700,8 @@ static void logit_rows_case(int graphs)
             ASSERT_MSG(e < 2e-2, "step %d, logit row %u: relative L2 %.3g", step, r, e);
         }
     }
+    if (graphs)     /* steps 1 (capture), 2 and 4 (replays) ran as a graph of max_seqs rows */
+        ASSERT_GRAPHS_USED(b[1], "logit rows up to max_seqs");
     free(l[0]);
     free(l[1]);
     for (int k = 0; k < 2; k++) {
@@ -571,6 +724,7 @@ TEST(logit_rows_up_to_max_seqs_graphs)
 }
 
 TEST_LIST(T(argmax_matches_sampler), T(graphs_match_eager_head64), T(graphs_match_eager_head64_fp16),
-          T(graphs_match_eager_7b_shape), T(engine_device_greedy_matches_host_sampler),
+          T(graphs_match_eager_7b_shape), T(graphs_match_eager_context_700), T(graphs_match_eager_context_3000),
+          T(graphs_short), T(engine_device_greedy_matches_host_sampler),
           T(profile_counts_every_operation), T(activation_bytes_match_formula),
           T(logit_rows_up_to_max_seqs_eager), T(logit_rows_up_to_max_seqs_graphs))
