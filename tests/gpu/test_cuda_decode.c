@@ -545,12 +545,6 @@ TEST(engine_device_greedy_matches_host_sampler)
     engine_destroy(e);
 }
 
-/*
- * A prompt prefilled alone in chunks of 8, every chunk but the last without
- * logit rows: such steps return without waiting for the device, so the
- * next step's batch upload must not overwrite the pinned buffer an earlier
- * upload still reads.  The final logits must match the CPU backend's.
- */
 /* The profile (benchmarks): every operation of two steps counted once per call, and timed. */
 TEST(profile_counts_every_operation)
 {
