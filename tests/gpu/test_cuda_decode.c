@@ -2,10 +2,13 @@
  * The CUDA backend's decode fast path, checked without a reference model
  * of its own: decode steps as CUDA graphs against the same steps without
  * graphs and against the CPU backend (padded batch sizes, sequences
- * joining and leaving, block boundaries), the device's greedy argmax
+ * joining and leaving, block boundaries, contexts of 700 and 3,000 whose
+ * attention splits), each asserting that its graphs were captured and
+ * replayed (backend_ops_t.graph_stats), the device's greedy argmax
  * against the sampler's (ties, -inf, NaN; inside graphs; through the
  * engine), and the per-operation profile.  Skips without a device.
- * Tolerances as in test_cuda.c.
+ * Tolerances as in test_cuda.c.  `test_cuda_decode graphs_short` runs one
+ * short graph test alone (for compute-sanitizer).
  */
 #include "gpu_test.h"
 
