@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
 done
 
 # The GPU test programs, from Makefile.am, so that a new one is run without an edit here.
-test_progs=$(sed -n 's/^check_PROGRAMS += \(tests\/gpu\/[A-Za-z0-9_]*\)[[:space:]]*$/\1/p' "$S/Makefile.am")
+test_progs=$(sed -n 's/^check_PROGRAMS += \(tests\/gpu\/[A-Za-z0-9_]*\)[[:space:]]*$/\1/p' "$S/Makefile.am" | tr "\n" " ")
 if [ "$list_only" = 1 ]; then
     for p in $test_progs tests/tools/forward-dump bench/bench-cuda; do echo "$p"; done
     exit 0
@@ -126,7 +126,8 @@ elif [ -f "$B/sources.sha256" ]; then
     have_cuda=1 # scripts/gpu-pack refuses to pack a build without the CUDA backend
     if ! (cd "$S" && sha256sum -c --quiet "$B/sources.sha256") >"$out/pack-check.log" 2>&1; then
         cat "$out/pack-check.log"
-        note "FAIL: the pack in $B was built from other sources than $S (run scripts/gpu-pack again)"
+        note "FAIL: the pack in $B was built from other sources than $S (run scripts/gpu-pack again); nothing run"
+        unusable="$test_progs tests/tools/forward-dump bench/bench-cuda"
     fi
     for p in $test_progs tests/tools/forward-dump bench/bench-cuda; do
         [ -x "$B/$p" ] || note "FAIL: $p is not in the pack $B"

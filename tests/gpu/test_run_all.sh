@@ -3,7 +3,8 @@
 # trees and a stub nvidia-smi, so that it runs without a GPU or a build:
 # a failed build, a program missing after the build, a program past its
 # time limit, one that prints no result line, and skips for want of a device
-# where nvidia-smi finds one all FAIL; plain skips without a device pass.
+# where nvidia-smi finds one, and a pack from other sources all FAIL; plain
+# skips without a device pass.
 # Prints PASS/FAIL lines; exit status 1 on any failure.
 S=${LLAMAD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 RUN="$S/tests/gpu/run-all.sh"
@@ -79,4 +80,15 @@ b=$(tree silent 1 'exit 0')
 expect no_result_line_fails 1 "$nodev" "$b" "printed no PASS"
 b=$(tree crash 1 'echo "PASS: t"; exit 3')
 expect exit_status_fails 1 "$nodev" "$b" "exit status 3"
+b=$(tree packed 1 'echo "PASS: t"')
+rm "$b/Makefile"
+(cd "$S" && sha256sum Makefile.am) >"$b/sources.sha256"
+expect pack_of_these_sources_runs 0 "$nodev" "$b" "passed 2, failed 0"
+echo "0000000000000000000000000000000000000000000000000000000000000000  Makefile.am" >"$b/sources.sha256"
+expect stale_pack_fails 1 "$nodev" "$b" "built from other sources"
+if [ -f "$tmp/out-stale_pack_fails/test_cuda.log" ]; then
+    echo "FAIL: stale_pack_runs_nothing"; rc=1
+else
+    echo "PASS: stale_pack_runs_nothing"
+fi
 exit $rc
