@@ -10,7 +10,8 @@
 # the tests run without the model (those that need it SKIP) and the run
 # fails.  LD_LIBRARY_PATH gains the packed libraries that this machine's
 # ldconfig does not know, and the folder of any CUDA library the programs
-# cannot find.  Results go to $OUT/gpu-results (OUT default ./gpu-out);
+# cannot find.  The whole run is held to LLAMAD_GPU_BUDGET seconds (default
+# 500, inside a device call of timeout_s 540).  Results go to $OUT/gpu-results (OUT default ./gpu-out);
 # where they are more than 6 files they are also put into
 # $OUT/gpu-results.tar.gz and only the summary stays beside it (the device
 # tool brings back at most 8 files).  Exit status: run-all.sh's, or 1 when
@@ -60,7 +61,7 @@ ldd "$P/tests/gpu/test_cuda" "$P/llamad" | grep 'not found' && echo "run.sh: som
 
 mkdir -p "$R/.gpu" && cp "$P/tokenizer.json" "$R/.gpu/tokenizer.json"
 res="$OUT/gpu-results"
-LLAMAD_BUILDDIR="$P" LLAMAD_SRCDIR="$R" PYTHON=${PYTHON:-python3} sh "$R/tests/gpu/run-all.sh" --out "$res"
+LLAMAD_GPU_BUDGET=${LLAMAD_GPU_BUDGET:-500} LLAMAD_BUILDDIR="$P" LLAMAD_SRCDIR="$R" PYTHON=${PYTHON:-python3} sh "$R/tests/gpu/run-all.sh" --out "$res"
 rc=$?
 if [ "$(ls "$res" | wc -l)" -gt 6 ]; then
     tar -C "$OUT" -czf "$OUT/gpu-results.tar.gz" gpu-results &&

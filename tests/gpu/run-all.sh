@@ -24,7 +24,9 @@
 # Each program runs under timeout(1), its whole output in DIR/NAME.log.
 # Limits in seconds: test_cuda 240, test_cuda_decode 180, any other test
 # program 180, hf_reference 240, bench-cuda 300; LLAMAD_GPU_TIMEOUT (seconds)
-# replaces them all.  A program that times out, exits non-zero, or prints no
+# replaces them all, and LLAMAD_GPU_BUDGET (seconds for the whole run) cuts
+# each to what is left of it, so that the summary is written before a caller's
+# own limit (a program that would get under 5 s is not run, and fails).  A program that times out, exits non-zero, or prints no
 # PASS/FAIL/SKIP line fails.  DIR/summary.txt holds the date, the git commit,
 # the GPU (name, driver, CUDA version, memory), each program's outcome and
 # the PASS/FAIL/SKIP counts.  DIR defaults to ./gpu-results/DATE, and with
@@ -37,7 +39,7 @@
 #
 # Environment: LLAMAD_BUILDDIR, LLAMAD_SRCDIR, LLAMAD_GPU_PARTS (default
 # "cuda hf bench"), LLAMAD_TEST_MODEL (the default model), PYTHON (default
-# python3), LLAMAD_GPU_TIMEOUT.
+# python3), LLAMAD_GPU_TIMEOUT, LLAMAD_GPU_BUDGET.
 S=${LLAMAD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=${LLAMAD_BUILDDIR:-.}
 PY=${PYTHON:-python3}
@@ -79,15 +81,26 @@ note() {
     echo "$1" >>"$out/results.txt"
 }
 
-# limit_for NAME: seconds NAME may run.
+# limit_for NAME: seconds NAME may run: its own limit, cut to what is left of
+# LLAMAD_GPU_BUDGET less 15 s for the summary.
 limit_for() {
-    if [ -n "${LLAMAD_GPU_TIMEOUT:-}" ]; then echo "$LLAMAD_GPU_TIMEOUT"; return; fi
-    case $1 in
-    test_cuda | hf_reference) echo 240 ;;
-    bench-cuda) echo 300 ;;
-    *) echo 180 ;;
-    esac
+    if [ -n "${LLAMAD_GPU_TIMEOUT:-}" ]; then
+        lim=$LLAMAD_GPU_TIMEOUT
+    else
+        case $1 in
+        test_cuda | hf_reference) lim=240 ;;
+        bench-cuda) lim=300 ;;
+        *) lim=180 ;;
+        esac
+    fi
+    if [ -n "${LLAMAD_GPU_BUDGET:-}" ]; then
+        left=$((LLAMAD_GPU_BUDGET - ($(date +%s) - started) - 15))
+        [ "$left" -lt "$lim" ] && lim=$left
+        [ "$lim" -lt 5 ] && lim=0
+    fi
+    echo "$lim"
 }
+started=$(date +%s)
 
 has_device=0
 nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && has_device=1
@@ -146,6 +159,10 @@ run_prog() {
     log="$out/$name.log"
     lim=$(limit_for "$name")
     echo "== $name (limit ${lim}s)"
+    if [ "$lim" -le 0 ]; then
+        note "FAIL: $name (not run: LLAMAD_GPU_BUDGET=${LLAMAD_GPU_BUDGET}s is spent)"
+        return
+    fi
     start=$(date +%s)
     timeout -k 10 "$lim" "$@" >"$log" 2>&1
     rc=$?
@@ -220,7 +237,7 @@ fi
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "commit: $commit"
-    echo "programs: $mode build in $B"
+    echo "programs: ${mode:-none} ($B)"
     if [ "$has_device" = 1 ]; then
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null |
             sed 's/^/gpu: /'

@@ -76,6 +76,7 @@ rm "$b/tests/gpu/test_cuda"
 expect missing_program_fails 1 "$nodev" "$b" "test_cuda is not built"
 b=$(tree slow 1 'sleep 30; echo "PASS: t"')
 expect timeout_fails 1 "$nodev" "$b" "timed out"
+LLAMAD_GPU_BUDGET=15 expect budget_spent_fails 1 "$nodev" "$tmp/slow" "is spent"
 b=$(tree silent 1 'exit 0')
 expect no_result_line_fails 1 "$nodev" "$b" "printed no PASS"
 b=$(tree crash 1 'echo "PASS: t"; exit 3')
