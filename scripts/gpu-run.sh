@@ -2,8 +2,7 @@
 # gpu-run.sh - copied by scripts/gpu-pack to .gpu/bin/run.sh: runs the packed
 # GPU check on the GPU machine, from the tree's root.
 #
-#   sh .gpu/bin/run.sh --stage   check the model parts carried so far; run nothing
-#   sh .gpu/bin/run.sh           reassemble the model, run tests/gpu/run-all.sh
+#   sh .gpu/bin/run.sh   reassemble the model, run tests/gpu/run-all.sh
 #
 # The model's parts (.gpu/model-NN) are joined into $TMPDIR and checked
 # against .gpu/bin/model.sha256; where any is missing or the sum differs,
@@ -23,10 +22,6 @@ cd "$R" || exit 1
 
 parts=$(ls .gpu/model-* 2>/dev/null)
 echo "run.sh: model parts here: $(echo $parts)"
-if [ "${1:-}" = "--stage" ]; then
-    du -b $parts 2>/dev/null
-    exit 0
-fi
 
 rc_model=0
 model="${TMPDIR:-/tmp}/llamad-gpu-model/model.gguf"
