@@ -21,7 +21,7 @@ OUT=${OUT:-$R/gpu-out}
 cd "$R" || exit 1
 
 parts=$(ls .gpu/model-* 2>/dev/null)
-echo "run.sh: model parts here: $(echo $parts)"
+echo "run.sh: model parts here: $(echo "$parts" | tr '\n' ' ')"
 
 rc_model=0
 model="${TMPDIR:-/tmp}/llamad-gpu-model/model.gguf"

@@ -126,10 +126,10 @@ if [ -f "$B/Makefile" ]; then
         src="$S/$(echo "$p" | sed 's/bench-cuda$/bench_cuda/; s/forward-dump$/forward_dump/').c"
         if [ ! -x "$B/$p" ]; then
             note "FAIL: $p is not built (see $out/build.log)"
-        elif [ -f "$src" ] && [ "$src" -nt "$B/$p" ]; then
+        elif [ -f "$src" ] && [ -n "$(find "$src" -newer "$B/$p")" ]; then
             note "FAIL: $p is older than $src (a stale binary, not run; see $out/build.log)"
             unusable="$unusable $p"
-        elif [ -f "$B/libengine.a" ] && [ "$B/libengine.a" -nt "$B/$p" ]; then
+        elif [ -f "$B/libengine.a" ] && [ -n "$(find "$B/libengine.a" -newer "$B/$p")" ]; then
             note "FAIL: $p is older than libengine.a (a stale binary, not run; see $out/build.log)"
             unusable="$unusable $p"
         fi
