@@ -142,6 +142,7 @@ for part in $parts; do
             else head -80 '$tsan_log'.*; echo \"FAIL: \$n ThreadSanitizer report file(s)\"; fi"
         ;;
     gpu)
+        run_prog "gpu/test_run_all.sh" sh "$srcdir_abs/tests/gpu/test_run_all.sh"
         run_prog "gpu/run-all.sh" sh "$srcdir_abs/tests/gpu/run-all.sh" --from-suite
         ;;
     fuzz)
