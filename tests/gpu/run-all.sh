@@ -37,13 +37,17 @@
 # pass; with a device, a build without the CUDA backend or a program that
 # skips for want of a device is a FAIL.
 #
+# compute-sanitizer (memcheck, then racecheck) runs one short graph test
+# (test_cuda_decode graphs_short) where a device is present; its absence on a
+# GPU machine is a FAIL.
+#
 # Environment: LLAMAD_BUILDDIR, LLAMAD_SRCDIR, LLAMAD_GPU_PARTS (default
-# "cuda hf bench"), LLAMAD_TEST_MODEL (the default model), PYTHON (default
+# "cuda hf sanitize bench"), LLAMAD_TEST_MODEL (the default model), PYTHON (default
 # python3), LLAMAD_GPU_TIMEOUT, LLAMAD_GPU_BUDGET.
 S=${LLAMAD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=${LLAMAD_BUILDDIR:-.}
 PY=${PYTHON:-python3}
-parts=${LLAMAD_GPU_PARTS:-cuda hf bench}
+parts=${LLAMAD_GPU_PARTS:-cuda hf sanitize bench}
 out=""
 list_only=0
 from_suite=0
@@ -213,6 +217,22 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
                 "$tmp/tokenizer.json" "$tmp/hf"
         else
             note "FAIL: hf_reference (no tokenizer.json: pack with scripts/gpu-pack or set LLAMAD_TEST_MODEL)"
+        fi
+        ;;
+    sanitize)
+        # one short graph test under compute-sanitizer's memcheck and racecheck
+        if [ "$has_device" = 0 ]; then
+            note "SKIP: compute-sanitizer (skipped: no CUDA device)"
+            continue
+        fi
+        cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -n 1)
+        if [ -z "$cs" ]; then
+            note "FAIL: compute-sanitizer is not installed on this GPU machine"
+        elif ! echo "$unusable" | grep -q test_cuda_decode; then
+            for tool in memcheck racecheck; do
+                run_prog "sanitizer-$tool" "$cs" --tool "$tool" --error-exitcode 1 \
+                    "$B/tests/gpu/test_cuda_decode" graphs_short
+            done
         fi
         ;;
     bench)
