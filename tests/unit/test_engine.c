@@ -882,7 +882,7 @@ static void run_with_event_faults(const char *faults, job_t *jobs)
         ASSERT_EQ_INT(submit(e, &jobs[i]), 0);
     while (pending > 0) {
         if (!engine_poll(e, &ev_buf)) {
-            ASSERT_MSG(engine_wait(e, 10000), "%s: no event for 10 s; %zu requests have not finished",
+            ASSERT_MSG(engine_wait(e, 60000), "%s: no event for 60 s; %zu requests have not finished",
                        faults ? faults : "no faults", pending);
             continue;
         }
