@@ -228,6 +228,9 @@ static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap, int others)
     if (s->cost.max_tokens > 0 && cap > reach)
         cap = reach < 1 ? 1 : (uint32_t)reach;
     double left = (double)s->max_step_ns - s->est_ns;
+    if (s->n_prefill == 0 && left < (double)s->max_step_ns / 2)
+        left = (double)s->max_step_ns / 2; /* decodes fill the step: prefill still gets half a
+                                              step, or new requests would crawl a token a step */
     if (others)
         left /= 2;
     if (chunk_cost(s, ctx, cap) <= left)

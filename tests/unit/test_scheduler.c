@@ -884,6 +884,46 @@ TEST(chunks_grow_at_most_cost_growth_times_past_what_was_timed)
     rig_close(&r);
 }
 
+/* When the running decodes alone cost more than the target, a waiting
+   prompt still gets half a step's worth of tokens, not one token a step. */
+TEST(prefill_keeps_half_a_step_when_decodes_fill_it)
+{
+    cfg_t c = { .n_blocks = 128, .B = 16, .max_tokens = 256, .max_seqs = 32, .watermark = 0,
+                .prefix_cache = 1, .max_step_ns = 16000 };
+    const sched_cost_t cost = { 0.0, 1000.0, 0.0, 0 }; /* 1 us a token: 20 decodes take 20 us */
+    rig_t r;
+    rig_open(&r, &c);
+    treq_t d[20], p;
+    int32_t one[20][1], long_prompt[100];
+    for (int i = 0; i < 20; i++) {
+        one[i][0] = 5 + i;
+        treq_init(&d[i], (uint32_t)i, one[i], 1, 50, 16);
+        sched_add(r.s, &d[i].seq);
+    }
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);   /* the twenty one-token prompts, before any cost is known */
+    ASSERT_EQ_INT(n, 20);
+    run_step(&r, &bt);
+    sched_set_cost(r.s, &cost);
+    for (int i = 0; i < 100; i++)
+        long_prompt[i] = 100 + i;
+    treq_init(&p, 99, long_prompt, 100, 4, 16);
+    sched_add(r.s, &p.seq);
+    plan(&r, &bt, &n);
+    for (int i = 0; i < 20; i++)
+        ASSERT_EQ_INT(d[i].seq.step_new, 1);   /* every decode is in the step */
+    ASSERT_EQ_INT(p.seq.step_new, 8);          /* half of 16 us at 1 us a token */
+    run_step(&r, &bt);
+    sched_remove(r.s, &p.seq);
+    treq_close(&p);
+    for (int i = 0; i < 20; i++) {
+        sched_remove(r.s, &d[i].seq);
+        treq_close(&d[i]);
+    }
+    rig_close(&r);
+}
+
 TEST(a_step_makes_progress_when_one_token_is_over_the_target)
 {
     cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1,
@@ -1019,6 +1059,7 @@ TEST(the_step_cost_fit_learns_the_coefficients)
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time),
           T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
           T(chunks_grow_at_most_cost_growth_times_past_what_was_timed),
+          T(prefill_keeps_half_a_step_when_decodes_fill_it),
           T(a_step_makes_progress_when_one_token_is_over_the_target), T(a_cancelled_prompt_gets_no_more_chunks),
           T(the_step_cost_fit_learns_the_coefficients),
           T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
