@@ -4,6 +4,7 @@
  */
 #include "scheduler.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ struct sched {
     sched_seq_t **plan;         /* [max_seqs] */
     uint32_t n_plan;
     double est_ns;              /* the plan's estimated time (with the cost in force) */
+    double limit_ns;            /* this step's limit, set at its first prefill chunk */
     uint32_t n_prefill;         /* prefill chunks in the plan */
     int out_of_time;            /* a prefill chunk found no time left: no more this step */
     int32_t *tokens;            /* [max_tokens] */
@@ -227,10 +229,12 @@ static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap, int others)
     double reach = s->cost.max_tokens * COST_GROWTH;
     if (s->cost.max_tokens > 0 && cap > reach)
         cap = reach < 1 ? 1 : (uint32_t)reach;
-    double left = (double)s->max_step_ns - s->est_ns;
-    if (s->n_prefill == 0 && left < (double)s->max_step_ns / 2)
-        left = (double)s->max_step_ns / 2; /* decodes fill the step: prefill still gets half a
-                                              step, or new requests would crawl a token a step */
+    /* The step's limit: the target; but when the decodes alone take most of
+       it, the prompts still get half a target's worth of time, shared as
+       usual, or new requests would crawl a token a step behind a full batch */
+    if (s->n_prefill == 0)
+        s->limit_ns = fmax((double)s->max_step_ns, s->est_ns + (double)s->max_step_ns / 2);
+    double left = s->limit_ns - s->est_ns;
     if (others)
         left /= 2;
     if (chunk_cost(s, ctx, cap) <= left)

@@ -908,15 +908,26 @@ TEST(prefill_keeps_half_a_step_when_decodes_fill_it)
     sched_set_cost(r.s, &cost);
     for (int i = 0; i < 100; i++)
         long_prompt[i] = 100 + i;
+    treq_t p2;
+    int32_t second[60];
+    for (int i = 0; i < 60; i++)
+        second[i] = 300 + i;
     treq_init(&p, 99, long_prompt, 100, 4, 16);
+    treq_init(&p2, 98, second, 60, 4, 16);
     sched_add(r.s, &p.seq);
+    sched_add(r.s, &p2.seq);
     plan(&r, &bt, &n);
     for (int i = 0; i < 20; i++)
         ASSERT_EQ_INT(d[i].seq.step_new, 1);   /* every decode is in the step */
-    ASSERT_EQ_INT(p.seq.step_new, 8);          /* half of 16 us at 1 us a token */
+    /* half of 16 us at 1 us a token, shared: half of it to the first prompt
+       while another waits, the rest to the next */
+    ASSERT_EQ_INT(p.seq.step_new, 4);
+    ASSERT_EQ_INT(p2.seq.step_new, 4);
     run_step(&r, &bt);
     sched_remove(r.s, &p.seq);
+    sched_remove(r.s, &p2.seq);
     treq_close(&p);
+    treq_close(&p2);
     for (int i = 0; i < 20; i++) {
         sched_remove(r.s, &d[i].seq);
         treq_close(&d[i]);
