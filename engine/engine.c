@@ -163,7 +163,8 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     };
     if ((rc = registry_create_backend(chosen, &e->backend, e->model, &bo, err, errlen)) != 0 ||
         (rc = forward_create(&e->fwd, e->model, e->backend, e->max_tokens, err, errlen)) != 0 ||
-        (rc = sampler_create(&e->sampler, e->n_vocab, err, errlen)) != 0)
+        (rc = sampler_create(&e->sampler, e->n_vocab, err, errlen)) != 0 ||
+        (rc = constraint_setup(e, err, errlen)) != 0)
         goto fail;
     kv_opts_t ko = {
         .n_blocks = e->backend->n_kv_blocks, .block_tokens = e->backend->block_tokens,
@@ -178,6 +179,8 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     if ((rc = sched_create(&e->sched, e->kv, &so, err, errlen)) != 0)
         goto fail;
     e->max_seqs = sched_max_seqs(e->sched);
+    if ((rc = constraint_start(e, err, errlen)) != 0)
+        goto fail;
     cost_fit_init(&e->step_cost);
     uint64_t pool = (uint64_t)ko.n_blocks * ko.block_tokens;
     e->n_ctx = e->model->hp.n_ctx_train < pool ? e->model->hp.n_ctx_train : (uint32_t)(pool < UINT32_MAX ? pool : UINT32_MAX);
@@ -228,6 +231,7 @@ void engine_destroy(engine_t *e)
         pthread_mutex_unlock(&e->in_mu);
         pthread_join(e->thread, NULL);
     }
+    constraint_stop(e);
     free_msgs(e->in_head);
     while (e->live_head != NULL) {
         request_t *q = e->live_head;
@@ -241,6 +245,7 @@ void engine_destroy(engine_t *e)
     sched_destroy(e->sched);
     kv_destroy(e->kv);
     sampler_destroy(e->sampler);
+    constraint_teardown(e);
     forward_destroy(e->fwd);
     backend_destroy(e->backend);
     model_destroy(e->model);

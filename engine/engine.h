@@ -236,6 +236,41 @@ int engine_detokenize(const engine_t *e, const int32_t *ids, size_t n, char **te
  */
 const char *engine_token_piece(const tokenizer_t *tok, int32_t id, size_t *len);
 
+/* ---------------------------------------------------------------- output constraints */
+
+/*
+ * A constraint keeps a request's generated text inside a formal language:
+ * at each step only the tokens that extend the text so far towards a
+ * string of the language may be sampled, the end-of-generation tokens
+ * only where the text is a whole string of it, and a request whose text
+ * can go no further ends with "stop".  Compiled once per distinct source
+ * (a bounded cache keyed by a hash of kind and source), immutable, shared
+ * by reference between requests; engine/grammar/README.md has the
+ * languages, the caps and the cost model.
+ */
+typedef enum {
+    ENGINE_CONSTRAINT_JSON_OBJECT = 1, /* any JSON object (src unused) */
+    ENGINE_CONSTRAINT_JSON_SCHEMA,     /* src: a JSON Schema (JSON text) */
+    ENGINE_CONSTRAINT_REGEX,           /* src: a regular expression the whole output matches */
+    ENGINE_CONSTRAINT_CHOICE,          /* src: a JSON array of strings */
+    ENGINE_CONSTRAINT_GBNF,            /* src: a GBNF grammar, root rule "root" */
+} engine_constraint_kind_t;
+
+typedef struct grammar engine_constraint_t;
+
+/*
+ * Compile (or find in the cache) the constraint of kind `kind` from
+ * src[0..len) for this engine's vocabulary.  On success *out holds a
+ * reference for the caller (engine_constraint_release).  Fails with a
+ * message fit for an HTTP 400: ERR_INVALID (malformed, or nothing the
+ * model can generate satisfies it), ERR_UNSUPPORTED (a feature llamad does
+ * not serve, named), ERR_FULL (a documented cap, named), ERR_NOMEM.
+ * Bounded time and memory (the caps).  Any thread.
+ */
+int engine_constraint_compile(engine_t *e, engine_constraint_kind_t kind, const char *src,
+                              size_t len, engine_constraint_t **out, char *err, size_t errlen);
+void engine_constraint_release(engine_constraint_t *c);   /* NULL is fine */
+
 /* ---------------------------------------------------------------- requests */
 
 #define ENGINE_MAX_STOP         4      /* stop strings per request */
@@ -259,6 +294,8 @@ typedef struct {
     size_t cache_salt_len;      /* (e.g. a hash of the API key); 0 = the common cache */
     void *cookie;               /* the caller's: every event of the request carries it back
                                    (engine_event_t.cookie), never dereferenced by the engine */
+    engine_constraint_t *constraint; /* NULL, or the output's language; the request takes
+                                   its own reference */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */

@@ -30,6 +30,16 @@
 #include "engine/text/chat.h"
 #include "engine/text/stop.h"
 #include "engine/text/tokenizer.h"
+#include "engine/grammar/grammar.h"
+
+/* Compiled constraints kept for reuse (engine_constraint_compile). */
+#define ENGINE_CONSTRAINT_CACHE 64
+
+typedef struct {
+    uint8_t key[32];            /* SHA-256 of the kind byte and the source */
+    grammar_t *g;               /* NULL: a free slot */
+    uint64_t used;              /* tick of the last use */
+} constraint_slot_t;
 
 /* The room a request keeps for held-back plus newly decoded text. */
 #define ENGINE_HELD_CAP 4096
@@ -70,6 +80,9 @@ typedef struct request {
     ev_node_t *fin;             /* the finish event, reserved at submission; ownership
                                    passes to the event queue when the request finishes */
     uint8_t salt[ENGINE_MAX_SALT];
+    gmatch_t *gm;               /* the constraint's parser state, or NULL */
+    uint32_t *mask;             /* [gvocab_mask_words] the tokens allowed next */
+    int mask_ready;             /* mask holds the allowed tokens of the next step */
     int dequeued;               /* no longer counted in n_queued */
     struct request *prev, *next;/* the engine's live requests */
 } request_t;
@@ -96,6 +109,23 @@ struct engine {
     int have_chat;
     pthread_t thread;
     int thread_started;
+
+    gvocab_t *gvocab;           /* the vocabulary's byte trie, for constraints */
+
+    /* ---- compiled constraints (gc_mu) */
+    pthread_mutex_t gc_mu;
+    int gc_mu_ready;
+    constraint_slot_t gc[ENGINE_CONSTRAINT_CACHE];
+    uint64_t gc_tick, gc_hits, gc_misses;
+
+    /* ---- the mask worker (mk_mu; constraint.c) */
+    pthread_mutex_t mk_mu;
+    pthread_cond_t mk_cv, mk_done_cv;
+    pthread_t mk_thread;
+    int mk_started, mk_stop;
+    request_t **mk_rows;        /* [max_seqs] the rows handed over */
+    uint32_t mk_n;              /* rows to do; 0 = idle */
+    int mk_busy;                /* engine thread only: rows are out */
 
     /* ---- intake queue (in_mu) */
     pthread_mutex_t in_mu;
@@ -146,6 +176,27 @@ struct engine {
 
 /* The engine thread's body (arg: the engine_t). */
 void *engine_main(void *arg);
+
+/* ---- constraint.c */
+
+/* At engine_create: the vocabulary's trie and the cache's lock. */
+int constraint_setup(engine_t *e, char *err, size_t errlen);
+/* At engine_destroy (after every request is gone). */
+void constraint_teardown(engine_t *e);
+/* Start and stop the thread that computes masks during the forward pass. */
+int constraint_start(engine_t *e, char *err, size_t errlen);
+void constraint_stop(engine_t *e);
+/* Before the forward pass: hand the step's constrained rows to the mask thread. */
+void constraint_masks_begin(engine_t *e, sched_seq_t *const *seqs, uint32_t n);
+/* After it: wait until their masks are ready. */
+void constraint_masks_end(engine_t *e);
+/* A request's parser state and mask for constraint g (NULL: none). */
+int constraint_req_init(engine_t *e, request_t *q, grammar_t *g, char *err, size_t errlen);
+void constraint_req_close(request_t *q);
+/* Compute q's mask of allowed next tokens: 0, ERR_STATE when no token is allowed, or an error. */
+int constraint_mask(engine_t *e, request_t *q);
+/* Set the logits of the tokens q's mask forbids to -inf. */
+void constraint_apply(engine_t *e, const request_t *q, float *logits);
 
 /* ---- event.c */
 

@@ -201,7 +201,7 @@ static int greedy_only(const request_t *q)
 {
     const sampler_params_t *p = &q->sp;
     return (p->temperature == 0.0f || p->top_k == 1) && !q->use_pen && p->n_logit_bias == 0 &&
-           p->n_logprobs == 0;
+           p->n_logprobs == 0 && q->gm == NULL;
 }
 
 /* Whether every logit row of the step is greedy_only (and the backend can take them). */
@@ -233,7 +233,11 @@ static uint32_t step(engine_t *e)
     /* Greedy rows only: token ids cross back from the device, not [n_logits, n_vocab] floats. */
     const bk_argmax_t *am = NULL;
     int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n);
+    if (!greedy)
+        constraint_masks_begin(e, seqs, n);
     int rc = greedy ? forward_step_argmax(e->fwd, &b, &am) : forward_step(e->fwd, &b, e->logits);
+    if (!greedy)
+        constraint_masks_end(e);
     if (rc != 0) {
         fail_all(e, rc);
         return n;

@@ -119,6 +119,10 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
             return rc ? rc : ERR_NOMEM;
         }
     }
+    if ((rc = constraint_req_init(e, q, r->constraint, err, errlen)) != 0) {
+        req_destroy(q);
+        return rc;
+    }
     /* the held-text buffer never grows on the engine thread: reserve it now */
     char zero[ENGINE_HELD_CAP] = { 0 };
     if (tok_text_append(&q->held, zero, sizeof zero - 1) != 0)
@@ -140,6 +144,7 @@ void req_destroy(request_t *q)
     kv_seq_close(&q->seq.kv);
     free(q->bias);
     sampler_seq_close(&q->pen);
+    constraint_req_close(q);
     tok_decoder_close(&q->dec);
     tok_text_close(&q->held);
     free(q);
@@ -232,6 +237,19 @@ static int32_t stop_index(const request_t *q, const char *text, size_t len, size
 void req_on_logits(engine_t *e, request_t *q, float *logits)
 {
     sampler_result_t r;
+    if (q->gm != NULL) {
+        /* the mask goes first: bias, penalties and every filter see only allowed tokens */
+        int mrc = q->mask_ready ? 0 : constraint_mask(e, q);
+        q->mask_ready = 0;
+        if (mrc != 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s", mrc == ERR_STATE ? "the constraint allows no token "
+                     "of this vocabulary here" : err_str(mrc));
+            req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, msg);
+            return;
+        }
+        constraint_apply(e, q, logits);
+    }
     int rc = sampler_sample(e->sampler, &q->sp, q->use_pen ? &q->pen : NULL, logits, q->n_generated, &r);
     req_on_sample(e, q, rc, &r);
 }
@@ -252,6 +270,15 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     }
     if (q->use_pen)
         sampler_seq_accept(&q->pen, res->token);
+    int complete = 0;
+    if (q->gm != NULL) {
+        if (gm_feed_token(q->gm, e->gvocab, res->token) != 0) {
+            req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the token chosen is outside the constraint");
+            return;
+        }
+        /* a whole string of the language that nothing may extend: done */
+        complete = gm_accepting(q->gm) && !gm_can_continue(q->gm);
+    }
 
     /* new text joins what is held back, then the stop strings decide what may go
        (released text not yet sent, q->unsent, has been scanned already) */
@@ -282,6 +309,10 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     if (stopped) {
         q->held.len = q->unsent; /* the stop string and anything after it are never shown */
         req_finish(e, q, ENGINE_FINISH_STOP, -1, which, NULL);
+        return;
+    }
+    if (complete) {
+        req_finish(e, q, ENGINE_FINISH_STOP, -1, -1, NULL);
         return;
     }
     if (q->held.len + REQ_PIECE_MAX > ENGINE_TEXT_MAX) {

@@ -69,6 +69,12 @@ typedef struct {
     char *cache_salt;           /* vLLM's extension: requests share cached prefixes only with
                                    the same salt; 1..API_MAX_CACHE_SALT bytes, or NULL */
     size_t cache_salt_len;
+    /* the output constraint (api_constraint.c): kind 0 = none, else an
+       engine_constraint_kind_t with its source text (NULL for json_object) */
+    int constraint_kind;
+    char *constraint_src;
+    size_t constraint_len;
+    char constraint_param[64];  /* the field it came from, for errors */
 } api_request_t;
 
 #define API_MAX_CACHE_SALT 256
@@ -96,6 +102,16 @@ typedef struct {
 int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_limits_t *lim,
                       api_request_t *req, api_error_t *e);
 void api_request_free(api_request_t *req);
+
+/*
+ * The output constraint fields of a parsed request object (root is a
+ * cJSON object): response_format, vLLM's guided_* and structured_outputs,
+ * llama.cpp's grammar and json_schema.  Fills req->constraint_*; 0 or an
+ * error naming the field (two constraints, wrong types, unsupported
+ * options).  The source is compiled later (engine_constraint_compile).
+ */
+struct cJSON;
+int api_parse_constraint(const struct cJSON *root, api_request_t *req, api_error_t *e);
 
 /* The OpenAI error object as JSON text (malloc'd, NUL-terminated; NULL when out of
  * memory).  An empty param and a NULL code come out as null; invalid UTF-8 in the

@@ -431,13 +431,6 @@ static int parse_unsupported(const cJSON *root, api_kind_t kind, api_error_t *e)
             return BAD(e, ERR_UNSUPPORTED, choice_fields[i], "%s: not supported (only "
                        "\"none\")", choice_fields[i]);
     }
-    const cJSON *rf = field(root, "response_format");
-    if (rf != NULL) {
-        const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return BAD(e, ERR_UNSUPPORTED, "response_format", "response_format: only "
-                       "{\"type\": \"text\"} is supported");
-    }
     if (kind != API_COMPLETIONS)
         return 0;
     /* completions-only fields (a chat request's are unknown fields, ignored) */
@@ -607,7 +600,8 @@ static int parse_root(const cJSON *root, api_kind_t kind, const api_limits_t *li
         max_bytes = ENGINE_MAX_PROMPT_BYTES;
     int rc;
     if ((rc = parse_model(root, lim, req, e)) != 0 ||
-        (rc = parse_unsupported(root, kind, e)) != 0)
+        (rc = parse_unsupported(root, kind, e)) != 0 ||
+        (rc = api_parse_constraint(root, req, e)) != 0)
         return rc;
     rc = kind == API_CHAT ? parse_messages(root, max_bytes, req, e)
                           : parse_prompt(root, lim, max_bytes, req, e);
@@ -694,6 +688,7 @@ void api_request_free(api_request_t *req)
         free(req->stop[i]);
     free(req->user);
     free(req->cache_salt);
+    free(req->constraint_src);
     api_kind_t kind = req->kind;
     memset(req, 0, sizeof *req);
     req->kind = kind;

@@ -194,8 +194,28 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
                                   "prompt has %zu tokens.", d->info.n_ctx, n);
     }
 
+    engine_constraint_t *constraint = NULL;
+    if (ar.constraint_kind != 0) {
+        char cerr[ERR_MSG_MAX];
+        rc = engine_constraint_compile(d->engine, (engine_constraint_kind_t)ar.constraint_kind,
+                                       ar.constraint_src, ar.constraint_len, &constraint, cerr,
+                                       sizeof cerr);
+        if (rc != 0) {
+            char cparam[sizeof ar.constraint_param];
+            memcpy(cparam, ar.constraint_param, sizeof cparam);
+            if (own_ids)
+                free(ids);
+            api_request_free(&ar);
+            if (rc == ERR_NOMEM)
+                return http_respond_error(req, 503, "server_error", NULL, NULL, "out of memory");
+            return http_respond_error(req, 400, "invalid_request_error", cparam, NULL, "%s: %s",
+                                      cparam, cerr);
+        }
+    }
+
     engine_request_t er;
     engine_request_init(&er);
+    er.constraint = constraint;
     er.tokens = ids;
     er.n_tokens = n_ids;
     er.sampling = ar.sampling;
@@ -210,12 +230,14 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     /* the job first: the engine request carries it as its cookie */
     job_t *j = job_create(d, req, label);
     if (j == NULL) {
+        engine_constraint_release(constraint);
         if (own_ids)
             free(ids);
         api_request_free(&ar);
         return http_respond_error(req, 500, "server_error", NULL, NULL, "out of memory");
     }
     rc = job_submit(j, &er, err, sizeof err);
+    engine_constraint_release(constraint);   /* the engine's request holds its own */
     if (own_ids)
         free(ids);
     if (rc != 0) {

@@ -14,6 +14,8 @@
 #                     tests/gpu/, bench/bench_cuda.c and the unit test of
 #                     cuda/att_split.h's host-side rule name HAVE_CUDA or include
 #                     a cuda/ header
+#   grammar-leaf      engine/grammar/ (the constraint engine) includes only base/
+#                     and engine/grammar/ headers: no model or tokenizer knowledge
 #   no-mutual         no two files include each other
 #   file-length       no C/CUDA source or header under base/ engine/ server/ cuda/
 #                     is over 700 lines
@@ -112,6 +114,11 @@ grep -E -v "$cuda_ok" "$tmp/src" | xargs grep -n 'HAVE_CUDA' 2>/dev/null |
     awk '{ f = $0; sub(/:.*/, "", f); r = substr($0, length(f) + 2); l = r; sub(/:.*/, "", l);
            print f "\t" l "\tnames HAVE_CUDA" }' >>"$tmp/v"
 report cuda-registry
+
+# The constraint engine knows bytes and grammars, nothing of models.
+awk -F'\t' '$1 ~ /^engine\/grammar\// && $3 !~ /^engine\/grammar\// && $3 !~ /^base\// &&
+            $3 != "config.h" { print $1 "\t" $2 "\tincludes " $3 }' "$tmp/inc" >"$tmp/v"
+report grammar-leaf
 
 # No two files include each other.
 awk -F'\t' '{ e[$1 "\t" $3] = $2 }

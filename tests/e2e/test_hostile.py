@@ -196,9 +196,9 @@ def sampling_cases(d):
     check_case(d, "best_of 10^9", BAD, completion(d, best_of=10 ** 9))
     check_case(d, "chat tools (unsupported)", BAD,
                chat(d, tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]))
-    check_case(d, "chat response_format json_schema (unsupported)", BAD,
+    check_case(d, "chat response_format json_schema with an unsupported keyword", BAD,
                chat(d, response_format={"type": "json_schema",
-                                        "json_schema": {"name": "x", "schema": {}}}))
+                                        "json_schema": {"name": "x", "schema": {"not": {}}}}))
     check_case(d, "unknown model", {404}, completion(d, model="no-such-model"))
 
 

@@ -411,9 +411,10 @@ TEST(model_user_unsupported)
         { H, "\"tool_choice\":\"none\"", 0, NULL },
         { H, "\"functions\":[{}]", 400, "functions" },
         { H, "\"function_call\":{\"name\":\"f\"}", 400, "function_call" },
-        { H, "\"response_format\":{\"type\":\"json_object\"}", 400, "response_format" },
+        { H, "\"response_format\":{\"type\":\"json_object\"}", 0, NULL },
         { H, "\"response_format\":{\"type\":\"text\"}", 0, NULL },
         { H, "\"response_format\":\"json\"", 400, "response_format" },
+        { H, "\"response_format\":{\"type\":\"yaml\"}", 400, "response_format" },
         { C, "\"echo\":true", 400, "echo" }, { C, "\"echo\":false", 0, NULL },
         { C, "\"echo\":1", 400, "echo" }, { C, "\"suffix\":\"x\"", 400, "suffix" },
         { C, "\"suffix\":null", 0, NULL },
@@ -430,6 +431,85 @@ TEST(model_user_unsupported)
     ASSERT_EQ_STR(req.user, "bob");
     ASSERT_EQ_STR(req.model, "test-model");
     api_request_free(&req);
+}
+
+/* The output constraint fields: which kind and source each one gives, and the refusals. */
+TEST(constraint_fields)
+{
+    static const struct {
+        const char *fields;
+        int kind;               /* 0: none; -1: a 400 naming param */
+        const char *param;
+        const char *src;        /* expected source text, or NULL */
+    } r[] = {
+        { "\"response_format\":{\"type\":\"text\"}", 0, NULL, NULL },
+        { "\"response_format\":null", 0, NULL, NULL },
+        { "\"response_format\":{\"type\":\"json_object\"}", ENGINE_CONSTRAINT_JSON_OBJECT,
+          "response_format", NULL },
+        { "\"response_format\":{\"type\":\"json_object\",\"schema\":{\"type\":\"string\"}}",
+          ENGINE_CONSTRAINT_JSON_SCHEMA, "response_format", "{\"type\":\"string\"}" },
+        { "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+          "\"strict\":true,\"schema\":{\"type\":\"integer\"}}}", ENGINE_CONSTRAINT_JSON_SCHEMA,
+          "response_format", "{\"type\":\"integer\"}" },
+        { "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"strict\":1,"
+          "\"schema\":{}}}", -1, "response_format", NULL },
+        { "\"response_format\":{\"type\":\"json_schema\"}", -1, "response_format", NULL },
+        { "\"guided_json\":{\"type\":\"null\"}", ENGINE_CONSTRAINT_JSON_SCHEMA, "guided_json",
+          "{\"type\":\"null\"}" },
+        { "\"guided_json\":\"{\\\"type\\\": \\\"null\\\"}\"", ENGINE_CONSTRAINT_JSON_SCHEMA,
+          "guided_json", "{\"type\": \"null\"}" },
+        { "\"guided_json\":\"not json\"", -1, "guided_json", NULL },
+        { "\"guided_json\":5", -1, "guided_json", NULL },
+        { "\"guided_regex\":\"[a-z]+\"", ENGINE_CONSTRAINT_REGEX, "guided_regex", "[a-z]+" },
+        { "\"guided_regex\":[1]", -1, "guided_regex", NULL },
+        { "\"guided_choice\":[\"yes\",\"no\"]", ENGINE_CONSTRAINT_CHOICE, "guided_choice",
+          "[\"yes\",\"no\"]" },
+        { "\"guided_choice\":[]", -1, "guided_choice", NULL },
+        { "\"guided_choice\":[\"a\",1]", -1, "guided_choice", NULL },
+        { "\"guided_grammar\":\"root ::= \\\"a\\\"\"", ENGINE_CONSTRAINT_GBNF, "guided_grammar",
+          "root ::= \"a\"" },
+        { "\"structured_outputs\":{\"regex\":\"a+\"}", ENGINE_CONSTRAINT_REGEX,
+          "structured_outputs.regex", "a+" },
+        { "\"structured_outputs\":{\"json_object\":true}", ENGINE_CONSTRAINT_JSON_OBJECT,
+          "structured_outputs.json_object", NULL },
+        { "\"structured_outputs\":{\"choice\":[\"a\"],\"regex\":\"b\"}", -1,
+          "structured_outputs.regex", NULL },
+        { "\"structured_outputs\":{\"whitespace_pattern\":\" \"}", -1,
+          "structured_outputs.whitespace_pattern", NULL },
+        { "\"grammar\":\"root ::= [0-9]+\"", ENGINE_CONSTRAINT_GBNF, "grammar", "root ::= [0-9]+" },
+        { "\"json_schema\":{\"type\":\"boolean\"}", ENGINE_CONSTRAINT_JSON_SCHEMA, "json_schema",
+          "{\"type\":\"boolean\"}" },
+        { "\"json_schema\":\"x\"", -1, "json_schema", NULL },
+        { "\"guided_regex\":\"a\",\"grammar\":\"root ::= \\\"a\\\"\"", -1, "grammar", NULL },
+        { "\"response_format\":{\"type\":\"json_object\"},\"guided_json\":{}", -1,
+          "guided_json", NULL },
+        { "\"guided_decoding_backend\":\"xgrammar\"", 0, NULL, NULL },
+        { "\"guided_whitespace_pattern\":\" \"", -1, "guided_whitespace_pattern", NULL },
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        for (int route = 0; route < 2; route++) {
+            char *body = with_base(route ? H : C, r[i].fields);
+            api_request_t req;
+            api_error_t e;
+            int rc = parse_str(route ? H : C, body, &req, &e);
+            if (r[i].kind < 0) {
+                ASSERT_MSG(rc != 0 && e.status == 400 && strcmp(e.param, r[i].param) == 0,
+                           "%s: rc %d param '%s' (%s)", body, rc, e.param, e.message);
+            } else {
+                ASSERT_MSG(rc == 0, "%s: rc %d (%s)", body, rc, e.message);
+                ASSERT_MSG(req.constraint_kind == r[i].kind, "%s: kind %d", body, req.constraint_kind);
+                if (r[i].kind != 0)
+                    ASSERT_EQ_STR(req.constraint_param, r[i].param);
+                if (r[i].src != NULL)
+                    ASSERT_MSG(req.constraint_src != NULL && strcmp(req.constraint_src, r[i].src) == 0,
+                               "%s: src '%s'", body, req.constraint_src ? req.constraint_src : "(null)");
+                else
+                    ASSERT(req.constraint_src == NULL || r[i].kind == 0);
+            }
+            api_request_free(&req);
+            free(body);
+        }
+    }
 }
 
 /* ================================================================== */
@@ -667,5 +747,5 @@ TEST(not_an_object)
 
 TEST_LIST(T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
           T(n_and_best_of), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
-          T(model_user_unsupported), T(prompt), T(prompt_limits), T(messages),
+          T(model_user_unsupported), T(constraint_fields), T(prompt), T(prompt_limits), T(messages),
           T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object))
