@@ -272,6 +272,100 @@ TEST(choice_caps)
     ASSERT_EQ_INT(choice_dfa(&d, j, n, err, sizeof err), ERR_FULL);
 }
 
+/* ------------------------------------------------------------------ through the grammar and matcher */
+
+/* A grammar of re (regex_build with flags, as the root rule). */
+static grammar_t *regex_grammar(const char *re, size_t len, unsigned flags)
+{
+    gbuild_t *b;
+    grammar_t *g = NULL;
+    char err[ERR_MSG_MAX] = "";
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    uint32_t root = regex_build(b, re, len, flags);
+    int rc = gb_finish(b, root, &g, err, sizeof err);
+    ASSERT_MSG(rc == 0 && g, "/%.*s/: gb_finish %d %s", (int)len, re, rc, err);
+    return g;
+}
+
+/* Whether the matcher of g accepts s[0..n) whole, fed in one call and byte by byte. */
+static int gm_accepts(grammar_t *g, const char *s, size_t n)
+{
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    int whole = gm_feed(m, s, n) == 0 && gm_accepting(m);
+    gm_reset(m);
+    int bytes = 1;
+    for (size_t i = 0; i < n && bytes; i++)
+        bytes = gm_feed(m, s + i, 1) == 0;
+    bytes = bytes && gm_accepting(m);
+    gm_destroy(m);
+    ASSERT_MSG(whole == bytes, "fed whole %d, byte by byte %d", whole, bytes);
+    return whole;
+}
+
+TEST(grammar_from_regex)
+{
+    grammar_t *g;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(grammar_from_regex("(ab|c)+d?", 9, NULL, &g, err, sizeof err), 0);
+    ASSERT(gm_accepts(g, "abcab", 5) && gm_accepts(g, "cd", 2));
+    ASSERT(!gm_accepts(g, "", 0) && !gm_accepts(g, "abd d", 5) && !gm_accepts(g, "a", 1));
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    ASSERT_EQ_INT(gm_feed(m, "ab", 2), 0);
+    ASSERT(gm_accepting(m) && gm_can_continue(m));
+    ASSERT_EQ_INT(gm_feed(m, "x", 1), ERR_INVALID);
+    ASSERT_EQ_INT(gm_feed(m, "d", 1), 0);
+    ASSERT(gm_accepting(m) && !gm_can_continue(m));
+    gm_destroy(m);
+    grammar_release(g);
+    ASSERT_EQ_INT(grammar_from_regex("a(?=b)", 6, NULL, &g, err, sizeof err), ERR_UNSUPPORTED);
+    ASSERT(g == NULL && strstr(err, "lookaround"));
+    ASSERT_EQ_INT(grammar_from_regex("[]", 2, NULL, &g, err, sizeof err), ERR_INVALID);
+    ASSERT_EQ_INT(grammar_from_regex("x{5000}", 7, NULL, &g, err, sizeof err), ERR_FULL);
+    ASSERT(strstr(err, "2000 DFA states"));
+}
+
+TEST(regex_build_in_a_larger_grammar)
+{
+    /* "id=" then a JSON-string-safe search pattern then ";": the regex is one rule among others */
+    gbuild_t *b;
+    grammar_t *g = NULL;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    uint32_t x = regex_build(b, "^\\d+", 4, REGEX_SEARCH | REGEX_JSON_STRING);
+    gelem_t e[3] = { ge_ref(gb_literal(b, "id=", 3)), ge_ref(x), ge_ref(gb_literal(b, ";", 1)) };
+    ASSERT_EQ_INT(gb_finish(b, gb_seq(b, e, 3), &g, err, sizeof err), 0);
+    ASSERT(gm_accepts(g, "id=12;", 6) && gm_accepts(g, "id=1 ok;", 8));
+    ASSERT(!gm_accepts(g, "id=;", 4) && !gm_accepts(g, "id=x1;", 6) && !gm_accepts(g, "id=1\\;", 6));
+    grammar_release(g);
+    /* a failed regex_build: gb_finish reports the regex's error */
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    x = regex_build(b, "(a", 2, 0);
+    ASSERT_EQ_U64(x, GB_NONE);
+    ASSERT_EQ_INT(gb_finish(b, x, &g, err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "missing ')'"));
+}
+
+TEST(grammar_from_choice)
+{
+    grammar_t *g;
+    char err[ERR_MSG_MAX];
+    const char *j = "[\"positive\", \"negative\", \"neutral\", \"neg\", \"\u00e9t\u00e9\", \"\"]";
+    ASSERT_EQ_INT(grammar_from_choice(j, strlen(j), NULL, &g, err, sizeof err), 0);
+    static const char *const yes[] = { "positive", "negative", "neutral", "neg", "\xc3\xa9t\xc3\xa9", "" };
+    static const char *const no[] = { "pos", "negativ", "neutrals", "ne", "\xc3\xa9", "x" };
+    for (size_t k = 0; k < 6; k++) {
+        ASSERT_MSG(gm_accepts(g, yes[k], strlen(yes[k])), "refuses %s", yes[k]);
+        ASSERT_MSG(!gm_accepts(g, no[k], strlen(no[k])), "accepts %s", no[k]);
+    }
+    grammar_release(g);
+    ASSERT_EQ_INT(grammar_from_choice("[]", 2, NULL, &g, err, sizeof err), ERR_INVALID);
+    ASSERT(g == NULL && strstr(err, "guided_choice"));
+    ASSERT_EQ_INT(grammar_from_choice("[\"a\", 2]", 8, NULL, &g, err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "item 1"));
+}
+
 /* ------------------------------------------------------------------ Python's verdicts */
 
 static size_t unhex(const char *h, char *out, size_t cap)
@@ -294,6 +388,7 @@ TEST(matches_python)
     FILE *f = fopen(path, "r");
     ASSERT_MSG(f != NULL, "cannot open %s", path);
     rx_dfa_t d = { 0 };
+    grammar_t *g = NULL;
     char pat[4096], err[ERR_MSG_MAX];
     size_t pl = 0, n_pat = 0, n_str = 0;
     while (fgets(line, sizeof line, f)) {
@@ -306,6 +401,8 @@ TEST(matches_python)
             int rc = rx_compile(&d, pat, pl, mode[0] == 'S' ? REGEX_SEARCH : 0, REGEX_MAX_STATES,
                                 err, sizeof err);
             ASSERT_MSG(rc == 0, "/%s/: rc %d %s", pat, rc, err);
+            grammar_release(g);
+            g = regex_grammar(pat, pl, mode[0] == 'S' ? REGEX_SEARCH : 0);
             n_pat++;
             continue;
         }
@@ -314,13 +411,17 @@ TEST(matches_python)
         size_t sl = unhex(field, s, sizeof s);
         ASSERT_MSG(rx_dfa_match(&d, s, sl) == want, "/%s/ on \"%.*s\": %d, Python says %d", pat,
                    (int)sl, s, !want, want);
+        ASSERT_MSG(gm_accepts(g, s, sl) == want, "/%s/ on \"%.*s\": the grammar says %d, Python %d", pat,
+                   (int)sl, s, !want, want);
         n_str++;
     }
     fclose(f);
     rx_dfa_close(&d);
+    grammar_release(g);
     ASSERT_MSG(n_pat >= 30 && n_str >= 1000, "only %zu patterns, %zu strings", n_pat, n_str);
 }
 
 TEST_LIST(T(literals_and_alternation), T(classes), T(dot_and_escapes), T(null_escape_is_one_byte),
           T(unicode), T(quantifiers), T(anchors), T(json_string), T(refusals), T(caps),
-          T(pathological_fast), T(choice), T(choice_caps), T(matches_python));
+          T(pathological_fast), T(choice), T(choice_caps), T(grammar_from_regex),
+          T(regex_build_in_a_larger_grammar), T(grammar_from_choice), T(matches_python));
