@@ -62,6 +62,8 @@ CASES = [
         "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["v"],
         "additionalProperties": False}}, "$ref": "#/$defs/node"},
      ['{"v":1}', '{"v":1,"kids":[{"v":2,"kids":[{"v":3}]},{"v":4}]}', '{"v":1,"kids":[{}]}']),
+    ({"type": "string", "pattern": "^[A-Z]{2}[0-9]+$"}, ['"AB12"', '"ab12"', '"AB"', '"XAB1"', '"AB1x"']),
+    ({"type": "string", "pattern": "o+k"}, ['"ok"', '"book keeper"', '"oak"', '""']),
     ({"type": "string", "format": "date"}, ['"2024-02-29"', '"2023-12-31"', '"2023-04-31"', '"2023-13-01"',
                                             '"2023-1-01"']),
     ({"type": "string", "format": "uuid"}, ['"123e4567-e89b-12d3-a456-426614174000"', '"123e4567e89b"']),

@@ -147,6 +147,13 @@ TEST(arrays)
           L("[1]", "[1,2]", "[1,2,\"any\",{}]"), L("[]", "[2]", "[1,3]"));
 }
 
+TEST(pattern)
+{
+    check("{\"type\":\"string\",\"pattern\":\"^[a-z]+-[0-9]{2}$\"}", L("\"ab-12\"", "\"z-00\""),
+          L("\"ab-1\"", "\"AB-12\"", "\"xab-123\"", "\"ab-12\\n\""));
+    check("{\"type\":\"string\",\"pattern\":\"ab\"}", L("\"ab\"", "\"xxaby\""), L("\"a\"", "\"ba\""));
+}
+
 TEST(recursion_and_refs)
 {
     const char *tree = "{\"$defs\":{\"t\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\","
@@ -231,5 +238,5 @@ TEST(empty_and_true_accept_any)
 
 TEST_LIST(T(table_agrees_with_jsonschema), T(json_object_any), T(whitespace_is_bounded),
           T(strings_unicode_and_escapes), T(integer_ranges_exact), T(numbers), T(objects_order_and_optional),
-          T(arrays), T(recursion_and_refs), T(unsupported_keywords_named), T(malformed_schemas_invalid),
+          T(arrays), T(pattern), T(recursion_and_refs), T(unsupported_keywords_named), T(malformed_schemas_invalid),
           T(caps), T(empty_and_true_accept_any));
