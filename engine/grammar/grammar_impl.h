@@ -1,0 +1,124 @@
+/*
+ * grammar_impl.h - what build.c, grammar.c, match.c and vocab.c share:
+ * the builder's growing tables, the frozen grammar, and the mask cache.
+ * Nothing outside engine/grammar/ includes it.
+ */
+#ifndef LLAMAD_GRAMMAR_IMPL_H
+#define LLAMAD_GRAMMAR_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "engine/grammar/grammar.h"
+
+/* A frozen alternative ends with this kind of element (never built by callers). */
+#define GE_END 0u
+
+#define GB_DEF_MAX_RULES    20000u
+#define GB_DEF_MAX_ELEMENTS 400000u
+#define GB_DEF_MAX_REPEAT   10000u
+#define GB_MAX_NAME         256u     /* longer rule names are cut */
+
+/* One alternative while building: elements b->elems[first .. first + n). */
+typedef struct {
+    uint32_t rule;
+    uint32_t first;
+    uint32_t n;
+} galt_t;
+
+typedef struct {
+    char *name;                 /* NULL: anonymous */
+    uint32_t n_alts;
+    uint8_t by_name;            /* made by gb_named (must be given an alternative) */
+} grule_b_t;
+
+struct gbuild {
+    grammar_limits_t lim;
+    int failed;                 /* sticky error code, 0 while none */
+    char msg[ERR_MSG_MAX];
+    grule_b_t *rules;   uint32_t n_rules, cap_rules;
+    galt_t *alts;       uint32_t n_alts, cap_alts;
+    gelem_t *elems;     uint32_t n_elems, cap_elems;
+    uint8_t (*classes)[32]; uint32_t n_classes, cap_classes;
+    uint32_t *class_hash; uint32_t class_hash_cap;   /* class id + 1, 0 empty */
+    uint32_t *name_hash;  uint32_t name_hash_cap;    /* rule id + 1, 0 empty */
+};
+
+/* The mask cache of one grammar (cache.c): bounded, cleared whole when full. */
+typedef struct gcache_entry gcache_entry_t;
+typedef struct {
+    pthread_mutex_t lock;
+    gcache_entry_t **slots;     /* open hashing by key hash, chained */
+    uint32_t n_slots;
+    uint32_t n_entries;
+    size_t bytes;               /* keys + masks held */
+    uint64_t hits, misses;
+} gcache_t;
+
+#define GCACHE_MAX_BYTES ((size_t)32 << 20)
+
+/*
+ * The frozen grammar.  Positions are indexes into elems: rule r's
+ * alternatives start at elems[alt_start[rule_alt[r] .. rule_alt[r + 1])],
+ * and every alternative ends with a GE_END element.
+ */
+struct grammar {
+    atomic_int refs;
+    uint32_t n_rules;
+    char **names;               /* [n_rules], NULL where anonymous */
+    uint32_t *rule_alt;         /* [n_rules + 1] */
+    uint32_t *alt_start;        /* [n_alts] */
+    uint32_t n_alts;
+    gelem_t *elems;             /* [n_elems] */
+    uint32_t n_elems;
+    uint8_t (*classes)[32];     /* [n_classes] */
+    uint32_t n_classes;
+    uint32_t root;
+    gcache_t cache;
+};
+
+static inline int gclass_has(const uint8_t set[32], unsigned c)
+{
+    return (set[c >> 3] >> (c & 7)) & 1;
+}
+
+/* grammar.c: the name shown for rule r of g ("_N" when anonymous) into buf. */
+const char *grammar_rule_name(const grammar_t *g, uint32_t r, char *buf, size_t cap);
+
+/* cache.c: the mask cache (gb_finish inits it, grammar_release closes it). */
+void gcache_init(gcache_t *c);
+void gcache_close(gcache_t *c);
+/* The cached mask of (vocab, key) copied into mask and its count, or -1 when absent. */
+int64_t gcache_get(gcache_t *c, const void *vocab, const uint32_t *key, size_t n_key,
+                   uint64_t hash, uint32_t *mask, size_t n_mask);
+/* Remember a mask (best effort: nothing happens when memory is short). */
+void gcache_put(gcache_t *c, const void *vocab, const uint32_t *key, size_t n_key, uint64_t hash,
+                const uint32_t *mask, size_t n_mask, int64_t count);
+
+#endif
+
+/* ------------------------------------------------------------------ matcher internals (match.c) for vocab.c */
+
+/*
+ * The matcher keeps a stack of levels, each a parser state (a set of
+ * stack ids); level 0 is what gm_feed accepted.  gm_push_byte pushes the
+ * state after byte c (returns its number of stacks; 0 pushes nothing),
+ * gm_pop drops the top level: the trie walk descends and backtracks
+ * with them.  Negative: ERR_FULL (caps) or ERR_NOMEM.
+ */
+int gm_push_byte(gmatch_t *m, uint8_t c);
+void gm_pop(gmatch_t *m);
+/* Whether the top level accepts / the union of the bytes its stacks may take next. */
+int gm_top_accepting(const gmatch_t *m);
+void gm_top_bytes(const gmatch_t *m, uint8_t set[32]);
+/*
+ * The canonical serialisation of the top level (each stack's positions
+ * from top to bottom, stacks in a content order), independent of the
+ * matcher's own ids: *key (borrowed until the next call on m), *n words,
+ * *hash.  ERR_NOMEM.
+ */
+int gm_state_key(gmatch_t *m, const uint32_t **key, size_t *n, uint64_t *hash);
+grammar_t *gm_grammar(const gmatch_t *m);
