@@ -250,7 +250,8 @@ static int freeze(gbuild_t *b, const uint8_t *keep, grammar_t *g)
     for (uint32_t k = 0; k < n_alts; k++) {
         const galt_t *al = &b->alts[order[k]];
         g->alt_start[k] = pos;
-        memcpy(g->elems + pos, b->elems + al->first, al->n * sizeof *g->elems);
+        if (al->n > 0)          /* b->elems is NULL when no alternative has elements */
+            memcpy(g->elems + pos, b->elems + al->first, al->n * sizeof *g->elems);
         pos += al->n;
         g->elems[pos++] = (gelem_t){ GE_END, 0 };
     }
