@@ -364,6 +364,21 @@ TEST(grammar_from_choice)
     ASSERT(g == NULL && strstr(err, "guided_choice"));
     ASSERT_EQ_INT(grammar_from_choice("[\"a\", 2]", 8, NULL, &g, err, sizeof err), ERR_INVALID);
     ASSERT(strstr(err, "item 1"));
+    /* 256 distinct strings of 4000 bytes: a trie of 1M nodes, past the builder's element cap */
+    static char big[256 * 4004 + 8];
+    size_t n = 0;
+    big[n++] = '[';
+    for (int k = 0; k < 256; k++) {
+        n += (size_t)snprintf(big + n, sizeof big - n, "%s\"%02x", k ? "," : "", k);
+        memset(big + n, 'x', 3998);
+        n += 3998;
+        big[n++] = '"';
+    }
+    big[n++] = ']';
+    double t0 = now_s();
+    int rc = grammar_from_choice(big, n, NULL, &g, err, sizeof err);
+    ASSERT_MSG(rc == ERR_FULL && g == NULL, "rc %d: %s", rc, err);
+    ASSERT_MSG(now_s() - t0 < 2.0, "took %.2f s", now_s() - t0);
 }
 
 /* ------------------------------------------------------------------ Python's verdicts */
