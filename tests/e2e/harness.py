@@ -107,6 +107,18 @@ def skip_all_without_model(report, names):
         report.finish()
 
 
+def import_or_skip_all(report, names, module):
+    """The module named `module`, imported; when it is not installed, print
+    SKIP for each name (saying which package and python) and exit 0."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        for n in names:
+            report.skip(n, "the %s package is not installed for %s" % (module, sys.executable))
+        sys.exit(0)
+
+
 # ---------------------------------------------------------------- the daemon
 
 _help_cache = None
