@@ -301,6 +301,17 @@ class Daemon:
         return False
 
 
+def start_or_finish(report, d):
+    """Start Daemon d; when it does not come up, FAIL "daemon starts" with
+    its log and exit the test program."""
+    try:
+        d.start()
+    except DaemonError as ex:
+        report.fail("daemon starts", str(ex))
+        report.finish()
+    return d
+
+
 # ---------------------------------------------------------------- HTTP
 
 def request(d, method, path, body=None, headers=None, timeout=60, key=None):

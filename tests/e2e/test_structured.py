@@ -403,12 +403,7 @@ def run_streaming(d, schemas):
 def main():
     schemas, regexes, gbnf = L.load_schemas(), L.load_regexes(), L.load_gbnf()
     check_corpus(schemas, regexes, gbnf)
-    d = H.Daemon()
-    try:
-        d.start()
-    except H.DaemonError as ex:
-        R.fail("daemon starts", str(ex))
-        R.finish()
+    d = H.start_or_finish(R, H.Daemon())
     t0 = time.monotonic()
     try:
         for label, fn in (("errors", lambda: run_errors(d)),
