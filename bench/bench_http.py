@@ -145,6 +145,19 @@ def one_request(conn, path, body, host_hdr, rec):
     return tokens
 
 
+def run_clients(conc, client, start):
+    """Runs client(i) on conc threads that all wait on the Barrier start
+    (conc + 1 parties); returns the wall time from the release to the last join."""
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(conc)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def run_level(args, url, conc, seed):
     """One closed-loop run of `conc` clients; returns a dict of results."""
     u = urllib.parse.urlsplit(url)
@@ -186,14 +199,7 @@ def run_level(args, url, conc, seed):
             rec["tokens"] += toks
             rec["short"] += short
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(conc)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(conc, client, start)
     if rec["errors"]:
         sys.exit("bench_http: %d client(s) failed, first: %s" % (len(rec["errors"]), rec["errors"][0]))
     return {"ttft_p50": quantile(rec["ttft"], 0.5) * 1e3, "ttft_p99": quantile(rec["ttft"], 0.99) * 1e3,
@@ -201,19 +207,24 @@ def run_level(args, url, conc, seed):
             "tok_s": rec["tokens"] / wall, "short": rec["short"]}
 
 
-def main():
-    p = argparse.ArgumentParser(description="Serving benchmark over HTTP (see the docstring).")
+def add_daemon_args(p):
+    """The options of the daemon a run starts (Daemon reads them), with bench-serving's defaults."""
     p.add_argument("--url", help="a running llamad (default: start one per run)")
     p.add_argument("--model", default=os.path.join(SRCDIR, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--kv-memory-mb", type=int, default=256)
+    p.add_argument("--max-batch-tokens", type=int, default=512)
+    p.add_argument("--max-seqs", type=int, default=64)
+
+
+def main():
+    p = argparse.ArgumentParser(description="Serving benchmark over HTTP (see the docstring).")
+    add_daemon_args(p)
     p.add_argument("--concurrency", default="1,4,16,64")
     p.add_argument("--prompt", type=int, default=64)
     p.add_argument("--gen", type=int, default=32)
     p.add_argument("--requests-per-client", type=int, default=2)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--kv-memory-mb", type=int, default=256)
-    p.add_argument("--max-batch-tokens", type=int, default=512)
-    p.add_argument("--max-seqs", type=int, default=64)
     p.add_argument("--eog-ids", default="0,1,2", help="ids given logit_bias -100")
     args = p.parse_args()
     args.eog_ids = [int(x) for x in args.eog_ids.split(",") if x]

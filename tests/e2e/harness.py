@@ -107,6 +107,18 @@ def skip_all_without_model(report, names):
         report.finish()
 
 
+def import_or_skip_all(report, names, module):
+    """The module named `module`, imported; when it is not installed, print
+    SKIP for each name (saying which package and python) and exit 0."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        for n in names:
+            report.skip(n, "the %s package is not installed for %s" % (module, sys.executable))
+        sys.exit(0)
+
+
 # ---------------------------------------------------------------- the daemon
 
 _help_cache = None
@@ -287,6 +299,17 @@ class Daemon:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def start_or_finish(report, d):
+    """Start Daemon d; when it does not come up, FAIL "daemon starts" with
+    its log and exit the test program."""
+    try:
+        d.start()
+    except DaemonError as ex:
+        report.fail("daemon starts", str(ex))
+        report.finish()
+    return d
 
 
 # ---------------------------------------------------------------- HTTP
