@@ -6,7 +6,7 @@
  *   response_format   {"type": "text"} (none), {"type": "json_object"} (any
  *                     object; with llama.cpp's "schema" member, that schema),
  *                     {"type": "json_schema", "json_schema": {"name",
- *                     "schema", "strict", "description"}}
+ *                     "schema" (required), "strict", "description"}}
  *   guided_json       a schema (object, or a string holding one)   vLLM
  *   guided_regex      a regular expression                         vLLM
  *   guided_choice     a list of strings                            vLLM
@@ -131,8 +131,9 @@ static int parse_response_format(const cJSON *root, api_request_t *req, api_erro
         return BAD(e, ERR_INVALID, "response_format", "response_format.json_schema.strict: expected "
                    "a boolean");
     const cJSON *schema = member(js, "schema");
-    if (schema == NULL)   /* OpenAI: the schema is optional; then any JSON object */
-        return set(req, ENGINE_CONSTRAINT_JSON_OBJECT, "response_format", NULL, NULL, e);
+    if (schema == NULL)
+        return BAD(e, ERR_INVALID, "response_format", "response_format.json_schema.schema: "
+                   "required (for any JSON object, send {\"type\": \"json_object\"})");
     return schema_value(req, "response_format", schema, 0, e);
 }
 
@@ -143,6 +144,7 @@ static int parse_structured_outputs(const cJSON *root, api_request_t *req, api_e
         return 0;
     if (!cJSON_IsObject(so))
         return BAD(e, ERR_INVALID, "structured_outputs", "structured_outputs: expected an object");
+    int before = req->constraint_kind;
     for (const cJSON *c = so->child; c != NULL; c = c->next) {
         char param[64];
         snprintf(param, sizeof param, "structured_outputs.%.40s", c->string);
@@ -175,6 +177,9 @@ static int parse_structured_outputs(const cJSON *root, api_request_t *req, api_e
         if (rc != 0)
             return rc;
     }
+    if (req->constraint_kind == before)
+        return BAD(e, ERR_INVALID, "structured_outputs", "structured_outputs: expected one of "
+                   "\"json\", \"regex\", \"choice\", \"grammar\", \"json_object\": true");
     return 0;
 }
 

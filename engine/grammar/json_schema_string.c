@@ -13,10 +13,13 @@
  *   email      a pragmatic subset: [A-Za-z0-9._%+-]{1,64} "@" labels of
  *              [A-Za-z0-9-]{1,63} joined by dots, two to nine of them
  *   ipv4       four dotted octets 0-255 without leading zeros
- * A format or a pattern together with minLength / maxLength is
- * ERR_UNSUPPORTED, as is any other format.
+ * A pattern with minLength / maxLength is the product of the pattern's
+ * DFA with a count of code points (regex_build_counted; a pattern's
+ * strings carry no escapes, so code points are characters).  A format
+ * with minLength / maxLength is ERR_UNSUPPORTED, as is any other format.
  */
 #include "json_schema_impl.h"
+#include "regex.h"
 
 #include <string.h>
 
@@ -162,7 +165,7 @@ uint32_t js_string(js_t *js, const cJSON *s)
         gb_fail(js->b, ERR_INVALID, "json_schema: '%s' must be a string", pat != NULL ? "pattern" : "format");
         return GB_NONE;
     }
-    if ((pat != NULL || fmt != NULL) && (has_min == 0 || has_max == 0 || (pat != NULL && fmt != NULL))) {
+    if ((fmt != NULL && (has_min == 0 || has_max == 0)) || (pat != NULL && fmt != NULL)) {
         const char *k = has_min == 0 ? "minLength" : has_max == 0 ? "maxLength" : "format";
         gb_fail(js->b, ERR_UNSUPPORTED, "json_schema: keyword '%s' alongside '%s' is not supported", k,
                 pat != NULL ? "pattern" : "format");
@@ -171,6 +174,9 @@ uint32_t js_string(js_t *js, const cJSON *s)
     uint32_t body;
     if (fmt != NULL)
         body = format(js, fmt->valuestring);
+    else if (pat != NULL && (has_min == 0 || has_max == 0))
+        body = regex_build_counted(js->b, pat->valuestring, strlen(pat->valuestring),
+                                   REGEX_SEARCH | REGEX_JSON_STRING, min, max);
     else if (pat != NULL)
         body = regex_build(js->b, pat->valuestring, strlen(pat->valuestring),
                            REGEX_SEARCH | REGEX_JSON_STRING);

@@ -135,6 +135,113 @@ uint32_t regex_build(gbuild_t *b, const char *re, size_t len, unsigned flags)
     return root;
 }
 
+/*
+ * The product of a DFA with a count of code points (a byte that is not a
+ * UTF-8 continuation byte starts one): rule (q, k) is state q after k
+ * code points, accepting where q does and min <= k; counts past max
+ * (or, unbounded, past min) collapse.  Rules are made for the reachable
+ * pairs only, at most REGEX_MAX_COUNTED of them.
+ */
+#define REGEX_MAX_COUNTED 20000u
+
+typedef struct {
+    gbuild_t *b;
+    const rx_dfa_t *d;
+    uint32_t min, top;          /* top: the largest count kept apart (max, or min when unbounded) */
+    int bounded;
+    uint32_t *rule;             /* [n_states * (top + 1)] GB_NONE = not made yet */
+    uint32_t *queue;            /* pairs still to emit */
+    size_t n_queue, n_made;
+} counted_t;
+
+static uint32_t counted_rule(counted_t *c, uint32_t q, uint32_t k)
+{
+    size_t i = (size_t)q * (c->top + 1) + k;
+    if (c->rule[i] != GB_NONE)
+        return c->rule[i];
+    if (c->n_made >= REGEX_MAX_COUNTED) {
+        gb_fail(c->b, ERR_FULL, "regex: a pattern with a length bound needs more than %u states",
+                REGEX_MAX_COUNTED);
+        return GB_NONE;
+    }
+    c->rule[i] = gb_rule(c->b, NULL);
+    c->queue[c->n_queue++] = (uint32_t)i;
+    c->n_made++;
+    return c->rule[i];
+}
+
+uint32_t regex_build_counted(gbuild_t *b, const char *re, size_t len, unsigned flags, uint32_t min,
+                             uint32_t max)
+{
+    char err[ERR_MSG_MAX];
+    rx_dfa_t d;
+    if (gb_failed(b))
+        return GB_NONE;
+    if (min > max || (max != GB_INF && max >= REGEX_MAX_COUNTED) || min >= REGEX_MAX_COUNTED) {
+        gb_fail(b, ERR_FULL, "regex: length bounds %u..%u with a pattern are past the cap of %u", min,
+                max, REGEX_MAX_COUNTED - 1);
+        return GB_NONE;
+    }
+    int rc = rx_compile(&d, re, len, flags, REGEX_MAX_STATES, err, sizeof err);
+    if (rc) {
+        gb_fail(b, rc, "%s", err);
+        return GB_NONE;
+    }
+    counted_t c = { .b = b, .d = &d, .min = min, .bounded = max != GB_INF };
+    c.top = c.bounded ? max : min;
+    size_t n_pairs = (size_t)d.n_states * (c.top + 1);
+    uint32_t root = GB_NONE;
+    if (n_pairs > (size_t)REGEX_MAX_COUNTED * 64) {
+        gb_fail(b, ERR_FULL, "regex: a pattern of %u states with a length bound of %u is past the cap",
+                d.n_states, c.top);
+        goto out;
+    }
+    c.rule = malloc(n_pairs * sizeof *c.rule);
+    c.queue = malloc((size_t)REGEX_MAX_COUNTED * sizeof *c.queue);
+    if (c.rule == NULL || c.queue == NULL) {
+        gb_fail(b, ERR_NOMEM, "regex: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_pairs; i++)
+        c.rule[i] = GB_NONE;
+    root = counted_rule(&c, 0, 0);
+    for (size_t at = 0; at < c.n_queue && !gb_failed(b); at++) {
+        uint32_t q = c.queue[at] / (c.top + 1), k = c.queue[at] % (c.top + 1);
+        uint32_t self = c.rule[c.queue[at]];
+        for (uint32_t e = d.first[q]; e < d.first[q + 1] && !gb_failed(b); e++) {
+            const rx_edge_t *x = &d.edges[e];
+            /* the edge's bytes, split into those that start a code point and continuation bytes */
+            for (int cont = 0; cont < 2; cont++) {
+                uint8_t set[32] = { 0 };
+                int any = 0;
+                for (uint32_t v = x->lo; v <= x->hi; v++)
+                    if ((v >= 0x80 && v <= 0xBF) == cont) {
+                        set[v / 8] |= (uint8_t)(1u << (v % 8));
+                        any = 1;
+                    }
+                if (!any)
+                    continue;
+                uint32_t k2 = cont ? k : k + 1;
+                if (k2 > c.top) {
+                    if (c.bounded)
+                        continue;       /* past max: this way is closed */
+                    k2 = c.top;         /* unbounded: every count past min is alike */
+                }
+                uint32_t t = counted_rule(&c, x->to, k2);
+                gelem_t el[2] = { ge_bytes(gb_class(b, set)), ge_ref(t) };
+                gb_alt(b, self, el, 2);
+            }
+        }
+        if (d.accept[q] && k >= min)
+            gb_alt(b, self, NULL, 0);
+    }
+out:
+    free(c.rule);
+    free(c.queue);
+    rx_dfa_close(&d);
+    return gb_failed(b) ? GB_NONE : root;
+}
+
 int grammar_from_regex(const char *re, size_t len, const grammar_limits_t *lim,
                        grammar_t **out, char *err, size_t errlen)
 {

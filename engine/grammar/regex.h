@@ -108,6 +108,14 @@ int rx_dfa_build(rx_dfa_t *d, const rx_tree_t *t, uint32_t max_states, char *err
 int rx_compile(rx_dfa_t *d, const char *re, size_t len, unsigned flags, uint32_t max_states,
                char *err, size_t errlen);
 void rx_dfa_close(rx_dfa_t *d);
+/*
+ * A rule of b matching the regex re (as regex_build, flags alike) whose
+ * matches have min..max code points (max GB_INF: no upper bound): the
+ * product of its DFA with a count, for JSON Schema's pattern beside
+ * minLength / maxLength.  GB_NONE on failure (the builder holds the error).
+ */
+uint32_t regex_build_counted(gbuild_t *b, const char *re, size_t len, unsigned flags, uint32_t min,
+                             uint32_t max);
 /* 1 when d accepts s[0..n) whole, else 0. */
 int rx_dfa_match(const rx_dfa_t *d, const void *s, size_t n);
 /*

@@ -355,8 +355,10 @@ def run_errors(d):
         return
     for i, h in enumerate(hostile):
         field = h["field"]
+        fields = dict(h.get("extra", {}), **{field: h["value"]})
+        # two constraints: the error names either of them
         expect_400(d, "hostile %d %s (%s)" % (i, field, str(h.get("why", ""))[:60]),
-                   body_for("chat", "Hi.", {field: h["value"]}, max_tokens=8), (field,))
+                   body_for("chat", "Hi.", fields, max_tokens=8), tuple(fields))
 
 
 # ---------------------------------------------------------------- streaming

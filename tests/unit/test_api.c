@@ -454,6 +454,9 @@ TEST(constraint_fields)
         { "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"strict\":1,"
           "\"schema\":{}}}", -1, "response_format", NULL },
         { "\"response_format\":{\"type\":\"json_schema\"}", -1, "response_format", NULL },
+        { "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}", -1,
+          "response_format", NULL },
+        { "\"structured_outputs\":{}", -1, "structured_outputs", NULL },
         { "\"guided_json\":{\"type\":\"null\"}", ENGINE_CONSTRAINT_JSON_SCHEMA, "guided_json",
           "{\"type\":\"null\"}" },
         { "\"guided_json\":\"{\\\"type\\\": \\\"null\\\"}\"", ENGINE_CONSTRAINT_JSON_SCHEMA,

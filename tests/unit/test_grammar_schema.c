@@ -152,6 +152,15 @@ TEST(pattern)
     check("{\"type\":\"string\",\"pattern\":\"^[a-z]+-[0-9]{2}$\"}", L("\"ab-12\"", "\"z-00\""),
           L("\"ab-1\"", "\"AB-12\"", "\"xab-123\"", "\"ab-12\\n\""));
     check("{\"type\":\"string\",\"pattern\":\"ab\"}", L("\"ab\"", "\"xxaby\""), L("\"a\"", "\"ba\""));
+    /* with a length bound: the pattern's DFA times a count of code points */
+    check("{\"type\":\"string\",\"pattern\":\"^[a-z]+$\",\"minLength\":2,\"maxLength\":4}",
+          L("\"ab\"", "\"abcd\""), L("\"a\"", "\"abcde\"", "\"aB\"", "\"\""));
+    check("{\"type\":\"string\",\"pattern\":\"\xc3\xa9\",\"minLength\":3}",
+          L("\"x\xc3\xa9y\"", "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""),
+          L("\"\xc3\xa9\"", "\"\xc3\xa9\xc3\xa9\"", "\"abc\""));
+    check("{\"type\":\"string\",\"pattern\":\"^[0-9]*$\",\"maxLength\":0}", L("\"\""), L("\"1\""));
+    refused("{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":100000}", ERR_FULL, "cap");
+    refused("{\"type\":\"string\",\"format\":\"date\",\"maxLength\":10}", ERR_UNSUPPORTED, "maxLength");
 }
 
 TEST(recursion_and_refs)
