@@ -157,6 +157,7 @@ for part in $parts; do
             seeds=""
             case $name in
             fuzz_gguf|fuzz_safetensors) [ -d "${LLAMAD_BAD_MODELS:-}" ] && seeds="$LLAMAD_BAD_MODELS";;
+            fuzz_grammar) seeds="$srcdir_abs/tests/fuzz/seeds-grammar";;
             esac
             dict="$srcdir_abs/tests/fuzz/$name.dict"
             [ -f "$dict" ] && seeds="-dict=$dict $seeds"
