@@ -391,6 +391,8 @@ int rx_dfa_build(rx_dfa_t *d, const rx_tree_t *t, uint32_t max_states, char *err
     free(a.s);
     if (!rc)
         rc = rx_dfa_prune(d, err, errlen);
+    if (rc)
+        rx_dfa_close(d);   /* a failed build leaves nothing to free */
     return rc;
 }
 

@@ -27,12 +27,6 @@
 #include "base/err.h"
 #include "engine/grammar/grammar.h"
 
-/*
- * TODO(integration): set to 1 once branches gregex (regex.c, choice) and
- * gschema (json_schema*.c) are merged, and add their sources to
- * FUZZ_GRAMMAR_SRC in Makefile.am; until then selectors 1-3 compile GBNF too.
- */
-#define FUZZ_GRAMMAR_ALL_COMPILERS 0
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed: %s\n", #c); __builtin_trap(); } } while (0)
 
@@ -41,16 +35,12 @@
 static int compile(unsigned which, const char *src, size_t len, grammar_t **g, char *err, size_t errlen)
 {
     static const grammar_limits_t lim = { .max_rules = 2000, .max_elements = 20000, .max_repeat = 200 };
-#if FUZZ_GRAMMAR_ALL_COMPILERS
     switch (which % 4) {
     case 1: return grammar_from_regex(src, len, &lim, g, err, errlen);
     case 2: return grammar_from_json_schema(src, len, &lim, g, err, errlen);
     case 3: return grammar_from_choice(src, len, &lim, g, err, errlen);
     default: break;
     }
-#else
-    (void)which;
-#endif
     return grammar_from_gbnf(src, len, &lim, g, err, errlen);
 }
 
