@@ -8,6 +8,7 @@
  * at 0 ms.
  */
 #include "http.h"
+#include "cors.h"
 #include "framing.h"
 
 #include <cjson/cJSON.h>
@@ -77,21 +78,6 @@ static void run_mhd(http_server_t *s)
 
 /* ---------------------------------------------------------------- responses */
 
-/* The CORS headers the route layer asked for (none unless cors_origin is set). */
-static void add_cors(struct MHD_Response *r, const http_request_t *req)
-{
-    if (req->cors_origin == NULL)
-        return;
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", req->cors_origin);
-    if (strcmp(req->cors_origin, "*") != 0)
-        MHD_add_response_header(r, "Vary", "Origin");
-    if (req->cors_methods != NULL) {
-        MHD_add_response_header(r, "Access-Control-Allow-Methods", req->cors_methods);
-        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
-        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
-    }
-}
-
 static struct MHD_Response *make_response(const http_request_t *req, const char *content_type,
                                           const char *body, size_t len)
 {
@@ -102,7 +88,7 @@ static struct MHD_Response *make_response(const http_request_t *req, const char 
         return NULL;
     if (content_type != NULL)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    add_cors(r, req);
+    cors_add_headers(r, req->cors_origin, req->cors_methods);
     if (retry_after > 0) {
         char v[24];
         snprintf(v, sizeof v, "%u", retry_after);
@@ -280,7 +266,7 @@ int http_stream_start(http_request_t *req, unsigned status, const char *content_
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
-    add_cors(r, req);
+    cors_add_headers(r, req->cors_origin, req->cors_methods);
     int ret = MHD_queue_response(req->conn, status, r);
     MHD_destroy_response(r);
     if (ret == MHD_YES)

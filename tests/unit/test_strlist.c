@@ -1,6 +1,8 @@
 /* Unit tests for server/strlist.c (comma-separated settings) and server/cors.c (allowed-origins). */
 #include "test.h"
 
+#include <microhttpd.h>
+
 #include "base/err.h"
 #include "../../server/cors.h"
 #include "../../server/strlist.h"
@@ -83,6 +85,30 @@ TEST(cors_star_allows_any_origin_as_star)
     ASSERT(cors_allow_origin("*", huge) == NULL);   /* past CORS_ORIGIN_MAX */
 }
 
+TEST(cors_headers_only_when_allowed)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    ASSERT(r != NULL);
+    cors_add_headers(r, NULL, "POST, OPTIONS");     /* not allowed: nothing at all */
+    ASSERT(MHD_get_response_header(r, "Access-Control-Allow-Origin") == NULL);
+    ASSERT(MHD_get_response_header(r, "Access-Control-Allow-Methods") == NULL);
+    ASSERT(MHD_get_response_header(r, "Vary") == NULL);
+    cors_add_headers(r, "https://a.example", NULL); /* a plain answer: no preflight headers */
+    ASSERT_EQ_STR(MHD_get_response_header(r, "Access-Control-Allow-Origin"), "https://a.example");
+    ASSERT_EQ_STR(MHD_get_response_header(r, "Vary"), "Origin");
+    ASSERT(MHD_get_response_header(r, "Access-Control-Max-Age") == NULL);
+    MHD_destroy_response(r);
+    r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    cors_add_headers(r, "*", "GET, HEAD, OPTIONS");
+    ASSERT_EQ_STR(MHD_get_response_header(r, "Access-Control-Allow-Origin"), "*");
+    ASSERT(MHD_get_response_header(r, "Vary") == NULL);
+    ASSERT_EQ_STR(MHD_get_response_header(r, "Access-Control-Allow-Methods"), "GET, HEAD, OPTIONS");
+    ASSERT_EQ_STR(MHD_get_response_header(r, "Access-Control-Allow-Headers"),
+                  "Authorization, Content-Type");
+    ASSERT(MHD_get_response_header(r, "Access-Control-Allow-Credentials") == NULL);
+    MHD_destroy_response(r);
+}
+
 TEST_LIST(T(items_are_trimmed_and_empty_ones_skipped), T(has_matches_whole_items_only),
           T(first_item_fits_or_is_refused), T(cors_allows_listed_origins_only),
-          T(cors_star_allows_any_origin_as_star))
+          T(cors_star_allows_any_origin_as_star), T(cors_headers_only_when_allowed))
