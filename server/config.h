@@ -60,7 +60,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("server", "public-metrics",   CFG_BOOL,  public_metrics,   "no", 0, 0, NULL,     \
       "Whether /metrics answers without an API key.")                                  \
     X("server", "metrics-vllm-names", CFG_BOOL, metrics_vllm_names, "no", 0, 0, NULL,  \
-      "Also export the metrics under vLLM's names (vllm:num_requests_running, ...).")  \
+      "Also export the metrics under vLLM's names (vllm:num_requests_running, ...): every series vLLM's stock Grafana dashboard queries.")  \
     X("engine", "backend",          CFG_STR,   backend,          "auto", 0, 0, "auto|cpu|cuda", \
       "Compute backend: auto picks CUDA when a device is present, else the CPU.")      \
     X("engine", "threads",          CFG_INT,   threads,          "0", 0, 1024, NULL,   \
