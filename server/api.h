@@ -86,6 +86,8 @@ typedef struct {
     size_t max_prompt_bytes;    /* prompt or all messages' text; e.g. 16 * n_ctx */
     unsigned max_json_depth;    /* e.g. 64 */
     const char *model_name;     /* requests naming another model get 404 */
+    const char *model_aliases;  /* served-model-name: more names it answers to, comma-separated;
+                                   NULL: none */
 } api_limits_t;
 
 /*
@@ -99,6 +101,12 @@ typedef struct {
  * max_json_depth 64, max_prompt_bytes 16 * n_ctx, n_vocab/n_ctx unchecked
  * (tests only); model_name NULL accepts any model.
  */
+/*
+ * Whether a request's "model" value names the served model: model_name,
+ * or one of model_aliases; always true when model_name is NULL (tests).
+ */
+int api_model_matches(const api_limits_t *lim, const char *name);
+
 int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_limits_t *lim,
                       api_request_t *req, api_error_t *e);
 void api_request_free(api_request_t *req);

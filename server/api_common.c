@@ -9,6 +9,17 @@
 #include <string.h>
 
 #include "api.h"
+#include "strlist.h"
+
+/* ================================================================== */
+/* Model names                                                         */
+/* ================================================================== */
+
+int api_model_matches(const api_limits_t *lim, const char *name)
+{
+    return lim->model_name == NULL || strcmp(name, lim->model_name) == 0 ||
+           strlist_has(lim->model_aliases, name, strlen(name), 0);
+}
 
 /* ================================================================== */
 /* Errors                                                              */

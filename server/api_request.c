@@ -178,7 +178,7 @@ static int parse_model(const cJSON *root, const api_limits_t *lim, api_request_t
         return 0;
     if (!cJSON_IsString(v))
         return BAD(e, ERR_INVALID, "model", "model: expected a string, got %s", type_name(v));
-    if (lim->model_name != NULL && strcmp(v->valuestring, lim->model_name) != 0)
+    if (!api_model_matches(lim, v->valuestring))
         return api_error_set(e, ERR_NOTFOUND, 404, NULL, "model", "model_not_found",
                              "The model `%.200s` does not exist.", v->valuestring);
     return dup_string(v, &req->model, NULL, e);

@@ -16,6 +16,7 @@
 
 #include "base/err.h"
 #include "base/sha256.h"
+#include "strlist.h"
 
 #define AUTH_MAX_KEYS 4096
 #define AUTH_MAX_KEY_LEN 1024
@@ -291,19 +292,5 @@ int auth_host_allowed(const char *host, const char *allowed)
         return 0;
     if (is_ip_literal(host, n) || (n == 9 && strncasecmp(host, "localhost", 9) == 0))
         return 1;
-    for (const char *p = allowed ? allowed : ""; *p != '\0';) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e != '\0' && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        size_t m = (size_t)(t - p);
-        if ((m == 1 && *p == '*') || (m == n && m > 0 && strncasecmp(p, host, n) == 0))
-            return 1;
-        p = e;
-    }
-    return 0;
+    return strlist_has(allowed, "*", 1, 0) || strlist_has(allowed, host, n, 1);
 }

@@ -25,6 +25,8 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Path of the model: a GGUF file or a Hugging Face model directory.")             \
     X("model",  "chat-template",    CFG_STR,   chat_template,    "auto", 0, 0, NULL,   \
       "Chat template: auto (recognise the model's own), chatml, llama2, llama3, or a template file path.") \
+    X("model",  "served-model-name", CFG_STR,  served_model_name, "", 0, 0, NULL,      \
+      "Names the model is served as, comma-separated: the first is the id in /v1/models and in responses; a request's model may be any of them or the file name (empty: the file name).") \
     X("model",  "model-mmap",       CFG_BOOL,  model_mmap,       "yes", 0, 0, NULL,    \
       "Map the GGUF file (yes) or read it into private memory (no: immune to later changes of the file, costs its size in RAM).") \
     X("server", "host",             CFG_STR,   host,             "127.0.0.1", 0, 0, NULL, \
@@ -51,12 +53,14 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Allow listening beyond loopback without an API key (anyone who reaches the port can use the model).") \
     X("server", "allowed-hosts",    CFG_STR,   allowed_hosts,    "", 0, 0, NULL,       \
       "Without API keys: Host names accepted besides IP addresses and localhost, comma-separated (* for any); guards against DNS rebinding.") \
+    X("server", "allowed-origins",  CFG_STR,   allowed_origins,  "", 0, 0, NULL,       \
+      "Browser origins (scheme://host[:port]) allowed to call the API cross-origin, comma-separated (* for any, without credentials); empty: CORS off, no Access-Control-* headers.") \
     X("server", "public-health",    CFG_BOOL,  public_health,    "yes", 0, 0, NULL,    \
       "Whether /health, /health/live and /health/ready answer without an API key.")    \
     X("server", "public-metrics",   CFG_BOOL,  public_metrics,   "no", 0, 0, NULL,     \
       "Whether /metrics answers without an API key.")                                  \
     X("server", "metrics-vllm-names", CFG_BOOL, metrics_vllm_names, "no", 0, 0, NULL,  \
-      "Also export the metrics under vLLM's names (vllm:num_requests_running, ...).")  \
+      "Also export the metrics under vLLM's names (vllm:num_requests_running, ...): every series vLLM's stock Grafana dashboard queries.")  \
     X("engine", "backend",          CFG_STR,   backend,          "auto", 0, 0, "auto|cpu|cuda", \
       "Compute backend: auto picks CUDA when a device is present, else the CPU.")      \
     X("engine", "threads",          CFG_INT,   threads,          "0", 0, 1024, NULL,   \

@@ -22,6 +22,7 @@
 
 #include "base/log.h"
 #include "sdnotify.h"
+#include "strlist.h"
 
 #define STOP_GRACE_NS   (300ull * 1000000ull)           /* second SIGTERM: time to write the endings */
 #define HARD_EXTRA_NS   (5ull * 1000000000ull)  /* after the drain deadline, stop regardless */
@@ -370,6 +371,12 @@ int daemon_run(const config_t *cfg, int *abandoned)
     if (lowered)
         log_warn("max-connections %lld does not fit the descriptor limit: serving at most %u "
                  "connections (raise LimitNOFILE= or ulimit -n)", cfg->max_connections, max_conns);
+    if (strlist_first(cfg->served_model_name, d->served_id, sizeof d->served_id) < 0) {
+        log_error("served-model-name: the first name is longer than %zu bytes",
+                  sizeof d->served_id - 1);
+        free(d);
+        return 2;
+    }
     if (auth_create(&d->auth, cfg->api_key, cfg->api_key_file, err, sizeof err) != 0) {
         log_error("%s", err);
         free(d);

@@ -88,6 +88,7 @@ struct daemon {
 
     engine_t *engine;           /* NULL while loading */
     engine_info_t info;
+    char served_id[256];        /* served-model-name's first name; "" when unset (the file name) */
     pthread_t load_thread;
     int load_started;
     engine_t *load_engine;      /* written by the loading thread */
@@ -124,6 +125,13 @@ int daemon_run(const config_t *cfg, int *abandoned);
 /* The engine's options from the configuration (no notify callback): the one
    mapping, for the daemon and for --prompt. */
 void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo);
+
+/* ---- routes.c ---- */
+
+/* The id the model is served as: served-model-name's first name, else the file name. */
+const char *daemon_model_id(const daemon_t *d);
+/* Whether a request's "model" names this model: any served-model-name, or the file name. */
+int daemon_model_known(const daemon_t *d, const char *name);
 
 /* ---- health.c ---- */
 

@@ -155,6 +155,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
         .n_vocab = d->info.n_vocab, .n_ctx = d->info.n_ctx,
         .max_prompt_bytes = (size_t)d->info.n_ctx * 16 < 65536 ? 65536 : (size_t)d->info.n_ctx * 16,
         .max_json_depth = 64, .model_name = d->info.model_name,
+        .model_aliases = d->cfg->served_model_name,
     };
     api_request_t ar;
     api_error_t ae;
@@ -271,7 +272,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,
              kind == API_CHAT ? "chatcmpl" : "cmpl", (uint64_t)time(NULL) ^ (j->t_submit << 20),
              ++d->next_seq);
-    j->meta = (api_resp_meta_t){ j->id, d->info.model_name, (int64_t)time(NULL), kind, 0 };
+    j->meta = (api_resp_meta_t){ j->id, daemon_model_id(d), (int64_t)time(NULL), kind, 0 };
     metrics_observe(d->metrics, METRIC_QUEUE, (j->t_submit - j->t_arrive) / 1e9);
     req->user = j;
     if (j->stream)

@@ -8,6 +8,7 @@
  * at 0 ms.
  */
 #include "http.h"
+#include "cors.h"
 #include "framing.h"
 
 #include <cjson/cJSON.h>
@@ -85,7 +86,9 @@ static struct MHD_Response *make_response(const http_request_t *req, const char 
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return NULL;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (content_type != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    cors_add_headers(r, req->cors_origin, req->cors_methods);
     if (retry_after > 0) {
         char v[24];
         snprintf(v, sizeof v, "%u", retry_after);
@@ -263,6 +266,7 @@ int http_stream_start(http_request_t *req, unsigned status, const char *content_
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    cors_add_headers(r, req->cors_origin, req->cors_methods);
     int ret = MHD_queue_response(req->conn, status, r);
     MHD_destroy_response(r);
     if (ret == MHD_YES)

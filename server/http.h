@@ -61,6 +61,10 @@ struct http_request {
     uint8_t key_id[32];     /* the route layer's: the admitting API key's digest */
     uint64_t body_limit;    /* the admitted body size; opts.max_body unless admit lowers it */
     int close_after;        /* the response carries "Connection: close" and the connection ends */
+    const char *cors_origin;  /* when set, responses carry Access-Control-Allow-Origin with it
+                                 (and Vary: Origin unless "*"); borrowed until completed */
+    const char *cors_methods; /* when set (a static string), the response is a CORS preflight
+                                 answer: Access-Control-Allow-Methods with it, -Headers, -Max-Age */
     uint64_t start_ns;      /* CLOCK_MONOTONIC when the request arrived */
     /* private to http.c */
     size_t body_cap;
@@ -132,7 +136,8 @@ const char *http_header(http_request_t *req, const char *name);
  */
 int http_peer_closed(http_request_t *req);
 
-/* Answer now (from the route callback only); content_type and body are copied. */
+/* Answer now (from the route callback only); content_type (NULL: none, for a
+ * body-less 204) and body are copied. */
 int http_respond(http_request_t *req, unsigned status, const char *content_type,
                  const char *body, size_t len);
 /* An OpenAI-style error object: {"error": {"message", "type", "param", "code"}}. */

@@ -116,6 +116,8 @@ void jobs_on_engine_events(uv_async_t *a)
             if (ev->finish == ENGINE_FINISH_STOP || ev->finish == ENGINE_FINISH_LENGTH)
                 metrics_usage(d->metrics, ev->prompt_tokens, ev->completion_tokens,
                               ev->cached_tokens);
+            metrics_finished(d->metrics, ev->finish, ev->prompt_tokens, ev->completion_tokens,
+                             j->n_generated ? (now - j->t_first) / 1e9 : 0.0);
         }
         if (j->http != NULL && !j->gone && j->on_event != NULL)
             j->on_event(j, ev);

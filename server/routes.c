@@ -9,9 +9,13 @@
  * 403; an unknown route is 404 (the route list is public
  * knowledge); a key is required on every route except /health*
  * (public-health) and /metrics (public-metrics) when those are public;
- * then a wrong method is 405; then POST bodies
- * must be application/json (else 415); then a declared body over the
- * limit is 413 (http.c).  With the body in (routes_dispatch), generation
+ * then a wrong method is 405; then a POST body declared as anything but
+ * application/json is 415 (one sent without Content-Type is read as JSON,
+ * as curl users send it); then a declared body over the limit is 413
+ * (http.c).  With allowed-origins set, every answer to an allowed Origin
+ * carries Access-Control-Allow-Origin, and a CORS preflight (OPTIONS with
+ * Origin and Access-Control-Request-Method on a known route) is answered
+ * 204 before the key check: browsers send it without credentials.  With the body in (routes_dispatch), generation
  * routes answer 503 (with Retry-After) while the model loads or the daemon drains.
  */
 #include "daemon.h"
@@ -26,9 +30,12 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "base/utf8.h"
+#include "cors.h"
+#include "strlist.h"
 
 typedef enum {
-    R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,
+    R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,
     R_TOKENIZE, R_DETOKENIZE, R_N
 } route_id_t;
 
@@ -39,6 +46,7 @@ static const struct {
     [R_COMPLETIONS] = { "/v1/completions", "POST" },
     [R_CHAT] = { "/v1/chat/completions", "POST" },
     [R_MODELS] = { "/v1/models", "GET" },
+    [R_MODEL] = { "/v1/models/{id}", "GET" },   /* matched as a prefix: MODEL_PREFIX */
     [R_HEALTH] = { "/health", "GET" },
     [R_HEALTH_LIVE] = { "/health/live", "GET" },
     [R_HEALTH_READY] = { "/health/ready", "GET" },
@@ -47,11 +55,15 @@ static const struct {
     [R_DETOKENIZE] = { "/detokenize", "POST" },
 };
 
+#define MODEL_PREFIX "/v1/models/"
+
 static int find_route(const char *url)
 {
     for (int i = 0; i < R_N; i++)
-        if (strcmp(url, route_table[i].path) == 0)
+        if (i != R_MODEL && strcmp(url, route_table[i].path) == 0)
             return i;
+    if (strncmp(url, MODEL_PREFIX, sizeof MODEL_PREFIX - 1) == 0 && url[sizeof MODEL_PREFIX - 1] != '\0')
+        return R_MODEL;
     return -1;
 }
 
@@ -115,6 +127,28 @@ static cJSON *small_object(http_request_t *req, int *ret)
     return root;
 }
 
+/*
+ * A token's piece as llama.cpp's /tokenize spells it: a string when its
+ * bytes are well-formed UTF-8, else the list of its byte values (a byte of
+ * a character split between tokens must not turn into U+FFFD).  NULL when
+ * out of memory (cJSON then drops the member).
+ */
+static cJSON *piece_json(const char *piece, size_t len)
+{
+    if (piece == NULL)
+        return cJSON_CreateString("");
+    if (utf8_valid(piece, len) && memchr(piece, '\0', len) == NULL) {
+        char *text = strndup(piece, len);
+        cJSON *s = text ? cJSON_CreateString(text) : NULL;
+        free(text);
+        return s;
+    }
+    cJSON *bytes = cJSON_CreateArray();
+    for (size_t i = 0; bytes != NULL && i < len; i++)
+        cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)piece[i]));
+    return bytes;
+}
+
 static int handle_tokenize(daemon_t *d, http_request_t *req)
 {
     int ret;
@@ -154,11 +188,9 @@ static int handle_tokenize(daemon_t *d, http_request_t *req)
         if (with_pieces) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "id", ids[i]);
-            char *piece = NULL;
-            size_t len;
-            engine_detokenize(d->engine, &ids[i], 1, &piece, &len);
-            cJSON_AddStringToObject(o, "piece", piece ? piece : "");
-            free(piece);
+            size_t len = 0;
+            const char *piece = engine_token_piece(d->info.tok, ids[i], &len);
+            cJSON_AddItemToObject(o, "piece", piece_json(piece, len));
             cJSON_AddItemToArray(arr, o);
         } else {
             cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
@@ -212,19 +244,46 @@ static int handle_detokenize(daemon_t *d, http_request_t *req)
 
 /* ---------------------------------------------------------------- models, metrics */
 
+const char *daemon_model_id(const daemon_t *d)
+{
+    return d->served_id[0] != '\0' ? d->served_id : d->info.model_name;
+}
+
+int daemon_model_known(const daemon_t *d, const char *name)
+{
+    return strcmp(name, d->info.model_name) == 0 ||
+           strlist_has(d->cfg->served_model_name, name, strlen(name), 0);
+}
+
+/* The model object of /v1/models and /v1/models/{id}. */
+static cJSON *model_object(const daemon_t *d)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", daemon_model_id(d));
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddStringToObject(m, "owned_by", "llamad");
+    cJSON_AddNumberToObject(m, "max_model_len", d->info.n_ctx);
+    return m;
+}
+
 static int handle_models(daemon_t *d, http_request_t *req)
 {
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(out, "data");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", d->info.model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
-    cJSON_AddStringToObject(m, "owned_by", "llamad");
-    cJSON_AddNumberToObject(m, "max_model_len", d->info.n_ctx);
-    cJSON_AddItemToArray(data, m);
+    cJSON_AddItemToArray(data, model_object(d));
     return respond_json(req, 200, out);
+}
+
+/* GET /v1/models/{id}: the model under any of its names, else 404 as OpenAI answers. */
+static int handle_model(daemon_t *d, http_request_t *req)
+{
+    const char *id = req->url + sizeof MODEL_PREFIX - 1;
+    if (!daemon_model_known(d, id))
+        return http_respond_error(req, 404, "invalid_request_error", "model", "model_not_found",
+                                  "The model `%.200s` does not exist.", id);
+    return respond_json(req, 200, model_object(d));
 }
 
 static int handle_metrics(daemon_t *d, http_request_t *req)
@@ -232,7 +291,7 @@ static int handle_metrics(daemon_t *d, http_request_t *req)
     if (d->engine != NULL)
         engine_get_stats(d->engine, &d->stats);
     char *text = metrics_render(d->metrics, d->engine ? &d->stats : NULL,
-                                d->engine ? d->info.model_name : NULL,
+                                d->engine ? daemon_model_id(d) : NULL,
                                 d->engine ? d->info.backend : NULL, d->cfg->metrics_vllm_names);
     if (text == NULL)
         return http_respond_error(req, 500, "server_error", NULL, NULL, "out of memory");
@@ -256,6 +315,7 @@ int routes_admit(void *ctx, http_request_t *req)
     int is_health = r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY;
     int public = (is_health && d->cfg->public_health) || (r == R_METRICS && d->cfg->public_metrics);
     const char *host = req->host;
+    req->cors_origin = cors_allow_origin(d->cfg->allowed_origins, http_header(req, "Origin"));
     if (auth_count(d->auth) == 0 && !auth_host_allowed(host, d->cfg->allowed_hosts))
         return http_respond_error(req, 403, "invalid_request_error", NULL, "host_not_allowed",
                                   "Host \"%.100s\" is not served: without API keys llamad answers "
@@ -264,10 +324,17 @@ int routes_admit(void *ctx, http_request_t *req)
     if (r < 0)
         return http_respond_error(req, 404, "invalid_request_error", NULL, "not_found",
                                   "no route for %s %.200s", req->method, req->url);
+    const char *want = route_table[r].method;
+    if (req->cors_origin != NULL && strcmp(req->method, "OPTIONS") == 0 &&
+        http_header(req, "Access-Control-Request-Method") != NULL) {
+        /* a CORS preflight: no key (browsers send none), no body */
+        req->cors_methods = strcmp(want, "GET") == 0 ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
+        req->body_limit = 0;
+        return http_respond(req, 204, NULL, "", 0);
+    }
     if (!public && !auth_check(d->auth, http_header(req, MHD_HTTP_HEADER_AUTHORIZATION), req->key_id))
         return http_respond_error(req, 401, "authentication_error", NULL, "invalid_api_key",
                                   "a valid API key is required: send \"Authorization: Bearer <key>\"");
-    const char *want = route_table[r].method;
     if (strcmp(req->method, want) != 0 &&
         !(strcmp(want, "GET") == 0 && strcmp(req->method, "HEAD") == 0)) {
         req->allow = strcmp(want, "GET") == 0 ? "GET, HEAD" : want;
@@ -278,7 +345,8 @@ int routes_admit(void *ctx, http_request_t *req)
         req->body_limit = 0;   /* GET routes take no body: none is buffered */
         return MHD_YES;
     }
-    if (!is_json_type(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+    const char *type = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (type != NULL && !is_json_type(type))
         return http_respond_error(req, 415, "invalid_request_error", NULL, "unsupported_media_type",
                                   "the body must be JSON with \"Content-Type: application/json\"");
     if (d->engine == NULL || d->draining)
@@ -301,6 +369,7 @@ int routes_dispatch(void *ctx, http_request_t *req)
     case R_COMPLETIONS: return generate_handle(d, req, API_COMPLETIONS, route_table[r].path, req->key_id);
     case R_CHAT: return generate_handle(d, req, API_CHAT, route_table[r].path, req->key_id);
     case R_MODELS: return handle_models(d, req);
+    case R_MODEL: return handle_model(d, req);
     case R_TOKENIZE: return handle_tokenize(d, req);
     case R_DETOKENIZE: return handle_detokenize(d, req);
     default: return http_respond_error(req, 500, "server_error", NULL, NULL,

@@ -748,7 +748,36 @@ TEST(not_an_object)
     ASSERT_EQ_INT(parse_raw(buf, 14, &e), 0);
 }
 
+TEST(model_aliases)
+{
+    api_limits_t lim = LIM;
+    lim.model_aliases = "gpt-4o-mini, my model ,x";
+    const char *ok[] = { "test-model", "gpt-4o-mini", "my model", "x" };
+    const char *bad[] = { "gpt-4o", "GPT-4O-MINI", "my", "gpt-4o-mini, my model", "", " x",
+                          "test-model2" };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        ASSERT_MSG(api_model_matches(&lim, ok[i]), "%s refused", ok[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_MSG(!api_model_matches(&lim, bad[i]), "\"%s\" accepted", bad[i]);
+    ASSERT(api_model_matches(&LIM, "test-model"));
+    ASSERT(!api_model_matches(&LIM, "gpt-4o-mini"));      /* no aliases: the file name only */
+    lim.model_name = NULL;
+    ASSERT(api_model_matches(&lim, "anything"));
+    api_request_t req;
+    api_error_t e;
+    lim = LIM;
+    lim.model_aliases = "alias-a,alias-b";
+    const char *b = "{\"prompt\":\"a\",\"model\":\"alias-b\"}";
+    const char *c = "{\"prompt\":\"a\",\"model\":\"alias-c\"}";
+    ASSERT_EQ_INT(api_parse_request(API_COMPLETIONS, b, strlen(b), &lim, &req, &e), 0);
+    ASSERT_EQ_STR(req.model, "alias-b");
+    api_request_free(&req);
+    ASSERT_EQ_INT(api_parse_request(API_COMPLETIONS, c, strlen(c), &lim, &req, &e), ERR_NOTFOUND);
+    ASSERT_EQ_STR(e.code, "model_not_found");
+}
+
 TEST_LIST(T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
           T(n_and_best_of), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
-          T(model_user_unsupported), T(constraint_fields), T(prompt), T(prompt_limits), T(messages),
+          T(model_user_unsupported), T(model_aliases), T(constraint_fields), T(prompt), T(prompt_limits),
+          T(messages),
           T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object))

@@ -82,7 +82,8 @@ TEST(engine_series_and_vllm_names)
     ASSERT_NEAR(sample(t, "llamad_requests_running"), 3, 0);
     ASSERT_NEAR(sample(t, "llamad_requests_waiting"), 2, 0);
     ASSERT_NEAR(sample(t, "llamad_kv_blocks_used"), 25, 0);
-    ASSERT_NEAR(sample(t, "llamad_kv_blocks_total"), 100, 0);
+    ASSERT_NEAR(sample(t, "llamad_kv_blocks"), 100, 0);
+    ASSERT(strstr(t, "llamad_kv_blocks_total") == NULL);   /* a gauge: no counter suffix */
     ASSERT_NEAR(sample(t, "llamad_preemptions_total"), 4, 0);
     ASSERT_NEAR(sample(t, "llamad_kv_double_frees_total"), 2, 0);
     ASSERT_NEAR(sample(t, "llamad_prompt_tokens_total"), 30, 0);
@@ -102,4 +103,47 @@ TEST(engine_series_and_vllm_names)
     metrics_destroy(m);
 }
 
-TEST_LIST(T(request_counters), T(histogram_is_cumulative), T(engine_series_and_vllm_names))
+TEST(finished_requests_and_dashboard_names)
+{
+    metrics_t *m;
+    ASSERT_EQ_INT(metrics_create(&m), 0);
+    engine_stats_t st;
+    memset(&st, 0, sizeof st);
+    st.blocks_used = 10;
+    st.blocks_total = 40;
+    metrics_finished(m, ENGINE_FINISH_STOP, 12, 5, 0.4);      /* 0.1 s per token after the first */
+    metrics_finished(m, ENGINE_FINISH_LENGTH, 300, 1, 0.0);   /* one token: no TPOT */
+    metrics_finished(m, ENGINE_FINISH_CANCELLED, 7, 3, 1.0);  /* not a success: ignored */
+    metrics_finished(m, ENGINE_FINISH_ERROR, 7, 3, 1.0);
+    metrics_constrained(m);
+    metrics_constrained(m);
+    metrics_tool_calls(m);
+    char *t = metrics_render(m, &st, "alias", "cpu", 1);
+    ASSERT(t != NULL);
+    const char *lab = "{model_name=\"alias\",";
+    char key[160];
+    snprintf(key, sizeof key, "vllm:request_success_total%sfinished_reason=\"stop\"}", lab);
+    ASSERT_NEAR(sample(t, key), 1, 0);
+    snprintf(key, sizeof key, "vllm:request_success_total%sfinished_reason=\"length\"}", lab);
+    ASSERT_NEAR(sample(t, key), 1, 0);
+    ASSERT_NEAR(sample(t, "llamad_requests_finished_total{finished_reason=\"stop\"}"), 1, 0);
+    snprintf(key, sizeof key, "vllm:request_prompt_tokens_bucket%sle=\"20\"}", lab);
+    ASSERT_NEAR(sample(t, key), 1, 0);
+    snprintf(key, sizeof key, "vllm:request_prompt_tokens_bucket%sle=\"500\"}", lab);
+    ASSERT_NEAR(sample(t, key), 2, 0);
+    ASSERT_NEAR(sample(t, "vllm:request_prompt_tokens_sum{model_name=\"alias\"}"), 312, 0);
+    ASSERT_NEAR(sample(t, "llamad_request_generation_tokens_bucket{le=\"1\"}"), 1, 0);
+    ASSERT_NEAR(sample(t, "llamad_request_generation_tokens_count"), 2, 0);
+    ASSERT_NEAR(sample(t, "vllm:time_per_output_token_seconds_count{model_name=\"alias\"}"), 1, 0);
+    ASSERT_NEAR(sample(t, "llamad_time_per_output_token_seconds_sum"), 0.1, 1e-9);
+    ASSERT_NEAR(sample(t, "vllm:gpu_cache_usage_perc{model_name=\"alias\"}"), 0.25, 1e-9);
+    ASSERT_NEAR(sample(t, "vllm:kv_cache_usage_perc{model_name=\"alias\"}"), 0.25, 1e-9);
+    ASSERT_NEAR(sample(t, "vllm:num_requests_swapped{model_name=\"alias\"}"), 0, 0);
+    ASSERT_NEAR(sample(t, "llamad_requests_constrained_total"), 2, 0);
+    ASSERT_NEAR(sample(t, "llamad_requests_tool_calls_total"), 1, 0);
+    free(t);
+    metrics_destroy(m);
+}
+
+TEST_LIST(T(request_counters), T(histogram_is_cumulative), T(engine_series_and_vllm_names),
+          T(finished_requests_and_dashboard_names))
