@@ -113,6 +113,7 @@ static const extra_t EXTRAS[] = {
     { "verbosity", R_CHAT, N_STRS, 0, "medium", "the model's verbosity is not adjustable" },
     { "prompt_cache_key", R_BOTH, A_STRING, 0, NULL, NULL },
     { "safety_identifier", R_BOTH, A_STRING, 0, NULL, NULL },
+    { "prompt_cache_retention", R_BOTH, A_STRING, 0, NULL, NULL },
     /* vLLM */
     { "use_beam_search", R_BOTH, N_FALSE, 0, NULL, "beam search is not served" },
     { "length_penalty", R_BOTH, N_NUM, 1, NULL, "only beam search uses it" },
@@ -138,6 +139,7 @@ static const extra_t EXTRAS[] = {
     { "chat_template_kwargs", R_CHAT, N_EMPTY, 0, NULL, "the built-in templates take no "
       "arguments" },
     { "mm_processor_kwargs", R_BOTH, N_EMPTY, 0, NULL, "the model takes text only" },
+    { "media_io_kwargs", R_BOTH, N_EMPTY, 0, NULL, "the model takes text only" },
     { "prompt_embeds", R_COMPL, N_NULL, 0, NULL, "prompts are text or token ids" },
     { "echo", R_CHAT, N_FALSE, 0, NULL, "not served on chat" },
     /* llama.cpp's server */
@@ -148,6 +150,10 @@ static const extra_t EXTRAS[] = {
     { "samplers", R_BOTH, N_NULL, 0, NULL, "the order of samplers is fixed" },
     { "n_keep", R_BOTH, N_NUM, 0, NULL, "the context is never shifted" },
     { "n_indent", R_BOTH, N_NUM, 0, NULL, "not served" },
+    { "n_cmpl", R_BOTH, N_NUM, 1, NULL, "one choice per request" },
+    { "n_cache_reuse", R_BOTH, N_NUM, 0, NULL, "the KV cache is never shifted" },
+    { "sse_ping_interval", R_BOTH, A_NUMBER, 0, NULL, NULL },
+    { "tfs_z", R_BOTH, N_NUM, 1, NULL, "tail-free sampling is not served" },
     { "typical_p", R_BOTH, N_NUM, 1, NULL, "typical sampling is not served" },
     { "dynatemp_range", R_BOTH, N_NUM, 0, NULL, "dynamic temperature is not served" },
     { "dynatemp_exponent", R_BOTH, A_NUMBER, 0, NULL, NULL },

@@ -819,6 +819,13 @@ TEST(neutral_or_refused)
         { C, "\"response_fields\":[\"content\"]", 400, "response_fields" },
         { C, "\"lora\":[{\"id\":0,\"scale\":1}]", 400, "lora" },
         { C, "\"return_progress\":true", 400, "return_progress" },
+        { C, "\"n_cmpl\":1", 0, NULL }, { C, "\"n_cmpl\":2", 400, "n_cmpl" },
+        { C, "\"n_cache_reuse\":0", 0, NULL }, { C, "\"n_cache_reuse\":256", 400, "n_cache_reuse" },
+        { C, "\"sse_ping_interval\":5", 0, NULL },
+        { C, "\"sse_ping_interval\":\"5\"", 400, "sse_ping_interval" },
+        { C, "\"tfs_z\":1", 0, NULL }, { C, "\"tfs_z\":0.9", 400, "tfs_z" },
+        { H, "\"prompt_cache_retention\":\"24h\"", 0, NULL },
+        { H, "\"media_io_kwargs\":{\"video\":{}}", 400, "media_io_kwargs" },
         /* route-specific: completions' fields on chat and back stay unknown */
         { C, "\"audio\":{\"voice\":\"alloy\"}", 0, NULL },
         { H, "\"prompt_embeds\":\"AAAA\"", 0, NULL },
