@@ -290,6 +290,12 @@ typedef struct {
     size_t n_stop_tokens;
     int ignore_eos;             /* 1: the model's end-of-generation tokens do not stop it */
     int keep_special;           /* 1: control tokens appear in the text (default: skipped) */
+    uint32_t min_tokens;        /* until this many tokens are generated, end-of-generation and
+                                   stop tokens cannot be drawn (logit -inf) and stop strings
+                                   do not match; at most max_tokens (clamped) */
+    int include_stop_str;       /* 1: a matched stop string ends the text instead of being cut */
+    int32_t priority;           /* queue order: a waiting request goes before those of higher
+                                   priority; equal ones first come, first served */
     const void *cache_salt;     /* requests share cached prefixes only with the same salt */
     size_t cache_salt_len;      /* (e.g. a hash of the API key); 0 = the common cache */
     void *cookie;               /* the caller's: every event of the request carries it back

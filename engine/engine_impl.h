@@ -71,6 +71,8 @@ typedef struct request {
     int32_t stop_tokens[ENGINE_MAX_STOP_TOKENS];
     uint32_t n_stop_tokens;
     int ignore_eos;
+    int include_stop_str;       /* the matched stop string is part of the text */
+    uint32_t min_tokens;        /* no stop before this many tokens (<= max_tokens) */
     uint32_t max_tokens;        /* resolved at submit: prompt + max_tokens <= n_ctx */
     uint32_t n_generated;
     tok_decoder_t dec;

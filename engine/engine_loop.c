@@ -194,14 +194,15 @@ static int fault_strikes(engine_t *e)
 /*
  * Whether this request's next token is the plain argmax of its logits, as
  * the sampler would choose it (sampler.h step 5) with nothing before it
- * to apply (no logit_bias, no penalties) and no alternatives to report:
- * then the backend may choose it on the device.
+ * to apply (no logit_bias, no penalties, no stop tokens masked for
+ * min_tokens) and no alternatives to report: then the backend may choose
+ * it on the device.
  */
 static int greedy_only(const request_t *q)
 {
     const sampler_params_t *p = &q->sp;
     return (p->temperature == 0.0f || p->top_k == 1) && !q->use_pen && p->n_logit_bias == 0 &&
-           p->n_logprobs == 0 && q->gm == NULL;
+           p->n_logprobs == 0 && q->gm == NULL && q->n_generated >= q->min_tokens;
 }
 
 /* Whether every logit row of the step is greedy_only (and the backend can take them). */

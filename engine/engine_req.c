@@ -4,6 +4,7 @@
  * each sampled token turned into text and an event, stop conditions
  * tested, and exactly one finish event.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,9 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
     }
     q->max_tokens = r->max_tokens ? r->max_tokens : room;
     q->ignore_eos = r->ignore_eos;
+    q->include_stop_str = r->include_stop_str;
+    q->min_tokens = r->min_tokens < q->max_tokens ? r->min_tokens : q->max_tokens;
+    q->seq.priority = r->priority;
     q->n_stop_tokens = (uint32_t)r->n_stop_tokens;
     if (r->n_stop_tokens > 0)
         memcpy(q->stop_tokens, r->stop_tokens, r->n_stop_tokens * sizeof(int32_t));
@@ -234,6 +238,18 @@ static int32_t stop_index(const request_t *q, const char *text, size_t len, size
     return -1;
 }
 
+/* min_tokens: until then the tokens that would end the request cannot be drawn. */
+static void mask_stops(const engine_t *e, const request_t *q, float *logits)
+{
+    const int32_t *eog;
+    size_t n = q->ignore_eos ? 0 : tok_eog_ids(e->model->tok, &eog);
+    for (size_t i = 0; i < n; i++)
+        if (eog[i] >= 0 && (uint32_t)eog[i] < e->n_vocab)
+            logits[eog[i]] = -INFINITY;
+    for (uint32_t i = 0; i < q->n_stop_tokens; i++)
+        logits[q->stop_tokens[i]] = -INFINITY;  /* checked against n_vocab at submission */
+}
+
 void req_on_logits(engine_t *e, request_t *q, float *logits)
 {
     sampler_result_t r;
@@ -250,6 +266,8 @@ void req_on_logits(engine_t *e, request_t *q, float *logits)
         }
         constraint_apply(e, q, logits);
     }
+    if (q->n_generated < q->min_tokens)
+        mask_stops(e, q, logits);
     int rc = sampler_sample(e->sampler, &q->sp, q->use_pen ? &q->pen : NULL, logits, q->n_generated, &r);
     req_on_sample(e, q, rc, &r);
 }
@@ -264,7 +282,8 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     }
     q->n_generated++;
     e->generated++;
-    if (is_stop_token(e, q, res->token)) {
+    /* tokens up to min_tokens were drawn with the stop tokens masked */
+    if (q->n_generated > q->min_tokens && is_stop_token(e, q, res->token)) {
         req_finish(e, q, ENGINE_FINISH_STOP, res->token, -1, NULL);
         return;
     }
@@ -286,11 +305,14 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     int stopped = 0;
     int32_t which = -1;
     if (tok_decoder_push(&q->dec, res->token, &q->held) == 0) {
-        size_t more;
-        stopped = stop_scan(&q->stop, q->held.data + q->unsent, q->held.len - q->unsent, &more);
+        size_t more = q->held.len - q->unsent;   /* before min_tokens no stop string matches */
+        if (q->n_generated >= q->min_tokens)
+            stopped = stop_scan(&q->stop, q->held.data + q->unsent, more, &more);
         emit += more;
         if (stopped)
             which = stop_index(q, q->held.data, q->held.len, emit);
+        if (stopped && which >= 0 && q->include_stop_str)
+            emit += q->stop.len[which];
     }
     engine_event_t *ev = event_new(e, q->id, ENGINE_EV_TOKEN);
     if (ev != NULL) {

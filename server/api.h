@@ -75,6 +75,14 @@ typedef struct {
     char *constraint_src;
     size_t constraint_len;
     char constraint_param[64];  /* the field it came from, for errors */
+    /* vLLM's sampling extras and llama.cpp's aliases (api_extras.c) */
+    int ignore_eos;             /* end-of-generation tokens do not stop it */
+    uint32_t min_tokens;        /* no stop token or stop string before this many tokens */
+    int32_t stop_token_ids[ENGINE_MAX_STOP_TOKENS];
+    size_t n_stop_token_ids;
+    int include_stop_str;       /* include_stop_str_in_output */
+    int keep_special;           /* skip_special_tokens false */
+    int32_t priority;           /* lower runs first; 0 by default */
 } api_request_t;
 
 #define API_MAX_CACHE_SALT 256
@@ -120,6 +128,20 @@ void api_request_free(api_request_t *req);
  */
 struct cJSON;
 int api_parse_constraint(const struct cJSON *root, api_request_t *req, api_error_t *e);
+
+/*
+ * The fields of OpenAI's, vLLM's and llama.cpp's completion APIs that
+ * api_request.c does not read itself (api_extras.c): the served ones
+ * (ignore_eos, min_tokens, stop_token_ids, include_stop_str_in_output,
+ * skip_special_tokens, spaces_between_special_tokens, priority, n_predict,
+ * repeat_penalty ...) fill *req; the others are accepted at their neutral
+ * value and otherwise refused, a 400 whose param names them (the table is
+ * in docs/API.md).  Called by api_parse_request after every other field,
+ * so that max_tokens and the sampling are known.  0, or ERR_INVALID /
+ * ERR_RANGE / ERR_UNSUPPORTED with *e filled.
+ */
+int api_parse_extras(const struct cJSON *root, api_kind_t kind, const api_limits_t *lim,
+                     api_request_t *req, api_error_t *e);
 
 /* The OpenAI error object as JSON text (malloc'd, NUL-terminated; NULL when out of
  * memory).  An empty param and a NULL code come out as null; invalid UTF-8 in the

@@ -605,11 +605,10 @@ static int parse_root(const cJSON *root, api_kind_t kind, const api_limits_t *li
         return rc;
     rc = kind == API_CHAT ? parse_messages(root, max_bytes, req, e)
                           : parse_prompt(root, lim, max_bytes, req, e);
-    if (rc != 0)
+    if (rc != 0 || (rc = parse_generation(root, lim, req, e)) != 0 ||
+        (rc = parse_sampling(root, lim, req, e)) != 0)
         return rc;
-    if ((rc = parse_generation(root, lim, req, e)) != 0)
-        return rc;
-    return parse_sampling(root, lim, req, e);
+    return api_parse_extras(root, kind, lim, req, e);
 }
 
 /* The seed from its text: every 64-bit value exactly, which a double cannot hold. */

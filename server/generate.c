@@ -223,6 +223,13 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     er.max_tokens = ar.max_tokens;
     er.stop = (const char *const *)ar.stop;
     er.n_stop = ar.n_stop;
+    er.stop_tokens = ar.stop_token_ids;
+    er.n_stop_tokens = ar.n_stop_token_ids;
+    er.ignore_eos = ar.ignore_eos;
+    er.min_tokens = ar.min_tokens;
+    er.include_stop_str = ar.include_stop_str;
+    er.keep_special = ar.keep_special;
+    er.priority = ar.priority;
     uint8_t salt[SHA256_BYTES];
     er.cache_salt = salt;
     er.cache_salt_len = cache_salt(d, &ar, key_id, salt);

@@ -65,6 +65,26 @@ static void push_front(seq_list_t *l, sched_seq_t *q)
     l->n++;
 }
 
+/* After the last sequence whose priority is not above q's (the front when none). */
+static void push_by_priority(seq_list_t *l, sched_seq_t *q)
+{
+    sched_seq_t *p = l->tail;
+    while (p != NULL && p->priority > q->priority)
+        p = p->prev;
+    if (p == NULL) {
+        push_front(l, q);
+        return;
+    }
+    q->prev = p;
+    q->next = p->next;
+    if (p->next)
+        p->next->prev = q;
+    else
+        l->tail = q;
+    p->next = q;
+    l->n++;
+}
+
 static void unlink_seq(seq_list_t *l, sched_seq_t *q)
 {
     if (q->prev)
@@ -164,7 +184,7 @@ void sched_add(sched_t *s, sched_seq_t *q)
     q->step_new = 0;
     q->step_logit = -1;
     kv_seq_start(s->kv, &q->kv, q->salt, q->salt_len);
-    push_back(&s->waiting, q);
+    push_by_priority(&s->waiting, q);
 }
 
 void sched_remove(sched_t *s, sched_seq_t *q)

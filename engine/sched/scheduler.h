@@ -71,6 +71,7 @@ struct sched_seq {
     const void *salt;       /* prefix-cache salt, borrowed while the sequence lives */
     size_t salt_len;
     void *owner;            /* the caller's request */
+    int32_t priority;       /* waiting order: lower first, then first come first served */
 
     /* The scheduler's; the owner may read them. */
     sched_state_t state;
@@ -130,7 +131,11 @@ uint32_t sched_max_seqs(const sched_t *s);
  */
 void sched_set_cost(sched_t *s, const sched_cost_t *c);
 
-/* Queue a new sequence (state SCHED_NEW) at the back of the waiting queue. */
+/*
+ * Queue a new sequence (state SCHED_NEW) in the waiting queue: after every
+ * waiting sequence of the same or a lower priority, before those of a higher
+ * one (all 0: at the back).  A walk over the waiting queue, no allocation.
+ */
 void sched_add(sched_t *s, sched_seq_t *q);
 
 /*

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("LLAMAD_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
@@ -596,3 +597,19 @@ def check_stream(res, chat=False):
     if len(finish) != 1:
         return "%d chunks carry a finish_reason" % len(finish)
     return None
+
+
+def case_of(report):
+    """A decorator for `report`: @case("name") runs the function at once with
+    its name, an exception in it becoming a FAIL line with its line number."""
+    def case(name):
+        def wrap(fn):
+            try:
+                fn(name)
+            except Exception as ex:  # noqa: BLE001 - any failure is a FAIL line
+                tb = traceback.extract_tb(ex.__traceback__)
+                where = "line %d" % tb[-1].lineno if tb else "?"
+                report.fail(name, "%s: %s (%s)" % (type(ex).__name__, ex, where))
+            return fn
+        return wrap
+    return case

@@ -776,8 +776,176 @@ TEST(model_aliases)
     ASSERT_EQ_STR(e.code, "model_not_found");
 }
 
+/* ================================================================== */
+/* vLLM's and llama.cpp's fields (api_extras.c)                        */
+/* ================================================================== */
+
+TEST(vllm_extras_served)
+{
+    static const row_t r[] = {
+        { C, "\"ignore_eos\":true", 0, NULL }, { H, "\"ignore_eos\":false", 0, NULL },
+        { C, "\"ignore_eos\":1", 400, "ignore_eos" }, { H, "\"ignore_eos\":\"yes\"", 400, "ignore_eos" },
+        { C, "\"min_tokens\":0", 0, NULL }, { C, "\"min_tokens\":5,\"max_tokens\":5", 0, NULL },
+        { C, "\"min_tokens\":6,\"max_tokens\":5", 400, "min_tokens" },
+        { H, "\"min_tokens\":-1", 400, "min_tokens" }, { H, "\"min_tokens\":1.5", 400, "min_tokens" },
+        { H, "\"min_tokens\":2049", 400, "min_tokens" }, { H, "\"min_tokens\":\"3\"", 400, "min_tokens" },
+        { C, "\"stop_token_ids\":[]", 0, NULL }, { C, "\"stop_token_ids\":[0,639]", 0, NULL },
+        { C, "\"stop_token_ids\":[640]", 400, "stop_token_ids" },
+        { C, "\"stop_token_ids\":[-1]", 400, "stop_token_ids" },
+        { H, "\"stop_token_ids\":7", 400, "stop_token_ids" },
+        { H, "\"stop_token_ids\":[\"7\"]", 400, "stop_token_ids" },
+        { H, "\"stop_token_ids\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]", 0, NULL },
+        { H, "\"stop_token_ids\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]", 400, "stop_token_ids" },
+        { C, "\"include_stop_str_in_output\":true", 0, NULL },
+        { C, "\"include_stop_str_in_output\":0", 400, "include_stop_str_in_output" },
+        { H, "\"skip_special_tokens\":false", 0, NULL },
+        { H, "\"skip_special_tokens\":null", 0, NULL },
+        { H, "\"skip_special_tokens\":\"no\"", 400, "skip_special_tokens" },
+        { H, "\"spaces_between_special_tokens\":true", 0, NULL },
+        { H, "\"spaces_between_special_tokens\":false,\"skip_special_tokens\":false", 0, NULL },
+        { H, "\"spaces_between_special_tokens\":true,\"skip_special_tokens\":false", 400,
+          "spaces_between_special_tokens" },
+        { C, "\"priority\":-5", 0, NULL }, { C, "\"priority\":2147483647", 0, NULL },
+        { C, "\"priority\":2147483648", 400, "priority" }, { C, "\"priority\":0.5", 400, "priority" },
+        { H, "\"priority\":\"high\"", 400, "priority" },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"ignore_eos\":true,\"min_tokens\":3,"
+                               "\"stop_token_ids\":[5,9],\"include_stop_str_in_output\":true,"
+                               "\"skip_special_tokens\":false,\"priority\":-7}", &req, &e), 0);
+    ASSERT_EQ_INT(req.ignore_eos, 1);
+    ASSERT_EQ_INT(req.min_tokens, 3);
+    ASSERT_EQ_INT(req.n_stop_token_ids, 2);
+    ASSERT_EQ_INT(req.stop_token_ids[0], 5);
+    ASSERT_EQ_INT(req.stop_token_ids[1], 9);
+    ASSERT_EQ_INT(req.include_stop_str, 1);
+    ASSERT_EQ_INT(req.keep_special, 1);
+    ASSERT_EQ_INT(req.priority, -7);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", &req, &e), 0);
+    ASSERT_EQ_INT(req.keep_special, 0);
+    ASSERT_EQ_INT(req.ignore_eos, 0);
+    ASSERT_EQ_INT(req.priority, 0);
+    api_request_free(&req);
+}
+
+TEST(llama_cpp_aliases)
+{
+    static const row_t r[] = {
+        { C, "\"n_predict\":7", 0, NULL }, { C, "\"n_predict\":-1", 0, NULL },
+        { C, "\"n_predict\":-2", 0, NULL }, { C, "\"n_predict\":0", 400, "n_predict" },
+        { C, "\"n_predict\":-3", 400, "n_predict" }, { C, "\"n_predict\":2049", 400, "n_predict" },
+        { C, "\"n_predict\":7,\"max_tokens\":7", 0, NULL },
+        { C, "\"n_predict\":7,\"max_tokens\":8", 400, "n_predict" },
+        { H, "\"repeat_penalty\":1.1", 0, NULL }, { H, "\"repeat_penalty\":0", 400, "repeat_penalty" },
+        { H, "\"repeat_penalty\":11", 400, "repeat_penalty" },
+        { H, "\"repeat_penalty\":\"1\"", 400, "repeat_penalty" },
+        { H, "\"repeat_penalty\":1.2,\"repetition_penalty\":1.2", 0, NULL },
+        { H, "\"repeat_penalty\":1.2,\"repetition_penalty\":1.3", 400, "repeat_penalty" },
+        { C, "\"repeat_last_n\":64", 0, NULL },
+        { C, "\"repeat_last_n\":-1,\"repeat_penalty\":1.1", 0, NULL },
+        { C, "\"repeat_last_n\":64,\"repeat_penalty\":1.1", 400, "repeat_last_n" },
+        { C, "\"repeat_last_n\":-2", 400, "repeat_last_n" },
+    };
+    RUN(r);
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"n_predict\":9,\"repeat_penalty\":1.25}", &req, &e), 0);
+    ASSERT_EQ_INT(req.max_tokens, 9);
+    ASSERT_NEAR(req.sampling.repetition_penalty, 1.25, 1e-6);
+    api_request_free(&req);
+}
+
+/* Each field: its neutral value parses, another value is a 400 naming it. */
+TEST(neutral_or_refused)
+{
+    static const row_t r[] = {
+        { H, "\"audio\":null", 0, NULL }, { H, "\"audio\":{\"voice\":\"alloy\"}", 400, "audio" },
+        { H, "\"modalities\":[\"text\"]", 0, NULL },
+        { H, "\"modalities\":[\"text\",\"audio\"]", 400, "modalities" },
+        { H, "\"modalities\":\"text\"", 400, "modalities" },
+        { H, "\"prediction\":{\"type\":\"content\",\"content\":\"x\"}", 400, "prediction" },
+        { H, "\"web_search_options\":{}", 400, "web_search_options" },
+        { H, "\"store\":false", 0, NULL }, { H, "\"store\":true", 400, "store" },
+        { H, "\"metadata\":{\"a\":\"b\"}", 0, NULL }, { H, "\"metadata\":[]", 400, "metadata" },
+        { C, "\"service_tier\":\"auto\"", 0, NULL }, { H, "\"service_tier\":\"default\"", 0, NULL },
+        { H, "\"service_tier\":\"flex\"", 400, "service_tier" },
+        { H, "\"reasoning_effort\":\"none\"", 0, NULL },
+        { H, "\"reasoning_effort\":\"high\"", 400, "reasoning_effort" },
+        { H, "\"verbosity\":\"medium\"", 0, NULL }, { H, "\"verbosity\":\"low\"", 400, "verbosity" },
+        { H, "\"prompt_cache_key\":\"k\"", 0, NULL }, { H, "\"prompt_cache_key\":1", 400, "prompt_cache_key" },
+        { H, "\"safety_identifier\":\"u\"", 0, NULL },
+        { C, "\"use_beam_search\":false", 0, NULL }, { C, "\"use_beam_search\":true", 400, "use_beam_search" },
+        { C, "\"length_penalty\":1", 0, NULL }, { C, "\"length_penalty\":0.5", 400, "length_penalty" },
+        { C, "\"truncate_prompt_tokens\":10", 400, "truncate_prompt_tokens" },
+        { C, "\"prompt_logprobs\":1", 400, "prompt_logprobs" },
+        { C, "\"prompt_logprobs\":0", 400, "prompt_logprobs" },
+        { H, "\"allowed_token_ids\":[1,2]", 400, "allowed_token_ids" },
+        { H, "\"bad_words\":[]", 0, NULL }, { H, "\"bad_words\":[\"x\"]", 400, "bad_words" },
+        { H, "\"logits_processors\":[\"m.f\"]", 400, "logits_processors" },
+        { H, "\"return_tokens_as_token_ids\":true", 400, "return_tokens_as_token_ids" },
+        { H, "\"return_token_ids\":false", 0, NULL },
+        { H, "\"vllm_xargs\":{}", 0, NULL }, { H, "\"vllm_xargs\":{\"a\":1}", 400, "vllm_xargs" },
+        { H, "\"kv_transfer_params\":{}", 400, "kv_transfer_params" },
+        { H, "\"request_id\":\"r1\"", 0, NULL }, { H, "\"request_id\":5", 400, "request_id" },
+        { H, "\"add_generation_prompt\":true", 0, NULL },
+        { H, "\"add_generation_prompt\":false", 400, "add_generation_prompt" },
+        { H, "\"continue_final_message\":true", 400, "continue_final_message" },
+        { H, "\"add_special_tokens\":false", 0, NULL },
+        { H, "\"add_special_tokens\":true", 400, "add_special_tokens" },
+        { C, "\"add_special_tokens\":true", 0, NULL },
+        { C, "\"add_special_tokens\":false", 400, "add_special_tokens" },
+        { H, "\"documents\":[{\"t\":\"x\"}]", 400, "documents" },
+        { H, "\"chat_template\":\"{{x}}\"", 400, "chat_template" },
+        { H, "\"chat_template_kwargs\":{}", 0, NULL },
+        { H, "\"chat_template_kwargs\":{\"enable_thinking\":false}", 400, "chat_template_kwargs" },
+        { C, "\"prompt_embeds\":\"AAAA\"", 400, "prompt_embeds" },
+        { H, "\"echo\":false", 0, NULL }, { H, "\"echo\":true", 400, "echo" },
+        { C, "\"n_probs\":0", 0, NULL }, { C, "\"n_probs\":3", 400, "n_probs" },
+        { C, "\"cache_prompt\":true", 0, NULL }, { C, "\"cache_prompt\":false", 400, "cache_prompt" },
+        { C, "\"id_slot\":-1", 0, NULL }, { C, "\"id_slot\":0", 400, "id_slot" },
+        { C, "\"samplers\":[\"top_k\"]", 400, "samplers" },
+        { C, "\"n_keep\":0", 0, NULL }, { C, "\"n_keep\":-1", 400, "n_keep" },
+        { C, "\"typical_p\":1", 0, NULL }, { C, "\"typical_p\":0.9", 400, "typical_p" },
+        { C, "\"typical_p\":\"1\"", 400, "typical_p" },
+        { C, "\"dynatemp_range\":0,\"dynatemp_exponent\":1", 0, NULL },
+        { C, "\"dynatemp_range\":0.5", 400, "dynatemp_range" },
+        { C, "\"mirostat\":0,\"mirostat_tau\":5,\"mirostat_eta\":0.1", 0, NULL },
+        { C, "\"mirostat\":2", 400, "mirostat" },
+        { C, "\"mirostat_tau\":\"5\"", 400, "mirostat_tau" },
+        { C, "\"dry_multiplier\":0,\"dry_base\":1.75,\"dry_allowed_length\":2,"
+             "\"dry_penalty_last_n\":-1,\"dry_sequence_breakers\":[\"\\n\"]", 0, NULL },
+        { C, "\"dry_multiplier\":0.8", 400, "dry_multiplier" },
+        { C, "\"xtc_probability\":0,\"xtc_threshold\":0.1", 0, NULL },
+        { C, "\"xtc_probability\":0.5", 400, "xtc_probability" },
+        { C, "\"top_n_sigma\":-1", 0, NULL }, { C, "\"top_n_sigma\":2", 400, "top_n_sigma" },
+        { C, "\"min_keep\":0", 0, NULL }, { C, "\"min_keep\":5", 400, "min_keep" },
+        { C, "\"t_max_predict_ms\":100", 400, "t_max_predict_ms" },
+        { C, "\"image_data\":[]", 0, NULL }, { C, "\"image_data\":[{\"data\":\"x\"}]", 400, "image_data" },
+        { C, "\"return_tokens\":true", 400, "return_tokens" },
+        { C, "\"timings_per_token\":true", 400, "timings_per_token" },
+        { C, "\"post_sampling_probs\":true", 400, "post_sampling_probs" },
+        { C, "\"response_fields\":[\"content\"]", 400, "response_fields" },
+        { C, "\"lora\":[{\"id\":0,\"scale\":1}]", 400, "lora" },
+        { C, "\"return_progress\":true", 400, "return_progress" },
+        { C, "\"n_cmpl\":1", 0, NULL }, { C, "\"n_cmpl\":2", 400, "n_cmpl" },
+        { C, "\"n_cache_reuse\":0", 0, NULL }, { C, "\"n_cache_reuse\":256", 400, "n_cache_reuse" },
+        { C, "\"sse_ping_interval\":5", 0, NULL },
+        { C, "\"sse_ping_interval\":\"5\"", 400, "sse_ping_interval" },
+        { C, "\"tfs_z\":1", 0, NULL }, { C, "\"tfs_z\":0.9", 400, "tfs_z" },
+        { H, "\"prompt_cache_retention\":\"24h\"", 0, NULL },
+        { H, "\"media_io_kwargs\":{\"video\":{}}", 400, "media_io_kwargs" },
+        /* route-specific: completions' fields on chat and back stay unknown */
+        { C, "\"audio\":{\"voice\":\"alloy\"}", 0, NULL },
+        { H, "\"prompt_embeds\":\"AAAA\"", 0, NULL },
+    };
+    RUN(r);
+}
+
 TEST_LIST(T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
           T(n_and_best_of), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
           T(model_user_unsupported), T(model_aliases), T(constraint_fields), T(prompt), T(prompt_limits),
-          T(messages),
-          T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object))
+          T(messages), T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object),
+          T(vllm_extras_served), T(llama_cpp_aliases), T(neutral_or_refused))

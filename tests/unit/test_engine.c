@@ -137,6 +137,9 @@ typedef struct {
     uint32_t max_tokens;
     const char *stop;
     int ignore_eos;
+    uint32_t min_tokens;
+    int include_stop_str;
+    int32_t stop_token;         /* 0: none */
     uint32_t n_logprobs;
     float temperature;          /* 0: greedy */
     float repetition_penalty;   /* 0: off */
@@ -200,6 +203,12 @@ static int submit(engine_t *e, job_t *j)
     r.sampling.n_logprobs = j->n_logprobs;
     r.max_tokens = j->max_tokens;
     r.ignore_eos = j->ignore_eos;
+    r.min_tokens = j->min_tokens;
+    r.include_stop_str = j->include_stop_str;
+    if (j->stop_token > 0) {
+        r.stop_tokens = &j->stop_token;
+        r.n_stop_tokens = 1;
+    }
     r.cookie = j;   /* route() checks that every event brings it back */
     const char *stops[1] = { j->stop };
     if (j->stop) {
@@ -475,6 +484,111 @@ TEST(stop_string_cuts_the_text_and_never_leaks)
     ASSERT_EQ_INT(j[0].text_len, (size_t)(first - full));
     ASSERT(strncmp(j[0].text, full, j[0].text_len) == 0);
     ASSERT(strstr(j[0].text, stop) == NULL);
+    engine_destroy(e);
+}
+
+/* min_tokens: the answer that ended at its EOG goes on, the same tokens up to there. */
+TEST(min_tokens_masks_the_end_and_the_stop_strings)
+{
+    static job_t j[1];
+    engine_t *e = open_engine(2, 512, 32ull << 20, 1, 8);
+    memset(j, 0, sizeof j);
+    encode(e, "<|im_start|>user\nWhat is 12 times 7?<|im_end|>\n<|im_start|>assistant\n", &j[0]);
+    j[0].max_tokens = 48;
+    run_all(e, j, 1, 1);
+    ASSERT_MSG(j[0].fin.finish == ENGINE_FINISH_STOP && j[0].fin.stop_token >= 0,
+               "the greedy answer should end at its EOG: \"%s\"", j[0].text);
+    uint32_t n0 = j[0].n_out;
+    int32_t ref[MAXGEN + 1];
+    memcpy(ref, j[0].out, sizeof ref);
+    char text0[4096];
+    snprintf(text0, sizeof text0, "%s", j[0].text);
+    int32_t eog = j[0].fin.stop_token;    /* ends it, with no token event of its own */
+    ASSERT_EQ_INT(j[0].fin.completion_tokens, n0 + 1);
+    ASSERT(n0 >= 2 && n0 + 4 < 48);
+    j[0].min_tokens = n0 + 4;
+    run_all(e, j, 1, 1);
+    ASSERT_MSG(j[0].n_out >= n0 + 4, "%u tokens, min_tokens %u", j[0].n_out, n0 + 4);
+    ASSERT(memcmp(j[0].out, ref, n0 * sizeof(int32_t)) == 0);
+    for (uint32_t k = 0; k < j[0].n_out; k++)
+        ASSERT_MSG(j[0].out[k] != eog, "token %u is the EOG %d", k, eog);
+    ASSERT(j[0].fin.completion_tokens >= n0 + 5 || j[0].fin.finish == ENGINE_FINISH_LENGTH);
+    /* a stop string from the first tokens' text does not match before min_tokens */
+    size_t k = strlen(text0) < 3 ? strlen(text0) : 3;
+    ASSERT(k > 0);
+    char stop[8];
+    snprintf(stop, sizeof stop, "%.*s", (int)k, text0);
+    j[0].stop = stop;
+    j[0].min_tokens = 0;
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].fin.stop_string, 0);
+    ASSERT_EQ_INT(j[0].text_len, 0);
+    j[0].min_tokens = n0 + 4;
+    run_all(e, j, 1, 1);
+    ASSERT_MSG(j[0].n_out >= n0 + 4, "%u tokens", j[0].n_out);
+    ASSERT(strncmp(j[0].text, text0, strlen(text0)) == 0);
+    /* min_tokens over max_tokens: max_tokens wins */
+    j[0].stop = NULL;
+    j[0].max_tokens = 5;
+    j[0].min_tokens = 40;
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].n_out, 5);
+    ASSERT_EQ_INT(j[0].fin.finish, ENGINE_FINISH_LENGTH);
+    engine_destroy(e);
+}
+
+/* stop_tokens end at that token; include_stop_str keeps the stop string. */
+TEST(stop_tokens_and_include_stop_str)
+{
+    static job_t j[1];
+    engine_t *e = open_engine(2, 512, 32ull << 20, 1, 8);
+    memset(j, 0, sizeof j);
+    encode(e, "Q: List the days of the week.\nA:", &j[0]);
+    j[0].max_tokens = 24;
+    j[0].ignore_eos = 1;
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].n_out, 24);
+    char full[4096];
+    snprintf(full, sizeof full, "%s", j[0].text);
+    int32_t ref[MAXGEN + 1];
+    memcpy(ref, j[0].out, sizeof ref);
+    uint32_t at = 0;    /* the first occurrence of the token at index 5 */
+    while (ref[at] != ref[5])
+        at++;
+    j[0].stop_token = ref[5];
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].n_out, at);     /* the stop token has no token event */
+    ASSERT_EQ_INT(j[0].fin.completion_tokens, at + 1);
+    ASSERT_EQ_INT(j[0].fin.finish, ENGINE_FINISH_STOP);
+    ASSERT_EQ_INT(j[0].fin.stop_token, ref[5]);
+    /* with min_tokens past it, the stop token cannot be drawn before then */
+    j[0].min_tokens = 10;
+    run_all(e, j, 1, 1);
+    ASSERT(j[0].n_out >= 10);
+    for (uint32_t k = 0; k < j[0].n_out && k < 10; k++)
+        ASSERT(j[0].out[k] != ref[5]);
+    j[0].stop_token = 0;
+    j[0].min_tokens = 0;
+    /* a stop string of 3 ASCII bytes from the middle of the text */
+    size_t len = strlen(full), start = len / 2;
+    while (start + 3 < len && ((unsigned char)full[start] >= 0x80 || (unsigned char)full[start + 1] >= 0x80 ||
+                               (unsigned char)full[start + 2] >= 0x80))
+        start++;
+    ASSERT(start + 3 <= len);
+    char stop[8];
+    snprintf(stop, sizeof stop, "%.3s", full + start);
+    const char *first = strstr(full, stop);
+    ASSERT(first != NULL);
+    j[0].stop = stop;
+    j[0].include_stop_str = 1;
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].fin.finish, ENGINE_FINISH_STOP);
+    ASSERT_EQ_INT(j[0].fin.stop_string, 0);
+    ASSERT_EQ_INT(j[0].text_len, (size_t)(first - full) + 3);
+    ASSERT(strncmp(j[0].text, full, j[0].text_len) == 0);
+    j[0].include_stop_str = 0;
+    run_all(e, j, 1, 1);
+    ASSERT_EQ_INT(j[0].text_len, (size_t)(first - full));
     engine_destroy(e);
 }
 
@@ -927,7 +1041,8 @@ TEST(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated)
     }
 }
 
-TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(stop_strings_match_across_token_boundaries),
+TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
+          T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
           T(prefix_cache_skips_prefill_and_changes_nothing), T(stop_string_cuts_the_text_and_never_leaks),
           T(cancel_ends_requests_anywhere_exactly_once), T(submit_checks_limits_and_the_queue),

@@ -646,6 +646,45 @@ TEST(admission_is_first_come_first_served)
     rig_close(&r);
 }
 
+TEST(waiting_order_is_priority_then_arrival)
+{
+    /* one sequence at a time: the waiting order is the admission order */
+    cfg_t c = { .n_blocks = 16, .B = 4, .max_tokens = 64, .max_seqs = 1, .watermark = 0, .prefix_cache = 0 };
+    rig_t r;
+    rig_open(&r, &c);
+    static const int32_t prio[6] = { 0, 5, -1, 0, 5, -3 };
+    static const int want[6] = { 5, 2, 0, 3, 1, 4 };
+    treq_t q[6];
+    int32_t p[6][4];
+    for (int i = 0; i < 6; i++) {
+        for (int k = 0; k < 4; k++)
+            p[i][k] = 1 + i * 4 + k;
+        treq_init(&q[i], (uint32_t)i, p[i], 4, 4, 4);
+        q[i].seq.priority = prio[i];
+        sched_add(r.s, &q[i].seq);
+    }
+    const sched_seq_t *w = sched_waiting(r.s);
+    for (int i = 0; i < 6; i++, w = w->next) {
+        ASSERT_MSG(w == &q[want[i]].seq, "waiting[%d] is not request %d", i, want[i]);
+        ASSERT(w->next == NULL || w->next->prev == w);
+    }
+    ASSERT(w == NULL);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 1);
+    ASSERT_EQ_INT(q[5].seq.state, SCHED_RUNNING);
+    run_step(&r, &bt);
+    for (int i = 0; i < 6; i++)
+        sched_remove(r.s, &q[i].seq);
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_free, 16);
+    for (int i = 0; i < 6; i++)
+        treq_close(&q[i]);
+    rig_close(&r);
+}
+
 TEST(prefix_cache_skips_the_shared_prompt)
 {
     cfg_t c = { .n_blocks = 32, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
@@ -1067,7 +1106,7 @@ TEST(the_step_cost_fit_learns_the_coefficients)
     ASSERT_MSG(p >= 128 * 5000000.0, "a 512-token chunk after decodes only: %.0f ns", p);
 }
 
-TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time),
+TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T(waiting_order_is_priority_then_arrival),
           T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
           T(chunks_grow_at_most_cost_growth_times_past_what_was_timed),
           T(prefill_keeps_half_a_step_when_decodes_fill_it),
