@@ -36,6 +36,19 @@ typedef struct {
                                    with no NUL byte */
 } api_message_t;
 
+/* One prompt of a list (completions): a text (tokens NULL) or token ids (text NULL). */
+typedef struct {
+    char *text;                 /* NUL-terminated UTF-8, [len] bytes */
+    size_t len;
+    int32_t *tokens;            /* [n_tokens] */
+    size_t n_tokens;
+} api_prompt_t;
+
+/* Caps on the choices of one request (api_choices.c; documented in docs/API.md). */
+#define API_MAX_N         16    /* n and best_of */
+#define API_MAX_PROMPTS   64    /* prompts in a list */
+#define API_MAX_SEQUENCES 128   /* prompts x best_of: the engine requests of one request */
+
 /* One parsed, validated request; owns everything it points to (api_request_free). */
 typedef struct {
     api_kind_t kind;
@@ -45,6 +58,10 @@ typedef struct {
     size_t prompt_len;
     int32_t *prompt_tokens;
     size_t n_prompt_tokens;
+    /* completions with a list of prompts (api_choices.c): [n_prompts], each a text or token
+       ids; prompt and prompt_tokens are then NULL */
+    api_prompt_t *prompts;
+    size_t n_prompts;
     /* chat */
     api_message_t *messages;
     size_t n_messages;
@@ -64,7 +81,10 @@ typedef struct {
     uint32_t top_logprobs;      /* alternatives per token: chat top_logprobs (0..20, needs
                                    logprobs true), completions logprobs N */
     int seed_given;             /* 1: the client sent seed */
-    int echo;                   /* completions: not supported yet -> 400 when true */
+    int echo;                   /* completions: the prompt text opens each choice's text */
+    uint32_t n;                 /* choices returned per prompt, [1, API_MAX_N] */
+    uint32_t best_of;           /* sequences generated per prompt, [n, API_MAX_N]; the n of
+                                   highest cumulative log-probability are returned */
     char *user;
     char *cache_salt;           /* vLLM's extension: requests share cached prefixes only with
                                    the same salt; 1..API_MAX_CACHE_SALT bytes, or NULL */
@@ -103,7 +123,7 @@ typedef struct {
  * negative ERR_* code and fills *e (then *req holds nothing to free, and
  * api_request_free on it is harmless).  The body need not be
  * NUL-terminated.  Errors: ERR_INVALID/ERR_RANGE/ERR_FORMAT (400),
- * ERR_UNSUPPORTED (400, a feature we do not serve: n > 1, tools, echo ...),
+ * ERR_UNSUPPORTED (400, a feature we do not serve: tools, suffix ...),
  * ERR_TOOLONG (400: prompt over max_prompt_bytes or n_ctx tokens),
  * ERR_NOTFOUND (404 model_not_found), ERR_NOMEM (503).  Limits of 0 mean:
  * max_json_depth 64, max_prompt_bytes 16 * n_ctx, n_vocab/n_ctx unchecked
@@ -118,6 +138,29 @@ int api_model_matches(const api_limits_t *lim, const char *name);
 int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_limits_t *lim,
                       api_request_t *req, api_error_t *e);
 void api_request_free(api_request_t *req);
+
+struct cJSON;
+
+/*
+ * A completions prompt given as a list (v, a cJSON array whose first
+ * element is not a number): strings, or arrays of token ids, at most
+ * API_MAX_PROMPTS, each non-empty, each text at most max_bytes and all
+ * of them at most 4 * max_bytes, each token list at most n_ctx ids in
+ * [0, n_vocab).  Fills req->prompts; 0 or an error naming the field
+ * ("prompt[3][7]").
+ */
+int api_parse_prompt_list(const struct cJSON *v, const api_limits_t *lim, size_t max_bytes,
+                          api_request_t *req, api_error_t *e);
+
+/*
+ * n, best_of, echo and suffix (api_choices.c), read after the prompt, the
+ * stream flag and the logprobs: n and best_of within API_MAX_N, best_of >=
+ * n, streaming only with best_of == n (as OpenAI), prompts x best_of within
+ * API_MAX_SEQUENCES; echo with logprobs is refused (no prompt
+ * log-probabilities), suffix is refused (no fill-in-the-middle template).
+ * 0, or an error naming the field.
+ */
+int api_parse_choices(const struct cJSON *root, api_request_t *req, api_error_t *e);
 
 /*
  * The output constraint fields of a parsed request object (root is a
@@ -202,6 +245,7 @@ typedef struct {
        (text_offset of this chunk's token); add api_utf8_chars() of each chunk's text,
        or leave 0 */
     uint64_t text_offset;
+    uint32_t index;             /* chunks: the choice this chunk belongs to */
 } api_resp_meta_t;
 
 typedef struct {
@@ -216,8 +260,21 @@ typedef struct {
     const tokenizer_t *tok;     /* to spell tokens in logprobs (engine_token_piece) */
 } api_result_t;
 
-/* The non-streaming response body. */
+/* The non-streaming response body of one choice (index 0, r's usage). */
 char *api_response_json(const api_resp_meta_t *m, const api_result_t *r);
+
+/*
+ * The non-streaming response body of several choices: r[i] is the choice
+ * of index indices[i] (NULL: index i); usage is the given totals (prompt
+ * tokens once per prompt, completion tokens summed over choices).
+ */
+char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t n,
+                         const uint32_t *indices, uint32_t prompt_tokens,
+                         uint32_t completion_tokens, uint32_t cached_tokens);
+
+/* A completions chunk of plain text for choice m->index (echo's prompt text): no
+ * logprobs, finish_reason null. */
+char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len);
 
 /*
  * One SSE chunk for a streaming response, without the "data: " prefix and

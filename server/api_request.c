@@ -205,10 +205,8 @@ static int parse_prompt(const cJSON *root, const api_limits_t *lim, size_t max_b
     size_t n = (size_t)cJSON_GetArraySize(v);
     if (n == 0)
         return BAD(e, ERR_INVALID, "prompt", "prompt: empty");
-    if (!cJSON_IsNumber(v->child))
-        return BAD(e, ERR_UNSUPPORTED, "prompt",
-                   "prompt: an array of %s is not supported (one prompt per request: a string "
-                   "or an array of token ids)", cJSON_IsString(v->child) ? "strings" : "arrays");
+    if (!cJSON_IsNumber(v->child))   /* a list of prompts */
+        return api_parse_prompt_list(v, lim, max_bytes, req, e);
     uint64_t max_tokens = lim->n_ctx > 0 ? lim->n_ctx : INT32_MAX;
     if (n > max_tokens)
         return api_error_set(e, ERR_TOOLONG, 400, NULL, "prompt", "context_length_exceeded",
@@ -431,25 +429,7 @@ static int parse_unsupported(const cJSON *root, api_kind_t kind, api_error_t *e)
             return BAD(e, ERR_UNSUPPORTED, choice_fields[i], "%s: not supported (only "
                        "\"none\")", choice_fields[i]);
     }
-    if (kind != API_COMPLETIONS)
-        return 0;
-    /* completions-only fields (a chat request's are unknown fields, ignored) */
-    int echo = 0;
-    int rc = get_bool(root, "echo", &echo, e);
-    if (rc != 0)
-        return rc;
-    if (echo)
-        return BAD(e, ERR_UNSUPPORTED, "echo", "echo: true is not supported");
-    const cJSON *suffix = field(root, "suffix");
-    if (suffix != NULL && !(cJSON_IsString(suffix) && suffix->valuestring[0] == '\0'))
-        return BAD(e, ERR_UNSUPPORTED, "suffix", "suffix: not supported");
-    int64_t best_of = 1;
-    int present;
-    if ((rc = get_int(root, "best_of", 1, INT32_MAX, &best_of, &present, e)) != 0)
-        return rc;
-    if (best_of > 1)
-        return BAD(e, ERR_UNSUPPORTED, "best_of", "best_of: %lld is not supported (only 1)",
-                   (long long)best_of);
+    (void)kind;   /* echo, suffix and best_of: api_choices.c */
     return 0;
 }
 
@@ -538,16 +518,6 @@ static int parse_generation(const cJSON *root, const api_limits_t *lim, api_requ
     if (present)
         req->max_tokens = (uint32_t)mct;
 
-    int64_t n = 1;
-    if ((rc = get_int(root, "n", 1, INT32_MAX, &n, &present, e)) != 0) {
-        if (rc != ERR_RANGE)
-            return rc;
-        n = 0;   /* out of range either way: say what we support */
-    }
-    if (n != 1)
-        return BAD(e, ERR_UNSUPPORTED, "n", "n: only 1 choice per request is supported "
-                   "(got %s)", NUM(field(root, "n")->valuedouble));
-
     if ((rc = get_bool(root, "stream", &req->stream, e)) != 0)
         return rc;
     const cJSON *so = field(root, "stream_options");
@@ -606,7 +576,8 @@ static int parse_root(const cJSON *root, api_kind_t kind, const api_limits_t *li
     rc = kind == API_CHAT ? parse_messages(root, max_bytes, req, e)
                           : parse_prompt(root, lim, max_bytes, req, e);
     if (rc != 0 || (rc = parse_generation(root, lim, req, e)) != 0 ||
-        (rc = parse_sampling(root, lim, req, e)) != 0)
+        (rc = parse_sampling(root, lim, req, e)) != 0 ||
+        (rc = api_parse_choices(root, req, e)) != 0)
         return rc;
     return api_parse_extras(root, kind, lim, req, e);
 }
@@ -677,6 +648,11 @@ void api_request_free(api_request_t *req)
     free(req->model);
     free(req->prompt);
     free(req->prompt_tokens);
+    for (size_t i = 0; i < req->n_prompts; i++) {
+        free(req->prompts[i].text);
+        free(req->prompts[i].tokens);
+    }
+    free(req->prompts);
     for (size_t i = 0; i < req->n_messages; i++) {
         free(req->messages[i].role);
         free(req->messages[i].content);

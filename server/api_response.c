@@ -205,42 +205,70 @@ char *api_error_json(const api_error_t *e)
     return finish(&b, root);
 }
 
-char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
+/* One choice object of a whole response, appended to choices. */
+static void add_choice(jb_t *b, cJSON *choices, int chat, const api_result_t *r, uint32_t index)
+{
+    cJSON *c = put(b, choices, NULL, cJSON_CreateObject());
+    put(b, c, "index", cJSON_CreateNumber(index));
+    if (chat) {
+        cJSON *msg = put(b, c, "message", cJSON_CreateObject());
+        put(b, msg, "role", cJSON_CreateString("assistant"));
+        put(b, msg, "content", str_n(r->text, r->text != NULL ? r->text_len : 0));
+    } else {
+        put(b, c, "text", str_n(r->text, r->text != NULL ? r->text_len : 0));
+    }
+    put(b, c, "finish_reason", str_z(r->finish_reason));
+
+    if (!r->want_logprobs || (r->n_tokens > 0 && r->token_events == NULL)) {
+        put(b, c, "logprobs", cJSON_CreateNull());
+    } else if (chat) {
+        cJSON *lp = put(b, c, "logprobs", cJSON_CreateObject());
+        cJSON *content = put(b, lp, "content", cJSON_CreateArray());
+        for (size_t i = 0; i < r->n_tokens && !b->oom; i++)
+            chat_logprobs_add(b, content, r->tok, r->token_events[i]);
+    } else {
+        cmpl_lp_t a;
+        put(b, c, "logprobs", cmpl_logprobs_new(b, &a));
+        uint64_t offset = 0;
+        for (size_t i = 0; i < r->n_tokens && !b->oom; i++) {
+            const engine_event_t *ev = r->token_events[i];
+            cmpl_logprobs_add(b, &a, r->tok, ev, offset);
+            offset += utf8_chars(ev->text, ev->text_len < ENGINE_TEXT_MAX ? ev->text_len
+                                                                             : ENGINE_TEXT_MAX);
+        }
+    }
+}
+
+char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t n,
+                         const uint32_t *indices, uint32_t prompt_tokens,
+                         uint32_t completion_tokens, uint32_t cached_tokens)
 {
     jb_t b = { 0 };
     int chat = m->kind == API_CHAT;
     cJSON *root = envelope(&b, m, chat ? "chat.completion" : "text_completion");
     cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
-    cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
-    put(&b, c, "index", cJSON_CreateNumber(0));
-    if (chat) {
-        cJSON *msg = put(&b, c, "message", cJSON_CreateObject());
-        put(&b, msg, "role", cJSON_CreateString("assistant"));
-        put(&b, msg, "content", str_n(r->text, r->text != NULL ? r->text_len : 0));
-    } else {
-        put(&b, c, "text", str_n(r->text, r->text != NULL ? r->text_len : 0));
-    }
-    put(&b, c, "finish_reason", str_z(r->finish_reason));
+    for (size_t i = 0; i < n && !b.oom; i++)
+        add_choice(&b, choices, chat, &r[i], indices != NULL ? indices[i] : (uint32_t)i);
+    add_usage(&b, root, prompt_tokens, completion_tokens, cached_tokens);
+    return finish(&b, root);
+}
 
-    if (!r->want_logprobs || (r->n_tokens > 0 && r->token_events == NULL)) {
-        put(&b, c, "logprobs", cJSON_CreateNull());
-    } else if (chat) {
-        cJSON *lp = put(&b, c, "logprobs", cJSON_CreateObject());
-        cJSON *content = put(&b, lp, "content", cJSON_CreateArray());
-        for (size_t i = 0; i < r->n_tokens && !b.oom; i++)
-            chat_logprobs_add(&b, content, r->tok, r->token_events[i]);
-    } else {
-        cmpl_lp_t a;
-        put(&b, c, "logprobs", cmpl_logprobs_new(&b, &a));
-        uint64_t offset = 0;
-        for (size_t i = 0; i < r->n_tokens && !b.oom; i++) {
-            const engine_event_t *ev = r->token_events[i];
-            cmpl_logprobs_add(&b, &a, r->tok, ev, offset);
-            offset += utf8_chars(ev->text, ev->text_len < ENGINE_TEXT_MAX ? ev->text_len
-                                                                             : ENGINE_TEXT_MAX);
-        }
-    }
-    add_usage(&b, root, r->prompt_tokens, r->completion_tokens, r->cached_tokens);
+char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
+{
+    return api_responses_json(m, r, 1, NULL, r->prompt_tokens, r->completion_tokens,
+                              r->cached_tokens);
+}
+
+char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len)
+{
+    jb_t b = { 0 };
+    cJSON *root = envelope(&b, m, "text_completion");
+    cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
+    cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
+    put(&b, c, "index", cJSON_CreateNumber(m->index));
+    put(&b, c, "text", str_n(text, text != NULL ? len : 0));
+    put(&b, c, "logprobs", cJSON_CreateNull());
+    put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);
 }
 
@@ -252,7 +280,7 @@ char *api_chunk_json(const api_resp_meta_t *m, const engine_event_t *ev, int fir
     cJSON *root = envelope(&b, m, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
     cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
-    put(&b, c, "index", cJSON_CreateNumber(0));
+    put(&b, c, "index", cJSON_CreateNumber(m->index));
     const char *text = ev != NULL ? ev->text : "";
     size_t text_len = ev != NULL ? (ev->text_len < ENGINE_TEXT_MAX ? ev->text_len
                                                                    : ENGINE_TEXT_MAX) : 0;

@@ -171,7 +171,7 @@ static void check_drain(daemon_t *d, uint64_t now)
         d->drain_cancelled = 1;
         for (job_t *j = d->jobs; j != NULL; j = j->next)
             if (j->submitted && !j->engine_done)
-                engine_cancel(d->engine, j->engine_id);
+                job_cancel(j);
     }
     if (now >= d->drain_deadline_ns + HARD_EXTRA_NS || (d->stop_at_ns != 0 && now >= d->stop_at_ns)) {
         log_warn("%zu request(s) still open after the drain: closing them", d->n_jobs);
@@ -197,11 +197,15 @@ static void stop_now(daemon_t *d)
     for (job_t *j = d->jobs; j != NULL; j = j->next) {
         if (j->engine_done)
             continue;   /* answered, or being answered */
-        engine_cancel(d->engine, j->engine_id);
-        if (j->http != NULL && !j->gone && j->on_event != NULL) {
-            ev.id = j->engine_id;
-            ev.cookie = j;
-            j->on_event(j, &ev);
+        job_cancel(j);
+        for (size_t k = 0; k < j->n_choices; k++) {
+            job_choice_t *c = &j->choices[k];
+            if (!c->submitted || c->engine_done || j->http == NULL || j->gone || j->answered ||
+                j->on_event == NULL)
+                continue;
+            ev.id = c->engine_id;
+            ev.cookie = c;
+            j->on_event(j, c, &ev);
         }
         j->gone = 1;   /* nothing the engine still sends reaches the client */
     }

@@ -35,6 +35,29 @@
 typedef struct daemon daemon_t;
 typedef struct job job_t;
 
+/*
+ * One choice of a job: one engine request (a prompt and a seed of its own;
+ * api_choices.c).  The engine request carries the choice as its cookie.
+ */
+typedef struct {
+    job_t *job;
+    uint32_t prompt;            /* which prompt of the request (a list on /v1/completions) */
+    uint32_t seq;               /* its number among its prompt's best_of: seed + seq */
+    uint64_t engine_id;
+    int submitted;              /* engine_submit succeeded */
+    int engine_done;            /* its FINISH event arrived (or it was never submitted) */
+    char *echo;                 /* echo: the prompt text, [echo_len] bytes; else NULL */
+    size_t echo_len;
+    /* non-streaming: the text and (for logprobs) the token events so far */
+    buf_t text;
+    engine_event_t **events;    /* [n_events] copies, in order */
+    size_t n_events, cap_events;
+    double sum_logprob;         /* of the tokens drawn, for best_of */
+    uint64_t text_offset;       /* streaming logprobs: code points sent so far */
+    engine_finish_t finish;
+    uint32_t prompt_tokens, completion_tokens, cached_tokens;
+} job_choice_t;
+
 /* One generation request (completions or chat), from validation to its last byte. */
 struct job {
     daemon_t *d;
@@ -44,20 +67,20 @@ struct job {
     api_request_t req;
     api_resp_meta_t meta;
     char id[48];                /* "cmpl-…" / "chatcmpl-…" */
-    uint64_t engine_id;
+    /* prompts x best_of choices, prompt by prompt: choice k is prompt k / best_of */
+    job_choice_t *choices;
+    size_t n_choices;
+    size_t n_done;              /* choices whose FINISH arrived (or never submitted) */
     /* what the job's engine events do: stream_on_event or generate.c's non-streaming
        collector; called for each event while the client is there */
-    void (*on_event)(job_t *j, const engine_event_t *ev);
-    int submitted;              /* engine_submit succeeded */
-    int engine_done;            /* its FINISH event arrived (or it was never submitted) */
+    void (*on_event)(job_t *j, job_choice_t *c, const engine_event_t *ev);
+    int submitted;              /* some choice was submitted */
+    int engine_done;            /* every choice's FINISH event arrived (or none was submitted) */
+    int answered;               /* the response (or its error) is decided: ignore more events */
     int gone;                   /* the client left: send nothing more */
     int likely_queued;          /* the engine had no free slot at submit (for the cancel phase) */
     int stream;
     int want_logprobs;
-    /* non-streaming: the text and (for logprobs) the token events so far */
-    buf_t text;
-    engine_event_t **events;    /* [n_events] copies, in order */
-    size_t n_events, cap_events;
     /* streaming: SSE bytes not yet taken by MHD */
     buf_t out;
     size_t out_pos;
@@ -65,7 +88,7 @@ struct job {
     int out_error;              /* the client is gone: close without more bytes */
     int sent_first;
     uint64_t last_write_ns;
-    /* the outcome */
+    /* the outcome: the last finish, and usage over the choices (prompt tokens once per prompt) */
     engine_finish_t finish;
     uint32_t prompt_tokens, completion_tokens, cached_tokens, n_generated;
     /* timings, CLOCK_MONOTONIC ns: arrival (headers read), engine_submit, the first
@@ -153,11 +176,14 @@ int health_respond(daemon_t *d, http_request_t *req, int live);
  * (engine_done), or at shut-down after engine_destroy, which sends no more
  * events; so no event can carry the cookie of a freed job.
  */
-job_t *job_create(daemon_t *d, http_request_t *http, const char *route);
-/* Submit er with the job as its cookie; fills engine_id, submitted, t_submit. */
-int job_submit(job_t *j, engine_request_t *er, char *err, size_t errlen);
-/* Free the job when both its connection and its engine request are done. */
+job_t *job_create(daemon_t *d, http_request_t *http, const char *route, size_t n_choices);
+/* Submit er for choice c with the choice as its cookie; fills its engine_id and submitted,
+   and the job's submitted and t_submit (the first time). */
+int job_submit(job_t *j, job_choice_t *c, engine_request_t *er, char *err, size_t errlen);
+/* Free the job when both its connection and all its engine requests are done. */
 void job_release(job_t *j);
+/* Cancel every choice still in the engine (their FINISH events still arrive). */
+void job_cancel(job_t *j);
 /* The client went away before the job ended: cancel it in the engine. */
 void job_client_gone(job_t *j);
 /* The engine's notify (uv_async): drain engine_poll, hand each event to its job. */
@@ -179,7 +205,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
 
 /* Send the 200 and the stream headers for a submitted job; returns an MHD_Result. */
 int stream_start(job_t *j);
-void stream_on_event(job_t *j, const engine_event_t *ev);
+void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev);
 /* Once a second: a keep-alive comment when the stream has been quiet. */
 void stream_tick(job_t *j, uint64_t now_ns);
 /* The client is gone: let MHD close the connection. */

@@ -28,28 +28,36 @@ static int respond_api_error(http_request_t *req, const api_error_t *e)
 }
 
 /*
- * The request's prompt as tokens: token ids as sent, or the text or the
- * messages rendered and encoded by the engine.  *ids is malloc'd unless
- * *own is 0 (ids sent by the client, borrowed from ar).  A prompt the
- * engine refuses fills *e (400); other failures leave e->status 0.
+ * Prompt `i` of the request as tokens: token ids as sent, or the text or
+ * the messages rendered and encoded by the engine.  *ids is malloc'd
+ * unless *own is 0 (ids sent by the client, borrowed from ar).  A prompt
+ * the engine refuses fills *e (400); other failures leave e->status 0.
  */
-static int encode_prompt(daemon_t *d, const api_request_t *ar, int32_t **ids, size_t *n,
-                         int *own, api_error_t *e)
+static int encode_prompt(daemon_t *d, const api_request_t *ar, size_t i, int32_t **ids,
+                         size_t *n, int *own, api_error_t *e)
 {
     *own = 0;
+    const api_prompt_t *lp = ar->prompts != NULL ? &ar->prompts[i] : NULL;
+    if (lp != NULL && lp->tokens != NULL) {
+        *ids = lp->tokens;
+        *n = lp->n_tokens;
+        return 0;
+    }
     if (ar->kind == API_COMPLETIONS && ar->prompt_tokens != NULL) {
         *ids = ar->prompt_tokens;
         *n = ar->n_prompt_tokens;
         return 0;
     }
     engine_prompt_t p = { .text = ar->prompt, .len = ar->prompt_len };
+    if (lp != NULL)
+        p = (engine_prompt_t){ .text = lp->text, .len = lp->len };
     engine_msg_t *msgs = NULL;
     if (ar->kind == API_CHAT) {
         msgs = calloc(ar->n_messages ? ar->n_messages : 1, sizeof *msgs);
         if (msgs == NULL)
             return ERR_NOMEM;
-        for (size_t i = 0; i < ar->n_messages; i++)
-            msgs[i] = (engine_msg_t){ ar->messages[i].role, ar->messages[i].content };
+        for (size_t k = 0; k < ar->n_messages; k++)
+            msgs[k] = (engine_msg_t){ ar->messages[k].role, ar->messages[k].content };
         p.messages = msgs;
         p.n_messages = ar->n_messages;
     }
@@ -60,9 +68,80 @@ static int encode_prompt(daemon_t *d, const api_request_t *ar, int32_t **ids, si
     if (rc == ERR_UNSUPPORTED || rc == ERR_INVALID || rc == ERR_RANGE || rc == ERR_TOOLONG) {
         e->status = 400;
         snprintf(e->message, sizeof e->message, "%s", err);
-        snprintf(e->param, sizeof e->param, ar->kind == API_CHAT ? "messages" : "prompt");
+        if (lp != NULL)
+            snprintf(e->param, sizeof e->param, "prompt[%zu]", i);
+        else
+            snprintf(e->param, sizeof e->param, ar->kind == API_CHAT ? "messages" : "prompt");
     }
     return rc;
+}
+
+/* The encoded prompts of a request: [n] token lists, each owned or borrowed from the request. */
+typedef struct {
+    int32_t **ids;
+    size_t *n_ids;
+    int *own;
+    size_t n;
+} prompts_t;
+
+static void prompts_free(prompts_t *p)
+{
+    for (size_t i = 0; i < p->n && p->own != NULL; i++)
+        if (p->own[i])
+            free(p->ids[i]);
+    free(p->ids);
+    free(p->n_ids);
+    free(p->own);
+    memset(p, 0, sizeof *p);
+}
+
+/*
+ * Encode every prompt and check that each fits the context.  0, or an
+ * error with *e filled for the client (e->status 0: a server failure,
+ * answer 500).
+ */
+static int prompts_encode(daemon_t *d, const api_request_t *ar, prompts_t *p, api_error_t *e)
+{
+    p->n = ar->n_prompts > 0 ? ar->n_prompts : 1;
+    p->ids = calloc(p->n, sizeof *p->ids);
+    p->n_ids = calloc(p->n, sizeof *p->n_ids);
+    p->own = calloc(p->n, sizeof *p->own);
+    if (p->ids == NULL || p->n_ids == NULL || p->own == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < p->n; i++) {
+        int rc = encode_prompt(d, ar, i, &p->ids[i], &p->n_ids[i], &p->own[i], e);
+        if (rc != 0)
+            return rc;
+        char param[64];
+        if (ar->prompts != NULL)
+            snprintf(param, sizeof param, "prompt[%zu]", i);
+        else
+            snprintf(param, sizeof param, ar->kind == API_CHAT ? "messages" : "prompt");
+        if (p->n_ids[i] == 0)
+            return api_error_set(e, ERR_INVALID, 400, NULL, param, NULL, "the prompt is empty");
+        if (p->n_ids[i] >= d->info.n_ctx)
+            return api_error_set(e, ERR_TOOLONG, 400, NULL, param, "context_length_exceeded",
+                                 "This model's maximum context length is %u tokens. However, "
+                                 "your prompt has %zu tokens.", d->info.n_ctx, p->n_ids[i]);
+    }
+    return 0;
+}
+
+/* echo: the text of prompt i as the client sent it, or its token ids spelled. */
+static int echo_text(daemon_t *d, const api_request_t *ar, const prompts_t *p, size_t i,
+                     char **text, size_t *len)
+{
+    const char *src = ar->prompts != NULL ? ar->prompts[i].text : ar->prompt;
+    size_t n = ar->prompts != NULL ? ar->prompts[i].len : ar->prompt_len;
+    if (src == NULL)
+        return engine_detokenize(d->engine, p->ids[i], p->n_ids[i], text, len);
+    *text = malloc(n + 1);
+    if (*text == NULL)
+        return ERR_NOMEM;
+    memcpy(*text, src, n);
+    (*text)[n] = '\0';
+    *len = n;
+    return 0;
 }
 
 /*
@@ -88,64 +167,145 @@ static size_t cache_salt(const daemon_t *d, const api_request_t *ar,
     return SHA256_BYTES;
 }
 
-/* A non-streaming job's engine event: collect the text (and the token events when
- * logprobs are asked for); the FINISH event answers. */
-static void on_event(job_t *j, const engine_event_t *ev)
+/* The index of choice c in the response: prompt by prompt, then rank (OpenAI's order). */
+static uint32_t choice_index(const job_t *j, const job_choice_t *c, uint32_t rank)
+{
+    return c->prompt * j->req.n + rank;
+}
+
+/* Rank the best_of sequences of prompt p by cumulative log-probability (the first
+   best_of entries of order[], best first; stable for equal sums). */
+static void rank_prompt(const job_t *j, uint32_t p, size_t *order)
+{
+    uint32_t b = j->req.best_of;
+    for (uint32_t s = 0; s < b; s++) {
+        size_t k = (size_t)p * b + s;
+        uint32_t at = s;
+        while (at > 0 && j->choices[order[at - 1]].sum_logprob < j->choices[k].sum_logprob) {
+            order[at] = order[at - 1];
+            at--;
+        }
+        order[at] = k;
+    }
+}
+
+/* Every choice has finished: answer with the best n of each prompt. */
+static int answer(job_t *j)
 {
     daemon_t *d = j->d;
-    if (ev->text_len > 0 && buf_append(&j->text, ev->text, ev->text_len) != 0)
+    uint32_t n = j->req.n, b = j->req.best_of;
+    size_t n_prompts = j->n_choices / b;
+    api_result_t *res = calloc(n_prompts * n, sizeof *res);
+    uint32_t *idx = calloc(n_prompts * n, sizeof *idx);
+    size_t *order = calloc(b, sizeof *order);
+    char *json = NULL;
+    if (res != NULL && idx != NULL && order != NULL) {
+        for (uint32_t p = 0; p < n_prompts; p++) {
+            rank_prompt(j, p, order);
+            for (uint32_t r = 0; r < n; r++) {
+                const job_choice_t *c = &j->choices[b > n ? order[r] : (size_t)p * b + r];
+                size_t at = (size_t)p * n + r;
+                idx[at] = choice_index(j, c, r);
+                res[at] = (api_result_t){
+                    .text = c->text.data ? c->text.data : "", .text_len = c->text.len,
+                    .finish_reason = engine_finish_name(c->finish),
+                    .prompt_tokens = c->prompt_tokens,
+                    .completion_tokens = c->completion_tokens, .cached_tokens = c->cached_tokens,
+                    .token_events = (const engine_event_t *const *)c->events,
+                    .n_tokens = c->n_events, .want_logprobs = j->want_logprobs,
+                    .tok = d->info.tok,
+                };
+            }
+        }
+        json = api_responses_json(&j->meta, res, n_prompts * n, idx, j->prompt_tokens,
+                                  j->completion_tokens, j->cached_tokens);
+    }
+    free(res);
+    free(idx);
+    free(order);
+    if (json == NULL)
+        return ERR_NOMEM;
+    http_complete(j->http, 200, "application/json", json, strlen(json));
+    free(json);
+    return 0;
+}
+
+/* A non-streaming job's engine event: collect the choice's text (and its token events
+ * when logprobs are asked for); the last choice's FINISH answers, and the first that
+ * fails answers with its error and cancels the others. */
+static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
+{
+    daemon_t *d = j->d;
+    if (ev->text_len > 0 && buf_append(&c->text, ev->text, ev->text_len) != 0)
         goto nomem;
     if (ev->kind == ENGINE_EV_TOKEN) {
         if (j->want_logprobs) {
-            if (j->n_events == j->cap_events) {
-                size_t cap = j->cap_events ? j->cap_events * 2 : 64;
-                engine_event_t **p = realloc(j->events, cap * sizeof *p);
+            if (c->n_events == c->cap_events) {
+                size_t cap = c->cap_events ? c->cap_events * 2 : 64;
+                engine_event_t **p = realloc(c->events, cap * sizeof *p);
                 if (p == NULL)
                     goto nomem;
-                j->events = p;
-                j->cap_events = cap;
+                c->events = p;
+                c->cap_events = cap;
             }
             engine_event_t *copy = malloc(sizeof *copy);
             if (copy == NULL)
                 goto nomem;
             *copy = *ev;
-            j->events[j->n_events++] = copy;
+            c->events[c->n_events++] = copy;
         }
         return;
     }
     switch (ev->finish) {
     case ENGINE_FINISH_STOP:
-    case ENGINE_FINISH_LENGTH: {
-        api_result_t res = {
-            .text = j->text.data ? j->text.data : "", .text_len = j->text.len,
-            .finish_reason = engine_finish_name(ev->finish),
-            .prompt_tokens = ev->prompt_tokens, .completion_tokens = ev->completion_tokens,
-            .cached_tokens = ev->cached_tokens,
-            .token_events = (const engine_event_t *const *)j->events, .n_tokens = j->n_events,
-            .want_logprobs = j->want_logprobs, .tok = d->info.tok,
-        };
-        char *json = api_response_json(&j->meta, &res);
-        if (json == NULL)
+    case ENGINE_FINISH_LENGTH:
+        if (j->n_done < j->n_choices)
+            return;
+        j->answered = 1;
+        if (answer(j) != 0)
             goto nomem;
-        http_complete(j->http, 200, "application/json", json, strlen(json));
-        free(json);
         return;
-    }
     case ENGINE_FINISH_CANCELLED:
+        j->answered = 1;
+        job_cancel(j);
         j->http->retry_after = daemon_retry_after(d);
         http_complete_error(j->http, 503, "server_error", NULL, "server_shutting_down",
                             "the request was cancelled: the server is shutting down");
         return;
     case ENGINE_FINISH_ERROR:
     default:
+        j->answered = 1;
+        job_cancel(j);
         http_complete_error(j->http, 500, "server_error", NULL, "engine_error",
                             "generation failed: %s", ev->message);
         return;
     }
 nomem:
-    if (!j->engine_done)
-        engine_cancel(d->engine, j->engine_id);
+    j->answered = 1;
+    job_cancel(j);
     http_complete_error(j->http, 500, "server_error", NULL, NULL, "out of memory");
+}
+
+/* The engine refused a submission: the client's answer. */
+static int respond_submit_error(daemon_t *d, http_request_t *req, int rc, const char *err)
+{
+    switch (rc) {
+    case ERR_TOOLONG:
+        return http_respond_error(req, 400, "invalid_request_error", "max_tokens",
+                                  "context_length_exceeded", "%s", err);
+    case ERR_INVALID:
+    case ERR_RANGE:
+        return http_respond_error(req, 400, "invalid_request_error", NULL, NULL, "%s", err);
+    case ERR_FULL:
+        req->retry_after = daemon_retry_after(d);
+        return http_respond_error(req, 429, "server_overloaded", NULL, "server_overloaded",
+                                  "the request queue is full; retry after %u s",
+                                  req->retry_after);
+    default:
+        req->retry_after = daemon_retry_after(d);
+        return http_respond_error(req, 503, "server_error", NULL, "engine_unavailable",
+                                  "the engine cannot take requests: %s", err);
+    }
 }
 
 int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const char *label,
@@ -165,34 +325,16 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     if (api_parse_request(kind, req->body, req->body_len, &lim, &ar, &ae) != 0)
         return respond_api_error(req, &ae);
 
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    int own_ids = 0;
-    int rc = encode_prompt(d, &ar, &ids, &n_ids, &own_ids, &ae);
+    prompts_t pr;
+    memset(&pr, 0, sizeof pr);
+    int rc = prompts_encode(d, &ar, &pr, &ae);
     if (rc != 0) {
+        prompts_free(&pr);
         api_request_free(&ar);
         if (ae.status != 0)
             return respond_api_error(req, &ae);
         return http_respond_error(req, 500, "server_error", NULL, NULL, "tokenizer failure: %s",
                                   err_str(rc));
-    }
-    const char *param = kind == API_CHAT ? "messages" : "prompt";
-    if (n_ids == 0) {
-        if (own_ids)
-            free(ids);
-        api_request_free(&ar);
-        return http_respond_error(req, 400, "invalid_request_error", param, NULL,
-                                  "the prompt is empty");
-    }
-    if (n_ids >= d->info.n_ctx) {
-        size_t n = n_ids;
-        if (own_ids)
-            free(ids);
-        api_request_free(&ar);
-        return http_respond_error(req, 400, "invalid_request_error", param,
-                                  "context_length_exceeded",
-                                  "This model's maximum context length is %u tokens. However, your "
-                                  "prompt has %zu tokens.", d->info.n_ctx, n);
     }
 
     engine_constraint_t *constraint = NULL;
@@ -204,8 +346,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
         if (rc != 0) {
             char cparam[sizeof ar.constraint_param];
             memcpy(cparam, ar.constraint_param, sizeof cparam);
-            if (own_ids)
-                free(ids);
+            prompts_free(&pr);
             api_request_free(&ar);
             if (rc == ERR_NOMEM)
                 return http_respond_error(req, 503, "server_error", NULL, NULL, "out of memory");
@@ -217,8 +358,6 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     engine_request_t er;
     engine_request_init(&er);
     er.constraint = constraint;
-    er.tokens = ids;
-    er.n_tokens = n_ids;
     er.sampling = ar.sampling;
     er.max_tokens = ar.max_tokens;
     er.stop = (const char *const *)ar.stop;
@@ -233,42 +372,42 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     uint8_t salt[SHA256_BYTES];
     er.cache_salt = salt;
     er.cache_salt_len = cache_salt(d, &ar, key_id, salt);
-    char err[ERR_MSG_MAX];
+    char err[ERR_MSG_MAX] = "";
     engine_stats_t st = d->stats;
-    /* the job first: the engine request carries it as its cookie */
-    job_t *j = job_create(d, req, label);
-    if (j == NULL) {
-        engine_constraint_release(constraint);
-        if (own_ids)
-            free(ids);
-        api_request_free(&ar);
-        return http_respond_error(req, 500, "server_error", NULL, NULL, "out of memory");
-    }
-    rc = job_submit(j, &er, err, sizeof err);
-    engine_constraint_release(constraint);   /* the engine's request holds its own */
-    if (own_ids)
-        free(ids);
-    if (rc != 0) {
-        j->http = NULL;
-        job_release(j);     /* never submitted: freed at once */
-        api_request_free(&ar);
-        switch (rc) {
-        case ERR_TOOLONG:
-            return http_respond_error(req, 400, "invalid_request_error", "max_tokens",
-                                      "context_length_exceeded", "%s", err);
-        case ERR_INVALID:
-        case ERR_RANGE:
-            return http_respond_error(req, 400, "invalid_request_error", NULL, NULL, "%s", err);
-        case ERR_FULL:
-            req->retry_after = daemon_retry_after(d);
-            return http_respond_error(req, 429, "server_overloaded", NULL, "server_overloaded",
-                                      "the request queue is full; retry after %u s",
-                                      req->retry_after);
-        default:
-            req->retry_after = daemon_retry_after(d);
-            return http_respond_error(req, 503, "server_error", NULL, "engine_unavailable",
-                                      "the engine cannot take requests: %s", err);
+    /* the job first: each engine request carries its choice as its cookie */
+    job_t *j = job_create(d, req, label, pr.n * ar.best_of);
+    rc = j != NULL ? 0 : ERR_NOMEM;
+    /* one engine request per choice: prompt by prompt, best_of each; sequence s of a
+       prompt samples with seed + s (docs/API.md) */
+    for (size_t k = 0; rc == 0 && k < j->n_choices; k++) {
+        job_choice_t *c = &j->choices[k];
+        c->prompt = (uint32_t)(k / ar.best_of);
+        c->seq = (uint32_t)(k % ar.best_of);
+        if (ar.echo) {
+            rc = echo_text(d, &ar, &pr, c->prompt, &c->echo, &c->echo_len);
+            if (rc == 0 && !ar.stream)
+                rc = buf_append(&c->text, c->echo, c->echo_len);
+            if (rc != 0)
+                break;
         }
+        er.tokens = pr.ids[c->prompt];
+        er.n_tokens = pr.n_ids[c->prompt];
+        er.sampling.seed = ar.sampling.seed + c->seq;
+        rc = job_submit(j, c, &er, err, sizeof err);
+    }
+    engine_constraint_release(constraint);   /* the engine's requests hold their own */
+    prompts_free(&pr);
+    if (rc != 0) {
+        if (j != NULL) {
+            job_cancel(j);     /* the choices already queued end as cancelled */
+            j->gone = 1;
+            j->http = NULL;
+            job_release(j);    /* freed at once, or after their FINISH events */
+        }
+        api_request_free(&ar);
+        if (rc == ERR_NOMEM)
+            return http_respond_error(req, 500, "server_error", NULL, NULL, "out of memory");
+        return respond_submit_error(d, req, rc, err);
     }
 
     j->req = ar;
@@ -279,7 +418,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,
              kind == API_CHAT ? "chatcmpl" : "cmpl", (uint64_t)time(NULL) ^ (j->t_submit << 20),
              ++d->next_seq);
-    j->meta = (api_resp_meta_t){ j->id, daemon_model_id(d), (int64_t)time(NULL), kind, 0 };
+    j->meta = (api_resp_meta_t){ j->id, daemon_model_id(d), (int64_t)time(NULL), kind, 0, 0 };
     metrics_observe(d->metrics, METRIC_QUEUE, (j->t_submit - j->t_arrive) / 1e9);
     req->user = j;
     if (j->stream)

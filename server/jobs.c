@@ -2,10 +2,12 @@
  * jobs.c - one job per generation request, from its submission to its
  * last byte, and the hand-off of the engine's events to their jobs.
  *
- * Each engine request carries its job as the cookie (job_submit), so the
- * loop thread finds the job of an event in O(1), however many are live.
- * A submitted job outlives its engine request: it is freed only once its
- * FINISH event has arrived and its connection is done with (job_release),
+ * A job has one engine request per choice (n, best_of, a list of
+ * prompts); each carries its choice as the cookie (job_submit), so the
+ * loop thread finds the choice and job of an event in O(1), however many
+ * are live.  A submitted job outlives its engine requests: it is freed
+ * only once every choice's FINISH event has arrived and its connection is
+ * done with (job_release),
  * or at shut-down after engine_destroy, which sends no more events.  The
  * engine's notify is uv_async_send, which coalesces: one wake-up drains
  * the whole event queue.  Loop thread.
@@ -17,17 +19,28 @@
 
 #include "base/log.h"
 
-job_t *job_create(daemon_t *d, http_request_t *http, const char *route)
+job_t *job_create(daemon_t *d, http_request_t *http, const char *route, size_t n_choices)
 {
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
         return NULL;
+    j->choices = calloc(n_choices ? n_choices : 1, sizeof *j->choices);
+    if (j->choices == NULL) {
+        free(j);
+        return NULL;
+    }
+    j->n_choices = n_choices;
+    for (size_t i = 0; i < n_choices; i++) {
+        j->choices[i].job = j;
+        j->choices[i].engine_done = 1; /* until submitted */
+        buf_init(&j->choices[i].text);
+    }
+    j->n_done = n_choices;
     j->d = d;
     j->http = http;
     j->route = route;
     j->engine_done = 1; /* until submitted */
     j->t_arrive = http->start_ns;
-    buf_init(&j->text);
     buf_init(&j->out);
     j->next = d->jobs;
     if (d->jobs != NULL)
@@ -50,12 +63,24 @@ void job_release(job_t *j)
         j->next->prev = j->prev;
     d->n_jobs--;
     api_request_free(&j->req);
-    buf_close(&j->text);
     buf_close(&j->out);
-    for (size_t i = 0; i < j->n_events; i++)
-        free(j->events[i]);
-    free(j->events);
+    for (size_t k = 0; k < j->n_choices; k++) {
+        job_choice_t *c = &j->choices[k];
+        buf_close(&c->text);
+        for (size_t i = 0; i < c->n_events; i++)
+            free(c->events[i]);
+        free(c->events);
+        free(c->echo);
+    }
+    free(j->choices);
     free(j);
+}
+
+void job_cancel(job_t *j)
+{
+    for (size_t k = 0; k < j->n_choices; k++)
+        if (j->choices[k].submitted && !j->choices[k].engine_done)
+            engine_cancel(j->d->engine, j->choices[k].engine_id);
 }
 
 void job_client_gone(job_t *j)
@@ -65,20 +90,24 @@ void job_client_gone(job_t *j)
     j->gone = 1;
     const char *phase = j->n_generated > 0 ? "decode" : j->likely_queued ? "queued" : "prefill";
     metrics_cancelled(j->d->metrics, phase);
-    engine_cancel(j->d->engine, j->engine_id);
+    job_cancel(j);
 }
 
-int job_submit(job_t *j, engine_request_t *er, char *err, size_t errlen)
+int job_submit(job_t *j, job_choice_t *c, engine_request_t *er, char *err, size_t errlen)
 {
-    er->cookie = j;
+    er->cookie = c;
     uint64_t id;
     int rc = engine_submit(j->d->engine, er, &id, err, errlen);
     if (rc != 0)
         return rc;
-    j->engine_id = id;
+    c->engine_id = id;
+    c->submitted = 1;
+    c->engine_done = 0;
+    j->n_done--;
+    if (!j->submitted)
+        j->t_submit = clock_now_ns();
     j->submitted = 1;
     j->engine_done = 0;
-    j->t_submit = clock_now_ns();
     return 0;
 }
 
@@ -91,9 +120,11 @@ void jobs_on_engine_events(uv_async_t *a)
         return;
     while (engine_poll(d->engine, &d->ev)) {
         const engine_event_t *ev = &d->ev;
-        /* the cookie is the job (job_submit); it lives until its FINISH event */
-        job_t *j = ev->cookie;
-        if (j == NULL || !j->submitted || j->engine_id != ev->id) {
+        /* the cookie is the choice (job_submit); its job lives until every choice's
+           FINISH event */
+        job_choice_t *c = ev->cookie;
+        job_t *j = c != NULL ? c->job : NULL;
+        if (j == NULL || !c->submitted || c->engine_done || c->engine_id != ev->id) {
             log_error("an engine event (request %" PRIu64 ") names no live job: dropped", ev->id);
             continue;
         }
@@ -108,20 +139,31 @@ void jobs_on_engine_events(uv_async_t *a)
             }
             j->t_last = now;
             j->n_generated++;
+            c->sum_logprob += ev->logprob;
         } else {
+            c->finish = ev->finish;
+            c->prompt_tokens = ev->prompt_tokens;
+            c->completion_tokens = ev->completion_tokens;
+            c->cached_tokens = ev->cached_tokens;
             j->finish = ev->finish;
-            j->prompt_tokens = ev->prompt_tokens;
-            j->completion_tokens = ev->completion_tokens;
-            j->cached_tokens = ev->cached_tokens;
+            if (c->seq == 0) {  /* each prompt counted once */
+                j->prompt_tokens += ev->prompt_tokens;
+                j->cached_tokens += ev->cached_tokens;
+            }
+            j->completion_tokens += ev->completion_tokens;
             if (ev->finish == ENGINE_FINISH_STOP || ev->finish == ENGINE_FINISH_LENGTH)
                 metrics_usage(d->metrics, ev->prompt_tokens, ev->completion_tokens,
                               ev->cached_tokens);
             metrics_finished(d->metrics, ev->finish, ev->prompt_tokens, ev->completion_tokens,
                              j->n_generated ? (now - j->t_first) / 1e9 : 0.0);
         }
-        if (j->http != NULL && !j->gone && j->on_event != NULL)
-            j->on_event(j, ev);
         if (ev->kind == ENGINE_EV_FINISH) {
+            c->engine_done = 1;
+            j->n_done++;
+        }
+        if (j->http != NULL && !j->gone && !j->answered && j->on_event != NULL)
+            j->on_event(j, c, ev);
+        if (j->n_done == j->n_choices) {
             j->engine_done = 1;
             job_release(j);
         }

@@ -56,12 +56,24 @@ static void put_error(job_t *j, const char *type, const char *code, const char *
     j->out_end = 1;
 }
 
-/* One chunk for ev (TOKEN or FINISH with held-back text), counting its characters for text_offset. */
-static int put_chunk(job_t *j, const engine_event_t *ev, int first, const char *finish, int logprobs)
+/* The meta of choice c's chunks: its index and text offset.  Streaming has best_of == n. */
+static api_resp_meta_t choice_meta(const job_t *j, const job_choice_t *c)
 {
-    int rc = put_frame(j, api_chunk_json(&j->meta, ev, first, finish, logprobs, j->d->info.tok));
+    api_resp_meta_t m = j->meta;
+    m.index = c->prompt * j->req.n + c->seq;
+    m.text_offset = c->text_offset;
+    return m;
+}
+
+/* One chunk of choice c for ev (TOKEN or FINISH with held-back text), counting its
+   characters for text_offset. */
+static int put_chunk(job_t *j, job_choice_t *c, const engine_event_t *ev, int first,
+                     const char *finish, int logprobs)
+{
+    api_resp_meta_t m = choice_meta(j, c);
+    int rc = put_frame(j, api_chunk_json(&m, ev, first, finish, logprobs, j->d->info.tok));
     if (ev != NULL)
-        j->meta.text_offset += utf8_chars(ev->text, ev->text_len);
+        c->text_offset += utf8_chars(ev->text, ev->text_len);
     return rc;
 }
 
@@ -93,24 +105,44 @@ static ssize_t reader(void *ctx, char *buf, size_t max)
 int stream_start(job_t *j)
 {
     j->last_write_ns = clock_now_ns();
-    /* chat opens with the role chunk, at once: the client sees the stream start */
-    if (j->meta.kind == API_CHAT && put_chunk(j, NULL, 1, NULL, 0) != 0)
-        return http_respond_error(j->http, 500, "server_error", NULL, NULL, "out of memory");
+    /* chat opens each choice with its role chunk, at once: the client sees the stream
+       start; echo opens each completion with its prompt text */
+    for (size_t k = 0; k < j->n_choices; k++) {
+        job_choice_t *c = &j->choices[k];
+        int rc = 0;
+        if (j->meta.kind == API_CHAT) {
+            rc = put_chunk(j, c, NULL, 1, NULL, 0);
+        } else if (c->echo != NULL) {
+            api_resp_meta_t m = choice_meta(j, c);
+            rc = put_frame(j, api_text_chunk_json(&m, c->echo, c->echo_len));
+        }
+        if (rc != 0) {
+            job_cancel(j);
+            j->answered = 1;
+            return http_respond_error(j->http, 500, "server_error", NULL, NULL, "out of memory");
+        }
+    }
     j->sent_first = 1;
     return http_stream_start(j->http, 200, "text/event-stream", reader, j);
 }
 
-void stream_on_event(job_t *j, const engine_event_t *ev)
+/* The stream ends with an error event; the other choices are cancelled. */
+static void fail(job_t *j, const char *type, const char *code, const char *message)
+{
+    j->answered = 1;
+    job_cancel(j);
+    put_error(j, type, code, message);
+}
+
+void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
 {
     int rc = 0;
     if (ev->kind == ENGINE_EV_TOKEN) {
         /* empty deltas are skipped, except tokens whose logprobs were asked for */
         if (ev->text_len > 0 || j->want_logprobs)
-            rc = put_chunk(j, ev, 0, NULL, j->want_logprobs);
-        if (rc != 0) {
-            engine_cancel(j->d->engine, j->engine_id);
-            put_error(j, "server_error", NULL, "out of memory");
-        }
+            rc = put_chunk(j, c, ev, 0, NULL, j->want_logprobs);
+        if (rc != 0)
+            fail(j, "server_error", NULL, "out of memory");
         wake(j);
         return;
     }
@@ -118,25 +150,32 @@ void stream_on_event(job_t *j, const engine_event_t *ev)
     case ENGINE_FINISH_STOP:
     case ENGINE_FINISH_LENGTH:
         if (ev->text_len > 0) /* text held back until the end (a partial stop-string match) */
-            rc = put_chunk(j, ev, 0, NULL, 0);
+            rc = put_chunk(j, c, ev, 0, NULL, 0);
         if (rc == 0)
-            rc = put_chunk(j, NULL, 0, engine_finish_name(ev->finish), 0);
+            rc = put_chunk(j, c, NULL, 0, engine_finish_name(ev->finish), 0);
+        if (j->n_done < j->n_choices) {
+            if (rc != 0)
+                fail(j, "server_error", NULL, "out of memory");
+            break;
+        }
+        /* the last choice: usage over all of them, then the end */
         if (rc == 0 && j->req.include_usage)
-            rc = put_frame(j, api_usage_chunk_json(&j->meta, ev->prompt_tokens, ev->completion_tokens,
-                                                   ev->cached_tokens));
+            rc = put_frame(j, api_usage_chunk_json(&j->meta, j->prompt_tokens,
+                                                   j->completion_tokens, j->cached_tokens));
         if (rc == 0)
             rc = buf_append(&j->out, "data: [DONE]\n\n", 14);
         if (rc != 0)
             put_error(j, "server_error", NULL, "out of memory");
+        j->answered = 1;
         j->out_end = 1;
         break;
     case ENGINE_FINISH_CANCELLED:
-        put_error(j, "server_error", "server_shutting_down",
-                  "the request was cancelled: the server is shutting down");
+        fail(j, "server_error", "server_shutting_down",
+             "the request was cancelled: the server is shutting down");
         break;
     case ENGINE_FINISH_ERROR:
     default:
-        put_error(j, "server_error", "engine_error", ev->message[0] ? ev->message : "generation failed");
+        fail(j, "server_error", "engine_error", ev->message[0] ? ev->message : "generation failed");
         break;
     }
     wake(j);

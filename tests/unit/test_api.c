@@ -182,16 +182,34 @@ TEST(n_and_best_of)
 {
     static const row_t r[] = {
         { C, "\"n\":1", 0, NULL }, { C, "\"n\":null", 0, NULL }, { C, "\"n\":-1", 400, "n" },
-        { C, "\"n\":0", 400, "n" }, { C, "\"n\":2", 400, "n" }, { H, "\"n\":1000000000", 400, "n" },
+        { C, "\"n\":0", 400, "n" }, { C, "\"n\":2", 0, NULL }, { C, "\"n\":16", 0, NULL },
+        { C, "\"n\":17", 400, "n" }, { H, "\"n\":16", 0, NULL }, { H, "\"n\":17", 400, "n" },
+        { H, "\"n\":1000000000", 400, "n" },
         { H, "\"n\":1e309", 400, "n" }, { H, "\"n\":\"1\"", 400, "n" }, { H, "\"n\":1.5", 400, "n" },
         { C, "\"best_of\":1", 0, NULL }, { C, "\"best_of\":0", 400, "best_of" },
-        { C, "\"best_of\":2", 400, "best_of" }, { C, "\"best_of\":\"1\"", 400, "best_of" },
+        { C, "\"best_of\":2", 0, NULL }, { C, "\"best_of\":\"1\"", 400, "best_of" },
+        { C, "\"best_of\":16", 0, NULL }, { C, "\"best_of\":17", 400, "best_of" },
+        { H, "\"best_of\":3", 0, NULL }, { C, "\"n\":3,\"best_of\":2", 400, "best_of" },
+        { C, "\"n\":2,\"best_of\":4", 0, NULL },
+        { C, "\"stream\":true,\"best_of\":2", 400, "best_of" },
+        { H, "\"stream\":true,\"n\":2,\"best_of\":3", 400, "best_of" },
+        { C, "\"stream\":true,\"n\":3", 0, NULL },
+        { C, "\"stream\":true,\"n\":2,\"best_of\":2", 0, NULL },
     };
     RUN(r);
     api_request_t req;
     api_error_t e;
     ASSERT(parse_str(C, "{\"prompt\":\"a\",\"n\":1000000000}", &req, &e) != 0);
-    ASSERT_MSG(strstr(e.message, "only 1") != NULL, "message: %s", e.message);
+    ASSERT_MSG(strstr(e.message, "cap of 16") != NULL, "message: %s", e.message);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"n\":3,\"best_of\":5}", &req, &e), 0);
+    ASSERT_EQ_INT(req.n, 3);
+    ASSERT_EQ_INT(req.best_of, 5);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &req,
+                            &e), 0);
+    ASSERT_EQ_INT(req.n, 1);
+    ASSERT_EQ_INT(req.best_of, 1);
+    api_request_free(&req);
 }
 
 TEST(seed)
@@ -415,8 +433,11 @@ TEST(model_user_unsupported)
         { H, "\"response_format\":{\"type\":\"text\"}", 0, NULL },
         { H, "\"response_format\":\"json\"", 400, "response_format" },
         { H, "\"response_format\":{\"type\":\"yaml\"}", 400, "response_format" },
-        { C, "\"echo\":true", 400, "echo" }, { C, "\"echo\":false", 0, NULL },
+        { C, "\"echo\":true", 0, NULL }, { C, "\"echo\":false", 0, NULL },
+        { C, "\"echo\":true,\"logprobs\":1", 400, "echo" },
+        { C, "\"echo\":true,\"logprobs\":0", 400, "echo" },
         { C, "\"echo\":1", 400, "echo" }, { C, "\"suffix\":\"x\"", 400, "suffix" },
+        { C, "\"suffix\":\"\"", 0, NULL },
         { C, "\"suffix\":null", 0, NULL },
         { C, "\"unknown_field\":{\"a\":[1,2,3]},\"Temperature\":\"x\"", 0, NULL },
     };
@@ -523,7 +544,18 @@ TEST(prompt)
 {
     static const row_t r[] = {
         { C, "\"prompt\":\"\"", 400, "prompt" }, { C, "\"prompt\":[]", 400, "prompt" },
-        { C, "\"prompt\":[\"a\",\"b\"]", 400, "prompt" }, { C, "\"prompt\":[[1,2]]", 400, "prompt" },
+        { C, "\"prompt\":[\"a\",\"b\"]", 0, NULL }, { C, "\"prompt\":[[1,2]]", 0, NULL },
+        { C, "\"prompt\":[[1,2],[639]]", 0, NULL }, { C, "\"prompt\":[\"a\"]", 0, NULL },
+        { C, "\"prompt\":[\"a\",[1]]", 400, "prompt[1]" },
+        { C, "\"prompt\":[[1],\"a\"]", 400, "prompt[1]" },
+        { C, "\"prompt\":[\"a\",\"\"]", 400, "prompt[1]" },
+        { C, "\"prompt\":[[1],[]]", 400, "prompt[1]" },
+        { C, "\"prompt\":[[1,640]]", 400, "prompt[0][1]" },
+        { C, "\"prompt\":[[-1]]", 400, "prompt[0][0]" },
+        { C, "\"prompt\":[[\"x\"]]", 400, "prompt[0][0]" },
+        { C, "\"prompt\":[[1.5]]", 400, "prompt[0][0]" },
+        { C, "\"prompt\":[null]", 400, "prompt[0]" }, { C, "\"prompt\":[{}]", 400, "prompt[0]" },
+        { C, "\"prompt\":[\"a\",null]", 400, "prompt[1]" },
         { C, "\"prompt\":[1,2,639]", 0, NULL }, { C, "\"prompt\":[-1]", 400, "prompt[0]" },
         { C, "\"prompt\":[1,640]", 400, "prompt[1]" }, { C, "\"prompt\":[1.5]", 400, "prompt[0]" },
         { C, "\"prompt\":[1,\"a\"]", 400, "prompt[1]" }, { C, "\"prompt\":5", 400, "prompt" },
@@ -555,6 +587,59 @@ TEST(prompt)
     ASSERT_EQ_STR(req.prompt, "h\xc3\xa9");
     ASSERT_EQ_INT(req.prompt_len, 3);
     api_request_free(&req);
+}
+
+/* A body {"prompt":[...count strings "p"...]<extra>}, malloc'd. */
+static char *prompt_list_body(size_t count, const char *extra)
+{
+    size_t cap = count * 4 + strlen(extra) + 32;
+    char *s = malloc(cap);
+    ASSERT(s != NULL);
+    size_t at = (size_t)snprintf(s, cap, "{\"prompt\":[");
+    for (size_t i = 0; i < count; i++)
+        at += (size_t)snprintf(s + at, cap - at, "%s\"p\"", i ? "," : "");
+    snprintf(s + at, cap - at, "]%s}", extra);
+    return s;
+}
+
+TEST(prompt_list)
+{
+    api_request_t req;
+    api_error_t e;
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":[\"ab\",\"c\"],\"n\":2}", &req, &e), 0);
+    ASSERT_EQ_INT(req.n_prompts, 2);
+    ASSERT_EQ_STR(req.prompts[0].text, "ab");
+    ASSERT_EQ_INT(req.prompts[1].len, 1);
+    ASSERT(req.prompt == NULL && req.prompt_tokens == NULL && req.prompts[0].tokens == NULL);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":[[1,2],[3]]}", &req, &e), 0);
+    ASSERT_EQ_INT(req.n_prompts, 2);
+    ASSERT_EQ_INT(req.prompts[0].n_tokens, 2);
+    ASSERT_EQ_INT(req.prompts[1].tokens[0], 3);
+    ASSERT(req.prompts[1].text == NULL);
+    api_request_free(&req);
+
+    /* caps: 64 prompts; prompts x best_of at most 128 */
+    static const struct { size_t count; const char *extra; int ok; const char *param; } caps[] = {
+        { 64, "", 1, NULL }, { 65, "", 0, "prompt" }, { 10000, "", 0, "prompt" },
+        { 64, ",\"n\":2", 1, NULL }, { 64, ",\"n\":3", 0, "n" },
+        { 32, ",\"n\":2,\"best_of\":4", 1, NULL }, { 33, ",\"n\":2,\"best_of\":4", 0, "best_of" },
+    };
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        char *body = prompt_list_body(caps[i].count, caps[i].extra);
+        int rc = parse_str(C, body, &req, &e);
+        ASSERT_MSG((rc == 0) == caps[i].ok, "%zu prompts%s: rc %d (%s)", caps[i].count,
+                   caps[i].extra, rc, e.message);
+        if (rc != 0) {
+            ASSERT_EQ_STR(e.param, caps[i].param);
+            ASSERT_EQ_INT(e.status, 400);
+            ASSERT_MSG(strstr(e.message, "cap") != NULL, "message: %s", e.message);
+        } else {
+            ASSERT_EQ_INT(req.n_prompts, caps[i].count);
+        }
+        api_request_free(&req);
+        free(body);
+    }
 }
 
 TEST(prompt_limits)
@@ -945,7 +1030,7 @@ TEST(neutral_or_refused)
 }
 
 TEST_LIST(T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
-          T(n_and_best_of), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
+          T(n_and_best_of), T(prompt_list), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
           T(model_user_unsupported), T(model_aliases), T(constraint_fields), T(prompt), T(prompt_limits),
           T(messages), T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object),
           T(vllm_extras_served), T(llama_cpp_aliases), T(neutral_or_refused))

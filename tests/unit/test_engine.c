@@ -1041,6 +1041,94 @@ TEST(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated)
     }
 }
 
+/*
+ * Issue 16's KV test for several choices, as the server serves them (one
+ * engine request per choice, seed + i, the prompt's full blocks shared by
+ * the prefix cache): 32 requests with n=4 over 8 prompts, a third of them
+ * cancelled midway, under a pool small enough to preempt.  Every choice
+ * not cancelled equals its run alone with the same seed, a cancelled one
+ * is a prefix of it; afterwards no block is in use and none was freed twice.
+ */
+#define NC_REQ 32
+#define NC_N 4
+#define NC_PROMPTS 8
+
+static void choices_job(engine_t *e, int prompt, int choice, job_t *j)
+{
+    char text[1024];
+    memset(j, 0, sizeof *j);
+    snprintf(text, sizeof text, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+             "trained by Hugging Face. Answer briefly and precisely.<|im_end|>\n<|im_start|>user\n"
+             "%s<|im_end|>\n<|im_start|>assistant\n", questions[prompt]);
+    encode(e, text, j);
+    j->max_tokens = 6;
+    j->ignore_eos = 1;
+    j->temperature = 0.9f;
+    j->seed = 500 + (uint64_t)(prompt % 4) + (uint64_t)choice;   /* the request's seed + i */
+}
+
+TEST(n_choices_share_prompts_cancel_and_preempt_without_leaks)
+{
+    static job_t ref[NC_PROMPTS * NC_N], got[NC_REQ * NC_N];
+    engine_stats_t st;
+
+    engine_t *e = open_engine(1, 512, 64ull << 20, 0, 64);
+    for (int p = 0; p < NC_PROMPTS; p++)
+        for (int c = 0; c < NC_N; c++)
+            choices_job(e, p, c, &ref[p * NC_N + c]);
+    run_all(e, ref, NC_PROMPTS * NC_N, 1);
+    engine_destroy(e);
+
+    /* 12 blocks (192 tokens) for 128 sequences of ~45 tokens: preemption */
+    e = open_engine(16, 64, 12 * BLOCK_BYTES, 1, 256);
+    for (int r = 0; r < NC_REQ; r++)
+        for (int c = 0; c < NC_N; c++)
+            choices_job(e, r % NC_PROMPTS, c, &got[r * NC_N + c]);
+    for (int k = 0; k < NC_REQ * NC_N; k++)
+        ASSERT_EQ_INT(submit(e, &got[k]), 0);
+    size_t pending = NC_REQ * NC_N, seen = 0;
+    int cancelled = 0;
+    while (pending > 0) {
+        if (!engine_poll(e, &ev_buf)) {
+            ASSERT_MSG(engine_wait(e, 30000), "no event for 30 s");
+            continue;
+        }
+        pending -= (size_t)route(got, NC_REQ * NC_N, &ev_buf);
+        if (++seen == 60 && !cancelled) {   /* midway: every choice of a third of the requests */
+            cancelled = 1;
+            for (int r = 2; r < NC_REQ; r += 3)
+                for (int c = 0; c < NC_N; c++)
+                    ASSERT_EQ_INT(engine_cancel(e, got[r * NC_N + c].id), 0);
+        }
+    }
+    int n_cancelled = 0;
+    for (int r = 0; r < NC_REQ; r++) {
+        for (int c = 0; c < NC_N; c++) {
+            const job_t *g = &got[r * NC_N + c], *w = &ref[(r % NC_PROMPTS) * NC_N + c];
+            ASSERT_EQ_INT(g->finishes, 1);
+            if (g->fin.finish == ENGINE_FINISH_CANCELLED) {
+                ASSERT_MSG(r % 3 == 2, "request %d choice %d cancelled", r, c);
+                n_cancelled++;
+            } else {
+                ASSERT_EQ_INT(g->n_out, w->n_out);
+            }
+            ASSERT_MSG(g->n_out <= w->n_out && memcmp(g->out, w->out, g->n_out * sizeof(int32_t)) == 0,
+                       "request %d choice %d differs from its run alone: \"%s\" vs \"%s\"", r, c,
+                       g->text, w->text);
+        }
+    }
+    settle(e, &st);
+    printf("  info: %d choices cancelled, %llu preemptions, %llu prefix-cache hits\n", n_cancelled,
+           (unsigned long long)st.preemptions, (unsigned long long)st.prefix_cache_hits);
+    ASSERT(n_cancelled > 0);
+    ASSERT_MSG(st.preemptions > 0, "no preemption happened");
+    ASSERT(st.prefix_cache_hits > 0);
+    ASSERT_EQ_INT(st.blocks_used, 0);
+    ASSERT_EQ_INT(st.blocks_free, st.blocks_total);
+    ASSERT_EQ_INT(st.kv_double_frees, 0);
+    engine_destroy(e);
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
           T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
@@ -1048,4 +1136,5 @@ TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_
           T(cancel_ends_requests_anywhere_exactly_once), T(submit_checks_limits_and_the_queue),
           T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context),
           T(outputs_equal_the_golden_of_the_code_before),
-          T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated))
+          T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated),
+          T(n_choices_share_prompts_cancel_and_preempt_without_leaks))
