@@ -6,8 +6,8 @@
 // here), not W4A16 with fp32 FMAs: the limit of a decode step is the bytes
 // of the weights over the bandwidth, and the kernel must do its arithmetic
 // in less time than that read.  The 7B shape (6.5 G layer parameters; the
-// embeddings and output stay bf16) at Q4_0 reads 3.7 GB per step: 0.78 ms
-// at the H200's 4.8 TB/s (0.87 ms at the 4.25 TB/s copy rate measured).
+// embeddings and output stay bf16) at Q4_0 reads 3.6 GB per step: 0.76 ms
+// at the H200's 4.8 TB/s (0.86 ms at the 4.25 TB/s copy rate measured).
 // With fp32 FMAs each weight costs about 4 instructions to unpack and
 // convert (nibble, I2F or magic-number trick) plus one FMA per token:
 // 6.5 G x 5 = 33 G instructions at T = 1, about 1.0 ms at the H200's
@@ -18,7 +18,7 @@
 // and 0.5 + T/4 at T tokens: 2.5 per weight at T = 8, 0.5 ms, under the
 // read.  The cost is int8 activations: one scale per 32 values (max/127),
 // a relative error of about 2e-3 per product, under the bf16 GEMM path's
-// tolerances (tests/gpu/test_cuda_native.c); Q8_0 (7.0 GB, 1.5 ms)
+// tolerances (tests/gpu/test_cuda_native.c); Q8_0 (6.9 GB, 1.4 ms)
 // has even more room.
 //
 // Resources (nvcc 13.0 -O3 -Xptxas -v, sm_90; sm_80 within a few
