@@ -2,7 +2,9 @@
 // on one stream, GEMMs on cuBLAS (16-bit in, fp32 accumulate) and fused
 // kernels, one file per operation (backend_cuda.cuh lists them), over the
 // weights upload.cu put on the device once as bf16, or as fp16 when
-// backend_opts_t.fp16_weights asks (wtype).  This file keeps the table,
+// backend_opts_t.fp16_weights asks (wtype), or (native_weights) the layer
+// weights of Q4_0, Q4_1, Q8_0 and Q4_K packed as their GGUF blocks
+// (cuda/qmatvec.cuh).  This file keeps the table,
 // creation and destruction, the step's batch, and the dispatch of each
 // operation to its eager entry, to a graph, or to the profile.
 //
@@ -493,7 +495,9 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
         return rc;
     CU_TRY(&c->err, cudaStreamSynchronize(c->stream));
     log_info("cuda: %s, %u SMs; weights %.0f MiB as %s; KV cache %u blocks of %u tokens (%.0f MiB)",
-             prop.name, c->n_sms, (double)m->weight_bytes / 1048576.0, c->wtype == CUDA_R_16F ? "fp16" : "bf16",
+             prop.name, c->n_sms, (double)m->weight_bytes / 1048576.0,
+             c->native ? "native (packed where a kernel serves the type, else bf16)"
+                       : c->wtype == CUDA_R_16F ? "fp16" : "bf16",
              c->n_blocks, c->B, nb * block_bytes / 1048576.0);
     if (c->graphs)
         graph_init(c);
@@ -523,7 +527,8 @@ extern "C" int cuda_backend_create(backend_t **out, const model_t *m, const back
     c->profile = o->profile != 0;
     if (c->profile)
         c->graphs = 0;      // a replayed graph has no operations to time
-    c->wtype = o->fp16_weights ? CUDA_R_16F : CUDA_R_16BF;
+    c->native = o->native_weights != 0;
+    c->wtype = o->fp16_weights && !c->native ? CUDA_R_16F : CUDA_R_16BF;
     int rc = create(c, o);
     if (rc != 0) {
         err_set(err, errlen, rc, "cuda backend: %s", c->err.msg[0] ? c->err.msg : "out of memory");

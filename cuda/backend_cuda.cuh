@@ -12,6 +12,7 @@
 
 #include "common.cuh"
 #include "kernels.cuh"
+#include "qmatvec.cuh"
 
 extern "C" {
 #include "../engine/backend.h"
@@ -27,13 +28,18 @@ struct cbuf_t {
     uint32_t rows, cols;
 };
 
-// A layer's GEMM weights, in wtype.
+// A layer's GEMM weights, in wtype; with gpu-weight-type = native, those
+// of a type with a native kernel as packed GGUF blocks instead (qm).
 struct layer_dev_t {
-    w16_t *wqkv;    // [(n_head + 2 n_kv) * hd, d]
-    w16_t *wo;      // [d, n_head * hd]
-    w16_t *wgu;     // [2 ff, d]
-    w16_t *wdown;   // [d, ff]
+    w16_t *wqkv;    // [(n_head + 2 n_kv) * hd, d], or NULL when one of Q, K, V is native
+    w16_t *wo;      // [d, n_head * hd], or NULL when native
+    w16_t *wgu;     // [2 ff, d], or NULL when gate or up is native
+    w16_t *wdown;   // [d, ff], or NULL when native
     float *attn_norm, *ffn_norm; // [d]
+    // Native mode: each role's weight, packed (qm[r].p) or in wtype (w[r],
+    // pointing into wqkv / wgu where those are fused); W_Q .. W_DOWN only.
+    qmat_t qm[W_COUNT];
+    w16_t *w[W_COUNT];
 };
 
 // How the operations of the current step run (graph.cu).
@@ -76,6 +82,12 @@ struct cuda_ctx_t {
     // CUDA_R_16BF, or CUDA_R_16F with backend_opts_t.fp16_weights.  Fixed
     // at creation; the KV cache is bf16 either way.
     cudaDataType wtype;
+    // gpu-weight-type = native (backend_opts_t.native_weights; wtype is then
+    // bf16): layer weights of Q4_0, Q4_1, Q8_0, Q4_K stay packed (qmatvec.cuh).
+    int native;
+    int8_t *qx;             // [QMV_MAX_T, max n_in] the step's activations as int8
+    float2 *qx_ds;          // [QMV_MAX_T, max n_in / 32] their block scales
+    w16_t *qscratch;        // [largest packed weight] bf16, for steps of more than QMV_MAX_T tokens
 
     std::vector<layer_dev_t> layers;
     w16_t *tok_embd;        // [V, d] in wtype
@@ -162,6 +174,10 @@ int eager_logits_argmax(cuda_ctx_t *c, cbuf_t *x, cbuf_t *add, bk_argmax_t *out)
 
 // y[T, n_out] (fp32) = x[T, n_in] W^T on cuBLAS (gemm.cu).
 int gemm(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y);
+
+// The same into columns [0, n_out) of y[T, ldy], without poisoning y (gemm.cu).
+int gemm_ld(cuda_ctx_t *c, const w16_t *w, uint32_t n_out, uint32_t n_in, const w16_t *x, uint32_t T, float *y,
+            uint32_t ldy);
 
 // The name of a cuBLAS status, for messages (gemm.cu).
 const char *cublas_str(cublasStatus_t s);

@@ -261,6 +261,9 @@ typedef struct {
     int cuda_graphs;        /* decode steps as device graphs: 1 on, -1 off, 0 the backend's default */
     int device_argmax;      /* offer logits_argmax: 1 on, -1 off, 0 the backend's default */
     int fp16_weights;       /* weights and the activations GEMMs read as fp16 (1) or bf16 (0) */
+    int native_weights;     /* layer weights of a type with a native kernel (Q4_0, Q4_1, Q8_0,
+                               Q4_K) kept as their GGUF blocks, repacked (base/qpack.h); the
+                               activations bf16; fp16_weights is then ignored */
 } backend_opts_t;
 
 #define BK_DEFAULT_BLOCK_TOKENS 16

@@ -160,6 +160,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         .block_tokens = BK_DEFAULT_BLOCK_TOKENS, .max_tokens = e->max_tokens,
         .max_seqs = o->max_seqs ? o->max_seqs : DEFAULT_MAX_SEQS,
         .cuda_graphs = o->cuda_graphs, .fp16_weights = o->fp16_weights,
+        .native_weights = o->native_weights,
     };
     if ((rc = registry_create_backend(chosen, &e->backend, e->model, &bo, err, errlen)) != 0 ||
         (rc = forward_create(&e->fwd, e->model, e->backend, e->max_tokens, err, errlen)) != 0 ||

@@ -120,6 +120,8 @@ typedef struct {
     int cuda_graphs;            /* CUDA: decode steps as graphs: 1 on, -1 off, 0 the build's
                                    default (cuda/backend_cuda.cuh, CUDA_GRAPHS_DEFAULT) */
     int fp16_weights;           /* CUDA: weights and GEMM inputs as fp16 (1) or bf16 (0) */
+    int native_weights;         /* CUDA: quantised layer weights kept in their GGUF blocks
+                                   (gpu-weight-type = native; GEMM inputs bf16) */
     engine_notify_cb notify;    /* may be NULL (then use engine_wait) */
     void *notify_ctx;
 } engine_opts_t;

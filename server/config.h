@@ -75,8 +75,8 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "CUDA: share of the GPU's memory llamad may use; the KV cache gets what the weights leave (0: kv-memory).") \
     X("engine", "cuda-graphs",      CFG_STR,   cuda_graphs,      "auto", 0, 0, "auto|on|off", \
       "CUDA: replay decode steps as CUDA graphs and pick greedy tokens on the GPU (auto: the build's default, off until verified on a GPU).") \
-    X("engine", "gpu-weight-type",  CFG_STR,   gpu_weight_type,  "bf16", 0, 0, "bf16|fp16", \
-      "CUDA: 16-bit format of the weights and of the activations the GEMMs read. fp16 has 3 more mantissa bits than bf16 but a range only up to 65504: an activation beyond it becomes inf and its request fails, never a silently wrong answer.") \
+    X("engine", "gpu-weight-type",  CFG_STR,   gpu_weight_type,  "bf16", 0, 0, "native|bf16|fp16", \
+      "CUDA: format of the weights on the GPU. bf16 or fp16: every weight dequantised to that 16-bit format at load, which the GEMMs' inputs share; fp16 has 3 more mantissa bits than bf16 but a range only up to 65504: an activation beyond it becomes inf and its request fails, never a silently wrong answer. native: Q4_0, Q4_1, Q8_0 and Q4_K layer weights stay in their GGUF blocks (a quarter to half the memory and bytes per step), other types as bf16; not yet verified on a GPU, so bf16 stays the default.") \
     X("engine", "max-seqs",         CFG_INT,   max_seqs,         "64", 1, 4096, NULL,  \
       "Most requests generating at once (one token each per step).")                   \
     X("engine", "max-queue",        CFG_INT,   max_queue,        "256", 1, 1000000, NULL, \

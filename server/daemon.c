@@ -52,6 +52,7 @@ void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo)
         .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
                      : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
         .fp16_weights = strcmp(cfg->gpu_weight_type, "fp16") == 0,
+        .native_weights = strcmp(cfg->gpu_weight_type, "native") == 0,
     };
 }
 

@@ -1,8 +1,9 @@
 /*
  * gpu_test.h - what the GPU test programs share: skipping without a CUDA
  * device, a seeded random source, the relative L2 error that fails on NaN
- * or Inf, the hyper-parameters of small random-weight models, and the
- * check that a graph test's steps did run as CUDA graphs.
+ * or Inf, the hyper-parameters of small random-weight models, the
+ * check that a graph test's steps did run as CUDA graphs, and a logit
+ * row's greedy token and its margin over the runner-up.
  */
 #ifndef LLAMAD_GPU_TEST_H
 #define LLAMAD_GPU_TEST_H
@@ -80,6 +81,26 @@ static inline hparams_t small_hp(uint32_t d, uint32_t heads, uint32_t kv, uint32
                    (name), (unsigned long long)gs_.captured, (unsigned long long)gs_.replayed,               \
                    (unsigned long long)gs_.failed);                                                          \
     } while (0)
+
+/* The largest value of row [V] other than at `best`, and the gap to row[best]. */
+static inline float top_margin(const float *row, uint32_t V, int32_t best)
+{
+    float m2 = -INFINITY;
+    for (uint32_t v = 0; v < V; v++)
+        if ((int32_t)v != best && row[v] > m2)
+            m2 = row[v];
+    return row[best] - m2;
+}
+
+/* The lowest index of row [V]'s largest value (the greedy token). */
+static inline int32_t row_argmax(const float *row, uint32_t V)
+{
+    int32_t best = 0;
+    for (uint32_t v = 1; v < V; v++)
+        if (row[v] > row[best])
+            best = (int32_t)v;
+    return best;
+}
 
 /* n random token ids in [0, V - 1). */
 static inline void make_tokens(int32_t *t, uint32_t n, uint32_t V)

@@ -116,25 +116,6 @@ typedef struct {
     int32_t table[GB];
 } gseq_t;
 
-/* The largest value of row [V] other than at `best`, and the gap to row[best]. */
-static float top_margin(const float *row, uint32_t V, int32_t best)
-{
-    float m2 = -INFINITY;
-    for (uint32_t v = 0; v < V; v++)
-        if ((int32_t)v != best && row[v] > m2)
-            m2 = row[v];
-    return row[best] - m2;
-}
-
-static int32_t row_argmax(const float *row, uint32_t V)
-{
-    int32_t best = 0;
-    for (uint32_t v = 1; v < V; v++)
-        if (row[v] > row[best])
-            best = (int32_t)v;
-    return best;
-}
-
 /*
  * Logit row r of a step on the three backends of a graph test, l[0] the
  * CPU's, l[1] CUDA's eager, l[2] CUDA's with graphs: graphs match eager

@@ -45,7 +45,7 @@ TEST(set_values_and_ranges)
     config_close(&c);
 }
 
-/* gpu-weight-type: bf16 by default, fp16 on request, any other value refused naming the choices. */
+/* gpu-weight-type: bf16 by default, fp16 or native on request, any other value refused naming the choices. */
 TEST(gpu_weight_type_choices)
 {
     config_t c;
@@ -56,10 +56,13 @@ TEST(gpu_weight_type_choices)
     ASSERT_EQ_STR(c.gpu_weight_type, "fp16");
     ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", "bf16", "--gpu-weight-type", err, sizeof err), 0);
     ASSERT_EQ_STR(c.gpu_weight_type, "bf16");
-    const char *bad[] = { "fp32", "FP16", "half", "", "fp16 " };
+    ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", "native", "--gpu-weight-type", err, sizeof err), 0);
+    ASSERT_EQ_STR(c.gpu_weight_type, "native");
+    ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", "bf16", "--gpu-weight-type", err, sizeof err), 0);
+    const char *bad[] = { "fp32", "FP16", "half", "", "fp16 ", "Native", "q4_0" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ASSERT_EQ_INT(config_set(&c, "gpu-weight-type", bad[i], "--gpu-weight-type", err, sizeof err), ERR_INVALID);
-        ASSERT(strstr(err, "--gpu-weight-type") != NULL && strstr(err, "bf16|fp16") != NULL);
+        ASSERT(strstr(err, "--gpu-weight-type") != NULL && strstr(err, "native|bf16|fp16") != NULL);
     }
     ASSERT_EQ_STR(c.gpu_weight_type, "bf16"); /* a failed set changes nothing */
     const char *p = write_tmp("[engine]\ngpu-weight-type = fp16\n");
