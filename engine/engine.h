@@ -254,6 +254,9 @@ typedef enum {
     ENGINE_CONSTRAINT_REGEX,           /* src: a regular expression the whole output matches */
     ENGINE_CONSTRAINT_CHOICE,          /* src: a JSON array of strings */
     ENGINE_CONSTRAINT_GBNF,            /* src: a GBNF grammar, root rule "root" */
+    ENGINE_CONSTRAINT_TOOL_CALLS,      /* src: a tool-call spec (grammar_from_tool_calls in
+                                          engine/grammar/grammar.h): one or more calls, each
+                                          naming a tool, its arguments valid for its schema */
 } engine_constraint_kind_t;
 
 typedef struct grammar engine_constraint_t;
@@ -277,6 +280,7 @@ void engine_constraint_release(engine_constraint_t *c);   /* NULL is fine */
 #define ENGINE_MAX_STOP_LEN     256    /* bytes per stop string */
 #define ENGINE_MAX_STOP_TOKENS  16     /* extra stop token ids per request */
 #define ENGINE_MAX_SALT         256    /* bytes of cache salt */
+#define ENGINE_MAX_TRIGGER      64     /* bytes of a constraint's trigger */
 
 typedef struct {
     const int32_t *tokens;      /* [n_tokens] the prompt, already tokenized (BOS included
@@ -302,6 +306,14 @@ typedef struct {
                                    (engine_event_t.cookie), never dereferenced by the engine */
     engine_constraint_t *constraint; /* NULL, or the output's language; the request takes
                                    its own reference */
+    const char *constraint_trigger; /* NULL: the constraint holds from the first token.  Else
+                                   (NUL-terminated, 1..ENGINE_MAX_TRIGGER bytes; copied) a lazy
+                                   constraint: the model writes freely until its generated
+                                   bytes contain the trigger; from the trigger's first byte on
+                                   the text must be in the constraint's language (the trigger
+                                   is where the grammar's text starts, so the grammar begins
+                                   with it).  Bytes that follow the trigger in the same token
+                                   and that the language refuses end the request with an error */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */
