@@ -180,10 +180,18 @@ void engine_get_info(const engine_t *e, engine_info_t *info);
  */
 #define ENGINE_MAX_PROMPT_BYTES ((size_t)64 << 20)
 
-/* One chat message: both strings NUL-terminated UTF-8, borrowed for the call. */
+/* A tool call an assistant message made (chat history). */
 typedef struct {
-    const char *role;           /* "system", "user", "assistant" */
-    const char *content;
+    const char *name;           /* the function's name */
+    const char *arguments;      /* its arguments, JSON text (an object) */
+} engine_tool_call_t;
+
+/* One chat message: strings NUL-terminated UTF-8, all borrowed for the call. */
+typedef struct {
+    const char *role;           /* "system", "user", "assistant", "tool" (a tool's result) */
+    const char *content;        /* "" when an assistant message has only tool calls */
+    const engine_tool_call_t *tool_calls; /* assistant: [n_tool_calls] the calls it made */
+    size_t n_tool_calls;
 } engine_msg_t;
 
 /* What engine_encode_prompt renders: a raw text, or (messages != NULL) a chat. */
@@ -192,6 +200,11 @@ typedef struct {
     size_t len;
     const engine_msg_t *messages; /* [n_messages] a chat, rendered with the chat template */
     size_t n_messages;
+    const char *const *tools;   /* [n_tools] the tools offered, each the JSON text of an
+                                   OpenAI tool ({"type": "function", "function": {...}}),
+                                   rendered as the template's tool format (docs/API.md); a
+                                   template without one refuses them (ERR_UNSUPPORTED) */
+    size_t n_tools;
 } engine_prompt_t;
 
 /*

@@ -49,7 +49,7 @@ static int encode_prompt(daemon_t *d, const api_request_t *ar, int32_t **ids, si
         if (msgs == NULL)
             return ERR_NOMEM;
         for (size_t i = 0; i < ar->n_messages; i++)
-            msgs[i] = (engine_msg_t){ ar->messages[i].role, ar->messages[i].content };
+            msgs[i] = (engine_msg_t){ .role = ar->messages[i].role, .content = ar->messages[i].content };
         p.messages = msgs;
         p.n_messages = ar->n_messages;
     }
