@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "base/sha256.h"
+#include "tool_parse.h"
 
 static int respond_api_error(http_request_t *req, const api_error_t *e)
 {
@@ -44,25 +45,79 @@ static int encode_prompt(daemon_t *d, const api_request_t *ar, int32_t **ids, si
     }
     engine_prompt_t p = { .text = ar->prompt, .len = ar->prompt_len };
     engine_msg_t *msgs = NULL;
+    engine_tool_call_t *calls = NULL;
     if (ar->kind == API_CHAT) {
-        msgs = calloc(ar->n_messages ? ar->n_messages : 1, sizeof *msgs);
-        if (msgs == NULL)
-            return ERR_NOMEM;
+        size_t n_calls = 0;
         for (size_t i = 0; i < ar->n_messages; i++)
-            msgs[i] = (engine_msg_t){ .role = ar->messages[i].role, .content = ar->messages[i].content };
+            n_calls += ar->messages[i].n_tool_calls;
+        msgs = calloc(ar->n_messages ? ar->n_messages : 1, sizeof *msgs);
+        calls = calloc(n_calls ? n_calls : 1, sizeof *calls);
+        if (msgs == NULL || calls == NULL) {
+            free(msgs);
+            free(calls);
+            return ERR_NOMEM;
+        }
+        n_calls = 0;
+        for (size_t i = 0; i < ar->n_messages; i++) {
+            const api_message_t *m = &ar->messages[i];
+            msgs[i] = (engine_msg_t){ .role = m->role, .content = m->content,
+                                      .tool_calls = calls + n_calls, .n_tool_calls = m->n_tool_calls };
+            for (size_t c = 0; c < m->n_tool_calls; c++)
+                calls[n_calls++] = (engine_tool_call_t){ m->tool_calls[c].name,
+                                                         m->tool_calls[c].arguments };
+        }
         p.messages = msgs;
         p.n_messages = ar->n_messages;
+        p.tools = (const char *const *)ar->tools;
+        p.n_tools = ar->n_tools;
     }
     char err[ERR_MSG_MAX];
     int rc = engine_encode_prompt(d->engine, &p, ids, n, err, sizeof err);
     free(msgs);
+    free(calls);
     *own = rc == 0;
     if (rc == ERR_UNSUPPORTED || rc == ERR_INVALID || rc == ERR_RANGE || rc == ERR_TOOLONG) {
         e->status = 400;
         snprintf(e->message, sizeof e->message, "%s", err);
         snprintf(e->param, sizeof e->param, ar->kind == API_CHAT ? "messages" : "prompt");
+        if (ar->n_tools > 0 && strncmp(err, "tools", 5) == 0)
+            snprintf(e->param, sizeof e->param, "tools");
     }
     return rc;
+}
+
+/*
+ * The constraint of a request with tools and tool_choice other than none:
+ * the calls' grammar for the chat format, lazy (from its trigger) for
+ * auto.  Fills ar->constraint_* and *trigger, or *e (400) when the format
+ * has no tool calls or another constraint was asked for.
+ */
+static int tool_constraint(const daemon_t *d, api_request_t *ar, const char **trigger,
+                           api_error_t *e)
+{
+    *trigger = NULL;
+    if (ar->tool_choice == API_TOOLS_NONE)
+        return 0;
+    if (ar->constraint_kind != 0)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, ar->constraint_param, NULL,
+                             "%s: an output constraint and tool calls cannot be combined "
+                             "(use tool_choice \"none\")", ar->constraint_param);
+    if (ar->stream)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "stream", NULL, "stream: streaming "
+                             "tool calls is not served yet; send stream false or tool_choice "
+                             "\"none\"");
+    char *spec = tool_spec_json(ar, d->info.chat_kind, trigger);
+    if (spec == NULL)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "tools", NULL, "tools: the %s chat "
+                             "template has no tool format", d->info.chat_kind ? d->info.chat_kind
+                                                                               : "model's");
+    ar->constraint_kind = ENGINE_CONSTRAINT_TOOL_CALLS;
+    ar->constraint_src = spec;
+    ar->constraint_len = strlen(spec);
+    snprintf(ar->constraint_param, sizeof ar->constraint_param, "tools");
+    if (ar->tool_choice != API_TOOLS_AUTO)
+        *trigger = NULL;   /* the whole output is the calls */
+    return 0;
 }
 
 /*
@@ -116,6 +171,11 @@ static void on_event(job_t *j, const engine_event_t *ev)
     switch (ev->finish) {
     case ENGINE_FINISH_STOP:
     case ENGINE_FINISH_LENGTH: {
+        tool_reply_t tr = { 0 };
+        if (j->req.tool_choice != API_TOOLS_NONE &&
+            tool_parse_reply(j->text.data ? j->text.data : "", j->text.len, d->info.chat_kind,
+                             &tr) != 0)
+            goto nomem;
         api_result_t res = {
             .text = j->text.data ? j->text.data : "", .text_len = j->text.len,
             .finish_reason = engine_finish_name(ev->finish),
@@ -124,7 +184,16 @@ static void on_event(job_t *j, const engine_event_t *ev)
             .token_events = (const engine_event_t *const *)j->events, .n_tokens = j->n_events,
             .want_logprobs = j->want_logprobs, .tok = d->info.tok,
         };
+        if (tr.n_calls > 0) {
+            res.text = tr.content;
+            res.text_len = strlen(tr.content);
+            res.tool_calls = tr.calls;
+            res.n_tool_calls = tr.n_calls;
+            res.finish_reason = "tool_calls";
+            metrics_tool_calls(d->metrics);
+        }
         char *json = api_response_json(&j->meta, &res);
+        tool_reply_free(&tr);
         if (json == NULL)
             goto nomem;
         http_complete(j->http, 200, "application/json", json, strlen(json));
@@ -195,6 +264,13 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
                                   "prompt has %zu tokens.", d->info.n_ctx, n);
     }
 
+    const char *trigger = NULL;
+    if (tool_constraint(d, &ar, &trigger, &ae) != 0) {
+        if (own_ids)
+            free(ids);
+        api_request_free(&ar);
+        return respond_api_error(req, &ae);
+    }
     engine_constraint_t *constraint = NULL;
     if (ar.constraint_kind != 0) {
         char cerr[ERR_MSG_MAX];
@@ -217,6 +293,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     engine_request_t er;
     engine_request_init(&er);
     er.constraint = constraint;
+    er.constraint_trigger = trigger;
     er.tokens = ids;
     er.n_tokens = n_ids;
     er.sampling = ar.sampling;
@@ -271,6 +348,8 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
         }
     }
 
+    if (ar.constraint_kind != 0)
+        metrics_constrained(d->metrics);
     j->req = ar;
     j->likely_queued = st.queued > 0 || st.running >= d->info.max_seqs;
     j->stream = ar.stream;
