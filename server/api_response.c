@@ -213,7 +213,20 @@ static void add_choice(jb_t *b, cJSON *choices, int chat, const api_result_t *r,
     if (chat) {
         cJSON *msg = put(b, c, "message", cJSON_CreateObject());
         put(b, msg, "role", cJSON_CreateString("assistant"));
-        put(b, msg, "content", str_n(r->text, r->text != NULL ? r->text_len : 0));
+        if (r->n_tool_calls > 0 && (r->text == NULL || r->text_len == 0))
+            put(b, msg, "content", cJSON_CreateNull());
+        else
+            put(b, msg, "content", str_n(r->text, r->text != NULL ? r->text_len : 0));
+        cJSON *calls = r->n_tool_calls > 0 ? put(b, msg, "tool_calls", cJSON_CreateArray())
+                                           : NULL;
+        for (size_t i = 0; i < r->n_tool_calls; i++) {
+            cJSON *tc = put(b, calls, NULL, cJSON_CreateObject());
+            put(b, tc, "id", str_z(r->tool_calls[i].id));
+            put(b, tc, "type", cJSON_CreateString("function"));
+            cJSON *fn = put(b, tc, "function", cJSON_CreateObject());
+            put(b, fn, "name", str_z(r->tool_calls[i].name));
+            put(b, fn, "arguments", str_z(r->tool_calls[i].arguments));
+        }
     } else {
         put(b, c, "text", str_n(r->text, r->text != NULL ? r->text_len : 0));
     }
