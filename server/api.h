@@ -316,9 +316,19 @@ char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t
                          const uint32_t *indices, uint32_t prompt_tokens,
                          uint32_t completion_tokens, uint32_t cached_tokens);
 
-/* A completions chunk of plain text for choice m->index (echo's prompt text): no
+/* A chunk of plain text for choice m->index (echo's prompt text; with tools, the
+ * content besides the calls): completions' text or chat's delta.content; no
  * logprobs, finish_reason null. */
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len);
+
+/*
+ * A chat chunk with call i of choice m->index, as OpenAI streams tool calls:
+ * head 1 opens the call (index, id, type, function.name, arguments ""),
+ * head 0 carries its arguments (index, function.arguments).  NULL when out
+ * of memory.
+ */
+char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
+                               int head);
 
 /*
  * One SSE chunk for a streaming response, without the "data: " prefix and

@@ -275,11 +275,41 @@ char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len)
 {
     jb_t b = { 0 };
-    cJSON *root = envelope(&b, m, "text_completion");
+    int chat = m->kind == API_CHAT;
+    cJSON *root = envelope(&b, m, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
     cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
     put(&b, c, "index", cJSON_CreateNumber(m->index));
-    put(&b, c, "text", str_n(text, text != NULL ? len : 0));
+    if (chat)
+        put(&b, put(&b, c, "delta", cJSON_CreateObject()), "content",
+            str_n(text, text != NULL ? len : 0));
+    else
+        put(&b, c, "text", str_n(text, text != NULL ? len : 0));
+    put(&b, c, "logprobs", cJSON_CreateNull());
+    put(&b, c, "finish_reason", cJSON_CreateNull());
+    return finish(&b, root);
+}
+
+char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
+                               int head)
+{
+    jb_t b = { 0 };
+    cJSON *root = envelope(&b, m, "chat.completion.chunk");
+    cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
+    cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
+    put(&b, c, "index", cJSON_CreateNumber(m->index));
+    cJSON *delta = put(&b, c, "delta", cJSON_CreateObject());
+    cJSON *tc = put(&b, put(&b, delta, "tool_calls", cJSON_CreateArray()), NULL,
+                    cJSON_CreateObject());
+    put(&b, tc, "index", cJSON_CreateNumber((double)i));
+    if (head) {
+        put(&b, tc, "id", str_z(call->id));
+        put(&b, tc, "type", cJSON_CreateString("function"));
+    }
+    cJSON *fn = put(&b, tc, "function", cJSON_CreateObject());
+    if (head)
+        put(&b, fn, "name", str_z(call->name));
+    put(&b, fn, "arguments", head ? cJSON_CreateString("") : str_z(call->arguments));
     put(&b, c, "logprobs", cJSON_CreateNull());
     put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);

@@ -181,10 +181,10 @@ static int tool_constraint(const daemon_t *d, api_request_t *ar, const char **tr
         return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, ar->constraint_param, NULL,
                              "%s: an output constraint and tool calls cannot be combined "
                              "(use tool_choice \"none\")", ar->constraint_param);
-    if (ar->stream)
-        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "stream", NULL, "stream: streaming "
-                             "tool calls is not served yet; send stream false or tool_choice "
-                             "\"none\"");
+    if (ar->stream && ar->logprobs)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "logprobs", NULL, "logprobs: not "
+                             "served when tool calls are streamed; send stream false or "
+                             "tool_choice \"none\"");
     char *spec = tool_spec_json(ar, d->info.chat_kind, trigger);
     if (spec == NULL)
         return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "tools", NULL, "tools: the %s chat "
@@ -506,6 +506,8 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     j->req = ar;
     j->likely_queued = st.queued > 0 || st.running >= d->info.max_seqs;
     j->stream = ar.stream;
+    j->tools = ar.tool_choice != API_TOOLS_NONE;
+    j->tool_trigger = trigger;
     j->on_event = j->stream ? stream_on_event : on_event;
     j->want_logprobs = ar.logprobs;
     snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,
