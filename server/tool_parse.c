@@ -73,10 +73,20 @@ static int new_id(char out[32])
     return 0;
 }
 
-/* One call's JSON text [p, p + n) into c: {"name": string, args_key: object}; -1 if not. */
+/* One call's JSON text [p, p + n) into c: {"name": string, args_key: object} and only
+   whitespace after it; -1 if not. */
 static int one_call(const char *p, size_t n, const char *args_key, api_tool_call_t *c)
 {
-    cJSON *v = cJSON_ParseWithLength(p, n);
+    if (memchr(p, '\0', n) != NULL)
+        return -1;   /* cJSON would take a raw NUL inside a string, and strdup cut there */
+    const char *after = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(p, n, &after, 0);
+    while (v != NULL && after < p + n && *after != '\0' && strchr(" \t\r\n", *after) != NULL)
+        after++;
+    if (v != NULL && after != p + n) {
+        cJSON_Delete(v);   /* text after the object: not a call */
+        v = NULL;
+    }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(v, "name");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(v, args_key);
     int rc = -1;

@@ -1067,6 +1067,20 @@ TEST(tools)
                        "%s: param %s status %u (%s)", r[i].body, e.param, e.status, e.message);
         api_request_free(&req);
     }
+    /* /v1/completions has no tools: a 400, not a field ignored */
+    static const struct { const char *body, *param; } c[] = {
+        { "{\"prompt\":\"x\",\"tools\":[" TOOL("a") "]}", "tools" },
+        { "{\"prompt\":\"x\",\"functions\":[{\"name\":\"f\"}]}", "functions" },
+        { "{\"prompt\":\"x\",\"tool_choice\":\"auto\"}", "tool_choice" },
+        { "{\"prompt\":\"x\",\"function_call\":\"auto\"}", "function_call" },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        api_request_t req;
+        api_error_t e;
+        ASSERT_MSG(parse_str(API_COMPLETIONS, c[i].body, &req, &e) != 0, "%s", c[i].body);
+        ASSERT_MSG(strcmp(e.param, c[i].param) == 0 && e.status == 400, "%s: param %s status %u",
+                   c[i].body, e.param, e.status);
+    }
     /* 1,000 functions: over the cap of 128 */
     size_t cap = 1000 * 64 + 256;
     char *big = malloc(cap);
