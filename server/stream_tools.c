@@ -30,13 +30,14 @@ static size_t sendable(const char *t, size_t n, const char *trig, int *open)
 {
     size_t tl = strlen(trig), cut = n;
     const char *at = tl > 0 ? memmem(t, n, trig, tl) : NULL;
-    if (at != NULL) {
+    if (tl == 0) {
+        /* no trigger: nothing to hold but whitespace */
+    } else if (at != NULL) {
         *open = 1;
         cut = (size_t)(at - t);
     } else {
         /* the longest tail that is a proper prefix of the trigger */
-        size_t k = tl > n ? n : tl;
-        for (k = k > 0 ? k - 1 : 0; k > 0; k--)
+        for (size_t k = tl - 1 < n ? tl - 1 : n; k > 0; k--)   /* tl >= 1 here */
             if (memcmp(t + n - k, trig, k) == 0) {
                 cut = n - k;
                 break;
@@ -65,8 +66,12 @@ int stream_tools_token(job_t *j, job_choice_t *c, const engine_event_t *ev)
         return ERR_NOMEM;
     if (c->tool_open || j->tool_trigger == NULL)
         return 0;   /* in a call, or the whole reply is calls: all waits for the end */
-    return send_content(j, c, c->text.data, sendable(c->text.data, c->text.len,
-                                                      j->tool_trigger, &c->tool_open));
+    /* no call can begin before what was sent (its start would have been held back):
+       look at the rest only, so that a long reply costs linear time */
+    size_t from = c->tool_sent;
+    return send_content(j, c, c->text.data, from + sendable(c->text.data + from,
+                                                             c->text.len - from,
+                                                             j->tool_trigger, &c->tool_open));
 }
 
 int stream_tools_finish(job_t *j, job_choice_t *c, const engine_event_t *ev)
