@@ -5,6 +5,9 @@
  * used out first), and per request the parser state and the token mask
  * applied to its logits before sampling.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* memmem, strnlen */
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -59,6 +62,7 @@ static int compile_kind(engine_constraint_kind_t kind, const char *src, size_t l
     case ENGINE_CONSTRAINT_REGEX:       return grammar_from_regex(src, len, NULL, g, err, errlen);
     case ENGINE_CONSTRAINT_CHOICE:      return grammar_from_choice(src, len, NULL, g, err, errlen);
     case ENGINE_CONSTRAINT_GBNF:        return grammar_from_gbnf(src, len, NULL, g, err, errlen);
+    case ENGINE_CONSTRAINT_TOOL_CALLS:  return grammar_from_tool_calls(src, len, NULL, g, err, errlen);
     }
     return err_set(err, errlen, ERR_INVALID, "unknown constraint kind %d", (int)kind);
 }
@@ -153,10 +157,22 @@ void engine_constraint_release(engine_constraint_t *c)
     grammar_release(c);
 }
 
-int constraint_req_init(engine_t *e, request_t *q, grammar_t *g, char *err, size_t errlen)
+int constraint_req_init(engine_t *e, request_t *q, grammar_t *g, const char *trigger, char *err,
+                        size_t errlen)
 {
     if (g == NULL)
-        return 0;
+        return trigger == NULL ? 0 : err_set(err, errlen, ERR_INVALID,
+                                             "constraint_trigger: given without a constraint");
+    if (trigger != NULL) {
+        size_t n = strnlen(trigger, ENGINE_MAX_TRIGGER + 1);
+        if (n == 0 || n > ENGINE_MAX_TRIGGER)
+            return err_set(err, errlen, ERR_RANGE, "constraint_trigger: %zu bytes (1..%d)", n,
+                           ENGINE_MAX_TRIGGER);
+        memcpy(q->trigger, trigger, n);
+        q->trigger_len = (uint32_t)n;
+        if ((q->win = malloc(n + TOK_MAX_TOKEN_BYTES)) == NULL)
+            return err_set(err, errlen, ERR_NOMEM, "out of memory for the request's constraint");
+    }
     q->mask = malloc(gvocab_mask_words(e->gvocab) * sizeof *q->mask);
     if (q->mask == NULL || gm_create(&q->gm, g) != 0)
         return err_set(err, errlen, ERR_NOMEM, "out of memory for the request's constraint");
@@ -169,6 +185,32 @@ void constraint_req_close(request_t *q)
     q->gm = NULL;
     free(q->mask);
     q->mask = NULL;
+    free(q->win);
+    q->win = NULL;
+}
+
+int constraint_watch(engine_t *e, request_t *q, int32_t token)
+{
+    size_t n = 0;
+    const char *p = vocab_piece((void *)e->model->tok, token, &n);
+    if (p == NULL || n > TOK_MAX_TOKEN_BYTES) {
+        q->win_len = 0;   /* a control token breaks the text: no trigger spans it */
+        return 0;
+    }
+    memcpy(q->win + q->win_len, p, n);
+    q->win_len += (uint32_t)n;
+    const char *at = memmem(q->win, q->win_len, q->trigger, q->trigger_len);
+    if (at == NULL) {
+        uint32_t keep = q->trigger_len - 1;   /* a trigger may still end in the next token */
+        if (q->win_len > keep) {
+            memmove(q->win, q->win + q->win_len - keep, keep);
+            q->win_len = keep;
+        }
+        return 0;
+    }
+    q->armed = 1;
+    q->mask_ready = 0;
+    return gm_feed(q->gm, at, (size_t)(q->win + q->win_len - at));
 }
 
 int constraint_mask(engine_t *e, request_t *q)
@@ -268,7 +310,7 @@ void constraint_masks_begin(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
     uint32_t k = 0;
     for (uint32_t i = 0; i < n && k < e->max_seqs; i++) {
         request_t *q = seqs[i]->owner;
-        if (seqs[i]->step_logit >= 0 && q->gm != NULL && !q->mask_ready)
+        if (seqs[i]->step_logit >= 0 && req_constrained(q) && !q->mask_ready)
             e->mk_rows[k++] = q;
     }
     if (k == 0 || !e->mk_started)

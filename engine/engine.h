@@ -182,10 +182,18 @@ void engine_get_info(const engine_t *e, engine_info_t *info);
  */
 #define ENGINE_MAX_PROMPT_BYTES ((size_t)64 << 20)
 
-/* One chat message: both strings NUL-terminated UTF-8, borrowed for the call. */
+/* A tool call an assistant message made (chat history). */
 typedef struct {
-    const char *role;           /* "system", "user", "assistant" */
-    const char *content;
+    const char *name;           /* the function's name */
+    const char *arguments;      /* its arguments, JSON text (an object) */
+} engine_tool_call_t;
+
+/* One chat message: strings NUL-terminated UTF-8, all borrowed for the call. */
+typedef struct {
+    const char *role;           /* "system", "user", "assistant", "tool" (a tool's result) */
+    const char *content;        /* "" when an assistant message has only tool calls */
+    const engine_tool_call_t *tool_calls; /* assistant: [n_tool_calls] the calls it made */
+    size_t n_tool_calls;
 } engine_msg_t;
 
 /* What engine_encode_prompt renders: a raw text, or (messages != NULL) a chat. */
@@ -194,6 +202,11 @@ typedef struct {
     size_t len;
     const engine_msg_t *messages; /* [n_messages] a chat, rendered with the chat template */
     size_t n_messages;
+    const char *const *tools;   /* [n_tools] the tools offered, each the JSON text of an
+                                   OpenAI tool ({"type": "function", "function": {...}}),
+                                   rendered as the template's tool format (docs/API.md); a
+                                   template without one refuses them (ERR_UNSUPPORTED) */
+    size_t n_tools;
 } engine_prompt_t;
 
 /*
@@ -256,6 +269,9 @@ typedef enum {
     ENGINE_CONSTRAINT_REGEX,           /* src: a regular expression the whole output matches */
     ENGINE_CONSTRAINT_CHOICE,          /* src: a JSON array of strings */
     ENGINE_CONSTRAINT_GBNF,            /* src: a GBNF grammar, root rule "root" */
+    ENGINE_CONSTRAINT_TOOL_CALLS,      /* src: a tool-call spec (grammar_from_tool_calls in
+                                          engine/grammar/grammar.h): one or more calls, each
+                                          naming a tool, its arguments valid for its schema */
 } engine_constraint_kind_t;
 
 typedef struct grammar engine_constraint_t;
@@ -279,6 +295,7 @@ void engine_constraint_release(engine_constraint_t *c);   /* NULL is fine */
 #define ENGINE_MAX_STOP_LEN     256    /* bytes per stop string */
 #define ENGINE_MAX_STOP_TOKENS  16     /* extra stop token ids per request */
 #define ENGINE_MAX_SALT         256    /* bytes of cache salt */
+#define ENGINE_MAX_TRIGGER      64     /* bytes of a constraint's trigger */
 
 typedef struct {
     const int32_t *tokens;      /* [n_tokens] the prompt, already tokenized (BOS included
@@ -304,6 +321,14 @@ typedef struct {
                                    (engine_event_t.cookie), never dereferenced by the engine */
     engine_constraint_t *constraint; /* NULL, or the output's language; the request takes
                                    its own reference */
+    const char *constraint_trigger; /* NULL: the constraint holds from the first token.  Else
+                                   (NUL-terminated, 1..ENGINE_MAX_TRIGGER bytes; copied) a lazy
+                                   constraint: the model writes freely until its generated
+                                   bytes contain the trigger; from the trigger's first byte on
+                                   the text must be in the constraint's language (the trigger
+                                   is where the grammar's text starts, so the grammar begins
+                                   with it).  Bytes that follow the trigger in the same token
+                                   and that the language refuses end the request with an error */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */

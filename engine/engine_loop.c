@@ -202,7 +202,7 @@ static int greedy_only(const request_t *q)
 {
     const sampler_params_t *p = &q->sp;
     return (p->temperature == 0.0f || p->top_k == 1) && !q->use_pen && p->n_logit_bias == 0 &&
-           p->n_logprobs == 0 && q->gm == NULL && q->n_generated >= q->min_tokens;
+           p->n_logprobs == 0 && !req_constrained(q) && q->n_generated >= q->min_tokens;
 }
 
 /* Whether every logit row of the step is greedy_only (and the backend can take them). */

@@ -123,7 +123,7 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
             return rc ? rc : ERR_NOMEM;
         }
     }
-    if ((rc = constraint_req_init(e, q, r->constraint, err, errlen)) != 0) {
+    if ((rc = constraint_req_init(e, q, r->constraint, r->constraint_trigger, err, errlen)) != 0) {
         req_destroy(q);
         return rc;
     }
@@ -253,7 +253,7 @@ static void mask_stops(const engine_t *e, const request_t *q, float *logits)
 void req_on_logits(engine_t *e, request_t *q, float *logits)
 {
     sampler_result_t r;
-    if (q->gm != NULL) {
+    if (req_constrained(q)) {
         /* the mask goes first: bias, penalties and every filter see only allowed tokens */
         int mrc = q->mask_ready ? 0 : constraint_mask(e, q);
         q->mask_ready = 0;
@@ -291,7 +291,13 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
         sampler_seq_accept(&q->pen, res->token);
     int complete = 0;
     if (q->gm != NULL) {
-        if (gm_feed_token(q->gm, e->gvocab, res->token) != 0) {
+        if (!req_constrained(q)) {
+            if (constraint_watch(e, q, res->token) != 0) {
+                req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the text after the constraint's "
+                           "trigger is outside the constraint");
+                return;
+            }
+        } else if (gm_feed_token(q->gm, e->gvocab, res->token) != 0) {
             req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the token chosen is outside the constraint");
             return;
         }

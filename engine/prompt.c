@@ -18,7 +18,8 @@
 
 _Static_assert(ENGINE_MAX_PROMPT_BYTES == TOK_MAX_INPUT_BYTES,
                "engine.h states the tokenizer's input limit");
-_Static_assert(sizeof(engine_msg_t) == sizeof(chat_msg_t), "a chat message is a role and a content");
+_Static_assert(sizeof(engine_msg_t) == sizeof(chat_msg_t), "a chat message is the same in both");
+_Static_assert(sizeof(engine_tool_call_t) == sizeof(chat_call_t), "so is a tool call");
 
 /* Hand a token buffer's ids to the caller (or free them on error). */
 static int give_ids(int rc, tok_buf_t *b, int32_t **ids, size_t *n)
@@ -48,12 +49,15 @@ static int encode_chat(const engine_t *e, const engine_prompt_t *p, tok_buf_t *o
     if (msgs == NULL)
         return err_set(err, errlen, ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < p->n_messages; i++)
-        msgs[i] = (chat_msg_t){ p->messages[i].role, p->messages[i].content };
+        msgs[i] = (chat_msg_t){ p->messages[i].role, p->messages[i].content,
+                                (const chat_call_t *)p->messages[i].tool_calls,
+                                p->messages[i].n_tool_calls };
     tok_text_t text;
     tok_spans_t content;
     tok_text_init(&text);
     tok_spans_init(&content);
-    int rc = chat_render_spans(&e->chat, msgs, p->n_messages, 1, &text, &content, err, errlen);
+    int rc = chat_render_tools(&e->chat, msgs, p->n_messages, p->tools, p->n_tools, 1, &text,
+                               &content, err, errlen);
     free(msgs);
     if (rc == 0) {
         /* the template's markers are control tokens; what clients wrote stays text */

@@ -29,11 +29,22 @@ typedef struct {
     char message[ERR_MSG_MAX];
 } api_error_t;
 
+/* A tool call: of an assistant message in the history, or parsed from a reply. */
 typedef struct {
-    char *role;                 /* "system", "user", "assistant" ("developer" is read as
-                                   "system"); NUL-terminated */
+    char *id;                   /* "call_..." */
+    char *name;
+    char *arguments;            /* JSON text of an object */
+} api_tool_call_t;
+
+typedef struct {
+    char *role;                 /* "system", "user", "assistant", "tool" ("developer" is read
+                                   as "system"); NUL-terminated */
     char *content;              /* a string, or the text parts joined with "\n"; valid UTF-8
-                                   with no NUL byte */
+                                   with no NUL byte; "" for an assistant message with only
+                                   tool calls */
+    api_tool_call_t *tool_calls; /* assistant: [n_tool_calls] (api_tools.c) */
+    size_t n_tool_calls;
+    char *tool_call_id;         /* tool: the call it answers (one made earlier) */
 } api_message_t;
 
 /* One prompt of a list (completions): a text (tokens NULL) or token ids (text NULL). */
@@ -48,6 +59,11 @@ typedef struct {
 #define API_MAX_N         16    /* n and best_of */
 #define API_MAX_PROMPTS   64    /* prompts in a list */
 #define API_MAX_SEQUENCES 128   /* prompts x best_of: the engine requests of one request */
+
+/* tool_choice */
+enum { API_TOOLS_NONE = 0, API_TOOLS_AUTO, API_TOOLS_REQUIRED, API_TOOLS_NAMED };
+#define API_MAX_TOOLS 128       /* = GRAMMAR_MAX_TOOLS */
+#define API_MAX_TOOL_CALLS 64   /* calls of one history message */
 
 /* One parsed, validated request; owns everything it points to (api_request_free). */
 typedef struct {
@@ -103,6 +119,15 @@ typedef struct {
     int include_stop_str;       /* include_stop_str_in_output */
     int keep_special;           /* skip_special_tokens false */
     int32_t priority;           /* lower runs first; 0 by default */
+    /* tool calling (api_tools.c) */
+    char **tools;               /* [n_tools] each tool as compact JSON text
+                                   {"type":"function","function":{...}} */
+    char **tool_names;          /* [n_tools] their names */
+    char **tool_params;         /* [n_tools] their parameters schemas as JSON text, or NULL */
+    size_t n_tools;
+    int tool_choice;            /* API_TOOLS_*; auto when tools are given, else none */
+    size_t tool_named;          /* API_TOOLS_NAMED: the index of the tool */
+    int parallel_tool_calls;    /* 1 (the default): several calls; 0: at most one */
 } api_request_t;
 
 #define API_MAX_CACHE_SALT 256
@@ -186,6 +211,22 @@ int api_parse_constraint(const struct cJSON *root, api_request_t *req, api_error
 int api_parse_extras(const struct cJSON *root, api_kind_t kind, const api_limits_t *lim,
                      api_request_t *req, api_error_t *e);
 
+/*
+ * Tool calling (api_tools.c): tools, tool_choice, parallel_tool_calls and
+ * the legacy functions / function_call (served as tools and tool_choice).
+ * Fills req->tools..; 0 or a 400 naming the field (a bad name, a
+ * duplicate name, more than API_MAX_TOOLS, an unknown named tool).
+ */
+int api_parse_tools(const struct cJSON *root, api_request_t *req, api_error_t *e);
+/*
+ * The tool fields of messages[i] (m): an assistant's tool_calls (then a
+ * null content is ""), a tool message's tool_call_id, which must name a
+ * call of an earlier message of req.  Called with am's role set.
+ */
+int api_parse_message_tools(const struct cJSON *m, size_t i, api_request_t *req,
+                            api_message_t *am, api_error_t *e);
+void api_tool_calls_free(api_tool_call_t *c, size_t n);
+
 /* The OpenAI error object as JSON text (malloc'd, NUL-terminated; NULL when out of
  * memory).  An empty param and a NULL code come out as null; invalid UTF-8 in the
  * message is replaced, so the text is always valid JSON. */
@@ -258,6 +299,9 @@ typedef struct {
     size_t n_tokens;
     int want_logprobs;
     const tokenizer_t *tok;     /* to spell tokens in logprobs (engine_token_piece) */
+    const api_tool_call_t *tool_calls; /* chat: [n_tool_calls] the reply's calls; then text is
+                                   the text besides them (content null when empty) */
+    size_t n_tool_calls;
 } api_result_t;
 
 /* The non-streaming response body of one choice (index 0, r's usage). */
@@ -272,9 +316,19 @@ char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t
                          const uint32_t *indices, uint32_t prompt_tokens,
                          uint32_t completion_tokens, uint32_t cached_tokens);
 
-/* A completions chunk of plain text for choice m->index (echo's prompt text): no
+/* A chunk of plain text for choice m->index (echo's prompt text; with tools, the
+ * content besides the calls): completions' text or chat's delta.content; no
  * logprobs, finish_reason null. */
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len);
+
+/*
+ * A chat chunk with call i of choice m->index, as OpenAI streams tool calls:
+ * head 1 opens the call (index, id, type, function.name, arguments ""),
+ * head 0 carries its arguments (index, function.arguments).  NULL when out
+ * of memory.
+ */
+char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
+                               int head);
 
 /*
  * One SSE chunk for a streaming response, without the "data: " prefix and

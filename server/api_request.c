@@ -314,16 +314,21 @@ static int parse_messages(const cJSON *root, size_t max_bytes, api_request_t *re
         const char *r = role->valuestring;
         if (strcmp(r, "developer") == 0)
             r = "system";   /* OpenAI's newer name for the system role */
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0)
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0 &&
+            strcmp(r, "tool") != 0)
             return BAD(e, ERR_INVALID, name, "%s: \"%.40s\" is not one of system, user, "
-                       "assistant", name, role->valuestring);
+                       "assistant, tool", name, role->valuestring);
         api_message_t *am = &req->messages[i];
         req->n_messages = i + 1;   /* so that api_request_free frees what is set */
         if ((am->role = strdup(r)) == NULL)
             return nomem(e);
         size_t len = 0;
-        int rc = parse_content(cJSON_GetObjectItemCaseSensitive(m, "content"), i, &am->content,
-                               &len, e);
+        int rc = api_parse_message_tools(m, i, req, am, e);
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (rc == 0 && am->n_tool_calls > 0 && (c == NULL || cJSON_IsNull(c)))
+            rc = (am->content = strdup("")) ? 0 : nomem(e);   /* calls only */
+        else if (rc == 0)
+            rc = parse_content(c, i, &am->content, &len, e);
         if (rc != 0)
             return rc;
         total += len;
@@ -413,23 +418,27 @@ static int parse_logit_bias(const cJSON *root, const api_limits_t *lim, api_requ
 }
 
 /* Fields we recognise but do not serve: a clear 400 rather than silent ignoring. */
-static int parse_unsupported(const cJSON *root, api_kind_t kind, api_error_t *e)
+static int parse_unsupported(const cJSON *root, api_kind_t kind, api_request_t *req,
+                             api_error_t *e)
 {
+    if (kind != API_COMPLETIONS)
+        return api_parse_tools(root, req, e);   /* tools are chat's (api_tools.c) */
+    /* completions has no tools: refused rather than ignored (echo, suffix and
+     * best_of: api_choices.c) */
     static const char *const list_fields[] = { "tools", "functions" };
     for (size_t i = 0; i < 2; i++) {
         const cJSON *v = field(root, list_fields[i]);
         if (v != NULL && !(cJSON_IsArray(v) && v->child == NULL))
-            return BAD(e, ERR_UNSUPPORTED, list_fields[i], "%s: not supported",
-                       list_fields[i]);
+            return BAD(e, ERR_UNSUPPORTED, list_fields[i], "%s: not supported on "
+                       "/v1/completions", list_fields[i]);
     }
     static const char *const choice_fields[] = { "tool_choice", "function_call" };
     for (size_t i = 0; i < 2; i++) {
         const cJSON *v = field(root, choice_fields[i]);
         if (v != NULL && !(cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0))
-            return BAD(e, ERR_UNSUPPORTED, choice_fields[i], "%s: not supported (only "
-                       "\"none\")", choice_fields[i]);
+            return BAD(e, ERR_UNSUPPORTED, choice_fields[i], "%s: not supported on "
+                       "/v1/completions (only \"none\")", choice_fields[i]);
     }
-    (void)kind;   /* echo, suffix and best_of: api_choices.c */
     return 0;
 }
 
@@ -570,7 +579,7 @@ static int parse_root(const cJSON *root, api_kind_t kind, const api_limits_t *li
         max_bytes = ENGINE_MAX_PROMPT_BYTES;
     int rc;
     if ((rc = parse_model(root, lim, req, e)) != 0 ||
-        (rc = parse_unsupported(root, kind, e)) != 0 ||
+        (rc = parse_unsupported(root, kind, req, e)) != 0 ||
         (rc = api_parse_constraint(root, req, e)) != 0)
         return rc;
     rc = kind == API_CHAT ? parse_messages(root, max_bytes, req, e)
@@ -656,7 +665,17 @@ void api_request_free(api_request_t *req)
     for (size_t i = 0; i < req->n_messages; i++) {
         free(req->messages[i].role);
         free(req->messages[i].content);
+        api_tool_calls_free(req->messages[i].tool_calls, req->messages[i].n_tool_calls);
+        free(req->messages[i].tool_call_id);
     }
+    for (size_t i = 0; i < req->n_tools; i++) {
+        free(req->tools[i]);
+        free(req->tool_names[i]);
+        free(req->tool_params[i]);
+    }
+    free(req->tools);
+    free(req->tool_names);
+    free(req->tool_params);
     free(req->messages);
     free(req->logit_bias);
     for (size_t i = 0; i < req->n_stop; i++)

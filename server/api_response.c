@@ -213,7 +213,20 @@ static void add_choice(jb_t *b, cJSON *choices, int chat, const api_result_t *r,
     if (chat) {
         cJSON *msg = put(b, c, "message", cJSON_CreateObject());
         put(b, msg, "role", cJSON_CreateString("assistant"));
-        put(b, msg, "content", str_n(r->text, r->text != NULL ? r->text_len : 0));
+        if (r->n_tool_calls > 0 && (r->text == NULL || r->text_len == 0))
+            put(b, msg, "content", cJSON_CreateNull());
+        else
+            put(b, msg, "content", str_n(r->text, r->text != NULL ? r->text_len : 0));
+        cJSON *calls = r->n_tool_calls > 0 ? put(b, msg, "tool_calls", cJSON_CreateArray())
+                                           : NULL;
+        for (size_t i = 0; i < r->n_tool_calls; i++) {
+            cJSON *tc = put(b, calls, NULL, cJSON_CreateObject());
+            put(b, tc, "id", str_z(r->tool_calls[i].id));
+            put(b, tc, "type", cJSON_CreateString("function"));
+            cJSON *fn = put(b, tc, "function", cJSON_CreateObject());
+            put(b, fn, "name", str_z(r->tool_calls[i].name));
+            put(b, fn, "arguments", str_z(r->tool_calls[i].arguments));
+        }
     } else {
         put(b, c, "text", str_n(r->text, r->text != NULL ? r->text_len : 0));
     }
@@ -262,11 +275,41 @@ char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len)
 {
     jb_t b = { 0 };
-    cJSON *root = envelope(&b, m, "text_completion");
+    int chat = m->kind == API_CHAT;
+    cJSON *root = envelope(&b, m, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
     cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
     put(&b, c, "index", cJSON_CreateNumber(m->index));
-    put(&b, c, "text", str_n(text, text != NULL ? len : 0));
+    if (chat)
+        put(&b, put(&b, c, "delta", cJSON_CreateObject()), "content",
+            str_n(text, text != NULL ? len : 0));
+    else
+        put(&b, c, "text", str_n(text, text != NULL ? len : 0));
+    put(&b, c, "logprobs", cJSON_CreateNull());
+    put(&b, c, "finish_reason", cJSON_CreateNull());
+    return finish(&b, root);
+}
+
+char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
+                               int head)
+{
+    jb_t b = { 0 };
+    cJSON *root = envelope(&b, m, "chat.completion.chunk");
+    cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
+    cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
+    put(&b, c, "index", cJSON_CreateNumber(m->index));
+    cJSON *delta = put(&b, c, "delta", cJSON_CreateObject());
+    cJSON *tc = put(&b, put(&b, delta, "tool_calls", cJSON_CreateArray()), NULL,
+                    cJSON_CreateObject());
+    put(&b, tc, "index", cJSON_CreateNumber((double)i));
+    if (head) {
+        put(&b, tc, "id", str_z(call->id));
+        put(&b, tc, "type", cJSON_CreateString("function"));
+    }
+    cJSON *fn = put(&b, tc, "function", cJSON_CreateObject());
+    if (head)
+        put(&b, fn, "name", str_z(call->name));
+    put(&b, fn, "arguments", head ? cJSON_CreateString("") : str_z(call->arguments));
     put(&b, c, "logprobs", cJSON_CreateNull());
     put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);

@@ -48,8 +48,11 @@ typedef struct {
     int engine_done;            /* its FINISH event arrived (or it was never submitted) */
     char *echo;                 /* echo: the prompt text, [echo_len] bytes; else NULL */
     size_t echo_len;
-    /* non-streaming: the text and (for logprobs) the token events so far */
+    /* non-streaming, or streaming with tools: the text so far; and (for logprobs,
+       non-streaming) the token events */
     buf_t text;
+    size_t tool_sent;           /* streaming with tools: bytes of text sent as content */
+    int tool_open;              /* streaming with tools: a call has begun, hold the rest */
     engine_event_t **events;    /* [n_events] copies, in order */
     size_t n_events, cap_events;
     double sum_logprob;         /* of the tokens drawn, for best_of */
@@ -81,6 +84,8 @@ struct job {
     int likely_queued;          /* the engine had no free slot at submit (for the cancel phase) */
     int stream;
     int want_logprobs;
+    int tools;                  /* tool_choice other than none: replies are parsed for calls */
+    const char *tool_trigger;   /* tool_choice auto: the text that opens a call (static) */
     /* streaming: SSE bytes not yet taken by MHD */
     buf_t out;
     size_t out_pos;
@@ -206,9 +211,32 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
 /* Send the 200 and the stream headers for a submitted job; returns an MHD_Result. */
 int stream_start(job_t *j);
 void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev);
+/* Append one `data: ...\n\n` frame; takes ownership of json (NULL: out of memory,
+ * ERR_NOMEM). */
+int stream_put_frame(job_t *j, char *json);
+/* The meta of choice c's chunks: its index and text offset. */
+api_resp_meta_t stream_choice_meta(const job_t *j, const job_choice_t *c);
 /* Once a second: a keep-alive comment when the stream has been quiet. */
 void stream_tick(job_t *j, uint64_t now_ns);
 /* The client is gone: let MHD close the connection. */
 void stream_close(job_t *j);
+
+/* ---- stream_tools.c ---- */
+
+/*
+ * A streamed choice of a request with tools: a token's text is kept, and
+ * what cannot be the start of a call is sent as content deltas (text that
+ * may begin the trigger, and whitespace before it, are held back as stop
+ * strings are).  0 or ERR_NOMEM.
+ */
+int stream_tools_token(job_t *j, job_choice_t *c, const engine_event_t *ev);
+
+/*
+ * The choice's FINISH (STOP or LENGTH, ev's held-back text included): the
+ * reply is parsed; the content not yet sent, then each call as OpenAI's
+ * tool-call deltas, then the finish chunk ("tool_calls" when there are
+ * calls, else engine_finish_name).  0 or ERR_NOMEM.
+ */
+int stream_tools_finish(job_t *j, job_choice_t *c, const engine_event_t *ev);
 
 #endif

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "base/sha256.h"
+#include "tool_parse.h"
 
 static int respond_api_error(http_request_t *req, const api_error_t *e)
 {
@@ -52,18 +53,36 @@ static int encode_prompt(daemon_t *d, const api_request_t *ar, size_t i, int32_t
     if (lp != NULL)
         p = (engine_prompt_t){ .text = lp->text, .len = lp->len };
     engine_msg_t *msgs = NULL;
+    engine_tool_call_t *calls = NULL;
     if (ar->kind == API_CHAT) {
+        size_t n_calls = 0;
+        for (size_t i = 0; i < ar->n_messages; i++)
+            n_calls += ar->messages[i].n_tool_calls;
         msgs = calloc(ar->n_messages ? ar->n_messages : 1, sizeof *msgs);
-        if (msgs == NULL)
+        calls = calloc(n_calls ? n_calls : 1, sizeof *calls);
+        if (msgs == NULL || calls == NULL) {
+            free(msgs);
+            free(calls);
             return ERR_NOMEM;
-        for (size_t k = 0; k < ar->n_messages; k++)
-            msgs[k] = (engine_msg_t){ ar->messages[k].role, ar->messages[k].content };
+        }
+        n_calls = 0;
+        for (size_t i = 0; i < ar->n_messages; i++) {
+            const api_message_t *m = &ar->messages[i];
+            msgs[i] = (engine_msg_t){ .role = m->role, .content = m->content,
+                                      .tool_calls = calls + n_calls, .n_tool_calls = m->n_tool_calls };
+            for (size_t c = 0; c < m->n_tool_calls; c++)
+                calls[n_calls++] = (engine_tool_call_t){ m->tool_calls[c].name,
+                                                         m->tool_calls[c].arguments };
+        }
         p.messages = msgs;
         p.n_messages = ar->n_messages;
+        p.tools = (const char *const *)ar->tools;
+        p.n_tools = ar->n_tools;
     }
     char err[ERR_MSG_MAX];
     int rc = engine_encode_prompt(d->engine, &p, ids, n, err, sizeof err);
     free(msgs);
+    free(calls);
     *own = rc == 0;
     if (rc == ERR_UNSUPPORTED || rc == ERR_INVALID || rc == ERR_RANGE || rc == ERR_TOOLONG) {
         e->status = 400;
@@ -72,6 +91,8 @@ static int encode_prompt(daemon_t *d, const api_request_t *ar, size_t i, int32_t
             snprintf(e->param, sizeof e->param, "prompt[%zu]", i);
         else
             snprintf(e->param, sizeof e->param, ar->kind == API_CHAT ? "messages" : "prompt");
+        if (ar->n_tools > 0 && strncmp(err, "tools", 5) == 0)
+            snprintf(e->param, sizeof e->param, "tools");
     }
     return rc;
 }
@@ -145,6 +166,40 @@ static int echo_text(daemon_t *d, const api_request_t *ar, const prompts_t *p, s
 }
 
 /*
+ * The constraint of a request with tools and tool_choice other than none:
+ * the calls' grammar for the chat format, lazy (from its trigger) for
+ * auto.  Fills ar->constraint_* and *trigger, or *e (400) when the format
+ * has no tool calls or another constraint was asked for.
+ */
+static int tool_constraint(const daemon_t *d, api_request_t *ar, const char **trigger,
+                           api_error_t *e)
+{
+    *trigger = NULL;
+    if (ar->tool_choice == API_TOOLS_NONE)
+        return 0;
+    if (ar->constraint_kind != 0)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, ar->constraint_param, NULL,
+                             "%s: an output constraint and tool calls cannot be combined "
+                             "(use tool_choice \"none\")", ar->constraint_param);
+    if (ar->stream && ar->logprobs)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "logprobs", NULL, "logprobs: not "
+                             "served when tool calls are streamed; send stream false or "
+                             "tool_choice \"none\"");
+    char *spec = tool_spec_json(ar, d->info.chat_kind, trigger);
+    if (spec == NULL)
+        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "tools", NULL, "tools: the %s chat "
+                             "template has no tool format", d->info.chat_kind ? d->info.chat_kind
+                                                                               : "model's");
+    ar->constraint_kind = ENGINE_CONSTRAINT_TOOL_CALLS;
+    ar->constraint_src = spec;
+    ar->constraint_len = strlen(spec);
+    snprintf(ar->constraint_param, sizeof ar->constraint_param, "tools");
+    if (ar->tool_choice != API_TOOLS_AUTO)
+        *trigger = NULL;   /* the whole output is the calls */
+    return 0;
+}
+
+/*
  * The prefix-cache salt of a request: none (the shared cache) unless the
  * client sent cache_salt or prefix-cache-per-key is on; then a digest over
  * the key's id (zeros without keys) and the client's salt.
@@ -190,6 +245,26 @@ static void rank_prompt(const job_t *j, uint32_t p, size_t *order)
 }
 
 /* Every choice has finished: answer with the best n of each prompt. */
+/*
+ * With tools: parse a choice's reply (r's text) into its calls, kept in
+ * *tr, and point r at them (finish_reason tool_calls, the text besides the
+ * calls as content).  0 when out of memory.
+ */
+static int choice_tool_calls(job_t *j, api_result_t *r, tool_reply_t *tr)
+{
+    if (tool_parse_reply(r->text, r->text_len, j->d->info.chat_kind, tr) != 0)
+        return 0;
+    if (tr->n_calls == 0)
+        return 1;
+    r->text = tr->content;
+    r->text_len = strlen(tr->content);
+    r->tool_calls = tr->calls;
+    r->n_tool_calls = tr->n_calls;
+    r->finish_reason = "tool_calls";
+    metrics_tool_calls(j->d->metrics);
+    return 1;
+}
+
 static int answer(job_t *j)
 {
     daemon_t *d = j->d;
@@ -198,8 +273,10 @@ static int answer(job_t *j)
     api_result_t *res = calloc(n_prompts * n, sizeof *res);
     uint32_t *idx = calloc(n_prompts * n, sizeof *idx);
     size_t *order = calloc(b, sizeof *order);
+    tool_reply_t *tr = calloc(n_prompts * n, sizeof *tr);   /* each choice parses its own */
     char *json = NULL;
-    if (res != NULL && idx != NULL && order != NULL) {
+    int ok = res != NULL && idx != NULL && order != NULL && tr != NULL;
+    if (ok) {
         for (uint32_t p = 0; p < n_prompts; p++) {
             rank_prompt(j, p, order);
             for (uint32_t r = 0; r < n; r++) {
@@ -215,11 +292,18 @@ static int answer(job_t *j)
                     .n_tokens = c->n_events, .want_logprobs = j->want_logprobs,
                     .tok = d->info.tok,
                 };
+                if (j->req.tool_choice != API_TOOLS_NONE &&
+                    !choice_tool_calls(j, &res[at], &tr[at]))
+                    ok = 0;
             }
         }
+    }
+    if (ok)
         json = api_responses_json(&j->meta, res, n_prompts * n, idx, j->prompt_tokens,
                                   j->completion_tokens, j->cached_tokens);
-    }
+    for (size_t i = 0; tr != NULL && i < n_prompts * n; i++)
+        tool_reply_free(&tr[i]);
+    free(tr);
     free(res);
     free(idx);
     free(order);
@@ -337,6 +421,12 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
                                   err_str(rc));
     }
 
+    const char *trigger = NULL;
+    if (tool_constraint(d, &ar, &trigger, &ae) != 0) {
+        prompts_free(&pr);
+        api_request_free(&ar);
+        return respond_api_error(req, &ae);
+    }
     engine_constraint_t *constraint = NULL;
     if (ar.constraint_kind != 0) {
         char cerr[ERR_MSG_MAX];
@@ -358,6 +448,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     engine_request_t er;
     engine_request_init(&er);
     er.constraint = constraint;
+    er.constraint_trigger = trigger;
     er.sampling = ar.sampling;
     er.max_tokens = ar.max_tokens;
     er.stop = (const char *const *)ar.stop;
@@ -410,9 +501,13 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
         return respond_submit_error(d, req, rc, err);
     }
 
+    if (ar.constraint_kind != 0)
+        metrics_constrained(d->metrics);
     j->req = ar;
     j->likely_queued = st.queued > 0 || st.running >= d->info.max_seqs;
     j->stream = ar.stream;
+    j->tools = ar.tool_choice != API_TOOLS_NONE;
+    j->tool_trigger = trigger;
     j->on_event = j->stream ? stream_on_event : on_event;
     j->want_logprobs = ar.logprobs;
     snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,

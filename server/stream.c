@@ -29,8 +29,7 @@ static void wake(job_t *j)
         http_resume(j->http);
 }
 
-/* Append one `data: ...\n\n` frame; takes ownership of json (may be NULL: out of memory). */
-static int put_frame(job_t *j, char *json)
+int stream_put_frame(job_t *j, char *json)
 {
     if (json == NULL)
         return ERR_NOMEM;
@@ -52,12 +51,12 @@ static void put_error(job_t *j, const char *type, const char *code, const char *
     e.type = type;
     e.code = code;
     snprintf(e.message, sizeof e.message, "%s", message);
-    put_frame(j, api_error_json(&e));
+    stream_put_frame(j, api_error_json(&e));
     j->out_end = 1;
 }
 
-/* The meta of choice c's chunks: its index and text offset.  Streaming has best_of == n. */
-static api_resp_meta_t choice_meta(const job_t *j, const job_choice_t *c)
+/* Streaming has best_of == n. */
+api_resp_meta_t stream_choice_meta(const job_t *j, const job_choice_t *c)
 {
     api_resp_meta_t m = j->meta;
     m.index = c->prompt * j->req.n + c->seq;
@@ -70,8 +69,8 @@ static api_resp_meta_t choice_meta(const job_t *j, const job_choice_t *c)
 static int put_chunk(job_t *j, job_choice_t *c, const engine_event_t *ev, int first,
                      const char *finish, int logprobs)
 {
-    api_resp_meta_t m = choice_meta(j, c);
-    int rc = put_frame(j, api_chunk_json(&m, ev, first, finish, logprobs, j->d->info.tok));
+    api_resp_meta_t m = stream_choice_meta(j, c);
+    int rc = stream_put_frame(j, api_chunk_json(&m, ev, first, finish, logprobs, j->d->info.tok));
     if (ev != NULL)
         c->text_offset += utf8_chars(ev->text, ev->text_len);
     return rc;
@@ -113,8 +112,8 @@ int stream_start(job_t *j)
         if (j->meta.kind == API_CHAT) {
             rc = put_chunk(j, c, NULL, 1, NULL, 0);
         } else if (c->echo != NULL) {
-            api_resp_meta_t m = choice_meta(j, c);
-            rc = put_frame(j, api_text_chunk_json(&m, c->echo, c->echo_len));
+            api_resp_meta_t m = stream_choice_meta(j, c);
+            rc = stream_put_frame(j, api_text_chunk_json(&m, c->echo, c->echo_len));
         }
         if (rc != 0) {
             job_cancel(j);
@@ -139,7 +138,9 @@ void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
     int rc = 0;
     if (ev->kind == ENGINE_EV_TOKEN) {
         /* empty deltas are skipped, except tokens whose logprobs were asked for */
-        if (ev->text_len > 0 || j->want_logprobs)
+        if (j->tools)
+            rc = stream_tools_token(j, c, ev);
+        else if (ev->text_len > 0 || j->want_logprobs)
             rc = put_chunk(j, c, ev, 0, NULL, j->want_logprobs);
         if (rc != 0)
             fail(j, "server_error", NULL, "out of memory");
@@ -149,10 +150,14 @@ void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
     switch (ev->finish) {
     case ENGINE_FINISH_STOP:
     case ENGINE_FINISH_LENGTH:
-        if (ev->text_len > 0) /* text held back until the end (a partial stop-string match) */
-            rc = put_chunk(j, c, ev, 0, NULL, 0);
-        if (rc == 0)
-            rc = put_chunk(j, c, NULL, 0, engine_finish_name(ev->finish), 0);
+        if (j->tools) {
+            rc = stream_tools_finish(j, c, ev);
+        } else {
+            if (ev->text_len > 0) /* text held back until the end (a partial stop-string match) */
+                rc = put_chunk(j, c, ev, 0, NULL, 0);
+            if (rc == 0)
+                rc = put_chunk(j, c, NULL, 0, engine_finish_name(ev->finish), 0);
+        }
         if (j->n_done < j->n_choices) {
             if (rc != 0)
                 fail(j, "server_error", NULL, "out of memory");
@@ -160,7 +165,7 @@ void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
         }
         /* the last choice: usage over all of them, then the end */
         if (rc == 0 && j->req.include_usage)
-            rc = put_frame(j, api_usage_chunk_json(&j->meta, j->prompt_tokens,
+            rc = stream_put_frame(j, api_usage_chunk_json(&j->meta, j->prompt_tokens,
                                                    j->completion_tokens, j->cached_tokens));
         if (rc == 0)
             rc = buf_append(&j->out, "data: [DONE]\n\n", 14);

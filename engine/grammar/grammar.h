@@ -213,4 +213,19 @@ int grammar_from_choice(const char *json, size_t len, const grammar_limits_t *li
 int grammar_from_json_schema(const char *json, size_t len, const grammar_limits_t *lim,
                              grammar_t **out, char *err, size_t errlen);
 
+/*
+ * A model's tool calls (tool_calls.c): json is a spec object naming the
+ * text around each call (prefix, suffix, separator), the call object's
+ * two keys (name_key, args_key), max_calls (0: no bound; at least one
+ * call) and the tools, [{"name", "parameters": JSON Schema}] (at most
+ * GRAMMAR_MAX_TOOLS).  The language: calls of the form
+ *   prefix {"<name_key>": "<a tool's name>", "<args_key>": <its arguments>} suffix
+ * joined by separator, JSON whitespace as in JSON Schema grammars, the
+ * arguments accepted by that tool's schema.  A schema the JSON Schema
+ * compiler refuses fails the whole spec, the message naming tools[i].
+ */
+#define GRAMMAR_MAX_TOOLS 128
+int grammar_from_tool_calls(const char *json, size_t len, const grammar_limits_t *lim,
+                            grammar_t **out, char *err, size_t errlen);
+
 #endif

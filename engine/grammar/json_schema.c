@@ -521,6 +521,14 @@ uint32_t js_schema(js_t *js, const cJSON *s)
 /* Entry point                                                         */
 /* ================================================================== */
 
+void js_close(js_t *js)
+{
+    for (size_t i = 0; i < js->n_scratch; i++)
+        cJSON_Delete(js->scratch[i]);
+    free(js->scratch);
+    free(js->refs);
+}
+
 int grammar_from_json_schema(const char *json, size_t len, const grammar_limits_t *lim,
                              grammar_t **out, char *err, size_t errlen)
 {
@@ -552,10 +560,7 @@ int grammar_from_json_schema(const char *json, size_t len, const grammar_limits_
     js_init_lexical(&js);
     uint32_t root = doc != NULL ? js_schema(&js, doc) : js_any_object(&js);
     rc = gb_finish(js.b, root, out, err, errlen);
-    for (size_t i = 0; i < js.n_scratch; i++)
-        cJSON_Delete(js.scratch[i]);
-    free(js.scratch);
-    free(js.refs);
+    js_close(&js);
     cJSON_Delete(doc);
     return rc;
 }

@@ -60,6 +60,8 @@ int js_is_annotation(const char *key);
 /* A non-negative integer keyword of s: 0 with *v set, 1 when absent, or
  * GB fail ERR_INVALID (-1 returned) when it is not an integer in 0..2^32-2. */
 int js_get_count(js_t *js, const cJSON *s, const char *key, uint32_t *v);
+/* Free what a compile kept in js (not the builder, not the document). */
+void js_close(js_t *js);
 /* The compact JSON text of v (malloc'd), or NULL with ERR_NOMEM recorded. */
 char *js_print(js_t *js, const cJSON *v);
 
@@ -86,6 +88,8 @@ uint32_t js_list(js_t *js, char open, uint32_t item, uint32_t min, uint32_t max,
 uint32_t js_literal_value(js_t *js, const cJSON *v);
 
 /* ---- json_schema_object.c */
+/* A rule matching the JSON string name (an object key). */
+uint32_t js_key_literal(js_t *js, const char *name);
 uint32_t js_object(js_t *js, const cJSON *s);
 uint32_t js_array(js_t *js, const cJSON *s);
 

@@ -29,8 +29,7 @@ static uint32_t member(js_t *js, uint32_t key, uint32_t value)
     return gb_seq(js->b, e, 5);
 }
 
-/* A rule matching the JSON string name. */
-static uint32_t key_literal(js_t *js, const char *name)
+uint32_t js_key_literal(js_t *js, const char *name)
 {
     cJSON *k = cJSON_CreateString(name);
     if (k == NULL) {
@@ -131,7 +130,7 @@ uint32_t js_object(js_t *js, const cJSON *s)
         order[i++] = p;
     for (i = n - 1; i >= 0 && !gb_failed(b); i--) {
         const cJSON *p = order[i];
-        uint32_t kv = member(js, key_literal(js, p->string), js_schema(js, p));
+        uint32_t kv = member(js, js_key_literal(js, p->string), js_schema(js, p));
         uint32_t r = gb_rule(b, NULL), f = gb_rule(b, NULL);
         gelem_t after[3] = { ge_ref(js_comma(js)), ge_ref(kv), ge_ref(rest) };
         gelem_t head[2] = { ge_ref(kv), ge_ref(rest) };

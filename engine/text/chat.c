@@ -326,17 +326,58 @@ static int role_of(const chat_msg_t *m)
     return -1;
 }
 
-static int render_chatml(const chat_template_t *tp, const chat_msg_t *m, size_t n, int gen,
-                         tok_text_t *o, tok_spans_t *sp)
+static int put_client(tok_text_t *o, tok_spans_t *sp, const char *s)
+{
+    return put_content(o, sp, s, strlen(s), 0);
+}
+
+/* A call as the JSON the model writes: {"name": "<name>", "<args_key>": <arguments>}. */
+static int put_call(tok_text_t *o, tok_spans_t *sp, const chat_call_t *c, const char *args_key)
+{
+    return put(o, "{\"name\": \"") || put_client(o, sp, c->name) || put(o, "\", \"") ||
+           put(o, args_key) || put(o, "\": ") || put_client(o, sp, c->arguments) || put(o, "}");
+}
+
+static const char CHATML_TOOLS_HEAD[] =
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+static const char CHATML_TOOLS_TAIL[] =
+    "\n</tools>\n\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+    "<function-name>, \"arguments\": <args-json-object>}\n</tool_call>";
+
+static int render_chatml(const chat_template_t *tp, const chat_msg_t *m, size_t n,
+                         const char *const *tools, size_t n_tools, int gen, tok_text_t *o,
+                         tok_spans_t *sp)
 {
     int rc = 0;
-    if (n > 0 && tp->default_system != NULL && role_of(&m[0]) != CHAT_SYSTEM)
+    size_t first = 0;
+    if (n_tools > 0) {
+        /* the system message, the operator's default or the client's, then the tools */
+        const char *sys = tp->default_system;
+        if (n > 0 && role_of(&m[0]) == CHAT_SYSTEM)
+            first = 1;
+        rc = put(o, "<|im_start|>system\n") ||
+             (first ? put_client(o, sp, m[0].content) : put(o, sys)) ||
+             ((first ? m[0].content[0] : sys && sys[0]) ? put(o, "\n\n") : 0) ||
+             put(o, CHATML_TOOLS_HEAD);
+        for (size_t t = 0; t < n_tools && rc == 0; t++)
+            rc = put(o, "\n") || put_client(o, sp, tools[t]);
+        rc = rc || put(o, CHATML_TOOLS_TAIL) || put(o, "<|im_end|>\n");
+    } else if (n > 0 && tp->default_system != NULL && role_of(&m[0]) != CHAT_SYSTEM) {
         rc = put(o, "<|im_start|>system\n") || put(o, tp->default_system) ||
              put(o, "<|im_end|>\n");
-    for (size_t i = 0; i < n && rc == 0; i++)
+    }
+    for (size_t i = first; i < n && rc == 0; i++) {
+        int tool = strcmp(m[i].role, "tool") == 0;
         rc = put(o, "<|im_start|>") || put(o, m[i].role) || put(o, "\n") ||
-             put_content(o, sp, m[i].content, strlen(m[i].content), 0) ||
-             put(o, "<|im_end|>\n");
+             (tool && put(o, "<tool_response>\n")) || put_client(o, sp, m[i].content) ||
+             (tool && put(o, "\n</tool_response>"));
+        for (size_t c = 0; c < m[i].n_calls && rc == 0; c++)
+            rc = ((c > 0 || m[i].content[0]) && put(o, "\n")) || put(o, "<tool_call>\n") ||
+                 put_call(o, sp, &m[i].calls[c], "arguments") || put(o, "\n</tool_call>");
+        rc = rc || put(o, "<|im_end|>\n");
+    }
     if (rc == 0 && gen)
         rc = put(o, "<|im_start|>assistant\n");
     return rc ? ERR_NOMEM : 0;
@@ -377,13 +418,46 @@ static int render_llama2(const chat_msg_t *m, size_t n, tok_text_t *o, tok_spans
     return rc;
 }
 
-static int render_llama3(const chat_msg_t *m, size_t n, int gen, tok_text_t *o, tok_spans_t *sp)
+static const char LLAMA3_TOOLS_HEAD[] =
+    "Given the following functions, please respond with a JSON for a function call with its "
+    "proper arguments that best answers the given prompt.\n\nRespond in the format "
+    "{\"name\": function name, \"parameters\": dictionary of argument name and its value}."
+    "Do not use variables.\n\n";
+
+/*
+ * Meta's LLaMA 3.1 template with tools (tools_in_user_message): the system
+ * message opens with the ipython environment, the first user message is
+ * preceded by the instruction and the tools; calls are JSON objects, tool
+ * results "ipython" turns.
+ */
+static int render_llama3(const chat_msg_t *m, size_t n, const char *const *tools, size_t n_tools,
+                         int gen, tok_text_t *o, tok_spans_t *sp)
 {
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = (i == 0 && put(o, "<|begin_of_text|>")) || put(o, "<|start_header_id|>") ||
-             put(o, m[i].role) || put(o, "<|end_header_id|>\n\n") ||
-             put_content(o, sp, m[i].content, strlen(m[i].content), 1) || put(o, "<|eot_id|>");
+    int rc = put(o, "<|begin_of_text|>");
+    size_t first = 0;
+    if (n_tools > 0) {
+        first = n > 0 && role_of(&m[0]) == CHAT_SYSTEM;
+        rc = rc || put(o, "<|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n"
+                       "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n") ||
+             (first && put_content(o, sp, m[0].content, strlen(m[0].content), 1)) ||
+             put(o, "<|eot_id|>");
+    }
+    int tools_done = n_tools == 0;
+    for (size_t i = first; i < n && rc == 0; i++) {
+        int tool = strcmp(m[i].role, "tool") == 0;
+        rc = put(o, "<|start_header_id|>") || put(o, tool ? "ipython" : m[i].role) ||
+             put(o, "<|end_header_id|>\n\n");
+        if (!tools_done && role_of(&m[i]) == CHAT_USER) {
+            tools_done = 1;
+            rc = rc || put(o, LLAMA3_TOOLS_HEAD);
+            for (size_t t = 0; t < n_tools && rc == 0; t++)
+                rc = put_client(o, sp, tools[t]) || put(o, "\n\n");
+        }
+        rc = rc || put_content(o, sp, m[i].content, strlen(m[i].content), 1);
+        for (size_t c = 0; c < m[i].n_calls && rc == 0; c++)
+            rc = (c > 0 && put(o, "\n")) || put_call(o, sp, &m[i].calls[c], "parameters");
+        rc = rc || put(o, "<|eot_id|>");
+    }
     if (rc == 0 && gen)
         rc = put(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     return rc ? ERR_NOMEM : 0;
@@ -416,20 +490,51 @@ int chat_render_spans(const chat_template_t *tp, const chat_msg_t *msgs, size_t 
                       int add_generation_prompt, tok_text_t *out, tok_spans_t *content,
                       char *err, size_t errlen)
 {
+    return chat_render_tools(tp, msgs, n, NULL, 0, add_generation_prompt, out, content, err,
+                             errlen);
+}
+
+int chat_render_tools(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
+                      const char *const *tools, size_t n_tools, int add_generation_prompt,
+                      tok_text_t *out, tok_spans_t *content, char *err, size_t errlen)
+{
+    int has_tools = tp->kind == CHAT_CHATML || tp->kind == CHAT_LLAMA3;
+    if (n_tools > 0 && !has_tools)
+        return err_set(err, errlen, ERR_UNSUPPORTED, "tools: the %s chat template has no tool "
+                       "format", chat_kind_name(tp->kind));
+    for (size_t i = 0; i < n_tools; i++)
+        if (tools == NULL || tools[i] == NULL)
+            return err_set(err, errlen, ERR_INVALID, "tools[%zu] missing", i);
     for (size_t i = 0; i < n; i++) {
-        if (role_of(&msgs[i]) < 0)
+        int tool = msgs[i].role != NULL && strcmp(msgs[i].role, "tool") == 0;
+        if (role_of(&msgs[i]) < 0 && !tool)
             return err_set(err, errlen, ERR_INVALID,
-                           "messages[%zu].role \"%.32s\": want system, user or assistant", i,
-                           msgs[i].role ? msgs[i].role : "(none)");
+                           "messages[%zu].role \"%.32s\": want system, user, assistant or tool",
+                           i, msgs[i].role ? msgs[i].role : "(none)");
         if (msgs[i].content == NULL)
             return err_set(err, errlen, ERR_INVALID, "messages[%zu].content missing", i);
+        if ((tool || msgs[i].n_calls > 0) && !has_tools)
+            return err_set(err, errlen, ERR_UNSUPPORTED, "messages[%zu]: the %s chat template "
+                           "has no tool format", i, chat_kind_name(tp->kind));
+        if (msgs[i].n_calls > 0 && role_of(&msgs[i]) != CHAT_ASSISTANT)
+            return err_set(err, errlen, ERR_INVALID, "messages[%zu].tool_calls: only an "
+                           "assistant message makes tool calls", i);
+        for (size_t c = 0; c < msgs[i].n_calls; c++)
+            if (msgs[i].calls == NULL || msgs[i].calls[c].name == NULL ||
+                msgs[i].calls[c].arguments == NULL)
+                return err_set(err, errlen, ERR_INVALID, "messages[%zu].tool_calls[%zu] "
+                               "incomplete", i, c);
     }
     size_t len0 = out->len, n_spans0 = content ? content->n : 0;
     int rc;
     switch (tp->kind) {
-    case CHAT_CHATML: rc = render_chatml(tp, msgs, n, add_generation_prompt, out, content); break;
+    case CHAT_CHATML:
+        rc = render_chatml(tp, msgs, n, tools, n_tools, add_generation_prompt, out, content);
+        break;
     case CHAT_LLAMA2: rc = render_llama2(msgs, n, out, content, err, errlen); break;
-    case CHAT_LLAMA3: rc = render_llama3(msgs, n, add_generation_prompt, out, content); break;
+    case CHAT_LLAMA3:
+        rc = render_llama3(msgs, n, tools, n_tools, add_generation_prompt, out, content);
+        break;
     case CHAT_CUSTOM: rc = render_custom(tp, msgs, n, add_generation_prompt, out, content); break;
     default: return err_set(err, errlen, ERR_INVALID, "no chat template");
     }

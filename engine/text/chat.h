@@ -59,10 +59,18 @@ enum { CHAT_SYSTEM = 0, CHAT_USER = 1, CHAT_ASSISTANT = 2, CHAT_N_ROLES = 3 };
 #define CHAT_MAX_FILE  (64 * 1024)   /* bytes of a template file */
 #define CHAT_MAX_VALUE 4096          /* bytes of one file value or default system prompt */
 
-/* One message: role "system", "user" or "assistant"; NUL-terminated UTF-8. */
+/* A tool call of an assistant message: the name and the arguments' JSON text. */
+typedef struct {
+    const char *name;
+    const char *arguments;
+} chat_call_t;
+
+/* One message: role "system", "user", "assistant" or "tool"; NUL-terminated UTF-8. */
 typedef struct {
     const char *role;
     const char *content;
+    const chat_call_t *calls;         /* assistant: [n_calls] the tool calls it made */
+    size_t n_calls;
 } chat_msg_t;
 
 /* A template: a built-in kind plus its data (caller-owned: init, close). */
@@ -114,5 +122,30 @@ int chat_render(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
 int chat_render_spans(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
                       int add_generation_prompt, tok_text_t *out, tok_spans_t *content,
                       char *err, size_t errlen);
+
+/*
+ * chat_render_spans with tools: tools[0..n_tools) are the JSON texts of
+ * the tools offered (OpenAI's {"type":"function","function":{...}}),
+ * rendered as the format's tool section; messages may carry tool calls
+ * (assistant) and have role "tool".  The formats:
+ *   ChatML (Hermes / Qwen2.5 style)  the system message gains a "# Tools"
+ *            section listing each tool as JSON in <tools></tools> and asking
+ *            for calls as <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>;
+ *            an assistant's calls are written back that way after its content;
+ *            a tool message is a "tool" turn with its content in
+ *            <tool_response>\n...\n</tool_response>.
+ *   LLaMA-3  (Meta's 3.1 JSON tool calling) the system message starts with
+ *            "Environment: ipython"; the first user message is preceded by the
+ *            instruction and the tools' JSON; a call is
+ *            {"name": ..., "parameters": ...}; a tool result is an "ipython" turn.
+ *   LLaMA-2, file templates: no tool format: tools, tool calls or a tool
+ *            message are ERR_UNSUPPORTED naming the template.
+ * The tools' text and the calls' names and arguments are client content
+ * (recorded in `content`).  n_tools 0 with no tool message or call is
+ * chat_render_spans.
+ */
+int chat_render_tools(const chat_template_t *tp, const chat_msg_t *msgs, size_t n,
+                      const char *const *tools, size_t n_tools, int add_generation_prompt,
+                      tok_text_t *out, tok_spans_t *content, char *err, size_t errlen);
 
 #endif

@@ -89,6 +89,17 @@ class Report:
             self.fail(name, why)
         return bool(cond)
 
+    def attempt(self, name, fn):
+        """Run fn() -> (ok, why) as check(name, ok, why); an exception is a FAIL
+        line with its type and the line it came from."""
+        try:
+            ok, why = fn()
+            self.check(name, ok, why)
+        except Exception as ex:  # noqa: BLE001 - any failure is a FAIL line
+            tb = traceback.extract_tb(ex.__traceback__)
+            self.fail(name, "%s: %s (line %d)" % (type(ex).__name__, str(ex)[:600],
+                                                  tb[-1].lineno if tb else 0))
+
     def finish(self):
         """Exit the test program: status 1 when anything failed."""
         sys.stdout.flush()
@@ -106,6 +117,16 @@ def skip_all_without_model(report, names):
     if not os.path.isfile(llamad_bin()):
         report.fail(names[0], "no llamad at " + llamad_bin())
         report.finish()
+
+
+def have(module):
+    """Whether `module` can be imported."""
+    import importlib
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False
 
 
 def import_or_skip_all(report, names, module):

@@ -11,7 +11,6 @@ log-probability.  Caps: n and best_of 16, 64 prompts, prompts x best_of 128.
 
 import os
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -36,17 +35,6 @@ MAX_TOKENS = 8
 
 H.skip_all_without_model(R, CASES)
 openai = H.import_or_skip_all(R, CASES, "openai")
-
-
-def attempt(name, fn):
-    """Run fn() -> (ok, why); an exception is a FAIL line with its type and line."""
-    try:
-        ok, why = fn()
-        R.check(name, ok, why)
-    except Exception as ex:  # noqa: BLE001 - any failure is a FAIL line
-        tb = traceback.extract_tb(ex.__traceback__)
-        R.fail(name, "%s: %s (line %d)" % (type(ex).__name__, str(ex)[:600],
-                                           tb[-1].lineno if tb else 0))
 
 
 def status_of(fn):
@@ -85,14 +73,14 @@ def main():
                 r.usage.prompt_tokens == alone[0].usage.prompt_tokens and \
                 r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
             return ok, "got %r want %r index %r usage %r" % (got, want, idx, r.usage)
-        attempt(CASES[0], n3)
+        R.attempt(CASES[0], n3)
 
         def n3_chat():
             r = c.chat.completions.create(messages=chat_msgs, n=3, seed=7, **cmpl)
             got = [ch.message.content for ch in sorted(r.choices, key=lambda ch: ch.index)]
             want = [solo_chat(7 + i) for i in range(3)]
             return got == want, "got %r want %r" % (got, want)
-        attempt(CASES[1], n3_chat)
+        R.attempt(CASES[1], n3_chat)
 
         def n3_stream():
             texts, finish, usage = {}, {}, None
@@ -110,7 +98,7 @@ def main():
                 usage.completion_tokens >= 3 and usage.prompt_tokens > 0 and \
                 usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
             return ok, "got %r want %r finish %r usage %r" % (got, want, finish, usage)
-        attempt(CASES[2], n3_stream)
+        R.attempt(CASES[2], n3_stream)
 
         def n2_chat_stream():
             texts = {}
@@ -121,7 +109,7 @@ def main():
             r = c.chat.completions.create(messages=chat_msgs, n=2, seed=9, **cmpl)
             want = {ch.index: ch.message.content for ch in r.choices}
             return texts == want, "streamed %r whole %r" % (texts, want)
-        attempt(CASES[3], n2_chat_stream)
+        R.attempt(CASES[3], n2_chat_stream)
 
         def best_of():
             r = c.completions.create(prompt=PROMPT, n=2, best_of=3, seed=11, **cmpl)
@@ -134,13 +122,13 @@ def main():
             want = [t[1] for t in seqs[:2]]
             return got == want and len(r.choices) == 2, "got %r want %r (ranked %r)" % (
                 got, want, seqs)
-        attempt(CASES[4], best_of)
+        R.attempt(CASES[4], best_of)
 
         def best_of_stream():
             st, param = status_of(lambda: list(c.completions.create(
                 prompt=PROMPT, n=1, best_of=2, stream=True, **cmpl)))
             return st == 400 and param == "best_of", "status %r param %r" % (st, param)
-        attempt(CASES[5], best_of_stream)
+        R.attempt(CASES[5], best_of_stream)
 
         def caps():
             ok16 = len(c.completions.create(prompt=PROMPT, n=16, **dict(cmpl, max_tokens=1))
@@ -150,7 +138,7 @@ def main():
             h = status_of(lambda: c.chat.completions.create(messages=chat_msgs, n=17, **cmpl))
             return ok16 and a == (400, "n") and b == (400, "best_of") and h == (400, "n"), \
                 "n=16 ok %r, n=17 %r, best_of=17 %r, chat n=17 %r" % (ok16, a, b, h)
-        attempt(CASES[6], caps)
+        R.attempt(CASES[6], caps)
 
         def list_strings():
             prompts = ["Once upon a time", PROMPT]
@@ -158,7 +146,7 @@ def main():
             by = {ch.index: ch.text for ch in r.choices}
             want = {p * 2 + i: solo(5 + i, prompts[p]) for p in range(2) for i in range(2)}
             return by == want, "got %r want %r" % (by, want)
-        attempt(CASES[7], list_strings)
+        R.attempt(CASES[7], list_strings)
 
         def list_tokens():
             r = c.completions.create(prompt=[[504, 3458, 282], [1848, 314]], seed=3, **cmpl)
@@ -166,12 +154,12 @@ def main():
             b = c.completions.create(prompt=[1848, 314], seed=3, **cmpl).choices[0].text
             by = {ch.index: ch.text for ch in r.choices}
             return by == {0: a, 1: b}, "got %r want %r" % (by, [a, b])
-        attempt(CASES[8], list_tokens)
+        R.attempt(CASES[8], list_tokens)
 
         def list_cap():
             st, param = status_of(lambda: c.completions.create(prompt=["x"] * 10000, **cmpl))
             return st == 400 and param == "prompt", "status %r param %r" % (st, param)
-        attempt(CASES[9], list_cap)
+        R.attempt(CASES[9], list_cap)
 
         def echo():
             r = c.completions.create(prompt=PROMPT, echo=True, n=2, seed=1, **cmpl)
@@ -185,19 +173,19 @@ def main():
             want = [PROMPT + t for t in plain]
             return got == want and [texts.get(0), texts.get(1)] == want, \
                 "got %r streamed %r want %r" % (got, texts, want)
-        attempt(CASES[10], echo)
+        R.attempt(CASES[10], echo)
 
         def echo_logprobs():
             st, param = status_of(lambda: c.completions.create(prompt=PROMPT, echo=True,
                                                                logprobs=1, **cmpl))
             return st == 400 and param == "echo", "status %r param %r" % (st, param)
-        attempt(CASES[11], echo_logprobs)
+        R.attempt(CASES[11], echo_logprobs)
 
         def suffix():
             st, param = status_of(lambda: c.completions.create(prompt=PROMPT, suffix="end.",
                                                                **cmpl))
             return st == 400 and param == "suffix", "status %r param %r" % (st, param)
-        attempt(CASES[12], suffix)
+        R.attempt(CASES[12], suffix)
 
         def langchain():
             from langchain_openai import OpenAI
@@ -210,7 +198,7 @@ def main():
                 texts[0] == one, "invoke %r generate %r" % (one, texts)
         try:
             import langchain_openai  # noqa: F401
-            attempt(CASES[13], langchain)
+            R.attempt(CASES[13], langchain)
         except ImportError:
             R.skip(CASES[13], "the langchain-openai package is not installed for " + sys.executable)
     finally:

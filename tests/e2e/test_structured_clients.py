@@ -10,11 +10,9 @@ that model accepts any keys: json_object promises an object, not keys).
 Each must return the parsed object.  A missing package SKIPs its cases.
 """
 
-import importlib
 import inspect
 import os
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -45,25 +43,6 @@ class AnyObject(pydantic.BaseModel):
     age: object = None
 
 
-def have(module):
-    try:
-        importlib.import_module(module)
-        return True
-    except ImportError:
-        return False
-
-
-def attempt(name, fn):
-    """Run fn() -> (ok, why); an exception is a FAIL line with its type and line."""
-    try:
-        ok, why = fn()
-        R.check(name, ok, why)
-    except Exception as ex:  # noqa: BLE001 - any failure is a FAIL line
-        tb = traceback.extract_tb(ex.__traceback__)
-        R.fail(name, "%s: %s (line %d)" % (type(ex).__name__, str(ex)[:600],
-                                           tb[-1].lineno if tb else 0))
-
-
 def run_openai(d, model):
     import openai
     client = openai.OpenAI(base_url=d.base + "/v1", api_key="unused", max_retries=0, timeout=120)
@@ -75,7 +54,7 @@ def run_openai(d, model):
         m = r.choices[0].message
         return isinstance(m.parsed, Person), "parsed %r, content %r, finish_reason %r" % (
             m.parsed, m.content, r.choices[0].finish_reason)
-    attempt(OPENAI_CASES[0], go)
+    R.attempt(OPENAI_CASES[0], go)
 
 
 def run_langchain(d, model):
@@ -98,17 +77,17 @@ def run_langchain(d, model):
             raw = getattr(out.get("raw"), "content", None)
             return isinstance(out.get("parsed"), cls), "parsed %r, parsing_error %r, raw %r" % (
                 out.get("parsed"), out.get("parsing_error"), raw)
-        attempt(name, go)
+        R.attempt(name, go)
 
 
 def main():
     todo = []
-    if have("openai"):
+    if H.have("openai"):
         todo.append(run_openai)
     else:
         for c in OPENAI_CASES:
             R.skip(c, "the openai package is not installed for " + sys.executable)
-    if have("langchain_openai"):
+    if H.have("langchain_openai"):
         todo.append(run_langchain)
     else:
         for c in LC_CASES:

@@ -424,10 +424,10 @@ TEST(model_user_unsupported)
         { C, "\"model\":\"test-model\"", 0, NULL }, { C, "\"model\":null", 0, NULL },
         { C, "\"model\":\"gpt-4\"", 404, "model" }, { C, "\"model\":1", 400, "model" },
         { H, "\"user\":\"u1\"", 0, NULL }, { H, "\"user\":1", 400, "user" },
-        { H, "\"tools\":[{\"type\":\"function\"}]", 400, "tools" }, { H, "\"tools\":[]", 0, NULL },
-        { H, "\"tool_choice\":\"auto\"", 400, "tool_choice" },
+        { H, "\"tools\":[{\"type\":\"function\"}]", 400, "tools[0].function" }, { H, "\"tools\":[]", 0, NULL },
+        { H, "\"tool_choice\":\"auto\"", 0, NULL },
         { H, "\"tool_choice\":\"none\"", 0, NULL },
-        { H, "\"functions\":[{}]", 400, "functions" },
+        { H, "\"functions\":[{}]", 400, "functions[0].name" },
         { H, "\"function_call\":{\"name\":\"f\"}", 400, "function_call" },
         { H, "\"response_format\":{\"type\":\"json_object\"}", 0, NULL },
         { H, "\"response_format\":{\"type\":\"text\"}", 0, NULL },
@@ -684,7 +684,8 @@ TEST(messages)
         { "{\"messages\":[{\"content\":\"x\"}]}", 400, "messages[0].role" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":5,\"content\":\"x\"}]}",
           400, "messages[1].role" },
-        { "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages[0].role" },
+        { "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages[0].tool_call_id" },
+        { "{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", 400, "messages[0].role" },
         { "{\"messages\":[{\"role\":\"user\"}]}", 400, "messages[0].content" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":null}]}", 400, "messages[0].content" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "messages[0].content" },
@@ -1029,7 +1030,75 @@ TEST(neutral_or_refused)
     RUN(r);
 }
 
-TEST_LIST(T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
+/* Tool calling: what is served, and each hostile shape a 400 naming its field. */
+TEST(tools)
+{
+#define TOOL(n) "{\"type\":\"function\",\"function\":{\"name\":\"" n "\",\"parameters\":{\"type\":\"object\"}}}"
+#define MSGS "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+    static const struct { const char *body; unsigned status; const char *param; } r[] = {
+        { "{" MSGS ",\"tools\":[" TOOL("a") "," TOOL("b-2") "],\"tool_choice\":\"required\"}", 0, NULL },
+        { "{" MSGS ",\"tools\":[" TOOL("a") "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"a\"}},"
+          "\"parallel_tool_calls\":false}", 0, NULL },
+        { "{" MSGS ",\"functions\":[{\"name\":\"f\"}],\"function_call\":{\"name\":\"f\"}}", 0, NULL },
+        { "{" MSGS ",\"tools\":[" TOOL("a") "," TOOL("a") "]}", 400, "tools[1].function.name" },
+        { "{" MSGS ",\"tools\":[" TOOL("a b") "]}", 400, "tools[0].function.name" },
+        { "{" MSGS ",\"tools\":[" TOOL("a") "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"z\"}}}",
+          400, "tool_choice" },
+        { "{" MSGS ",\"tool_choice\":\"required\"}", 400, "tool_choice" },
+        { "{" MSGS ",\"tools\":[" TOOL("a") "],\"parallel_tool_calls\":1}", 400, "parallel_tool_calls" },
+        { "{" MSGS ",\"tools\":[{\"type\":\"retrieval\"}]}", 400, "tools[0]" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},{\"role\":\"assistant\",\"content\":null,"
+          "\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{}\"}}]},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"ok\"}]}", 0, NULL },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},{\"role\":\"assistant\",\"content\":null,"
+          "\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{}\"}}]},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"c2\",\"content\":\"ok\"}]}", 400, "messages[2].tool_call_id" },
+        { "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"function\":"
+          "{\"name\":\"a\",\"arguments\":\"[1]\"}}]}]}", 400, "messages[0].tool_calls[0]" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}", 400, "messages[0].tool_calls" },
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        api_request_t req;
+        api_error_t e;
+        int rc = parse_str(API_CHAT, r[i].body, &req, &e);
+        ASSERT_MSG((rc == 0) == (r[i].status == 0), "%s: rc %d (%s)", r[i].body, rc, e.message);
+        if (rc != 0)
+            ASSERT_MSG(strcmp(e.param, r[i].param) == 0 && e.status == r[i].status,
+                       "%s: param %s status %u (%s)", r[i].body, e.param, e.status, e.message);
+        api_request_free(&req);
+    }
+    /* /v1/completions has no tools: a 400, not a field ignored */
+    static const struct { const char *body, *param; } c[] = {
+        { "{\"prompt\":\"x\",\"tools\":[" TOOL("a") "]}", "tools" },
+        { "{\"prompt\":\"x\",\"functions\":[{\"name\":\"f\"}]}", "functions" },
+        { "{\"prompt\":\"x\",\"tool_choice\":\"auto\"}", "tool_choice" },
+        { "{\"prompt\":\"x\",\"function_call\":\"auto\"}", "function_call" },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        api_request_t req;
+        api_error_t e;
+        ASSERT_MSG(parse_str(API_COMPLETIONS, c[i].body, &req, &e) != 0, "%s", c[i].body);
+        ASSERT_MSG(strcmp(e.param, c[i].param) == 0 && e.status == 400, "%s: param %s status %u",
+                   c[i].body, e.param, e.status);
+    }
+    /* 1,000 functions: over the cap of 128 */
+    size_t cap = 1000 * 64 + 256;
+    char *big = malloc(cap);
+    size_t n = (size_t)snprintf(big, cap, "{" MSGS ",\"tools\":[");
+    for (int i = 0; i < 1000; i++)
+        n += (size_t)snprintf(big + n, cap - n, "%s{\"type\":\"function\",\"function\":{\"name\":\"f%d\"}}",
+                              i ? "," : "", i);
+    snprintf(big + n, cap - n, "]}");
+    api_request_t req;
+    api_error_t e;
+    ASSERT(parse_str(API_CHAT, big, &req, &e) != 0);
+    ASSERT_MSG(strcmp(e.param, "tools") == 0 && e.status == 400, "%s %u", e.param, e.status);
+    free(big);
+#undef TOOL
+#undef MSGS
+}
+
+TEST_LIST(T(tools), T(temperature), T(top_p_min_p), T(penalties), T(top_k), T(max_tokens),
           T(n_and_best_of), T(prompt_list), T(seed), T(logprobs), T(stream), T(stop), T(logit_bias),
           T(model_user_unsupported), T(model_aliases), T(constraint_fields), T(prompt), T(prompt_limits),
           T(messages), T(bad_utf8_and_nul), T(deep_nesting), T(duplicate_keys), T(not_an_object),

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t seed;
     uint32_t max_tokens;
     int32_t bias_token;         /* >= 0: logit_bias +100 on it */
+    const char *trigger;        /* a lazy constraint's trigger, or NULL */
     uint64_t id;
     char text[MAXTEXT];
     size_t text_len;
@@ -85,6 +86,7 @@ static void submit(engine_t *e, cjob_t *j)
     }
     r.max_tokens = j->max_tokens;
     r.constraint = j->c;
+    r.constraint_trigger = j->trigger;
     r.cookie = j;
     j->text_len = 0;
     j->n_tokens = 0;
@@ -321,6 +323,76 @@ TEST(compiled_constraints_are_cached_and_bad_ones_refused)
     engine_destroy(e);
 }
 
-TEST_LIST(T(outputs_stay_in_the_language_greedy_and_sampled), T(a_forced_token_outside_the_language_cannot_break_it),
+TEST(a_lazy_constraint_holds_from_its_trigger_on)
+{
+    engine_t *e = open_engine(2, 256, 64ull << 20);
+    /* the free greedy output; its last bytes, ending at a token boundary, are the trigger */
+    cjob_t free_run = { .prompt = prompts[3], .temperature = 0.0f, .max_tokens = 6, .bias_token = -1 };
+    run(e, &free_run, 1, 1);
+    ASSERT(free_run.text_len >= 4);
+    char trig[8];
+    snprintf(trig, sizeof trig, "%s", free_run.text + free_run.text_len - 4);
+    if (strpbrk(trig, "\"\\\n") != NULL || strstr(free_run.text, trig) != free_run.text + free_run.text_len - 4)
+        TEST_SKIP("the free output's last bytes do not make a usable trigger");
+    char gbnf[128];
+    snprintf(gbnf, sizeof gbnf, "root ::= \"%s\" [0-9] [0-9] [0-9]", trig);
+    engine_constraint_t *c = compile(e, ENGINE_CONSTRAINT_GBNF, gbnf);
+
+    /* free text up to the trigger, then exactly the language, then done */
+    cjob_t lazy = { .prompt = prompts[3], .c = c, .temperature = 0.0f, .max_tokens = 30,
+                    .bias_token = -1, .trigger = trig };
+    run(e, &lazy, 1, 1);
+    ASSERT_EQ_INT(lazy.fin.finish, ENGINE_FINISH_STOP);
+    ASSERT_MSG(lazy.text_len == free_run.text_len + 3, "lazy '%s', free '%s'", lazy.text, free_run.text);
+    ASSERT(memcmp(lazy.text, free_run.text, free_run.text_len) == 0);
+    for (size_t i = free_run.text_len; i < lazy.text_len; i++)
+        ASSERT_MSG(isdigit((unsigned char)lazy.text[i]), "lazy '%s'", lazy.text);
+
+    /* sampled, a batch of them: the same shape */
+    cjob_t many[3];
+    for (int i = 0; i < 3; i++)
+        many[i] = (cjob_t){ .prompt = prompts[3], .c = c, .temperature = 0.7f, .seed = 7 + (uint64_t)i,
+                            .max_tokens = 40, .bias_token = -1, .trigger = trig };
+    run(e, many, 3, 0);
+    for (int i = 0; i < 3; i++) {
+        char *at = strstr(many[i].text, trig);
+        if (at == NULL) {
+            ASSERT_EQ_INT(many[i].fin.finish, ENGINE_FINISH_LENGTH);   /* never triggered: free */
+            continue;
+        }
+        ASSERT_EQ_INT(many[i].fin.finish, ENGINE_FINISH_STOP);
+        at += strlen(trig);
+        ASSERT_MSG(strlen(at) == 3 && isdigit((unsigned char)at[0]) && isdigit((unsigned char)at[1]) &&
+                   isdigit((unsigned char)at[2]), "sampled '%s'", many[i].text);
+    }
+
+    /* a trigger that never appears: the constraint never holds, the output is the free one */
+    cjob_t never = { .prompt = prompts[3], .c = c, .temperature = 0.0f, .max_tokens = 6,
+                     .bias_token = -1, .trigger = "\x01\x02never" };
+    run(e, &never, 1, 1);
+    ASSERT_EQ_INT(never.fin.finish, ENGINE_FINISH_LENGTH);
+    ASSERT_EQ_STR(never.text, free_run.text);
+
+    /* a trigger without a constraint, or too long: refused */
+    engine_request_t r;
+    engine_request_init(&r);
+    int32_t tok = 1;
+    r.tokens = &tok;
+    r.n_tokens = 1;
+    r.constraint_trigger = "x";
+    uint64_t id;
+    char err[ERR_MSG_MAX];
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_INVALID);
+    char big[ENGINE_MAX_TRIGGER + 2];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    r.constraint = c;
+    r.constraint_trigger = big;
+    ASSERT_EQ_INT(engine_submit(e, &r, &id, err, sizeof err), ERR_RANGE);
+    engine_constraint_release(c);
+    engine_destroy(e);
+}
+
+TEST_LIST(T(a_lazy_constraint_holds_from_its_trigger_on), T(outputs_stay_in_the_language_greedy_and_sampled), T(a_forced_token_outside_the_language_cannot_break_it),
           T(preemption_and_chunking_change_nothing), T(a_cut_request_ends_with_length_and_a_prefix),
           T(compiled_constraints_are_cached_and_bad_ones_refused));

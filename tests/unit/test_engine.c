@@ -848,8 +848,8 @@ static void golden_encode(engine_t *e, const golden_prompt_t *g, job_t *j)
     engine_msg_t msgs[2];
     size_t n = 0;
     if (g->system != NULL)
-        msgs[n++] = (engine_msg_t){ "system", g->system };
-    msgs[n++] = (engine_msg_t){ "user", g->user };
+        msgs[n++] = (engine_msg_t){ .role = "system", .content = g->system };
+    msgs[n++] = (engine_msg_t){ .role = "user", .content = g->user };
     engine_prompt_t p = { .messages = msgs, .n_messages = n };
     int32_t *ids;
     size_t n_ids;
