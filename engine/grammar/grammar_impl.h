@@ -122,3 +122,39 @@ void gm_top_bytes(const gmatch_t *m, uint8_t set[32]);
  */
 int gm_state_key(gmatch_t *m, const uint32_t **key, size_t *n, uint64_t *hash);
 grammar_t *gm_grammar(const gmatch_t *m);
+/* The stack ids of the top level: borrowed until the next call on m. */
+const uint32_t *gm_top_ids(const gmatch_t *m, uint32_t *n);
+/* Push a level holding the stack ids ids[0..n) (a set from gm_top_ids of this matcher).  ERR_NOMEM. */
+int gm_push_ids(gmatch_t *m, const uint32_t *ids, uint32_t n);
+
+/* ------------------------------------------------------------------ the matcher's state DFA (mask_dfa.c) */
+
+/*
+ * The DFA of gm_mask's trie walk: states are interned sets of m's stack
+ * ids, GDFA_DEAD the empty set, next[s * 256 + c] the state after byte c
+ * (GDFA_UNKNOWN until gdfa_step computes it).  The matcher owns one
+ * (gm_dfa, made on first use) and clears it when its arena is compacted.
+ */
+typedef struct gdfa gdfa_t;
+#define GDFA_DEAD    0
+#define GDFA_UNKNOWN UINT16_MAX
+/* A DFA holding only the dead state.  ERR_NOMEM. */
+int gdfa_create(gdfa_t **out);
+void gdfa_destroy(gdfa_t *d);            /* NULL is fine */
+/* Forget every state but the dead one (state numbers held are void).  0 or ERR_NOMEM. */
+int gdfa_clear(gdfa_t *d);
+/* Whether d holds more than half its caps (a walk should clear it first). */
+int gdfa_big(const gdfa_t *d);
+/* The state of the set ids[0..n) (any order); ERR_FULL past the DFA's caps, ERR_NOMEM. */
+int gdfa_intern(gdfa_t *d, const uint32_t *ids, uint32_t n);
+/* The transition table: borrowed until the next gdfa_intern / gdfa_step / gdfa_clear. */
+const uint16_t *gdfa_next_table(const gdfa_t *d);
+/*
+ * The state after state s takes byte c, computed with m (whose arena the
+ * ids belong to; m's levels are as they were on return) and remembered.
+ * GDFA_DEAD when no stack can take c or a matcher cap would be passed;
+ * ERR_FULL past the DFA's caps, ERR_NOMEM.
+ */
+int gdfa_step(gdfa_t *d, gmatch_t *m, uint32_t s, uint8_t c);
+/* m's DFA, made on first use; NULL when memory is short. */
+gdfa_t *gm_dfa(gmatch_t *m);

@@ -29,6 +29,7 @@ struct gvocab {
     int32_t *end;   size_t n_end;
     /* the trie in preorder; node 0 is the root (the empty string) */
     uint32_t n_nodes;
+    uint32_t max_depth;         /* the longest token */
     uint8_t *byte;              /* [n_nodes] */
     uint32_t *depth;            /* [n_nodes] */
     uint32_t *skip;             /* [n_nodes] first node after the subtree */
@@ -138,6 +139,7 @@ static int build_trie(gvocab_t *v, const tokref_t *r, uint32_t n)
     v->skip[0] = nn;
     v->tok_off[nn] = nt;
     v->n_nodes = nn;
+    v->max_depth = maxlen;
     free(path);
     return 0;
 }
@@ -224,20 +226,28 @@ static int64_t set_tokens(const gvocab_t *v, uint32_t node, uint32_t *mask)
     return v->tok_off[node + 1] - v->tok_off[node];
 }
 
-/*
- * The trie walk: every node whose bytes the state can take marks its
- * tokens.  A byte that would pass the matcher's caps (ERR_FULL) counts
- * as not allowed, as gm_feed would refuse it.
- */
-static int64_t walk(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
+/* The end tokens when m's top level accepts: mask cleared, then their bits; their count. */
+static int64_t mask_start(const gmatch_t *m, const gvocab_t *v, uint32_t *mask)
 {
-    memset(mask, 0, gvocab_mask_words(v) * sizeof *mask);
     int64_t count = 0;
+    memset(mask, 0, gvocab_mask_words(v) * sizeof *mask);
     if (gm_top_accepting(m))
         for (size_t i = 0; i < v->n_end; i++) {
             mask[v->end[i] >> 5] |= 1u << (v->end[i] & 31);
             count++;
         }
+    return count;
+}
+
+/*
+ * The trie walk with the matcher alone: every node whose bytes the state
+ * can take marks its tokens.  A byte that would pass the matcher's caps
+ * (ERR_FULL) counts as not allowed, as gm_feed would refuse it.  The
+ * fallback of walk_dfa.
+ */
+static int64_t walk_matcher(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
+{
+    int64_t count = mask_start(m, v, mask);
     uint32_t cur = 0;           /* levels pushed = depth of the node last entered */
     for (uint32_t i = 1; i < v->n_nodes;) {
         for (; cur >= v->depth[i]; cur--)
@@ -259,6 +269,64 @@ static int64_t walk(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
     for (; cur > 0; cur--)
         gm_pop(m);
     return count;
+}
+
+/*
+ * The same walk through the matcher's state DFA (mask_dfa.c): st[d] is
+ * the DFA state after the first d bytes of the current trie path, so a
+ * node costs one look-up in next[] once its transition is known.
+ * ERR_FULL when the DFA fills up (the caller walks with the matcher).
+ */
+static int64_t walk_dfa(gmatch_t *m, gdfa_t *d, const gvocab_t *v, uint32_t *mask)
+{
+    uint32_t n;
+    const uint32_t *top = gm_top_ids(m, &n);
+    int s0 = gdfa_intern(d, top, n);
+    if (s0 < 0)
+        return s0;
+    uint16_t *st = malloc(((size_t)v->max_depth + 1) * sizeof *st);
+    if (st == NULL)
+        return ERR_NOMEM;
+    st[0] = (uint16_t)s0;
+    int64_t count = mask_start(m, v, mask);
+    const uint16_t *next = gdfa_next_table(d);
+    for (uint32_t i = 1; i < v->n_nodes;) {
+        uint32_t s = st[v->depth[i] - 1];
+        int t = next[(size_t)s * 256 + v->byte[i]];
+        if (t == GDFA_UNKNOWN) {
+            t = gdfa_step(d, m, s, v->byte[i]);
+            if (t < 0) {
+                free(st);
+                return t;
+            }
+            next = gdfa_next_table(d);
+        }
+        if (t == GDFA_DEAD) {
+            i = v->skip[i];
+            continue;
+        }
+        st[v->depth[i]] = (uint16_t)t;
+        count += set_tokens(v, i, mask);
+        i++;
+    }
+    free(st);
+    return count;
+}
+
+/* The mask of m's state: through the DFA, or with the matcher alone when the DFA cannot serve. */
+static int64_t walk(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
+{
+    gdfa_t *d = gm_dfa(m);
+    if (d != NULL && gdfa_big(d) && gdfa_clear(d) < 0)
+        d = NULL;
+    if (d != NULL) {
+        int64_t count = walk_dfa(m, d, v, mask);
+        if (count != ERR_FULL)
+            return count;
+        if (gdfa_clear(d) < 0)      /* one walk met too many states: forget them */
+            return ERR_NOMEM;
+    }
+    return walk_matcher(m, v, mask);
 }
 
 int64_t gm_mask(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
