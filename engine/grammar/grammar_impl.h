@@ -143,6 +143,8 @@ int gdfa_create(gdfa_t **out);
 void gdfa_destroy(gdfa_t *d);            /* NULL is fine */
 /* Forget every state but the dead one (state numbers held are void).  0 or ERR_NOMEM. */
 int gdfa_clear(gdfa_t *d);
+/* How many states d holds (the dead one included); for tests. */
+uint32_t gdfa_n_states(const gdfa_t *d);
 /* Whether d holds more than half its caps (a walk should clear it first). */
 int gdfa_big(const gdfa_t *d);
 /* The state of the set ids[0..n) (any order); ERR_FULL past the DFA's caps, ERR_NOMEM. */
@@ -158,3 +160,6 @@ const uint16_t *gdfa_next_table(const gdfa_t *d);
 int gdfa_step(gdfa_t *d, gmatch_t *m, uint32_t s, uint8_t c);
 /* m's DFA, made on first use; NULL when memory is short. */
 gdfa_t *gm_dfa(gmatch_t *m);
+
+/* vocab.c: how many loop sets (gm_mask's fast path inside strings) v holds; for tests. */
+uint32_t gvocab_n_loops(const gvocab_t *v);

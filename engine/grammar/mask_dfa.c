@@ -151,6 +151,11 @@ int gdfa_clear(gdfa_t *d)
     return gdfa_intern(d, NULL, 0) == GDFA_DEAD ? 0 : ERR_NOMEM;
 }
 
+uint32_t gdfa_n_states(const gdfa_t *d)
+{
+    return d->n_states;
+}
+
 int gdfa_big(const gdfa_t *d)
 {
     return d->n_states > GDFA_MAX_STATES / 2 || d->n_ids > GDFA_MAX_IDS / 2;

@@ -6,6 +6,7 @@
  * per token on a synthetic 128,256-token vocabulary.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -198,6 +199,23 @@ static int64_t popcount_mask(const uint32_t *mask, size_t words)
     return n;
 }
 
+/* Each bit of mask (n_vocab bits) equals feeding text[0..n) then the token into a fresh matcher. */
+static void mask_equals_feed(grammar_t *g, const tvocab_t *t, const gvocab_t *v, const uint32_t *mask,
+                             const char *text, size_t n)
+{
+    gmatch_t *f;
+    ASSERT_EQ_INT(gm_create(&f, g), 0);
+    for (uint32_t id = 0; id < t->n; id++) {
+        gm_reset(f);
+        ASSERT_EQ_INT(gm_feed(f, text, n), 0);
+        int ok = gm_feed_token(f, v, (int32_t)id) == 0;
+        int bit = (mask[id >> 5] >> (id & 31)) & 1;
+        ASSERT_MSG(ok == bit, "after \"%.*s\": token %u (\"%.*s\"): mask %d, feed %d", (int)n, text, id,
+                   (int)t->len[id], t->text[id] ? t->text[id] : "", bit, ok);
+    }
+    gm_destroy(f);
+}
+
 /*
  * Walk random paths through g: at each step the mask must equal brute
  * force (a fresh matcher fed the text so far, then the token), a second
@@ -219,17 +237,7 @@ static void against_brute_force(grammar_t *g, const tvocab_t *t, const gvocab_t 
             ASSERT_EQ_INT(cnt, popcount_mask(mask, words));
             ASSERT_EQ_INT(gm_mask(m, v, again), cnt);
             ASSERT(memcmp(mask, again, words * 4) == 0);
-            gmatch_t *f;
-            ASSERT_EQ_INT(gm_create(&f, g), 0);
-            for (uint32_t id = 0; id < t->n; id++) {
-                gm_reset(f);
-                ASSERT_EQ_INT(gm_feed(f, text, n), 0);
-                int ok = gm_feed_token(f, v, (int32_t)id) == 0;
-                int bit = (mask[id >> 5] >> (id & 31)) & 1;
-                ASSERT_MSG(ok == bit, "path %d step %d token %u (\"%.*s\"): mask %d, feed %d", p, s, id,
-                           (int)t->len[id], t->text[id] ? t->text[id] : "", bit, ok);
-            }
-            gm_destroy(f);
+            mask_equals_feed(g, t, v, mask, text, n);
             ASSERT_EQ_INT((mask[0] & 1) != 0, gm_accepting(m));      /* end token 0 */
             ASSERT_EQ_INT((mask[0] >> 2) & 1, 0);                     /* no text: never */
             if (cnt == 0 || (cnt == 2 && (mask[0] & 3) == 3))
@@ -331,6 +339,106 @@ TEST(cache_shared_across_matchers)
     free_vocab(&t);
 }
 
+/* gm_mask of m, which has been fed text[0..n), against brute force. */
+static void mask_matches_feed(grammar_t *g, const tvocab_t *t, const gvocab_t *v, gmatch_t *m,
+                              const char *text, size_t n)
+{
+    size_t words = gvocab_mask_words(v);
+    uint32_t *mask = malloc(words * 4);
+    int64_t cnt = gm_mask(m, v, mask);
+    ASSERT(cnt >= 0);
+    ASSERT_EQ_INT(cnt, popcount_mask(mask, words));
+    mask_equals_feed(g, t, v, mask, text, n);
+    free(mask);
+}
+
+/*
+ * Inside a string the state loops on most bytes: the mask comes from the
+ * vocabulary's loop set plus walks from the exits (a quote, a backslash,
+ * a UTF-8 lead byte).  Tokens that leave the string mid-token, escapes
+ * split across tokens, broken UTF-8 and control bytes, in several
+ * contexts; the loop set is made once and shared by the contexts and by
+ * another grammar with the same string rule.
+ */
+TEST(string_loop_fast_path)
+{
+    tvocab_t t = make_vocab(3000, 7);
+    static const char *const extra[] = { "\"", "\\", ": ", "\\u00", "e9\"", "ab\\", "\"}", "\"]",
+                                         "x\"x", "\xc3", "\xc3\xa9", "\xa9z", "\x01", "\\n\"", "\\q" };
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
+        free(t.text[300 + i]);
+        t.len[300 + i] = strlen(extra[i]);
+        t.text[300 + i] = malloc(t.len[300 + i]);
+        memcpy(t.text[300 + i], extra[i], t.len[300 + i]);
+    }
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    ASSERT_EQ_U64(gvocab_n_loops(v), 0);
+    grammar_t *g = json_grammar(), *g2 = json_grammar();
+    static const char *const texts[] = { "{\"", "{\"ab", "{\"k\": \"x", "{\"k\": [1, \"\\n", "{\"k\": {\"q\": \"\xc3\xa9" };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        gmatch_t *m;
+        ASSERT_EQ_INT(gm_create(&m, g), 0);
+        ASSERT_EQ_INT(gm_feed(m, texts[i], strlen(texts[i])), 0);
+        mask_matches_feed(g, &t, v, m, texts[i], strlen(texts[i]));
+        gm_destroy(m);
+    }
+    ASSERT_EQ_U64(gvocab_n_loops(v), 1);
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g2), 0);
+    ASSERT_EQ_INT(gm_feed(m, "{\"", 2), 0);
+    mask_matches_feed(g2, &t, v, m, "{\"", 2);
+    ASSERT_EQ_U64(gvocab_n_loops(v), 1);
+    gm_destroy(m);
+    grammar_release(g);
+    grammar_release(g2);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
+/*
+ * A walk that meets more states than the matcher's DFA holds (4000
+ * literals whose prefixes of 1..5 bytes are 4445 distinct states) falls
+ * back to the matcher walk, with the same mask.
+ */
+TEST(dfa_full_falls_back)
+{
+    enum { N_LIT = 4000 };
+    tvocab_t t = { N_LIT + 8, calloc(N_LIT + 8, sizeof(char *)), calloc(N_LIT + 8, sizeof(size_t)) };
+    gbuild_t *b;
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    uint32_t root = gb_rule(b, "root");
+    for (uint32_t i = 0; i < N_LIT; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "w%04u%04u", i, i);  /* the prefixes of length 5: 4000 distinct states */
+        gb_alt(b, root, (gelem_t[]){ ge_ref(lit(b, w)) }, 1);
+        t.text[1 + i] = malloc(5);
+        memcpy(t.text[1 + i], w, 5);
+        t.len[1 + i] = 5;
+    }
+    static const char *const extra[] = { "w", "w3", "w39", "w4", "x", "w0a", "w00000" };
+    for (uint32_t i = 0; i < 7; i++) {
+        t.len[1 + N_LIT + i] = strlen(extra[i]);
+        t.text[1 + N_LIT + i] = malloc(t.len[1 + N_LIT + i]);
+        memcpy(t.text[1 + N_LIT + i], extra[i], t.len[1 + N_LIT + i]);
+    }
+    grammar_t *g;
+    ASSERT_EQ_INT(gb_finish(b, root, &g, NULL, 0), 0);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    mask_matches_feed(g, &t, v, m, "", 0);
+    ASSERT_EQ_U64(gdfa_n_states(gm_dfa(m)), 1);    /* cleared: the matcher walk made the mask */
+    ASSERT_EQ_INT(gm_feed(m, "w3", 2), 0);
+    mask_matches_feed(g, &t, v, m, "w3", 2);        /* a smaller walk: through the DFA again */
+    ASSERT(gdfa_n_states(gm_dfa(m)) > 1);
+    gm_destroy(m);
+    grammar_release(g);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
 /* ------------------------------------------------------------------ timing */
 
 static double now_us(void)
@@ -409,4 +517,4 @@ TEST(mask_timing_128k)
 }
 
 TEST_LIST(T(masks_equal_brute_force), T(end_tokens_and_errors), T(cache_shared_across_matchers),
-          T(mask_timing_128k))
+          T(string_loop_fast_path), T(dfa_full_falls_back), T(mask_timing_128k))
