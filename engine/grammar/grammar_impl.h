@@ -161,5 +161,52 @@ int gdfa_step(gdfa_t *d, gmatch_t *m, uint32_t s, uint8_t c);
 /* m's DFA, made on first use; NULL when memory is short. */
 gdfa_t *gm_dfa(gmatch_t *m);
 
-/* vocab.c: how many loop sets (gm_mask's fast path inside strings) v holds; for tests. */
+/* ------------------------------------------------------------------ the vocabulary (vocab.c, mask_walk.c) */
+
+#define GVOCAB_NO_PIECE  UINT32_MAX   /* gvocab_t.len of a token a grammar never allows */
+#define GVOCAB_MAX_LOOPS 32           /* loop sets remembered per vocabulary */
+
+/* A byte set's tokens and exits (mask_walk.c). */
+typedef struct gloop gloop_t;
+
+struct gvocab {
+    uint32_t n_vocab;
+    uint8_t *blob;              /* every token's bytes */
+    uint64_t *off;              /* [n_vocab] into blob */
+    uint32_t *len;              /* [n_vocab]; GVOCAB_NO_PIECE: never allowed */
+    uint8_t *is_end;            /* [n_vocab] */
+    int32_t *end;   size_t n_end;
+    /* the trie in preorder; node 0 is the root (the empty string) */
+    uint32_t n_nodes;
+    uint32_t max_depth;         /* the longest token */
+    uint8_t *byte;              /* [n_nodes] */
+    uint32_t *depth;            /* [n_nodes] */
+    uint32_t *skip;             /* [n_nodes] first node after the subtree */
+    uint32_t *tok_off;          /* [n_nodes + 1] tokens spelled exactly by node i: toks[tok_off[i]..] */
+    int32_t *toks;
+    /* loop sets (mask_walk.c), made on first use, kept until gvocab_destroy; the lock guards the list */
+    pthread_mutex_t lock;
+    gloop_t *loops[GVOCAB_MAX_LOOPS];
+    uint32_t n_loops;
+};
+
+/* Set the bits of the tokens trie node spells; their number. */
+static inline int64_t gvocab_set_tokens(const gvocab_t *v, uint32_t node, uint32_t *mask)
+{
+    for (uint32_t k = v->tok_off[node]; k < v->tok_off[node + 1]; k++)
+        mask[v->toks[k] >> 5] |= 1u << (v->toks[k] & 31);
+    return v->tok_off[node + 1] - v->tok_off[node];
+}
+
+/* How many loop sets v holds; for tests. */
 uint32_t gvocab_n_loops(const gvocab_t *v);
+
+/* mask_walk.c: free a loop entry. */
+void gloop_free(gloop_t *l);
+/*
+ * Mark in mask (cleared, end tokens already set by the caller) the trie
+ * tokens m's top level allows, through m's DFA d.  Their count, or
+ * ERR_FULL when d filled up (the caller clears it and walks with the
+ * matcher alone), ERR_NOMEM.
+ */
+int64_t gvocab_walk_dfa(gmatch_t *m, gdfa_t *d, const gvocab_t *v, uint32_t *mask);

@@ -339,16 +339,19 @@ TEST(cache_shared_across_matchers)
     free_vocab(&t);
 }
 
-/* gm_mask of m, which has been fed text[0..n), against brute force. */
-static void mask_matches_feed(grammar_t *g, const tvocab_t *t, const gvocab_t *v, gmatch_t *m,
-                              const char *text, size_t n)
+/* gm_mask of a new matcher fed the string text, against brute force. */
+static void mask_after(grammar_t *g, const tvocab_t *t, const gvocab_t *v, const char *text)
 {
-    size_t words = gvocab_mask_words(v);
+    size_t n = strlen(text), words = gvocab_mask_words(v);
     uint32_t *mask = malloc(words * 4);
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    ASSERT_EQ_INT(gm_feed(m, text, n), 0);
     int64_t cnt = gm_mask(m, v, mask);
     ASSERT(cnt >= 0);
     ASSERT_EQ_INT(cnt, popcount_mask(mask, words));
     mask_equals_feed(g, t, v, mask, text, n);
+    gm_destroy(m);
     free(mask);
 }
 
@@ -376,22 +379,44 @@ TEST(string_loop_fast_path)
     ASSERT_EQ_U64(gvocab_n_loops(v), 0);
     grammar_t *g = json_grammar(), *g2 = json_grammar();
     static const char *const texts[] = { "{\"", "{\"ab", "{\"k\": \"x", "{\"k\": [1, \"\\n", "{\"k\": {\"q\": \"\xc3\xa9" };
-    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
-        gmatch_t *m;
-        ASSERT_EQ_INT(gm_create(&m, g), 0);
-        ASSERT_EQ_INT(gm_feed(m, texts[i], strlen(texts[i])), 0);
-        mask_matches_feed(g, &t, v, m, texts[i], strlen(texts[i]));
-        gm_destroy(m);
-    }
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        mask_after(g, &t, v, texts[i]);
     ASSERT_EQ_U64(gvocab_n_loops(v), 1);
-    gmatch_t *m;
-    ASSERT_EQ_INT(gm_create(&m, g2), 0);
-    ASSERT_EQ_INT(gm_feed(m, "{\"", 2), 0);
-    mask_matches_feed(g2, &t, v, m, "{\"", 2);
+    mask_after(g2, &t, v, "{\"");
     ASSERT_EQ_U64(gvocab_n_loops(v), 1);
-    gm_destroy(m);
     grammar_release(g);
     grammar_release(g2);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
+/*
+ * A string of at most 6 characters (JSON Schema maxLength): each byte of
+ * the group takes the state one character further, so tokens made of
+ * the group are allowed up to the characters left, and exits deeper
+ * than that are not walked.  Checked at every length, on a vocabulary
+ * with tokens of 1..9 bytes (both ways of setting the group's tokens).
+ */
+TEST(bounded_string_chain)
+{
+    tvocab_t t = make_vocab(4000, 9);
+    gbuild_t *b;
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    const uint32_t bad[][2] = { { 0, 0x1F }, { '"', '"' }, { '\\', '\\' } };
+    uint32_t ch = gb_codepoints(b, bad, 3, 1);
+    uint32_t q = byte1(b, '"');
+    uint32_t root = gb_seq(b, (gelem_t[]){ ge_bytes(q), ge_ref(gb_repeat(b, ge_ref(ch), 0, 6)), ge_bytes(q),
+                                           ge_ref(lit(b, "}")) }, 4);
+    grammar_t *g;
+    ASSERT_EQ_INT(gb_finish(b, root, &g, NULL, 0), 0);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    static const char *const texts[] = { "\"", "\"a", "\"ab", "\"a\xc3\xa9", "\"abcd", "\"abcde", "\"abcdef",
+                                         "\"\xc3" };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        mask_after(g, &t, v, texts[i]);
+    ASSERT(gvocab_n_loops(v) >= 1);
+    grammar_release(g);
     gvocab_destroy(v);
     free_vocab(&t);
 }
@@ -404,7 +429,7 @@ TEST(string_loop_fast_path)
 TEST(dfa_full_falls_back)
 {
     enum { N_LIT = 4000 };
-    tvocab_t t = { N_LIT + 8, calloc(N_LIT + 8, sizeof(char *)), calloc(N_LIT + 8, sizeof(size_t)) };
+    tvocab_t t = { N_LIT + 10, calloc(N_LIT + 10, sizeof(char *)), calloc(N_LIT + 10, sizeof(size_t)) };
     gbuild_t *b;
     ASSERT_EQ_INT(gb_create(&b, NULL), 0);
     uint32_t root = gb_rule(b, "root");
@@ -416,8 +441,8 @@ TEST(dfa_full_falls_back)
         memcpy(t.text[1 + i], w, 5);
         t.len[1 + i] = 5;
     }
-    static const char *const extra[] = { "w", "w3", "w39", "w4", "x", "w0a", "w00000" };
-    for (uint32_t i = 0; i < 7; i++) {
+    static const char *const extra[] = { "w", "w3", "w39", "w4", "x", "w0a", "w00000", "9", "99" };
+    for (uint32_t i = 0; i < 9; i++) {
         t.len[1 + N_LIT + i] = strlen(extra[i]);
         t.text[1 + N_LIT + i] = malloc(t.len[1 + N_LIT + i]);
         memcpy(t.text[1 + N_LIT + i], extra[i], t.len[1 + N_LIT + i]);
@@ -427,13 +452,17 @@ TEST(dfa_full_falls_back)
     gvocab_t *v;
     ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
     gmatch_t *m;
+    uint32_t *mask = malloc(gvocab_mask_words(v) * 4);
     ASSERT_EQ_INT(gm_create(&m, g), 0);
-    mask_matches_feed(g, &t, v, m, "", 0);
+    ASSERT_EQ_INT(gm_mask(m, v, mask), 4000 + 4);  /* and w, w3, w39, w00000 */
+    mask_equals_feed(g, &t, v, mask, "", 0);
     ASSERT_EQ_U64(gdfa_n_states(gm_dfa(m)), 1);    /* cleared: the matcher walk made the mask */
     ASSERT_EQ_INT(gm_feed(m, "w3", 2), 0);
-    mask_matches_feed(g, &t, v, m, "w3", 2);        /* a smaller walk: through the DFA again */
+    ASSERT_EQ_INT(gm_mask(m, v, mask), 2);          /* 9, 99: a smaller walk, through the DFA again */
+    mask_equals_feed(g, &t, v, mask, "w3", 2);
     ASSERT(gdfa_n_states(gm_dfa(m)) > 1);
     gm_destroy(m);
+    free(mask);
     grammar_release(g);
     gvocab_destroy(v);
     free_vocab(&t);
@@ -517,4 +546,5 @@ TEST(mask_timing_128k)
 }
 
 TEST_LIST(T(masks_equal_brute_force), T(end_tokens_and_errors), T(cache_shared_across_matchers),
-          T(string_loop_fast_path), T(dfa_full_falls_back), T(mask_timing_128k))
+          T(string_loop_fast_path), T(bounded_string_chain),
+          T(dfa_full_falls_back), T(mask_timing_128k))
