@@ -117,7 +117,7 @@ int gdfa_create(gdfa_t **out)
     *out = NULL;
     if (d == NULL)
         return ERR_NOMEM;
-    if (rehash(d, 64) < 0) {
+    if (rehash(d, 64) < 0 || grow_ids(&d->ids, &d->cap_ids, 256) < 0) {   /* ids never NULL */
         gdfa_destroy(d);
         return ERR_NOMEM;
     }
