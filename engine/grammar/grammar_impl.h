@@ -47,15 +47,17 @@ struct gbuild {
     uint32_t *name_hash;  uint32_t name_hash_cap;    /* rule id + 1, 0 empty */
 };
 
-/* The mask cache of one grammar (cache.c): bounded, cleared whole when full. */
+/* The mask cache of one grammar (cache.c): bounded, least recently used entries evicted first. */
 typedef struct gcache_entry gcache_entry_t;
 typedef struct {
     pthread_mutex_t lock;
     gcache_entry_t **slots;     /* open hashing by key hash, chained */
     uint32_t n_slots;
     uint32_t n_entries;
+    gcache_entry_t *newest, *oldest;        /* the use order, a doubly linked list */
     size_t bytes;               /* keys + masks held */
-    uint64_t hits, misses;
+    size_t max_bytes;           /* GCACHE_MAX_BYTES (tests may lower it before the first put) */
+    uint64_t hits, misses, evictions;
 } gcache_t;
 
 #define GCACHE_MAX_BYTES ((size_t)32 << 20)

@@ -468,6 +468,55 @@ TEST(dfa_full_falls_back)
     free_vocab(&t);
 }
 
+/* gm_mask of a new matcher fed text; whether the grammar's cache answered it. */
+static int cached_mask(grammar_t *g, const gvocab_t *v, const char *text, uint32_t *mask)
+{
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    ASSERT_EQ_INT(gm_feed(m, text, strlen(text)), 0);
+    uint64_t hits = g->cache.hits;
+    ASSERT(gm_mask(m, v, mask) >= 0);
+    gm_destroy(m);
+    return g->cache.hits != hits;
+}
+
+/*
+ * A full cache evicts the least recently used entry, not everything:
+ * with room for five states, a hit on the oldest keeps it and the next
+ * insert evicts the one after it.
+ */
+TEST(cache_evicts_least_recent)
+{
+    tvocab_t t = make_vocab(8000, 4);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    grammar_t *g = parens_grammar();
+    uint32_t *mask = malloc(gvocab_mask_words(v) * 4), *fresh = malloc(gvocab_mask_words(v) * 4);
+    static const char *const keep[] = { "((", "(((", "((((" };
+    ASSERT_EQ_INT(cached_mask(g, v, "", mask), 0);
+    ASSERT_EQ_INT(cached_mask(g, v, "(((((", mask), 0);    /* the longest key: the one evicted */
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(cached_mask(g, v, keep[i], mask), 0);
+    g->cache.max_bytes = g->cache.bytes;                    /* room for these five */
+    ASSERT_EQ_INT(cached_mask(g, v, "", mask), 1);          /* now the most recent */
+    ASSERT_EQ_INT(cached_mask(g, v, "(", mask), 0);         /* evicts "(((((" only */
+    ASSERT_EQ_U64(g->cache.evictions, 1);
+    ASSERT_EQ_U64(g->cache.n_entries, 5);
+    ASSERT(g->cache.bytes <= g->cache.max_bytes);
+    ASSERT_EQ_INT(cached_mask(g, v, "", mask), 1);
+    ASSERT_EQ_INT(cached_mask(g, v, "(", mask), 1);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(cached_mask(g, v, keep[i], mask), 1);
+    ASSERT_EQ_INT(cached_mask(g, v, "(((((", fresh), 0);    /* gone: walked again, the same mask */
+    ASSERT_EQ_INT(cached_mask(g, v, "(((((", mask), 1);
+    ASSERT(memcmp(mask, fresh, gvocab_mask_words(v) * 4) == 0);
+    free(mask);
+    free(fresh);
+    grammar_release(g);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
 /* ------------------------------------------------------------------ timing */
 
 static double now_us(void)
@@ -546,5 +595,6 @@ TEST(mask_timing_128k)
 }
 
 TEST_LIST(T(masks_equal_brute_force), T(end_tokens_and_errors), T(cache_shared_across_matchers),
+          T(cache_evicts_least_recent),
           T(string_loop_fast_path), T(bounded_string_chain),
           T(dfa_full_falls_back), T(mask_timing_128k))
