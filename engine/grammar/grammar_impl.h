@@ -149,8 +149,12 @@ int gdfa_clear(gdfa_t *d);
 uint32_t gdfa_n_states(const gdfa_t *d);
 /* Whether d holds more than half its caps (a walk should clear it first). */
 int gdfa_big(const gdfa_t *d);
-/* The state of the set ids[0..n) (any order); ERR_FULL past the DFA's caps, ERR_NOMEM. */
-int gdfa_intern(gdfa_t *d, const uint32_t *ids, uint32_t n);
+/*
+ * The state of m's top level (m's arena must be the one d's sets name);
+ * a new state's row is primed: the bytes no stack can take lead to
+ * GDFA_DEAD at once.  ERR_FULL past the DFA's caps, ERR_NOMEM.
+ */
+int gdfa_intern(gdfa_t *d, gmatch_t *m);
 /* The transition table: borrowed until the next gdfa_intern / gdfa_step / gdfa_clear. */
 const uint16_t *gdfa_next_table(const gdfa_t *d);
 /*

@@ -36,7 +36,7 @@ struct gdfa {
     uint16_t *next;             /* [cap_states * 256] GDFA_UNKNOWN until computed */
     uint32_t *ids;    uint32_t n_ids, cap_ids;
     uint32_t *htab;   uint32_t hcap;        /* state + 1; 0: empty slot */
-    uint32_t *sorted; uint32_t cap_sorted;  /* scratch of gdfa_intern */
+    uint32_t *sorted; uint32_t cap_sorted;  /* scratch of intern */
 };
 
 /* ------------------------------------------------------------------ storage */
@@ -109,6 +109,50 @@ static uint64_t set_hash(const uint32_t *ids, uint32_t n)
     return h;
 }
 
+/*
+ * The state of the set ids[0..n) (any order), made with its row primed:
+ * bytes outside first (the union of the stacks' classes; NULL: none) go
+ * to the dead state without asking the matcher.
+ */
+static int intern(gdfa_t *d, const uint32_t *ids, uint32_t n, const uint8_t *first)
+{
+    if (grow_ids(&d->sorted, &d->cap_sorted, n ? n : 1) < 0)
+        return ERR_NOMEM;
+    uint32_t *s = d->sorted;
+    for (uint32_t i = 0; i < n; i++) {     /* insertion sort: states are small */
+        uint32_t v = ids[i], j = i;
+        while (j > 0 && s[j - 1] > v) {
+            s[j] = s[j - 1];
+            j--;
+        }
+        s[j] = v;
+    }
+    uint64_t h = set_hash(s, n);
+    uint32_t mask = d->hcap - 1, i = (uint32_t)h & mask;
+    for (; d->htab[i] != 0; i = (i + 1) & mask) {
+        uint32_t st = d->htab[i] - 1;
+        if (d->hash[st] == h && d->len[st] == n &&
+            memcmp(d->ids + d->off[st], s, (size_t)n * sizeof *s) == 0)
+            return (int)st;
+    }
+    if (d->n_states >= GDFA_MAX_STATES || (uint64_t)d->n_ids + n > GDFA_MAX_IDS)
+        return ERR_FULL;
+    if (grow_states(d) < 0 || grow_ids(&d->ids, &d->cap_ids, (uint64_t)d->n_ids + n) < 0)
+        return ERR_NOMEM;
+    uint32_t st = d->n_states++;
+    d->off[st] = d->n_ids;
+    d->len[st] = n;
+    d->hash[st] = h;
+    memcpy(d->ids + d->n_ids, s, (size_t)n * sizeof *s);
+    d->n_ids += n;
+    for (unsigned c = 0; c < 256; c++)
+        d->next[(size_t)st * 256 + c] = first != NULL && gclass_has(first, c) ? GDFA_UNKNOWN : GDFA_DEAD;
+    d->htab[i] = st + 1;
+    if ((uint64_t)d->n_states * 2 > d->hcap && rehash(d, d->hcap * 2) < 0)
+        return ERR_NOMEM;
+    return (int)st;
+}
+
 /* ------------------------------------------------------------------ public */
 
 int gdfa_create(gdfa_t **out)
@@ -148,7 +192,7 @@ int gdfa_clear(gdfa_t *d)
     d->n_states = 0;
     d->n_ids = 0;
     memset(d->htab, 0, (size_t)d->hcap * sizeof *d->htab);
-    return gdfa_intern(d, NULL, 0) == GDFA_DEAD ? 0 : ERR_NOMEM;
+    return intern(d, NULL, 0, NULL) == GDFA_DEAD ? 0 : ERR_NOMEM;
 }
 
 uint32_t gdfa_n_states(const gdfa_t *d)
@@ -166,43 +210,13 @@ const uint16_t *gdfa_next_table(const gdfa_t *d)
     return d->next;
 }
 
-int gdfa_intern(gdfa_t *d, const uint32_t *ids, uint32_t n)
+int gdfa_intern(gdfa_t *d, gmatch_t *m)
 {
-    if (grow_ids(&d->sorted, &d->cap_sorted, n ? n : 1) < 0)
-        return ERR_NOMEM;
-    uint32_t *s = d->sorted;
-    for (uint32_t i = 0; i < n; i++) {     /* insertion sort: states are small */
-        uint32_t v = ids[i], j = i;
-        while (j > 0 && s[j - 1] > v) {
-            s[j] = s[j - 1];
-            j--;
-        }
-        s[j] = v;
-    }
-    uint64_t h = set_hash(s, n);
-    uint32_t mask = d->hcap - 1, i = (uint32_t)h & mask;
-    for (; d->htab[i] != 0; i = (i + 1) & mask) {
-        uint32_t st = d->htab[i] - 1;
-        if (d->hash[st] == h && d->len[st] == n &&
-            memcmp(d->ids + d->off[st], s, (size_t)n * sizeof *s) == 0)
-            return (int)st;
-    }
-    if (d->n_states >= GDFA_MAX_STATES || (uint64_t)d->n_ids + n > GDFA_MAX_IDS)
-        return ERR_FULL;
-    if (grow_states(d) < 0 || grow_ids(&d->ids, &d->cap_ids, (uint64_t)d->n_ids + n) < 0)
-        return ERR_NOMEM;
-    uint32_t st = d->n_states++;
-    d->off[st] = d->n_ids;
-    d->len[st] = n;
-    d->hash[st] = h;
-    memcpy(d->ids + d->n_ids, s, (size_t)n * sizeof *s);
-    d->n_ids += n;
-    for (int c = 0; c < 256; c++)
-        d->next[(size_t)st * 256 + c] = GDFA_UNKNOWN;
-    d->htab[i] = st + 1;
-    if ((uint64_t)d->n_states * 2 > d->hcap && rehash(d, d->hcap * 2) < 0)
-        return ERR_NOMEM;
-    return (int)st;
+    uint32_t n;
+    const uint32_t *top = gm_top_ids(m, &n);
+    uint8_t first[32];
+    gm_top_bytes(m, first);
+    return intern(d, top, n, first);
 }
 
 int gdfa_step(gdfa_t *d, gmatch_t *m, uint32_t s, uint8_t c)
@@ -216,9 +230,7 @@ int gdfa_step(gdfa_t *d, gmatch_t *m, uint32_t s, uint8_t c)
     int t = GDFA_DEAD;
     rc = gm_push_byte(m, c);
     if (rc > 0) {
-        uint32_t n;
-        const uint32_t *top = gm_top_ids(m, &n);
-        t = gdfa_intern(d, top, n);
+        t = gdfa_intern(d, m);
         gm_pop(m);
     } else if (rc == ERR_NOMEM) {
         t = rc;

@@ -308,9 +308,7 @@ static int64_t walk_loop(gmatch_t *m, gdfa_t *d, const gvocab_t *v, const gloop_
 
 int64_t gvocab_walk_dfa(gmatch_t *m, gdfa_t *d, const gvocab_t *v, uint32_t *mask)
 {
-    uint32_t n;
-    const uint32_t *top = gm_top_ids(m, &n);
-    int s0 = gdfa_intern(d, top, n);
+    int s0 = gdfa_intern(d, m);
     if (s0 < 0)
         return s0;
     uint16_t *st = malloc(((size_t)v->max_depth + 1) * 2 * sizeof *st);
