@@ -335,15 +335,21 @@ int gm_top_accepting(const gmatch_t *m)
 
 void gm_top_bytes(const gmatch_t *m, uint8_t set[32])
 {
-    memset(set, 0, 32);
+    uint64_t acc[4] = { 0, 0, 0, 0 };
+    uint32_t last = UINT32_MAX;         /* stacks side by side often share a class */
     for (uint32_t i = top_off(m); i < m->n_ids; i++) {
         uint32_t id = m->ids[i];
-        if (id == NIL)
+        if (id == NIL || m->g->elems[m->nodes[id].pos].v == last)
             continue;
-        const uint8_t *cl = m->g->classes[m->g->elems[m->nodes[id].pos].v];
-        for (int k = 0; k < 32; k++)
-            set[k] |= cl[k];
+        last = m->g->elems[m->nodes[id].pos].v;
+        const uint8_t *cl = m->g->classes[last];
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, cl + 8 * k, 8);
+            acc[k] |= w;
+        }
     }
+    memcpy(set, acc, 32);
 }
 
 grammar_t *gm_grammar(const gmatch_t *m)
