@@ -27,7 +27,7 @@
 #include "engine/grammar/grammar_impl.h"
 
 #define GDFA_MAX_STATES 4096u      /* next[] of 4096 * 256 uint16: 2 MiB at most */
-#define GDFA_MAX_IDS    (1u << 20)
+#define GDFA_MAX_IDS    (1u << 18)  /* 1 MiB; with the rows, 3 MiB per matcher at most */
 
 struct gdfa {
     uint32_t n_states, cap_states;
