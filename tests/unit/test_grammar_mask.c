@@ -5,6 +5,7 @@
  * equal misses.  mask_timing_128k prints (does not assert) the mask time
  * per token on a synthetic 128,256-token vocabulary.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,6 +422,59 @@ TEST(bounded_string_chain)
     free_vocab(&t);
 }
 
+typedef struct {
+    grammar_t *g;
+    const gvocab_t *v;
+    uint32_t *mask;
+    int64_t count;
+} masker_t;
+
+static void *mask_in_string(void *arg)
+{
+    masker_t *w = arg;
+    gmatch_t *m;
+    w->count = -1;
+    if (gm_create(&m, w->g) == 0 && gm_feed(m, "{\"k\": \"a", 8) == 0)
+        w->count = gm_mask(m, w->v, w->mask);
+    gm_destroy(m);
+    return NULL;
+}
+
+/*
+ * Threads with their own grammars (so their own caches) reach the same
+ * string state at once on one vocabulary: they race to make its loop
+ * set, one is kept, and every mask is the same.
+ */
+TEST(loop_sets_across_threads)
+{
+    enum { N_THREADS = 4 };
+    tvocab_t t = make_vocab(20000, 8);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    masker_t w[N_THREADS];
+    pthread_t th[N_THREADS];
+    size_t words = gvocab_mask_words(v);
+    for (int i = 0; i < N_THREADS; i++) {
+        w[i] = (masker_t){ json_grammar(), v, malloc(words * 4), 0 };
+        ASSERT_EQ_INT(pthread_create(&th[i], NULL, mask_in_string, &w[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++)
+        pthread_join(th[i], NULL);
+    ASSERT_EQ_U64(gvocab_n_loops(v), 1);
+    ASSERT(w[0].count > 0);
+    mask_equals_feed(w[0].g, &t, v, w[0].mask, "{\"k\": \"a", 8);
+    for (int i = 1; i < N_THREADS; i++) {
+        ASSERT_EQ_INT(w[i].count, w[0].count);
+        ASSERT(memcmp(w[i].mask, w[0].mask, words * 4) == 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        free(w[i].mask);
+        grammar_release(w[i].g);
+    }
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
 /*
  * A walk that meets more states than the matcher's DFA holds (4000
  * literals whose prefixes of 1..5 bytes are 4445 distinct states) falls
@@ -596,5 +650,5 @@ TEST(mask_timing_128k)
 
 TEST_LIST(T(masks_equal_brute_force), T(end_tokens_and_errors), T(cache_shared_across_matchers),
           T(cache_evicts_least_recent),
-          T(string_loop_fast_path), T(bounded_string_chain),
+          T(string_loop_fast_path), T(bounded_string_chain), T(loop_sets_across_threads),
           T(dfa_full_falls_back), T(mask_timing_128k))
