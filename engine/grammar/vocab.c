@@ -4,13 +4,15 @@
  * The trie is stored in preorder: node i has its byte, its depth and
  * the index just past its subtree (end), so the mask walk is a loop over
  * an array that skips a whole subtree with one assignment when the
- * parser state cannot take the node's byte.  The walk descends with
- * gm_push_byte and backtracks with gm_pop (match.c), so no recursion
- * and no copy of the parser state.
+ * parser state cannot take the node's byte.
  *
  * gm_mask first looks the state up in the grammar's mask cache (cache.c,
  * keyed by gm_state_key and the vocabulary): a hit costs the key, its
- * hash and a copy of the mask.
+ * hash and a copy of the mask.  A miss walks the trie through the
+ * matcher's state DFA (mask_walk.c, mask_dfa.c); when that DFA cannot
+ * serve (full, or out of memory) the walk here descends with
+ * gm_push_byte and backtracks with gm_pop (match.c), so no recursion and
+ * no copy of the parser state.
  */
 #include <stdlib.h>
 #include <string.h>
