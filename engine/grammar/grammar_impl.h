@@ -47,15 +47,17 @@ struct gbuild {
     uint32_t *name_hash;  uint32_t name_hash_cap;    /* rule id + 1, 0 empty */
 };
 
-/* The mask cache of one grammar (cache.c): bounded, cleared whole when full. */
+/* The mask cache of one grammar (cache.c): bounded, least recently used entries evicted first. */
 typedef struct gcache_entry gcache_entry_t;
 typedef struct {
     pthread_mutex_t lock;
     gcache_entry_t **slots;     /* open hashing by key hash, chained */
     uint32_t n_slots;
     uint32_t n_entries;
+    gcache_entry_t *newest, *oldest;        /* the use order, a doubly linked list */
     size_t bytes;               /* keys + masks held */
-    uint64_t hits, misses;
+    size_t max_bytes;           /* GCACHE_MAX_BYTES (tests may lower it before the first put) */
+    uint64_t hits, misses, evictions;
 } gcache_t;
 
 #define GCACHE_MAX_BYTES ((size_t)32 << 20)
@@ -122,3 +124,95 @@ void gm_top_bytes(const gmatch_t *m, uint8_t set[32]);
  */
 int gm_state_key(gmatch_t *m, const uint32_t **key, size_t *n, uint64_t *hash);
 grammar_t *gm_grammar(const gmatch_t *m);
+/* The stack ids of the top level: borrowed until the next call on m. */
+const uint32_t *gm_top_ids(const gmatch_t *m, uint32_t *n);
+/* Push a level holding the stack ids ids[0..n) (a set from gm_top_ids of this matcher).  ERR_NOMEM. */
+int gm_push_ids(gmatch_t *m, const uint32_t *ids, uint32_t n);
+
+/* ------------------------------------------------------------------ the matcher's state DFA (mask_dfa.c) */
+
+/*
+ * The DFA of gm_mask's trie walk: states are interned sets of m's stack
+ * ids, GDFA_DEAD the empty set, next[s * 256 + c] the state after byte c
+ * (GDFA_UNKNOWN until gdfa_step computes it).  The matcher owns one
+ * (gm_dfa, made on first use) and clears it when its arena is compacted.
+ */
+typedef struct gdfa gdfa_t;
+#define GDFA_DEAD    0
+#define GDFA_UNKNOWN UINT16_MAX
+/* A DFA holding only the dead state.  ERR_NOMEM. */
+int gdfa_create(gdfa_t **out);
+void gdfa_destroy(gdfa_t *d);            /* NULL is fine */
+/* Forget every state but the dead one (state numbers held are void).  0 or ERR_NOMEM. */
+int gdfa_clear(gdfa_t *d);
+/* How many states d holds (the dead one included); for tests. */
+uint32_t gdfa_n_states(const gdfa_t *d);
+/* Whether d holds more than half its caps (a walk should clear it first). */
+int gdfa_big(const gdfa_t *d);
+/*
+ * The state of m's top level (m's arena must be the one d's sets name);
+ * a new state's row is primed: the bytes no stack can take lead to
+ * GDFA_DEAD at once.  ERR_FULL past the DFA's caps, ERR_NOMEM.
+ */
+int gdfa_intern(gdfa_t *d, gmatch_t *m);
+/* The transition table: borrowed until the next gdfa_intern / gdfa_step / gdfa_clear. */
+const uint16_t *gdfa_next_table(const gdfa_t *d);
+/*
+ * The state after state s takes byte c, computed with m (whose arena the
+ * ids belong to; m's levels are as they were on return) and remembered.
+ * GDFA_DEAD when no stack can take c or a matcher cap would be passed;
+ * ERR_FULL past the DFA's caps, ERR_NOMEM.
+ */
+int gdfa_step(gdfa_t *d, gmatch_t *m, uint32_t s, uint8_t c);
+/* m's DFA, made on first use; NULL when memory is short. */
+gdfa_t *gm_dfa(gmatch_t *m);
+
+/* ------------------------------------------------------------------ the vocabulary (vocab.c, mask_walk.c) */
+
+#define GVOCAB_NO_PIECE  UINT32_MAX   /* gvocab_t.len of a token a grammar never allows */
+#define GVOCAB_MAX_LOOPS 32           /* loop sets remembered per vocabulary */
+
+/* A byte set's tokens and exits (mask_walk.c). */
+typedef struct gloop gloop_t;
+
+struct gvocab {
+    uint32_t n_vocab;
+    uint8_t *blob;              /* every token's bytes */
+    uint64_t *off;              /* [n_vocab] into blob */
+    uint32_t *len;              /* [n_vocab]; GVOCAB_NO_PIECE: never allowed */
+    uint8_t *is_end;            /* [n_vocab] */
+    int32_t *end;   size_t n_end;
+    /* the trie in preorder; node 0 is the root (the empty string) */
+    uint32_t n_nodes;
+    uint32_t max_depth;         /* the longest token */
+    uint8_t *byte;              /* [n_nodes] */
+    uint32_t *depth;            /* [n_nodes] */
+    uint32_t *skip;             /* [n_nodes] first node after the subtree */
+    uint32_t *tok_off;          /* [n_nodes + 1] tokens spelled exactly by node i: toks[tok_off[i]..] */
+    int32_t *toks;
+    /* loop sets (mask_walk.c), made on first use, kept until gvocab_destroy; the lock guards the list */
+    pthread_mutex_t lock;
+    gloop_t *loops[GVOCAB_MAX_LOOPS];
+    uint32_t n_loops;
+};
+
+/* Set the bits of the tokens trie node spells; their number. */
+static inline int64_t gvocab_set_tokens(const gvocab_t *v, uint32_t node, uint32_t *mask)
+{
+    for (uint32_t k = v->tok_off[node]; k < v->tok_off[node + 1]; k++)
+        mask[v->toks[k] >> 5] |= 1u << (v->toks[k] & 31);
+    return v->tok_off[node + 1] - v->tok_off[node];
+}
+
+/* How many loop sets v holds; for tests. */
+uint32_t gvocab_n_loops(const gvocab_t *v);
+
+/* mask_walk.c: free a loop entry. */
+void gloop_free(gloop_t *l);
+/*
+ * Mark in mask (cleared, end tokens already set by the caller) the trie
+ * tokens m's top level allows, through m's DFA d.  Their count, or
+ * ERR_FULL when d filled up (the caller clears it and walks with the
+ * matcher alone), ERR_NOMEM.
+ */
+int64_t gvocab_walk_dfa(gmatch_t *m, gdfa_t *d, const gvocab_t *v, uint32_t *mask);

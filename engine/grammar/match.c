@@ -59,6 +59,7 @@ struct gmatch {
     uint32_t *trans_ids; uint32_t n_trans_ids, cap_trans_ids;
     uint32_t *tmp;    uint32_t cap_tmp;
     uint32_t *key;    uint32_t cap_key;
+    gdfa_t *dfa;                                /* mask_dfa.c; NULL until gm_dfa */
 };
 
 /* ------------------------------------------------------------------ arena */
@@ -334,20 +335,50 @@ int gm_top_accepting(const gmatch_t *m)
 
 void gm_top_bytes(const gmatch_t *m, uint8_t set[32])
 {
-    memset(set, 0, 32);
+    uint64_t acc[4] = { 0, 0, 0, 0 };
+    uint32_t last = UINT32_MAX;         /* stacks side by side often share a class */
     for (uint32_t i = top_off(m); i < m->n_ids; i++) {
         uint32_t id = m->ids[i];
-        if (id == NIL)
+        if (id == NIL || m->g->elems[m->nodes[id].pos].v == last)
             continue;
-        const uint8_t *cl = m->g->classes[m->g->elems[m->nodes[id].pos].v];
-        for (int k = 0; k < 32; k++)
-            set[k] |= cl[k];
+        last = m->g->elems[m->nodes[id].pos].v;
+        const uint8_t *cl = m->g->classes[last];
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, cl + 8 * k, 8);
+            acc[k] |= w;
+        }
     }
+    memcpy(set, acc, 32);
 }
 
 grammar_t *gm_grammar(const gmatch_t *m)
 {
     return m->g;
+}
+
+const uint32_t *gm_top_ids(const gmatch_t *m, uint32_t *n)
+{
+    *n = m->n_ids - top_off(m);
+    return m->ids + top_off(m);
+}
+
+int gm_push_ids(gmatch_t *m, const uint32_t *ids, uint32_t n)
+{
+    if (grow32(&m->ids, &m->cap_ids, (uint64_t)m->n_ids + n) < 0 ||
+        grow32(&m->lvl, &m->cap_lvl, (uint64_t)m->n_lvl + 1) < 0)
+        return ERR_NOMEM;
+    memcpy(m->ids + m->n_ids, ids, (size_t)n * sizeof *ids);
+    m->lvl[m->n_lvl++] = m->n_ids;
+    m->n_ids += n;
+    return 0;
+}
+
+gdfa_t *gm_dfa(gmatch_t *m)
+{
+    if (m->dfa == NULL && gdfa_create(&m->dfa) < 0)
+        m->dfa = NULL;
+    return m->dfa;
 }
 
 /* ------------------------------------------------------------------ state keys */
@@ -422,6 +453,10 @@ static int compact(gmatch_t *m)
     m->n_nodes = 1;
     memset(m->htab, 0, (size_t)m->hcap * sizeof *m->htab);
     trans_clear(m);
+    if (m->dfa != NULL && gdfa_clear(m->dfa) < 0) {   /* its sets name the old ids */
+        gdfa_destroy(m->dfa);
+        m->dfa = NULL;
+    }
     int rc = 0;
     for (uint32_t i = 0; i < n_live && rc == 0; i++) {
         uint32_t d = 0;
@@ -517,6 +552,7 @@ void gm_destroy(gmatch_t *m)
     free(m->trans_ids);
     free(m->tmp);
     free(m->key);
+    gdfa_destroy(m->dfa);
     free(m);
 }
 

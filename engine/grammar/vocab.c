@@ -4,37 +4,21 @@
  * The trie is stored in preorder: node i has its byte, its depth and
  * the index just past its subtree (end), so the mask walk is a loop over
  * an array that skips a whole subtree with one assignment when the
- * parser state cannot take the node's byte.  The walk descends with
- * gm_push_byte and backtracks with gm_pop (match.c), so no recursion
- * and no copy of the parser state.
+ * parser state cannot take the node's byte.
  *
  * gm_mask first looks the state up in the grammar's mask cache (cache.c,
  * keyed by gm_state_key and the vocabulary): a hit costs the key, its
- * hash and a copy of the mask.
+ * hash and a copy of the mask.  A miss walks the trie through the
+ * matcher's state DFA (mask_walk.c, mask_dfa.c); when that DFA cannot
+ * serve (full, or out of memory) the walk here descends with
+ * gm_push_byte and backtracks with gm_pop (match.c), so no recursion and
+ * no copy of the parser state.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "engine/grammar/grammar_impl.h"
-
-#define GVOCAB_NO_PIECE UINT32_MAX
-
-struct gvocab {
-    uint32_t n_vocab;
-    uint8_t *blob;              /* every token's bytes */
-    uint64_t *off;              /* [n_vocab] into blob */
-    uint32_t *len;              /* [n_vocab]; GVOCAB_NO_PIECE: never allowed */
-    uint8_t *is_end;            /* [n_vocab] */
-    int32_t *end;   size_t n_end;
-    /* the trie in preorder; node 0 is the root (the empty string) */
-    uint32_t n_nodes;
-    uint8_t *byte;              /* [n_nodes] */
-    uint32_t *depth;            /* [n_nodes] */
-    uint32_t *skip;             /* [n_nodes] first node after the subtree */
-    uint32_t *tok_off;          /* [n_nodes + 1] tokens spelled exactly by node i: toks[tok_off[i]..] */
-    int32_t *toks;
-};
 
 typedef struct {
     const uint8_t *p;
@@ -138,6 +122,7 @@ static int build_trie(gvocab_t *v, const tokref_t *r, uint32_t n)
     v->skip[0] = nn;
     v->tok_off[nn] = nt;
     v->n_nodes = nn;
+    v->max_depth = maxlen;
     free(path);
     return 0;
 }
@@ -158,6 +143,7 @@ int gvocab_create(gvocab_t **out, uint32_t n_vocab, gvocab_piece_fn piece, void 
     int rc = ERR_NOMEM;
     if (v == NULL)
         goto fail;
+    pthread_mutex_init(&v->lock, NULL);
     v->n_vocab = n_vocab;
     v->off = calloc(n_vocab, sizeof *v->off);
     v->len = calloc(n_vocab, sizeof *v->len);
@@ -202,6 +188,9 @@ void gvocab_destroy(gvocab_t *v)
     free(v->skip);
     free(v->tok_off);
     free(v->toks);
+    for (uint32_t i = 0; i < v->n_loops; i++)
+        gloop_free(v->loops[i]);
+    pthread_mutex_destroy(&v->lock);
     free(v);
 }
 
@@ -215,29 +204,39 @@ size_t gvocab_mask_words(const gvocab_t *v)
     return ((size_t)v->n_vocab + 31) / 32;
 }
 
-/* ------------------------------------------------------------------ masks */
-
-static int64_t set_tokens(const gvocab_t *v, uint32_t node, uint32_t *mask)
+uint32_t gvocab_n_loops(const gvocab_t *cv)
 {
-    for (uint32_t k = v->tok_off[node]; k < v->tok_off[node + 1]; k++)
-        mask[v->toks[k] >> 5] |= 1u << (v->toks[k] & 31);
-    return v->tok_off[node + 1] - v->tok_off[node];
+    gvocab_t *v = (gvocab_t *)cv;
+    pthread_mutex_lock(&v->lock);
+    uint32_t n = v->n_loops;
+    pthread_mutex_unlock(&v->lock);
+    return n;
 }
 
-/*
- * The trie walk: every node whose bytes the state can take marks its
- * tokens.  A byte that would pass the matcher's caps (ERR_FULL) counts
- * as not allowed, as gm_feed would refuse it.
- */
-static int64_t walk(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
+/* ------------------------------------------------------------------ masks */
+
+/* The end tokens when m's top level accepts: mask cleared, then their bits; their count. */
+static int64_t mask_start(const gmatch_t *m, const gvocab_t *v, uint32_t *mask)
 {
-    memset(mask, 0, gvocab_mask_words(v) * sizeof *mask);
     int64_t count = 0;
+    memset(mask, 0, gvocab_mask_words(v) * sizeof *mask);
     if (gm_top_accepting(m))
         for (size_t i = 0; i < v->n_end; i++) {
             mask[v->end[i] >> 5] |= 1u << (v->end[i] & 31);
             count++;
         }
+    return count;
+}
+
+/*
+ * The trie walk with the matcher alone: every node whose bytes the state
+ * can take marks its tokens.  A byte that would pass the matcher's caps
+ * (ERR_FULL) counts as not allowed, as gm_feed would refuse it.  The
+ * fallback of gvocab_walk_dfa (mask_walk.c).
+ */
+static int64_t walk_matcher(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
+{
+    int64_t count = mask_start(m, v, mask);
     uint32_t cur = 0;           /* levels pushed = depth of the node last entered */
     for (uint32_t i = 1; i < v->n_nodes;) {
         for (; cur >= v->depth[i]; cur--)
@@ -253,12 +252,29 @@ static int64_t walk(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
             continue;
         }
         cur++;
-        count += set_tokens(v, i, mask);
+        count += gvocab_set_tokens(v, i, mask);
         i++;
     }
     for (; cur > 0; cur--)
         gm_pop(m);
     return count;
+}
+
+/* The mask of m's state: through the DFA, or with the matcher alone when the DFA cannot serve. */
+static int64_t walk(gmatch_t *m, const gvocab_t *v, uint32_t *mask)
+{
+    gdfa_t *d = gm_dfa(m);
+    if (d != NULL && gdfa_big(d) && gdfa_clear(d) < 0)
+        d = NULL;
+    if (d != NULL) {
+        int64_t count = mask_start(m, v, mask);
+        int64_t c = gvocab_walk_dfa(m, d, v, mask);
+        if (c != ERR_FULL)
+            return c < 0 ? c : count + c;
+        if (gdfa_clear(d) < 0)      /* one walk met too many states: forget them */
+            return ERR_NOMEM;
+    }
+    return walk_matcher(m, v, mask);
 }
 
 int64_t gm_mask(gmatch_t *m, const gvocab_t *v, uint32_t *mask)

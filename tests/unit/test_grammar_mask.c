@@ -5,7 +5,9 @@
  * equal misses.  mask_timing_128k prints (does not assert) the mask time
  * per token on a synthetic 128,256-token vocabulary.
  */
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -198,6 +200,23 @@ static int64_t popcount_mask(const uint32_t *mask, size_t words)
     return n;
 }
 
+/* Each bit of mask (n_vocab bits) equals feeding text[0..n) then the token into a fresh matcher. */
+static void mask_equals_feed(grammar_t *g, const tvocab_t *t, const gvocab_t *v, const uint32_t *mask,
+                             const char *text, size_t n)
+{
+    gmatch_t *f;
+    ASSERT_EQ_INT(gm_create(&f, g), 0);
+    for (uint32_t id = 0; id < t->n; id++) {
+        gm_reset(f);
+        ASSERT_EQ_INT(gm_feed(f, text, n), 0);
+        int ok = gm_feed_token(f, v, (int32_t)id) == 0;
+        int bit = (mask[id >> 5] >> (id & 31)) & 1;
+        ASSERT_MSG(ok == bit, "after \"%.*s\": token %u (\"%.*s\"): mask %d, feed %d", (int)n, text, id,
+                   (int)t->len[id], t->text[id] ? t->text[id] : "", bit, ok);
+    }
+    gm_destroy(f);
+}
+
 /*
  * Walk random paths through g: at each step the mask must equal brute
  * force (a fresh matcher fed the text so far, then the token), a second
@@ -219,17 +238,7 @@ static void against_brute_force(grammar_t *g, const tvocab_t *t, const gvocab_t 
             ASSERT_EQ_INT(cnt, popcount_mask(mask, words));
             ASSERT_EQ_INT(gm_mask(m, v, again), cnt);
             ASSERT(memcmp(mask, again, words * 4) == 0);
-            gmatch_t *f;
-            ASSERT_EQ_INT(gm_create(&f, g), 0);
-            for (uint32_t id = 0; id < t->n; id++) {
-                gm_reset(f);
-                ASSERT_EQ_INT(gm_feed(f, text, n), 0);
-                int ok = gm_feed_token(f, v, (int32_t)id) == 0;
-                int bit = (mask[id >> 5] >> (id & 31)) & 1;
-                ASSERT_MSG(ok == bit, "path %d step %d token %u (\"%.*s\"): mask %d, feed %d", p, s, id,
-                           (int)t->len[id], t->text[id] ? t->text[id] : "", bit, ok);
-            }
-            gm_destroy(f);
+            mask_equals_feed(g, t, v, mask, text, n);
             ASSERT_EQ_INT((mask[0] & 1) != 0, gm_accepting(m));      /* end token 0 */
             ASSERT_EQ_INT((mask[0] >> 2) & 1, 0);                     /* no text: never */
             if (cnt == 0 || (cnt == 2 && (mask[0] & 3) == 3))
@@ -331,6 +340,237 @@ TEST(cache_shared_across_matchers)
     free_vocab(&t);
 }
 
+/* gm_mask of a new matcher fed the string text, against brute force. */
+static void mask_after(grammar_t *g, const tvocab_t *t, const gvocab_t *v, const char *text)
+{
+    size_t n = strlen(text), words = gvocab_mask_words(v);
+    uint32_t *mask = malloc(words * 4);
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    ASSERT_EQ_INT(gm_feed(m, text, n), 0);
+    int64_t cnt = gm_mask(m, v, mask);
+    ASSERT(cnt >= 0);
+    ASSERT_EQ_INT(cnt, popcount_mask(mask, words));
+    mask_equals_feed(g, t, v, mask, text, n);
+    gm_destroy(m);
+    free(mask);
+}
+
+/*
+ * Inside a string the state loops on most bytes: the mask comes from the
+ * vocabulary's loop set plus walks from the exits (a quote, a backslash,
+ * a UTF-8 lead byte).  Tokens that leave the string mid-token, escapes
+ * split across tokens, broken UTF-8 and control bytes, in several
+ * contexts; the loop set is made once and shared by the contexts and by
+ * another grammar with the same string rule.
+ */
+TEST(string_loop_fast_path)
+{
+    tvocab_t t = make_vocab(3000, 7);
+    static const char *const extra[] = { "\"", "\\", ": ", "\\u00", "e9\"", "ab\\", "\"}", "\"]",
+                                         "x\"x", "\xc3", "\xc3\xa9", "\xa9z", "\x01", "\\n\"", "\\q" };
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
+        free(t.text[300 + i]);
+        t.len[300 + i] = strlen(extra[i]);
+        t.text[300 + i] = malloc(t.len[300 + i]);
+        memcpy(t.text[300 + i], extra[i], t.len[300 + i]);
+    }
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    ASSERT_EQ_U64(gvocab_n_loops(v), 0);
+    grammar_t *g = json_grammar(), *g2 = json_grammar();
+    static const char *const texts[] = { "{\"", "{\"ab", "{\"k\": \"x", "{\"k\": [1, \"\\n", "{\"k\": {\"q\": \"\xc3\xa9" };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        mask_after(g, &t, v, texts[i]);
+    ASSERT_EQ_U64(gvocab_n_loops(v), 1);
+    mask_after(g2, &t, v, "{\"");
+    ASSERT_EQ_U64(gvocab_n_loops(v), 1);
+    grammar_release(g);
+    grammar_release(g2);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
+/*
+ * A string of at most 6 characters (JSON Schema maxLength): each byte of
+ * the group takes the state one character further, so tokens made of
+ * the group are allowed up to the characters left, and exits deeper
+ * than that are not walked.  Checked at every length, on a vocabulary
+ * with tokens of 1..9 bytes (both ways of setting the group's tokens).
+ */
+TEST(bounded_string_chain)
+{
+    tvocab_t t = make_vocab(4000, 9);
+    gbuild_t *b;
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    const uint32_t bad[][2] = { { 0, 0x1F }, { '"', '"' }, { '\\', '\\' } };
+    uint32_t ch = gb_codepoints(b, bad, 3, 1);
+    uint32_t q = byte1(b, '"');
+    uint32_t root = gb_seq(b, (gelem_t[]){ ge_bytes(q), ge_ref(gb_repeat(b, ge_ref(ch), 0, 6)), ge_bytes(q),
+                                           ge_ref(lit(b, "}")) }, 4);
+    grammar_t *g;
+    ASSERT_EQ_INT(gb_finish(b, root, &g, NULL, 0), 0);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    static const char *const texts[] = { "\"", "\"a", "\"ab", "\"a\xc3\xa9", "\"abcd", "\"abcde", "\"abcdef",
+                                         "\"\xc3" };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        mask_after(g, &t, v, texts[i]);
+    ASSERT(gvocab_n_loops(v) >= 1);
+    grammar_release(g);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
+typedef struct {
+    grammar_t *g;
+    const gvocab_t *v;
+    uint32_t *mask;
+    int64_t count;
+} masker_t;
+
+static void *mask_in_string(void *arg)
+{
+    masker_t *w = arg;
+    gmatch_t *m;
+    w->count = -1;
+    if (gm_create(&m, w->g) == 0 && gm_feed(m, "{\"k\": \"a", 8) == 0)
+        w->count = gm_mask(m, w->v, w->mask);
+    gm_destroy(m);
+    return NULL;
+}
+
+/*
+ * Threads with their own grammars (so their own caches) reach the same
+ * string state at once on one vocabulary: they race to make its loop
+ * set, one is kept, and every mask is the same.
+ */
+TEST(loop_sets_across_threads)
+{
+    enum { N_THREADS = 4 };
+    tvocab_t t = make_vocab(20000, 8);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    masker_t w[N_THREADS];
+    pthread_t th[N_THREADS];
+    size_t words = gvocab_mask_words(v);
+    for (int i = 0; i < N_THREADS; i++) {
+        w[i] = (masker_t){ json_grammar(), v, malloc(words * 4), 0 };
+        ASSERT_EQ_INT(pthread_create(&th[i], NULL, mask_in_string, &w[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++)
+        pthread_join(th[i], NULL);
+    ASSERT_EQ_U64(gvocab_n_loops(v), 1);
+    ASSERT(w[0].count > 0);
+    mask_equals_feed(w[0].g, &t, v, w[0].mask, "{\"k\": \"a", 8);
+    for (int i = 1; i < N_THREADS; i++) {
+        ASSERT_EQ_INT(w[i].count, w[0].count);
+        ASSERT(memcmp(w[i].mask, w[0].mask, words * 4) == 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        free(w[i].mask);
+        grammar_release(w[i].g);
+    }
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
+/*
+ * A walk that meets more states than the matcher's DFA holds (4000
+ * literals whose prefixes of 1..5 bytes are 4445 distinct states) falls
+ * back to the matcher walk, with the same mask.
+ */
+TEST(dfa_full_falls_back)
+{
+    enum { N_LIT = 4000 };
+    tvocab_t t = { N_LIT + 10, calloc(N_LIT + 10, sizeof(char *)), calloc(N_LIT + 10, sizeof(size_t)) };
+    gbuild_t *b;
+    ASSERT_EQ_INT(gb_create(&b, NULL), 0);
+    uint32_t root = gb_rule(b, "root");
+    for (uint32_t i = 0; i < N_LIT; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "w%04u%04u", i, i);  /* the prefixes of length 5: 4000 distinct states */
+        gb_alt(b, root, (gelem_t[]){ ge_ref(lit(b, w)) }, 1);
+        t.text[1 + i] = malloc(5);
+        memcpy(t.text[1 + i], w, 5);
+        t.len[1 + i] = 5;
+    }
+    static const char *const extra[] = { "w", "w3", "w39", "w4", "x", "w0a", "w00000", "9", "99" };
+    for (uint32_t i = 0; i < 9; i++) {
+        t.len[1 + N_LIT + i] = strlen(extra[i]);
+        t.text[1 + N_LIT + i] = malloc(t.len[1 + N_LIT + i]);
+        memcpy(t.text[1 + N_LIT + i], extra[i], t.len[1 + N_LIT + i]);
+    }
+    grammar_t *g;
+    ASSERT_EQ_INT(gb_finish(b, root, &g, NULL, 0), 0);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    gmatch_t *m;
+    uint32_t *mask = malloc(gvocab_mask_words(v) * 4);
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    ASSERT_EQ_INT(gm_mask(m, v, mask), 4000 + 4);  /* and w, w3, w39, w00000 */
+    mask_equals_feed(g, &t, v, mask, "", 0);
+    ASSERT_EQ_U64(gdfa_n_states(gm_dfa(m)), 1);    /* cleared: the matcher walk made the mask */
+    ASSERT_EQ_INT(gm_feed(m, "w3", 2), 0);
+    ASSERT_EQ_INT(gm_mask(m, v, mask), 2);          /* 9, 99: a smaller walk, through the DFA again */
+    mask_equals_feed(g, &t, v, mask, "w3", 2);
+    ASSERT(gdfa_n_states(gm_dfa(m)) > 1);
+    gm_destroy(m);
+    free(mask);
+    grammar_release(g);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
+/* gm_mask of a new matcher fed text; whether the grammar's cache answered it. */
+static int cached_mask(grammar_t *g, const gvocab_t *v, const char *text, uint32_t *mask)
+{
+    gmatch_t *m;
+    ASSERT_EQ_INT(gm_create(&m, g), 0);
+    ASSERT_EQ_INT(gm_feed(m, text, strlen(text)), 0);
+    uint64_t hits = g->cache.hits;
+    ASSERT(gm_mask(m, v, mask) >= 0);
+    gm_destroy(m);
+    return g->cache.hits != hits;
+}
+
+/*
+ * A full cache evicts the least recently used entry, not everything:
+ * with room for five states, a hit on the oldest keeps it and the next
+ * insert evicts the one after it.
+ */
+TEST(cache_evicts_least_recent)
+{
+    tvocab_t t = make_vocab(8000, 4);
+    gvocab_t *v;
+    ASSERT_EQ_INT(gvocab_create(&v, t.n, piece_cb, &t, (int32_t[]){ 0 }, 1, NULL, 0), 0);
+    grammar_t *g = parens_grammar();
+    uint32_t *mask = malloc(gvocab_mask_words(v) * 4), *fresh = malloc(gvocab_mask_words(v) * 4);
+    static const char *const keep[] = { "((", "(((", "((((" };
+    ASSERT_EQ_INT(cached_mask(g, v, "", mask), 0);
+    ASSERT_EQ_INT(cached_mask(g, v, "(((((", mask), 0);    /* the longest key: the one evicted */
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(cached_mask(g, v, keep[i], mask), 0);
+    g->cache.max_bytes = g->cache.bytes;                    /* room for these five */
+    ASSERT_EQ_INT(cached_mask(g, v, "", mask), 1);          /* now the most recent */
+    ASSERT_EQ_INT(cached_mask(g, v, "(", mask), 0);         /* evicts "(((((" only */
+    ASSERT_EQ_U64(g->cache.evictions, 1);
+    ASSERT_EQ_U64(g->cache.n_entries, 5);
+    ASSERT(g->cache.bytes <= g->cache.max_bytes);
+    ASSERT_EQ_INT(cached_mask(g, v, "", mask), 1);
+    ASSERT_EQ_INT(cached_mask(g, v, "(", mask), 1);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(cached_mask(g, v, keep[i], mask), 1);
+    ASSERT_EQ_INT(cached_mask(g, v, "(((((", fresh), 0);    /* gone: walked again, the same mask */
+    ASSERT_EQ_INT(cached_mask(g, v, "(((((", mask), 1);
+    ASSERT(memcmp(mask, fresh, gvocab_mask_words(v) * 4) == 0);
+    free(mask);
+    free(fresh);
+    grammar_release(g);
+    gvocab_destroy(v);
+    free_vocab(&t);
+}
+
 /* ------------------------------------------------------------------ timing */
 
 static double now_us(void)
@@ -409,4 +649,6 @@ TEST(mask_timing_128k)
 }
 
 TEST_LIST(T(masks_equal_brute_force), T(end_tokens_and_errors), T(cache_shared_across_matchers),
-          T(mask_timing_128k))
+          T(cache_evicts_least_recent),
+          T(string_loop_fast_path), T(bounded_string_chain), T(loop_sets_across_threads),
+          T(dfa_full_falls_back), T(mask_timing_128k))
