@@ -194,8 +194,11 @@ def sampling_cases(d):
                completion(d, stream=True, stream_options=5))
     check_case(d, "echo true (unsupported)", OK_OR_400, completion(d, echo=True))
     check_case(d, "best_of 10^9", BAD, completion(d, best_of=10 ** 9))
-    check_case(d, "chat tools (unsupported)", BAD,
-               chat(d, tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]))
+    check_case(d, "chat tools with a malformed function name", BAD,
+               chat(d, tools=[{"type": "function", "function": {"name": "f g", "parameters": {}}}]))
+    check_case(d, "chat tools with an unsupported schema keyword", BAD,
+               chat(d, tools=[{"type": "function", "function": {"name": "f",
+                                                                "parameters": {"not": {}}}}]))
     check_case(d, "chat response_format json_schema with an unsupported keyword", BAD,
                chat(d, response_format={"type": "json_schema",
                                         "json_schema": {"name": "x", "schema": {"not": {}}}}))
