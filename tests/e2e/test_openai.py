@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -42,17 +41,7 @@ MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "Name three colours."}]
 
 
-def case(name):
-    """Decorator: run a case, turning an exception into a FAIL line."""
-    def wrap(fn):
-        try:
-            fn(name)
-        except Exception as ex:  # noqa: BLE001 - any failure is a FAIL line
-            tb = traceback.extract_tb(ex.__traceback__)
-            where = "line %d" % tb[-1].lineno if tb else "?"
-            R.fail(name, "%s: %s (%s)" % (type(ex).__name__, ex, where))
-        return fn
-    return wrap
+case = H.case_of(R)   # @case("name"): an exception in it becomes a FAIL line
 
 
 def usage_ok(u, max_tokens):
