@@ -55,6 +55,8 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Without API keys: Host names accepted besides IP addresses and localhost, comma-separated (* for any); guards against DNS rebinding.") \
     X("server", "allowed-origins",  CFG_STR,   allowed_origins,  "", 0, 0, NULL,       \
       "Browser origins (scheme://host[:port]) allowed to call the API cross-origin, comma-separated (* for any, without credentials); empty: CORS off, no Access-Control-* headers.") \
+    X("server", "web-ui",           CFG_STR,   web_ui,           "auto", 0, 0, "auto|yes|no", \
+      "Serve the chat page on GET / (yes, no; auto: yes when host is loopback). Turn it off behind a proxy in production.") \
     X("server", "public-health",    CFG_BOOL,  public_health,    "yes", 0, 0, NULL,    \
       "Whether /health, /health/live and /health/ready answer without an API key.")    \
     X("server", "public-metrics",   CFG_BOOL,  public_metrics,   "no", 0, 0, NULL,     \

@@ -22,6 +22,7 @@
 
 #include "base/log.h"
 #include "sdnotify.h"
+#include "webui.h"
 #include "strlist.h"
 
 #define STOP_GRACE_NS   (300ull * 1000000ull)           /* second SIGTERM: time to write the endings */
@@ -395,6 +396,7 @@ int daemon_run(const config_t *cfg, int *abandoned)
         free(d);
         return 1;
     }
+    d->web_ui = webui_enabled(cfg->web_ui, is_loopback(cfg->host));
     if (metrics_create(&d->metrics) != 0) {
         log_error("out of memory");
         auth_destroy(d->auth);

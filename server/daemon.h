@@ -116,6 +116,7 @@ struct daemon {
 
     engine_t *engine;           /* NULL while loading */
     engine_info_t info;
+    int web_ui;                 /* the chat page is served (web-ui, host) */
     char served_id[256];        /* served-model-name's first name; "" when unset (the file name) */
     pthread_t load_thread;
     int load_started;

@@ -96,6 +96,8 @@ static struct MHD_Response *make_response(const http_request_t *req, const char 
     }
     if (req->allow != NULL)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow);
+    for (const char *const *h = req->extra_headers; h != NULL && h[0] != NULL && h[1] != NULL; h += 2)
+        MHD_add_response_header(r, h[0], h[1]);
     if (req->close_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return r;

@@ -56,6 +56,8 @@ struct http_request {
     unsigned status;        /* the status queued, 0 before */
     unsigned retry_after;   /* seconds; when non-zero the next response carries Retry-After */
     const char *allow;      /* when set (a static string), the next response carries Allow */
+    const char *const *extra_headers; /* when set (static), name/value pairs ended by NULL
+                                         that the next response carries */
     void *user;             /* the route layer's state for this request */
     int route_id;           /* the route layer's, set by its admit callback */
     uint8_t key_id[32];     /* the route layer's: the admitting API key's digest */

@@ -8,7 +8,8 @@
  * body is read (routes_admit): a Host that is not allowed without keys is
  * 403; an unknown route is 404 (the route list is public
  * knowledge); a key is required on every route except /health*
- * (public-health) and /metrics (public-metrics) when those are public;
+ * (public-health), /metrics (public-metrics) when those are public, and
+ * the chat page's assets (/, /chat.css, /chat.js: 404 unless web-ui);
  * then a wrong method is 405; then a POST body declared as anything but
  * application/json is 415 (one sent without Content-Type is read as JSON,
  * as curl users send it); then a declared body over the limit is 413
@@ -33,10 +34,11 @@
 #include "base/utf8.h"
 #include "cors.h"
 #include "strlist.h"
+#include "webui.h"
 
 typedef enum {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_HEALTH_LIVE, R_HEALTH_READY, R_METRICS,
-    R_TOKENIZE, R_DETOKENIZE, R_N
+    R_TOKENIZE, R_DETOKENIZE, R_WEB_PAGE, R_WEB_CSS, R_WEB_JS, R_N
 } route_id_t;
 
 static const struct {
@@ -53,6 +55,9 @@ static const struct {
     [R_METRICS] = { "/metrics", "GET" },
     [R_TOKENIZE] = { "/tokenize", "POST" },
     [R_DETOKENIZE] = { "/detokenize", "POST" },
+    [R_WEB_PAGE] = { "/", "GET" },              /* the chat page (webui.h), when web-ui is on */
+    [R_WEB_CSS] = { "/chat.css", "GET" },
+    [R_WEB_JS] = { "/chat.js", "GET" },
 };
 
 #define MODEL_PREFIX "/v1/models/"
@@ -311,9 +316,14 @@ int routes_admit(void *ctx, http_request_t *req)
 {
     daemon_t *d = ctx;
     int r = find_route(req->url);
+    int is_web = r == R_WEB_PAGE || r == R_WEB_CSS || r == R_WEB_JS;
+    if (is_web && !d->web_ui)
+        r = -1, is_web = 0;   /* web-ui off: 404 as for any unknown path */
     req->route_id = r;
     int is_health = r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY;
-    int public = (is_health && d->cfg->public_health) || (r == R_METRICS && d->cfg->public_metrics);
+    /* the page's assets hold no secret: the page asks for the key and sends it itself */
+    int public = (is_health && d->cfg->public_health) || (r == R_METRICS && d->cfg->public_metrics) ||
+                 is_web;
     const char *host = req->host;
     req->cors_origin = cors_allow_origin(d->cfg->allowed_origins, http_header(req, "Origin"));
     if (auth_count(d->auth) == 0 && !auth_host_allowed(host, d->cfg->allowed_hosts))
@@ -363,6 +373,8 @@ int routes_dispatch(void *ctx, http_request_t *req)
         return health_respond(d, req, r == R_HEALTH_LIVE);
     if (r == R_METRICS)
         return handle_metrics(d, req);
+    if (r == R_WEB_PAGE || r == R_WEB_CSS || r == R_WEB_JS)
+        return webui_respond(req, webui_find(req->url));
     if (d->engine == NULL || d->draining)
         return respond_unavailable(d, req);
     switch (r) {
