@@ -17,7 +17,7 @@
 /* The Content-Security-Policy every asset carries (the tests compare against it). */
 #define WEBUI_CSP                                                                    \
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " \
-    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 /* The asset served at `url` (an index for webui_respond), or -1 when none is. */
 int webui_find(const char *url);
