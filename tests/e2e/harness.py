@@ -211,6 +211,15 @@ signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGHUP, _on_signal)
 
 
+def read_log(path):
+    """A log file's text (undecodable bytes replaced), or "" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 class DaemonError(Exception):
     pass
 
@@ -292,11 +301,7 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def proc_status(self, field):
         """A field of /proc/PID/status in kB (e.g. "RssAnon"), or None."""

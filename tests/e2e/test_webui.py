@@ -227,14 +227,18 @@ class Browser:
         self.logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
+        # Chromium writes the port it chose (and the browser target's path) here
         port_file = os.path.join(self.profile, "DevToolsActivePort")
         deadline = time.monotonic() + 30
         while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("chromium did not start:\n" + self.log()[-1500:])
+                why = self.log()[-1500:]
+                self.close()
+                raise RuntimeError("chromium did not start:\n" + why)
             time.sleep(0.1)
         time.sleep(0.1)
-        self.port = int(open(port_file).read().split()[0])
+        with open(port_file) as f:
+            self.port = int(f.read().split()[0])
 
     def page_ws(self):
         import urllib.request
@@ -248,11 +252,7 @@ class Browser:
         return pages[0]["webSocketDebuggerUrl"]
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return H.read_log(self.log_path)
 
     def close(self):
         self.proc.terminate()
@@ -431,6 +431,9 @@ def main():
                 b.ws_sync = ws_sync
                 try:
                     browser_checks(b, d, dk)
+                except Exception as ex:  # noqa: BLE001 - the DevTools session broke: a FAIL line
+                    R.fail("browser: DevTools session", "%s: %s\n%s" %
+                           (type(ex).__name__, ex, b.log()[-1000:]))
                 finally:
                     b.close()
     finally:
