@@ -67,6 +67,10 @@ async function probe() {
   }
   if (!res.ok) {
     show_error(await error_text(res));
+    if (res.status === 503) {   // loading or draining: ask again when the server says
+      const secs = Number(res.headers.get("Retry-After"));
+      setTimeout(probe, 1000 * (secs >= 1 && secs <= 60 ? secs : 2));
+    }
     return;
   }
   $("keybox").hidden = true;

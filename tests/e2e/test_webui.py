@@ -221,8 +221,9 @@ class Browser:
                 "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0", "--user-data-dir=" + self.profile,
                 "--window-size=1000,900", "about:blank"]
-        if os.geteuid() == 0:
-            args.insert(1, "--no-sandbox")   # Chromium's sandbox refuses to run as root
+        # no sandbox: it refuses to run as root, and needs user namespaces that containers
+        # often lack; the browser loads only llamad's own page here
+        args.insert(1, "--no-sandbox")
         self.log_path = os.path.join(self.profile, "chromium.log")
         self.logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
