@@ -360,6 +360,7 @@ def chat_checks(cdp, d):
                  " !document.getElementById('stop').disabled" % (n_before,), 20,
                  "the long answer starts")
         cdp.click("stop")
+        t_stop = time.monotonic()
         cdp.wait("!document.getElementById('send').disabled", 10, "the page leaves its busy state")
         stopped = cdp.js("document.querySelectorAll('.msg.assistant.stopped').length")
         deadline = time.monotonic() + 10
@@ -368,6 +369,8 @@ def chat_checks(cdp, d):
             m = H.metrics(d)
             after = H.metric(m, "llamad_requests_cancelled_total") or 0
             if after > before and not H.metric(m, "llamad_requests_running"):
+                print("stop: the server counted the cancel %.2f s after the click"
+                      % (time.monotonic() - t_stop), flush=True)
                 break
             time.sleep(0.1)
         gone = "(client gone)" in d.log()
