@@ -317,8 +317,10 @@ int routes_admit(void *ctx, http_request_t *req)
     daemon_t *d = ctx;
     int r = find_route(req->url);
     int is_web = r == R_WEB_PAGE || r == R_WEB_CSS || r == R_WEB_JS;
-    if (is_web && !d->web_ui)
-        r = -1, is_web = 0;   /* web-ui off: 404 as for any unknown path */
+    if (is_web && !d->web_ui) {   /* web-ui off: 404 as for any unknown path */
+        r = -1;
+        is_web = 0;
+    }
     req->route_id = r;
     int is_health = r == R_HEALTH || r == R_HEALTH_LIVE || r == R_HEALTH_READY;
     /* the page's assets hold no secret: the page asks for the key and sends it itself */
