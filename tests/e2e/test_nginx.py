@@ -25,7 +25,6 @@ replica in nginx's X-Llamad-Replica header.  Checked:
 Needs Debian's nginx (scripts/setup installs it); SKIPs without it.
 """
 
-import glob
 import http.client
 import json
 import os
@@ -189,7 +188,6 @@ def main():
     H._tmpdirs.append(tmp)
     args = ["--max-seqs", "8", "--kv-memory", "32M", "--threads", "1", "--drain-timeout", "30"]
     reps = [H.Daemon(args) for _ in range(3)]
-    ng = None
     t_start = time.monotonic()
     try:
         errs = []
@@ -211,6 +209,7 @@ def main():
         conf = nginx_config(tmp, [d.port for d in reps], listen)
         ng = subprocess.Popen([nginx, "-p", tmp, "-c", conf], stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(tmp, "nginx.stderr"), "wb"))
+        _nginx.append(ng)
         ok = False
         for _ in range(100):
             if ng.poll() is not None:
@@ -236,7 +235,7 @@ def main():
     addr = {"127.0.0.1:%d" % d.port: name for d, name in zip(reps, "ABC")}
     a, b, c = reps
 
-    session_case(listen, addr)
+    session_case(listen)
     before = {name: H.metrics(d) for d, name in zip(reps, "ABC")}
 
     stop = threading.Event()
@@ -344,15 +343,25 @@ def main():
     R.check(NAMES[5], not problems, "; ".join(problems))
     print("  run %.1f s (SIGTERM at %.1f s)" % (time.monotonic() - t_start, t_term - t_start),
           flush=True)
-    ng.send_signal(signal.SIGQUIT)
-    try:
-        ng.wait(10)
-    except subprocess.TimeoutExpired:
-        ng.kill()
     c.stop()
 
 
-def session_case(port, addr):
+_nginx = []
+
+
+def stop_nginx():
+    """SIGQUIT (graceful), then SIGKILL: never leave nginx behind."""
+    for ng in _nginx:
+        if ng.poll() is None:
+            ng.send_signal(signal.SIGQUIT)
+            try:
+                ng.wait(10)
+            except subprocess.TimeoutExpired:
+                ng.kill()
+                ng.wait()
+
+
+def session_case(port):
     """Six requests of one session, and six of another: one replica each."""
     seen = {}
     for s in ("conv-1", "conv-2"):
@@ -364,5 +373,8 @@ def session_case(port, addr):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        stop_nginx()
     R.finish()
