@@ -13,6 +13,8 @@ replica in nginx's X-Llamad-Replica header.  Checked:
 - every stream A accepted ends with data: [DONE];
 - every stream in flight on B ends within KILL_BOUND s of the kill with an
   error the client sees (a cut chunked body), never a hang;
+- A refuses new connections within TERM_TO_KILL_S of its SIGTERM (what
+  lets nginx pass new requests on without sending them a byte);
 - every request started after the kill succeeds (200 and [DONE]) on a
   surviving replica, where a 503 with Retry-After (from the draining A)
   is retried by the client after Retry-After, as the OpenAI SDKs do;
@@ -31,6 +33,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +46,8 @@ import harness as H  # noqa: E402
 R = H.Report("nginx")
 NAMES = ["replicas and nginx start", "draining replica completes its streams",
          "killed replica's streams end with an error", "requests after the kill succeed",
-         "503 carries Retry-After", "metrics add up", "session affinity"]
+         "503 carries Retry-After", "metrics add up", "session affinity",
+         "draining replica refuses new connections"]
 H.skip_all_without_model(R, NAMES)
 
 CLIENTS = 48
@@ -260,7 +264,16 @@ def main():
     scrape("A", a)
     t_term = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
-    time.sleep(TERM_TO_KILL_S)
+    refused = None
+    while refused is None and time.monotonic() < t_term + TERM_TO_KILL_S:
+        time.sleep(0.1)
+        try:
+            socket.create_connection(("127.0.0.1", a.port), timeout=1).close()
+        except ConnectionRefusedError:
+            refused = time.monotonic() - t_term
+        except OSError:
+            pass
+    time.sleep(max(0.0, t_term + TERM_TO_KILL_S - time.monotonic()))
     scrape("B", b)
     b.proc.send_signal(signal.SIGKILL)
     t_kill = time.monotonic()
@@ -283,6 +296,9 @@ def main():
     R.check(NAMES[1], a_ok and not bad and a_rc == 0,
             "%d streams on A, %d without [DONE] (%r); A exited %r"
             % (len(a_ok), len(bad), bad[:1], a_rc))
+
+    R.check(NAMES[7], refused is not None,
+            "a new connection to A was still accepted %.1f s after its SIGTERM" % TERM_TO_KILL_S)
 
     # the killed replica: streams in flight end with an error, promptly
     b_cut = [r for r in tries if r["rep"] == "B" and r["t0"] < t_kill and r["t1"] >= t_kill
