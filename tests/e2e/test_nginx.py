@@ -111,6 +111,13 @@ http {
     return path
 
 
+class Endpoint:
+    """nginx's listen port, where harness.request wants a Daemon."""
+
+    def __init__(self, port):
+        self.port = port
+
+
 # ---------------------------------------------------------------- one client request
 
 def attempt(port, seed, session=None):
@@ -219,8 +226,7 @@ def main():
             if ng.poll() is not None:
                 break
             try:
-                st, _, _ = H.request(type("P", (), {"port": listen})(), "GET", "/health/ready",
-                                     timeout=2)
+                st, _, _ = H.request(Endpoint(listen), "GET", "/health/ready", timeout=2)
                 ok = st == 200
                 if ok:
                     break
