@@ -262,6 +262,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     d->draining = 1;
     sd_notify_state("STOPPING=1");
+    http_stop_listening(d->http);
     if (d->engine == NULL) {
         /* engine_create cannot be interrupted: leave the loading thread behind */
         log_info("received %s while loading: exiting", signum == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -8,6 +8,7 @@
  * at 0 ms.
  */
 #include "http.h"
+#include "http_priv.h"
 #include "cors.h"
 #include "framing.h"
 
@@ -27,26 +28,6 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
-
-/* One client connection, accept to close (MHD's socket context). */
-typedef struct http_conn {
-    struct http_conn *prev, *next;
-    struct MHD_Connection *conn;
-    uint64_t waiting_since;     /* accepted, or its last response done: a request is due */
-    int in_request;             /* a whole request has arrived and is not completed yet */
-    int cut;                    /* shut down for being too slow */
-} http_conn_t;
-
-struct http_server {
-    uv_loop_t *loop;
-    struct MHD_Daemon *mhd;
-    uv_poll_t poll;
-    uv_timer_t timer;
-    http_opts_t opts;
-    int in_run;
-    http_request_t *reqs;       /* every request MHD has not completed yet */
-    http_conn_t *conns;         /* every open connection */
-};
 
 /* ---------------------------------------------------------------- loop glue */
 
@@ -98,7 +79,7 @@ static struct MHD_Response *make_response(const http_request_t *req, const char 
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow);
     for (const char *const *h = req->extra_headers; h != NULL && h[0] != NULL && h[1] != NULL; h += 2)
         MHD_add_response_header(r, h[0], h[1]);
-    if (req->close_after)
+    if (req->close_after || req->srv->listener_closed)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return r;
 }
@@ -268,6 +249,8 @@ int http_stream_start(http_request_t *req, unsigned status, const char *content_
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    if (req->srv->listener_closed)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     cors_add_headers(r, req->cors_origin, req->cors_methods);
     int ret = MHD_queue_response(req->conn, status, r);
     MHD_destroy_response(r);
@@ -337,30 +320,6 @@ static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket
         free(c);
         *socket_context = NULL;
     }
-}
-
-unsigned http_sweep(http_server_t *s)
-{
-    if (s == NULL || s->opts.request_timeout_s == 0)
-        return 0;
-    uint64_t now = clock_now_ns(), limit = (uint64_t)s->opts.request_timeout_s * 1000000000ull;
-    unsigned cut = 0;
-    for (http_conn_t *c = s->conns; c != NULL; c = c->next) {
-        if (c->in_request || c->cut || now - c->waiting_since < limit)
-            continue;
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci == NULL)
-            continue;
-        /* MHD sees the end of the stream on its next read and closes the connection */
-        shutdown(ci->connect_fd, SHUT_RDWR);
-        c->cut = 1;
-        cut++;
-    }
-    if (cut > 0)
-        log_debug("http: closed %u connection(s) that sent no whole request within %u s", cut,
-                  s->opts.request_timeout_s);
-    return cut;
 }
 
 /* ---------------------------------------------------------------- framing */

@@ -118,9 +118,19 @@ void http_destroy(http_server_t *s);
 /*
  * Close the connections whose request is overdue (request_timeout_s): a
  * client trickling a byte at a time keeps MHD's inactivity timeout from
- * firing, not this one.  Call about once a second; returns how many it cut.
+ * firing, not this one; after http_stop_listening, every idle connection.
+ * Call about once a second; returns how many it cut.
  */
 unsigned http_sweep(http_server_t *s);
+
+/*
+ * Drain: stop listening (the socket is closed, so new connections are
+ * refused and a proxy in front tries another replica before sending a
+ * byte), close every idle keep-alive connection, and from now on close
+ * each connection after its answer.  Requests in flight are served as
+ * before.  Idempotent; NULL is a no-op.
+ */
+void http_stop_listening(http_server_t *s);
 
 /*
  * Run MHD once now.  A safety net called once a second: MHD in external
