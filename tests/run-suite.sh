@@ -7,7 +7,7 @@
 # A program that dies without reporting a failure counts as one failure.
 #
 # Environment: srcdir, builddir (set by make), PYTHON (the venv's python),
-# LLAMAD_SUITE (space-separated parts to run; default "unit ref e2e gpu fuzz";
+# LLAMAD_SUITE (space-separated parts to run; default "unit ref e2e deploy gpu fuzz";
 # also "hostile" and "tsan", which scripts/test runs against sanitizer builds),
 # FUZZ_SECONDS (per fuzz target, default 30), LLAMAD_BAD_MODELS (the bad-file
 # corpus; made here by tests/corpus/make-bad-*.py when unset),
@@ -17,7 +17,7 @@ srcdir=${srcdir:-.}
 builddir=${builddir:-.}
 PYTHON=${PYTHON:-python3}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-parts=${LLAMAD_SUITE:-unit ref e2e gpu fuzz}
+parts=${LLAMAD_SUITE:-unit ref e2e deploy gpu fuzz}
 export srcdir builddir PYTHON
 
 srcdir_abs=$(cd "$srcdir" && pwd)
@@ -122,6 +122,10 @@ for part in $parts; do
             [ -f "$t" ] || continue
             run_prog "e2e/$(basename "$t")" "$PYTHON" "$t"
         done
+        ;;
+    deploy)
+        # the CPU container image, built from Debian packages and run (about 2 minutes)
+        run_prog "deploy/test_image.sh" sh "$srcdir_abs/tests/deploy/test_image.sh"
         ;;
     hostile)
         # the hostile-request battery alone (scripts/test runs it against the sanitizer build)
