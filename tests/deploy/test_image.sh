@@ -5,7 +5,7 @@
 # root file system, and on SIGTERM (podman stop) finish a stream in flight
 # and exit 0.  Runs the image under podman, or where podman cannot run a
 # container here, its root file system under unshare + chroot; the output
-# says which.  Everything is built under $LLAMAD_BUILDDIR/tests/deploy/image
+# says which (LLAMAD_IMAGE_RUNNER=chroot forces the second).  Everything is built under $LLAMAD_BUILDDIR/tests/deploy/image
 # and removed at the end.
 . "$LLAMAD_SRCDIR/tests/e2e/lib.sh"
 
@@ -37,8 +37,11 @@ dir="$LLAMAD_BUILDDIR/tests/deploy/image"
 rm -rf "$dir"
 mkdir -p "$dir"
 t0=$(date +%s)
-sh "$LLAMAD_SRCDIR/scripts/build-image" --out "$dir" --tag localhost/llamad-test:cpu >"$dir/build.log" 2>&1
+noimport=""
+[ "${LLAMAD_IMAGE_RUNNER:-}" = chroot ] && noimport=--no-import
+sh "$LLAMAD_SRCDIR/scripts/build-image" --out "$dir" --tag localhost/llamad-test:cpu $noimport >"$dir/build.log" 2>&1
 rc=$?
+[ $rc = 0 ] && [ -n "$noimport" ] && rc=2
 if [ $rc = 1 ] && grep -q 'mmdebstrap failed' "$dir/build.log" && ! curl -s -o /dev/null -m 10 http://deb.debian.org/; then
     skip "$NAME (deb.debian.org is not reachable: no network)"; rm -rf "$dir"; exit 0
 fi
@@ -50,7 +53,21 @@ else
     fail "$NAME: scripts/build-image" "$(tail -5 "$dir/build.log")"; rm -rf "$dir"; exit 1
 fi
 pass "$NAME: scripts/build-image in $(( $(date +%s) - t0 )) s, root file system $(du -m "$dir/rootfs.tar" | cut -f1) MiB"
-echo "runner: $runner$( [ $runner = chroot ] && echo ' (unshare + chroot: podman cannot run a container here)')"
+why="podman cannot run a container here"
+[ -n "$noimport" ] && why="LLAMAD_IMAGE_RUNNER=chroot"
+echo "runner: $runner$( [ $runner = chroot ] && echo " (unshare + chroot: $why)")"
+
+# on any exit: no container or namespace left running, nothing left in $dir
+image_cleanup() {
+    if [ "$runner" = podman ]; then
+        "$dir/podman" rm -f "$CTR" >/dev/null 2>&1
+    elif [ -n "$UPID" ]; then
+        kill -KILL "$UPID" 2>/dev/null
+    fi
+    rm -rf "$dir"
+}
+trap 'image_cleanup; cleanup' EXIT
+trap 'image_cleanup; cleanup; exit 1' INT TERM
 
 KEY="sk-image-test-$$"
 printf '%s\n' "$KEY" >"$dir/keys"
@@ -65,7 +82,7 @@ if [ $runner = podman ]; then
     start() {
         # --read-only-tmpfs=false: not even /tmp or /run is writable
         "$P" run -d --name "$CTR" --read-only --read-only-tmpfs=false \
-            --ulimit nofile=4352:4352 --ulimit nproc=4096:4096 \
+            --ulimit nofile=1072:1072 --ulimit nproc=4096:4096 \
             --cap-drop=ALL --security-opt no-new-privileges \
             -v "$TEST_MODEL:/models/model.gguf:ro" \
             -v "$dir/keys:/run/secrets/llamad_api_keys:ro" \
@@ -73,7 +90,7 @@ if [ $runner = podman ]; then
     }
     pid_of_llamad() { "$P" inspect --format '{{.State.Pid}}' "$CTR"; }
     write_probe() { "$P" exec "$CTR" sh -c 'echo x > /probe' 2>&1; }
-    stop() { "$P" stop -t 30 "$CTR" >/dev/null 2>&1; "$P" inspect --format '{{.State.ExitCode}}' "$CTR"; }
+    stop() { "$P" stop -t 30 "$CTR" >/dev/null 2>&1; "$P" inspect --format '{{.State.ExitCode}}' "$CTR" >"$dir/status"; }
     finish() { "$P" logs "$CTR" >"$dir/llamad.log" 2>&1; "$P" rm -f "$CTR" >/dev/null 2>&1; }
 else
     root="$dir/root"
@@ -86,6 +103,7 @@ else
             set -e
             mount --bind "$1" "$1"
             mount -t proc proc "$1/proc"
+            mkdir -p "$1/models" "$1/run/secrets"
             touch "$1/models/model.gguf" "$1/run/secrets/llamad_api_keys"
             mount --bind -o ro "$2" "$1/models/model.gguf"
             mount --bind -o ro "$3" "$1/run/secrets/llamad_api_keys"
@@ -97,7 +115,8 @@ else
     }
     pid_of_llamad() { pgrep -P "$UPID" | head -1; }
     write_probe() { nsenter -t "$(pid_of_llamad)" -m chroot --userspec=10001:10001 "$root" sh -c 'echo x > /probe' 2>&1; }
-    stop() { kill -TERM "$(pid_of_llamad)"; wait "$UPID"; echo $?; }
+    # not in a subshell: only this shell can wait for its child
+    stop() { kill -TERM "$(pid_of_llamad)"; wait "$UPID"; echo $? >"$dir/status"; UPID=""; }
     finish() { :; }
 fi
 
@@ -109,6 +128,7 @@ i=0
 while [ $i -lt 240 ]; do
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/ready" 2>/dev/null)
     [ "$code" = 200 ] && { ready=1; break; }
+    [ $runner = chroot ] && ! kill -0 "$UPID" 2>/dev/null && break
     sleep 0.5; i=$((i + 1))
 done
 if [ $ready = 1 ]; then pass "$NAME: /health/ready answers 200 ($runner)"
@@ -147,7 +167,8 @@ cpid=$!
 i=0
 while [ $i -lt 100 ] && ! grep -q '^data: {' "$dir/stream.txt" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 t1=$(date +%s)
-status=$(stop)
+stop
+status=$(cat "$dir/status" 2>/dev/null)
 wait "$cpid"
 if [ "$status" = 0 ]; then pass "$NAME: SIGTERM drains and llamad exits 0 ($(( $(date +%s) - t1 )) s)"
 else fail "$NAME: SIGTERM drains and llamad exits 0" "exit status $status"; fi
