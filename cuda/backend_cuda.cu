@@ -399,7 +399,7 @@ static int create(cuda_ctx_t *c, const backend_opts_t *o)
 {
     const model_t *m = c->m;
     const hparams_t *hp = &m->hp;
-    int dev = 0;
+    int dev = o->gpu_device;   // registry_pick_device checked it exists
     CU_TRY(&c->err, cudaSetDevice(dev));
     cudaDeviceProp prop;
     CU_TRY(&c->err, cudaGetDeviceProperties(&prop, dev));

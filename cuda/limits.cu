@@ -22,8 +22,9 @@ extern "C" void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, 
     *bw_gbs = 0;
     *tflops = 0;
     cudaDeviceProp p;
-    int drv = 0, rt = 0;
-    cudaGetDeviceProperties(&p, 0);
+    int drv = 0, rt = 0, dev = 0;
+    cudaGetDevice(&dev);   // the backend's device (gpu-device)
+    cudaGetDeviceProperties(&p, dev);
     cudaDriverGetVersion(&drv);
     cudaRuntimeGetVersion(&rt);
     snprintf(desc, desclen, "%s, %d SMs, %.0f GiB, driver API %d.%d, runtime %d.%d", p.name, p.multiProcessorCount,

@@ -257,6 +257,7 @@ typedef struct {
     int profile;            /* benchmarks: time every operation on the device
                                (backend_ops_t.profile); turns graphs off */
 
+    int gpu_device;         /* CUDA: the device's index among the visible ones (registry_pick_device) */
     double gpu_memory_fraction; /* KV pool = this share of the device's memory, less what is in use */
     int cuda_graphs;        /* decode steps as device graphs: 1 on, -1 off, 0 the backend's default */
     int device_argmax;      /* offer logits_argmax: 1 on, -1 off, 0 the backend's default */

@@ -125,9 +125,18 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     *out = NULL;
     if (o->model_path == NULL)
         return err_set(err, errlen, ERR_INVALID, "model: no path given");
-    int rc = registry_pick(o->backend ? o->backend : "auto", &chosen, desc, sizeof desc, err, errlen);
+    const char *want = o->backend ? o->backend : "auto";
+    int device = 0;
+    int rc = registry_pick_device(want, o->gpu_device, &chosen, &device, desc, sizeof desc, err, errlen);
     if (rc != 0)
         return rc;
+    if (strcmp(chosen, "cuda") == 0)
+        log_info("backend cuda (%s): device %d, %s", want, device, desc);
+    else if (strcmp(want, "auto") == 0 && registry_has_cuda())
+        log_warn("backend cpu (auto): CUDA is built in but not used: %s", desc);
+    else
+        log_info("backend cpu (%s)%s%s", want, registry_has_cuda() ? "" : ": ",
+                 registry_has_cuda() ? "" : desc);
 
     engine_t *e = calloc(1, sizeof *e);
     if (e == NULL)
@@ -156,7 +165,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     e->n_vocab = e->model->hp.n_vocab;
     backend_opts_t bo = {
         .n_threads = o->threads, .kv_bytes = o->kv_bytes ? o->kv_bytes : DEFAULT_KV_BYTES,
-        .gpu_memory_fraction = o->gpu_memory_fraction,
+        .gpu_memory_fraction = o->gpu_memory_fraction, .gpu_device = device,
         .block_tokens = BK_DEFAULT_BLOCK_TOKENS, .max_tokens = e->max_tokens,
         .max_seqs = o->max_seqs ? o->max_seqs : DEFAULT_MAX_SEQS,
         .cuda_graphs = o->cuda_graphs, .fp16_weights = o->fp16_weights,

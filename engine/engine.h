@@ -108,6 +108,7 @@ typedef struct {
     const char *backend;        /* "auto", "cpu" or "cuda" */
     int threads;                /* CPU workers; 0 = one per online core */
     uint64_t kv_bytes;          /* KV cache memory; 0 = 256 MiB */
+    const char *gpu_device;     /* CUDA: device index or "GPU-<uuid>"; NULL or "" = 0 */
     double gpu_memory_fraction; /* CUDA: share of the device's memory llamad may use; the KV
                                    pool gets what the weights and buffers leave of it;
                                    0 = kv_bytes there too */

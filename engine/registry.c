@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,31 +22,81 @@ int registry_has_cuda(void)
 #endif
 }
 
-int registry_pick(const char *want, const char **chosen, char *desc, size_t desclen,
-                  char *err, size_t errlen)
+int registry_parse_device(const char *spec, int *index, const char **uuid)
 {
-    int n_dev = 0;
+    *index = 0;
+    *uuid = NULL;
+    if (spec == NULL || spec[0] == '\0')
+        return 0;
+    if (strncmp(spec, "GPU-", 4) == 0) {
+        const char *u = spec + 4;
+        size_t n = strnlen(u, 37);
+        if (n != 36)
+            return ERR_INVALID;
+        for (size_t i = 0; i < n; i++) {
+            bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+            if (dash ? u[i] != '-' : !isxdigit((unsigned char)u[i]))
+                return ERR_INVALID;
+        }
+        *index = -1;
+        *uuid = spec;
+        return 0;
+    }
+    int v = 0;
+    for (size_t i = 0; spec[i] != '\0'; i++) {
+        if (spec[i] < '0' || spec[i] > '9' || i >= 4)
+            return ERR_INVALID;
+        v = v * 10 + (spec[i] - '0');
+    }
+    if (v > 4095)
+        return ERR_INVALID;
+    *index = v;
+    return 0;
+}
+
+int registry_pick_device(const char *want, const char *gpu_device, const char **chosen,
+                         int *device, char *desc, size_t desclen, char *err, size_t errlen)
+{
+    int n_dev = 0, index, found = -1;
+    const char *uuid;
+    *device = 0;
+    if (registry_parse_device(gpu_device, &index, &uuid) != 0)
+        return err_set(err, errlen, ERR_INVALID,
+                       "gpu-device: \"%.60s\" is neither a device index nor a GPU-... UUID", gpu_device);
 #ifdef HAVE_CUDA
-    n_dev = cuda_device_count(desc, desclen);
+    if (strcmp(want, "cpu") != 0)
+        n_dev = cuda_device_find(index, uuid, &found, desc, desclen);
+    else
+        snprintf(desc, desclen, "not probed");
 #else
+    (void)found;
     snprintf(desc, desclen, "built without CUDA");
 #endif
     if (strcmp(want, "cpu") == 0) {
         *chosen = "cpu";
         return 0;
     }
-    if (strcmp(want, "auto") == 0) {
-        *chosen = n_dev > 0 ? "cuda" : "cpu";
+    if (strcmp(want, "auto") != 0 && strcmp(want, "cuda") != 0)
+        return err_set(err, errlen, ERR_INVALID, "backend: \"%s\" is not auto, cpu or cuda", want);
+    if (n_dev > 0) {
+        if (found < 0)
+            return err_set(err, errlen, ERR_INVALID, "gpu-device: %s", desc);
+        *chosen = "cuda";
+        *device = found;
         return 0;
     }
-    if (strcmp(want, "cuda") == 0) {
-        if (n_dev > 0) {
-            *chosen = "cuda";
-            return 0;
-        }
-        return err_set(err, errlen, ERR_UNSUPPORTED, "backend: cuda was asked for but %s", desc);
+    if (strcmp(want, "auto") == 0) {
+        *chosen = "cpu";
+        return 0;
     }
-    return err_set(err, errlen, ERR_INVALID, "backend: \"%s\" is not auto, cpu or cuda", want);
+    return err_set(err, errlen, ERR_UNSUPPORTED, "backend: cuda was asked for but %s", desc);
+}
+
+int registry_pick(const char *want, const char **chosen, char *desc, size_t desclen,
+                  char *err, size_t errlen)
+{
+    int device;
+    return registry_pick_device(want, NULL, chosen, &device, desc, desclen, err, errlen);
 }
 
 int registry_create_backend(const char *name, backend_t **out, const model_t *m,

@@ -23,6 +23,25 @@ int registry_pick(const char *want, const char **chosen, char *desc, size_t desc
                   char *err, size_t errlen);
 
 /*
+ * registry_pick with the gpu-device setting: `gpu_device` (NULL or "" for
+ * 0) is an index among the visible CUDA devices or a UUID "GPU-" followed
+ * by 32 hex digits and dashes (nvidia-smi -L).  A malformed value is
+ * ERR_INVALID whatever the backend; where CUDA is chosen, *device is the
+ * index it names, and a device that does not exist is ERR_INVALID with a
+ * message (never a silent fall-back to the CPU or to device 0).
+ */
+int registry_pick_device(const char *want, const char *gpu_device, const char **chosen,
+                         int *device, char *desc, size_t desclen, char *err, size_t errlen);
+
+/*
+ * Parse a gpu-device value: an index (0..4095) into *index, with *uuid
+ * NULL; or "GPU-..." (36 hex digits and dashes after the prefix, checked)
+ * with *uuid pointing into `spec` and *index -1.  NULL or "" is index 0.
+ * 0, or ERR_INVALID.
+ */
+int registry_parse_device(const char *spec, int *index, const char **uuid);
+
+/*
  * Create the backend named `name` ("cpu" or "cuda", as registry_pick
  * chose) for model m.  On error *out is NULL and err says why.
  */

@@ -45,7 +45,7 @@ void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo)
         .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
         .model_private = !cfg->model_mmap,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
-        .gpu_memory_fraction = cfg->gpu_memory_fraction,
+        .gpu_memory_fraction = cfg->gpu_memory_fraction, .gpu_device = cfg->gpu_device,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
         .max_step_ms = (uint32_t)cfg->max_step_time,
         .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,

@@ -129,6 +129,8 @@ for part in $parts; do
             [ -f "$t" ] || continue
             run_prog "deploy/$(basename "$t")" "$PYTHON" "$t"
         done
+        # the CPU container image, built from Debian packages and run (about 2 minutes)
+        run_prog "deploy/test_image.sh" sh "$srcdir_abs/tests/deploy/test_image.sh"
         ;;
     hostile)
         # the hostile-request battery alone (scripts/test runs it against the sanitizer build)

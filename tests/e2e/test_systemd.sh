@@ -67,3 +67,24 @@ if grep -q '^SystemCallFilter=.*memfd_create' "$unit" || grep -q '^SystemCallFil
 else
     pass "unit does not deny memfd_create (the CUDA driver needs it)"
 fi
+
+# The template unit llamad@.service, made as the build makes it: instance 1
+# takes GPU 1 and its port from llamad-1.env.
+tunit="$E2E_TMP/llamad@.service"
+sed -f "$LLAMAD_SRCDIR/systemd/llamad-instance.sed" "$in" |
+    sed -e "s|@bindir@|$(dirname "$(grep -o '^ExecStart=[^ ]*' "$unit" | cut -d= -f2)")|g" \
+        -e "s|@sysconfdir@|$E2E_TMP/etc|g" >"$tunit"
+mkdir -p "$E2E_TMP/etc/llamad"
+echo "LLAMAD_PORT=8081" >"$E2E_TMP/etc/llamad/llamad-1.env"
+cp "$tunit" "$E2E_TMP/llamad@1.service"
+out=$(systemd-analyze verify "$E2E_TMP/llamad@1.service" 2>&1); rc=$?
+if [ $rc = 0 ] && [ -z "$out" ]; then
+    pass "systemd-analyze verify llamad@1.service is clean"
+else
+    fail "systemd-analyze verify llamad@1.service is clean" "rc=$rc: $out"
+fi
+check "llamad@.service: the instance is the GPU, the env file gives the port" \
+    sh -c "grep -q -- '--gpu-device %i --port \${LLAMAD_PORT}\$' '$tunit' &&
+           grep -q '^DeviceAllow=/dev/nvidia%i rw' '$tunit' &&
+           grep -q '^EnvironmentFile=$E2E_TMP/etc/llamad/llamad-%i.env' '$tunit' &&
+           ! grep -q 'nvidia0' '$tunit'"

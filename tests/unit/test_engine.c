@@ -19,6 +19,7 @@
 
 #include "engine.h"
 #include "base/err.h"
+#include "engine/registry.h"
 #include "engine/text/stop.h"
 #include "test.h"
 
@@ -1129,6 +1130,51 @@ TEST(n_choices_share_prompts_cancel_and_preempt_without_leaks)
     engine_destroy(e);
 }
 
+/* gpu-device: indexes and nvidia-smi UUIDs parse, anything else is refused
+ * whatever the backend; without CUDA (this build or this host) auto is the CPU. */
+TEST(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest)
+{
+    int idx;
+    const char *uuid;
+    static const char good_uuid[] = "GPU-5f3c1a2b-0c4d-4e5f-8a9b-0123456789AB";
+    ASSERT_EQ_INT(registry_parse_device(NULL, &idx, &uuid), 0);
+    ASSERT(idx == 0 && uuid == NULL);
+    ASSERT_EQ_INT(registry_parse_device("", &idx, &uuid), 0);
+    ASSERT_EQ_INT(idx, 0);
+    ASSERT_EQ_INT(registry_parse_device("3", &idx, &uuid), 0);
+    ASSERT(idx == 3 && uuid == NULL);
+    ASSERT_EQ_INT(registry_parse_device("4095", &idx, &uuid), 0);
+    ASSERT_EQ_INT(idx, 4095);
+    ASSERT_EQ_INT(registry_parse_device(good_uuid, &idx, &uuid), 0);
+    ASSERT(idx == -1 && uuid == good_uuid);
+    static const char *const bad[] = {
+        "-1", "4096", "99999", "1x", " 1", "0x1", "gpu-5f3c1a2b-0c4d-4e5f-8a9b-0123456789ab",
+        "GPU-5f3c1a2b-0c4d-4e5f-8a9b-0123456789a", "GPU-5f3c1a2b-0c4d-4e5f-8a9b-0123456789abc",
+        "GPU-5f3c1a2b0c4d-4e5f-8a9b-0123456789abc", "GPU-5f3c1a2g-0c4d-4e5f-8a9b-0123456789ab",
+        "MIG-5f3c1a2b-0c4d-4e5f-8a9b-0123456789ab", "GPU-",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_MSG(registry_parse_device(bad[i], &idx, &uuid) == ERR_INVALID, "accepted \"%s\"", bad[i]);
+
+    const char *chosen = NULL;
+    int dev = -5;
+    char desc[256], err[256];
+    ASSERT_EQ_INT(registry_pick_device("cpu", "nonsense", &chosen, &dev, desc, sizeof desc, err, sizeof err),
+                  ERR_INVALID);
+    ASSERT(strstr(err, "gpu-device") != NULL);
+    ASSERT_EQ_INT(registry_pick_device("cpu", "7", &chosen, &dev, desc, sizeof desc, err, sizeof err), 0);
+    ASSERT_EQ_STR(chosen, "cpu");
+    ASSERT_EQ_INT(registry_pick_device("bogus", "0", &chosen, &dev, desc, sizeof desc, err, sizeof err),
+                  ERR_INVALID);
+    if (registry_has_cuda())
+        return; /* a host with a device would pick it: the GPU tests cover that */
+    ASSERT_EQ_INT(registry_pick_device("auto", good_uuid, &chosen, &dev, desc, sizeof desc, err, sizeof err), 0);
+    ASSERT_EQ_STR(chosen, "cpu");
+    ASSERT_EQ_INT(dev, 0);
+    ASSERT_EQ_INT(registry_pick_device("cuda", "0", &chosen, &dev, desc, sizeof desc, err, sizeof err),
+                  ERR_UNSUPPORTED);
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
           T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
@@ -1137,4 +1183,5 @@ TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_
           T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context),
           T(outputs_equal_the_golden_of_the_code_before),
           T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated),
-          T(n_choices_share_prompts_cancel_and_preempt_without_leaks))
+          T(n_choices_share_prompts_cancel_and_preempt_without_leaks),
+          T(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest))
