@@ -211,7 +211,7 @@ static int step_is_greedy(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
     if (!forward_has_argmax(e->fwd))
         return 0;
     for (uint32_t i = 0; i < n; i++)
-        if (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner))
+        if (seqs[i]->step_n_score > 0 || (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner)))
             return 0;
     return 1;
 }
@@ -233,7 +233,7 @@ static uint32_t step(engine_t *e)
     }
     /* Greedy rows only: token ids cross back from the device, not [n_logits, n_vocab] floats. */
     const bk_argmax_t *am = NULL;
-    int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n);
+    int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n); /* never with scoring rows */
     if (!greedy)
         constraint_masks_begin(e, seqs, n);
     int rc = greedy ? forward_step_argmax(e->fwd, &b, &am) : forward_step(e->fwd, &b, e->logits);
@@ -247,6 +247,11 @@ static uint32_t step(engine_t *e)
     /* seqs[] stays valid while requests finish: the plan is only rebuilt by sched_plan */
     for (uint32_t i = 0; i < n; i++) {
         sched_seq_t *s = seqs[i];
+        if (s->step_n_score > 0) {
+            if (req_on_scores(e, s->owner, e->logits + (uint64_t)s->step_score * e->n_vocab,
+                              s->step_score_pos, s->step_n_score) != 0)
+                continue; /* failed, and freed */
+        }
         if (s->step_logit < 0)
             continue;
         if (greedy) {

@@ -592,3 +592,45 @@ int sampler_sample(sampler_t *s, const sampler_params_t *p,
     }
     return 0;
 }
+
+int sampler_score(sampler_t *s, float *logits, int32_t token, uint32_t n_top,
+                  sampler_result_t *out, uint32_t *rank)
+{
+    if (s == NULL || logits == NULL || out == NULL)
+        return ERR_INVALID;
+    uint32_t n = s->n_vocab;
+    if (token < 0 || (uint32_t)token >= n || n_top > SAMPLER_MAX_LOGPROBS)
+        return ERR_INVALID;
+    float *x = logits;          /* [n_vocab] */
+    int32_t am;
+    int nonfinite;
+    float m = max_pass(x, n, &am, &nonfinite);
+    if (nonfinite) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (x[i] != x[i])
+                return ERR_RANGE;
+            if (x[i] == INFINITY)
+                x[i] = FLT_MAX;
+        }
+        m = max_pass(x, n, &am, &nonfinite);
+    }
+    if (am < 0)
+        return ERR_RANGE;
+    double lse = (double)m + log(exp_pass(x, n, m, 1.0f, s->w));
+    sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
+    uint32_t nt = n_top > 0 ? top_pass(x, n, n_top < n ? n_top : n, top) : 0;
+    if (rank != NULL) {
+        uint32_t above = 0; /* ties rank alike */
+        for (uint32_t i = 0; i < n; i++)
+            above += x[i] > x[token];
+        *rank = above + 1;
+    }
+    out->token = token;
+    out->logprob = (float)((double)x[token] - lse);
+    out->n_top = nt;
+    for (uint32_t i = 0; i < nt; i++) {
+        out->top[i].id = top[i].id;
+        out->top[i].logprob = (float)((double)top[i].logprob - lse);
+    }
+    return 0;
+}
