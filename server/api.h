@@ -97,7 +97,11 @@ typedef struct {
     uint32_t top_logprobs;      /* alternatives per token: chat top_logprobs (0..20, needs
                                    logprobs true), completions logprobs N */
     int seed_given;             /* 1: the client sent seed */
-    int echo;                   /* completions: the prompt text opens each choice's text */
+    int echo;                   /* completions: the prompt text opens each choice's text (with
+                                   logprobs, the prompt tokens open the logprobs too) */
+    int prompt_logprobs;        /* vLLM's prompt_logprobs given: per prompt token its logprob
+                                   and prompt_top alternatives (not streamed) */
+    uint32_t prompt_top;        /* [0, 5] on completions, [0, 20] on chat, as logprobs */
     uint32_t n;                 /* choices returned per prompt, [1, API_MAX_N] */
     uint32_t best_of;           /* sequences generated per prompt, [n, API_MAX_N]; the n of
                                    highest cumulative log-probability are returned */
@@ -181,7 +185,7 @@ int api_parse_prompt_list(const struct cJSON *v, const api_limits_t *lim, size_t
  * n, best_of, echo and suffix (api_choices.c), read after the prompt, the
  * stream flag and the logprobs: n and best_of within API_MAX_N, best_of >=
  * n, streaming only with best_of == n (as OpenAI), prompts x best_of within
- * API_MAX_SEQUENCES; echo with logprobs is refused (no prompt
+ * API_MAX_SEQUENCES; echo with logprobs and stream is refused (no prompt
  * log-probabilities), suffix is refused (no fill-in-the-middle template).
  * 0, or an error naming the field.
  */
@@ -289,6 +293,15 @@ typedef struct {
     uint32_t index;             /* chunks: the choice this chunk belongs to */
 } api_resp_meta_t;
 
+/* One prompt token's log-probability (an ENGINE_EV_PROMPT event, kept compact). */
+typedef struct {
+    int32_t token;
+    float logprob;
+    uint32_t rank;              /* 1 + the tokens more probable */
+    uint32_t n_top;
+    sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
+} api_prompt_lp_t;
+
 typedef struct {
     const char *text;           /* the whole generated text */
     size_t text_len;
@@ -302,6 +315,17 @@ typedef struct {
     const api_tool_call_t *tool_calls; /* chat: [n_tool_calls] the reply's calls; then text is
                                    the text besides them (content null when empty) */
     size_t n_tool_calls;
+    /* the prompt's log-probabilities, when echo with logprobs or prompt_logprobs asked
+       for them: prompt_lps[i] is prompt token i + 1; token 0 (prompt_first) has none */
+    const api_prompt_lp_t *prompt_lps;
+    size_t n_prompt_lps;
+    int32_t prompt_first;
+    size_t echo_len;            /* completions echo: text opens with these bytes of prompt,
+                                   and with want_logprobs the prompt tokens open logprobs */
+    int prompt_logprobs;        /* vLLM's prompt_logprobs: the choice's (completions) or the
+                                   response's (chat: the first result's) prompt_logprobs */
+    uint32_t prompt_top;        /* its alternatives per token */
+    uint32_t echo_top;          /* echo: the alternatives per prompt token in logprobs */
 } api_result_t;
 
 /* The non-streaming response body of one choice (index 0, r's usage). */

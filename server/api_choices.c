@@ -143,9 +143,11 @@ int api_parse_choices(const cJSON *root, api_request_t *req, api_error_t *e)
             return BAD(e, ERR_INVALID, "echo", "echo: expected a boolean");
         req->echo = cJSON_IsTrue(v);
     }
-    if (req->echo && req->logprobs)
-        return BAD(e, ERR_UNSUPPORTED, "echo", "echo: with logprobs is not supported (prompt "
-                   "log-probabilities are not computed)");
+    /* the prompt's log-probabilities arrive before the first token, the echo is sent at
+       once: not joined in a stream yet */
+    if (req->echo && req->logprobs && req->stream)
+        return BAD(e, ERR_UNSUPPORTED, "echo", "echo: with logprobs is not supported when "
+                   "streamed");
     v = jget_field(root, "suffix");
     if (v != NULL && !(cJSON_IsString(v) && v->valuestring[0] == '\0'))
         return BAD(e, ERR_UNSUPPORTED, "suffix", "suffix: not supported: the model's template "

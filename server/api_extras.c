@@ -71,7 +71,6 @@ static const extra_t EXTRAS[] = {
     { "use_beam_search", R_BOTH, N_FALSE, 0, NULL, "beam search is not served" },
     { "length_penalty", R_BOTH, N_NUM, 1, NULL, "only beam search uses it" },
     { "truncate_prompt_tokens", R_BOTH, N_NULL, 0, NULL, "prompts are never truncated" },
-    { "prompt_logprobs", R_BOTH, N_NULL, 0, NULL, "prompt log-probabilities are not served" },
     { "allowed_token_ids", R_BOTH, N_NULL, 0, NULL, "not served" },
     { "bad_words", R_BOTH, N_EMPTY, 0, NULL, "not served" },
     { "logits_processors", R_BOTH, N_EMPTY, 0, NULL, "llamad runs no client code" },
@@ -317,6 +316,18 @@ static int parse_served(const cJSON *root, const api_limits_t *lim, api_request_
             return BAD(e, ERR_RANGE, "min_tokens", "min_tokens: %lld is more than max_tokens %u",
                        (long long)n, req->max_tokens);
         req->min_tokens = (uint32_t)n;
+    }
+    /* vLLM's prompt_logprobs: capped as the route's logprobs are */
+    if ((v = jget_field(root, "prompt_logprobs")) != NULL) {
+        int64_t k;
+        double cap = req->kind == API_CHAT ? SAMPLER_MAX_LOGPROBS : 5;
+        if ((rc = jget_int(v, "prompt_logprobs", 0, cap, &k, e)) != 0)
+            return rc;
+        if (req->stream)
+            return BAD(e, ERR_UNSUPPORTED, "prompt_logprobs", "prompt_logprobs: not "
+                       "supported when streamed");
+        req->prompt_logprobs = 1;
+        req->prompt_top = (uint32_t)k;
     }
     if ((v = jget_field(root, "priority")) != NULL) {
         int64_t p;

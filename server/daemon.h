@@ -55,6 +55,8 @@ typedef struct {
     int tool_open;              /* streaming with tools: a call has begun, hold the rest */
     engine_event_t **events;    /* [n_events] copies, in order */
     size_t n_events, cap_events;
+    buf_t prompt_lps;           /* api_prompt_lp_t[]: the PROMPT events' logprobs, in order */
+    int32_t prompt_first;       /* the prompt's first token, which has no logprob */
     double sum_logprob;         /* of the tokens drawn, for best_of */
     uint64_t text_offset;       /* streaming logprobs: code points sent so far */
     engine_finish_t finish;

@@ -291,6 +291,11 @@ static int answer(job_t *j)
                     .token_events = (const engine_event_t *const *)c->events,
                     .n_tokens = c->n_events, .want_logprobs = j->want_logprobs,
                     .tok = d->info.tok,
+                    .prompt_lps = (const api_prompt_lp_t *)(void *)c->prompt_lps.data,
+                    .n_prompt_lps = c->prompt_lps.len / sizeof(api_prompt_lp_t),
+                    .prompt_first = c->prompt_first, .echo_len = c->echo_len,
+                    .prompt_logprobs = j->req.prompt_logprobs, .prompt_top = j->req.prompt_top,
+                    .echo_top = j->req.top_logprobs,
                 };
                 if (j->req.tool_choice != API_TOOLS_NONE &&
                     !choice_tool_calls(j, &res[at], &tr[at]))
@@ -314,6 +319,15 @@ static int answer(job_t *j)
     return 0;
 }
 
+/* Keep a PROMPT event's log-probabilities in c's list.  0 or ERR_NOMEM. */
+static int keep_prompt_lp(job_choice_t *c, const engine_event_t *ev)
+{
+    api_prompt_lp_t lp = { .token = ev->token, .logprob = ev->logprob, .rank = ev->rank };
+    lp.n_top = ev->n_top < SAMPLER_MAX_LOGPROBS ? ev->n_top : SAMPLER_MAX_LOGPROBS;
+    memcpy(lp.top, ev->top, lp.n_top * sizeof lp.top[0]);
+    return buf_append(&c->prompt_lps, &lp, sizeof lp);
+}
+
 /* A non-streaming job's engine event: collect the choice's text (and its token events
  * when logprobs are asked for); the last choice's FINISH answers, and the first that
  * fails answers with its error and cancels the others. */
@@ -322,6 +336,11 @@ static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
     daemon_t *d = j->d;
     if (ev->text_len > 0 && buf_append(&c->text, ev->text, ev->text_len) != 0)
         goto nomem;
+    if (ev->kind == ENGINE_EV_PROMPT) {
+        if (keep_prompt_lp(c, ev) != 0)
+            goto nomem;
+        return;
+    }
     if (ev->kind == ENGINE_EV_TOKEN) {
         if (j->want_logprobs) {
             if (c->n_events == c->cap_events) {
@@ -460,6 +479,10 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     er.include_stop_str = ar.include_stop_str;
     er.keep_special = ar.keep_special;
     er.priority = ar.priority;
+    /* prompt log-probabilities: for echo with logprobs, and for vLLM's prompt_logprobs */
+    er.prompt_logprobs = (ar.echo && ar.logprobs) || ar.prompt_logprobs;
+    er.prompt_top = ar.echo && ar.logprobs && ar.top_logprobs > ar.prompt_top ? ar.top_logprobs
+                                                                              : ar.prompt_top;
     uint8_t salt[SHA256_BYTES];
     er.cache_salt = salt;
     er.cache_salt_len = cache_salt(d, &ar, key_id, salt);
@@ -481,6 +504,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
             if (rc != 0)
                 break;
         }
+        c->prompt_first = pr.ids[c->prompt][0];
         er.tokens = pr.ids[c->prompt];
         er.n_tokens = pr.n_ids[c->prompt];
         er.sampling.seed = ar.sampling.seed + c->seq;

@@ -34,6 +34,7 @@ job_t *job_create(daemon_t *d, http_request_t *http, const char *route, size_t n
         j->choices[i].job = j;
         j->choices[i].engine_done = 1; /* until submitted */
         buf_init(&j->choices[i].text);
+        buf_init(&j->choices[i].prompt_lps);
     }
     j->n_done = n_choices;
     j->d = d;
@@ -70,6 +71,7 @@ void job_release(job_t *j)
         for (size_t i = 0; i < c->n_events; i++)
             free(c->events[i]);
         free(c->events);
+        buf_close(&c->prompt_lps);
         free(c->echo);
     }
     free(j->choices);
@@ -140,7 +142,7 @@ void jobs_on_engine_events(uv_async_t *a)
             j->t_last = now;
             j->n_generated++;
             c->sum_logprob += ev->logprob;
-        } else {
+        } else if (ev->kind == ENGINE_EV_FINISH) {
             c->finish = ev->finish;
             c->prompt_tokens = ev->prompt_tokens;
             c->completion_tokens = ev->completion_tokens;

@@ -27,7 +27,7 @@ CASES = ["n=3 completions: choice i equals seed + i alone",
          "list of token lists",
          "list of 10,000 prompts is a 400 naming prompt",
          "echo: the prompt opens each choice, streamed and not",
-         "echo with logprobs is a 400 naming echo",
+         "echo with logprobs streamed is a 400 naming echo",
          "suffix is a 400 naming it",
          "langchain OpenAI (legacy LLM) invoke and generate"]
 PROMPT = "The capital of France is"
@@ -177,7 +177,7 @@ def main():
 
         def echo_logprobs():
             st, param = status_of(lambda: c.completions.create(prompt=PROMPT, echo=True,
-                                                               logprobs=1, **cmpl))
+                                                               logprobs=1, stream=True, **cmpl))
             return st == 400 and param == "echo", "status %r param %r" % (st, param)
         R.attempt(CASES[11], echo_logprobs)
 
