@@ -291,6 +291,12 @@ typedef struct {
        or leave 0 */
     uint64_t text_offset;
     uint32_t index;             /* chunks: the choice this chunk belongs to */
+    /* chat chunks of api_text_chunk_json and api_tool_call_chunk_json: the TOKEN events
+       whose logprobs ride on this chunk ([n_lp_events]; NULL: logprobs null), spelled
+       with lp_tok */
+    const engine_event_t *const *lp_events;
+    size_t n_lp_events;
+    const tokenizer_t *lp_tok;
 } api_resp_meta_t;
 
 /* One prompt token's log-probability (an ENGINE_EV_PROMPT event, kept compact). */
@@ -341,15 +347,15 @@ char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t
                          uint32_t completion_tokens, uint32_t cached_tokens);
 
 /* A chunk of plain text for choice m->index (echo's prompt text; with tools, the
- * content besides the calls): completions' text or chat's delta.content; no
- * logprobs, finish_reason null. */
+ * content besides the calls): completions' text or chat's delta.content;
+ * logprobs those of m->lp_events (chat) or null; finish_reason null. */
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len);
 
 /*
  * A chat chunk with call i of choice m->index, as OpenAI streams tool calls:
  * head 1 opens the call (index, id, type, function.name, arguments ""),
- * head 0 carries its arguments (index, function.arguments).  NULL when out
- * of memory.
+ * head 0 carries its arguments (index, function.arguments).  logprobs:
+ * those of m->lp_events, or null.  NULL when out of memory.
  */
 char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
                                int head);

@@ -347,6 +347,19 @@ char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
                               r->cached_tokens);
 }
 
+/* A chunk's logprobs: chat's {"content": [...]} of m->lp_events, else null. */
+static void chunk_logprobs(jb_t *b, cJSON *c, const api_resp_meta_t *m)
+{
+    if (m->lp_events == NULL || m->kind != API_CHAT) {
+        put(b, c, "logprobs", cJSON_CreateNull());
+        return;
+    }
+    cJSON *content = put(b, put(b, c, "logprobs", cJSON_CreateObject()), "content",
+                         cJSON_CreateArray());
+    for (size_t i = 0; i < m->n_lp_events && !b->oom; i++)
+        chat_logprobs_add(b, content, m->lp_tok, m->lp_events[i]);
+}
+
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len)
 {
     jb_t b = { 0 };
@@ -360,7 +373,7 @@ char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len
             str_n(text, text != NULL ? len : 0));
     else
         put(&b, c, "text", str_n(text, text != NULL ? len : 0));
-    put(&b, c, "logprobs", cJSON_CreateNull());
+    chunk_logprobs(&b, c, m);
     put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);
 }
@@ -385,7 +398,7 @@ char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_too
     if (head)
         put(&b, fn, "name", str_z(call->name));
     put(&b, fn, "arguments", head ? cJSON_CreateString("") : str_z(call->arguments));
-    put(&b, c, "logprobs", cJSON_CreateNull());
+    chunk_logprobs(&b, c, m);
     put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);
 }

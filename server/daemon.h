@@ -54,6 +54,8 @@ typedef struct {
     size_t tool_sent;           /* streaming with tools: bytes of text sent as content */
     int tool_open;              /* streaming with tools: a call has begun, hold the rest */
     engine_event_t **events;    /* [n_events] copies, in order */
+    size_t lp_sent;             /* streaming with tools: events whose logprobs were sent */
+    size_t lp_bytes;            /* and the bytes of text those events released */
     size_t n_events, cap_events;
     buf_t prompt_lps;           /* api_prompt_lp_t[]: the PROMPT events' logprobs, in order */
     int32_t prompt_first;       /* the prompt's first token, which has no logprob */
@@ -191,6 +193,8 @@ int job_submit(job_t *j, job_choice_t *c, engine_request_t *er, char *err, size_
 void job_release(job_t *j);
 /* Cancel every choice still in the engine (their FINISH events still arrive). */
 void job_cancel(job_t *j);
+/* A copy of TOKEN event ev appended to c->events (for logprobs).  0 or ERR_NOMEM. */
+int job_keep_event(job_choice_t *c, const engine_event_t *ev);
 /* The client went away before the job ended: cancel it in the engine. */
 void job_client_gone(job_t *j);
 /* The engine's notify (uv_async): drain engine_poll, hand each event to its job. */

@@ -181,10 +181,6 @@ static int tool_constraint(const daemon_t *d, api_request_t *ar, const char **tr
         return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, ar->constraint_param, NULL,
                              "%s: an output constraint and tool calls cannot be combined "
                              "(use tool_choice \"none\")", ar->constraint_param);
-    if (ar->stream && ar->logprobs)
-        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "logprobs", NULL, "logprobs: not "
-                             "served when tool calls are streamed; send stream false or "
-                             "tool_choice \"none\"");
     char *spec = tool_spec_json(ar, d->info.chat_kind, trigger);
     if (spec == NULL)
         return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "tools", NULL, "tools: the %s chat "
@@ -342,21 +338,8 @@ static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
         return;
     }
     if (ev->kind == ENGINE_EV_TOKEN) {
-        if (j->want_logprobs) {
-            if (c->n_events == c->cap_events) {
-                size_t cap = c->cap_events ? c->cap_events * 2 : 64;
-                engine_event_t **p = realloc(c->events, cap * sizeof *p);
-                if (p == NULL)
-                    goto nomem;
-                c->events = p;
-                c->cap_events = cap;
-            }
-            engine_event_t *copy = malloc(sizeof *copy);
-            if (copy == NULL)
-                goto nomem;
-            *copy = *ev;
-            c->events[c->n_events++] = copy;
-        }
+        if (j->want_logprobs && job_keep_event(c, ev) != 0)
+            goto nomem;
         return;
     }
     switch (ev->finish) {
@@ -537,7 +520,8 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,
              kind == API_CHAT ? "chatcmpl" : "cmpl", (uint64_t)time(NULL) ^ (j->t_submit << 20),
              ++d->next_seq);
-    j->meta = (api_resp_meta_t){ j->id, daemon_model_id(d), (int64_t)time(NULL), kind, 0, 0 };
+    j->meta = (api_resp_meta_t){ .id = j->id, .model = daemon_model_id(d),
+                                 .created = (int64_t)time(NULL), .kind = kind };
     metrics_observe(d->metrics, METRIC_QUEUE, (j->t_submit - j->t_arrive) / 1e9);
     req->user = j;
     if (j->stream)

@@ -78,6 +78,24 @@ void job_release(job_t *j)
     free(j);
 }
 
+int job_keep_event(job_choice_t *c, const engine_event_t *ev)
+{
+    if (c->n_events == c->cap_events) {
+        size_t cap = c->cap_events ? c->cap_events * 2 : 64;
+        engine_event_t **p = realloc(c->events, cap * sizeof *p);
+        if (p == NULL)
+            return ERR_NOMEM;
+        c->events = p;
+        c->cap_events = cap;
+    }
+    engine_event_t *copy = malloc(sizeof *copy);
+    if (copy == NULL)
+        return ERR_NOMEM;
+    *copy = *ev;
+    c->events[c->n_events++] = copy;
+    return 0;
+}
+
 void job_cancel(job_t *j)
 {
     for (size_t k = 0; k < j->n_choices; k++)

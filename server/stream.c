@@ -136,6 +136,8 @@ static void fail(job_t *j, const char *type, const char *code, const char *messa
 void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
 {
     int rc = 0;
+    if (ev->kind == ENGINE_EV_PROMPT)
+        return; /* prompt logprobs are not streamed (refused at parse) */
     if (ev->kind == ENGINE_EV_TOKEN) {
         /* empty deltas are skipped, except tokens whose logprobs were asked for */
         if (j->tools)
