@@ -99,6 +99,8 @@ typedef struct {
     int seed_given;             /* 1: the client sent seed */
     int echo;                   /* completions: the prompt text opens each choice's text (with
                                    logprobs, the prompt tokens open the logprobs too) */
+    int echo_only;              /* completions: max_tokens 0 with echo: the prompt (and its
+                                   logprobs) alone, no token generated; not streamed */
     int prompt_logprobs;        /* vLLM's prompt_logprobs given: per prompt token its logprob
                                    and prompt_top alternatives (not streamed) */
     uint32_t prompt_top;        /* [0, 5] on completions, [0, 20] on chat, as logprobs */

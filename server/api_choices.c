@@ -148,6 +148,9 @@ int api_parse_choices(const cJSON *root, api_request_t *req, api_error_t *e)
     if (req->echo && req->logprobs && req->stream)
         return BAD(e, ERR_UNSUPPORTED, "echo", "echo: with logprobs is not supported when "
                    "streamed");
+    if (req->echo_only && (!req->echo || req->stream))
+        return BAD(e, ERR_RANGE, "max_tokens", "max_tokens: 0 is served only with echo, not "
+                   "streamed (the prompt alone)");
     v = jget_field(root, "suffix");
     if (v != NULL && !(cJSON_IsString(v) && v->valuestring[0] == '\0'))
         return BAD(e, ERR_UNSUPPORTED, "suffix", "suffix: not supported: the model's template "

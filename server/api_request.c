@@ -426,10 +426,13 @@ static int parse_generation(const cJSON *root, const api_limits_t *lim, api_requ
     int rc, present;
     double max_gen = lim->n_ctx > 0 ? lim->n_ctx : INT32_MAX;
     int64_t mt = 0, mct = 0;
-    if ((rc = jget_opt_int(root, "max_tokens", 1, max_gen, &mt, &present, e)) != 0)
+    /* completions: 0 with echo is the prompt alone (api_choices.c checks the echo) */
+    if ((rc = jget_opt_int(root, "max_tokens", req->kind == API_COMPLETIONS ? 0 : 1, max_gen, &mt,
+                           &present, e)) != 0)
         return rc;
     if (present)
         req->max_tokens = (uint32_t)mt;
+    req->echo_only = present && mt == 0;
     if ((rc = jget_opt_int(root, "max_completion_tokens", 1, max_gen, &mct, &present, e)) != 0)
         return rc;
     if (present)

@@ -281,9 +281,11 @@ static int answer(job_t *j)
                 idx[at] = choice_index(j, c, r);
                 res[at] = (api_result_t){
                     .text = c->text.data ? c->text.data : "", .text_len = c->text.len,
-                    .finish_reason = engine_finish_name(c->finish),
+                    .finish_reason = engine_finish_name(j->req.echo_only ? ENGINE_FINISH_LENGTH
+                                                                         : c->finish),
                     .prompt_tokens = c->prompt_tokens,
-                    .completion_tokens = c->completion_tokens, .cached_tokens = c->cached_tokens,
+                    .completion_tokens = j->req.echo_only ? 0 : c->completion_tokens,
+                    .cached_tokens = c->cached_tokens,
                     .token_events = (const engine_event_t *const *)c->events,
                     .n_tokens = c->n_events, .want_logprobs = j->want_logprobs,
                     .tok = d->info.tok,
@@ -301,7 +303,7 @@ static int answer(job_t *j)
     }
     if (ok)
         json = api_responses_json(&j->meta, res, n_prompts * n, idx, j->prompt_tokens,
-                                  j->completion_tokens, j->cached_tokens);
+                                  j->req.echo_only ? 0 : j->completion_tokens, j->cached_tokens);
     for (size_t i = 0; tr != NULL && i < n_prompts * n; i++)
         tool_reply_free(&tr[i]);
     free(tr);
@@ -330,8 +332,11 @@ static int keep_prompt_lp(job_choice_t *c, const engine_event_t *ev)
 static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
 {
     daemon_t *d = j->d;
-    if (ev->text_len > 0 && buf_append(&c->text, ev->text, ev->text_len) != 0)
+    /* max_tokens 0 with echo: the one token the prefill samples is not part of the answer */
+    if (!j->req.echo_only && ev->text_len > 0 && buf_append(&c->text, ev->text, ev->text_len) != 0)
         goto nomem;
+    if (ev->kind == ENGINE_EV_TOKEN && j->req.echo_only)
+        return;
     if (ev->kind == ENGINE_EV_PROMPT) {
         if (keep_prompt_lp(c, ev) != 0)
             goto nomem;
@@ -452,7 +457,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     er.constraint = constraint;
     er.constraint_trigger = trigger;
     er.sampling = ar.sampling;
-    er.max_tokens = ar.max_tokens;
+    er.max_tokens = ar.echo_only ? 1 : ar.max_tokens; /* the prefill samples one anyway */
     er.stop = (const char *const *)ar.stop;
     er.n_stop = ar.n_stop;
     er.stop_tokens = ar.stop_token_ids;

@@ -26,7 +26,9 @@ CASES = ["openai client: echo=True, logprobs=2, max_tokens=1",
          "prompt_logprobs on completions: vLLM's shape, equal to echo's",
          "prompt_logprobs on chat: one list per response, a token per prompt token",
          "a cached prompt is scored whole again: cached_tokens 0, same logprobs",
-         "prompt_logprobs past the cap, or streamed, is a 400 naming it"]
+         "prompt_logprobs past the cap, or streamed, is a 400 naming it",
+         "openai client: echo=True, logprobs=2, max_tokens=0: the prompt alone",
+         "max_tokens=0 without echo, or streamed, is a 400 naming max_tokens"]
 TOL = 1e-4
 PROMPT = "The capital of France is Paris, and the capital of Italy is"
 
@@ -192,6 +194,29 @@ def main():
                 param = ((j or {}).get("error") or {}).get("param")
                 if st != 400 or param != "prompt_logprobs":
                     return R.fail(name, "%s %r: status %d param %r" % (path, body, st, param))
+            R.ok(name)
+        @case(CASES[7])
+        def _(name):
+            r = client.completions.create(model=model, prompt=PROMPT, echo=True, logprobs=2,
+                                          max_tokens=0)
+            r1 = client.completions.create(model=model, prompt=PROMPT, echo=True, logprobs=2,
+                                           max_tokens=1, temperature=0)
+            ch, n = r.choices[0], r.usage.prompt_tokens
+            ok = (ch.text == PROMPT and r.usage.completion_tokens == 0 and
+                  ch.finish_reason == "length" and
+                  ch.logprobs.tokens == r1.choices[0].logprobs.tokens[:n] and
+                  ch.logprobs.token_logprobs == r1.choices[0].logprobs.token_logprobs[:n])
+            R.check(name, ok, "text %r usage %r logprobs %r" % (ch.text, r.usage, ch.logprobs))
+
+        @case(CASES[8])
+        def _(name):
+            bad = [{"prompt": "a", "max_tokens": 0},
+                   {"prompt": "a", "max_tokens": 0, "echo": True, "stream": True}]
+            for body in bad:
+                st, _, j, raw = H.post_json(d, "/v1/completions", body)
+                param = ((j or {}).get("error") or {}).get("param")
+                if st != 400 or param != "max_tokens":
+                    return R.fail(name, "%r: status %d param %r" % (body, st, param))
             R.ok(name)
         client.close()
     finally:

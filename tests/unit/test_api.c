@@ -154,6 +154,9 @@ TEST(max_tokens)
 {
     static const row_t r[] = {
         { C, "\"max_tokens\":-1", 400, "max_tokens" }, { C, "\"max_tokens\":0", 400, "max_tokens" },
+        { C, "\"max_tokens\":0,\"echo\":true", 0, NULL },
+        { C, "\"max_tokens\":0,\"echo\":true,\"stream\":true", 400, "max_tokens" },
+        { H, "\"max_tokens\":0", 400, "max_tokens" },
         { C, "\"max_tokens\":1", 0, NULL }, { C, "\"max_tokens\":2048", 0, NULL },
         { C, "\"max_tokens\":2049", 400, "max_tokens" },
         { C, "\"max_tokens\":4294967296", 400, "max_tokens" },
