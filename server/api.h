@@ -187,8 +187,8 @@ int api_parse_prompt_list(const struct cJSON *v, const api_limits_t *lim, size_t
  * n, best_of, echo and suffix (api_choices.c), read after the prompt, the
  * stream flag and the logprobs: n and best_of within API_MAX_N, best_of >=
  * n, streaming only with best_of == n (as OpenAI), prompts x best_of within
- * API_MAX_SEQUENCES; echo with logprobs and stream is refused (no prompt
- * log-probabilities), suffix is refused (no fill-in-the-middle template).
+ * API_MAX_SEQUENCES; max_tokens 0 only with echo, not streamed; suffix
+ * is refused (no fill-in-the-middle template).
  * 0, or an error naming the field.
  */
 int api_parse_choices(const struct cJSON *root, api_request_t *req, api_error_t *e);
@@ -352,6 +352,10 @@ char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t
  * content besides the calls): completions' text or chat's delta.content;
  * logprobs those of m->lp_events (chat) or null; finish_reason null. */
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len);
+
+/* Completions, streamed echo with logprobs: the chunk of r's echo (text[0..echo_len))
+ * with the prompt tokens' logprobs (r->prompt_lps, prompt_first, echo_top, tok). */
+char *api_echo_chunk_json(const api_resp_meta_t *m, const api_result_t *r);
 
 /*
  * A chat chunk with call i of choice m->index, as OpenAI streams tool calls:

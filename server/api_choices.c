@@ -143,11 +143,6 @@ int api_parse_choices(const cJSON *root, api_request_t *req, api_error_t *e)
             return BAD(e, ERR_INVALID, "echo", "echo: expected a boolean");
         req->echo = cJSON_IsTrue(v);
     }
-    /* the prompt's log-probabilities arrive before the first token, the echo is sent at
-       once: not joined in a stream yet */
-    if (req->echo && req->logprobs && req->stream)
-        return BAD(e, ERR_UNSUPPORTED, "echo", "echo: with logprobs is not supported when "
-                   "streamed");
     if (req->echo_only && (!req->echo || req->stream))
         return BAD(e, ERR_RANGE, "max_tokens", "max_tokens: 0 is served only with echo, not "
                    "streamed (the prompt alone)");

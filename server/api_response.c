@@ -378,6 +378,23 @@ char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len
     return finish(&b, root);
 }
 
+char *api_echo_chunk_json(const api_resp_meta_t *m, const api_result_t *r)
+{
+    jb_t b = { 0 };
+    cJSON *root = envelope(&b, m, "text_completion");
+    cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
+    cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
+    put(&b, c, "index", cJSON_CreateNumber(m->index));
+    put(&b, c, "text", str_n(r->text, r->text != NULL ? r->echo_len : 0));
+    cmpl_lp_t a;
+    put(&b, c, "logprobs", cmpl_logprobs_new(&b, &a));
+    uint64_t offset = 0;
+    for (size_t i = 0; r->prompt_lps != NULL && i <= r->n_prompt_lps && !b.oom; i++)
+        cmpl_prompt_add(&b, &a, r, i, r->echo_top, &offset);
+    put(&b, c, "finish_reason", cJSON_CreateNull());
+    return finish(&b, root);
+}
+
 char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
                                int head)
 {

@@ -47,6 +47,8 @@ typedef struct {
     int submitted;              /* engine_submit succeeded */
     int engine_done;            /* its FINISH event arrived (or it was never submitted) */
     char *echo;                 /* echo: the prompt text, [echo_len] bytes; else NULL */
+    int echo_held;              /* streamed echo with logprobs: sent with the prompt's
+                                   logprobs once they are all in (the first TOKEN or FINISH) */
     size_t echo_len;
     /* non-streaming, or streaming with tools: the text so far; and (for logprobs,
        non-streaming) the token events */
@@ -195,6 +197,8 @@ void job_release(job_t *j);
 void job_cancel(job_t *j);
 /* A copy of TOKEN event ev appended to c->events (for logprobs).  0 or ERR_NOMEM. */
 int job_keep_event(job_choice_t *c, const engine_event_t *ev);
+/* PROMPT event ev's logprobs appended to c->prompt_lps.  0 or ERR_NOMEM. */
+int job_keep_prompt_lp(job_choice_t *c, const engine_event_t *ev);
 /* The client went away before the job ended: cancel it in the engine. */
 void job_client_gone(job_t *j);
 /* The engine's notify (uv_async): drain engine_poll, hand each event to its job. */

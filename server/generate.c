@@ -317,15 +317,6 @@ static int answer(job_t *j)
     return 0;
 }
 
-/* Keep a PROMPT event's log-probabilities in c's list.  0 or ERR_NOMEM. */
-static int keep_prompt_lp(job_choice_t *c, const engine_event_t *ev)
-{
-    api_prompt_lp_t lp = { .token = ev->token, .logprob = ev->logprob, .rank = ev->rank };
-    lp.n_top = ev->n_top < SAMPLER_MAX_LOGPROBS ? ev->n_top : SAMPLER_MAX_LOGPROBS;
-    memcpy(lp.top, ev->top, lp.n_top * sizeof lp.top[0]);
-    return buf_append(&c->prompt_lps, &lp, sizeof lp);
-}
-
 /* A non-streaming job's engine event: collect the choice's text (and its token events
  * when logprobs are asked for); the last choice's FINISH answers, and the first that
  * fails answers with its error and cancels the others. */
@@ -338,7 +329,7 @@ static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
     if (ev->kind == ENGINE_EV_TOKEN && j->req.echo_only)
         return;
     if (ev->kind == ENGINE_EV_PROMPT) {
-        if (keep_prompt_lp(c, ev) != 0)
+        if (job_keep_prompt_lp(c, ev) != 0)
             goto nomem;
         return;
     }

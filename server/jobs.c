@@ -16,6 +16,7 @@
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/log.h"
 
@@ -94,6 +95,14 @@ int job_keep_event(job_choice_t *c, const engine_event_t *ev)
     *copy = *ev;
     c->events[c->n_events++] = copy;
     return 0;
+}
+
+int job_keep_prompt_lp(job_choice_t *c, const engine_event_t *ev)
+{
+    api_prompt_lp_t lp = { .token = ev->token, .logprob = ev->logprob, .rank = ev->rank };
+    lp.n_top = ev->n_top < SAMPLER_MAX_LOGPROBS ? ev->n_top : SAMPLER_MAX_LOGPROBS;
+    memcpy(lp.top, ev->top, lp.n_top * sizeof lp.top[0]);
+    return buf_append(&c->prompt_lps, &lp, sizeof lp);
 }
 
 void job_cancel(job_t *j)

@@ -439,7 +439,7 @@ TEST(model_user_unsupported)
         { C, "\"echo\":true", 0, NULL }, { C, "\"echo\":false", 0, NULL },
         { C, "\"echo\":true,\"logprobs\":1", 0, NULL },
         { C, "\"echo\":true,\"logprobs\":0", 0, NULL },
-        { C, "\"echo\":true,\"logprobs\":1,\"stream\":true", 400, "echo" },
+        { C, "\"echo\":true,\"logprobs\":1,\"stream\":true", 0, NULL },
         { C, "\"echo\":1", 400, "echo" }, { C, "\"suffix\":\"x\"", 400, "suffix" },
         { C, "\"suffix\":\"\"", 0, NULL },
         { C, "\"suffix\":null", 0, NULL },
