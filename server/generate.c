@@ -289,8 +289,11 @@ static int answer(job_t *j)
                     .token_events = (const engine_event_t *const *)c->events,
                     .n_tokens = c->n_events, .want_logprobs = j->want_logprobs,
                     .tok = d->info.tok,
-                    .prompt_lps = (const api_prompt_lp_t *)(void *)c->prompt_lps.data,
-                    .n_prompt_lps = c->prompt_lps.len / sizeof(api_prompt_lp_t),
+                    /* scored once per prompt, by its first sequence (submit) */
+                    .prompt_lps = (const api_prompt_lp_t *)(void *)j->choices[(size_t)p * b]
+                                      .prompt_lps.data,
+                    .n_prompt_lps = j->choices[(size_t)p * b].prompt_lps.len /
+                                    sizeof(api_prompt_lp_t),
                     .prompt_first = c->prompt_first, .echo_len = c->echo_len,
                     .prompt_logprobs = j->req.prompt_logprobs, .prompt_top = j->req.prompt_top,
                     .echo_top = j->req.top_logprobs,
@@ -459,7 +462,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     er.keep_special = ar.keep_special;
     er.priority = ar.priority;
     /* prompt log-probabilities: for echo with logprobs, and for vLLM's prompt_logprobs */
-    er.prompt_logprobs = (ar.echo && ar.logprobs) || ar.prompt_logprobs;
+    int score = (ar.echo && ar.logprobs) || ar.prompt_logprobs;
     er.prompt_top = ar.echo && ar.logprobs && ar.top_logprobs > ar.prompt_top ? ar.top_logprobs
                                                                               : ar.prompt_top;
     uint8_t salt[SHA256_BYTES];
@@ -484,6 +487,9 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
                 break;
         }
         c->prompt_first = pr.ids[c->prompt][0];
+        /* the prompt's logprobs are the same for each of its sequences: not streamed, its
+           first sequence alone computes them (a stream sends each choice's echo itself) */
+        er.prompt_logprobs = score && (ar.stream || c->seq == 0);
         er.tokens = pr.ids[c->prompt];
         er.n_tokens = pr.n_ids[c->prompt];
         er.sampling.seed = ar.sampling.seed + c->seq;

@@ -28,7 +28,8 @@ CASES = ["openai client: echo=True, logprobs=2, max_tokens=1",
          "a cached prompt is scored whole again: cached_tokens 0, same logprobs",
          "prompt_logprobs past the cap, or streamed, is a 400 naming it",
          "openai client: echo=True, logprobs=2, max_tokens=0: the prompt alone",
-         "max_tokens=0 without echo, or streamed, is a 400 naming max_tokens"]
+         "max_tokens=0 without echo, or streamed, is a 400 naming max_tokens",
+         "two prompts, n=2: every choice its own prompt's logprobs, as asked alone"]
 TOL = 1e-4
 PROMPT = "The capital of France is Paris, and the capital of Italy is"
 
@@ -218,6 +219,21 @@ def main():
                 if st != 400 or param != "max_tokens":
                     return R.fail(name, "%r: status %d param %r" % (body, st, param))
             R.ok(name)
+        @case(CASES[9])
+        def _(name):
+            prompts = [PROMPT, "Hello world, how are you"]
+            kw = dict(model=model, echo=True, logprobs=1, max_tokens=2, temperature=1.0,
+                      seed=3)
+            r = client.completions.create(prompt=prompts, n=2, **kw)
+            alone = [client.completions.create(prompt=p, **kw) for p in prompts]
+            for ch in r.choices:
+                a = alone[ch.index // 2]
+                n = a.usage.prompt_tokens
+                if ch.logprobs.tokens[:n] != a.choices[0].logprobs.tokens[:n] or \
+                        ch.logprobs.token_logprobs[:n] != a.choices[0].logprobs.token_logprobs[:n]:
+                    return R.fail(name, "choice %d: %r, alone %r" % (ch.index, ch.logprobs,
+                                                                     a.choices[0].logprobs))
+            R.check(name, sorted(ch.index for ch in r.choices) == [0, 1, 2, 3], repr(r))
         client.close()
     finally:
         rc = d.stop()
