@@ -135,7 +135,7 @@ def run_openai(d, model):
                 for t in content or []]
 
     for label, choice, history in (("auto after two calls in the history", "auto", SHOTS),
-                                   ("required", "required", msgs), ("none", "none", msgs)):
+                                   ("required", "required", msgs)):
         def lp_go(choice=choice, history=history):
             kw = dict(messages=history, logprobs=True, top_logprobs=2)
             r = ask(choice, **kw)
