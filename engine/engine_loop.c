@@ -205,13 +205,15 @@ static int greedy_only(const request_t *q)
            p->n_logprobs == 0 && !req_constrained(q) && q->n_generated >= q->min_tokens;
 }
 
-/* Whether every logit row of the step is greedy_only (and the backend can take them). */
+/* Whether every logit row of the step is greedy_only (and the backend can take them);
+   never with scoring rows, whose whole logits are wanted. */
 static int step_is_greedy(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
 {
     if (!forward_has_argmax(e->fwd))
         return 0;
     for (uint32_t i = 0; i < n; i++)
-        if (seqs[i]->step_n_score > 0 || (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner)))
+        if (seqs[i]->step_n_score > 0 ||
+            (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner)))
             return 0;
     return 1;
 }
@@ -233,7 +235,7 @@ static uint32_t step(engine_t *e)
     }
     /* Greedy rows only: token ids cross back from the device, not [n_logits, n_vocab] floats. */
     const bk_argmax_t *am = NULL;
-    int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n); /* never with scoring rows */
+    int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n);
     if (!greedy)
         constraint_masks_begin(e, seqs, n);
     int rc = greedy ? forward_step_argmax(e->fwd, &b, &am) : forward_step(e->fwd, &b, e->logits);
