@@ -167,7 +167,8 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         .n_threads = o->threads, .kv_bytes = o->kv_bytes ? o->kv_bytes : DEFAULT_KV_BYTES,
         .gpu_memory_fraction = o->gpu_memory_fraction, .gpu_device = device,
         .block_tokens = BK_DEFAULT_BLOCK_TOKENS, .max_tokens = e->max_tokens,
-        .max_seqs = o->max_seqs ? o->max_seqs : DEFAULT_MAX_SEQS,
+        /* a sampling row per sequence, and the scoring rows (prompt logprobs) */
+        .max_seqs = (o->max_seqs ? o->max_seqs : DEFAULT_MAX_SEQS) + SCHED_SCORE_ROWS,
         .cuda_graphs = o->cuda_graphs, .fp16_weights = o->fp16_weights,
         .native_weights = o->native_weights,
     };
@@ -200,7 +201,8 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         goto fail;
     }
     uint64_t n_logits;
-    if (__builtin_mul_overflow((uint64_t)e->max_seqs, (uint64_t)e->n_vocab * sizeof(float), &n_logits) ||
+    if (__builtin_mul_overflow((uint64_t)e->max_seqs + SCHED_SCORE_ROWS,
+                               (uint64_t)e->n_vocab * sizeof(float), &n_logits) ||
         (e->logits = malloc(n_logits)) == NULL) {
         rc = err_set(err, errlen, ERR_NOMEM, "out of memory for the logits of %u sequences", e->max_seqs);
         goto fail;

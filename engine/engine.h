@@ -23,9 +23,11 @@
  *
  * A request is identified by the id engine_submit returns, and its
  * events also carry back the cookie the caller gave it.  Its events,
- * in order: zero or more ENGINE_EV_TOKEN (one per generated token, with
- * the text that token releases and its log-probabilities), then exactly
- * one ENGINE_EV_FINISH (stop, length, cancelled or error).  Events carry
+ * in order: with prompt_logprobs, one ENGINE_EV_PROMPT per prompt token
+ * after the first (its log-probability given the tokens before it); zero
+ * or more ENGINE_EV_TOKEN (one per generated token, with the text that
+ * token releases and its log-probabilities); then exactly one
+ * ENGINE_EV_FINISH (stop, length, cancelled or error).  Events carry
  * copies; nothing in them points into the engine.
  */
 #ifndef LLAMAD_ENGINE_H
@@ -330,6 +332,13 @@ typedef struct {
                                    is where the grammar's text starts, so the grammar begins
                                    with it).  Bytes that follow the trigger in the same token
                                    and that the language refuses end the request with an error */
+    int prompt_logprobs;        /* 1: an ENGINE_EV_PROMPT event for each prompt token but the
+                                   first.  The prefill then computes a logit row for every
+                                   prompt position, in chunks of at most SCHED_SCORE_ROWS
+                                   positions, and the prompt is computed whole: the prefix
+                                   cache is not read for it (its blocks are still published) */
+    uint32_t prompt_top;        /* with prompt_logprobs: the alternatives reported per prompt
+                                   token, [0, SAMPLER_MAX_LOGPROBS] */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */
@@ -359,7 +368,7 @@ int engine_cancel(engine_t *e, uint64_t id);
 
 /* ---------------------------------------------------------------- events */
 
-typedef enum { ENGINE_EV_TOKEN = 1, ENGINE_EV_FINISH = 2 } engine_ev_kind_t;
+typedef enum { ENGINE_EV_TOKEN = 1, ENGINE_EV_FINISH = 2, ENGINE_EV_PROMPT = 3 } engine_ev_kind_t;
 
 typedef enum {
     ENGINE_FINISH_STOP = 1,     /* an end-of-generation token, stop token or stop string */
@@ -399,10 +408,13 @@ typedef struct {
     uint32_t text_len;
     char text[ENGINE_TEXT_MAX + 1];
 
-    /* ENGINE_EV_TOKEN */
+    /* ENGINE_EV_TOKEN, and ENGINE_EV_PROMPT (text empty; index is the token's position in
+       the prompt, >= 1; logprob and top are the log_softmax of the model's raw logits,
+       no bias or penalty: sampler_score) */
     int32_t token;
     uint32_t index;             /* 0 for the request's first generated token */
     float logprob;              /* of the token (sampler.h step 4) */
+    uint32_t rank;              /* ENGINE_EV_PROMPT: 1 + the tokens more probable than it */
     uint32_t n_top;             /* top[] entries: min(sampling.n_logprobs, candidates) */
     sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
 

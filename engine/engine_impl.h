@@ -93,6 +93,7 @@ typedef struct request {
                                    TOK_MAX_TOKEN_BYTES */
     uint32_t win_len;
     int dequeued;               /* no longer counted in n_queued */
+    uint32_t prompt_top;        /* engine_request_t.prompt_top (seq.n_score: whether) */
     struct request *prev, *next;/* the engine's live requests */
 } request_t;
 
@@ -113,7 +114,7 @@ struct engine {
     uint32_t max_tokens, max_seqs, max_queue;
     engine_notify_cb notify;
     void *notify_ctx;
-    float *logits;              /* [max_seqs, n_vocab] the step's logit rows */
+    float *logits;              /* [max_seqs + SCHED_SCORE_ROWS, n_vocab] the step's logit rows */
     chat_template_t chat;       /* when have_chat */
     int have_chat;
     pthread_t thread;
@@ -263,6 +264,15 @@ void req_on_logits(engine_t *e, request_t *q, float *logits);
  * of req_on_logits.  Engine thread.
  */
 void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r);
+
+/*
+ * Rows logits[n, n_vocab] are those of prompt positions pos .. pos + n - 1
+ * (the step's scoring rows of q): post an ENGINE_EV_PROMPT for each of the
+ * prompt tokens they predict and advance q->seq.n_scored; on a failure
+ * (out of events, a NaN) finish q with an error and return -1: q is
+ * freed.  0 otherwise.  Before req_on_logits.  Engine thread.
+ */
+int req_on_scores(engine_t *e, request_t *q, float *logits, uint32_t pos, uint32_t n);
 
 /* Post the finish event, take the request out of the scheduler and free it. */
 void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,

@@ -205,13 +205,15 @@ static int greedy_only(const request_t *q)
            p->n_logprobs == 0 && !req_constrained(q) && q->n_generated >= q->min_tokens;
 }
 
-/* Whether every logit row of the step is greedy_only (and the backend can take them). */
+/* Whether every logit row of the step is greedy_only (and the backend can take them);
+   never with scoring rows, whose whole logits are wanted. */
 static int step_is_greedy(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
 {
     if (!forward_has_argmax(e->fwd))
         return 0;
     for (uint32_t i = 0; i < n; i++)
-        if (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner))
+        if (seqs[i]->step_n_score > 0 ||
+            (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner)))
             return 0;
     return 1;
 }
@@ -247,6 +249,11 @@ static uint32_t step(engine_t *e)
     /* seqs[] stays valid while requests finish: the plan is only rebuilt by sched_plan */
     for (uint32_t i = 0; i < n; i++) {
         sched_seq_t *s = seqs[i];
+        if (s->step_n_score > 0) {
+            if (req_on_scores(e, s->owner, e->logits + (uint64_t)s->step_score * e->n_vocab,
+                              s->step_score_pos, s->step_n_score) != 0)
+                continue; /* failed, and freed */
+        }
         if (s->step_logit < 0)
             continue;
         if (greedy) {

@@ -62,6 +62,9 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
         if (r->stop_tokens[i] < 0 || (uint32_t)r->stop_tokens[i] >= e->n_vocab)
             return err_set(err, errlen, ERR_RANGE, "stop_token_ids: %d is outside the vocabulary [0, %u)",
                            r->stop_tokens[i], e->n_vocab);
+    if (r->prompt_logprobs && r->prompt_top > SAMPLER_MAX_LOGPROBS)
+        return err_set(err, errlen, ERR_RANGE, "prompt_logprobs: %u is out of range [0, %d]",
+                       r->prompt_top, SAMPLER_MAX_LOGPROBS);
     if (r->cache_salt_len > ENGINE_MAX_SALT || (r->cache_salt_len > 0 && r->cache_salt == NULL))
         return err_set(err, errlen, ERR_RANGE, "cache_salt: %zu bytes (at most %d)", r->cache_salt_len,
                        ENGINE_MAX_SALT);
@@ -97,6 +100,8 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
     s->owner = q;
     s->n_prompt = s->n_tokens = (uint32_t)r->n_tokens;
     s->cap_tokens = cap;
+    s->n_score = r->prompt_logprobs ? s->n_prompt - 1 : 0; /* rows 0 .. n_prompt - 2 */
+    q->prompt_top = r->prompt_top;
     s->tokens = malloc((size_t)cap * sizeof(int32_t));
     if (s->tokens == NULL)
         goto nomem;
@@ -350,4 +355,32 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     }
     if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, res->token) != 0)
         req_finish(e, q, ENGINE_FINISH_LENGTH, -1, -1, NULL);
+}
+
+int req_on_scores(engine_t *e, request_t *q, float *logits, uint32_t pos, uint32_t n)
+{
+    for (uint32_t j = 0; j < n; j++) {
+        /* the row of position p gives the distribution of the token at p + 1 */
+        uint32_t at = pos + j + 1;
+        sampler_result_t r;
+        uint32_t rank = 0;
+        int rc = sampler_score(e->sampler, logits + (uint64_t)j * e->n_vocab,
+                               q->seq.tokens[at], q->prompt_top, &r, &rank);
+        engine_event_t *ev = rc == 0 ? event_new(e, q->id, ENGINE_EV_PROMPT) : NULL;
+        if (ev == NULL) {
+            req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1,
+                       rc != 0 ? "the model's logits are not finite"
+                               : "out of memory for the request's events");
+            return -1;
+        }
+        ev->cookie = q->cookie;
+        ev->token = r.token;
+        ev->index = at;
+        ev->rank = rank;
+        ev->logprob = r.logprob;
+        ev->n_top = r.n_top;
+        memcpy(ev->top, r.top, r.n_top * sizeof r.top[0]);
+    }
+    q->seq.n_scored = pos + n;
+    return 0;
 }

@@ -532,6 +532,41 @@ static uint32_t top_pass(const float *x, uint32_t n, uint32_t want,
     return nt;
 }
 
+/*
+ * Pass 1 over x [n]: the maximum into *m, its first id into *am; +inf
+ * becomes FLT_MAX in place.  ERR_RANGE for a NaN or no finite logit.
+ */
+static int max_checked(float *x, uint32_t n, float *m, int32_t *am)
+{
+    int nonfinite;
+    *m = max_pass(x, n, am, &nonfinite);
+    if (nonfinite) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (x[i] != x[i])
+                return ERR_RANGE;
+            if (x[i] == INFINITY)
+                x[i] = FLT_MAX;
+        }
+        *m = max_pass(x, n, am, &nonfinite);
+    }
+    return *am < 0 ? ERR_RANGE : 0;
+}
+
+/* out's logprob of tok and its n_top alternatives, from x and its log-sum-exp. */
+static void fill_result(const float *x, uint32_t n, double lse, int32_t tok, uint32_t n_top,
+                        sampler_result_t *out)
+{
+    sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
+    uint32_t nt = n_top > 0 ? top_pass(x, n, n_top < n ? n_top : n, top) : 0;
+    out->token = tok;
+    out->logprob = (float)((double)x[tok] - lse);
+    out->n_top = nt;
+    for (uint32_t i = 0; i < nt; i++) {
+        out->top[i].id = top[i].id;
+        out->top[i].logprob = (float)((double)top[i].logprob - lse);
+    }
+}
+
 int sampler_sample(sampler_t *s, const sampler_params_t *p,
                    const sampler_seq_t *seq, float *logits, uint64_t step,
                    sampler_result_t *out)
@@ -549,18 +584,8 @@ int sampler_sample(sampler_t *s, const sampler_params_t *p,
 
     /* Pass 1: the maximum, its first id; NaN fails, +inf becomes FLT_MAX. */
     int32_t am;
-    int nonfinite;
-    float m = max_pass(x, n, &am, &nonfinite);
-    if (nonfinite) {
-        for (uint32_t i = 0; i < n; i++) {
-            if (x[i] != x[i])
-                return ERR_RANGE;
-            if (x[i] == INFINITY)
-                x[i] = FLT_MAX;
-        }
-        m = max_pass(x, n, &am, &nonfinite);
-    }
-    if (am < 0)
+    float m;
+    if (max_checked(x, n, &m, &am) != 0)
         return ERR_RANGE;
 
     /* Pass 2: log-sum-exp at temperature 1, keeping the weights. */
@@ -578,17 +603,30 @@ int sampler_sample(sampler_t *s, const sampler_params_t *p,
                         : draw_full(s, p, x, m, z1, u);
     }
 
-    sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
-    uint32_t nt = 0;
-    if (p->n_logprobs > 0)
-        nt = top_pass(x, n, p->n_logprobs < n ? p->n_logprobs : n, top);
+    fill_result(x, n, lse, tok, p->n_logprobs, out);
+    return 0;
+}
 
-    out->token = tok;
-    out->logprob = (float)((double)x[tok] - lse);
-    out->n_top = nt;
-    for (uint32_t i = 0; i < nt; i++) {
-        out->top[i].id = top[i].id;
-        out->top[i].logprob = (float)((double)top[i].logprob - lse);
+int sampler_score(sampler_t *s, float *logits, int32_t token, uint32_t n_top,
+                  sampler_result_t *out, uint32_t *rank)
+{
+    if (s == NULL || logits == NULL || out == NULL)
+        return ERR_INVALID;
+    uint32_t n = s->n_vocab;
+    if (token < 0 || (uint32_t)token >= n || n_top > SAMPLER_MAX_LOGPROBS)
+        return ERR_INVALID;
+    float *x = logits;          /* [n_vocab] */
+    int32_t am;
+    float m;
+    if (max_checked(x, n, &m, &am) != 0)
+        return ERR_RANGE;
+    double lse = (double)m + log(exp_pass(x, n, m, 1.0f, s->w));
+    if (rank != NULL) {
+        uint32_t above = 0; /* ties rank alike */
+        for (uint32_t i = 0; i < n; i++)
+            above += x[i] > x[token];
+        *rank = above + 1;
     }
+    fill_result(x, n, lse, token, n_top, out);
     return 0;
 }

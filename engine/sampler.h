@@ -146,6 +146,20 @@ int sampler_sample(sampler_t *s, const sampler_params_t *p,
                    sampler_result_t *out);
 
 /*
+ * Score a token the model was given rather than one it chose (a prompt
+ * token): out->token = token, out->logprob its log_softmax over the raw
+ * logits [n_vocab] at temperature 1 (no bias, no penalties: step 4 of
+ * nothing processed), and the n_top most probable as in sampler_sample;
+ * *rank (rank may be NULL) is 1 + the number of tokens more probable.
+ * +inf in logits becomes FLT_MAX.  Returns 0; ERR_INVALID for NULL
+ * arguments, a token outside the vocabulary or n_top over
+ * SAMPLER_MAX_LOGPROBS; ERR_RANGE for a NaN logit or none finite.
+ * Allocates nothing.  Engine thread.
+ */
+int sampler_score(sampler_t *s, float *logits, int32_t token, uint32_t n_top,
+                  sampler_result_t *out, uint32_t *rank);
+
+/*
  * Steps 1-3 alone, in place on logits [n_vocab]: bias, repetition
  * penalty, presence and frequency penalties.  Bias entries with ids
  * outside the vocabulary are skipped (validation rejects them first).

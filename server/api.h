@@ -97,7 +97,13 @@ typedef struct {
     uint32_t top_logprobs;      /* alternatives per token: chat top_logprobs (0..20, needs
                                    logprobs true), completions logprobs N */
     int seed_given;             /* 1: the client sent seed */
-    int echo;                   /* completions: the prompt text opens each choice's text */
+    int echo;                   /* completions: the prompt text opens each choice's text (with
+                                   logprobs, the prompt tokens open the logprobs too) */
+    int echo_only;              /* completions: max_tokens 0 with echo: the prompt (and its
+                                   logprobs) alone, no token generated; not streamed */
+    int prompt_logprobs;        /* vLLM's prompt_logprobs given: per prompt token its logprob
+                                   and prompt_top alternatives (not streamed) */
+    uint32_t prompt_top;        /* [0, 5] on completions, [0, 20] on chat, as logprobs */
     uint32_t n;                 /* choices returned per prompt, [1, API_MAX_N] */
     uint32_t best_of;           /* sequences generated per prompt, [n, API_MAX_N]; the n of
                                    highest cumulative log-probability are returned */
@@ -181,8 +187,8 @@ int api_parse_prompt_list(const struct cJSON *v, const api_limits_t *lim, size_t
  * n, best_of, echo and suffix (api_choices.c), read after the prompt, the
  * stream flag and the logprobs: n and best_of within API_MAX_N, best_of >=
  * n, streaming only with best_of == n (as OpenAI), prompts x best_of within
- * API_MAX_SEQUENCES; echo with logprobs is refused (no prompt
- * log-probabilities), suffix is refused (no fill-in-the-middle template).
+ * API_MAX_SEQUENCES; max_tokens 0 only with echo, not streamed; suffix
+ * is refused (no fill-in-the-middle template).
  * 0, or an error naming the field.
  */
 int api_parse_choices(const struct cJSON *root, api_request_t *req, api_error_t *e);
@@ -287,7 +293,22 @@ typedef struct {
        or leave 0 */
     uint64_t text_offset;
     uint32_t index;             /* chunks: the choice this chunk belongs to */
+    /* chat chunks of api_text_chunk_json and api_tool_call_chunk_json: the TOKEN events
+       whose logprobs ride on this chunk ([n_lp_events]; NULL: logprobs null), spelled
+       with lp_tok */
+    const engine_event_t *const *lp_events;
+    size_t n_lp_events;
+    const tokenizer_t *lp_tok;
 } api_resp_meta_t;
+
+/* One prompt token's log-probability (an ENGINE_EV_PROMPT event, kept compact). */
+typedef struct {
+    int32_t token;
+    float logprob;
+    uint32_t rank;              /* 1 + the tokens more probable */
+    uint32_t n_top;
+    sampler_logprob_t top[SAMPLER_MAX_LOGPROBS];
+} api_prompt_lp_t;
 
 typedef struct {
     const char *text;           /* the whole generated text */
@@ -302,6 +323,17 @@ typedef struct {
     const api_tool_call_t *tool_calls; /* chat: [n_tool_calls] the reply's calls; then text is
                                    the text besides them (content null when empty) */
     size_t n_tool_calls;
+    /* the prompt's log-probabilities, when echo with logprobs or prompt_logprobs asked
+       for them: prompt_lps[i] is prompt token i + 1; token 0 (prompt_first) has none */
+    const api_prompt_lp_t *prompt_lps;
+    size_t n_prompt_lps;
+    int32_t prompt_first;
+    size_t echo_len;            /* completions echo: text opens with these bytes of prompt,
+                                   and with want_logprobs the prompt tokens open logprobs */
+    int prompt_logprobs;        /* vLLM's prompt_logprobs: the choice's (completions) or the
+                                   response's (chat: the first result's) prompt_logprobs */
+    uint32_t prompt_top;        /* its alternatives per token */
+    uint32_t echo_top;          /* echo: the alternatives per prompt token in logprobs */
 } api_result_t;
 
 /* The non-streaming response body of one choice (index 0, r's usage). */
@@ -317,15 +349,19 @@ char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t
                          uint32_t completion_tokens, uint32_t cached_tokens);
 
 /* A chunk of plain text for choice m->index (echo's prompt text; with tools, the
- * content besides the calls): completions' text or chat's delta.content; no
- * logprobs, finish_reason null. */
+ * content besides the calls): completions' text or chat's delta.content;
+ * logprobs those of m->lp_events (chat) or null; finish_reason null. */
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len);
+
+/* Completions, streamed echo with logprobs: the chunk of r's echo (text[0..echo_len))
+ * with the prompt tokens' logprobs (r->prompt_lps, prompt_first, echo_top, tok). */
+char *api_echo_chunk_json(const api_resp_meta_t *m, const api_result_t *r);
 
 /*
  * A chat chunk with call i of choice m->index, as OpenAI streams tool calls:
  * head 1 opens the call (index, id, type, function.name, arguments ""),
- * head 0 carries its arguments (index, function.arguments).  NULL when out
- * of memory.
+ * head 0 carries its arguments (index, function.arguments).  logprobs:
+ * those of m->lp_events, or null.  NULL when out of memory.
  */
 char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_tool_call_t *call,
                                int head);

@@ -19,32 +19,9 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "json_get.h"
 
 #define BAD(e, code, param, ...) api_error_set((e), (code), 400, NULL, (param), NULL, __VA_ARGS__)
-
-/* The member, or NULL when it is absent or null (null is every field's default). */
-static const cJSON *member(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return (v == NULL || cJSON_IsNull(v)) ? NULL : v;
-}
-
-/* v (not NULL) as an integer in [lo, hi]; past hi is ERR_RANGE naming the cap. */
-static int int_at_most(const cJSON *v, const char *name, double lo, double hi, int64_t *out,
-                       api_error_t *e)
-{
-    if (!cJSON_IsNumber(v))
-        return BAD(e, ERR_INVALID, name, "%s: expected an integer", name);
-    double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d))
-        return BAD(e, ERR_INVALID, name, "%s: %.17g is not an integer", name, d);
-    if (d < lo)
-        return BAD(e, ERR_RANGE, name, "%s: %.17g is below %.0f", name, d, lo);
-    if (d > hi)
-        return BAD(e, ERR_RANGE, name, "%s: %.17g is past the cap of %.0f", name, d, hi);
-    *out = (int64_t)d;
-    return 0;
-}
 
 /* ================================================================== */
 /* A list of prompts                                                   */
@@ -88,7 +65,7 @@ static int parse_one(const cJSON *v, size_t i, const api_limits_t *lim, size_t m
         char tname[80];
         snprintf(tname, sizeof tname, "%s[%zu]", name, k);
         int64_t id;
-        int rc = int_at_most(t, tname, 0, hi, &id, e);
+        int rc = jget_int_capped(t, tname, 0, hi, &id, e);
         if (rc != 0)
             return rc;
         p->tokens[k] = (int32_t)id;
@@ -137,11 +114,11 @@ int api_parse_choices(const cJSON *root, api_request_t *req, api_error_t *e)
     int64_t n = 1, best_of = 0;
     const cJSON *v;
     int rc;
-    if ((v = member(root, "n")) != NULL &&
-        (rc = int_at_most(v, "n", 1, API_MAX_N, &n, e)) != 0)
+    if ((v = jget_field(root, "n")) != NULL &&
+        (rc = jget_int_capped(v, "n", 1, API_MAX_N, &n, e)) != 0)
         return rc;
-    if ((v = member(root, "best_of")) != NULL &&
-        (rc = int_at_most(v, "best_of", 1, API_MAX_N, &best_of, e)) != 0)
+    if ((v = jget_field(root, "best_of")) != NULL &&
+        (rc = jget_int_capped(v, "best_of", 1, API_MAX_N, &best_of, e)) != 0)
         return rc;
     if (best_of == 0)
         best_of = n;
@@ -161,15 +138,15 @@ int api_parse_choices(const cJSON *root, api_request_t *req, api_error_t *e)
     if (req->kind != API_COMPLETIONS)
         return 0;
 
-    if ((v = member(root, "echo")) != NULL) {
+    if ((v = jget_field(root, "echo")) != NULL) {
         if (!cJSON_IsBool(v))
             return BAD(e, ERR_INVALID, "echo", "echo: expected a boolean");
         req->echo = cJSON_IsTrue(v);
     }
-    if (req->echo && req->logprobs)
-        return BAD(e, ERR_UNSUPPORTED, "echo", "echo: with logprobs is not supported (prompt "
-                   "log-probabilities are not computed)");
-    v = member(root, "suffix");
+    if (req->echo_only && (!req->echo || req->stream))
+        return BAD(e, ERR_RANGE, "max_tokens", "max_tokens: 0 is served only with echo, not "
+                   "streamed (the prompt alone)");
+    v = jget_field(root, "suffix");
     if (v != NULL && !(cJSON_IsString(v) && v->valuestring[0] == '\0'))
         return BAD(e, ERR_UNSUPPORTED, "suffix", "suffix: not supported: the model's template "
                    "has no fill-in-the-middle tokens");

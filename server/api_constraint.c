@@ -29,14 +29,9 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "json_get.h"
 
 #define BAD(e, code, param, ...) api_error_set((e), (code), 400, NULL, (param), NULL, __VA_ARGS__)
-
-static const cJSON *member(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return v == NULL || cJSON_IsNull(v) ? NULL : v;
-}
 
 /* Record the constraint (kind, src as text) unless one is already set. */
 static int set(api_request_t *req, int kind, const char *param, const cJSON *src_json,
@@ -57,13 +52,6 @@ static int set(api_request_t *req, int kind, const char *param, const cJSON *src
     req->constraint_len = text != NULL ? strlen(text) : 0;
     snprintf(req->constraint_param, sizeof req->constraint_param, "%s", param);
     return 0;
-}
-
-static int want_string(const cJSON *v, const char *param, api_error_t *e)
-{
-    if (cJSON_IsString(v) && v->valuestring != NULL)
-        return 0;
-    return BAD(e, ERR_INVALID, param, "%s: expected a string", param);
 }
 
 /* A schema: an object or a boolean (JSON Schema allows both); guided_json also a string. */
@@ -97,19 +85,19 @@ static int choice_value(api_request_t *req, const char *param, const cJSON *v, a
 
 static int parse_response_format(const cJSON *root, api_request_t *req, api_error_t *e)
 {
-    const cJSON *rf = member(root, "response_format");
+    const cJSON *rf = jget_field(root, "response_format");
     if (rf == NULL)
         return 0;
     if (!cJSON_IsObject(rf))
         return BAD(e, ERR_INVALID, "response_format", "response_format: expected an object");
-    const cJSON *t = member(rf, "type");
+    const cJSON *t = jget_field(rf, "type");
     if (!cJSON_IsString(t))
         return BAD(e, ERR_INVALID, "response_format", "response_format.type: expected one of "
                    "\"text\", \"json_object\", \"json_schema\"");
     if (strcmp(t->valuestring, "text") == 0)
         return 0;
     if (strcmp(t->valuestring, "json_object") == 0) {
-        const cJSON *schema = member(rf, "schema");   /* llama.cpp's extension */
+        const cJSON *schema = jget_field(rf, "schema");   /* llama.cpp's extension */
         if (schema != NULL)
             return schema_value(req, "response_format", schema, 0, e);
         return set(req, ENGINE_CONSTRAINT_JSON_OBJECT, "response_format", NULL, NULL, e);
@@ -117,20 +105,21 @@ static int parse_response_format(const cJSON *root, api_request_t *req, api_erro
     if (strcmp(t->valuestring, "json_schema") != 0)
         return BAD(e, ERR_UNSUPPORTED, "response_format", "response_format.type: \"%.40s\" is not "
                    "supported (\"text\", \"json_object\" or \"json_schema\")", t->valuestring);
-    const cJSON *js = member(rf, "json_schema");
+    const cJSON *js = jget_field(rf, "json_schema");
     if (js == NULL)
-        js = member(rf, "schema") != NULL ? rf : NULL;   /* {"type": "json_schema", "schema": ...} */
+        /* {"type": "json_schema", "schema": ...} */
+        js = jget_field(rf, "schema") != NULL ? rf : NULL;
     if (!cJSON_IsObject(js))
         return BAD(e, ERR_INVALID, "response_format", "response_format.json_schema: expected an "
                    "object with a \"schema\"");
-    const cJSON *name = member(js, "name"), *strict = member(js, "strict");
+    const cJSON *name = jget_field(js, "name"), *strict = jget_field(js, "strict");
     if (name != NULL && (!cJSON_IsString(name) || strlen(name->valuestring) > 64))
         return BAD(e, ERR_INVALID, "response_format", "response_format.json_schema.name: expected "
                    "a string of at most 64 characters");
     if (strict != NULL && !cJSON_IsBool(strict))
         return BAD(e, ERR_INVALID, "response_format", "response_format.json_schema.strict: expected "
                    "a boolean");
-    const cJSON *schema = member(js, "schema");
+    const cJSON *schema = jget_field(js, "schema");
     if (schema == NULL)
         return BAD(e, ERR_INVALID, "response_format", "response_format.json_schema.schema: "
                    "required (for any JSON object, send {\"type\": \"json_object\"})");
@@ -139,7 +128,7 @@ static int parse_response_format(const cJSON *root, api_request_t *req, api_erro
 
 static int parse_structured_outputs(const cJSON *root, api_request_t *req, api_error_t *e)
 {
-    const cJSON *so = member(root, "structured_outputs");
+    const cJSON *so = jget_field(root, "structured_outputs");
     if (so == NULL)
         return 0;
     if (!cJSON_IsObject(so))
@@ -154,13 +143,13 @@ static int parse_structured_outputs(const cJSON *root, api_request_t *req, api_e
         if (strcmp(c->string, "json") == 0)
             rc = schema_value(req, param, c, 1, e);
         else if (strcmp(c->string, "regex") == 0)
-            rc = want_string(c, param, e) ? ERR_INVALID : set(req, ENGINE_CONSTRAINT_REGEX, param, NULL,
-                                                               c->valuestring, e);
+            rc = jget_want_string(c, param, e) ? ERR_INVALID
+                 : set(req, ENGINE_CONSTRAINT_REGEX, param, NULL, c->valuestring, e);
         else if (strcmp(c->string, "choice") == 0)
             rc = choice_value(req, param, c, e);
         else if (strcmp(c->string, "grammar") == 0)
-            rc = want_string(c, param, e) ? ERR_INVALID : set(req, ENGINE_CONSTRAINT_GBNF, param, NULL,
-                                                               c->valuestring, e);
+            rc = jget_want_string(c, param, e) ? ERR_INVALID
+                 : set(req, ENGINE_CONSTRAINT_GBNF, param, NULL, c->valuestring, e);
         else if (strcmp(c->string, "json_object") == 0) {
             if (!cJSON_IsBool(c))
                 rc = BAD(e, ERR_INVALID, param, "%s: expected a boolean", param);
@@ -189,33 +178,33 @@ int api_parse_constraint(const cJSON *root, api_request_t *req, api_error_t *e)
     if ((rc = parse_response_format(root, req, e)) != 0)
         return rc;
     const cJSON *v;
-    if ((v = member(root, "guided_json")) != NULL &&
+    if ((v = jget_field(root, "guided_json")) != NULL &&
         (rc = schema_value(req, "guided_json", v, 1, e)) != 0)
         return rc;
-    if ((v = member(root, "guided_regex")) != NULL &&
-        ((rc = want_string(v, "guided_regex", e)) != 0 ||
+    if ((v = jget_field(root, "guided_regex")) != NULL &&
+        ((rc = jget_want_string(v, "guided_regex", e)) != 0 ||
          (rc = set(req, ENGINE_CONSTRAINT_REGEX, "guided_regex", NULL, v->valuestring, e)) != 0))
         return rc;
-    if ((v = member(root, "guided_choice")) != NULL &&
+    if ((v = jget_field(root, "guided_choice")) != NULL &&
         (rc = choice_value(req, "guided_choice", v, e)) != 0)
         return rc;
-    if ((v = member(root, "guided_grammar")) != NULL &&
-        ((rc = want_string(v, "guided_grammar", e)) != 0 ||
+    if ((v = jget_field(root, "guided_grammar")) != NULL &&
+        ((rc = jget_want_string(v, "guided_grammar", e)) != 0 ||
          (rc = set(req, ENGINE_CONSTRAINT_GBNF, "guided_grammar", NULL, v->valuestring, e)) != 0))
         return rc;
     if ((rc = parse_structured_outputs(root, req, e)) != 0)
         return rc;
-    if ((v = member(root, "grammar")) != NULL &&
-        ((rc = want_string(v, "grammar", e)) != 0 ||
+    if ((v = jget_field(root, "grammar")) != NULL &&
+        ((rc = jget_want_string(v, "grammar", e)) != 0 ||
          (rc = set(req, ENGINE_CONSTRAINT_GBNF, "grammar", NULL, v->valuestring, e)) != 0))
         return rc;
-    if ((v = member(root, "json_schema")) != NULL &&
+    if ((v = jget_field(root, "json_schema")) != NULL &&
         (rc = schema_value(req, "json_schema", v, 0, e)) != 0)
         return rc;
-    if ((v = member(root, "guided_decoding_backend")) != NULL && !cJSON_IsString(v))
+    if ((v = jget_field(root, "guided_decoding_backend")) != NULL && !cJSON_IsString(v))
         return BAD(e, ERR_INVALID, "guided_decoding_backend", "guided_decoding_backend: expected "
                    "a string");
-    if (member(root, "guided_whitespace_pattern") != NULL)
+    if (jget_field(root, "guided_whitespace_pattern") != NULL)
         return BAD(e, ERR_UNSUPPORTED, "guided_whitespace_pattern", "guided_whitespace_pattern: "
                    "not supported (JSON output allows at most 20 whitespace characters between "
                    "tokens)");

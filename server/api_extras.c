@@ -19,58 +19,11 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "json_get.h"
 
 #define BAD(e, code, param, ...) api_error_set((e), (code), 400, NULL, (param), NULL, __VA_ARGS__)
 
 enum { R_COMPL = 1, R_CHAT = 2, R_BOTH = 3 };
-
-/* ================================================================== */
-/* Typed values                                                        */
-/* ================================================================== */
-
-static const char *kind_of(const cJSON *v)
-{
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    if (cJSON_IsNumber(v)) return "a number";
-    return "an invalid value";
-}
-
-/* The member, or NULL when it is absent or null (null is every field's default). */
-static const cJSON *member(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return (v == NULL || cJSON_IsNull(v)) ? NULL : v;
-}
-
-/* v (not NULL) as an integer in [lo, hi]. */
-static int int_in(const cJSON *v, const char *name, double lo, double hi, int64_t *out,
-                  api_error_t *e)
-{
-    if (!cJSON_IsNumber(v))
-        return BAD(e, ERR_INVALID, name, "%s: expected an integer, got %s", name, kind_of(v));
-    double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d))
-        return BAD(e, ERR_INVALID, name, "%s: %.17g is not an integer", name, d);
-    if (d < lo || d > hi)
-        return BAD(e, ERR_RANGE, name, "%s: %.17g is out of range [%.0f, %.0f]", name, d, lo, hi);
-    *out = (int64_t)d;
-    return 0;
-}
-
-/* An optional boolean: *out unchanged when absent. */
-static int opt_bool(const cJSON *root, const char *name, int *out, api_error_t *e)
-{
-    const cJSON *v = member(root, name);
-    if (v == NULL)
-        return 0;
-    if (!cJSON_IsBool(v))
-        return BAD(e, ERR_INVALID, name, "%s: expected a boolean, got %s", name, kind_of(v));
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
 
 /* ================================================================== */
 /* Accepted at their neutral value, else refused                       */
@@ -118,7 +71,6 @@ static const extra_t EXTRAS[] = {
     { "use_beam_search", R_BOTH, N_FALSE, 0, NULL, "beam search is not served" },
     { "length_penalty", R_BOTH, N_NUM, 1, NULL, "only beam search uses it" },
     { "truncate_prompt_tokens", R_BOTH, N_NULL, 0, NULL, "prompts are never truncated" },
-    { "prompt_logprobs", R_BOTH, N_NULL, 0, NULL, "prompt log-probabilities are not served" },
     { "allowed_token_ids", R_BOTH, N_NULL, 0, NULL, "not served" },
     { "bad_words", R_BOTH, N_EMPTY, 0, NULL, "not served" },
     { "logits_processors", R_BOTH, N_EMPTY, 0, NULL, "llamad runs no client code" },
@@ -243,7 +195,7 @@ static int check_extra(const extra_t *x, const cJSON *v, api_error_t *e)
         break;
     }
     if (want != NULL)
-        return BAD(e, ERR_INVALID, n, "%s: expected %s, got %s", n, want, kind_of(v));
+        return BAD(e, ERR_INVALID, n, "%s: expected %s, got %s", n, want, jget_type_name(v));
     if (neutral)
         return 0;
     if (x->rule == N_NUM)
@@ -262,12 +214,12 @@ static int parse_stop_token_ids(const cJSON *root, const api_limits_t *lim, api_
                                 api_error_t *e)
 {
     const char *n = "stop_token_ids";
-    const cJSON *v = member(root, n);
+    const cJSON *v = jget_field(root, n);
     if (v == NULL)
         return 0;
     if (!cJSON_IsArray(v))
         return BAD(e, ERR_INVALID, n, "%s: expected an array of token ids, got %s", n,
-                   kind_of(v));
+                   jget_type_name(v));
     size_t count = (size_t)cJSON_GetArraySize(v);
     if (count > ENGINE_MAX_STOP_TOKENS)
         return BAD(e, ERR_RANGE, n, "%s: %zu ids, at most %d", n, count, ENGINE_MAX_STOP_TOKENS);
@@ -275,7 +227,7 @@ static int parse_stop_token_ids(const cJSON *root, const api_limits_t *lim, api_
     size_t i = 0;
     for (const cJSON *t = v->child; t != NULL; t = t->next, i++) {
         int64_t id;
-        int rc = int_in(t, n, 0, hi, &id, e);
+        int rc = jget_int(t, n, 0, hi, &id, e);
         if (rc != 0)
             return rc;
         req->stop_token_ids[i] = (int32_t)id;
@@ -290,41 +242,41 @@ static int parse_aliases(const cJSON *root, const api_limits_t *lim, api_request
 {
     int rc;
     double max_gen = lim->n_ctx > 0 ? lim->n_ctx : INT32_MAX;
-    const cJSON *np = member(root, "n_predict");
+    const cJSON *np = jget_field(root, "n_predict");
     if (np != NULL) {
         /* -1 (forever) and -2 (until the context is full) are both llamad's default */
         int64_t n;
-        if ((rc = int_in(np, "n_predict", -2, max_gen, &n, e)) != 0)
+        if ((rc = jget_int(np, "n_predict", -2, max_gen, &n, e)) != 0)
             return rc;
         if (n == 0)
             return BAD(e, ERR_RANGE, "n_predict", "n_predict: 0 is not supported (at least 1, "
                        "or -1 for no limit)");
-        int given = member(root, "max_tokens") || member(root, "max_completion_tokens");
+        int given = jget_field(root, "max_tokens") || jget_field(root, "max_completion_tokens");
         if (given && (n < 0 || (uint32_t)n != req->max_tokens))
             return BAD(e, ERR_INVALID, "n_predict", "n_predict: %lld differs from max_tokens %u",
                        (long long)n, req->max_tokens);
         if (n > 0)
             req->max_tokens = (uint32_t)n;
     }
-    const cJSON *rp = member(root, "repeat_penalty");
+    const cJSON *rp = jget_field(root, "repeat_penalty");
     if (rp != NULL) {
         if (!cJSON_IsNumber(rp))
             return BAD(e, ERR_INVALID, "repeat_penalty", "repeat_penalty: expected a number, "
-                       "got %s", kind_of(rp));
+                       "got %s", jget_type_name(rp));
         double d = rp->valuedouble;
         if (!(d > 0 && d <= 10) || (float)d <= 0.0f)
             return BAD(e, ERR_RANGE, "repeat_penalty", "repeat_penalty: %.17g is out of range "
                        "(0, 10]", d);
-        if (member(root, "repetition_penalty") && (float)d != req->sampling.repetition_penalty)
+        if (jget_field(root, "repetition_penalty") && (float)d != req->sampling.repetition_penalty)
             return BAD(e, ERR_INVALID, "repeat_penalty", "repeat_penalty: %.17g differs from "
                        "repetition_penalty", d);
         req->sampling.repetition_penalty = (float)d;
     }
     /* llamad's repetition penalty looks at the whole request: llama.cpp's -1 */
-    const cJSON *rl = member(root, "repeat_last_n");
+    const cJSON *rl = jget_field(root, "repeat_last_n");
     if (rl != NULL) {
         int64_t n;
-        if ((rc = int_in(rl, "repeat_last_n", -1, INT32_MAX, &n, e)) != 0)
+        if ((rc = jget_int(rl, "repeat_last_n", -1, INT32_MAX, &n, e)) != 0)
             return rc;
         if (n != -1 && req->sampling.repetition_penalty != 1.0f)
             return BAD(e, ERR_UNSUPPORTED, "repeat_last_n", "repeat_last_n: only -1 (the whole "
@@ -338,13 +290,13 @@ static int parse_served(const cJSON *root, const api_limits_t *lim, api_request_
 {
     int rc;
     if ((rc = parse_aliases(root, lim, req, e)) != 0 ||
-        (rc = opt_bool(root, "ignore_eos", &req->ignore_eos, e)) != 0 ||
-        (rc = opt_bool(root, "include_stop_str_in_output", &req->include_stop_str, e)) != 0 ||
+        (rc = jget_opt_bool(root, "ignore_eos", &req->ignore_eos, e)) != 0 ||
+        (rc = jget_opt_bool(root, "include_stop_str_in_output", &req->include_stop_str, e)) != 0 ||
         (rc = parse_stop_token_ids(root, lim, req, e)) != 0)
         return rc;
     int skip = 1, spaces = 0;
-    if ((rc = opt_bool(root, "skip_special_tokens", &skip, e)) != 0 ||
-        (rc = opt_bool(root, "spaces_between_special_tokens", &spaces, e)) != 0)
+    if ((rc = jget_opt_bool(root, "skip_special_tokens", &skip, e)) != 0 ||
+        (rc = jget_opt_bool(root, "spaces_between_special_tokens", &spaces, e)) != 0)
         return rc;
     req->keep_special = !skip;
     /* llamad's decoder joins control tokens as they are, like vLLM's fast tokenizers;
@@ -355,19 +307,31 @@ static int parse_served(const cJSON *root, const api_limits_t *lim, api_request_
                    "skip_special_tokens false (control tokens are joined as they are)");
 
     double max_gen = lim->n_ctx > 0 ? lim->n_ctx : INT32_MAX;
-    const cJSON *v = member(root, "min_tokens");
+    const cJSON *v = jget_field(root, "min_tokens");
     if (v != NULL) {
         int64_t n;
-        if ((rc = int_in(v, "min_tokens", 0, max_gen, &n, e)) != 0)
+        if ((rc = jget_int(v, "min_tokens", 0, max_gen, &n, e)) != 0)
             return rc;
         if (req->max_tokens > 0 && (uint64_t)n > req->max_tokens)
             return BAD(e, ERR_RANGE, "min_tokens", "min_tokens: %lld is more than max_tokens %u",
                        (long long)n, req->max_tokens);
         req->min_tokens = (uint32_t)n;
     }
-    if ((v = member(root, "priority")) != NULL) {
+    /* vLLM's prompt_logprobs: capped as the route's logprobs are */
+    if ((v = jget_field(root, "prompt_logprobs")) != NULL) {
+        int64_t k;
+        double cap = req->kind == API_CHAT ? SAMPLER_MAX_LOGPROBS : 5;
+        if ((rc = jget_int(v, "prompt_logprobs", 0, cap, &k, e)) != 0)
+            return rc;
+        if (req->stream)
+            return BAD(e, ERR_UNSUPPORTED, "prompt_logprobs", "prompt_logprobs: not "
+                       "supported when streamed");
+        req->prompt_logprobs = 1;
+        req->prompt_top = (uint32_t)k;
+    }
+    if ((v = jget_field(root, "priority")) != NULL) {
         int64_t p;
-        if ((rc = int_in(v, "priority", INT32_MIN, INT32_MAX, &p, e)) != 0)
+        if ((rc = jget_int(v, "priority", INT32_MIN, INT32_MAX, &p, e)) != 0)
             return rc;
         req->priority = (int32_t)p;
     }
@@ -385,7 +349,7 @@ int api_parse_extras(const cJSON *root, api_kind_t kind, const api_limits_t *lim
     for (size_t i = 0; i < sizeof EXTRAS / sizeof EXTRAS[0]; i++) {
         if (!(EXTRAS[i].routes & route))
             continue;
-        const cJSON *v = member(root, EXTRAS[i].name);
+        const cJSON *v = jget_field(root, EXTRAS[i].name);
         int rc = v != NULL ? check_extra(&EXTRAS[i], v, e) : 0;
         if (rc != 0)
             return rc;

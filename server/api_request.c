@@ -26,7 +26,9 @@
 
 #include "api.h"
 #include "json_exact.h"
+#include "json_get.h"
 
+#define NUM(d) jget_num_str((d), (char[32]){ 0 })
 #define DEFAULT_JSON_DEPTH 64u
 
 /* ================================================================== */
@@ -36,106 +38,9 @@
 /* A 400 invalid_request_error naming `param`. */
 #define BAD(e, code, param, ...) api_error_set((e), (code), 400, NULL, (param), NULL, __VA_ARGS__)
 
-static int nomem(api_error_t *e)
-{
-    return api_error_set(e, ERR_NOMEM, 503, "server_error", NULL, NULL, "out of memory");
-}
-
 /* ================================================================== */
-/* Pass 3: typed field readers                                         */
+/* Pass 3: typed field readers (json_get.h)                             */
 /* ================================================================== */
-
-static const char *type_name(const cJSON *v)
-{
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    if (cJSON_IsNumber(v)) return "a number";
-    return "an invalid value";
-}
-
-/* The shortest of %.15g and %.17g that reads back as d, for messages. */
-static const char *num_str(double d, char buf[32])
-{
-    snprintf(buf, 32, "%.15g", d);
-    if (strtod(buf, NULL) != d)
-        snprintf(buf, 32, "%.17g", d);
-    return buf;
-}
-#define NUM(d) num_str((d), (char[32]){ 0 })
-
-/* The field, or NULL when it is absent or null (OpenAI's "default"). */
-static const cJSON *field(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return (v == NULL || cJSON_IsNull(v)) ? NULL : v;
-}
-
-static int want_number(const cJSON *v, const char *name, api_error_t *e)
-{
-    if (!cJSON_IsNumber(v))
-        return BAD(e, ERR_INVALID, name, "%s: expected a number, got %s", name, type_name(v));
-    if (!isfinite(v->valuedouble))
-        return BAD(e, ERR_RANGE, name, "%s: number too large", name);
-    return 0;
-}
-
-/* An optional number in [lo, hi] ((lo, hi] when lo_open); *out unchanged when absent. */
-static int get_real(const cJSON *obj, const char *name, double lo, double hi, int lo_open,
-                    float *out, api_error_t *e)
-{
-    const cJSON *v = field(obj, name);
-    if (v == NULL)
-        return 0;
-    int rc = want_number(v, name, e);
-    if (rc != 0)
-        return rc;
-    double d = v->valuedouble;
-    if ((lo_open ? !(d > lo) : !(d >= lo)) || !(d <= hi) || (lo_open && (float)d <= (float)lo))
-        return BAD(e, ERR_RANGE, name, "%s: %s is out of range %c%g, %g]", name, NUM(d),
-                   lo_open ? '(' : '[', lo, hi);
-    *out = (float)d;
-    return 0;
-}
-
-/* A number that must be an integer in [lo, hi]; v is not NULL. */
-static int as_int(const cJSON *v, const char *name, double lo, double hi, int64_t *out,
-                  api_error_t *e)
-{
-    int rc = want_number(v, name, e);
-    if (rc != 0)
-        return rc;
-    double d = v->valuedouble;
-    if (d != floor(d))
-        return BAD(e, ERR_INVALID, name, "%s: %s is not an integer", name, NUM(d));
-    if (d < lo || d > hi)
-        return BAD(e, ERR_RANGE, name, "%s: %s is out of range [%.0f, %.0f]", name, NUM(d), lo,
-                   hi);
-    *out = (int64_t)d;
-    return 0;
-}
-
-/* An optional integer field; *present says whether it was given. */
-static int get_int(const cJSON *obj, const char *name, double lo, double hi, int64_t *out,
-                   int *present, api_error_t *e)
-{
-    const cJSON *v = field(obj, name);
-    *present = v != NULL;
-    return v != NULL ? as_int(v, name, lo, hi, out, e) : 0;
-}
-
-static int get_bool(const cJSON *obj, const char *name, int *out, api_error_t *e)
-{
-    const cJSON *v = field(obj, name);
-    if (v == NULL)
-        return 0;
-    if (!cJSON_IsBool(v))
-        return BAD(e, ERR_INVALID, name, "%s: expected a boolean, got %s", name, type_name(v));
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
 
 /* A copy of a string value (valid UTF-8 and NUL-free by pass 1). */
 static int dup_string(const cJSON *v, char **out, size_t *len, api_error_t *e)
@@ -143,7 +48,7 @@ static int dup_string(const cJSON *v, char **out, size_t *len, api_error_t *e)
     size_t n = strlen(v->valuestring);
     char *s = malloc(n + 1);
     if (s == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     memcpy(s, v->valuestring, n + 1);
     *out = s;
     if (len != NULL)
@@ -173,11 +78,11 @@ static uint64_t fresh_seed(void)
 static int parse_model(const cJSON *root, const api_limits_t *lim, api_request_t *req,
                        api_error_t *e)
 {
-    const cJSON *v = field(root, "model");
+    const cJSON *v = jget_field(root, "model");
     if (v == NULL)
         return 0;
     if (!cJSON_IsString(v))
-        return BAD(e, ERR_INVALID, "model", "model: expected a string, got %s", type_name(v));
+        return BAD(e, ERR_INVALID, "model", "model: expected a string, got %s", jget_type_name(v));
     if (!api_model_matches(lim, v->valuestring))
         return api_error_set(e, ERR_NOTFOUND, 404, NULL, "model", "model_not_found",
                              "The model `%.200s` does not exist.", v->valuestring);
@@ -187,7 +92,7 @@ static int parse_model(const cJSON *root, const api_limits_t *lim, api_request_t
 static int parse_prompt(const cJSON *root, const api_limits_t *lim, size_t max_bytes,
                         api_request_t *req, api_error_t *e)
 {
-    const cJSON *v = field(root, "prompt");
+    const cJSON *v = jget_field(root, "prompt");
     if (v == NULL)
         return BAD(e, ERR_INVALID, "prompt", "prompt: required");
     if (cJSON_IsString(v)) {
@@ -201,7 +106,7 @@ static int parse_prompt(const cJSON *root, const api_limits_t *lim, size_t max_b
     }
     if (!cJSON_IsArray(v))
         return BAD(e, ERR_INVALID, "prompt",
-                   "prompt: expected a string or an array of token ids, got %s", type_name(v));
+                   "prompt: expected a string or an array of token ids, got %s", jget_type_name(v));
     size_t n = (size_t)cJSON_GetArraySize(v);
     if (n == 0)
         return BAD(e, ERR_INVALID, "prompt", "prompt: empty");
@@ -214,14 +119,14 @@ static int parse_prompt(const cJSON *root, const api_limits_t *lim, size_t max_b
                              (unsigned long long)max_tokens);
     req->prompt_tokens = malloc(n * sizeof *req->prompt_tokens);
     if (req->prompt_tokens == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     double hi = lim->n_vocab > 0 ? (double)lim->n_vocab - 1 : (double)INT32_MAX;
     size_t i = 0;
     for (const cJSON *t = v->child; t != NULL; t = t->next, i++) {
         char name[64];
         snprintf(name, sizeof name, "prompt[%zu]", i);
         int64_t id;
-        int rc = as_int(t, name, 0, hi, &id, e);
+        int rc = jget_int(t, name, 0, hi, &id, e);
         if (rc != 0)
             return rc;
         req->prompt_tokens[i] = (int32_t)id;
@@ -242,33 +147,34 @@ static int parse_content(const cJSON *c, size_t i, char **out, size_t *len, api_
         return dup_string(c, out, len, e);
     if (!cJSON_IsArray(c))
         return BAD(e, ERR_INVALID, name,
-                   "%s: expected a string or an array of text parts, got %s", name, type_name(c));
+                   "%s: expected a string or an array of text parts, got %s", name,
+                   jget_type_name(c));
     size_t total = 0, j = 0;
     for (const cJSON *p = c->child; p != NULL; p = p->next, j++) {
         char pn[64];
         snprintf(pn, sizeof pn, "messages[%zu].content[%zu]", i, j);
         if (!cJSON_IsObject(p))
-            return BAD(e, ERR_INVALID, pn, "%s: expected an object, got %s", pn, type_name(p));
+            return BAD(e, ERR_INVALID, pn, "%s: expected an object, got %s", pn, jget_type_name(p));
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(p, "text");
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0) {
             snprintf(pn, sizeof pn, "messages[%zu].content[%zu].type", i, j);
             if (!cJSON_IsString(type))
                 return BAD(e, ERR_INVALID, pn, "%s: expected a string, got %s", pn,
-                           type == NULL ? "nothing" : type_name(type));
+                           type == NULL ? "nothing" : jget_type_name(type));
             return BAD(e, ERR_UNSUPPORTED, pn, "%s: \"%.40s\" parts are not supported (only "
                        "\"text\")", pn, type->valuestring);
         }
         if (!cJSON_IsString(text)) {
             snprintf(pn, sizeof pn, "messages[%zu].content[%zu].text", i, j);
             return BAD(e, ERR_INVALID, pn, "%s: expected a string, got %s", pn,
-                       text == NULL ? "nothing" : type_name(text));
+                       text == NULL ? "nothing" : jget_type_name(text));
         }
         total += strlen(text->valuestring) + (j > 0);   /* bounded by the body's size */
     }
     char *s = malloc(total + 1);
     if (s == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     size_t at = 0;
     for (const cJSON *p = c->child; p != NULL; p = p->next) {
         const char *t = cJSON_GetObjectItemCaseSensitive(p, "text")->valuestring;
@@ -287,30 +193,30 @@ static int parse_content(const cJSON *c, size_t i, char **out, size_t *len, api_
 static int parse_messages(const cJSON *root, size_t max_bytes, api_request_t *req,
                           api_error_t *e)
 {
-    const cJSON *v = field(root, "messages");
+    const cJSON *v = jget_field(root, "messages");
     if (v == NULL)
         return BAD(e, ERR_INVALID, "messages", "messages: required");
     if (!cJSON_IsArray(v))
         return BAD(e, ERR_INVALID, "messages", "messages: expected an array, got %s",
-                   type_name(v));
+                   jget_type_name(v));
     size_t n = (size_t)cJSON_GetArraySize(v);
     if (n == 0)
         return BAD(e, ERR_INVALID, "messages", "messages: empty");
     req->messages = calloc(n, sizeof *req->messages);
     if (req->messages == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     size_t i = 0, total = 0;
     for (const cJSON *m = v->child; m != NULL; m = m->next, i++) {
         char name[64];
         snprintf(name, sizeof name, "messages[%zu]", i);
         if (!cJSON_IsObject(m))
             return BAD(e, ERR_INVALID, name, "%s: expected an object, got %s", name,
-                       type_name(m));
+                       jget_type_name(m));
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         snprintf(name, sizeof name, "messages[%zu].role", i);
         if (!cJSON_IsString(role))
             return BAD(e, ERR_INVALID, name, "%s: expected a string, got %s", name,
-                       role == NULL ? "nothing" : type_name(role));
+                       role == NULL ? "nothing" : jget_type_name(role));
         const char *r = role->valuestring;
         if (strcmp(r, "developer") == 0)
             r = "system";   /* OpenAI's newer name for the system role */
@@ -321,12 +227,12 @@ static int parse_messages(const cJSON *root, size_t max_bytes, api_request_t *re
         api_message_t *am = &req->messages[i];
         req->n_messages = i + 1;   /* so that api_request_free frees what is set */
         if ((am->role = strdup(r)) == NULL)
-            return nomem(e);
+            return jget_nomem(e);
         size_t len = 0;
         int rc = api_parse_message_tools(m, i, req, am, e);
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (rc == 0 && am->n_tool_calls > 0 && (c == NULL || cJSON_IsNull(c)))
-            rc = (am->content = strdup("")) ? 0 : nomem(e);   /* calls only */
+            rc = (am->content = strdup("")) ? 0 : jget_nomem(e);   /* calls only */
         else if (rc == 0)
             rc = parse_content(c, i, &am->content, &len, e);
         if (rc != 0)
@@ -341,12 +247,12 @@ static int parse_messages(const cJSON *root, size_t max_bytes, api_request_t *re
 
 static int parse_stop(const cJSON *root, api_request_t *req, api_error_t *e)
 {
-    const cJSON *v = field(root, "stop");
+    const cJSON *v = jget_field(root, "stop");
     if (v == NULL)
         return 0;
     if (!cJSON_IsString(v) && !cJSON_IsArray(v))
         return BAD(e, ERR_INVALID, "stop", "stop: expected a string or an array of strings, "
-                   "got %s", type_name(v));
+                   "got %s", jget_type_name(v));
     size_t n = cJSON_IsArray(v) ? (size_t)cJSON_GetArraySize(v) : 1;
     if (n > ENGINE_MAX_STOP)
         return BAD(e, ERR_RANGE, "stop", "stop: %zu strings, at most %d", n, ENGINE_MAX_STOP);
@@ -356,7 +262,7 @@ static int parse_stop(const cJSON *root, api_request_t *req, api_error_t *e)
         snprintf(name, sizeof name, cJSON_IsArray(v) ? "stop[%zu]" : "stop", i);
         if (!cJSON_IsString(s))
             return BAD(e, ERR_INVALID, name, "%s: expected a string, got %s", name,
-                       type_name(s));
+                       jget_type_name(s));
         size_t len = strlen(s->valuestring);
         if (len > ENGINE_MAX_STOP_LEN)
             return BAD(e, ERR_RANGE, name, "%s: %zu bytes, at most %d", name, len,
@@ -374,12 +280,12 @@ static int parse_stop(const cJSON *root, api_request_t *req, api_error_t *e)
 static int parse_logit_bias(const cJSON *root, const api_limits_t *lim, api_request_t *req,
                             api_error_t *e)
 {
-    const cJSON *v = field(root, "logit_bias");
+    const cJSON *v = jget_field(root, "logit_bias");
     if (v == NULL)
         return 0;
     if (!cJSON_IsObject(v))
         return BAD(e, ERR_INVALID, "logit_bias", "logit_bias: expected an object, got %s",
-                   type_name(v));
+                   jget_type_name(v));
     size_t n = (size_t)cJSON_GetArraySize(v);
     if (n > SAMPLER_MAX_LOGIT_BIAS)
         return BAD(e, ERR_RANGE, "logit_bias", "logit_bias: %zu entries, at most %d", n,
@@ -388,7 +294,7 @@ static int parse_logit_bias(const cJSON *root, const api_limits_t *lim, api_requ
         return 0;
     req->logit_bias = calloc(n, sizeof *req->logit_bias);
     if (req->logit_bias == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     uint64_t n_vocab = lim->n_vocab > 0 ? lim->n_vocab : (uint64_t)INT32_MAX + 1;
     size_t i = 0;
     for (const cJSON *b = v->child; b != NULL; b = b->next, i++) {
@@ -405,7 +311,7 @@ static int parse_logit_bias(const cJSON *root, const api_limits_t *lim, api_requ
                        "[0, %llu)", (unsigned long long)id, (unsigned long long)n_vocab);
         if (!cJSON_IsNumber(b))
             return BAD(e, ERR_INVALID, "logit_bias", "logit_bias[\"%s\"]: expected a number, "
-                       "got %s", key, type_name(b));
+                       "got %s", key, jget_type_name(b));
         if (!(b->valuedouble >= -100.0 && b->valuedouble <= 100.0))   /* inf fails too */
             return BAD(e, ERR_RANGE, "logit_bias", "logit_bias[\"%s\"]: %s is out of range "
                        "[-100, 100]", key, NUM(b->valuedouble));
@@ -427,14 +333,14 @@ static int parse_unsupported(const cJSON *root, api_kind_t kind, api_request_t *
      * best_of: api_choices.c) */
     static const char *const list_fields[] = { "tools", "functions" };
     for (size_t i = 0; i < 2; i++) {
-        const cJSON *v = field(root, list_fields[i]);
+        const cJSON *v = jget_field(root, list_fields[i]);
         if (v != NULL && !(cJSON_IsArray(v) && v->child == NULL))
             return BAD(e, ERR_UNSUPPORTED, list_fields[i], "%s: not supported on "
                        "/v1/completions", list_fields[i]);
     }
     static const char *const choice_fields[] = { "tool_choice", "function_call" };
     for (size_t i = 0; i < 2; i++) {
-        const cJSON *v = field(root, choice_fields[i]);
+        const cJSON *v = jget_field(root, choice_fields[i]);
         if (v != NULL && !(cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0))
             return BAD(e, ERR_UNSUPPORTED, choice_fields[i], "%s: not supported on "
                        "/v1/completions (only \"none\")", choice_fields[i]);
@@ -447,23 +353,24 @@ static int parse_sampling(const cJSON *root, const api_limits_t *lim, api_reques
 {
     sampler_params_t *sp = &req->sampling;
     int rc, present;
-    if ((rc = get_real(root, "temperature", 0, 2, 0, &sp->temperature, e)) != 0 ||
-        (rc = get_real(root, "top_p", 0, 1, 1, &sp->top_p, e)) != 0 ||
-        (rc = get_real(root, "min_p", 0, 1, 0, &sp->min_p, e)) != 0 ||
-        (rc = get_real(root, "repetition_penalty", 0, 10, 1, &sp->repetition_penalty, e)) != 0 ||
-        (rc = get_real(root, "presence_penalty", -2, 2, 0, &sp->presence_penalty, e)) != 0 ||
-        (rc = get_real(root, "frequency_penalty", -2, 2, 0, &sp->frequency_penalty, e)) != 0)
+    if ((rc = jget_opt_real(root, "temperature", 0, 2, 0, &sp->temperature, e)) != 0 ||
+        (rc = jget_opt_real(root, "top_p", 0, 1, 1, &sp->top_p, e)) != 0 ||
+        (rc = jget_opt_real(root, "min_p", 0, 1, 0, &sp->min_p, e)) != 0 ||
+        (rc = jget_opt_real(root, "repetition_penalty", 0, 10, 1, &sp->repetition_penalty,
+                            e)) != 0 ||
+        (rc = jget_opt_real(root, "presence_penalty", -2, 2, 0, &sp->presence_penalty, e)) != 0 ||
+        (rc = jget_opt_real(root, "frequency_penalty", -2, 2, 0, &sp->frequency_penalty, e)) != 0)
         return rc;
     int64_t top_k = 0;
     /* -1 is vLLM's "off" */
-    if ((rc = get_int(root, "top_k", -1, INT32_MAX, &top_k, &present, e)) != 0)
+    if ((rc = jget_opt_int(root, "top_k", -1, INT32_MAX, &top_k, &present, e)) != 0)
         return rc;
     sp->top_k = top_k < 0 ? 0 : (int32_t)top_k;
 
     /* seed: OpenAI's is a 64-bit integer; a negative one is taken modulo 2^64 */
-    const cJSON *seed = field(root, "seed");
+    const cJSON *seed = jget_field(root, "seed");
     if (seed != NULL) {
-        if ((rc = want_number(seed, "seed", e)) != 0)
+        if ((rc = jget_number(seed, "seed", e)) != 0)
             return rc;
         double d = seed->valuedouble;
         if (d != floor(d))
@@ -484,17 +391,18 @@ static int parse_sampling(const cJSON *root, const api_limits_t *lim, api_reques
 
     /* logprobs */
     if (req->kind == API_CHAT) {
-        if ((rc = get_bool(root, "logprobs", &req->logprobs, e)) != 0)
+        if ((rc = jget_opt_bool(root, "logprobs", &req->logprobs, e)) != 0)
             return rc;
         int64_t top = 0;
-        if ((rc = get_int(root, "top_logprobs", 0, SAMPLER_MAX_LOGPROBS, &top, &present, e)) != 0)
+        if ((rc = jget_opt_int(root, "top_logprobs", 0, SAMPLER_MAX_LOGPROBS, &top, &present,
+                               e)) != 0)
             return rc;
         if (top > 0 && !req->logprobs)
             return BAD(e, ERR_INVALID, "top_logprobs", "top_logprobs: requires logprobs: true");
         req->top_logprobs = (uint32_t)top;
     } else {
         int64_t lp = 0;
-        if ((rc = get_int(root, "logprobs", 0, 5, &lp, &present, e)) != 0)
+        if ((rc = jget_opt_int(root, "logprobs", 0, 5, &lp, &present, e)) != 0)
             return rc;
         req->logprobs = present;
         req->top_logprobs = (uint32_t)lp;
@@ -518,43 +426,46 @@ static int parse_generation(const cJSON *root, const api_limits_t *lim, api_requ
     int rc, present;
     double max_gen = lim->n_ctx > 0 ? lim->n_ctx : INT32_MAX;
     int64_t mt = 0, mct = 0;
-    if ((rc = get_int(root, "max_tokens", 1, max_gen, &mt, &present, e)) != 0)
+    /* completions: 0 with echo is the prompt alone (api_choices.c checks the echo) */
+    if ((rc = jget_opt_int(root, "max_tokens", req->kind == API_COMPLETIONS ? 0 : 1, max_gen, &mt,
+                           &present, e)) != 0)
         return rc;
     if (present)
         req->max_tokens = (uint32_t)mt;
-    if ((rc = get_int(root, "max_completion_tokens", 1, max_gen, &mct, &present, e)) != 0)
+    req->echo_only = present && mt == 0;
+    if ((rc = jget_opt_int(root, "max_completion_tokens", 1, max_gen, &mct, &present, e)) != 0)
         return rc;
     if (present)
         req->max_tokens = (uint32_t)mct;
 
-    if ((rc = get_bool(root, "stream", &req->stream, e)) != 0)
+    if ((rc = jget_opt_bool(root, "stream", &req->stream, e)) != 0)
         return rc;
-    const cJSON *so = field(root, "stream_options");
+    const cJSON *so = jget_field(root, "stream_options");
     if (so != NULL) {
         if (!cJSON_IsObject(so))
             return BAD(e, ERR_INVALID, "stream_options", "stream_options: expected an object, "
-                       "got %s", type_name(so));
-        const cJSON *iu = field(so, "include_usage");
+                       "got %s", jget_type_name(so));
+        const cJSON *iu = jget_field(so, "include_usage");
         if (iu != NULL && !cJSON_IsBool(iu))
             return BAD(e, ERR_INVALID, "stream_options.include_usage", "stream_options."
-                       "include_usage: expected a boolean, got %s", type_name(iu));
+                       "include_usage: expected a boolean, got %s", jget_type_name(iu));
         req->include_usage = iu != NULL && cJSON_IsTrue(iu);
     }
     if ((rc = parse_stop(root, req, e)) != 0)
         return rc;
-    const cJSON *user = field(root, "user");
+    const cJSON *user = jget_field(root, "user");
     if (user != NULL) {
         if (!cJSON_IsString(user))
             return BAD(e, ERR_INVALID, "user", "user: expected a string, got %s",
-                       type_name(user));
+                       jget_type_name(user));
         if ((rc = dup_string(user, &req->user, NULL, e)) != 0)
             return rc;
     }
-    const cJSON *salt = field(root, "cache_salt");
+    const cJSON *salt = jget_field(root, "cache_salt");
     if (salt != NULL && !cJSON_IsNull(salt)) {
         if (!cJSON_IsString(salt))
             return BAD(e, ERR_INVALID, "cache_salt", "cache_salt: expected a string, got %s",
-                       type_name(salt));
+                       jget_type_name(salt));
         size_t n = strlen(salt->valuestring);
         if (n == 0 || n > API_MAX_CACHE_SALT)
             return BAD(e, ERR_RANGE, "cache_salt", "cache_salt: %zu bytes, want 1 to %d", n,
@@ -623,7 +534,7 @@ int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_l
         return rc;
     char *copy = malloc(len + 1);
     if (copy == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     if (len > 0)
         memcpy(copy, body, len);
     copy[len] = '\0';
@@ -636,7 +547,7 @@ int api_parse_request(api_kind_t kind, const char *body, size_t len, const api_l
     }
     if (!cJSON_IsObject(root))
         rc = BAD(e, ERR_INVALID, NULL, "request body must be a JSON object, got %s",
-                 type_name(root));
+                 jget_type_name(root));
     if (rc == 0)
         rc = json_check_dups(root, e);
     if (rc == 0)

@@ -164,17 +164,15 @@ static cJSON *cmpl_logprobs_new(jb_t *b, cmpl_lp_t *a)
     return o;
 }
 
-static void cmpl_logprobs_add(jb_t *b, cmpl_lp_t *a, const tokenizer_t *tok,
-                              const engine_event_t *ev, uint64_t offset)
+/* Completions' {piece: logprob} map of n_top alternatives, into top. */
+static void cmpl_top_add(jb_t *b, cJSON *top, const tokenizer_t *tok,
+                         const sampler_logprob_t *alt, uint32_t n_top)
 {
-    size_t len;
-    const char *p = piece(tok, ev->token, &len);
-    put(b, a->tokens, NULL, str_n(p, len));
-    put(b, a->token_logprobs, NULL, logprob_num(ev->logprob));
-    cJSON *top = put(b, a->top_logprobs, NULL, cJSON_CreateObject());
-    uint32_t n_top = ev->n_top < SAMPLER_MAX_LOGPROBS ? ev->n_top : SAMPLER_MAX_LOGPROBS;
+    if (n_top > SAMPLER_MAX_LOGPROBS)
+        n_top = SAMPLER_MAX_LOGPROBS;
     for (uint32_t k = 0; k < n_top && top != NULL; k++) {
-        p = piece(tok, ev->top[k].id, &len);
+        size_t len;
+        const char *p = piece(tok, alt[k].id, &len);
         char *key = api_utf8_repair(p, len);
         if (key == NULL) {
             b->oom = 1;
@@ -182,10 +180,79 @@ static void cmpl_logprobs_add(jb_t *b, cmpl_lp_t *a, const tokenizer_t *tok,
         }
         /* two tokens may spell the same after repair: keep the more probable */
         if (cJSON_GetObjectItemCaseSensitive(top, key) == NULL)
-            put(b, top, key, logprob_num(ev->top[k].logprob));
+            put(b, top, key, logprob_num(alt[k].logprob));
         free(key);
     }
+}
+
+static void cmpl_logprobs_add(jb_t *b, cmpl_lp_t *a, const tokenizer_t *tok,
+                              const engine_event_t *ev, uint64_t offset)
+{
+    size_t len;
+    const char *p = piece(tok, ev->token, &len);
+    put(b, a->tokens, NULL, str_n(p, len));
+    put(b, a->token_logprobs, NULL, logprob_num(ev->logprob));
+    cmpl_top_add(b, put(b, a->top_logprobs, NULL, cJSON_CreateObject()), tok, ev->top,
+                 ev->n_top);
     put(b, a->text_offset, NULL, cJSON_CreateNumber((double)offset));
+}
+
+/*
+ * Completions echo: prompt token i (0: the first, which has no
+ * log-probability, null as OpenAI sends) with at most n_top alternatives;
+ * *offset advances past its text.
+ */
+static void cmpl_prompt_add(jb_t *b, cmpl_lp_t *a, const api_result_t *r, size_t i,
+                            uint32_t n_top, uint64_t *offset)
+{
+    const api_prompt_lp_t *lp = i > 0 ? &r->prompt_lps[i - 1] : NULL;
+    size_t len;
+    const char *p = piece(r->tok, lp != NULL ? lp->token : r->prompt_first, &len);
+    put(b, a->tokens, NULL, str_n(p, len));
+    put(b, a->token_logprobs, NULL, lp != NULL ? logprob_num(lp->logprob) : cJSON_CreateNull());
+    if (lp != NULL)
+        cmpl_top_add(b, put(b, a->top_logprobs, NULL, cJSON_CreateObject()), r->tok, lp->top,
+                     lp->n_top < n_top ? lp->n_top : n_top);
+    else
+        put(b, a->top_logprobs, NULL, cJSON_CreateNull());
+    put(b, a->text_offset, NULL, cJSON_CreateNumber((double)*offset));
+    *offset += utf8_chars(p, len);
+}
+
+/* vLLM's {"<id>": {"logprob", "rank", "decoded_token"}} entry of token id into o. */
+static void vllm_entry(jb_t *b, cJSON *o, const tokenizer_t *tok, int32_t id, float lp,
+                       uint32_t rank)
+{
+    char key[16];
+    snprintf(key, sizeof key, "%d", id);
+    if (cJSON_GetObjectItemCaseSensitive(o, key) != NULL)
+        return;
+    cJSON *e = put(b, o, key, cJSON_CreateObject());
+    size_t len;
+    const char *p = piece(tok, id, &len);
+    put(b, e, "logprob", logprob_num(lp));
+    put(b, e, "rank", cJSON_CreateNumber(rank));
+    put(b, e, "decoded_token", str_n(p, len));
+}
+
+/* vLLM's prompt_logprobs: null for the first token, then per token its entry and the top. */
+static cJSON *vllm_prompt_logprobs(jb_t *b, const api_result_t *r)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (arr == NULL) {
+        b->oom = 1;
+        return NULL;
+    }
+    put(b, arr, NULL, cJSON_CreateNull());
+    for (size_t i = 0; i < r->n_prompt_lps && !b->oom; i++) {
+        const api_prompt_lp_t *lp = &r->prompt_lps[i];
+        cJSON *o = put(b, arr, NULL, cJSON_CreateObject());
+        vllm_entry(b, o, r->tok, lp->token, lp->logprob, lp->rank);
+        uint32_t n_top = lp->n_top < r->prompt_top ? lp->n_top : r->prompt_top;
+        for (uint32_t k = 0; k < n_top && o != NULL; k++)
+            vllm_entry(b, o, r->tok, lp->top[k].id, lp->top[k].logprob, k + 1);
+    }
+    return arr;
 }
 
 /* ================================================================== */
@@ -243,6 +310,10 @@ static void add_choice(jb_t *b, cJSON *choices, int chat, const api_result_t *r,
         cmpl_lp_t a;
         put(b, c, "logprobs", cmpl_logprobs_new(b, &a));
         uint64_t offset = 0;
+        if (r->echo_len > 0 && r->prompt_lps != NULL)
+            for (size_t i = 0; i <= r->n_prompt_lps && !b->oom; i++)
+                cmpl_prompt_add(b, &a, r, i, r->echo_top, &offset);
+        offset = utf8_chars(r->text, r->echo_len); /* the generated text's, after the echo */
         for (size_t i = 0; i < r->n_tokens && !b->oom; i++) {
             const engine_event_t *ev = r->token_events[i];
             cmpl_logprobs_add(b, &a, r->tok, ev, offset);
@@ -250,6 +321,8 @@ static void add_choice(jb_t *b, cJSON *choices, int chat, const api_result_t *r,
                                                                              : ENGINE_TEXT_MAX);
         }
     }
+    if (!chat && r->prompt_logprobs)
+        put(b, c, "prompt_logprobs", vllm_prompt_logprobs(b, r));
 }
 
 char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t n,
@@ -262,6 +335,8 @@ char *api_responses_json(const api_resp_meta_t *m, const api_result_t *r, size_t
     cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
     for (size_t i = 0; i < n && !b.oom; i++)
         add_choice(&b, choices, chat, &r[i], indices != NULL ? indices[i] : (uint32_t)i);
+    if (chat && n > 0 && r[0].prompt_logprobs) /* vLLM: one per response on chat */
+        put(&b, root, "prompt_logprobs", vllm_prompt_logprobs(&b, &r[0]));
     add_usage(&b, root, prompt_tokens, completion_tokens, cached_tokens);
     return finish(&b, root);
 }
@@ -270,6 +345,19 @@ char *api_response_json(const api_resp_meta_t *m, const api_result_t *r)
 {
     return api_responses_json(m, r, 1, NULL, r->prompt_tokens, r->completion_tokens,
                               r->cached_tokens);
+}
+
+/* A chunk's logprobs: chat's {"content": [...]} of m->lp_events, else null. */
+static void chunk_logprobs(jb_t *b, cJSON *c, const api_resp_meta_t *m)
+{
+    if (m->lp_events == NULL || m->kind != API_CHAT) {
+        put(b, c, "logprobs", cJSON_CreateNull());
+        return;
+    }
+    cJSON *content = put(b, put(b, c, "logprobs", cJSON_CreateObject()), "content",
+                         cJSON_CreateArray());
+    for (size_t i = 0; i < m->n_lp_events && !b->oom; i++)
+        chat_logprobs_add(b, content, m->lp_tok, m->lp_events[i]);
 }
 
 char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len)
@@ -285,7 +373,24 @@ char *api_text_chunk_json(const api_resp_meta_t *m, const char *text, size_t len
             str_n(text, text != NULL ? len : 0));
     else
         put(&b, c, "text", str_n(text, text != NULL ? len : 0));
-    put(&b, c, "logprobs", cJSON_CreateNull());
+    chunk_logprobs(&b, c, m);
+    put(&b, c, "finish_reason", cJSON_CreateNull());
+    return finish(&b, root);
+}
+
+char *api_echo_chunk_json(const api_resp_meta_t *m, const api_result_t *r)
+{
+    jb_t b = { 0 };
+    cJSON *root = envelope(&b, m, "text_completion");
+    cJSON *choices = put(&b, root, "choices", cJSON_CreateArray());
+    cJSON *c = put(&b, choices, NULL, cJSON_CreateObject());
+    put(&b, c, "index", cJSON_CreateNumber(m->index));
+    put(&b, c, "text", str_n(r->text, r->text != NULL ? r->echo_len : 0));
+    cmpl_lp_t a;
+    put(&b, c, "logprobs", cmpl_logprobs_new(&b, &a));
+    uint64_t offset = 0;
+    for (size_t i = 0; r->prompt_lps != NULL && i <= r->n_prompt_lps && !b.oom; i++)
+        cmpl_prompt_add(&b, &a, r, i, r->echo_top, &offset);
     put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);
 }
@@ -310,7 +415,7 @@ char *api_tool_call_chunk_json(const api_resp_meta_t *m, size_t i, const api_too
     if (head)
         put(&b, fn, "name", str_z(call->name));
     put(&b, fn, "arguments", head ? cJSON_CreateString("") : str_z(call->arguments));
-    put(&b, c, "logprobs", cJSON_CreateNull());
+    chunk_logprobs(&b, c, m);
     put(&b, c, "finish_reason", cJSON_CreateNull());
     return finish(&b, root);
 }

@@ -15,19 +15,9 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "json_get.h"
 
 #define BAD(e, code, param, ...) api_error_set((e), (code), 400, NULL, (param), NULL, __VA_ARGS__)
-
-static int nomem(api_error_t *e)
-{
-    return api_error_set(e, ERR_NOMEM, 503, "server_error", NULL, NULL, "out of memory");
-}
-
-static const cJSON *field(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return (v == NULL || cJSON_IsNull(v)) ? NULL : v;
-}
 
 /* OpenAI's function names: [a-zA-Z0-9_-]{1,64}. */
 static int good_name(const char *s)
@@ -50,8 +40,8 @@ static int add_tool(api_request_t *req, const cJSON *fn, const char *param, api_
     char p[96];
     if (!cJSON_IsObject(fn))
         return BAD(e, ERR_INVALID, param, "%s: expected an object", param);
-    const cJSON *name = field(fn, "name"), *desc = field(fn, "description");
-    const cJSON *params = field(fn, "parameters"), *strict = field(fn, "strict");
+    const cJSON *name = jget_field(fn, "name"), *desc = jget_field(fn, "description");
+    const cJSON *params = jget_field(fn, "parameters"), *strict = jget_field(fn, "strict");
     snprintf(p, sizeof p, "%s.name", param);
     if (!cJSON_IsString(name) || !good_name(name->valuestring))
         return BAD(e, ERR_INVALID, p, "%s: want 1 to 64 of a-z, A-Z, 0-9, _ and -", p);
@@ -73,7 +63,7 @@ static int add_tool(api_request_t *req, const cJSON *fn, const char *param, api_
     if (t == NULL || f == NULL || !cJSON_AddStringToObject(t, "type", "function") ||
         !cJSON_AddItemToObject(t, "function", f)) {
         cJSON_Delete(t);
-        return nomem(e);
+        return jget_nomem(e);
     }
     size_t k = req->n_tools;
     req->tools[k] = cJSON_PrintUnformatted(t);
@@ -83,7 +73,7 @@ static int add_tool(api_request_t *req, const cJSON *fn, const char *param, api_
     req->n_tools = k + 1;
     if (req->tools[k] == NULL || req->tool_names[k] == NULL ||
         (params != NULL && req->tool_params[k] == NULL))
-        return nomem(e);
+        return jget_nomem(e);
     return 0;
 }
 
@@ -102,7 +92,7 @@ static int parse_list(const cJSON *v, const char *key, int legacy, api_request_t
     req->tool_names = calloc(n, sizeof *req->tool_names);
     req->tool_params = calloc(n, sizeof *req->tool_params);
     if (req->tools == NULL || req->tool_names == NULL || req->tool_params == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     size_t i = 0;
     for (const cJSON *t = v->child; t != NULL; t = t->next, i++) {
         char p[64];
@@ -113,13 +103,13 @@ static int parse_list(const cJSON *v, const char *key, int legacy, api_request_t
                 return rc;
             continue;
         }
-        const cJSON *type = field(t, "type");
+        const cJSON *type = jget_field(t, "type");
         if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function"))
             return BAD(e, ERR_UNSUPPORTED, p, "%s: only {\"type\": \"function\", \"function\": "
                        "{...}} tools are served", p);
         char pf[80];
         snprintf(pf, sizeof pf, "%s.function", p);
-        int rc = add_tool(req, field(t, "function"), pf, e);
+        int rc = add_tool(req, jget_field(t, "function"), pf, e);
         if (rc != 0)
             return rc;
     }
@@ -155,14 +145,14 @@ static int parse_choice(const cJSON *v, const char *key, int legacy, api_request
             return BAD(e, ERR_INVALID, key, "%s: \"required\" without tools", key);
         return 0;
     }
-    const cJSON *fn = legacy ? v : field(v, "function"), *type = field(v, "type");
+    const cJSON *fn = legacy ? v : jget_field(v, "function"), *type = jget_field(v, "type");
     if (!cJSON_IsObject(v) || (!legacy && (!cJSON_IsString(type) ||
                                           strcmp(type->valuestring, "function") != 0)) ||
-        !cJSON_IsObject(fn) || !cJSON_IsString(field(fn, "name")))
+        !cJSON_IsObject(fn) || !cJSON_IsString(jget_field(fn, "name")))
         return BAD(e, ERR_INVALID, key, legacy ? "%s: expected \"none\", \"auto\" or {\"name\": "
                    "...}" : "%s: expected a string or {\"type\": \"function\", \"function\": "
                    "{\"name\": ...}}", key);
-    const char *name = field(fn, "name")->valuestring;
+    const char *name = jget_field(fn, "name")->valuestring;
     if (!find_tool(req, name, &req->tool_named))
         return BAD(e, ERR_INVALID, key, "%s: \"%.64s\" is not one of the tools", key, name);
     req->tool_choice = API_TOOLS_NAMED;
@@ -171,9 +161,10 @@ static int parse_choice(const cJSON *v, const char *key, int legacy, api_request
 
 int api_parse_tools(const cJSON *root, api_request_t *req, api_error_t *e)
 {
-    const cJSON *tools = field(root, "tools"), *functions = field(root, "functions");
-    const cJSON *choice = field(root, "tool_choice"), *fcall = field(root, "function_call");
-    const cJSON *par = field(root, "parallel_tool_calls");
+    const cJSON *tools = jget_field(root, "tools"), *functions = jget_field(root, "functions");
+    const cJSON *choice = jget_field(root, "tool_choice");
+    const cJSON *fcall = jget_field(root, "function_call");
+    const cJSON *par = jget_field(root, "parallel_tool_calls");
     req->parallel_tool_calls = 1;
     if (par != NULL && !cJSON_IsBool(par))
         return BAD(e, ERR_INVALID, "parallel_tool_calls", "parallel_tool_calls: expected a "
@@ -212,12 +203,12 @@ static int parse_calls(const cJSON *v, size_t i, api_message_t *am, api_error_t 
     if (n == 0)
         return 0;
     if ((am->tool_calls = calloc(n, sizeof *am->tool_calls)) == NULL)
-        return nomem(e);
+        return jget_nomem(e);
     size_t j = 0;
     for (const cJSON *c = v->child; c != NULL; c = c->next, j++) {
         snprintf(p, sizeof p, "messages[%zu].tool_calls[%zu]", i, j);
-        const cJSON *id = field(c, "id"), *fn = field(c, "function");
-        const cJSON *name = field(fn, "name"), *args = field(fn, "arguments");
+        const cJSON *id = jget_field(c, "id"), *fn = jget_field(c, "function");
+        const cJSON *name = jget_field(fn, "name"), *args = jget_field(fn, "arguments");
         if (!cJSON_IsObject(c) || !cJSON_IsString(id) || !cJSON_IsObject(fn) ||
             !cJSON_IsString(name) || !good_name(name->valuestring) || !cJSON_IsString(args))
             return BAD(e, ERR_INVALID, p, "%s: expected {\"id\": string, \"type\": \"function\", "
@@ -233,7 +224,7 @@ static int parse_calls(const cJSON *v, size_t i, api_message_t *am, api_error_t 
         if ((t->id = strdup(id->valuestring)) == NULL ||
             (t->name = strdup(name->valuestring)) == NULL ||
             (t->arguments = strdup(args->valuestring)) == NULL)
-            return nomem(e);
+            return jget_nomem(e);
     }
     return 0;
 }
@@ -242,7 +233,7 @@ int api_parse_message_tools(const cJSON *m, size_t i, api_request_t *req, api_me
                             api_error_t *e)
 {
     char p[80];
-    const cJSON *calls = field(m, "tool_calls"), *id = field(m, "tool_call_id");
+    const cJSON *calls = jget_field(m, "tool_calls"), *id = jget_field(m, "tool_call_id");
     if (calls != NULL) {
         snprintf(p, sizeof p, "messages[%zu].tool_calls", i);
         if (strcmp(am->role, "assistant") != 0)
@@ -259,7 +250,7 @@ int api_parse_message_tools(const cJSON *m, size_t i, api_request_t *req, api_me
     for (size_t k = 0; k < i; k++)
         for (size_t c = 0; c < req->messages[k].n_tool_calls; c++)
             if (strcmp(req->messages[k].tool_calls[c].id, id->valuestring) == 0)
-                return (am->tool_call_id = strdup(id->valuestring)) ? 0 : nomem(e);
+                return (am->tool_call_id = strdup(id->valuestring)) ? 0 : jget_nomem(e);
     return BAD(e, ERR_INVALID, p, "%s: \"%.64s\" answers no tool call of an earlier assistant "
                "message", p, id->valuestring);
 }

@@ -47,6 +47,8 @@ typedef struct {
     int submitted;              /* engine_submit succeeded */
     int engine_done;            /* its FINISH event arrived (or it was never submitted) */
     char *echo;                 /* echo: the prompt text, [echo_len] bytes; else NULL */
+    int echo_held;              /* streamed echo with logprobs: sent with the prompt's
+                                   logprobs once they are all in (the first TOKEN or FINISH) */
     size_t echo_len;
     /* non-streaming, or streaming with tools: the text so far; and (for logprobs,
        non-streaming) the token events */
@@ -54,7 +56,11 @@ typedef struct {
     size_t tool_sent;           /* streaming with tools: bytes of text sent as content */
     int tool_open;              /* streaming with tools: a call has begun, hold the rest */
     engine_event_t **events;    /* [n_events] copies, in order */
+    size_t lp_sent;             /* streaming with tools: events whose logprobs were sent */
+    size_t lp_bytes;            /* and the bytes of text those events released */
     size_t n_events, cap_events;
+    buf_t prompt_lps;           /* api_prompt_lp_t[]: the PROMPT events' logprobs, in order */
+    int32_t prompt_first;       /* the prompt's first token, which has no logprob */
     double sum_logprob;         /* of the tokens drawn, for best_of */
     uint64_t text_offset;       /* streaming logprobs: code points sent so far */
     engine_finish_t finish;
@@ -190,6 +196,10 @@ int job_submit(job_t *j, job_choice_t *c, engine_request_t *er, char *err, size_
 void job_release(job_t *j);
 /* Cancel every choice still in the engine (their FINISH events still arrive). */
 void job_cancel(job_t *j);
+/* A copy of TOKEN event ev appended to c->events (for logprobs).  0 or ERR_NOMEM. */
+int job_keep_event(job_choice_t *c, const engine_event_t *ev);
+/* PROMPT event ev's logprobs appended to c->prompt_lps.  0 or ERR_NOMEM. */
+int job_keep_prompt_lp(job_choice_t *c, const engine_event_t *ev);
 /* The client went away before the job ended: cancel it in the engine. */
 void job_client_gone(job_t *j);
 /* The engine's notify (uv_async): drain engine_poll, hand each event to its job. */

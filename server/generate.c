@@ -181,10 +181,6 @@ static int tool_constraint(const daemon_t *d, api_request_t *ar, const char **tr
         return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, ar->constraint_param, NULL,
                              "%s: an output constraint and tool calls cannot be combined "
                              "(use tool_choice \"none\")", ar->constraint_param);
-    if (ar->stream && ar->logprobs)
-        return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "logprobs", NULL, "logprobs: not "
-                             "served when tool calls are streamed; send stream false or "
-                             "tool_choice \"none\"");
     char *spec = tool_spec_json(ar, d->info.chat_kind, trigger);
     if (spec == NULL)
         return api_error_set(e, ERR_UNSUPPORTED, 400, NULL, "tools", NULL, "tools: the %s chat "
@@ -285,12 +281,22 @@ static int answer(job_t *j)
                 idx[at] = choice_index(j, c, r);
                 res[at] = (api_result_t){
                     .text = c->text.data ? c->text.data : "", .text_len = c->text.len,
-                    .finish_reason = engine_finish_name(c->finish),
+                    .finish_reason = engine_finish_name(j->req.echo_only ? ENGINE_FINISH_LENGTH
+                                                                         : c->finish),
                     .prompt_tokens = c->prompt_tokens,
-                    .completion_tokens = c->completion_tokens, .cached_tokens = c->cached_tokens,
+                    .completion_tokens = j->req.echo_only ? 0 : c->completion_tokens,
+                    .cached_tokens = c->cached_tokens,
                     .token_events = (const engine_event_t *const *)c->events,
                     .n_tokens = c->n_events, .want_logprobs = j->want_logprobs,
                     .tok = d->info.tok,
+                    /* scored once per prompt, by its first sequence (submit) */
+                    .prompt_lps = (const api_prompt_lp_t *)(void *)j->choices[(size_t)p * b]
+                                      .prompt_lps.data,
+                    .n_prompt_lps = j->choices[(size_t)p * b].prompt_lps.len /
+                                    sizeof(api_prompt_lp_t),
+                    .prompt_first = c->prompt_first, .echo_len = c->echo_len,
+                    .prompt_logprobs = j->req.prompt_logprobs, .prompt_top = j->req.prompt_top,
+                    .echo_top = j->req.top_logprobs,
                 };
                 if (j->req.tool_choice != API_TOOLS_NONE &&
                     !choice_tool_calls(j, &res[at], &tr[at]))
@@ -300,7 +306,7 @@ static int answer(job_t *j)
     }
     if (ok)
         json = api_responses_json(&j->meta, res, n_prompts * n, idx, j->prompt_tokens,
-                                  j->completion_tokens, j->cached_tokens);
+                                  j->req.echo_only ? 0 : j->completion_tokens, j->cached_tokens);
     for (size_t i = 0; tr != NULL && i < n_prompts * n; i++)
         tool_reply_free(&tr[i]);
     free(tr);
@@ -320,24 +326,19 @@ static int answer(job_t *j)
 static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
 {
     daemon_t *d = j->d;
-    if (ev->text_len > 0 && buf_append(&c->text, ev->text, ev->text_len) != 0)
+    /* max_tokens 0 with echo: the one token the prefill samples is not part of the answer */
+    if (!j->req.echo_only && ev->text_len > 0 && buf_append(&c->text, ev->text, ev->text_len) != 0)
         goto nomem;
+    if (ev->kind == ENGINE_EV_TOKEN && j->req.echo_only)
+        return;
+    if (ev->kind == ENGINE_EV_PROMPT) {
+        if (job_keep_prompt_lp(c, ev) != 0)
+            goto nomem;
+        return;
+    }
     if (ev->kind == ENGINE_EV_TOKEN) {
-        if (j->want_logprobs) {
-            if (c->n_events == c->cap_events) {
-                size_t cap = c->cap_events ? c->cap_events * 2 : 64;
-                engine_event_t **p = realloc(c->events, cap * sizeof *p);
-                if (p == NULL)
-                    goto nomem;
-                c->events = p;
-                c->cap_events = cap;
-            }
-            engine_event_t *copy = malloc(sizeof *copy);
-            if (copy == NULL)
-                goto nomem;
-            *copy = *ev;
-            c->events[c->n_events++] = copy;
-        }
+        if (j->want_logprobs && job_keep_event(c, ev) != 0)
+            goto nomem;
         return;
     }
     switch (ev->finish) {
@@ -450,7 +451,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     er.constraint = constraint;
     er.constraint_trigger = trigger;
     er.sampling = ar.sampling;
-    er.max_tokens = ar.max_tokens;
+    er.max_tokens = ar.echo_only ? 1 : ar.max_tokens; /* the prefill samples one anyway */
     er.stop = (const char *const *)ar.stop;
     er.n_stop = ar.n_stop;
     er.stop_tokens = ar.stop_token_ids;
@@ -460,6 +461,10 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     er.include_stop_str = ar.include_stop_str;
     er.keep_special = ar.keep_special;
     er.priority = ar.priority;
+    /* prompt log-probabilities: for echo with logprobs, and for vLLM's prompt_logprobs */
+    int score = (ar.echo && ar.logprobs) || ar.prompt_logprobs;
+    er.prompt_top = ar.echo && ar.logprobs && ar.top_logprobs > ar.prompt_top ? ar.top_logprobs
+                                                                              : ar.prompt_top;
     uint8_t salt[SHA256_BYTES];
     er.cache_salt = salt;
     er.cache_salt_len = cache_salt(d, &ar, key_id, salt);
@@ -481,6 +486,10 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
             if (rc != 0)
                 break;
         }
+        c->prompt_first = pr.ids[c->prompt][0];
+        /* the prompt's logprobs are the same for each of its sequences: not streamed, its
+           first sequence alone computes them (a stream sends each choice's echo itself) */
+        er.prompt_logprobs = score && (ar.stream || c->seq == 0);
         er.tokens = pr.ids[c->prompt];
         er.n_tokens = pr.n_ids[c->prompt];
         er.sampling.seed = ar.sampling.seed + c->seq;
@@ -513,7 +522,8 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     snprintf(j->id, sizeof j->id, "%s-%016" PRIx64 "%08" PRIx64,
              kind == API_CHAT ? "chatcmpl" : "cmpl", (uint64_t)time(NULL) ^ (j->t_submit << 20),
              ++d->next_seq);
-    j->meta = (api_resp_meta_t){ j->id, daemon_model_id(d), (int64_t)time(NULL), kind, 0, 0 };
+    j->meta = (api_resp_meta_t){ .id = j->id, .model = daemon_model_id(d),
+                                 .created = (int64_t)time(NULL), .kind = kind };
     metrics_observe(d->metrics, METRIC_QUEUE, (j->t_submit - j->t_arrive) / 1e9);
     req->user = j;
     if (j->stream)

@@ -16,6 +16,7 @@
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/log.h"
 
@@ -34,6 +35,7 @@ job_t *job_create(daemon_t *d, http_request_t *http, const char *route, size_t n
         j->choices[i].job = j;
         j->choices[i].engine_done = 1; /* until submitted */
         buf_init(&j->choices[i].text);
+        buf_init(&j->choices[i].prompt_lps);
     }
     j->n_done = n_choices;
     j->d = d;
@@ -70,10 +72,37 @@ void job_release(job_t *j)
         for (size_t i = 0; i < c->n_events; i++)
             free(c->events[i]);
         free(c->events);
+        buf_close(&c->prompt_lps);
         free(c->echo);
     }
     free(j->choices);
     free(j);
+}
+
+int job_keep_event(job_choice_t *c, const engine_event_t *ev)
+{
+    if (c->n_events == c->cap_events) {
+        size_t cap = c->cap_events ? c->cap_events * 2 : 64;
+        engine_event_t **p = realloc(c->events, cap * sizeof *p);
+        if (p == NULL)
+            return ERR_NOMEM;
+        c->events = p;
+        c->cap_events = cap;
+    }
+    engine_event_t *copy = malloc(sizeof *copy);
+    if (copy == NULL)
+        return ERR_NOMEM;
+    *copy = *ev;
+    c->events[c->n_events++] = copy;
+    return 0;
+}
+
+int job_keep_prompt_lp(job_choice_t *c, const engine_event_t *ev)
+{
+    api_prompt_lp_t lp = { .token = ev->token, .logprob = ev->logprob, .rank = ev->rank };
+    lp.n_top = ev->n_top < SAMPLER_MAX_LOGPROBS ? ev->n_top : SAMPLER_MAX_LOGPROBS;
+    memcpy(lp.top, ev->top, lp.n_top * sizeof lp.top[0]);
+    return buf_append(&c->prompt_lps, &lp, sizeof lp);
 }
 
 void job_cancel(job_t *j)
@@ -140,7 +169,7 @@ void jobs_on_engine_events(uv_async_t *a)
             j->t_last = now;
             j->n_generated++;
             c->sum_logprob += ev->logprob;
-        } else {
+        } else if (ev->kind == ENGINE_EV_FINISH) {
             c->finish = ev->finish;
             c->prompt_tokens = ev->prompt_tokens;
             c->completion_tokens = ev->completion_tokens;

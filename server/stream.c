@@ -111,6 +111,8 @@ int stream_start(job_t *j)
         int rc = 0;
         if (j->meta.kind == API_CHAT) {
             rc = put_chunk(j, c, NULL, 1, NULL, 0);
+        } else if (c->echo != NULL && j->want_logprobs) {
+            c->echo_held = 1;
         } else if (c->echo != NULL) {
             api_resp_meta_t m = stream_choice_meta(j, c);
             rc = stream_put_frame(j, api_text_chunk_json(&m, c->echo, c->echo_len));
@@ -133,9 +135,34 @@ static void fail(job_t *j, const char *type, const char *code, const char *messa
     put_error(j, type, code, message);
 }
 
+/* The held echo of c with the prompt's logprobs, its characters counted for text_offset. */
+static int send_echo(job_t *j, job_choice_t *c)
+{
+    api_resp_meta_t m = stream_choice_meta(j, c);
+    api_result_t r = {
+        .text = c->echo, .echo_len = c->echo_len, .tok = j->d->info.tok,
+        .prompt_lps = (const api_prompt_lp_t *)(void *)c->prompt_lps.data,
+        .n_prompt_lps = c->prompt_lps.len / sizeof(api_prompt_lp_t),
+        .prompt_first = c->prompt_first, .echo_top = j->req.top_logprobs,
+    };
+    c->echo_held = 0;
+    c->text_offset += utf8_chars(c->echo, c->echo_len);
+    return stream_put_frame(j, api_echo_chunk_json(&m, &r));
+}
+
 void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
 {
     int rc = 0;
+    if (ev->kind == ENGINE_EV_PROMPT) { /* kept for the echo (streamed echo with logprobs) */
+        if (c->echo_held && job_keep_prompt_lp(c, ev) != 0)
+            fail(j, "server_error", NULL, "out of memory");
+        return;
+    }
+    if (c->echo_held && send_echo(j, c) != 0) {
+        fail(j, "server_error", NULL, "out of memory");
+        wake(j);
+        return;
+    }
     if (ev->kind == ENGINE_EV_TOKEN) {
         /* empty deltas are skipped, except tokens whose logprobs were asked for */
         if (j->tools)

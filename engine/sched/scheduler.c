@@ -34,7 +34,8 @@ struct sched {
     int32_t *tokens;            /* [max_tokens] */
     int32_t *pos;               /* [max_tokens] */
     batch_seq_t *bseqs;         /* [max_seqs] */
-    int32_t *logit_rows;        /* [max_seqs] */
+    int32_t *logit_rows;        /* [max_seqs + SCHED_SCORE_ROWS] */
+    uint32_t score_left;        /* scoring rows this step may still take */
 
     sched_stats_t st;
 };
@@ -120,7 +121,7 @@ int sched_create(sched_t **out, kv_cache_t *kv, const sched_opts_t *o, char *err
     s->tokens = calloc(s->max_tokens, sizeof *s->tokens);
     s->pos = calloc(s->max_tokens, sizeof *s->pos);
     s->bseqs = calloc(s->max_seqs, sizeof *s->bseqs);
-    s->logit_rows = calloc(s->max_seqs, sizeof *s->logit_rows);
+    s->logit_rows = calloc((size_t)s->max_seqs + SCHED_SCORE_ROWS, sizeof *s->logit_rows);
     if (!s->plan || !s->tokens || !s->pos || !s->bseqs || !s->logit_rows) {
         sched_destroy(s);
         return err_set(err, errlen, ERR_NOMEM, "scheduler: out of memory for %u tokens", o->max_tokens);
@@ -183,6 +184,8 @@ void sched_add(sched_t *s, sched_seq_t *q)
     q->n_computed = 0;
     q->step_new = 0;
     q->step_logit = -1;
+    q->step_score = -1;
+    q->step_n_score = 0;
     kv_seq_start(s->kv, &q->kv, q->salt, q->salt_len);
     push_by_priority(&s->waiting, q);
 }
@@ -199,6 +202,8 @@ void sched_remove(sched_t *s, sched_seq_t *q)
     q->state = SCHED_DONE;
     q->step_new = 0;
     q->step_logit = -1;
+    q->step_score = -1;
+    q->step_n_score = 0;
 }
 
 int sched_append(sched_t *s, sched_seq_t *q, int32_t token)
@@ -274,8 +279,29 @@ static uint32_t chunk_fit(sched_t *s, uint32_t ctx, uint32_t cap, int others)
     return lo;
 }
 
+/* The scoring rows of positions [n_computed, n_computed + n_new) of q. */
+static uint32_t score_rows(const sched_seq_t *q, uint32_t n_new)
+{
+    uint32_t lo = q->n_computed > q->n_scored ? q->n_computed : q->n_scored;
+    uint32_t hi = q->n_computed + n_new < q->n_score ? q->n_computed + n_new : q->n_score;
+    return hi > lo ? hi - lo : 0;
+}
+
+/*
+ * n_new cut so that q's scoring rows fit in what the step has left of
+ * SCHED_SCORE_ROWS; 0 when none fits and q has rows to score first.
+ */
+static uint32_t score_fit(const sched_t *s, const sched_seq_t *q, uint32_t n_new)
+{
+    if (score_rows(q, n_new) <= s->score_left)
+        return n_new;
+    uint32_t lo = q->n_computed > q->n_scored ? q->n_computed : q->n_scored;
+    return lo + s->score_left - q->n_computed;
+}
+
 static void plan_add(sched_t *s, sched_seq_t *q, uint32_t n_new, int prefill, uint32_t *budget)
 {
+    s->score_left -= score_rows(q, n_new);
     q->step_new = n_new;
     s->plan[s->n_plan++] = q;
     *budget -= n_new;
@@ -291,6 +317,7 @@ static void plan_drop(sched_t *s, sched_seq_t *q, uint32_t *budget)
         memmove(&s->plan[i], &s->plan[i + 1], (s->n_plan - i - 1) * sizeof s->plan[0]);
         s->n_plan--;
         *budget += q->step_new;
+        s->score_left += score_rows(q, q->step_new);
         s->est_ns -= chunk_cost(s, q->n_computed, q->step_new);
         q->step_new = 0;
         return;
@@ -366,6 +393,10 @@ static int plan_running(sched_t *s, uint32_t *budget)
             uint32_t n_new = rem < *budget ? rem : *budget;
             if (pass == 1 && (n_new = chunk_fit(s, q->n_computed, n_new, prefills_after(s, q))) == 0)
                 break;
+            if ((n_new = score_fit(s, q, n_new)) == 0) {
+                q = q->next; /* its scoring rows wait for the next step */
+                continue;
+            }
             if (!grow_running(s, q, &n_new, pass == 1, budget, &preempted))
                 break; /* q was the newest: nothing after it */
             plan_add(s, q, n_new, pass == 1, budget);
@@ -382,10 +413,13 @@ static void plan_admit(sched_t *s, uint32_t *budget)
     uint32_t B = kv_block_tokens(kv);
     while (s->waiting.head != NULL && *budget > 0 && s->running.n < s->max_seqs && !s->out_of_time) {
         sched_seq_t *q = s->waiting.head;
-        uint32_t matched = kv_seq_match(kv, &q->kv, q->tokens, q->n_tokens);
+        /* a sequence still to score computes its whole prompt: no rows are skipped */
+        uint32_t matched = q->n_scored < q->n_score
+                               ? 0 : kv_seq_match(kv, &q->kv, q->tokens, q->n_tokens);
         q->n_computed = matched;
         uint32_t rem = q->n_tokens - matched;
         uint32_t n_new = chunk_fit(s, matched, rem < *budget ? rem : *budget, q->next != NULL);
+        n_new = score_fit(s, q, n_new);
         if (n_new == 0) {
             kv_seq_release(kv, &q->kv);
             q->n_computed = 0;
@@ -434,6 +468,12 @@ static void build_batch(sched_t *s, batch_t *b)
         sched_seq_t *q = s->plan[i];
         pairs += cost_pairs(q->n_computed, q->step_new);
         s->bseqs[i] = (batch_seq_t){ q->kv.blocks, q->kv.n_blocks, t, q->step_new };
+        uint32_t ns = score_rows(q, q->step_new);
+        q->step_score = ns > 0 ? (int32_t)n_logits : -1;
+        q->step_n_score = ns;
+        q->step_score_pos = q->n_computed > q->n_scored ? q->n_computed : q->n_scored;
+        for (uint32_t j = 0; j < ns; j++) /* position p is row t + p - n_computed */
+            s->logit_rows[n_logits++] = (int32_t)(t + q->step_score_pos + j - q->n_computed);
         for (uint32_t j = 0; j < q->step_new; j++, t++) {
             s->tokens[t] = q->tokens[q->n_computed + j];
             s->pos[t] = (int32_t)(q->n_computed + j);
@@ -456,7 +496,10 @@ uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
     for (sched_seq_t *q = s->running.head; q != NULL; q = q->next) {
         q->step_new = 0;
         q->step_logit = -1;
+        q->step_score = -1;
+        q->step_n_score = 0;
     }
+    s->score_left = SCHED_SCORE_ROWS;
     s->n_plan = 0;
     s->n_prefill = 0;
     s->out_of_time = 0;

@@ -41,6 +41,8 @@
  * cache.  A step computes tokens [n_computed, n_computed + step_new); when
  * that reaches n_tokens the sequence gets a logit row, and the caller
  * appends the token it samples from it (or removes the sequence).
+ * A scoring sequence (n_score) also gets a row for each of its positions
+ * in [n_scored, n_score) that the step computes, before its own row.
  */
 #ifndef LLAMAD_SCHEDULER_H
 #define LLAMAD_SCHEDULER_H
@@ -72,6 +74,13 @@ struct sched_seq {
     size_t salt_len;
     void *owner;            /* the caller's request */
     int32_t priority;       /* waiting order: lower first, then first come first served */
+    uint32_t n_score;       /* scoring (prompt log-probabilities): positions [n_scored,
+                               n_score) each want a logit row of their own as they are
+                               computed; n_score <= n_tokens - 1 (the last position's
+                               row is the sampling row).  0: none */
+    uint32_t n_scored;      /* the owner's: advanced past the rows it has consumed.  A
+                               sequence with n_scored < n_score bypasses the prefix cache
+                               (positions skipped would have no rows) */
 
     /* The scheduler's; the owner may read them. */
     sched_state_t state;
@@ -85,7 +94,14 @@ struct sched_seq {
     /* This step's share, valid from sched_plan to the next sched_plan. */
     uint32_t step_new;      /* tokens computed this step (0: not scheduled) */
     int32_t step_logit;     /* row in the step's logits, or -1 */
+    int32_t step_score;     /* first of step_n_score consecutive scoring rows, or -1 */
+    uint32_t step_n_score;  /* the rows of positions step_score_pos, ... */
+    uint32_t step_score_pos;
 };
+
+/* The most scoring rows one step computes, all sequences together: a scoring prompt
+   is prefilled in chunks of at most this many positions while it is scored. */
+#define SCHED_SCORE_ROWS 64u
 
 typedef struct {
     uint32_t max_tokens;    /* token budget of one step (the forward pass's limit) */

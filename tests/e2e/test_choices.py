@@ -27,7 +27,7 @@ CASES = ["n=3 completions: choice i equals seed + i alone",
          "list of token lists",
          "list of 10,000 prompts is a 400 naming prompt",
          "echo: the prompt opens each choice, streamed and not",
-         "echo with logprobs is a 400 naming echo",
+         "echo with logprobs streamed: the logprobs equal the unstreamed ones",
          "suffix is a 400 naming it",
          "langchain OpenAI (legacy LLM) invoke and generate"]
 PROMPT = "The capital of France is"
@@ -176,9 +176,22 @@ def main():
         R.attempt(CASES[10], echo)
 
         def echo_logprobs():
-            st, param = status_of(lambda: c.completions.create(prompt=PROMPT, echo=True,
-                                                               logprobs=1, **cmpl))
-            return st == 400 and param == "echo", "status %r param %r" % (st, param)
+            kw = dict(prompt=PROMPT, echo=True, logprobs=2, model=model, max_tokens=3,
+                      temperature=0)
+            want = c.completions.create(**kw).choices[0]
+            text, toks, lps, offs = "", [], [], []
+            for chunk in c.completions.create(stream=True, **kw):
+                for ch in chunk.choices:
+                    text += ch.text or ""
+                    if ch.logprobs is not None:
+                        toks += ch.logprobs.tokens or []
+                        lps += ch.logprobs.token_logprobs or []
+                        offs += ch.logprobs.text_offset or []
+            w = want.logprobs
+            ok = (text == want.text and toks == w.tokens and lps == w.token_logprobs and
+                  offs == w.text_offset and lps[0] is None)
+            return ok, "streamed %r %r %r %r; unstreamed %r %r" % (text, toks, lps, offs,
+                                                                    want.text, w)
         R.attempt(CASES[11], echo_logprobs)
 
         def suffix():

@@ -70,7 +70,7 @@ TABLE = [
     ("use_beam_search", BOTH, False, True),
     ("length_penalty", BOTH, 1, 0.5),
     ("truncate_prompt_tokens", BOTH, NONE, 10),
-    ("prompt_logprobs", BOTH, NONE, 1),
+    ("prompt_logprobs", BOTH, 1, 21),
     ("allowed_token_ids", BOTH, NONE, [1, 2]),
     ("bad_words", BOTH, [], ["x"]),
     ("logits_processors", BOTH, [], ["a.b"]),

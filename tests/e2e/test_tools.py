@@ -10,8 +10,9 @@ tool message -> answer); n=2 with tools, streamed and not.  langchain-openai's
 ChatOpenAI.bind_tools(...).invoke(...) returns tool_calls.  Hostile shapes
 over HTTP are each a 400 whose param names the field: 1,000 functions, a
 tool schema the structured-output limits refuse, duplicate tool names, a
-tool message that answers no call, logprobs with streamed tools, tools on
-/v1/completions.  A missing package SKIPs its cases.
+tool message that answers no call, tools on /v1/completions.  logprobs
+with tools streamed equal the unstreamed ones, each token's on the chunk
+that delivers its text or its call.  A missing package SKIPs its cases.
 """
 
 import json
@@ -128,6 +129,38 @@ def run_openai(d, model):
             return same, why
         R.attempt("tool_choice %s: a call as asked, streamed equal to unstreamed" % label, go)
 
+    def lp_list(content):
+        return [(t.token, round(t.logprob, 6), [(a.token, round(a.logprob, 6))
+                                                for a in t.top_logprobs])
+                for t in content or []]
+
+    for label, choice, history in (("auto after two calls in the history", "auto", SHOTS),
+                                   ("required", "required", msgs)):
+        def lp_go(choice=choice, history=history):
+            kw = dict(messages=history, logprobs=True, top_logprobs=2)
+            r = ask(choice, **kw)
+            want = lp_list(r.choices[0].logprobs.content)
+            got, on_calls, text_chunks = [], [], []
+            for chunk in ask(choice, stream=True, **kw):
+                for ch in chunk.choices:
+                    lp = lp_list(ch.logprobs.content if ch.logprobs else None)
+                    got += lp
+                    if ch.delta.tool_calls and lp:
+                        on_calls.append("".join(t[0] for t in lp))
+                    elif ch.delta.content and lp:
+                        text_chunks.append((ch.delta.content, "".join(t[0] for t in lp)))
+            why = "unstreamed %r; streamed %r; on calls %r" % (want, got, on_calls)
+            if r.choices[0].finish_reason == "tool_calls" and \
+                    not any("get_weather" in t for t in on_calls):
+                return False, why
+            # a content chunk's tokens are its text (a token cut by held-back text rides on
+            # the next chunk that completes it)
+            if any(not (txt.startswith(toks) or toks.startswith(txt.strip()))
+                   for txt, toks in text_chunks[:1]):
+                return False, "text chunks %r" % text_chunks
+            return got == want and len(want) > 0, why
+        R.attempt("tool_choice %s, logprobs: streamed equal to unstreamed" % label, lp_go)
+
     def round_trip():
         r = ask("required", parallel_tool_calls=False)
         m = r.choices[0].message
@@ -227,8 +260,6 @@ def run_hostile(d, model):
         {"role": "tool", "tool_call_id": "call_2", "content": "sunny"}], "tools": [WEATHER]}
     bad("a tool message answering no call: 400 naming its tool_call_id", orphan,
         "messages[2].tool_call_id")
-    bad("logprobs with streamed tools: 400 naming logprobs",
-        {"tools": [WEATHER], "stream": True, "logprobs": True}, "logprobs")
     bad("tools on /v1/completions: 400 naming tools",
         {"model": model, "prompt": "x", "tools": [WEATHER]}, "tools", path="/v1/completions")
     # still serving after all that

@@ -702,6 +702,42 @@ TEST(logprobs_equal_double_log_softmax_of_processed_logits)
 /* Edges, validation and state                                         */
 /* ------------------------------------------------------------------ */
 
+/* sampler_score: any token's log_softmax over the raw logits, its rank, the top k; a NaN fails. */
+TEST(score_is_double_log_softmax_rank_and_top)
+{
+    const uint32_t n = 5000;
+    sampler_t *s = make_sampler(n);
+    static float x[MAX_N], copy[MAX_N];
+    static double pr[MAX_N];
+    for (int round = 0; round < 20; round++) {
+        fill_random(x, n, -20.0, 20.0);
+        ref_softmax(x, n, 1.0, pr);
+        int32_t *order = rank_order(x, n);
+        int32_t tok = (int32_t)(rnd() * n);
+        memcpy(copy, x, n * sizeof *x);
+        sampler_result_t r;
+        uint32_t rank = 0;
+        ASSERT_EQ_INT(sampler_score(s, copy, tok, 20, &r, &rank), 0);
+        ASSERT_EQ_INT(r.token, tok);
+        ASSERT_NEAR(r.logprob, log(pr[tok]), 1e-5);
+        uint32_t above = 0;
+        for (uint32_t i = 0; i < n; i++)
+            above += x[i] > x[tok];
+        ASSERT_EQ_INT(rank, above + 1);
+        ASSERT_EQ_INT(r.n_top, 20);
+        for (uint32_t k = 0; k < 20; k++) {
+            ASSERT_EQ_INT(r.top[k].id, order[k]);
+            ASSERT_NEAR(r.top[k].logprob, log(pr[order[k]]), 1e-5);
+        }
+    }
+    sampler_result_t r;
+    ASSERT_EQ_INT(sampler_score(s, x, -1, 0, &r, NULL), ERR_INVALID);
+    ASSERT_EQ_INT(sampler_score(s, x, 0, 21, &r, NULL), ERR_INVALID);
+    x[7] = NAN;
+    ASSERT_EQ_INT(sampler_score(s, x, 0, 0, &r, NULL), ERR_RANGE);
+    sampler_destroy(s);
+}
+
 TEST(vocabulary_of_one)
 {
     sampler_t *s = make_sampler(1);
@@ -933,6 +969,7 @@ TEST_LIST(T(greedy_is_argmax_lowest_id_and_top_k_1_equals_it),
           T(temperature_draws_follow_softmax_chi_square),
           T(truncated_draws_follow_renormalised_softmax_chi_square),
           T(logprobs_equal_double_log_softmax_of_processed_logits),
+          T(score_is_double_log_softmax_rank_and_top),
           T(vocabulary_of_one),
           T(all_equal_logits),
           T(infinite_and_nan_logits),

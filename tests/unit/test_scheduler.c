@@ -157,7 +157,7 @@ typedef struct {
     forward_t *fwd;
     kv_cache_t *kv;
     sched_t *s;
-    float *logits;          /* [max_seqs, V] */
+    float *logits;          /* [max_seqs + SCHED_SCORE_ROWS, V] */
 } rig_t;
 
 static void rig_open(rig_t *r, const cfg_t *c)
@@ -180,7 +180,7 @@ static void rig_open(rig_t *r, const cfg_t *c)
     r->model.hp = (hparams_t){ .n_vocab = V, .n_embd = 8, .n_layer = 0, .n_head = 1, .n_head_kv = 1,
                                .head_dim = 8, .n_ff = 8, .n_ctx_train = 1 << 20 };
     ASSERT_MSG(forward_create(&r->fwd, &r->model, &r->backend, c->max_tokens, err, sizeof err) == 0, "%s", err);
-    r->logits = malloc((size_t)sched_max_seqs(r->s) * V * sizeof(float));
+    r->logits = malloc(((size_t)sched_max_seqs(r->s) + SCHED_SCORE_ROWS) * V * sizeof(float));
     ASSERT(r->logits != NULL);
 }
 
@@ -721,6 +721,109 @@ TEST(prefix_cache_skips_the_shared_prompt)
     rig_close(&r);
 }
 
+/*
+ * A scoring sequence (prompt logprobs) beside a plain one: a row for each
+ * prompt position but the last, in order, at most SCHED_SCORE_ROWS a step,
+ * each naming its own position in the batch; its prompt is computed whole
+ * though it is cached; the plain one gets its one sampling row a step.
+ */
+TEST(a_scoring_prompt_gets_a_row_per_position_and_skips_the_cache)
+{
+    cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 512, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t p[150];
+    for (int i = 0; i < 150; i++)
+        p[i] = 1 + (i * 37) % (V - 1);
+    treq_t warm, a, b;
+    treq_init(&warm, 0, p, 150, 2, 16);
+    treq_init(&a, 1, p, 150, 2, 16);
+    treq_init(&b, 2, p, 40, 4, 16);
+    a.seq.n_score = 149;
+    batch_t bt;
+    uint32_t n;
+    sched_add(r.s, &warm.seq);
+    plan(&r, &bt, &n);
+    run_step(&r, &bt);
+    sched_remove(r.s, &warm.seq); /* its nine full blocks stay cached */
+    sched_add(r.s, &a.seq);
+    sched_add(r.s, &b.seq);
+    uint32_t steps = 0;
+    while (a.seq.n_scored < a.seq.n_score && steps++ < 10) {
+        plan(&r, &bt, &n);
+        ASSERT_EQ_INT(a.seq.n_cached, 0);
+        ASSERT_MSG(a.seq.step_n_score <= SCHED_SCORE_ROWS, "%u scoring rows", a.seq.step_n_score);
+        ASSERT_EQ_INT(a.seq.step_score_pos, a.seq.n_scored);
+        for (uint32_t j = 0; j < a.seq.step_n_score; j++) {
+            int32_t row = bt.logit_rows[a.seq.step_score + (int32_t)j];
+            ASSERT_EQ_INT(bt.pos[row], (int32_t)(a.seq.n_scored + j));
+            ASSERT_EQ_INT(bt.tokens[row], p[a.seq.n_scored + j]);
+        }
+        uint32_t got = a.seq.step_n_score;
+        run_step(&r, &bt);
+        a.seq.n_scored += got; /* the owner's part */
+    }
+    ASSERT_EQ_INT(a.seq.n_scored, 149);
+    ASSERT_EQ_INT(steps, 3); /* 64 + 64 + 21 rows */
+    ASSERT_EQ_INT(a.seq.n_tokens, 151); /* its sampling row came with the last chunk */
+    ASSERT_EQ_INT(b.seq.n_cached, 32); /* the plain one still reads the cache */
+    sched_remove(r.s, &a.seq);
+    sched_remove(r.s, &b.seq);
+    treq_close(&warm);
+    treq_close(&a);
+    treq_close(&b);
+    rig_close(&r);
+}
+
+/*
+ * A scoring sequence preempted partway (a pool too small for it and a
+ * plain sequence that keeps growing): over the whole run each of its
+ * positions gets exactly one scoring row, in order, and none is lost to
+ * the recomputation.
+ */
+TEST(a_preempted_scoring_prompt_scores_each_position_once)
+{
+    cfg_t c = { .n_blocks = 11, .B = 16, .max_tokens = 8, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t p[150];
+    for (int i = 0; i < 150; i++)
+        p[i] = 1 + (i * 53) % (V - 1);
+    treq_t a, b;
+    treq_init(&b, 0, p + 100, 40, 100, 16);
+    treq_init(&a, 1, p, 120, 2, 16);
+    a.seq.n_score = 119;
+    sched_add(r.s, &b.seq);
+    sched_add(r.s, &a.seq);
+    uint32_t next = 0, steps = 0;
+    batch_t bt;
+    uint32_t n;
+    while ((sched_running(r.s) != NULL || sched_waiting(r.s) != NULL) && steps++ < 1000) {
+        if (plan(&r, &bt, &n) == NULL)
+            break;
+        if (a.seq.state == SCHED_RUNNING && a.seq.step_n_score > 0) {
+            ASSERT_EQ_INT(a.seq.step_score_pos, next);
+            for (uint32_t j = 0; j < a.seq.step_n_score; j++)
+                ASSERT_EQ_INT(bt.pos[bt.logit_rows[a.seq.step_score + (int32_t)j]],
+                              (int32_t)(next + j));
+            next += a.seq.step_n_score;
+        }
+        uint32_t got = a.seq.state == SCHED_RUNNING ? a.seq.step_n_score : 0;
+        run_step(&r, &bt);
+        a.seq.n_scored += got;
+        treq_t *both[2] = { &a, &b };
+        for (int k = 0; k < 2; k++)
+            if (both[k]->seq.state == SCHED_RUNNING &&
+                both[k]->seq.n_tokens == both[k]->seq.cap_tokens)
+                sched_remove(r.s, &both[k]->seq);
+    }
+    ASSERT_EQ_INT(next, 119);
+    ASSERT_MSG(a.seq.n_preempted > 0, "the scoring sequence was never preempted (%u steps)", steps);
+    treq_close(&a);
+    treq_close(&b);
+    rig_close(&r);
+}
+
 TEST(sequence_limit_holds_back_admission)
 {
     cfg_t c = { .n_blocks = 64, .B = 16, .max_tokens = 64, .max_seqs = 3, .watermark = 0, .prefix_cache = 0 };
@@ -1114,6 +1217,8 @@ TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T
           T(the_step_cost_fit_learns_the_coefficients),
           T(a_long_prompt_is_chunked_around_the_decodes), T(the_newest_is_preempted_and_goes_first_in_line),
           T(admission_is_first_come_first_served), T(prefix_cache_skips_the_shared_prompt),
-          T(sequence_limit_holds_back_admission), T(thousands_of_requests_tiny_pool_preempting),
+          T(sequence_limit_holds_back_admission),
+          T(a_scoring_prompt_gets_a_row_per_position_and_skips_the_cache),
+          T(a_preempted_scoring_prompt_scores_each_position_once), T(thousands_of_requests_tiny_pool_preempting),
           T(thousands_of_requests_no_prefix_cache), T(thousands_of_requests_roomy_pool),
           T(small_budget_many_seeds))
