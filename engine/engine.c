@@ -191,7 +191,8 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         goto fail;
     }
     uint64_t n_logits;
-    if (__builtin_mul_overflow((uint64_t)e->max_seqs, (uint64_t)e->n_vocab * sizeof(float), &n_logits) ||
+    /* the step's rows, then two for forks (engine_loop.c: the prompt's row kept, and a copy) */
+    if (__builtin_mul_overflow((uint64_t)e->max_seqs + 2, (uint64_t)e->n_vocab * sizeof(float), &n_logits) ||
         (e->logits = malloc(n_logits)) == NULL) {
         rc = err_set(err, errlen, ERR_NOMEM, "out of memory for the logits of %u sequences", e->max_seqs);
         goto fail;
