@@ -454,8 +454,10 @@ static void plan_admit(sched_t *s, uint32_t *budget)
             q->n_computed = 0;
             break;
         }
-        /* a group's blocks: the shared ones once, and a copy of the last for each sibling */
-        uint32_t keep = (s->running.n > 0 ? s->watermark : 0) + q->n_forks;
+        /* a group's blocks: the shared ones once, and a copy of the last for each sibling
+           (alone, it goes in whatever the pool: a sibling short of a block is preempted
+           and recomputes on its own, so a pool that holds one sequence still serves) */
+        uint32_t keep = s->running.n > 0 ? s->watermark + q->n_forks : 0;
         uint32_t avail = kv_available(kv);
         uint32_t need = kv_blocks_for(kv, (uint64_t)matched + n_new) - q->kv.n_blocks;
         if (need + (uint64_t)keep > avail) {

@@ -38,8 +38,9 @@
  *
  * Forks (a request's n choices, kvcache.h).  A sequence with n_forks
  * set stands for a group: it is admitted only when the running set has
- * room for the whole group and the free blocks hold, besides its first
- * chunk, one block per sibling for the copy of the shared last block.
+ * room for the whole group and, when others run, the free blocks hold,
+ * besides its first chunk and the watermark, one block per sibling for
+ * the copy of the shared last block.
  * When its prompt is computed the owner forks each sibling from it
  * (sched_fork): the sibling joins the running set sharing the prompt's
  * blocks, and computes nothing until it has a token of its own.  A

@@ -1202,6 +1202,77 @@ TEST(forked_siblings_share_the_prompt_and_copy_its_last_block_on_write)
     rig_close(&r);
 }
 
+/*
+ * A group of three alone in a pool of four blocks, its prompt taking
+ * three: the lead is admitted anyway, the siblings fork, and the one copy
+ * the pool allows goes to the first writer; the others are preempted and
+ * recompute their own tokens (prompt and what each generated, its own
+ * tokens differing per choice) as blocks free up.  Every step's KV holds
+ * each sequence's own tokens; all end; the pool ends empty.
+ */
+TEST(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own)
+{
+    cfg_t c = { .n_blocks = 4, .B = 8, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t prompt[20];
+    for (int i = 0; i < 20; i++)
+        prompt[i] = 1 + (i * 11) % (V - 1);
+    treq_t q[3];
+    for (uint32_t i = 0; i < 3; i++)
+        treq_init(&q[i], i, prompt, 20, 6, c.B);
+    q[0].seq.n_forks = 2;
+    sched_add(r.s, &q[0].seq);
+    uint32_t done = 0;
+    for (int step = 0; step < 300 && done < 3; step++) {
+        batch_t b;
+        sched_seq_t *const *seqs;
+        const int32_t *cs, *cd;
+        uint32_t n = sched_plan(r.s, &b, &seqs);
+        ASSERT(n > 0);
+        uint32_t nc = sched_copies(r.s, &cs, &cd);
+        ASSERT_EQ_INT(forward_kv_copy(r.fwd, cs, cd, nc), 0);
+        ASSERT_EQ_INT(forward_step(r.fwd, &b, r.logits), 0);
+        sched_commit(r.s);
+        check_step(&r, &b, n, NULL, 0);
+        for (uint32_t k = 0; k < n; k++) {
+            sched_seq_t *s = seqs[k];
+            if (s->step_logit < 0)
+                continue;
+            while (s->n_forks > 0) {   /* the prompt is done: the siblings fork, first token each */
+                treq_t *sib = &q[3 - s->n_forks];
+                ASSERT_EQ_INT(sched_fork(r.s, s, &sib->seq), 0);
+                ASSERT_EQ_INT(sched_append(r.s, &sib->seq, (int32_t)(100 + 10 * sib->id)), 0);
+            }
+            treq_t *t = s->owner;
+            uint32_t gen = s->n_tokens - s->n_prompt;  /* tokens it generated so far */
+            if (gen == t->max_new) {
+                sched_remove(r.s, s);
+                done++;
+            } else {
+                ASSERT_EQ_INT(sched_append(r.s, s, (int32_t)(100 + 10 * t->id + gen)), 0);
+            }
+        }
+    }
+    ASSERT_EQ_INT(done, 3);
+    sched_stats_t ss;
+    sched_get_stats(r.s, &ss);
+    ASSERT_MSG(ss.preemptions > 0, "no member was preempted");
+    ASSERT(ss.recomputed > 0);
+    for (uint32_t i = 0; i < 3; i++) {
+        ASSERT_EQ_INT(q[i].seq.n_tokens, 26);
+        for (uint32_t g = 0; g < 6; g++)
+            ASSERT_EQ_INT(q[i].seq.tokens[20 + g], 100 + 10 * (int32_t)i + (int32_t)g);
+    }
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_used, 0);
+    ASSERT_EQ_INT(ks.double_frees, 0);
+    for (int i = 0; i < 3; i++)
+        treq_close(&q[i]);
+    rig_close(&r);
+}
+
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T(waiting_order_is_priority_then_arrival),
           T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
           T(chunks_grow_at_most_cost_growth_times_past_what_was_timed),
@@ -1212,4 +1283,5 @@ TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T
           T(admission_is_first_come_first_served), T(prefix_cache_skips_the_shared_prompt),
           T(sequence_limit_holds_back_admission), T(thousands_of_requests_tiny_pool_preempting),
           T(thousands_of_requests_no_prefix_cache), T(thousands_of_requests_roomy_pool),
-          T(small_budget_many_seeds), T(forked_siblings_share_the_prompt_and_copy_its_last_block_on_write))
+          T(small_budget_many_seeds), T(forked_siblings_share_the_prompt_and_copy_its_last_block_on_write),
+          T(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own))
