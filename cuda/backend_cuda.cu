@@ -361,6 +361,31 @@ static void op_destroy(void *vctx)
     delete c;
 }
 
+// Copy-on-write of KV blocks (backend.h): for each pair, every layer's K and
+// V block, n_kv * B * hd bf16 each, on the stream ahead of the step.  Called
+// before set_batch, so never inside a graph capture.
+static int op_kv_copy(void *vctx, const int32_t *src, const int32_t *dst, uint32_t n)
+{
+    cuda_ctx_t *c = (cuda_ctx_t *)vctx;
+    const hparams_t *hp = &c->m->hp;
+    uint64_t block_elems = (uint64_t)hp->n_head_kv * c->B * hp->head_dim;
+    for (uint32_t i = 0; i < n; i++) {
+        if (src[i] < 0 || (uint32_t)src[i] >= c->n_blocks || dst[i] < 0 || (uint32_t)dst[i] >= c->n_blocks)
+            return ERR_INVALID;
+        for (uint32_t l = 0; l < hp->n_layer; l++) {
+            for (uint32_t which = 0; which < 2; which++) {
+                // kv: [n_layer, 2, n_blocks (+1), n_kv, B, hd]
+                bf16 *base = c->kv + ((uint64_t)l * 2 + which) * c->kv_layer_elems;
+                CU_TRY(&c->err, cudaMemcpyAsync(base + (uint64_t)dst[i] * block_elems,
+                                                base + (uint64_t)src[i] * block_elems,
+                                                block_elems * sizeof(bf16), cudaMemcpyDeviceToDevice,
+                                                c->stream));
+            }
+        }
+    }
+    return 0;
+}
+
 static const backend_ops_t cuda_ops = {
     "cuda",
     op_destroy,
@@ -382,6 +407,7 @@ static const backend_ops_t cuda_ops = {
     prof_report,
     op_activation_bytes,
     op_graph_stats,
+    op_kv_copy,
 };
 
 // The same table without logits_argmax: greedy tokens are then chosen by the

@@ -230,6 +230,17 @@ typedef struct {
      * with graphs off.  Tests and benchmarks.
      */
     void (*graph_stats)(void *ctx, bk_graph_stats_t *out);
+
+    /*
+     * Copy-on-write of KV blocks (kvcache.h, kv_seq_cow): for each i in
+     * [0, n), every layer's keys and values of block src[i] are copied
+     * into block dst[i], all slots.  Ids below n_kv_blocks, each dst
+     * distinct and no dst also a src (the caller's promise).  The forward
+     * pass calls it before the step's first write, outside any graph; a
+     * backend may queue it on its stream, ahead of the step.  Optional
+     * (NULL: the forward pass refuses a batch with copies).
+     */
+    int (*kv_copy)(void *ctx, const int32_t *src, const int32_t *dst, uint32_t n);
 } backend_ops_t;
 
 typedef struct {

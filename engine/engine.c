@@ -201,7 +201,9 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         goto fail;
     }
     uint64_t n_logits;
-    if (__builtin_mul_overflow((uint64_t)e->max_seqs + SCHED_SCORE_ROWS,
+    /* the step's rows (sampling, then scoring), then two for forks (engine_req.c: the
+       prompt's row kept, and a copy) */
+    if (__builtin_mul_overflow((uint64_t)e->max_seqs + SCHED_SCORE_ROWS + 2,
                                (uint64_t)e->n_vocab * sizeof(float), &n_logits) ||
         (e->logits = malloc(n_logits)) == NULL) {
         rc = err_set(err, errlen, ERR_NOMEM, "out of memory for the logits of %u sequences", e->max_seqs);

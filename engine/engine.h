@@ -299,6 +299,7 @@ void engine_constraint_release(engine_constraint_t *c);   /* NULL is fine */
 #define ENGINE_MAX_STOP_TOKENS  16     /* extra stop token ids per request */
 #define ENGINE_MAX_SALT         256    /* bytes of cache salt */
 #define ENGINE_MAX_TRIGGER      64     /* bytes of a constraint's trigger */
+#define ENGINE_MAX_CHOICES      128    /* sequences of one submission (n_choices) */
 
 typedef struct {
     const int32_t *tokens;      /* [n_tokens] the prompt, already tokenized (BOS included
@@ -339,18 +340,27 @@ typedef struct {
                                    cache is not read for it (its blocks are still published) */
     uint32_t prompt_top;        /* with prompt_logprobs: the alternatives reported per prompt
                                    token, [0, SAMPLER_MAX_LOGPROBS] */
+    uint32_t n_choices;         /* 0 or 1: one sequence.  More (at most ENGINE_MAX_CHOICES):
+                                   that many sequences of this prompt, its KV computed once and
+                                   shared (docs/ENGINE.md, "Several choices"); choice i samples
+                                   with sampling.seed + i, so it equals its run alone */
+    void *const *choice_cookies; /* [n_choices] each choice's cookie, or NULL: all carry cookie */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */
 void engine_request_init(engine_request_t *r);
 
 /*
- * Queue a request; its id comes back in *id.  Everything is checked and
- * copied before this returns, so r may be freed at once.  Returns 0 or:
+ * Queue a request; its id comes back in *id.  With n_choices > 1 each
+ * choice is a request of its own for events and engine_cancel, with ids
+ * *id, *id + 1, ... in choice order; all are queued or none.  Everything
+ * is checked and copied before this returns, so r may be freed at once.
+ * Returns 0 or:
  *   ERR_INVALID, ERR_RANGE  a bad field (message names it): answer 400;
  *   ERR_TOOLONG             prompt + max_tokens exceed n_ctx (message has
  *                           the numbers): 400 context_length_exceeded;
- *   ERR_FULL                max_queue requests already wait: 429 with
+ *   ERR_FULL                max_queue requests already wait (each choice
+ *                           counts): 429 with
  *                           Retry-After;
  *   ERR_STATE               the engine has failed or is stopping: 503;
  *   ERR_NOMEM.
@@ -398,6 +408,7 @@ typedef struct {
                                    after engine_destroy, which sends none) */
     engine_ev_kind_t kind;
     uint64_t posted_ns;         /* engine_now_ns() when the engine queued it for engine_poll */
+    uint32_t choice;            /* the choice of its submission (engine_request_t.n_choices) */
     /*
      * UTF-8 text released by this event, whole characters only, never any
      * part of a stop string; NUL-terminated.  TOKEN: the text this token

@@ -94,6 +94,12 @@ typedef struct request {
     uint32_t win_len;
     int dequeued;               /* no longer counted in n_queued */
     uint32_t prompt_top;        /* engine_request_t.prompt_top (seq.n_score: whether) */
+    uint32_t choice;            /* of its submission (engine_request_t.n_choices) */
+    struct request *fork_lead;  /* a sibling not yet forked: the choice it will fork from, which
+                                   alone is in the scheduler; NULL otherwise */
+    struct request *forks;      /* the lead: its siblings not yet forked (seq.n_forks of them),
+                                   linked through fork_next */
+    struct request *fork_next;
     struct request *prev, *next;/* the engine's live requests */
 } request_t;
 
@@ -114,7 +120,9 @@ struct engine {
     uint32_t max_tokens, max_seqs, max_queue;
     engine_notify_cb notify;
     void *notify_ctx;
-    float *logits;              /* [max_seqs + SCHED_SCORE_ROWS, n_vocab] the step's logit rows */
+    float *logits;              /* [max_seqs + SCHED_SCORE_ROWS + 2, n_vocab] the step's logit
+                                   rows (sampling, then scoring), then the row siblings fork
+                                   from and a copy to sample from */
     chat_template_t chat;       /* when have_chat */
     int have_chat;
     pthread_t thread;
@@ -252,6 +260,15 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
 void req_destroy(request_t *q);
 
 /*
+ * Check and copy a submission of n choices into qs[0 .. n): choice i
+ * samples with seed + i and carries its own cookie; siblings are parked
+ * on their lead (fork_lead, forks), in groups of at most max_seqs.  All
+ * or nothing.  Any thread.
+ */
+int req_create_group(engine_t *e, const engine_request_t *r, uint32_t n, request_t **qs, char *err,
+                     size_t errlen);
+
+/*
  * The request's next token was sampled from `logits` (its row, [n_vocab],
  * processed in place): post its token event and, if it ends here, finish
  * it.  Engine thread.
@@ -273,6 +290,14 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r)
  * freed.  0 otherwise.  Before req_on_logits.  Engine thread.
  */
 int req_on_scores(engine_t *e, request_t *q, float *logits, uint32_t pos, uint32_t n);
+
+/*
+ * Siblings forked from lead q, whose prompt was just computed: each joins
+ * the running set sharing q's KV blocks and samples its first token from
+ * q's logit row (row, [n_vocab], left unchanged; or, when the step was
+ * greedy on the device, the choice g).  Before q samples.  Engine thread.
+ */
+void req_fork(engine_t *e, request_t *q, const float *row, const bk_argmax_t *g);
 
 /* Post the finish event, take the request out of the scheduler and free it. */
 void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,

@@ -39,38 +39,51 @@ uint64_t engine_now_ns(void)
 
 /* ---------------------------------------------------------------- intake */
 
+static void destroy_all(request_t **qs, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        req_destroy(qs[i]);
+}
+
 int engine_submit(engine_t *e, const engine_request_t *r, uint64_t *id, char *err, size_t errlen)
 {
-    request_t *q;
+    request_t *qs[ENGINE_MAX_CHOICES];
     *id = 0;
-    int rc = req_create(e, r, &q, err, errlen);
+    uint32_t n = r->n_choices > 1 ? r->n_choices : 1;
+    if (n > ENGINE_MAX_CHOICES)
+        return err_set(err, errlen, ERR_RANGE, "n: %u choices (at most %d)", n, ENGINE_MAX_CHOICES);
+    int rc = req_create_group(e, r, n, qs, err, errlen);
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&e->in_mu);
     if (e->stopping || e->refuse) {
         pthread_mutex_unlock(&e->in_mu);
-        req_destroy(q);
+        destroy_all(qs, n);
         return err_set(err, errlen, ERR_STATE, "the engine is %s", e->refuse ? "failed" : "stopping");
     }
-    if (e->n_queued >= e->max_queue) {
-        uint32_t n = e->n_queued;
+    if (e->n_queued + n > e->max_queue) {
+        uint32_t queued = e->n_queued;
         pthread_mutex_unlock(&e->in_mu);
-        req_destroy(q);
-        return err_set(err, errlen, ERR_FULL, "queue: %u requests are waiting (max-queue %u)", n,
+        destroy_all(qs, n);
+        return err_set(err, errlen, ERR_FULL, "queue: %u requests are waiting (max-queue %u)", queued,
                        e->max_queue);
     }
-    q->id = q->msg.id = ++e->next_id;
-    e->n_queued++;
-    e->n_submitted++;
-    q->msg.next = NULL;
-    if (e->in_tail)
-        e->in_tail->next = &q->msg;
-    else
-        e->in_head = &q->msg;
-    e->in_tail = &q->msg;
+    /* the lead of each group first: its siblings are parked on it at intake */
+    for (uint32_t i = 0; i < n; i++) {
+        request_t *q = qs[i];
+        q->id = q->msg.id = ++e->next_id;
+        q->msg.next = NULL;
+        if (e->in_tail)
+            e->in_tail->next = &q->msg;
+        else
+            e->in_head = &q->msg;
+        e->in_tail = &q->msg;
+    }
+    e->n_queued += n;
+    e->n_submitted += n;
     pthread_cond_signal(&e->in_cv);
     pthread_mutex_unlock(&e->in_mu);
-    *id = q->id;
+    *id = qs[0]->id;
     return 0;
 }
 
@@ -136,7 +149,7 @@ static int take_intake(engine_t *e, int have_work)
             e->live_tail = q;
             if (refuse)
                 req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the engine has failed");
-            else
+            else if (q->fork_lead == NULL)  /* a sibling waits on its lead (req_fork) */
                 sched_add(e->sched, &q->seq);
         } else {
             request_t *q = find_live(e, m->id);
@@ -238,7 +251,11 @@ static uint32_t step(engine_t *e)
     int greedy = b.n_logits > 0 && step_is_greedy(e, seqs, n);
     if (!greedy)
         constraint_masks_begin(e, seqs, n);
-    int rc = greedy ? forward_step_argmax(e->fwd, &b, &am) : forward_step(e->fwd, &b, e->logits);
+    const int32_t *csrc, *cdst;
+    uint32_t n_copies = sched_copies(e->sched, &csrc, &cdst);
+    int rc = forward_kv_copy(e->fwd, csrc, cdst, n_copies);
+    if (rc == 0)
+        rc = greedy ? forward_step_argmax(e->fwd, &b, &am) : forward_step(e->fwd, &b, e->logits);
     if (!greedy)
         constraint_masks_end(e);
     if (rc != 0) {
@@ -256,13 +273,17 @@ static uint32_t step(engine_t *e)
         }
         if (s->step_logit < 0)
             continue;
+        request_t *q = s->owner;
+        float *row = greedy ? NULL : e->logits + (uint64_t)s->step_logit * e->n_vocab;
+        if (q->forks != NULL)   /* its prompt is computed: the siblings share it */
+            req_fork(e, q, row, greedy ? &am[s->step_logit] : NULL);
         if (greedy) {
             /* the sampler's greedy result; token -1 is its ERR_RANGE (a NaN, or no finite logit) */
             const bk_argmax_t *g = &am[s->step_logit];
             sampler_result_t r = { .token = g->token, .logprob = g->logprob, .n_top = 0 };
             req_on_sample(e, s->owner, g->token < 0 ? ERR_RANGE : 0, &r);
         } else {
-            req_on_logits(e, s->owner, e->logits + (uint64_t)s->step_logit * e->n_vocab);
+            req_on_logits(e, q, row);
         }
     }
     return n;

@@ -179,11 +179,103 @@ static void held_consume(request_t *q, size_t n)
     q->held.data[q->held.len] = '\0';
 }
 
+/* ---------------------------------------------------------------- several choices */
+
+int req_create_group(engine_t *e, const engine_request_t *r, uint32_t n, request_t **qs, char *err,
+                     size_t errlen)
+{
+    /* siblings fork from a lead in groups that fit the running set together */
+    uint32_t g = n < e->max_seqs ? n : e->max_seqs;
+    engine_request_t one = *r;
+    for (uint32_t i = 0; i < n; i++) {
+        one.sampling.seed = r->sampling.seed + i;
+        one.cookie = r->choice_cookies != NULL ? r->choice_cookies[i] : r->cookie;
+        int rc = req_create(e, &one, &qs[i], err, errlen);
+        if (rc != 0) {
+            while (i > 0)
+                req_destroy(qs[--i]);
+            return rc;
+        }
+        request_t *q = qs[i], *lead = qs[i - i % g];
+        q->choice = i;
+        if (q == lead)
+            continue;
+        q->fork_lead = lead;
+        request_t **tail = &lead->forks;
+        while (*tail != NULL)
+            tail = &(*tail)->fork_next;
+        *tail = q;
+        lead->seq.n_forks++;
+    }
+    return 0;
+}
+
+/* A sibling not yet forked ends: its lead forks one fewer. */
+static void unpark(engine_t *e, request_t *q)
+{
+    request_t **p = &q->fork_lead->forks;
+    while (*p != NULL && *p != q)
+        p = &(*p)->fork_next;
+    if (*p == q)
+        *p = q->fork_next;
+    sched_unfork(e->sched, &q->fork_lead->seq);
+    q->fork_lead = NULL;
+    q->fork_next = NULL;
+}
+
+/* A lead ends before its prompt was computed: its first sibling leads the rest, queued anew. */
+static void promote(engine_t *e, request_t *q)
+{
+    request_t *f = q->forks;
+    q->forks = NULL;
+    f->fork_lead = NULL;
+    f->forks = f->fork_next;
+    f->fork_next = NULL;
+    f->seq.n_forks = q->seq.n_forks - 1;
+    q->seq.n_forks = 0;
+    for (request_t *s = f->forks; s != NULL; s = s->fork_next)
+        s->fork_lead = f;
+    sched_add(e->sched, &f->seq);
+}
+
+void req_fork(engine_t *e, request_t *q, const float *row, const bk_argmax_t *g)
+{
+    /* after the step's sampling and scoring rows (engine.c) */
+    float *keep = e->logits + ((uint64_t)e->max_seqs + SCHED_SCORE_ROWS) * e->n_vocab;
+    float *tmp = keep + e->n_vocab;                                 /* [n_vocab] */
+    if (row != NULL)
+        memcpy(keep, row, (size_t)e->n_vocab * sizeof *keep);
+    while (q->forks != NULL) {
+        request_t *f = q->forks;
+        q->forks = f->fork_next;
+        f->fork_next = NULL;
+        f->fork_lead = NULL;
+        if (sched_fork(e->sched, &q->seq, &f->seq) != 0) {
+            sched_unfork(e->sched, &q->seq);
+            req_finish(e, f, ENGINE_FINISH_ERROR, -1, -1, "the prompt's KV blocks could not be shared");
+            continue;
+        }
+        if (!f->dequeued) {
+            f->dequeued = 1;
+            e->n_dequeued++;
+        }
+        if (g != NULL) {
+            /* the same row, the same greedy choice */
+            sampler_result_t r = { .token = g->token, .logprob = g->logprob, .n_top = 0 };
+            req_on_sample(e, f, g->token < 0 ? ERR_RANGE : 0, &r);
+        } else {
+            memcpy(tmp, keep, (size_t)e->n_vocab * sizeof *tmp);
+            req_on_logits(e, f, tmp);
+        }
+    }
+}
+
 void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_token,
                 int32_t stop_string, const char *message)
 {
     engine_event_t *ev = event_use(e, q->fin, q->id, ENGINE_EV_FINISH);
     ev->cookie = q->cookie;
+    ev->choice = q->choice;
     q->fin = NULL;
     /* text released whose token event could not be had, whatever the end */
     size_t n = q->unsent;
@@ -212,7 +304,11 @@ void req_finish(engine_t *e, request_t *q, engine_finish_t why, int32_t stop_tok
         q->dequeued = 1;
         e->n_dequeued++;
     }
+    if (q->fork_lead != NULL)
+        unpark(e, q);
     sched_remove(e->sched, &q->seq);
+    if (q->forks != NULL)
+        promote(e, q);
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -328,6 +424,7 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     engine_event_t *ev = event_new(e, q->id, ENGINE_EV_TOKEN);
     if (ev != NULL) {
         ev->cookie = q->cookie;
+        ev->choice = q->choice;
         set_text(ev, q->held.data, emit);
         ev->token = res->token;
         ev->index = q->n_generated - 1;

@@ -127,6 +127,15 @@ int forward_step(forward_t *f, const batch_t *batch, float *logits)
     return step(f, batch, logits, NULL);
 }
 
+int forward_kv_copy(forward_t *f, const int32_t *src, const int32_t *dst, uint32_t n)
+{
+    if (n == 0)
+        return 0;
+    if (f->b->ops->kv_copy == NULL)
+        return ERR_UNSUPPORTED;
+    return f->b->ops->kv_copy(f->b->ctx, src, dst, n);
+}
+
 int forward_has_argmax(const forward_t *f)
 {
     return f->b->ops->logits_argmax != NULL;

@@ -30,6 +30,14 @@ void forward_destroy(forward_t *f);
  */
 int forward_step(forward_t *f, const batch_t *batch, float *logits);
 
+/*
+ * Copy KV block src[i] into dst[i], every layer, for i in [0, n)
+ * (copy-on-write, backend_ops_t.kv_copy): before the step whose writes
+ * need them.  Returns 0, ERR_UNSUPPORTED when the backend cannot copy, or
+ * the backend's error.
+ */
+int forward_kv_copy(forward_t *f, const int32_t *src, const int32_t *dst, uint32_t n);
+
 /* Whether the backend can choose greedy tokens itself (forward_step_argmax). */
 int forward_has_argmax(const forward_t *f);
 

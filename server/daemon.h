@@ -189,9 +189,10 @@ int health_respond(daemon_t *d, http_request_t *req, int live);
  * events; so no event can carry the cookie of a freed job.
  */
 job_t *job_create(daemon_t *d, http_request_t *http, const char *route, size_t n_choices);
-/* Submit er for choice c with the choice as its cookie; fills its engine_id and submitted,
-   and the job's submitted and t_submit (the first time). */
-int job_submit(job_t *j, job_choice_t *c, engine_request_t *er, char *err, size_t errlen);
+/* Submit er as the n choices c[0 .. n) of one prompt (engine_request_t.n_choices: the prompt
+   computed once, choice i with er's seed + i), each choice its own cookie; fills their
+   engine_id and submitted, and the job's submitted and t_submit (the first time). */
+int job_submit(job_t *j, job_choice_t *c, size_t n, engine_request_t *er, char *err, size_t errlen);
 /* Free the job when both its connection and all its engine requests are done. */
 void job_release(job_t *j);
 /* Cancel every choice still in the engine (their FINISH events still arrive). */

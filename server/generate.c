@@ -332,7 +332,8 @@ static void on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
     if (ev->kind == ENGINE_EV_TOKEN && j->req.echo_only)
         return;
     if (ev->kind == ENGINE_EV_PROMPT) {
-        if (job_keep_prompt_lp(c, ev) != 0)
+        /* the prompt's choices share one computation (a fork): kept with its first */
+        if (job_keep_prompt_lp(c - c->seq, ev) != 0)
             goto nomem;
         return;
     }
@@ -473,8 +474,8 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
     /* the job first: each engine request carries its choice as its cookie */
     job_t *j = job_create(d, req, label, pr.n * ar.best_of);
     rc = j != NULL ? 0 : ERR_NOMEM;
-    /* one engine request per choice: prompt by prompt, best_of each; sequence s of a
-       prompt samples with seed + s (docs/API.md) */
+    /* one engine submission per prompt with best_of choices, the prompt computed once;
+       sequence s of a prompt samples with seed + s (docs/API.md) */
     for (size_t k = 0; rc == 0 && k < j->n_choices; k++) {
         job_choice_t *c = &j->choices[k];
         c->prompt = (uint32_t)(k / ar.best_of);
@@ -487,13 +488,14 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
                 break;
         }
         c->prompt_first = pr.ids[c->prompt][0];
-        /* the prompt's logprobs are the same for each of its sequences: not streamed, its
-           first sequence alone computes them (a stream sends each choice's echo itself) */
-        er.prompt_logprobs = score && (ar.stream || c->seq == 0);
+        if (c->seq + 1 < ar.best_of)
+            continue;   /* the prompt's last choice submits them all */
+        /* the prompt is computed once for all its choices (a fork), and scored once */
+        er.prompt_logprobs = score;
         er.tokens = pr.ids[c->prompt];
         er.n_tokens = pr.n_ids[c->prompt];
-        er.sampling.seed = ar.sampling.seed + c->seq;
-        rc = job_submit(j, c, &er, err, sizeof err);
+        er.sampling.seed = ar.sampling.seed;
+        rc = job_submit(j, c - c->seq, ar.best_of, &er, err, sizeof err);
     }
     engine_constraint_release(constraint);   /* the engine's requests hold their own */
     prompts_free(&pr);

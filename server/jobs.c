@@ -122,17 +122,27 @@ void job_client_gone(job_t *j)
     job_cancel(j);
 }
 
-int job_submit(job_t *j, job_choice_t *c, engine_request_t *er, char *err, size_t errlen)
+int job_submit(job_t *j, job_choice_t *c, size_t n, engine_request_t *er, char *err, size_t errlen)
 {
+    void *cookies[ENGINE_MAX_CHOICES];
+    if (n == 0 || n > ENGINE_MAX_CHOICES)
+        return ERR_RANGE;
+    for (size_t i = 0; i < n; i++)
+        cookies[i] = &c[i];
     er->cookie = c;
+    er->n_choices = (uint32_t)n;
+    er->choice_cookies = cookies;
     uint64_t id;
     int rc = engine_submit(j->d->engine, er, &id, err, errlen);
+    er->choice_cookies = NULL;
     if (rc != 0)
         return rc;
-    c->engine_id = id;
-    c->submitted = 1;
-    c->engine_done = 0;
-    j->n_done--;
+    for (size_t i = 0; i < n; i++) {   /* the engine numbers the choices in order */
+        c[i].engine_id = id + i;
+        c[i].submitted = 1;
+        c[i].engine_done = 0;
+    }
+    j->n_done -= n;
     if (!j->submitted)
         j->t_submit = clock_now_ns();
     j->submitted = 1;

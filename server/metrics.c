@@ -263,6 +263,10 @@ char *metrics_render(metrics_t *m, const engine_stats_t *st, const char *model_n
         put_scalar(f, "llamad_preemptions_total", "counter",
                    "Sequences preempted (KV blocks freed, recomputed later).", "",
                    (double)st->preemptions);
+        put_scalar(f, "llamad_prompt_tokens_computed_total", "counter",
+                   "Prompt tokens run through the forward pass (a prompt of several choices "
+                   "once; recomputation after preemption included).", "",
+                   (double)st->prompt_tokens_computed);
         put_scalar(f, "llamad_kv_double_frees_total", "counter",
                    "Releases of a KV block nobody held: a bug if not 0.", "", (double)st->kv_double_frees);
         put_scalar(f, "llamad_requests_running", "gauge", "Sequences generating.", "", st->running);

@@ -153,9 +153,15 @@ static int send_echo(job_t *j, job_choice_t *c)
 void stream_on_event(job_t *j, job_choice_t *c, const engine_event_t *ev)
 {
     int rc = 0;
-    if (ev->kind == ENGINE_EV_PROMPT) { /* kept for the echo (streamed echo with logprobs) */
-        if (c->echo_held && job_keep_prompt_lp(c, ev) != 0)
-            fail(j, "server_error", NULL, "out of memory");
+    if (ev->kind == ENGINE_EV_PROMPT) {
+        /* kept for the echo (streamed echo with logprobs) of each choice of the prompt: they
+           share one computation (a fork), whose events come to one of them, before any token */
+        job_choice_t *first = c - c->seq;
+        for (uint32_t k = 0; k < j->req.best_of; k++)
+            if (first[k].echo_held && job_keep_prompt_lp(&first[k], ev) != 0) {
+                fail(j, "server_error", NULL, "out of memory");
+                break;
+            }
         return;
     }
     if (c->echo_held && send_echo(j, c) != 0) {

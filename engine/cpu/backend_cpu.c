@@ -377,6 +377,21 @@ static void op_destroy(void *vctx)
     free(c);
 }
 
+/* Every layer's K and V rows of block src[i] into block dst[i]. */
+static int op_kv_copy(void *vctx, const int32_t *src, const int32_t *dst, uint32_t n)
+{
+    cpu_t *c = vctx;
+    for (uint32_t i = 0; i < n; i++) {
+        if (src[i] < 0 || (uint32_t)src[i] >= c->n_blocks || dst[i] < 0 || (uint32_t)dst[i] >= c->n_blocks)
+            return ERR_INVALID;
+        for (uint32_t l = 0; l < c->m->hp.n_layer; l++)
+            for (int which = 0; which < 2; which++)
+                memcpy(kv_slot(c, l, which, dst[i], 0, 0), kv_slot(c, l, which, src[i], 0, 0),
+                       c->kv_block_stride * sizeof(float));
+    }
+    return 0;
+}
+
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
     .destroy = op_destroy,
@@ -394,6 +409,7 @@ static const backend_ops_t cpu_ops = {
     .swiglu = op_swiglu,
     .logits = op_logits,
     .last_error = op_last_error,
+    .kv_copy = op_kv_copy,
 };
 
 /* ---------------------------------------------------------------- create */

@@ -368,6 +368,43 @@ void kv_seq_release(kv_cache_t *kv, kv_seq_t *q)
     q->last = q->root;
 }
 
+int kv_seq_fork(kv_cache_t *kv, kv_seq_t *dst, const kv_seq_t *src, uint64_t n_tokens)
+{
+    if (dst->n_blocks != 0)
+        return ERR_STATE;
+    uint64_t n = (n_tokens + kv->B - 1) / kv->B;
+    if (n > src->n_blocks || n > dst->cap || (uint64_t)src->n_keyed * kv->B > n_tokens)
+        return ERR_RANGE;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t id = src->blocks[i];
+        kv->blocks[id].ref++;   /* held by src: ref > 0 and on no list */
+        dst->blocks[i] = id;
+    }
+    dst->n_blocks = (uint32_t)n;
+    dst->n_keyed = src->n_keyed;
+    dst->root = src->root;
+    dst->last = src->last;
+    return 0;
+}
+
+int kv_seq_cow(kv_cache_t *kv, kv_seq_t *q, uint64_t pos, int32_t *from, int32_t *to)
+{
+    uint64_t i = pos / kv->B;
+    if (i >= q->n_blocks)
+        return 0;
+    int32_t old = q->blocks[i];
+    if (kv->blocks[old].ref <= 1)
+        return 0;
+    int32_t id = take_block(kv);
+    if (id < 0)
+        return ERR_FULL;
+    kv->blocks[old].ref--;      /* still > 0: another sequence holds it */
+    q->blocks[i] = id;
+    *from = old;
+    *to = id;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- checks */
 
 static int check_list(const kv_cache_t *kv, const kv_list_t *l, uint8_t which, const char *name,

@@ -26,6 +26,17 @@
  * The secret seed keeps keys unpredictable (no crafted collisions), and
  * the salt keeps tenants that must not share apart (THREATS.md C5).
  *
+ * Forking.  Several sequences with the same prompt (a request's n
+ * choices) compute it once: kv_seq_fork gives a new sequence references
+ * to every block of the one that computed it, the partly filled last
+ * block included.  A block held by more than one sequence is read-only;
+ * a sequence that is about to write into one (kv_seq_cow, called before
+ * each write at a position that is not a block's first) takes a new
+ * block for itself, and the caller has the backend copy the shared one's
+ * keys and values into it before the write (copy-on-write).  The last
+ * holder writes in place.  Blocks are released by reference count, so
+ * the sequences of a fork may end in any order.
+ *
  * Nothing here allocates after kv_create except kv_seq_init (once per
  * request).
  */
@@ -132,6 +143,28 @@ void kv_seq_commit(kv_cache_t *kv, kv_seq_t *q, const int32_t *tokens, uint32_t 
  * become free.  The table is then empty and its root kept.
  */
 void kv_seq_release(kv_cache_t *kv, kv_seq_t *q);
+
+/*
+ * Make dst, which holds no blocks, share the blocks of src that hold
+ * positions [0, n_tokens) (src's computed tokens): their reference
+ * counts go up, and dst's keys continue where src's stop (same root, so
+ * the same salt).  Returns 0, ERR_STATE when dst holds blocks, or
+ * ERR_RANGE when src does not hold n_tokens positions, dst's table is
+ * too small, or n_tokens would cut a block src has keyed; on error
+ * nothing changes.
+ */
+int kv_seq_fork(kv_cache_t *kv, kv_seq_t *dst, const kv_seq_t *src, uint64_t n_tokens);
+
+/*
+ * Copy-on-write: the sequence is about to write position pos.  When the
+ * block holding it is shared (reference count above 1), take a new block
+ * in its place, let go of the shared one, set *from and *to to the old
+ * and the new block id and return 1: the caller copies block *from into
+ * *to before any write.  Returns 0 when there is nothing to copy (no
+ * block there yet, or the sequence holds it alone; *from and *to are
+ * left alone), ERR_FULL when no block can be taken (nothing changes).
+ */
+int kv_seq_cow(kv_cache_t *kv, kv_seq_t *q, uint64_t pos, int32_t *from, int32_t *to);
 
 /*
  * Check the pool's invariants (O(n_blocks)): every block is either held

@@ -21,6 +21,7 @@ struct sched {
     seq_list_t waiting;         /* front: next to admit */
     seq_list_t running;         /* head: admitted first; tail: preempted first */
     uint64_t admissions;        /* counter behind admitted_at */
+    uint32_t forks_pending;     /* n_forks of the running sequences: seats kept for them */
     uint64_t max_step_ns;       /* 0: no time budget */
     sched_cost_t cost;          /* the model the time budget is planned with */
 
@@ -36,6 +37,9 @@ struct sched {
     batch_seq_t *bseqs;         /* [max_seqs] */
     int32_t *logit_rows;        /* [max_seqs + SCHED_SCORE_ROWS] */
     uint32_t score_left;        /* scoring rows this step may still take */
+    int32_t *copy_src;          /* [max_seqs] the step's block copies (one per sequence at most) */
+    int32_t *copy_dst;          /* [max_seqs] */
+    uint32_t n_copies;
 
     sched_stats_t st;
 };
@@ -122,7 +126,9 @@ int sched_create(sched_t **out, kv_cache_t *kv, const sched_opts_t *o, char *err
     s->pos = calloc(s->max_tokens, sizeof *s->pos);
     s->bseqs = calloc(s->max_seqs, sizeof *s->bseqs);
     s->logit_rows = calloc((size_t)s->max_seqs + SCHED_SCORE_ROWS, sizeof *s->logit_rows);
-    if (!s->plan || !s->tokens || !s->pos || !s->bseqs || !s->logit_rows) {
+    s->copy_src = calloc(s->max_seqs, sizeof *s->copy_src);
+    s->copy_dst = calloc(s->max_seqs, sizeof *s->copy_dst);
+    if (!s->plan || !s->tokens || !s->pos || !s->bseqs || !s->logit_rows || !s->copy_src || !s->copy_dst) {
         sched_destroy(s);
         return err_set(err, errlen, ERR_NOMEM, "scheduler: out of memory for %u tokens", o->max_tokens);
     }
@@ -139,6 +145,8 @@ void sched_destroy(sched_t *s)
     free(s->pos);
     free(s->bseqs);
     free(s->logit_rows);
+    free(s->copy_src);
+    free(s->copy_dst);
     free(s);
 }
 
@@ -155,6 +163,13 @@ uint32_t sched_max_seqs(const sched_t *s)
 void sched_set_cost(sched_t *s, const sched_cost_t *c)
 {
     s->cost = *c;
+}
+
+uint32_t sched_copies(const sched_t *s, const int32_t **src, const int32_t **dst)
+{
+    *src = s->copy_src;
+    *dst = s->copy_dst;
+    return s->n_copies;
 }
 
 sched_seq_t *sched_waiting(const sched_t *s)
@@ -186,18 +201,21 @@ void sched_add(sched_t *s, sched_seq_t *q)
     q->step_logit = -1;
     q->step_score = -1;
     q->step_n_score = 0;
+    q->cow_src = q->cow_dst = -1;
     kv_seq_start(s->kv, &q->kv, q->salt, q->salt_len);
     push_by_priority(&s->waiting, q);
 }
 
 void sched_remove(sched_t *s, sched_seq_t *q)
 {
-    if (q->state == SCHED_WAITING)
+    if (q->state == SCHED_WAITING) {
         unlink_seq(&s->waiting, q);
-    else if (q->state == SCHED_RUNNING)
+    } else if (q->state == SCHED_RUNNING) {
         unlink_seq(&s->running, q);
-    else
+        s->forks_pending -= q->n_forks;
+    } else {
         return;
+    }
     kv_seq_release(s->kv, &q->kv);
     q->state = SCHED_DONE;
     q->step_new = 0;
@@ -215,6 +233,41 @@ int sched_append(sched_t *s, sched_seq_t *q, int32_t token)
         return ERR_FULL;
     q->tokens[q->n_tokens++] = token;
     return 0;
+}
+
+int sched_fork(sched_t *s, sched_seq_t *parent, sched_seq_t *child)
+{
+    if (parent->state != SCHED_RUNNING || parent->n_forks == 0 || parent->n_computed != parent->n_tokens ||
+        child->state != SCHED_NEW || child->kv.n_blocks != 0)
+        return ERR_STATE;
+    if (child->n_tokens != parent->n_computed ||
+        memcmp(child->tokens, parent->tokens, (size_t)child->n_tokens * sizeof *child->tokens) != 0)
+        return ERR_INVALID;
+    int rc = kv_seq_fork(s->kv, &child->kv, &parent->kv, parent->n_computed);
+    if (rc != 0)
+        return rc;
+    parent->n_forks--;
+    s->forks_pending--;
+    child->state = SCHED_RUNNING;
+    child->n_computed = parent->n_computed;
+    child->n_cached = parent->n_cached;
+    child->started = 1;
+    child->step_new = 0;
+    child->step_logit = -1;
+    child->cow_src = child->cow_dst = -1;
+    child->admitted_at = ++s->admissions;
+    push_back(&s->running, child);
+    s->st.admitted++;
+    return 0;
+}
+
+void sched_unfork(sched_t *s, sched_seq_t *parent)
+{
+    if (parent->n_forks == 0)
+        return;
+    parent->n_forks--;
+    if (parent->state == SCHED_RUNNING)
+        s->forks_pending--;
 }
 
 /* ---------------------------------------------------------------- planning */
@@ -330,6 +383,7 @@ static void preempt(sched_t *s, sched_seq_t *q, uint32_t *budget)
     if (q->step_new > 0)
         plan_drop(s, q, budget);
     unlink_seq(&s->running, q);
+    s->forks_pending -= q->n_forks;
     kv_seq_release(s->kv, &q->kv);
     q->n_computed = 0;
     q->n_preempted++;
@@ -342,7 +396,9 @@ static void preempt(sched_t *s, sched_seq_t *q, uint32_t *budget)
  * Blocks for tokens [n_computed, n_computed + *n_new) of running sequence
  * q.  A prefill chunk may shrink to what the free blocks hold; otherwise
  * the newest running sequences are preempted until the blocks are there.
- * Returns 1 with the blocks reserved, or 0 when q itself was preempted.
+ * A block q shares where it writes next is copied first (kv_seq_cow; the
+ * copy goes into the step's batch).  Returns 1 with the blocks reserved,
+ * or 0 when q itself was preempted.
  */
 static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shrink, uint32_t *budget,
                         int *preempted)
@@ -350,6 +406,8 @@ static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shr
     kv_cache_t *kv = s->kv;
     uint32_t B = kv_block_tokens(kv);
     for (;;) {
+        if (kv_seq_cow(kv, &q->kv, q->n_computed, &q->cow_src, &q->cow_dst) < 0)
+            goto preempt; /* not a block to copy into */
         if (kv_seq_reserve(kv, &q->kv, (uint64_t)q->n_computed + *n_new) == 0)
             return 1;
         if (may_shrink) {
@@ -360,6 +418,7 @@ static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shr
                     return 1;
             }
         }
+    preempt:;
         sched_seq_t *victim = s->running.tail;
         preempt(s, victim, budget);
         *preempted = 1;
@@ -411,8 +470,12 @@ static void plan_admit(sched_t *s, uint32_t *budget)
 {
     kv_cache_t *kv = s->kv;
     uint32_t B = kv_block_tokens(kv);
-    while (s->waiting.head != NULL && *budget > 0 && s->running.n < s->max_seqs && !s->out_of_time) {
+    while (s->waiting.head != NULL && *budget > 0 && s->running.n + s->forks_pending < s->max_seqs &&
+           !s->out_of_time) {
         sched_seq_t *q = s->waiting.head;
+        /* a group's seats: it and every sibling still to fork from it */
+        if (s->running.n + s->forks_pending + 1 + (uint64_t)q->n_forks > s->max_seqs)
+            break;
         /* a sequence still to score computes its whole prompt: no rows are skipped */
         uint32_t matched = q->n_scored < q->n_score
                                ? 0 : kv_seq_match(kv, &q->kv, q->tokens, q->n_tokens);
@@ -425,7 +488,10 @@ static void plan_admit(sched_t *s, uint32_t *budget)
             q->n_computed = 0;
             break;
         }
-        uint32_t keep = s->running.n > 0 ? s->watermark : 0;
+        /* a group's blocks: the shared ones once, and a copy of the last for each sibling
+           (alone, it goes in whatever the pool: a sibling short of a block is preempted
+           and recomputes on its own, so a pool that holds one sequence still serves) */
+        uint32_t keep = s->running.n > 0 ? s->watermark + q->n_forks : 0;
         uint32_t avail = kv_available(kv);
         uint32_t need = kv_blocks_for(kv, (uint64_t)matched + n_new) - q->kv.n_blocks;
         if (need + (uint64_t)keep > avail) {
@@ -446,6 +512,7 @@ static void plan_admit(sched_t *s, uint32_t *budget)
         }
         unlink_seq(&s->waiting, q);
         q->state = SCHED_RUNNING;
+        s->forks_pending += q->n_forks;
         q->admitted_at = ++s->admissions;
         push_back(&s->running, q);
         if (!q->started) {
@@ -462,10 +529,14 @@ static void plan_admit(sched_t *s, uint32_t *budget)
 /* Lay the plan out as a ragged batch. */
 static void build_batch(sched_t *s, batch_t *b)
 {
-    uint32_t t = 0, n_logits = 0;
+    uint32_t t = 0, n_logits = 0, n_copies = 0;
     uint64_t pairs = 0;
     for (uint32_t i = 0; i < s->n_plan; i++) {
         sched_seq_t *q = s->plan[i];
+        if (q->cow_src >= 0) {
+            s->copy_src[n_copies] = q->cow_src;
+            s->copy_dst[n_copies++] = q->cow_dst;
+        }
         pairs += cost_pairs(q->n_computed, q->step_new);
         s->bseqs[i] = (batch_seq_t){ q->kv.blocks, q->kv.n_blocks, t, q->step_new };
         uint32_t ns = score_rows(q, q->step_new);
@@ -486,6 +557,7 @@ static void build_batch(sched_t *s, batch_t *b)
         }
     }
     *b = (batch_t){ t, s->tokens, s->pos, s->n_plan, s->bseqs, n_logits, s->logit_rows };
+    s->n_copies = n_copies;
     s->st.last_pairs = pairs;
 }
 
@@ -498,9 +570,11 @@ uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
         q->step_logit = -1;
         q->step_score = -1;
         q->step_n_score = 0;
+        q->cow_src = q->cow_dst = -1;
     }
     s->score_left = SCHED_SCORE_ROWS;
     s->n_plan = 0;
+    s->n_copies = 0;
     s->n_prefill = 0;
     s->out_of_time = 0;
     s->est_ns = s->cost.per_step;

@@ -36,6 +36,19 @@
  * recomputed from its prompt and the tokens it already produced (with the
  * prefix cache, whatever of it is still cached is not recomputed).
  *
+ * Forks (a request's n choices, kvcache.h).  A sequence with n_forks
+ * set stands for a group: it is admitted only when the running set has
+ * room for the whole group and, when others run, the free blocks hold,
+ * besides its first chunk and the watermark, one block per sibling for
+ * the copy of the shared last block.
+ * When its prompt is computed the owner forks each sibling from it
+ * (sched_fork): the sibling joins the running set sharing the prompt's
+ * blocks, and computes nothing until it has a token of its own.  A
+ * sequence that writes into a block it shares copies it first: the
+ * step's copies (sched_copies) go to the backend before its batch.
+ * Once forked, a sibling is a sequence like any other: preempted, it
+ * recomputes its own tokens (through the prefix cache where it can).
+ *
  * A sequence's tokens are tokens[0 .. n_tokens): the prompt, then each
  * token generated.  Tokens [0, n_computed) have keys and values in the
  * cache.  A step computes tokens [n_computed, n_computed + step_new); when
@@ -81,6 +94,8 @@ struct sched_seq {
     uint32_t n_scored;      /* the owner's: advanced past the rows it has consumed.  A
                                sequence with n_scored < n_score bypasses the prefix cache
                                (positions skipped would have no rows) */
+    uint32_t n_forks;       /* siblings still to fork from this sequence once its prompt is
+                               computed (sched_fork, sched_unfork change it) */
 
     /* The scheduler's; the owner may read them. */
     sched_state_t state;
@@ -97,6 +112,7 @@ struct sched_seq {
     int32_t step_score;     /* first of step_n_score consecutive scoring rows, or -1 */
     uint32_t step_n_score;  /* the rows of positions step_score_pos, ... */
     uint32_t step_score_pos;
+    int32_t cow_src, cow_dst;   /* a block copied for this step's write, or -1 */
 };
 
 /* The most scoring rows one step computes, all sequences together: a scoring prompt
@@ -170,6 +186,13 @@ void sched_remove(sched_t *s, sched_seq_t *q);
 uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs);
 
 /*
+ * The KV block copies the planned step needs before its forward pass
+ * (copy-on-write): block (*src)[i] into (*dst)[i] for i below the return
+ * value.  The arrays are the scheduler's, valid until the next sched_plan.
+ */
+uint32_t sched_copies(const sched_t *s, const int32_t **src, const int32_t **dst);
+
+/*
  * The step's forward pass has run: advance each scheduled sequence's
  * n_computed and publish its newly full blocks in the prefix cache.
  */
@@ -181,6 +204,20 @@ void sched_commit(sched_t *s);
  * or ERR_STATE when the sequence is not in that state.
  */
 int sched_append(sched_t *s, sched_seq_t *q, int32_t token);
+
+/*
+ * Fork sibling `child` (SCHED_NEW, holding no blocks, whose tokens equal
+ * parent's computed ones) from running sequence `parent` whose tokens are
+ * all computed and whose n_forks is not 0: the child runs at once sharing
+ * parent's blocks (kv_seq_fork), with parent's tokens computed, and
+ * parent's n_forks goes down.  Not between sched_plan and sched_commit.
+ * Returns 0, or ERR_STATE / ERR_INVALID when those conditions do not hold
+ * (nothing changes).  No allocation.
+ */
+int sched_fork(sched_t *s, sched_seq_t *parent, sched_seq_t *child);
+
+/* A sibling of parent will never be forked (it was cancelled): n_forks goes down. */
+void sched_unfork(sched_t *s, sched_seq_t *parent);
 
 void sched_get_stats(const sched_t *s, sched_stats_t *st);
 

@@ -10,6 +10,7 @@ log-probability.  Caps: n and best_of 16, 64 prompts, prompts x best_of 128.
 """
 
 import os
+import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,8 @@ CASES = ["n=3 completions: choice i equals seed + i alone",
          "echo: the prompt opens each choice, streamed and not",
          "echo with logprobs streamed: the logprobs equal the unstreamed ones",
          "suffix is a 400 naming it",
-         "langchain OpenAI (legacy LLM) invoke and generate"]
+         "langchain OpenAI (legacy LLM) invoke and generate",
+         "n=4: the prompt is computed once (llamad_prompt_tokens_computed_total)"]
 PROMPT = "The capital of France is"
 MAX_TOKENS = 8
 
@@ -209,6 +211,19 @@ def main():
             texts = [g[0].text for g in gen.generations]
             return isinstance(one, str) and len(one) > 0 and len(texts) == 2 and \
                 texts[0] == one, "invoke %r generate %r" % (one, texts)
+        def prompt_once():
+            # token ids no earlier request began with: nothing of it is in the prefix cache
+            rng = random.Random()
+            ids = [rng.randrange(1000, 40000) for _ in range(37)]
+            before = H.metric(H.metrics(d), "llamad_prompt_tokens_computed_total")
+            r = c.completions.create(prompt=ids, n=4, seed=11, **cmpl)
+            after = H.metric(H.metrics(d), "llamad_prompt_tokens_computed_total")
+            if before is None or after is None:
+                return False, "llamad_prompt_tokens_computed_total is not in /metrics"
+            return after - before == len(ids) and len(r.choices) == 4, \
+                "%d prompt tokens computed for a prompt of %d with n=4" % (after - before, len(ids))
+        R.attempt(CASES[14], prompt_once)
+
         try:
             import langchain_openai  # noqa: F401
             R.attempt(CASES[13], langchain)

@@ -145,6 +145,7 @@ typedef struct {
     float temperature;          /* 0: greedy */
     float repetition_penalty;   /* 0: off */
     uint64_t seed;
+    uint32_t choice;            /* of its submission (submit_choices) */
     /* results */
     uint64_t id;
     int32_t out[MAXGEN + 1];
@@ -190,9 +191,42 @@ static void encode(engine_t *e, const char *text, job_t *j)
     free(ids);
 }
 
+static void fill_request(job_t *j, engine_request_t *r);
+
 static int submit(engine_t *e, job_t *j)
 {
     char err[ERR_MSG_MAX];
+    engine_request_t r;
+    fill_request(j, &r);
+    j->choice = 0;
+    return engine_submit(e, &r, &j->id, err, sizeof err);
+}
+
+/* jobs[0 .. n) as the n choices of one submission: jobs[0]'s request, seed + i each. */
+static int submit_choices(engine_t *e, job_t *jobs, uint32_t n)
+{
+    char err[ERR_MSG_MAX];
+    engine_request_t r;
+    void *cookies[ENGINE_MAX_CHOICES];
+    fill_request(&jobs[0], &r);
+    for (uint32_t i = 0; i < n; i++) {
+        cookies[i] = &jobs[i];
+        jobs[i].n_out = 0;
+        jobs[i].text_len = 0;
+        jobs[i].finishes = 0;
+        jobs[i].choice = i;
+    }
+    r.n_choices = n;
+    r.choice_cookies = cookies;
+    uint64_t id;
+    int rc = engine_submit(e, &r, &id, err, sizeof err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        jobs[i].id = id + i;
+    return rc;
+}
+
+static void fill_request(job_t *j, engine_request_t *r_out)
+{
     engine_request_t r;
     engine_request_init(&r);
     r.tokens = j->tok;
@@ -211,15 +245,14 @@ static int submit(engine_t *e, job_t *j)
         r.n_stop_tokens = 1;
     }
     r.cookie = j;   /* route() checks that every event brings it back */
-    const char *stops[1] = { j->stop };
     if (j->stop) {
-        r.stop = stops;
+        r.stop = &j->stop;  /* the job outlives the submission */
         r.n_stop = 1;
     }
     j->n_out = 0;
     j->text_len = 0;
     j->finishes = 0;
-    return engine_submit(e, &r, &j->id, err, sizeof err);
+    *r_out = r;
 }
 
 /* Route one event to its job, checking the order of a request's events and that
@@ -233,6 +266,7 @@ static int route(job_t *jobs, size_t n, const engine_event_t *ev)
         ASSERT_MSG(ev->cookie == (void *)j, "request %llu's event carries cookie %p, not its job %p",
                    (unsigned long long)ev->id, ev->cookie, (void *)j);
         ASSERT_MSG(j->finishes == 0, "an event after the finish of request %llu", (unsigned long long)ev->id);
+        ASSERT_EQ_INT(ev->choice, j->choice);
         ASSERT(j->text_len + ev->text_len < sizeof j->text);
         memcpy(j->text + j->text_len, ev->text, ev->text_len);
         j->text_len += ev->text_len;
@@ -1044,8 +1078,8 @@ TEST(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated)
 
 /*
  * Issue 16's KV test for several choices, as the server serves them (one
- * engine request per choice, seed + i, the prompt's full blocks shared by
- * the prefix cache): 32 requests with n=4 over 8 prompts, a third of them
+ * submission of n choices, seed + i, the prompt computed once and its
+ * blocks forked, the partial last one copied on write): 32 requests with n=4 over 8 prompts, a third of them
  * cancelled midway, under a pool small enough to preempt.  Every choice
  * not cancelled equals its run alone with the same seed, a cancelled one
  * is a prefix of it; afterwards no block is in use and none was freed twice.
@@ -1085,8 +1119,8 @@ TEST(n_choices_share_prompts_cancel_and_preempt_without_leaks)
     for (int r = 0; r < NC_REQ; r++)
         for (int c = 0; c < NC_N; c++)
             choices_job(e, r % NC_PROMPTS, c, &got[r * NC_N + c]);
-    for (int k = 0; k < NC_REQ * NC_N; k++)
-        ASSERT_EQ_INT(submit(e, &got[k]), 0);
+    for (int r = 0; r < NC_REQ; r++)   /* each request's n choices in one submission */
+        ASSERT_EQ_INT(submit_choices(e, &got[r * NC_N], NC_N), 0);
     size_t pending = NC_REQ * NC_N, seen = 0;
     int cancelled = 0;
     while (pending > 0) {
@@ -1175,6 +1209,45 @@ TEST(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest)
                   ERR_UNSUPPORTED);
 }
 
+/*
+ * n = 4 choices of one prompt compute it once: the engine's prefill count
+ * is the prompt's length, not four times it, with the prefix cache off (so
+ * nothing is shared but by the fork) and on.  Each choice equals its run
+ * alone; the blocks are all free after.
+ */
+TEST(n_choices_compute_the_prompt_once)
+{
+    static job_t ref[NC_N], got[NC_N];
+    engine_stats_t st;
+    for (int prefix = 0; prefix < 2; prefix++) {
+        engine_t *e = open_engine(8, 512, 64ull << 20, prefix, 64);
+        for (int c = 0; c < NC_N; c++)
+            choices_job(e, 5, c, &ref[c]);
+        ASSERT_MSG(ref[0].n_tok % 16 != 0, "the prompt (%zu tokens) ends in a partial block", ref[0].n_tok);
+        run_all(e, ref, NC_N, 1);
+        engine_destroy(e);
+
+        e = open_engine(8, 512, 64ull << 20, prefix, 64);
+        for (int c = 0; c < NC_N; c++)
+            choices_job(e, 5, c, &got[c]);
+        ASSERT_EQ_INT(submit_choices(e, got, NC_N), 0);
+        drain(e, got, NC_N, NC_N);
+        settle(e, &st);
+        ASSERT_EQ_INT(st.prompt_tokens_computed, got[0].n_tok);
+        ASSERT_EQ_INT(st.tokens_computed, got[0].n_tok + NC_N * (got[0].max_tokens - 1));
+        for (int c = 0; c < NC_N; c++) {
+            ASSERT_EQ_INT(got[c].finishes, 1);
+            ASSERT_EQ_INT(got[c].fin.prompt_tokens, got[0].n_tok);
+            ASSERT_EQ_INT(got[c].n_out, ref[c].n_out);
+            ASSERT_MSG(memcmp(got[c].out, ref[c].out, got[c].n_out * sizeof(int32_t)) == 0,
+                       "choice %d differs from its run alone: \"%s\" vs \"%s\"", c, got[c].text, ref[c].text);
+        }
+        ASSERT_EQ_INT(st.blocks_used, 0);
+        ASSERT_EQ_INT(st.kv_double_frees, 0);
+        engine_destroy(e);
+    }
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
           T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
@@ -1183,5 +1256,5 @@ TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_
           T(events_carry_logprobs_and_the_engine_beats), T(a_request_without_max_tokens_runs_to_the_context),
           T(outputs_equal_the_golden_of_the_code_before),
           T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated),
-          T(n_choices_share_prompts_cancel_and_preempt_without_leaks),
+          T(n_choices_share_prompts_cancel_and_preempt_without_leaks), T(n_choices_compute_the_prompt_once),
           T(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest))

@@ -415,10 +415,139 @@ TEST(random_sequences_keep_the_pool_consistent)
     kv_destroy(kv);
 }
 
+/*
+ * A fork of a sequence with 40 computed tokens (two full blocks and a
+ * partial third, B = 16): the children share all three; the first write
+ * into the shared partial block copies it, the last holder writes in
+ * place; the full blocks are never copied; releases in any order leave
+ * the pool clean, prefix cache on and off.
+ */
+static void fork_and_cow(int prefix)
+{
+    kv_cache_t *kv = make_kv(12, 16, prefix);
+    int32_t t[100];
+    fill_tokens(t, 100, 3);
+    kv_seq_t a, b, c;
+    seq_new(kv, &a, 100, "s");
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &a, 40), 0);
+    kv_seq_commit(kv, &a, t, 40);
+    kv_stats_t st;
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 3);
+    seq_new(kv, &b, 100, NULL);
+    seq_new(kv, &c, 100, NULL);
+    ASSERT_EQ_INT(kv_seq_fork(kv, &b, &a, 40), 0);
+    ASSERT_EQ_INT(kv_seq_fork(kv, &c, &a, 40), 0);
+    ASSERT_EQ_INT(kv_seq_fork(kv, &c, &a, 40), ERR_STATE);   /* c holds blocks already */
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 3);                               /* shared blocks counted once */
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ_INT(b.blocks[i], a.blocks[i]);
+        ASSERT_EQ_INT(kv_block_refs(kv, a.blocks[i]), 3);
+    }
+    ASSERT_EQ_INT(b.n_keyed, a.n_keyed);
+    ASSERT(memcmp(b.root.b, a.root.b, SHA256_BYTES) == 0);    /* the parent's salt */
+    check(kv);
+
+    /* b writes position 40 (slot 8 of the shared block 2): a copy */
+    int32_t from = -7, to = -7, shared = a.blocks[2];
+    ASSERT_EQ_INT(kv_seq_cow(kv, &b, 40, &from, &to), 1);
+    ASSERT_EQ_INT(from, shared);
+    ASSERT(to != shared && to >= 0);
+    ASSERT_EQ_INT(b.blocks[2], to);
+    ASSERT_EQ_INT(kv_block_refs(kv, shared), 2);
+    ASSERT_EQ_INT(kv_block_refs(kv, to), 1);
+    /* again: b holds it alone now, nothing to copy, outputs untouched */
+    from = to = -7;
+    ASSERT_EQ_INT(kv_seq_cow(kv, &b, 41, &from, &to), 0);
+    ASSERT_EQ_INT(from, -7);
+    /* a past its blocks: nothing to copy (a new block comes from reserve) */
+    ASSERT_EQ_INT(kv_seq_cow(kv, &a, 48, &from, &to), 0);
+    /* c copies too; then a is the last holder and writes in place */
+    ASSERT_EQ_INT(kv_seq_cow(kv, &c, 40, &from, &to), 1);
+    ASSERT_EQ_INT(from, shared);
+    ASSERT_EQ_INT(kv_block_refs(kv, shared), 1);
+    ASSERT_EQ_INT(kv_seq_cow(kv, &a, 40, &from, &to), 0);
+    ASSERT_EQ_INT(a.blocks[2], shared);
+    ASSERT_EQ_INT(kv_block_refs(kv, a.blocks[0]), 3);          /* full blocks stay shared */
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 5);
+    check(kv);
+
+    /* each grows and commits its own blocks; the shared full ones stay published once */
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &b, 60), 0);
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &c, 50), 0);
+    kv_seq_commit(kv, &b, t, 60);
+    kv_seq_commit(kv, &c, t, 50);
+    check(kv);
+
+    /* release in an order other than the fork's: parent in the middle */
+    kv_seq_release(kv, &b);
+    check(kv);
+    kv_seq_release(kv, &a);
+    ASSERT_EQ_INT(kv_block_refs(kv, c.blocks[0]), 1);
+    check(kv);
+    kv_seq_release(kv, &c);
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 0);
+    ASSERT_EQ_INT(st.n_free, 12);
+    ASSERT_EQ_INT(st.double_frees, 0);
+    check(kv);
+    kv_seq_close(&a);
+    kv_seq_close(&b);
+    kv_seq_close(&c);
+    kv_destroy(kv);
+}
+
+TEST(fork_shares_blocks_and_copies_the_partial_one_on_first_write)
+{
+    fork_and_cow(1);
+    fork_and_cow(0);
+}
+
+TEST(fork_and_cow_fail_without_changing_anything)
+{
+    kv_cache_t *kv = make_kv(3, 16, 1);
+    int32_t t[64];
+    fill_tokens(t, 64, 5);
+    kv_seq_t a, b, small;
+    seq_new(kv, &a, 64, NULL);
+    seq_new(kv, &b, 64, NULL);
+    seq_new(kv, &small, 16, NULL);
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &a, 40), 0);              /* the whole pool */
+    kv_seq_commit(kv, &a, t, 40);
+    ASSERT_EQ_INT(kv_seq_fork(kv, &b, &a, 49), ERR_RANGE);      /* a holds 48 positions */
+    ASSERT_EQ_INT(kv_seq_fork(kv, &small, &a, 40), ERR_RANGE);  /* room for one block */
+    ASSERT_EQ_INT(kv_seq_fork(kv, &b, &a, 20), ERR_RANGE);      /* would cut a keyed block */
+    ASSERT_EQ_INT(b.n_blocks, 0);
+    ASSERT_EQ_INT(kv_block_refs(kv, a.blocks[0]), 1);
+    ASSERT_EQ_INT(kv_seq_fork(kv, &b, &a, 40), 0);
+    int32_t from = -7, to = -7;
+    ASSERT_EQ_INT(kv_seq_cow(kv, &b, 40, &from, &to), ERR_FULL); /* no block to copy into */
+    ASSERT_EQ_INT(from, -7);
+    ASSERT_EQ_INT(b.blocks[2], a.blocks[2]);
+    ASSERT_EQ_INT(kv_block_refs(kv, a.blocks[2]), 2);
+    check(kv);
+    kv_seq_release(kv, &a);                                      /* parent first */
+    ASSERT_EQ_INT(kv_seq_cow(kv, &b, 40, &from, &to), 0);        /* b alone: in place */
+    kv_seq_release(kv, &b);
+    kv_stats_t st;
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 0);
+    ASSERT_EQ_INT(st.double_frees, 0);
+    check(kv);
+    kv_seq_close(&a);
+    kv_seq_close(&b);
+    kv_seq_close(&small);
+    kv_destroy(kv);
+}
+
 TEST_LIST(T(sha256_matches_fips_examples), T(create_rejects_empty_pools),
           T(reserve_takes_whole_blocks_and_fails_atomically),
           T(prefix_match_shares_full_computed_blocks), T(prefix_cache_off_never_shares),
           T(same_content_computed_twice_is_published_once),
           T(idle_blocks_are_evicted_least_recently_released_first),
           T(releasing_an_unheld_block_is_counted_not_applied),
-          T(random_sequences_keep_the_pool_consistent))
+          T(random_sequences_keep_the_pool_consistent),
+          T(fork_shares_blocks_and_copies_the_partial_one_on_first_write),
+          T(fork_and_cow_fail_without_changing_anything))

@@ -132,8 +132,22 @@ static const char *fake_last_error(void *ctx)
     return ((fake_t *)ctx)->why;
 }
 
+/* Copy-on-write: block src[i]'s slots into dst[i], which its sequence holds alone. */
+static int fake_kv_copy(void *ctx, const int32_t *src, const int32_t *dst, uint32_t n)
+{
+    fake_t *f = ctx;
+    for (uint32_t i = 0; i < n; i++) {
+        if (kv_block_refs(f->kv, dst[i]) != 1)
+            fake_fail(f, "copy into a block not held alone", src[i], dst[i]);
+        memcpy(f->kv_tok + (uint64_t)dst[i] * f->B, f->kv_tok + (uint64_t)src[i] * f->B, f->B * sizeof(int32_t));
+        memcpy(f->kv_pos + (uint64_t)dst[i] * f->B, f->kv_pos + (uint64_t)src[i] * f->B, f->B * sizeof(int32_t));
+    }
+    return 0;
+}
+
 static const backend_ops_t fake_ops = {
     .name = "fake",
+    .kv_copy = fake_kv_copy,
     .buf_alloc = fake_buf_alloc,
     .set_batch = fake_set_batch,
     .embed = fake_embed,
@@ -1209,6 +1223,159 @@ TEST(the_step_cost_fit_learns_the_coefficients)
     ASSERT_MSG(p >= 128 * 5000000.0, "a 512-token chunk after decodes only: %.0f ns", p);
 }
 
+/*
+ * A group of four choices: the lead is admitted only with seats for all
+ * (a later request waits), computes the prompt (20 tokens, B = 8: two
+ * full blocks and a partial one) alone, the siblings fork from it sharing
+ * every block; at the first decode each writer of the shared partial
+ * block but the last copies it (the fake backend fails any write into a
+ * shared block, and check_step finds each position holding its own
+ * sequence's token); releases in any order free everything.
+ */
+TEST(forked_siblings_share_the_prompt_and_copy_its_last_block_on_write)
+{
+    cfg_t c = { .n_blocks = 10, .B = 8, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t prompt[20];
+    for (int i = 0; i < 20; i++)
+        prompt[i] = 1 + (i * 7) % (V - 1);
+    treq_t q[4], x;
+    for (uint32_t i = 0; i < 4; i++)
+        treq_init(&q[i], i, prompt, 20, 6, c.B);
+    treq_init(&x, 9, prompt, 8, 4, c.B);
+    q[0].seq.n_forks = 3;
+    sched_add(r.s, &q[0].seq);
+    sched_add(r.s, &x.seq);
+    batch_t b;
+    uint32_t n;
+    const int32_t *cs, *cd;
+    plan(&r, &b, &n);
+    ASSERT_EQ_INT(n, 1);                                /* x waits: the group holds all four seats */
+    ASSERT_EQ_INT(x.seq.state, SCHED_WAITING);
+    ASSERT_EQ_INT(q[0].seq.step_new, 20);
+    ASSERT_EQ_INT(sched_copies(r.s, &cs, &cd), 0);
+    ASSERT_EQ_INT(forward_step(r.fwd, &b, r.logits), 0);
+    sched_commit(r.s);
+    ASSERT_EQ_INT(sched_fork(r.s, &x.seq, &q[1].seq), ERR_STATE);   /* x is not running */
+    for (int i = 1; i < 4; i++)
+        ASSERT_EQ_INT(sched_fork(r.s, &q[0].seq, &q[i].seq), 0);
+    ASSERT_EQ_INT(sched_fork(r.s, &q[0].seq, &x.seq), ERR_STATE);   /* no fork left */
+    ASSERT_EQ_INT(q[0].seq.n_forks, 0);
+    for (int k = 0; k < 3; k++)
+        ASSERT_EQ_INT(kv_block_refs(r.kv, q[0].seq.kv.blocks[k]), 4);
+    sched_stats_t ss;
+    sched_get_stats(r.s, &ss);
+    ASSERT_EQ_INT(ss.prompt_tokens, 20);                /* computed once */
+    ASSERT_EQ_INT(ss.n_running, 4);
+    /* each choice its own first token, as its own seed would give */
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ_INT(sched_append(r.s, &q[i].seq, 100 + i), 0);
+    check_step(&r, &b, n, NULL, 0);
+
+    plan(&r, &b, &n);
+    ASSERT_EQ_INT(n, 4);                                /* x still waits: no seat */
+    ASSERT_EQ_INT(sched_copies(r.s, &cs, &cd), 3);      /* the fourth writer holds it alone */
+    ASSERT_EQ_INT(forward_kv_copy(r.fwd, cs, cd, 3), 0);
+    ASSERT_EQ_INT(forward_step(r.fwd, &b, r.logits), 0);
+    sched_commit(r.s);
+    check_step(&r, &b, n, NULL, 0);
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_used, 2 + 4);                    /* two shared full blocks, four tails */
+    for (int k = 0; k < 2; k++)
+        ASSERT_EQ_INT(kv_block_refs(r.kv, q[0].seq.kv.blocks[k]), 4);
+
+    /* the lead goes first, then the others out of order; x gets in */
+    int order[4] = { 0, 2, 1, 3 };
+    for (int i = 0; i < 4; i++) {
+        sched_remove(r.s, &q[order[i]].seq);
+        check_step(&r, &b, 0, NULL, 0);
+    }
+    plan(&r, &b, &n);
+    ASSERT_EQ_INT(n, 1);
+    ASSERT_EQ_INT(x.seq.state, SCHED_RUNNING);
+    sched_remove(r.s, &x.seq);
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_used, 0);
+    ASSERT_EQ_INT(ks.double_frees, 0);
+    for (int i = 0; i < 4; i++)
+        treq_close(&q[i]);
+    treq_close(&x);
+    rig_close(&r);
+}
+
+/*
+ * A group of three alone in a pool of four blocks, its prompt taking
+ * three: the lead is admitted anyway, the siblings fork, and the one copy
+ * the pool allows goes to the first writer; the others are preempted and
+ * recompute their own tokens (prompt and what each generated, its own
+ * tokens differing per choice) as blocks free up.  Every step's KV holds
+ * each sequence's own tokens; all end; the pool ends empty.
+ */
+TEST(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own)
+{
+    cfg_t c = { .n_blocks = 4, .B = 8, .max_tokens = 64, .max_seqs = 4, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t prompt[20];
+    for (int i = 0; i < 20; i++)
+        prompt[i] = 1 + (i * 11) % (V - 1);
+    treq_t q[3];
+    for (uint32_t i = 0; i < 3; i++)
+        treq_init(&q[i], i, prompt, 20, 6, c.B);
+    q[0].seq.n_forks = 2;
+    sched_add(r.s, &q[0].seq);
+    uint32_t done = 0;
+    for (int step = 0; step < 300 && done < 3; step++) {
+        batch_t b;
+        sched_seq_t *const *seqs;
+        const int32_t *cs, *cd;
+        uint32_t n = sched_plan(r.s, &b, &seqs);
+        ASSERT(n > 0);
+        uint32_t nc = sched_copies(r.s, &cs, &cd);
+        ASSERT_EQ_INT(forward_kv_copy(r.fwd, cs, cd, nc), 0);
+        ASSERT_EQ_INT(forward_step(r.fwd, &b, r.logits), 0);
+        sched_commit(r.s);
+        check_step(&r, &b, n, NULL, 0);
+        for (uint32_t k = 0; k < n; k++) {
+            sched_seq_t *s = seqs[k];
+            if (s->step_logit < 0)
+                continue;
+            while (s->n_forks > 0) {   /* the prompt is done: the siblings fork, first token each */
+                treq_t *sib = &q[3 - s->n_forks];
+                ASSERT_EQ_INT(sched_fork(r.s, s, &sib->seq), 0);
+                ASSERT_EQ_INT(sched_append(r.s, &sib->seq, (int32_t)(100 + 10 * sib->id)), 0);
+            }
+            treq_t *t = s->owner;
+            uint32_t gen = s->n_tokens - s->n_prompt;  /* tokens it generated so far */
+            if (gen == t->max_new) {
+                sched_remove(r.s, s);
+                done++;
+            } else {
+                ASSERT_EQ_INT(sched_append(r.s, s, (int32_t)(100 + 10 * t->id + gen)), 0);
+            }
+        }
+    }
+    ASSERT_EQ_INT(done, 3);
+    sched_stats_t ss;
+    sched_get_stats(r.s, &ss);
+    ASSERT_MSG(ss.preemptions > 0, "no member was preempted");
+    ASSERT(ss.recomputed > 0);
+    for (uint32_t i = 0; i < 3; i++) {
+        ASSERT_EQ_INT(q[i].seq.n_tokens, 26);
+        for (uint32_t g = 0; g < 6; g++)
+            ASSERT_EQ_INT(q[i].seq.tokens[20 + g], 100 + 10 * (int32_t)i + (int32_t)g);
+    }
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_used, 0);
+    ASSERT_EQ_INT(ks.double_frees, 0);
+    for (int i = 0; i < 3; i++)
+        treq_close(&q[i]);
+    rig_close(&r);
+}
+
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T(waiting_order_is_priority_then_arrival),
           T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
           T(chunks_grow_at_most_cost_growth_times_past_what_was_timed),
@@ -1221,4 +1388,5 @@ TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T
           T(a_scoring_prompt_gets_a_row_per_position_and_skips_the_cache),
           T(a_preempted_scoring_prompt_scores_each_position_once), T(thousands_of_requests_tiny_pool_preempting),
           T(thousands_of_requests_no_prefix_cache), T(thousands_of_requests_roomy_pool),
-          T(small_budget_many_seeds))
+          T(small_budget_many_seeds), T(forked_siblings_share_the_prompt_and_copy_its_last_block_on_write),
+          T(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own))
