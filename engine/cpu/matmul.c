@@ -69,6 +69,24 @@ int cpu_matmul_configure(cpu_isa_t isa, cpu_prec_t prec)
     return 0;
 }
 
+int cpu_matmul_setup(const char *isa, const char *prec, char *err, size_t errlen)
+{
+    cpu_isa_t level = cpu_isa_best();
+    cpu_prec_t p = CPU_PREC_EXACT;
+    if (isa != NULL && cpu_isa_parse(isa, &level) != 0)
+        return err_set(err, errlen, ERR_INVALID,
+                       "cpu-isa: \"%s\" is not auto, avx512, avxvnni, avx2 or portable", isa);
+    if (prec != NULL && strcmp(prec, "fast") == 0)
+        p = CPU_PREC_FAST;
+    else if (prec != NULL && strcmp(prec, "exact") != 0)
+        return err_set(err, errlen, ERR_INVALID, "cpu-precision: \"%s\" is not exact or fast", prec);
+    if (!cpu_isa_usable(level))
+        return err_set(err, errlen, ERR_UNSUPPORTED,
+                       "cpu-isa: this CPU (or build) cannot run the %s kernels; the best here is %s",
+                       cpu_isa_name(level), cpu_isa_name(cpu_isa_best()));
+    return cpu_matmul_configure(level, p);
+}
+
 cpu_isa_t cpu_matmul_isa(void)
 {
     return isa_set ? isa_now : cpu_isa_best();
@@ -138,7 +156,7 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     const mm_job_t *j = ctx;
     size_t nb = j->n_in / QK_SMALL;
     cpu_quantize_act(j->x + (size_t)task * j->n_in, j->n_in, (int8_t *)j->xq + (size_t)task * j->n_in,
-                     (float *)j->xd + task * nb, (int32_t *)j->xls + task * nb * 8);
+                     (float *)j->xd + task * nb, (float *)j->xls + task * nb * 8);
 }
 
 /*
@@ -154,7 +172,7 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **out)
     if (buf == NULL)
         return ERR_NOMEM;
     j->xd = (const float *)(void *)buf;
-    j->xls = (const int32_t *)(void *)(buf + nb * 4);
+    j->xls = (const float *)(void *)(buf + nb * 4);
     j->xq = (const int8_t *)(buf + nb * 36);
     pool_run(p, quantize_task, j, j->n_tok);
     *out = buf;

@@ -25,6 +25,7 @@
 #ifndef LLAMAD_CPU_MATMUL_H
 #define LLAMAD_CPU_MATMUL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/quant.h"
@@ -126,6 +127,15 @@ const char *cpu_isa_name(cpu_isa_t isa);
  */
 int cpu_matmul_configure(cpu_isa_t isa, cpu_prec_t prec);
 
+/*
+ * cpu_matmul_configure from the settings' text: isa as cpu_isa_parse
+ * reads it, prec "exact" or "fast"; NULL means "auto" / "exact".
+ * Returns 0, or ERR_INVALID / ERR_UNSUPPORTED with a message in err
+ * naming the setting.  As cpu_matmul_configure (the settings are the
+ * process's, shared by every CPU backend in it).
+ */
+int cpu_matmul_setup(const char *isa, const char *prec, char *err, size_t errlen);
+
 /* The level and precision cpu_matmul uses now. */
 cpu_isa_t  cpu_matmul_isa(void);
 cpu_prec_t cpu_matmul_precision(void);
@@ -146,10 +156,11 @@ const char *cpu_matmul_path(void);
  *   d[b] = amax / 127 (float division), and
  *   q[32b + k] = roundf(x[32b + k] * (127 / amax)), clamped to
  *   [-127, 127], or 0 when amax is 0;
- *   ls[8b + l] = q[32b + 4l] + ... + q[32b + 4l + 3].
+ *   ls[8b + l] = q[32b + 4l] + ... + q[32b + 4l + 3] (an integer, exact
+ *   in a float).
  * A block holding a NaN or an infinity gets d = NaN and q = 0, so that
  * its products are NaN as with float activations.  Any thread.
  */
-void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, int32_t *ls);
+void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls);
 
 #endif

@@ -44,7 +44,7 @@ typedef struct {
     /* CPU_PREC_FAST only: x quantised by cpu_quantize_act (matmul.h) */
     const int8_t  *xq;          /* [n_tok, n_in] */
     const float   *xd;          /* [n_tok, n_in / 32] */
-    const int32_t *xls;         /* [n_tok, n_in / 32, 8] */
+    const float   *xls;         /* [n_tok, n_in / 32, 8]: lane sums (exact) */
 } mm_job_t;
 
 /* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q

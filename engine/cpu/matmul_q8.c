@@ -15,7 +15,7 @@
 #include "matmul.h"
 #include "matmul_kern.h"
 
-void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, int32_t *ls)
+void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
 {
     for (uint32_t b = 0; b < n / QK_SMALL; b++) {
         const float *xb = x + (size_t)b * QK_SMALL;
@@ -41,7 +41,7 @@ void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, int32_t *
             }
         }
         for (int l = 0; l < 8; l++)
-            ls[8 * (size_t)b + l] = qb[4 * l] + qb[4 * l + 1] + qb[4 * l + 2] + qb[4 * l + 3];
+            ls[8 * (size_t)b + l] = (float)(qb[4 * l] + qb[4 * l + 1] + qb[4 * l + 2] + qb[4 * l + 3]);
     }
 }
 
@@ -62,6 +62,12 @@ static void lanes_fma(float acc[8], float s, const int32_t v[8])
         acc[l] = fmaf(s, (float)v[l], acc[l]);
 }
 
+static void lanes_fma_f(float acc[8], float s, const float v[8])
+{
+    for (int l = 0; l < 8; l++)
+        acc[l] = fmaf(s, v[l], acc[l]);
+}
+
 /* The fixed horizontal sum of matmul.h. */
 static float lanes_sum(const float a[8])
 {
@@ -78,7 +84,7 @@ static float half_at(const uint8_t *p)
  * activations: the whole sum of matmul.h's CPU_PREC_FAST.
  */
 static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd,
-                     const int32_t *xls)
+                     const float *xls)
 {
     float acc[8] = { 0 };
     int w[QK_K];
@@ -104,7 +110,7 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
             lane_dots(w, xq + 32 * (size_t)b, p);
             lanes_fma(acc, dw * xd[b], p);
             if (j->type == QT_Q4_1)
-                lanes_fma(acc, half_at(row + 2) * xd[b], xls + 8 * (size_t)b);
+                lanes_fma_f(acc, half_at(row + 2) * xd[b], xls + 8 * (size_t)b);
         }
         break;
     case QT_Q4_K:
@@ -121,7 +127,7 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
                 mm_k4_scale_min(sb, row + 4, &sc, &m);
                 lane_dots(w + 32 * sb, xq + 32 * (size_t)b, p);
                 lanes_fma(acc, d * (float)sc * xd[b], p);
-                lanes_fma(acc, -(dmin * (float)m * xd[b]), xls + 8 * (size_t)b);
+                lanes_fma_f(acc, -(dmin * (float)m * xd[b]), xls + 8 * (size_t)b);
             }
         }
         break;
@@ -137,7 +143,7 @@ void cpu_mmq_rows_portable(const mm_job_t *j, uint32_t o0, uint32_t n)
     for (uint32_t t = 0; t < j->n_tok; t++) {
         const int8_t *xq = j->xq + (size_t)t * j->n_in;
         const float *xd = j->xd + (size_t)t * nb;
-        const int32_t *xls = j->xls + (size_t)t * nb * 8;
+        const float *xls = j->xls + (size_t)t * nb * 8;
         for (uint32_t r = 0; r < n; r++)
             j->y[(size_t)t * j->n_out + o0 + r] =
                 row_dot(j, j->w + (size_t)(o0 + r) * j->row_bytes, xq, xd, xls);

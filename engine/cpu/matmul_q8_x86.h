@@ -84,7 +84,7 @@ Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type,
     Q8_FN(tile_start)(RM, TN, j, rows, r0, n, p, acc);
     const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
-    const int32_t *xls = j->xls + (size_t)t0 * nb * 8;
+    const float *xls = j->xls + (size_t)t0 * nb * 8;
     for (uint32_t b = 0; b < nb; b++) {
         __m256i xv[4];
         __m256 dx[4];
@@ -97,31 +97,36 @@ Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type,
         for (int r = 0; r < RM; r++) {
             const uint8_t *blk = p[r] + b * bb;
             _mm_prefetch((const char *)((uintptr_t)blk + 1024), _MM_HINT_T0);
-            __m256 dw = Q8_FN(half)(blk);
+            __m256 dw, mw = _mm256_setzero_ps();
             __m256i wv;
-            if (type == QT_Q8_0)
-                wv = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-            else
-                wv = Q8_FN(nib32)(blk + (type == QT_Q4_1 ? 4 : 2));
+            if (type == QT_Q4_1) { /* d and m converted together */
+                __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)blk[0] | (uint32_t)blk[1] << 8 | (uint32_t)blk[2] << 16 | (uint32_t)blk[3] << 24)));
+                dw = _mm256_broadcastss_ps(dm);
+                mw = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+                wv = Q8_FN(nib32)(blk + 4);
+            } else {
+                dw = Q8_FN(half)(blk);
+                wv = type == QT_Q8_0 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2))
+                                     : Q8_FN(nib32)(blk + 2);
+            }
             __m256i wa = type == QT_Q8_0 ? _mm256_abs_epi8(wv) : wv;
 #pragma GCC unroll 4
             for (int t = 0; t < TN; t++) {
-                __m256i pl;
+                const float *s = xls + ((size_t)t * nb + b) * 8; /* lane sums of x */
+                __m256 pl;
                 if (type == QT_Q8_0) {
-                    pl = Q8_DOT(wa, _mm256_sign_epi8(xv[t], wv));
+                    pl = _mm256_cvtepi32_ps(Q8_DOT(wa, _mm256_sign_epi8(xv[t], wv)));
                 } else if (type == QT_Q4_0) {
-                    /* (q - 8) x = q x - 8 x, lane by lane */
-                    __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(xls + ((size_t)t * nb + b) * 8));
-                    pl = _mm256_sub_epi32(Q8_DOT(wa, xv[t]), _mm256_slli_epi32(s, 3));
+                    /* (q - 8) x = q x - 8 x lane by lane: integers below
+                     * 2^24, so the float arithmetic is exact */
+                    pl = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(s),
+                                          _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t])));
                 } else {
-                    pl = Q8_DOT(wa, xv[t]);
+                    pl = _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t]));
                 }
-                acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), _mm256_cvtepi32_ps(pl), acc[t][r]);
-                if (type == QT_Q4_1) {
-                    __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(xls + ((size_t)t * nb + b) * 8));
-                    acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(Q8_FN(half)(blk + 2), dx[t]),
-                                                _mm256_cvtepi32_ps(s), acc[t][r]);
-                }
+                acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), pl, acc[t][r]);
+                if (type == QT_Q4_1)
+                    acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx[t]), _mm256_loadu_ps(s), acc[t][r]);
             }
         }
     }
@@ -139,7 +144,7 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
     Q8_FN(tile_start)(RM, TN, j, rows, r0, n, p, acc);
     const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
-    const int32_t *xls = j->xls + (size_t)t0 * nb * 8;
+    const float *xls = j->xls + (size_t)t0 * nb * 8;
     for (uint32_t s = 0; s < nb / 8; s++) {
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
@@ -161,10 +166,10 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
                     for (int t = 0; t < TN; t++) {
                         __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)t * j->n_in + 32 * b));
                         __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
-                        __m256i sl = _mm256_loadu_si256((const __m256i *)(const void *)(xls + ((size_t)t * nb + b) * 8));
+                        __m256 sl = _mm256_loadu_ps(xls + ((size_t)t * nb + b) * 8);
                         __m256i pl = Q8_DOT(wsb[h], xv);
                         acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dsc, dx), _mm256_cvtepi32_ps(pl), acc[t][r]);
-                        acc[t][r] = _mm256_fnmadd_ps(_mm256_mul_ps(dmm, dx), _mm256_cvtepi32_ps(sl), acc[t][r]);
+                        acc[t][r] = _mm256_fnmadd_ps(_mm256_mul_ps(dmm, dx), sl, acc[t][r]);
                     }
                 }
             }
