@@ -2,7 +2,11 @@
  * bench_matmul.c - speed of cpu_matmul on the default model's shapes,
  * against the machine's memory bandwidth.
  *
- *   bench_matmul [--portable] [--quick]
+ *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast]
+ *
+ * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, avx512,
+ * avxvnni, avx2, portable; --portable is --isa portable), --precision
+ * the exact (float) or fast (int8 activations) products.
  *
  * First the memory: a 1 GiB memcpy (bytes read + bytes written per
  * second) and a read-only sweep of 1 GiB, each on 1 and 2 threads.  Then
@@ -152,15 +156,28 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
 int main(int argc, char **argv)
 {
     int quick = 0;
+    cpu_isa_t isa = cpu_isa_best();
+    cpu_prec_t prec = CPU_PREC_EXACT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--portable") == 0) {
-            cpu_matmul_force_portable(1);
+            isa = CPU_ISA_PORTABLE;
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc
+                   && cpu_isa_parse(argv[i + 1], &isa) == 0) {
+            i++;
+        } else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc
+                   && (strcmp(argv[i + 1], "exact") == 0 || strcmp(argv[i + 1], "fast") == 0)) {
+            prec = strcmp(argv[++i], "fast") == 0 ? CPU_PREC_FAST : CPU_PREC_EXACT;
         } else {
-            fprintf(stderr, "usage: %s [--portable] [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|avx512|avxvnni|avx2|portable]"
+                            " [--precision exact|fast]\n", argv[0]);
             return 2;
         }
+    }
+    if (cpu_matmul_configure(isa, prec) != 0) {
+        fprintf(stderr, "bench_matmul: this machine cannot run the %s kernels\n", cpu_isa_name(isa));
+        return 2;
     }
 
     pool_t *pools[2] = { NULL, NULL };
@@ -190,7 +207,8 @@ int main(int argc, char **argv)
            copy_bw[0] * 1e-9, copy_bw[1] * 1e-9);
     printf("memory: read-only sweep of 1 GiB:         %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
            read_bw[0] * 1e-9, read_bw[1] * 1e-9);
-    printf("matmul path: %s\n\n", cpu_matmul_path());
+    printf("matmul: isa %s, precision %s\n\n", cpu_isa_name(cpu_matmul_isa()),
+           cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact");
     printf("%-16s %-5s %5s %3s %11s %10s %8s %10s %9s\n", "shape", "type", "n_tok", "thr",
            "us/call", "GB/s cold", "%memcpy", "GB/s hot", "GFLOP/s");
 
