@@ -73,6 +73,8 @@ int cpu_matmul_setup(const char *isa, const char *prec, char *err, size_t errlen
 {
     cpu_isa_t level = cpu_isa_best();
     cpu_prec_t p = CPU_PREC_EXACT;
+    if (isa == NULL && prec == NULL)
+        return 0;
     if (isa != NULL && cpu_isa_parse(isa, &level) != 0)
         return err_set(err, errlen, ERR_INVALID,
                        "cpu-isa: \"%s\" is not auto, avx512, avxvnni, avx2 or portable", isa);

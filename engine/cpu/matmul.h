@@ -129,7 +129,8 @@ int cpu_matmul_configure(cpu_isa_t isa, cpu_prec_t prec);
 
 /*
  * cpu_matmul_configure from the settings' text: isa as cpu_isa_parse
- * reads it, prec "exact" or "fast"; NULL means "auto" / "exact".
+ * reads it, prec "exact" or "fast"; NULL means "auto" / "exact", but
+ * both NULL changes nothing (a tool may have configured it already).
  * Returns 0, or ERR_INVALID / ERR_UNSUPPORTED with a message in err
  * naming the setting.  As cpu_matmul_configure (the settings are the
  * process's, shared by every CPU backend in it).
