@@ -19,6 +19,10 @@
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
 
+#ifndef Q8_PF_BYTES
+#define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
+#endif
+
 /* 16 bytes of nibbles to 32 bytes in element order: low nibbles, then high. */
 Q8_INLINE __m256i Q8_FN(nib32)(const uint8_t *qs)
 {
@@ -85,7 +89,14 @@ Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type,
     const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
     const float *xls = j->xls + (size_t)t0 * nb * 8;
-    for (uint32_t b = 0; b < nb; b++) {
+    /* The RM rows are one contiguous run of RM * rb bytes, read at RM * bb
+     * bytes a block: keep the lines Q8_PF_BYTES ahead of that pace (a
+     * prefetch past the end of the matrix is harmless). */
+    uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
+    for (uint32_t b = 0; b < nb; b++, pf += RM * bb) {
+#pragma GCC unroll 4
+        for (size_t l = 0; l < (RM * bb + 63) / 64; l++)
+            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
         __m256i xv[4];
         __m256 dx[4];
 #pragma GCC unroll 4
@@ -96,7 +107,6 @@ Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type,
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
             const uint8_t *blk = p[r] + b * bb;
-            _mm_prefetch((const char *)((uintptr_t)blk + 1024), _MM_HINT_T0);
             __m256 dw, mw = _mm256_setzero_ps();
             __m256i wv;
             if (type == QT_Q4_1) { /* d and m converted together */
@@ -145,12 +155,13 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
     const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
     const float *xls = j->xls + (size_t)t0 * nb * 8;
-    for (uint32_t s = 0; s < nb / 8; s++) {
+    uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
+    for (uint32_t s = 0; s < nb / 8; s++, pf += RM * 144) {
+        for (int l = 0; l < RM * 144; l += 64)
+            _mm_prefetch((const char *)(pf + (size_t)l), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
             const uint8_t *blk = p[r] + (size_t)s * 144;
-            _mm_prefetch((const char *)((uintptr_t)blk + 1024), _MM_HINT_T0);
-            _mm_prefetch((const char *)((uintptr_t)blk + 1088), _MM_HINT_T0);
             float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | (blk[1] << 8))));
             float dmin = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[2] | (blk[3] << 8))));
             for (int pr = 0; pr < 4; pr++) {
