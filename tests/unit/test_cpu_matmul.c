@@ -514,6 +514,20 @@ TEST(isa_settings)
         ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_AVX512, CPU_PREC_EXACT), ERR_UNSUPPORTED);
     ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_PORTABLE, CPU_PREC_FAST), 0);
     ASSERT_EQ_STR(cpu_matmul_path(), "portable");
+
+    /* The settings' text, as the CPU backend passes it. */
+    char err[200] = "";
+    ASSERT_EQ_INT(cpu_matmul_setup(NULL, NULL, err, sizeof err), 0); /* leaves them alone */
+    ASSERT(cpu_matmul_isa() == CPU_ISA_PORTABLE && cpu_matmul_precision() == CPU_PREC_FAST);
+    ASSERT_EQ_INT(cpu_matmul_setup("sse9", "exact", err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "cpu-isa") != NULL);
+    ASSERT_EQ_INT(cpu_matmul_setup("auto", "approximate", err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "cpu-precision") != NULL);
+    ASSERT(cpu_matmul_isa() == CPU_ISA_PORTABLE); /* nothing changed on an error */
+    ASSERT_EQ_INT(cpu_matmul_setup("auto", NULL, err, sizeof err), 0);
+    ASSERT(cpu_matmul_isa() == cpu_isa_best() && cpu_matmul_precision() == CPU_PREC_EXACT);
+    ASSERT_EQ_INT(cpu_matmul_setup("portable", "fast", err, sizeof err), 0);
+    ASSERT(cpu_matmul_isa() == CPU_ISA_PORTABLE && cpu_matmul_precision() == CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
