@@ -4,11 +4,14 @@
  * cpu_matmul computes y = x W^T for a weight matrix W stored in any of
  * the element types of quant.h, reading W's blocks where they lie: a
  * block is dequantised into registers or a small per-thread stack tile,
- * never into a copy of the matrix.  Activations stay float32 and every
- * product is accumulated in float32.
+ * never into a copy of the matrix.  With CPU_PREC_EXACT (the default)
+ * activations stay float32 and every product is accumulated in float32;
+ * CPU_PREC_FAST (below) quantises them to int8 per block for some types.
+ * The kernels' instruction set is chosen at run time (cpu_isa_t).
  *
- * Batch invariance.  For each output y[t][o] the sequence of floating-
- * point operations is fixed by the code path alone: the row's elements
+ * Batch invariance (CPU_PREC_EXACT; FAST: see cpu_prec_t).  For each
+ * output y[t][o] the sequence of floating-point operations is fixed by
+ * the code path alone: the row's elements
  * are taken eight at a time in increasing order; element i is multiplied
  * by x[t][i] and added (one fused multiply-add on the AVX2 path) into
  * lane i % 8 of one accumulator; the eight lanes are then summed as
