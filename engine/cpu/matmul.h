@@ -47,7 +47,7 @@
  * ERR_INVALID for a NULL pointer or a ragged n_in, ERR_RANGE when the
  * matrix's size does not fit in memory's address range, ERR_NOMEM.
  * Uses under 64 KiB of stack per thread; with CPU_PREC_FAST it also
- * allocates n_tok * n_in * 1.3 bytes for the quantised activations,
+ * allocates n_tok * n_in * 3.2 bytes for the quantised activations,
  * freed before it returns.
  */
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
@@ -90,10 +90,10 @@ typedef enum {
  *          multiply-add per term into lane l's float accumulator:
  *            Q8_0: acc_l += (dw * dx) * p_l        (q_w signed)
  *            Q4_0: acc_l += (dw * dx) * p_l        (q_w = nibble - 8)
- *            Q4_1: acc_l += (dw * dx) * p_l; acc_l += (mw * dx) * s_l
+ *            Q4_1: acc_l += (dw * dx) * p_l; acc_l += mw * (dx * s_l)
  *            Q4_K: sub-block j of a super-block, q_w the nibble:
  *                  acc_l += ((d * sc_j) * dx) * p_l;
- *                  acc_l += -((dmin * m_j) * dx) * s_l
+ *                  acc_l += -(dmin * m_j) * (dx * s_l)
  *          then the eight lanes are summed as for EXACT.  Batch-invariant
  *          and thread-count-invariant like EXACT, and the same bits on
  *          every ISA level.

@@ -84,7 +84,7 @@ static float half_at(const uint8_t *p)
  * activations: the whole sum of matmul.h's CPU_PREC_FAST.
  */
 static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd,
-                     const float *xls)
+                     const float *xms)
 {
     float acc[8] = { 0 };
     int w[QK_K];
@@ -110,7 +110,7 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
             lane_dots(w, xq + 32 * (size_t)b, p);
             lanes_fma(acc, dw * xd[b], p);
             if (j->type == QT_Q4_1)
-                lanes_fma_f(acc, half_at(row + 2) * xd[b], xls + 8 * (size_t)b);
+                lanes_fma_f(acc, half_at(row + 2), xms + 8 * (size_t)b);
         }
         break;
     case QT_Q4_K:
@@ -127,7 +127,7 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
                 mm_k4_scale_min(sb, row + 4, &sc, &m);
                 lane_dots(w + 32 * sb, xq + 32 * (size_t)b, p);
                 lanes_fma(acc, d * (float)sc * xd[b], p);
-                lanes_fma_f(acc, -(dmin * (float)m * xd[b]), xls + 8 * (size_t)b);
+                lanes_fma_f(acc, -(dmin * (float)m), xms + 8 * (size_t)b);
             }
         }
         break;
@@ -143,9 +143,9 @@ void cpu_mmq_rows_portable(const mm_job_t *j, uint32_t o0, uint32_t n)
     for (uint32_t t = 0; t < j->n_tok; t++) {
         const int8_t *xq = j->xq + (size_t)t * j->n_in;
         const float *xd = j->xd + (size_t)t * nb;
-        const float *xls = j->xls + (size_t)t * nb * 8;
+        const float *xms = j->xms + (size_t)t * nb * 8;
         for (uint32_t r = 0; r < n; r++)
             j->y[(size_t)t * j->n_out + o0 + r] =
-                row_dot(j, j->w + (size_t)(o0 + r) * j->row_bytes, xq, xd, xls);
+                row_dot(j, j->w + (size_t)(o0 + r) * j->row_bytes, xq, xd, xms);
     }
 }

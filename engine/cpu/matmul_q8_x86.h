@@ -89,6 +89,7 @@ Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type,
     const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
     const float *xls = j->xls + (size_t)t0 * nb * 8;
+    const float *xms = j->xms + (size_t)t0 * nb * 8;
     /* The RM rows are one contiguous run of RM * rb bytes, read at RM * bb
      * bytes a block: keep the lines Q8_PF_BYTES ahead of that pace (a
      * prefetch past the end of the matrix is harmless). */
@@ -135,8 +136,8 @@ Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type,
                     pl = _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t]));
                 }
                 acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), pl, acc[t][r]);
-                if (type == QT_Q4_1)
-                    acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(mw, dx[t]), _mm256_loadu_ps(s), acc[t][r]);
+                if (type == QT_Q4_1) /* the min times dx * lane sums */
+                    acc[t][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xms + ((size_t)t * nb + b) * 8), acc[t][r]);
             }
         }
     }
@@ -154,7 +155,7 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
     Q8_FN(tile_start)(RM, TN, j, rows, r0, n, p, acc);
     const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
-    const float *xls = j->xls + (size_t)t0 * nb * 8;
+    const float *xms = j->xms + (size_t)t0 * nb * 8;
     uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
     for (uint32_t s = 0; s < nb / 8; s++, pf += RM * 144) {
         for (int l = 0; l < RM * 144; l += 64)
@@ -177,10 +178,10 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
                     for (int t = 0; t < TN; t++) {
                         __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)t * j->n_in + 32 * b));
                         __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
-                        __m256 sl = _mm256_loadu_ps(xls + ((size_t)t * nb + b) * 8);
+                        __m256 sm = _mm256_loadu_ps(xms + ((size_t)t * nb + b) * 8);
                         __m256i pl = Q8_DOT(wsb[h], xv);
                         acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dsc, dx), _mm256_cvtepi32_ps(pl), acc[t][r]);
-                        acc[t][r] = _mm256_fnmadd_ps(_mm256_mul_ps(dmm, dx), sl, acc[t][r]);
+                        acc[t][r] = _mm256_fnmadd_ps(dmm, sm, acc[t][r]);
                     }
                 }
             }
