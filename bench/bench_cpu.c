@@ -78,16 +78,18 @@ static double run_decode(forward_t *f, float *logits, uint32_t B, uint32_t p)
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *threads = "1,2";
+    const char *path = NULL, *threads = "1,2", *isa = NULL, *precision = NULL;
     int runs = 5;
     char err[ERR_MSG_MAX];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else path = argv[i];
     }
     if (path == NULL || runs < 1 || runs > 64) {
-        fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N]\n");
+        fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N] [--isa LEVEL] [--precision exact|fast]\n");
         return 2;
     }
     model_t *m;
@@ -107,7 +109,7 @@ int main(int argc, char **argv)
         int nt = atoi(p);
         backend_t *b;
         forward_t *f;
-        backend_opts_t o = { .n_threads = nt, .kv_bytes = 1024 * 16 * model_kv_bytes_per_token(m),
+        backend_opts_t o = { .n_threads = nt, .cpu_isa = isa, .cpu_precision = precision, .kv_bytes = 1024 * 16 * model_kv_bytes_per_token(m),
                              .block_tokens = 16, .max_tokens = MAXT };
         if (cpu_backend_create(&b, m, &o, err, sizeof err) != 0 ||
             forward_create(&f, m, b, MAXT, err, sizeof err) != 0) {

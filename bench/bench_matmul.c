@@ -2,7 +2,11 @@
  * bench_matmul.c - speed of cpu_matmul on the default model's shapes,
  * against the machine's memory bandwidth.
  *
- *   bench_matmul [--portable] [--quick]
+ *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast]
+ *
+ * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, avx512,
+ * avxvnni, avx2, portable; --portable is --isa portable), --precision
+ * the exact (float) or fast (int8 activations) products.
  *
  * First the memory: a 1 GiB memcpy (bytes read + bytes written per
  * second) and a read-only sweep of 1 GiB, each on 1 and 2 threads.  Then
@@ -53,6 +57,23 @@ static uint64_t rng_next(void)
     return z ^ (z >> 31);
 }
 
+/*
+ * --cpu-time: time by the calling thread's CPU time, on that thread alone
+ * (no pool): on a machine shared with other work this counts the time
+ * the kernels ran, not the time they waited for a core (cache and memory
+ * contention still count).
+ */
+static int use_cpu_time;
+
+static double now_ns(void)
+{
+    if (!use_cpu_time)
+        return (double)clock_now_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
 /* ------------------------------------------------------------- memory */
 
 typedef struct {
@@ -87,9 +108,9 @@ static double mem_rate(pool_t *p, uint32_t n_threads, pool_task_cb cb, mem_job_t
     double v[3];
     m->bytes = MEM_BYTES / n_threads;
     for (int s = 0; s < 3; s++) {
-        double t0 = (double)clock_now_ns();
+        double t0 = now_ns();
         pool_run(p, cb, m, n_threads);
-        v[s] = per_byte * (double)MEM_BYTES / (((double)clock_now_ns() - t0) * 1e-9);
+        v[s] = per_byte * (double)MEM_BYTES / ((now_ns() - t0) * 1e-9);
     }
     return median(v, 3);
 }
@@ -137,13 +158,13 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
     uint32_t c = 0;
     cpu_matmul(p, s->type, w, s->n_out, s->n_in, x, n_tok, y); /* warm-up */
     for (int k = 0; k < SAMPLES; k++) {
-        double t0 = (double)clock_now_ns(), t;
+        double t0 = now_ns(), t;
         int calls = 0;
         do {
             cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
             c = (c + 1) % n_copies;
             calls++;
-        } while ((t = (double)clock_now_ns() - t0) < SAMPLE_NS);
+        } while ((t = now_ns() - t0) < SAMPLE_NS);
         v[k] = t * 1e-9 / calls;
     }
     return median(v, SAMPLES);
@@ -152,24 +173,40 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
 int main(int argc, char **argv)
 {
     int quick = 0;
+    cpu_isa_t isa = cpu_isa_best();
+    cpu_prec_t prec = CPU_PREC_EXACT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--portable") == 0) {
-            cpu_matmul_force_portable(1);
+            isa = CPU_ISA_PORTABLE;
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--cpu-time") == 0) {
+            use_cpu_time = 1;
+        } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc
+                   && cpu_isa_parse(argv[i + 1], &isa) == 0) {
+            i++;
+        } else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc
+                   && (strcmp(argv[i + 1], "exact") == 0 || strcmp(argv[i + 1], "fast") == 0)) {
+            prec = strcmp(argv[++i], "fast") == 0 ? CPU_PREC_FAST : CPU_PREC_EXACT;
         } else {
-            fprintf(stderr, "usage: %s [--portable] [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|avx512|avxvnni|avx2|portable]"
+                            " [--precision exact|fast] [--cpu-time]\n", argv[0]);
             return 2;
         }
     }
+    if (cpu_matmul_configure(isa, prec) != 0) {
+        fprintf(stderr, "bench_matmul: this machine cannot run the %s kernels\n", cpu_isa_name(isa));
+        return 2;
+    }
 
     pool_t *pools[2] = { NULL, NULL };
-    if (pool_create(&pools[0], 1) != 0 || pool_create(&pools[1], 2) != 0) {
+    int n_thr = use_cpu_time ? 1 : 2; /* --cpu-time: the calling thread (pools[0] NULL) */
+    if ((!use_cpu_time && pool_create(&pools[0], 1) != 0) || pool_create(&pools[1], 2) != 0) {
         fprintf(stderr, "bench_matmul: cannot start threads\n");
         return 1;
     }
 
-    double copy_bw[2], read_bw[2];
+    double copy_bw[2] = { 0 }, read_bw[2] = { 0 };
     {
         uint8_t *a = malloc(MEM_BYTES), *b = malloc(MEM_BYTES);
         if (a == NULL || b == NULL) {
@@ -179,7 +216,7 @@ int main(int argc, char **argv)
         memset(a, 1, MEM_BYTES);
         memset(b, 2, MEM_BYTES);
         mem_job_t m = { .dst = b, .src = a };
-        for (int t = 0; t < 2; t++) {
+        for (int t = 0; t < n_thr; t++) {
             copy_bw[t] = mem_rate(pools[t], (uint32_t)t + 1, copy_cb, &m, 2.0);
             read_bw[t] = mem_rate(pools[t], (uint32_t)t + 1, read_cb, &m, 1.0);
         }
@@ -190,12 +227,15 @@ int main(int argc, char **argv)
            copy_bw[0] * 1e-9, copy_bw[1] * 1e-9);
     printf("memory: read-only sweep of 1 GiB:         %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
            read_bw[0] * 1e-9, read_bw[1] * 1e-9);
-    printf("matmul path: %s\n\n", cpu_matmul_path());
+    if (use_cpu_time)
+        printf("timing: the calling thread's CPU time, 1 thread (no figures for 2)\n");
+    printf("matmul: isa %s, precision %s\n\n", cpu_isa_name(cpu_matmul_isa()),
+           cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact");
     printf("%-16s %-5s %5s %3s %11s %10s %8s %10s %9s\n", "shape", "type", "n_tok", "thr",
            "us/call", "GB/s cold", "%memcpy", "GB/s hot", "GFLOP/s");
 
-    static const uint32_t n_toks[] = { 1, 4, 16, 128 };
-    uint32_t max_tok = 128;
+    static const uint32_t n_toks[] = { 1, 4, 16, 128, 512 };
+    uint32_t max_tok = 512;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape_t *s = &shapes[si];
         uint64_t bytes = 0;
@@ -214,12 +254,12 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < (size_t)max_tok * s->n_in; i++)
             x[i] = (float)(rng_next() % 2001) / 1000.0f - 1.0f;
 
-        double per_tok[4][2] = { { 0 } }; /* seconds per token, cold: [n_tok index, threads - 1] */
+        double per_tok[5][2] = { { 0 } }; /* seconds per token, cold: [n_tok index, threads - 1] */
         for (size_t ti = 0; ti < sizeof n_toks / sizeof n_toks[0]; ti++) {
             uint32_t n_tok = n_toks[ti];
-            if (quick && n_tok == 128 && s->n_out > 10000)
+            if ((quick && n_tok == 128 && s->n_out > 10000) || (n_tok == 512 && s->n_out > 10000))
                 continue;
-            for (int t = 0; t < 2; t++) {
+            for (int t = 0; t < n_thr; t++) {
                 double cold = time_calls(pools[t], s, w, bytes, n_copies, x, n_tok, y);
                 per_tok[ti][t] = cold / n_tok;
                 double hot = time_calls(pools[t], s, w, bytes, 1, x, n_tok, y);
@@ -231,8 +271,11 @@ int main(int argc, char **argv)
                 fflush(stdout);
             }
         }
-        printf("%-16s tokens/s at n_tok 16 over n_tok 1: %.2fx on 1 thread, %.2fx on 2\n",
-               s->name, per_tok[0][0] / per_tok[2][0], per_tok[0][1] / per_tok[2][1]);
+        printf("%-16s tokens/s at n_tok 16 over n_tok 1: %.2fx on 1 thread", s->name,
+               per_tok[0][0] / per_tok[2][0]);
+        if (n_thr == 2)
+            printf(", %.2fx on 2", per_tok[0][1] / per_tok[2][1]);
+        printf("\n");
         free(w);
         free(x);
         free(y);

@@ -259,6 +259,9 @@ typedef struct {
  */
 typedef struct {
     int n_threads;          /* CPU worker threads: 0 = one per online core */
+    const char *cpu_isa;    /* CPU kernels' level (cpu-isa): NULL = auto */
+    const char *cpu_precision; /* CPU products (cpu-precision): NULL = exact; both NULL:
+                               as the process has them (cpu_matmul_setup) */
     uint64_t kv_bytes;      /* KV cache size (a device backend: when gpu_memory_fraction is 0) */
     uint32_t block_tokens;  /* tokens per KV block (0: BK_DEFAULT_BLOCK_TOKENS) */
     uint32_t max_tokens;    /* most tokens in one step */

@@ -109,6 +109,8 @@ typedef struct {
                                    mapping it (model-mmap = no; GGUF only) */
     const char *backend;        /* "auto", "cpu" or "cuda" */
     int threads;                /* CPU workers; 0 = one per online core */
+    const char *cpu_isa;        /* CPU kernels: auto, avx512, avxvnni, avx2, portable; NULL = auto */
+    const char *cpu_precision;  /* CPU products: exact or fast; NULL = exact */
     uint64_t kv_bytes;          /* KV cache memory; 0 = 256 MiB */
     const char *gpu_device;     /* CUDA: device index or "GPU-<uuid>"; NULL or "" = 0 */
     double gpu_memory_fraction; /* CUDA: share of the device's memory llamad may use; the KV

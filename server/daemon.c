@@ -45,6 +45,7 @@ void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo)
         .model_path = cfg->model, .chat_template = cfg->chat_template, .backend = cfg->backend,
         .model_private = !cfg->model_mmap,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
+        .cpu_isa = cfg->cpu_isa, .cpu_precision = cfg->cpu_precision,
         .gpu_memory_fraction = cfg->gpu_memory_fraction, .gpu_device = cfg->gpu_device,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,
         .max_step_ms = (uint32_t)cfg->max_step_time,

@@ -424,6 +424,9 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
 {
     const hparams_t *hp = &m->hp;
     *out = NULL;
+    int rc = cpu_matmul_setup(o->cpu_isa, o->cpu_precision, err, errlen);
+    if (rc != 0)
+        return rc;
     if (hp->head_dim > MAX_HEAD_DIM || hp->head_dim % 8 != 0)
         return err_set(err, errlen, ERR_UNSUPPORTED, "cpu backend: head_dim %u is not supported "
                        "(a multiple of 8 up to %d)", hp->head_dim, MAX_HEAD_DIM);

@@ -7,6 +7,7 @@
  */
 #include "matmul.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
@@ -14,16 +15,98 @@
 
 /* -------------------------------------------------------------- driver */
 
-static int force_portable;
+static int isa_set;          /* 0: cpu_isa_best() */
+static cpu_isa_t isa_now;
+static cpu_prec_t prec_now;
+
+int cpu_isa_usable(cpu_isa_t isa)
+{
+    return (unsigned)isa <= CPU_ISA_AVX512 && (cpu_mm_x86_levels() >> isa & 1);
+}
+
+cpu_isa_t cpu_isa_best(void)
+{
+    int lv = cpu_mm_x86_levels();
+    int best = 0;
+    while (lv >> (best + 1))
+        best++;
+    return (cpu_isa_t)best;
+}
+
+static const char *const isa_names[] = { "portable", "avx2", "avxvnni", "avx512" };
+
+const char *cpu_isa_name(cpu_isa_t isa)
+{
+    return (unsigned)isa < 4 ? isa_names[isa] : "?";
+}
+
+int cpu_isa_parse(const char *s, cpu_isa_t *out)
+{
+    if (s == NULL || out == NULL)
+        return ERR_INVALID;
+    if (strcmp(s, "auto") == 0) {
+        *out = cpu_isa_best();
+        return 0;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, isa_names[i]) == 0) {
+            *out = (cpu_isa_t)i;
+            return 0;
+        }
+    }
+    return ERR_INVALID;
+}
+
+int cpu_matmul_configure(cpu_isa_t isa, cpu_prec_t prec)
+{
+    if ((unsigned)isa > CPU_ISA_AVX512 || (unsigned)prec > CPU_PREC_FAST)
+        return ERR_INVALID;
+    if (!cpu_isa_usable(isa))
+        return ERR_UNSUPPORTED;
+    isa_now = isa;
+    isa_set = 1;
+    prec_now = prec;
+    return 0;
+}
+
+int cpu_matmul_setup(const char *isa, const char *prec, char *err, size_t errlen)
+{
+    cpu_isa_t level = cpu_isa_best();
+    cpu_prec_t p = CPU_PREC_EXACT;
+    if (isa == NULL && prec == NULL)
+        return 0;
+    if (isa != NULL && cpu_isa_parse(isa, &level) != 0)
+        return err_set(err, errlen, ERR_INVALID,
+                       "cpu-isa: \"%s\" is not auto, avx512, avxvnni, avx2 or portable", isa);
+    if (prec != NULL && strcmp(prec, "fast") == 0)
+        p = CPU_PREC_FAST;
+    else if (prec != NULL && strcmp(prec, "exact") != 0)
+        return err_set(err, errlen, ERR_INVALID, "cpu-precision: \"%s\" is not exact or fast", prec);
+    if (!cpu_isa_usable(level))
+        return err_set(err, errlen, ERR_UNSUPPORTED,
+                       "cpu-isa: this CPU (or build) cannot run the %s kernels; the best here is %s",
+                       cpu_isa_name(level), cpu_isa_name(cpu_isa_best()));
+    return cpu_matmul_configure(level, p);
+}
+
+cpu_isa_t cpu_matmul_isa(void)
+{
+    return isa_set ? isa_now : cpu_isa_best();
+}
+
+cpu_prec_t cpu_matmul_precision(void)
+{
+    return prec_now;
+}
 
 void cpu_matmul_force_portable(int on)
 {
-    force_portable = on != 0;
+    (void)cpu_matmul_configure(on ? CPU_ISA_PORTABLE : cpu_isa_best(), prec_now);
 }
 
 const char *cpu_matmul_path(void)
 {
-    return !force_portable && cpu_mm_avx2_usable() ? "avx2" : "portable";
+    return cpu_matmul_isa() >= CPU_ISA_AVX2 ? "avx2" : "portable";
 }
 
 typedef struct {
@@ -60,6 +143,48 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
     uint32_t by_balance = groups / (4 * n_threads);
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
+}
+
+/* ------------------------------------------------- fast activations */
+
+static int fast_type(qtype_t t)
+{
+    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K;
+}
+
+static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    (void)thread;
+    const mm_job_t *j = ctx;
+    size_t nb = j->n_in / QK_SMALL;
+    float *xd = (float *)j->xd + task * nb, *xls = (float *)j->xls + task * nb * 8;
+    float *xms = (float *)j->xms + task * nb * 8;
+    cpu_quantize_act(j->x + (size_t)task * j->n_in, j->n_in, (int8_t *)j->xq + (size_t)task * j->n_in,
+                     xd, xls);
+    for (size_t i = 0; i < nb * 8; i++)
+        xms[i] = xd[i / 8] * xls[i];
+}
+
+/*
+ * Quantise every token's activations into one allocation (*out, which
+ * the caller frees), one pool task per token: [n_tok, nb] scales, then
+ * [n_tok, nb, 8] lane sums, the same times the scale, then [n_tok, n_in]
+ * quants.  The caller has checked that n_tok * n_in * 4 bytes fit in a
+ * size_t; this takes 3.2 bytes per element.
+ */
+static int quantize_acts(pool_t *p, mm_job_t *j, void **out)
+{
+    size_t nb = (size_t)j->n_tok * (j->n_in / QK_SMALL);
+    uint8_t *buf = malloc(nb * 4 + nb * 64 + (size_t)j->n_tok * j->n_in);
+    if (buf == NULL)
+        return ERR_NOMEM;
+    j->xd = (const float *)(void *)buf;
+    j->xls = (const float *)(void *)(buf + nb * 4);
+    j->xms = (const float *)(void *)(buf + nb * 36);
+    j->xq = (const int8_t *)(buf + nb * 68);
+    pool_run(p, quantize_task, j, j->n_tok);
+    *out = buf;
+    return 0;
 }
 
 /* Check wt and n_in and compute the bytes of one row. */
@@ -113,14 +238,25 @@ int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_
         .x = x,
         .y = y,
     };
+    cpu_isa_t isa = cpu_matmul_isa();
     mm_run_t run = {
         .job = &job,
-        .rows = !force_portable && cpu_mm_avx2_usable() ? cpu_mm_rows_avx2
-                                                        : cpu_mm_rows_portable,
+        .rows = isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable,
     };
+    void *act = NULL;
+    if (prec_now == CPU_PREC_FAST && fast_type(wt)) {
+        rc = quantize_acts(p, &job, &act);
+        if (rc != 0)
+            return rc;
+        static void (*const fast_rows[4])(const mm_job_t *, uint32_t, uint32_t) = {
+            cpu_mmq_rows_portable, cpu_mmq_rows_avx2, cpu_mmq_rows_avxvnni, cpu_mmq_rows_avx512,
+        };
+        run.rows = fast_rows[isa];
+    }
     run.rows_per_task = task_rows(n_out, row_bytes, n_tok, pool_threads(p));
     uint32_t n_tasks = n_out / run.rows_per_task + (n_out % run.rows_per_task != 0);
     pool_run(p, matmul_task, &run, n_tasks);
+    free(act);
     return 0;
 }
 

@@ -4,11 +4,14 @@
  * cpu_matmul computes y = x W^T for a weight matrix W stored in any of
  * the element types of quant.h, reading W's blocks where they lie: a
  * block is dequantised into registers or a small per-thread stack tile,
- * never into a copy of the matrix.  Activations stay float32 and every
- * product is accumulated in float32.
+ * never into a copy of the matrix.  With CPU_PREC_EXACT (the default)
+ * activations stay float32 and every product is accumulated in float32;
+ * CPU_PREC_FAST (below) quantises them to int8 per block for some types.
+ * The kernels' instruction set is chosen at run time (cpu_isa_t).
  *
- * Batch invariance.  For each output y[t][o] the sequence of floating-
- * point operations is fixed by the code path alone: the row's elements
+ * Batch invariance (CPU_PREC_EXACT; FAST: see cpu_prec_t).  For each
+ * output y[t][o] the sequence of floating-point operations is fixed by
+ * the code path alone: the row's elements
  * are taken eight at a time in increasing order; element i is multiplied
  * by x[t][i] and added (one fused multiply-add on the AVX2 path) into
  * lane i % 8 of one accumulator; the eight lanes are then summed as
@@ -25,6 +28,7 @@
 #ifndef LLAMAD_CPU_MATMUL_H
 #define LLAMAD_CPU_MATMUL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/quant.h"
@@ -41,8 +45,10 @@
  * p may be NULL (run on the caller).  n_in must be a multiple of wt's
  * block size; F32 weights must be 4-byte aligned (GGUF data is).  Returns 0, ERR_UNSUPPORTED for a type with no kernel,
  * ERR_INVALID for a NULL pointer or a ragged n_in, ERR_RANGE when the
- * matrix's size does not fit in memory's address range.  Allocates
- * nothing; uses under 64 KiB of stack per thread.
+ * matrix's size does not fit in memory's address range, ERR_NOMEM.
+ * Uses under 64 KiB of stack per thread; with CPU_PREC_FAST it also
+ * allocates n_tok * n_in * 3.2 bytes for the quantised activations,
+ * freed before it returns.
  */
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
@@ -55,13 +61,110 @@ int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_
 int cpu_embed_row(qtype_t wt, const void *w, uint32_t n_in, uint32_t row, float *out);
 
 /*
- * Force the portable C path (on != 0) even where AVX2 and FMA are
- * present; for tests and benchmarks.  Call it only while no cpu_matmul
- * is running.
+ * Instruction-set levels, lowest first.
+ *   PORTABLE  plain C (GCC / clang vector extensions)
+ *   AVX2      AVX2 + FMA + F16C
+ *   AVXVNNI   AVX2 + AVX-VNNI (VEX vpdpbusd: Alder Lake, Zen 5)
+ *   AVX512    AVX-512 F/BW/VL + VNNI, with the OS saving the zmm state
+ * The `fast` kernels differ per level only in how they form the same
+ * exact integer dot products, so every level gives the same bits there.
+ * `exact` uses the AVX2 kernels at the AVXVNNI and AVX512 levels.
+ */
+typedef enum {
+    CPU_ISA_PORTABLE = 0,
+    CPU_ISA_AVX2     = 1,
+    CPU_ISA_AVXVNNI  = 2,
+    CPU_ISA_AVX512   = 3,
+} cpu_isa_t;
+
+/*
+ * Precision of the products.
+ *   EXACT  float32 activations, the operation order described above.
+ *   FAST   for Q4_0, Q4_1, Q8_0 and Q4_K weights: each token's activations
+ *          are quantised per block of 32 to int8 (cpu_quantize_act), once
+ *          per call, and multiplied with integer dot products; the other
+ *          weight types take the EXACT kernels.  Per output, for each
+ *          block b in increasing order and each lane l < 8 (elements
+ *          4l .. 4l+3 of the block), with p_l the exact integer sum of
+ *          q_w * q_x over the lane and s_l that of q_x, one fused
+ *          multiply-add per term into lane l's float accumulator:
+ *            Q8_0: acc_l += (dw * dx) * p_l        (q_w signed)
+ *            Q4_0: acc_l += (dw * dx) * p_l        (q_w = nibble - 8)
+ *            Q4_1: acc_l += (dw * dx) * p_l; acc_l += mw * (dx * s_l)
+ *            Q4_K: sub-block j of a super-block, q_w the nibble:
+ *                  acc_l += ((d * sc_j) * dx) * p_l;
+ *                  acc_l += -(dmin * m_j) * (dx * s_l)
+ *          then the eight lanes are summed as for EXACT.  Batch-invariant
+ *          and thread-count-invariant like EXACT, and the same bits on
+ *          every ISA level.
+ */
+typedef enum {
+    CPU_PREC_EXACT = 0,
+    CPU_PREC_FAST  = 1,
+} cpu_prec_t;
+
+/*
+ * Whether this build and this CPU (and OS) can run level isa, from CPUID
+ * and XGETBV, computed once; a level's machine need not have the level
+ * below it (AVX-512 VNNI CPUs may lack AVX-VNNI).  Any thread.
+ */
+int cpu_isa_usable(cpu_isa_t isa);
+
+/* The highest usable level.  Any thread. */
+cpu_isa_t cpu_isa_best(void);
+
+/*
+ * Parse "auto", "portable", "avx2", "avxvnni" or "avx512" ("auto" is
+ * cpu_isa_best()).  Returns 0, or ERR_INVALID for any other text.
+ */
+int cpu_isa_parse(const char *s, cpu_isa_t *out);
+
+/* The level's name as cpu_isa_parse reads it ("avx2"). */
+const char *cpu_isa_name(cpu_isa_t isa);
+
+/*
+ * Make every later cpu_matmul use level `isa` and precision `prec`.
+ * Returns 0, ERR_UNSUPPORTED when isa is not usable (nothing changes), ERR_INVALID for values outside the enums.  Call it only
+ * while no cpu_matmul is running (start-up, tests, benchmarks).  The
+ * default is cpu_isa_best() and CPU_PREC_EXACT.
+ */
+int cpu_matmul_configure(cpu_isa_t isa, cpu_prec_t prec);
+
+/*
+ * cpu_matmul_configure from the settings' text: isa as cpu_isa_parse
+ * reads it, prec "exact" or "fast"; NULL means "auto" / "exact", but
+ * both NULL changes nothing (a tool may have configured it already).
+ * Returns 0, or ERR_INVALID / ERR_UNSUPPORTED with a message in err
+ * naming the setting.  As cpu_matmul_configure (the settings are the
+ * process's, shared by every CPU backend in it).
+ */
+int cpu_matmul_setup(const char *isa, const char *prec, char *err, size_t errlen);
+
+/* The level and precision cpu_matmul uses now. */
+cpu_isa_t  cpu_matmul_isa(void);
+cpu_prec_t cpu_matmul_precision(void);
+
+/*
+ * Force the portable C path (on != 0), or go back to cpu_isa_best(),
+ * keeping the precision; for tests and tools.  As cpu_matmul_configure.
  */
 void cpu_matmul_force_portable(int on);
 
-/* "avx2" or "portable": the path cpu_matmul takes now. */
+/* "avx2" or "portable": the kernels `exact` runs now. */
 const char *cpu_matmul_path(void);
+
+/*
+ * The activation quantisation of CPU_PREC_FAST, for one token: for each
+ * block b of 32 elements of x[n] (n a multiple of 32), with
+ * amax = max |x| over the block:
+ *   d[b] = amax / 127 (float division), and
+ *   q[32b + k] = roundf(x[32b + k] * (127 / amax)), clamped to
+ *   [-127, 127], or 0 when amax is 0;
+ *   ls[8b + l] = q[32b + 4l] + ... + q[32b + 4l + 3] (an integer, exact
+ *   in a float).
+ * A block holding a NaN or an infinity gets d = NaN and q = 0, so that
+ * its products are NaN as with float activations.  Any thread.
+ */
+void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls);
 
 #endif

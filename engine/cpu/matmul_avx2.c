@@ -55,6 +55,34 @@ int cpu_mm_avx2_usable(void)
     return usable;
 }
 
+/*
+ * The levels of matmul.h's cpu_isa_t, as a mask.  AVX-512 needs the OS
+ * to save the opmask and zmm registers: XCR0 bits 1, 2 (xmm, ymm) and
+ * 5, 6, 7.  AVX-VNNI and AVX-512 VNNI come separately (Ice Lake servers
+ * have the second only, Alder Lake the first only).
+ */
+int cpu_mm_x86_levels(void)
+{
+    static _Atomic int levels = -1; /* every thread computes the same value */
+    if (levels >= 0)
+        return levels;
+    int lv = 1;
+    unsigned a, b, c, d;
+    if (cpu_mm_avx2_usable()) {
+        lv |= 2;
+        unsigned xcr0 = 0, xcr0_hi;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE))
+            __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4))) /* AVX-VNNI */
+            lv |= 4;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX512F) && (b & bit_AVX512BW)
+            && (b & bit_AVX512VL) && (c & bit_AVX512VNNI) && (xcr0 & 0xe6) == 0xe6)
+            lv |= 8;
+    }
+    levels = lv;
+    return lv;
+}
+
 /* ------------------------------------------------------------- helpers */
 
 static inline uint16_t rd_u16(const uint8_t *p)
@@ -217,18 +245,6 @@ AVX2 static void deq_bf16(const uint8_t *b, float *out, uint32_t n)
         out[i] = bf16_to_f32(rd_u16(b + 2 * i));
 }
 
-/* Scale and min of sub-block j of a Q4_K / Q5_K block (packing: quant.c). */
-AVX2_INLINE void scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 /*
  * Q4_K and Q5_K: sub-blocks 2p and 2p+1 are the low and high nibbles of
  * qs[32p .. 32p+31]; Q5_K adds bit j of qh[l] as bit 4 of element l of
@@ -246,8 +262,8 @@ AVX2_INLINE void deq_k4_or_k5(const uint8_t *b, float *out, uint32_t nb, int fiv
         const uint8_t *qs = b + (five ? 48 : 16);
         for (int p = 0; p < 4; p++) {
             int sc0, m0, sc1, m1;
-            scale_min_k4(2 * p, scales, &sc0, &m0);
-            scale_min_k4(2 * p + 1, scales, &sc1, &m1);
+            mm_k4_scale_min(2 * p, scales, &sc0, &m0);
+            mm_k4_scale_min(2 * p + 1, scales, &sc1, &m1);
             __m256 d0 = _mm256_set1_ps(d * (float)sc0), nm0 = _mm256_set1_ps(-(dmin * (float)m0));
             __m256 d1 = _mm256_set1_ps(d * (float)sc1), nm1 = _mm256_set1_ps(-(dmin * (float)m1));
             const __m128i sh0 = _mm_cvtsi32_si128(2 * p), sh1 = _mm_cvtsi32_si128(2 * p + 1);
@@ -609,6 +625,11 @@ AVX2 void cpu_mm_rows_avx2(const mm_job_t *j, uint32_t o0, uint32_t n)
 int cpu_mm_avx2_usable(void)
 {
     return 0;
+}
+
+int cpu_mm_x86_levels(void)
+{
+    return 1;
 }
 
 void cpu_mm_rows_avx2(const mm_job_t *j, uint32_t o0, uint32_t nr)

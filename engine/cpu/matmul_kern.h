@@ -41,7 +41,25 @@ typedef struct {
     uint32_t       n_tok;
     const float   *x;           /* [n_tok, n_in] */
     float         *y;           /* [n_tok, n_out] */
+    /* CPU_PREC_FAST only: x quantised by cpu_quantize_act (matmul.h) */
+    const int8_t  *xq;          /* [n_tok, n_in] */
+    const float   *xd;          /* [n_tok, n_in / 32] */
+    const float   *xls;         /* [n_tok, n_in / 32, 8]: lane sums (exact) */
+    const float   *xms;         /* [n_tok, n_in / 32, 8]: xd[b] * xls[b][l], rounded */
 } mm_job_t;
+
+/* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q
+ * (the packing of quant.c). */
+static inline void mm_k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
 
 /* Rows [o0, o0 + n) of the job, all tokens: portable C. */
 void cpu_mm_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
@@ -51,5 +69,19 @@ void cpu_mm_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 /* Whether this build has the AVX2 kernels and this CPU can run them. */
 int cpu_mm_avx2_usable(void);
+
+/* The cpu_isa_t levels (matmul.h) this build and CPU can run: bit i for level i. */
+int cpu_mm_x86_levels(void);
+
+/*
+ * CPU_PREC_FAST, rows [o0, o0 + n) of the job, all tokens, for a Q4_0,
+ * Q4_1, Q8_0 or Q4_K job whose xq / xd / xls are filled: portable C
+ * (matmul_q8.c) and one kernel per x86 level (matmul_q8_x86.c; call one
+ * only when cpu_mm_x86_levels() has its bit).
+ */
+void cpu_mmq_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
+void cpu_mmq_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
+void cpu_mmq_rows_avxvnni(const mm_job_t *job, uint32_t o0, uint32_t n);
+void cpu_mmq_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 #endif

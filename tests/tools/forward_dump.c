@@ -3,7 +3,8 @@
  * write what the reference comparisons need:
  *
  *   forward-dump MODEL --tokens 1,2,3 [--all] [--greedy N] [--chunk N]
- *                [--threads N] [--portable] [--backend cpu|cuda] --out LOGITS.f32
+ *                [--threads N] [--portable] [--isa LEVEL] [--precision exact|fast]
+ *                [--backend cpu|cuda] --out LOGITS.f32
  *                [--tokens-out FILE]
  *
  * LOGITS.f32 is raw little-endian float32 [rows, n_vocab]: the last
@@ -55,7 +56,7 @@ static int parse_ids(const char *s, int32_t **out, size_t *n)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *out_path = NULL, *tokens_out = NULL, *tokens = NULL;
-    const char *backend = "cpu";
+    const char *backend = "cpu", *cpu_isa = NULL, *cpu_precision = NULL;
     int all = 0, greedy = 0, chunk = 512, threads = 0;
     char err[ERR_MSG_MAX];
 
@@ -69,7 +70,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--backend") && i + 1 < argc) backend = argv[++i];
         else if (!strcmp(a, "--all")) all = 1;
-        else if (!strcmp(a, "--portable")) cpu_matmul_force_portable(1);
+        else if (!strcmp(a, "--portable")) cpu_isa = "portable";
+        else if (!strcmp(a, "--isa") && i + 1 < argc) cpu_isa = argv[++i];
+        else if (!strcmp(a, "--precision") && i + 1 < argc) cpu_precision = argv[++i];
         else if (a[0] != '-' && model_path == NULL) model_path = a;
         else {
             fprintf(stderr, "forward-dump: bad argument %s\n", a);
@@ -80,7 +83,8 @@ int main(int argc, char **argv)
     size_t n;
     if (!model_path || !tokens || !out_path || parse_ids(tokens, &ids, &n) != 0 || n == 0 || chunk < 1) {
         fprintf(stderr, "usage: forward-dump MODEL --tokens 1,2,3 [--all] [--greedy N] [--chunk N] "
-                        "[--threads N] [--portable] [--backend cpu|cuda] --out FILE [--tokens-out FILE]\n");
+                        "[--threads N] [--portable] [--isa LEVEL] [--precision exact|fast] [--backend cpu|cuda] "
+                        "--out FILE [--tokens-out FILE]\n");
         return 2;
     }
 
@@ -93,7 +97,7 @@ int main(int argc, char **argv)
     }
     uint32_t V = m->hp.n_vocab;
     uint64_t ctx = n + (size_t)greedy + 16;
-    backend_opts_t bo = { .n_threads = threads, .kv_bytes = ctx * model_kv_bytes_per_token(m) + (64u << 20),
+    backend_opts_t bo = { .n_threads = threads, .cpu_isa = cpu_isa, .cpu_precision = cpu_precision, .kv_bytes = ctx * model_kv_bytes_per_token(m) + (64u << 20),
                           .block_tokens = 16, .max_tokens = (uint32_t)chunk };
     if (registry_create_backend(backend, &b, m, &bo, err, sizeof err) != 0 ||
         forward_create(&f, m, b, (uint32_t)chunk, err, sizeof err) != 0) {

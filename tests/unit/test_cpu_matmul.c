@@ -298,6 +298,239 @@ TEST(matmul_long_batch)
         pool_destroy(pools[i]);
 }
 
+/* ------------------------------------------------------ fast precision */
+
+/* Select `isa` (skipping when this machine or build lacks it) and `prec`. */
+static void use_isa(cpu_isa_t isa, cpu_prec_t prec)
+{
+    if (!cpu_isa_usable(isa))
+        TEST_SKIP("the %s kernels: this CPU or build lacks the instructions (best here: %s)",
+                  cpu_isa_name(isa), cpu_isa_name(cpu_isa_best()));
+    ASSERT_EQ_INT(cpu_matmul_configure(isa, prec), 0);
+    ASSERT(cpu_matmul_isa() == isa && cpu_matmul_precision() == prec);
+}
+
+/*
+ * The activation quantisation that matmul.h documents, written out
+ * again here: x_hat[k] = d * q[k] for each block of 32.
+ */
+static void ref_quantize(const float *x, uint32_t n, double *x_hat, double *half_step)
+{
+    for (uint32_t b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int k = 0; k < 32; k++)
+            amax = fmaxf(amax, fabsf(x[32 * b + k]));
+        float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int k = 0; k < 32; k++) {
+            float q = roundf(x[32 * b + k] * id);
+            q = fminf(127.0f, fmaxf(-127.0f, q));
+            x_hat[32 * b + k] = (double)d * (double)q;
+        }
+        half_step[b] = (double)d / 2;
+    }
+}
+
+/* The bytes of a block that hold quants (zeroed, the dequantised block
+ * is its additive offset: Q4_1's m, Q4_K's -dmin * m per sub-block). */
+static void zero_quants(qtype_t type, uint8_t *w, size_t bytes)
+{
+    size_t bb = qtype_info(type)->block_bytes;
+    for (size_t o = 0; o < bytes; o += bb) {
+        if (type == QT_Q4_1)
+            memset(w + o + 4, 0, 16);
+        else if (type == QT_Q4_K)
+            memset(w + o + 16, 0, 128);
+    }
+}
+
+/*
+ * `fast` against double-precision sums.  Tolerances:
+ *  - with the activations quantised as documented (x_hat), the integer
+ *    products are exact and each block adds at most three roundings per
+ *    lane (scale product, fused multiply-add, and the min term), over at
+ *    most n_in / 32 * 2 terms per lane and the final sum: well under
+ *    1e-5 of sum |w_k| |x_hat_k| + sum |offset_k| |x_hat_k| for the sizes
+ *    here (24 blocks: ~60 roundings of 6e-8);
+ *  - against the float activations, |x - x_hat| <= d / 2 per element,
+ *    so the difference is at most sum_b (d_b / 2) sum_k |w_k| on top.
+ */
+static void check_fast_shape(qtype_t type, uint32_t n_out, uint32_t n_in, uint32_t n_tok,
+                             cpu_isa_t isa)
+{
+    uint8_t *w = make_weights(type, n_out, n_in);
+    uint64_t bytes = 0;
+    ASSERT_EQ_INT(qtype_nbytes(type, (uint64_t)n_out * n_in, &bytes), 0);
+    uint8_t *w0 = malloc(bytes);
+    float *x = make_x(n_tok * n_in);
+    float *wf = malloc((size_t)n_out * n_in * sizeof *wf);
+    float *off = malloc((size_t)n_out * n_in * sizeof *off);
+    float *y = malloc((size_t)n_tok * n_out * sizeof *y);
+    float *yp = malloc((size_t)n_tok * n_out * sizeof *yp);
+    double *xh = malloc((size_t)n_in * sizeof *xh), *hs = malloc(n_in / 32 * sizeof *hs);
+    ASSERT(w0 && wf && off && y && yp && xh && hs);
+    memcpy(w0, w, bytes);
+    zero_quants(type, w0, bytes);
+    ASSERT_EQ_INT(quant_dequant(type, w, wf, (size_t)n_out * n_in), 0);
+    ASSERT_EQ_INT(quant_dequant(type, w0, off, (size_t)n_out * n_in), 0);
+    if (type != QT_Q4_1 && type != QT_Q4_K)
+        memset(off, 0, (size_t)n_out * n_in * sizeof *off);
+    const char *name = qtype_info(type)->name;
+
+    use_isa(isa, CPU_PREC_FAST);
+    ASSERT_EQ_INT(cpu_matmul(NULL, type, w, n_out, n_in, x, n_tok, y), 0);
+    for (uint32_t t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * n_in;
+        ref_quantize(xt, n_in, xh, hs);
+        for (uint32_t o = 0; o < n_out; o++) {
+            const float *wr = wf + (size_t)o * n_in, *orow = off + (size_t)o * n_in;
+            double ref_q = 0, ref_x = 0, mag = 0, qerr = 0;
+            for (uint32_t i = 0; i < n_in; i++) {
+                ref_q += (double)wr[i] * xh[i];
+                ref_x += (double)wr[i] * xt[i];
+                mag += (fabs(wr[i]) + fabs(orow[i])) * fabs(xh[i]);
+                qerr += fabs(wr[i]) * hs[i / 32];
+            }
+            double got = y[(size_t)t * n_out + o];
+            ASSERT_MSG(fabs(got - ref_q) <= 1e-5 * mag + 1e-30,
+                       "fast %s %s %ux%u: y[%u][%u] = %.9g, quantised reference %.9g (mag %.3g)",
+                       cpu_isa_name(isa), name, n_out, n_in, t, o, got, ref_q, mag);
+            ASSERT_MSG(fabs(got - ref_x) <= qerr + 1e-5 * mag + 1e-30,
+                       "fast %s %s %ux%u: y[%u][%u] = %.9g, float reference %.9g (bound %.3g)",
+                       cpu_isa_name(isa), name, n_out, n_in, t, o, got, ref_x, qerr);
+        }
+    }
+    /* Every level gives the portable kernels' bits. */
+    use_isa(CPU_ISA_PORTABLE, CPU_PREC_FAST);
+    ASSERT_EQ_INT(cpu_matmul(NULL, type, w, n_out, n_in, x, n_tok, yp), 0);
+    ASSERT_MSG(memcmp(y, yp, (size_t)n_tok * n_out * sizeof *y) == 0,
+               "fast %s %s %ux%u differs from the portable kernels", cpu_isa_name(isa), name,
+               n_out, n_in);
+    free(w); free(w0); free(x); free(wf); free(off); free(y); free(yp); free(xh); free(hs);
+}
+
+/*
+ * Batch invariance: for n_tok = 1 .. 70 on 1, 2 and 3 threads, every row
+ * equals, bit for bit, the single-token call on that row alone.
+ */
+static void check_invariance(qtype_t type, uint32_t n_out, uint32_t n_in, cpu_isa_t isa,
+                             cpu_prec_t prec)
+{
+    enum { NT = 70 };
+    use_isa(isa, prec);
+    uint8_t *w = make_weights(type, n_out, n_in);
+    float *x = make_x(NT * n_in);
+    float *y1 = malloc((size_t)NT * n_out * sizeof *y1), *yb = malloc((size_t)NT * n_out * sizeof *yb);
+    ASSERT(y1 && yb);
+    pool_t *pools[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
+    for (uint32_t t = 0; t < NT; t++)
+        ASSERT_EQ_INT(cpu_matmul(NULL, type, w, n_out, n_in, x + (size_t)t * n_in, 1,
+                                 y1 + (size_t)t * n_out), 0);
+    for (uint32_t nt = 1; nt <= NT; nt++) {
+        pool_t *p = pools[nt % 3];
+        uint32_t t0 = (nt * 7) % (NT - nt + 1); /* the batch starts at varying rows of x */
+        ASSERT_EQ_INT(cpu_matmul(p, type, w, n_out, n_in, x + (size_t)t0 * n_in, nt, yb), 0);
+        ASSERT_MSG(memcmp(yb, y1 + (size_t)t0 * n_out, (size_t)nt * n_out * sizeof *yb) == 0,
+                   "%s %s %s: a batch of %u tokens from row %u on %u threads differs from "
+                   "single-token calls", prec == CPU_PREC_FAST ? "fast" : "exact",
+                   cpu_isa_name(isa), qtype_info(type)->name, nt, t0, pool_threads(p));
+    }
+    for (int i = 0; i < 3; i++)
+        pool_destroy(pools[i]);
+    free(w); free(x); free(y1); free(yb);
+}
+
+static void check_fast(qtype_t type, cpu_isa_t isa)
+{
+    rng_state = 5000u + 100u * (uint32_t)type + (uint32_t)isa;
+    uint32_t n_in = type == QT_Q4_K ? 768 : 576;
+    check_fast_shape(type, 1, n_in, 3, isa);
+    check_fast_shape(type, 7, type == QT_Q4_K ? 256 : 32, 9, isa);
+    check_fast_shape(type, 37, n_in, 11, isa);
+    check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
+#define FAST_TESTS(lower, upper)                                                  \
+    TEST(fast_##lower##_portable) { check_fast(upper, CPU_ISA_PORTABLE); }       \
+    TEST(fast_##lower##_avx2) { check_fast(upper, CPU_ISA_AVX2); }               \
+    TEST(fast_##lower##_avxvnni) { check_fast(upper, CPU_ISA_AVXVNNI); }         \
+    TEST(fast_##lower##_avx512) { check_fast(upper, CPU_ISA_AVX512); }
+
+FAST_TESTS(q4_0, QT_Q4_0)
+FAST_TESTS(q4_1, QT_Q4_1)
+FAST_TESTS(q8_0, QT_Q8_0)
+FAST_TESTS(q4_k, QT_Q4_K)
+
+/* `exact` over n_tok 1 .. 70 on every level (AVXVNNI and AVX512 run the
+ * AVX2 kernels); a type each of the few-token and the tile kernels. */
+static void check_exact_invariance(cpu_isa_t isa)
+{
+    rng_state = 6000u + (uint32_t)isa;
+    check_invariance(QT_Q4_1, 37, 576, isa, CPU_PREC_EXACT);
+    check_invariance(QT_Q6_K, 19, 512, isa, CPU_PREC_EXACT);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
+TEST(exact_invariance_portable) { check_exact_invariance(CPU_ISA_PORTABLE); }
+TEST(exact_invariance_avx2) { check_exact_invariance(CPU_ISA_AVX2); }
+TEST(exact_invariance_avx512) { check_exact_invariance(CPU_ISA_AVX512); }
+
+/* Non-finite activations give non-finite outputs, not undefined behaviour. */
+TEST(fast_nonfinite_activations)
+{
+    rng_state = 9;
+    uint8_t *w = make_weights(QT_Q8_0, 4, 64);
+    float *x = make_x(64), y[4];
+    x[3] = NAN;
+    x[40] = INFINITY;
+    for (int isa = 0; isa <= (int)cpu_isa_best(); isa++) {
+        if (!cpu_isa_usable((cpu_isa_t)isa))
+            continue;
+        ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, CPU_PREC_FAST), 0);
+        ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q8_0, w, 4, 64, x, 1, y), 0);
+        for (int o = 0; o < 4; o++)
+            ASSERT(isnan(y[o]));
+    }
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    free(w);
+    free(x);
+}
+
+TEST(isa_settings)
+{
+    cpu_isa_t isa;
+    ASSERT_EQ_INT(cpu_isa_parse("auto", &isa), 0);
+    ASSERT(isa == cpu_isa_best());
+    ASSERT_EQ_INT(cpu_isa_parse("portable", &isa), 0);
+    ASSERT(isa == CPU_ISA_PORTABLE);
+    ASSERT_EQ_INT(cpu_isa_parse("avx512", &isa), 0);
+    ASSERT(isa == CPU_ISA_AVX512);
+    ASSERT_EQ_INT(cpu_isa_parse("sse9", &isa), ERR_INVALID);
+    ASSERT_EQ_STR(cpu_isa_name(CPU_ISA_AVXVNNI), "avxvnni");
+    ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)7, CPU_PREC_EXACT), ERR_INVALID);
+    if (!cpu_isa_usable(CPU_ISA_AVX512))
+        ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_AVX512, CPU_PREC_EXACT), ERR_UNSUPPORTED);
+    ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_PORTABLE, CPU_PREC_FAST), 0);
+    ASSERT_EQ_STR(cpu_matmul_path(), "portable");
+
+    /* The settings' text, as the CPU backend passes it. */
+    char err[200] = "";
+    ASSERT_EQ_INT(cpu_matmul_setup(NULL, NULL, err, sizeof err), 0); /* leaves them alone */
+    ASSERT(cpu_matmul_isa() == CPU_ISA_PORTABLE && cpu_matmul_precision() == CPU_PREC_FAST);
+    ASSERT_EQ_INT(cpu_matmul_setup("sse9", "exact", err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "cpu-isa") != NULL);
+    ASSERT_EQ_INT(cpu_matmul_setup("auto", "approximate", err, sizeof err), ERR_INVALID);
+    ASSERT(strstr(err, "cpu-precision") != NULL);
+    ASSERT(cpu_matmul_isa() == CPU_ISA_PORTABLE); /* nothing changed on an error */
+    ASSERT_EQ_INT(cpu_matmul_setup("auto", NULL, err, sizeof err), 0);
+    ASSERT(cpu_matmul_isa() == cpu_isa_best() && cpu_matmul_precision() == CPU_PREC_EXACT);
+    ASSERT_EQ_INT(cpu_matmul_setup("portable", "fast", err, sizeof err), 0);
+    ASSERT(cpu_matmul_isa() == CPU_ISA_PORTABLE && cpu_matmul_precision() == CPU_PREC_FAST);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
 TEST(matmul_rejects_bad_arguments)
 {
     float x[64] = { 0 }, y[4];
@@ -341,4 +574,10 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(matmul_q4_k_avx2), T(matmul_q4_k_portable), T(matmul_q5_k_avx2),
           T(matmul_q5_k_portable), T(matmul_q6_k_avx2), T(matmul_q6_k_portable),
           T(matmul_long_batch), T(matmul_rejects_bad_arguments),
+          T(fast_q4_0_portable), T(fast_q4_0_avx2), T(fast_q4_0_avxvnni), T(fast_q4_0_avx512),
+          T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512),
+          T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
+          T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512),
+          T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
+          T(fast_nonfinite_activations), T(isa_settings),
           T(embed_row_matches_dequant))

@@ -1,0 +1,151 @@
+/*
+ * matmul_q8.c - CPU_PREC_FAST (matmul.h): the activation quantiser and
+ * the portable C kernels, which define the results that the x86 kernels
+ * (matmul_q8_x86.c) reproduce bit for bit.
+ *
+ * Every product of a quantised weight and a quantised activation is an
+ * exact integer; only the per-block scaling and the accumulation round,
+ * in the order matmul.h states, with one fused multiply-add (fmaf) per
+ * term.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "base/quant.h"
+#include "matmul.h"
+#include "matmul_kern.h"
+
+void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
+{
+    for (uint32_t b = 0; b < n / QK_SMALL; b++) {
+        const float *xb = x + (size_t)b * QK_SMALL;
+        int8_t *qb = q + (size_t)b * QK_SMALL;
+        float amax = 0.0f;
+        for (int k = 0; k < QK_SMALL; k++) {
+            float a = fabsf(xb[k]);
+            amax = a > amax || a != a ? a : amax; /* a NaN sticks */
+        }
+        if (!(amax <= 3.4028234e38f)) { /* NaN or infinity */
+            d[b] = NAN;
+            memset(qb, 0, QK_SMALL);
+        } else if (amax == 0.0f) {
+            d[b] = 0.0f;
+            memset(qb, 0, QK_SMALL);
+        } else {
+            d[b] = amax / 127.0f;
+            float id = 127.0f / amax;
+            for (int k = 0; k < QK_SMALL; k++) {
+                float v = roundf(xb[k] * id);
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                qb[k] = (int8_t)v;
+            }
+        }
+        for (int l = 0; l < 8; l++)
+            ls[8 * (size_t)b + l] = (float)(qb[4 * l] + qb[4 * l + 1] + qb[4 * l + 2] + qb[4 * l + 3]);
+    }
+}
+
+/* ------------------------------------------------------ one block, C */
+
+/* p[l] = sum over lane l of w[k] * x[k], 32 elements. */
+static void lane_dots(const int *w, const int8_t *x, int32_t p[8])
+{
+    for (int l = 0; l < 8; l++)
+        p[l] = w[4 * l] * x[4 * l] + w[4 * l + 1] * x[4 * l + 1] + w[4 * l + 2] * x[4 * l + 2]
+               + w[4 * l + 3] * x[4 * l + 3];
+}
+
+/* acc[l] += s * v[l], fused. */
+static void lanes_fma(float acc[8], float s, const int32_t v[8])
+{
+    for (int l = 0; l < 8; l++)
+        acc[l] = fmaf(s, (float)v[l], acc[l]);
+}
+
+static void lanes_fma_f(float acc[8], float s, const float v[8])
+{
+    for (int l = 0; l < 8; l++)
+        acc[l] = fmaf(s, v[l], acc[l]);
+}
+
+/* The fixed horizontal sum of matmul.h. */
+static float lanes_sum(const float a[8])
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+static float half_at(const uint8_t *p)
+{
+    return f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+}
+
+/*
+ * One weight row (row_bytes as the job says) times one token's quantised
+ * activations: the whole sum of matmul.h's CPU_PREC_FAST.
+ */
+static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd,
+                     const float *xms)
+{
+    float acc[8] = { 0 };
+    int w[QK_K];
+    int32_t p[8];
+    uint32_t nb = j->n_in / QK_SMALL;
+    switch (j->type) {
+    case QT_Q8_0:
+    case QT_Q4_0:
+    case QT_Q4_1:
+        for (uint32_t b = 0; b < nb; b++, row += j->block_bytes) {
+            float dw = half_at(row);
+            if (j->type == QT_Q8_0) {
+                for (int k = 0; k < 32; k++)
+                    w[k] = (int8_t)row[2 + k];
+            } else {
+                const uint8_t *qs = row + (j->type == QT_Q4_1 ? 4 : 2);
+                int off = j->type == QT_Q4_0 ? 8 : 0;
+                for (int k = 0; k < 16; k++) {
+                    w[k] = (qs[k] & 15) - off;
+                    w[k + 16] = (qs[k] >> 4) - off;
+                }
+            }
+            lane_dots(w, xq + 32 * (size_t)b, p);
+            lanes_fma(acc, dw * xd[b], p);
+            if (j->type == QT_Q4_1)
+                lanes_fma_f(acc, half_at(row + 2), xms + 8 * (size_t)b);
+        }
+        break;
+    case QT_Q4_K:
+        for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
+            float d = half_at(row), dmin = half_at(row + 2);
+            const uint8_t *qs = row + 16;
+            for (int k = 0; k < 128; k++) {
+                w[64 * (k / 32) + k % 32] = qs[k] & 15;
+                w[64 * (k / 32) + 32 + k % 32] = qs[k] >> 4;
+            }
+            for (int sb = 0; sb < 8; sb++) {
+                uint32_t b = 8 * s + (uint32_t)sb;
+                int sc, m;
+                mm_k4_scale_min(sb, row + 4, &sc, &m);
+                lane_dots(w + 32 * sb, xq + 32 * (size_t)b, p);
+                lanes_fma(acc, d * (float)sc * xd[b], p);
+                lanes_fma_f(acc, -(dmin * (float)m), xms + 8 * (size_t)b);
+            }
+        }
+        break;
+    default: /* the driver sends no other type */
+        break;
+    }
+    return lanes_sum(acc);
+}
+
+void cpu_mmq_rows_portable(const mm_job_t *j, uint32_t o0, uint32_t n)
+{
+    uint32_t nb = j->n_in / QK_SMALL;
+    for (uint32_t t = 0; t < j->n_tok; t++) {
+        const int8_t *xq = j->xq + (size_t)t * j->n_in;
+        const float *xd = j->xd + (size_t)t * nb;
+        const float *xms = j->xms + (size_t)t * nb * 8;
+        for (uint32_t r = 0; r < n; r++)
+            j->y[(size_t)t * j->n_out + o0 + r] =
+                row_dot(j, j->w + (size_t)(o0 + r) * j->row_bytes, xq, xd, xms);
+    }
+}
