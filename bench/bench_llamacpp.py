@@ -4,7 +4,7 @@ prefill of 128 and 512 tokens and batch-1 decode, tokens/s, at the same
 thread counts, interleaved rounds, one table of ratios llamad / llama.cpp.
 
     bench_llamacpp.py [--model GGUF ...] [--threads 1,2] [--rounds 3] [--reps 3]
-                      [--build-only] [--cache DIR]
+                      [--no-warmup] [--build-only] [--cache DIR]
 
 llama.cpp: its llama-bench (and llama-quantize, which make-synth-gguf.py
 uses for Q4_K) is built once, CPU only with native flags, from the source
@@ -16,7 +16,8 @@ unpack, cmake vendor/llama.cpp.  Needs pip, cmake and a C++ compiler.
 Each round runs, for each thread count, bench-cpu (--only prefill128,
 prefill512,decode1 --runs REPS --json) and then llama-bench (-p 128,512
 -n 32 -r REPS -o json) on the model; the figure of a round is each tool's
-own (bench-cpu: median of REPS; llama-bench: mean of REPS), the table
+own (bench-cpu: median of REPS; llama-bench: mean of REPS, after one
+warm-up run of each test unless --no-warmup; bench-cpu runs none), the table
 gives the median over rounds.  What is measured differs a little: bench-cpu
 decodes one token at context 128; llama-bench generates 32 tokens from an
 empty context (tg32).  The machine's load (loadavg before and after, nproc,
@@ -25,7 +26,6 @@ Stdlib only.
 """
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -95,9 +95,10 @@ def run_llamad(bench_cpu, model, threads, reps):
     return r
 
 
-def run_llamacpp(bindir, model, threads, reps):
-    out = subprocess.run([os.path.join(bindir, "llama-bench"), "-m", model, "-t", str(threads),
-                          "-p", "128,512", "-n", "32", "-r", str(reps), "-o", "json"],
+def run_llamacpp(bindir, model, threads, reps, warmup):
+    cmd = [os.path.join(bindir, "llama-bench"), "-m", model, "-t", str(threads),
+           "-p", "128,512", "-n", "32", "-r", str(reps), "-o", "json"]
+    out = subprocess.run(cmd + ([] if warmup else ["--no-warmup"]),
                          check=True, capture_output=True, text=True).stdout
     r = {}
     for v in json.loads(out):
@@ -117,6 +118,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cache", default=os.path.join(HERE, ".cache"))
     ap.add_argument("--bench-cpu", default=os.path.join(SRCDIR, "bench", "bench-cpu"))
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="llama-bench without its warm-up runs (as bench-cpu; saves time on big models)")
     ap.add_argument("--build-only", action="store_true")
     a = ap.parse_args()
     bindir = build(a.cache)
@@ -133,8 +136,9 @@ def main():
     print("llama.cpp: llama-bench from llama-cpp-python %s (vendored llama.cpp), GGML_NATIVE=ON"
           % LLAMA_CPP_PYTHON)
     print("machine: %s" % machine())
-    print("%s; %d rounds, %d reps per round" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                                a.rounds, a.reps))
+    print("%s; %d rounds, %d reps per round%s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                  a.rounds, a.reps,
+                                                  ", llama-bench --no-warmup" if a.no_warmup else ""))
     print("%-28s %3s %-15s %10s %10s %7s  %s" % ("model", "thr", "measure", "llamad", "llama.cpp",
                                                    "ratio", "load before/after (1-min)"))
     for model in models:
@@ -148,7 +152,7 @@ def main():
                 wbytes = r.get("weight_bytes", 0.0)
                 for k, _ in MEASURES:
                     ours.setdefault(k, []).append(r[k])
-                r = run_llamacpp(bindir, model, t, a.reps)
+                r = run_llamacpp(bindir, model, t, a.reps, not a.no_warmup)
                 for k, _ in MEASURES:
                     theirs.setdefault(k, []).append(r[k])
                 loads.append("%.1f/%.1f" % (before, os.getloadavg()[0]))
