@@ -143,8 +143,9 @@ def main():
         f16 = out + ".f16.tmp"
         write_model(f16, gguf.GGMLQuantizationType.F16, a.tokenizer, a.seed)
         try:
-            subprocess.run([q, "--pure", f16, out + ".tmp", "Q4_K"], check=True,
-                           stdout=subprocess.DEVNULL)
+            r = subprocess.run([q, "--pure", f16, out + ".tmp", "Q4_K"], capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit("make-synth-gguf.py: llama-quantize failed:\n" + r.stderr[-4000:])
         finally:
             os.unlink(f16)
     else:
