@@ -2,13 +2,20 @@
  * bench_cpu - the CPU backend on the default model: prefill tokens/s for
  * prompts of 128 and 512 tokens, decode tokens/s at batch 1, 4 and 16
  * (context 128), for each thread count given, beside the machine's copy
- * bandwidth measured in the same run, so that batch-1 decode reads as a
- * fraction of its limit (weight bytes per token over bandwidth).
+ * bandwidth and its read bandwidth at that thread count, measured in the
+ * same run, so that batch-1 decode reads as a fraction of its limit
+ * (weight bytes per token over read bandwidth).
  *
- *   bench-cpu MODEL [--threads 1,2] [--runs N]
+ *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--json]
  *
+ * --only takes a comma list of prefill128, prefill512, decode1, decode4,
+ * decode16 (default all).  --json adds one line per figure for scripts:
+ *   {"threads":T,"measure":"prefill512","tokens_per_s":X}
+ *   {"threads":T,"measure":"read_bandwidth","gb_per_s":X}
  * Times are medians of N runs (default 5), wall clock.
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +47,106 @@ static double copy_bandwidth(void)
     free(a);
     free(b);
     return 2.0 * n / bench_median(t, 5) / 1e9;
+}
+
+/*
+ * Read bandwidth: n_threads threads each sum their share of a 1 GiB
+ * buffer (four streams per thread, 16-byte loads, nothing written), bytes
+ * read over the slowest thread's time, median of 5.
+ */
+#define READ_BYTES (1024ull << 20)
+
+typedef struct {
+    const uint64_t *p;
+    size_t n_words;
+    uint64_t sum;
+} read_job_t;
+
+typedef uint64_t v2u64 __attribute__((vector_size(16)));
+
+/* Four streams a quarter of the share apart, one 16-byte accumulator each
+   (SSE2 width, so nothing spills without -mavx2): four misses in flight
+   per loop rather than one run for the hardware prefetcher to follow. */
+static void *read_part(void *vjob)
+{
+    read_job_t *j = vjob;
+    size_t q = j->n_words / 4 & ~(size_t)1;
+    const uint64_t *p0 = j->p, *p1 = p0 + q, *p2 = p1 + q, *p3 = p2 + q;
+    v2u64 s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+    for (size_t i = 0; i + 2 <= q; i += 2) {
+        v2u64 a, b, c, d;
+        memcpy(&a, p0 + i, sizeof a);
+        memcpy(&b, p1 + i, sizeof b);
+        memcpy(&c, p2 + i, sizeof c);
+        memcpy(&d, p3 + i, sizeof d);
+        s0 += a;
+        s1 += b;
+        s2 += c;
+        s3 += d;
+    }
+    s0 += s1 + s2 + s3;
+    j->sum = s0[0] + s0[1];     /* read by the caller: the loads stay */
+    return NULL;
+}
+
+static double read_bandwidth(int n_threads)
+{
+    enum { MAX_READERS = 64 };
+    if (n_threads < 1 || n_threads > MAX_READERS)
+        return 0.0;
+    uint64_t *buf = malloc(READ_BYTES);
+    if (buf == NULL)
+        return 0.0;
+    memset(buf, 3, READ_BYTES);
+    size_t words = READ_BYTES / 8, share = words / (size_t)n_threads & ~(size_t)7;
+    pthread_t th[MAX_READERS];
+    read_job_t jobs[MAX_READERS];
+    double t[5];
+    uint64_t check = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = bench_now();
+        for (int i = 0; i < n_threads; i++) {
+            jobs[i] = (read_job_t){ buf + (size_t)i * share, share, 0 };
+            if (i > 0 && pthread_create(&th[i], NULL, read_part, &jobs[i]) != 0) {
+                free(buf);
+                return 0.0;
+            }
+        }
+        read_part(&jobs[0]);
+        for (int i = 1; i < n_threads; i++)
+            pthread_join(th[i], NULL);
+        t[r] = bench_now() - t0;
+        for (int i = 0; i < n_threads; i++)
+            check += jobs[i].sum;
+    }
+    free(buf);
+    if (check == 1)     /* keeps the sums observable */
+        fprintf(stderr, " ");
+    return (double)share * 8 * n_threads / bench_median(t, 5) / 1e9;
+}
+
+/* Whether name is in the comma list only (NULL: every measure). */
+static int wanted(const char *only, const char *name)
+{
+    if (only == NULL)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
+}
+
+static int json_out;
+
+static void json_figure(int nt, const char *measure, const char *unit, double v)
+{
+    if (json_out)
+        printf("{\"threads\":%d,\"measure\":\"%s\",\"%s\":%.3f}\n", nt, measure, unit, v);
 }
 
 static int32_t table[16][64];
@@ -78,7 +185,7 @@ static double run_decode(forward_t *f, float *logits, uint32_t B, uint32_t p)
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *threads = "1,2", *isa = NULL, *precision = NULL;
+    const char *path = NULL, *threads = "1,2", *only = NULL, *isa = NULL, *precision = NULL;
     int runs = 5;
     char err[ERR_MSG_MAX];
     for (int i = 1; i < argc; i++) {
@@ -86,10 +193,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--json")) json_out = 1;
         else path = argv[i];
     }
     if (path == NULL || runs < 1 || runs > 64) {
-        fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N] [--isa LEVEL] [--precision exact|fast]\n");
+        fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N] [--isa LEVEL] [--precision exact|fast]"
+                " [--only LIST] [--json]\n");
         return 2;
     }
     model_t *m;
@@ -103,6 +213,8 @@ int main(int argc, char **argv)
     double bw = copy_bandwidth();
     printf("model: %s, %.1f MiB of weights; copy bandwidth %.1f GB/s (read + write, 512 MiB memcpy)\n",
            m->path, m->weight_bytes / 1048576.0, bw);
+    json_figure(1, "copy_bandwidth", "gb_per_s", bw);
+    json_figure(0, "weight_bytes", "bytes", (double)m->weight_bytes);
     printf("%-8s %-28s %12s %s\n", "threads", "measure", "tokens/s", "notes");
     float *logits = malloc((size_t)16 * m->hp.n_vocab * sizeof(float));
     for (const char *p = threads; *p;) {
@@ -117,26 +229,41 @@ int main(int argc, char **argv)
             return 1;
         }
         double t[64];
+        double rbw = read_bandwidth(nt);
+        printf("%-8d %-28s %12.1f GB/s (%d threads summing 1 GiB)\n", nt, "read bandwidth", rbw, nt);
+        json_figure(nt, "read_bandwidth", "gb_per_s", rbw);
+        char key[32];
         for (uint32_t n = 128; n <= 512; n *= 4) {
+            snprintf(key, sizeof key, "prefill%u", n);
+            if (!wanted(only, key))
+                continue;
             for (int r = 0; r < runs; r++)
                 t[r] = run_prefill(f, logits, n);
             char what[64];
             snprintf(what, sizeof what, "prefill %u-token prompt", n);
-            printf("%-8d %-28s %12.1f\n", nt, what, n / bench_median(t, runs));
+            double tps = n / bench_median(t, runs);
+            printf("%-8d %-28s %12.1f\n", nt, what, tps);
+            json_figure(nt, key, "tokens_per_s", tps);
         }
         double base = 0;
         for (uint32_t B = 1; B <= 16; B *= 4) {
+            snprintf(key, sizeof key, "decode%u", B);
+            if (!wanted(only, key))
+                continue;
             for (int r = 0; r < runs; r++)
                 t[r] = run_decode(f, logits, B, 128 + (uint32_t)r);
             double tps = B / bench_median(t, runs);
             char what[64];
             snprintf(what, sizeof what, "decode batch %u, context 128", B);
+            json_figure(nt, key, "tokens_per_s", tps);
             if (B == 1) {
                 base = tps;
-                printf("%-8d %-28s %12.1f %.1f%% of bandwidth (%.1f GB/s of weights)\n", nt, what, tps,
-                       100.0 * m->weight_bytes * tps / (bw * 1e9), m->weight_bytes * tps / 1e9);
-            } else {
+                printf("%-8d %-28s %12.1f %.1f%% of read bandwidth (%.1f GB/s of weights)\n", nt, what,
+                       tps, 100.0 * m->weight_bytes * tps / (rbw * 1e9), m->weight_bytes * tps / 1e9);
+            } else if (base > 0) {
                 printf("%-8d %-28s %12.1f %.2fx batch 1\n", nt, what, tps, tps / base);
+            } else {
+                printf("%-8d %-28s %12.1f\n", nt, what, tps);
             }
         }
         forward_destroy(f);

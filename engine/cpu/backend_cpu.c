@@ -16,14 +16,11 @@
 #include <unistd.h>
 
 #include "../backend.h"
+#include "attention.h"
 #include "base/err.h"
 #include "matmul.h"
 #include "pool.h"
 
-#define MAX_HEAD_DIM 512
-
-/* Eight floats in one GCC/Clang vector (two SSE registers or one AVX register). */
-typedef float v8f __attribute__((vector_size(32)));
 #define MAX_BUFS 32
 
 typedef struct {
@@ -39,6 +36,8 @@ typedef struct {
     float *rope_sin;        /* [max_tokens, rope_dim / 2] */
     int32_t *tok_seq;       /* [max_tokens] sequence index of each token */
     float *logit_x;         /* [max_tokens, n_embd] */
+    uint32_t *attn_tile_first;  /* [max_tokens + 1] cpu_attention's per-sequence tile index */
+    float *attn_scratch;    /* [threads, cpu_attn_scratch_floats] */
     const batch_t *batch;
     void *bufs[MAX_BUFS];
     uint32_t n_bufs;
@@ -123,22 +122,33 @@ static int op_embed(void *vctx, bk_buf_t vx)
     return 0;
 }
 
+typedef struct {
+    cpu_t *c;
+    float *x, *y;
+    const float *add, *g;
+} norm_job_t;
+
+/* One token's row: x += add (when given), then y = rmsnorm(x) * g. */
+static void norm_task(void *vjob, uint32_t t, uint32_t thread)
+{
+    (void)thread;
+    norm_job_t *j = vjob;
+    const hparams_t *hp = &j->c->m->hp;
+    uint32_t d = hp->n_embd;
+    float *xr = j->x + (uint64_t)t * d;
+    if (j->add != NULL)
+        for (uint32_t i = 0; i < d; i++)
+            xr[i] += j->add[(uint64_t)t * d + i];
+    rmsnorm_row(xr, j->g, j->y + (uint64_t)t * d, d, hp->rms_eps);
+}
+
 static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm,
                           bk_buf_t vy)
 {
     cpu_t *c = vctx;
-    const hparams_t *hp = &c->m->hp;
-    uint32_t d = hp->n_embd;
-    float *x = vx, *y = vy;
-    const float *add = vadd;
-    const float *g = c->norms + (uint64_t)(2 * layer + (norm == W_FFN_NORM)) * d;
-    for (uint32_t t = 0; t < c->batch->n_tokens; t++) {
-        float *xr = x + (uint64_t)t * d;
-        if (add != NULL)
-            for (uint32_t i = 0; i < d; i++)
-                xr[i] += add[(uint64_t)t * d + i];
-        rmsnorm_row(xr, g, y + (uint64_t)t * d, d, hp->rms_eps);
-    }
+    uint32_t d = c->m->hp.n_embd;
+    norm_job_t j = { c, vx, vy, vadd, c->norms + (uint64_t)(2 * layer + (norm == W_FFN_NORM)) * d };
+    pool_run(c->pool, norm_task, &j, c->batch->n_tokens);
     return 0;
 }
 
@@ -205,129 +215,84 @@ static float *kv_slot(const cpu_t *c, uint32_t layer, int which, int32_t block, 
            ((uint64_t)kvh * c->B + slot) * hp->head_dim;
 }
 
-static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
-{
-    cpu_t *c = vctx;
-    const hparams_t *hp = &c->m->hp;
-    const batch_t *b = c->batch;
-    uint32_t hd = hp->head_dim, half = hp->rope_dim / 2;
-    float *q = vq, *k = vk, *v = vv;
-    uint64_t qrow = (uint64_t)hp->n_head * hd, kvrow = (uint64_t)hp->n_head_kv * hd;
-
-    for (uint32_t t = 0; t < b->n_tokens; t++) {
-        const float *cs = c->rope_cos + (uint64_t)t * half, *sn = c->rope_sin + (uint64_t)t * half;
-        for (uint32_t h = 0; h < hp->n_head; h++)
-            rope_head(q + t * qrow + (uint64_t)h * hd, cs, sn, hp->rope_dim, hp->rope_layout);
-        const batch_seq_t *s = &b->seqs[c->tok_seq[t]];
-        uint32_t pos = (uint32_t)b->pos[t];
-        int32_t block = s->block_table[pos / c->B];
-        for (uint32_t h = 0; h < hp->n_head_kv; h++) {
-            float *kh = k + t * kvrow + (uint64_t)h * hd;
-            rope_head(kh, cs, sn, hp->rope_dim, hp->rope_layout);
-            memcpy(kv_slot(c, layer, 0, block, h, pos % c->B), kh, hd * sizeof(float));
-            memcpy(kv_slot(c, layer, 1, block, h, pos % c->B), v + t * kvrow + (uint64_t)h * hd,
-                   hd * sizeof(float));
-        }
-    }
-    return 0;
-}
-
 typedef struct {
     cpu_t *c;
     uint32_t layer;
-    const float *q;
-    float *out;
-} attn_job_t;
+    float *q, *k;
+    const float *v;
+} rope_job_t;
 
-/*
- * One (token, head): online softmax over the sequence's keys 0..pos in
- * order, a block of keys at a time; the score matrix is never formed.
- */
-static void attn_task(void *vjob, uint32_t task, uint32_t thread)
+/* One token: rotate its query and key heads, then write its keys and
+   values into its KV slot. */
+static void rope_task(void *vjob, uint32_t t, uint32_t thread)
 {
     (void)thread;
-    attn_job_t *job = vjob;
-    cpu_t *c = job->c;
+    rope_job_t *j = vjob;
+    cpu_t *c = j->c;
     const hparams_t *hp = &c->m->hp;
     const batch_t *b = c->batch;
-    uint32_t hd = hp->head_dim;
-    uint32_t t = task / hp->n_head, h = task % hp->n_head;
-    uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
-    const float *q = job->q + ((uint64_t)t * hp->n_head + h) * hd;
-    float *out = job->out + ((uint64_t)t * hp->n_head + h) * hd;
+    uint32_t hd = hp->head_dim, half = hp->rope_dim / 2;
+    uint64_t qrow = (uint64_t)hp->n_head * hd, kvrow = (uint64_t)hp->n_head_kv * hd;
+    const float *cs = c->rope_cos + (uint64_t)t * half, *sn = c->rope_sin + (uint64_t)t * half;
+    for (uint32_t h = 0; h < hp->n_head; h++)
+        rope_head(j->q + t * qrow + (uint64_t)h * hd, cs, sn, hp->rope_dim, hp->rope_layout);
     const batch_seq_t *s = &b->seqs[c->tok_seq[t]];
-    uint32_t n_keys = (uint32_t)b->pos[t] + 1;
-    float scale = 1.0f / sqrtf((float)hd);
+    uint32_t pos = (uint32_t)b->pos[t];
+    int32_t block = s->block_table[pos / c->B];
+    for (uint32_t h = 0; h < hp->n_head_kv; h++) {
+        float *kh = j->k + t * kvrow + (uint64_t)h * hd;
+        rope_head(kh, cs, sn, hp->rope_dim, hp->rope_layout);
+        memcpy(kv_slot(c, j->layer, 0, block, h, pos % c->B), kh, hd * sizeof(float));
+        memcpy(kv_slot(c, j->layer, 1, block, h, pos % c->B), j->v + t * kvrow + (uint64_t)h * hd,
+               hd * sizeof(float));
+    }
+}
 
-    /* acc, q and the K/V rows are processed 8 floats at a time in GCC
-       vector registers: the order of operations is fixed by head_dim alone. */
-    v8f acc[MAX_HEAD_DIM / 8], qv[MAX_HEAD_DIM / 8];
-    float scores[64];
-    float mx = -INFINITY, denom = 0.0f;
-    uint32_t nv = hd / 8;
-    for (uint32_t i = 0; i < nv; i++) {
-        acc[i] = (v8f){ 0 };
-        memcpy(&qv[i], q + 8 * i, sizeof(v8f));
-    }
-
-    for (uint32_t j0 = 0; j0 < n_keys; j0 += c->B) {
-        uint32_t nb = n_keys - j0 < c->B ? n_keys - j0 : c->B;
-        int32_t block = s->block_table[j0 / c->B];
-        const float *kb = kv_slot(c, job->layer, 0, block, kvh, 0);
-        const float *vb = kv_slot(c, job->layer, 1, block, kvh, 0);
-        float bmax = -INFINITY;
-        for (uint32_t j = 0; j < nb; j++) {
-            const float *kr = kb + (uint64_t)j * hd;
-            v8f d = { 0 };
-            for (uint32_t i = 0; i < nv; i++) {
-                v8f k;
-                memcpy(&k, kr + 8 * i, sizeof k);
-                d += qv[i] * k;
-            }
-            scores[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7]))) * scale;
-            if (scores[j] > bmax)
-                bmax = scores[j];
-        }
-        float new_max = bmax > mx ? bmax : mx;
-        float corr = expf(mx - new_max); /* 0 on the first block: mx is -inf */
-        denom *= corr;
-        for (uint32_t i = 0; i < nv; i++)
-            acc[i] *= corr;
-        for (uint32_t j = 0; j < nb; j++) {
-            float p = expf(scores[j] - new_max);
-            denom += p;
-            const float *vr = vb + (uint64_t)j * hd;
-            for (uint32_t i = 0; i < nv; i++) {
-                v8f v;
-                memcpy(&v, vr + 8 * i, sizeof v);
-                acc[i] += p * v;
-            }
-        }
-        mx = new_max;
-    }
-    float inv = 1.0f / denom;
-    for (uint32_t i = 0; i < nv; i++) {
-        v8f o = acc[i] * inv;
-        memcpy(out + 8 * i, &o, sizeof o);
-    }
+/* Tokens write distinct KV slots (batch_check: positions of one sequence
+   are distinct, and sequences own their blocks), so tasks never race. */
+static int op_rope_kv_write(void *vctx, uint32_t layer, bk_buf_t vq, bk_buf_t vk, bk_buf_t vv)
+{
+    cpu_t *c = vctx;
+    rope_job_t j = { c, layer, vq, vk, vv };
+    pool_run(c->pool, rope_task, &j, c->batch->n_tokens);
+    return 0;
 }
 
 static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
 {
     cpu_t *c = vctx;
-    attn_job_t job = { c, layer, q, out };
-    pool_run(c->pool, attn_task, &job, c->batch->n_tokens * c->m->hp.n_head);
-    return 0;
+    const hparams_t *hp = &c->m->hp;
+    cpu_attn_t a = { hp->head_dim, hp->n_head, hp->n_head_kv, c->B, kv_slot(c, layer, 0, 0, 0, 0),
+                     kv_slot(c, layer, 1, 0, 0, 0), c->batch, q, out };
+    return cpu_attention(c->pool, &a, c->attn_tile_first, c->attn_scratch);
+}
+
+#define SWIGLU_CHUNK 4096
+
+typedef struct {
+    float *g;
+    const float *u;
+    uint64_t n;
+} swiglu_job_t;
+
+/* gate = silu(gate) * up over one chunk of SWIGLU_CHUNK elements. */
+static void swiglu_task(void *vjob, uint32_t task, uint32_t thread)
+{
+    (void)thread;
+    swiglu_job_t *j = vjob;
+    uint64_t i0 = (uint64_t)task * SWIGLU_CHUNK, i1 = i0 + SWIGLU_CHUNK < j->n ? i0 + SWIGLU_CHUNK : j->n;
+    for (uint64_t i = i0; i < i1; i++)
+        j->g[i] = j->g[i] / (1.0f + expf(-j->g[i])) * j->u[i];
 }
 
 static int op_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
 {
     cpu_t *c = vctx;
-    float *g = vgate;
-    const float *u = vup;
-    uint64_t n = (uint64_t)c->batch->n_tokens * c->m->hp.n_ff;
-    for (uint64_t i = 0; i < n; i++)
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    swiglu_job_t j = { vgate, vup, (uint64_t)c->batch->n_tokens * c->m->hp.n_ff };
+    uint64_t n_tasks = (j.n + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK;
+    if (n_tasks > UINT32_MAX)
+        return ERR_RANGE;
+    pool_run(c->pool, swiglu_task, &j, (uint32_t)n_tasks);
     return 0;
 }
 
@@ -374,6 +339,8 @@ static void op_destroy(void *vctx)
     free(c->rope_sin);
     free(c->tok_seq);
     free(c->logit_x);
+    free(c->attn_tile_first);
+    free(c->attn_scratch);
     free(c);
 }
 
@@ -427,9 +394,12 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     int rc = cpu_matmul_setup(o->cpu_isa, o->cpu_precision, err, errlen);
     if (rc != 0)
         return rc;
-    if (hp->head_dim > MAX_HEAD_DIM || hp->head_dim % 8 != 0)
+    if (hp->head_dim > CPU_ATTN_MAX_HEAD_DIM || hp->head_dim % 8 != 0)
         return err_set(err, errlen, ERR_UNSUPPORTED, "cpu backend: head_dim %u is not supported "
-                       "(a multiple of 8 up to %d)", hp->head_dim, MAX_HEAD_DIM);
+                       "(a multiple of 8 up to %d)", hp->head_dim, CPU_ATTN_MAX_HEAD_DIM);
+    if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)
+        return err_set(err, errlen, ERR_UNSUPPORTED, "cpu backend: %u heads do not share %u key/value "
+                       "heads evenly", hp->n_head, hp->n_head_kv);
     uint32_t B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
     if (B > 64)
         return err_set(err, errlen, ERR_INVALID, "block size %u is above 64", B);
@@ -463,7 +433,11 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     c->rope_sin = malloc((uint64_t)o->max_tokens * half * sizeof(float));
     c->tok_seq = malloc((uint64_t)o->max_tokens * sizeof(int32_t));
     c->logit_x = malloc((uint64_t)o->max_tokens * hp->n_embd * sizeof(float));
-    if (!c->kv || !c->norms || !c->inv_freq || !c->rope_cos || !c->rope_sin || !c->tok_seq || !c->logit_x)
+    c->attn_tile_first = malloc(((uint64_t)o->max_tokens + 1) * sizeof(uint32_t));
+    size_t scratch = cpu_attn_scratch_floats(hp->n_head, hp->n_head_kv, hp->head_dim) * sizeof(float);
+    c->attn_scratch = aligned_alloc(64, ((uint64_t)threads * scratch + 63) & ~(uint64_t)63);
+    if (!c->kv || !c->norms || !c->inv_freq || !c->rope_cos || !c->rope_sin || !c->tok_seq || !c->logit_x ||
+        !c->attn_tile_first || !c->attn_scratch)
         goto nomem;
     /* Commit the pool now: resident memory is weights + KV pool from the
        start (what MemoryMax must allow), not a figure that creeps up as

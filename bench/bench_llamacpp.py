@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""bench_llamacpp.py - llamad's CPU backend beside llama.cpp on the same GGUF:
+prefill of 128 and 512 tokens and batch-1 decode, tokens/s, at the same
+thread counts, interleaved rounds, one table of ratios llamad / llama.cpp.
+
+    bench_llamacpp.py [--model GGUF ...] [--threads 1,2] [--rounds 3] [--reps 3]
+                      [--no-warmup] [--build-only] [--cache DIR]
+
+llama.cpp: its llama-bench (and llama-quantize, which make-synth-gguf.py
+uses for Q4_K) is built once, CPU only with native flags, from the source
+distribution of the llama-cpp-python package on the Python index (pinned
+below; it vendors llama.cpp with its tools) into --cache (default
+bench/.cache, gitignored): `pip download --no-binary :all: --no-deps`,
+unpack, cmake vendor/llama.cpp.  Needs pip, cmake and a C++ compiler.
+
+Each round runs, for each thread count, bench-cpu (--only prefill128,
+prefill512,decode1 --runs REPS --json) and then llama-bench (-p 128,512
+-n 32 -r REPS -o json) on the model; the figure of a round is each tool's
+own (bench-cpu: median of REPS; llama-bench: mean of REPS, after one
+warm-up run of each test unless --no-warmup; bench-cpu runs none), the table
+gives the median over rounds.  What is measured differs a little: bench-cpu
+decodes one token at context 128; llama-bench generates 32 tokens from an
+empty context (tg32).  The machine's load (loadavg before and after, nproc,
+CPU model and its AVX2/AVX-512/VNNI flags) is printed with the table.
+Stdlib only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.dirname(HERE)
+LLAMA_CPP_PYTHON = "0.3.36"
+MEASURES = [("prefill128", "prefill 128"), ("prefill512", "prefill 512"), ("decode1", "decode batch 1")]
+
+
+def build(cache):
+    """Build llama-bench and llama-quantize under cache (once); return the bin dir."""
+    bindir = os.path.join(cache, "build-" + LLAMA_CPP_PYTHON, "bin")
+    if all(os.access(os.path.join(bindir, b), os.X_OK) for b in ("llama-bench", "llama-quantize")):
+        return bindir
+    os.makedirs(cache, exist_ok=True)
+    sdist = os.path.join(cache, "llama_cpp_python-%s.tar.gz" % LLAMA_CPP_PYTHON)
+    if not os.path.exists(sdist):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                        "-d", cache, "llama-cpp-python==" + LLAMA_CPP_PYTHON], check=True)
+    src = os.path.join(cache, "llama_cpp_python-" + LLAMA_CPP_PYTHON)
+    if not os.path.isdir(src):
+        with tarfile.open(sdist) as t:
+            t.extractall(cache, filter="data")
+    build_dir = os.path.dirname(bindir)
+    subprocess.run(["cmake", "-S", os.path.join(src, "vendor", "llama.cpp"), "-B", build_dir,
+                    "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON",
+                    "-DGGML_CUDA=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                    "-DLLAMA_BUILD_SERVER=OFF"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", build_dir, "-j", str(os.cpu_count() or 1),
+                    "--target", "llama-bench", "llama-quantize"], check=True, stdout=subprocess.DEVNULL)
+    return bindir
+
+
+def machine():
+    """CPU model, the SIMD flags that matter here, nproc."""
+    model, flags = platform.processor() or "?", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k.strip() == "model name":
+                    model = v.strip()
+                elif k.strip() == "flags":
+                    flags = set(v.split())
+    except OSError:
+        pass
+    simd = sorted(x for x in flags if x in ("avx2", "fma", "f16c") or x.startswith("avx512")
+                  or "vnni" in x)
+    return "%s; nproc %d; %s" % (model, os.cpu_count() or 0, " ".join(simd) or "no AVX2")
+
+
+def run_llamad(bench_cpu, model, threads, reps):
+    out = subprocess.run([bench_cpu, model, "--threads", str(threads), "--runs", str(reps),
+                          "--only", "prefill128,prefill512,decode1", "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    r = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            v = json.loads(line)
+            r[v["measure"]] = v.get("tokens_per_s", v.get("gb_per_s", v.get("bytes")))
+    return r
+
+
+def run_llamacpp(bindir, model, threads, reps, warmup):
+    cmd = [os.path.join(bindir, "llama-bench"), "-m", model, "-t", str(threads),
+           "-p", "128,512", "-n", "32", "-r", str(reps), "-o", "json"]
+    out = subprocess.run(cmd + ([] if warmup else ["--no-warmup"]),
+                         check=True, capture_output=True, text=True).stdout
+    r = {}
+    for v in json.loads(out):
+        if v["n_gen"] == 0:
+            r["prefill%d" % v["n_prompt"]] = v["avg_ts"]
+        else:
+            r["decode1"] = v["avg_ts"]
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append",
+                    help="GGUF (repeatable; default: the default model)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cache", default=os.path.join(HERE, ".cache"))
+    ap.add_argument("--bench-cpu", default=os.path.join(SRCDIR, "bench", "bench-cpu"))
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="llama-bench without its warm-up runs (as bench-cpu; saves time on big models)")
+    ap.add_argument("--build-only", action="store_true")
+    a = ap.parse_args()
+    bindir = build(a.cache)
+    if a.build_only:
+        print(bindir)
+        return
+    if not os.access(a.bench_cpu, os.X_OK):
+        sys.exit("bench_llamacpp.py: %s is not built (make bench/bench-cpu)" % a.bench_cpu)
+    models = a.model or [os.path.join(SRCDIR, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")]
+    threads = [int(t) for t in a.threads.split(",")]
+    if a.rounds < 1 or a.reps < 1 or not threads or min(threads) < 1:
+        sys.exit("bench_llamacpp.py: rounds, reps and threads must be at least 1")
+
+    print("llama.cpp: llama-bench from llama-cpp-python %s (vendored llama.cpp), GGML_NATIVE=ON"
+          % LLAMA_CPP_PYTHON)
+    print("machine: %s" % machine())
+    print("%s; %d rounds, %d reps per round%s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                  a.rounds, a.reps,
+                                                  ", llama-bench --no-warmup" if a.no_warmup else ""))
+    print("%-28s %3s %-15s %10s %10s %7s  %s" % ("model", "thr", "measure", "llamad", "llama.cpp",
+                                                   "ratio", "load before/after (1-min)"))
+    for model in models:
+        name = os.path.basename(model)
+        for t in threads:
+            ours, theirs, loads, bw = {}, {}, [], []
+            for _ in range(a.rounds):
+                before = os.getloadavg()[0]
+                r = run_llamad(a.bench_cpu, model, t, a.reps)
+                bw.append(r.get("read_bandwidth", 0.0))
+                wbytes = r.get("weight_bytes", 0.0)
+                for k, _ in MEASURES:
+                    ours.setdefault(k, []).append(r[k])
+                r = run_llamacpp(bindir, model, t, a.reps, not a.no_warmup)
+                for k, _ in MEASURES:
+                    theirs.setdefault(k, []).append(r[k])
+                loads.append("%.1f/%.1f" % (before, os.getloadavg()[0]))
+            for k, label in MEASURES:
+                x, y = statistics.median(ours[k]), statistics.median(theirs[k])
+                print("%-28s %3d %-15s %10.1f %10.1f %6.2fx  %s" % (name[:28], t, label, x, y, x / y,
+                                                                   " ".join(loads)))
+            rbw = statistics.median(bw)
+            if rbw > 0:
+                d = statistics.median(ours["decode1"])
+                print("%-28s %3d %-15s read bandwidth %.1f GB/s: llamad decode reads %.0f%% of it, "
+                      "llama.cpp %.0f%%" % (name[:28], t, "", rbw, 100 * wbytes * d / (rbw * 1e9),
+                                            100 * wbytes * statistics.median(theirs["decode1"]) /
+                                            (rbw * 1e9)))
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+/*
+ * attention.c - tiled causal attention for the CPU backend (see
+ * attention.h for the split of work and the order of operations).
+ */
+#include "attention.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "vexp.h"
+
+/* A tile's rows hold at most this many accumulator floats (16 KiB, so
+   the accumulators and one K/V block stay in L1 together). */
+#define TILE_FLOATS 4096
+
+typedef float v8f __attribute__((vector_size(32)));
+
+typedef struct {
+    const cpu_attn_t *a;
+    const uint32_t *tile_first; /* [n_seqs + 1] */
+    uint32_t tile;              /* query tokens per tile */
+    float *scratch;
+    size_t scratch_floats;
+    int avx2;                   /* run the AVX2 build */
+} job_t;
+
+static int force_plain;
+
+static uint32_t group_of(uint32_t n_head, uint32_t n_head_kv)
+{
+    return n_head / n_head_kv;
+}
+
+/* Query tokens per tile: as many as keep tile x G rows of head_dim floats
+   within TILE_FLOATS, at least one. */
+static uint32_t tile_tokens(uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim)
+{
+    uint64_t per_tok = (uint64_t)group_of(n_head, n_head_kv) * head_dim;
+    uint64_t t = TILE_FLOATS / per_tok;
+    return t < 1 ? 1 : t > 64 ? 64 : (uint32_t)t;
+}
+
+size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim)
+{
+    if (n_head_kv == 0 || n_head % n_head_kv != 0)
+        return 0;
+    uint64_t rows = (uint64_t)tile_tokens(n_head, n_head_kv, head_dim) * group_of(n_head, n_head_kv);
+    /* acc [rows, head_dim], then max [rows], sum [rows], padded to 8 */
+    return (size_t)(rows * head_dim + ((2 * rows + 7) & ~(uint64_t)7));
+}
+
+/*
+ * One task: tile `tile_idx` of its sequence for KV head kvh.  Rows are
+ * (token i of the tile, head hh of the group), row r = i * G + hh.
+ * Inline into the two builds below.
+ */
+static inline __attribute__((always_inline)) void
+tile_body(const job_t *job, uint32_t task, float *scratch)
+{
+    const cpu_attn_t *a = job->a;
+    const batch_t *b = a->batch;
+    uint32_t hd = a->head_dim, nv = hd / 8, G = group_of(a->n_head, a->n_head_kv), B = a->block_tokens;
+    uint32_t tile_idx = task / a->n_head_kv, kvh = task % a->n_head_kv;
+
+    /* the sequence holding this tile: the last s with tile_first[s] <= tile_idx */
+    uint32_t lo = 0, hi = b->n_seqs;
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (job->tile_first[mid] <= tile_idx)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const batch_seq_t *s = &b->seqs[lo];
+    uint32_t q0 = (tile_idx - job->tile_first[lo]) * job->tile;
+    uint32_t nq = s->n_new - q0 < job->tile ? s->n_new - q0 : job->tile;
+    uint32_t rows = nq * G;
+    v8f *acc = (v8f *)scratch;                      /* [rows, nv] */
+    float *mx = scratch + (size_t)rows * hd;        /* [rows] */
+    float *denom = mx + rows;                       /* [rows] */
+    float scale = 1.0f / sqrtf((float)hd);
+
+    uint32_t max_keys = 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        uint32_t nk = (uint32_t)b->pos[s->first + q0 + i] + 1;
+        max_keys = nk > max_keys ? nk : max_keys;
+    }
+    for (uint32_t r = 0; r < rows; r++) {
+        mx[r] = -INFINITY;
+        denom[r] = 0.0f;
+        for (uint32_t i = 0; i < nv; i++)
+            acc[(size_t)r * nv + i] = (v8f){ 0 };
+    }
+
+    for (uint32_t j0 = 0; j0 < max_keys; j0 += B) {
+        int32_t block = s->block_table[j0 / B];
+        uint64_t off = (uint64_t)block * a->n_head_kv * B * hd + (uint64_t)kvh * B * hd;
+        const float *kb = a->k + off, *vb = a->v + off;
+        for (uint32_t i = 0; i < nq; i++) {
+            uint32_t t = s->first + q0 + i;
+            uint32_t n_keys = (uint32_t)b->pos[t] + 1;
+            if (n_keys <= j0)
+                continue;
+            uint32_t nb = n_keys - j0 < B ? n_keys - j0 : B;
+            for (uint32_t hh = 0; hh < G; hh++) {
+                uint32_t r = i * G + hh, h = kvh * G + hh;
+                const float *q = a->q + ((uint64_t)t * a->n_head + h) * hd;
+                v8f *ac = acc + (size_t)r * nv;
+                v8f sc[8];                          /* B <= 64 scores */
+                float *scores = (float *)sc, bmax = -INFINITY;
+                for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
+                    scores[j] = -INFINITY;          /* the last vector's spare lanes */
+                for (uint32_t j = 0; j < nb; j++) {
+                    const float *kr = kb + (uint64_t)j * hd;
+                    v8f d = { 0 };
+                    for (uint32_t x = 0; x < nv; x++) {
+                        v8f k, qv;
+                        memcpy(&k, kr + 8 * x, sizeof k);
+                        memcpy(&qv, q + 8 * x, sizeof qv);
+                        d += qv * k;
+                    }
+                    scores[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7]))) * scale;
+                    bmax = scores[j] > bmax ? scores[j] : bmax;
+                }
+                float new_max = bmax > mx[r] ? bmax : mx[r];
+                v8f corr = { mx[r] - new_max };     /* -inf on the first block: exp gives 0 */
+                vexp8(&corr);
+                denom[r] *= corr[0];
+                for (uint32_t x = 0; x < nv; x++)
+                    ac[x] *= corr[0];
+                for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
+                    sc[c] -= new_max;
+                    vexp8(&sc[c]);
+                }
+                for (uint32_t j = 0; j < nb; j++) {
+                    float p = scores[j];
+                    denom[r] += p;
+                    const float *vr = vb + (uint64_t)j * hd;
+                    for (uint32_t x = 0; x < nv; x++) {
+                        v8f v;
+                        memcpy(&v, vr + 8 * x, sizeof v);
+                        ac[x] += p * v;
+                    }
+                }
+                mx[r] = new_max;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < nq; i++) {
+        uint32_t t = s->first + q0 + i;
+        for (uint32_t hh = 0; hh < G; hh++) {
+            uint32_t r = i * G + hh, h = kvh * G + hh;
+            float inv = 1.0f / denom[r];
+            float *out = a->out + ((uint64_t)t * a->n_head + h) * hd;
+            for (uint32_t x = 0; x < nv; x++) {
+                v8f o = acc[(size_t)r * nv + x] * inv;
+                memcpy(out + 8 * x, &o, sizeof o);
+            }
+        }
+    }
+}
+
+static void tile_plain(const job_t *job, uint32_t task, float *scratch)
+{
+    tile_body(job, task, scratch);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) static void tile_avx2(const job_t *job, uint32_t task, float *scratch)
+{
+    tile_body(job, task, scratch);
+}
+
+static int avx2_usable(void)
+{
+    __builtin_cpu_init();   /* also checks that the OS saves the ymm registers */
+    return __builtin_cpu_supports("avx2");
+}
+#else
+#define tile_avx2 tile_plain
+static int avx2_usable(void)
+{
+    return 0;
+}
+#endif
+
+static void attn_task(void *vjob, uint32_t task, uint32_t thread)
+{
+    const job_t *job = vjob;
+    float *scratch = job->scratch + (size_t)thread * job->scratch_floats;
+    if (job->avx2)
+        tile_avx2(job, task, scratch);
+    else
+        tile_plain(job, task, scratch);
+}
+
+int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *scratch)
+{
+    const batch_t *b = a->batch;
+    if (a->head_dim == 0 || a->head_dim % 8 != 0 || a->head_dim > CPU_ATTN_MAX_HEAD_DIM ||
+        a->n_head_kv == 0 || a->n_head % a->n_head_kv != 0 || a->block_tokens == 0 ||
+        a->block_tokens > 64)
+        return ERR_INVALID;
+    uint32_t tile = tile_tokens(a->n_head, a->n_head_kv, a->head_dim);
+    uint64_t n_tiles = 0;
+    for (uint32_t s = 0; s < b->n_seqs; s++) {
+        tile_first[s] = (uint32_t)n_tiles;
+        n_tiles += (b->seqs[s].n_new + tile - 1) / tile;
+    }
+    tile_first[b->n_seqs] = (uint32_t)n_tiles;
+    if (n_tiles * a->n_head_kv > UINT32_MAX)
+        return ERR_INVALID;
+    job_t job = { a, tile_first, tile, scratch, cpu_attn_scratch_floats(a->n_head, a->n_head_kv,
+                                                                        a->head_dim),
+                  !force_plain && avx2_usable() };
+    pool_run(p, attn_task, &job, (uint32_t)(n_tiles * a->n_head_kv));
+    return 0;
+}
+
+void cpu_attention_force_plain(int on)
+{
+    force_plain = on != 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * attention.h - the CPU backend's causal attention over the paged KV
+ * cache, tiled so that K and V are read once per group of query heads.
+ *
+ * Work is split by (sequence, KV head, query tile): a task takes up to
+ * `tile` consecutive tokens of one sequence and the G = n_head / n_head_kv
+ * query heads that share one KV head, and walks that head's K/V blocks
+ * once, in position order; each block (B keys of head_dim floats) is used
+ * by all tile x G query rows while it is in L1.  Each row keeps its own
+ * online softmax (running maximum, running sum, float accumulator), so
+ * the score matrix is never formed.
+ *
+ * Batch invariance.  One query row's result is a fixed sequence of
+ * operations set by the code alone: for each KV block of its sequence in
+ * order (the last one cut at its own position), the scores q.k (eight
+ * lanes, then ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), then times
+ * 1/sqrt(head_dim)), the block's maximum, the correction exp(old max -
+ * new max) applied to the sum and the accumulator, then for each key in
+ * order p = exp(score - max), sum += p, acc += p v.  exp is vexp8
+ * (vexp.h).  Which other rows share the tile, the tile size and the
+ * thread count change only which thread does the work and when.  The
+ * AVX2 and plain builds of the kernel give the same bits (no fused
+ * multiply-adds: see vexp.h).
+ *
+ * Threads: the engine thread calls cpu_attention; it spreads the tasks
+ * over the pool.
+ */
+#ifndef LLAMAD_CPU_ATTENTION_H
+#define LLAMAD_CPU_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/sched/batch.h"
+#include "pool.h"
+
+typedef struct {
+    uint32_t head_dim;          /* a multiple of 8, at most CPU_ATTN_MAX_HEAD_DIM */
+    uint32_t n_head, n_head_kv; /* n_head a multiple of n_head_kv */
+    uint32_t block_tokens;      /* B: keys per KV block, 1..64 */
+    const float *k;             /* [n_blocks, n_head_kv, B, head_dim] this layer's keys */
+    const float *v;             /* [n_blocks, n_head_kv, B, head_dim] this layer's values */
+    const batch_t *batch;       /* the step's tokens, already checked by batch_check */
+    const float *q;             /* [n_tokens, n_head, head_dim] roped queries */
+    float *out;                 /* [n_tokens, n_head, head_dim] written */
+} cpu_attn_t;
+
+#define CPU_ATTN_MAX_HEAD_DIM 512
+
+/* Scratch floats one thread needs for a model of these shapes (the
+   caller gives each pool thread this many, 32-byte aligned). */
+size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
+
+/*
+ * Run attention for every token of a->batch.  tile_first has room for
+ * batch->n_seqs + 1 entries (written: the first tile of each sequence);
+ * scratch holds pool_threads(p) * cpu_attn_scratch_floats(...) floats,
+ * 32-byte aligned.  p may be NULL (the caller does all).  Returns 0, or
+ * ERR_INVALID for shapes outside the limits above.  Allocates nothing.
+ */
+int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *scratch);
+
+/* Use the plain build of the kernel (on != 0) even where AVX2 is
+   present; for tests.  Call it only while no cpu_attention runs. */
+void cpu_attention_force_plain(int on);
+
+#endif

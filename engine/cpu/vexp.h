@@ -1,0 +1,78 @@
+/*
+ * vexp.h - exp() on eight floats at once, in plain GCC/Clang vector
+ * arithmetic (no intrinsics): the softmax of the CPU attention kernel.
+ *
+ * Method: x is clamped to [-87, 88]; n = round(x / ln 2) by the
+ * 1.5 * 2^23 rounding trick; r = x - n ln2 in two steps (Cody-Waite,
+ * ln2 split into a high part exact in float and a low part), so
+ * |r| <= ln2 / 2; e^r by its degree-6 Taylor polynomial in Horner form;
+ * the result is that times 2^n, built in the exponent bits.
+ *
+ * Error bound: the polynomial's truncation error is at most
+ * |r|^7 / 7! * e^|r| <= 0.3466^7 / 5040 * 1.415 < 1.7e-7 relative; the
+ * reduction and the float Horner steps add a few ulps (about 3e-7 more),
+ * so the result is within 5e-7 relative of exp(x) for x in [-87, 88]
+ * (tests/unit/test_vexp.c checks it against libm's double exp over that
+ * range).  Below -87 the result is exactly 0 (exp(-87) is 1.6e-38, at
+ * the bottom of float's normal range; -inf gives 0 too); above 88 it is
+ * exp(88).  NaN in gives an unspecified value.
+ *
+ * Each lane is computed alone by a fixed sequence of operations, so a
+ * value's exp does not depend on its lane or its neighbours.  The file is
+ * compiled with -std=c11, which keeps the compiler from fusing the
+ * multiply-adds: a build with and without AVX2 gives the same bits.
+ */
+#ifndef LLAMAD_CPU_VEXP_H
+#define LLAMAD_CPU_VEXP_H
+
+#include <stdint.h>
+
+typedef float vexp_f8 __attribute__((vector_size(32)));
+typedef int32_t vexp_i8 __attribute__((vector_size(32)));
+
+/* *out = where *m is -1, a's lane; where 0, b's (m from a vector
+   comparison).  Vectors go by pointer: a 32-byte vector passed by value
+   has a different ABI with and without AVX. */
+static inline __attribute__((always_inline)) void vexp_select(vexp_f8 *out, const vexp_i8 *m,
+                                                              const vexp_f8 *a, const vexp_f8 *b)
+{
+    vexp_i8 ia, ib;
+    __builtin_memcpy(&ia, a, sizeof ia);
+    __builtin_memcpy(&ib, b, sizeof ib);
+    ia = (ia & *m) | (ib & ~*m);
+    __builtin_memcpy(out, &ia, sizeof ia);
+}
+
+/* *v = e^*v for each lane (see the bounds above). */
+static inline __attribute__((always_inline)) void vexp8(vexp_f8 *v)
+{
+    vexp_f8 x = *v;
+    const vexp_f8 lo = { -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f };
+    const vexp_f8 hi = { 88.0f, 88.0f, 88.0f, 88.0f, 88.0f, 88.0f, 88.0f, 88.0f };
+    const float magic = 12582912.0f;                        /* 1.5 * 2^23 */
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    vexp_i8 keep = x >= lo;                                 /* -1 where x >= -87, else 0 (and NaN) */
+    vexp_f8 xc;
+    vexp_select(&xc, &keep, &x, &lo);
+    vexp_i8 over = xc > hi;
+    vexp_select(&xc, &over, &hi, &xc);
+    vexp_f8 t = xc * log2e + magic;
+    vexp_f8 n = t - magic;                                  /* round(x / ln2), exactly */
+    vexp_f8 r = xc - n * ln2_hi;
+    r = r - n * ln2_lo;
+    vexp_f8 p = r * (1.0f / 720.0f) + (1.0f / 120.0f);
+    p = p * r + (1.0f / 24.0f);
+    p = p * r + (1.0f / 6.0f);
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    vexp_i8 ni = __builtin_convertvector(n, vexp_i8);
+    vexp_i8 bits = (ni + 127) << 23;
+    vexp_f8 two_n;
+    __builtin_memcpy(&two_n, &bits, sizeof two_n);
+    vexp_f8 y = p * two_n, zero = { 0 };
+    vexp_select(v, &keep, &y, &zero);
+}
+
+#endif

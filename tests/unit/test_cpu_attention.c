@@ -1,0 +1,211 @@
+/*
+ * test_cpu_attention.c - the CPU backend's tiled attention and its vector
+ * exp: vexp8 against libm's double exp over its whole range; cpu_attention
+ * against a plain double-precision softmax attention on random paged K/V
+ * (two sequences, one with cached keys, grouped heads); and its
+ * invariance: a sequence's output bits do not change with the other
+ * sequences of the batch, the thread count, or the AVX2 / plain build.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "cpu/attention.h"
+#include "cpu/vexp.h"
+#include "test.h"
+
+TEST(vexp_within_its_bound_of_libm)
+{
+    double worst = 0.0, worst_x = 0.0;
+    for (double x0 = -87.0; x0 <= 88.0; x0 += 8 * 0.000377) {
+        vexp_f8 v;
+        for (int l = 0; l < 8; l++)
+            v[l] = (float)(x0 + l * 0.000377);
+        vexp_f8 y = v;
+        vexp8(&y);
+        for (int l = 0; l < 8 && v[l] <= 88.0f; l++) {
+            double e = exp((double)v[l]);
+            double rel = fabs((double)y[l] - e) / e;
+            if (rel > worst) {
+                worst = rel;
+                worst_x = v[l];
+            }
+        }
+    }
+    ASSERT_MSG(worst < 5e-7, "vexp8 relative error %.3g at x = %.6f (bound 5e-7)", worst, worst_x);
+    vexp_f8 v = { -INFINITY, -87.5f, -1e30f, 0.0f, 1.0f, 88.0f, 1000.0f, -86.9f };
+    vexp8(&v);
+    ASSERT_MSG(v[0] == 0.0f && v[1] == 0.0f && v[2] == 0.0f, "below -87: %g %g %g", v[0], v[1], v[2]);
+    ASSERT_MSG(v[3] == 1.0f, "exp(0) = %.9g", v[3]);
+    ASSERT_NEAR(v[4], 2.718281828, 1e-6);
+    ASSERT_MSG(v[6] == v[5] && isfinite(v[6]), "above 88 gives exp(88): %g vs %g", v[6], v[5]);
+    ASSERT_MSG(v[7] > 0.0f, "exp(-86.9) = %g", v[7]);
+}
+
+/* ------------------------------------------------------------- a paged rig */
+
+enum { HD = 64, NH = 6, NKV = 2, BT = 16, NBLK = 12, MAXTOK = 48 };
+
+static uint64_t lcg = 12345;
+
+static float rnd(void)
+{
+    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(lcg >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+static float kv_k[NBLK][NKV][BT][HD], kv_v[NBLK][NKV][BT][HD];
+static float q[MAXTOK][NH][HD];
+/* sequence A: 40 cached positions, then 35 new (40..74) in blocks 0..4
+   shuffled; sequence B: 5 new positions (0..4) in block 9. */
+static const int32_t table_a[5] = { 7, 2, 10, 0, 5 }, table_b[1] = { 9 };
+enum { A_CACHED = 40, A_NEW = 35, B_NEW = 5 };
+
+static void fill(void)
+{
+    float *k = &kv_k[0][0][0][0], *v = &kv_v[0][0][0][0], *qq = &q[0][0][0];
+    for (size_t i = 0; i < sizeof kv_k / sizeof(float); i++) {
+        k[i] = rnd() * 2.0f;
+        v[i] = rnd();
+    }
+    for (size_t i = 0; i < sizeof q / sizeof(float); i++)
+        qq[i] = rnd() * 2.0f;
+}
+
+/* out[t] for the tokens of b, with n_threads threads. */
+static int run(const batch_t *b, int n_threads, float *out)
+{
+    pool_t *p;
+    if (pool_create(&p, n_threads) != 0)
+        return ERR_NOMEM;
+    size_t per = cpu_attn_scratch_floats(NH, NKV, HD);
+    float *scratch = aligned_alloc(64, ((size_t)n_threads * per * sizeof(float) + 63) & ~(size_t)63);
+    uint32_t tile_first[4];
+    cpu_attn_t a = { HD, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], b, &q[0][0][0], out };
+    int rc = scratch ? cpu_attention(p, &a, tile_first, scratch) : ERR_NOMEM;
+    free(scratch);
+    pool_destroy(p);
+    return rc;
+}
+
+/* The independent reference: softmax(q k / sqrt(d)) v in double, keys
+   0..pos of the sequence read through its block table. */
+static void reference(const int32_t *table, int32_t pos, const float *qh, uint32_t kvh, double *o)
+{
+    double s[128], mx = -INFINITY, sum = 0.0;
+    for (int32_t j = 0; j <= pos; j++) {
+        const float *kr = kv_k[table[j / BT]][kvh][j % BT];
+        double d = 0.0;
+        for (int i = 0; i < HD; i++)
+            d += (double)qh[i] * kr[i];
+        s[j] = d / sqrt((double)HD);
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (int i = 0; i < HD; i++)
+        o[i] = 0.0;
+    for (int32_t j = 0; j <= pos; j++) {
+        double p = exp(s[j] - mx);
+        sum += p;
+        for (int i = 0; i < HD; i++)
+            o[i] += p * kv_v[table[j / BT]][kvh][j % BT][i];
+    }
+    for (int i = 0; i < HD; i++)
+        o[i] /= sum;
+}
+
+static int32_t pos_ab[A_NEW + B_NEW];
+static batch_seq_t seqs_ab[2] = { { table_a, 5, 0, A_NEW }, { table_b, 1, A_NEW, B_NEW } };
+
+static batch_t batch_ab(void)
+{
+    for (int i = 0; i < A_NEW; i++)
+        pos_ab[i] = A_CACHED + i;
+    for (int i = 0; i < B_NEW; i++)
+        pos_ab[A_NEW + i] = i;
+    return (batch_t){ A_NEW + B_NEW, NULL, pos_ab, 2, seqs_ab, 0, NULL };
+}
+
+static float out1[MAXTOK][NH][HD], out2[MAXTOK][NH][HD];
+
+TEST(attention_matches_double_reference)
+{
+    fill();
+    batch_t b = batch_ab();
+    ASSERT_EQ_INT(run(&b, 2, &out1[0][0][0]), 0);
+    double worst = 0.0;
+    for (uint32_t t = 0; t < b.n_tokens; t++) {
+        const int32_t *table = t < A_NEW ? table_a : table_b;
+        for (uint32_t h = 0; h < NH; h++) {
+            double o[HD], num = 0.0, den = 0.0;
+            reference(table, pos_ab[t], q[t][h], h / (NH / NKV), o);
+            for (int i = 0; i < HD; i++) {
+                num += (out1[t][h][i] - o[i]) * (out1[t][h][i] - o[i]);
+                den += o[i] * o[i];
+            }
+            double rel = sqrt(num / den);
+            worst = rel > worst ? rel : worst;
+        }
+    }
+    ASSERT_MSG(worst < 1e-5, "worst relative L2 error %.3g over every (token, head) (tolerance 1e-5)", worst);
+}
+
+TEST(output_bits_do_not_depend_on_batch_threads_or_build)
+{
+    fill();
+    batch_t b = batch_ab();
+    ASSERT_EQ_INT(run(&b, 1, &out1[0][0][0]), 0);
+    size_t a_bytes = (size_t)A_NEW * NH * HD * sizeof(float);
+    size_t b_bytes = (size_t)B_NEW * NH * HD * sizeof(float);
+
+    ASSERT_EQ_INT(run(&b, 3, &out2[0][0][0]), 0);
+    ASSERT_MSG(memcmp(out1, out2, a_bytes + b_bytes) == 0, "1 and 3 threads differ");
+
+    cpu_attention_force_plain(1);
+    memset(out2, 0, sizeof out2);
+    int rc = run(&b, 2, &out2[0][0][0]);
+    cpu_attention_force_plain(0);
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_MSG(memcmp(out1, out2, a_bytes + b_bytes) == 0, "the plain and AVX2 builds differ");
+
+    /* A alone: its tiles start at the same token, but B no longer follows */
+    batch_t alone = { A_NEW, NULL, pos_ab, 1, seqs_ab, 0, NULL };
+    memset(out2, 0, sizeof out2);
+    ASSERT_EQ_INT(run(&alone, 2, &out2[0][0][0]), 0);
+    ASSERT_MSG(memcmp(out1, out2, a_bytes) == 0, "sequence A alone differs from A beside B");
+
+    /* A's last 13 tokens alone (as a later chunk would run them): tiles now start elsewhere */
+    batch_seq_t tail = { table_a, 5, 0, 13 };
+    batch_t late = { 13, NULL, pos_ab + A_NEW - 13, 1, &tail, 0, NULL };
+    memset(out2, 0, sizeof out2);
+    uint32_t qoff = (A_NEW - 13) * NH * HD;
+    float *qsave = malloc(sizeof q);
+    ASSERT(qsave != NULL);
+    memcpy(qsave, q, sizeof q);
+    memmove(&q[0][0][0], &q[0][0][0] + qoff, (size_t)13 * NH * HD * sizeof(float));
+    rc = run(&late, 2, &out2[0][0][0]);
+    memcpy(q, qsave, sizeof q);
+    free(qsave);
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_MSG(memcmp(&out1[0][0][0] + qoff, out2, (size_t)13 * NH * HD * sizeof(float)) == 0,
+               "A's last tokens in a chunk of their own differ");
+}
+
+TEST(bad_shapes_are_refused)
+{
+    batch_t b = batch_ab();
+    float one[1];
+    uint32_t tf[4];
+    cpu_attn_t a = { 12, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], &b, &q[0][0][0], one };
+    ASSERT_EQ_INT(cpu_attention(NULL, &a, tf, one), ERR_INVALID);          /* head_dim not a multiple of 8 */
+    a.head_dim = HD;
+    a.n_head_kv = 4;
+    ASSERT_EQ_INT(cpu_attention(NULL, &a, tf, one), ERR_INVALID);          /* 6 heads over 4 */
+    a.n_head_kv = NKV;
+    a.block_tokens = 65;
+    ASSERT_EQ_INT(cpu_attention(NULL, &a, tf, one), ERR_INVALID);
+    ASSERT_EQ_U64(cpu_attn_scratch_floats(NH, 4, HD), 0);
+}
+
+TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference),
+          T(output_bits_do_not_depend_on_batch_threads_or_build), T(bad_shapes_are_refused))
