@@ -31,7 +31,8 @@ CASES = ["n=3 completions: choice i equals seed + i alone",
          "echo with logprobs streamed: the logprobs equal the unstreamed ones",
          "suffix is a 400 naming it",
          "langchain OpenAI (legacy LLM) invoke and generate",
-         "n=4: the prompt is computed once (llamad_prompt_tokens_computed_total)"]
+         "n=4: the prompt is computed once (llamad_prompt_tokens_computed_total)",
+         "n=2 echo with logprobs: each choice, streamed and not, carries the prompt's logprobs"]
 PROMPT = "The capital of France is"
 MAX_TOKENS = 8
 
@@ -223,6 +224,28 @@ def main():
             return after - before == len(ids) and len(r.choices) == 4, \
                 "%d prompt tokens computed for a prompt of %d with n=4" % (after - before, len(ids))
         R.attempt(CASES[14], prompt_once)
+
+        def echo_logprobs_n2():
+            # the two choices share one computation of the prompt: each still echoes its logprobs
+            kw = dict(prompt=PROMPT, echo=True, logprobs=1, model=model, max_tokens=2, n=2,
+                      seed=5, temperature=1.0)
+            want = c.completions.create(**kw).choices
+            got = {}
+            for chunk in c.completions.create(stream=True, **kw):
+                for ch in chunk.choices:
+                    if ch.logprobs is not None:
+                        got.setdefault(ch.index, []).extend(ch.logprobs.token_logprobs or [])
+            n_prompt = len(c.completions.create(prompt=PROMPT, echo=True, logprobs=0,
+                                                max_tokens=0, model=model).choices[0]
+                           .logprobs.token_logprobs)
+            ok = len(want) == 2 and n_prompt > 1 and sorted(got) == [0, 1]
+            for i in range(2):
+                w = want[i].logprobs.token_logprobs[:n_prompt]
+                g = got.get(i, [])[:n_prompt]
+                ok = ok and w == g and w[0] is None and None not in w[1:]
+            return ok, "prompt of %d tokens; unstreamed %r; streamed %r" % (
+                n_prompt, [x.logprobs.token_logprobs for x in want], got)
+        R.attempt(CASES[15], echo_logprobs_n2)
 
         try:
             import langchain_openai  # noqa: F401
