@@ -85,3 +85,22 @@ extern "C" int cuda_device_find(int index, const char *uuid, int *found, char *d
         snprintf(desc, desclen, "CUDA device %d", *found);
     return n;
 }
+
+/* ---------------------------------------------------------------- module entry point */
+
+#include "config.h"
+extern "C" {
+#include "engine/backend_module.h"
+}
+#ifndef LLAMAD_BUILD_ID
+#define LLAMAD_BUILD_ID PACKAGE_VERSION
+#endif
+
+/* The table llamad's registry opens llamad-cuda.so for (engine/backend_module.h). */
+extern "C" __attribute__((visibility("default"))) const bk_module_t *llamad_backend_module(void)
+{
+    static const bk_module_t mod = {
+        BK_MODULE_ABI, BK_MODULE_SIZES, "cuda", LLAMAD_BUILD_ID, cuda_device_find, cuda_backend_create,
+    };
+    return &mod;
+}

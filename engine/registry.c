@@ -8,10 +8,35 @@
 
 #include "../config.h"
 #include "base/err.h"
+#include "base/log.h"
 
 #ifdef HAVE_CUDA
-#include "../cuda/cuda_probe.h"
+#include "backend_module.h"
+
+#ifndef LLAMAD_BUILD_ID
+#define LLAMAD_BUILD_ID PACKAGE_VERSION
 #endif
+#ifndef PKGLIBDIR
+#define PKGLIBDIR NULL
+#endif
+#define CUDA_MODULE_FILE "llamad-cuda.so"
+
+/*
+ * The CUDA module's table: linked in (tests and benchmarks link the CUDA
+ * backend whole, and with it the entry point) or opened once from
+ * llamad-cuda.so.  Start-up only, one thread.
+ */
+const bk_module_t *llamad_backend_module(void) __attribute__((weak));
+static const bk_module_t *cuda_module;
+static char cuda_module_err[ERR_MSG_MAX];
+static int cuda_module_tried;
+#endif
+static const char *backend_dir;
+
+void registry_set_backend_dir(const char *dir)
+{
+    backend_dir = dir;
+}
 
 int registry_has_cuda(void)
 {
@@ -21,6 +46,28 @@ int registry_has_cuda(void)
     return 0;
 #endif
 }
+
+#ifdef HAVE_CUDA
+/* The CUDA module, opened on the first call; NULL with *why set when it cannot be. */
+static const bk_module_t *cuda_module_get(const char **why)
+{
+    if (!cuda_module_tried) {
+        char path[4096];
+        cuda_module_tried = 1;
+        if (llamad_backend_module != NULL) {
+            cuda_module = llamad_backend_module();
+            if (bk_module_check(cuda_module, LLAMAD_BUILD_ID, "linked-in CUDA backend", cuda_module_err,
+                                sizeof cuda_module_err) != 0)
+                cuda_module = NULL;
+        } else if (bk_module_open(backend_dir, PKGLIBDIR, CUDA_MODULE_FILE, LLAMAD_BUILD_ID, &cuda_module,
+                                  path, sizeof path, cuda_module_err, sizeof cuda_module_err) == 0) {
+            log_info("backend module %s loaded", path);
+        }
+    }
+    *why = cuda_module_err;
+    return cuda_module;
+}
+#endif
 
 int registry_parse_device(const char *spec, int *index, const char **uuid)
 {
@@ -64,10 +111,16 @@ int registry_pick_device(const char *want, const char *gpu_device, const char **
         return err_set(err, errlen, ERR_INVALID,
                        "gpu-device: \"%.60s\" is neither a device index nor a GPU-... UUID", gpu_device);
 #ifdef HAVE_CUDA
-    if (strcmp(want, "cpu") != 0)
-        n_dev = cuda_device_find(index, uuid, &found, desc, desclen);
-    else
+    if (strcmp(want, "cpu") != 0) {
+        const char *why;
+        const bk_module_t *mod = cuda_module_get(&why);
+        if (mod != NULL)
+            n_dev = mod->device_find(index, uuid, &found, desc, desclen);
+        else
+            snprintf(desc, desclen, "the CUDA module does not load: %s", why);
+    } else {
         snprintf(desc, desclen, "not probed");
+    }
 #else
     (void)found;
     snprintf(desc, desclen, "built without CUDA");
@@ -105,8 +158,15 @@ int registry_create_backend(const char *name, backend_t **out, const model_t *m,
     if (strcmp(name, "cpu") == 0)
         return cpu_backend_create(out, m, o, err, errlen);
 #ifdef HAVE_CUDA
-    if (strcmp(name, "cuda") == 0)
-        return cuda_backend_create(out, m, o, err, errlen);
+    if (strcmp(name, "cuda") == 0) {
+        const char *why;
+        const bk_module_t *mod = cuda_module_get(&why);
+        if (mod == NULL) {
+            *out = NULL;
+            return err_set(err, errlen, ERR_UNSUPPORTED, "backend cuda: %s", why);
+        }
+        return mod->create(out, m, o, err, errlen);
+    }
 #endif
     *out = NULL;
     return err_set(err, errlen, ERR_UNSUPPORTED, "backend: \"%s\" is not built into this llamad", name);

@@ -9,7 +9,18 @@
 
 #include "backend.h"
 
-/* Whether the CUDA backend was compiled into this binary. */
+/*
+ * The directory to open backend modules from (the backend-dir setting;
+ * NULL or "": $LLAMAD_BACKEND_DIR, else beside the binary, else the
+ * installed $(pkglibdir); backend_module.h).  Borrowed: it must outlive
+ * the registry's use.  Before the first registry_pick*.
+ */
+void registry_set_backend_dir(const char *dir);
+
+/*
+ * Whether this build has the CUDA backend (as the module llamad-cuda.so,
+ * opened when a backend other than cpu is asked for).
+ */
 int registry_has_cuda(void);
 
 /*
