@@ -1,15 +1,27 @@
 #include "backend_module.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/err.h"
 
 #define BUILD_ID_MAX 128
+#define MAX_PHDRS 256
+
+#if defined(__x86_64__)
+#define HOST_MACHINE EM_X86_64
+#elif defined(__aarch64__)
+#define HOST_MACHINE EM_AARCH64
+#else
+#define HOST_MACHINE EM_NONE      /* not checked */
+#endif
 
 int bk_module_check(const bk_module_t *mod, const char *build_id, const char *path,
                     char *err, size_t errlen)
@@ -92,6 +104,45 @@ static int find_module(const char *dir, const char *installed, const char *file,
     return 0;
 }
 
+/*
+ * Whether the file at `path` is a 64-bit ELF shared object of this machine
+ * whose loadable segments lie within the file: dlopen maps them as the
+ * headers say, and a truncated file would fault (SIGBUS) on first touch.
+ * 0, or ERR_UNSUPPORTED with err saying what is wrong.
+ */
+static int elf_sane(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(err, errlen, ERR_UNSUPPORTED, "%s: cannot open it", path);
+    struct stat st;
+    Elf64_Ehdr eh;
+    const char *bad = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        bad = "not a regular file";
+    else if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+        bad = "not an ELF file";
+    else if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN ||
+             (HOST_MACHINE != EM_NONE && eh.e_machine != HOST_MACHINE))
+        bad = "not a shared object for this machine";
+    else if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > MAX_PHDRS ||
+             eh.e_phoff > (uint64_t)st.st_size ||
+             (uint64_t)st.st_size - eh.e_phoff < (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr))
+        bad = "its program headers lie outside the file";
+    for (unsigned i = 0; bad == NULL && i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + i * sizeof ph)) != (ssize_t)sizeof ph)
+            bad = "its program headers cannot be read";
+        else if (ph.p_type == PT_LOAD &&
+                 (ph.p_offset > (uint64_t)st.st_size || ph.p_filesz > (uint64_t)st.st_size - ph.p_offset))
+            bad = "truncated: a segment lies past its end";
+    }
+    close(fd);
+    if (bad != NULL)
+        return err_set(err, errlen, ERR_UNSUPPORTED, "%s: %s", path, bad);
+    return 0;
+}
+
 int bk_module_open(const char *dir, const char *installed, const char *file, const char *build_id,
                    const bk_module_t **out, char *path, size_t pathlen, char *err, size_t errlen)
 {
@@ -100,6 +151,9 @@ int bk_module_open(const char *dir, const char *installed, const char *file, con
     if (!find_module(dir, installed, file, path, pathlen, tried, sizeof tried))
         return err_set(err, errlen, ERR_NOTFOUND, "%s not found in %s (backend-dir, LLAMAD_BACKEND_DIR)",
                        file, tried);
+    int rc = elf_sane(path, err, errlen);
+    if (rc != 0)
+        return rc;
     dlerror();
     /* RTLD_LOCAL: the module's symbols serve only itself; RTLD_NOW: a missing library fails here */
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -116,7 +170,7 @@ int bk_module_open(const char *dir, const char *installed, const char *file, con
     bk_module_entry_t entry;
     memcpy(&entry, &sym, sizeof entry);     /* object pointer to function pointer, as POSIX allows */
     const bk_module_t *mod = entry();
-    int rc = bk_module_check(mod, build_id, path, err, errlen);
+    rc = bk_module_check(mod, build_id, path, err, errlen);
     if (rc != 0) {
         dlclose(h);
         return rc;

@@ -60,9 +60,10 @@ int bk_module_check(const bk_module_t *mod, const char *build_id, const char *pa
  * table (bk_module_check).  On success *out is the table (the module
  * stays open for the life of the process) and the path it came from is
  * written to `path` (pathlen bytes).  ERR_NOTFOUND when no directory has
- * the file; ERR_UNSUPPORTED when it does not load (dlerror's text, e.g. a
- * missing libcublasLt or a corrupt file), has no entry point or does not
- * fit; err says which.
+ * the file; ERR_UNSUPPORTED when it is no sound ELF shared object of this
+ * machine (checked before dlopen, which would fault on a truncated one),
+ * does not load (dlerror's text, e.g. a missing libcublasLt), has no entry
+ * point or does not fit; err says which.
  */
 int bk_module_open(const char *dir, const char *installed, const char *file, const char *build_id,
                    const bk_module_t **out, char *path, size_t pathlen, char *err, size_t errlen);

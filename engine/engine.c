@@ -127,6 +127,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
         return err_set(err, errlen, ERR_INVALID, "model: no path given");
     const char *want = o->backend ? o->backend : "auto";
     int device = 0;
+    registry_set_backend_dir(o->backend_dir);
     int rc = registry_pick_device(want, o->gpu_device, &chosen, &device, desc, sizeof desc, err, errlen);
     if (rc != 0)
         return rc;

@@ -113,6 +113,7 @@ typedef struct {
     const char *cpu_precision;  /* CPU products: exact or fast; NULL = exact */
     uint64_t kv_bytes;          /* KV cache memory; 0 = 256 MiB */
     const char *gpu_device;     /* CUDA: device index or "GPU-<uuid>"; NULL or "" = 0 */
+    const char *backend_dir;    /* backend modules' directory (registry_set_backend_dir); NULL or "": the default */
     double gpu_memory_fraction; /* CUDA: share of the device's memory llamad may use; the KV
                                    pool gets what the weights and buffers leave of it;
                                    0 = kv_bytes there too */

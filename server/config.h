@@ -79,6 +79,8 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Target time of one engine step (ms): long prompts are prefilled in chunks small enough to keep each step under it; 0: no bound.") \
     X("engine", "gpu-device",       CFG_STR,   gpu_device,       "0", 0, 0, NULL,      \
       "CUDA: the GPU to use: an index among the visible devices (CUDA_VISIBLE_DEVICES applies, as for any CUDA program) or a UUID as nvidia-smi -L prints it (GPU-...). A missing device is a startup error.") \
+    X("engine", "backend-dir",      CFG_STR,   backend_dir,      "", 0, 0, NULL,       \
+      "Directory of the backend modules (llamad-cuda.so), opened when backend is auto or cuda; empty: $LLAMAD_BACKEND_DIR, else beside the binary, else the installed library directory.") \
     X("engine", "gpu-memory-fraction", CFG_FLOAT, gpu_memory_fraction, "0.9", 0, 0.99, NULL, \
       "CUDA: share of the GPU's memory llamad may use; the KV cache gets what the weights leave (0: kv-memory).") \
     X("engine", "cuda-graphs",      CFG_STR,   cuda_graphs,      "auto", 0, 0, "auto|on|off", \
