@@ -144,10 +144,12 @@ static int elf_sane(const char *path, char *err, size_t errlen)
 }
 
 int bk_module_open(const char *dir, const char *installed, const char *file, const char *build_id,
-                   const bk_module_t **out, char *path, size_t pathlen, char *err, size_t errlen)
+                   const bk_module_t **out, void **handle, char *path, size_t pathlen,
+                   char *err, size_t errlen)
 {
     char tried[512] = "";
     *out = NULL;
+    *handle = NULL;
     if (!find_module(dir, installed, file, path, pathlen, tried, sizeof tried))
         return err_set(err, errlen, ERR_NOTFOUND, "%s not found in %s (backend-dir, LLAMAD_BACKEND_DIR)",
                        file, tried);
@@ -176,5 +178,12 @@ int bk_module_open(const char *dir, const char *installed, const char *file, con
         return rc;
     }
     *out = mod;     /* h stays open: the backend's code lives in it */
+    *handle = h;
     return 0;
+}
+
+void bk_module_close(void *handle)
+{
+    if (handle != NULL)
+        dlclose(handle);
 }

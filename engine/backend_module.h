@@ -60,12 +60,21 @@ int bk_module_check(const bk_module_t *mod, const char *build_id, const char *pa
  * table (bk_module_check).  On success *out is the table (the module
  * stays open for the life of the process) and the path it came from is
  * written to `path` (pathlen bytes).  ERR_NOTFOUND when no directory has
- * the file; ERR_UNSUPPORTED when it is no sound ELF shared object of this
+ * the file (*handle is the dlopen handle, for bk_module_close);
+ * ERR_UNSUPPORTED when it is no sound ELF shared object of this
  * machine (checked before dlopen, which would fault on a truncated one),
  * does not load (dlerror's text, e.g. a missing libcublasLt), has no entry
  * point or does not fit; err says which.
  */
 int bk_module_open(const char *dir, const char *installed, const char *file, const char *build_id,
-                   const bk_module_t **out, char *path, size_t pathlen, char *err, size_t errlen);
+                   const bk_module_t **out, void **handle, char *path, size_t pathlen,
+                   char *err, size_t errlen);
+
+/*
+ * Close a module bk_module_open opened (its `handle`; NULL is a no-op),
+ * where none of its backends exists: llamad serving on the CPU then
+ * unmaps the module and the libraries it brought (the CUDA ones).
+ */
+void bk_module_close(void *handle);
 
 #endif

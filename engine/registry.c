@@ -28,6 +28,7 @@
  */
 const bk_module_t *llamad_backend_module(void) __attribute__((weak));
 static const bk_module_t *cuda_module;
+static void *cuda_module_handle;
 static char cuda_module_err[ERR_MSG_MAX];
 static int cuda_module_tried;
 #endif
@@ -60,12 +61,25 @@ static const bk_module_t *cuda_module_get(const char **why)
                                 sizeof cuda_module_err) != 0)
                 cuda_module = NULL;
         } else if (bk_module_open(backend_dir, PKGLIBDIR, CUDA_MODULE_FILE, LLAMAD_BUILD_ID, &cuda_module,
-                                  path, sizeof path, cuda_module_err, sizeof cuda_module_err) == 0) {
+                                  &cuda_module_handle, path, sizeof path, cuda_module_err,
+                                  sizeof cuda_module_err) == 0) {
             log_info("backend module %s loaded", path);
         }
     }
     *why = cuda_module_err;
     return cuda_module;
+}
+
+/* No device to use: close the module, so that serving on the CPU maps no CUDA library. */
+static void cuda_module_release(const char *desc)
+{
+    if (cuda_module_handle == NULL)
+        return;
+    bk_module_close(cuda_module_handle);
+    cuda_module_handle = NULL;
+    cuda_module = NULL;
+    cuda_module_tried = 0;      /* a later pick (a model reload) probes again */
+    snprintf(cuda_module_err, sizeof cuda_module_err, "closed after its probe: %.400s", desc);
 }
 #endif
 
@@ -139,6 +153,9 @@ int registry_pick_device(const char *want, const char *gpu_device, const char **
         return 0;
     }
     if (strcmp(want, "auto") == 0) {
+#ifdef HAVE_CUDA
+        cuda_module_release(desc);
+#endif
         *chosen = "cpu";
         return 0;
     }

@@ -73,6 +73,14 @@ if start_llamad --backend auto --threads 1 --backend-dir "$BUILDDIR" && wait_rea
    grep -q "backend module .*llamad-cuda.so loaded" "$E2E_TMP/llamad.log" &&
    grep -q 'backend cuda (auto)\|backend cpu (auto): CUDA is built in but not used: no CUDA device' "$E2E_TMP/llamad.log"; then
     pass "cuda_module/module_loads_and_probes"
+    # serving on the CPU after the probe, the module is closed and no CUDA library stays mapped
+    if grep -q 'backend cpu (auto)' "$E2E_TMP/llamad.log"; then
+        if grep -q 'libcu' "/proc/$LLAMAD_PID/maps"; then
+            fail "cuda_module/cpu_maps_no_cuda" "$(grep libcu "/proc/$LLAMAD_PID/maps" | head -3)"
+        else
+            pass "cuda_module/cpu_maps_no_cuda"
+        fi
+    fi
 else
     fail "cuda_module/module_loads_and_probes" "$(cat "$E2E_TMP/llamad.log")"
 fi

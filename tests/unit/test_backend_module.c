@@ -88,11 +88,14 @@ static void remove_dir(const char *dir)
 static int open_in(const char *dir, char *err, size_t errlen)
 {
     const bk_module_t *mod = (const bk_module_t *)1;
+    void *handle = (void *)1;
     char path[512];
-    int rc = bk_module_open(dir, NULL, "llamad-cuda.so", "build 1", &mod, path, sizeof path, err, errlen);
-    ASSERT(rc != 0 || mod != NULL);
+    int rc = bk_module_open(dir, NULL, "llamad-cuda.so", "build 1", &mod, &handle, path, sizeof path,
+                            err, errlen);
+    ASSERT(rc != 0 || (mod != NULL && handle != NULL));
     if (rc != 0)
-        ASSERT(mod == NULL);
+        ASSERT(mod == NULL && handle == NULL);
+    bk_module_close(handle);
     return rc;
 }
 
