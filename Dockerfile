@@ -121,6 +121,8 @@ RUN apt-get update \
  && mkdir -p /models
 
 COPY --from=build-cuda /out/usr/local/bin/llamad /usr/local/bin/llamad
+# the CUDA backend, a module llamad opens at start (backend = auto or cuda)
+COPY --from=build-cuda /out/usr/local/lib/llamad/llamad-cuda.so /usr/local/lib/llamad/llamad-cuda.so
 COPY --from=build-cuda /out/usr/local/etc/llamad.conf /usr/local/etc/llamad.conf
 COPY conf/llamad-entrypoint /usr/local/bin/llamad-entrypoint
 
