@@ -300,7 +300,9 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
 void backend_destroy(backend_t *b);
 
 /*
- * The CUDA backend (cuda/), where built.  Weights are uploaded as bf16, or
+ * The CUDA backend (cuda/), where built: linked into tests and benchmarks,
+ * and built as the module llamad-cuda.so that llamad opens at run time
+ * (backend_module.h, registry.c).  Weights are uploaded as bf16, or
  * fp16 with opts fp16_weights (quantised types are dequantised on the
  * device), GEMMs run on cuBLAS over inputs of that format, the KV cache is
  * bf16.  With fp16 an activation beyond 65504 becomes inf, and its
