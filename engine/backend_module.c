@@ -151,7 +151,7 @@ int bk_module_open(const char *dir, const char *installed, const char *file, con
     *out = NULL;
     *handle = NULL;
     if (!find_module(dir, installed, file, path, pathlen, tried, sizeof tried))
-        return err_set(err, errlen, ERR_NOTFOUND, "%s not found in %s (backend-dir, LLAMAD_BACKEND_DIR)",
+        return err_set(err, errlen, ERR_NOTFOUND, "%s not found in %s (the backend-dir setting or LLAMAD_BACKEND_DIR names another place)",
                        file, tried);
     int rc = elf_sane(path, err, errlen);
     if (rc != 0)
