@@ -34,7 +34,7 @@ int bk_module_check(const bk_module_t *mod, const char *build_id, const char *pa
         return err_set(err, errlen, ERR_UNSUPPORTED, "%s: %s returned no table", path, BK_MODULE_ENTRY);
     if (mod->abi != BK_MODULE_ABI)
         return err_set(err, errlen, ERR_UNSUPPORTED,
-                       "%s: module ABI %u, this llamad speaks %u: refused (install the module of the same build)",
+                       "%s: module ABI %u, this llamad speaks %u: refused (use the module of the same build)",
                        path, (unsigned)mod->abi, (unsigned)BK_MODULE_ABI);
     for (int i = 0; i < BK_MODULE_N_SIZES; i++)
         if (mod->sizes[i] != sizes[i])
@@ -151,7 +151,8 @@ int bk_module_open(const char *dir, const char *installed, const char *file, con
     *out = NULL;
     *handle = NULL;
     if (!find_module(dir, installed, file, path, pathlen, tried, sizeof tried))
-        return err_set(err, errlen, ERR_NOTFOUND, "%s not found in %s (the backend-dir setting or LLAMAD_BACKEND_DIR names another place)",
+        return err_set(err, errlen, ERR_NOTFOUND,
+                       "%s not found in %s (the backend-dir setting or LLAMAD_BACKEND_DIR names another place)",
                        file, tried);
     int rc = elf_sane(path, err, errlen);
     if (rc != 0)
