@@ -23,14 +23,14 @@
 
 /*
  * The CUDA module's table: linked in (tests and benchmarks link the CUDA
- * backend whole, and with it the entry point) or opened once from
- * llamad-cuda.so.  Start-up only, one thread.
+ * backend whole, and with it the entry point) or opened from
+ * llamad-cuda.so, again at each pick while it is not open (a model
+ * reload retries).  Start-up only, one thread.
  */
 const bk_module_t *llamad_backend_module(void) __attribute__((weak));
 static const bk_module_t *cuda_module;
 static void *cuda_module_handle;
 static char cuda_module_err[ERR_MSG_MAX];
-static int cuda_module_tried;
 #endif
 static const char *backend_dir;
 
@@ -49,12 +49,11 @@ int registry_has_cuda(void)
 }
 
 #ifdef HAVE_CUDA
-/* The CUDA module, opened on the first call; NULL with *why set when it cannot be. */
+/* The CUDA module, opened where it is not yet; NULL with *why set when it cannot be. */
 static const bk_module_t *cuda_module_get(const char **why)
 {
-    if (!cuda_module_tried) {
+    if (cuda_module == NULL) {
         char path[4096];
-        cuda_module_tried = 1;
         if (llamad_backend_module != NULL) {
             cuda_module = llamad_backend_module();
             if (bk_module_check(cuda_module, LLAMAD_BUILD_ID, "linked-in CUDA backend", cuda_module_err,
@@ -77,8 +76,7 @@ static void cuda_module_release(const char *desc)
         return;
     bk_module_close(cuda_module_handle);
     cuda_module_handle = NULL;
-    cuda_module = NULL;
-    cuda_module_tried = 0;      /* a later pick (a model reload) probes again */
+    cuda_module = NULL;         /* a later pick (a model reload) opens and probes it again */
     snprintf(cuda_module_err, sizeof cuda_module_err, "closed after its probe: %.400s", desc);
 }
 #endif
