@@ -68,6 +68,29 @@ else
     fail "cuda_module/cuda_corrupt_fails" "$(cat "$E2E_TMP/cuda.log")"
 fi
 
+# the real module with another build's id (same length, patched in place): refused by name
+id=$(sed -n 's/^#define LLAMAD_BUILD_ID "\(.*\)"$/\1/p' "$BUILDDIR/config.h")
+mkdir -p "$E2E_TMP/other"
+if [ -n "$id" ] && "$PYTHON" - "$MODULE" "$E2E_TMP/other/llamad-cuda.so" "$id" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+old = sys.argv[3].encode() + b"\0"
+assert data.count(old) == 1, "build id not found once in the module"
+other = bytes(c if i < len(old) - 2 else (c + 1 - 48) % 10 + 48 for i, c in enumerate(old[:-1])) + b"\0"
+open(sys.argv[2], "wb").write(data.replace(old, other))
+PY
+then
+    LLAMAD_BACKEND_DIR="$E2E_TMP/other" timeout 30 "$LLAMAD_BIN" --model "$TEST_MODEL" --port "$(free_port)" \
+        --backend cuda >"$E2E_TMP/other.log" 2>&1
+    if grep -q 'built by another llamad build' "$E2E_TMP/other.log"; then
+        pass "cuda_module/other_build_refused"
+    else
+        fail "cuda_module/other_build_refused" "$(cat "$E2E_TMP/other.log")"
+    fi
+else
+    fail "cuda_module/other_build_refused" "could not make a module with another build id"
+fi
+
 # the real module: it loads and probes; on a machine without a device the log says why
 if start_llamad --backend auto --threads 1 --backend-dir "$BUILDDIR" && wait_ready &&
    grep -q "backend module .*llamad-cuda.so loaded" "$E2E_TMP/llamad.log" &&
