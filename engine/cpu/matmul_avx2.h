@@ -85,13 +85,19 @@ AVX2_INLINE float ld_f16(const uint8_t *p)
  */
 AVX2_INLINE void kq4_scales(const uint8_t *b, float ds[8], float nm[8])
 {
-    float d = ld_f16(b), dmin = ld_f16(b + 2);
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        mm_k4_scale_min(j, b + 4, &sc, &m);
-        ds[j] = d * (float)sc;
-        nm[j] = -(dmin * (float)m);
-    }
+    /* mm_k4_scale_min for all eight sub-blocks at once, a byte each:
+     * j < 4 from the low six bits of bytes j and j + 4, j >= 4 from the
+     * nibbles of byte j + 4 with the top two bits of bytes j - 4 and j. */
+    uint32_t w0 = rd_u32(b + 4), w1 = rd_u32(b + 8), w2 = rd_u32(b + 12);
+    uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | ((w0 >> 6) & 0x03030303u) << 4;
+    uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | ((w1 >> 6) & 0x03030303u) << 4;
+    uint64_t sc = (w0 & 0x3f3f3f3fu) | (uint64_t)sc_hi << 32;
+    uint64_t m = (w1 & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
+    __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
+    __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
+    _mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_set1_ps(ld_f16(b)), scf));
+    _mm256_storeu_ps(nm, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(b + 2)), mf),
+                                       _mm256_set1_ps(-0.0f)));
 }
 
 /* The quants q of elements 32j + 8u .. 32j + 8u + 7 of the super-block
