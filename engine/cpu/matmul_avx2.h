@@ -134,10 +134,17 @@ AVX2_INLINE __m256 kq6_q(const uint8_t *b, int h, int g, int l)
     return _mm256_cvtepi32_ps(q);
 }
 
-/* The scale of those elements: d (the block's, converted) * scales[i]. */
-AVX2_INLINE float kq6_scale(const uint8_t *b, float d, int h, int g, int l)
+/*
+ * The sixteen scales of a Q6_K block, sd[i] = d * scales[i] (one
+ * rounding; d the block's, converted): elements 32g + l .. +7 of half h
+ * take sd[8h + 2g + l / 16].
+ */
+AVX2_INLINE void kq6_scales(const uint8_t *b, float sd[16])
 {
-    return d * (float)(int8_t)b[192 + 8 * h + l / 16 + 2 * g];
+    __m256 d = _mm256_set1_ps(ld_f16(b + 208));
+    __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(b + 192));
+    _mm256_storeu_ps(sd, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+    _mm256_storeu_ps(sd + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
 }
 
 /* nb super-blocks at b into nb * 256 floats at out (matmul_kq_avx2.c). */

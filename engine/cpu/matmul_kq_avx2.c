@@ -49,14 +49,15 @@ AVX2 void cpu_mm_deq_q5_k_avx2(const uint8_t *b, float *out, uint32_t nb)
 AVX2 void cpu_mm_deq_q6_k_avx2(const uint8_t *b, float *out, uint32_t nb)
 {
     for (uint32_t i = 0; i < nb; i++, b += 210, out += 256) {
-        float d = ld_f16(b + 208);
+        float sd[16];
+        kq6_scales(b, sd);
         for (int h = 0; h < 2; h++)
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++)
 #pragma GCC unroll 4
                 for (int l = 0; l < 32; l += 8)
                     _mm256_storeu_ps(out + 128 * h + 32 * g + l,
-                                     _mm256_mul_ps(kq6_q(b, h, g, l), _mm256_set1_ps(kq6_scale(b, d, h, g, l))));
+                                     _mm256_mul_ps(kq6_q(b, h, g, l), _mm256_set1_ps(sd[8 * h + 2 * g + l / 16])));
     }
 }
 
@@ -108,10 +109,10 @@ AVX2_INLINE void grp_dot_k4(const int RM, const int TN, int five, const uint8_t 
 AVX2_INLINE void grp_dot_k6(const int RM, const int TN, const uint8_t *const *blk,
                             const float *x, size_t xs, __m256 a[4][4])
 {
-    float d[4];
+    float sd[4][16];
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-        d[r] = ld_f16(blk[r] + 208);
+        kq6_scales(blk[r], sd[r]);
     for (int h = 0; h < 2; h++) {
         for (int g = 0; g < 4; g++) {
 #pragma GCC unroll 4
@@ -123,7 +124,7 @@ AVX2_INLINE void grp_dot_k6(const int RM, const int TN, const uint8_t *const *bl
 #pragma GCC unroll 4
                 for (int r = 0; r < RM; r++) {
                     __m256 w = _mm256_mul_ps(kq6_q(blk[r], h, g, l),
-                                             _mm256_set1_ps(kq6_scale(blk[r], d[r], h, g, l)));
+                                             _mm256_set1_ps(sd[r][8 * h + 2 * g + l / 16]));
 #pragma GCC unroll 4
                     for (int t = 0; t < TN; t++)
                         a[r][t] = _mm256_fmadd_ps(w, xv[t], a[r][t]);
