@@ -10,8 +10,9 @@
  * that tile (or a float32 matrix in place) with up to three tokens at
  * once: each weight vector loaded is used by every token of the group,
  * each activation vector by every row.  The few-token path (decode, up to
- * MM_FEW_TOKS tokens, Q4_0 / Q4_1 / Q8_0): a block is dequantised into
- * registers and used at once, with no tile in between.  On both, each
+ * MM_FEW_TOKS tokens, Q4_0 / Q4_1 / Q8_0 here, the K-quants in
+ * matmul_kq_avx2.c): a block is dequantised into registers and used at
+ * once, with no tile in between.  On both, each
  * (token, row) pair owns one accumulator into which the row's elements
  * go in order, one fused multiply-add per eight, and the dequantisers
  * are shared, so the two give the same bits.
