@@ -2,7 +2,7 @@
  * bench_matmul.c - speed of cpu_matmul on the default model's shapes,
  * against the machine's memory bandwidth.
  *
- *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast]
+ *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast] [--1b]
  *
  * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, avx512,
  * avxvnni, avx2, portable; --portable is --isa portable), --precision
@@ -18,6 +18,10 @@
  * repeats one copy, which stays in cache when it fits.  Each figure is
  * the median of several samples.  GB/s counts weight bytes read per
  * second; GFLOP/s counts 2 * n_out * n_in * n_tok per call.
+ *
+ * --1b takes instead the projection shapes of bench/make-synth-gguf.py's
+ * 0.92 B model (dim 2048, ffn 5632) in each of Q4_0, Q8_0, Q4_K, Q5_K and
+ * Q6_K, at n_tok 1 and 16 only.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -131,6 +135,14 @@ static const shape_t shapes[] = {
     { "f32 576x576", QT_F32, 576, 576 },
 };
 
+static const shape_t shapes_1b[] = {
+    { "1b attn_q", QT_Q4_0, 2048, 2048 }, { "1b ffn_up", QT_Q4_0, 5632, 2048 },
+    { "1b attn_q", QT_Q8_0, 2048, 2048 }, { "1b ffn_up", QT_Q8_0, 5632, 2048 },
+    { "1b attn_q", QT_Q4_K, 2048, 2048 }, { "1b ffn_up", QT_Q4_K, 5632, 2048 },
+    { "1b ffn_down", QT_Q4_K, 2048, 5632 }, { "1b ffn_up", QT_Q5_K, 5632, 2048 },
+    { "1b ffn_up", QT_Q6_K, 5632, 2048 },
+};
+
 /* A matrix of valid blocks with normal (not subnormal) scales. */
 static void fill_weights(qtype_t type, uint8_t *w, uint64_t bytes)
 {
@@ -142,9 +154,11 @@ static void fill_weights(qtype_t type, uint8_t *w, uint64_t bytes)
         if (type == QT_F32) {
             float f = (float)(rng_next() % 2001) / 1000.0f - 1.0f;
             memcpy(w + off, &f, 4);
+        } else if (type == QT_Q6_K) { /* d is last */
+            memcpy(w + off + 208, &s, 2);
         } else {
             memcpy(w + off, &s, 2);
-            if (type == QT_Q4_1)
+            if (type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K)
                 memcpy(w + off + 2, &m, 2);
         }
     }
@@ -172,7 +186,7 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
 
 int main(int argc, char **argv)
 {
-    int quick = 0;
+    int quick = 0, one_b = 0;
     cpu_isa_t isa = cpu_isa_best();
     cpu_prec_t prec = CPU_PREC_EXACT;
     for (int i = 1; i < argc; i++) {
@@ -180,6 +194,8 @@ int main(int argc, char **argv)
             isa = CPU_ISA_PORTABLE;
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--1b") == 0) {
+            one_b = 1;
         } else if (strcmp(argv[i], "--cpu-time") == 0) {
             use_cpu_time = 1;
         } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc
@@ -190,7 +206,7 @@ int main(int argc, char **argv)
             prec = strcmp(argv[++i], "fast") == 0 ? CPU_PREC_FAST : CPU_PREC_EXACT;
         } else {
             fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|avx512|avxvnni|avx2|portable]"
-                            " [--precision exact|fast] [--cpu-time]\n", argv[0]);
+                            " [--precision exact|fast] [--cpu-time] [--1b]\n", argv[0]);
             return 2;
         }
     }
@@ -236,8 +252,10 @@ int main(int argc, char **argv)
 
     static const uint32_t n_toks[] = { 1, 4, 16, 128, 512 };
     uint32_t max_tok = 512;
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const shape_t *s = &shapes[si];
+    const shape_t *table = one_b ? shapes_1b : shapes;
+    size_t n_shapes = one_b ? sizeof shapes_1b / sizeof shapes_1b[0] : sizeof shapes / sizeof shapes[0];
+    for (size_t si = 0; si < n_shapes; si++) {
+        const shape_t *s = &table[si];
         uint64_t bytes = 0;
         qtype_nbytes(s->type, (uint64_t)s->n_out * s->n_in, &bytes);
         uint32_t n_copies = (uint32_t)((COLD_BYTES + bytes - 1) / bytes);
@@ -257,7 +275,8 @@ int main(int argc, char **argv)
         double per_tok[5][2] = { { 0 } }; /* seconds per token, cold: [n_tok index, threads - 1] */
         for (size_t ti = 0; ti < sizeof n_toks / sizeof n_toks[0]; ti++) {
             uint32_t n_tok = n_toks[ti];
-            if ((quick && n_tok == 128 && s->n_out > 10000) || (n_tok == 512 && s->n_out > 10000))
+            if ((quick && n_tok == 128 && s->n_out > 10000) || (n_tok == 512 && s->n_out > 10000)
+                || (one_b && n_tok != 1 && n_tok != 16))
                 continue;
             for (int t = 0; t < n_thr; t++) {
                 double cold = time_calls(pools[t], s, w, bytes, n_copies, x, n_tok, y);

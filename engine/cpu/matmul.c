@@ -1,8 +1,8 @@
 /*
  * matmul.c - cpu_matmul's driver (argument checks, the split of output
  * rows into pool tasks, the choice of code path) and the embedding-row
- * lookup.  The kernels are in matmul_portable.c (portable C) and
- * matmul_avx2.c (x86-64); the tiling both paths share is described in
+ * lookup.  The kernels are in matmul_portable.c (portable C),
+ * matmul_avx2.c and matmul_kq_avx2.c (x86-64); the tiling both paths share is described in
  * matmul_kern.h.  Calls go one way: driver -> AVX2 -> portable.
  */
 #include "matmul.h"

@@ -10,8 +10,9 @@
  * that tile (or a float32 matrix in place) with up to three tokens at
  * once: each weight vector loaded is used by every token of the group,
  * each activation vector by every row.  The few-token path (decode, up to
- * MM_FEW_TOKS tokens, Q4_0 / Q4_1 / Q8_0): a block is dequantised into
- * registers and used at once, with no tile in between.  On both, each
+ * MM_FEW_TOKS tokens, Q4_0 / Q4_1 / Q8_0 here, the K-quants in
+ * matmul_kq_avx2.c): a block is dequantised into registers and used at
+ * once, with no tile in between.  On both, each
  * (token, row) pair owns one accumulator into which the row's elements
  * go in order, one fused multiply-add per eight, and the dequantisers
  * are shared, so the two give the same bits.
@@ -33,12 +34,10 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <cpuid.h>
-#include <immintrin.h>
 #include <stdatomic.h>
-#include <string.h>
 
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#include "matmul_avx2.h"
+
 
 int cpu_mm_avx2_usable(void)
 {
@@ -81,60 +80,6 @@ int cpu_mm_x86_levels(void)
     }
     levels = lv;
     return lv;
-}
-
-/* ------------------------------------------------------------- helpers */
-
-static inline uint16_t rd_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static inline uint32_t rd_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v); /* little-endian host */
-    return v;
-}
-
-/* The half at p, converted exactly and broadcast to eight lanes. */
-AVX2_INLINE __m256 bcast_f16(const uint8_t *p)
-{
-    return _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p))));
-}
-
-/* Eight bytes at p, zero- or sign-extended to eight int32 lanes. */
-AVX2_INLINE __m256i load8_u8(const uint8_t *p)
-{
-    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
-}
-
-AVX2_INLINE __m256i load8_i8(const uint8_t *p)
-{
-    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
-}
-
-/* Prefetch the line at base + off into L1.  The address may lie past the
- * end of the matrix (a prefetch never faults), so it is formed as an
- * integer, not by pointer arithmetic. */
-AVX2_INLINE void prefetch_at(const void *base, size_t off)
-{
-    _mm_prefetch((const char *)((uintptr_t)base + off), _MM_HINT_T0);
-}
-
-/* Lanes [0, n) set, for a tail of n < 8 elements. */
-AVX2_INLINE __m256i tail_mask(uint32_t n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* The fixed horizontal sum of matmul.h: ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
-AVX2_INLINE float hsum8(__m256 a)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* -------------------------------------------------------- dequantisers */
@@ -246,88 +191,6 @@ AVX2 static void deq_bf16(const uint8_t *b, float *out, uint32_t n)
 }
 
 /*
- * Q4_K and Q5_K: sub-blocks 2p and 2p+1 are the low and high nibbles of
- * qs[32p .. 32p+31]; Q5_K adds bit j of qh[l] as bit 4 of element l of
- * sub-block j.  x = (d*sc) * q - dmin*m, as one multiply-add per lane.
- */
-AVX2_INLINE void deq_k4_or_k5(const uint8_t *b, float *out, uint32_t nb, int five)
-{
-    const __m256i m15 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
-    uint32_t bytes = five ? 176 : 144;
-    for (uint32_t i = 0; i < nb; i++, b += bytes, out += 256) {
-        float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(b))));
-        float dmin = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(b + 2))));
-        const uint8_t *scales = b + 4;
-        const uint8_t *qh = b + 16;
-        const uint8_t *qs = b + (five ? 48 : 16);
-        for (int p = 0; p < 4; p++) {
-            int sc0, m0, sc1, m1;
-            mm_k4_scale_min(2 * p, scales, &sc0, &m0);
-            mm_k4_scale_min(2 * p + 1, scales, &sc1, &m1);
-            __m256 d0 = _mm256_set1_ps(d * (float)sc0), nm0 = _mm256_set1_ps(-(dmin * (float)m0));
-            __m256 d1 = _mm256_set1_ps(d * (float)sc1), nm1 = _mm256_set1_ps(-(dmin * (float)m1));
-            const __m128i sh0 = _mm_cvtsi32_si128(2 * p), sh1 = _mm_cvtsi32_si128(2 * p + 1);
-            for (int u = 0; u < 4; u++) {
-                __m256i q = load8_u8(qs + 32 * p + 8 * u);
-                __m256i lo = _mm256_and_si256(q, m15);
-                __m256i hi = _mm256_srli_epi32(q, 4);
-                if (five) {
-                    __m256i h = load8_u8(qh + 8 * u);
-                    lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, sh0), one), 4));
-                    hi = _mm256_or_si256(hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, sh1), one), 4));
-                }
-                _mm256_storeu_ps(out + 64 * p + 8 * u, _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), d0, nm0));
-                _mm256_storeu_ps(out + 64 * p + 32 + 8 * u, _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), d1, nm1));
-            }
-        }
-    }
-}
-
-AVX2 static void deq_q4_k(const uint8_t *b, float *out, uint32_t nb)
-{
-    deq_k4_or_k5(b, out, nb, 0);
-}
-
-AVX2 static void deq_q5_k(const uint8_t *b, float *out, uint32_t nb)
-{
-    deq_k4_or_k5(b, out, nb, 1);
-}
-
-/*
- * Q6_K: per half h (128 elements) and l in 0..31, elements l, l+32, l+64,
- * l+96 take the low nibble of ql[l], low of ql[l+32], high of ql[l], high
- * of ql[l+32], with bits 0-1, 2-3, 4-5, 6-7 of qh[l] on top; minus 32;
- * times d * scales[e / 16] (rounded as quant.c rounds it).
- */
-AVX2 static void deq_q6_k(const uint8_t *b, float *out, uint32_t nb)
-{
-    const __m256i m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3), k32 = _mm256_set1_epi32(32);
-    for (uint32_t i = 0; i < nb; i++, b += 210, out += 256) {
-        const int8_t *sc = (const int8_t *)(b + 192);
-        float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(b + 208))));
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = b + 64 * h;
-            const uint8_t *qh = b + 128 + 32 * h;
-            float *o = out + 128 * h;
-            for (int l = 0; l < 32; l += 8) {
-                int is = 8 * h + l / 16;
-                __m256i a = load8_u8(ql + l);
-                __m256i c = load8_u8(ql + 32 + l);
-                __m256i hb = load8_u8(qh + l);
-                __m256i q0 = _mm256_or_si256(_mm256_and_si256(a, m15), _mm256_slli_epi32(_mm256_and_si256(hb, m3), 4));
-                __m256i q1 = _mm256_or_si256(_mm256_and_si256(c, m15), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), m3), 4));
-                __m256i q2 = _mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), m3), 4));
-                __m256i q3 = _mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(hb, 6), 4));
-                _mm256_storeu_ps(o + l, _mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is]), _mm256_cvtepi32_ps(_mm256_sub_epi32(q0, k32))));
-                _mm256_storeu_ps(o + l + 32, _mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 2]), _mm256_cvtepi32_ps(_mm256_sub_epi32(q1, k32))));
-                _mm256_storeu_ps(o + l + 64, _mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 4]), _mm256_cvtepi32_ps(_mm256_sub_epi32(q2, k32))));
-                _mm256_storeu_ps(o + l + 96, _mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 6]), _mm256_cvtepi32_ps(_mm256_sub_epi32(q3, k32))));
-            }
-        }
-    }
-}
-
-/*
  * Dequantise columns [k0, k0 + kc) of nr rows into tile[nr][MM_KC].
  * The tile's rows are nr separate runs of memory, too many for the
  * hardware prefetchers to follow, so each row also prefetches what it
@@ -354,9 +217,9 @@ AVX2 static void fill_tile(const mm_job_t *j, const uint8_t *rows, uint32_t nr, 
         case QT_Q4_0: deq_q4_0(src, dst, nb); break;
         case QT_Q4_1: deq_q4_1(src, dst, nb); break;
         case QT_Q8_0: deq_q8_0(src, dst, nb); break;
-        case QT_Q4_K: deq_q4_k(src, dst, nb); break;
-        case QT_Q5_K: deq_q5_k(src, dst, nb); break;
-        case QT_Q6_K: deq_q6_k(src, dst, nb); break;
+        case QT_Q4_K: cpu_mm_deq_q4_k_avx2(src, dst, nb); break;
+        case QT_Q5_K: cpu_mm_deq_q5_k_avx2(src, dst, nb); break;
+        case QT_Q6_K: cpu_mm_deq_q6_k_avx2(src, dst, nb); break;
         default:      break; /* F32 is read in place; cpu_matmul let no other type in */
         }
     }
@@ -613,6 +476,9 @@ AVX2 void cpu_mm_rows_avx2(const mm_job_t *j, uint32_t o0, uint32_t n)
         case QT_Q4_0: dot_q4_0(j, o0, n); return;
         case QT_Q4_1: dot_q4_1(j, o0, n); return;
         case QT_Q8_0: dot_q8_0(j, o0, n); return;
+        case QT_Q4_K:
+        case QT_Q5_K:
+        case QT_Q6_K: cpu_mm_dot_k_avx2(j, o0, n); return;
         default:      break;
         }
     }

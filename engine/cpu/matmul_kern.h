@@ -1,7 +1,8 @@
 /*
  * matmul_kern.h - internal to cpu_matmul: the job that its driver
  * (matmul.c) hands to the kernels of each code path (matmul_portable.c
- * for the portable C path, matmul_avx2.c for x86-64 AVX2 + FMA).
+ * for the portable C path, matmul_avx2.c and matmul_kq_avx2.c for x86-64
+ * AVX2 + FMA).
  *
  * A task is a run of whole groups of MM_ROWS output rows (the driver
  * sizes it).  Both paths can take a group through the tile: tokens are
@@ -11,7 +12,7 @@
  * (float32 rows are read in place), and every token of the batch adds
  * that chunk into its per-(token, row) accumulator, which lives in a
  * stack array between chunks.  The AVX2 path also has kernels that skip
- * the tile for a few tokens of the small-block types.  None of this
+ * the tile for a few tokens of the small-block types and the K-quants.  None of this
  * changes the order of the operations on any one output, only where
  * intermediate values are kept, which is what keeps the result
  * independent of n_tok and of the thread count (see matmul.h).

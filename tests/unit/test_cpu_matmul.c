@@ -464,11 +464,14 @@ FAST_TESTS(q8_0, QT_Q8_0)
 FAST_TESTS(q4_k, QT_Q4_K)
 
 /* `exact` over n_tok 1 .. 70 on every level (AVXVNNI and AVX512 run the
- * AVX2 kernels); a type each of the few-token and the tile kernels. */
+ * AVX2 kernels): the few-token kernels (up to 8 tokens) of the small-block
+ * types and of each K-quant against their tile path. */
 static void check_exact_invariance(cpu_isa_t isa)
 {
     rng_state = 6000u + (uint32_t)isa;
     check_invariance(QT_Q4_1, 37, 576, isa, CPU_PREC_EXACT);
+    check_invariance(QT_Q4_K, 21, 768, isa, CPU_PREC_EXACT);
+    check_invariance(QT_Q5_K, 7, 512, isa, CPU_PREC_EXACT);
     check_invariance(QT_Q6_K, 19, 512, isa, CPU_PREC_EXACT);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }

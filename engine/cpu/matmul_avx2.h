@@ -1,0 +1,162 @@
+/*
+ * matmul_avx2.h - internal to cpu_matmul's x86-64 kernels (matmul_avx2.c,
+ * matmul_kq_avx2.c): the target attributes, small load helpers, the fixed
+ * horizontal sum of matmul.h, and the K-quant weight decoders that the
+ * tile fillers and the few-token kernels share, so that a weight is the
+ * same float on either path.  Include it only inside the files'
+ * x86-64 + GCC/clang block.
+ */
+#ifndef LLAMAD_CPU_MATMUL_AVX2_H
+#define LLAMAD_CPU_MATMUL_AVX2_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "matmul_kern.h"
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+static inline uint16_t rd_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t rd_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v); /* little-endian host */
+    return v;
+}
+
+/* The half at p, converted exactly and broadcast to eight lanes. */
+AVX2_INLINE __m256 bcast_f16(const uint8_t *p)
+{
+    return _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p))));
+}
+
+/* Eight bytes at p, zero- or sign-extended to eight int32 lanes. */
+AVX2_INLINE __m256i load8_u8(const uint8_t *p)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+
+AVX2_INLINE __m256i load8_i8(const uint8_t *p)
+{
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+
+/* Prefetch the line at base + off into L1.  The address may lie past the
+ * end of the matrix (a prefetch never faults), so it is formed as an
+ * integer, not by pointer arithmetic. */
+AVX2_INLINE void prefetch_at(const void *base, size_t off)
+{
+    _mm_prefetch((const char *)((uintptr_t)base + off), _MM_HINT_T0);
+}
+
+/* Lanes [0, n) set, for a tail of n < 8 elements. */
+AVX2_INLINE __m256i tail_mask(uint32_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* The fixed horizontal sum of matmul.h: ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
+AVX2_INLINE float hsum8(__m256 a)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The half at p as a float. */
+AVX2_INLINE float ld_f16(const uint8_t *p)
+{
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p))));
+}
+
+/*
+ * Q4_K and Q5_K (block bytes 144 / 176): sub-blocks 2p and 2p+1 are the
+ * low and high nibbles of qs[32p .. 32p+31]; Q5_K adds bit j of qh[l] as
+ * bit 4 of element l of sub-block j.  A weight of sub-block j is
+ * fma(q, ds[j], nm[j]) with ds[j] = d * sc_j and nm[j] = -(dmin * m_j)
+ * from kq4_scales: one rounding, the same on every path.
+ */
+AVX2_INLINE void kq4_scales(const uint8_t *b, float ds[8], float nm[8])
+{
+    /* mm_k4_scale_min for all eight sub-blocks at once, a byte each:
+     * j < 4 from the low six bits of bytes j and j + 4, j >= 4 from the
+     * nibbles of byte j + 4 with the top two bits of bytes j - 4 and j. */
+    uint32_t w0 = rd_u32(b + 4), w1 = rd_u32(b + 8), w2 = rd_u32(b + 12);
+    uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | ((w0 >> 6) & 0x03030303u) << 4;
+    uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | ((w1 >> 6) & 0x03030303u) << 4;
+    uint64_t sc = (w0 & 0x3f3f3f3fu) | (uint64_t)sc_hi << 32;
+    uint64_t m = (w1 & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
+    __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
+    __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
+    _mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_set1_ps(ld_f16(b)), scf));
+    _mm256_storeu_ps(nm, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(b + 2)), mf),
+                                       _mm256_set1_ps(-0.0f)));
+}
+
+/* The quants q of elements 32j + 8u .. 32j + 8u + 7 of the super-block
+ * at b, as floats; hi is j & 1 (a constant at every call). */
+AVX2_INLINE __m256 kq4_q(const uint8_t *b, int five, int j, int hi, int u)
+{
+    const uint8_t *qs = b + (five ? 48 : 16) + 32 * (j / 2) + 8 * u;
+    __m256i q = load8_u8(qs);
+    q = hi ? _mm256_srli_epi32(q, 4) : _mm256_and_si256(q, _mm256_set1_epi32(15));
+    if (five) {
+        __m256i h = _mm256_srl_epi32(load8_u8(b + 16 + 8 * u), _mm_cvtsi32_si128(j));
+        q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(1)), 4));
+    }
+    return _mm256_cvtepi32_ps(q);
+}
+
+/*
+ * Q6_K (210 bytes): per half h (128 elements) and l in 0..31, elements
+ * l, l+32, l+64, l+96 of the half (quarter g = 0..3) take the low nibble
+ * of ql[l], low of ql[l+32], high of ql[l], high of ql[l+32], with bits
+ * 2g, 2g+1 of qh[l] on top; minus 32; times d * scales[e / 16] (rounded
+ * as quant.c rounds it; kq6_scale).  kq6_q: q - 32 for elements
+ * 32g + l .. 32g + l + 7 of half h, l = 0, 8, 16, 24, as floats.
+ */
+AVX2_INLINE __m256 kq6_q(const uint8_t *b, int h, int g, int l)
+{
+    const uint8_t *ql = b + 64 * h + 32 * (g & 1) + l;
+    const uint8_t *qh = b + 128 + 32 * h + l;
+    __m256i a = load8_u8(ql);
+    a = (g & 2) ? _mm256_srli_epi32(a, 4) : _mm256_and_si256(a, _mm256_set1_epi32(15));
+    __m256i hb = _mm256_and_si256(_mm256_srl_epi32(load8_u8(qh), _mm_cvtsi32_si128(2 * g)),
+                                  _mm256_set1_epi32(3));
+    __m256i q = _mm256_sub_epi32(_mm256_or_si256(a, _mm256_slli_epi32(hb, 4)), _mm256_set1_epi32(32));
+    return _mm256_cvtepi32_ps(q);
+}
+
+/*
+ * The sixteen scales of a Q6_K block, sd[i] = d * scales[i] (one
+ * rounding; d the block's, converted): elements 32g + l .. +7 of half h
+ * take sd[8h + 2g + l / 16].
+ */
+AVX2_INLINE void kq6_scales(const uint8_t *b, float sd[16])
+{
+    __m256 d = _mm256_set1_ps(ld_f16(b + 208));
+    __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(b + 192));
+    _mm256_storeu_ps(sd, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+    _mm256_storeu_ps(sd + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+}
+
+/* nb super-blocks at b into nb * 256 floats at out (matmul_kq_avx2.c). */
+void cpu_mm_deq_q4_k_avx2(const uint8_t *b, float *out, uint32_t nb);
+void cpu_mm_deq_q5_k_avx2(const uint8_t *b, float *out, uint32_t nb);
+void cpu_mm_deq_q6_k_avx2(const uint8_t *b, float *out, uint32_t nb);
+
+/*
+ * Rows [o0, o0 + n) of a Q4_K, Q5_K or Q6_K job, every token, without the
+ * tile: for a few tokens (matmul_avx2.c's MM_FEW_TOKS).  The same
+ * operations on each accumulator as the tile path, so the same bits.
+ */
+void cpu_mm_dot_k_avx2(const mm_job_t *j, uint32_t o0, uint32_t n);
+
+#endif
