@@ -204,14 +204,8 @@ static int fault_strikes(engine_t *e)
     }
 }
 
-/*
- * Whether this request's next token is the plain argmax of its logits, as
- * the sampler would choose it (sampler.h step 5) with nothing before it
- * to apply (no logit_bias, no penalties, no stop tokens masked for
- * min_tokens) and no alternatives to report: then the backend may choose
- * it on the device.
- */
-static int greedy_only(const request_t *q)
+/* (sampler.h step 5): then the backend may choose the token on the device. */
+int req_greedy_only(const request_t *q)
 {
     const sampler_params_t *p = &q->sp;
     return (p->temperature == 0.0f || p->top_k == 1) && !q->use_pen && p->n_logit_bias == 0 &&
@@ -226,7 +220,7 @@ static int step_is_greedy(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
         return 0;
     for (uint32_t i = 0; i < n; i++)
         if (seqs[i]->step_n_score > 0 ||
-            (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner)))
+            (seqs[i]->step_logit >= 0 && !req_greedy_only(seqs[i]->owner)))
             return 0;
     return 1;
 }
@@ -236,6 +230,7 @@ static uint32_t step(engine_t *e)
 {
     batch_t b;
     sched_seq_t *const *seqs;
+    spec_propose(e);
     uint32_t n = sched_plan(e->sched, &b, &seqs);
     if (n == 0 || fault_strikes(e))
         return n;
@@ -275,6 +270,10 @@ static uint32_t step(engine_t *e)
             continue;
         request_t *q = s->owner;
         float *row = greedy ? NULL : e->logits + (uint64_t)s->step_logit * e->n_vocab;
+        if (s->step_n_draft > 0) {
+            spec_verify(e, s, greedy ? am : NULL);
+            continue;
+        }
         if (q->forks != NULL)   /* its prompt is computed: the siblings share it */
             req_fork(e, q, row, greedy ? &am[s->step_logit] : NULL);
         if (greedy) {
@@ -330,6 +329,8 @@ static void publish_stats(engine_t *e)
     st.last_step_tokens = ss.last_tokens;
     st.last_step_seqs = ss.last_seqs;
     st.busy_seconds = e->busy_seconds;
+    st.spec_draft_tokens = e->spec_drafted;
+    st.spec_accepted_tokens = e->spec_accepted;
     pthread_mutex_lock(&e->st_mu);
     st.queued = e->snap.queued;
     st.requests_submitted = e->snap.requests_submitted;
