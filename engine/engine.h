@@ -127,7 +127,7 @@ typedef struct {
     int fp16_weights;           /* CUDA: weights and GEMM inputs as fp16 (1) or bf16 (0) */
     int native_weights;         /* CUDA: quantised layer weights kept in their GGUF blocks
                                    (gpu-weight-type = native; GEMM inputs bf16) */
-    int speculative;            /* 1: greedy decodes verify prompt-lookup drafts by default
+    int speculative;            /* 1: decodes verify prompt-lookup drafts by default
                                    (speculative = prompt-lookup; docs/ENGINE.md) */
     uint32_t spec_tokens;       /* most draft tokens per decode, <= ENGINE_SPEC_MAX_TOKENS;
                                    0 = 4 */
@@ -355,8 +355,7 @@ typedef struct {
                                    with sampling.seed + i, so it equals its run alone */
     void *const *choice_cookies; /* [n_choices] each choice's cookie, or NULL: all carry cookie */
     int speculative;            /* 0: the engine's default (engine_opts_t.speculative); 1: on,
-                                   -1: off.  Only greedy requests without logit_bias,
-                                   penalties, logprobs, constraint or pending min_tokens are
+                                   -1: off.  Requests under a constraint are not
                                    speculated; the output is the same either way */
 } engine_request_t;
 

@@ -296,14 +296,6 @@ int req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r);
  */
 int req_on_scores(engine_t *e, request_t *q, float *logits, uint32_t pos, uint32_t n);
 
-/*
- * Whether q's next token is the plain argmax of its logits, as the sampler
- * would choose it with nothing before it to apply (no logit_bias, no
- * penalties, no stop tokens masked for min_tokens, no constraint) and no
- * alternatives to report.
- */
-int req_greedy_only(const request_t *q);
-
 /* ---- spec.c: speculative decoding by prompt lookup (docs/ENGINE.md) */
 
 /*

@@ -204,8 +204,14 @@ static int fault_strikes(engine_t *e)
     }
 }
 
-/* (sampler.h step 5): then the backend may choose the token on the device. */
-int req_greedy_only(const request_t *q)
+/*
+ * Whether this request's next token is the plain argmax of its logits, as
+ * the sampler would choose it (sampler.h step 5) with nothing before it
+ * to apply (no logit_bias, no penalties, no stop tokens masked for
+ * min_tokens) and no alternatives to report: then the backend may choose
+ * it on the device.
+ */
+static int greedy_only(const request_t *q)
 {
     const sampler_params_t *p = &q->sp;
     return (p->temperature == 0.0f || p->top_k == 1) && !q->use_pen && p->n_logit_bias == 0 &&
@@ -220,7 +226,7 @@ static int step_is_greedy(engine_t *e, sched_seq_t *const *seqs, uint32_t n)
         return 0;
     for (uint32_t i = 0; i < n; i++)
         if (seqs[i]->step_n_score > 0 ||
-            (seqs[i]->step_logit >= 0 && !req_greedy_only(seqs[i]->owner)))
+            (seqs[i]->step_logit >= 0 && !greedy_only(seqs[i]->owner)))
             return 0;
     return 1;
 }

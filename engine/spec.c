@@ -3,9 +3,18 @@
  * "Speculative decoding"): a decoding sequence proposes the tokens that
  * followed the last occurrence of its latest tokens in its own prompt and
  * output, the step computes them with its token, and each is kept while
- * it is the token the model would have chosen there.  Greedy requests
- * only (req_greedy_only): their tokens are the argmax of each row, so the
- * output is the same with or without speculation.  Engine thread.
+ * it is the token the request's own sampler draws there.
+ *
+ * Each row is sampled exactly as a one-token step would sample it (bias,
+ * penalties with the tokens accepted before it, min_tokens, temperature,
+ * top-k/p, the draw u = sampler_uniform(seed, index)), so the output is
+ * the same token for token as without speculation, greedy or seeded.  For
+ * a sampled request this is the standard speculative sampling rule for a
+ * proposal that is certain (q(x) = 1 on the draft token x): the draw
+ * equals x with probability p(x) (accept), and otherwise is distributed
+ * as p with x removed, renormalised (the residual max(p - q, 0)), which is
+ * the token kept.  Requests under a constraint are not speculated.
+ * Engine thread.
  */
 #include <string.h>
 
@@ -36,8 +45,8 @@ void spec_propose(engine_t *e)
     for (sched_seq_t *s = sched_running(e->sched); s != NULL; s = s->next) {
         request_t *q = s->owner;
         s->n_draft = 0;
-        /* decoding (a token generated, the last not yet computed) a greedy request */
-        if (!q->speculate || q->n_generated == 0 || s->n_computed + 1 != s->n_tokens || !req_greedy_only(q))
+        /* decoding (a token generated, the last not yet computed), no constraint */
+        if (!q->speculate || q->n_generated == 0 || s->n_computed + 1 != s->n_tokens || q->gm != NULL)
             continue;
         /* a step yields at most drafts + 1 tokens: none past max_tokens */
         uint32_t left = q->max_tokens - q->n_generated;
@@ -70,7 +79,7 @@ void spec_verify(engine_t *e, sched_seq_t *s, const bk_argmax_t *am)
         }
         if (ended)
             return; /* q is freed, its blocks with it */
-        /* the model's token at draft position j: kept when it is the draft's */
+        /* the token drawn at draft position j: the draft is accepted when it is that token */
         if (j == d || s->tokens[s->n_tokens - 1] != q->draft[j] || sched_draft_accept(e->sched, s) != 0)
             break;
         e->spec_accepted++;

@@ -1361,6 +1361,54 @@ TEST(speculative_greedy_outputs_equal_plain_decoding)
     open_spec_tokens = 0;
 }
 
+/*
+ * Sampled requests: every draw is sampler_uniform(seed, index), so verifying a draft by
+ * drawing the row's token as a one-token step would and keeping the draft while it is the
+ * token drawn gives each seed the very tokens of plain sampling (the standard acceptance
+ * rule for a certain proposal: accepted with probability p(x), else a draw from p without
+ * x).  So the check is per seed, stronger than a distribution test: 32 seeds, with
+ * penalties, logprobs and min_tokens among them, identical with and without, and drafts
+ * accepted.
+ */
+#define NS 32
+TEST(speculative_sampled_outputs_equal_plain_sampling)
+{
+    static job_t ref[NS], got[NS];
+    engine_stats_t st;
+    job_t *sets[2] = { ref, got };
+    for (int on = 0; on < 2; on++) {
+        open_spec_tokens = on ? 4 : 0;
+        engine_t *e = open_engine(NS, 512, 256ull << 20, 1, 64);
+        job_t *j = sets[on];
+        memset(j, 0, NS * sizeof *j);
+        for (int i = 0; i < NS; i++) {
+            encode(e, extracts[i % NX], &j[i]);
+            j[i].max_tokens = 24;
+            j[i].ignore_eos = 1;
+            j[i].temperature = i % 2 ? 0.5f : 1.0f;
+            j[i].seed = 7000 + (uint64_t)i;
+            j[i].repetition_penalty = i % 5 == 0 ? 1.2f : 0.0f;
+            j[i].n_logprobs = i % 7 == 0 ? 3 : 0;
+            j[i].min_tokens = i % 6 == 0 ? 10 : 0;
+        }
+        run_all(e, j, NS, 0);
+        settle(e, &st);
+        if (on) {
+            printf("  info: sampled: %llu of %llu drafts accepted\n", (unsigned long long)st.spec_accepted_tokens,
+                   (unsigned long long)st.spec_draft_tokens);
+            ASSERT(st.spec_accepted_tokens > 0);
+        } else {
+            ASSERT_EQ_U64(st.spec_draft_tokens, 0);
+        }
+        ASSERT_EQ_INT(st.blocks_used, 0);
+        engine_destroy(e);
+    }
+    open_spec_tokens = 0;
+    same_jobs(ref, got, NS, "speculative, sampled");
+    for (int i = 0; i < NS; i++)
+        ASSERT_EQ_INT(got[i].n_out, 24);
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
           T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
@@ -1371,4 +1419,5 @@ TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_
           T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated),
           T(n_choices_share_prompts_cancel_and_preempt_without_leaks), T(n_choices_compute_the_prompt_once),
           T(speculative_greedy_outputs_equal_plain_decoding),
+          T(speculative_sampled_outputs_equal_plain_sampling),
           T(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest))
