@@ -460,8 +460,9 @@ static uint32_t plan_draft(sched_t *s, sched_seq_t *q, uint32_t budget)
 
 int sched_draft_accept(sched_t *s, sched_seq_t *q)
 {
-    if (q->state != SCHED_RUNNING || q->n_computed + 1 != q->n_tokens ||
-        q->n_tokens > q->step_draft_end)
+    uint32_t pos = q->n_tokens - 1, first = q->step_draft_end - q->step_new;
+    if (q->state != SCHED_RUNNING || q->n_computed + 1 != q->n_tokens || q->step_new == 0 ||
+        pos < first || pos >= q->step_draft_end || s->tokens[q->step_at + pos - first] != q->tokens[pos])
         return ERR_STATE;
     q->n_computed++;
     kv_seq_commit(s->kv, &q->kv, q->tokens, q->n_computed);
@@ -600,6 +601,7 @@ static void build_batch(sched_t *s, batch_t *b)
             s->pos[t] = (int32_t)(q->n_computed + j);
         }
         q->step_draft_end = q->n_computed + q->step_new;
+        q->step_at = t - q->step_new;
         if (q->n_computed + own == q->n_tokens) {
             q->step_logit = (int32_t)n_logits;
             for (uint32_t j = 0; j <= q->step_n_draft; j++)

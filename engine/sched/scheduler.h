@@ -119,6 +119,7 @@ struct sched_seq {
     uint32_t step_score_pos;
     uint32_t step_n_draft;  /* draft tokens computed this step: rows step_logit + 1 .. */
     uint32_t step_draft_end;/* positions [0, step_draft_end) have keys and values after it */
+    uint32_t step_at;       /* its first token's index in the step's batch */
     int32_t cow_src, cow_dst;   /* a block copied for this step's write, or -1 */
 };
 
@@ -214,10 +215,11 @@ void sched_commit(sched_t *s);
 int sched_append(sched_t *s, sched_seq_t *q, int32_t token);
 
 /*
- * Speculative decoding, after sched_commit: the token just appended to q
- * (sched_append) is the draft token the step computed at that position,
- * so its keys and values are in the cache: count it computed.  Returns 0,
- * or ERR_STATE when the step did not compute that position.
+ * Speculative decoding, after sched_commit: when the token just appended
+ * to q (sched_append) is the draft token the step computed at that
+ * position, its keys and values are in the cache: count it computed.
+ * Returns 0, or ERR_STATE when the step did not compute that position or
+ * computed another token there (nothing changes).
  */
 int sched_draft_accept(sched_t *s, sched_seq_t *q);
 
