@@ -1273,7 +1273,7 @@ static void make_extract_jobs(engine_t *e, job_t *jobs)
     memset(jobs, 0, NX * sizeof *jobs);
     for (int i = 0; i < NX; i++) {
         encode(e, extracts[i], &jobs[i]);
-        jobs[i].max_tokens = 40;
+        jobs[i].max_tokens = 28;
         jobs[i].ignore_eos = i >= 2;
     }
 }
@@ -1366,11 +1366,11 @@ TEST(speculative_greedy_outputs_equal_plain_decoding)
  * drawing the row's token as a one-token step would and keeping the draft while it is the
  * token drawn gives each seed the very tokens of plain sampling (the standard acceptance
  * rule for a certain proposal: accepted with probability p(x), else a draw from p without
- * x).  So the check is per seed, stronger than a distribution test: 32 seeds, with
+ * x).  So the check is per seed, stronger than a distribution test: 16 seeds, with
  * penalties, logprobs and min_tokens among them, identical with and without, and drafts
  * accepted.
  */
-#define NS 32
+#define NS 16
 TEST(speculative_sampled_outputs_equal_plain_sampling)
 {
     static job_t ref[NS], got[NS];
@@ -1383,7 +1383,7 @@ TEST(speculative_sampled_outputs_equal_plain_sampling)
         memset(j, 0, NS * sizeof *j);
         for (int i = 0; i < NS; i++) {
             encode(e, extracts[i % NX], &j[i]);
-            j[i].max_tokens = 24;
+            j[i].max_tokens = 16;
             j[i].ignore_eos = 1;
             j[i].temperature = i % 2 ? 0.5f : 1.0f;
             j[i].seed = 7000 + (uint64_t)i;
@@ -1406,7 +1406,7 @@ TEST(speculative_sampled_outputs_equal_plain_sampling)
     open_spec_tokens = 0;
     same_jobs(ref, got, NS, "speculative, sampled");
     for (int i = 0; i < NS; i++)
-        ASSERT_EQ_INT(got[i].n_out, 24);
+        ASSERT_EQ_INT(got[i].n_out, 16);
 }
 
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
