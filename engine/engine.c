@@ -157,6 +157,14 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     read_event_fault_hook(e);
     e->max_tokens = o->max_batch_tokens ? o->max_batch_tokens : DEFAULT_BATCH_TOKENS;
     e->max_queue = o->max_queue ? o->max_queue : DEFAULT_MAX_QUEUE;
+    if (o->spec_tokens > ENGINE_SPEC_MAX_TOKENS || o->spec_ngram > ENGINE_SPEC_MAX_TOKENS) {
+        rc = err_set(err, errlen, ERR_RANGE, "spec-tokens %u, spec-ngram %u: at most %d each",
+                     o->spec_tokens, o->spec_ngram, ENGINE_SPEC_MAX_TOKENS);
+        goto fail;
+    }
+    e->speculative = o->speculative;
+    e->spec_tokens = o->spec_tokens ? o->spec_tokens : 4;
+    e->spec_ngram = o->spec_ngram ? o->spec_ngram : 3;
     e->notify = o->notify;
     e->notify_ctx = o->notify_ctx;
     if ((rc = model_create_flags(&e->model, o->model_path, o->chat_template,

@@ -128,6 +128,11 @@ typedef struct {
     int fp16_weights;           /* CUDA: weights and GEMM inputs as fp16 (1) or bf16 (0) */
     int native_weights;         /* CUDA: quantised layer weights kept in their GGUF blocks
                                    (gpu-weight-type = native; GEMM inputs bf16) */
+    int speculative;            /* 1: decodes verify prompt-lookup drafts by default
+                                   (speculative = prompt-lookup; docs/ENGINE.md) */
+    uint32_t spec_tokens;       /* most draft tokens per decode, <= ENGINE_SPEC_MAX_TOKENS;
+                                   0 = 4 */
+    uint32_t spec_ngram;        /* longest run of last tokens looked up; 0 = 3 */
     engine_notify_cb notify;    /* may be NULL (then use engine_wait) */
     void *notify_ctx;
 } engine_opts_t;
@@ -302,6 +307,8 @@ void engine_constraint_release(engine_constraint_t *c);   /* NULL is fine */
 #define ENGINE_MAX_STOP_TOKENS  16     /* extra stop token ids per request */
 #define ENGINE_MAX_SALT         256    /* bytes of cache salt */
 #define ENGINE_MAX_TRIGGER      64     /* bytes of a constraint's trigger */
+/* The most draft tokens one decode verifies (engine_opts_t.spec_tokens). */
+#define ENGINE_SPEC_MAX_TOKENS 16
 #define ENGINE_MAX_CHOICES      128    /* sequences of one submission (n_choices) */
 
 typedef struct {
@@ -348,6 +355,9 @@ typedef struct {
                                    shared (docs/ENGINE.md, "Several choices"); choice i samples
                                    with sampling.seed + i, so it equals its run alone */
     void *const *choice_cookies; /* [n_choices] each choice's cookie, or NULL: all carry cookie */
+    int speculative;            /* 0: the engine's default (engine_opts_t.speculative); 1: on,
+                                   -1: off.  Requests under a constraint are not
+                                   speculated; the output is the same either way */
 } engine_request_t;
 
 /* Defaults: no tokens, sampler_params_init's sampling, max_tokens 0, no stops. */
@@ -498,6 +508,8 @@ typedef struct {
     uint32_t last_step_tokens;
     uint32_t last_step_seqs;
     double busy_seconds;        /* time spent in steps */
+    uint64_t spec_draft_tokens;    /* speculative decoding: draft tokens verified */
+    uint64_t spec_accepted_tokens; /* of those, accepted */
 } engine_stats_t;
 
 /* A snapshot as of the end of the engine's last iteration.  Any thread. */

@@ -101,6 +101,8 @@ typedef struct request {
                                    linked through fork_next */
     struct request *fork_next;
     struct request *prev, *next;/* the engine's live requests */
+    int speculate;              /* decodes may verify prompt-lookup drafts (spec.c) */
+    int32_t draft[ENGINE_SPEC_MAX_TOKENS]; /* this step's draft (seq.draft) */
 } request_t;
 
 enum { FAULT_NONE, FAULT_STALL, FAULT_FAIL };
@@ -188,6 +190,9 @@ struct engine {
     uint64_t finished[ENGINE_N_FINISH];
     uint64_t generated;
     double busy_seconds;
+    uint32_t spec_tokens, spec_ngram; /* speculative decoding (spec.c); immutable */
+    int speculative;            /* the requests' default */
+    uint64_t spec_drafted, spec_accepted;
 };
 
 /* ---- engine_loop.c */
@@ -271,16 +276,16 @@ int req_create_group(engine_t *e, const engine_request_t *r, uint32_t n, request
 /*
  * The request's next token was sampled from `logits` (its row, [n_vocab],
  * processed in place): post its token event and, if it ends here, finish
- * it.  Engine thread.
+ * it.  Returns 1 when it ended (q is freed), else 0.  Engine thread.
  */
-void req_on_logits(engine_t *e, request_t *q, float *logits);
+int req_on_logits(engine_t *e, request_t *q, float *logits);
 
 /*
  * The request's next token was chosen elsewhere (rc 0, *r; the device's
  * greedy choice) or could not be (rc < 0, as sampler_sample's): the rest
- * of req_on_logits.  Engine thread.
+ * of req_on_logits, with its return value.  Engine thread.
  */
-void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r);
+int req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r);
 
 /*
  * Rows logits[n, n_vocab] are those of prompt positions pos .. pos + n - 1
@@ -290,6 +295,27 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *r)
  * freed.  0 otherwise.  Before req_on_logits.  Engine thread.
  */
 int req_on_scores(engine_t *e, request_t *q, float *logits, uint32_t pos, uint32_t n);
+
+/* ---- spec.c: speculative decoding by prompt lookup (docs/ENGINE.md) */
+
+/*
+ * Up to k tokens that followed the most recent earlier occurrence of the
+ * last g tokens of t[0, n), for g from ngram down to 1 (the first g that
+ * occurs): into out[0 .. return value).  0 when nothing matches.
+ */
+uint32_t spec_lookup(const int32_t *t, uint32_t n, uint32_t ngram, uint32_t k, int32_t *out);
+
+/* Before sched_plan: set each running decode's draft (seq.draft, n_draft), or none. */
+void spec_propose(engine_t *e);
+
+/*
+ * After sched_commit, for a sequence whose step verified drafts
+ * (step_n_draft > 0): take its tokens row by row, as req_on_logits (rows
+ * from e->logits) or req_on_sample (am: the device's greedy choices) would
+ * one step at a time, while each equals the draft, then return the blocks
+ * the rejected drafts held.  The request may end (and be freed) here.
+ */
+void spec_verify(engine_t *e, sched_seq_t *s, const bk_argmax_t *am);
 
 /*
  * Siblings forked from lead q, whose prompt was just computed: each joins

@@ -236,6 +236,7 @@ static uint32_t step(engine_t *e)
 {
     batch_t b;
     sched_seq_t *const *seqs;
+    spec_propose(e);
     uint32_t n = sched_plan(e->sched, &b, &seqs);
     if (n == 0 || fault_strikes(e))
         return n;
@@ -275,6 +276,10 @@ static uint32_t step(engine_t *e)
             continue;
         request_t *q = s->owner;
         float *row = greedy ? NULL : e->logits + (uint64_t)s->step_logit * e->n_vocab;
+        if (s->step_n_draft > 0) {
+            spec_verify(e, s, greedy ? am : NULL);
+            continue;
+        }
         if (q->forks != NULL)   /* its prompt is computed: the siblings share it */
             req_fork(e, q, row, greedy ? &am[s->step_logit] : NULL);
         if (greedy) {
@@ -330,6 +335,8 @@ static void publish_stats(engine_t *e)
     st.last_step_tokens = ss.last_tokens;
     st.last_step_seqs = ss.last_seqs;
     st.busy_seconds = e->busy_seconds;
+    st.spec_draft_tokens = e->spec_drafted;
+    st.spec_accepted_tokens = e->spec_accepted;
     pthread_mutex_lock(&e->st_mu);
     st.queued = e->snap.queued;
     st.requests_submitted = e->snap.requests_submitted;

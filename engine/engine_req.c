@@ -92,6 +92,7 @@ int req_create(engine_t *e, const engine_request_t *r, request_t **out, char *er
     if (r->n_stop_tokens > 0)
         memcpy(q->stop_tokens, r->stop_tokens, r->n_stop_tokens * sizeof(int32_t));
     q->sp = r->sampling;
+    q->speculate = r->speculative > 0 || (r->speculative == 0 && e->speculative);
     tok_decoder_init(&q->dec, e->model->tok, r->keep_special ? 0 : TOK_DECODE_SKIP_SPECIAL);
     tok_text_init(&q->held);
 
@@ -351,7 +352,7 @@ static void mask_stops(const engine_t *e, const request_t *q, float *logits)
         logits[q->stop_tokens[i]] = -INFINITY;  /* checked against n_vocab at submission */
 }
 
-void req_on_logits(engine_t *e, request_t *q, float *logits)
+int req_on_logits(engine_t *e, request_t *q, float *logits)
 {
     sampler_result_t r;
     if (req_constrained(q)) {
@@ -363,30 +364,30 @@ void req_on_logits(engine_t *e, request_t *q, float *logits)
             snprintf(msg, sizeof msg, "%s", mrc == ERR_STATE ? "the constraint allows no token "
                      "of this vocabulary here" : err_str(mrc));
             req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, msg);
-            return;
+            return 1;
         }
         constraint_apply(e, q, logits);
     }
     if (q->n_generated < q->min_tokens)
         mask_stops(e, q, logits);
     int rc = sampler_sample(e->sampler, &q->sp, q->use_pen ? &q->pen : NULL, logits, q->n_generated, &r);
-    req_on_sample(e, q, rc, &r);
+    return req_on_sample(e, q, rc, &r);
 }
 
-void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *res)
+int req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *res)
 {
     if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "sampling failed: %s (the model produced no usable logits)", err_str(rc));
         req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, msg);
-        return;
+        return 1;
     }
     q->n_generated++;
     e->generated++;
     /* tokens up to min_tokens were drawn with the stop tokens masked */
     if (q->n_generated > q->min_tokens && is_stop_token(e, q, res->token)) {
         req_finish(e, q, ENGINE_FINISH_STOP, res->token, -1, NULL);
-        return;
+        return 1;
     }
     if (q->use_pen)
         sampler_seq_accept(&q->pen, res->token);
@@ -396,11 +397,11 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
             if (constraint_watch(e, q, res->token) != 0) {
                 req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the text after the constraint's "
                            "trigger is outside the constraint");
-                return;
+                return 1;
             }
         } else if (gm_feed_token(q->gm, e->gvocab, res->token) != 0) {
             req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "the token chosen is outside the constraint");
-            return;
+            return 1;
         }
         /* a whole string of the language that nothing may extend: done */
         complete = gm_accepting(q->gm) && !gm_can_continue(q->gm);
@@ -439,19 +440,22 @@ void req_on_sample(engine_t *e, request_t *q, int rc, const sampler_result_t *re
     if (stopped) {
         q->held.len = q->unsent; /* the stop string and anything after it are never shown */
         req_finish(e, q, ENGINE_FINISH_STOP, -1, which, NULL);
-        return;
+        return 1;
     }
     if (complete) {
         req_finish(e, q, ENGINE_FINISH_STOP, -1, -1, NULL);
-        return;
+        return 1;
     }
     if (q->held.len + REQ_PIECE_MAX > ENGINE_TEXT_MAX) {
         /* events have failed for so long that one more token's text might not fit the next */
         req_finish(e, q, ENGINE_FINISH_ERROR, -1, -1, "out of memory for the request's events");
-        return;
+        return 1;
     }
-    if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, res->token) != 0)
+    if (q->n_generated >= q->max_tokens || sched_append(e->sched, &q->seq, res->token) != 0) {
         req_finish(e, q, ENGINE_FINISH_LENGTH, -1, -1, NULL);
+        return 1;
+    }
+    return 0;
 }
 
 int req_on_scores(engine_t *e, request_t *q, float *logits, uint32_t pos, uint32_t n)

@@ -104,6 +104,8 @@ typedef struct {
     int prompt_logprobs;        /* vLLM's prompt_logprobs given: per prompt token its logprob
                                    and prompt_top alternatives (not streamed) */
     uint32_t prompt_top;        /* [0, 5] on completions, [0, 20] on chat, as logprobs */
+    int speculative;            /* llamad's "speculative": 1 true, -1 false, 0 absent (the
+                                   server's speculative setting) */
     uint32_t n;                 /* choices returned per prompt, [1, API_MAX_N] */
     uint32_t best_of;           /* sequences generated per prompt, [n, API_MAX_N]; the n of
                                    highest cumulative log-probability are returned */

@@ -329,6 +329,12 @@ static int parse_served(const cJSON *root, const api_limits_t *lim, api_request_
         req->prompt_logprobs = 1;
         req->prompt_top = (uint32_t)k;
     }
+    /* llamad's: speculative decoding on or off for this request (the server's setting) */
+    int spec = -2;
+    if ((rc = jget_opt_bool(root, "speculative", &spec, e)) != 0)
+        return rc;
+    if (spec != -2)
+        req->speculative = spec ? 1 : -1;
     if ((v = jget_field(root, "priority")) != NULL) {
         int64_t p;
         if ((rc = jget_int(v, "priority", INT32_MIN, INT32_MAX, &p, e)) != 0)

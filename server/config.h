@@ -95,6 +95,12 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Reuse the KV cache of prompt prefixes that earlier requests computed.")         \
     X("engine", "prefix-cache-per-key", CFG_BOOL, prefix_cache_per_key, "no", 0, 0, NULL, \
       "Share cached prompt prefixes only between requests made with the same API key.") \
+    X("engine", "speculative",      CFG_STR,   speculative,      "off", 0, 0, "off|prompt-lookup", \
+      "Speculative decoding: prompt-lookup proposes the tokens that followed the last occurrence of the latest ones in the prompt and output, and one step verifies them (the same output, greedy or seeded; not under a constraint; faster when the answer repeats its input, see docs/PERFORMANCE.md). A request may override it (\"speculative\": true or false).") \
+    X("engine", "spec-tokens",      CFG_INT,   spec_tokens,      "4", 1, 16, NULL,     \
+      "Speculative decoding: most proposed tokens verified per step of one request.")  \
+    X("engine", "spec-ngram",       CFG_INT,   spec_ngram,       "3", 1, 16, NULL,     \
+      "Speculative decoding: longest run of latest tokens looked up (shorter ones down to 1 when it is not found).") \
     X("log",    "log-level",        CFG_STR,   log_level,        "info", 0, 0, "error|warn|info|debug", \
       "Least severe message that is logged.")                                          \
     X("log",    "log-file",         CFG_STR,   log_file,         "", 0, 0, NULL,       \

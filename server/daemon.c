@@ -52,6 +52,8 @@ void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo)
         .max_step_ms = (uint32_t)cfg->max_step_time,
         .max_seqs = (uint32_t)cfg->max_seqs, .max_queue = (uint32_t)cfg->max_queue,
         .no_prefix_cache = !cfg->prefix_cache,
+        .speculative = strcmp(cfg->speculative, "prompt-lookup") == 0,
+        .spec_tokens = (uint32_t)cfg->spec_tokens, .spec_ngram = (uint32_t)cfg->spec_ngram,
         .cuda_graphs = strcmp(cfg->cuda_graphs, "on") == 0    ? 1
                      : strcmp(cfg->cuda_graphs, "off") == 0   ? -1 : 0,
         .fp16_weights = strcmp(cfg->gpu_weight_type, "fp16") == 0,

@@ -492,6 +492,7 @@ int generate_handle(daemon_t *d, http_request_t *req, api_kind_t kind, const cha
             continue;   /* the prompt's last choice submits them all */
         /* the prompt is computed once for all its choices (a fork), and scored once */
         er.prompt_logprobs = score;
+        er.speculative = ar.speculative;
         er.tokens = pr.ids[c->prompt];
         er.n_tokens = pr.n_ids[c->prompt];
         er.sampling.seed = ar.sampling.seed;

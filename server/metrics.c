@@ -267,6 +267,11 @@ char *metrics_render(metrics_t *m, const engine_stats_t *st, const char *model_n
                    "Prompt tokens run through the forward pass (a prompt of several choices "
                    "once; recomputation after preemption included).", "",
                    (double)st->prompt_tokens_computed);
+        put_scalar(f, "llamad_spec_draft_tokens_total", "counter",
+                   "Speculative decoding: proposed tokens verified.", "", (double)st->spec_draft_tokens);
+        put_scalar(f, "llamad_spec_accepted_tokens_total", "counter",
+                   "Speculative decoding: proposed tokens accepted.", "",
+                   (double)st->spec_accepted_tokens);
         put_scalar(f, "llamad_kv_double_frees_total", "counter",
                    "Releases of a KV block nobody held: a bug if not 0.", "", (double)st->kv_double_frees);
         put_scalar(f, "llamad_requests_running", "gauge", "Sequences generating.", "", st->running);
@@ -324,6 +329,10 @@ char *metrics_render(metrics_t *m, const engine_stats_t *st, const char *model_n
                        "Requests swapped to CPU memory: always 0 (llamad recomputes).", lab, 0.0);
             put_scalar(f, "vllm:num_preemptions_total", "counter", "Preemptions.", lab,
                        (double)st->preemptions);
+            put_scalar(f, "vllm:spec_decode_num_draft_tokens_total", "counter",
+                       "Speculative decoding: draft tokens.", lab, (double)st->spec_draft_tokens);
+            put_scalar(f, "vllm:spec_decode_num_accepted_tokens_total", "counter",
+                       "Speculative decoding: accepted tokens.", lab, (double)st->spec_accepted_tokens);
         }
         free(lab);
     }

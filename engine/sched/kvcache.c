@@ -348,9 +348,10 @@ void kv_seq_commit(kv_cache_t *kv, kv_seq_t *q, const int32_t *tokens, uint32_t 
     }
 }
 
-void kv_seq_release(kv_cache_t *kv, kv_seq_t *q)
+/* Let go of q's blocks past the first `keep`, last to first. */
+static void release_from(kv_cache_t *kv, kv_seq_t *q, uint32_t keep)
 {
-    while (q->n_blocks > 0) {
+    while (q->n_blocks > keep) {
         int32_t id = q->blocks[--q->n_blocks];
         if (id < 0 || (uint32_t)id >= kv->n_blocks || kv->blocks[id].ref == 0) {
             kv->double_frees++;
@@ -364,8 +365,23 @@ void kv_seq_release(kv_cache_t *kv, kv_seq_t *q)
         else
             list_push_tail(kv, &kv->free_list, id, ON_FREE);
     }
+}
+
+void kv_seq_release(kv_cache_t *kv, kv_seq_t *q)
+{
+    release_from(kv, q, 0);
     q->n_keyed = 0;
     q->last = q->root;
+}
+
+int kv_seq_truncate(kv_cache_t *kv, kv_seq_t *q, uint64_t n_tokens)
+{
+    if ((uint64_t)q->n_keyed * kv->B > n_tokens)
+        return ERR_RANGE;
+    uint64_t keep = (n_tokens + kv->B - 1) / kv->B;
+    if (keep < q->n_blocks)
+        release_from(kv, q, (uint32_t)keep);
+    return 0;
 }
 
 int kv_seq_fork(kv_cache_t *kv, kv_seq_t *dst, const kv_seq_t *src, uint64_t n_tokens)

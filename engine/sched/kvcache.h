@@ -145,6 +145,18 @@ void kv_seq_commit(kv_cache_t *kv, kv_seq_t *q, const int32_t *tokens, uint32_t 
 void kv_seq_release(kv_cache_t *kv, kv_seq_t *q);
 
 /*
+ * Shorten the sequence to positions [0, n_tokens): let go of the blocks
+ * past them, last to first, as kv_seq_release does (a block another
+ * sequence shares stays theirs; a published one becomes idle).  A kept
+ * block that is shared stays shared: the next write into it goes through
+ * kv_seq_cow.  Returns 0 (n_tokens at or past what the sequence holds
+ * changes nothing), or ERR_RANGE when n_tokens would cut a block the
+ * sequence has keyed (its contents are published under those tokens);
+ * on error nothing changes.
+ */
+int kv_seq_truncate(kv_cache_t *kv, kv_seq_t *q, uint64_t n_tokens);
+
+/*
  * Make dst, which holds no blocks, share the blocks of src that hold
  * positions [0, n_tokens) (src's computed tokens): their reference
  * counts go up, and dst's keys continue where src's stop (same root, so

@@ -201,6 +201,7 @@ void sched_add(sched_t *s, sched_seq_t *q)
     q->step_logit = -1;
     q->step_score = -1;
     q->step_n_score = 0;
+    q->step_n_draft = 0;
     q->cow_src = q->cow_dst = -1;
     kv_seq_start(s->kv, &q->kv, q->salt, q->salt_len);
     push_by_priority(&s->waiting, q);
@@ -219,6 +220,7 @@ void sched_remove(sched_t *s, sched_seq_t *q)
     kv_seq_release(s->kv, &q->kv);
     q->state = SCHED_DONE;
     q->step_new = 0;
+    q->step_n_draft = 0;
     q->step_logit = -1;
     q->step_score = -1;
     q->step_n_score = 0;
@@ -254,6 +256,7 @@ int sched_fork(sched_t *s, sched_seq_t *parent, sched_seq_t *child)
     child->started = 1;
     child->step_new = 0;
     child->step_logit = -1;
+    child->step_n_draft = 0;
     child->cow_src = child->cow_dst = -1;
     child->admitted_at = ++s->admissions;
     push_back(&s->running, child);
@@ -354,7 +357,7 @@ static uint32_t score_fit(const sched_t *s, const sched_seq_t *q, uint32_t n_new
 
 static void plan_add(sched_t *s, sched_seq_t *q, uint32_t n_new, int prefill, uint32_t *budget)
 {
-    s->score_left -= score_rows(q, n_new);
+    s->score_left -= score_rows(q, n_new) + q->step_n_draft;
     q->step_new = n_new;
     s->plan[s->n_plan++] = q;
     *budget -= n_new;
@@ -370,9 +373,10 @@ static void plan_drop(sched_t *s, sched_seq_t *q, uint32_t *budget)
         memmove(&s->plan[i], &s->plan[i + 1], (s->n_plan - i - 1) * sizeof s->plan[0]);
         s->n_plan--;
         *budget += q->step_new;
-        s->score_left += score_rows(q, q->step_new);
+        s->score_left += score_rows(q, q->step_new) + q->step_n_draft;
         s->est_ns -= chunk_cost(s, q->n_computed, q->step_new);
         q->step_new = 0;
+        q->step_n_draft = 0;
         return;
     }
 }
@@ -427,6 +431,50 @@ static int grow_running(sched_t *s, sched_seq_t *q, uint32_t *n_new, int may_shr
     }
 }
 
+/*
+ * The draft tokens decoding sequence q (its blocks reserved for its one
+ * token) computes too: what the token budget spares beyond a token for
+ * every running sequence, the extra rows, its table and the free blocks
+ * allow (never by preempting).  Sets q->step_n_draft.
+ */
+static uint32_t plan_draft(sched_t *s, sched_seq_t *q, uint32_t budget)
+{
+    uint32_t d = q->n_draft;
+    uint32_t spare = budget > s->running.n ? budget - s->running.n : 0;
+    if (d > spare)
+        d = spare;
+    if (d > s->score_left)
+        d = s->score_left;
+    if (d > q->cap_tokens - q->n_tokens)
+        d = q->cap_tokens - q->n_tokens;
+    if (d > 0) { /* the blocks the others may still need stay free */
+        uint64_t want = kv_blocks_for(s->kv, (uint64_t)q->n_tokens + d);
+        uint64_t need = want > q->kv.n_blocks ? want - q->kv.n_blocks : 0;
+        if (need + s->watermark + s->running.n > kv_available(s->kv) ||
+            kv_seq_reserve(s->kv, &q->kv, (uint64_t)q->n_tokens + d) != 0)
+            d = 0;
+    }
+    q->step_n_draft = d;
+    return d;
+}
+
+int sched_draft_accept(sched_t *s, sched_seq_t *q)
+{
+    uint32_t pos = q->n_tokens - 1, first = q->step_draft_end - q->step_new;
+    if (q->state != SCHED_RUNNING || q->n_computed + 1 != q->n_tokens || q->step_new == 0 ||
+        pos < first || pos >= q->step_draft_end || s->tokens[q->step_at + pos - first] != q->tokens[pos])
+        return ERR_STATE;
+    q->n_computed++;
+    kv_seq_commit(s->kv, &q->kv, q->tokens, q->n_computed);
+    return 0;
+}
+
+void sched_draft_end(sched_t *s, sched_seq_t *q)
+{
+    if (q->state == SCHED_RUNNING)
+        (void)kv_seq_truncate(s->kv, &q->kv, q->n_tokens); /* keyed blocks end at n_computed */
+}
+
 /* Whether prompts after running sequence q wait for prefill: running ones, or admissible ones. */
 static int prefills_after(const sched_t *s, const sched_seq_t *q)
 {
@@ -458,6 +506,8 @@ static int plan_running(sched_t *s, uint32_t *budget)
             }
             if (!grow_running(s, q, &n_new, pass == 1, budget, &preempted))
                 break; /* q was the newest: nothing after it */
+            if (decode)
+                n_new += plan_draft(s, q, *budget);
             plan_add(s, q, n_new, pass == 1, budget);
             q = q->next;
         }
@@ -545,13 +595,17 @@ static void build_batch(sched_t *s, batch_t *b)
         q->step_score_pos = q->n_computed > q->n_scored ? q->n_computed : q->n_scored;
         for (uint32_t j = 0; j < ns; j++) /* position p is row t + p - n_computed */
             s->logit_rows[n_logits++] = (int32_t)(t + q->step_score_pos + j - q->n_computed);
+        uint32_t own = q->step_new - q->step_n_draft;
         for (uint32_t j = 0; j < q->step_new; j++, t++) {
-            s->tokens[t] = q->tokens[q->n_computed + j];
+            s->tokens[t] = j < own ? q->tokens[q->n_computed + j] : q->draft[j - own];
             s->pos[t] = (int32_t)(q->n_computed + j);
         }
-        if (q->n_computed + q->step_new == q->n_tokens) {
+        q->step_draft_end = q->n_computed + q->step_new;
+        q->step_at = t - q->step_new;
+        if (q->n_computed + own == q->n_tokens) {
             q->step_logit = (int32_t)n_logits;
-            s->logit_rows[n_logits++] = (int32_t)(t - 1);
+            for (uint32_t j = 0; j <= q->step_n_draft; j++)
+                s->logit_rows[n_logits++] = (int32_t)(t - 1 - q->step_n_draft + j);
         } else {
             q->step_logit = -1;
         }
@@ -570,6 +624,7 @@ uint32_t sched_plan(sched_t *s, batch_t *b, sched_seq_t *const **seqs)
         q->step_logit = -1;
         q->step_score = -1;
         q->step_n_score = 0;
+        q->step_n_draft = 0;
         q->cow_src = q->cow_dst = -1;
     }
     s->score_left = SCHED_SCORE_ROWS;
@@ -597,7 +652,7 @@ void sched_commit(sched_t *s)
     s->st.steps++;
     for (uint32_t i = 0; i < s->n_plan; i++) {
         sched_seq_t *q = s->plan[i];
-        uint32_t from = q->n_computed, to = q->n_computed + q->step_new;
+        uint32_t from = q->n_computed, to = q->n_computed + q->step_new - q->step_n_draft;
         s->st.tokens += q->step_new;
         if (from < q->n_prompt)
             s->st.prompt_tokens += (to < q->n_prompt ? to : q->n_prompt) - from;

@@ -96,6 +96,11 @@ struct sched_seq {
                                (positions skipped would have no rows) */
     uint32_t n_forks;       /* siblings still to fork from this sequence once its prompt is
                                computed (sched_fork, sched_unfork change it) */
+    const int32_t *draft;   /* [n_draft] tokens proposed to follow tokens[n_tokens - 1]
+                               (speculative decoding), read by sched_plan only: a decode
+                               computes them too, each with a logit row after its own, when
+                               the step has the tokens, rows and free blocks to spare */
+    uint32_t n_draft;       /* 0: none; positions n_tokens .. must fit cap_tokens */
 
     /* The scheduler's; the owner may read them. */
     sched_state_t state;
@@ -112,11 +117,15 @@ struct sched_seq {
     int32_t step_score;     /* first of step_n_score consecutive scoring rows, or -1 */
     uint32_t step_n_score;  /* the rows of positions step_score_pos, ... */
     uint32_t step_score_pos;
+    uint32_t step_n_draft;  /* draft tokens computed this step: rows step_logit + 1 .. */
+    uint32_t step_draft_end;/* positions [0, step_draft_end) have keys and values after it */
+    uint32_t step_at;       /* its first token's index in the step's batch */
     int32_t cow_src, cow_dst;   /* a block copied for this step's write, or -1 */
 };
 
-/* The most scoring rows one step computes, all sequences together: a scoring prompt
-   is prefilled in chunks of at most this many positions while it is scored. */
+/* The most scoring and draft rows one step computes, all sequences together: a scoring
+   prompt is prefilled in chunks of at most this many positions while it is scored, and
+   drafts take what the scoring rows leave. */
 #define SCHED_SCORE_ROWS 64u
 
 typedef struct {
@@ -204,6 +213,21 @@ void sched_commit(sched_t *s);
  * or ERR_STATE when the sequence is not in that state.
  */
 int sched_append(sched_t *s, sched_seq_t *q, int32_t token);
+
+/*
+ * Speculative decoding, after sched_commit: when the token just appended
+ * to q (sched_append) is the draft token the step computed at that
+ * position, its keys and values are in the cache: count it computed.
+ * Returns 0, or ERR_STATE when the step did not compute that position or
+ * computed another token there (nothing changes).
+ */
+int sched_draft_accept(sched_t *s, sched_seq_t *q);
+
+/*
+ * Speculative decoding, once q's accepted drafts are appended: let go of
+ * the blocks that only the rejected draft positions used.
+ */
+void sched_draft_end(sched_t *s, sched_seq_t *q);
 
 /*
  * Fork sibling `child` (SCHED_NEW, holding no blocks, whose tokens equal

@@ -898,13 +898,15 @@ TEST(vllm_extras_served)
         { C, "\"priority\":-5", 0, NULL }, { C, "\"priority\":2147483647", 0, NULL },
         { C, "\"priority\":2147483648", 400, "priority" }, { C, "\"priority\":0.5", 400, "priority" },
         { H, "\"priority\":\"high\"", 400, "priority" },
+        { C, "\"speculative\":false", 0, NULL }, { H, "\"speculative\":1", 400, "speculative" },
     };
     RUN(r);
     api_request_t req;
     api_error_t e;
     ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"ignore_eos\":true,\"min_tokens\":3,"
                                "\"stop_token_ids\":[5,9],\"include_stop_str_in_output\":true,"
-                               "\"skip_special_tokens\":false,\"priority\":-7}", &req, &e), 0);
+                               "\"skip_special_tokens\":false,\"priority\":-7,"
+                               "\"speculative\":true}", &req, &e), 0);
     ASSERT_EQ_INT(req.ignore_eos, 1);
     ASSERT_EQ_INT(req.min_tokens, 3);
     ASSERT_EQ_INT(req.n_stop_token_ids, 2);
@@ -913,11 +915,16 @@ TEST(vllm_extras_served)
     ASSERT_EQ_INT(req.include_stop_str, 1);
     ASSERT_EQ_INT(req.keep_special, 1);
     ASSERT_EQ_INT(req.priority, -7);
+    ASSERT_EQ_INT(req.speculative, 1);
+    api_request_free(&req);
+    ASSERT_EQ_INT(parse_str(C, "{\"prompt\":\"a\",\"speculative\":false}", &req, &e), 0);
+    ASSERT_EQ_INT(req.speculative, -1);
     api_request_free(&req);
     ASSERT_EQ_INT(parse_str(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", &req, &e), 0);
     ASSERT_EQ_INT(req.keep_special, 0);
     ASSERT_EQ_INT(req.ignore_eos, 0);
     ASSERT_EQ_INT(req.priority, 0);
+    ASSERT_EQ_INT(req.speculative, 0);
     api_request_free(&req);
 }
 

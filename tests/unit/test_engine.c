@@ -146,6 +146,7 @@ typedef struct {
     float repetition_penalty;   /* 0: off */
     uint64_t seed;
     uint32_t choice;            /* of its submission (submit_choices) */
+    int speculative;            /* engine_request_t.speculative */
     /* results */
     uint64_t id;
     int32_t out[MAXGEN + 1];
@@ -156,6 +157,9 @@ typedef struct {
     int finishes;
     engine_event_t fin;
 } job_t;
+
+/* Speculative decoding for the engines open_engine opens next (engine_opts_t.spec_tokens; 0: off). */
+static uint32_t open_spec_tokens;
 
 static engine_t *open_engine(uint32_t max_seqs, uint32_t budget, uint64_t kv_bytes, int prefix, uint32_t queue)
 {
@@ -174,6 +178,8 @@ static engine_t *open_engine(uint32_t max_seqs, uint32_t budget, uint64_t kv_byt
     o.max_seqs = max_seqs;
     o.max_queue = queue;
     o.no_prefix_cache = !prefix;
+    o.speculative = open_spec_tokens > 0;
+    o.spec_tokens = open_spec_tokens;
     ASSERT_MSG(engine_create(&e, &o, err, sizeof err) == 0, "%s", err);
     return e;
 }
@@ -240,6 +246,7 @@ static void fill_request(job_t *j, engine_request_t *r_out)
     r.ignore_eos = j->ignore_eos;
     r.min_tokens = j->min_tokens;
     r.include_stop_str = j->include_stop_str;
+    r.speculative = j->speculative;
     if (j->stop_token > 0) {
         r.stop_tokens = &j->stop_token;
         r.n_stop_tokens = 1;
@@ -1248,6 +1255,160 @@ TEST(n_choices_compute_the_prompt_once)
     }
 }
 
+/* ---------------------------------------------------------------- speculative decoding */
+
+/* Extractive prompts: the answer repeats the prompt's text, so prompt lookup proposes well. */
+static const char *extracts[] = {
+    "<|im_start|>user\nRepeat this sentence exactly: The quick brown fox jumps over the lazy dog "
+    "while the farmer watches from the old wooden fence.<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>user\nCopy this list: apples, pears, plums, cherries, grapes, lemons, limes, "
+    "oranges, peaches, apricots.<|im_end|>\n<|im_start|>assistant\n",
+    "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n",
+    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3,",
+};
+#define NX 4
+
+static void make_extract_jobs(engine_t *e, job_t *jobs)
+{
+    memset(jobs, 0, NX * sizeof *jobs);
+    for (int i = 0; i < NX; i++) {
+        encode(e, extracts[i], &jobs[i]);
+        jobs[i].max_tokens = 28;
+        jobs[i].ignore_eos = i >= 2;
+    }
+}
+
+static void same_jobs(const job_t *ref, const job_t *got, int n, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ_INT(got[i].finishes, 1);
+        ASSERT_MSG(got[i].n_out == ref[i].n_out && memcmp(got[i].out, ref[i].out, ref[i].n_out * sizeof(int32_t)) == 0,
+                   "%s: request %d differs (%u vs %u tokens): \"%s\" vs \"%s\"", what, i, got[i].n_out,
+                   ref[i].n_out, got[i].text, ref[i].text);
+        ASSERT_EQ_STR(got[i].text, ref[i].text);
+        ASSERT_EQ_INT(got[i].fin.finish, ref[i].fin.finish);
+        ASSERT_EQ_INT(got[i].fin.completion_tokens, ref[i].fin.completion_tokens);
+    }
+}
+
+/*
+ * Greedy outputs are the same with speculation as without (alone, with the mixed load of
+ * make_jobs running beside, in a pool small enough to preempt, and under a 7-token budget),
+ * sampled and penalised ones beside them are untouched, and drafts were accepted (on the
+ * extractive prompts): the comparison is not vacuous.
+ */
+TEST(speculative_greedy_outputs_equal_plain_decoding)
+{
+    static job_t ref[NQ], got[NQ + NX], xref[NX], xgot[NX];
+    engine_stats_t st;
+    open_spec_tokens = 0;
+    engine_t *e = open_engine(16, 512, 64ull << 20, 0, 64);
+    make_jobs(e, ref);
+    make_extract_jobs(e, xref);
+    run_all(e, ref, NQ, 0);
+    run_all(e, xref, NX, 0);
+    settle(e, &st);
+    ASSERT_EQ_U64(st.spec_draft_tokens, 0);
+    engine_destroy(e);
+
+    open_spec_tokens = 4;
+    e = open_engine(16, 512, 64ull << 20, 1, 64);
+    make_extract_jobs(e, xgot);
+    run_all(e, xgot, NX, 1);
+    same_jobs(xref, xgot, NX, "speculative, alone");
+    settle(e, &st);
+    printf("  info: extractive, alone: %llu of %llu drafts accepted, %llu tokens in %llu steps\n",
+           (unsigned long long)st.spec_accepted_tokens, (unsigned long long)st.spec_draft_tokens,
+           (unsigned long long)st.tokens_generated, (unsigned long long)st.steps);
+    ASSERT(st.spec_accepted_tokens > 0);
+    ASSERT(st.spec_accepted_tokens <= st.spec_draft_tokens);
+    ASSERT_EQ_INT(st.blocks_used, 0);
+    /* a request may refuse it: nothing drafted */
+    uint64_t drafted = st.spec_draft_tokens;
+    xgot[0].speculative = -1;
+    run_all(e, xgot, 1, 1);
+    same_jobs(xref, xgot, 1, "speculative off for the request");
+    settle(e, &st);
+    ASSERT_EQ_U64(st.spec_draft_tokens, drafted);
+    xgot[0].speculative = 0;
+
+    /* the mixed load beside: every output as without speculation */
+    make_jobs(e, got);
+    make_extract_jobs(e, got + NQ);
+    run_all(e, got, NQ + NX, 0);
+    same_outputs(ref, got, "speculative beside");
+    same_jobs(xref, got + NQ, NX, "speculative, beside the others");
+    settle(e, &st);
+    ASSERT_EQ_INT(st.blocks_used, 0);
+    engine_destroy(e);
+
+    /* preemption (a 10-block pool) and chunking (7 tokens a step) */
+    const uint32_t seqs[2] = { 4, 4 }, budget[2] = { 512, 7 };
+    const uint64_t kv[2] = { 10 * BLOCK_BYTES, 64ull << 20 };
+    for (int c = 0; c < 2; c++) {
+        e = open_engine(seqs[c], budget[c], kv[c], 0, 64);
+        make_extract_jobs(e, xgot);
+        run_all(e, xgot, NX, 0);
+        same_jobs(xref, xgot, NX, c == 0 ? "speculative, tiny pool" : "speculative, chunked");
+        settle(e, &st);
+        printf("  info: %s: %llu of %llu drafts accepted, %llu preemptions\n", c == 0 ? "tiny pool" : "chunked",
+               (unsigned long long)st.spec_accepted_tokens, (unsigned long long)st.spec_draft_tokens,
+               (unsigned long long)st.preemptions);
+        ASSERT_EQ_INT(st.blocks_used, 0);
+        ASSERT_EQ_U64(st.kv_double_frees, 0);
+        engine_destroy(e);
+    }
+    open_spec_tokens = 0;
+}
+
+/*
+ * Sampled requests: every draw is sampler_uniform(seed, index), so verifying a draft by
+ * drawing the row's token as a one-token step would and keeping the draft while it is the
+ * token drawn gives each seed the very tokens of plain sampling (the standard acceptance
+ * rule for a certain proposal: accepted with probability p(x), else a draw from p without
+ * x).  So the check is per seed, stronger than a distribution test: 16 seeds, with
+ * penalties, logprobs and min_tokens among them, identical with and without, and drafts
+ * accepted.
+ */
+#define NS 16
+TEST(speculative_sampled_outputs_equal_plain_sampling)
+{
+    static job_t ref[NS], got[NS];
+    engine_stats_t st;
+    job_t *sets[2] = { ref, got };
+    for (int on = 0; on < 2; on++) {
+        open_spec_tokens = on ? 4 : 0;
+        engine_t *e = open_engine(NS, 512, 256ull << 20, 1, 64);
+        job_t *j = sets[on];
+        memset(j, 0, NS * sizeof *j);
+        for (int i = 0; i < NS; i++) {
+            encode(e, extracts[i % NX], &j[i]);
+            j[i].max_tokens = 16;
+            j[i].ignore_eos = 1;
+            j[i].temperature = i % 2 ? 0.5f : 1.0f;
+            j[i].seed = 7000 + (uint64_t)i;
+            j[i].repetition_penalty = i % 5 == 0 ? 1.2f : 0.0f;
+            j[i].n_logprobs = i % 7 == 0 ? 3 : 0;
+            j[i].min_tokens = i % 6 == 0 ? 10 : 0;
+        }
+        run_all(e, j, NS, 0);
+        settle(e, &st);
+        if (on) {
+            printf("  info: sampled: %llu of %llu drafts accepted\n", (unsigned long long)st.spec_accepted_tokens,
+                   (unsigned long long)st.spec_draft_tokens);
+            ASSERT(st.spec_accepted_tokens > 0);
+        } else {
+            ASSERT_EQ_U64(st.spec_draft_tokens, 0);
+        }
+        ASSERT_EQ_INT(st.blocks_used, 0);
+        engine_destroy(e);
+    }
+    open_spec_tokens = 0;
+    same_jobs(ref, got, NS, "speculative, sampled");
+    for (int i = 0; i < NS; i++)
+        ASSERT_EQ_INT(got[i].n_out, 16);
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
           T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
@@ -1257,4 +1418,6 @@ TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_
           T(outputs_equal_the_golden_of_the_code_before),
           T(no_text_and_no_finish_is_lost_when_events_cannot_be_allocated),
           T(n_choices_share_prompts_cancel_and_preempt_without_leaks), T(n_choices_compute_the_prompt_once),
+          T(speculative_greedy_outputs_equal_plain_decoding),
+          T(speculative_sampled_outputs_equal_plain_sampling),
           T(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest))

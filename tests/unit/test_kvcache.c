@@ -542,6 +542,102 @@ TEST(fork_and_cow_fail_without_changing_anything)
     kv_destroy(kv);
 }
 
+/* Truncation: across block boundaries, into a block a fork shares, never into a keyed one. */
+TEST(truncate_returns_the_blocks_past_the_cut)
+{
+    kv_cache_t *kv = make_kv(10, 16, 1);
+    int32_t t[100];
+    fill_tokens(t, 100, 9);
+    kv_seq_t a, b;
+    seq_new(kv, &a, 100, NULL);
+    seq_new(kv, &b, 100, NULL);
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &a, 40), 0);
+    kv_seq_commit(kv, &a, t, 40);                   /* blocks 0 and 1 published */
+    int32_t pub0 = a.blocks[0], pub1 = a.blocks[1];
+    ASSERT_EQ_INT(kv_seq_fork(kv, &b, &a, 40), 0);   /* b shares all three */
+    int32_t shared = a.blocks[2];
+    /* a runs ahead by 40 positions (three blocks of its own), then falls back to 41:
+       the cut crosses two block boundaries and keeps the shared block 2 */
+    int32_t from, to;
+    ASSERT_EQ_INT(kv_seq_cow(kv, &a, 40, &from, &to), 1);
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &a, 80), 0);
+    ASSERT_EQ_INT(a.n_blocks, 5);
+    kv_stats_t st;
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 6);
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &a, 41), 0);
+    ASSERT_EQ_INT(a.n_blocks, 3);
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 4);
+    ASSERT_EQ_INT(st.n_free, 6);
+    check(kv);
+    /* a truncate past what is held, or to the exact end, changes nothing */
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &a, 90), 0);
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &a, 48), 0);
+    ASSERT_EQ_INT(a.n_blocks, 3);
+    /* b cuts at 33: it keeps block 2, which it holds alone since a copied it */
+    ASSERT_EQ_INT(kv_block_refs(kv, shared), 1);
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &b, 33), 0);
+    ASSERT_EQ_INT(b.n_blocks, 3);
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &b, 32), 0);   /* the boundary: block 2 goes */
+    ASSERT_EQ_INT(b.n_blocks, 2);
+    ASSERT_EQ_INT(kv_block_refs(kv, shared), 0);
+    /* into a keyed (published) block: refused, nothing changes */
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &b, 31), ERR_RANGE);
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &a, 20), ERR_RANGE);
+    ASSERT_EQ_INT(b.n_blocks, 2);
+    ASSERT_EQ_INT(a.n_blocks, 3);
+    ASSERT_EQ_INT(kv_block_refs(kv, pub0), 2);
+    ASSERT_EQ_INT(kv_block_refs(kv, pub1), 2);
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_published, 2);
+    check(kv);
+    kv_seq_release(kv, &a);
+    kv_seq_release(kv, &b);
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 0);
+    ASSERT_EQ_INT(st.n_idle, 2);                       /* the published blocks still matchable */
+    ASSERT_EQ_INT(st.double_frees, 0);
+    check(kv);
+    kv_seq_close(&a);
+    kv_seq_close(&b);
+    kv_destroy(kv);
+}
+
+/* Truncating into a block a fork still shares keeps it shared; the next write copies. */
+TEST(truncate_into_a_shared_block_keeps_it_for_copy_on_write)
+{
+    kv_cache_t *kv = make_kv(8, 16, 0);
+    kv_seq_t a, b;
+    seq_new(kv, &a, 64, NULL);
+    seq_new(kv, &b, 64, NULL);
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &a, 20), 0);
+    ASSERT_EQ_INT(kv_seq_fork(kv, &b, &a, 20), 0);
+    int32_t shared = a.blocks[1];
+    ASSERT_EQ_INT(kv_seq_reserve(kv, &b, 40), 0);     /* b's own block 2 */
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &b, 18), 0);
+    ASSERT_EQ_INT(b.n_blocks, 2);
+    ASSERT_EQ_INT(b.blocks[1], shared);
+    ASSERT_EQ_INT(kv_block_refs(kv, shared), 2);
+    int32_t from = -7, to = -7;
+    ASSERT_EQ_INT(kv_seq_cow(kv, &b, 18, &from, &to), 1);
+    ASSERT_EQ_INT(from, shared);
+    ASSERT_EQ_INT(kv_block_refs(kv, shared), 1);
+    ASSERT_EQ_INT(kv_seq_truncate(kv, &b, 0), 0);      /* everything goes */
+    ASSERT_EQ_INT(b.n_blocks, 0);
+    ASSERT_EQ_INT(kv_block_refs(kv, a.blocks[0]), 1);
+    check(kv);
+    kv_seq_release(kv, &a);
+    kv_stats_t st;
+    kv_get_stats(kv, &st);
+    ASSERT_EQ_INT(st.n_used, 0);
+    ASSERT_EQ_INT(st.double_frees, 0);
+    check(kv);
+    kv_seq_close(&a);
+    kv_seq_close(&b);
+    kv_destroy(kv);
+}
+
 TEST_LIST(T(sha256_matches_fips_examples), T(create_rejects_empty_pools),
           T(reserve_takes_whole_blocks_and_fails_atomically),
           T(prefix_match_shares_full_computed_blocks), T(prefix_cache_off_never_shares),
@@ -550,4 +646,6 @@ TEST_LIST(T(sha256_matches_fips_examples), T(create_rejects_empty_pools),
           T(releasing_an_unheld_block_is_counted_not_applied),
           T(random_sequences_keep_the_pool_consistent),
           T(fork_shares_blocks_and_copies_the_partial_one_on_first_write),
-          T(fork_and_cow_fail_without_changing_anything))
+          T(fork_and_cow_fail_without_changing_anything),
+          T(truncate_returns_the_blocks_past_the_cut),
+          T(truncate_into_a_shared_block_keeps_it_for_copy_on_write))

@@ -1376,6 +1376,98 @@ TEST(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own)
     rig_close(&r);
 }
 
+/*
+ * Speculative decoding: a decode carries its draft (positions after its own token, a
+ * logit row each, across block boundaries), the accepted draft tokens count computed
+ * without another step, a token other than the draft's is refused, and the blocks only
+ * rejected positions used go back to the pool.  The spare token budget bounds a draft.
+ */
+TEST(a_draft_rides_its_decode_and_rejected_blocks_go_back)
+{
+    cfg_t c = { .n_blocks = 16, .B = 4, .max_tokens = 64, .max_seqs = 2, .watermark = 0, .prefix_cache = 1 };
+    rig_t r;
+    rig_open(&r, &c);
+    int32_t p[6] = { 5, 6, 7, 8, 9, 10 }, d[8] = { 101, 102, 103, 104, 105, 106, 107, 108 };
+    treq_t a;
+    treq_init(&a, 0, p, 6, 20, 4);
+    sched_add(r.s, &a.seq);
+    batch_t bt;
+    uint32_t n;
+    plan(&r, &bt, &n);
+    run_step(&r, &bt);                       /* prefilled, one token sampled: decoding */
+    ASSERT_EQ_INT(a.seq.n_tokens, 7);
+    int32_t own = a.seq.tokens[6];
+    a.seq.draft = d;
+    a.seq.n_draft = 8;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 1);
+    ASSERT_EQ_INT(a.seq.step_new, 9);
+    ASSERT_EQ_INT(a.seq.step_n_draft, 8);
+    ASSERT_EQ_INT(bt.n_logits, 9);
+    for (uint32_t j = 0; j < 9; j++) {
+        int32_t row = bt.logit_rows[a.seq.step_logit + (int32_t)j];
+        ASSERT_EQ_INT(bt.pos[row], (int32_t)(6 + j));
+        ASSERT_EQ_INT(bt.tokens[row], j == 0 ? own : d[j - 1]);
+    }
+    ASSERT_EQ_INT(a.seq.kv.n_blocks, 4);     /* positions 0 .. 14 */
+    ASSERT_EQ_INT(forward_step(r.fwd, &bt, r.logits), 0);
+    ASSERT_MSG(!r.fake.bad, "%s", r.fake.why);
+    sched_commit(r.s);
+    ASSERT_EQ_INT(a.seq.n_computed, 7);      /* its own token; the drafts wait for the verdict */
+    /* two drafts accepted, then the model's own token differs from the third */
+    for (int j = 0; j < 2; j++) {
+        ASSERT_EQ_INT(sched_append(r.s, &a.seq, d[j]), 0);
+        ASSERT_EQ_INT(sched_draft_accept(r.s, &a.seq), 0);
+    }
+    ASSERT_EQ_INT(a.seq.n_computed, 9);
+    ASSERT_EQ_INT(sched_append(r.s, &a.seq, 999), 0);
+    ASSERT_EQ_INT(sched_draft_accept(r.s, &a.seq), ERR_STATE);  /* not what the step computed */
+    ASSERT_EQ_INT(a.seq.n_computed, 9);
+    kv_stats_t ks;
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(ks.n_used, 4);
+    sched_draft_end(r.s, &a.seq);
+    kv_get_stats(r.kv, &ks);
+    ASSERT_EQ_INT(a.seq.kv.n_blocks, 3);     /* positions 0 .. 9 */
+    ASSERT_EQ_INT(ks.n_used, 3);
+    char err[ERR_MSG_MAX];
+    ASSERT_MSG(kv_check(r.kv, err, sizeof err) == 0, "%s", err);
+    /* the next step decodes position 9 (token 999) over the accepted ones */
+    a.seq.n_draft = 0;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(a.seq.step_new, 1);
+    ASSERT_EQ_INT(bt.pos[0], 9);
+    ASSERT_EQ_INT(bt.tokens[0], 999);
+    run_step(&r, &bt);
+    ASSERT_MSG(!r.fake.bad, "%s", r.fake.why);
+    sched_remove(r.s, &a.seq);
+    treq_close(&a);
+    rig_close(&r);
+
+    /* a budget of 4 tokens with 2 running: each decode may carry 2 drafts at most */
+    c.max_tokens = 4;
+    rig_open(&r, &c);
+    treq_t b, e;
+    treq_init(&b, 1, p, 2, 20, 4);
+    treq_init(&e, 2, p + 2, 2, 20, 4);
+    sched_add(r.s, &b.seq);
+    sched_add(r.s, &e.seq);
+    plan(&r, &bt, &n);
+    run_step(&r, &bt);
+    b.seq.draft = e.seq.draft = d;
+    b.seq.n_draft = e.seq.n_draft = 8;
+    plan(&r, &bt, &n);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_EQ_INT(b.seq.step_n_draft, 2);
+    ASSERT_EQ_INT(e.seq.step_n_draft, 0);   /* 4 - 3 left, less one per running sequence */
+    ASSERT(bt.n_tokens <= 4);
+    sched_remove(r.s, &b.seq);
+    sched_remove(r.s, &e.seq);
+    treq_close(&b);
+    treq_close(&e);
+    rig_close(&r);
+}
+
 TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T(waiting_order_is_priority_then_arrival),
           T(a_short_prompt_is_admitted_beside_a_long_prefill), T(the_first_chunks_are_short_while_no_cost_is_known),
           T(chunks_grow_at_most_cost_growth_times_past_what_was_timed),
@@ -1389,4 +1481,5 @@ TEST_LIST(T(a_long_prompt_shrinks_its_chunks_to_keep_the_step_under_its_time), T
           T(a_preempted_scoring_prompt_scores_each_position_once), T(thousands_of_requests_tiny_pool_preempting),
           T(thousands_of_requests_no_prefix_cache), T(thousands_of_requests_roomy_pool),
           T(small_budget_many_seeds), T(forked_siblings_share_the_prompt_and_copy_its_last_block_on_write),
-          T(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own))
+          T(a_group_too_big_for_the_pool_preempts_members_which_recompute_their_own),
+          T(a_draft_rides_its_decode_and_rejected_blocks_go_back))
