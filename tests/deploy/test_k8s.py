@@ -127,7 +127,7 @@ def check_overlay(kc, yaml, kv, overlay):
         secret = hit and "secret" in vols[hit[0]] and mounts[hit[0]].get("readOnly") is True
         in_env = [e["name"] for e in c.get("env", []) if "valueFrom" in e]
         model = mounts.get("models", {})
-        ok = (secret and not in_env and "LLAMAD_API_KEY_FILE" in source("Dockerfile")
+        ok = (secret and not in_env and "LLAMAD_API_KEY_FILE" in source("conf/llamad-entrypoint")
               and model.get("readOnly") is True and "/models/model.gguf" in args)
         return ok, ("key file %r in mount %r, secrets in the environment %r, model mount %r"
                     % (path, hit, in_env, model))

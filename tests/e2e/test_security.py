@@ -75,7 +75,8 @@ def host_allow_list():
         for target, host, want in (("http://localhost:%d/v1/models" % p, "evil.example", 200),
                                    ("HTTP://127.0.0.1/health", "evil.example", 200),
                                    ("http://evil.example/v1/models", "localhost", 403),
-                                   ("http://localhost:%d" % p, "localhost", 404)):
+                                   # no path is "/": the chat page (web-ui is on for loopback)
+                                   ("http://localhost:%d" % p, "localhost", 200)):
             st = H.raw(d, ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                            % (target, host)).encode(), timeout=10)[0]
             R.check("absolute-form GET %s (Host %s) is %d" % (target, host, want), st == want,
