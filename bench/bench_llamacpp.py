@@ -4,7 +4,7 @@ prefill of 128 and 512 tokens and batch-1 decode, tokens/s, at the same
 thread counts, interleaved rounds, one table of ratios llamad / llama.cpp.
 
     bench_llamacpp.py [--model GGUF ...] [--threads 1,2] [--rounds 3] [--reps 3]
-                      [--no-warmup] [--build-only] [--cache DIR]
+                      [--precision exact,fast] [--no-warmup] [--build-only] [--cache DIR]
 
 llama.cpp: its llama-bench (and llama-quantize, which make-synth-gguf.py
 uses for Q4_K) is built once, CPU only with native flags, from the source
@@ -13,15 +13,19 @@ below; it vendors llama.cpp with its tools) into --cache (default
 bench/.cache, gitignored): `pip download --no-binary :all: --no-deps`,
 unpack, cmake vendor/llama.cpp.  Needs pip, cmake and a C++ compiler.
 
-Each round runs, for each thread count, bench-cpu (--only prefill128,
-prefill512,decode1 --runs REPS --json) and then llama-bench (-p 128,512
--n 32 -r REPS -o json) on the model; the figure of a round is each tool's
+Each round runs, for each thread count, bench-cpu once per llamad
+precision (--precision P --only prefill128,prefill512,decode1,decode16
+--runs REPS --json) and then llama-bench (-p 128,512 -n 32 -r REPS -o json)
+on the model; the figure of a round is each tool's
 own (bench-cpu: median of REPS; llama-bench: mean of REPS, after one
 warm-up run of each test unless --no-warmup; bench-cpu runs none), the table
 gives the median over rounds.  What is measured differs a little: bench-cpu
 decodes one token at context 128; llama-bench generates 32 tokens from an
 empty context (tg32).  The machine's load (loadavg before and after, nproc,
 CPU model and its AVX2/AVX-512/VNNI flags) is printed with the table.
+Below each model and thread count: llamad's batch-16 decode throughput
+over its batch-1 (per precision) and batch-1 decode's weight bytes per
+second as a share of bench-cpu's read bandwidth at that thread count.
 Stdlib only.
 """
 
@@ -83,9 +87,10 @@ def machine():
     return "%s; nproc %d; %s" % (model, os.cpu_count() or 0, " ".join(simd) or "no AVX2")
 
 
-def run_llamad(bench_cpu, model, threads, reps):
+def run_llamad(bench_cpu, model, threads, reps, precision):
     out = subprocess.run([bench_cpu, model, "--threads", str(threads), "--runs", str(reps),
-                          "--only", "prefill128,prefill512,decode1", "--json"],
+                          "--precision", precision,
+                          "--only", "prefill128,prefill512,decode1,decode16", "--json"],
                          check=True, capture_output=True, text=True).stdout
     r = {}
     for line in out.splitlines():
@@ -118,6 +123,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cache", default=os.path.join(HERE, ".cache"))
     ap.add_argument("--bench-cpu", default=os.path.join(SRCDIR, "bench", "bench-cpu"))
+    ap.add_argument("--precision", default="exact,fast",
+                    help="llamad's cpu-precision values to run, comma-separated (default exact,fast)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="llama-bench without its warm-up runs (as bench-cpu; saves time on big models)")
     ap.add_argument("--build-only", action="store_true")
@@ -130,6 +137,8 @@ def main():
         sys.exit("bench_llamacpp.py: %s is not built (make bench/bench-cpu)" % a.bench_cpu)
     models = a.model or [os.path.join(SRCDIR, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")]
     threads = [int(t) for t in a.threads.split(",")]
+    if any(p not in ("exact", "fast") for p in a.precision.split(",")):
+        sys.exit("bench_llamacpp.py: --precision takes exact and/or fast")
     if a.rounds < 1 or a.reps < 1 or not threads or min(threads) < 1:
         sys.exit("bench_llamacpp.py: rounds, reps and threads must be at least 1")
 
@@ -139,36 +148,46 @@ def main():
     print("%s; %d rounds, %d reps per round%s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                                   a.rounds, a.reps,
                                                   ", llama-bench --no-warmup" if a.no_warmup else ""))
-    print("%-28s %3s %-15s %10s %10s %7s  %s" % ("model", "thr", "measure", "llamad", "llama.cpp",
-                                                   "ratio", "load before/after (1-min)"))
+    precs = a.precision.split(",")
+    print("%-28s %3s %-15s %s %10s %s  %s" % (
+        "model", "thr", "measure", " ".join("%10s" % ("llamad " + p) for p in precs), "llama.cpp",
+        " ".join("%7s" % ("r " + p) for p in precs), "load before/after (1-min)"))
     for model in models:
         name = os.path.basename(model)
         for t in threads:
-            ours, theirs, loads, bw = {}, {}, [], []
+            ours = {p: {} for p in precs}
+            theirs, loads, bw = {}, [], []
+            wbytes = 0.0
             for _ in range(a.rounds):
                 before = os.getloadavg()[0]
-                r = run_llamad(a.bench_cpu, model, t, a.reps)
-                bw.append(r.get("read_bandwidth", 0.0))
-                wbytes = r.get("weight_bytes", 0.0)
-                for k, _ in MEASURES:
-                    ours.setdefault(k, []).append(r[k])
+                for p in precs:
+                    r = run_llamad(a.bench_cpu, model, t, a.reps, p)
+                    bw.append(r.get("read_bandwidth", 0.0))
+                    wbytes = r.get("weight_bytes", 0.0)
+                    for k in ("prefill128", "prefill512", "decode1", "decode16"):
+                        ours[p].setdefault(k, []).append(r[k])
                 r = run_llamacpp(bindir, model, t, a.reps, not a.no_warmup)
                 for k, _ in MEASURES:
                     theirs.setdefault(k, []).append(r[k])
                 loads.append("%.1f/%.1f" % (before, os.getloadavg()[0]))
             for k, label in MEASURES:
-                x, y = statistics.median(ours[k]), statistics.median(theirs[k])
-                print("%-28s %3d %-15s %10.1f %10.1f %6.2fx  %s" % (name[:28], t, label, x, y, x / y,
-                                                                   " ".join(loads)))
+                y = statistics.median(theirs[k])
+                xs = [statistics.median(ours[p][k]) for p in precs]
+                print("%-28s %3d %-15s %s %10.1f %s  %s" % (
+                    name[:28], t, label, " ".join("%10.1f" % x for x in xs), y,
+                    " ".join("%6.2fx" % (x / y) for x in xs), " ".join(loads)))
             rbw = statistics.median(bw)
+            for p in precs:
+                d1, d16 = statistics.median(ours[p]["decode1"]), statistics.median(ours[p]["decode16"])
+                line = "%-28s %3d %-15s %s: batch 16 / batch 1 = %.2fx" % (name[:28], t, "", p, d16 / d1)
+                if rbw > 0:
+                    line += "; batch-1 decode reads %.0f%% of the read bandwidth (%.1f GB/s)" % (
+                        100 * wbytes * d1 / (rbw * 1e9), rbw)
+                print(line)
             if rbw > 0:
-                d = statistics.median(ours["decode1"])
-                print("%-28s %3d %-15s read bandwidth %.1f GB/s: llamad decode reads %.0f%% of it, "
-                      "llama.cpp %.0f%%" % (name[:28], t, "", rbw, 100 * wbytes * d / (rbw * 1e9),
-                                            100 * wbytes * statistics.median(theirs["decode1"]) /
-                                            (rbw * 1e9)))
+                print("%-28s %3d %-15s llama.cpp batch-1 decode reads %.0f%% of it" % (
+                    name[:28], t, "", 100 * wbytes * statistics.median(theirs["decode1"]) / (rbw * 1e9)))
             sys.stdout.flush()
-
 
 if __name__ == "__main__":
     main()
