@@ -19,6 +19,7 @@
 
 #include "engine.h"
 #include "base/err.h"
+#include "engine/cpu/matmul.h"
 #include "engine/registry.h"
 #include "engine/text/stop.h"
 #include "test.h"
@@ -160,6 +161,8 @@ typedef struct {
 
 /* Speculative decoding for the engines open_engine opens next (engine_opts_t.spec_tokens; 0: off). */
 static uint32_t open_spec_tokens;
+/* Their cpu-precision (the kernels' precision is process-wide: every engine names its own). */
+static const char *open_precision = "exact";
 
 static engine_t *open_engine(uint32_t max_seqs, uint32_t budget, uint64_t kv_bytes, int prefix, uint32_t queue)
 {
@@ -180,6 +183,7 @@ static engine_t *open_engine(uint32_t max_seqs, uint32_t budget, uint64_t kv_byt
     o.no_prefix_cache = !prefix;
     o.speculative = open_spec_tokens > 0;
     o.spec_tokens = open_spec_tokens;
+    o.cpu_precision = open_precision;
     ASSERT_MSG(engine_create(&e, &o, err, sizeof err) == 0, "%s", err);
     return e;
 }
@@ -1409,6 +1413,48 @@ TEST(speculative_sampled_outputs_equal_plain_sampling)
         ASSERT_EQ_INT(got[i].n_out, 16);
 }
 
+/*
+ * cpu-precision = fast through the whole engine (and so under the sanitizers with it): a
+ * request's tokens do not depend on what runs beside it, on the step budget or on
+ * speculation.  References: the extractive and sampled requests one at a time, 512-token
+ * steps, no speculation; then all at once, 7-token steps (chunked prefill beside decodes),
+ * speculating 4 tokens.  Fast really ran: the kernels say so, and drafts were accepted.
+ */
+TEST(fast_precision_outputs_do_not_depend_on_the_batch_or_speculation)
+{
+    static job_t ref[NX + 4], got[NX + 4];
+    job_t *sets[2] = { ref, got };
+    engine_stats_t st;
+    open_precision = "fast";
+    for (int on = 0; on < 2; on++) {
+        open_spec_tokens = on ? 4 : 0;
+        engine_t *e = open_engine(8, on ? 7 : 512, 64ull << 20, on, 64);
+        ASSERT_EQ_INT(cpu_matmul_precision(), CPU_PREC_FAST);
+        job_t *j = sets[on];
+        make_extract_jobs(e, j);
+        for (int i = NX; i < NX + 4; i++) {
+            memset(&j[i], 0, sizeof j[i]);
+            encode(e, extracts[i - NX], &j[i]);
+            j[i].max_tokens = 12;
+            j[i].ignore_eos = 1;
+            j[i].temperature = 0.8f;
+            j[i].seed = 99 + (uint64_t)i;
+        }
+        run_all(e, j, NX + 4, !on);
+        settle(e, &st);
+        if (on) {
+            printf("  info: fast, speculative, 7-token steps: %llu of %llu drafts accepted\n",
+                   (unsigned long long)st.spec_accepted_tokens, (unsigned long long)st.spec_draft_tokens);
+            ASSERT(st.spec_accepted_tokens > 0);
+        }
+        ASSERT_EQ_INT(st.blocks_used, 0);
+        engine_destroy(e);
+    }
+    open_precision = "exact";
+    open_spec_tokens = 0;
+    same_jobs(ref, got, NX + 4, "fast precision, batched and speculative");
+}
+
 TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_masks_the_end_and_the_stop_strings),
           T(stop_tokens_and_include_stop_str), T(stop_strings_match_across_token_boundaries),
           T(stop_set_rejects_bad_strings), T(outputs_under_load_preemption_and_chunking_equal_outputs_alone),
@@ -1420,4 +1466,5 @@ TEST_LIST(T(stop_scan_finds_the_earliest_and_holds_back_prefixes), T(min_tokens_
           T(n_choices_share_prompts_cancel_and_preempt_without_leaks), T(n_choices_compute_the_prompt_once),
           T(speculative_greedy_outputs_equal_plain_decoding),
           T(speculative_sampled_outputs_equal_plain_sampling),
+          T(fast_precision_outputs_do_not_depend_on_the_batch_or_speculation),
           T(gpu_device_parses_indexes_and_uuids_and_refuses_the_rest))
