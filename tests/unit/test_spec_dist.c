@@ -21,11 +21,19 @@
  *     from the log-softmax of the logits (top_logprobs covering the whole
  *     vocabulary) of separate non-speculative requests.
  *
- * Both fail at p < 1e-3.  The seeds are fixed, so each run gives the same
- * statistic: a correct sampler fails it with probability 1e-3 over the
- * choice of seed sets, once, not per run.  The p-value is computed here
- * (regularized upper incomplete gamma), with its own check against
- * tabulated quantiles.
+ * Each fails at p < 1e-3.  The seeds are fixed, so every run gives the
+ * same statistics (only the draft counts vary with the steps' timing): a
+ * correct sampler fails a test with probability 1e-3 over the choice of
+ * seed sets, once, not at random on some later run; the two tests
+ * together, at most 2e-3.  The p-values are computed here (regularized
+ * upper incomplete gamma), checked against tabulated quantiles.
+ *
+ * Power: a wrong acceptance rule that, on a rejected draft, draws again
+ * from p instead of from the residual (token x then comes out with
+ * probability p(x)(2 - p(x))) fails both tests at p < 1e-200; the same
+ * error made on only a quarter of the rejections fails both (p ~ 1e-6
+ * and 1e-15) with N_RUNS = 16000 runs per side; with 8000 the homogeneity
+ * test misses it (p 0.015) and the fit only just catches it (p ~ 1e-3).
  */
 #include <math.h>
 #include <stdint.h>
@@ -262,7 +270,7 @@ static engine_t *open_model(int speculative)
 
 #define GEN 4          /* tokens generated per run: the first drafts are 2 long */
 #define CMP 3          /* the tokens compared */
-#define N_RUNS 4000    /* runs per arm */
+#define N_RUNS 16000   /* runs per side: ~1 s here, see the power note above */
 
 typedef struct {
     int32_t tok[GEN];
