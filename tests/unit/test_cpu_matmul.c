@@ -534,6 +534,70 @@ TEST(isa_settings)
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
+/*
+ * cpu_matmul_multi: matrices of different types and heights sharing x
+ * (one type without `fast` kernels, one matrix with no rows), on 1, 2 and
+ * 3 threads, in both precisions; every y equals, bit for bit, that
+ * matrix's single-token calls on the calling thread.
+ */
+TEST(matmul_multi_matches_single)
+{
+    enum { NM = 4, NT = 5, N_IN = 576 };
+    static const qtype_t types[NM] = { QT_Q4_1, QT_Q8_0, QT_F16, QT_Q4_0 };
+    static const uint32_t n_out[NM] = { 37, 0, 19, 9 };
+    rng_state = 7000;
+    uint8_t *w[NM];
+    float *y[NM], *y1[NM];
+    for (int i = 0; i < NM; i++) {
+        w[i] = make_weights(types[i], n_out[i] ? n_out[i] : 1, N_IN);
+        y[i] = malloc((size_t)NT * (n_out[i] + 1) * sizeof(float));
+        y1[i] = malloc((size_t)NT * (n_out[i] + 1) * sizeof(float));
+        ASSERT(y[i] && y1[i]);
+    }
+    float *x = make_x(NT * N_IN);
+    pool_t *pools[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
+    for (int prec = CPU_PREC_EXACT; prec <= CPU_PREC_FAST; prec++) {
+        ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), (cpu_prec_t)prec), 0);
+        for (int i = 0; i < NM; i++)
+            for (uint32_t t = 0; t < NT; t++)
+                ASSERT_EQ_INT(cpu_matmul(NULL, types[i], w[i], n_out[i], N_IN, x + (size_t)t * N_IN, 1,
+                                         y1[i] + (size_t)t * n_out[i]), 0);
+        cpu_mm_out_t m[NM];
+        for (int i = 0; i < NM; i++)
+            m[i] = (cpu_mm_out_t){ types[i], w[i], n_out[i], y[i] };
+        for (uint32_t nt = 1; nt <= NT; nt += 2) {
+            for (int th = 0; th < 3; th++) {
+                ASSERT_EQ_INT(cpu_matmul_multi(pools[th], m, NM, N_IN, x, nt), 0);
+                for (int i = 0; i < NM; i++)
+                    ASSERT_MSG(memcmp(y[i], y1[i], (size_t)nt * n_out[i] * sizeof(float)) == 0,
+                               "%s: matrix %d (%s) of a %u-token call on %d threads differs from "
+                               "single-token calls", prec == CPU_PREC_FAST ? "fast" : "exact", i,
+                               qtype_info(types[i])->name, nt, th + 1);
+            }
+        }
+        /* a bad matrix fails the call before anything is written */
+        y[0][0] = 12345.0f;
+        m[2].w = NULL;
+        ASSERT_EQ_INT(cpu_matmul_multi(pools[1], m, NM, N_IN, x, 1), ERR_INVALID);
+        ASSERT(y[0][0] == 12345.0f);
+    }
+    ASSERT_EQ_INT(cpu_matmul_multi(NULL, NULL, 1, N_IN, x, 1), ERR_INVALID);
+    cpu_mm_out_t one = { QT_Q4_1, w[0], n_out[0], y[0] };
+    ASSERT_EQ_INT(cpu_matmul_multi(NULL, &one, 0, N_IN, x, 1), ERR_INVALID);
+    ASSERT_EQ_INT(cpu_matmul_multi(NULL, &one, CPU_MM_MULTI_MAX + 1, N_IN, x, 1), ERR_INVALID);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    for (int i = 0; i < 3; i++)
+        pool_destroy(pools[i]);
+    for (int i = 0; i < NM; i++) {
+        free(w[i]);
+        free(y[i]);
+        free(y1[i]);
+    }
+    free(x);
+}
+
 TEST(matmul_rejects_bad_arguments)
 {
     float x[64] = { 0 }, y[4];
@@ -576,7 +640,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(matmul_q4_1_portable), T(matmul_q8_0_avx2), T(matmul_q8_0_portable),
           T(matmul_q4_k_avx2), T(matmul_q4_k_portable), T(matmul_q5_k_avx2),
           T(matmul_q5_k_portable), T(matmul_q6_k_avx2), T(matmul_q6_k_portable),
-          T(matmul_long_batch), T(matmul_rejects_bad_arguments),
+          T(matmul_long_batch), T(matmul_multi_matches_single), T(matmul_rejects_bad_arguments),
           T(fast_q4_0_portable), T(fast_q4_0_avx2), T(fast_q4_0_avxvnni), T(fast_q4_0_avx512),
           T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512),
           T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
