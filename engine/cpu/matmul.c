@@ -292,12 +292,13 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             return rc;
         if (rc == 0)
             continue;
-        if (n_in == 0) { /* empty sums */
-            memset(mats[i].y, 0, (size_t)n_tok * mats[i].n_out * sizeof(float));
-            continue;
-        }
         any_fast |= prec_now == CPU_PREC_FAST && fast_type(mats[i].type);
         run.n_mat++;
+    }
+    if (n_in == 0) { /* empty sums, once every matrix has passed its checks */
+        for (uint32_t i = 0; i < run.n_mat; i++)
+            memset(run.job[i].y, 0, (size_t)n_tok * run.job[i].n_out * sizeof(float));
+        return 0;
     }
     if (run.n_mat == 0)
         return 0;
