@@ -12,15 +12,17 @@
  *     address) is timed;
  *   - gives each thread one contiguous share and walks it as ONE
  *     sequential stream: on the 2-core AMD EPYC machines of
- *     PERFORMANCE.md, splitting one thread's share into 4 interleaved
- *     streams read 9-10 GB/s, 2 streams 23, 1 stream 28-30 (same loads,
- *     same adds): the hardware prefetchers follow one stream per core best;
+ *     PERFORMANCE.md, one thread's share split into 4 interleaved streams
+ *     read 13-17 GB/s with 32-byte loads, 2 streams 15-23, 1 stream 16-31
+ *     (same loads, same adds; the old probe, 4 streams of 16-byte loads,
+ *     8-10): the hardware prefetchers follow one stream per core best;
  *   - runs one kernel per load width this CPU has (16-byte vectors of
  *     portable C; AVX2, 32 bytes; AVX-512, 64 bytes), chosen at run time
  *     by the matmul kernels' own test (cpu_isa_best), with target
  *     attributes so that the binary still runs on any x86-64, and keeps
- *     the fastest: the widest is not always it (on that machine 16-byte
- *     loads read 18-24 GB/s, 32-byte 24-26, 64-byte 20-22, interleaved);
+ *     the fastest: the widest is not always it (on that machine, one
+ *     stream, 16-byte loads read 18-27 GB/s, 32-byte 16-31, 64-byte 20-22,
+ *     interleaved passes on a shared machine);
  *   - adds each load into one of four independent accumulators, eight
  *     loads per loop iteration, so no add waits for the one before it
  *     and each iteration reads 4 (AVX2) or 8 (AVX-512) cache lines, every
