@@ -4,17 +4,19 @@
  * (context 128), for each thread count given, beside the machine's copy
  * bandwidth and its read bandwidth at that thread count, measured in the
  * same run, so that batch-1 decode reads as a fraction of its limit
- * (weight bytes per token over read bandwidth).
+ * (weight bytes per token over read bandwidth; the probes: bench_bw.c).
  *
- *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--json]
+ *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--json] [--cpu-time]
  *
  * --only takes a comma list of prefill128, prefill512, decode1, decode4,
  * decode16 (default all).  --json adds one line per figure for scripts:
  *   {"threads":T,"measure":"prefill512","tokens_per_s":X}
  *   {"threads":T,"measure":"read_bandwidth","gb_per_s":X}
- * Times are medians of N runs (default 5), wall clock.
+ * Times are medians of N runs (default 5), wall clock; with --cpu-time the
+ * calling thread's CPU time, which on a shared machine leaves out the
+ * time a one-thread step waits for a core (meaningful with --threads 1
+ * only: other threads' time is not counted).
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,107 +25,13 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "bench/bench_bw.h"
 #include "engine/backend.h"
 #include "base/err.h"
 #include "engine/forward.h"
 #include "engine/model/model.h"
 
 #define MAXT 512
-
-/* Copy bandwidth: 512 MiB memcpy, bytes read + written, median of 5. */
-static double copy_bandwidth(void)
-{
-    size_t n = 512u << 20;
-    char *a = malloc(n), *b = malloc(n);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double t[5];
-    for (int i = 0; i < 5; i++) {
-        double t0 = bench_now();
-        memcpy(b, a, n);
-        t[i] = bench_now() - t0;
-        a[i] ^= b[n - 1 - i];
-    }
-    free(a);
-    free(b);
-    return 2.0 * n / bench_median(t, 5) / 1e9;
-}
-
-/*
- * Read bandwidth: n_threads threads each sum their share of a 1 GiB
- * buffer (four streams per thread, 16-byte loads, nothing written), bytes
- * read over the slowest thread's time, median of 5.
- */
-#define READ_BYTES (1024ull << 20)
-
-typedef struct {
-    const uint64_t *p;
-    size_t n_words;
-    uint64_t sum;
-} read_job_t;
-
-typedef uint64_t v2u64 __attribute__((vector_size(16)));
-
-/* Four streams a quarter of the share apart, one 16-byte accumulator each
-   (SSE2 width, so nothing spills without -mavx2): four misses in flight
-   per loop rather than one run for the hardware prefetcher to follow. */
-static void *read_part(void *vjob)
-{
-    read_job_t *j = vjob;
-    size_t q = j->n_words / 4 & ~(size_t)1;
-    const uint64_t *p0 = j->p, *p1 = p0 + q, *p2 = p1 + q, *p3 = p2 + q;
-    v2u64 s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
-    for (size_t i = 0; i + 2 <= q; i += 2) {
-        v2u64 a, b, c, d;
-        memcpy(&a, p0 + i, sizeof a);
-        memcpy(&b, p1 + i, sizeof b);
-        memcpy(&c, p2 + i, sizeof c);
-        memcpy(&d, p3 + i, sizeof d);
-        s0 += a;
-        s1 += b;
-        s2 += c;
-        s3 += d;
-    }
-    s0 += s1 + s2 + s3;
-    j->sum = s0[0] + s0[1];     /* read by the caller: the loads stay */
-    return NULL;
-}
-
-static double read_bandwidth(int n_threads)
-{
-    enum { MAX_READERS = 64 };
-    if (n_threads < 1 || n_threads > MAX_READERS)
-        return 0.0;
-    uint64_t *buf = malloc(READ_BYTES);
-    if (buf == NULL)
-        return 0.0;
-    memset(buf, 3, READ_BYTES);
-    size_t words = READ_BYTES / 8, share = words / (size_t)n_threads & ~(size_t)7;
-    pthread_t th[MAX_READERS];
-    read_job_t jobs[MAX_READERS];
-    double t[5];
-    uint64_t check = 0;
-    for (int r = 0; r < 5; r++) {
-        double t0 = bench_now();
-        for (int i = 0; i < n_threads; i++) {
-            jobs[i] = (read_job_t){ buf + (size_t)i * share, share, 0 };
-            if (i > 0 && pthread_create(&th[i], NULL, read_part, &jobs[i]) != 0) {
-                free(buf);
-                return 0.0;
-            }
-        }
-        read_part(&jobs[0]);
-        for (int i = 1; i < n_threads; i++)
-            pthread_join(th[i], NULL);
-        t[r] = bench_now() - t0;
-        for (int i = 0; i < n_threads; i++)
-            check += jobs[i].sum;
-    }
-    free(buf);
-    if (check == 1)     /* keeps the sums observable */
-        fprintf(stderr, " ");
-    return (double)share * 8 * n_threads / bench_median(t, 5) / 1e9;
-}
 
 /* Whether name is in the comma list only (NULL: every measure). */
 static int wanted(const char *only, const char *name)
@@ -149,6 +57,21 @@ static void json_figure(int nt, const char *measure, const char *unit, double v)
         printf("{\"threads\":%d,\"measure\":\"%s\",\"%s\":%.3f}\n", nt, measure, unit, v);
 }
 
+/*
+ * --cpu-time: time steps by the calling thread's CPU time (for --threads 1:
+ * the time the step ran, not the time it waited for a core on a shared
+ * machine; cache and memory contention still count).
+ */
+static int use_cpu_time;
+
+static double step_clock(void)
+{
+    struct timespec ts;
+    if (!use_cpu_time || clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return bench_now();
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static int32_t table[16][64];
 static int32_t toks[MAXT], pos[MAXT], rows[16];
 static batch_seq_t seqs[16];
@@ -162,10 +85,10 @@ static double run_prefill(forward_t *f, float *logits, uint32_t n)
     seqs[0] = (batch_seq_t){ table[0], n / 16 + 1, 0, n };
     rows[0] = (int32_t)n - 1;
     batch_t b = { n, toks, pos, 1, seqs, 1, rows };
-    double t0 = bench_now();
+    double t0 = step_clock();
     if (forward_step(f, &b, logits) != 0)
         exit(1);
-    return bench_now() - t0;
+    return step_clock() - t0;
 }
 
 static double run_decode(forward_t *f, float *logits, uint32_t B, uint32_t p)
@@ -177,10 +100,10 @@ static double run_decode(forward_t *f, float *logits, uint32_t B, uint32_t p)
         seqs[s] = (batch_seq_t){ table[s], p / 16 + 1, s, 1 };
     }
     batch_t b = { B, toks, pos, B, seqs, B, rows };
-    double t0 = bench_now();
+    double t0 = step_clock();
     if (forward_step(f, &b, logits) != 0)
         exit(1);
-    return bench_now() - t0;
+    return step_clock() - t0;
 }
 
 int main(int argc, char **argv)
@@ -195,11 +118,12 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--json")) json_out = 1;
+        else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
         else path = argv[i];
     }
     if (path == NULL || runs < 1 || runs > 64) {
         fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N] [--isa LEVEL] [--precision exact|fast]"
-                " [--only LIST] [--json]\n");
+                " [--only LIST] [--json] [--cpu-time]\n");
         return 2;
     }
     model_t *m;
@@ -210,7 +134,11 @@ int main(int argc, char **argv)
     for (int s = 0; s < 16; s++)
         for (int k = 0; k < 64; k++)
             table[s][k] = s * 64 + k;
-    double bw = copy_bandwidth();
+    double bw = 0;
+    if (bench_copy_bandwidth(&bw) != 0) {
+        fprintf(stderr, "bench-cpu: no memory for the bandwidth probes\n");
+        return 1;
+    }
     printf("model: %s, %.1f MiB of weights; copy bandwidth %.1f GB/s (read + write, 512 MiB memcpy)\n",
            m->path, m->weight_bytes / 1048576.0, bw);
     json_figure(1, "copy_bandwidth", "gb_per_s", bw);
@@ -229,8 +157,14 @@ int main(int argc, char **argv)
             return 1;
         }
         double t[64];
-        double rbw = read_bandwidth(nt);
-        printf("%-8d %-28s %12.1f GB/s (%d threads summing 1 GiB)\n", nt, "read bandwidth", rbw, nt);
+        double rbw = 0;
+        const char *width = "";
+        if (bench_read_bandwidth(nt, &rbw, &width) != 0) {
+            fprintf(stderr, "bench-cpu: cannot run the read probe on %d threads\n", nt);
+            return 1;
+        }
+        printf("%-8d %-28s %12.1f GB/s (%d threads, one stream each, 1 GiB, median of %d, %s loads fastest)\n", nt,
+               "read bandwidth", rbw, nt, BENCH_BW_PASSES, width);
         json_figure(nt, "read_bandwidth", "gb_per_s", rbw);
         char key[32];
         for (uint32_t n = 128; n <= 512; n *= 4) {

@@ -9,7 +9,7 @@
  * the exact (float) or fast (int8 activations) products.
  *
  * First the memory: a 1 GiB memcpy (bytes read + bytes written per
- * second) and a read-only sweep of 1 GiB, each on 1 and 2 threads.  Then
+ * second) and bench-cpu's read probe (bench_bw.c), each on 1 and 2 threads.  Then
  * each weight shape of SmolLM2-135M (Q4_1 projections, the Q8_0 output
  * matrix, and one F32 matrix for comparison) at n_tok 1, 4, 16, 128 on 1
  * and 2 threads.  "cold" rotates through enough copies of the matrix
@@ -32,6 +32,7 @@
 #include "../engine/cpu/matmul.h"
 #include "../engine/cpu/pool.h"
 #include "base/clock.h"
+#include "bench/bench_bw.h"
 #include "base/quant.h"
 
 #define SAMPLES   7
@@ -84,7 +85,6 @@ typedef struct {
     uint8_t       *dst;
     const uint8_t *src;
     size_t         bytes;  /* per task */
-    uint64_t       sums[2];
 } mem_job_t;
 
 static void copy_cb(void *ctx, uint32_t task, uint32_t thread)
@@ -92,18 +92,6 @@ static void copy_cb(void *ctx, uint32_t task, uint32_t thread)
     (void)thread;
     mem_job_t *m = ctx;
     memcpy(m->dst + task * m->bytes, m->src + task * m->bytes, m->bytes);
-}
-
-static void read_cb(void *ctx, uint32_t task, uint32_t thread)
-{
-    mem_job_t *m = ctx;
-    const uint64_t *p = (const uint64_t *)(const void *)(m->src + task * m->bytes);
-    size_t n = m->bytes / 8;
-    uint64_t s[8] = { 0 };
-    for (size_t i = 0; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            s[k] += p[i + k];
-    m->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
 /* Bytes per second of `cb` over MEM_BYTES split into n_threads tasks; per_byte: 2 for a copy. */
@@ -234,14 +222,19 @@ int main(int argc, char **argv)
         mem_job_t m = { .dst = b, .src = a };
         for (int t = 0; t < n_thr; t++) {
             copy_bw[t] = mem_rate(pools[t], (uint32_t)t + 1, copy_cb, &m, 2.0);
-            read_bw[t] = mem_rate(pools[t], (uint32_t)t + 1, read_cb, &m, 1.0);
+            const char *width;
+            if (bench_read_bandwidth(t + 1, &read_bw[t], &width) != 0) {
+                fprintf(stderr, "bench_matmul: cannot run the read probe\n");
+                return 1;
+            }
+            read_bw[t] *= 1e9;
         }
         free(a);
         free(b);
     }
     printf("memory: memcpy of 1 GiB (read + written): %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
            copy_bw[0] * 1e-9, copy_bw[1] * 1e-9);
-    printf("memory: read-only sweep of 1 GiB:         %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
+    printf("memory: read probe (bench_bw.c), 1 GiB:   %.1f GB/s on 1 thread, %.1f GB/s on 2\n",
            read_bw[0] * 1e-9, read_bw[1] * 1e-9);
     if (use_cpu_time)
         printf("timing: the calling thread's CPU time, 1 thread (no figures for 2)\n");

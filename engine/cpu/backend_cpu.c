@@ -160,22 +160,33 @@ static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_b
                       c->batch->n_tokens, y);
 }
 
+/* The matrices of roles[0 .. n) of one layer, read from x, into ys: one pool run. */
+static int matmul_roles(cpu_t *c, uint32_t layer, const w_role_t *roles, float *const *ys, uint32_t n,
+                        const float *x)
+{
+    cpu_mm_out_t m[CPU_MM_MULTI_MAX];
+    for (uint32_t i = 0; i < n; i++) {
+        const weight_t *w = layer_weight(c->m, layer, roles[i]);
+        if (w->n_in != layer_weight(c->m, layer, roles[0])->n_in)
+            return ERR_INVALID;
+        m[i] = (cpu_mm_out_t){ w->type, w->data, (uint32_t)w->n_out, ys[i] };
+    }
+    return cpu_matmul_multi(c->pool, m, n, (uint32_t)layer_weight(c->m, layer, roles[0])->n_in, x,
+                            c->batch->n_tokens);
+}
+
 static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v)
 {
-    int rc = op_matmul(vctx, layer, W_Q, x, q);
-    if (rc == 0)
-        rc = op_matmul(vctx, layer, W_K, x, k);
-    if (rc == 0)
-        rc = op_matmul(vctx, layer, W_V, x, v);
-    return rc;
+    static const w_role_t roles[3] = { W_Q, W_K, W_V };
+    float *const ys[3] = { q, k, v };
+    return matmul_roles(vctx, layer, roles, ys, 3, x);
 }
 
 static int op_matmul_gate_up(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t gate, bk_buf_t up)
 {
-    int rc = op_matmul(vctx, layer, W_GATE, x, gate);
-    if (rc == 0)
-        rc = op_matmul(vctx, layer, W_UP, x, up);
-    return rc;
+    static const w_role_t roles[2] = { W_GATE, W_UP };
+    float *const ys[2] = { gate, up };
+    return matmul_roles(vctx, layer, roles, ys, 2, x);
 }
 
 static int op_buf_write(void *vctx, bk_buf_t buf, const float *host, uint32_t rows, uint32_t cols)

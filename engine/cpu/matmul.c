@@ -109,19 +109,30 @@ const char *cpu_matmul_path(void)
     return cpu_matmul_isa() >= CPU_ISA_AVX2 ? "avx2" : "portable";
 }
 
+/*
+ * One cpu_matmul_multi call: its matrices' jobs, and the pool tasks that
+ * cover them, matrix 0's first.  Task k of matrix i is rows
+ * [k * rows_per_task[i], ...) of that matrix, all tokens.
+ */
 typedef struct {
-    const mm_job_t *job;
-    void (*rows)(const mm_job_t *, uint32_t, uint32_t);
-    uint32_t rows_per_task;
+    mm_job_t  job[CPU_MM_MULTI_MAX];
+    void    (*rows[CPU_MM_MULTI_MAX])(const mm_job_t *, uint32_t, uint32_t);
+    uint32_t  rows_per_task[CPU_MM_MULTI_MAX];
+    uint32_t  first_task[CPU_MM_MULTI_MAX + 1]; /* [n_mat] is the task count */
+    uint32_t  n_mat;
 } mm_run_t;
 
 static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
 {
     (void)thread;
     const mm_run_t *run = ctx;
-    uint32_t o0 = task * run->rows_per_task;
-    uint32_t left = run->job->n_out - o0;
-    run->rows(run->job, o0, left < run->rows_per_task ? left : run->rows_per_task);
+    uint32_t i = 0;
+    while (task >= run->first_task[i + 1])
+        i++;
+    const mm_job_t *job = &run->job[i];
+    uint32_t o0 = (task - run->first_task[i]) * run->rows_per_task[i];
+    uint32_t left = job->n_out - o0;
+    run->rows[i](job, o0, left < run->rows_per_task[i] ? left : run->rows_per_task[i]);
 }
 
 /*
@@ -152,25 +163,46 @@ static int fast_type(qtype_t t)
     return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K;
 }
 
+/*
+ * The quantisation's pool tasks: each takes a run of blocks of one
+ * token.  cpu_quantize_act treats every block alone, so any split gives
+ * the same bytes.  With at least as many tokens as threads a task is one
+ * token; with fewer (decode) each token's blocks are split in n_threads
+ * runs of at least MM_Q_MIN_BLOCKS, so that the quantisation is not one
+ * thread's serial work in every call.
+ */
+#define MM_Q_MIN_BLOCKS 8
+
+typedef struct {
+    const mm_job_t *j;         /* x, n_in, n_tok and the buffers to fill */
+    uint32_t        per_tok;   /* tasks per token */
+    uint32_t        blocks;    /* blocks per task (the last of a token may have fewer) */
+} quant_run_t;
+
 static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
 {
     (void)thread;
-    const mm_job_t *j = ctx;
+    const quant_run_t *q = ctx;
+    const mm_job_t *j = q->j;
     size_t nb = j->n_in / QK_SMALL;
-    float *xd = (float *)j->xd + task * nb, *xls = (float *)j->xls + task * nb * 8;
-    float *xms = (float *)j->xms + task * nb * 8;
-    cpu_quantize_act(j->x + (size_t)task * j->n_in, j->n_in, (int8_t *)j->xq + (size_t)task * j->n_in,
+    size_t t = task / q->per_tok, b0 = (size_t)(task % q->per_tok) * q->blocks;
+    if (b0 >= nb)
+        return;
+    size_t n = nb - b0 < q->blocks ? nb - b0 : q->blocks, first = t * nb + b0; /* blocks */
+    float *xd = (float *)j->xd + first, *xls = (float *)j->xls + first * 8;
+    float *xms = (float *)j->xms + first * 8;
+    cpu_quantize_act(j->x + first * QK_SMALL, (uint32_t)(n * QK_SMALL), (int8_t *)j->xq + first * QK_SMALL,
                      xd, xls);
-    for (size_t i = 0; i < nb * 8; i++)
+    for (size_t i = 0; i < n * 8; i++)
         xms[i] = xd[i / 8] * xls[i];
 }
 
 /*
  * Quantise every token's activations into one allocation (*out, which
- * the caller frees), one pool task per token: [n_tok, nb] scales, then
- * [n_tok, nb, 8] lane sums, the same times the scale, then [n_tok, n_in]
- * quants.  The caller has checked that n_tok * n_in * 4 bytes fit in a
- * size_t; this takes 3.2 bytes per element.
+ * the caller frees): [n_tok, nb] scales, then [n_tok, nb, 8] lane sums,
+ * the same times the scale, then [n_tok, n_in] quants.  The caller has
+ * checked that n_tok * n_in * 4 bytes fit in a size_t; this takes 3.2
+ * bytes per element.
  */
 static int quantize_acts(pool_t *p, mm_job_t *j, void **out)
 {
@@ -182,7 +214,14 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **out)
     j->xls = (const float *)(void *)(buf + nb * 4);
     j->xms = (const float *)(void *)(buf + nb * 36);
     j->xq = (const int8_t *)(buf + nb * 68);
-    pool_run(p, quantize_task, j, j->n_tok);
+    uint32_t blocks = j->n_in / QK_SMALL, nt = pool_threads(p);
+    quant_run_t q = { j, 1, blocks };
+    if (j->n_tok < nt) {
+        uint32_t per = (blocks + nt - 1) / nt;
+        q.blocks = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
+        q.per_tok = (blocks + q.blocks - 1) / q.blocks;
+    }
+    pool_run(p, quantize_task, &q, j->n_tok * q.per_tok);
     *out = buf;
     return 0;
 }
@@ -203,61 +242,103 @@ static int row_layout(qtype_t wt, uint32_t n_in, const qtype_info_t **ti_out, si
     return 0;
 }
 
-int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
-               const float *x, uint32_t n_tok, float *y)
+/*
+ * Check one matrix of a call and fill its job (activations not yet
+ * quantised).  Returns 1 when it has work, 0 when it has none (n_out or
+ * n_tok 0), or a negative code.
+ */
+static int job_init(mm_job_t *job, const cpu_mm_out_t *m, uint32_t n_in, const float *x, uint32_t n_tok)
 {
     const qtype_info_t *ti;
     size_t row_bytes;
-    int rc = row_layout(wt, n_in, &ti, &row_bytes);
+    int rc = row_layout(m->type, n_in, &ti, &row_bytes);
     if (rc != 0)
         return rc;
-    if (n_out == 0 || n_tok == 0)
+    if (m->n_out == 0 || n_tok == 0)
         return 0;
-    if (w == NULL || x == NULL || y == NULL)
+    if (m->w == NULL || x == NULL || m->y == NULL)
         return ERR_INVALID;
     /* Every offset the kernels form is below one of these sizes. */
     size_t w_bytes, xy_elems, xy_bytes;
-    if (__builtin_mul_overflow(row_bytes, (size_t)n_out, &w_bytes)
-        || __builtin_mul_overflow((size_t)n_tok, (size_t)(n_in > n_out ? n_in : n_out), &xy_elems)
+    if (__builtin_mul_overflow(row_bytes, (size_t)m->n_out, &w_bytes)
+        || __builtin_mul_overflow((size_t)n_tok, (size_t)(n_in > m->n_out ? n_in : m->n_out), &xy_elems)
         || __builtin_mul_overflow(xy_elems, sizeof(float), &xy_bytes))
         return ERR_RANGE;
-    if (n_in == 0) { /* empty sums */
-        memset(y, 0, (size_t)n_tok * n_out * sizeof *y);
-        return 0;
-    }
-
-    mm_job_t job = {
-        .type = wt,
-        .w = w,
+    *job = (mm_job_t){
+        .type = m->type,
+        .w = m->w,
         .row_bytes = row_bytes,
         .block_elems = ti->block_elems,
         .block_bytes = ti->block_bytes,
-        .n_out = n_out,
+        .n_out = m->n_out,
         .n_in = n_in,
         .n_tok = n_tok,
         .x = x,
-        .y = y,
+        .y = m->y,
     };
-    cpu_isa_t isa = cpu_matmul_isa();
-    mm_run_t run = {
-        .job = &job,
-        .rows = isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable,
-    };
+    return 1;
+}
+
+int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32_t n_in,
+                     const float *x, uint32_t n_tok)
+{
+    if (mats == NULL || n_mat == 0 || n_mat > CPU_MM_MULTI_MAX)
+        return ERR_INVALID;
+    mm_run_t run = { .n_mat = 0 };
+    int any_fast = 0;
+    for (uint32_t i = 0; i < n_mat; i++) {
+        int rc = job_init(&run.job[run.n_mat], &mats[i], n_in, x, n_tok);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        any_fast |= prec_now == CPU_PREC_FAST && fast_type(mats[i].type);
+        run.n_mat++;
+    }
+    if (n_in == 0) { /* empty sums, once every matrix has passed its checks */
+        for (uint32_t i = 0; i < run.n_mat; i++)
+            memset(run.job[i].y, 0, (size_t)n_tok * run.job[i].n_out * sizeof(float));
+        return 0;
+    }
+    if (run.n_mat == 0)
+        return 0;
+
     void *act = NULL;
-    if (prec_now == CPU_PREC_FAST && fast_type(wt)) {
-        rc = quantize_acts(p, &job, &act);
+    if (any_fast) {
+        int rc = quantize_acts(p, &run.job[0], &act);
         if (rc != 0)
             return rc;
-        static void (*const fast_rows[4])(const mm_job_t *, uint32_t, uint32_t) = {
-            cpu_mmq_rows_portable, cpu_mmq_rows_avx2, cpu_mmq_rows_avxvnni, cpu_mmq_rows_avx512,
-        };
-        run.rows = fast_rows[isa];
     }
-    run.rows_per_task = task_rows(n_out, row_bytes, n_tok, pool_threads(p));
-    uint32_t n_tasks = n_out / run.rows_per_task + (n_out % run.rows_per_task != 0);
-    pool_run(p, matmul_task, &run, n_tasks);
+    cpu_isa_t isa = cpu_matmul_isa();
+    static void (*const fast_rows[4])(const mm_job_t *, uint32_t, uint32_t) = {
+        cpu_mmq_rows_portable, cpu_mmq_rows_avx2, cpu_mmq_rows_avxvnni, cpu_mmq_rows_avx512,
+    };
+    for (uint32_t i = 0; i < run.n_mat; i++) {
+        mm_job_t *job = &run.job[i];
+        if (any_fast) { /* the one quantisation serves every matrix */
+            job->xq = run.job[0].xq;
+            job->xd = run.job[0].xd;
+            job->xls = run.job[0].xls;
+            job->xms = run.job[0].xms;
+        }
+        if (any_fast && fast_type(job->type))
+            run.rows[i] = fast_rows[isa];
+        else
+            run.rows[i] = isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
+        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p));
+        uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
+        run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */
+    }
+    pool_run(p, matmul_task, &run, run.first_task[run.n_mat]);
     free(act);
     return 0;
+}
+
+int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
+               const float *x, uint32_t n_tok, float *y)
+{
+    cpu_mm_out_t m = { wt, w, n_out, y };
+    return cpu_matmul_multi(p, &m, 1, n_in, x, n_tok);
 }
 
 int cpu_embed_row(qtype_t wt, const void *w, uint32_t n_in, uint32_t row, float *out)

@@ -53,6 +53,28 @@
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
 
+/* One matrix of a cpu_matmul_multi call: y = x W^T, as cpu_matmul's w, wt, n_out, y. */
+typedef struct {
+    qtype_t     type;
+    const void *w;     /* [n_out, n_in] */
+    uint32_t    n_out;
+    float      *y;     /* [n_tok, n_out] */
+} cpu_mm_out_t;
+
+#define CPU_MM_MULTI_MAX 4
+
+/*
+ * cpu_matmul for n_mat (1 .. CPU_MM_MULTI_MAX) matrices that read the same
+ * x (n_in columns each): one pool run covers all of them, and with
+ * CPU_PREC_FAST x is quantised once for all.  Each y is bit for bit what
+ * cpu_matmul gives for that matrix alone.  The checks and errors are
+ * cpu_matmul's, per matrix, all made before anything is computed;
+ * ERR_INVALID also for a NULL mats or a bad n_mat.  The y must not
+ * overlap each other, x or any w.
+ */
+int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32_t n_in,
+                     const float *x, uint32_t n_tok);
+
 /*
  * Dequantise row `row` of w (as in cpu_matmul; the caller guarantees row
  * < the number of rows) into out[n_in], exactly as quant_dequant does.
