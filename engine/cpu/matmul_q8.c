@@ -86,7 +86,7 @@ static float half_at(const uint8_t *p)
 static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd,
                      const float *xms)
 {
-    float acc[8] = { 0 };
+    float acc[8] = { 0 }, acc1 = 0.0f;
     int w[QK_K];
     int32_t p[8];
     uint32_t nb = j->n_in / QK_SMALL;
@@ -107,12 +107,17 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
                     w[k + 16] = (qs[k] >> 4) - off;
                 }
             }
-            lane_dots(w, xq + 32 * (size_t)b, p);
-            lanes_fma(acc, dw * xd[b], p);
+            const int8_t *xb = xq + 32 * (size_t)b;
+            int32_t pw = 0, sx = 0;
+            for (int k = 0; k < 32; k++) {
+                pw += w[k] * xb[k];
+                sx += xb[k];
+            }
+            acc1 = fmaf(dw * xd[b], (float)pw, acc1);
             if (j->type == QT_Q4_1)
-                lanes_fma_f(acc, half_at(row + 2), xms + 8 * (size_t)b);
+                acc1 = fmaf(half_at(row + 2), xd[b] * (float)sx, acc1);
         }
-        break;
+        return acc1;
     case QT_Q4_K:
         for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
             float d = half_at(row), dmin = half_at(row + 2);

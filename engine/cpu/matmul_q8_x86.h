@@ -73,75 +73,196 @@ Q8_INLINE void Q8_FN(tile_store)(const int RM, const int TN, const mm_job_t *j, 
     }
 }
 
-/*
- * RM rows x TN tokens, rows [r0, r0 + RM) clamped to n (rows past n
- * repeat row n-1 and are not stored), small-block types.
- *   rows [n, rb]; tokens t0 .. t0+TN-1 of the job
- */
-Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type, const size_t bb,
-                                 const mm_job_t *j, const uint8_t *rows, uint32_t r0, uint32_t n,
-                                 uint32_t t0, float *y)
+/* The two or four little-endian bytes at p (a block's f16 scale, and
+ * Q4_1's f16 min after it). */
+Q8_INLINE short Q8_FN(u16_at)(const uint8_t *p)
 {
-    uint32_t nb = j->n_in / QK_SMALL;
-    const uint8_t *p[4];
-    __m256 acc[4][4];
-    Q8_FN(tile_start)(RM, TN, j, rows, r0, n, p, acc);
-    const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return (short)v;
+}
+
+Q8_INLINE int Q8_FN(u32_at)(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return (int)v;
+}
+
+/* The sum of eight floats holding integers below 2^24 (exact in any order). */
+Q8_INLINE float Q8_FN(sum8)(const float *v)
+{
+    __m256 a = _mm256_loadu_ps(v);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/*
+ * Block b of eight rows (blk[r]: row r's block b) as eight registers,
+ * lane r of w[k] holding row r's weights 4k .. 4k+3 as bytes (so that one
+ * broadcast of the activations' bytes 4k .. 4k+3 meets all eight rows):
+ * nibbles for Q4_0 / Q4_1 (unsigned), the signed quants for Q8_0.  And
+ * the rows' scales (lane r: row r's d) and, for Q4_1, mins (*mw).
+ */
+Q8_INLINE __m256 Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8],
+                               __m256 *mw)
+{
+    if (type == QT_Q8_0) {
+        __m256i a[8], c[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r += 2) {
+            __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2));
+            __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r + 1] + 2));
+            a[r] = _mm256_unpacklo_epi32(r0, r1);     /* rows r, r+1: dwords 0 1 | 4 5 */
+            a[r + 1] = _mm256_unpackhi_epi32(r0, r1); /* 2 3 | 6 7 */
+        }
+#pragma GCC unroll 8
+        for (int h = 0; h < 8; h += 4) {             /* rows h .. h+3 */
+            c[h] = _mm256_unpacklo_epi64(a[h], a[h + 2]);     /* dword 0 | 4 */
+            c[h + 1] = _mm256_unpackhi_epi64(a[h], a[h + 2]); /* 1 | 5 */
+            c[h + 2] = _mm256_unpacklo_epi64(a[h + 1], a[h + 3]); /* 2 | 6 */
+            c[h + 3] = _mm256_unpackhi_epi64(a[h + 1], a[h + 3]); /* 3 | 7 */
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            w[k] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x20);
+            w[k + 4] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x31);
+        }
+    } else { /* rows r and r+4 in one register: 16 bytes of nibbles each */
+        const __m256i m15 = _mm256_set1_epi8(15);
+        const size_t qo = type == QT_Q4_1 ? 4 : 2;
+        __m256i a[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r += 2) {
+            __m256i r0 = _mm256_loadu2_m128i((const __m128i *)(const void *)(blk[r + 4] + qo),
+                                             (const __m128i *)(const void *)(blk[r] + qo));
+            __m256i r1 = _mm256_loadu2_m128i((const __m128i *)(const void *)(blk[r + 5] + qo),
+                                             (const __m128i *)(const void *)(blk[r + 1] + qo));
+            a[r] = _mm256_unpacklo_epi32(r0, r1);
+            a[r + 1] = _mm256_unpackhi_epi32(r0, r1);
+        }
+        __m256i q[4] = { _mm256_unpacklo_epi64(a[0], a[2]), _mm256_unpackhi_epi64(a[0], a[2]),
+                         _mm256_unpacklo_epi64(a[1], a[3]), _mm256_unpackhi_epi64(a[1], a[3]) };
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) { /* bytes 4k..4k+3: elements 4k.. low, 16+4k.. high */
+            w[k] = _mm256_and_si256(q[k], m15);
+            w[k + 4] = _mm256_and_si256(_mm256_srli_epi16(q[k], 4), m15);
+        }
+    }
+    if (type == QT_Q4_1) { /* d and m of each row, then the d's and the m's together */
+        __m256i dm = _mm256_setr_epi32(Q8_FN(u32_at)(blk[0]), Q8_FN(u32_at)(blk[1]),
+                                       Q8_FN(u32_at)(blk[2]), Q8_FN(u32_at)(blk[3]),
+                                       Q8_FN(u32_at)(blk[4]), Q8_FN(u32_at)(blk[5]),
+                                       Q8_FN(u32_at)(blk[6]), Q8_FN(u32_at)(blk[7]));
+        dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+                                                      14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6,
+                                                      7, 10, 11, 14, 15));
+        dm = _mm256_permute4x64_epi64(dm, 0xd8);
+        *mw = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+    }
+    return _mm256_cvtph_ps(_mm_setr_epi16(Q8_FN(u16_at)(blk[0]), Q8_FN(u16_at)(blk[1]),
+                                          Q8_FN(u16_at)(blk[2]), Q8_FN(u16_at)(blk[3]),
+                                          Q8_FN(u16_at)(blk[4]), Q8_FN(u16_at)(blk[5]),
+                                          Q8_FN(u16_at)(blk[6]), Q8_FN(u16_at)(blk[7])));
+}
+
+/*
+ * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
+ * are not stored) x TN tokens from t0, small-block types, in matmul.h's
+ * order: float lane r is row r's one accumulator.  Per block, the rows'
+ * weights are transposed once (block8) and used by every token; per
+ * token, eight integer multiply-adds of a broadcast activation word give
+ * the eight rows' exact block sums in one register, so the scale work
+ * (convert, one multiply, one or two fused multiply-adds) is done once
+ * per block for eight rows.  Offsets are exact integer terms:
+ *   Q4_0  sum (nib - 8) x = sum nib x - 8 S
+ *   Q8_0  Q8_SIGNED levels: sum w x = sum (w + 128) x - 128 S (vpdpbusd
+ *         takes unsigned weights); else abs(w) times sign(x, w)
+ * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
+ *   rows [n, rb]; y [TN, n_out] from the task's first row
+ */
+Q8_INLINE void Q8_FN(tile8)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
+                            const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t t0, float *y)
+{
+    const size_t n_in = j->n_in, nb = n_in / QK_SMALL;
+    const uint8_t *p[8];
+    uint32_t left = n - r0;
+    __m256 acc[Q8_TOKS];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * j->row_bytes;
+#pragma GCC unroll 8
+    for (int t = 0; t < TN; t++)
+        acc[t] = _mm256_setzero_ps();
+    const int8_t *xq = j->xq + (size_t)t0 * n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
     const float *xls = j->xls + (size_t)t0 * nb * 8;
-    const float *xms = j->xms + (size_t)t0 * nb * 8;
-    /* The RM rows are one contiguous run of RM * rb bytes, read at RM * bb
+    /* The eight rows are one contiguous run of 8 * rb bytes, read at 8 * bb
      * bytes a block: keep the lines Q8_PF_BYTES ahead of that pace (a
      * prefetch past the end of the matrix is harmless). */
     uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
-    for (uint32_t b = 0; b < nb; b++, pf += RM * bb) {
-#pragma GCC unroll 4
-        for (size_t l = 0; l < (RM * bb + 63) / 64; l++)
+    for (size_t b = 0; b < nb; b++, pf += 8 * bb) {
+#pragma GCC unroll 8
+        for (size_t l = 0; l < (8 * bb + 63) / 64; l++)
             _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
-        __m256i xv[4];
-        __m256 dx[4];
-#pragma GCC unroll 4
-        for (int t = 0; t < TN; t++) {
-            xv[t] = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)t * j->n_in + 32 * (size_t)b));
-            dx[t] = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+        const uint8_t *blk[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            blk[r] = p[r] + b * bb;
+        __m256i w[8];
+        __m256 mw = _mm256_setzero_ps();
+        __m256 dw = Q8_FN(block8)(type, blk, w, &mw);
+#if Q8_SIGNED
+        if (type == QT_Q8_0) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm256_xor_si256(w[k], _mm256_set1_epi8(-128));
         }
-#pragma GCC unroll 4
-        for (int r = 0; r < RM; r++) {
-            const uint8_t *blk = p[r] + b * bb;
-            __m256 dw, mw = _mm256_setzero_ps();
-            __m256i wv;
-            if (type == QT_Q4_1) { /* d and m converted together */
-                __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)blk[0] | (uint32_t)blk[1] << 8 | (uint32_t)blk[2] << 16 | (uint32_t)blk[3] << 24)));
-                dw = _mm256_broadcastss_ps(dm);
-                mw = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-                wv = Q8_FN(nib32)(blk + 4);
-            } else {
-                dw = Q8_FN(half)(blk);
-                wv = type == QT_Q8_0 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2))
-                                     : Q8_FN(nib32)(blk + 2);
+#endif
+#pragma GCC unroll 8
+        for (int t = 0; t < TN; t++) {
+            const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+            float sx = type == QT_Q8_0 && !Q8_SIGNED ? 0.0f : Q8_FN(sum8)(xls + ((size_t)t * nb + b) * 8);
+            /* NC independent chains of integer multiply-adds (their
+             * latency, not their count, bounds one token) */
+            const int NC = TN == 1 ? 4 : 2;
+            __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256() };
+            if (type == QT_Q4_0)
+                ic[0] = _mm256_set1_epi32(-8 * (int)sx);
+            else if (type == QT_Q8_0 && Q8_SIGNED)
+                ic[0] = _mm256_set1_epi32(-128 * (int)sx);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
+                if (type == QT_Q8_0 && !Q8_SIGNED)
+                    ic[k % NC] = Q8_ACC(ic[k % NC], _mm256_abs_epi8(w[k]), _mm256_sign_epi8(xv, w[k]));
+                else
+                    ic[k % NC] = Q8_ACC(ic[k % NC], w[k], xv);
             }
-            __m256i wa = type == QT_Q8_0 ? _mm256_abs_epi8(wv) : wv;
-#pragma GCC unroll 4
-            for (int t = 0; t < TN; t++) {
-                const float *s = xls + ((size_t)t * nb + b) * 8; /* lane sums of x */
-                __m256 pl;
-                if (type == QT_Q8_0) {
-                    pl = _mm256_cvtepi32_ps(Q8_DOT(wa, _mm256_sign_epi8(xv[t], wv)));
-                } else if (type == QT_Q4_0) {
-                    /* (q - 8) x = q x - 8 x lane by lane: integers below
-                     * 2^24, so the float arithmetic is exact */
-                    pl = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(s),
-                                          _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t])));
-                } else {
-                    pl = _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t]));
-                }
-                acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), pl, acc[t][r]);
-                if (type == QT_Q4_1) /* the min times dx * lane sums */
-                    acc[t][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xms + ((size_t)t * nb + b) * 8), acc[t][r]);
-            }
+            __m256i ip = _mm256_add_epi32(ic[0], ic[1]);
+            if (NC == 4)
+                ip = _mm256_add_epi32(ip, _mm256_add_epi32(ic[2], ic[3]));
+            __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
+            if (type == QT_Q4_1) /* the min times dx S */
+                acc[t] = _mm256_fmadd_ps(mw, _mm256_mul_ps(dx, _mm256_set1_ps(sx)), acc[t]);
         }
     }
-    Q8_FN(tile_store)(RM, TN, j, r0, n, acc, y);
+#pragma GCC unroll 8
+    for (int t = 0; t < TN; t++) {
+        float *yt = y + (size_t)t * j->n_out + r0;
+        if (left >= 8) {
+            _mm256_storeu_ps(yt, acc[t]);
+        } else {
+            float v[8];
+            _mm256_storeu_ps(v, acc[t]);
+            for (uint32_t r = 0; r < left; r++)
+                yt[r] = v[r];
+        }
+    }
 }
 
 /* The same for Q4_K: a super-block of 256 is eight activation blocks. */
@@ -206,12 +327,19 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
             }
             continue;
         }
-        switch (tn) {
-        case 1:  Q8_FN(tile_small)(4, 1, type, bb, j, rows, r0, n, t0, y); r0 += 4; break;
-        case 2:  Q8_FN(tile_small)(4, 2, type, bb, j, rows, r0, n, t0, y); r0 += 4; break;
-        case 3:  Q8_FN(tile_small)(2, 3, type, bb, j, rows, r0, n, t0, y); r0 += 2; break;
-        default: Q8_FN(tile_small)(2, 4, type, bb, j, rows, r0, n, t0, y); r0 += 2; break;
+        switch (tn) { /* eight rows per tile, up to Q8_TOKS tokens */
+        case 1: Q8_FN(tile8)(1, type, bb, j, rows, r0, n, t0, y); break;
+        case 2: Q8_FN(tile8)(2, type, bb, j, rows, r0, n, t0, y); break;
+        case 3: Q8_FN(tile8)(3, type, bb, j, rows, r0, n, t0, y); break;
+#if Q8_TOKS > 4
+        case 4: Q8_FN(tile8)(4, type, bb, j, rows, r0, n, t0, y); break;
+        case 5: Q8_FN(tile8)(5, type, bb, j, rows, r0, n, t0, y); break;
+        case 6: Q8_FN(tile8)(6, type, bb, j, rows, r0, n, t0, y); break;
+        case 7: Q8_FN(tile8)(7, type, bb, j, rows, r0, n, t0, y); break;
+#endif
+        default: Q8_FN(tile8)(Q8_TOKS, type, bb, j, rows, r0, n, t0, y); break;
         }
+        r0 += 8;
     }
 }
 
@@ -219,12 +347,13 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
 Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_job_t *j,
                                 uint32_t o0, uint32_t n)
 {
-    uint32_t gr = j->n_tok <= 4 ? n : MM_ROWS; /* decode: one pass over the task's rows */
+    const uint32_t tg = type == QT_Q4_K ? 4 : Q8_TOKS; /* tokens per pass */
+    uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
     for (uint32_t g = 0; g < n; g += gr) {
         uint32_t ng = n - g < gr ? n - g : gr;
         const uint8_t *rows = j->w + (size_t)(o0 + g) * j->row_bytes;
-        for (uint32_t t = 0; t < j->n_tok; t += 4)
-            Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, j->n_tok - t < 4 ? j->n_tok - t : 4);
+        for (uint32_t t = 0; t < j->n_tok; t += tg)
+            Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, j->n_tok - t < tg ? j->n_tok - t : tg);
     }
 }
 
