@@ -19,6 +19,12 @@
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
 
+#ifndef Q8_RED1
+#define Q8_RED1 1 /* one token: the in-place rows and reduce8, not block8 */
+#endif
+#ifndef Q8_RED2
+#define Q8_RED2 1 /* the same for two tokens */
+#endif
 #ifndef Q8_PF_BYTES
 #define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
 #endif
@@ -102,11 +108,9 @@ Q8_INLINE float Q8_FN(sum8)(const float *v)
  * Block b of eight rows (blk[r]: row r's block b) as eight registers,
  * lane r of w[k] holding row r's weights 4k .. 4k+3 as bytes (so that one
  * broadcast of the activations' bytes 4k .. 4k+3 meets all eight rows):
- * nibbles for Q4_0 / Q4_1 (unsigned), the signed quants for Q8_0.  And
- * the rows' scales (lane r: row r's d) and, for Q4_1, mins (*mw).
+ * nibbles for Q4_0 / Q4_1 (unsigned), the signed quants for Q8_0.
  */
-Q8_INLINE __m256 Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8],
-                               __m256 *mw)
+Q8_INLINE void Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8])
 {
     if (type == QT_Q8_0) {
         __m256i a[8], c[8];
@@ -150,6 +154,12 @@ Q8_INLINE __m256 Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], 
             w[k + 4] = _mm256_and_si256(_mm256_srli_epi16(q[k], 4), m15);
         }
     }
+}
+
+/* The eight rows' scales of a block (lane r: row r's d, from blk[r]) and,
+ * for Q4_1, their mins (*mw). */
+Q8_INLINE __m256 Q8_FN(scales8)(const qtype_t type, const uint8_t *const blk[8], __m256 *mw)
+{
     if (type == QT_Q4_1) { /* d and m of each row, then the d's and the m's together */
         __m256i dm = _mm256_setr_epi32(Q8_FN(u32_at)(blk[0]), Q8_FN(u32_at)(blk[1]),
                                        Q8_FN(u32_at)(blk[2]), Q8_FN(u32_at)(blk[3]),
@@ -168,6 +178,47 @@ Q8_INLINE __m256 Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], 
                                           Q8_FN(u16_at)(blk[6]), Q8_FN(u16_at)(blk[7])));
 }
 
+
+/*
+ * The other way to the same exact sums, for one or two tokens: block b of
+ * eight rows unpacked in place (w[r]: row r's 32 weights as bytes, unsigned
+ * nibbles or signed Q8_0 quants), each row's eight lane sums formed
+ * against the token's 32 activation bytes, and then reduced so that lane
+ * r holds row r's sum (reduce8: unpacks and adds, no horizontal adds).
+ */
+Q8_INLINE void Q8_FN(rows8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8])
+{
+    const __m256i m15 = _mm256_set1_epi8(15), hi4 = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) {
+        if (type == QT_Q8_0) {
+            w[r] = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2));
+        } else { /* low nibbles in the low half, high nibbles in the high half */
+            __m256i h = _mm256_broadcastsi128_si256(
+                _mm_loadu_si128((const __m128i *)(const void *)(blk[r] + (type == QT_Q4_1 ? 4 : 2))));
+            w[r] = _mm256_and_si256(_mm256_srlv_epi32(h, hi4), m15);
+        }
+    }
+}
+
+/* [a0+a2, b0+b2, a1+a3, b1+b3 | the same for lanes 4..7] */
+Q8_INLINE __m256i Q8_FN(pairsum)(__m256i a, __m256i b)
+{
+    return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+}
+
+/* Lane r: the sum of v[r]'s eight lanes. */
+Q8_INLINE __m256i Q8_FN(reduce8)(const __m256i v[8])
+{
+    __m256i s0 = Q8_FN(pairsum)(v[0], v[1]), s1 = Q8_FN(pairsum)(v[2], v[3]);
+    __m256i s2 = Q8_FN(pairsum)(v[4], v[5]), s3 = Q8_FN(pairsum)(v[6], v[7]);
+    /* lane k < 4: row k's lanes 0..3, lane 4 + k: its lanes 4..7 */
+    __m256i h0 = _mm256_add_epi32(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+    __m256i h1 = _mm256_add_epi32(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                            _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
 /*
  * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
  * are not stored) x TN tokens from t0, small-block types, in matmul.h's
@@ -183,7 +234,7 @@ Q8_INLINE __m256 Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], 
  * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
  *   rows [n, rb]; y [TN, n_out] from the task's first row
  */
-Q8_INLINE void Q8_FN(tile8)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
+Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
                             const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t t0, float *y)
 {
     const size_t n_in = j->n_in, nb = n_in / QK_SMALL;
@@ -200,9 +251,10 @@ Q8_INLINE void Q8_FN(tile8)(const int TN, const qtype_t type, const size_t bb, c
     const float *xd = j->xd + (size_t)t0 * nb;
     const float *xls = j->xls + (size_t)t0 * nb * 8;
     /* The eight rows are one contiguous run of 8 * rb bytes, read at 8 * bb
-     * bytes a block: keep the lines Q8_PF_BYTES ahead of that pace (a
-     * prefetch past the end of the matrix is harmless). */
-    uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
+     * bytes a block: fetch the next eight rows at that pace, so that they
+     * are in cache when this tile ends (a prefetch past the end of the
+     * matrix is harmless). */
+    uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
     for (size_t b = 0; b < nb; b++, pf += 8 * bb) {
 #pragma GCC unroll 8
         for (size_t l = 0; l < (8 * bb + 63) / 64; l++)
@@ -213,7 +265,11 @@ Q8_INLINE void Q8_FN(tile8)(const int TN, const qtype_t type, const size_t bb, c
             blk[r] = p[r] + b * bb;
         __m256i w[8];
         __m256 mw = _mm256_setzero_ps();
-        __m256 dw = Q8_FN(block8)(type, blk, w, &mw);
+        __m256 dw = Q8_FN(scales8)(type, blk, &mw);
+        if (RED)
+            Q8_FN(rows8)(type, blk, w);
+        else
+            Q8_FN(block8)(type, blk, w);
 #if Q8_SIGNED
         if (type == QT_Q8_0) {
 #pragma GCC unroll 8
@@ -225,26 +281,41 @@ Q8_INLINE void Q8_FN(tile8)(const int TN, const qtype_t type, const size_t bb, c
         for (int t = 0; t < TN; t++) {
             const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
             float sx = type == QT_Q8_0 && !Q8_SIGNED ? 0.0f : Q8_FN(sum8)(xls + ((size_t)t * nb + b) * 8);
-            /* NC independent chains of integer multiply-adds (their
-             * latency, not their count, bounds one token) */
-            const int NC = TN == 1 ? 4 : 2;
-            __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256() };
-            if (type == QT_Q4_0)
-                ic[0] = _mm256_set1_epi32(-8 * (int)sx);
-            else if (type == QT_Q8_0 && Q8_SIGNED)
-                ic[0] = _mm256_set1_epi32(-128 * (int)sx);
+            __m256i ip;
+            if (RED) { /* row r's lane sums, then reduced */
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
-                if (type == QT_Q8_0 && !Q8_SIGNED)
-                    ic[k % NC] = Q8_ACC(ic[k % NC], _mm256_abs_epi8(w[k]), _mm256_sign_epi8(xv, w[k]));
-                else
-                    ic[k % NC] = Q8_ACC(ic[k % NC], w[k], xv);
+                for (int r = 0; r < 8; r++)
+                    v[r] = type == QT_Q8_0 && !Q8_SIGNED
+                               ? Q8_DOT(_mm256_abs_epi8(w[r]), _mm256_sign_epi8(xv, w[r]))
+                               : Q8_DOT(w[r], xv);
+                ip = Q8_FN(reduce8)(v);
+                if (type == QT_Q4_0)
+                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32(8 * (int)sx));
+                else if (type == QT_Q8_0 && Q8_SIGNED)
+                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32(128 * (int)sx));
+            } else {
+                /* NC independent chains of integer multiply-adds (their
+                 * latency, not their count, bounds one token) */
+                const int NC = TN == 1 ? 4 : 2;
+                __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                  _mm256_setzero_si256(), _mm256_setzero_si256() };
+                if (type == QT_Q4_0)
+                    ic[0] = _mm256_set1_epi32(-8 * (int)sx);
+                else if (type == QT_Q8_0 && Q8_SIGNED)
+                    ic[0] = _mm256_set1_epi32(-128 * (int)sx);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
+                    if (type == QT_Q8_0 && !Q8_SIGNED)
+                        ic[k % NC] = Q8_ACC(ic[k % NC], _mm256_abs_epi8(w[k]), _mm256_sign_epi8(xv, w[k]));
+                    else
+                        ic[k % NC] = Q8_ACC(ic[k % NC], w[k], xv);
+                }
+                ip = _mm256_add_epi32(ic[0], ic[1]);
+                if (NC == 4)
+                    ip = _mm256_add_epi32(ip, _mm256_add_epi32(ic[2], ic[3]));
             }
-            __m256i ip = _mm256_add_epi32(ic[0], ic[1]);
-            if (NC == 4)
-                ip = _mm256_add_epi32(ip, _mm256_add_epi32(ic[2], ic[3]));
             __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
             if (type == QT_Q4_1) /* the min times dx S */
@@ -328,16 +399,16 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
             continue;
         }
         switch (tn) { /* eight rows per tile, up to Q8_TOKS tokens */
-        case 1: Q8_FN(tile8)(1, type, bb, j, rows, r0, n, t0, y); break;
-        case 2: Q8_FN(tile8)(2, type, bb, j, rows, r0, n, t0, y); break;
-        case 3: Q8_FN(tile8)(3, type, bb, j, rows, r0, n, t0, y); break;
+        case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, j, rows, r0, n, t0, y); break;
+        case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, j, rows, r0, n, t0, y); break;
+        case 3: Q8_FN(tile8)(0, 3, type, bb, j, rows, r0, n, t0, y); break;
 #if Q8_TOKS > 4
-        case 4: Q8_FN(tile8)(4, type, bb, j, rows, r0, n, t0, y); break;
-        case 5: Q8_FN(tile8)(5, type, bb, j, rows, r0, n, t0, y); break;
-        case 6: Q8_FN(tile8)(6, type, bb, j, rows, r0, n, t0, y); break;
-        case 7: Q8_FN(tile8)(7, type, bb, j, rows, r0, n, t0, y); break;
+        case 4: Q8_FN(tile8)(0, 4, type, bb, j, rows, r0, n, t0, y); break;
+        case 5: Q8_FN(tile8)(0, 5, type, bb, j, rows, r0, n, t0, y); break;
+        case 6: Q8_FN(tile8)(0, 6, type, bb, j, rows, r0, n, t0, y); break;
+        case 7: Q8_FN(tile8)(0, 7, type, bb, j, rows, r0, n, t0, y); break;
 #endif
-        default: Q8_FN(tile8)(Q8_TOKS, type, bb, j, rows, r0, n, t0, y); break;
+        default: Q8_FN(tile8)(0, Q8_TOKS, type, bb, j, rows, r0, n, t0, y); break;
         }
         r0 += 8;
     }
