@@ -18,23 +18,22 @@
 
 #define Q8_TARGET "avx2,fma,f16c"
 #define Q8_FN(name) name##_avx2
-#define Q8_REGS 16
 #define Q8_DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
 #define Q8_ACC(a, u, s) _mm256_add_epi32((a), Q8_DOT((u), (s)))
 #define Q8_SIGNED 0
 #define Q8_TOKS 4
+#define Q8_RED1 0
 #include "matmul_q8_x86.h"
 #undef Q8_TARGET
 #undef Q8_FN
 #undef Q8_DOT
-#undef Q8_REGS
 #undef Q8_ACC
 #undef Q8_SIGNED
 #undef Q8_TOKS
+#undef Q8_RED1
 
 #define Q8_TARGET "avx2,fma,f16c,avxvnni"
 #define Q8_FN(name) name##_avxvnni
-#define Q8_REGS 16
 #define Q8_DOT(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (u), (s))
 #define Q8_ACC(a, u, s) _mm256_dpbusd_avx_epi32((a), (u), (s))
 #define Q8_SIGNED 1
@@ -43,14 +42,12 @@
 #undef Q8_TARGET
 #undef Q8_FN
 #undef Q8_DOT
-#undef Q8_REGS
 #undef Q8_ACC
 #undef Q8_SIGNED
 #undef Q8_TOKS
 
 #define Q8_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
 #define Q8_FN(name) name##_avx512
-#define Q8_REGS 32
 #define Q8_DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
 #define Q8_ACC(a, u, s) _mm256_dpbusd_epi32((a), (u), (s))
 #define Q8_SIGNED 1
@@ -59,7 +56,6 @@
 #undef Q8_TARGET
 #undef Q8_FN
 #undef Q8_DOT
-#undef Q8_REGS
 #undef Q8_ACC
 #undef Q8_SIGNED
 #undef Q8_TOKS
