@@ -2,12 +2,13 @@
  * matmul_q8_x86.c - the CPU_PREC_FAST kernels for x86-64 (matmul.h):
  * matmul_q8_x86.h instantiated once per level, each with its own target
  * attribute, so the file builds with plain -O2 and the driver picks a
- * level at run time (cpu_mm_x86_levels).  The levels differ only in the
- * instruction that forms the integer lane sums:
+ * level at run time (cpu_mm_x86_levels).  The levels differ only in
+ * the instructions that form the exact integer sums and in tile shapes:
  *   AVX2     vpmaddubsw then vpmaddwd with ones (no overflow: |u| <= 128,
- *            |s| <= 127, so a pair is at most 32512)
- *   AVXVNNI  vpdpbusd, VEX encoding
- *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL)
+ *            |s| <= 127, so a pair is at most 32512); four tokens a tile
+ *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
+ *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
+ *            which gives 32 registers: eight tokens
  */
 #include "matmul_kern.h"
 

@@ -7,14 +7,20 @@
  *   Q8_DOT(u, s)   eight int32 lanes, lane l = the sum of u[k] * s[k]
  *                  over bytes 4l .. 4l+3 of two __m256i (u unsigned,
  *                  s signed); every level forms the same exact sums
+ *   Q8_ACC(a, u, s) a + Q8_DOT(u, s)
+ *   Q8_SIGNED      1 where Q8_ACC takes any unsigned byte (vpdpbusd), so
+ *                  that Q8_0 weights go in as w + 128; 0 for vpmaddubsw,
+ *                  whose pairs would saturate: abs(w) times sign(x, w)
+ *   Q8_TOKS        the most tokens an eight-row tile takes at once
+ *   Q8_RED1        (optional, default 1) one token by reduce8, not block8
  * The results are those of matmul_q8.c's portable kernels, bit for bit:
- * the same integer lane sums, the same fused multiply-adds per lane.
+ * the same exact integer block sums, the same fused multiply-adds.
  *
- * Shape: tokens are taken up to four at a time; for each token group,
- * RM rows at a time walk their blocks, and each block's weights are
- * unpacked once into registers and used by every token of the group
- * (RM x TN accumulators).  A task's rows (MM_ROWS-row groups) stay in
- * L1 / L2 across the token groups, so prefill reads them from cache.
+ * Shape, Q4_0 / Q4_1 / Q8_0: eight rows per tile, one float lane per row
+ * (tile8), up to Q8_TOKS tokens; Q4_K: RM rows x TN tokens with eight
+ * lanes per (row, token) (tile_k4).  Tokens are taken Q8_TOKS (Q4_K: four)
+ * at a time; a task's rows (MM_ROWS-row groups) stay in L1 / L2 across the
+ * token groups, so prefill reads them from cache.
  */
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
