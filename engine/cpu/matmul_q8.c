@@ -35,9 +35,14 @@ void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls
             d[b] = amax / 127.0f;
             float id = 127.0f / amax;
             for (int k = 0; k < QK_SMALL; k++) {
-                float v = roundf(xb[k] * id);
-                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                qb[k] = (int8_t)v;
+                /* roundf (halves away from zero) without the call: |v| is
+                 * at most 127 and a little, so the truncation to int and
+                 * the fraction v - i are exact */
+                float v = xb[k] * id;
+                int i = (int)v;
+                float f = v - (float)i;
+                i += (f >= 0.5f) - (f <= -0.5f);
+                qb[k] = (int8_t)(i > 127 ? 127 : i < -127 ? -127 : i);
             }
         }
         for (int l = 0; l < 8; l++)
