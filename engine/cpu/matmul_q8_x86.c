@@ -8,7 +8,7 @@
  *            |s| <= 127, so a pair is at most 32512); four tokens a tile
  *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
  *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
- *            which gives 32 registers: eight tokens
+ *            which gives 32 registers: sixteen tokens
  */
 #include "matmul_kern.h"
 
@@ -52,7 +52,7 @@
 #define Q8_DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
 #define Q8_ACC(a, u, s) _mm256_dpbusd_epi32((a), (u), (s))
 #define Q8_SIGNED 1
-#define Q8_TOKS 8
+#define Q8_TOKS 16
 #include "matmul_q8_x86.h"
 #undef Q8_TARGET
 #undef Q8_FN

@@ -404,17 +404,39 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
             }
             continue;
         }
-        switch (tn) { /* eight rows per tile, up to Q8_TOKS tokens */
-        case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, j, rows, r0, n, t0, y); break;
-        case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, j, rows, r0, n, t0, y); break;
-        case 3: Q8_FN(tile8)(0, 3, type, bb, j, rows, r0, n, t0, y); break;
-#if Q8_TOKS > 4
-        case 4: Q8_FN(tile8)(0, 4, type, bb, j, rows, r0, n, t0, y); break;
-        case 5: Q8_FN(tile8)(0, 5, type, bb, j, rows, r0, n, t0, y); break;
-        case 6: Q8_FN(tile8)(0, 6, type, bb, j, rows, r0, n, t0, y); break;
-        case 7: Q8_FN(tile8)(0, 7, type, bb, j, rows, r0, n, t0, y); break;
+        /* eight rows per tile, up to Q8_TOKS tokens; a ragged rest in one
+         * tile of fewer (they cost the same transposes) */
+        for (uint32_t tt = 0; tt < tn;) {
+            uint32_t m = tn - tt;
+            const mm_job_t *jj = j;
+            float *yy = y + (size_t)tt * j->n_out;
+            uint32_t ts = t0 + tt;
+            if (m >= Q8_TOKS) {
+                Q8_FN(tile8)(0, Q8_TOKS, type, bb, jj, rows, r0, n, ts, yy);
+                tt += Q8_TOKS;
+                continue;
+            }
+#if Q8_TOKS > 8
+            if (m >= 8) {
+                Q8_FN(tile8)(0, 8, type, bb, jj, rows, r0, n, ts, yy);
+                tt += 8;
+                continue;
+            }
 #endif
-        default: Q8_FN(tile8)(0, Q8_TOKS, type, bb, j, rows, r0, n, t0, y); break;
+            switch (m) {
+            case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, jj, rows, r0, n, ts, yy); break;
+            case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, jj, rows, r0, n, ts, yy); break;
+#if Q8_TOKS > 4
+            case 3: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, yy); break;
+            case 4: Q8_FN(tile8)(0, 4, type, bb, jj, rows, r0, n, ts, yy); break;
+            case 5: Q8_FN(tile8)(0, 5, type, bb, jj, rows, r0, n, ts, yy); break;
+            case 6: Q8_FN(tile8)(0, 6, type, bb, jj, rows, r0, n, ts, yy); break;
+            default: Q8_FN(tile8)(0, 7, type, bb, jj, rows, r0, n, ts, yy); break;
+#else
+            default: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, yy); break;
+#endif
+            }
+            tt = tn;
         }
         r0 += 8;
     }
