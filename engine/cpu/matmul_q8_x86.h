@@ -31,6 +31,9 @@
 #ifndef Q8_RED2
 #define Q8_RED2 1 /* the same for two tokens */
 #endif
+#ifndef Q8_SB_MAX
+#define Q8_SB_MAX 256 /* blocks per token of rows_type's offset terms (16 KiB at 16 tokens) */
+#endif
 #ifndef Q8_PF_BYTES
 #define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
 #endif
@@ -226,6 +229,20 @@ Q8_INLINE __m256i Q8_FN(reduce8)(const __m256i v[8])
 }
 
 /*
+ * Token t's offset term of block b, from the lane sums (S = their sum, an
+ * integer below 2^12): Q4_0 8 S and, where Q8_SIGNED, Q8_0 128 S (exact in
+ * a float), Q4_1 dx * S (rounded once, as matmul.h states); 0 otherwise.
+ */
+Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *xls, size_t t,
+                              size_t nb, size_t b)
+{
+    if (type == QT_Q8_0 && !Q8_SIGNED)
+        return 0.0f;
+    float sx = Q8_FN(sum8)(xls + (t * nb + b) * 8);
+    return type == QT_Q4_0 ? 8.0f * sx : type == QT_Q8_0 ? 128.0f * sx : xd[t * nb + b] * sx;
+}
+
+/*
  * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
  * are not stored) x TN tokens from t0, small-block types, in matmul.h's
  * order: float lane r is row r's one accumulator.  Per block, the rows'
@@ -238,10 +255,12 @@ Q8_INLINE __m256i Q8_FN(reduce8)(const __m256i v[8])
  *   Q8_0  Q8_SIGNED levels: sum w x = sum (w + 128) x - 128 S (vpdpbusd
  *         takes unsigned weights); else abs(w) times sign(x, w)
  * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
- *   rows [n, rb]; y [TN, n_out] from the task's first row
+ *   rows [n, rb]; y [TN, n_out] from the task's first row; sb NULL, or the
+ *   tokens' offset terms [TN, nb] as offset() gives them
  */
-Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
-                            const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t t0, float *y)
+Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, const size_t bb,
+                            const mm_job_t *j, const uint8_t *rows, uint32_t r0, uint32_t n,
+                            uint32_t t0, const float *sb, float *y)
 {
     const size_t n_in = j->n_in, nb = n_in / QK_SMALL;
     const uint8_t *p[8];
@@ -286,7 +305,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
 #pragma GCC unroll 8
         for (int t = 0; t < TN; t++) {
             const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
-            float sx = type == QT_Q8_0 && !Q8_SIGNED ? 0.0f : Q8_FN(sum8)(xls + ((size_t)t * nb + b) * 8);
+            float so = sb != NULL ? sb[(size_t)t * nb + b] : Q8_FN(offset)(type, xd, xls, t, nb, b);
             __m256i ip;
             if (RED) { /* row r's lane sums, then reduced */
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
@@ -297,9 +316,9 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                                : Q8_DOT(w[r], xv);
                 ip = Q8_FN(reduce8)(v);
                 if (type == QT_Q4_0)
-                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32(8 * (int)sx));
+                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
                 else if (type == QT_Q8_0 && Q8_SIGNED)
-                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32(128 * (int)sx));
+                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
             } else {
                 /* NC independent chains of integer multiply-adds (their
                  * latency, not their count, bounds one token) */
@@ -307,9 +326,9 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                 __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
                                   _mm256_setzero_si256(), _mm256_setzero_si256() };
                 if (type == QT_Q4_0)
-                    ic[0] = _mm256_set1_epi32(-8 * (int)sx);
+                    ic[0] = _mm256_set1_epi32(-(int)so);
                 else if (type == QT_Q8_0 && Q8_SIGNED)
-                    ic[0] = _mm256_set1_epi32(-128 * (int)sx);
+                    ic[0] = _mm256_set1_epi32(-(int)so);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) {
                     __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
@@ -325,7 +344,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
             __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
             if (type == QT_Q4_1) /* the min times dx S */
-                acc[t] = _mm256_fmadd_ps(mw, _mm256_mul_ps(dx, _mm256_set1_ps(sx)), acc[t]);
+                acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(so), acc[t]);
         }
     }
 #pragma GCC unroll 8
@@ -391,9 +410,10 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
 /* Rows [0, n) of `rows` (row o0 of the job), tokens [t0, t0 + tn), tn <= 4. */
 Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t *j,
                             const uint8_t *rows, uint32_t o0, uint32_t n, uint32_t t0,
-                            uint32_t tn)
+                            uint32_t tn, const float *sb)
 {
     float *y = j->y + (size_t)t0 * j->n_out + o0;
+    const size_t nb = j->n_in / QK_SMALL;
     for (uint32_t r0 = 0; r0 < n;) {
         if (type == QT_Q4_K) {
             switch (tn) {
@@ -412,28 +432,28 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
             float *yy = y + (size_t)tt * j->n_out;
             uint32_t ts = t0 + tt;
             if (m >= Q8_TOKS) {
-                Q8_FN(tile8)(0, Q8_TOKS, type, bb, jj, rows, r0, n, ts, yy);
+                Q8_FN(tile8)(0, Q8_TOKS, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy);
                 tt += Q8_TOKS;
                 continue;
             }
 #if Q8_TOKS > 8
             if (m >= 8) {
-                Q8_FN(tile8)(0, 8, type, bb, jj, rows, r0, n, ts, yy);
+                Q8_FN(tile8)(0, 8, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy);
                 tt += 8;
                 continue;
             }
 #endif
             switch (m) {
-            case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, jj, rows, r0, n, ts, yy); break;
-            case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, jj, rows, r0, n, ts, yy); break;
+            case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
 #if Q8_TOKS > 4
-            case 3: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, yy); break;
-            case 4: Q8_FN(tile8)(0, 4, type, bb, jj, rows, r0, n, ts, yy); break;
-            case 5: Q8_FN(tile8)(0, 5, type, bb, jj, rows, r0, n, ts, yy); break;
-            case 6: Q8_FN(tile8)(0, 6, type, bb, jj, rows, r0, n, ts, yy); break;
-            default: Q8_FN(tile8)(0, 7, type, bb, jj, rows, r0, n, ts, yy); break;
+            case 3: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 4: Q8_FN(tile8)(0, 4, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 5: Q8_FN(tile8)(0, 5, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 6: Q8_FN(tile8)(0, 6, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            default: Q8_FN(tile8)(0, 7, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
 #else
-            default: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, yy); break;
+            default: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
 #endif
             }
             tt = tn;
@@ -447,12 +467,25 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
                                 uint32_t o0, uint32_t n)
 {
     const uint32_t tg = type == QT_Q4_K ? 4 : Q8_TOKS; /* tokens per pass */
+    const size_t nb = j->n_in / QK_SMALL;
+    /* the tile8 offset terms of a pass's tokens, computed once for all its
+     * tiles where they fit (else each tile computes its own) */
+    float sbuf[Q8_TOKS * Q8_SB_MAX];
+    const int keep = type != QT_Q4_K && !(type == QT_Q8_0 && !Q8_SIGNED) && nb <= Q8_SB_MAX;
     uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
     for (uint32_t g = 0; g < n; g += gr) {
         uint32_t ng = n - g < gr ? n - g : gr;
         const uint8_t *rows = j->w + (size_t)(o0 + g) * j->row_bytes;
-        for (uint32_t t = 0; t < j->n_tok; t += tg)
-            Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, j->n_tok - t < tg ? j->n_tok - t : tg);
+        for (uint32_t t = 0; t < j->n_tok; t += tg) {
+            uint32_t tn = j->n_tok - t < tg ? j->n_tok - t : tg;
+            if (keep) {
+                for (size_t tt = 0; tt < tn; tt++)
+                    for (size_t b = 0; b < nb; b++)
+                        sbuf[tt * nb + b] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
+                                                          j->xls + (size_t)t * nb * 8, tt, nb, b);
+            }
+            Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, tn, keep ? sbuf : NULL);
+        }
     }
 }
 
