@@ -105,15 +105,20 @@ typedef enum {
  *   FAST   for Q4_0, Q4_1, Q8_0 and Q4_K weights: each token's activations
  *          are quantised per block of 32 to int8 (cpu_quantize_act), once
  *          per call, and multiplied with integer dot products; the other
- *          weight types take the EXACT kernels.  Per output, for each
- *          block b in increasing order and each lane l < 8 (elements
- *          4l .. 4l+3 of the block), with p_l the exact integer sum of
- *          q_w * q_x over the lane and s_l that of q_x, one fused
- *          multiply-add per term into lane l's float accumulator:
- *            Q8_0: acc_l += (dw * dx) * p_l        (q_w signed)
- *            Q4_0: acc_l += (dw * dx) * p_l        (q_w = nibble - 8)
- *            Q4_1: acc_l += (dw * dx) * p_l; acc_l += mw * (dx * s_l)
- *            Q4_K: sub-block j of a super-block, q_w the nibble:
+ *          weight types take the EXACT kernels.  With dx the activation
+ *          block's scale, q_x its quants and S = sum q_x over the block:
+ *          Q4_0, Q4_1, Q8_0: one float accumulator per output; for each
+ *          block b in increasing order, with P the exact integer sum of
+ *          q_w * q_x over the block's 32 elements, fused multiply-adds
+ *            Q8_0: acc += (dw * dx) * P        (q_w signed)
+ *            Q4_0: acc += (dw * dx) * P        (q_w = nibble - 8)
+ *            Q4_1: acc += (dw * dx) * P; acc += mw * (dx * S)
+ *          and the output is acc.
+ *          Q4_K: for each block b in increasing order and each lane l < 8
+ *          (elements 4l .. 4l+3 of the block), with p_l the exact integer
+ *          sum of q_w * q_x over the lane and s_l that of q_x, one fused
+ *          multiply-add per term into lane l's float accumulator
+ *          (sub-block j of a super-block, q_w the nibble):
  *                  acc_l += ((d * sc_j) * dx) * p_l;
  *                  acc_l += -(dmin * m_j) * (dx * s_l)
  *          then the eight lanes are summed as for EXACT.  Batch-invariant

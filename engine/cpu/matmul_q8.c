@@ -35,9 +35,14 @@ void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls
             d[b] = amax / 127.0f;
             float id = 127.0f / amax;
             for (int k = 0; k < QK_SMALL; k++) {
-                float v = roundf(xb[k] * id);
-                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                qb[k] = (int8_t)v;
+                /* roundf (halves away from zero) without the call: |v| is
+                 * at most 127 and a little, so the truncation to int and
+                 * the fraction v - i are exact */
+                float v = xb[k] * id;
+                int i = (int)v;
+                float f = v - (float)i;
+                i += (f >= 0.5f) - (f <= -0.5f);
+                qb[k] = (int8_t)(i > 127 ? 127 : i < -127 ? -127 : i);
             }
         }
         for (int l = 0; l < 8; l++)
@@ -86,7 +91,7 @@ static float half_at(const uint8_t *p)
 static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd,
                      const float *xms)
 {
-    float acc[8] = { 0 };
+    float acc[8] = { 0 }, acc1 = 0.0f;
     int w[QK_K];
     int32_t p[8];
     uint32_t nb = j->n_in / QK_SMALL;
@@ -107,12 +112,17 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
                     w[k + 16] = (qs[k] >> 4) - off;
                 }
             }
-            lane_dots(w, xq + 32 * (size_t)b, p);
-            lanes_fma(acc, dw * xd[b], p);
+            const int8_t *xb = xq + 32 * (size_t)b;
+            int32_t pw = 0, sx = 0;
+            for (int k = 0; k < 32; k++) {
+                pw += w[k] * xb[k];
+                sx += xb[k];
+            }
+            acc1 = fmaf(dw * xd[b], (float)pw, acc1);
             if (j->type == QT_Q4_1)
-                lanes_fma_f(acc, half_at(row + 2), xms + 8 * (size_t)b);
+                acc1 = fmaf(half_at(row + 2), xd[b] * (float)sx, acc1);
         }
-        break;
+        return acc1;
     case QT_Q4_K:
         for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
             float d = half_at(row), dmin = half_at(row + 2);

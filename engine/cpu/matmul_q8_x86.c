@@ -2,42 +2,64 @@
  * matmul_q8_x86.c - the CPU_PREC_FAST kernels for x86-64 (matmul.h):
  * matmul_q8_x86.h instantiated once per level, each with its own target
  * attribute, so the file builds with plain -O2 and the driver picks a
- * level at run time (cpu_mm_x86_levels).  The levels differ only in the
- * instruction that forms the integer lane sums:
+ * level at run time (cpu_mm_x86_levels).  The levels differ only in
+ * the instructions that form the exact integer sums and in tile shapes:
  *   AVX2     vpmaddubsw then vpmaddwd with ones (no overflow: |u| <= 128,
- *            |s| <= 127, so a pair is at most 32512)
- *   AVXVNNI  vpdpbusd, VEX encoding
- *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL)
+ *            |s| <= 127, so a pair is at most 32512); four tokens a tile
+ *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
+ *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
+ *            which gives 32 registers: sixteen tokens
  */
 #include "matmul_kern.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
+#include <string.h>
 
 #define Q8_TARGET "avx2,fma,f16c"
 #define Q8_FN(name) name##_avx2
 #define Q8_DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define Q8_ACC(a, u, s) _mm256_add_epi32((a), Q8_DOT((u), (s)))
+#define Q8_SIGNED 0
+#define Q8_TOKS 4
+#define Q8_RED1 0
 #include "matmul_q8_x86.h"
 #undef Q8_TARGET
 #undef Q8_FN
 #undef Q8_DOT
+#undef Q8_ACC
+#undef Q8_SIGNED
+#undef Q8_TOKS
+#undef Q8_RED1
 
 #define Q8_TARGET "avx2,fma,f16c,avxvnni"
 #define Q8_FN(name) name##_avxvnni
 #define Q8_DOT(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (u), (s))
+#define Q8_ACC(a, u, s) _mm256_dpbusd_avx_epi32((a), (u), (s))
+#define Q8_SIGNED 1
+#define Q8_TOKS 4
 #include "matmul_q8_x86.h"
 #undef Q8_TARGET
 #undef Q8_FN
 #undef Q8_DOT
+#undef Q8_ACC
+#undef Q8_SIGNED
+#undef Q8_TOKS
 
 #define Q8_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
 #define Q8_FN(name) name##_avx512
 #define Q8_DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define Q8_ACC(a, u, s) _mm256_dpbusd_epi32((a), (u), (s))
+#define Q8_SIGNED 1
+#define Q8_TOKS 16
 #include "matmul_q8_x86.h"
 #undef Q8_TARGET
 #undef Q8_FN
 #undef Q8_DOT
+#undef Q8_ACC
+#undef Q8_SIGNED
+#undef Q8_TOKS
 
 #else /* no x86-64 kernels in this build: the driver never calls these */
 

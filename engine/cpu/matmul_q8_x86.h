@@ -7,18 +7,33 @@
  *   Q8_DOT(u, s)   eight int32 lanes, lane l = the sum of u[k] * s[k]
  *                  over bytes 4l .. 4l+3 of two __m256i (u unsigned,
  *                  s signed); every level forms the same exact sums
+ *   Q8_ACC(a, u, s) a + Q8_DOT(u, s)
+ *   Q8_SIGNED      1 where Q8_ACC takes any unsigned byte (vpdpbusd), so
+ *                  that Q8_0 weights go in as w + 128; 0 for vpmaddubsw,
+ *                  whose pairs would saturate: abs(w) times sign(x, w)
+ *   Q8_TOKS        the most tokens an eight-row tile takes at once
+ *   Q8_RED1        (optional, default 1) one token by reduce8, not block8
  * The results are those of matmul_q8.c's portable kernels, bit for bit:
- * the same integer lane sums, the same fused multiply-adds per lane.
+ * the same exact integer block sums, the same fused multiply-adds.
  *
- * Shape: tokens are taken up to four at a time; for each token group,
- * RM rows at a time walk their blocks, and each block's weights are
- * unpacked once into registers and used by every token of the group
- * (RM x TN accumulators).  A task's rows (MM_ROWS-row groups) stay in
- * L1 / L2 across the token groups, so prefill reads them from cache.
+ * Shape, Q4_0 / Q4_1 / Q8_0: eight rows per tile, one float lane per row
+ * (tile8), up to Q8_TOKS tokens; Q4_K: RM rows x TN tokens with eight
+ * lanes per (row, token) (tile_k4).  Tokens are taken Q8_TOKS (Q4_K: four)
+ * at a time; a task's rows (MM_ROWS-row groups) stay in L1 / L2 across the
+ * token groups, so prefill reads them from cache.
  */
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
 
+#ifndef Q8_RED1
+#define Q8_RED1 1 /* one token: the in-place rows and reduce8, not block8 */
+#endif
+#ifndef Q8_RED2
+#define Q8_RED2 1 /* the same for two tokens */
+#endif
+#ifndef Q8_SB_MAX
+#define Q8_SB_MAX 256 /* blocks per token of rows_type's offset terms (16 KiB at 16 tokens) */
+#endif
 #ifndef Q8_PF_BYTES
 #define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
 #endif
@@ -73,75 +88,277 @@ Q8_INLINE void Q8_FN(tile_store)(const int RM, const int TN, const mm_job_t *j, 
     }
 }
 
-/*
- * RM rows x TN tokens, rows [r0, r0 + RM) clamped to n (rows past n
- * repeat row n-1 and are not stored), small-block types.
- *   rows [n, rb]; tokens t0 .. t0+TN-1 of the job
- */
-Q8_INLINE void Q8_FN(tile_small)(const int RM, const int TN, const qtype_t type, const size_t bb,
-                                 const mm_job_t *j, const uint8_t *rows, uint32_t r0, uint32_t n,
-                                 uint32_t t0, float *y)
+/* The two or four little-endian bytes at p (a block's f16 scale, and
+ * Q4_1's f16 min after it). */
+Q8_INLINE short Q8_FN(u16_at)(const uint8_t *p)
 {
-    uint32_t nb = j->n_in / QK_SMALL;
-    const uint8_t *p[4];
-    __m256 acc[4][4];
-    Q8_FN(tile_start)(RM, TN, j, rows, r0, n, p, acc);
-    const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
-    const float *xd = j->xd + (size_t)t0 * nb;
-    const float *xls = j->xls + (size_t)t0 * nb * 8;
-    const float *xms = j->xms + (size_t)t0 * nb * 8;
-    /* The RM rows are one contiguous run of RM * rb bytes, read at RM * bb
-     * bytes a block: keep the lines Q8_PF_BYTES ahead of that pace (a
-     * prefetch past the end of the matrix is harmless). */
-    uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
-    for (uint32_t b = 0; b < nb; b++, pf += RM * bb) {
-#pragma GCC unroll 4
-        for (size_t l = 0; l < (RM * bb + 63) / 64; l++)
-            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
-        __m256i xv[4];
-        __m256 dx[4];
-#pragma GCC unroll 4
-        for (int t = 0; t < TN; t++) {
-            xv[t] = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)t * j->n_in + 32 * (size_t)b));
-            dx[t] = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return (short)v;
+}
+
+Q8_INLINE int Q8_FN(u32_at)(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return (int)v;
+}
+
+/* The sum of eight floats holding integers below 2^24 (exact in any order). */
+Q8_INLINE float Q8_FN(sum8)(const float *v)
+{
+    __m256 a = _mm256_loadu_ps(v);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/*
+ * Block b of eight rows (blk[r]: row r's block b) as eight registers,
+ * lane r of w[k] holding row r's weights 4k .. 4k+3 as bytes (so that one
+ * broadcast of the activations' bytes 4k .. 4k+3 meets all eight rows):
+ * nibbles for Q4_0 / Q4_1 (unsigned), the signed quants for Q8_0.
+ */
+Q8_INLINE void Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8])
+{
+    if (type == QT_Q8_0) {
+        __m256i a[8], c[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r += 2) {
+            __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2));
+            __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r + 1] + 2));
+            a[r] = _mm256_unpacklo_epi32(r0, r1);     /* rows r, r+1: dwords 0 1 | 4 5 */
+            a[r + 1] = _mm256_unpackhi_epi32(r0, r1); /* 2 3 | 6 7 */
+        }
+#pragma GCC unroll 8
+        for (int h = 0; h < 8; h += 4) {             /* rows h .. h+3 */
+            c[h] = _mm256_unpacklo_epi64(a[h], a[h + 2]);     /* dword 0 | 4 */
+            c[h + 1] = _mm256_unpackhi_epi64(a[h], a[h + 2]); /* 1 | 5 */
+            c[h + 2] = _mm256_unpacklo_epi64(a[h + 1], a[h + 3]); /* 2 | 6 */
+            c[h + 3] = _mm256_unpackhi_epi64(a[h + 1], a[h + 3]); /* 3 | 7 */
         }
 #pragma GCC unroll 4
-        for (int r = 0; r < RM; r++) {
-            const uint8_t *blk = p[r] + b * bb;
-            __m256 dw, mw = _mm256_setzero_ps();
-            __m256i wv;
-            if (type == QT_Q4_1) { /* d and m converted together */
-                __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)blk[0] | (uint32_t)blk[1] << 8 | (uint32_t)blk[2] << 16 | (uint32_t)blk[3] << 24)));
-                dw = _mm256_broadcastss_ps(dm);
-                mw = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-                wv = Q8_FN(nib32)(blk + 4);
-            } else {
-                dw = Q8_FN(half)(blk);
-                wv = type == QT_Q8_0 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2))
-                                     : Q8_FN(nib32)(blk + 2);
-            }
-            __m256i wa = type == QT_Q8_0 ? _mm256_abs_epi8(wv) : wv;
+        for (int k = 0; k < 4; k++) {
+            w[k] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x20);
+            w[k + 4] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x31);
+        }
+    } else { /* rows r and r+4 in one register: 16 bytes of nibbles each */
+        const __m256i m15 = _mm256_set1_epi8(15);
+        const size_t qo = type == QT_Q4_1 ? 4 : 2;
+        __m256i a[4];
 #pragma GCC unroll 4
-            for (int t = 0; t < TN; t++) {
-                const float *s = xls + ((size_t)t * nb + b) * 8; /* lane sums of x */
-                __m256 pl;
-                if (type == QT_Q8_0) {
-                    pl = _mm256_cvtepi32_ps(Q8_DOT(wa, _mm256_sign_epi8(xv[t], wv)));
-                } else if (type == QT_Q4_0) {
-                    /* (q - 8) x = q x - 8 x lane by lane: integers below
-                     * 2^24, so the float arithmetic is exact */
-                    pl = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(s),
-                                          _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t])));
-                } else {
-                    pl = _mm256_cvtepi32_ps(Q8_DOT(wa, xv[t]));
-                }
-                acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), pl, acc[t][r]);
-                if (type == QT_Q4_1) /* the min times dx * lane sums */
-                    acc[t][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xms + ((size_t)t * nb + b) * 8), acc[t][r]);
-            }
+        for (int r = 0; r < 4; r += 2) {
+            __m256i r0 = _mm256_loadu2_m128i((const __m128i *)(const void *)(blk[r + 4] + qo),
+                                             (const __m128i *)(const void *)(blk[r] + qo));
+            __m256i r1 = _mm256_loadu2_m128i((const __m128i *)(const void *)(blk[r + 5] + qo),
+                                             (const __m128i *)(const void *)(blk[r + 1] + qo));
+            a[r] = _mm256_unpacklo_epi32(r0, r1);
+            a[r + 1] = _mm256_unpackhi_epi32(r0, r1);
+        }
+        __m256i q[4] = { _mm256_unpacklo_epi64(a[0], a[2]), _mm256_unpackhi_epi64(a[0], a[2]),
+                         _mm256_unpacklo_epi64(a[1], a[3]), _mm256_unpackhi_epi64(a[1], a[3]) };
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) { /* bytes 4k..4k+3: elements 4k.. low, 16+4k.. high */
+            w[k] = _mm256_and_si256(q[k], m15);
+            w[k + 4] = _mm256_and_si256(_mm256_srli_epi16(q[k], 4), m15);
         }
     }
-    Q8_FN(tile_store)(RM, TN, j, r0, n, acc, y);
+}
+
+/* The eight rows' scales of a block (lane r: row r's d, from blk[r]) and,
+ * for Q4_1, their mins (*mw). */
+Q8_INLINE __m256 Q8_FN(scales8)(const qtype_t type, const uint8_t *const blk[8], __m256 *mw)
+{
+    if (type == QT_Q4_1) { /* d and m of each row, then the d's and the m's together */
+        __m256i dm = _mm256_setr_epi32(Q8_FN(u32_at)(blk[0]), Q8_FN(u32_at)(blk[1]),
+                                       Q8_FN(u32_at)(blk[2]), Q8_FN(u32_at)(blk[3]),
+                                       Q8_FN(u32_at)(blk[4]), Q8_FN(u32_at)(blk[5]),
+                                       Q8_FN(u32_at)(blk[6]), Q8_FN(u32_at)(blk[7]));
+        dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+                                                      14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6,
+                                                      7, 10, 11, 14, 15));
+        dm = _mm256_permute4x64_epi64(dm, 0xd8);
+        *mw = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+    }
+    return _mm256_cvtph_ps(_mm_setr_epi16(Q8_FN(u16_at)(blk[0]), Q8_FN(u16_at)(blk[1]),
+                                          Q8_FN(u16_at)(blk[2]), Q8_FN(u16_at)(blk[3]),
+                                          Q8_FN(u16_at)(blk[4]), Q8_FN(u16_at)(blk[5]),
+                                          Q8_FN(u16_at)(blk[6]), Q8_FN(u16_at)(blk[7])));
+}
+
+
+/*
+ * The other way to the same exact sums, for one or two tokens: block b of
+ * eight rows unpacked in place (w[r]: row r's 32 weights as bytes, unsigned
+ * nibbles or signed Q8_0 quants), each row's eight lane sums formed
+ * against the token's 32 activation bytes, and then reduced so that lane
+ * r holds row r's sum (reduce8: unpacks and adds, no horizontal adds).
+ */
+Q8_INLINE void Q8_FN(rows8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8])
+{
+    const __m256i m15 = _mm256_set1_epi8(15), hi4 = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) {
+        if (type == QT_Q8_0) {
+            w[r] = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2));
+        } else { /* low nibbles in the low half, high nibbles in the high half */
+            __m256i h = _mm256_broadcastsi128_si256(
+                _mm_loadu_si128((const __m128i *)(const void *)(blk[r] + (type == QT_Q4_1 ? 4 : 2))));
+            w[r] = _mm256_and_si256(_mm256_srlv_epi32(h, hi4), m15);
+        }
+    }
+}
+
+/* [a0+a2, b0+b2, a1+a3, b1+b3 | the same for lanes 4..7] */
+Q8_INLINE __m256i Q8_FN(pairsum)(__m256i a, __m256i b)
+{
+    return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+}
+
+/* Lane r: the sum of v[r]'s eight lanes. */
+Q8_INLINE __m256i Q8_FN(reduce8)(const __m256i v[8])
+{
+    __m256i s0 = Q8_FN(pairsum)(v[0], v[1]), s1 = Q8_FN(pairsum)(v[2], v[3]);
+    __m256i s2 = Q8_FN(pairsum)(v[4], v[5]), s3 = Q8_FN(pairsum)(v[6], v[7]);
+    /* lane k < 4: row k's lanes 0..3, lane 4 + k: its lanes 4..7 */
+    __m256i h0 = _mm256_add_epi32(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+    __m256i h1 = _mm256_add_epi32(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                            _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+/*
+ * Token t's offset term of block b, from the lane sums (S = their sum, an
+ * integer below 2^12): Q4_0 8 S and, where Q8_SIGNED, Q8_0 128 S (exact in
+ * a float), Q4_1 dx * S (rounded once, as matmul.h states); 0 otherwise.
+ */
+Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *xls, size_t t,
+                              size_t nb, size_t b)
+{
+    if (type == QT_Q8_0 && !Q8_SIGNED)
+        return 0.0f;
+    float sx = Q8_FN(sum8)(xls + (t * nb + b) * 8);
+    return type == QT_Q4_0 ? 8.0f * sx : type == QT_Q8_0 ? 128.0f * sx : xd[t * nb + b] * sx;
+}
+
+/*
+ * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
+ * are not stored) x TN tokens from t0, small-block types, in matmul.h's
+ * order: float lane r is row r's one accumulator.  Per block, the rows'
+ * weights are transposed once (block8) and used by every token; per
+ * token, eight integer multiply-adds of a broadcast activation word give
+ * the eight rows' exact block sums in one register, so the scale work
+ * (convert, one multiply, one or two fused multiply-adds) is done once
+ * per block for eight rows.  Offsets are exact integer terms:
+ *   Q4_0  sum (nib - 8) x = sum nib x - 8 S
+ *   Q8_0  Q8_SIGNED levels: sum w x = sum (w + 128) x - 128 S (vpdpbusd
+ *         takes unsigned weights); else abs(w) times sign(x, w)
+ * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
+ *   rows [n, rb]; y [TN, n_out] from the task's first row; sb NULL, or the
+ *   tokens' offset terms [TN, nb] as offset() gives them
+ */
+Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, const size_t bb,
+                            const mm_job_t *j, const uint8_t *rows, uint32_t r0, uint32_t n,
+                            uint32_t t0, const float *sb, float *y)
+{
+    const size_t n_in = j->n_in, nb = n_in / QK_SMALL;
+    const uint8_t *p[8];
+    uint32_t left = n - r0;
+    __m256 acc[Q8_TOKS];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * j->row_bytes;
+#pragma GCC unroll 8
+    for (int t = 0; t < TN; t++)
+        acc[t] = _mm256_setzero_ps();
+    const int8_t *xq = j->xq + (size_t)t0 * n_in;
+    const float *xd = j->xd + (size_t)t0 * nb;
+    const float *xls = j->xls + (size_t)t0 * nb * 8;
+    /* The eight rows are one contiguous run of 8 * rb bytes, read at 8 * bb
+     * bytes a block: fetch the next eight rows at that pace, so that they
+     * are in cache when this tile ends (a prefetch past the end of the
+     * matrix is harmless). */
+    uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
+    for (size_t b = 0; b < nb; b++, pf += 8 * bb) {
+#pragma GCC unroll 8
+        for (size_t l = 0; l < (8 * bb + 63) / 64; l++)
+            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+        const uint8_t *blk[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            blk[r] = p[r] + b * bb;
+        __m256i w[8];
+        __m256 mw = _mm256_setzero_ps();
+        __m256 dw = Q8_FN(scales8)(type, blk, &mw);
+        if (RED)
+            Q8_FN(rows8)(type, blk, w);
+        else
+            Q8_FN(block8)(type, blk, w);
+#if Q8_SIGNED
+        if (type == QT_Q8_0) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm256_xor_si256(w[k], _mm256_set1_epi8(-128));
+        }
+#endif
+#pragma GCC unroll 8
+        for (int t = 0; t < TN; t++) {
+            const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+            float so = sb != NULL ? sb[(size_t)t * nb + b] : Q8_FN(offset)(type, xd, xls, t, nb, b);
+            __m256i ip;
+            if (RED) { /* row r's lane sums, then reduced */
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    v[r] = type == QT_Q8_0 && !Q8_SIGNED
+                               ? Q8_DOT(_mm256_abs_epi8(w[r]), _mm256_sign_epi8(xv, w[r]))
+                               : Q8_DOT(w[r], xv);
+                ip = Q8_FN(reduce8)(v);
+                if (type == QT_Q4_0)
+                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
+                else if (type == QT_Q8_0 && Q8_SIGNED)
+                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
+            } else {
+                /* NC independent chains of integer multiply-adds (their
+                 * latency, not their count, bounds one token) */
+                const int NC = TN == 1 ? 4 : 2;
+                __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
+                                  _mm256_setzero_si256(), _mm256_setzero_si256() };
+                if (type == QT_Q4_0)
+                    ic[0] = _mm256_set1_epi32(-(int)so);
+                else if (type == QT_Q8_0 && Q8_SIGNED)
+                    ic[0] = _mm256_set1_epi32(-(int)so);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
+                    if (type == QT_Q8_0 && !Q8_SIGNED)
+                        ic[k % NC] = Q8_ACC(ic[k % NC], _mm256_abs_epi8(w[k]), _mm256_sign_epi8(xv, w[k]));
+                    else
+                        ic[k % NC] = Q8_ACC(ic[k % NC], w[k], xv);
+                }
+                ip = _mm256_add_epi32(ic[0], ic[1]);
+                if (NC == 4)
+                    ip = _mm256_add_epi32(ip, _mm256_add_epi32(ic[2], ic[3]));
+            }
+            __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
+            if (type == QT_Q4_1) /* the min times dx S */
+                acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(so), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TN; t++) {
+        float *yt = y + (size_t)t * j->n_out + r0;
+        if (left >= 8) {
+            _mm256_storeu_ps(yt, acc[t]);
+        } else {
+            float v[8];
+            _mm256_storeu_ps(v, acc[t]);
+            for (uint32_t r = 0; r < left; r++)
+                yt[r] = v[r];
+        }
+    }
 }
 
 /* The same for Q4_K: a super-block of 256 is eight activation blocks. */
@@ -193,9 +410,10 @@ Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, con
 /* Rows [0, n) of `rows` (row o0 of the job), tokens [t0, t0 + tn), tn <= 4. */
 Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t *j,
                             const uint8_t *rows, uint32_t o0, uint32_t n, uint32_t t0,
-                            uint32_t tn)
+                            uint32_t tn, const float *sb)
 {
     float *y = j->y + (size_t)t0 * j->n_out + o0;
+    const size_t nb = j->n_in / QK_SMALL;
     for (uint32_t r0 = 0; r0 < n;) {
         if (type == QT_Q4_K) {
             switch (tn) {
@@ -206,12 +424,41 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
             }
             continue;
         }
-        switch (tn) {
-        case 1:  Q8_FN(tile_small)(4, 1, type, bb, j, rows, r0, n, t0, y); r0 += 4; break;
-        case 2:  Q8_FN(tile_small)(4, 2, type, bb, j, rows, r0, n, t0, y); r0 += 4; break;
-        case 3:  Q8_FN(tile_small)(2, 3, type, bb, j, rows, r0, n, t0, y); r0 += 2; break;
-        default: Q8_FN(tile_small)(2, 4, type, bb, j, rows, r0, n, t0, y); r0 += 2; break;
+        /* eight rows per tile, up to Q8_TOKS tokens; a ragged rest in one
+         * tile of fewer (they cost the same transposes) */
+        for (uint32_t tt = 0; tt < tn;) {
+            uint32_t m = tn - tt;
+            const mm_job_t *jj = j;
+            float *yy = y + (size_t)tt * j->n_out;
+            uint32_t ts = t0 + tt;
+            if (m >= Q8_TOKS) {
+                Q8_FN(tile8)(0, Q8_TOKS, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy);
+                tt += Q8_TOKS;
+                continue;
+            }
+#if Q8_TOKS > 8
+            if (m >= 8) {
+                Q8_FN(tile8)(0, 8, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy);
+                tt += 8;
+                continue;
+            }
+#endif
+            switch (m) {
+            case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+#if Q8_TOKS > 4
+            case 3: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 4: Q8_FN(tile8)(0, 4, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 5: Q8_FN(tile8)(0, 5, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            case 6: Q8_FN(tile8)(0, 6, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+            default: Q8_FN(tile8)(0, 7, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+#else
+            default: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
+#endif
+            }
+            tt = tn;
         }
+        r0 += 8;
     }
 }
 
@@ -219,12 +466,26 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
 Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_job_t *j,
                                 uint32_t o0, uint32_t n)
 {
-    uint32_t gr = j->n_tok <= 4 ? n : MM_ROWS; /* decode: one pass over the task's rows */
+    const uint32_t tg = type == QT_Q4_K ? 4 : Q8_TOKS; /* tokens per pass */
+    const size_t nb = j->n_in / QK_SMALL;
+    /* the tile8 offset terms of a pass's tokens, computed once for all its
+     * tiles where they fit (else each tile computes its own) */
+    float sbuf[Q8_TOKS * Q8_SB_MAX];
+    const int keep = type != QT_Q4_K && !(type == QT_Q8_0 && !Q8_SIGNED) && nb <= Q8_SB_MAX;
+    uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
     for (uint32_t g = 0; g < n; g += gr) {
         uint32_t ng = n - g < gr ? n - g : gr;
         const uint8_t *rows = j->w + (size_t)(o0 + g) * j->row_bytes;
-        for (uint32_t t = 0; t < j->n_tok; t += 4)
-            Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, j->n_tok - t < 4 ? j->n_tok - t : 4);
+        for (uint32_t t = 0; t < j->n_tok; t += tg) {
+            uint32_t tn = j->n_tok - t < tg ? j->n_tok - t : tg;
+            if (keep) {
+                for (size_t tt = 0; tt < tn; tt++)
+                    for (size_t b = 0; b < nb; b++)
+                        sbuf[tt * nb + b] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
+                                                          j->xls + (size_t)t * nb * 8, tt, nb, b);
+            }
+            Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, tn, keep ? sbuf : NULL);
+        }
     }
 }
 

@@ -490,6 +490,8 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     check_fast_shape(type, 1, n_in, 3, isa);
     check_fast_shape(type, 7, type == QT_Q4_K ? 256 : 32, 9, isa);
     check_fast_shape(type, 37, n_in, 11, isa);
+    if (type != QT_Q4_K) /* past the kernels' 256 blocks of kept offset terms */
+        check_fast_shape(type, 9, 257 * 32, 3, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
@@ -541,6 +543,36 @@ TEST(fast_nonfinite_activations)
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
     free(w);
     free(x);
+}
+
+/* cpu_quantize_act's quants are roundf's (halves away from zero), on
+ * values that land on and next to halves and on the clamp. */
+TEST(fast_quantize_rounding)
+{
+    float x[32 * 64], d[64], ls[8 * 64];
+    int8_t q[32 * 64];
+    rng_state = 11;
+    for (int b = 0; b < 64; b++) {
+        float amax = 0.5f + (float)b; /* 127 / amax: many exact halves below */
+        for (int k = 0; k < 32; k++) {
+            float h = (float)((int)(rng_next() % 255) - 127) * 0.5f; /* a multiple of 1/2 */
+            x[32 * b + k] = k == 0 ? amax : h * amax / 127.0f * (k % 3 == 1 ? 1.0000001f : 1.0f);
+            if (k % 5 == 4)
+                x[32 * b + k] = nextafterf(x[32 * b + k], 0.0f);
+        }
+    }
+    cpu_quantize_act(x, 32 * 64, q, d, ls);
+    for (int b = 0; b < 64; b++) {
+        float amax = 0;
+        for (int k = 0; k < 32; k++)
+            amax = fmaxf(amax, fabsf(x[32 * b + k]));
+        float id = 127.0f / amax;
+        for (int k = 0; k < 32; k++) {
+            float r = fminf(127.0f, fmaxf(-127.0f, roundf(x[32 * b + k] * id)));
+            ASSERT_MSG(q[32 * b + k] == (int8_t)r, "block %d element %d: x %.9g -> %d, roundf %g",
+                       b, k, (double)x[32 * b + k], q[32 * b + k], (double)r);
+        }
+    }
 }
 
 TEST(isa_settings)
@@ -688,5 +720,5 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
-          T(fast_nonfinite_activations), T(isa_settings),
+          T(fast_nonfinite_activations), T(fast_quantize_rounding), T(isa_settings),
           T(embed_row_matches_dequant))
