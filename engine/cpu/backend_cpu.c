@@ -450,6 +450,15 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     if (!c->kv || !c->norms || !c->inv_freq || !c->rope_cos || !c->rope_sin || !c->tok_seq || !c->logit_x ||
         !c->attn_tile_first || !c->attn_scratch)
         goto nomem;
+    if (cpu_matmul_precision() == CPU_PREC_FAST) {
+        /* the quantised activations of the widest product a step can ask
+           for, so that no step allocates (cpu_matmul) */
+        uint32_t widest = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+        if (hp->n_head * hp->head_dim > widest)
+            widest = hp->n_head * hp->head_dim;
+        if (pool_scratch(c->pool, cpu_matmul_scratch_bytes(widest, o->max_tokens)) == NULL)
+            goto nomem;
+    }
     /* Commit the pool now: resident memory is weights + KV pool from the
        start (what MemoryMax must allow), not a figure that creeps up as
        blocks are first used.  A volatile store per page, because a

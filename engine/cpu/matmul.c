@@ -197,17 +197,25 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
         xms[i] = xd[i / 8] * xls[i];
 }
 
+size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
+{
+    size_t nb = (size_t)n_tok * (n_in / QK_SMALL);
+    return nb * 68 + (size_t)n_tok * n_in;
+}
+
 /*
- * Quantise every token's activations into one allocation (*out, which
- * the caller frees): [n_tok, nb] scales, then [n_tok, nb, 8] lane sums,
- * the same times the scale, then [n_tok, n_in] quants.  The caller has
- * checked that n_tok * n_in * 4 bytes fit in a size_t; this takes 3.2
- * bytes per element.
+ * Quantise every token's activations into the pool's scratch (or, with
+ * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
+ * nb] scales, then [n_tok, nb, 8] lane sums, the same times the scale,
+ * then [n_tok, n_in] quants.  The caller has checked that n_tok * n_in * 4
+ * bytes fit in a size_t; this takes 3.2 bytes per element.
  */
-static int quantize_acts(pool_t *p, mm_job_t *j, void **out)
+static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
 {
     size_t nb = (size_t)j->n_tok * (j->n_in / QK_SMALL);
-    uint8_t *buf = malloc(nb * 4 + nb * 64 + (size_t)j->n_tok * j->n_in);
+    size_t bytes = cpu_matmul_scratch_bytes(j->n_in, j->n_tok);
+    *owned = NULL;
+    uint8_t *buf = p != NULL ? pool_scratch(p, bytes) : (uint8_t *)(*owned = malloc(bytes));
     if (buf == NULL)
         return ERR_NOMEM;
     j->xd = (const float *)(void *)buf;
@@ -222,7 +230,6 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **out)
         q.per_tok = (blocks + q.blocks - 1) / q.blocks;
     }
     pool_run(p, quantize_task, &q, j->n_tok * q.per_tok);
-    *out = buf;
     return 0;
 }
 
@@ -303,7 +310,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
     if (run.n_mat == 0)
         return 0;
 
-    void *act = NULL;
+    void *act = NULL; /* the quantised activations when there is no pool to hold them */
     if (any_fast) {
         int rc = quantize_acts(p, &run.job[0], &act);
         if (rc != 0)

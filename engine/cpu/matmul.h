@@ -47,11 +47,16 @@
  * ERR_INVALID for a NULL pointer or a ragged n_in, ERR_RANGE when the
  * matrix's size does not fit in memory's address range, ERR_NOMEM.
  * Uses under 64 KiB of stack per thread; with CPU_PREC_FAST it also
- * allocates n_tok * n_in * 3.2 bytes for the quantised activations,
- * freed before it returns.
+ * needs cpu_matmul_scratch_bytes(n_in, n_tok) for the quantised
+ * activations: p's scratch (pool_scratch, grown if smaller: reserve the
+ * largest call's size up front and no call allocates), or with no pool
+ * an allocation freed before it returns.
  */
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
+
+/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (3.2 per element). */
+size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok);
 
 /* One matrix of a cpu_matmul_multi call: y = x W^T, as cpu_matmul's w, wt, n_out, y. */
 typedef struct {

@@ -82,6 +82,9 @@ struct pool {
                              * generation may wrap: only "differs" is asked */
     _Atomic uint32_t done;  /* tasks of the current job finished */
     _Atomic int      stop;
+
+    void  *scratch;         /* pool_scratch's buffer; the caller's thread only */
+    size_t scratch_bytes;
 };
 
 /* ------------------------------------------------------------- waiting */
@@ -303,11 +306,30 @@ void pool_destroy(pool_t *p)
     if (p == NULL)
         return;
     stop_workers(p, p->n_threads - 1);
+    free(p->scratch);
     free(p->workers);
     pthread_cond_destroy(&p->finished);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+void *pool_scratch(pool_t *p, size_t bytes)
+{
+    if (p == NULL)
+        return NULL;
+    if (bytes <= p->scratch_bytes)
+        return p->scratch;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes)
+        return NULL;
+    void *fresh = aligned_alloc(64, rounded);
+    if (fresh == NULL)
+        return NULL;
+    free(p->scratch);
+    p->scratch = fresh;
+    p->scratch_bytes = rounded;
+    return fresh;
 }
 
 uint32_t pool_threads(const pool_t *p)

@@ -14,6 +14,7 @@
 #ifndef LLAMAD_CPU_POOL_H
 #define LLAMAD_CPU_POOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct pool pool_t;
@@ -53,5 +54,17 @@ uint32_t pool_threads(const pool_t *p);
  * only by the tasks it has taken.
  */
 void pool_run(pool_t *p, pool_task_cb fn, void *ctx, uint32_t n_tasks);
+
+/*
+ * Scratch memory for the jobs run on p: at least `bytes` bytes, 64-byte
+ * aligned, owned by the pool.  The buffer grows (its contents lost) when
+ * more is asked than it holds, and stays until the next larger request
+ * or pool_destroy; so a caller that reserves its largest size up front
+ * (backend creation) makes every later call allocation-free.  Only the
+ * thread that calls pool_run may call it, and the pointer it returned
+ * last is the only valid one.  Returns NULL when p is NULL or the memory
+ * cannot be had (the old buffer is then kept).
+ */
+void *pool_scratch(pool_t *p, size_t bytes);
 
 #endif

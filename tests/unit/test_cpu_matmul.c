@@ -707,7 +707,47 @@ TEST(embed_row_matches_dequant)
     }
 }
 
-TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts), T(pool_shares_one_core),
+/*
+ * pool_scratch: NULL without a pool, 64-byte aligned, kept while big
+ * enough, replaced when more is asked; a fast product inside the reserved
+ * size uses the reserved buffer (it does not grow: no allocation), and a
+ * larger one grows it and still gives the bits of a pool-less call.
+ */
+TEST(pool_scratch_is_reserved_and_reused)
+{
+    ASSERT(pool_scratch(NULL, 16) == NULL);
+    pool_t *p = NULL;
+    ASSERT_EQ_INT(pool_create(&p, 2), 0);
+    void *a = pool_scratch(p, 100);
+    ASSERT(a != NULL && ((uintptr_t)a & 63) == 0);
+    ASSERT(pool_scratch(p, 64) == a);
+    ASSERT(pool_scratch(p, 0) == a);
+
+    enum { N_IN = 256, N_OUT = 24, NT = 5 };
+    rng_state = 4242;
+    uint8_t *w = make_weights(QT_Q4_0, N_OUT, N_IN);
+    float *x = make_x(NT * N_IN), y[NT * N_OUT], y0[NT * N_OUT];
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_FAST), 0);
+    void *r = pool_scratch(p, cpu_matmul_scratch_bytes(N_IN, NT));
+    ASSERT(r != NULL);
+    ASSERT_EQ_INT(cpu_matmul(p, QT_Q4_0, w, N_OUT, N_IN, x, NT, y), 0);
+    ASSERT(pool_scratch(p, 0) == r); /* within the reservation: the same buffer */
+    ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q4_0, w, N_OUT, N_IN, x, NT, y0), 0);
+    ASSERT(memcmp(y, y0, sizeof y) == 0);
+
+    pool_t *q = NULL; /* nothing reserved: the call grows the scratch itself */
+    ASSERT_EQ_INT(pool_create(&q, 2), 0);
+    ASSERT_EQ_INT(cpu_matmul(q, QT_Q4_0, w, N_OUT, N_IN, x, NT, y), 0);
+    ASSERT(pool_scratch(q, 0) != NULL);
+    ASSERT(memcmp(y, y0, sizeof y) == 0);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    pool_destroy(q);
+    pool_destroy(p);
+    free(w);
+    free(x);
+}
+
+TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts), T(pool_shares_one_core), T(pool_scratch_is_reserved_and_reused),
           T(matmul_f32_avx2), T(matmul_f32_portable), T(matmul_f16_avx2),
           T(matmul_f16_portable), T(matmul_bf16_avx2), T(matmul_bf16_portable),
           T(matmul_q4_0_avx2), T(matmul_q4_0_portable), T(matmul_q4_1_avx2),
