@@ -34,6 +34,9 @@
 #ifndef Q8_SB_MAX
 #define Q8_SB_MAX 256 /* blocks per token of rows_type's offset terms (16 KiB at 16 tokens) */
 #endif
+#ifndef Q8_PF_L1
+#define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
+#endif
 #ifndef Q8_PF_BYTES
 #define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
 #endif
@@ -279,11 +282,19 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
      * bytes a block: fetch the next eight rows at that pace, so that they
      * are in cache when this tile ends (a prefetch past the end of the
      * matrix is harmless). */
+    /* Where the eight rows pass Q8_PF_L1 bytes (1B shapes: Q8_0 rows of
+     * 2048, Q4_0 of 5632), this tile and the next would not both fit in
+     * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
     for (size_t b = 0; b < nb; b++, pf += 8 * bb) {
 #pragma GCC unroll 8
-        for (size_t l = 0; l < (8 * bb + 63) / 64; l++)
-            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+        for (size_t l = 0; l < (8 * bb + 63) / 64; l++) {
+            if (pf_l2)
+                _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T1);
+            else
+                _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+        }
         const uint8_t *blk[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
