@@ -125,7 +125,9 @@ static const shape_t shapes[] = {
 
 static const shape_t shapes_1b[] = {
     { "1b attn_q", QT_Q4_0, 2048, 2048 }, { "1b ffn_up", QT_Q4_0, 5632, 2048 },
+    { "1b ffn_down", QT_Q4_0, 2048, 5632 },
     { "1b attn_q", QT_Q8_0, 2048, 2048 }, { "1b ffn_up", QT_Q8_0, 5632, 2048 },
+    { "1b ffn_down", QT_Q8_0, 2048, 5632 },
     { "1b attn_q", QT_Q4_K, 2048, 2048 }, { "1b ffn_up", QT_Q4_K, 5632, 2048 },
     { "1b ffn_down", QT_Q4_K, 2048, 5632 }, { "1b ffn_up", QT_Q5_K, 5632, 2048 },
     { "1b ffn_up", QT_Q6_K, 5632, 2048 },

@@ -34,6 +34,9 @@
 #ifndef Q8_SB_MAX
 #define Q8_SB_MAX 256 /* blocks per token of rows_type's offset terms (16 KiB at 16 tokens) */
 #endif
+#ifndef Q8_PF_L1
+#define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
+#endif
 #ifndef Q8_PF_BYTES
 #define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
 #endif
@@ -197,15 +200,22 @@ Q8_INLINE __m256 Q8_FN(scales8)(const qtype_t type, const uint8_t *const blk[8],
  */
 Q8_INLINE void Q8_FN(rows8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8])
 {
+    const __m256i nib = _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fLL, 0x0f0f0f0f0f0f0f0fLL,
+                                           (long long)0xf0f0f0f0f0f0f0f0ULL,
+                                           (long long)0xf0f0f0f0f0f0f0f0ULL);
     const __m256i m15 = _mm256_set1_epi8(15), hi4 = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++) {
         if (type == QT_Q8_0) {
             w[r] = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2));
-        } else { /* low nibbles in the low half, high nibbles in the high half */
+        } else { /* low nibbles in the low half, high nibbles in the high
+                  * half: with vpdpbusd, times 16 (one mask; reduce8 divides
+                  * those sums by 16, exactly); vpmaddubsw pairs of 240 x
+                  * 127 would saturate, so AVX2 shifts them down */
             __m256i h = _mm256_broadcastsi128_si256(
                 _mm_loadu_si128((const __m128i *)(const void *)(blk[r] + (type == QT_Q4_1 ? 4 : 2))));
-            w[r] = _mm256_and_si256(_mm256_srlv_epi32(h, hi4), m15);
+            w[r] = Q8_SIGNED ? _mm256_and_si256(h, nib)
+                             : _mm256_and_si256(_mm256_srlv_epi32(h, hi4), m15);
         }
     }
 }
@@ -216,16 +226,19 @@ Q8_INLINE __m256i Q8_FN(pairsum)(__m256i a, __m256i b)
     return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
 }
 
-/* Lane r: the sum of v[r]'s eight lanes. */
-Q8_INLINE __m256i Q8_FN(reduce8)(const __m256i v[8])
+/* Lane r: the sum of v[r]'s eight lanes; with hi16, lanes 4..7 of each
+ * v[r] hold 16 times their sums (multiples of 16, so the shift is exact). */
+Q8_INLINE __m256i Q8_FN(reduce8)(const int hi16, const __m256i v[8])
 {
     __m256i s0 = Q8_FN(pairsum)(v[0], v[1]), s1 = Q8_FN(pairsum)(v[2], v[3]);
     __m256i s2 = Q8_FN(pairsum)(v[4], v[5]), s3 = Q8_FN(pairsum)(v[6], v[7]);
     /* lane k < 4: row k's lanes 0..3, lane 4 + k: its lanes 4..7 */
     __m256i h0 = _mm256_add_epi32(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
     __m256i h1 = _mm256_add_epi32(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
-                            _mm256_permute2x128_si256(h0, h1, 0x31));
+    __m256i hi = _mm256_permute2x128_si256(h0, h1, 0x31);
+    if (hi16)
+        hi = _mm256_srai_epi32(hi, 4);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), hi);
 }
 
 /*
@@ -279,11 +292,19 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
      * bytes a block: fetch the next eight rows at that pace, so that they
      * are in cache when this tile ends (a prefetch past the end of the
      * matrix is harmless). */
+    /* Where the eight rows pass Q8_PF_L1 bytes (1B shapes: Q8_0 rows of
+     * 2048, Q4_0 of 5632), this tile and the next would not both fit in
+     * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
     for (size_t b = 0; b < nb; b++, pf += 8 * bb) {
 #pragma GCC unroll 8
-        for (size_t l = 0; l < (8 * bb + 63) / 64; l++)
-            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+        for (size_t l = 0; l < (8 * bb + 63) / 64; l++) {
+            if (pf_l2)
+                _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T1);
+            else
+                _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+        }
         const uint8_t *blk[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
@@ -314,7 +335,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                     v[r] = type == QT_Q8_0 && !Q8_SIGNED
                                ? Q8_DOT(_mm256_abs_epi8(w[r]), _mm256_sign_epi8(xv, w[r]))
                                : Q8_DOT(w[r], xv);
-                ip = Q8_FN(reduce8)(v);
+                ip = Q8_FN(reduce8)(Q8_SIGNED && type != QT_Q8_0, v);
                 if (type == QT_Q4_0)
                     ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
                 else if (type == QT_Q8_0 && Q8_SIGNED)
