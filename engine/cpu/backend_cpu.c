@@ -165,14 +165,14 @@ static int matmul_roles(cpu_t *c, uint32_t layer, const w_role_t *roles, float *
                         const float *x)
 {
     cpu_mm_out_t m[CPU_MM_MULTI_MAX];
+    uint64_t n_in = layer_weight(c->m, layer, roles[0])->n_in;
     for (uint32_t i = 0; i < n; i++) {
         const weight_t *w = layer_weight(c->m, layer, roles[i]);
-        if (w->n_in != layer_weight(c->m, layer, roles[0])->n_in)
+        if (w->n_in != n_in)
             return ERR_INVALID;
         m[i] = (cpu_mm_out_t){ w->type, w->data, (uint32_t)w->n_out, ys[i] };
     }
-    return cpu_matmul_multi(c->pool, m, n, (uint32_t)layer_weight(c->m, layer, roles[0])->n_in, x,
-                            c->batch->n_tokens);
+    return cpu_matmul_multi(c->pool, m, n, (uint32_t)n_in, x, c->batch->n_tokens);
 }
 
 static int op_matmul_qkv(void *vctx, uint32_t layer, bk_buf_t x, bk_buf_t q, bk_buf_t k, bk_buf_t v)

@@ -29,8 +29,9 @@
  * the machine has fewer free cores than the pool has threads, the thread
  * being waited for is often queued on the waiter's own core, and a spin
  * that kept the core would hold it up for the whole budget (2 threads on
- * one core took 1.4-1.9x the time of 1; with the yield, 1.0-1.1x).  Sleepers test their condition under the mutex that the waker
- * takes after changing it, so no wake-up is lost.
+ * one core took 1.4-1.9x the time of 1; with the yield, 1.0-1.1x).
+ * Sleepers test their condition under the mutex that the waker takes
+ * after changing it, so no wake-up is lost.
  */
 #include "pool.h"
 

@@ -350,6 +350,19 @@ static uint32_t outcome(const run_t *r)
  * bin kept.  a[] and b[] are [N_CELLS] counts; the bins' counts come back
  * in ba[], bb[] (at most N_CELLS + V * V + V + 1); returns their number.
  */
+/* Keep counts (a, b) as bin *nb when they hold at least 10, else add them to the remainder (ra, rb). */
+static void keep_or_merge(uint32_t a, uint32_t b, uint32_t *ba, uint32_t *bb, size_t *nb, uint32_t *ra,
+                          uint32_t *rb)
+{
+    if (a + b >= 10) {
+        ba[*nb] = a;
+        bb[(*nb)++] = b;
+    } else {
+        *ra += a;
+        *rb += b;
+    }
+}
+
 static size_t make_bins(const uint32_t *a, const uint32_t *b, uint32_t *ba, uint32_t *bb)
 {
     size_t nb = 0;
@@ -360,29 +373,11 @@ static size_t make_bins(const uint32_t *a, const uint32_t *b, uint32_t *ba, uint
             uint32_t r2a = 0, r2b = 0;
             for (uint32_t t3 = 0; t3 < V; t3++) {
                 uint32_t c = (t1 * V + t2) * V + t3;
-                if (a[c] + b[c] >= 10) {
-                    ba[nb] = a[c];
-                    bb[nb++] = b[c];
-                } else {
-                    r2a += a[c];
-                    r2b += b[c];
-                }
+                keep_or_merge(a[c], b[c], ba, bb, &nb, &r2a, &r2b);
             }
-            if (r2a + r2b >= 10) {
-                ba[nb] = r2a;
-                bb[nb++] = r2b;
-            } else {
-                r1a += r2a;
-                r1b += r2b;
-            }
+            keep_or_merge(r2a, r2b, ba, bb, &nb, &r1a, &r1b);
         }
-        if (r1a + r1b >= 10) {
-            ba[nb] = r1a;
-            bb[nb++] = r1b;
-        } else {
-            ra += r1a;
-            rb += r1b;
-        }
+        keep_or_merge(r1a, r1b, ba, bb, &nb, &ra, &rb);
     }
     if (ra + rb >= 10 || nb == 0) {
         ba[nb] = ra;
