@@ -81,9 +81,11 @@ int engine_submit(engine_t *e, const engine_request_t *r, uint64_t *id, char *er
     }
     e->n_queued += n;
     e->n_submitted += n;
+    /* read before unlocking: once the engine thread holds the requests it
+     * may finish and free them before this thread runs again */
+    *id = qs[0]->id;
     pthread_cond_signal(&e->in_cv);
     pthread_mutex_unlock(&e->in_mu);
-    *id = qs[0]->id;
     return 0;
 }
 
