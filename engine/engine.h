@@ -368,6 +368,8 @@ void engine_request_init(engine_request_t *r);
  * choice is a request of its own for events and engine_cancel, with ids
  * *id, *id + 1, ... in choice order; all are queued or none.  Everything
  * is checked and copied before this returns, so r may be freed at once.
+ * The engine thread may run the request, post its events and finish it
+ * before this returns (a poller on another thread routes them by cookie).
  * Returns 0 or:
  *   ERR_INVALID, ERR_RANGE  a bad field (message names it): answer 400;
  *   ERR_TOOLONG             prompt + max_tokens exceed n_ctx (message has
