@@ -256,7 +256,14 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     if (d->draining) {
-        if (d->stop_at_ns != 0 || d->engine == NULL) {
+        if (d->engine == NULL) {
+            /* a second signal while loading, handled in the same loop iteration as the
+               first: the loop is stopping already, and the loading thread still uses d
+               and cfg, so nothing may be freed (daemon_run reports it abandoned) */
+            uv_stop(&d->loop);
+            return;
+        }
+        if (d->stop_at_ns != 0) {
             shut_down(d);   /* a third signal: no grace at all */
             return;
         }

@@ -268,9 +268,18 @@ int pool_create(pool_t **out, int n_threads)
             goto fail_workers;
     }
 
-    /* Workers inherit the creating thread's mask: block everything. */
+    /* Workers inherit the creating thread's mask: block every signal but the
+     * ones a task's own fault raises (SIGBUS from a truncated model mapping,
+     * SIGSEGV, SIGFPE, SIGILL).  The kernel delivers those to the faulting
+     * thread even when blocked, but then with the default action, so the
+     * daemon's SIGBUS handler would be bypassed and it would die without its
+     * log line. */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     uint32_t started = 0;
     for (; started < n_workers; started++) {

@@ -31,8 +31,10 @@ typedef void (*pool_task_cb)(void *ctx, uint32_t task, uint32_t thread);
 /*
  * Start a pool of n_threads threads in all (1 <= n_threads <=
  * POOL_MAX_THREADS; 1 means that pool_run runs every task on its caller).
- * The workers start with every signal blocked, so that signals go to the
- * daemon's own threads.  Returns 0 and sets *out, or ERR_INVALID for a
+ * The workers start with every signal blocked but the synchronous ones
+ * (SIGBUS, SIGSEGV, SIGFPE, SIGILL), so that other signals go to the
+ * daemon's own threads and a fault in a task reaches the handler the
+ * process installed for it.  Returns 0 and sets *out, or ERR_INVALID for a
  * bad count, ERR_NOMEM when memory or a thread cannot be had; on error
  * nothing is left running and *out is unchanged.
  */

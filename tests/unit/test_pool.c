@@ -2,12 +2,16 @@
  * test_pool.c - the CPU worker pool under stress: every task of every job
  * runs exactly once, on jobs of changing sizes back to back (a worker that
  * wakes late must never run a task of the next job, nor count one twice),
- * and pool_run never hangs.
+ * and pool_run never hangs.  A fault inside a task on a worker thread
+ * reaches the process's own handler, as the daemon's SIGBUS handler for a
+ * truncated model mapping needs.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cpu/pool.h"
@@ -93,5 +97,59 @@ TEST(every_task_once_two_threads) { stress(2, 300000); }
 TEST(every_task_once_three_threads) { stress(3, 150000); }
 TEST(every_task_once_four_threads) { stress(4, 150000); }
 
+/* ---------------------------------------------------------------- faults in tasks */
+
+typedef struct {
+    const volatile char *page;  /* a mapping whose file was cut to 0 bytes */
+    _Atomic int worker_ran;
+} bus_job_t;
+
+/* The test passes here: the worker's fault reached the handler. */
+static void on_bus(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+/* Thread 0 (pool_run's caller) waits, so that a worker is the one to read the page. */
+static void bus_task(void *ctx, uint32_t task, uint32_t thread)
+{
+    (void)task;
+    bus_job_t *j = ctx;
+    if (thread == 0) {
+        for (int i = 0; i < 5000 && !atomic_load(&j->worker_ran); i++)
+            usleep(1000);
+        return;
+    }
+    (void)j->page[0];           /* SIGBUS: past the end of the file */
+    atomic_store(&j->worker_ran, 1);
+}
+
+TEST(fault_in_a_worker_reaches_the_handler)
+{
+    char path[] = "/tmp/llamad-test-pool.XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    unlink(path);
+    long page = sysconf(_SC_PAGESIZE);
+    ASSERT_EQ_INT(ftruncate(fd, page), 0);
+    void *map = mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, 0);
+    ASSERT(map != MAP_FAILED);
+    ASSERT_EQ_INT(ftruncate(fd, 0), 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_bus;
+    sigemptyset(&sa.sa_mask);
+    ASSERT_EQ_INT(sigaction(SIGBUS, &sa, NULL), 0);
+    pool_t *p;
+    ASSERT_EQ_INT(pool_create(&p, 2), 0);
+    bus_job_t j = { .page = map };
+    alarm(20);
+    pool_run(p, bus_task, &j, 2);
+    /* only reached when the worker read the page without a fault, or never ran */
+    ASSERT_MSG(0, "the worker %s", atomic_load(&j.worker_ran) ? "read past the file without SIGBUS"
+                                                              : "took no task in 5 s");
+}
+
 TEST_LIST(T(every_task_once_two_threads), T(every_task_once_three_threads),
-          T(every_task_once_four_threads))
+          T(every_task_once_four_threads), T(fault_in_a_worker_reaches_the_handler))
