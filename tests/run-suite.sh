@@ -137,13 +137,22 @@ for part in $parts; do
         run_prog "e2e/test_hostile.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_hostile.py"
         ;;
     tsan)
-        # the concurrency and health tests against a ThreadSanitizer build of
-        # llamad (scripts/test builds one in build-tsan/): THREATS.md R7
+        # the concurrency and health tests and two threaded unit tests against a
+        # ThreadSanitizer build (scripts/test builds one in build-tsan/): THREATS.md R7
         tsan_log="$work/tsan"
         tsan_saved=${TSAN_OPTIONS:-}
         export TSAN_OPTIONS="log_path=$tsan_log second_deadlock_stack=1 $tsan_saved"
         run_prog "e2e/test_concurrency.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_concurrency.py"
         run_prog "e2e/test_health.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_health.py"
+        # the pool's workers and the engine thread with thousands of short requests
+        # (a request freed by the engine while its submitter still reads it)
+        for t in test_pool test_spec_dist; do
+            if [ -x "$builddir_abs/tests/unit/$t" ]; then
+                run_prog "tsan/unit/$t" "$builddir_abs/tests/unit/$t"
+            else
+                run_prog "tsan/unit/$t" echo "FAIL: tests/unit/$t not built (make tests/unit/$t)"
+            fi
+        done
         export TSAN_OPTIONS="$tsan_saved"
         run_prog "tsan/reports" sh -c "
             n=\$(ls '$tsan_log'.* 2>/dev/null | wc -l)
