@@ -46,7 +46,6 @@ typedef struct {
     const int8_t  *xq;          /* [n_tok, n_in] */
     const float   *xd;          /* [n_tok, n_in / 32] */
     const float   *xls;         /* [n_tok, n_in / 32, 8]: lane sums (exact) */
-    const float   *xms;         /* [n_tok, n_in / 32, 8]: xd[b] * xls[b][l], rounded */
 } mm_job_t;
 
 /* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q
