@@ -490,8 +490,8 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     check_fast_shape(type, 1, n_in, 3, isa);
     check_fast_shape(type, 7, type == QT_Q4_K ? 256 : 32, 9, isa);
     check_fast_shape(type, 37, n_in, 11, isa);
-    if (type != QT_Q4_K) /* past the kernels' 256 blocks of kept offset terms */
-        check_fast_shape(type, 9, 257 * 32, 3, isa);
+    /* past the kernels' 256 blocks of kept offset terms */
+    check_fast_shape(type, 9, type == QT_Q4_K ? 33 * 256 : 257 * 32, 3, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
@@ -506,6 +506,65 @@ FAST_TESTS(q4_0, QT_Q4_0)
 FAST_TESTS(q4_1, QT_Q4_1)
 FAST_TESTS(q8_0, QT_Q8_0)
 FAST_TESTS(q4_k, QT_Q4_K)
+
+/*
+ * Q4_K under `fast`, matmul.h's order written out again from the Q4_K
+ * layout (super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales and
+ * mins, 128 bytes of nibbles, sub-block 2g in the low nibbles of bytes
+ * 32g .. 32g+31 and 2g+1 in the high ones), on cpu_quantize_act's
+ * activations: every level gives exactly these bits.
+ */
+static float ref_fast_q4_k(const uint8_t *row, uint32_t n_in, const int8_t *q, const float *d)
+{
+    float acc = 0.0f;
+    for (uint32_t s = 0; s < n_in / 256; s++, row += 144) {
+        float sd = f16_to_f32((uint16_t)(row[0] | row[1] << 8));
+        float smin = f16_to_f32((uint16_t)(row[2] | row[3] << 8));
+        const uint8_t *k = row + 4;
+        for (int j = 0; j < 8; j++) {
+            int sc = j < 4 ? k[j] & 63 : (k[j + 4] & 15) | (k[j - 4] >> 6) << 4;
+            int m = j < 4 ? k[j + 4] & 63 : (k[j + 4] >> 4) | (k[j] >> 6) << 4;
+            uint32_t b = 8 * s + (uint32_t)j;
+            int32_t pw = 0, sx = 0;
+            for (int e = 0; e < 32; e++) {
+                uint8_t byte = row[16 + 32 * (j / 2) + e];
+                int nib = j % 2 ? byte >> 4 : byte & 15;
+                pw += nib * q[32 * b + e];
+                sx += q[32 * b + e];
+            }
+            acc = fmaf(sd * (float)sc * d[b], (float)pw, acc);
+            acc = fmaf(-(smin * (float)m), d[b] * (float)sx, acc);
+        }
+    }
+    return acc;
+}
+
+TEST(fast_q4_k_documented_order)
+{
+    enum { N_OUT = 11, N_IN = 768, NT = 3 };
+    rng_state = 77;
+    uint8_t *w = make_weights(QT_Q4_K, N_OUT, N_IN);
+    float *x = make_x(NT * N_IN), y[NT * N_OUT], ref[NT * N_OUT], d[N_IN / 32], ls[N_IN / 4];
+    int8_t q[N_IN];
+    for (uint32_t t = 0; t < NT; t++) {
+        cpu_quantize_act(x + (size_t)t * N_IN, N_IN, q, d, ls);
+        for (uint32_t o = 0; o < N_OUT; o++)
+            ref[t * N_OUT + o] = ref_fast_q4_k(w + (size_t)o * (N_IN / 256) * 144, N_IN, q, d);
+    }
+    for (int isa = 0; isa <= (int)cpu_isa_best(); isa++) {
+        if (!cpu_isa_usable((cpu_isa_t)isa))
+            continue;
+        ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, CPU_PREC_FAST), 0);
+        ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q4_K, w, N_OUT, N_IN, x, NT, y), 0);
+        for (uint32_t i = 0; i < NT * N_OUT; i++)
+            ASSERT_MSG(memcmp(&y[i], &ref[i], sizeof y[i]) == 0,
+                       "fast %s Q4_K y[%u][%u] = %.9g, the documented order gives %.9g",
+                       cpu_isa_name((cpu_isa_t)isa), i / N_OUT, i % N_OUT, y[i], ref[i]);
+    }
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    free(w);
+    free(x);
+}
 
 /* `exact` over n_tok 1 .. 70 on every level (AVXVNNI and AVX512 run the
  * AVX2 kernels): the few-token kernels (up to 8 tokens) of the small-block
@@ -759,6 +818,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512),
           T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512),
+          T(fast_q4_k_documented_order),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(isa_settings),
           T(embed_row_matches_dequant))
