@@ -237,7 +237,7 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
 {
     const size_t nb = n_in / QK_SMALL;
     const int hi16 = Q8_SIGNED && (type == QT_Q4_0 || type == QT_Q4_1); /* rows8's high halves */
-#pragma GCC unroll 16
+#pragma GCC unroll 8
     for (int t = 0; t < TN; t++) {
         const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
         float so = sb != NULL ? sb[(size_t)t * nb + b] : Q8_FN(offset)(type, xd, xls, t, nb, b);
@@ -341,7 +341,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++)
         p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * j->row_bytes;
-#pragma GCC unroll 16
+#pragma GCC unroll 8
     for (int t = 0; t < TN; t++)
         acc[t] = _mm256_setzero_ps();
     const int8_t *xq = j->xq + (size_t)t0 * n_in;
@@ -414,7 +414,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
 #endif
         Q8_FN(block_step)(RED, TN, type, w, dw, mw, xq, xd, xls, sb, n_in, wb, acc);
     }
-#pragma GCC unroll 16
+#pragma GCC unroll 8
     for (int t = 0; t < TN; t++) {
         float *yt = y + (size_t)t * j->n_out + r0;
         if (left >= 8) {
