@@ -107,7 +107,7 @@ typedef enum {
 /*
  * Precision of the products.
  *   EXACT  float32 activations, the operation order described above.
- *   FAST   for Q4_0, Q4_1, Q8_0 and Q4_K weights: each token's activations
+ *   FAST   for Q4_0, Q4_1, Q8_0, Q4_K and Q5_K weights: each token's activations
  *          are quantised per block of 32 to int8 (cpu_quantize_act), once
  *          per call, and multiplied with integer dot products; the other
  *          weight types take the EXACT kernels.  With dx the activation
@@ -121,7 +121,8 @@ typedef enum {
  *            Q4_K: acc += ((d * sc_j) * dx) * P; acc += -(dmin * m_j) * (dx * S)
  *          where for Q4_K block b is sub-block j = b % 8 of super-block
  *          b / 8, q_w its nibble, sc_j and m_j its 6-bit scale and min, d
- *          and dmin the super-block's; the output is acc.  Batch-invariant
+ *          and dmin the super-block's; Q5_K the same, q_w its nibble plus
+ *          16 times its fifth bit.  The output is acc.  Batch-invariant
  *          and thread-count-invariant like EXACT, and the same bits on
  *          every ISA level.
  */

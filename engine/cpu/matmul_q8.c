@@ -103,12 +103,17 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
         }
         break;
     case QT_Q4_K:
+    case QT_Q5_K: /* Q5_K: bit sb of qh[e] is element e of sub-block sb's fifth bit */
         for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
             float d = half_at(row), dmin = half_at(row + 2);
-            const uint8_t *qs = row + 16;
+            const uint8_t *qh = row + 16, *qs = row + (j->type == QT_Q5_K ? 48 : 16);
             for (int k = 0; k < 128; k++) { /* sub-block 2g low nibbles, 2g+1 high */
                 w[64 * (k / 32) + k % 32] = qs[k] & 15;
                 w[64 * (k / 32) + 32 + k % 32] = qs[k] >> 4;
+            }
+            if (j->type == QT_Q5_K) {
+                for (int k = 0; k < QK_K; k++)
+                    w[k] += ((qh[k % 32] >> (k / 32)) & 1) << 4;
             }
             for (int sb = 0; sb < 8; sb++) {
                 uint32_t b = 8 * s + (uint32_t)sb;

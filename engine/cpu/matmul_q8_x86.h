@@ -17,7 +17,7 @@
  * the same exact integer block sums, the same fused multiply-adds.
  *
  * Shape: eight rows per tile, one float lane per row (tile8), up to
- * Q8_TOKS tokens; Q4_K's super-block is eight blocks of 32 there.  Tokens
+ * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there.  Tokens
  * are taken Q8_TOKS at a time; a task's rows (MM_ROWS-row groups) stay in
  * L1 / L2 across the token groups, so prefill reads them from cache.
  */
@@ -90,6 +90,18 @@ Q8_INLINE void Q8_FN(transpose8)(const uint8_t *const src[8], __m256i w[8])
     for (int k = 0; k < 4; k++) {
         w[k] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x20);
         w[k + 4] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x31);
+    }
+}
+
+/* Eight rows of 32 bytes: transposed (transpose8), or where RED as they lie (w[r]: row r's). */
+Q8_INLINE void Q8_FN(load8)(const int RED, const uint8_t *const src[8], __m256i w[8])
+{
+    if (RED) {
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            w[r] = _mm256_loadu_si256((const __m256i *)(const void *)src[r]);
+    } else {
+        Q8_FN(transpose8)(src, w);
     }
 }
 
@@ -220,7 +232,7 @@ Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *
 /*
  * Block b (of 32 elements) of eight rows, for TN tokens from the tile's
  * first: w as block8 (or, where RED, rows8) leaves it, dw the rows' scales
- * (Q4_K: d * sc_j) and mw their min terms (Q4_1: m; Q4_K: -(dmin * m_j)),
+ * (K-quants: d * sc_j) and mw their min terms (Q4_1: m; K-quants: -(dmin * m_j)),
  * added into acc[t] (lane r: row r's one accumulator) in matmul.h's order.
  * Offsets are exact integer terms:
  *   Q4_0  sum (nib - 8) x = sum nib x - 8 S
@@ -274,13 +286,13 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
         }
         __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
         acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
-        if (type == QT_Q4_1 || type == QT_Q4_K) /* the min term times dx S */
+        if (type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K) /* the min term times dx S */
             acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(so), acc[t]);
     }
 }
 
 /*
- * A Q4_K super-block of eight rows (blk[r]: row r's 144 bytes): for each
+ * A Q4_K or Q5_K super-block of eight rows (blk[r]: row r's block): for each
  * sub-block j, lane r of ks[j] row r's d * sc_j and of km[j] its
  * -(dmin * m_j), rounded as matmul.h states.  The 12 scale bytes, as
  * three dwords A B C per row: sc 0..3 = A & 63, m 0..3 = B & 63, and
@@ -323,10 +335,11 @@ Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m2
  * integer multiply-adds of a broadcast activation word give the eight
  * rows' exact block sums in one register, so the scale work (convert,
  * one multiply, one or two fused multiply-adds) is done once per block
- * for eight rows (block_step).  Q4_K: per super-block the scales once
+ * for eight rows (block_step).  Q4_K, Q5_K: per super-block the scales once
  * (k4_scales8); per 32-byte group of nibbles (sub-block 2g in the low
  * nibbles, 2g+1 in the high) one transpose, whose two nibble halves are
- * two blocks.
+ * two blocks; Q5_K's 32 bytes of fifth bits (bit j of byte e: element e
+ * of sub-block j) are transposed once per super-block as well.
  *   rows [n, rb]; y [TN, n_out] from the task's first row; sb NULL, or the
  *   tokens' offset terms [TN, nb] as offset() gives them
  */
@@ -356,8 +369,8 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
      * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x).  Q4_K
      * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
-    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || type == QT_Q4_K;
-    const size_t bpb = type == QT_Q4_K ? 8 : 1; /* activation blocks per weight block */
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || type == QT_Q4_K || type == QT_Q5_K;
+    const size_t bpb = type == QT_Q4_K || type == QT_Q5_K ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 8 * bb) {
 #pragma GCC unroll 8
         for (size_t l = 0; l < (8 * bb + 63) / 64; l++) {
@@ -371,30 +384,37 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
         for (int r = 0; r < 8; r++)
             blk[r] = p[r] + wb * bb;
         __m256i w[8];
-        if (type == QT_Q4_K) {
-            const __m256i m15 = _mm256_set1_epi8(15);
+        if (type == QT_Q4_K || type == QT_Q5_K) {
+            const __m256i m15 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
+            const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
             __m256 ks[8], km[8];
+            __m256i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
+            const uint8_t *src[8];
             Q8_FN(k4_scales8)(blk, ks, km);
-            for (int g = 0; g < 4; g++) {
-                __m256i q[8];
-                const uint8_t *src[8];
+            if (type == QT_Q5_K) {
 #pragma GCC unroll 8
                 for (int r = 0; r < 8; r++)
-                    src[r] = blk[r] + 16 + 32 * g;
-                if (RED) { /* in place: row r's 32 bytes */
+                    src[r] = blk[r] + 16;
+                Q8_FN(load8)(RED, src, qh);
+            }
+            for (int g = 0; g < 4; g++) {
+                __m256i q[8];
 #pragma GCC unroll 8
-                    for (int r = 0; r < 8; r++)
-                        q[r] = _mm256_loadu_si256((const __m256i *)(const void *)src[r]);
-                } else {
-                    Q8_FN(transpose8)(src, q);
-                }
+                for (int r = 0; r < 8; r++)
+                    src[r] = blk[r] + qo + 32 * g;
+                Q8_FN(load8)(RED, src, q);
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
+                    const int jj = 2 * g + h; /* the sub-block */
 #pragma GCC unroll 8
-                    for (int k = 0; k < 8; k++)
+                    for (int k = 0; k < 8; k++) {
                         w[k] = _mm256_and_si256(h ? _mm256_srli_epi16(q[k], 4) : q[k], m15);
-                    Q8_FN(block_step)(RED, TN, type, w, ks[2 * g + h], km[2 * g + h], xq, xd, xls,
-                                      sb, n_in, 8 * wb + 2 * (size_t)g + (size_t)h, acc);
+                        if (type == QT_Q5_K) /* bit jj of each byte, times 16 */
+                            w[k] = _mm256_or_si256(w[k], _mm256_and_si256(_mm256_slli_epi16(
+                                                       _mm256_srli_epi16(qh[k], jj), 4), m16));
+                    }
+                    Q8_FN(block_step)(RED, TN, type, w, ks[jj], km[jj], xq, xd, xls, sb, n_in,
+                                      8 * wb + (size_t)jj, acc);
                 }
             }
             continue;
@@ -509,6 +529,7 @@ __attribute__((target(Q8_TARGET))) void Q8_FN(cpu_mmq_rows)(const mm_job_t *j, u
     case QT_Q4_1: Q8_FN(rows_type)(QT_Q4_1, 20, j, o0, n); break;
     case QT_Q8_0: Q8_FN(rows_type)(QT_Q8_0, 34, j, o0, n); break;
     case QT_Q4_K: Q8_FN(rows_type)(QT_Q4_K, 144, j, o0, n); break;
+    case QT_Q5_K: Q8_FN(rows_type)(QT_Q5_K, 176, j, o0, n); break;
     default:      break; /* the driver sends no other type */
     }
 }
