@@ -36,9 +36,6 @@
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
 #endif
-#ifndef Q8_PF_BYTES
-#define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
-#endif
 
 /* The two or four little-endian bytes at p (a block's f16 scale, and
  * Q4_1's f16 min after it). */
