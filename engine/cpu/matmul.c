@@ -160,7 +160,8 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
 
 static int fast_type(qtype_t t)
 {
-    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K;
+    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K
+           || t == QT_Q6_K;
 }
 
 /*

@@ -107,8 +107,9 @@ typedef enum {
 /*
  * Precision of the products.
  *   EXACT  float32 activations, the operation order described above.
- *   FAST   for Q4_0, Q4_1, Q8_0, Q4_K and Q5_K weights: each token's activations
- *          are quantised per block of 32 to int8 (cpu_quantize_act), once
+ *   FAST   for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights: each token's
+ *          activations are quantised per block of 32 to int8
+ *          (cpu_quantize_act), once
  *          per call, and multiplied with integer dot products; the other
  *          weight types take the EXACT kernels.  With dx the activation
  *          block's scale, q_x its quants and S = sum q_x over the block:
@@ -122,7 +123,12 @@ typedef enum {
  *          where for Q4_K block b is sub-block j = b % 8 of super-block
  *          b / 8, q_w its nibble, sc_j and m_j its 6-bit scale and min, d
  *          and dmin the super-block's; Q5_K the same, q_w its nibble plus
- *          16 times its fifth bit.  The output is acc.  Batch-invariant
+ *          16 times its fifth bit;
+ *            Q6_K: acc += (d * dx) * (sc_lo * P_lo + sc_hi * P_hi)
+ *          with q_w the 6-bit value - 32, P_lo and P_hi the exact sums
+ *          over the block's first and second 16 elements and sc_lo, sc_hi
+ *          their signed 8-bit scales (the integer is below 2^24, exact in
+ *          a float).  The output is acc.  Batch-invariant
  *          and thread-count-invariant like EXACT, and the same bits on
  *          every ISA level.
  */

@@ -125,6 +125,25 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
             }
         }
         break;
+    case QT_Q6_K: /* quant.c's layout; q_w = the 6-bit value - 32, scale sc[e / 16] */
+        for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
+            float d = half_at(row + 208);
+            const int8_t *sc = (const int8_t *)(row + 192);
+            for (int k = 0; k < QK_K; k++) {
+                int h = k / 128, part = k % 128 / 32, l = k % 32;
+                int lo = row[64 * h + 32 * (part & 1) + l], hb = row[128 + 32 * h + l];
+                w[k] = ((part < 2 ? lo & 15 : lo >> 4) | ((hb >> (2 * part)) & 3) << 4) - 32;
+            }
+            for (int i = 0; i < 8; i++) {
+                uint32_t b = 8 * s + (uint32_t)i;
+                int32_t half[2] = { 0, 0 };
+                for (int e = 0; e < 32; e++)
+                    half[e / 16] += w[32 * i + e] * xq[32 * (size_t)b + e];
+                pw = sc[2 * i] * half[0] + sc[2 * i + 1] * half[1]; /* |pw| < 2^24 */
+                acc = fmaf(d * xd[b], (float)pw, acc);
+            }
+        }
+        break;
     default: /* the driver sends no other type */
         break;
     }

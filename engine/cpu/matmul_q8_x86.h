@@ -325,6 +325,75 @@ Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m2
 }
 
 /*
+ * A Q6_K super-block of eight rows (blk[r]: row r's 210 bytes, quant.c's
+ * layout) for TN tokens, blocks b0 .. b0+7, in matmul.h's order: per half
+ * of 128 elements its two 32-byte groups of low bits and its 32 bytes of
+ * high bits transposed once; per block of 32, each row's two exact sums
+ * over 16 elements (integer chains over w[0..3] and w[4..7], started at
+ * -32 S of their half), times the rows' sub-block scales (vpmulld) and
+ * added: P, below 2^24, exact in a float; then one multiply-add.
+ */
+Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const int8_t *xq,
+                               const float *xd, const float *xls, size_t n_in, size_t b0,
+                               __m256 acc[])
+{
+    const size_t nb = n_in / QK_SMALL;
+    const __m256i m15 = _mm256_set1_epi8(15), m48 = _mm256_set1_epi8(48);
+    const __m256 d = _mm256_cvtph_ps(_mm_setr_epi16(
+        Q8_FN(u16_at)(blk[0] + 208), Q8_FN(u16_at)(blk[1] + 208), Q8_FN(u16_at)(blk[2] + 208),
+        Q8_FN(u16_at)(blk[3] + 208), Q8_FN(u16_at)(blk[4] + 208), Q8_FN(u16_at)(blk[5] + 208),
+        Q8_FN(u16_at)(blk[6] + 208), Q8_FN(u16_at)(blk[7] + 208)));
+    int32_t scv[16][8] __attribute__((aligned(32))); /* [sub-block][row] */
+    for (int r = 0; r < 8; r++)
+        for (int k = 0; k < 16; k++)
+            scv[k][r] = (int8_t)blk[r][192 + k];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *src[8];
+        __m256i qa[8], qb[8], qh[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 64 * h;
+        Q8_FN(transpose8)(src, qa);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 64 * h + 32;
+        Q8_FN(transpose8)(src, qb);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 128 + 32 * h;
+        Q8_FN(transpose8)(src, qh);
+#pragma GCC unroll 4
+        for (int part = 0; part < 4; part++) {
+            const size_t i = 4 * (size_t)h + (size_t)part, b = b0 + i;
+            __m256i w[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m256i lo = part & 1 ? qb[k] : qa[k];
+                lo = _mm256_and_si256(part < 2 ? lo : _mm256_srli_epi16(lo, 4), m15);
+                w[k] = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(
+                                               _mm256_srli_epi16(qh[k], 2 * part), 4), m48));
+            }
+            const __m256i sl = _mm256_load_si256((const __m256i *)(const void *)scv[2 * i]);
+            const __m256i sh = _mm256_load_si256((const __m256i *)(const void *)scv[2 * i + 1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < TN; t++) {
+                const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+                const float *ls = xls + ((size_t)t * nb + b) * 8; /* exact integers */
+                __m256i c[2] = { _mm256_set1_epi32(-32 * (int)((ls[0] + ls[1]) + (ls[2] + ls[3]))),
+                                 _mm256_set1_epi32(-32 * (int)((ls[4] + ls[5]) + (ls[6] + ls[7]))) };
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    c[k / 4] = Q8_ACC(c[k / 4], w[k],
+                                      _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+                __m256i ip = _mm256_add_epi32(_mm256_mullo_epi32(c[0], sl), _mm256_mullo_epi32(c[1], sh));
+                __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(ip), acc[t]);
+            }
+        }
+    }
+}
+
+/*
  * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
  * are not stored) x TN tokens from t0, in matmul.h's order: float lane r
  * is row r's one accumulator.  Per block, the rows' weights are
@@ -366,8 +435,9 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
      * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x).  Q4_K
      * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
-    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || type == QT_Q4_K || type == QT_Q5_K;
-    const size_t bpb = type == QT_Q4_K || type == QT_Q5_K ? 8 : 1; /* activation blocks per weight block */
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
+    const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 8 * bb) {
 #pragma GCC unroll 8
         for (size_t l = 0; l < (8 * bb + 63) / 64; l++) {
@@ -381,6 +451,10 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
         for (int r = 0; r < 8; r++)
             blk[r] = p[r] + wb * bb;
         __m256i w[8];
+        if (type == QT_Q6_K) {
+            Q8_FN(q6_super)(TN, blk, xq, xd, xls, n_in, 8 * wb, acc);
+            continue;
+        }
         if (type == QT_Q4_K || type == QT_Q5_K) {
             const __m256i m15 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
             const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
@@ -500,7 +574,7 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
     /* the tile8 offset terms of a pass's tokens, computed once for all its
      * tiles where they fit (else each tile computes its own) */
     float sbuf[Q8_TOKS * Q8_SB_MAX];
-    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && nb <= Q8_SB_MAX;
+    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
     uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
     for (uint32_t g = 0; g < n; g += gr) {
         uint32_t ng = n - g < gr ? n - g : gr;
@@ -527,6 +601,7 @@ __attribute__((target(Q8_TARGET))) void Q8_FN(cpu_mmq_rows)(const mm_job_t *j, u
     case QT_Q8_0: Q8_FN(rows_type)(QT_Q8_0, 34, j, o0, n); break;
     case QT_Q4_K: Q8_FN(rows_type)(QT_Q4_K, 144, j, o0, n); break;
     case QT_Q5_K: Q8_FN(rows_type)(QT_Q5_K, 176, j, o0, n); break;
+    case QT_Q6_K: Q8_FN(rows_type)(QT_Q6_K, 210, j, o0, n); break;
     default:      break; /* the driver sends no other type */
     }
 }

@@ -486,7 +486,7 @@ static void check_invariance(qtype_t type, uint32_t n_out, uint32_t n_in, cpu_is
 static void check_fast(qtype_t type, cpu_isa_t isa)
 {
     rng_state = 5000u + 100u * (uint32_t)type + (uint32_t)isa;
-    const int k = type == QT_Q4_K || type == QT_Q5_K; /* super-blocks of 256 */
+    const int k = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks of 256 */
     uint32_t n_in = k ? 768 : 576;
     check_fast_shape(type, 1, n_in, 3, isa);
     check_fast_shape(type, 7, k ? 256 : 32, 9, isa);
@@ -508,6 +508,7 @@ FAST_TESTS(q4_1, QT_Q4_1)
 FAST_TESTS(q8_0, QT_Q8_0)
 FAST_TESTS(q4_k, QT_Q4_K)
 FAST_TESTS(q5_k, QT_Q5_K)
+FAST_TESTS(q6_k, QT_Q6_K)
 
 /*
  * Q4_K and Q5_K under `fast`, matmul.h's order written out again from
@@ -517,9 +518,39 @@ FAST_TESTS(q5_k, QT_Q5_K)
  * bytes 32g .. 32g+31 and 2g+1 in the high ones), on cpu_quantize_act's
  * activations: every level gives exactly these bits.
  */
+/*
+ * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
+ * f16 d last; element 32p + l of half h: nibble (p < 2 low, else high) of
+ * ql[64h + 32(p & 1) + l], bits 2p, 2p+1 of qh[32h + l] above it, minus
+ * 32; scale scales[e / 16]): acc += (d * dx) * (sc_lo P_lo + sc_hi P_hi)
+ * with P_lo, P_hi the sums over a block's two halves of 16.
+ */
+static float ref_fast_q6_k(const uint8_t *row, uint32_t n_in, const int8_t *q, const float *d)
+{
+    float acc = 0.0f;
+    for (uint32_t s = 0; s < n_in / 256; s++, row += 210) {
+        float sd = f16_to_f32((uint16_t)(row[208] | row[209] << 8));
+        for (uint32_t e = 0; e < 256; e += 32) {
+            uint32_t b = 8 * s + e / 32;
+            int32_t p[2] = { 0, 0 };
+            for (uint32_t k = e; k < e + 32; k++) {
+                uint32_t h = k / 128, part = k % 128 / 32, l = k % 32;
+                uint8_t lo = row[64 * h + 32 * (part & 1) + l], hi = row[128 + 32 * h + l];
+                int v = ((part < 2 ? lo & 15 : lo >> 4) | ((hi >> (2 * part)) & 3) << 4) - 32;
+                p[(k - e) / 16] += v * q[32 * b + (k - e)];
+            }
+            int32_t pw = (int8_t)row[192 + e / 16] * p[0] + (int8_t)row[192 + e / 16 + 1] * p[1];
+            acc = fmaf(sd * d[b], (float)pw, acc);
+        }
+    }
+    return acc;
+}
+
 static float ref_fast_k(qtype_t type, const uint8_t *row, uint32_t n_in, const int8_t *q,
                         const float *d)
 {
+    if (type == QT_Q6_K)
+        return ref_fast_q6_k(row, n_in, q, d);
     const size_t bb = type == QT_Q5_K ? 176 : 144, qo = type == QT_Q5_K ? 48 : 16;
     float acc = 0.0f;
     for (uint32_t s = 0; s < n_in / 256; s++, row += bb) {
@@ -549,9 +580,9 @@ static float ref_fast_k(qtype_t type, const uint8_t *row, uint32_t n_in, const i
 TEST(fast_k_documented_order)
 {
     enum { N_OUT = 11, N_IN = 768, NT = 3 };
-    static const qtype_t types[2] = { QT_Q4_K, QT_Q5_K };
+    static const qtype_t types[3] = { QT_Q4_K, QT_Q5_K, QT_Q6_K };
     rng_state = 77;
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
         qtype_t type = types[ti];
         size_t row_bytes = (N_IN / 256) * qtype_info(type)->block_bytes;
         uint8_t *w = make_weights(type, N_OUT, N_IN);
@@ -832,6 +863,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512),
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512),
+          T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512),
           T(fast_k_documented_order),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(isa_settings),
