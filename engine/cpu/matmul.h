@@ -109,9 +109,8 @@ typedef enum {
  *   EXACT  float32 activations, the operation order described above.
  *   FAST   for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights: each token's
  *          activations are quantised per block of 32 to int8
- *          (cpu_quantize_act), once
- *          per call, and multiplied with integer dot products; the other
- *          weight types take the EXACT kernels.  With dx the activation
+ *          (cpu_quantize_act), once per call, and multiplied with integer
+ *          dot products; the other weight types take the EXACT kernels.  With dx the activation
  *          block's scale, q_x its quants and S = sum q_x over the block:
  *          Q4_0, Q4_1, Q8_0: one float accumulator per output; for each
  *          block b in increasing order, with P the exact integer sum of
