@@ -3,6 +3,7 @@
  * against the machine's memory bandwidth.
  *
  *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast] [--1b]
+ *                [--type NAME] [--prefill]
  *
  * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, avx512,
  * avxvnni, avx2, portable; --portable is --isa portable), --precision
@@ -21,7 +22,8 @@
  *
  * --1b takes instead the projection shapes of bench/make-synth-gguf.py's
  * 0.92 B model (dim 2048, ffn 5632) in each of Q4_0, Q8_0, Q4_K, Q5_K and
- * Q6_K, at n_tok 1 and 16 only.
+ * Q6_K, at n_tok 1 and 16 only (--prefill: and 512).  --type keeps only
+ * the shapes of one weight type ("Q4_K").
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -176,7 +178,8 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
 
 int main(int argc, char **argv)
 {
-    int quick = 0, one_b = 0;
+    int quick = 0, one_b = 0, prefill = 0;
+    const char *only = NULL; /* --type */
     cpu_isa_t isa = cpu_isa_best();
     cpu_prec_t prec = CPU_PREC_EXACT;
     for (int i = 1; i < argc; i++) {
@@ -186,6 +189,10 @@ int main(int argc, char **argv)
             quick = 1;
         } else if (strcmp(argv[i], "--1b") == 0) {
             one_b = 1;
+        } else if (strcmp(argv[i], "--prefill") == 0) {
+            prefill = 1;
+        } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
+            only = argv[++i];
         } else if (strcmp(argv[i], "--cpu-time") == 0) {
             use_cpu_time = 1;
         } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc
@@ -196,7 +203,8 @@ int main(int argc, char **argv)
             prec = strcmp(argv[++i], "fast") == 0 ? CPU_PREC_FAST : CPU_PREC_EXACT;
         } else {
             fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|avx512|avxvnni|avx2|portable]"
-                            " [--precision exact|fast] [--cpu-time] [--1b]\n", argv[0]);
+                            " [--precision exact|fast] [--cpu-time] [--1b] [--type NAME] [--prefill]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -251,6 +259,8 @@ int main(int argc, char **argv)
     size_t n_shapes = one_b ? sizeof shapes_1b / sizeof shapes_1b[0] : sizeof shapes / sizeof shapes[0];
     for (size_t si = 0; si < n_shapes; si++) {
         const shape_t *s = &table[si];
+        if (only != NULL && strcmp(qtype_info(s->type)->name, only) != 0)
+            continue;
         uint64_t bytes = 0;
         qtype_nbytes(s->type, (uint64_t)s->n_out * s->n_in, &bytes);
         uint32_t n_copies = (uint32_t)((COLD_BYTES + bytes - 1) / bytes);
@@ -271,7 +281,7 @@ int main(int argc, char **argv)
         for (size_t ti = 0; ti < sizeof n_toks / sizeof n_toks[0]; ti++) {
             uint32_t n_tok = n_toks[ti];
             if ((quick && n_tok == 128 && s->n_out > 10000) || (n_tok == 512 && s->n_out > 10000)
-                || (one_b && n_tok != 1 && n_tok != 16))
+                || (one_b && n_tok != 1 && n_tok != 16 && !(prefill && n_tok == 512)))
                 continue;
             for (int t = 0; t < n_thr; t++) {
                 double cold = time_calls(pools[t], s, w, bytes, n_copies, x, n_tok, y);

@@ -160,7 +160,8 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
 
 static int fast_type(qtype_t t)
 {
-    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K;
+    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K
+           || t == QT_Q6_K;
 }
 
 /*
@@ -190,25 +191,22 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
         return;
     size_t n = nb - b0 < q->blocks ? nb - b0 : q->blocks, first = t * nb + b0; /* blocks */
     float *xd = (float *)j->xd + first, *xls = (float *)j->xls + first * 8;
-    float *xms = (float *)j->xms + first * 8;
     cpu_quantize_act(j->x + first * QK_SMALL, (uint32_t)(n * QK_SMALL), (int8_t *)j->xq + first * QK_SMALL,
                      xd, xls);
-    for (size_t i = 0; i < n * 8; i++)
-        xms[i] = xd[i / 8] * xls[i];
 }
 
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
 {
     size_t nb = (size_t)n_tok * (n_in / QK_SMALL);
-    return nb * 68 + (size_t)n_tok * n_in;
+    return nb * 36 + (size_t)n_tok * n_in;
 }
 
 /*
  * Quantise every token's activations into the pool's scratch (or, with
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
- * nb] scales, then [n_tok, nb, 8] lane sums, the same times the scale,
- * then [n_tok, n_in] quants.  The caller has checked that n_tok * n_in * 4
- * bytes fit in a size_t; this takes 3.2 bytes per element.
+ * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, n_in] quants.
+ * The caller has checked that n_tok * n_in * 4 bytes fit in a size_t;
+ * this takes 2.125 bytes per element.
  */
 static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
 {
@@ -220,8 +218,7 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
         return ERR_NOMEM;
     j->xd = (const float *)(void *)buf;
     j->xls = (const float *)(void *)(buf + nb * 4);
-    j->xms = (const float *)(void *)(buf + nb * 36);
-    j->xq = (const int8_t *)(buf + nb * 68);
+    j->xq = (const int8_t *)(buf + nb * 36);
     uint32_t blocks = j->n_in / QK_SMALL, nt = pool_threads(p);
     quant_run_t q = { j, 1, blocks };
     if (j->n_tok < nt) {
@@ -326,7 +323,6 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             job->xq = run.job[0].xq;
             job->xd = run.job[0].xd;
             job->xls = run.job[0].xls;
-            job->xms = run.job[0].xms;
         }
         if (any_fast && fast_type(job->type))
             run.rows[i] = fast_rows[isa];

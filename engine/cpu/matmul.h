@@ -55,7 +55,7 @@
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
 
-/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (3.2 per element). */
+/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (2.125 per element). */
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok);
 
 /* One matrix of a cpu_matmul_multi call: y = x W^T, as cpu_matmul's w, wt, n_out, y. */
@@ -107,10 +107,10 @@ typedef enum {
 /*
  * Precision of the products.
  *   EXACT  float32 activations, the operation order described above.
- *   FAST   for Q4_0, Q4_1, Q8_0 and Q4_K weights: each token's activations
- *          are quantised per block of 32 to int8 (cpu_quantize_act), once
- *          per call, and multiplied with integer dot products; the other
- *          weight types take the EXACT kernels.  With dx the activation
+ *   FAST   for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights: each token's
+ *          activations are quantised per block of 32 to int8
+ *          (cpu_quantize_act), once per call, and multiplied with integer
+ *          dot products; the other weight types take the EXACT kernels.  With dx the activation
  *          block's scale, q_x its quants and S = sum q_x over the block:
  *          Q4_0, Q4_1, Q8_0: one float accumulator per output; for each
  *          block b in increasing order, with P the exact integer sum of
@@ -118,15 +118,16 @@ typedef enum {
  *            Q8_0: acc += (dw * dx) * P        (q_w signed)
  *            Q4_0: acc += (dw * dx) * P        (q_w = nibble - 8)
  *            Q4_1: acc += (dw * dx) * P; acc += mw * (dx * S)
- *          and the output is acc.
- *          Q4_K: for each block b in increasing order and each lane l < 8
- *          (elements 4l .. 4l+3 of the block), with p_l the exact integer
- *          sum of q_w * q_x over the lane and s_l that of q_x, one fused
- *          multiply-add per term into lane l's float accumulator
- *          (sub-block j of a super-block, q_w the nibble):
- *                  acc_l += ((d * sc_j) * dx) * p_l;
- *                  acc_l += -(dmin * m_j) * (dx * s_l)
- *          then the eight lanes are summed as for EXACT.  Batch-invariant
+ *            Q4_K: acc += ((d * sc_j) * dx) * P; acc += -(dmin * m_j) * (dx * S)
+ *          where for Q4_K block b is sub-block j = b % 8 of super-block
+ *          b / 8, q_w its nibble, sc_j and m_j its 6-bit scale and min, d
+ *          and dmin the super-block's; Q5_K the same, q_w its nibble plus
+ *          16 times its fifth bit;
+ *            Q6_K: acc += (d * dx) * (sc_lo * P_lo + sc_hi * P_hi)
+ *          with q_w the 6-bit value - 32, P_lo and P_hi the exact sums
+ *          over the block's first and second 16 elements and sc_lo, sc_hi
+ *          their signed 8-bit scales (the integer is below 2^24, exact in
+ *          a float).  The output is acc.  Batch-invariant
  *          and thread-count-invariant like EXACT, and the same bits on
  *          every ISA level.
  */

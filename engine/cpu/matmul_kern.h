@@ -46,7 +46,6 @@ typedef struct {
     const int8_t  *xq;          /* [n_tok, n_in] */
     const float   *xd;          /* [n_tok, n_in / 32] */
     const float   *xls;         /* [n_tok, n_in / 32, 8]: lane sums (exact) */
-    const float   *xms;         /* [n_tok, n_in / 32, 8]: xd[b] * xls[b][l], rounded */
 } mm_job_t;
 
 /* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q
@@ -76,7 +75,7 @@ int cpu_mm_x86_levels(void);
 
 /*
  * CPU_PREC_FAST, rows [o0, o0 + n) of the job, all tokens, for a Q4_0,
- * Q4_1, Q8_0 or Q4_K job whose xq / xd / xls are filled: portable C
+ * Q4_1, Q8_0 or K-quant job whose xq / xd / xls are filled: portable C
  * (matmul_q8.c) and one kernel per x86 level (matmul_q8_x86.c; call one
  * only when cpu_mm_x86_levels() has its bit).
  */

@@ -52,48 +52,32 @@ void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls
 
 /* ------------------------------------------------------ one block, C */
 
-/* p[l] = sum over lane l of w[k] * x[k], 32 elements. */
-static void lane_dots(const int *w, const int8_t *x, int32_t p[8])
-{
-    for (int l = 0; l < 8; l++)
-        p[l] = w[4 * l] * x[4 * l] + w[4 * l + 1] * x[4 * l + 1] + w[4 * l + 2] * x[4 * l + 2]
-               + w[4 * l + 3] * x[4 * l + 3];
-}
-
-/* acc[l] += s * v[l], fused. */
-static void lanes_fma(float acc[8], float s, const int32_t v[8])
-{
-    for (int l = 0; l < 8; l++)
-        acc[l] = fmaf(s, (float)v[l], acc[l]);
-}
-
-static void lanes_fma_f(float acc[8], float s, const float v[8])
-{
-    for (int l = 0; l < 8; l++)
-        acc[l] = fmaf(s, v[l], acc[l]);
-}
-
-/* The fixed horizontal sum of matmul.h. */
-static float lanes_sum(const float a[8])
-{
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
 static float half_at(const uint8_t *p)
 {
     return f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+}
+
+/* The exact integer sums over one block of 32: P = sum w[k] x[k], S = sum x[k]. */
+static void block_dot(const int *w, const int8_t *x, int32_t *pw, int32_t *sx)
+{
+    int32_t p = 0, s = 0;
+    for (int k = 0; k < 32; k++) {
+        p += w[k] * x[k];
+        s += x[k];
+    }
+    *pw = p;
+    *sx = s;
 }
 
 /*
  * One weight row (row_bytes as the job says) times one token's quantised
  * activations: the whole sum of matmul.h's CPU_PREC_FAST.
  */
-static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd,
-                     const float *xms)
+static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, const float *xd)
 {
-    float acc[8] = { 0 }, acc1 = 0.0f;
+    float acc = 0.0f;
     int w[QK_K];
-    int32_t p[8];
+    int32_t pw, sx;
     uint32_t nb = j->n_in / QK_SMALL;
     switch (j->type) {
     case QT_Q8_0:
@@ -112,39 +96,58 @@ static float row_dot(const mm_job_t *j, const uint8_t *row, const int8_t *xq, co
                     w[k + 16] = (qs[k] >> 4) - off;
                 }
             }
-            const int8_t *xb = xq + 32 * (size_t)b;
-            int32_t pw = 0, sx = 0;
-            for (int k = 0; k < 32; k++) {
-                pw += w[k] * xb[k];
-                sx += xb[k];
-            }
-            acc1 = fmaf(dw * xd[b], (float)pw, acc1);
+            block_dot(w, xq + 32 * (size_t)b, &pw, &sx);
+            acc = fmaf(dw * xd[b], (float)pw, acc);
             if (j->type == QT_Q4_1)
-                acc1 = fmaf(half_at(row + 2), xd[b] * (float)sx, acc1);
+                acc = fmaf(half_at(row + 2), xd[b] * (float)sx, acc);
         }
-        return acc1;
+        break;
     case QT_Q4_K:
+    case QT_Q5_K: /* Q5_K: bit sb of qh[e] is element e of sub-block sb's fifth bit */
         for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
             float d = half_at(row), dmin = half_at(row + 2);
-            const uint8_t *qs = row + 16;
-            for (int k = 0; k < 128; k++) {
+            const uint8_t *qh = row + 16, *qs = row + (j->type == QT_Q5_K ? 48 : 16);
+            for (int k = 0; k < 128; k++) { /* sub-block 2g low nibbles, 2g+1 high */
                 w[64 * (k / 32) + k % 32] = qs[k] & 15;
                 w[64 * (k / 32) + 32 + k % 32] = qs[k] >> 4;
+            }
+            if (j->type == QT_Q5_K) {
+                for (int k = 0; k < QK_K; k++)
+                    w[k] += ((qh[k % 32] >> (k / 32)) & 1) << 4;
             }
             for (int sb = 0; sb < 8; sb++) {
                 uint32_t b = 8 * s + (uint32_t)sb;
                 int sc, m;
                 mm_k4_scale_min(sb, row + 4, &sc, &m);
-                lane_dots(w + 32 * sb, xq + 32 * (size_t)b, p);
-                lanes_fma(acc, d * (float)sc * xd[b], p);
-                lanes_fma_f(acc, -(dmin * (float)m), xms + 8 * (size_t)b);
+                block_dot(w + 32 * sb, xq + 32 * (size_t)b, &pw, &sx);
+                acc = fmaf(d * (float)sc * xd[b], (float)pw, acc);
+                acc = fmaf(-(dmin * (float)m), xd[b] * (float)sx, acc);
+            }
+        }
+        break;
+    case QT_Q6_K: /* quant.c's layout; q_w = the 6-bit value - 32, scale sc[e / 16] */
+        for (uint32_t s = 0; s < nb / 8; s++, row += j->block_bytes) {
+            float d = half_at(row + 208);
+            const int8_t *sc = (const int8_t *)(row + 192);
+            for (int k = 0; k < QK_K; k++) {
+                int h = k / 128, part = k % 128 / 32, l = k % 32;
+                int lo = row[64 * h + 32 * (part & 1) + l], hb = row[128 + 32 * h + l];
+                w[k] = ((part < 2 ? lo & 15 : lo >> 4) | ((hb >> (2 * part)) & 3) << 4) - 32;
+            }
+            for (int i = 0; i < 8; i++) {
+                uint32_t b = 8 * s + (uint32_t)i;
+                int32_t half[2] = { 0, 0 };
+                for (int e = 0; e < 32; e++)
+                    half[e / 16] += w[32 * i + e] * xq[32 * (size_t)b + e];
+                pw = sc[2 * i] * half[0] + sc[2 * i + 1] * half[1]; /* |pw| < 2^24 */
+                acc = fmaf(d * xd[b], (float)pw, acc);
             }
         }
         break;
     default: /* the driver sends no other type */
         break;
     }
-    return lanes_sum(acc);
+    return acc;
 }
 
 void cpu_mmq_rows_portable(const mm_job_t *j, uint32_t o0, uint32_t n)
@@ -153,9 +156,8 @@ void cpu_mmq_rows_portable(const mm_job_t *j, uint32_t o0, uint32_t n)
     for (uint32_t t = 0; t < j->n_tok; t++) {
         const int8_t *xq = j->xq + (size_t)t * j->n_in;
         const float *xd = j->xd + (size_t)t * nb;
-        const float *xms = j->xms + (size_t)t * nb * 8;
         for (uint32_t r = 0; r < n; r++)
             j->y[(size_t)t * j->n_out + o0 + r] =
-                row_dot(j, j->w + (size_t)(o0 + r) * j->row_bytes, xq, xd, xms);
+                row_dot(j, j->w + (size_t)(o0 + r) * j->row_bytes, xq, xd);
     }
 }

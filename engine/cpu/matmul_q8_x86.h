@@ -16,11 +16,10 @@
  * The results are those of matmul_q8.c's portable kernels, bit for bit:
  * the same exact integer block sums, the same fused multiply-adds.
  *
- * Shape, Q4_0 / Q4_1 / Q8_0: eight rows per tile, one float lane per row
- * (tile8), up to Q8_TOKS tokens; Q4_K: RM rows x TN tokens with eight
- * lanes per (row, token) (tile_k4).  Tokens are taken Q8_TOKS (Q4_K: four)
- * at a time; a task's rows (MM_ROWS-row groups) stay in L1 / L2 across the
- * token groups, so prefill reads them from cache.
+ * Shape: eight rows per tile, one float lane per row (tile8), up to
+ * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there.  Tokens
+ * are taken Q8_TOKS at a time; a task's rows (MM_ROWS-row groups) stay in
+ * L1 / L2 across the token groups, so prefill reads them from cache.
  */
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
@@ -37,59 +36,6 @@
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
 #endif
-#ifndef Q8_PF_BYTES
-#define Q8_PF_BYTES 2048 /* how far ahead the kernels prefetch, as matmul_avx2.c's */
-#endif
-
-/* 16 bytes of nibbles to 32 bytes in element order: low nibbles, then high. */
-Q8_INLINE __m256i Q8_FN(nib32)(const uint8_t *qs)
-{
-    const __m128i m15 = _mm_set1_epi8(15);
-    __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m15), _mm_and_si128(q, m15));
-}
-
-Q8_INLINE __m256 Q8_FN(half)(const uint8_t *p)
-{
-    return _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(p[0] | (p[1] << 8))));
-}
-
-/* The fixed horizontal sum of matmul.h. */
-Q8_INLINE float Q8_FN(hsum)(__m256 a)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* Row pointers of a tile (rows past n repeat row n-1) and zeroed accumulators. */
-Q8_INLINE void Q8_FN(tile_start)(const int RM, const int TN, const mm_job_t *j, const uint8_t *rows,
-                                 uint32_t r0, uint32_t n, const uint8_t *p[4], __m256 acc[4][4])
-{
-    uint32_t left = n - r0;
-#pragma GCC unroll 4
-    for (int r = 0; r < RM; r++) {
-        p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * j->row_bytes;
-#pragma GCC unroll 4
-        for (int t = 0; t < TN; t++)
-            acc[t][r] = _mm256_setzero_ps();
-    }
-}
-
-/* The tile's sums into y [TN, n_out] (from the task's first row), rows below n. */
-Q8_INLINE void Q8_FN(tile_store)(const int RM, const int TN, const mm_job_t *j, uint32_t r0,
-                                 uint32_t n, __m256 acc[4][4], float *y)
-{
-#pragma GCC unroll 4
-    for (int r = 0; r < RM; r++) {
-        if (r0 + (uint32_t)r < n) {
-#pragma GCC unroll 4
-            for (int t = 0; t < TN; t++)
-                y[(size_t)t * j->n_out + r0 + r] = Q8_FN(hsum)(acc[t][r]);
-        }
-    }
-}
 
 /* The two or four little-endian bytes at p (a block's f16 scale, and
  * Q4_1's f16 min after it). */
@@ -117,6 +63,46 @@ Q8_INLINE float Q8_FN(sum8)(const float *v)
 }
 
 /*
+ * Eight rows of 32 bytes (src[r]: row r's) transposed by dwords: lane r of
+ * w[k] holds row r's bytes 4k .. 4k+3.
+ */
+Q8_INLINE void Q8_FN(transpose8)(const uint8_t *const src[8], __m256i w[8])
+{
+    __m256i a[8], c[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r += 2) {
+        __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)src[r]);
+        __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)src[r + 1]);
+        a[r] = _mm256_unpacklo_epi32(r0, r1);     /* rows r, r+1: dwords 0 1 | 4 5 */
+        a[r + 1] = _mm256_unpackhi_epi32(r0, r1); /* 2 3 | 6 7 */
+    }
+#pragma GCC unroll 8
+    for (int h = 0; h < 8; h += 4) {             /* rows h .. h+3 */
+        c[h] = _mm256_unpacklo_epi64(a[h], a[h + 2]);     /* dword 0 | 4 */
+        c[h + 1] = _mm256_unpackhi_epi64(a[h], a[h + 2]); /* 1 | 5 */
+        c[h + 2] = _mm256_unpacklo_epi64(a[h + 1], a[h + 3]); /* 2 | 6 */
+        c[h + 3] = _mm256_unpackhi_epi64(a[h + 1], a[h + 3]); /* 3 | 7 */
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        w[k] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x20);
+        w[k + 4] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x31);
+    }
+}
+
+/* Eight rows of 32 bytes: transposed (transpose8), or where RED as they lie (w[r]: row r's). */
+Q8_INLINE void Q8_FN(load8)(const int RED, const uint8_t *const src[8], __m256i w[8])
+{
+    if (RED) {
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            w[r] = _mm256_loadu_si256((const __m256i *)(const void *)src[r]);
+    } else {
+        Q8_FN(transpose8)(src, w);
+    }
+}
+
+/*
  * Block b of eight rows (blk[r]: row r's block b) as eight registers,
  * lane r of w[k] holding row r's weights 4k .. 4k+3 as bytes (so that one
  * broadcast of the activations' bytes 4k .. 4k+3 meets all eight rows):
@@ -125,26 +111,11 @@ Q8_INLINE float Q8_FN(sum8)(const float *v)
 Q8_INLINE void Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __m256i w[8])
 {
     if (type == QT_Q8_0) {
-        __m256i a[8], c[8];
+        const uint8_t *src[8];
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r += 2) {
-            __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2));
-            __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)(blk[r + 1] + 2));
-            a[r] = _mm256_unpacklo_epi32(r0, r1);     /* rows r, r+1: dwords 0 1 | 4 5 */
-            a[r + 1] = _mm256_unpackhi_epi32(r0, r1); /* 2 3 | 6 7 */
-        }
-#pragma GCC unroll 8
-        for (int h = 0; h < 8; h += 4) {             /* rows h .. h+3 */
-            c[h] = _mm256_unpacklo_epi64(a[h], a[h + 2]);     /* dword 0 | 4 */
-            c[h + 1] = _mm256_unpackhi_epi64(a[h], a[h + 2]); /* 1 | 5 */
-            c[h + 2] = _mm256_unpacklo_epi64(a[h + 1], a[h + 3]); /* 2 | 6 */
-            c[h + 3] = _mm256_unpackhi_epi64(a[h + 1], a[h + 3]); /* 3 | 7 */
-        }
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            w[k] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x20);
-            w[k + 4] = _mm256_permute2x128_si256(c[k], c[k + 4], 0x31);
-        }
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 2;
+        Q8_FN(transpose8)(src, w);
     } else { /* rows r and r+4 in one register: 16 bytes of nibbles each */
         const __m256i m15 = _mm256_set1_epi8(15);
         const size_t qo = type == QT_Q4_1 ? 4 : 2;
@@ -256,18 +227,185 @@ Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *
 }
 
 /*
- * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
- * are not stored) x TN tokens from t0, small-block types, in matmul.h's
- * order: float lane r is row r's one accumulator.  Per block, the rows'
- * weights are transposed once (block8) and used by every token; per
- * token, eight integer multiply-adds of a broadcast activation word give
- * the eight rows' exact block sums in one register, so the scale work
- * (convert, one multiply, one or two fused multiply-adds) is done once
- * per block for eight rows.  Offsets are exact integer terms:
+ * Block b (of 32 elements) of eight rows, for TN tokens from the tile's
+ * first: w as block8 (or, where RED, rows8) leaves it, dw the rows' scales
+ * (K-quants: d * sc_j) and mw their min terms (Q4_1: m; K-quants: -(dmin * m_j)),
+ * added into acc[t] (lane r: row r's one accumulator) in matmul.h's order.
+ * Offsets are exact integer terms:
  *   Q4_0  sum (nib - 8) x = sum nib x - 8 S
  *   Q8_0  Q8_SIGNED levels: sum w x = sum (w + 128) x - 128 S (vpdpbusd
  *         takes unsigned weights); else abs(w) times sign(x, w)
  * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
+ *   xq, xd, xls: the tile's first token's; sb NULL, or the tokens' offset
+ *   terms [TN, nb] as offset() gives them
+ */
+Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type, const __m256i w[8],
+                                 __m256 dw, __m256 mw, const int8_t *xq, const float *xd,
+                                 const float *xls, const float *sb, size_t n_in, size_t b,
+                                 __m256 acc[])
+{
+    const size_t nb = n_in / QK_SMALL;
+    const int hi16 = Q8_SIGNED && (type == QT_Q4_0 || type == QT_Q4_1); /* rows8's high halves */
+#pragma GCC unroll 8
+    for (int t = 0; t < TN; t++) {
+        const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+        float so = sb != NULL ? sb[(size_t)t * nb + b] : Q8_FN(offset)(type, xd, xls, t, nb, b);
+        __m256i ip;
+        if (RED) { /* row r's lane sums, then reduced */
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                v[r] = type == QT_Q8_0 && !Q8_SIGNED
+                           ? Q8_DOT(_mm256_abs_epi8(w[r]), _mm256_sign_epi8(xv, w[r]))
+                           : Q8_DOT(w[r], xv);
+            ip = Q8_FN(reduce8)(hi16, v);
+            if (type == QT_Q4_0 || (type == QT_Q8_0 && Q8_SIGNED))
+                ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
+        } else {
+            /* NC independent chains of integer multiply-adds (their
+             * latency, not their count, bounds one token) */
+            const int NC = TN == 1 ? 4 : 2;
+            __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256() };
+            if (type == QT_Q4_0 || (type == QT_Q8_0 && Q8_SIGNED))
+                ic[0] = _mm256_set1_epi32(-(int)so);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
+                if (type == QT_Q8_0 && !Q8_SIGNED)
+                    ic[k % NC] = Q8_ACC(ic[k % NC], _mm256_abs_epi8(w[k]), _mm256_sign_epi8(xv, w[k]));
+                else
+                    ic[k % NC] = Q8_ACC(ic[k % NC], w[k], xv);
+            }
+            ip = _mm256_add_epi32(ic[0], ic[1]);
+            if (NC == 4)
+                ip = _mm256_add_epi32(ip, _mm256_add_epi32(ic[2], ic[3]));
+        }
+        __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
+        if (type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K) /* the min term times dx S */
+            acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(so), acc[t]);
+    }
+}
+
+/*
+ * A Q4_K or Q5_K super-block of eight rows (blk[r]: row r's block): for each
+ * sub-block j, lane r of ks[j] row r's d * sc_j and of km[j] its
+ * -(dmin * m_j), rounded as matmul.h states.  The 12 scale bytes, as
+ * three dwords A B C per row: sc 0..3 = A & 63, m 0..3 = B & 63, and
+ * bytewise sc 4..7 = (C & 15) | (A >> 6) << 4, m 4..7 = (C >> 4) | (B >> 6) << 4
+ * (mm_k4_scale_min's packing).
+ */
+Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m256 km[8])
+{
+    __m256 dmin, d = Q8_FN(scales8)(QT_Q4_1, blk, &dmin); /* d, dmin: Q4_1's d, m layout */
+    __m256i q[3];
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; i++)
+        q[i] = _mm256_setr_epi32(Q8_FN(u32_at)(blk[0] + 4 + 4 * i), Q8_FN(u32_at)(blk[1] + 4 + 4 * i),
+                                 Q8_FN(u32_at)(blk[2] + 4 + 4 * i), Q8_FN(u32_at)(blk[3] + 4 + 4 * i),
+                                 Q8_FN(u32_at)(blk[4] + 4 + 4 * i), Q8_FN(u32_at)(blk[5] + 4 + 4 * i),
+                                 Q8_FN(u32_at)(blk[6] + 4 + 4 * i), Q8_FN(u32_at)(blk[7] + 4 + 4 * i));
+    const __m256i m63 = _mm256_set1_epi32(0x3f3f3f3f), m15 = _mm256_set1_epi32(0x0f0f0f0f);
+    const __m256i m48 = _mm256_set1_epi32(0x30303030), ff = _mm256_set1_epi32(0xff);
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    __m256i sc[2] = { _mm256_and_si256(q[0], m63),
+                      _mm256_or_si256(_mm256_and_si256(q[2], m15),
+                                      _mm256_and_si256(_mm256_srli_epi32(q[0], 2), m48)) };
+    __m256i mn[2] = { _mm256_and_si256(q[1], m63),
+                      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q[2], 4), m15),
+                                      _mm256_and_si256(_mm256_srli_epi32(q[1], 2), m48)) };
+#pragma GCC unroll 8
+    for (int jj = 0; jj < 8; jj++) {
+        __m256i s = _mm256_and_si256(_mm256_srli_epi32(sc[jj / 4], 8 * (jj % 4)), ff);
+        __m256i m = _mm256_and_si256(_mm256_srli_epi32(mn[jj / 4], 8 * (jj % 4)), ff);
+        ks[jj] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(s));
+        km[jj] = _mm256_xor_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m)), neg);
+    }
+}
+
+/*
+ * A Q6_K super-block of eight rows (blk[r]: row r's 210 bytes, quant.c's
+ * layout) for TN tokens, blocks b0 .. b0+7, in matmul.h's order: per half
+ * of 128 elements its two 32-byte groups of low bits and its 32 bytes of
+ * high bits transposed once; per block of 32, each row's two exact sums
+ * over 16 elements (integer chains over w[0..3] and w[4..7], started at
+ * -32 S of their half), times the rows' sub-block scales (vpmulld) and
+ * added: P, below 2^24, exact in a float; then one multiply-add.
+ */
+Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const int8_t *xq,
+                               const float *xd, const float *xls, size_t n_in, size_t b0,
+                               __m256 acc[])
+{
+    const size_t nb = n_in / QK_SMALL;
+    const __m256i m15 = _mm256_set1_epi8(15), m48 = _mm256_set1_epi8(48);
+    const __m256 d = _mm256_cvtph_ps(_mm_setr_epi16(
+        Q8_FN(u16_at)(blk[0] + 208), Q8_FN(u16_at)(blk[1] + 208), Q8_FN(u16_at)(blk[2] + 208),
+        Q8_FN(u16_at)(blk[3] + 208), Q8_FN(u16_at)(blk[4] + 208), Q8_FN(u16_at)(blk[5] + 208),
+        Q8_FN(u16_at)(blk[6] + 208), Q8_FN(u16_at)(blk[7] + 208)));
+    int32_t scv[16][8] __attribute__((aligned(32))); /* [sub-block][row] */
+    for (int r = 0; r < 8; r++)
+        for (int k = 0; k < 16; k++)
+            scv[k][r] = (int8_t)blk[r][192 + k];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *src[8];
+        __m256i qa[8], qb[8], qh[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 64 * h;
+        Q8_FN(transpose8)(src, qa);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 64 * h + 32;
+        Q8_FN(transpose8)(src, qb);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            src[r] = blk[r] + 128 + 32 * h;
+        Q8_FN(transpose8)(src, qh);
+#pragma GCC unroll 4
+        for (int part = 0; part < 4; part++) {
+            const size_t i = 4 * (size_t)h + (size_t)part, b = b0 + i;
+            __m256i w[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m256i lo = part & 1 ? qb[k] : qa[k];
+                lo = _mm256_and_si256(part < 2 ? lo : _mm256_srli_epi16(lo, 4), m15);
+                w[k] = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(
+                                               _mm256_srli_epi16(qh[k], 2 * part), 4), m48));
+            }
+            const __m256i sl = _mm256_load_si256((const __m256i *)(const void *)scv[2 * i]);
+            const __m256i sh = _mm256_load_si256((const __m256i *)(const void *)scv[2 * i + 1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < TN; t++) {
+                const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+                const float *ls = xls + ((size_t)t * nb + b) * 8; /* exact integers */
+                __m256i c[2] = { _mm256_set1_epi32(-32 * (int)((ls[0] + ls[1]) + (ls[2] + ls[3]))),
+                                 _mm256_set1_epi32(-32 * (int)((ls[4] + ls[5]) + (ls[6] + ls[7]))) };
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    c[k / 4] = Q8_ACC(c[k / 4], w[k],
+                                      _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+                __m256i ip = _mm256_add_epi32(_mm256_mullo_epi32(c[0], sl), _mm256_mullo_epi32(c[1], sh));
+                __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(ip), acc[t]);
+            }
+        }
+    }
+}
+
+/*
+ * Eight rows [r0, r0 + 8) clamped to n (rows past n repeat row n-1 and
+ * are not stored) x TN tokens from t0, in matmul.h's order: float lane r
+ * is row r's one accumulator.  Per block, the rows' weights are
+ * transposed once (block8) and used by every token; per token, eight
+ * integer multiply-adds of a broadcast activation word give the eight
+ * rows' exact block sums in one register, so the scale work (convert,
+ * one multiply, one or two fused multiply-adds) is done once per block
+ * for eight rows (block_step).  Q4_K, Q5_K: per super-block the scales once
+ * (k4_scales8); per 32-byte group of nibbles (sub-block 2g in the low
+ * nibbles, 2g+1 in the high) one transpose, whose two nibble halves are
+ * two blocks; Q5_K's 32 bytes of fifth bits (bit j of byte e: element e
+ * of sub-block j) are transposed once per super-block as well.
  *   rows [n, rb]; y [TN, n_out] from the task's first row; sb NULL, or the
  *   tokens' offset terms [TN, nb] as offset() gives them
  */
@@ -294,10 +432,13 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
      * matrix is harmless). */
     /* Where the eight rows pass Q8_PF_L1 bytes (1B shapes: Q8_0 rows of
      * 2048, Q4_0 of 5632), this tile and the next would not both fit in
-     * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x). */
+     * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x).  Q4_K
+     * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 8) * j->row_bytes;
-    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
-    for (size_t b = 0; b < nb; b++, pf += 8 * bb) {
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
+    const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
+    for (size_t wb = 0; wb < nb / bpb; wb++, pf += 8 * bb) {
 #pragma GCC unroll 8
         for (size_t l = 0; l < (8 * bb + 63) / 64; l++) {
             if (pf_l2)
@@ -308,8 +449,47 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
         const uint8_t *blk[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
-            blk[r] = p[r] + b * bb;
+            blk[r] = p[r] + wb * bb;
         __m256i w[8];
+        if (type == QT_Q6_K) {
+            Q8_FN(q6_super)(TN, blk, xq, xd, xls, n_in, 8 * wb, acc);
+            continue;
+        }
+        if (type == QT_Q4_K || type == QT_Q5_K) {
+            const __m256i m15 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
+            const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
+            __m256 ks[8], km[8];
+            __m256i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
+            const uint8_t *src[8];
+            Q8_FN(k4_scales8)(blk, ks, km);
+            if (type == QT_Q5_K) {
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    src[r] = blk[r] + 16;
+                Q8_FN(load8)(RED, src, qh);
+            }
+            for (int g = 0; g < 4; g++) {
+                __m256i q[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    src[r] = blk[r] + qo + 32 * g;
+                Q8_FN(load8)(RED, src, q);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const int jj = 2 * g + h; /* the sub-block */
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++) {
+                        w[k] = _mm256_and_si256(h ? _mm256_srli_epi16(q[k], 4) : q[k], m15);
+                        if (type == QT_Q5_K) /* bit jj of each byte, times 16 */
+                            w[k] = _mm256_or_si256(w[k], _mm256_and_si256(_mm256_slli_epi16(
+                                                       _mm256_srli_epi16(qh[k], jj), 4), m16));
+                    }
+                    Q8_FN(block_step)(RED, TN, type, w, ks[jj], km[jj], xq, xd, xls, sb, n_in,
+                                      8 * wb + (size_t)jj, acc);
+                }
+            }
+            continue;
+        }
         __m256 mw = _mm256_setzero_ps();
         __m256 dw = Q8_FN(scales8)(type, blk, &mw);
         if (RED)
@@ -323,50 +503,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                 w[k] = _mm256_xor_si256(w[k], _mm256_set1_epi8(-128));
         }
 #endif
-#pragma GCC unroll 8
-        for (int t = 0; t < TN; t++) {
-            const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
-            float so = sb != NULL ? sb[(size_t)t * nb + b] : Q8_FN(offset)(type, xd, xls, t, nb, b);
-            __m256i ip;
-            if (RED) { /* row r's lane sums, then reduced */
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
-#pragma GCC unroll 8
-                for (int r = 0; r < 8; r++)
-                    v[r] = type == QT_Q8_0 && !Q8_SIGNED
-                               ? Q8_DOT(_mm256_abs_epi8(w[r]), _mm256_sign_epi8(xv, w[r]))
-                               : Q8_DOT(w[r], xv);
-                ip = Q8_FN(reduce8)(Q8_SIGNED && type != QT_Q8_0, v);
-                if (type == QT_Q4_0)
-                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
-                else if (type == QT_Q8_0 && Q8_SIGNED)
-                    ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
-            } else {
-                /* NC independent chains of integer multiply-adds (their
-                 * latency, not their count, bounds one token) */
-                const int NC = TN == 1 ? 4 : 2;
-                __m256i ic[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(),
-                                  _mm256_setzero_si256(), _mm256_setzero_si256() };
-                if (type == QT_Q4_0)
-                    ic[0] = _mm256_set1_epi32(-(int)so);
-                else if (type == QT_Q8_0 && Q8_SIGNED)
-                    ic[0] = _mm256_set1_epi32(-(int)so);
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) {
-                    __m256i xv = _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k));
-                    if (type == QT_Q8_0 && !Q8_SIGNED)
-                        ic[k % NC] = Q8_ACC(ic[k % NC], _mm256_abs_epi8(w[k]), _mm256_sign_epi8(xv, w[k]));
-                    else
-                        ic[k % NC] = Q8_ACC(ic[k % NC], w[k], xv);
-                }
-                ip = _mm256_add_epi32(ic[0], ic[1]);
-                if (NC == 4)
-                    ip = _mm256_add_epi32(ip, _mm256_add_epi32(ic[2], ic[3]));
-            }
-            __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(ip), acc[t]);
-            if (type == QT_Q4_1) /* the min times dx S */
-                acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(so), acc[t]);
-        }
+        Q8_FN(block_step)(RED, TN, type, w, dw, mw, xq, xd, xls, sb, n_in, wb, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TN; t++) {
@@ -382,53 +519,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
     }
 }
 
-/* The same for Q4_K: a super-block of 256 is eight activation blocks. */
-Q8_INLINE void Q8_FN(tile_k4)(const int RM, const int TN, const mm_job_t *j, const uint8_t *rows,
-                              uint32_t r0, uint32_t n, uint32_t t0, float *y)
-{
-    const __m256i m15 = _mm256_set1_epi8(15);
-    uint32_t nb = j->n_in / QK_SMALL;
-    const uint8_t *p[4];
-    __m256 acc[4][4];
-    Q8_FN(tile_start)(RM, TN, j, rows, r0, n, p, acc);
-    const int8_t *xq = j->xq + (size_t)t0 * j->n_in;
-    const float *xd = j->xd + (size_t)t0 * nb;
-    const float *xms = j->xms + (size_t)t0 * nb * 8;
-    uintptr_t pf = (uintptr_t)rows + (size_t)r0 * j->row_bytes + Q8_PF_BYTES;
-    for (uint32_t s = 0; s < nb / 8; s++, pf += RM * 144) {
-        for (int l = 0; l < RM * 144; l += 64)
-            _mm_prefetch((const char *)(pf + (size_t)l), _MM_HINT_T0);
-#pragma GCC unroll 4
-        for (int r = 0; r < RM; r++) {
-            const uint8_t *blk = p[r] + (size_t)s * 144;
-            float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[0] | (blk[1] << 8))));
-            float dmin = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk[2] | (blk[3] << 8))));
-            for (int pr = 0; pr < 4; pr++) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16 + 32 * pr));
-                __m256i wsb[2] = { _mm256_and_si256(q, m15),
-                                   _mm256_and_si256(_mm256_srli_epi16(q, 4), m15) };
-                for (int h = 0; h < 2; h++) {
-                    int sc, m;
-                    mm_k4_scale_min(2 * pr + h, blk + 4, &sc, &m);
-                    __m256 dsc = _mm256_set1_ps(d * (float)sc), dmm = _mm256_set1_ps(dmin * (float)m);
-                    size_t b = 8 * (size_t)s + 2 * (size_t)pr + (size_t)h;
-#pragma GCC unroll 4
-                    for (int t = 0; t < TN; t++) {
-                        __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)t * j->n_in + 32 * b));
-                        __m256 dx = _mm256_broadcast_ss(xd + (size_t)t * nb + b);
-                        __m256 sm = _mm256_loadu_ps(xms + ((size_t)t * nb + b) * 8);
-                        __m256i pl = Q8_DOT(wsb[h], xv);
-                        acc[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(dsc, dx), _mm256_cvtepi32_ps(pl), acc[t][r]);
-                        acc[t][r] = _mm256_fnmadd_ps(dmm, sm, acc[t][r]);
-                    }
-                }
-            }
-        }
-    }
-    Q8_FN(tile_store)(RM, TN, j, r0, n, acc, y);
-}
-
-/* Rows [0, n) of `rows` (row o0 of the job), tokens [t0, t0 + tn), tn <= 4. */
+/* Rows [0, n) of `rows` (row o0 of the job), tokens [t0, t0 + tn), tn <= Q8_TOKS. */
 Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t *j,
                             const uint8_t *rows, uint32_t o0, uint32_t n, uint32_t t0,
                             uint32_t tn, const float *sb)
@@ -436,15 +527,6 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
     float *y = j->y + (size_t)t0 * j->n_out + o0;
     const size_t nb = j->n_in / QK_SMALL;
     for (uint32_t r0 = 0; r0 < n;) {
-        if (type == QT_Q4_K) {
-            switch (tn) {
-            case 1:  Q8_FN(tile_k4)(4, 1, j, rows, r0, n, t0, y); r0 += 4; break;
-            case 2:  Q8_FN(tile_k4)(2, 2, j, rows, r0, n, t0, y); r0 += 2; break;
-            case 3:  Q8_FN(tile_k4)(2, 3, j, rows, r0, n, t0, y); r0 += 2; break;
-            default: Q8_FN(tile_k4)(2, 4, j, rows, r0, n, t0, y); r0 += 2; break;
-            }
-            continue;
-        }
         /* eight rows per tile, up to Q8_TOKS tokens; a ragged rest in one
          * tile of fewer (they cost the same transposes) */
         for (uint32_t tt = 0; tt < tn;) {
@@ -483,16 +565,16 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
     }
 }
 
-/* All tokens for rows [o0, o0 + n): MM_ROWS-row groups, four tokens at a time. */
+/* All tokens for rows [o0, o0 + n): MM_ROWS-row groups, Q8_TOKS tokens at a time. */
 Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_job_t *j,
                                 uint32_t o0, uint32_t n)
 {
-    const uint32_t tg = type == QT_Q4_K ? 4 : Q8_TOKS; /* tokens per pass */
+    const uint32_t tg = Q8_TOKS; /* tokens per pass */
     const size_t nb = j->n_in / QK_SMALL;
     /* the tile8 offset terms of a pass's tokens, computed once for all its
      * tiles where they fit (else each tile computes its own) */
     float sbuf[Q8_TOKS * Q8_SB_MAX];
-    const int keep = type != QT_Q4_K && !(type == QT_Q8_0 && !Q8_SIGNED) && nb <= Q8_SB_MAX;
+    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
     uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
     for (uint32_t g = 0; g < n; g += gr) {
         uint32_t ng = n - g < gr ? n - g : gr;
@@ -518,6 +600,8 @@ __attribute__((target(Q8_TARGET))) void Q8_FN(cpu_mmq_rows)(const mm_job_t *j, u
     case QT_Q4_1: Q8_FN(rows_type)(QT_Q4_1, 20, j, o0, n); break;
     case QT_Q8_0: Q8_FN(rows_type)(QT_Q8_0, 34, j, o0, n); break;
     case QT_Q4_K: Q8_FN(rows_type)(QT_Q4_K, 144, j, o0, n); break;
+    case QT_Q5_K: Q8_FN(rows_type)(QT_Q5_K, 176, j, o0, n); break;
+    case QT_Q6_K: Q8_FN(rows_type)(QT_Q6_K, 210, j, o0, n); break;
     default:      break; /* the driver sends no other type */
     }
 }

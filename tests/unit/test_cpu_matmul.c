@@ -380,8 +380,8 @@ static void zero_quants(qtype_t type, uint8_t *w, size_t bytes)
     for (size_t o = 0; o < bytes; o += bb) {
         if (type == QT_Q4_1)
             memset(w + o + 4, 0, 16);
-        else if (type == QT_Q4_K)
-            memset(w + o + 16, 0, 128);
+        else if (type == QT_Q4_K || type == QT_Q5_K)
+            memset(w + o + 16, 0, bb - 16);
     }
 }
 
@@ -414,7 +414,7 @@ static void check_fast_shape(qtype_t type, uint32_t n_out, uint32_t n_in, uint32
     zero_quants(type, w0, bytes);
     ASSERT_EQ_INT(quant_dequant(type, w, wf, (size_t)n_out * n_in), 0);
     ASSERT_EQ_INT(quant_dequant(type, w0, off, (size_t)n_out * n_in), 0);
-    if (type != QT_Q4_1 && type != QT_Q4_K)
+    if (type != QT_Q4_1 && type != QT_Q4_K && type != QT_Q5_K)
         memset(off, 0, (size_t)n_out * n_in * sizeof *off);
     const char *name = qtype_info(type)->name;
 
@@ -486,12 +486,13 @@ static void check_invariance(qtype_t type, uint32_t n_out, uint32_t n_in, cpu_is
 static void check_fast(qtype_t type, cpu_isa_t isa)
 {
     rng_state = 5000u + 100u * (uint32_t)type + (uint32_t)isa;
-    uint32_t n_in = type == QT_Q4_K ? 768 : 576;
+    const int k = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks of 256 */
+    uint32_t n_in = k ? 768 : 576;
     check_fast_shape(type, 1, n_in, 3, isa);
-    check_fast_shape(type, 7, type == QT_Q4_K ? 256 : 32, 9, isa);
+    check_fast_shape(type, 7, k ? 256 : 32, 9, isa);
     check_fast_shape(type, 37, n_in, 11, isa);
-    if (type != QT_Q4_K) /* past the kernels' 256 blocks of kept offset terms */
-        check_fast_shape(type, 9, 257 * 32, 3, isa);
+    /* past the kernels' 256 blocks of kept offset terms */
+    check_fast_shape(type, 9, k ? 33 * 256 : 257 * 32, 3, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
@@ -506,6 +507,108 @@ FAST_TESTS(q4_0, QT_Q4_0)
 FAST_TESTS(q4_1, QT_Q4_1)
 FAST_TESTS(q8_0, QT_Q8_0)
 FAST_TESTS(q4_k, QT_Q4_K)
+FAST_TESTS(q5_k, QT_Q5_K)
+FAST_TESTS(q6_k, QT_Q6_K)
+
+/*
+ * Q4_K and Q5_K under `fast`, matmul.h's order written out again from
+ * the layouts (super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales and
+ * mins, Q5_K's 32 bytes of fifth bits (bit j of byte e: element e of
+ * sub-block j), 128 bytes of nibbles, sub-block 2g in the low nibbles of
+ * bytes 32g .. 32g+31 and 2g+1 in the high ones), on cpu_quantize_act's
+ * activations: every level gives exactly these bits.
+ */
+/*
+ * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
+ * f16 d last; element 32p + l of half h: nibble (p < 2 low, else high) of
+ * ql[64h + 32(p & 1) + l], bits 2p, 2p+1 of qh[32h + l] above it, minus
+ * 32; scale scales[e / 16]): acc += (d * dx) * (sc_lo P_lo + sc_hi P_hi)
+ * with P_lo, P_hi the sums over a block's two halves of 16.
+ */
+static float ref_fast_q6_k(const uint8_t *row, uint32_t n_in, const int8_t *q, const float *d)
+{
+    float acc = 0.0f;
+    for (uint32_t s = 0; s < n_in / 256; s++, row += 210) {
+        float sd = f16_to_f32((uint16_t)(row[208] | row[209] << 8));
+        for (uint32_t e = 0; e < 256; e += 32) {
+            uint32_t b = 8 * s + e / 32;
+            int32_t p[2] = { 0, 0 };
+            for (uint32_t k = e; k < e + 32; k++) {
+                uint32_t h = k / 128, part = k % 128 / 32, l = k % 32;
+                uint8_t lo = row[64 * h + 32 * (part & 1) + l], hi = row[128 + 32 * h + l];
+                int v = ((part < 2 ? lo & 15 : lo >> 4) | ((hi >> (2 * part)) & 3) << 4) - 32;
+                p[(k - e) / 16] += v * q[32 * b + (k - e)];
+            }
+            int32_t pw = (int8_t)row[192 + e / 16] * p[0] + (int8_t)row[192 + e / 16 + 1] * p[1];
+            acc = fmaf(sd * d[b], (float)pw, acc);
+        }
+    }
+    return acc;
+}
+
+static float ref_fast_k(qtype_t type, const uint8_t *row, uint32_t n_in, const int8_t *q,
+                        const float *d)
+{
+    if (type == QT_Q6_K)
+        return ref_fast_q6_k(row, n_in, q, d);
+    const size_t bb = type == QT_Q5_K ? 176 : 144, qo = type == QT_Q5_K ? 48 : 16;
+    float acc = 0.0f;
+    for (uint32_t s = 0; s < n_in / 256; s++, row += bb) {
+        float sd = f16_to_f32((uint16_t)(row[0] | row[1] << 8));
+        float smin = f16_to_f32((uint16_t)(row[2] | row[3] << 8));
+        const uint8_t *k = row + 4;
+        for (int j = 0; j < 8; j++) {
+            int sc = j < 4 ? k[j] & 63 : (k[j + 4] & 15) | (k[j - 4] >> 6) << 4;
+            int m = j < 4 ? k[j + 4] & 63 : (k[j + 4] >> 4) | (k[j] >> 6) << 4;
+            uint32_t b = 8 * s + (uint32_t)j;
+            int32_t pw = 0, sx = 0;
+            for (int e = 0; e < 32; e++) {
+                uint8_t byte = row[qo + 32 * (j / 2) + e];
+                int v = j % 2 ? byte >> 4 : byte & 15;
+                if (type == QT_Q5_K)
+                    v += 16 * ((row[16 + e] >> j) & 1);
+                pw += v * q[32 * b + e];
+                sx += q[32 * b + e];
+            }
+            acc = fmaf(sd * (float)sc * d[b], (float)pw, acc);
+            acc = fmaf(-(smin * (float)m), d[b] * (float)sx, acc);
+        }
+    }
+    return acc;
+}
+
+TEST(fast_k_documented_order)
+{
+    enum { N_OUT = 11, N_IN = 768, NT = 3 };
+    static const qtype_t types[3] = { QT_Q4_K, QT_Q5_K, QT_Q6_K };
+    rng_state = 77;
+    for (int ti = 0; ti < 3; ti++) {
+        qtype_t type = types[ti];
+        size_t row_bytes = (N_IN / 256) * qtype_info(type)->block_bytes;
+        uint8_t *w = make_weights(type, N_OUT, N_IN);
+        float *x = make_x(NT * N_IN), y[NT * N_OUT], ref[NT * N_OUT], d[N_IN / 32], ls[N_IN / 4];
+        int8_t q[N_IN];
+        for (uint32_t t = 0; t < NT; t++) {
+            cpu_quantize_act(x + (size_t)t * N_IN, N_IN, q, d, ls);
+            for (uint32_t o = 0; o < N_OUT; o++)
+                ref[t * N_OUT + o] = ref_fast_k(type, w + o * row_bytes, N_IN, q, d);
+        }
+        for (int isa = 0; isa <= (int)cpu_isa_best(); isa++) {
+            if (!cpu_isa_usable((cpu_isa_t)isa))
+                continue;
+            ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, CPU_PREC_FAST), 0);
+            ASSERT_EQ_INT(cpu_matmul(NULL, type, w, N_OUT, N_IN, x, NT, y), 0);
+            for (uint32_t i = 0; i < NT * N_OUT; i++)
+                ASSERT_MSG(memcmp(&y[i], &ref[i], sizeof y[i]) == 0,
+                           "fast %s %s y[%u][%u] = %.9g, the documented order gives %.9g",
+                           cpu_isa_name((cpu_isa_t)isa), qtype_info(type)->name, i / N_OUT,
+                           i % N_OUT, y[i], ref[i]);
+        }
+        free(w);
+        free(x);
+    }
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
 
 /* `exact` over n_tok 1 .. 70 on every level (AVXVNNI and AVX512 run the
  * AVX2 kernels): the few-token kernels (up to 8 tokens) of the small-block
@@ -759,6 +862,9 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512),
           T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512),
+          T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512),
+          T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512),
+          T(fast_k_documented_order),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(isa_settings),
           T(embed_row_matches_dequant))
