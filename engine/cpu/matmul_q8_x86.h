@@ -215,7 +215,8 @@ Q8_INLINE __m256i Q8_FN(reduce8)(const int hi16, const __m256i v[8])
 /*
  * Token t's offset term of block b, from the lane sums (S = their sum, an
  * integer below 2^12): Q4_0 8 S and, where Q8_SIGNED, Q8_0 128 S (exact in
- * a float), Q4_1 dx * S (rounded once, as matmul.h states); 0 otherwise.
+ * a float), Q4_1, Q4_K and Q5_K dx * S (rounded once, as matmul.h states);
+ * 0 for Q8_0 without Q8_SIGNED.  Q6_K has none (q6_super).
  */
 Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *xls, size_t t,
                               size_t nb, size_t b)

@@ -511,14 +511,6 @@ FAST_TESTS(q5_k, QT_Q5_K)
 FAST_TESTS(q6_k, QT_Q6_K)
 
 /*
- * Q4_K and Q5_K under `fast`, matmul.h's order written out again from
- * the layouts (super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales and
- * mins, Q5_K's 32 bytes of fifth bits (bit j of byte e: element e of
- * sub-block j), 128 bytes of nibbles, sub-block 2g in the low nibbles of
- * bytes 32g .. 32g+31 and 2g+1 in the high ones), on cpu_quantize_act's
- * activations: every level gives exactly these bits.
- */
-/*
  * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
  * f16 d last; element 32p + l of half h: nibble (p < 2 low, else high) of
  * ql[64h + 32(p & 1) + l], bits 2p, 2p+1 of qh[32h + l] above it, minus
@@ -546,6 +538,14 @@ static float ref_fast_q6_k(const uint8_t *row, uint32_t n_in, const int8_t *q, c
     return acc;
 }
 
+/*
+ * Q4_K and Q5_K under `fast`, matmul.h's order written out again from
+ * the layouts (super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales and
+ * mins, Q5_K's 32 bytes of fifth bits (bit j of byte e: element e of
+ * sub-block j), 128 bytes of nibbles, sub-block 2g in the low nibbles of
+ * bytes 32g .. 32g+31 and 2g+1 in the high ones), on cpu_quantize_act's
+ * activations (Q6_K: ref_fast_q6_k): every level gives exactly these bits.
+ */
 static float ref_fast_k(qtype_t type, const uint8_t *row, uint32_t n_in, const int8_t *q,
                         const float *d)
 {
