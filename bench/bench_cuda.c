@@ -3,11 +3,15 @@
  * made on the device (no download), next to the device's own limits
  * measured in the same run:
  *
- *   bench-cuda [--layers N] [--kv-heads N] [--graphs on|off|both] [--weights bf16|fp16]
+ *   bench-cuda [--layers N] [--kv-heads N] [--graphs on|off|both]
+ *              [--weights bf16|fp16|native] [--type Q4_0|Q4_1|Q8_0|Q4_K|Q5_K|Q6_K]
  *              [--profile yes]
  *
- * --weights is the backend's 16-bit format for the weights and the GEMM
- * inputs (gpu-weight-type; default bf16).
+ * --weights is gpu-weight-type (default bf16): bf16 and fp16 are the
+ * backend's 16-bit format for the weights and the GEMM inputs, the weights
+ * made on the device; native makes the weights on the host as random valid
+ * GGUF blocks of --type (default Q4_0) and keeps the layer weights of a
+ * type with a native kernel packed on the device.
  * Reports decode tokens/s at batch 1, 8, 32 and 128 (context 512) with
  * CUDA graphs off and on, each with the logits copied back and with only
  * the greedy token ids (logits_argmax; with graphs on, the backend's
@@ -15,7 +19,9 @@
  * graphs not used)" where its steps replayed no graph), prefill tokens/s of a 2048-token
  * prompt, and decode attention's share of bandwidth at a long context;
  * each as a fraction of its limit
- * (batch-1 decode: weight bytes per step over the copy bandwidth;
+ * (batch-1 decode: the weight bytes a step reads, packed or 16-bit, the
+ * token embedding left out, over the read bandwidth, with the copy
+ * bandwidth beside it;
  * prefill: 2 x parameters FLOPs per token over the bf16 GEMM rate, which
  * is also fp16's on A100 and H100 tensor cores).
  * Times are medians of several runs, host clock around synchronised steps.
@@ -27,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "bench/bench.h"
@@ -37,7 +44,8 @@
 #include "engine/registry.h"
 #include "tests/support/model_synth.h"
 
-void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, size_t desclen);
+void cuda_measure_limits(double *bw_gbs, double *read_gbs, double *tflops, char *desc, size_t desclen);
+int qmv_has_kernel(uint32_t type);
 void cuda_sync(void);
 
 #define MAXT 2048
@@ -122,12 +130,13 @@ static void prof_column(const bk_profile_t *p, uint32_t steps, double out_ms[BK_
  * batch-1 decode (context 512) and batch-16 decode (context 2048); then the
  * rates the big ones reach.
  */
-static void profile_run(const model_t *m, int fp16, double bw, double tf)
+static void profile_run(const model_t *m, int fp16, int native, double bw, double tf)
 {
     char err[ERR_MSG_MAX];
     const hparams_t *hp = &m->hp;
     backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9,
-                         .cuda_graphs = -1, .device_argmax = 1, .fp16_weights = fp16, .profile = 1 };
+                         .cuda_graphs = -1, .device_argmax = 1, .fp16_weights = fp16,
+                         .native_weights = native, .profile = 1 };
     backend_t *b;
     forward_t *f;
     if (registry_create_backend("cuda", &b, m, &o, err, sizeof err) != 0)
@@ -219,7 +228,9 @@ static void profile_run(const model_t *m, int fp16, double bw, double tf)
                        100 * flop[k] / (col[0][k] * 1e-3) / (tf * 1e12));
         printf(" GEMM rate %.0f TFLOP/s\n", tf);
     }
-    double wb = 2.0; /* bytes per weight */
+    /* bytes per weight: 16-bit, or the packed type's (every layer matrix has one type here) */
+    const weight_t *w0 = &m->layers[0].wq;
+    double wb = native && qmv_has_kernel(w0->type) ? (double)w0->nbytes / ((double)w0->n_in * w0->n_out) : 2.0;
     double bytes[BK_OP_COUNT] = { 0 };
     bytes[BK_OP_QKV] = qkv_w * wb * L;
     bytes[BK_OP_O] = o_w * wb * L;
@@ -231,16 +242,36 @@ static void profile_run(const model_t *m, int fp16, double bw, double tf)
             if (bytes[k] > 0 && col[1][k] > 0)
                 printf(" %s %.0f GB/s (%.0f%%);", bk_op_name(k), bytes[k] / (col[1][k] * 1e-3) / 1e9,
                        100 * bytes[k] / (col[1][k] * 1e-3) / (bw * 1e9));
-        printf(" copy bandwidth %.0f GB/s\n", bw);
+        printf(" read bandwidth %.0f GB/s\n", bw);
     }
     if (have[2] && col[2][BK_OP_ATTENTION] > 0) {
         double kv = (double)LS * (LC + 4) * L * 2.0 * hp->n_head_kv * hd * 2;
-        printf("decode b16 ctx 2048: attention reads %.1f GB of KV at %.0f GB/s (%.0f%% of the copy bandwidth)\n",
+        printf("decode b16 ctx 2048: attention reads %.1f GB of KV at %.0f GB/s (%.0f%% of the read bandwidth)\n",
                kv / 1e9, kv / (col[2][BK_OP_ATTENTION] * 1e-3) / 1e9,
                100 * kv / (col[2][BK_OP_ATTENTION] * 1e-3) / (bw * 1e9));
     }
     forward_destroy(f);
     backend_destroy(b);
+}
+
+/* The bytes of weights a decode step reads: each layer matrix packed (native
+   mode, a type with a kernel) or 16-bit, the norms, and the output matrix
+   (16-bit: only layer weights are packed); the token embedding is read one
+   row per token and left out. */
+static double step_weight_bytes(const model_t *m, int native)
+{
+    double sum = 0;
+    const weight_t *mats[7];
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const layer_weights_t *w = &m->layers[l];
+        mats[0] = &w->wq; mats[1] = &w->wk; mats[2] = &w->wv; mats[3] = &w->wo;
+        mats[4] = &w->w_gate; mats[5] = &w->w_up; mats[6] = &w->w_down;
+        for (int k = 0; k < 7; k++)
+            sum += native && qmv_has_kernel(mats[k]->type) ? (double)mats[k]->nbytes
+                                                           : 2.0 * mats[k]->n_in * mats[k]->n_out;
+        sum += 4.0 * (w->attn_norm.n_in + w->ffn_norm.n_in);
+    }
+    return sum + 2.0 * m->output.n_in * m->output.n_out + 4.0 * m->output_norm.n_in;
 }
 
 static const uint32_t batches[] = { 1, 8, 32, 128 };
@@ -251,28 +282,48 @@ int main(int argc, char **argv)
     char err[ERR_MSG_MAX], desc[256];
     uint32_t layers = 32, kv_heads = 32;
     int only = 0; /* 0 both, -1 graphs off only, 1 graphs on only */
-    int fp16 = 0, profile = 0;
+    int fp16 = 0, native = 0, profile = 0;
+    qtype_t qt = QT_Q4_0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads")) kv_heads = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--graphs")) only = !strcmp(argv[i + 1], "on") ? 1 : !strcmp(argv[i + 1], "off") ? -1 : 0;
         else if (!strcmp(argv[i], "--profile")) profile = !strcmp(argv[i + 1], "yes");
         else if (!strcmp(argv[i], "--weights")) {
-            if (strcmp(argv[i + 1], "bf16") != 0 && strcmp(argv[i + 1], "fp16") != 0)
-                die("--weights", "expected bf16 or fp16");
+            if (strcmp(argv[i + 1], "bf16") != 0 && strcmp(argv[i + 1], "fp16") != 0 &&
+                strcmp(argv[i + 1], "native") != 0)
+                die("--weights", "expected bf16, fp16 or native");
             fp16 = !strcmp(argv[i + 1], "fp16");
-        }
+            native = !strcmp(argv[i + 1], "native");
+        } else if (!strcmp(argv[i], "--type")) {
+            static const qtype_t types[] = { QT_Q4_0, QT_Q4_1, QT_Q8_0, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+            size_t k = 0;
+            while (k < sizeof types / sizeof types[0] && strcasecmp(qtype_info(types[k])->name, argv[i + 1]) != 0)
+                k++;
+            if (k == sizeof types / sizeof types[0])
+                die("--type", "expected Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K");
+            qt = types[k];
+        } else
+            die(argv[i], "unknown option (see the comment at the top of bench/bench_cuda.c)");
     }
-    const char *wname = fp16 ? "fp16" : "bf16";
+    if (argc % 2 == 0)
+        die(argv[argc - 1], "an option without its value");
+    char wname[32];
+    snprintf(wname, sizeof wname, "%s", native ? "native " : fp16 ? "fp16" : "bf16");
+    if (native)
+        snprintf(wname + 7, sizeof wname - 7, "%s", qtype_info(qt)->name);
     const char *chosen;
     if (!registry_has_cuda() || registry_pick("cuda", &chosen, desc, sizeof desc, err, sizeof err) != 0) {
         printf("bench-cuda: skipped: no CUDA device (%s)\n", desc);
         return 0;
     }
-    double bw, tf;
-    cuda_measure_limits(&bw, &tf, desc, sizeof desc);
+    double bw, rbw, tf;
+    cuda_measure_limits(&bw, &rbw, &tf, desc, sizeof desc);
     printf("device: %s\n", desc);
-    printf("limits: copy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s (8192^3)\n", bw, tf);
+    printf("limits: copy bandwidth %.0f GB/s (read + write), read bandwidth %.0f GB/s, bf16 GEMM %.0f TFLOP/s "
+           "(8192^3)\n", bw, rbw, tf);
+    if (rbw <= 0)
+        die("limits", "the read bandwidth probe failed");
 
     hparams_t hp;
     memset(&hp, 0, sizeof hp);
@@ -280,9 +331,26 @@ int main(int argc, char **argv)
     hp.head_dim = 128; hp.rope_dim = 128; hp.n_ff = 11008; hp.n_ctx_train = 4096;
     hp.rms_eps = 1e-5f; hp.rope_theta = 10000.0f;
     model_t *m;
-    if (model_create_synthetic(&m, &hp, QT_BF16, 0, 1, err, sizeof err) != 0)
+    double t_model = bench_now();
+    if (model_create_synthetic(&m, &hp, native ? qt : QT_BF16, native, 1, err, sizeof err) != 0)
         die("model", err);
-    uint64_t params = m->weight_bytes / 2;
+    uint64_t params = 0;
+    {
+        const weight_t *w[] = { &m->tok_embd, &m->output_norm, &m->output };
+        for (size_t k = 0; k < 3; k++)
+            params += w[k]->n_in * w[k]->n_out * (k < 2 || !hp.tied_embeddings);
+        for (uint32_t l = 0; l < hp.n_layer; l++) {
+            const layer_weights_t *L = &m->layers[l];
+            const weight_t *v[] = { &L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm,
+                                    &L->w_gate, &L->w_up, &L->w_down };
+            for (size_t k = 0; k < 9; k++)
+                params += v[k]->n_in * v[k]->n_out;
+        }
+    }
+    const double wbytes = step_weight_bytes(m, native);
+    if (native)
+        printf("host weights: %s, %.1f GB, made in %.1f s\n", qtype_info(qt)->name, m->weight_bytes / 1e9,
+               bench_now() - t_model);
     logits = malloc((size_t)MAXT * hp.n_vocab * sizeof(float));
     /* [graphs off, on][batch][logits, greedy ids]: seconds per step */
     double dec[2][NB][2];
@@ -295,7 +363,8 @@ int main(int argc, char **argv)
         if ((only < 0 && g == 1) || (only > 0 && g == 0))
             continue;
         backend_opts_t o = { .block_tokens = 16, .max_tokens = MAXT, .gpu_memory_fraction = 0.9,
-                             .cuda_graphs = g ? 1 : -1, .device_argmax = 1, .fp16_weights = fp16 };
+                             .cuda_graphs = g ? 1 : -1, .device_argmax = 1, .fp16_weights = fp16,
+                             .native_weights = native };
         backend_t *b;
         forward_t *f;
         double t0 = bench_now();
@@ -304,9 +373,9 @@ int main(int argc, char **argv)
         if (forward_create(&f, m, b, MAXT, err, sizeof err) != 0)
             die("forward", err);
         printf("\n== CUDA graphs %s, weights %s\n", g ? "on" : "off", wname);
-        printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.1f GB as %s; set up in %.1f s; "
-               "%u KV blocks\n", layers, kv_heads, params / 1e9, m->weight_bytes / 1e9, wname, bench_now() - t0,
-               b->n_kv_blocks);
+        printf("model: LLaMA-2-7B shape, %u layers, %u KV heads, %.2f B parameters, %.2f GB read per decode step "
+               "as %s; set up in %.1f s; %u KV blocks\n", layers, kv_heads, params / 1e9, wbytes / 1e9, wname,
+               bench_now() - t0, b->n_kv_blocks);
         n_blocks = b->n_kv_blocks;
         free(tables);
         tables = malloc((size_t)n_blocks * sizeof(int32_t));
@@ -356,9 +425,9 @@ int main(int argc, char **argv)
                 dec[g][k][greedy] = t;
                 snprintf(name, sizeof name, "decode, batch %u, context 512%s", B, greedy ? ", ids" : "");
                 if (B == 1)
-                    printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step)%s\n", name, B / t,
-                           100 * (m->weight_bytes / t) / (bw * 1e9), "copy bandwidth (weight bytes/step)", t * 1e3,
-                           used);
+                    printf("%-34s %12.0f %13.1f%% %s (%.1f%% of copy; %.2f ms/step)%s\n", name, B / t,
+                           100 * (wbytes / t) / (rbw * 1e9), "read bandwidth (weight bytes/step)",
+                           100 * (wbytes / t) / (bw * 1e9), t * 1e3, used);
                 else
                     printf("%-34s %12.0f %14s (%.2f ms/step)%s\n", name, B / t, "", t * 1e3, used);
             }
@@ -375,7 +444,7 @@ int main(int argc, char **argv)
             double t = bench_median(ts + 2, 6);
             double kv_bytes = (double)LS * (LC + 4) * layers * 2.0 * kv_heads * 128 * 2;
             printf("%-34s %12.0f %13.1f%% %s (%.2f ms/step, %.1f GB KV)\n", "decode, batch 16, context 2048", LS / t,
-                   100 * ((kv_bytes + m->weight_bytes) / t) / (bw * 1e9), "copy bandwidth (KV + weight bytes/step)",
+                   100 * ((kv_bytes + wbytes) / t) / (rbw * 1e9), "read bandwidth (KV + weight bytes/step)",
                    t * 1e3, kv_bytes / 1e9);
         }
         forward_destroy(f);
@@ -401,7 +470,7 @@ int main(int argc, char **argv)
         printf("\n");
     }
     if (profile)
-        profile_run(m, fp16, bw, tf);
+        profile_run(m, fp16, native, rbw, tf);
     free(tables);
     free(logits);
     model_destroy(m);

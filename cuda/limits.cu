@@ -1,5 +1,5 @@
 // limits.cu - the device's own ceilings, measured in the same run as the
-// benchmarks they judge: copy bandwidth and bf16 GEMM rate.
+// benchmarks they judge: copy bandwidth, read bandwidth and bf16 GEMM rate.
 #include <cublas_v2.h>
 #include <cstdio>
 #include <vector>
@@ -14,12 +14,35 @@ static float median(std::vector<float> v)
     return v[v.size() / 2];
 }
 
+// The read-only probe: every thread reads 16-byte words, four in flight,
+// over a grid-stride loop, and folds them into one word that it writes only
+// where the fold equals a value the random data never gives (so that the
+// loads cannot be dropped, and nothing is written).
+static __global__ void read_probe(const uint4 *__restrict__ x, size_t n, uint32_t never, uint32_t *sink)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    uint32_t acc = 0;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        uint4 a = x[i], b = x[i + stride], c = x[i + 2 * stride], d = x[i + 3 * stride];
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n; i += stride) {
+        uint4 a = x[i];
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    if (acc == never)
+        *sink = acc;
+}
+
 // Bandwidth: a 2 GiB device-to-device copy, bytes read plus bytes written,
-// median of 10 after a warm-up.  GEMM: 8192^3 bf16 in, fp32 accumulate,
-// random inputs, median of 10.  Either result is 0 on failure.
-extern "C" void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, size_t desclen)
+// and a read of the same 2 GiB (read_probe, 4 blocks of 512 threads per SM: one full wave),
+// each the median of 10 after a warm-up.  GEMM: 8192^3 bf16 in, fp32
+// accumulate, random inputs, median of 10.  Any result is 0 on failure.
+extern "C" void cuda_measure_limits(double *bw_gbs, double *read_gbs, double *tflops, char *desc, size_t desclen)
 {
     *bw_gbs = 0;
+    *read_gbs = 0;
     *tflops = 0;
     cudaDeviceProp p;
     int drv = 0, rt = 0, dev = 0;
@@ -48,6 +71,19 @@ extern "C" void cuda_measure_limits(double *bw_gbs, double *tflops, char *desc, 
                 t.push_back(ms);
         }
         *bw_gbs = 2.0 * bytes / (median(t) * 1e-3) / 1e9;
+        t.clear();
+        for (int i = 0; i < 11; i++) {
+            cudaEventRecord(a);
+            read_probe<<<p.multiProcessorCount * 4, 512>>>((const uint4 *)x, bytes / 16, 0x9e3779b9u, (uint32_t *)y);
+            cudaEventRecord(b);
+            cudaEventSynchronize(b);
+            float ms;
+            cudaEventElapsedTime(&ms, a, b);
+            if (i > 0)
+                t.push_back(ms);
+        }
+        if (cudaGetLastError() == cudaSuccess)
+            *read_gbs = bytes / (median(t) * 1e-3) / 1e9;
     }
     cudaFree(x);
     cudaFree(y);

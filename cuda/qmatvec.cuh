@@ -23,8 +23,9 @@ struct qmat_t {
 };
 
 // 1 when `type` has a native kernel here (Q4_0, Q4_1, Q8_0, Q4_K); the
-// other packed types (Q5_K, Q6_K) are served as bf16 for now.
-int qmv_has_kernel(uint32_t type);
+// other packed types (Q5_K, Q6_K) are served as bf16 for now.  C linkage:
+// bench/bench_cuda.c counts the bytes a step reads with it.
+extern "C" int qmv_has_kernel(uint32_t type);
 
 // Quantise activations for the kernel: x [T, n_in] bf16 (row stride n_in)
 // to xq [T, n_in] int8 and xds [T, n_in / 32] {dx, dx * sum of the block's

@@ -7,7 +7,8 @@
 # The model's parts (.gpu/model-NN) are joined into $TMPDIR and checked
 # against .gpu/bin/model.sha256; where any is missing or the sum differs,
 # the tests run without the model (those that need it SKIP) and the run
-# fails.  LD_LIBRARY_PATH gains the packed libraries that this machine's
+# fails, unless LLAMAD_GPU_PARTS leaves out `cuda` (the only part that
+# reads it: a rerun of the sanitizer or the benchmark needs one call).  LD_LIBRARY_PATH gains the packed libraries that this machine's
 # ldconfig does not know, and the folder of any CUDA library the programs
 # cannot find.  The whole run is held to LLAMAD_GPU_BUDGET seconds (default
 # 500, inside a device call of timeout_s 540).  Results go to $OUT/gpu-results (OUT default ./gpu-out);
@@ -31,6 +32,9 @@ if [ -n "$parts" ] && cat $parts >"$model" &&
     (cd "$(dirname "$model")" && sha256sum -c --quiet "$P/model.sha256"); then
     export LLAMAD_TEST_MODEL="$model"
     echo "run.sh: model reassembled and checked ($model)"
+elif case " ${LLAMAD_GPU_PARTS:-cuda} " in *" cuda "*) false ;; *) true ;; esac; then
+    echo "run.sh: no model parts, and LLAMAD_GPU_PARTS ($LLAMAD_GPU_PARTS) does not need them"
+    rm -f "$model"
 else
     echo "FAIL: run.sh: the model's parts are missing or damaged (the machine went cold between calls?); running without it"
     rm -f "$model"

@@ -9,7 +9,8 @@
 # test_cuda_decode: CUDA-graph decode steps against eager ones, the device's
 # greedy argmax, the profile), tests/gpu/hf_reference.py (llamad against
 # Hugging Face transformers, where torch is installed) and bench/bench-cuda
-# --profile yes (a 7B-shaped model against the device's measured limits).
+# --profile yes (a 7B-shaped model against the device's measured limits, in
+# bf16 and then with native Q4_0, Q4_K and Q8_0 weights).
 # --from-suite (make check) leaves the benchmark out; --list prints the
 # programs to build, one a line, and exits.
 #
@@ -93,7 +94,7 @@ limit_for() {
     else
         case $1 in
         test_cuda | hf_reference) lim=240 ;;
-        bench-cuda) lim=300 ;;
+        bench-cuda*) lim=300 ;;
         *) lim=180 ;;
         esac
     fi
@@ -180,7 +181,7 @@ run_prog() {
         note "FAIL: $name (timed out after ${lim}s)"
     elif [ "$rc" -ne 0 ]; then
         note "FAIL: $name (exit status $rc)"
-    elif [ $((p + f + s)) -eq 0 ] && [ "$name" != bench-cuda ]; then
+    elif [ $((p + f + s)) -eq 0 ] && [ "${name#bench-cuda}" = "$name" ]; then
         note "FAIL: $name (printed no PASS, FAIL or SKIP line)"
     elif [ "$has_device" = 1 ] && grep -q -E '^  skip: skipped: (no CUDA device|llamad was built without)' "$log"; then
         note "FAIL: $name (skipped for want of a CUDA device although nvidia-smi finds one)"
@@ -240,6 +241,9 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
             note "SKIP: bench-cuda (skipped: no CUDA device)"
         elif [ -x "$B/bench/bench-cuda" ] && ! echo "$unusable" | grep -q bench-cuda; then
             run_prog bench-cuda "$B/bench/bench-cuda" --profile yes
+            for t in Q4_0 Q4_K Q8_0; do
+                run_prog "bench-cuda-$t" "$B/bench/bench-cuda" --weights native --type "$t" --profile yes
+            done
         fi
         ;;
     esac

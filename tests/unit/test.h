@@ -7,7 +7,10 @@
  *     TEST_LIST(T(parses_header), T(other));
  *
  * Each test runs in a forked child so that a crash fails one test, not
- * the file.  The runner prints one line per test, "PASS: name",
+ * the file; outside the sanitizer builds (whose own reports are better)
+ * a fatal signal in the child first prints its backtrace to stderr, the
+ * frames as PROGRAM(+OFFSET), which `addr2line -f -e PROGRAM OFFSET`
+ * turns into lines of an unstripped build.  The runner prints one line per test, "PASS: name",
  * "FAIL: name" or "SKIP: name (why)", which tests/run-suite.sh counts.
  * A failed assertion prints the expression and both values.  Arguments
  * on the command line select tests by name.
@@ -21,6 +24,7 @@
 #define LLAMAD_TEST_H
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +126,42 @@ static inline const char *test_tokenizer_gguf(const char *name)
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+static void test_catch_crashes(void) {}
+#else
+#include <execinfo.h>
+
+static void test_crash_handler(int sig)
+{
+    static const char head[] = "  fatal signal in the test; backtrace:\n";
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    if (write(2, head, sizeof head - 1) > 0)
+        backtrace_symbols_fd(frames, n, 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* In the test's child: backtraces on SIGSEGV, SIGBUS, SIGFPE, SIGILL and
+   SIGABRT, on a stack of their own (a stack overflow is reported too). */
+static void test_catch_crashes(void)
+{
+    static char altstack[1 << 16];
+    void *warm[1];
+    backtrace(warm, 1); /* loads what backtrace needs now, not in the handler */
+    stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0 };
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = test_crash_handler;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+#endif
+
 static int test_run_list(int argc, char **argv, const test_entry_t *tests, size_t n)
 {
     int failed = 0;
@@ -142,6 +182,7 @@ static int test_run_list(int argc, char **argv, const test_entry_t *tests, size_
             return 1;
         }
         if (pid == 0) {
+            test_catch_crashes();
             tests[i].fn();
             fflush(stdout);
             _exit(0);
