@@ -8,10 +8,23 @@
 #include "common.cuh"
 #include "dequant.cuh"
 
-static float median(std::vector<float> v)
+// The median device time (ms, between events a and b on the default stream)
+// of `runs` calls of f after `warm` untimed ones.
+template <typename F> static float timed_median(cudaEvent_t a, cudaEvent_t b, int warm, int runs, F f)
 {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    std::vector<float> t;
+    for (int i = 0; i < warm + runs; i++) {
+        cudaEventRecord(a);
+        f();
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, a, b);
+        if (i >= warm)
+            t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
 }
 
 // The read-only probe: every thread reads 16-byte words, four in flight,
@@ -59,31 +72,13 @@ extern "C" void cuda_measure_limits(double *bw_gbs, double *read_gbs, double *tf
     void *x = nullptr, *y = nullptr;
     if (cudaMalloc(&x, bytes) == cudaSuccess && cudaMalloc(&y, bytes) == cudaSuccess) {
         cuda_fill_random(x, CUDA_R_16BF, bytes / 2, 1, 1.0f, 0.0f, 0);
-        std::vector<float> t;
-        for (int i = 0; i < 11; i++) {
-            cudaEventRecord(a);
-            cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice);
-            cudaEventRecord(b);
-            cudaEventSynchronize(b);
-            float ms;
-            cudaEventElapsedTime(&ms, a, b);
-            if (i > 0)
-                t.push_back(ms);
-        }
-        *bw_gbs = 2.0 * bytes / (median(t) * 1e-3) / 1e9;
-        t.clear();
-        for (int i = 0; i < 11; i++) {
-            cudaEventRecord(a);
+        float ms = timed_median(a, b, 1, 10, [&] { cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice); });
+        *bw_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
+        ms = timed_median(a, b, 1, 10, [&] {
             read_probe<<<p.multiProcessorCount * 4, 512>>>((const uint4 *)x, bytes / 16, 0x9e3779b9u, (uint32_t *)y);
-            cudaEventRecord(b);
-            cudaEventSynchronize(b);
-            float ms;
-            cudaEventElapsedTime(&ms, a, b);
-            if (i > 0)
-                t.push_back(ms);
-        }
+        });
         if (cudaGetLastError() == cudaSuccess)
-            *read_gbs = bytes / (median(t) * 1e-3) / 1e9;
+            *read_gbs = bytes / (ms * 1e-3) / 1e9;
     }
     cudaFree(x);
     cudaFree(y);
@@ -96,19 +91,11 @@ extern "C" void cuda_measure_limits(double *bw_gbs, double *read_gbs, double *tf
         cuda_fill_random(A, CUDA_R_16BF, (uint64_t)n * n, 2, 1.0f, 0.0f, 0);
         cuda_fill_random(B, CUDA_R_16BF, (uint64_t)n * n, 3, 1.0f, 0.0f, 0);
         const float one = 1.0f, zero = 0.0f;
-        std::vector<float> t;
-        for (int i = 0; i < 13; i++) {
-            cudaEventRecord(a);
+        float ms = timed_median(a, b, 3, 10, [&] {
             cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, A, CUDA_R_16BF, n, B, CUDA_R_16BF, n, &zero,
                          C, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-            cudaEventRecord(b);
-            cudaEventSynchronize(b);
-            float ms;
-            cudaEventElapsedTime(&ms, a, b);
-            if (i > 2)
-                t.push_back(ms);
-        }
-        *tflops = 2.0 * n * (double)n * n / (median(t) * 1e-3) / 1e12;
+        });
+        *tflops = 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
         cublasDestroy(h);
     }
     cudaFree(A);
