@@ -61,9 +61,10 @@ static int quantize_input(cuda_ctx_t *c, const w16_t *x, uint32_t T, uint32_t n_
 // with T <= QMV_MAX_T, the matrix-vector kernel over the input quantised
 // by quantize_input; packed with larger T, the weight dequantised into
 // the bf16 scratch, then cuBLAS (the simplest correct path: it reads the
-// packed weight, writes and reads it again as bf16, so a prefill step
-// moves about 2.5x the bf16 path's weight bytes (Q4), negligible next to
-// its FLOPs; a tensor-core kernel over packed tiles is the next step);
+// packed weight, writes and reads it again as bf16, so a step moves about
+// 2.5x the bf16 path's weight bytes (Q4): small next to a prefill's
+// FLOPs, but a batch-32 decode step pays it whole (docs/PERFORMANCE.md);
+// a tensor-core kernel over packed tiles is the next step);
 // not packed, cuBLAS over the wtype copy.
 static int role_matmul(cuda_ctx_t *c, const layer_dev_t &L, w_role_t role, const w16_t *x, uint32_t T,
                        uint32_t n_out, uint32_t n_in, float *y, uint32_t ldy)

@@ -27,7 +27,7 @@
 //   Q8_0 32 40 46 55 62 64 72 78       Q4_K 48 62 62 64 69 67 68 70
 // no spills and no stack frame for any, with __launch_bounds__(128, 4):
 // without the 4, ptxas kept Q4_0 and Q4_1 at T = 7, 8 to 56 registers and
-// spilled 4-12 bytes.  quantize_x_kernel 22, qdequant_kernel 28-32.
+// spilled 4-12 bytes.  quantize_x_kernel 22, qdequant_kernel 21-24.
 #include "qmatvec.cuh"
 
 extern "C" {
@@ -239,69 +239,77 @@ int qmv_launch(cudaStream_t s, const qmat_t *w, const int8_t *xq, const float2 *
 
 // ---------------------------------------------------------------- dequantisation of the packed layout
 
-// grid: cdiv(n_blocks, 256), block: 256; one thread per GGUF block (rows
-// are consecutive, so block b of the matrix is at b * qs_bytes and
-// b * meta_bytes).  qs, meta: the packed arrays; dst: [n_blocks * block_elems] bf16.
-// The float operations are base/qpack.c's, so each value is the
-// reference's rounded once to bf16.
+// grid: cdiv(n_elems / 8, 256), block: 256; thread i writes elements
+// 8i .. 8i + 7 of the matrix as one 16-byte store (consecutive threads,
+// consecutive stores), from 8 bytes of quants (4 of them for a Q4 half
+// read twice by neighbours) and its block's meta.  Rows are consecutive,
+// so GGUF block b of the matrix is at b * qs_bytes and b * meta_bytes.
+// qs, meta: the packed arrays; dst: [n_elems] bf16, n_elems a multiple of
+// the block size (so of 8).  The float operations are base/qpack.c's, so
+// each value is the reference's rounded once to bf16.
 template <int TYPE>
-__global__ void qdequant_kernel(const uint8_t *__restrict__ qs, const uint8_t *__restrict__ meta, uint64_t n_blocks,
+__global__ void qdequant_kernel(const uint8_t *__restrict__ qs, const uint8_t *__restrict__ meta, uint64_t n_elems,
                                 bf16 *__restrict__ dst)
 {
-    uint64_t b = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (b >= n_blocks)
+    uint64_t e0 = 8 * ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (e0 >= n_elems)
         return;
+    float v[8];
     if constexpr (TYPE == QT_Q4_0 || TYPE == QT_Q4_1) {
-        const uint8_t *q = qs + b * 16;
+        uint64_t b = e0 / 32;
+        uint32_t o = (uint32_t)(e0 % 32), j = o % 16;           // elements j.. of the low (o < 16) or high nibbles
+        uint2 q = *(const uint2 *)(qs + b * 16 + j);
         uint32_t m = *(const uint32_t *)(meta + b * 4);
         float d = half_lo(m), mn = half_hi(m);
-        bf16 *y = dst + b * 32;
-        for (int j = 0; j < 16; j++) {
-            if constexpr (TYPE == QT_Q4_0) {
-                y[j] = __float2bfloat16(d * (float)((q[j] & 15) - 8));
-                y[j + 16] = __float2bfloat16(d * (float)((q[j] >> 4) - 8));
-            } else {
-                float lo = d * (float)(q[j] & 15), hi = d * (float)(q[j] >> 4);
-                y[j] = __float2bfloat16(lo + mn);
-                y[j + 16] = __float2bfloat16(hi + mn);
-            }
+        int sh = o < 16 ? 0 : 4;
+        for (int k = 0; k < 8; k++) {
+            int n = (int)(((k < 4 ? q.x : q.y) >> (8 * (k & 3) + sh)) & 15);
+            if constexpr (TYPE == QT_Q4_0)
+                v[k] = d * (float)(n - 8);
+            else
+                v[k] = d * (float)n + mn;
         }
     } else if constexpr (TYPE == QT_Q8_0) {
-        const int8_t *q = (const int8_t *)(qs + b * 32);
+        uint64_t b = e0 / 32;
+        uint2 q = *(const uint2 *)(qs + b * 32 + e0 % 32);
         float d = half_lo(*(const uint32_t *)(meta + b * 4));
-        bf16 *y = dst + b * 32;
-        for (int j = 0; j < 32; j++)
-            y[j] = __float2bfloat16(d * (float)q[j]);
+        for (int k = 0; k < 8; k++)
+            v[k] = d * (float)(int8_t)(((k < 4 ? q.x : q.y) >> (8 * (k & 3))) & 0xff);
     } else {    // Q4_K
-        const uint8_t *q = qs + b * 128;
+        uint64_t b = e0 / 256;
+        uint32_t o = (uint32_t)(e0 % 256), j = o / 32, l0 = o % 32;  // sub-block j, its elements l0..
         uint4 m = *(const uint4 *)(meta + b * 16);
         float d = half_lo(m.x), dmin = half_hi(m.x);
-        bf16 *y = dst + b * 256;
-        for (int j = 0; j < 8; j++) {
-            int sc, mn;
-            kscale_min(j, m.y, m.z, m.w, &sc, &mn);
-            float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            const uint8_t *qq = q + 32 * (j / 2);
-            for (int l = 0; l < 32; l++) {
-                int v = (j & 1) ? qq[l] >> 4 : qq[l] & 15;
-                float t = d1 * (float)v;
-                y[32 * j + l] = __float2bfloat16(t - m1);
-            }
+        int sc, mnq;
+        kscale_min((int)j, m.y, m.z, m.w, &sc, &mnq);
+        float d1 = d * (float)sc, m1 = dmin * (float)mnq;
+        uint2 q = *(const uint2 *)(qs + b * 128 + 32 * (j / 2) + l0);
+        int sh = (j & 1) ? 4 : 0;
+        for (int k = 0; k < 8; k++) {
+            int n = (int)(((k < 4 ? q.x : q.y) >> (8 * (k & 3) + sh)) & 15);
+            float t = d1 * (float)n;
+            v[k] = t - m1;
         }
     }
+    uint32_t w[4];
+    for (int k = 0; k < 4; k++)
+        w[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16(v[2 * k])) |
+               ((uint32_t)__bfloat16_as_ushort(__float2bfloat16(v[2 * k + 1])) << 16);
+    *(uint4 *)(dst + e0) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 int qmat_dequant(cudaStream_t s, const qmat_t *w, w16_t *dst)
 {
     const qpack_layout_t *L = &w->L;
-    uint64_t nb = (uint64_t)L->n_out * L->blocks_per_row;
+    uint64_t ne = (uint64_t)L->n_out * L->blocks_per_row * L->block_elems;
     const uint8_t *qs = w->p, *meta = w->p + L->meta_off;
     bf16 *y = (bf16 *)dst;
+    unsigned grid = cdiv(ne / 8, 256);
     switch (L->type) {
-    case QT_Q4_0: qdequant_kernel<QT_Q4_0><<<cdiv(nb, 256), 256, 0, s>>>(qs, meta, nb, y); break;
-    case QT_Q4_1: qdequant_kernel<QT_Q4_1><<<cdiv(nb, 256), 256, 0, s>>>(qs, meta, nb, y); break;
-    case QT_Q8_0: qdequant_kernel<QT_Q8_0><<<cdiv(nb, 256), 256, 0, s>>>(qs, meta, nb, y); break;
-    case QT_Q4_K: qdequant_kernel<QT_Q4_K><<<cdiv(nb, 256), 256, 0, s>>>(qs, meta, nb, y); break;
+    case QT_Q4_0: qdequant_kernel<QT_Q4_0><<<grid, 256, 0, s>>>(qs, meta, ne, y); break;
+    case QT_Q4_1: qdequant_kernel<QT_Q4_1><<<grid, 256, 0, s>>>(qs, meta, ne, y); break;
+    case QT_Q8_0: qdequant_kernel<QT_Q8_0><<<grid, 256, 0, s>>>(qs, meta, ne, y); break;
+    case QT_Q4_K: qdequant_kernel<QT_Q4_K><<<grid, 256, 0, s>>>(qs, meta, ne, y); break;
     default: return ERR_UNSUPPORTED;
     }
     return cudaGetLastError() == cudaSuccess ? 0 : ERR_BACKEND;
