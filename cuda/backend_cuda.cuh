@@ -51,12 +51,13 @@ enum gmode_t {
     GM_ABORTED,     // a capture failed: the operations do nothing, `logits` says BK_STEP_AGAIN
 };
 
-// Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0.  Off
-// until a GPU run has verified them (tests/gpu/test_cuda_decode, graphs_*):
-// flip this one constant to make them the default.  backend_opts_t
+// Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0: on
+// since an H200 run passed every graph test (tests/gpu/test_cuda_decode,
+// graphs_*, counters asserted) and bench-cuda measured them no slower at
+// any batch (docs/PERFORMANCE.md, 2026-12-04).  backend_opts_t
 // .device_argmax 0 follows the graphs as resolved: the two make the decode
 // fast path and are verified together.
-#define CUDA_GRAPHS_DEFAULT 0
+#define CUDA_GRAPHS_DEFAULT 1
 
 #define CG_MAX_SIZES 24     // graph sizes at most (graph.cu chooses them)
 
