@@ -53,8 +53,8 @@ enum gmode_t {
 
 // Whether CUDA graphs are on when backend_opts_t.cuda_graphs is 0: on
 // since an H200 run passed every graph test (tests/gpu/test_cuda_decode,
-// graphs_*, counters asserted) and bench-cuda measured them no slower at
-// any batch (docs/PERFORMANCE.md, 2026-12-04).  backend_opts_t
+// graphs_*, counters asserted) and bench-cuda measured them no slower
+// beyond noise at any batch (docs/PERFORMANCE.md, 2026-12-04).  backend_opts_t
 // .device_argmax 0 follows the graphs as resolved: the two make the decode
 // fast path and are verified together.
 #define CUDA_GRAPHS_DEFAULT 1
