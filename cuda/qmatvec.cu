@@ -27,8 +27,9 @@
 //   Q8_0 32 40 46 55 62 64 72 78       Q4_K 48 62 62 64 69 67 68 70
 // no spills and no stack frame for any, with __launch_bounds__(128, 4):
 // without the 4, ptxas kept Q4_0 and Q4_1 at T = 7, 8 to 56 registers and
-// spilled 4-12 bytes.  quantize_x_kernel 22, qdequant_kernel 21-24.
+// spilled 4-12 bytes.  quantize_x_kernel 22, qdequant_kernel 22-23.
 #include "qmatvec.cuh"
+#include "qdequant.h"
 
 extern "C" {
 #include "base/err.h"
@@ -39,28 +40,6 @@ extern "C" {
 int qmv_has_kernel(uint32_t type)
 {
     return type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0 || type == QT_Q4_K;
-}
-
-__device__ __forceinline__ float half_lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
-__device__ __forceinline__ float half_hi(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w >> 16))); }
-
-// Byte k (0..11) of the K-quants' twelve scale bytes, held in words s1..s3 (bytes 4..15 of the meta).
-__device__ __forceinline__ int kbyte(int k, uint32_t s1, uint32_t s2, uint32_t s3)
-{
-    uint32_t w = k < 4 ? s1 : k < 8 ? s2 : s3;
-    return (int)((w >> (8 * (k & 3))) & 0xff);
-}
-
-// Sub-block j's 6-bit scale and min (base/quant.c, scale_min_k4).
-__device__ __forceinline__ void kscale_min(int j, uint32_t s1, uint32_t s2, uint32_t s3, int *sc, int *mn)
-{
-    if (j < 4) {
-        *sc = kbyte(j, s1, s2, s3) & 63;
-        *mn = kbyte(j + 4, s1, s2, s3) & 63;
-    } else {
-        *sc = (kbyte(j + 4, s1, s2, s3) & 15) | ((kbyte(j - 4, s1, s2, s3) >> 6) << 4);
-        *mn = (kbyte(j + 4, s1, s2, s3) >> 4) | ((kbyte(j, s1, s2, s3) >> 6) << 4);
-    }
 }
 
 __device__ __forceinline__ int dot16(uint4 w, int4 a)  // four words of int8 x four words of int8
@@ -139,21 +118,21 @@ __device__ __forceinline__ float unit_dot(uint32_t u, uint4 w, const uint8_t *__
         int dot = dot16(lo_nibbles(w), xa[0]) + dot16(hi_nibbles(w), xa[1]);
         float2 s = xds_t[u];
         if constexpr (TYPE == QT_Q4_0)
-            return half_lo(m) * (s.x * (float)dot - 8.0f * s.y);       // d (q - 8) x
+            return qd_half_lo(m) * (s.x * (float)dot - 8.0f * s.y);       // d (q - 8) x
         else
-            return half_lo(m) * s.x * (float)dot + half_hi(m) * s.y;   // (d q + m) x
+            return qd_half_lo(m) * s.x * (float)dot + qd_half_hi(m) * s.y;   // (d q + m) x
     } else if constexpr (TYPE == QT_Q8_0) {
         uint32_t b = u / 2;
         uint32_t m = *(const uint32_t *)(meta_row + 4 * b);
         int dot = dot16(w, *(const int4 *)(xq_t + 16 * u));
-        return half_lo(m) * xds_t[b].x * (float)dot;
+        return qd_half_lo(m) * xds_t[b].x * (float)dot;
     } else {    // Q4_K
         uint32_t sb = u / 8, c = u % 8, i = c / 2, half = c % 2;
         uint4 m = *(const uint4 *)(meta_row + 16 * sb);
-        float d = half_lo(m.x), dmin = half_hi(m.x);
+        float d = qd_half_lo(m.x), dmin = qd_half_hi(m.x);
         int sc0, m0, sc1, m1;
-        kscale_min(2 * i, m.y, m.z, m.w, &sc0, &m0);
-        kscale_min(2 * i + 1, m.y, m.z, m.w, &sc1, &m1);
+        qd_kscale_min(2 * i, m.y, m.z, m.w, &sc0, &m0);
+        qd_kscale_min(2 * i + 1, m.y, m.z, m.w, &sc1, &m1);
         uint32_t e0 = 256 * sb + 64 * i + 16 * half;               // the unit's first element of sub-block 2i
         int4 a0 = *(const int4 *)(xq_t + e0), a1 = *(const int4 *)(xq_t + e0 + 32);
         float dx0 = xds_t[e0 / 32].x, dx1 = xds_t[e0 / 32 + 1].x;
@@ -241,12 +220,13 @@ int qmv_launch(cudaStream_t s, const qmat_t *w, const int8_t *xq, const float2 *
 
 // grid: cdiv(n_elems / 8, 256), block: 256; thread i writes elements
 // 8i .. 8i + 7 of the matrix as one 16-byte store (consecutive threads,
-// consecutive stores), from 8 bytes of quants (4 of them for a Q4 half
-// read twice by neighbours) and its block's meta.  Rows are consecutive,
-// so GGUF block b of the matrix is at b * qs_bytes and b * meta_bytes.
+// consecutive stores), from 8 bytes of quants (a Q4 block's 16 bytes are
+// read by its four threads, for the low nibbles and again for the high)
+// and its block's meta (qd_dequant8, tests/unit/test_qdequant.c).
 // qs, meta: the packed arrays; dst: [n_elems] bf16, n_elems a multiple of
 // the block size (so of 8).  The float operations are base/qpack.c's, so
-// each value is the reference's rounded once to bf16.
+// each value is the reference's rounded once to bf16 (up to the FMA
+// contractions nvcc makes).
 template <int TYPE>
 __global__ void qdequant_kernel(const uint8_t *__restrict__ qs, const uint8_t *__restrict__ meta, uint64_t n_elems,
                                 bf16 *__restrict__ dst)
@@ -255,43 +235,9 @@ __global__ void qdequant_kernel(const uint8_t *__restrict__ qs, const uint8_t *_
     if (e0 >= n_elems)
         return;
     float v[8];
-    if constexpr (TYPE == QT_Q4_0 || TYPE == QT_Q4_1) {
-        uint64_t b = e0 / 32;
-        uint32_t o = (uint32_t)(e0 % 32), j = o % 16;           // elements j.. of the low (o < 16) or high nibbles
-        uint2 q = *(const uint2 *)(qs + b * 16 + j);
-        uint32_t m = *(const uint32_t *)(meta + b * 4);
-        float d = half_lo(m), mn = half_hi(m);
-        int sh = o < 16 ? 0 : 4;
-        for (int k = 0; k < 8; k++) {
-            int n = (int)(((k < 4 ? q.x : q.y) >> (8 * (k & 3) + sh)) & 15);
-            if constexpr (TYPE == QT_Q4_0)
-                v[k] = d * (float)(n - 8);
-            else
-                v[k] = d * (float)n + mn;
-        }
-    } else if constexpr (TYPE == QT_Q8_0) {
-        uint64_t b = e0 / 32;
-        uint2 q = *(const uint2 *)(qs + b * 32 + e0 % 32);
-        float d = half_lo(*(const uint32_t *)(meta + b * 4));
-        for (int k = 0; k < 8; k++)
-            v[k] = d * (float)(int8_t)(((k < 4 ? q.x : q.y) >> (8 * (k & 3))) & 0xff);
-    } else {    // Q4_K
-        uint64_t b = e0 / 256;
-        uint32_t o = (uint32_t)(e0 % 256), j = o / 32, l0 = o % 32;  // sub-block j, its elements l0..
-        uint4 m = *(const uint4 *)(meta + b * 16);
-        float d = half_lo(m.x), dmin = half_hi(m.x);
-        int sc, mnq;
-        kscale_min((int)j, m.y, m.z, m.w, &sc, &mnq);
-        float d1 = d * (float)sc, m1 = dmin * (float)mnq;
-        uint2 q = *(const uint2 *)(qs + b * 128 + 32 * (j / 2) + l0);
-        int sh = (j & 1) ? 4 : 0;
-        for (int k = 0; k < 8; k++) {
-            int n = (int)(((k < 4 ? q.x : q.y) >> (8 * (k & 3) + sh)) & 15);
-            float t = d1 * (float)n;
-            v[k] = t - m1;
-        }
-    }
+    qd_dequant8(TYPE, qs, meta, e0, v);     // cuda/qdequant.h; TYPE folds its branches away
     uint32_t w[4];
+#pragma unroll
     for (int k = 0; k < 4; k++)
         w[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16(v[2 * k])) |
                ((uint32_t)__bfloat16_as_ushort(__float2bfloat16(v[2 * k + 1])) << 16);

@@ -11,8 +11,9 @@
 #   engine-h-public   engine/engine.h, the server's whole view of the engine,
 #                     includes only base/ headers
 #   cuda-registry     only the backend registry (engine/registry.{c,h}), cuda/,
-#                     tests/gpu/, bench/bench_cuda.c and the unit test of
-#                     cuda/att_split.h's host-side rule name HAVE_CUDA or include
+#                     tests/gpu/, bench/bench_cuda.c and the unit tests of
+#                     cuda/'s plain-C headers (att_split.h's host-side rule,
+#                     qdequant.h's dequantisation) name HAVE_CUDA or include
 #                     a cuda/ header
 #   grammar-leaf      engine/grammar/ (the constraint engine) includes only base/
 #                     and engine/grammar/ headers: no model or tokenizer knowledge
@@ -107,7 +108,7 @@ awk -F'\t' '$1 == "engine/engine.h" && $3 !~ /^base\// { print $1 "\t" $2 "\tinc
 report engine-h-public
 
 # Only the registry knows that CUDA exists.
-cuda_ok='^(engine/registry\.[ch]|cuda/.*|tests/gpu/.*|bench/bench_cuda\.c|tests/unit/test_att_split\.c)$'
+cuda_ok='^(engine/registry\.[ch]|cuda/.*|tests/gpu/.*|bench/bench_cuda\.c|tests/unit/test_att_split\.c|tests/unit/test_qdequant\.c)$'
 awk -F'\t' -v ok="$cuda_ok" '$1 !~ ok && $3 ~ /^cuda\// { print $1 "\t" $2 "\tincludes " $3 }' \
     "$tmp/inc" >"$tmp/v"
 grep -E -v "$cuda_ok" "$tmp/src" | xargs grep -n 'HAVE_CUDA' 2>/dev/null |
