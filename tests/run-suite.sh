@@ -145,12 +145,16 @@ for part in $parts; do
         run_prog "e2e/test_concurrency.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_concurrency.py"
         run_prog "e2e/test_health.py" "$PYTHON" "$srcdir_abs/tests/e2e/test_health.py"
         # the pool's workers and the engine thread with thousands of short requests
-        # (a request freed by the engine while its submitter still reads it)
-        for t in test_pool test_spec_dist; do
-            if [ -x "$builddir_abs/tests/unit/$t" ]; then
-                run_prog "tsan/unit/$t" "$builddir_abs/tests/unit/$t"
+        # (a request freed by the engine while its submitter still reads it), and
+        # cancellation from another thread at every point of a request's life
+        # (test_engine's other tests take minutes under ThreadSanitizer)
+        for t in test_pool test_spec_dist "test_engine cancel_ends_requests_anywhere_exactly_once"; do
+            p=${t%% *}
+            if [ -x "$builddir_abs/tests/unit/$p" ]; then
+                # shellcheck disable=SC2086
+                run_prog "tsan/unit/$p" "$builddir_abs/tests/unit/"$t
             else
-                run_prog "tsan/unit/$t" echo "FAIL: tests/unit/$t not built (make tests/unit/$t)"
+                run_prog "tsan/unit/$p" echo "FAIL: tests/unit/$p not built (make tests/unit/$p)"
             fi
         done
         export TSAN_OPTIONS="$tsan_saved"
