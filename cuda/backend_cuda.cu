@@ -342,8 +342,13 @@ static void op_destroy(void *vctx)
         return;
     if (c->stream)
         cudaStreamSynchronize(c->stream);
+    // Users before what they use: the graphs and the cuBLAS handle (its
+    // workspace is one of the allocations) before the memory.
     graph_destroy(c);
     prof_destroy(c);
+    if (c->blas)
+        cublasDestroy(c->blas);
+    c->blas = nullptr;
     for (void *p : c->allocs)
         cudaFree(p);
     for (cbuf_t *b : c->bufs)
@@ -354,8 +359,6 @@ static void op_destroy(void *vctx)
         cudaEventDestroy(c->meta_done);
     if (c->am_host)
         cudaFreeHost(c->am_host);
-    if (c->blas)
-        cublasDestroy(c->blas);
     if (c->stream)
         cudaStreamDestroy(c->stream);
     delete c;
