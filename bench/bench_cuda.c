@@ -254,24 +254,30 @@ static void profile_run(const model_t *m, int fp16, int native, double bw, doubl
     backend_destroy(b);
 }
 
-/* The bytes of weights a decode step reads: each layer matrix packed (native
-   mode, a type with a kernel) or 16-bit, the norms, and the output matrix
-   (16-bit: only layer weights are packed); the token embedding is read one
-   row per token and left out. */
-static double step_weight_bytes(const model_t *m, int native)
+/* The model's parameters, and the bytes of weights a decode step reads:
+   each layer matrix packed (native mode, a type with a kernel) or 16-bit,
+   the norms as f32, and the output matrix (16-bit: only layer weights are
+   packed); the token embedding is read one row per token and left out. */
+static void count_weights(const model_t *m, int native, uint64_t *params, double *step_bytes)
 {
-    double sum = 0;
-    const weight_t *mats[7];
+    const uint64_t d = m->tok_embd.n_in;
+    *params = m->tok_embd.n_in * m->tok_embd.n_out + d;
+    *step_bytes = 4.0 * d;
+    if (!m->hp.tied_embeddings) {
+        *params += m->output.n_in * m->output.n_out;
+        *step_bytes += 2.0 * m->output.n_in * m->output.n_out;
+    }
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
         const layer_weights_t *w = &m->layers[l];
-        mats[0] = &w->wq; mats[1] = &w->wk; mats[2] = &w->wv; mats[3] = &w->wo;
-        mats[4] = &w->w_gate; mats[5] = &w->w_up; mats[6] = &w->w_down;
-        for (int k = 0; k < 7; k++)
-            sum += native && qmv_has_kernel(mats[k]->type) ? (double)mats[k]->nbytes
-                                                           : 2.0 * mats[k]->n_in * mats[k]->n_out;
-        sum += 4.0 * (w->attn_norm.n_in + w->ffn_norm.n_in);
+        const weight_t *mats[] = { &w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down };
+        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) {
+            uint64_t n = mats[k]->n_in * mats[k]->n_out;
+            *params += n;
+            *step_bytes += native && qmv_has_kernel(mats[k]->type) ? (double)mats[k]->nbytes : 2.0 * n;
+        }
+        *params += 2 * d;
+        *step_bytes += 4.0 * 2 * d;
     }
-    return sum + 2.0 * m->output.n_in * m->output.n_out + 4.0 * m->output_norm.n_in;
 }
 
 static const uint32_t batches[] = { 1, 8, 32, 128 };
@@ -309,9 +315,8 @@ int main(int argc, char **argv)
     if (argc % 2 == 0)
         die(argv[argc - 1], "an option without its value");
     char wname[32];
-    snprintf(wname, sizeof wname, "%s", native ? "native " : fp16 ? "fp16" : "bf16");
-    if (native)
-        snprintf(wname + 7, sizeof wname - 7, "%s", qtype_info(qt)->name);
+    snprintf(wname, sizeof wname, "%s%s", native ? "native " : fp16 ? "fp16" : "bf16",
+             native ? qtype_info(qt)->name : "");
     const char *chosen;
     if (!registry_has_cuda() || registry_pick("cuda", &chosen, desc, sizeof desc, err, sizeof err) != 0) {
         printf("bench-cuda: skipped: no CUDA device (%s)\n", desc);
@@ -334,20 +339,9 @@ int main(int argc, char **argv)
     double t_model = bench_now();
     if (model_create_synthetic(&m, &hp, native ? qt : QT_BF16, native, 1, err, sizeof err) != 0)
         die("model", err);
-    uint64_t params = 0;
-    {
-        const weight_t *w[] = { &m->tok_embd, &m->output_norm, &m->output };
-        for (size_t k = 0; k < 3; k++)
-            params += w[k]->n_in * w[k]->n_out * (k < 2 || !hp.tied_embeddings);
-        for (uint32_t l = 0; l < hp.n_layer; l++) {
-            const layer_weights_t *L = &m->layers[l];
-            const weight_t *v[] = { &L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm,
-                                    &L->w_gate, &L->w_up, &L->w_down };
-            for (size_t k = 0; k < 9; k++)
-                params += v[k]->n_in * v[k]->n_out;
-        }
-    }
-    const double wbytes = step_weight_bytes(m, native);
+    uint64_t params;
+    double wbytes;
+    count_weights(m, native, &params, &wbytes);
     if (native)
         printf("host weights: %s, %.1f GB, made in %.1f s\n", qtype_info(qt)->name, m->weight_bytes / 1e9,
                bench_now() - t_model);

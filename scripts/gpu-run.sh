@@ -8,7 +8,8 @@
 # against .gpu/bin/model.sha256; where any is missing or the sum differs,
 # the tests run without the model (those that need it SKIP) and the run
 # fails, unless LLAMAD_GPU_PARTS leaves out `cuda` (the only part that
-# reads it: a rerun of the sanitizer or the benchmark needs one call).  LD_LIBRARY_PATH gains the packed libraries that this machine's
+# reads it: a rerun of the sanitizer or the benchmark needs one call).
+# LD_LIBRARY_PATH gains the packed libraries that this machine's
 # ldconfig does not know, and the folder of any CUDA library the programs
 # cannot find.  The whole run is held to LLAMAD_GPU_BUDGET seconds (default
 # 500, inside a device call of timeout_s 540).  Results go to $OUT/gpu-results (OUT default ./gpu-out);
