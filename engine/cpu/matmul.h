@@ -192,7 +192,8 @@ const char *cpu_matmul_path(void);
  * amax = max |x| over the block:
  *   d[b] = amax / 127 (float division), and
  *   q[32b + k] = roundf(x[32b + k] * (127 / amax)), clamped to
- *   [-127, 127], or 0 when amax is 0;
+ *   [-127, 127]; when 127 / amax is infinite (amax is 0, or below
+ *   127 / FLT_MAX, about 3.7e-37) d[b] = 0 and q = 0 instead;
  *   ls[8b + l] = q[32b + 4l] + ... + q[32b + 4l + 3] (an integer, exact
  *   in a float).
  * A block holding a NaN or an infinity gets d = NaN and q = 0, so that

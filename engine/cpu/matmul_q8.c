@@ -15,39 +15,102 @@
 #include "matmul.h"
 #include "matmul_kern.h"
 
-void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
+/*
+ * The quantiser (matmul.h states what it computes), eight lanes at a
+ * time with the compiler's generic vectors, built twice: plain (SSE2 on
+ * x86-64, whatever the target has elsewhere) and, on x86-64, for AVX2.
+ * Every operation is one IEEE operation on each lane, as in the
+ * definition: the multiply x * id and the subtraction v - (int)v stay
+ * separate (C11 mode: no contraction), the truncation is (int)'s, and a
+ * maximum does not depend on the order of its inputs, so both builds
+ * give the definition's bytes (test_cpu_matmul checks them against it).
+ */
+typedef float   q8_v8f __attribute__((vector_size(32)));
+typedef int32_t q8_v8i __attribute__((vector_size(32)));
+typedef int8_t  q8_v8b __attribute__((vector_size(8)));
+
+/* Lanes of a where the mask m is all ones, else b's (a macro: a function
+ * passing 32-byte vectors by value changes the ABI without AVX). */
+#define Q8_PICK(m, a, b) (((a) & (m)) | ((b) & ~(m)))
+
+static inline __attribute__((always_inline)) void
+quantize_body(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
 {
+    const q8_v8i abs_mask = { 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                              0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff };
+    const q8_v8f half = { 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f };
+    const q8_v8i top = { 127, 127, 127, 127, 127, 127, 127, 127 };
     for (uint32_t b = 0; b < n / QK_SMALL; b++) {
         const float *xb = x + (size_t)b * QK_SMALL;
         int8_t *qb = q + (size_t)b * QK_SMALL;
-        float amax = 0.0f;
-        for (int k = 0; k < QK_SMALL; k++) {
-            float a = fabsf(xb[k]);
-            amax = a > amax || a != a ? a : amax; /* a NaN sticks */
+        q8_v8f v[4], m = { 0 };
+        q8_v8i odd = { 0 }; /* lanes that saw a NaN */
+        for (int c = 0; c < 4; c++) {
+            memcpy(&v[c], xb + 8 * c, sizeof v[c]);
+            q8_v8f a = (q8_v8f)((q8_v8i)v[c] & abs_mask);
+            odd |= a != a;
+            m = (q8_v8f)Q8_PICK(a > m, (q8_v8i)a, (q8_v8i)m);
         }
-        if (!(amax <= 3.4028234e38f)) { /* NaN or infinity */
+        float amax = 0.0f;
+        int nan = 0;
+        for (int l = 0; l < 8; l++) {
+            amax = m[l] > amax ? m[l] : amax;
+            nan |= odd[l];
+        }
+        if (nan || !(amax <= 3.4028234e38f)) { /* NaN or infinity */
             d[b] = NAN;
             memset(qb, 0, QK_SMALL);
-        } else if (amax == 0.0f) {
+            memset(ls + 8 * (size_t)b, 0, 8 * sizeof *ls);
+            continue;
+        }
+        float id = 127.0f / amax;
+        if (!(id <= 3.4028234e38f)) { /* zero, or too small for 127 / amax */
             d[b] = 0.0f;
             memset(qb, 0, QK_SMALL);
-        } else {
-            d[b] = amax / 127.0f;
-            float id = 127.0f / amax;
-            for (int k = 0; k < QK_SMALL; k++) {
-                /* roundf (halves away from zero) without the call: |v| is
-                 * at most 127 and a little, so the truncation to int and
-                 * the fraction v - i are exact */
-                float v = xb[k] * id;
-                int i = (int)v;
-                float f = v - (float)i;
-                i += (f >= 0.5f) - (f <= -0.5f);
-                qb[k] = (int8_t)(i > 127 ? 127 : i < -127 ? -127 : i);
-            }
+            memset(ls + 8 * (size_t)b, 0, 8 * sizeof *ls);
+            continue;
         }
-        for (int l = 0; l < 8; l++)
-            ls[8 * (size_t)b + l] = (float)(qb[4 * l] + qb[4 * l + 1] + qb[4 * l + 2] + qb[4 * l + 3]);
+        d[b] = amax / 127.0f;
+        for (int c = 0; c < 4; c++) {
+            /* roundf (halves away from zero) without the call: |v| is at
+             * most 127 and a little, so the truncation to int and the
+             * fraction v - i are exact */
+            q8_v8f vv = v[c] * id;
+            q8_v8i i = __builtin_convertvector(vv, q8_v8i);
+            q8_v8f f = vv - __builtin_convertvector(i, q8_v8f);
+            i = i - (f >= half) + (f <= -half); /* a true comparison is -1 */
+            i = Q8_PICK(i > top, top, i);
+            i = Q8_PICK(i < -top, -top, i);
+            q8_v8b s = __builtin_convertvector(i, q8_v8b);
+            memcpy(qb + 8 * c, &s, sizeof s);
+            ls[8 * (size_t)b + 2 * c] = (float)(i[0] + i[1] + i[2] + i[3]);
+            ls[8 * (size_t)b + 2 * c + 1] = (float)(i[4] + i[5] + i[6] + i[7]);
+        }
     }
+}
+
+static void quantize_plain(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
+{
+    quantize_body(x, n, q, d, ls);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) static void quantize_avx2(const float *x, uint32_t n, int8_t *q,
+                                                          float *d, float *ls)
+{
+    quantize_body(x, n, q, d, ls);
+}
+#else
+#define quantize_avx2 quantize_plain
+#endif
+
+void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
+{
+    /* every level above portable implies AVX2 (cpu_isa_usable) */
+    if (cpu_matmul_isa() >= CPU_ISA_AVX2)
+        quantize_avx2(x, n, q, d, ls);
+    else
+        quantize_plain(x, n, q, d, ls);
 }
 
 /* ------------------------------------------------------ one block, C */

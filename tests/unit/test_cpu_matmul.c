@@ -678,6 +678,84 @@ TEST(fast_quantize_rounding)
     }
 }
 
+/*
+ * cpu_quantize_act, on every level this CPU runs, against matmul.h's
+ * statement of it written out here one element at a time: scales, quants
+ * and lane sums bit for bit, on random blocks of every magnitude, values
+ * on and next to halves, and blocks with a zero, a NaN, an infinity or
+ * subnormals.
+ */
+static void quantize_definition(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
+{
+    for (uint32_t b = 0; b < n / 32; b++) {
+        float amax = 0.0f;
+        int bad = 0;
+        for (int k = 0; k < 32; k++) {
+            bad |= !isfinite(x[32 * b + k]);
+            amax = fmaxf(amax, fabsf(x[32 * b + k]));
+        }
+        int tiny = isinf(127.0f / amax);
+        d[b] = bad ? NAN : tiny ? 0.0f : amax / 127.0f;
+        for (int k = 0; k < 32; k++) {
+            float r = bad || tiny ? 0.0f : roundf(x[32 * b + k] * (127.0f / amax));
+            q[32 * b + k] = (int8_t)fminf(127.0f, fmaxf(-127.0f, r));
+        }
+        for (int l = 0; l < 8; l++)
+            ls[8 * b + l] = (float)(q[32 * b + 4 * l] + q[32 * b + 4 * l + 1] + q[32 * b + 4 * l + 2]
+                                    + q[32 * b + 4 * l + 3]);
+    }
+}
+
+TEST(fast_quantize_matches_definition)
+{
+    enum { NB = 96 };
+    float x[32 * NB], d[NB], ls[8 * NB], d_ref[NB], ls_ref[8 * NB];
+    int8_t q[32 * NB], q_ref[32 * NB];
+    rng_state = 29;
+    for (int b = 0; b < NB; b++) {
+        float mag = ldexpf(1.0f, (int)(rng_next() % 60) - 30);
+        for (int k = 0; k < 32; k++) {
+            float u = (float)(rng_next() % 2000001) / 1000000.0f - 1.0f;
+            x[32 * b + k] = u * mag;
+            if (b % 7 == 3) /* a multiple of amax / 254: on a half, or next to it */
+                x[32 * b + k] = (float)((int)(rng_next() % 255) - 127) * 0.5f * mag / 127.0f;
+            if (b % 7 == 3 && k % 3 == 1)
+                x[32 * b + k] = nextafterf(x[32 * b + k], k % 2 ? INFINITY : -INFINITY);
+        }
+        if (b % 7 == 3)
+            x[32 * b + 5] = mag;
+    }
+    memset(x + 32 * 10, 0, 32 * sizeof *x);                /* all zero */
+    x[32 * 11 + 17] = NAN;                                   /* a NaN */
+    x[32 * 12 + 31] = -INFINITY;                             /* an infinity */
+    x[32 * 13 + 0] = INFINITY;
+    x[32 * 13 + 1] = NAN;
+    for (int k = 0; k < 32; k++) {                           /* subnormals, and 127 / amax */
+        x[32 * 14 + k] = ldexpf((float)(k - 16), -140);      /* beyond FLT_MAX */
+        x[32 * 15 + k] = ldexpf((float)(k - 16), -130);      /* (2^-126 x 127 / 16: within) */
+    }
+    quantize_definition(x, 32 * NB, q_ref, d_ref, ls_ref);
+    for (int isa = 0; isa <= CPU_ISA_AVX512; isa++) {
+        if (!cpu_isa_usable((cpu_isa_t)isa))
+            continue;
+        ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, CPU_PREC_FAST), 0);
+        memset(q, 0x55, sizeof q);
+        cpu_quantize_act(x, 32 * NB, q, d, ls);
+        for (int b = 0; b < NB; b++) {
+            ASSERT_MSG(memcmp(&d[b], &d_ref[b], sizeof d[b]) == 0 || (isnan(d[b]) && isnan(d_ref[b])),
+                       "%s block %d: d %.9g, definition %.9g", cpu_isa_name((cpu_isa_t)isa), b,
+                       (double)d[b], (double)d_ref[b]);
+            for (int k = 0; k < 32; k++)
+                ASSERT_MSG(q[32 * b + k] == q_ref[32 * b + k], "%s block %d element %d: x %.9g -> %d, definition %d",
+                           cpu_isa_name((cpu_isa_t)isa), b, k, (double)x[32 * b + k], q[32 * b + k],
+                           q_ref[32 * b + k]);
+            ASSERT_MSG(memcmp(ls + 8 * b, ls_ref + 8 * b, 8 * sizeof *ls) == 0, "%s block %d: lane sums",
+                       cpu_isa_name((cpu_isa_t)isa), b);
+        }
+    }
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
 TEST(isa_settings)
 {
     cpu_isa_t isa;
@@ -866,5 +944,6 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512),
           T(fast_k_documented_order),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
-          T(fast_nonfinite_activations), T(fast_quantize_rounding), T(isa_settings),
+          T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
+          T(isa_settings),
           T(embed_row_matches_dequant))
