@@ -15,6 +15,7 @@
 #define TILE_FLOATS 4096
 
 typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
 
 typedef struct {
     const cpu_attn_t *a;
@@ -49,6 +50,33 @@ size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t hea
     /* acc [rows, head_dim], then max [rows], sum [rows], padded to 8 */
     return (size_t)(rows * head_dim + ((2 * rows + 7) & ~(uint64_t)7));
 }
+
+/*
+ * Eight keys' scores at once: d[j] holds key j's eight lane sums; lane j
+ * of the result is ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)) of d[j], the
+ * order that one key alone gets, formed with 21 shuffles and adds instead
+ * of a horizontal sum per key.  A macro: a function passing 32-byte
+ * vectors changes the ABI in the plain build.
+ *   h_j(k) = l_k + l_(k+4): u_p = [h_p | h_(p+4)] for p = 0..3
+ *   a_j = h_j(0) + h_j(2), b_j = h_j(1) + h_j(3): w0 = keys 0 1 | 4 5, w1 = 2 3 | 6 7
+ *   lane j = a_j + b_j
+ */
+#define SH(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#define REDUCE_U(d, p) (SH(d[p], d[(p) + 4], 0, 1, 2, 3, 8, 9, 10, 11) \
+                        + SH(d[p], d[(p) + 4], 4, 5, 6, 7, 12, 13, 14, 15))
+#define REDUCE_W(u, v) (SH(u, v, 0, 1, 8, 9, 4, 5, 12, 13) + SH(u, v, 2, 3, 10, 11, 6, 7, 14, 15))
+#define reduce8(d) __extension__({                                                    \
+        v8f u0_ = REDUCE_U(d, 0), u1_ = REDUCE_U(d, 1), u2_ = REDUCE_U(d, 2), u3_ = REDUCE_U(d, 3); \
+        v8f w0_ = REDUCE_W(u0_, u1_), w1_ = REDUCE_W(u2_, u3_);                       \
+        SH(w0_, w1_, 0, 2, 8, 10, 4, 6, 12, 14) + SH(w0_, w1_, 1, 3, 9, 11, 5, 7, 13, 15); \
+    })
+
+/* m = the lane-wise maximum of m and v, where a NaN in v never wins. */
+#define MAX_WITH(m, v) do {                                  \
+        v8f v_ = (v);                                        \
+        v8i gt_ = v_ > (m);                                  \
+        (m) = (v8f)(((v8i)v_ & gt_) | ((v8i)(m) & ~gt_));    \
+    } while (0)
 
 /*
  * One task: tile `tile_idx` of its sequence for KV head kvh.  Rows are
@@ -111,7 +139,32 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
                 float *scores = (float *)sc, bmax = -INFINITY;
                 for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
                     scores[j] = -INFINITY;          /* the last vector's spare lanes */
-                for (uint32_t j = 0; j < nb; j++) {
+                uint32_t j = 0;
+                v8f bm8 = { -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                            -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+                for (; j + 8 <= nb; j += 8) {       /* eight keys: reduce8 */
+                    v8f d[8] = { { 0 } };
+                    for (uint32_t x = 0; x < nv; x++) {
+                        v8f qv;
+                        memcpy(&qv, q + 8 * x, sizeof qv);
+#pragma GCC unroll 8
+                        for (int k8 = 0; k8 < 8; k8++) {
+                            v8f k;
+                            memcpy(&k, kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x, sizeof k);
+                            d[k8] += qv * k;
+                        }
+                    }
+                    v8f s8 = reduce8(d) * scale;
+                    sc[j / 8] = s8;
+                    MAX_WITH(bm8, s8);              /* lane-wise; a NaN never wins */
+                }
+                /* the lanes' maximum by halves (any order gives a maximum;
+                 * bm8 holds no NaN) */
+                MAX_WITH(bm8, SH(bm8, bm8, 4, 5, 6, 7, 0, 1, 2, 3));
+                MAX_WITH(bm8, SH(bm8, bm8, 2, 3, 0, 1, 6, 7, 4, 5));
+                MAX_WITH(bm8, SH(bm8, bm8, 1, 0, 3, 2, 5, 4, 7, 6));
+                bmax = bm8[0] > bmax ? bm8[0] : bmax;
+                for (; j < nb; j++) {
                     const float *kr = kb + (uint64_t)j * hd;
                     v8f d = { 0 };
                     for (uint32_t x = 0; x < nv; x++) {
@@ -133,16 +186,43 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
                     sc[c] -= new_max;
                     vexp8(&sc[c]);
                 }
-                for (uint32_t j = 0; j < nb; j++) {
-                    float p = scores[j];
-                    denom[r] += p;
-                    const float *vr = vb + (uint64_t)j * hd;
-                    for (uint32_t x = 0; x < nv; x++) {
-                        v8f v;
-                        memcpy(&v, vr + 8 * x, sizeof v);
-                        ac[x] += p * v;
+                /* acc += p v, eight vectors of the row at a time held in
+                 * registers over the block's keys (each element still sees
+                 * the keys in order), then any rest one vector at a time;
+                 * the first pass over the keys also adds the p's to the
+                 * sum, in order, its chain of adds beside the products */
+                float dn = denom[r];
+                int dn_todo = 1;
+                uint32_t x0 = 0;
+                for (; x0 + 8 <= nv; x0 += 8, dn_todo = 0) {
+                    v8f al[8];
+                    memcpy(al, ac + x0, sizeof al);
+                    for (uint32_t j = 0; j < nb; j++) {
+                        float p = scores[j];
+                        if (dn_todo)
+                            dn += p;
+                        const float *vr = vb + (uint64_t)j * hd + 8 * x0;
+#pragma GCC unroll 8
+                        for (int x = 0; x < 8; x++) {
+                            v8f v;
+                            memcpy(&v, vr + 8 * x, sizeof v);
+                            al[x] += p * v;
+                        }
                     }
+                    memcpy(ac + x0, al, sizeof al);
                 }
+                for (; x0 < nv; x0++, dn_todo = 0) {
+                    v8f a1 = ac[x0];
+                    for (uint32_t j = 0; j < nb; j++) {
+                        v8f v;
+                        memcpy(&v, vb + (uint64_t)j * hd + 8 * x0, sizeof v);
+                        if (dn_todo)
+                            dn += scores[j];
+                        a1 += scores[j] * v;
+                    }
+                    ac[x0] = a1;
+                }
+                denom[r] = dn;
                 mx[r] = new_max;
             }
         }

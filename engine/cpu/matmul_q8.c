@@ -27,7 +27,8 @@
  */
 typedef float   q8_v8f __attribute__((vector_size(32)));
 typedef int32_t q8_v8i __attribute__((vector_size(32)));
-typedef int8_t  q8_v8b __attribute__((vector_size(8)));
+typedef int8_t  q8_v16b __attribute__((vector_size(16)));
+typedef int8_t  q8_v32b __attribute__((vector_size(32)));
 
 /* Lanes of a where the mask m is all ones, else b's (a macro: a function
  * passing 32-byte vectors by value changes the ABI without AVX). */
@@ -43,20 +44,26 @@ quantize_body(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
     for (uint32_t b = 0; b < n / QK_SMALL; b++) {
         const float *xb = x + (size_t)b * QK_SMALL;
         int8_t *qb = q + (size_t)b * QK_SMALL;
-        q8_v8f v[4], m = { 0 };
+        q8_v8f m = { 0 };
         q8_v8i odd = { 0 }; /* lanes that saw a NaN */
         for (int c = 0; c < 4; c++) {
-            memcpy(&v[c], xb + 8 * c, sizeof v[c]);
-            q8_v8f a = (q8_v8f)((q8_v8i)v[c] & abs_mask);
+            q8_v8f v;
+            memcpy(&v, xb + 8 * c, sizeof v);
+            q8_v8f a = (q8_v8f)((q8_v8i)v & abs_mask);
             odd |= a != a;
             m = (q8_v8f)Q8_PICK(a > m, (q8_v8i)a, (q8_v8i)m);
         }
-        float amax = 0.0f;
+        /* the lanes' maximum by halves (m holds no NaN: any order) */
+        q8_v8f h = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3);
+        m = (q8_v8f)Q8_PICK(h > m, (q8_v8i)h, (q8_v8i)m);
+        h = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5);
+        m = (q8_v8f)Q8_PICK(h > m, (q8_v8i)h, (q8_v8i)m);
+        h = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6);
+        m = (q8_v8f)Q8_PICK(h > m, (q8_v8i)h, (q8_v8i)m);
+        float amax = m[0];
         int nan = 0;
-        for (int l = 0; l < 8; l++) {
-            amax = m[l] > amax ? m[l] : amax;
+        for (int l = 0; l < 8; l++)
             nan |= odd[l];
-        }
         if (nan || !(amax <= 3.4028234e38f)) { /* NaN or infinity */
             d[b] = NAN;
             memset(qb, 0, QK_SMALL);
@@ -71,21 +78,40 @@ quantize_body(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
             continue;
         }
         d[b] = amax / 127.0f;
+        q8_v32b by[4];
+        q8_v8i iv[4];
         for (int c = 0; c < 4; c++) {
             /* roundf (halves away from zero) without the call: |v| is at
              * most 127 and a little, so the truncation to int and the
              * fraction v - i are exact */
-            q8_v8f vv = v[c] * id;
+            q8_v8f v;
+            memcpy(&v, xb + 8 * c, sizeof v);
+            q8_v8f vv = v * id;
             q8_v8i i = __builtin_convertvector(vv, q8_v8i);
             q8_v8f f = vv - __builtin_convertvector(i, q8_v8f);
             i = i - (f >= half) + (f <= -half); /* a true comparison is -1 */
             i = Q8_PICK(i > top, top, i);
             i = Q8_PICK(i < -top, -top, i);
-            q8_v8b s = __builtin_convertvector(i, q8_v8b);
-            memcpy(qb + 8 * c, &s, sizeof s);
-            ls[8 * (size_t)b + 2 * c] = (float)(i[0] + i[1] + i[2] + i[3]);
-            ls[8 * (size_t)b + 2 * c + 1] = (float)(i[4] + i[5] + i[6] + i[7]);
+            by[c] = (q8_v32b)i; /* byte 4l: lane l's value, which fits */
+            iv[c] = i;
         }
+        /* lane sums: pairs, then pairs of pairs (exact integers) */
+        q8_v8i p0 = __builtin_shufflevector(iv[0], iv[1], 0, 2, 4, 6, 8, 10, 12, 14)
+                    + __builtin_shufflevector(iv[0], iv[1], 1, 3, 5, 7, 9, 11, 13, 15);
+        q8_v8i p1 = __builtin_shufflevector(iv[2], iv[3], 0, 2, 4, 6, 8, 10, 12, 14)
+                    + __builtin_shufflevector(iv[2], iv[3], 1, 3, 5, 7, 9, 11, 13, 15);
+        q8_v8i g = __builtin_shufflevector(p0, p1, 0, 2, 4, 6, 8, 10, 12, 14)
+                   + __builtin_shufflevector(p0, p1, 1, 3, 5, 7, 9, 11, 13, 15);
+        q8_v8f gf = __builtin_convertvector(g, q8_v8f);
+        memcpy(ls + 8 * (size_t)b, &gf, sizeof gf);
+        q8_v16b lo = __builtin_shufflevector(by[0], by[1], 0, 4, 8, 12, 16, 20, 24, 28,
+                                             32, 36, 40, 44, 48, 52, 56, 60);
+        q8_v16b hi = __builtin_shufflevector(by[2], by[3], 0, 4, 8, 12, 16, 20, 24, 28,
+                                             32, 36, 40, 44, 48, 52, 56, 60);
+        q8_v32b all = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                              14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
+                                              27, 28, 29, 30, 31);
+        memcpy(qb, &all, sizeof all);
     }
 }
 

@@ -2,7 +2,8 @@
  * test_cpu_attention.c - the CPU backend's tiled attention and its vector
  * exp: vexp8 against libm's double exp over its whole range; cpu_attention
  * against a plain double-precision softmax attention on random paged K/V
- * (two sequences, one with cached keys, grouped heads); and its
+ * (two sequences, one with cached keys, grouped heads), and bit for bit
+ * against attention.h's order of operations written out; and its
  * invariance: a sequence's output bits do not change with the other
  * sequences of the batch, the thread count, or the AVX2 / plain build.
  */
@@ -150,6 +151,72 @@ TEST(attention_matches_double_reference)
     ASSERT_MSG(worst < 1e-5, "worst relative L2 error %.3g over every (token, head) (tolerance 1e-5)", worst);
 }
 
+/* attention.h's order of operations written out for one query row, in
+   float, one key and one element at a time (vexp8 on one lane). */
+static float vexp1(float x)
+{
+    vexp_f8 v = { x, x, x, x, x, x, x, x };
+    vexp8(&v);
+    return v[0];
+}
+
+static void definition(const int32_t *table, int32_t pos, const float *qh, uint32_t kvh, float *o)
+{
+    float acc[HD] = { 0 }, mx = -INFINITY, sum = 0.0f, scale = 1.0f / sqrtf((float)HD);
+    for (int32_t j0 = 0; j0 <= pos; j0 += BT) {
+        int32_t nb = pos + 1 - j0 < BT ? pos + 1 - j0 : BT;
+        float s[BT], bmax = -INFINITY;
+        for (int32_t j = 0; j < nb; j++) {
+            const float *kr = kv_k[table[(j0 + j) / BT]][kvh][(j0 + j) % BT];
+            float l[8] = { 0 };
+            for (int x = 0; x < HD / 8; x++)
+                for (int k = 0; k < 8; k++)
+                    l[k] = l[k] + qh[8 * x + k] * kr[8 * x + k];
+            s[j] = (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))) * scale;
+            bmax = s[j] > bmax ? s[j] : bmax;
+        }
+        float new_max = bmax > mx ? bmax : mx, corr = vexp1(mx - new_max);
+        sum *= corr;
+        for (int i = 0; i < HD; i++)
+            acc[i] *= corr;
+        for (int32_t j = 0; j < nb; j++) {
+            float p = vexp1(s[j] - new_max);
+            sum += p;
+            for (int i = 0; i < HD; i++)
+                acc[i] += p * kv_v[table[(j0 + j) / BT]][kvh][(j0 + j) % BT][i];
+        }
+        mx = new_max;
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < HD; i++)
+        o[i] = acc[i] * inv;
+}
+
+/* Every row, both builds, bit for bit the order attention.h states (the
+   eight-key score reduction and the register-held accumulators included). */
+TEST(output_is_the_stated_order_bit_for_bit)
+{
+    fill();
+    batch_t b = batch_ab();
+    for (int plain = 0; plain < 2; plain++) {
+        cpu_attention_force_plain(plain);
+        memset(out1, 0, sizeof out1);
+        int rc = run(&b, 2, &out1[0][0][0]);
+        cpu_attention_force_plain(0);
+        ASSERT_EQ_INT(rc, 0);
+        for (uint32_t t = 0; t < b.n_tokens; t++) {
+            const int32_t *table = t < A_NEW ? table_a : table_b;
+            for (uint32_t h = 0; h < NH; h++) {
+                float o[HD];
+                definition(table, pos_ab[t], q[t][h], h / (NH / NKV), o);
+                ASSERT_MSG(memcmp(o, out1[t][h], sizeof o) == 0,
+                           "%s build, token %u (position %d) head %u differs from the stated order",
+                           plain ? "plain" : "AVX2", t, pos_ab[t], h);
+            }
+        }
+    }
+}
+
 TEST(output_bits_do_not_depend_on_batch_threads_or_build)
 {
     fill();
@@ -207,5 +274,5 @@ TEST(bad_shapes_are_refused)
     ASSERT_EQ_U64(cpu_attn_scratch_floats(NH, 4, HD), 0);
 }
 
-TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference),
+TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference), T(output_is_the_stated_order_bit_for_bit),
           T(output_bits_do_not_depend_on_batch_threads_or_build), T(bad_shapes_are_refused))
