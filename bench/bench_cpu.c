@@ -12,6 +12,8 @@
  * decode16 (default all).  --json adds one line per figure for scripts:
  *   {"threads":T,"measure":"prefill512","tokens_per_s":X}
  *   {"threads":T,"measure":"read_bandwidth","gb_per_s":X}
+ * A decode run is 16 consecutive steps (context 128 + run .. + 15) after
+ * one untimed run, its figure the time per step.
  * Times are medians of N runs (default 5), wall clock; with --cpu-time the
  * calling thread's CPU time, which on a shared machine leaves out the
  * time a one-thread step waits for a core (meaningful with --threads 1
@@ -91,19 +93,31 @@ static double run_prefill(forward_t *f, float *logits, uint32_t n)
     return step_clock() - t0;
 }
 
+/*
+ * One decode measurement: DECODE_STEPS consecutive steps of B sequences,
+ * one new token each, at positions p .. p + DECODE_STEPS - 1 (as a
+ * client's generation runs, and as llama-bench's -n 32 does); the time
+ * per step.  main runs one untimed measurement first, so that the pool's
+ * workers are awake and the step's buffers touched, as llama-bench's
+ * warm-up run does.
+ */
+#define DECODE_STEPS 16
+
 static double run_decode(forward_t *f, float *logits, uint32_t B, uint32_t p)
 {
-    for (uint32_t s = 0; s < B; s++) {
-        toks[s] = (int32_t)(200 + s);
-        pos[s] = (int32_t)p;
-        rows[s] = (int32_t)s;
-        seqs[s] = (batch_seq_t){ table[s], p / 16 + 1, s, 1 };
-    }
-    batch_t b = { B, toks, pos, B, seqs, B, rows };
     double t0 = step_clock();
-    if (forward_step(f, &b, logits) != 0)
-        exit(1);
-    return step_clock() - t0;
+    for (uint32_t k = 0; k < DECODE_STEPS; k++) {
+        for (uint32_t s = 0; s < B; s++) {
+            toks[s] = (int32_t)(200 + s + k);
+            pos[s] = (int32_t)(p + k);
+            rows[s] = (int32_t)s;
+            seqs[s] = (batch_seq_t){ table[s], (p + k) / 16 + 1, s, 1 };
+        }
+        batch_t b = { B, toks, pos, B, seqs, B, rows };
+        if (forward_step(f, &b, logits) != 0)
+            exit(1);
+    }
+    return (step_clock() - t0) / DECODE_STEPS;
 }
 
 int main(int argc, char **argv)
@@ -184,6 +198,7 @@ int main(int argc, char **argv)
             snprintf(key, sizeof key, "decode%u", B);
             if (!wanted(only, key))
                 continue;
+            (void)run_decode(f, logits, B, 128); /* warm-up */
             for (int r = 0; r < runs; r++)
                 t[r] = run_decode(f, logits, B, 128 + (uint32_t)r);
             double tps = B / bench_median(t, runs);
