@@ -18,10 +18,11 @@ precision (--precision P --only prefill128,prefill512,decode1,decode16
 --runs REPS --json) and then llama-bench (-p 128,512 -n 32 -r REPS -o json)
 on the model; the figure of a round is each tool's
 own (bench-cpu: median of REPS; llama-bench: mean of REPS, after one
-warm-up run of each test unless --no-warmup; bench-cpu runs none), the table
-gives the median over rounds.  What is measured differs a little: bench-cpu
-decodes one token at context 128; llama-bench generates 32 tokens from an
-empty context (tg32).  The machine's load (loadavg before and after, nproc,
+warm-up run of each test unless --no-warmup; bench-cpu's decode runs one
+untimed run first, its prefill none), the table gives the median over
+rounds.  What is measured differs a little: a bench-cpu decode run is 16
+steps from context 128; llama-bench generates 32 tokens from an empty
+context (tg32).  The machine's load (loadavg before and after, nproc,
 CPU model and its AVX2/AVX-512/VNNI flags) is printed with the table.
 Below each model and thread count: llamad's batch-16 decode throughput
 over its batch-1 (per precision) and batch-1 decode's weight bytes per
@@ -126,7 +127,7 @@ def main():
     ap.add_argument("--precision", default="exact,fast",
                     help="llamad's cpu-precision values to run, comma-separated (default exact,fast)")
     ap.add_argument("--no-warmup", action="store_true",
-                    help="llama-bench without its warm-up runs (as bench-cpu; saves time on big models)")
+                    help="llama-bench without its warm-up runs (saves time on big models)")
     ap.add_argument("--build-only", action="store_true")
     a = ap.parse_args()
     bindir = build(a.cache)
