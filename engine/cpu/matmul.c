@@ -327,7 +327,8 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
         if (any_fast && fast_type(job->type))
             run.rows[i] = fast_rows[isa];
         else
-            run.rows[i] = isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
+            run.rows[i] = isa >= CPU_ISA_AVX512 ? cpu_mm_rows_avx512
+                          : isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
         run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p));
         uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
         run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */

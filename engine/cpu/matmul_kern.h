@@ -67,6 +67,11 @@ void cpu_mm_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
 /* The same with AVX2 + FMA; call only when cpu_mm_avx2_usable() said yes. */
 void cpu_mm_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
 
+/* The same at the AVX512 level: one token of Q4_0 / Q4_1 / Q8_0 on 512-bit
+ * registers (matmul_avx512.c), the AVX2 kernels' bits; all else as
+ * cpu_mm_rows_avx2.  Call only when cpu_mm_x86_levels() has level 3. */
+void cpu_mm_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
+
 /* Whether this build has the AVX2 kernels and this CPU can run them. */
 int cpu_mm_avx2_usable(void);
 

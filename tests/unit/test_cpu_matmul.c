@@ -610,13 +610,17 @@ TEST(fast_k_documented_order)
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
-/* `exact` over n_tok 1 .. 70 on every level (AVXVNNI and AVX512 run the
- * AVX2 kernels): the few-token kernels (up to 8 tokens) of the small-block
- * types and of each K-quant against their tile path. */
+/* `exact` over n_tok 1 .. 70 on every level (AVXVNNI runs the AVX2
+ * kernels, AVX512 too but for its one-token kernel of the small-block
+ * types): the few-token kernels (up to 8 tokens) of the small-block
+ * types and of each K-quant against their tile path; row counts that
+ * leave a partial group of rows. */
 static void check_exact_invariance(cpu_isa_t isa)
 {
     rng_state = 6000u + (uint32_t)isa;
     check_invariance(QT_Q4_1, 37, 576, isa, CPU_PREC_EXACT);
+    check_invariance(QT_Q4_0, 29, 320, isa, CPU_PREC_EXACT);
+    check_invariance(QT_Q8_0, 11, 256, isa, CPU_PREC_EXACT);
     check_invariance(QT_Q4_K, 21, 768, isa, CPU_PREC_EXACT);
     check_invariance(QT_Q5_K, 7, 512, isa, CPU_PREC_EXACT);
     check_invariance(QT_Q6_K, 19, 512, isa, CPU_PREC_EXACT);
