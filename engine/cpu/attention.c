@@ -125,6 +125,18 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
         int32_t block = s->block_table[j0 / B];
         uint64_t off = (uint64_t)block * a->n_head_kv * B * hd + (uint64_t)kvh * B * hd;
         const float *kb = a->k + off, *vb = a->v + off;
+        if (j0 + B < max_keys) {
+            /* the next block's keys and values, a cache line at a time:
+             * blocks lie anywhere in the pool, so the hardware's stream
+             * prefetch does not run ahead across them, and a decode tile
+             * (one token) has too little work per block to hide the miss */
+            uint64_t noff = (uint64_t)s->block_table[j0 / B + 1] * a->n_head_kv * B * hd
+                            + (uint64_t)kvh * B * hd;
+            for (uint32_t c = 0; c < B * hd; c += 16) {
+                __builtin_prefetch(a->k + noff + c);
+                __builtin_prefetch(a->v + noff + c);
+            }
+        }
         for (uint32_t i = 0; i < nq; i++) {
             uint32_t t = s->first + q0 + i;
             uint32_t n_keys = (uint32_t)b->pos[t] + 1;

@@ -88,10 +88,12 @@ Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m5
  * Rows [0, n) of rows (rb bytes apart) times one token x (nb blocks):
  * RP pairs of rows at a time (the last pair's missing rows repeat the
  * last row, computed and not stored), y[r] each row's sum.  Prefetches
- * run MM_PF_BYTES ahead of the group's pace, as matmul_avx2.c's do.
+ * run Z_PF_BYTES ahead of the group's pace, as matmul_avx2.c's do (one
+ * token of the default model, one thread: 78 tokens/s at 2 KiB, 86 at 4,
+ * 90 at 8 and 16).
  */
 #define Z_RP 4
-#define Z_PF_BYTES 2048
+#define Z_PF_BYTES 8192
 
 Z_INLINE void z_dot1(const qtype_t type, const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
                      const float *x, float *y)
