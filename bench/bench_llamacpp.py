@@ -5,6 +5,7 @@ thread counts, interleaved rounds, one table of ratios llamad / llama.cpp.
 
     bench_llamacpp.py [--model GGUF ...] [--threads 1,2] [--rounds 3] [--reps 3]
                       [--precision exact,fast] [--no-warmup] [--build-only] [--cache DIR]
+                      [--no-amx] [--llama-bench-arg ARG ...]
 
 llama.cpp: its llama-bench (and llama-quantize, which make-synth-gguf.py
 uses for Q4_K) is built once, CPU only with native flags, from the source
@@ -46,9 +47,18 @@ LLAMA_CPP_PYTHON = "0.3.36"
 MEASURES = [("prefill128", "prefill 128"), ("prefill512", "prefill 512"), ("decode1", "decode batch 1")]
 
 
-def build(cache):
+# --no-amx: GGML_NATIVE=OFF with the vector extensions named one by one,
+# AMX left out (llama-cpp-python 0.3.36's AMX kernels die of SIGILL in a
+# KVM guest whose AMX otherwise works; --repack 0 avoids them too, but
+# also turns off the repacked Q4_0 / Q4_K layouts of its AVX-512 path).
+NO_AMX_FLAGS = ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_BMI2=ON",
+                "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_AVX512=ON", "-DGGML_AVX512_VBMI=ON",
+                "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AVX_VNNI=ON"]
+
+
+def build(cache, no_amx=False):
     """Build llama-bench and llama-quantize under cache (once); return the bin dir."""
-    bindir = os.path.join(cache, "build-" + LLAMA_CPP_PYTHON, "bin")
+    bindir = os.path.join(cache, "build-" + LLAMA_CPP_PYTHON + ("-noamx" if no_amx else ""), "bin")
     if all(os.access(os.path.join(bindir, b), os.X_OK) for b in ("llama-bench", "llama-quantize")):
         return bindir
     os.makedirs(cache, exist_ok=True)
@@ -62,9 +72,10 @@ def build(cache):
             t.extractall(cache, filter="data")
     build_dir = os.path.dirname(bindir)
     subprocess.run(["cmake", "-S", os.path.join(src, "vendor", "llama.cpp"), "-B", build_dir,
-                    "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON",
+                    "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
                     "-DGGML_CUDA=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                    "-DLLAMA_BUILD_SERVER=OFF"], check=True, stdout=subprocess.DEVNULL)
+                    "-DLLAMA_BUILD_SERVER=OFF"] + (NO_AMX_FLAGS if no_amx else ["-DGGML_NATIVE=ON"]),
+                   check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", build_dir, "-j", str(os.cpu_count() or 1),
                     "--target", "llama-bench", "llama-quantize"], check=True, stdout=subprocess.DEVNULL)
     return bindir
@@ -101,9 +112,9 @@ def run_llamad(bench_cpu, model, threads, reps, precision):
     return r
 
 
-def run_llamacpp(bindir, model, threads, reps, warmup):
+def run_llamacpp(bindir, model, threads, reps, warmup, extra):
     cmd = [os.path.join(bindir, "llama-bench"), "-m", model, "-t", str(threads),
-           "-p", "128,512", "-n", "32", "-r", str(reps), "-o", "json"]
+           "-p", "128,512", "-n", "32", "-r", str(reps), "-o", "json"] + extra
     out = subprocess.run(cmd + ([] if warmup else ["--no-warmup"]),
                          check=True, capture_output=True, text=True).stdout
     r = {}
@@ -128,9 +139,15 @@ def main():
                     help="llamad's cpu-precision values to run, comma-separated (default exact,fast)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="llama-bench without its warm-up runs (saves time on big models)")
+    ap.add_argument("--llama-bench-arg", action="append", default=[], metavar="ARG",
+                    help="an argument for llama-bench (repeatable), e.g. --llama-bench-arg=--repack "
+                         "--llama-bench-arg=0 where its AMX kernels die of SIGILL")
+    ap.add_argument("--no-amx", action="store_true",
+                    help="llama.cpp built without AMX (x86-64 with AVX-512 VNNI/BF16 and AVX-VNNI named "
+                         "instead of GGML_NATIVE), in its own build directory")
     ap.add_argument("--build-only", action="store_true")
     a = ap.parse_args()
-    bindir = build(a.cache)
+    bindir = build(a.cache, a.no_amx)
     if a.build_only:
         print(bindir)
         return
@@ -143,8 +160,9 @@ def main():
     if a.rounds < 1 or a.reps < 1 or not threads or min(threads) < 1:
         sys.exit("bench_llamacpp.py: rounds, reps and threads must be at least 1")
 
-    print("llama.cpp: llama-bench from llama-cpp-python %s (vendored llama.cpp), GGML_NATIVE=ON"
-          % LLAMA_CPP_PYTHON)
+    print("llama.cpp: llama-bench from llama-cpp-python %s (vendored llama.cpp), %s%s"
+          % (LLAMA_CPP_PYTHON, "no AMX (" + " ".join(NO_AMX_FLAGS) + ")" if a.no_amx else "GGML_NATIVE=ON",
+             ", run with " + " ".join(a.llama_bench_arg) if a.llama_bench_arg else ""))
     print("machine: %s" % machine())
     print("%s; %d rounds, %d reps per round%s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                                   a.rounds, a.reps,
@@ -167,7 +185,7 @@ def main():
                     wbytes = r.get("weight_bytes", 0.0)
                     for k in ("prefill128", "prefill512", "decode1", "decode16"):
                         ours[p].setdefault(k, []).append(r[k])
-                r = run_llamacpp(bindir, model, t, a.reps, not a.no_warmup)
+                r = run_llamacpp(bindir, model, t, a.reps, not a.no_warmup, a.llama_bench_arg)
                 for k, _ in MEASURES:
                     theirs.setdefault(k, []).append(r[k])
                 loads.append("%.1f/%.1f" % (before, os.getloadavg()[0]))
