@@ -204,14 +204,13 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
                  * the first pass over the keys also adds the p's to the
                  * sum, in order, its chain of adds beside the products */
                 float dn = denom[r];
-                int dn_todo = 1;
                 uint32_t x0 = 0;
-                for (; x0 + 8 <= nv; x0 += 8, dn_todo = 0) {
+                for (; x0 + 8 <= nv; x0 += 8) {
                     v8f al[8];
                     memcpy(al, ac + x0, sizeof al);
                     for (uint32_t j = 0; j < nb; j++) {
                         float p = scores[j];
-                        if (dn_todo)
+                        if (x0 == 0)
                             dn += p;
                         const float *vr = vb + (uint64_t)j * hd + 8 * x0;
 #pragma GCC unroll 8
@@ -223,12 +222,12 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
                     }
                     memcpy(ac + x0, al, sizeof al);
                 }
-                for (; x0 < nv; x0++, dn_todo = 0) {
+                for (; x0 < nv; x0++) {
                     v8f a1 = ac[x0];
                     for (uint32_t j = 0; j < nb; j++) {
                         v8f v;
                         memcpy(&v, vb + (uint64_t)j * hd + 8 * x0, sizeof v);
-                        if (dn_todo)
+                        if (x0 == 0)
                             dn += scores[j];
                         a1 += scores[j] * v;
                     }

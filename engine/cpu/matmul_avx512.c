@@ -30,19 +30,19 @@
 #define Z_BB(t) ((t) == QT_Q4_0 ? 18 : (t) == QT_Q4_1 ? 20 : 34)
 #define Z_QS(t) ((t) == QT_Q4_1 ? 4 : 2)
 
-/* Eight bytes at a then eight at b, as sixteen int32 lanes. */
-Z_INLINE __m512i z_load16_u8(const uint8_t *a, const uint8_t *b)
+/* Eight bytes at a then eight at b. */
+Z_INLINE __m128i z_pair8(const uint8_t *a, const uint8_t *b)
 {
-    __m128i v = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)a),
-                                   _mm_loadl_epi64((const __m128i *)(const void *)b));
-    return _mm512_cvtepu8_epi32(v);
+    return _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)a),
+                              _mm_loadl_epi64((const __m128i *)(const void *)b));
 }
 
-Z_INLINE __m512i z_load16_i8(const uint8_t *a, const uint8_t *b)
+/* The halves at a and at c, converted exactly: lanes 0-7 a's, 8-15 c's. */
+Z_INLINE __m512 z_halves(const uint8_t *a, const uint8_t *c)
 {
-    __m128i v = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)a),
-                                   _mm_loadl_epi64((const __m128i *)(const void *)b));
-    return _mm512_cvtepi8_epi32(v);
+    __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(rd_u16(a) | (uint32_t)rd_u16(c) << 16)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                 _mm512_castps128_ps512(dd));
 }
 
 /*
@@ -53,18 +53,16 @@ Z_INLINE __m512i z_load16_i8(const uint8_t *a, const uint8_t *b)
 Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m512 w[4])
 {
     if (type == QT_Q8_0) {
-        __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(rd_u16(a) | (uint32_t)rd_u16(c) << 16)));
-        __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                         _mm512_castps128_ps512(dd));
+        __m512 d = z_halves(a, c);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
-            w[k] = _mm512_mul_ps(_mm512_cvtepi32_ps(z_load16_i8(a + 2 + 8 * k, c + 2 + 8 * k)), d);
+            w[k] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(z_pair8(a + 2 + 8 * k, c + 2 + 8 * k))), d);
         return;
     }
     const __m512i m15 = _mm512_set1_epi32(15);
     const size_t qs = Z_QS(type);
-    __m512i lo = z_load16_u8(a + qs, c + qs);         /* qs[0..7]:  elements 0..7 and 16..23 */
-    __m512i hi = z_load16_u8(a + qs + 8, c + qs + 8); /* qs[8..15]: elements 8..15 and 24..31 */
+    __m512i lo = _mm512_cvtepu8_epi32(z_pair8(a + qs, c + qs));         /* qs[0..7]:  elements 0..7, 16..23 */
+    __m512i hi = _mm512_cvtepu8_epi32(z_pair8(a + qs + 8, c + qs + 8)); /* qs[8..15]: 8..15, 24..31 */
     __m512 d, m;
     if (type == QT_Q4_1) { /* [d_a, m_a, d_c, m_c] */
         __m128 dm = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)rd_u32(a)),
@@ -73,9 +71,7 @@ Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m5
         d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), dm5);
         m = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), dm5);
     } else { /* Q4_0: fma(q, d, -8d), as blk_q4_0 */
-        __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(rd_u16(a) | (uint32_t)rd_u16(c) << 16)));
-        d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                  _mm512_castps128_ps512(dd));
+        d = z_halves(a, c);
         m = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
     }
     w[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(lo, m15)), d, m);

@@ -64,15 +64,10 @@ quantize_body(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
         int nan = 0;
         for (int l = 0; l < 8; l++)
             nan |= odd[l];
-        if (nan || !(amax <= 3.4028234e38f)) { /* NaN or infinity */
-            d[b] = NAN;
-            memset(qb, 0, QK_SMALL);
-            memset(ls + 8 * (size_t)b, 0, 8 * sizeof *ls);
-            continue;
-        }
+        int odd_block = nan || !(amax <= 3.4028234e38f); /* NaN or infinity */
         float id = 127.0f / amax;
-        if (!(id <= 3.4028234e38f)) { /* zero, or too small for 127 / amax */
-            d[b] = 0.0f;
+        if (odd_block || !(id <= 3.4028234e38f)) { /* or zero, or too small for 127 / amax */
+            d[b] = odd_block ? NAN : 0.0f;
             memset(qb, 0, QK_SMALL);
             memset(ls + 8 * (size_t)b, 0, 8 * sizeof *ls);
             continue;
