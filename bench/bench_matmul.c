@@ -5,7 +5,7 @@
  *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast] [--1b]
  *                [--type NAME] [--prefill]
  *
- * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, avx512,
+ * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, amx, avx512,
  * avxvnni, avx2, portable; --portable is --isa portable), --precision
  * the exact (float) or fast (int8 activations) products.
  *
@@ -202,7 +202,7 @@ int main(int argc, char **argv)
                    && (strcmp(argv[i + 1], "exact") == 0 || strcmp(argv[i + 1], "fast") == 0)) {
             prec = strcmp(argv[++i], "fast") == 0 ? CPU_PREC_FAST : CPU_PREC_EXACT;
         } else {
-            fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|avx512|avxvnni|avx2|portable]"
+            fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|amx|avx512|avxvnni|avx2|portable]"
                             " [--precision exact|fast] [--cpu-time] [--1b] [--type NAME] [--prefill]\n",
                     argv[0]);
             return 2;

@@ -21,7 +21,7 @@ static cpu_prec_t prec_now;
 
 int cpu_isa_usable(cpu_isa_t isa)
 {
-    return (unsigned)isa <= CPU_ISA_AVX512 && (cpu_mm_x86_levels() >> isa & 1);
+    return (unsigned)isa <= CPU_ISA_AMX && (cpu_mm_x86_levels() >> isa & 1);
 }
 
 cpu_isa_t cpu_isa_best(void)
@@ -33,11 +33,11 @@ cpu_isa_t cpu_isa_best(void)
     return (cpu_isa_t)best;
 }
 
-static const char *const isa_names[] = { "portable", "avx2", "avxvnni", "avx512" };
+static const char *const isa_names[] = { "portable", "avx2", "avxvnni", "avx512", "amx" };
 
 const char *cpu_isa_name(cpu_isa_t isa)
 {
-    return (unsigned)isa < 4 ? isa_names[isa] : "?";
+    return (unsigned)isa <= CPU_ISA_AMX ? isa_names[isa] : "?";
 }
 
 int cpu_isa_parse(const char *s, cpu_isa_t *out)
@@ -48,7 +48,7 @@ int cpu_isa_parse(const char *s, cpu_isa_t *out)
         *out = cpu_isa_best();
         return 0;
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i <= CPU_ISA_AMX; i++) {
         if (strcmp(s, isa_names[i]) == 0) {
             *out = (cpu_isa_t)i;
             return 0;
@@ -59,7 +59,7 @@ int cpu_isa_parse(const char *s, cpu_isa_t *out)
 
 int cpu_matmul_configure(cpu_isa_t isa, cpu_prec_t prec)
 {
-    if ((unsigned)isa > CPU_ISA_AVX512 || (unsigned)prec > CPU_PREC_FAST)
+    if ((unsigned)isa > CPU_ISA_AMX || (unsigned)prec > CPU_PREC_FAST)
         return ERR_INVALID;
     if (!cpu_isa_usable(isa))
         return ERR_UNSUPPORTED;
@@ -77,7 +77,7 @@ int cpu_matmul_setup(const char *isa, const char *prec, char *err, size_t errlen
         return 0;
     if (isa != NULL && cpu_isa_parse(isa, &level) != 0)
         return err_set(err, errlen, ERR_INVALID,
-                       "cpu-isa: \"%s\" is not auto, avx512, avxvnni, avx2 or portable", isa);
+                       "cpu-isa: \"%s\" is not auto, amx, avx512, avxvnni, avx2 or portable", isa);
     if (prec != NULL && strcmp(prec, "fast") == 0)
         p = CPU_PREC_FAST;
     else if (prec != NULL && strcmp(prec, "exact") != 0)
@@ -193,22 +193,31 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     float *xd = (float *)j->xd + first, *xls = (float *)j->xls + first * 8;
     cpu_quantize_act(j->x + first * QK_SMALL, (uint32_t)(n * QK_SMALL), (int8_t *)j->xq + first * QK_SMALL,
                      xd, xls);
+    if (j->xo != NULL) { /* S: its lane sums' sum, an integer below 2^12, exact in any order */
+        float *xo = (float *)j->xo + first;
+        for (size_t b = 0; b < n; b++) {
+            const float *l = xls + 8 * b;
+            xo[b] = xd[b] * (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
+        }
+    }
 }
 
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
 {
     size_t nb = (size_t)n_tok * (n_in / QK_SMALL);
-    return nb * 36 + (size_t)n_tok * n_in;
+    return nb * 40 + (size_t)n_tok * n_in;
 }
 
 /*
  * Quantise every token's activations into the pool's scratch (or, with
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
- * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, n_in] quants.
- * The caller has checked that n_tok * n_in * 4 bytes fit in a size_t;
- * this takes 2.125 bytes per element.
+ * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] offset
+ * terms xd * S (filled only where with_xo: the AMX kernels' Q4_1 and
+ * K-quants), then [n_tok, n_in] quants.  The caller has checked that
+ * n_tok * n_in * 4 bytes fit in a size_t; this takes 2.25 bytes per
+ * element.
  */
-static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
+static int quantize_acts(pool_t *p, mm_job_t *j, int with_xo, void **owned)
 {
     size_t nb = (size_t)j->n_tok * (j->n_in / QK_SMALL);
     size_t bytes = cpu_matmul_scratch_bytes(j->n_in, j->n_tok);
@@ -218,7 +227,8 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
         return ERR_NOMEM;
     j->xd = (const float *)(void *)buf;
     j->xls = (const float *)(void *)(buf + nb * 4);
-    j->xq = (const int8_t *)(buf + nb * 36);
+    j->xo = with_xo ? (const float *)(void *)(buf + nb * 36) : NULL;
+    j->xq = (const int8_t *)(buf + nb * 40);
     uint32_t blocks = j->n_in / QK_SMALL, nt = pool_threads(p);
     quant_run_t q = { j, 1, blocks };
     if (j->n_tok < nt) {
@@ -308,14 +318,15 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
         return 0;
 
     void *act = NULL; /* the quantised activations when there is no pool to hold them */
+    cpu_isa_t isa = cpu_matmul_isa();
     if (any_fast) {
-        int rc = quantize_acts(p, &run.job[0], &act);
+        int rc = quantize_acts(p, &run.job[0], isa == CPU_ISA_AMX && n_tok >= 16, &act);
         if (rc != 0)
             return rc;
     }
-    cpu_isa_t isa = cpu_matmul_isa();
-    static void (*const fast_rows[4])(const mm_job_t *, uint32_t, uint32_t) = {
+    static void (*const fast_rows[5])(const mm_job_t *, uint32_t, uint32_t) = {
         cpu_mmq_rows_portable, cpu_mmq_rows_avx2, cpu_mmq_rows_avxvnni, cpu_mmq_rows_avx512,
+        cpu_mmq_rows_amx,
     };
     for (uint32_t i = 0; i < run.n_mat; i++) {
         mm_job_t *job = &run.job[i];
@@ -323,6 +334,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             job->xq = run.job[0].xq;
             job->xd = run.job[0].xd;
             job->xls = run.job[0].xls;
+            job->xo = run.job[0].xo;
         }
         if (any_fast && fast_type(job->type))
             run.rows[i] = fast_rows[isa];

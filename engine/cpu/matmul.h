@@ -55,7 +55,7 @@
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
 
-/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (2.125 per element). */
+/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (2.25 per element). */
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok);
 
 /* One matrix of a cpu_matmul_multi call: y = x W^T, as cpu_matmul's w, wt, n_out, y. */
@@ -93,15 +93,20 @@ int cpu_embed_row(qtype_t wt, const void *w, uint32_t n_in, uint32_t row, float 
  *   AVX2      AVX2 + FMA + F16C
  *   AVXVNNI   AVX2 + AVX-VNNI (VEX vpdpbusd: Alder Lake, Zen 5)
  *   AVX512    AVX-512 F/BW/VL + VNNI, with the OS saving the zmm state
+ *   AMX       AVX512 + AMX-TILE and AMX-INT8, the OS saving the tile state
+ *             and granting it to this process (Sapphire Rapids and later);
+ *             `fast` takes sixteen tokens or more through tile multiplies
  * The `fast` kernels differ per level only in how they form the same
  * exact integer dot products, so every level gives the same bits there.
- * `exact` uses the AVX2 kernels at the AVXVNNI and AVX512 levels.
+ * `exact` uses the AVX2 kernels at the AVXVNNI level and the AVX512
+ * level's at AMX.
  */
 typedef enum {
     CPU_ISA_PORTABLE = 0,
     CPU_ISA_AVX2     = 1,
     CPU_ISA_AVXVNNI  = 2,
     CPU_ISA_AVX512   = 3,
+    CPU_ISA_AMX      = 4,
 } cpu_isa_t;
 
 /*
@@ -147,7 +152,7 @@ int cpu_isa_usable(cpu_isa_t isa);
 cpu_isa_t cpu_isa_best(void);
 
 /*
- * Parse "auto", "portable", "avx2", "avxvnni" or "avx512" ("auto" is
+ * Parse "auto", "portable", "avx2", "avxvnni", "avx512" or "amx" ("auto" is
  * cpu_isa_best()).  Returns 0, or ERR_INVALID for any other text.
  */
 int cpu_isa_parse(const char *s, cpu_isa_t *out);

@@ -29,12 +29,17 @@
  * quant_dequant's by one rounding; each is still a fixed function of the
  * stored block.
  */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* syscall */
+#endif
 #include "matmul_kern.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <cpuid.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "matmul_avx2.h"
 
@@ -75,8 +80,17 @@ int cpu_mm_x86_levels(void)
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4))) /* AVX-VNNI */
             lv |= 4;
         if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX512F) && (b & bit_AVX512BW)
-            && (b & bit_AVX512VL) && (c & bit_AVX512VNNI) && (xcr0 & 0xe6) == 0xe6)
+            && (b & bit_AVX512VL) && (c & bit_AVX512VNNI) && (xcr0 & 0xe6) == 0xe6) {
             lv |= 8;
+            /* AMX-TILE and AMX-INT8 (CPUID 7.0 EDX bits 24, 25), the tile
+             * state saved by the OS (XCR0 bits 17, 18), and Linux's grant
+             * of that state to the process (arch_prctl ARCH_REQ_XCOMP_PERM
+             * for XFEATURE_XTILEDATA, 18), without which a tile
+             * instruction faults. */
+            if ((d & (3u << 24)) == (3u << 24) && (xcr0 & 0x60000) == 0x60000
+                && syscall(SYS_arch_prctl, 0x1023, 18) == 0)
+                lv |= 16;
+        }
     }
     levels = lv;
     return lv;

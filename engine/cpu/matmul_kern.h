@@ -46,6 +46,9 @@ typedef struct {
     const int8_t  *xq;          /* [n_tok, n_in] */
     const float   *xd;          /* [n_tok, n_in / 32] */
     const float   *xls;         /* [n_tok, n_in / 32, 8]: lane sums (exact) */
+    const float   *xo;          /* [n_tok, n_in / 32]: xd * S (S the block's sum of
+                                 * quants), rounded once; NULL unless the AMX
+                                 * kernels may run (cpu_mmq_rows_amx) */
 } mm_job_t;
 
 /* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q
@@ -88,5 +91,10 @@ void cpu_mmq_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
 void cpu_mmq_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
 void cpu_mmq_rows_avxvnni(const mm_job_t *job, uint32_t o0, uint32_t n);
 void cpu_mmq_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
+
+/* The AMX level (matmul_amx.c): sixteen tokens or more of Q4_0, Q4_1,
+ * Q8_0, Q4_K and Q5_K by tile multiplies (Q4_1 and the K-quants need
+ * job->xo); all else by cpu_mmq_rows_avx512.  The same bits. */
+void cpu_mmq_rows_amx(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 #endif

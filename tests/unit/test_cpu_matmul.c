@@ -493,7 +493,12 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     check_fast_shape(type, 37, n_in, 11, isa);
     /* past the kernels' 256 blocks of kept offset terms */
     check_fast_shape(type, 9, k ? 33 * 256 : 257 * 32, 3, isa);
+    /* sixteen tokens or more (AMX tiles): ragged row panels and token
+     * groups, and rows of several chunks with a ragged last one */
+    check_fast_shape(type, 37, n_in, 37, isa);
+    check_fast_shape(type, 21, k ? 33 * 256 : 257 * 32, 19, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
+    check_invariance(type, 19, k ? 9 * 256 : 70 * 32, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
@@ -501,7 +506,8 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     TEST(fast_##lower##_portable) { check_fast(upper, CPU_ISA_PORTABLE); }       \
     TEST(fast_##lower##_avx2) { check_fast(upper, CPU_ISA_AVX2); }               \
     TEST(fast_##lower##_avxvnni) { check_fast(upper, CPU_ISA_AVXVNNI); }         \
-    TEST(fast_##lower##_avx512) { check_fast(upper, CPU_ISA_AVX512); }
+    TEST(fast_##lower##_avx512) { check_fast(upper, CPU_ISA_AVX512); }          \
+    TEST(fast_##lower##_amx) { check_fast(upper, CPU_ISA_AMX); }
 
 FAST_TESTS(q4_0, QT_Q4_0)
 FAST_TESTS(q4_1, QT_Q4_1)
@@ -630,6 +636,7 @@ static void check_exact_invariance(cpu_isa_t isa)
 TEST(exact_invariance_portable) { check_exact_invariance(CPU_ISA_PORTABLE); }
 TEST(exact_invariance_avx2) { check_exact_invariance(CPU_ISA_AVX2); }
 TEST(exact_invariance_avx512) { check_exact_invariance(CPU_ISA_AVX512); }
+TEST(exact_invariance_amx) { check_exact_invariance(CPU_ISA_AMX); }
 
 /* Non-finite activations give non-finite outputs, not undefined behaviour. */
 TEST(fast_nonfinite_activations)
@@ -739,7 +746,7 @@ TEST(fast_quantize_matches_definition)
         x[32 * 15 + k] = ldexpf((float)(k - 16), -130);      /* (2^-126 x 127 / 16: within) */
     }
     quantize_definition(x, 32 * NB, q_ref, d_ref, ls_ref);
-    for (int isa = 0; isa <= CPU_ISA_AVX512; isa++) {
+    for (int isa = 0; isa <= CPU_ISA_AMX; isa++) {
         if (!cpu_isa_usable((cpu_isa_t)isa))
             continue;
         ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, CPU_PREC_FAST), 0);
@@ -769,11 +776,16 @@ TEST(isa_settings)
     ASSERT(isa == CPU_ISA_PORTABLE);
     ASSERT_EQ_INT(cpu_isa_parse("avx512", &isa), 0);
     ASSERT(isa == CPU_ISA_AVX512);
+    ASSERT_EQ_INT(cpu_isa_parse("amx", &isa), 0);
+    ASSERT(isa == CPU_ISA_AMX);
+    ASSERT_EQ_STR(cpu_isa_name(CPU_ISA_AMX), "amx");
     ASSERT_EQ_INT(cpu_isa_parse("sse9", &isa), ERR_INVALID);
     ASSERT_EQ_STR(cpu_isa_name(CPU_ISA_AVXVNNI), "avxvnni");
     ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)7, CPU_PREC_EXACT), ERR_INVALID);
     if (!cpu_isa_usable(CPU_ISA_AVX512))
         ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_AVX512, CPU_PREC_EXACT), ERR_UNSUPPORTED);
+    if (!cpu_isa_usable(CPU_ISA_AMX))
+        ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_AMX, CPU_PREC_EXACT), ERR_UNSUPPORTED);
     ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_PORTABLE, CPU_PREC_FAST), 0);
     ASSERT_EQ_STR(cpu_matmul_path(), "portable");
 
@@ -940,14 +952,14 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(matmul_q4_k_avx2), T(matmul_q4_k_portable), T(matmul_q5_k_avx2),
           T(matmul_q5_k_portable), T(matmul_q6_k_avx2), T(matmul_q6_k_portable),
           T(matmul_long_batch), T(matmul_multi_matches_single), T(matmul_rejects_bad_arguments),
-          T(fast_q4_0_portable), T(fast_q4_0_avx2), T(fast_q4_0_avxvnni), T(fast_q4_0_avx512),
-          T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512),
-          T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512),
-          T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512),
-          T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512),
-          T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512),
+          T(fast_q4_0_portable), T(fast_q4_0_avx2), T(fast_q4_0_avxvnni), T(fast_q4_0_avx512), T(fast_q4_0_amx),
+          T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512), T(fast_q4_1_amx),
+          T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512), T(fast_q8_0_amx),
+          T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512), T(fast_q4_k_amx),
+          T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
+          T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
           T(fast_k_documented_order),
-          T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512),
+          T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
           T(isa_settings),
           T(embed_row_matches_dequant))
