@@ -248,6 +248,8 @@ typedef struct {
     void *ctx;
     uint32_t n_kv_blocks;
     uint32_t block_tokens;
+    char detail[96];  /* the instance in words for the start-up line ("cpu-isa amx,
+                         cpu-precision fast, 2 threads"); "" where there is nothing to add */
 } backend_t;
 
 /*

@@ -289,10 +289,12 @@ void engine_describe(const engine_t *e, char *buf, size_t len)
 {
     const hparams_t *hp = &e->model->hp;
     snprintf(buf, len, "%s: %u layers, width %u, %u heads (%u KV), vocab %u, %.1f MiB of weights; "
-             "backend %s; KV cache %u blocks of %u tokens (%u tokens); context %u; "
+             "backend %s%s%s%s; KV cache %u blocks of %u tokens (%u tokens); context %u; "
              "step budget %u tokens, %u sequences; queue %u",
              e->model->path, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_vocab,
-             e->model->weight_bytes / 1048576.0, e->backend_name, e->backend->n_kv_blocks,
+             e->model->weight_bytes / 1048576.0, e->backend_name,
+             e->backend->detail[0] ? " (" : "", e->backend->detail, e->backend->detail[0] ? ")" : "",
+             e->backend->n_kv_blocks,
              e->backend->block_tokens, e->backend->n_kv_blocks * e->backend->block_tokens, e->n_ctx,
              e->max_tokens, e->max_seqs, e->max_queue);
 }

@@ -67,7 +67,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
       "Compute backend: auto picks CUDA when a device is present, else the CPU.")      \
     X("engine", "threads",          CFG_INT,   threads,          "0", 0, 1024, NULL,   \
       "CPU backend worker threads; 0 means one per online core.")                      \
-    X("engine", "cpu-isa",          CFG_STR,   cpu_isa,          "auto", 0, 0, "auto|avx512|avxvnni|avx2|portable", \
+    X("engine", "cpu-isa",          CFG_STR,   cpu_isa,          "auto", 0, 0, "auto|amx|avx512|avxvnni|avx2|portable", \
       "CPU backend: instruction set of the matrix kernels; auto picks the best this CPU has (chosen at run time), a lower one is for comparison; one this CPU lacks is an error.") \
     X("engine", "cpu-precision",    CFG_STR,   cpu_precision,    "exact", 0, 0, "exact|fast", \
       "CPU backend: exact keeps activations in float (logits within 1e-3 of the float64 reference); fast quantises them per block of 32 to int8 for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights (faster, see docs/PERFORMANCE.md for its divergence). Both are batch-invariant.") \

@@ -11,6 +11,7 @@
  * batched or chunked.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -481,6 +482,9 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     b->ctx = c;
     b->n_kv_blocks = c->n_blocks;
     b->block_tokens = B;
+    snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, %d threads",
+             cpu_isa_name(cpu_matmul_isa()), cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact",
+             threads);
     *out = b;
     return 0;
 
