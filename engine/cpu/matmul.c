@@ -140,17 +140,25 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * stream of weights: a task takes about MM_TASK_BYTES of them, one long
  * sequential read that the hardware prefetchers can follow, but there are
  * at least 4 tasks per thread where the matrix has that many groups, so
- * that a slow thread does not hold the others up.  With many tokens the
- * work is arithmetic and single groups balance best.
+ * that a slow thread does not hold the others up.  On one thread the
+ * tasks run in order, so the stream runs on across them; on several, a
+ * thread's next task lies past another thread's, and every task start
+ * breaks its stream (and its kernel's prefetches ran into the other
+ * thread's rows), so tasks are longer there: MM_TASK_BYTES_MT (a 1B
+ * model's batch-1 decode on two threads of a Xeon: 64 KiB 33-34 tokens/s,
+ * 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less at four
+ * tokens of the default model).  With many tokens the work is arithmetic
+ * and single groups balance best.
  */
-#define MM_TASK_BYTES (64u << 10)
+#define MM_TASK_BYTES    (64u << 10)
+#define MM_TASK_BYTES_MT (1024u << 10)
 
 static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads)
 {
     if (n_tok >= 8)
         return MM_ROWS;
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    size_t by_bytes = MM_TASK_BYTES / ((size_t)MM_ROWS * row_bytes);
+    size_t by_bytes = (n_threads > 1 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
     uint32_t by_balance = groups / (4 * n_threads);
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
