@@ -1,9 +1,11 @@
 /*
  * matmul.c - cpu_matmul's driver (argument checks, the split of output
  * rows into pool tasks, the choice of code path) and the embedding-row
- * lookup.  The kernels are in matmul_portable.c (portable C),
- * matmul_avx2.c and matmul_kq_avx2.c (x86-64); the tiling both paths share is described in
- * matmul_kern.h.  Calls go one way: driver -> AVX2 -> portable.
+ * lookup.  The `exact` kernels are in matmul_portable.c (portable C),
+ * matmul_avx2.c, matmul_kq_avx2.c and matmul_avx512.c (x86-64), the
+ * `fast` ones in matmul_q8.c, matmul_q8_x86.c and matmul_amx.c; the
+ * tiling the paths share is described in matmul_kern.h.  Calls go one
+ * way: driver -> a level's kernels -> the lower levels' (portable last).
  */
 #include "matmul.h"
 

@@ -190,7 +190,7 @@ static void rig_open(rig_t *r, const cfg_t *c)
     r->fake.kv_pos = malloc((size_t)c->n_blocks * c->B * sizeof(int32_t));
     ASSERT(r->fake.kv_tok && r->fake.kv_pos);
     memset(r->fake.kv_pos, 0xff, (size_t)c->n_blocks * c->B * sizeof(int32_t));
-    r->backend = (backend_t){ &fake_ops, &r->fake, c->n_blocks, c->B };
+    r->backend = (backend_t){ .ops = &fake_ops, .ctx = &r->fake, .n_kv_blocks = c->n_blocks, .block_tokens = c->B };
     r->model.hp = (hparams_t){ .n_vocab = V, .n_embd = 8, .n_layer = 0, .n_head = 1, .n_head_kv = 1,
                                .head_dim = 8, .n_ff = 8, .n_ctx_train = 1 << 20 };
     ASSERT_MSG(forward_create(&r->fwd, &r->model, &r->backend, c->max_tokens, err, sizeof err) == 0, "%s", err);
