@@ -330,7 +330,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
     void *act = NULL; /* the quantised activations when there is no pool to hold them */
     cpu_isa_t isa = cpu_matmul_isa();
     if (any_fast) {
-        int rc = quantize_acts(p, &run.job[0], isa == CPU_ISA_AMX && n_tok >= 16, &act);
+        int rc = quantize_acts(p, &run.job[0], isa == CPU_ISA_AMX && n_tok >= MM_AMX_MIN_TOKS, &act);
         if (rc != 0)
             return rc;
     }

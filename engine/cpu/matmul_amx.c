@@ -39,7 +39,7 @@
 #define AMX_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8"
 #define AMX_FN static inline __attribute__((always_inline, target(AMX_TARGET)))
 #define AMX_KB   32 /* blocks of 32 per chunk: a multiple of a K-quant super-block's 8 */
-#define AMX_TOKS 16 /* tokens per group: the tiles' rows */
+#define AMX_TOKS MM_AMX_MIN_TOKS /* tokens per group: the tiles' rows */
 
 /* One chunk of a panel: 16 KiB of B tiles, the scales and min terms. */
 typedef struct {
@@ -56,6 +56,12 @@ typedef struct {
     uint16_t colsb[16];
     uint8_t  rows[16];
 } amx_cfg_t;
+
+/* Whether the type's products have a min term (and so read job->xo). */
+static inline int amx_has_min(qtype_t type)
+{
+    return type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K;
+}
 
 /* Sixteen dwords at base + idx[n] (idx: the panel's row offsets). */
 AMX_FN __m512i amx_gather(__m512i idx, const uint8_t *base)
@@ -229,7 +235,7 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
 
 AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_t n)
 {
-    const int MIN = type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K;
+    const int MIN = amx_has_min(type);
     const int ksb = type == QT_Q4_K || type == QT_Q5_K;
     const size_t nb = j->n_in / QK_SMALL;
     amx_panel_t pn __attribute__((aligned(64)));
@@ -264,7 +270,7 @@ __attribute__((target(AMX_TARGET))) void cpu_mmq_rows_amx(const mm_job_t *j, uin
     const int amx_type = j->type == QT_Q4_0 || j->type == QT_Q4_1 || j->type == QT_Q8_0
                          || j->type == QT_Q4_K || j->type == QT_Q5_K;
     if (!amx_type || j->n_tok < AMX_TOKS || j->row_bytes > INT32_MAX / 16
-        || (j->type != QT_Q4_0 && j->type != QT_Q8_0 && j->xo == NULL)) {
+        || (amx_has_min(j->type) && j->xo == NULL)) {
         cpu_mmq_rows_avx512(j, o0, n);
         return;
     }
