@@ -1,19 +1,20 @@
 /*
  * bench_cpu - the CPU backend on the default model: prefill tokens/s for
  * prompts of 128 and 512 tokens, decode tokens/s at batch 1, 4 and 16
- * (context 128), for each thread count given, beside the machine's copy
+ * (context 128, or --context N), for each thread count given, beside the machine's copy
  * bandwidth and its read bandwidth at that thread count, measured in the
  * same run, so that batch-1 decode reads as a fraction of its limit
  * (weight bytes per token over read bandwidth; the probes: bench_bw.c).
  *
- *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--json] [--cpu-time]
+ *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--context N] [--json] [--cpu-time]
  *
  * --only takes a comma list of prefill128, prefill512, decode1, decode4,
  * decode16 (default all).  --json adds one line per figure for scripts:
  *   {"threads":T,"measure":"prefill512","tokens_per_s":X}
  *   {"threads":T,"measure":"read_bandwidth","gb_per_s":X}
- * A decode run is 16 consecutive steps (context 128 + run .. + 15) after
- * one untimed run, its figure the time per step.
+ * A decode run is 16 consecutive steps (context C + run .. + 15, C = 128
+ * or --context, up to 960) after one untimed run, its figure the time per
+ * step; each sequence attends over its C + run .. keys.
  * Times are medians of N runs (default 5), wall clock; with --cpu-time the
  * calling thread's CPU time, which on a shared machine leaves out the
  * time a one-thread step waits for a core (meaningful with --threads 1
@@ -124,6 +125,7 @@ int main(int argc, char **argv)
 {
     const char *path = NULL, *threads = "1,2", *only = NULL, *isa = NULL, *precision = NULL;
     int runs = 5;
+    uint32_t ctx = 128;
     char err[ERR_MSG_MAX];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
@@ -131,13 +133,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--context") && i + 1 < argc) ctx = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--json")) json_out = 1;
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
         else path = argv[i];
     }
-    if (path == NULL || runs < 1 || runs > 64) {
+    if (path == NULL || runs < 1 || runs > 64 || ctx < 1 || ctx > 960) {
         fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N] [--isa LEVEL] [--precision exact|fast]"
-                " [--only LIST] [--json] [--cpu-time]\n");
+                " [--only LIST] [--context 1..960] [--json] [--cpu-time]\n");
         return 2;
     }
     model_t *m;
@@ -198,12 +201,12 @@ int main(int argc, char **argv)
             snprintf(key, sizeof key, "decode%u", B);
             if (!wanted(only, key))
                 continue;
-            (void)run_decode(f, logits, B, 128); /* warm-up */
+            (void)run_decode(f, logits, B, ctx); /* warm-up */
             for (int r = 0; r < runs; r++)
-                t[r] = run_decode(f, logits, B, 128 + (uint32_t)r);
+                t[r] = run_decode(f, logits, B, ctx + (uint32_t)r);
             double tps = B / bench_median(t, runs);
             char what[64];
-            snprintf(what, sizeof what, "decode batch %u, context 128", B);
+            snprintf(what, sizeof what, "decode batch %u, context %u", B, ctx);
             json_figure(nt, key, "tokens_per_s", tps);
             if (B == 1) {
                 base = tps;

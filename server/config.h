@@ -70,7 +70,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("engine", "cpu-isa",          CFG_STR,   cpu_isa,          "auto", 0, 0, "auto|amx|avx512|avxvnni|avx2|portable", \
       "CPU backend: instruction set of the matrix kernels; auto picks the best this CPU has (chosen at run time), a lower one is for comparison; one this CPU lacks is an error.") \
     X("engine", "cpu-precision",    CFG_STR,   cpu_precision,    "exact", 0, 0, "exact|fast", \
-      "CPU backend: exact keeps activations in float (logits within 1e-3 of the float64 reference); fast quantises them per block of 32 to int8 for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights (faster, see docs/PERFORMANCE.md for its divergence). Both are batch-invariant.") \
+      "CPU backend: exact keeps activations in float (logits within 1e-3 of the float64 reference); fast quantises them per block of 32 to int8 for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights and keeps K/V as IEEE halves (faster, twice the tokens in kv-memory; see docs/PERFORMANCE.md for its divergence). Both are batch-invariant.") \
     X("engine", "kv-memory",        CFG_SIZE,  kv_memory,        "256M", 1 << 20, 0, NULL, \
       "Memory for the paged KV cache (bytes; K, M, G suffixes).")                      \
     X("engine", "max-batch-tokens", CFG_INT,   max_batch_tokens, "512", 1, 65536, NULL, \

@@ -8,11 +8,21 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/quant.h"
 #include "vexp.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define ATT_X86 1
+#endif
 
 /* A tile's rows hold at most this many accumulator floats (16 KiB, so
    the accumulators and one K/V block stay in L1 together). */
 #define TILE_FLOATS 4096
+/* Keys per KV block at most (cpu_attention refuses more): the widened
+   K and V of one block take 2 x KV_MAX_B x head_dim scratch floats. */
+#define KV_MAX_B 64
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
@@ -23,7 +33,7 @@ typedef struct {
     uint32_t tile;              /* query tokens per tile */
     float *scratch;
     size_t scratch_floats;
-    int avx2;                   /* run the AVX2 build */
+    int avx2;                   /* run the AVX2 build (with F16C) */
 } job_t;
 
 static int force_plain;
@@ -47,9 +57,44 @@ size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t hea
     if (n_head_kv == 0 || n_head % n_head_kv != 0)
         return 0;
     uint64_t rows = (uint64_t)tile_tokens(n_head, n_head_kv, head_dim) * group_of(n_head, n_head_kv);
-    /* acc [rows, head_dim], then max [rows], sum [rows], padded to 8 */
-    return (size_t)(rows * head_dim + ((2 * rows + 7) & ~(uint64_t)7));
+    /* acc [rows, head_dim], then max [rows], sum [rows], padded to 8, then
+       one block's widened K and V [KV_MAX_B, head_dim] each */
+    return (size_t)(rows * head_dim + ((2 * rows + 7) & ~(uint64_t)7) + 2 * (uint64_t)KV_MAX_B * head_dim);
 }
+
+/* The floats of n halves: exact, so every build gives the same. */
+static void widen_plain(float *dst, const uint16_t *src, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        dst[i] = f16_to_f32(src[i]);
+}
+
+static void narrow_plain(uint16_t *dst, const float *src, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        dst[i] = f32_to_f16(src[i]);
+}
+
+#ifdef ATT_X86
+__attribute__((target("avx2,f16c"))) static void widen_f16c(float *dst, const uint16_t *src, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + i))));
+    widen_plain(dst + i, src + i, n - i);
+}
+
+/* F16C's round to nearest even is f32_to_f16's, NaNs included: the sign,
+   the quiet bit and the payload's top nine bits (test_cpu_attention). */
+__attribute__((target("avx2,f16c"))) static void narrow_f16c(uint16_t *dst, const float *src, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    narrow_plain(dst + i, src + i, n - i);
+}
+#endif
 
 /*
  * Eight keys' scores at once: d[j] holds key j's eight lane sums; lane j
@@ -84,7 +129,7 @@ size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t hea
  * Inline into the two builds below.
  */
 static inline __attribute__((always_inline)) void
-tile_body(const job_t *job, uint32_t task, float *scratch)
+tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(float *, const uint16_t *, uint32_t))
 {
     const cpu_attn_t *a = job->a;
     const batch_t *b = a->batch;
@@ -107,6 +152,10 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
     v8f *acc = (v8f *)scratch;                      /* [rows, nv] */
     float *mx = scratch + (size_t)rows * hd;        /* [rows] */
     float *denom = mx + rows;                       /* [rows] */
+    float *kw = scratch + (size_t)rows * hd + ((2 * rows + 7) & ~7u); /* [KV_MAX_B, hd] widened keys */
+    float *vw = kw + (size_t)KV_MAX_B * hd;                           /* and values */
+    const size_t esz = a->kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    const char *kbase = a->k, *vbase = a->v;
     float scale = 1.0f / sqrtf((float)hd);
 
     uint32_t max_keys = 0;
@@ -124,7 +173,15 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
     for (uint32_t j0 = 0; j0 < max_keys; j0 += B) {
         int32_t block = s->block_table[j0 / B];
         uint64_t off = (uint64_t)block * a->n_head_kv * B * hd + (uint64_t)kvh * B * hd;
-        const float *kb = a->k + off, *vb = a->v + off;
+        const float *kb = (const float *)(const void *)(kbase + off * esz);
+        const float *vb = (const float *)(const void *)(vbase + off * esz);
+        if (a->kv_f16) {    /* the keys this tile reads, widened */
+            uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
+            widen(kw, (const uint16_t *)(const void *)(kbase + off * esz), nk * hd);
+            widen(vw, (const uint16_t *)(const void *)(vbase + off * esz), nk * hd);
+            kb = kw;
+            vb = vw;
+        }
         if (j0 + B < max_keys) {
             /* the next block's keys and values, a cache line at a time:
              * blocks lie anywhere in the pool, so the hardware's stream
@@ -132,9 +189,9 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
              * (one token) has too little work per block to hide the miss */
             uint64_t noff = (uint64_t)s->block_table[j0 / B + 1] * a->n_head_kv * B * hd
                             + (uint64_t)kvh * B * hd;
-            for (uint32_t c = 0; c < B * hd; c += 16) {
-                __builtin_prefetch(a->k + noff + c);
-                __builtin_prefetch(a->v + noff + c);
+            for (uint64_t c = 0; c < B * hd * esz; c += 64) {
+                __builtin_prefetch(kbase + noff * esz + c);
+                __builtin_prefetch(vbase + noff * esz + c);
             }
         }
         for (uint32_t i = 0; i < nq; i++) {
@@ -254,19 +311,26 @@ tile_body(const job_t *job, uint32_t task, float *scratch)
 
 static void tile_plain(const job_t *job, uint32_t task, float *scratch)
 {
-    tile_body(job, task, scratch);
+    tile_body(job, task, scratch, widen_plain);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef ATT_X86
 __attribute__((target("avx2"))) static void tile_avx2(const job_t *job, uint32_t task, float *scratch)
 {
-    tile_body(job, task, scratch);
+    tile_body(job, task, scratch, widen_f16c);
 }
 
 static int avx2_usable(void)
 {
-    __builtin_cpu_init();   /* also checks that the OS saves the ymm registers */
-    return __builtin_cpu_supports("avx2");
+    static int usable = -1;    /* pool threads may ask at once: the same answer */
+    int u = __atomic_load_n(&usable, __ATOMIC_RELAXED);
+    if (u < 0) {
+        unsigned a, b, c, d;
+        __builtin_cpu_init();   /* also checks that the OS saves the ymm registers */
+        u = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+        __atomic_store_n(&usable, u, __ATOMIC_RELAXED);
+    }
+    return u;
 }
 #else
 #define tile_avx2 tile_plain
@@ -291,7 +355,7 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
     const batch_t *b = a->batch;
     if (a->head_dim == 0 || a->head_dim % 8 != 0 || a->head_dim > CPU_ATTN_MAX_HEAD_DIM ||
         a->n_head_kv == 0 || a->n_head % a->n_head_kv != 0 || a->block_tokens == 0 ||
-        a->block_tokens > 64)
+        a->block_tokens > KV_MAX_B)
         return ERR_INVALID;
     uint32_t tile = tile_tokens(a->n_head, a->n_head_kv, a->head_dim);
     uint64_t n_tiles = 0;
@@ -312,4 +376,15 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
 void cpu_attention_force_plain(int on)
 {
     force_plain = on != 0;
+}
+
+void cpu_kv_put_f16(uint16_t *dst, const float *src, uint32_t n)
+{
+#ifdef ATT_X86
+    if (!force_plain && avx2_usable()) {
+        narrow_f16c(dst, src, n);
+        return;
+    }
+#endif
+    narrow_plain(dst, src, n);
 }

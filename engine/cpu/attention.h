@@ -22,6 +22,14 @@
  * AVX2 and plain builds of the kernel give the same bits (no fused
  * multiply-adds: see vexp.h).
  *
+ * K and V are float32, or IEEE half (kv_f16: what cpu-precision fast
+ * stores, half the bytes a step reads).  Halves are widened to float a
+ * block at a time into the thread's scratch before the block is used;
+ * widening is exact, so a row's result is the order above applied to the
+ * floats the halves hold, in every build.  cpu_kv_put_f16 is the one
+ * narrowing (round to nearest even, as base/quant.h's f32_to_f16, bit
+ * for bit in every build).
+ *
  * Threads: the engine thread calls cpu_attention; it spreads the tasks
  * over the pool.
  */
@@ -38,11 +46,12 @@ typedef struct {
     uint32_t head_dim;          /* a multiple of 8, at most CPU_ATTN_MAX_HEAD_DIM */
     uint32_t n_head, n_head_kv; /* n_head a multiple of n_head_kv */
     uint32_t block_tokens;      /* B: keys per KV block, 1..64 */
-    const float *k;             /* [n_blocks, n_head_kv, B, head_dim] this layer's keys */
-    const float *v;             /* [n_blocks, n_head_kv, B, head_dim] this layer's values */
+    const void *k;              /* [n_blocks, n_head_kv, B, head_dim] this layer's keys */
+    const void *v;              /* [n_blocks, n_head_kv, B, head_dim] this layer's values */
     const batch_t *batch;       /* the step's tokens, already checked by batch_check */
     const float *q;             /* [n_tokens, n_head, head_dim] roped queries */
     float *out;                 /* [n_tokens, n_head, head_dim] written */
+    int kv_f16;                 /* k and v hold IEEE halves (uint16_t), else floats */
 } cpu_attn_t;
 
 #define CPU_ATTN_MAX_HEAD_DIM 512
@@ -63,5 +72,9 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
 /* Use the plain build of the kernel (on != 0) even where AVX2 is
    present; for tests.  Call it only while no cpu_attention runs. */
 void cpu_attention_force_plain(int on);
+
+/* dst[i] = f32_to_f16(src[i]) for i < n, eight at a time by F16C where
+   the AVX2 build runs; the same bits either way (NaNs stay NaNs, quiet). */
+void cpu_kv_put_f16(uint16_t *dst, const float *src, uint32_t n);
 
 #endif

@@ -29,8 +29,9 @@ typedef struct {
     pool_t *pool;
     uint32_t max_tokens;
     uint32_t n_blocks, B;
-    float *kv;              /* [n_layer, 2, n_blocks, n_head_kv, B, head_dim] */
-    uint64_t kv_layer_stride, kv_block_stride;
+    unsigned char *kv;      /* [n_layer, 2, n_blocks, n_head_kv, B, head_dim] of kv_esz bytes */
+    uint64_t kv_layer_stride, kv_block_stride; /* in elements */
+    uint32_t kv_esz;        /* 4: floats; 2: IEEE halves (cpu-precision fast) */
     float *norms;           /* [2 * n_layer + 1, n_embd]: attn, ffn per layer, then output */
     double *inv_freq;       /* [rope_dim / 2] */
     float *rope_cos;        /* [max_tokens, rope_dim / 2] */
@@ -218,13 +219,22 @@ static void rope_head(float *v, const float *cs, const float *sn, uint32_t rope_
     }
 }
 
-static float *kv_slot(const cpu_t *c, uint32_t layer, int which, int32_t block, uint32_t kvh,
-                      uint32_t slot)
+static void *kv_slot(const cpu_t *c, uint32_t layer, int which, int32_t block, uint32_t kvh,
+                     uint32_t slot)
 {
     const hparams_t *hp = &c->m->hp;
-    return c->kv + (uint64_t)layer * c->kv_layer_stride +
-           (uint64_t)which * (c->kv_layer_stride / 2) + (uint64_t)block * c->kv_block_stride +
-           ((uint64_t)kvh * c->B + slot) * hp->head_dim;
+    return c->kv + c->kv_esz * ((uint64_t)layer * c->kv_layer_stride +
+                                (uint64_t)which * (c->kv_layer_stride / 2) + (uint64_t)block * c->kv_block_stride +
+                                ((uint64_t)kvh * c->B + slot) * hp->head_dim);
+}
+
+/* One head's hd keys or values into its slot, as the slots hold them. */
+static void kv_put(const cpu_t *c, void *slot, const float *src, uint32_t hd)
+{
+    if (c->kv_esz == sizeof(float))
+        memcpy(slot, src, hd * sizeof(float));
+    else
+        cpu_kv_put_f16(slot, src, hd);
 }
 
 typedef struct {
@@ -254,9 +264,8 @@ static void rope_task(void *vjob, uint32_t t, uint32_t thread)
     for (uint32_t h = 0; h < hp->n_head_kv; h++) {
         float *kh = j->k + t * kvrow + (uint64_t)h * hd;
         rope_head(kh, cs, sn, hp->rope_dim, hp->rope_layout);
-        memcpy(kv_slot(c, j->layer, 0, block, h, pos % c->B), kh, hd * sizeof(float));
-        memcpy(kv_slot(c, j->layer, 1, block, h, pos % c->B), j->v + t * kvrow + (uint64_t)h * hd,
-               hd * sizeof(float));
+        kv_put(c, kv_slot(c, j->layer, 0, block, h, pos % c->B), kh, hd);
+        kv_put(c, kv_slot(c, j->layer, 1, block, h, pos % c->B), j->v + t * kvrow + (uint64_t)h * hd, hd);
     }
 }
 
@@ -275,7 +284,7 @@ static int op_attention(void *vctx, uint32_t layer, bk_buf_t q, bk_buf_t out)
     cpu_t *c = vctx;
     const hparams_t *hp = &c->m->hp;
     cpu_attn_t a = { hp->head_dim, hp->n_head, hp->n_head_kv, c->B, kv_slot(c, layer, 0, 0, 0, 0),
-                     kv_slot(c, layer, 1, 0, 0, 0), c->batch, q, out };
+                     kv_slot(c, layer, 1, 0, 0, 0), c->batch, q, out, c->kv_esz == sizeof(uint16_t) };
     return cpu_attention(c->pool, &a, c->attn_tile_first, c->attn_scratch);
 }
 
@@ -366,7 +375,7 @@ static int op_kv_copy(void *vctx, const int32_t *src, const int32_t *dst, uint32
         for (uint32_t l = 0; l < c->m->hp.n_layer; l++)
             for (int which = 0; which < 2; which++)
                 memcpy(kv_slot(c, l, which, dst[i], 0, 0), kv_slot(c, l, which, src[i], 0, 0),
-                       c->kv_block_stride * sizeof(float));
+                       c->kv_block_stride * c->kv_esz);
     }
     return 0;
 }
@@ -415,7 +424,10 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     uint32_t B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
     if (B > 64)
         return err_set(err, errlen, ERR_INVALID, "block size %u is above 64", B);
-    uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * B * hp->head_dim * sizeof(float);
+    /* fast keeps K and V as halves: half the bytes a step reads, twice
+       the blocks in kv-memory (attention.h) */
+    uint32_t kv_esz = cpu_matmul_precision() == CPU_PREC_FAST ? sizeof(uint16_t) : sizeof(float);
+    uint64_t block_bytes = (uint64_t)hp->n_layer * 2 * hp->n_head_kv * B * hp->head_dim * kv_esz;
     uint64_t n_blocks = o->kv_bytes / block_bytes;
     if (n_blocks == 0 || n_blocks > INT32_MAX)
         return err_set(err, errlen, ERR_INVALID,
@@ -430,6 +442,7 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     c->B = B;
     c->n_blocks = (uint32_t)n_blocks;
     c->max_tokens = o->max_tokens;
+    c->kv_esz = kv_esz;
     c->kv_block_stride = (uint64_t)hp->n_head_kv * B * hp->head_dim;
     c->kv_layer_stride = 2 * n_blocks * c->kv_block_stride;
     int threads = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -482,9 +495,9 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     b->ctx = c;
     b->n_kv_blocks = c->n_blocks;
     b->block_tokens = B;
-    snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, %d threads",
+    snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, K/V %s, %d threads",
              cpu_isa_name(cpu_matmul_isa()), cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact",
-             threads);
+             kv_esz == sizeof(float) ? "f32" : "f16", threads);
     *out = b;
     return 0;
 

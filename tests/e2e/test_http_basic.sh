@@ -36,7 +36,7 @@ fi
 BASE="http://127.0.0.1:$PORT"
 check "daemon becomes ready" wait_ready
 check "start-up line names the CPU kernels" \
-    grep -Eq 'backend cpu \(cpu-isa (amx|avx512|avxvnni|avx2|portable), cpu-precision exact, [0-9]+ threads\)' \
+    grep -Eq 'backend cpu \(cpu-isa (amx|avx512|avxvnni|avx2|portable), cpu-precision exact, K/V f32, [0-9]+ threads\)' \
     "$E2E_TMP/llamad.log"
 
 code=$(post /v1/completions '{"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}')

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/quant.h"
 #include "cpu/attention.h"
 #include "cpu/vexp.h"
 #include "test.h"
@@ -57,6 +58,7 @@ static float rnd(void)
 }
 
 static float kv_k[NBLK][NKV][BT][HD], kv_v[NBLK][NKV][BT][HD];
+static uint16_t kv16_k[NBLK][NKV][BT][HD], kv16_v[NBLK][NKV][BT][HD];
 static float q[MAXTOK][NH][HD];
 /* sequence A: 40 cached positions, then 35 new (40..74) in blocks 0..4
    shuffled; sequence B: 5 new positions (0..4) in block 9. */
@@ -74,8 +76,9 @@ static void fill(void)
         qq[i] = rnd() * 2.0f;
 }
 
-/* out[t] for the tokens of b, with n_threads threads. */
-static int run(const batch_t *b, int n_threads, float *out)
+/* out[t] for the tokens of b, with n_threads threads, K/V from kv_k and
+   kv_v, or (f16) from kv16_k and kv16_v. */
+static int run_kv(const batch_t *b, int n_threads, float *out, int f16)
 {
     pool_t *p;
     if (pool_create(&p, n_threads) != 0)
@@ -83,11 +86,21 @@ static int run(const batch_t *b, int n_threads, float *out)
     size_t per = cpu_attn_scratch_floats(NH, NKV, HD);
     float *scratch = aligned_alloc(64, ((size_t)n_threads * per * sizeof(float) + 63) & ~(size_t)63);
     uint32_t tile_first[4];
-    cpu_attn_t a = { HD, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], b, &q[0][0][0], out };
+    cpu_attn_t a = { HD, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], b, &q[0][0][0], out, 0 };
+    if (f16) {
+        a.k = &kv16_k[0][0][0][0];
+        a.v = &kv16_v[0][0][0][0];
+        a.kv_f16 = 1;
+    }
     int rc = scratch ? cpu_attention(p, &a, tile_first, scratch) : ERR_NOMEM;
     free(scratch);
     pool_destroy(p);
     return rc;
+}
+
+static int run(const batch_t *b, int n_threads, float *out)
+{
+    return run_kv(b, n_threads, out, 0);
 }
 
 /* The independent reference: softmax(q k / sqrt(d)) v in double, keys
@@ -258,12 +271,106 @@ TEST(output_bits_do_not_depend_on_batch_threads_or_build)
                "A's last tokens in a chunk of their own differ");
 }
 
+/*
+ * Half-precision K/V (cpu-precision fast): the kernel over halves is the
+ * float kernel over the floats those halves hold, bit for bit, in both
+ * builds and at any thread count; and those floats are near the originals.
+ */
+TEST(f16_kv_is_the_float_kernel_over_the_halves)
+{
+    fill();
+    float *k = &kv_k[0][0][0][0], *v = &kv_v[0][0][0][0];
+    uint16_t *k16 = &kv16_k[0][0][0][0], *v16 = &kv16_v[0][0][0][0];
+    size_t n = sizeof kv_k / sizeof(float);
+    for (size_t i = 0; i < n; i++) {
+        k16[i] = f32_to_f16(k[i]);
+        v16[i] = f32_to_f16(v[i]);
+        k[i] = f16_to_f32(k16[i]);  /* the float kernel now reads the halves' values */
+        v[i] = f16_to_f32(v16[i]);
+    }
+    batch_t b = batch_ab();
+    size_t bytes = (size_t)b.n_tokens * NH * HD * sizeof(float);
+    ASSERT_EQ_INT(run(&b, 2, &out1[0][0][0]), 0);
+    for (int plain = 0; plain < 2; plain++)
+        for (int threads = 1; threads <= 3; threads += 2) {
+            cpu_attention_force_plain(plain);
+            memset(out2, 0, sizeof out2);
+            int rc = run_kv(&b, threads, &out2[0][0][0], 1);
+            cpu_attention_force_plain(0);
+            ASSERT_EQ_INT(rc, 0);
+            ASSERT_MSG(memcmp(out1, out2, bytes) == 0, "%s build, %d threads: f16 K/V differ from the "
+                       "float kernel over the same values", plain ? "plain" : "AVX2", threads);
+        }
+    /* and a sequence's rows alone match it beside another */
+    batch_t alone = { A_NEW, NULL, pos_ab, 1, seqs_ab, 0, NULL };
+    memset(out2, 0, sizeof out2);
+    ASSERT_EQ_INT(run_kv(&alone, 2, &out2[0][0][0], 1), 0);
+    ASSERT_MSG(memcmp(out1, out2, (size_t)A_NEW * NH * HD * sizeof(float)) == 0,
+               "f16: sequence A alone differs from A beside B");
+}
+
+/* A float beside its bits, for the sweep below. */
+static float bits_f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* cpu_kv_put_f16 (F16C where the AVX2 build runs, and the plain loop) is
+ * f32_to_f16 (numpy's rounding, test_quant) bit for bit: a stride through
+ * every float, every half's neighbours and the midpoints between
+ * neighbouring halves (the ties), infinities, NaNs with payloads. */
+TEST(f16_narrowing_is_f32_to_f16)
+{
+    enum { N = 1 << 20 };
+    float *src = malloc(N * sizeof(float));
+    uint16_t *got = malloc(N * sizeof(uint16_t));
+    ASSERT(src != NULL && got != NULL);
+    size_t n = 0;
+    for (uint64_t u = 0; u < (1ull << 32) && n < N / 2; u += 8209)
+        src[n++] = bits_f((uint32_t)u);
+    for (uint32_t h = 0; h < 0x7bffu && n + 5 <= N; h++) { /* finite neighbours */
+        float a = f16_to_f32((uint16_t)h), b2 = f16_to_f32((uint16_t)(h + 1));
+        float mid = (a + b2) / 2.0f;            /* exact: a float has room for it */
+        uint32_t mu;
+        memcpy(&mu, &mid, sizeof mu);
+        src[n++] = mid;
+        src[n++] = -mid;
+        src[n++] = bits_f(mu + 1);
+        src[n++] = bits_f(mu - 1);
+        src[n++] = a;
+    }
+    const uint32_t special[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u, 0x7f800001u,
+                                 0x7fa5a5a5u, 0xff812345u, 0x477ff000u, 0x477fefffu, 0x47800000u,
+                                 0x33000000u, 0x33000001u, 0x387fc000u, 0x00000001u, 0x80000000u };
+    for (size_t i = 0; i < sizeof special / sizeof special[0] && n < N; i++)
+        src[n++] = bits_f(special[i]);
+    if (n % 8 == 0)
+        n--;                                    /* a ragged tail for the eight-wide loop */
+    for (int plain = 0; plain < 2; plain++) {
+        cpu_attention_force_plain(plain);
+        memset(got, 0, N * sizeof(uint16_t));
+        cpu_kv_put_f16(got, src, (uint32_t)n);
+        cpu_attention_force_plain(0);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t want = f32_to_f16(src[i]);
+            uint32_t xb;
+            memcpy(&xb, &src[i], sizeof xb);
+            ASSERT_MSG(got[i] == want, "%s: 0x%08x gives 0x%04x, f32_to_f16 0x%04x",
+                       plain ? "plain" : "F16C", xb, got[i], want);
+        }
+    }
+    free(src);
+    free(got);
+}
+
 TEST(bad_shapes_are_refused)
 {
     batch_t b = batch_ab();
     float one[1];
     uint32_t tf[4];
-    cpu_attn_t a = { 12, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], &b, &q[0][0][0], one };
+    cpu_attn_t a = { 12, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], &b, &q[0][0][0], one, 0 };
     ASSERT_EQ_INT(cpu_attention(NULL, &a, tf, one), ERR_INVALID);          /* head_dim not a multiple of 8 */
     a.head_dim = HD;
     a.n_head_kv = 4;
@@ -275,4 +382,5 @@ TEST(bad_shapes_are_refused)
 }
 
 TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference), T(output_is_the_stated_order_bit_for_bit),
-          T(output_bits_do_not_depend_on_batch_threads_or_build), T(bad_shapes_are_refused))
+          T(output_bits_do_not_depend_on_batch_threads_or_build), T(f16_kv_is_the_float_kernel_over_the_halves), T(f16_narrowing_is_f32_to_f16),
+          T(bad_shapes_are_refused))
