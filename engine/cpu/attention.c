@@ -11,8 +11,9 @@
 #include "base/quant.h"
 #include "vexp.h"
 
+#include "matmul_kern.h" /* cpu_mm_avx2_usable, cpu_mm_deq_f16_avx2 */
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
 #include <immintrin.h>
 #define ATT_X86 1
 #endif
@@ -62,11 +63,11 @@ size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t hea
     return (size_t)(rows * head_dim + ((2 * rows + 7) & ~(uint64_t)7) + 2 * (uint64_t)KV_MAX_B * head_dim);
 }
 
-/* The floats of n halves: exact, so every build gives the same. */
-static void widen_plain(float *dst, const uint16_t *src, uint32_t n)
+/* The floats of n halves: exact, so every build gives the same (the AVX2
+   build's is matmul_avx2.c's cpu_mm_deq_f16_avx2). */
+static void widen_plain(const uint8_t *src, float *dst, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++)
-        dst[i] = f16_to_f32(src[i]);
+    (void)quant_dequant(QT_F16, src, dst, n);
 }
 
 static void narrow_plain(uint16_t *dst, const float *src, uint32_t n)
@@ -76,14 +77,6 @@ static void narrow_plain(uint16_t *dst, const float *src, uint32_t n)
 }
 
 #ifdef ATT_X86
-__attribute__((target("avx2,f16c"))) static void widen_f16c(float *dst, const uint16_t *src, uint32_t n)
-{
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + i))));
-    widen_plain(dst + i, src + i, n - i);
-}
-
 /* F16C's round to nearest even is f32_to_f16's, NaNs included: the sign,
    the quiet bit and the payload's top nine bits (test_cpu_attention). */
 __attribute__((target("avx2,f16c"))) static void narrow_f16c(uint16_t *dst, const float *src, uint32_t n)
@@ -129,7 +122,7 @@ __attribute__((target("avx2,f16c"))) static void narrow_f16c(uint16_t *dst, cons
  * Inline into the two builds below.
  */
 static inline __attribute__((always_inline)) void
-tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(float *, const uint16_t *, uint32_t))
+tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const uint8_t *, float *, uint32_t))
 {
     const cpu_attn_t *a = job->a;
     const batch_t *b = a->batch;
@@ -177,8 +170,8 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(float *
         const float *vb = (const float *)(const void *)(vbase + off * esz);
         if (a->kv_f16) {    /* the keys this tile reads, widened */
             uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
-            widen(kw, (const uint16_t *)(const void *)(kbase + off * esz), nk * hd);
-            widen(vw, (const uint16_t *)(const void *)(vbase + off * esz), nk * hd);
+            widen((const uint8_t *)kbase + off * esz, kw, nk * hd);
+            widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
             kb = kw;
             vb = vw;
         }
@@ -317,28 +310,18 @@ static void tile_plain(const job_t *job, uint32_t task, float *scratch)
 #ifdef ATT_X86
 __attribute__((target("avx2"))) static void tile_avx2(const job_t *job, uint32_t task, float *scratch)
 {
-    tile_body(job, task, scratch, widen_f16c);
-}
-
-static int avx2_usable(void)
-{
-    static int usable = -1;    /* pool threads may ask at once: the same answer */
-    int u = __atomic_load_n(&usable, __ATOMIC_RELAXED);
-    if (u < 0) {
-        unsigned a, b, c, d;
-        __builtin_cpu_init();   /* also checks that the OS saves the ymm registers */
-        u = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
-        __atomic_store_n(&usable, u, __ATOMIC_RELAXED);
-    }
-    return u;
+    tile_body(job, task, scratch, cpu_mm_deq_f16_avx2);
 }
 #else
 #define tile_avx2 tile_plain
+#endif
+
+/* The matrix kernels' test (AVX2, FMA, F16C, and the OS saves the ymm
+   registers); any thread may ask. */
 static int avx2_usable(void)
 {
-    return 0;
+    return cpu_mm_avx2_usable();
 }
-#endif
 
 static void attn_task(void *vjob, uint32_t task, uint32_t thread)
 {

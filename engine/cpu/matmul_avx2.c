@@ -183,8 +183,8 @@ AVX2 static void deq_q8_0(const uint8_t *b, float *out, uint32_t nb)
     deq_small(QT_Q8_0, BB_Q8_0, b, out, nb);
 }
 
-/* n halves (any n) at b. */
-AVX2 static void deq_f16(const uint8_t *b, float *out, uint32_t n)
+/* n halves (any n) at b; also attention.c's widening of half K/V. */
+AVX2 void cpu_mm_deq_f16_avx2(const uint8_t *b, float *out, uint32_t n)
 {
     uint32_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -226,7 +226,7 @@ AVX2 static void fill_tile(const mm_job_t *j, const uint8_t *rows, uint32_t nr, 
         for (size_t l = 0; l < cb; l += 64)
             prefetch_at(src, ahead + l);
         switch (j->type) {
-        case QT_F16:  deq_f16(src, dst, kc); break;
+        case QT_F16:  cpu_mm_deq_f16_avx2(src, dst, kc); break;
         case QT_BF16: deq_bf16(src, dst, kc); break;
         case QT_Q4_0: deq_q4_0(src, dst, nb); break;
         case QT_Q4_1: deq_q4_1(src, dst, nb); break;

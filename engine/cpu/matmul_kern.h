@@ -77,6 +77,8 @@ void cpu_mm_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 /* Whether this build has the AVX2 kernels and this CPU can run them. */
 int cpu_mm_avx2_usable(void);
+/* n halves at b as floats (exact), with F16C; the same condition. */
+void cpu_mm_deq_f16_avx2(const uint8_t *b, float *out, uint32_t n);
 
 /* The cpu_isa_t levels (matmul.h) this build and CPU can run: bit i for level i. */
 int cpu_mm_x86_levels(void);
