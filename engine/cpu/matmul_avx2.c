@@ -213,8 +213,8 @@ AVX2 static void deq_bf16(const uint8_t *b, float *out, uint32_t n)
  * the matrix a prefetch is harmless).  Issued row by row, not all at
  * once, so that they do not queue up behind each other.
  */
-AVX2 static void fill_tile(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0,
-                           uint32_t kc, float *tile)
+AVX2 void cpu_mm_fill_tile_avx2(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0,
+                                uint32_t kc, float *tile)
 {
     size_t off = (size_t)(k0 / j->block_elems) * j->block_bytes;
     uint32_t nb = kc / j->block_elems;
@@ -321,13 +321,11 @@ AVX2 static void micro_8x1(const float *w, size_t ws, uint32_t nr, const float *
 /* ------------------------------------------------------ few tokens */
 
 /*
- * Up to MM_FEW_TOKS tokens skip the tile: measured, the tile path (which
- * dequantises once per 64 tokens, not once per 4) overtakes at about 12.
+ * Up to MM_FEW_TOKS tokens (matmul_kern.h) skip the tile.
  * MM_PF_BYTES: how far ahead the few-token kernels prefetch; 1 to 4 KiB
  * all did about as well on an AMD EPYC; on a Xeon with AVX-512, one token
  * of the default model went from 73 to 85 tokens/s with 2 KiB -> 8 KiB.
  */
-#define MM_FEW_TOKS 8
 #define MM_PF_BYTES 8192
 
 /*
@@ -452,7 +450,7 @@ AVX2 static void rows_tiled(const mm_job_t *j, uint32_t o0, uint32_t nr)
                 wc = (const float *)(const void *)rows + k0;
                 ws = n_in;
             } else {
-                fill_tile(j, rows, nr, k0, kc, tile);
+                cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tile);
                 wc = tile;
                 ws = MM_KC;
             }

@@ -1,18 +1,22 @@
 /*
- * matmul_avx512.c - the CPU_PREC_EXACT one-token kernel of the small-block
- * types (Q4_0, Q4_1, Q8_0) on 512-bit registers, for the AVX512 level;
- * everything else at that level is matmul_avx2.c's.
+ * matmul_avx512.c - CPU_PREC_EXACT kernels on 512-bit registers for the
+ * AVX512 level: the one-token kernel of the small-block types (Q4_0,
+ * Q4_1, Q8_0) and the tile path of every type; the few-token kernels of
+ * two to MM_FEW_TOKS tokens are matmul_avx2.c's.
  *
  * Two rows share each register: lanes 0-7 are row r's eight lanes of
- * matmul_avx2.c's few-token kernel, lanes 8-15 row r+1's.  Every lane
- * sees the same operations in the same order as there (the blk_*
- * dequantisers' fused multiply-add or multiply per weight, one fused
- * multiply-add per weight and activation into the row's accumulator,
- * then hsum8 of each half), so a token's outputs are the AVX2 kernels'
- * bits, and stay equal to the tile path's for any batch (matmul.h).
- * What halves is the count of unpack, convert and multiply-add
- * instructions per weight, which is what bounds one token on a core
- * with full-width 512-bit units (matmul_avx2.c's speed notes).
+ * matmul_avx2.c's kernels, lanes 8-15 row r+1's.  Every lane sees the
+ * same operations in the same order as there (the same dequantised
+ * weights, one fused multiply-add per weight and activation into the
+ * row's accumulator, then hsum8 of each half), so a token's outputs are
+ * the AVX2 kernels' bits, and stay equal between the one-token and the
+ * tile path for any batch (matmul.h).  What halves is the count of
+ * instructions per weight: unpack, convert and multiply-add for one
+ * token, which is what bounds it on a core with full-width 512-bit
+ * units (matmul_avx2.c's speed notes); the multiply-adds themselves on
+ * the tile path, which is what bounds a prefill (one core of a Xeon
+ * with two 512-bit FMA units: 113 GFLOP/s of 256-bit fused multiply-adds
+ * at most, 212 of 512-bit ones).
  */
 #include "matmul_kern.h"
 
@@ -152,16 +156,164 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
     z_dot1(QT_Q8_0, rows, rb, n, nb, x, y);
 }
 
+/* ------------------------------------------------------------ the tile */
+
+/*
+ * matmul_avx2.c's tile path with the group's rows in pairs: after the
+ * tile is filled (cpu_mm_fill_tile_avx2), pair p holds element group g
+ * (eight floats) of rows 2p and 2p + 1 side by side at 16g, so one
+ * 64-byte load gives a register whose halves are the two rows' vectors
+ * of matmul_avx2.c's micro-kernel, and the activations' eight floats
+ * are loaded into both halves.  An odd row count repeats the last row
+ * (computed, not stored).
+ */
+#define Z_PAIRS (MM_ROWS / 2) /* pairs in a group of rows */
+#define Z_MP    4             /* pairs per micro-kernel call */
+
+/* Pair a[0, kc) with b[0, kc) into dst[2 kc] (kc a multiple of 8). */
+Z_INLINE void z_pair_rows(const float *a, const float *b, float *dst, uint32_t kc)
+{
+    for (uint32_t k = 0; k < kc; k += 8) {
+        __m512 v = _mm512_castps256_ps512(_mm256_loadu_ps(a + k));
+        v = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(v),
+                                                _mm256_castps_pd(_mm256_loadu_ps(b + k)), 1));
+        _mm512_store_ps(dst + 2 * k, v);
+    }
+}
+
+/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile. */
+Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc,
+                     float *tile, float *tmp)
+{
+    uint32_t np = (nr + 1) / 2;
+    if (j->type == QT_F32) { /* straight from the matrix */
+        const float *w = (const float *)(const void *)rows + k0;
+        for (uint32_t p = 0; p < np; p++) {
+            uint32_t b = 2 * p + 1 < nr ? 2 * p + 1 : nr - 1;
+            z_pair_rows(w + (size_t)(2 * p) * j->n_in, w + (size_t)b * j->n_in,
+                        tile + (size_t)p * 2 * MM_KC, kc);
+        }
+        return;
+    }
+    cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tile); /* [nr, MM_KC] */
+    for (uint32_t p = 0; p < np; p++) {               /* in place, through tmp */
+        uint32_t b = 2 * p + 1 < nr ? 2 * p + 1 : nr - 1;
+        memcpy(tmp, tile + (size_t)(2 * p) * MM_KC, kc * sizeof *tmp);
+        memcpy(tmp + MM_KC, tile + (size_t)b * MM_KC, kc * sizeof *tmp);
+        z_pair_rows(tmp, tmp + MM_KC, tile + (size_t)p * 2 * MM_KC, kc);
+    }
+}
+
+/*
+ * Z_MP pairs times TN tokens over one chunk of len elements (a multiple
+ * of 8):
+ *   tp   [Z_MP, 2 MM_KC]  paired weights from the chunk's first column
+ *                         (pairs at or past np repeat pair np-1)
+ *   x    [TN, xs]         activations from the same column
+ *   acc  [TN, Z_PAIRS]    accumulators, read and written back
+ */
+Z_INLINE void z_micro(const int TN, const float *tp, uint32_t np, const float *x, size_t xs,
+                      uint32_t len, __m512 *acc)
+{
+    const float *wp[Z_MP];
+    __m512 a[4][Z_MP];
+#pragma GCC unroll 4
+    for (int r = 0; r < Z_MP; r++) {
+        wp[r] = tp + (size_t)((uint32_t)r < np ? (uint32_t)r : np - 1) * 2 * MM_KC;
+#pragma GCC unroll 4
+        for (int t = 0; t < TN; t++)
+            a[t][r] = acc[t * Z_PAIRS + r];
+    }
+    for (uint32_t k = 0; k < len; k += 8) {
+        __m512 xv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < TN; t++)
+            xv[t] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
+                _mm256_loadu_pd((const double *)(const void *)(x + t * xs + k))));
+#pragma GCC unroll 4
+        for (int r = 0; r < Z_MP; r++) {
+            __m512 wv = _mm512_load_ps(wp[r] + 2 * k);
+#pragma GCC unroll 4
+            for (int t = 0; t < TN; t++)
+                a[t][r] = _mm512_fmadd_ps(wv, xv[t], a[t][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < Z_MP; r++) {
+#pragma GCC unroll 4
+        for (int t = 0; t < TN; t++)
+            acc[t * Z_PAIRS + r] = a[t][r];
+    }
+}
+
+#define Z_MICRO(tn)                                                                          \
+    __attribute__((target(Z_TARGET))) static void z_micro_##tn(const float *tp, uint32_t np,  \
+                                                              const float *x, size_t xs,     \
+                                                              uint32_t len, __m512 *acc)     \
+    {                                                                                        \
+        z_micro(tn, tp, np, x, xs, len, acc);                                                \
+    }
+Z_MICRO(1)
+Z_MICRO(2)
+Z_MICRO(3)
+Z_MICRO(4)
+
+/* Rows [o0, o0 + nr), nr <= MM_ROWS, every token, through the paired tile. */
+__attribute__((target(Z_TARGET))) static void z_rows_tiled(const mm_job_t *j, uint32_t o0, uint32_t nr)
+{
+    static void (*const micro[4])(const float *, uint32_t, const float *, size_t, uint32_t, __m512 *) = {
+        z_micro_1, z_micro_2, z_micro_3, z_micro_4,
+    };
+    float tile[MM_ROWS * MM_KC] __attribute__((aligned(64))); /* [np, 2 MM_KC] */
+    float tmp[2 * MM_KC] __attribute__((aligned(64)));
+    __m512 acc[MM_TOKS * Z_PAIRS];                             /* [token, pair] */
+    const uint8_t *rows = j->w + (size_t)o0 * j->row_bytes;    /* [nr, row_bytes] */
+    size_t n_in = j->n_in;
+    uint32_t np = (nr + 1) / 2;
+
+    for (uint32_t t0 = 0; t0 < j->n_tok; t0 += MM_TOKS) {
+        uint32_t nt = j->n_tok - t0 < MM_TOKS ? j->n_tok - t0 : MM_TOKS;
+        for (uint32_t i = 0; i < nt * Z_PAIRS; i++)
+            acc[i] = _mm512_setzero_ps();
+        for (uint32_t k0 = 0; k0 < j->n_in; k0 += MM_KC) {
+            uint32_t kc = j->n_in - k0 < MM_KC ? j->n_in - k0 : MM_KC;
+            z_fill(j, rows, nr, k0, kc, tile, tmp);
+            const float *xc = j->x + (size_t)t0 * n_in + k0; /* [nt, n_in] */
+            for (uint32_t t = 0; t < nt;) {
+                uint32_t tn = nt - t < 4 ? nt - t : 4;
+                for (uint32_t p = 0; p < np; p += Z_MP)
+                    micro[tn - 1](tile + (size_t)p * 2 * MM_KC, np - p, xc + t * n_in, n_in, kc,
+                                  acc + t * Z_PAIRS + p);
+                t += tn;
+            }
+        }
+        for (uint32_t t = 0; t < nt; t++) {
+            float *yt = j->y + (size_t)(t0 + t) * j->n_out + o0; /* [nr] */
+            for (uint32_t p = 0; p < np; p++) {
+                __m512 v = acc[t * Z_PAIRS + p];
+                yt[2 * p] = hsum8(_mm512_castps512_ps256(v));
+                if (2 * p + 1 < nr)
+                    yt[2 * p + 1] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            }
+        }
+    }
+}
+
 void cpu_mm_rows_avx512(const mm_job_t *j, uint32_t o0, uint32_t n)
 {
     void (*one)(const uint8_t *, size_t, uint32_t, uint32_t, const float *, float *) =
         j->type == QT_Q4_0 ? z_dot1_q4_0 : j->type == QT_Q4_1 ? z_dot1_q4_1
                                          : j->type == QT_Q8_0 ? z_dot1_q8_0 : NULL;
-    if (j->n_tok != 1 || one == NULL) {
+    if (j->n_tok == 1 && one != NULL) {
+        one(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_SMALL, j->x, j->y + o0);
+        return;
+    }
+    if (j->n_tok <= MM_FEW_TOKS || j->n_in % 8 != 0) { /* the few-token kernels; ragged float rows */
         cpu_mm_rows_avx2(j, o0, n);
         return;
     }
-    one(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_SMALL, j->x, j->y + o0);
+    for (uint32_t g = 0; g < n; g += MM_ROWS)
+        z_rows_tiled(j, o0 + g, n - g < MM_ROWS ? n - g : MM_ROWS);
 }
 
 #else /* no x86-64 kernels in this build: the driver never calls this */

@@ -30,6 +30,10 @@
 #define MM_ROWS 16  /* output rows per group (tile height) */
 #define MM_KC   256 /* elements of a row dequantised at a time */
 #define MM_TOKS 64  /* tokens sharing one pass over the weights */
+/* Up to this many tokens of the block types skip the tile on the x86
+ * paths (measured: the tile, which dequantises once per MM_TOKS tokens,
+ * not once per four, overtakes at about twelve). */
+#define MM_FEW_TOKS 8
 
 typedef struct {
     qtype_t        type;
@@ -70,10 +74,18 @@ void cpu_mm_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
 /* The same with AVX2 + FMA; call only when cpu_mm_avx2_usable() said yes. */
 void cpu_mm_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
 
-/* The same at the AVX512 level: one token of Q4_0 / Q4_1 / Q8_0 on 512-bit
- * registers (matmul_avx512.c), the AVX2 kernels' bits; all else as
- * cpu_mm_rows_avx2.  Call only when cpu_mm_x86_levels() has level 3. */
+/* The same at the AVX512 level (matmul_avx512.c): one token of Q4_0 /
+ * Q4_1 / Q8_0, and the tile path, on 512-bit registers; the AVX2 kernels'
+ * bits.  The few-token kernels of more than one token are
+ * cpu_mm_rows_avx2's.  Call only when cpu_mm_x86_levels() has level 3. */
 void cpu_mm_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
+
+/* The AVX2 tile filler: columns [k0, k0 + kc) of rows [0, nr) of rows
+ * (row_bytes apart) into tile[nr][MM_KC], dequantised as the few-token
+ * kernels dequantise (F32 is left alone: it is read in place), and the
+ * next chunk prefetched.  The same condition as cpu_mm_rows_avx2. */
+void cpu_mm_fill_tile_avx2(const mm_job_t *job, const uint8_t *rows, uint32_t nr, uint32_t k0,
+                           uint32_t kc, float *tile);
 
 /* Whether this build has the AVX2 kernels and this CPU can run them. */
 int cpu_mm_avx2_usable(void);
