@@ -1,8 +1,10 @@
 /*
- * matmul_avx512.c - CPU_PREC_EXACT kernels on 512-bit registers for the
- * AVX512 level: the one-token kernel of the small-block types (Q4_0,
- * Q4_1, Q8_0) and the tile path of every type; the few-token kernels of
- * two to MM_FEW_TOKS tokens are matmul_avx2.c's.
+ * matmul_avx512.c - CPU_PREC_EXACT kernels for the AVX512 level: on
+ * 512-bit registers the one-token kernel of the small-block types (Q4_0,
+ * Q4_1, Q8_0) and the tile path of every type; a one-token Q4_K kernel
+ * that looks its weights up (vpermt2ps); the few-token kernels of two to
+ * MM_FEW_TOKS tokens, and one token of the other K-quants, are
+ * matmul_avx2.c's and matmul_kq_avx2.c's.
  *
  * Two rows share each register: lanes 0-7 are row r's eight lanes of
  * matmul_avx2.c's kernels, lanes 8-15 row r+1's.  Every lane sees the
@@ -156,6 +158,87 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
     z_dot1(QT_Q8_0, rows, rb, n, nb, x, y);
 }
 
+/*
+ * Q4_K, one token, with the weights looked up rather than computed.
+ * matmul_kq_avx2.c forms the weight of quant q in sub-block j as
+ * fma(q, ds[j], nm[j]) (kq4_scales, kq4_q); here the sixteen values for
+ * q = 0..15 come from that same fused multiply-add, once per sub-block
+ * and row, into a table of two registers, and vpermt2ps picks each
+ * element's entry by the low four bits of its byte (the high nibble's
+ * after a shift).  The same floats meet the same accumulator in the
+ * same order: the AVX2 kernel's bits.  Per sixteen weights this issues a
+ * zero-extension and two lookups on the shuffle port and a shift and two
+ * fused multiply-adds on the others, where the AVX2 kernel puts eight
+ * operations (mask or shift, convert, two fused multiply-adds, twice) on
+ * the two ports that can run them.
+ */
+#define ZK_RM 4 /* rows at a time */
+
+Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb, const float *x, float *y)
+{
+    const __m256 q_lo = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 q_hi = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
+    for (uint32_t r0 = 0; r0 < n; r0 += ZK_RM) {
+        uint32_t left = n - r0;
+        const uint8_t *p[ZK_RM];
+        __m256 acc[ZK_RM];
+#pragma GCC unroll 4
+        for (int r = 0; r < ZK_RM; r++) {
+            p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * rb;
+            acc[r] = _mm256_setzero_ps();
+        }
+        size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
+        for (uint32_t b = 0; b < nb; b++, pf += ZK_RM * 144) {
+            for (size_t l = 0; l < (ZK_RM * 144 + 63) / 64; l++)
+                prefetch_at(rows, pf + 64 * l);
+            float ds[ZK_RM][8], nm[ZK_RM][8];
+#pragma GCC unroll 4
+            for (int r = 0; r < ZK_RM; r++)
+                kq4_scales(p[r] + (size_t)b * 144, ds[r], nm[r]);
+            const float *xb = x + 256 * (size_t)b;
+            for (int j = 0; j < 8; j += 2) { /* sub-blocks j (low nibbles) and j + 1 (high) */
+                __m256 xl[4], xh[4];
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) {
+                    xl[u] = _mm256_loadu_ps(xb + 32 * j + 8 * u);
+                    xh[u] = _mm256_loadu_ps(xb + 32 * (j + 1) + 8 * u);
+                }
+#pragma GCC unroll 4
+                for (int r = 0; r < ZK_RM; r++) {
+                    const uint8_t *qs = p[r] + (size_t)b * 144 + 16 + 16 * j;
+                    __m256i idx[4];
+#pragma GCC unroll 4
+                    for (int u = 0; u < 4; u++)
+                        idx[u] = load8_u8(qs + 8 * u);
+                    __m256 d = _mm256_set1_ps(ds[r][j]), m = _mm256_set1_ps(nm[r][j]);
+                    __m256 t0 = _mm256_fmadd_ps(q_lo, d, m), t1 = _mm256_fmadd_ps(q_hi, d, m);
+#pragma GCC unroll 4
+                    for (int u = 0; u < 4; u++)
+                        acc[r] = _mm256_fmadd_ps(_mm256_permutex2var_ps(t0, idx[u], t1), xl[u], acc[r]);
+                    d = _mm256_set1_ps(ds[r][j + 1]);
+                    m = _mm256_set1_ps(nm[r][j + 1]);
+                    t0 = _mm256_fmadd_ps(q_lo, d, m);
+                    t1 = _mm256_fmadd_ps(q_hi, d, m);
+#pragma GCC unroll 4
+                    for (int u = 0; u < 4; u++)
+                        acc[r] = _mm256_fmadd_ps(_mm256_permutex2var_ps(t0, _mm256_srli_epi32(idx[u], 4), t1),
+                                                 xh[u], acc[r]);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < ZK_RM; r++)
+            if ((uint32_t)r < left)
+                y[r0 + r] = hsum8(acc[r]);
+    }
+}
+
+__attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, size_t rb, uint32_t n,
+                                                           uint32_t nb, const float *x, float *y)
+{
+    z_dot1_k4(rows, rb, n, nb, x, y);
+}
+
 /* ------------------------------------------------------------ the tile */
 
 /*
@@ -306,6 +389,10 @@ void cpu_mm_rows_avx512(const mm_job_t *j, uint32_t o0, uint32_t n)
                                          : j->type == QT_Q8_0 ? z_dot1_q8_0 : NULL;
     if (j->n_tok == 1 && one != NULL) {
         one(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_SMALL, j->x, j->y + o0);
+        return;
+    }
+    if (j->n_tok == 1 && j->type == QT_Q4_K) {
+        z_dot1_q4_k(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_K, j->x, j->y + o0);
         return;
     }
     if (j->n_tok <= MM_FEW_TOKS || j->n_in % 8 != 0) { /* the few-token kernels; ragged float rows */
