@@ -616,6 +616,57 @@ TEST(fast_k_documented_order)
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
+/*
+ * `exact` at the AVX512 level (and AMX, which runs its kernels) gives the
+ * AVX2 level's bits for every type and every path: one token (the
+ * 512-bit small-block kernel, the Q4_K lookup kernel), a few tokens, and
+ * the 512-bit tile beyond MM_FEW_TOKS, over more tokens than one fill of
+ * its tile serves, with odd row counts (a pair's second row repeated)
+ * and float rows whose length is or is not a multiple of eight.
+ */
+TEST(exact_avx512_is_avx2)
+{
+    if (!cpu_isa_usable(CPU_ISA_AVX512))
+        TEST_SKIP("no AVX512 level on this machine or in this build (best here: %s)",
+                  cpu_isa_name(cpu_isa_best()));
+    static const struct { qtype_t type; uint32_t n_out, n_in; } shapes[] = {
+        { QT_Q4_0, 19, 320 }, { QT_Q4_1, 33, 576 }, { QT_Q8_0, 7, 96 }, { QT_Q4_K, 21, 768 },
+        { QT_Q5_K, 17, 512 }, { QT_Q6_K, 9, 256 }, { QT_F16, 11, 72 }, { QT_BF16, 5, 40 },
+        { QT_F32, 13, 48 },   { QT_F32, 6, 21 },
+    };
+    static const uint32_t toks[] = { 1, 3, 9, 150 };
+    const cpu_isa_t levels[2] = { CPU_ISA_AVX512, CPU_ISA_AMX };
+    pool_t *pool = NULL;
+    ASSERT_EQ_INT(pool_create(&pool, 2), 0);
+    rng_state = 9100;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        qtype_t type = shapes[si].type;
+        uint32_t n_out = shapes[si].n_out, n_in = shapes[si].n_in, nt_max = 150;
+        uint8_t *w = make_weights(type, n_out, n_in);
+        float *x = make_x(nt_max * n_in);
+        float *ya = malloc((size_t)nt_max * n_out * sizeof *ya), *yz = malloc((size_t)nt_max * n_out * sizeof *yz);
+        ASSERT(ya != NULL && yz != NULL);
+        for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
+            uint32_t nt = toks[ti];
+            ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_AVX2, CPU_PREC_EXACT), 0);
+            ASSERT_EQ_INT(cpu_matmul(pool, type, w, n_out, n_in, x, nt, ya), 0);
+            for (int li = 0; li < 2; li++) {
+                if (!cpu_isa_usable(levels[li]))
+                    continue;
+                ASSERT_EQ_INT(cpu_matmul_configure(levels[li], CPU_PREC_EXACT), 0);
+                memset(yz, 0xff, (size_t)nt * n_out * sizeof *yz);
+                ASSERT_EQ_INT(cpu_matmul(pool, type, w, n_out, n_in, x, nt, yz), 0);
+                ASSERT_MSG(memcmp(ya, yz, (size_t)nt * n_out * sizeof *ya) == 0,
+                           "exact %s %ux%u, %u tokens: %s differs from avx2", qtype_info(type)->name,
+                           n_out, n_in, nt, cpu_isa_name(levels[li]));
+            }
+        }
+        free(w); free(x); free(ya); free(yz);
+    }
+    pool_destroy(pool);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
 /* `exact` over n_tok 1 .. 70 on every level (AVXVNNI runs the AVX2
  * kernels, AVX512 too but for its one-token kernel of the small-block
  * types): the few-token kernels (up to 8 tokens) of the small-block
@@ -959,7 +1010,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
           T(fast_k_documented_order),
-          T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx),
+          T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx), T(exact_avx512_is_avx2),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
           T(isa_settings),
           T(embed_row_matches_dequant))
