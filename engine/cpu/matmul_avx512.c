@@ -178,6 +178,12 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
 {
     const __m256 q_lo = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 q_hi = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
+    const __m256i spread[2] = { /* byte e (e = 0..7) of a half's first / second eight into dword e */
+        _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
+                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
+        _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
+                         12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1),
+    };
     for (uint32_t r0 = 0; r0 < n; r0 += ZK_RM) {
         uint32_t left = n - r0;
         const uint8_t *p[ZK_RM];
@@ -207,9 +213,12 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
                 for (int r = 0; r < ZK_RM; r++) {
                     const uint8_t *qs = p[r] + (size_t)b * 144 + 16 + 16 * j;
                     __m256i idx[4];
-#pragma GCC unroll 4
-                    for (int u = 0; u < 4; u++)
-                        idx[u] = load8_u8(qs + 8 * u);
+#pragma GCC unroll 2
+                    for (int v = 0; v < 2; v++) { /* bytes 16v.. in both halves; in-lane spread */
+                        __m256i b16 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(qs + 16 * v)));
+                        idx[2 * v] = _mm256_shuffle_epi8(b16, spread[0]);
+                        idx[2 * v + 1] = _mm256_shuffle_epi8(b16, spread[1]);
+                    }
                     __m256 d = _mm256_set1_ps(ds[r][j]), m = _mm256_set1_ps(nm[r][j]);
                     __m256 t0 = _mm256_fmadd_ps(q_lo, d, m), t1 = _mm256_fmadd_ps(q_hi, d, m);
 #pragma GCC unroll 4
