@@ -161,16 +161,17 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
 /*
  * Q4_K, one token, with the weights looked up rather than computed.
  * matmul_kq_avx2.c forms the weight of quant q in sub-block j as
- * fma(q, ds[j], nm[j]) (kq4_scales, kq4_q); here the sixteen values for
- * q = 0..15 come from that same fused multiply-add, once per sub-block
- * and row, into a table of two registers, and vpermt2ps picks each
- * element's entry by the low four bits of its byte (the high nibble's
- * after a shift).  The same floats meet the same accumulator in the
- * same order: the AVX2 kernel's bits.  Per sixteen weights this issues a
- * zero-extension and two lookups on the shuffle port and a shift and two
- * fused multiply-adds on the others, where the AVX2 kernel puts eight
- * operations (mask or shift, convert, two fused multiply-adds, twice) on
- * the two ports that can run them.
+ * fma(q, ds[j], nm[j]) (kq4_scales, kq4_q32); here the sixteen values
+ * for q = 0..15 come from that same fused multiply-add, once per
+ * sub-block and row, into a table of two registers, and vpermt2ps picks
+ * each element's entry by the low four bits of its byte (the high
+ * nibble's after a shift).  The same floats meet the same accumulator in
+ * the same order: the AVX2 kernel's bits.  Per sixteen weights this
+ * issues two lookups on the shuffle port and a shift, a byte shuffle
+ * (into int32 lanes, in-lane: not only the shuffle port) and two fused
+ * multiply-adds on the others, where the AVX2 kernel puts a widening on
+ * the shuffle port and a conversion and four fused multiply-adds on the
+ * two ports that can run them.
  */
 #define ZK_RM 4 /* rows at a time */
 

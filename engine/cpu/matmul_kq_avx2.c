@@ -26,11 +26,11 @@ AVX2_INLINE void deq_k4(const uint8_t *b, float *out, uint32_t nb, int five)
         for (int j = 0; j < 8; j += 2) {
 #pragma GCC unroll 2
             for (int hi = 0; hi < 2; hi++) {
-                __m256 d = _mm256_set1_ps(ds[j + hi]), m = _mm256_set1_ps(nm[j + hi]);
+                __m256 d = _mm256_set1_ps(ds[j + hi]), m = _mm256_set1_ps(nm[j + hi]), q[4];
+                kq4_q32(b, five, j + hi, hi, q);
 #pragma GCC unroll 4
                 for (int u = 0; u < 4; u++)
-                    _mm256_storeu_ps(out + 32 * (j + hi) + 8 * u,
-                                     _mm256_fmadd_ps(kq4_q(b, five, j + hi, hi, u), d, m));
+                    _mm256_storeu_ps(out + 32 * (j + hi) + 8 * u, _mm256_fmadd_ps(q[u], d, m));
             }
         }
     }
@@ -53,11 +53,14 @@ AVX2 void cpu_mm_deq_q6_k_avx2(const uint8_t *b, float *out, uint32_t nb)
         kq6_scales(b, sd);
         for (int h = 0; h < 2; h++)
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++)
+            for (int g = 0; g < 4; g++) {
+                __m256 q[4];
+                kq6_q32(b, h, g, q);
 #pragma GCC unroll 4
-                for (int l = 0; l < 32; l += 8)
-                    _mm256_storeu_ps(out + 128 * h + 32 * g + l,
-                                     _mm256_mul_ps(kq6_q(b, h, g, l), _mm256_set1_ps(sd[8 * h + 2 * g + l / 16])));
+                for (int u = 0; u < 4; u++)
+                    _mm256_storeu_ps(out + 128 * h + 32 * g + 8 * u,
+                                     _mm256_mul_ps(q[u], _mm256_set1_ps(sd[8 * h + 2 * g + u / 2])));
+            }
     }
 }
 
@@ -82,24 +85,16 @@ AVX2_INLINE void grp_dot_k4(const int RM, const int TN, int five, const uint8_t 
     for (int j = 0; j < 8; j += 2) {
 #pragma GCC unroll 2
         for (int hi = 0; hi < 2; hi++) {
-            __m256 d[4], m[4];
 #pragma GCC unroll 4
             for (int r = 0; r < RM; r++) {
-                d[r] = _mm256_set1_ps(ds[r][j + hi]);
-                m[r] = _mm256_set1_ps(nm[r][j + hi]);
-            }
+                __m256 d = _mm256_set1_ps(ds[r][j + hi]), m = _mm256_set1_ps(nm[r][j + hi]), q[4];
+                kq4_q32(blk[r], five, j + hi, hi, q);
 #pragma GCC unroll 4
-            for (int u = 0; u < 4; u++) {
-                __m256 xv[4];
-#pragma GCC unroll 4
-                for (int t = 0; t < TN; t++)
-                    xv[t] = _mm256_loadu_ps(x + t * xs + 32 * (j + hi) + 8 * u);
-#pragma GCC unroll 4
-                for (int r = 0; r < RM; r++) {
-                    __m256 w = _mm256_fmadd_ps(kq4_q(blk[r], five, j + hi, hi, u), d[r], m[r]);
+                for (int u = 0; u < 4; u++) {
+                    __m256 w = _mm256_fmadd_ps(q[u], d, m);
 #pragma GCC unroll 4
                     for (int t = 0; t < TN; t++)
-                        a[r][t] = _mm256_fmadd_ps(w, xv[t], a[r][t]);
+                        a[r][t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * xs + 32 * (j + hi) + 8 * u), a[r][t]);
                 }
             }
         }
@@ -116,18 +111,15 @@ AVX2_INLINE void grp_dot_k6(const int RM, const int TN, const uint8_t *const *bl
     for (int h = 0; h < 2; h++) {
         for (int g = 0; g < 4; g++) {
 #pragma GCC unroll 4
-            for (int l = 0; l < 32; l += 8) {
-                __m256 xv[4];
+            for (int r = 0; r < RM; r++) {
+                __m256 q[4];
+                kq6_q32(blk[r], h, g, q);
 #pragma GCC unroll 4
-                for (int t = 0; t < TN; t++)
-                    xv[t] = _mm256_loadu_ps(x + t * xs + 128 * h + 32 * g + l);
-#pragma GCC unroll 4
-                for (int r = 0; r < RM; r++) {
-                    __m256 w = _mm256_mul_ps(kq6_q(blk[r], h, g, l),
-                                             _mm256_set1_ps(sd[r][8 * h + 2 * g + l / 16]));
+                for (int u = 0; u < 4; u++) {
+                    __m256 w = _mm256_mul_ps(q[u], _mm256_set1_ps(sd[r][8 * h + 2 * g + u / 2]));
 #pragma GCC unroll 4
                     for (int t = 0; t < TN; t++)
-                        a[r][t] = _mm256_fmadd_ps(w, xv[t], a[r][t]);
+                        a[r][t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * xs + 128 * h + 32 * g + 8 * u), a[r][t]);
                 }
             }
         }
