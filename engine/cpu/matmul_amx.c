@@ -9,9 +9,9 @@
  * row k holding elements 4k .. 4k+3 of each of the sixteen weight rows
  * (weight row n at bytes 4n .. 4n+3) as signed bytes: Q4_0's nibble - 8,
  * Q4_1's and Q4_K's nibble, Q5_K's nibble + 16 x its fifth bit, Q8_0's
- * quant; beside them the blocks' scales (and min terms) as floats, one
- * lane per weight row.  Every group of sixteen tokens then meets the
- * chunk: per block, the tokens' 32 quantised activations are an A tile
+ * quant, Q6_K's 6-bit value - 32; beside them the blocks' scales (and
+ * min terms) as floats, one lane per weight row.  Every group of sixteen
+ * tokens then meets the chunk: per block, the tokens' 32 quantised activations are an A tile
  * (16 rows of 32 bytes, read in place), one tdpbssd forms the 16 x 16
  * exact block sums P, and each token's accumulator (one 512-bit register,
  * lane n: weight row n) takes matmul.h's multiply-adds in block order:
@@ -21,8 +21,10 @@
  * and the roundings are those of one pass.  A last group of fewer than
  * sixteen tokens is the last sixteen tokens, of which only the new ones
  * are loaded and stored; rows past the matrix repeat its last row and are
- * not stored.  With fewer than sixteen tokens, for Q6_K (two scales per
- * block) and for rows too long for a gather's 32-bit offsets, the AVX512
+ * not stored.  Q6_K (two scales per block of 32) takes two tile products
+ * per block, one per half, and the integer sc_lo * P_lo + sc_hi * P_hi
+ * formed exactly in floats (amx_group6).  With fewer than sixteen tokens
+ * and for rows too long for a gather's 32-bit offsets, the AVX512
  * kernels run instead: the same bits.
  *
  * Each task loads the tile configuration on its thread and releases the
@@ -46,11 +48,14 @@ typedef struct {
     int8_t b[AMX_KB][8][64];
     float  dw[AMX_KB][16];
     float  mw[AMX_KB][16];
+    float  sc[AMX_KB][2][16]; /* Q6_K: the block's two 16-element scales */
 } amx_panel_t;
 
 /* The tile configuration: palette 1; tmm0, tmm1 the sums (C: 16 x 16
  * int32), tmm2, tmm3 activations (A: 16 x 32 bytes), tmm4, tmm5 weights
- * (B: 8 x 64 bytes); even blocks take the first of each pair. */
+ * (B: 8 x 64 bytes); even blocks take the first of each pair.  For Q6_K
+ * a block's halves of 16 elements take a pair each: A 16 x 16 bytes, B
+ * 4 x 64 bytes. */
 typedef struct {
     uint8_t  palette, start_row, reserved[14];
     uint16_t colsb[16];
@@ -163,6 +168,25 @@ AMX_FN void amx_pack_k(qtype_t type, const uint8_t *base, __m512i idx, size_t s0
     }
 }
 
+/* A group's accumulators from y (zero on the chunk's first pass and for
+ * the tokens of an earlier group), and back; cols: the matrix's columns. */
+AMX_FN void amx_acc_load(const mm_job_t *j, const float *y, __mmask16 cols, int first, int skip,
+                         __m512 acc[AMX_TOKS])
+{
+#pragma GCC unroll 16
+    for (int t = 0; t < AMX_TOKS; t++)
+        acc[t] = first || t < skip ? _mm512_setzero_ps()
+                                   : _mm512_maskz_loadu_ps(cols, y + (size_t)t * j->n_out);
+}
+
+AMX_FN void amx_acc_store(const mm_job_t *j, float *y, __mmask16 cols, int skip, const __m512 acc[AMX_TOKS])
+{
+#pragma GCC unroll 16
+    for (int t = 0; t < AMX_TOKS; t++)
+        if (t >= skip)
+            _mm512_mask_storeu_ps(y + (size_t)t * j->n_out, cols, acc[t]);
+}
+
 /*
  * One block's float work for the group: sums from the tile store c
  * (row t: token t's sixteen P), the tokens' scales xd and offset terms xo
@@ -193,10 +217,7 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
     const __mmask16 cols = (__mmask16)(ncol >= 16 ? 0xffff : (1u << ncol) - 1);
     int32_t c[2][AMX_TOKS * 16] __attribute__((aligned(64)));
     __m512 acc[AMX_TOKS];
-#pragma GCC unroll 16
-    for (int t = 0; t < AMX_TOKS; t++)
-        acc[t] = first || t < skip ? _mm512_setzero_ps()
-                                   : _mm512_maskz_loadu_ps(cols, y + (size_t)t * j->n_out);
+    amx_acc_load(j, y, cols, first, skip, acc);
     const int8_t *xq = j->xq + ts * n_in + 32 * kb0;
     const float *xd = j->xd + ts * nb + kb0;
     const float *xo = MIN ? j->xo + ts * nb + kb0 : NULL;
@@ -227,16 +248,101 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
         amx_block_float(MIN, c[0], xd + k, MIN ? xo + k : NULL, nb, _mm512_load_ps(pn->dw[k]),
                         MIN ? _mm512_load_ps(pn->mw[k]) : _mm512_setzero_ps(), acc);
     }
+    amx_acc_store(j, y, cols, skip, acc);
+}
+
+/*
+ * Super-blocks [s0, s0 + ns) of a Q6_K panel: per super-block the sixteen
+ * rows' d, and per block of 32 its two signed 16-element scales as
+ * floats; each block's quants q - 32 (matmul_q8.c's row_dot: element
+ * 128h + 32g + l from ql[64h + 32(g & 1) + l], low nibble for g < 2,
+ * with bits 2g, 2g+1 of qh[32h + l] on top), four elements of sixteen
+ * rows per gather, a byte each.
+ */
+AMX_FN void amx_pack_q6k(const uint8_t *base, __m512i idx, size_t s0, size_t ns, amx_panel_t *pn)
+{
+    const __m512i m15 = _mm512_set1_epi32(0x0f0f0f0f), m48 = _mm512_set1_epi32(0x30303030);
+    const __m512i k32 = _mm512_set1_epi8(32);
+    for (size_t s = 0; s < ns; s++) {
+        const uint8_t *p = base + (s0 + s) * 210;
+        const __m512 d = amx_f16_lo(_mm512_srli_epi32(amx_gather(idx, p + 206), 16)); /* bytes 208, 209 */
+        const size_t k0 = 8 * s;
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) { /* scales 4m .. 4m + 3: blocks 2m, 2m + 1 */
+            __m512i w = amx_gather(idx, p + 192 + 4 * m);
+#pragma GCC unroll 4
+            for (int e = 0; e < 4; e++) /* byte e, sign-extended */
+                _mm512_store_ps(pn->sc[k0 + 2 * (size_t)m + (size_t)e / 2][e % 2],
+                                _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(w, 24 - 8 * e), 24)));
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+            _mm512_store_ps(pn->dw[k0 + (size_t)i], d);
+        for (int h = 0; h < 2; h++) {
+            for (int r = 0; r < 8; r++) { /* elements 4r .. 4r + 3 of the half's four blocks */
+                __m512i qh = amx_gather(idx, p + 128 + 32 * h + 4 * r);
+#pragma GCC unroll 2
+                for (int gl = 0; gl < 2; gl++) {
+                    __m512i ql = amx_gather(idx, p + 64 * h + 32 * gl + 4 * r);
+#pragma GCC unroll 2
+                    for (int gh = 0; gh < 2; gh++) {
+                        const int g = gl + 2 * gh;
+                        __m512i v = _mm512_and_si512(gh ? _mm512_srli_epi32(ql, 4) : ql, m15);
+                        __m512i hb = g == 3 ? _mm512_srli_epi32(qh, 2) : _mm512_slli_epi32(qh, 4 - 2 * g);
+                        v = _mm512_sub_epi8(_mm512_or_si512(v, _mm512_and_si512(hb, m48)), k32);
+                        _mm512_store_si512(pn->b[k0 + 4 * (size_t)h + (size_t)g][r], v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/*
+ * amx_group for Q6_K: per block two tile products, P_lo over its first 16
+ * elements and P_hi over the rest, and per token
+ *   acc = fma(d * dx, fma(sc_lo, P_lo, sc_hi * P_hi), acc)
+ * where the inner value is matmul.h's integer sc_lo * P_lo + sc_hi * P_hi,
+ * exactly (each product and the sum are integers below 2^24).
+ */
+AMX_FN void amx_group6(const mm_job_t *j, const amx_panel_t *pn, size_t kb0, size_t nbk, size_t ts,
+                       int skip, int first, float *y, uint32_t ncol)
+{
+    const size_t n_in = j->n_in, nb = n_in / QK_SMALL;
+    const __mmask16 cols = (__mmask16)(ncol >= 16 ? 0xffff : (1u << ncol) - 1);
+    int32_t c[2][AMX_TOKS * 16] __attribute__((aligned(64)));
+    __m512 acc[AMX_TOKS];
+    amx_acc_load(j, y, cols, first, skip, acc);
+    const int8_t *xq = j->xq + ts * n_in + 32 * kb0;
+    const float *xd = j->xd + ts * nb + kb0;
+    for (size_t k = 0; k < nbk; k++) {
+        _tile_loadd(2, xq + 32 * k, n_in);
+        _tile_loadd(3, xq + 32 * k + 16, n_in);
+        _tile_loadd(4, pn->b[k][0], 64);
+        _tile_loadd(5, pn->b[k][4], 64);
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_dpbssd(0, 2, 4);
+        _tile_dpbssd(1, 3, 5);
+        _tile_stored(0, c[0], 64);
+        _tile_stored(1, c[1], 64);
+        const __m512 dw = _mm512_load_ps(pn->dw[k]);
+        const __m512 lo = _mm512_load_ps(pn->sc[k][0]), hi = _mm512_load_ps(pn->sc[k][1]);
 #pragma GCC unroll 16
-    for (int t = 0; t < AMX_TOKS; t++)
-        if (t >= skip)
-            _mm512_mask_storeu_ps(y + (size_t)t * j->n_out, cols, acc[t]);
+        for (int t = 0; t < AMX_TOKS; t++) {
+            __m512 pl = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c[0] + 16 * t)));
+            __m512 ph = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c[1] + 16 * t)));
+            __m512 sum = _mm512_fmadd_ps(lo, pl, _mm512_mul_ps(hi, ph));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xd[(size_t)t * nb + k])), sum, acc[t]);
+        }
+    }
+    amx_acc_store(j, y, cols, skip, acc);
 }
 
 AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_t n)
 {
     const int MIN = amx_has_min(type);
-    const int ksb = type == QT_Q4_K || type == QT_Q5_K;
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K, six = type == QT_Q6_K;
     const size_t nb = j->n_in / QK_SMALL;
     amx_panel_t pn __attribute__((aligned(64)));
     for (uint32_t p0 = 0; p0 < n; p0 += 16) {
@@ -249,14 +355,18 @@ AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_
         float *y = j->y + o0 + p0;
         for (size_t kb0 = 0; kb0 < nb; kb0 += AMX_KB) {
             const size_t nbk = nb - kb0 < AMX_KB ? nb - kb0 : AMX_KB;
-            if (ksb)
+            if (six)
+                amx_pack_q6k(rows, idx, kb0 / 8, nbk / 8, &pn);
+            else if (ksb)
                 amx_pack_k(type, rows, idx, kb0 / 8, nbk / 8, &pn);
             else
                 amx_pack_small(type, rows, idx, kb0, nbk, &pn);
             for (size_t t0 = 0; t0 < j->n_tok; t0 += AMX_TOKS) {
                 const size_t ts = t0 + AMX_TOKS <= j->n_tok ? t0 : j->n_tok - AMX_TOKS;
                 float *yt = y + ts * j->n_out;
-                if (MIN)
+                if (six)
+                    amx_group6(j, &pn, kb0, nbk, ts, (int)(t0 - ts), kb0 == 0, yt, ncol);
+                else if (MIN)
                     amx_group(1, j, &pn, kb0, nbk, ts, (int)(t0 - ts), kb0 == 0, yt, ncol);
                 else
                     amx_group(0, j, &pn, kb0, nbk, ts, (int)(t0 - ts), kb0 == 0, yt, ncol);
@@ -268,7 +378,7 @@ AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_
 __attribute__((target(AMX_TARGET))) void cpu_mmq_rows_amx(const mm_job_t *j, uint32_t o0, uint32_t n)
 {
     const int amx_type = j->type == QT_Q4_0 || j->type == QT_Q4_1 || j->type == QT_Q8_0
-                         || j->type == QT_Q4_K || j->type == QT_Q5_K;
+                         || j->type == QT_Q4_K || j->type == QT_Q5_K || j->type == QT_Q6_K;
     if (!amx_type || j->n_tok < AMX_TOKS || j->row_bytes > INT32_MAX / 16
         || (amx_has_min(j->type) && j->xo == NULL)) {
         cpu_mmq_rows_avx512(j, o0, n);
@@ -277,10 +387,11 @@ __attribute__((target(AMX_TARGET))) void cpu_mmq_rows_amx(const mm_job_t *j, uin
     amx_cfg_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
+    const int half = j->type == QT_Q6_K; /* tiles over half blocks */
     for (int i = 0; i < 2; i++) {
-        cfg.rows[i] = 16, cfg.colsb[i] = 64;         /* C */
-        cfg.rows[2 + i] = 16, cfg.colsb[2 + i] = 32; /* A */
-        cfg.rows[4 + i] = 8, cfg.colsb[4 + i] = 64;  /* B */
+        cfg.rows[i] = 16, cfg.colsb[i] = 64;                         /* C */
+        cfg.rows[2 + i] = 16, cfg.colsb[2 + i] = half ? 16 : 32;     /* A */
+        cfg.rows[4 + i] = half ? 4 : 8, cfg.colsb[4 + i] = 64;       /* B */
     }
     _tile_loadconfig(&cfg);
     switch (j->type) {
@@ -288,7 +399,8 @@ __attribute__((target(AMX_TARGET))) void cpu_mmq_rows_amx(const mm_job_t *j, uin
     case QT_Q4_1: amx_rows(QT_Q4_1, j, o0, n); break;
     case QT_Q8_0: amx_rows(QT_Q8_0, j, o0, n); break;
     case QT_Q4_K: amx_rows(QT_Q4_K, j, o0, n); break;
-    default:      amx_rows(QT_Q5_K, j, o0, n); break;
+    case QT_Q5_K: amx_rows(QT_Q5_K, j, o0, n); break;
+    default:      amx_rows(QT_Q6_K, j, o0, n); break;
     }
     _tile_release();
 }

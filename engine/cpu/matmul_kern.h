@@ -107,7 +107,7 @@ void cpu_mmq_rows_avxvnni(const mm_job_t *job, uint32_t o0, uint32_t n);
 void cpu_mmq_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 /* The AMX level (matmul_amx.c): MM_AMX_MIN_TOKS tokens or more of Q4_0,
- * Q4_1, Q8_0, Q4_K and Q5_K by tile multiplies (Q4_1 and the K-quants
+ * Q4_1, Q8_0, Q4_K, Q5_K and Q6_K by tile multiplies (Q4_1, Q4_K and Q5_K
  * need job->xo, which the driver fills from that many tokens on); all else
  * by cpu_mmq_rows_avx512.  The same bits. */
 #define MM_AMX_MIN_TOKS 16 /* the tiles' rows */
