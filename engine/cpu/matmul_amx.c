@@ -11,11 +11,12 @@
  * Q4_1's and Q4_K's nibble, Q5_K's nibble + 16 x its fifth bit, Q8_0's
  * quant, Q6_K's 6-bit value - 32; beside them the blocks' scales (and
  * min terms) as floats, one lane per weight row.  Every group of sixteen
- * tokens then meets the chunk: per block, the tokens' 32 quantised activations are an A tile
- * (16 rows of 32 bytes, read in place), one tdpbssd forms the 16 x 16
- * exact block sums P, and each token's accumulator (one 512-bit register,
- * lane n: weight row n) takes matmul.h's multiply-adds in block order:
- *   acc = fma(dw * dx, P, acc)          then, for Q4_1 and the K-quants,
+ * tokens then meets the chunk: per block, the tokens' 32 quantised
+ * activations are an A tile (16 rows of 32 bytes, read in place), one
+ * tdpbssd forms the 16 x 16 exact block sums P, and each token's
+ * accumulator (one 512-bit register, lane n: weight row n) takes
+ * matmul.h's multiply-adds in block order:
+ *   acc = fma(dw * dx, P, acc)          then, for Q4_1, Q4_K and Q5_K,
  *   acc = fma(mw, dx * S, acc)          (dx * S from the driver: job->xo)
  * Between chunks an accumulator waits in y, as a float32, so the order
  * and the roundings are those of one pass.  A last group of fewer than

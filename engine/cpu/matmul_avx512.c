@@ -216,7 +216,8 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
                     __m256i idx[4];
 #pragma GCC unroll 2
                     for (int v = 0; v < 2; v++) { /* bytes 16v.. in both halves; in-lane spread */
-                        __m256i b16 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(qs + 16 * v)));
+                        __m256i b16 = _mm256_broadcastsi128_si256(
+                            _mm_loadu_si128((const __m128i *)(const void *)(qs + 16 * v)));
                         idx[2 * v] = _mm256_shuffle_epi8(b16, spread[0]);
                         idx[2 * v + 1] = _mm256_shuffle_epi8(b16, spread[1]);
                     }

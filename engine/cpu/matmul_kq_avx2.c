@@ -94,7 +94,8 @@ AVX2_INLINE void grp_dot_k4(const int RM, const int TN, int five, const uint8_t 
                     __m256 w = _mm256_fmadd_ps(q[u], d, m);
 #pragma GCC unroll 4
                     for (int t = 0; t < TN; t++)
-                        a[r][t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * xs + 32 * (j + hi) + 8 * u), a[r][t]);
+                        a[r][t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * xs + 32 * (j + hi) + 8 * u),
+                                                  a[r][t]);
                 }
             }
         }
@@ -119,7 +120,8 @@ AVX2_INLINE void grp_dot_k6(const int RM, const int TN, const uint8_t *const *bl
                     __m256 w = _mm256_mul_ps(q[u], _mm256_set1_ps(sd[r][8 * h + 2 * g + u / 2]));
 #pragma GCC unroll 4
                     for (int t = 0; t < TN; t++)
-                        a[r][t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * xs + 128 * h + 32 * g + 8 * u), a[r][t]);
+                        a[r][t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + t * xs + 128 * h + 32 * g + 8 * u),
+                                                  a[r][t]);
                 }
             }
         }
