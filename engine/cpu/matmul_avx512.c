@@ -169,9 +169,9 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
  * the same order: the AVX2 kernel's bits.  Per sixteen weights this
  * issues two lookups on the shuffle port and a shift, a byte shuffle
  * (into int32 lanes, in-lane: not only the shuffle port) and two fused
- * multiply-adds on the others, where the AVX2 kernel puts a widening on
- * the shuffle port and a conversion and four fused multiply-adds on the
- * two ports that can run them.
+ * multiply-adds on the others, where the AVX2 kernel puts two widenings
+ * on the shuffle port and two conversions and four fused multiply-adds
+ * on the two ports that can run them.
  */
 #define ZK_RM 4 /* rows at a time */
 
