@@ -32,6 +32,7 @@ typedef struct {
     const cpu_attn_t *a;
     const uint32_t *tile_first; /* [n_seqs + 1] */
     uint32_t tile;              /* query tokens per tile */
+    uint32_t kv_per_task;       /* KV heads a task takes: 1, or n_head_kv (decode steps) */
     float *scratch;
     size_t scratch_floats;
     int avx2;                   /* run the AVX2 build (with F16C) */
@@ -117,9 +118,32 @@ __attribute__((target("avx2,f16c"))) static void narrow_f16c(uint16_t *dst, cons
     } while (0)
 
 /*
- * One task: tile `tile_idx` of its sequence for KV head kvh.  Rows are
- * (token i of the tile, head hh of the group), row r = i * G + hh.
- * Inline into the two builds below.
+ * The next block's lines, a few at a time: blocks lie anywhere in the
+ * pool, so the hardware's stream prefetch does not run ahead across
+ * them, and a decode task has too little work per block to hide a miss.
+ * All of a block's lines at once stalled the core on full fill buffers
+ * (a third of the kernel's time at batch 16); one line of K and one of V
+ * per key or group of keys worked on spreads them over the block's work.
+ */
+typedef struct {
+    const char *k, *v;
+    uint64_t at, end;   /* bytes issued, bytes to issue */
+} prefetch_t;
+
+static inline __attribute__((always_inline)) void prefetch_some(prefetch_t *pf)
+{
+    if (pf->at < pf->end) {
+        __builtin_prefetch(pf->k + pf->at);
+        __builtin_prefetch(pf->v + pf->at);
+        pf->at += 64;
+    }
+}
+
+/*
+ * One task: tile `tile_idx` of its sequence for kv_per_task KV heads from
+ * kvh0.  Rows are (KV head kk of the task, token i of the tile, head hh
+ * of the group), row r = (kk * nq + i) * G + hh.  Inline into the two
+ * builds below.
  */
 static inline __attribute__((always_inline)) void
 tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const uint8_t *, float *, uint32_t))
@@ -127,7 +151,8 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
     const cpu_attn_t *a = job->a;
     const batch_t *b = a->batch;
     uint32_t hd = a->head_dim, nv = hd / 8, G = group_of(a->n_head, a->n_head_kv), B = a->block_tokens;
-    uint32_t tile_idx = task / a->n_head_kv, kvh = task % a->n_head_kv;
+    uint32_t nkv = job->kv_per_task, tasks_per_tile = a->n_head_kv / nkv;
+    uint32_t tile_idx = task / tasks_per_tile, kvh0 = task % tasks_per_tile * nkv;
 
     /* the sequence holding this tile: the last s with tile_first[s] <= tile_idx */
     uint32_t lo = 0, hi = b->n_seqs;
@@ -141,7 +166,7 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
     const batch_seq_t *s = &b->seqs[lo];
     uint32_t q0 = (tile_idx - job->tile_first[lo]) * job->tile;
     uint32_t nq = s->n_new - q0 < job->tile ? s->n_new - q0 : job->tile;
-    uint32_t rows = nq * G;
+    uint32_t rows = nkv * nq * G;
     v8f *acc = (v8f *)scratch;                      /* [rows, nv] */
     float *mx = scratch + (size_t)rows * hd;        /* [rows] */
     float *denom = mx + rows;                       /* [rows] */
@@ -164,140 +189,140 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
     }
 
     for (uint32_t j0 = 0; j0 < max_keys; j0 += B) {
-        int32_t block = s->block_table[j0 / B];
-        uint64_t off = (uint64_t)block * a->n_head_kv * B * hd + (uint64_t)kvh * B * hd;
-        const float *kb = (const float *)(const void *)(kbase + off * esz);
-        const float *vb = (const float *)(const void *)(vbase + off * esz);
-        if (a->kv_f16) {    /* the keys this tile reads, widened */
-            uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
-            widen((const uint8_t *)kbase + off * esz, kw, nk * hd);
-            widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
-            kb = kw;
-            vb = vw;
-        }
+        /* the task's heads of one block lie together: [kvh0, kvh0 + nkv) x B x hd */
+        uint64_t boff = ((uint64_t)s->block_table[j0 / B] * a->n_head_kv + kvh0) * B * hd;
+        prefetch_t pf = { NULL, NULL, 0, 0 };
         if (j0 + B < max_keys) {
-            /* the next block's keys and values, a cache line at a time:
-             * blocks lie anywhere in the pool, so the hardware's stream
-             * prefetch does not run ahead across them, and a decode tile
-             * (one token) has too little work per block to hide the miss */
-            uint64_t noff = (uint64_t)s->block_table[j0 / B + 1] * a->n_head_kv * B * hd
-                            + (uint64_t)kvh * B * hd;
-            for (uint64_t c = 0; c < B * hd * esz; c += 64) {
-                __builtin_prefetch(kbase + noff * esz + c);
-                __builtin_prefetch(vbase + noff * esz + c);
-            }
+            uint64_t noff = ((uint64_t)s->block_table[j0 / B + 1] * a->n_head_kv + kvh0) * B * hd;
+            pf = (prefetch_t){ kbase + noff * esz, vbase + noff * esz, 0, (uint64_t)nkv * B * hd * esz };
         }
-        for (uint32_t i = 0; i < nq; i++) {
-            uint32_t t = s->first + q0 + i;
-            uint32_t n_keys = (uint32_t)b->pos[t] + 1;
-            if (n_keys <= j0)
-                continue;
-            uint32_t nb = n_keys - j0 < B ? n_keys - j0 : B;
-            for (uint32_t hh = 0; hh < G; hh++) {
-                uint32_t r = i * G + hh, h = kvh * G + hh;
-                const float *q = a->q + ((uint64_t)t * a->n_head + h) * hd;
-                v8f *ac = acc + (size_t)r * nv;
-                v8f sc[8];                          /* B <= 64 scores */
-                float *scores = (float *)sc, bmax = -INFINITY;
-                for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
-                    scores[j] = -INFINITY;          /* the last vector's spare lanes */
-                uint32_t j = 0;
-                v8f bm8 = { -INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                            -INFINITY, -INFINITY, -INFINITY, -INFINITY };
-                for (; j + 8 <= nb; j += 8) {       /* eight keys: reduce8 */
-                    v8f d[8] = { { 0 } };
-                    for (uint32_t x = 0; x < nv; x++) {
-                        v8f qv;
-                        memcpy(&qv, q + 8 * x, sizeof qv);
+        for (uint32_t kk = 0; kk < nkv; kk++) {
+            uint32_t kvh = kvh0 + kk;
+            uint64_t off = boff + (uint64_t)kk * B * hd;
+            const float *kb = (const float *)(const void *)(kbase + off * esz);
+            const float *vb = (const float *)(const void *)(vbase + off * esz);
+            if (a->kv_f16) {    /* the keys this tile reads, widened */
+                uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
+                widen((const uint8_t *)kbase + off * esz, kw, nk * hd);
+                widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
+                kb = kw;
+                vb = vw;
+            }
+            for (uint32_t i = 0; i < nq; i++) {
+                uint32_t t = s->first + q0 + i;
+                uint32_t n_keys = (uint32_t)b->pos[t] + 1;
+                if (n_keys <= j0)
+                    continue;
+                uint32_t nb = n_keys - j0 < B ? n_keys - j0 : B;
+                for (uint32_t hh = 0; hh < G; hh++) {
+                    uint32_t r = (kk * nq + i) * G + hh, h = kvh * G + hh;
+                    const float *q = a->q + ((uint64_t)t * a->n_head + h) * hd;
+                    v8f *ac = acc + (size_t)r * nv;
+                    v8f sc[8];                          /* B <= 64 scores */
+                    float *scores = (float *)sc, bmax = -INFINITY;
+                    for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
+                        scores[j] = -INFINITY;          /* the last vector's spare lanes */
+                    uint32_t j = 0;
+                    v8f bm8 = { -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+                    for (; j + 8 <= nb; j += 8) {       /* eight keys: reduce8 */
+                        v8f d[8] = { { 0 } };
+                        for (uint32_t x = 0; x < nv; x++) {
+                            v8f qv;
+                            memcpy(&qv, q + 8 * x, sizeof qv);
 #pragma GCC unroll 8
-                        for (int k8 = 0; k8 < 8; k8++) {
-                            v8f k;
-                            memcpy(&k, kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x, sizeof k);
-                            d[k8] += qv * k;
+                            for (int k8 = 0; k8 < 8; k8++) {
+                                v8f k;
+                                memcpy(&k, kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x, sizeof k);
+                                d[k8] += qv * k;
+                            }
                         }
+                        prefetch_some(&pf);
+                        v8f s8 = reduce8(d) * scale;
+                        sc[j / 8] = s8;
+                        MAX_WITH(bm8, s8);              /* lane-wise; a NaN never wins */
                     }
-                    v8f s8 = reduce8(d) * scale;
-                    sc[j / 8] = s8;
-                    MAX_WITH(bm8, s8);              /* lane-wise; a NaN never wins */
-                }
-                /* the lanes' maximum by halves (any order gives a maximum;
-                 * bm8 holds no NaN) */
-                MAX_WITH(bm8, SH(bm8, bm8, 4, 5, 6, 7, 0, 1, 2, 3));
-                MAX_WITH(bm8, SH(bm8, bm8, 2, 3, 0, 1, 6, 7, 4, 5));
-                MAX_WITH(bm8, SH(bm8, bm8, 1, 0, 3, 2, 5, 4, 7, 6));
-                bmax = bm8[0] > bmax ? bm8[0] : bmax;
-                for (; j < nb; j++) {
-                    const float *kr = kb + (uint64_t)j * hd;
-                    v8f d = { 0 };
-                    for (uint32_t x = 0; x < nv; x++) {
-                        v8f k, qv;
-                        memcpy(&k, kr + 8 * x, sizeof k);
-                        memcpy(&qv, q + 8 * x, sizeof qv);
-                        d += qv * k;
+                    /* the lanes' maximum by halves (any order gives a maximum;
+                     * bm8 holds no NaN) */
+                    MAX_WITH(bm8, SH(bm8, bm8, 4, 5, 6, 7, 0, 1, 2, 3));
+                    MAX_WITH(bm8, SH(bm8, bm8, 2, 3, 0, 1, 6, 7, 4, 5));
+                    MAX_WITH(bm8, SH(bm8, bm8, 1, 0, 3, 2, 5, 4, 7, 6));
+                    bmax = bm8[0] > bmax ? bm8[0] : bmax;
+                    for (; j < nb; j++) {
+                        const float *kr = kb + (uint64_t)j * hd;
+                        v8f d = { 0 };
+                        for (uint32_t x = 0; x < nv; x++) {
+                            v8f k, qv;
+                            memcpy(&k, kr + 8 * x, sizeof k);
+                            memcpy(&qv, q + 8 * x, sizeof qv);
+                            d += qv * k;
+                        }
+                        scores[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7])))
+                                    * scale;
+                        bmax = scores[j] > bmax ? scores[j] : bmax;
                     }
-                    scores[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7]))) * scale;
-                    bmax = scores[j] > bmax ? scores[j] : bmax;
-                }
-                float new_max = bmax > mx[r] ? bmax : mx[r];
-                v8f corr = { mx[r] - new_max };     /* -inf on the first block: exp gives 0 */
-                vexp8(&corr);
-                denom[r] *= corr[0];
-                for (uint32_t x = 0; x < nv; x++)
-                    ac[x] *= corr[0];
-                for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
-                    sc[c] -= new_max;
-                    vexp8(&sc[c]);
-                }
-                /* acc += p v, eight vectors of the row at a time held in
-                 * registers over the block's keys (each element still sees
-                 * the keys in order), then any rest one vector at a time;
-                 * the first pass over the keys also adds the p's to the
-                 * sum, in order, its chain of adds beside the products */
-                float dn = denom[r];
-                uint32_t x0 = 0;
-                for (; x0 + 8 <= nv; x0 += 8) {
-                    v8f al[8];
-                    memcpy(al, ac + x0, sizeof al);
-                    for (uint32_t j = 0; j < nb; j++) {
-                        float p = scores[j];
-                        if (x0 == 0)
-                            dn += p;
-                        const float *vr = vb + (uint64_t)j * hd + 8 * x0;
+                    float new_max = bmax > mx[r] ? bmax : mx[r];
+                    v8f corr = { mx[r] - new_max };     /* -inf on the first block: exp gives 0 */
+                    vexp8(&corr);
+                    denom[r] *= corr[0];
+                    for (uint32_t x = 0; x < nv; x++)
+                        ac[x] *= corr[0];
+                    for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
+                        sc[c] -= new_max;
+                        vexp8(&sc[c]);
+                    }
+                    /* acc += p v, eight vectors of the row at a time held in
+                     * registers over the block's keys (each element still sees
+                     * the keys in order), then any rest one vector at a time;
+                     * the first pass over the keys also adds the p's to the
+                     * sum, in order, its chain of adds beside the products */
+                    float dn = denom[r];
+                    uint32_t x0 = 0;
+                    for (; x0 + 8 <= nv; x0 += 8) {
+                        v8f al[8];
+                        memcpy(al, ac + x0, sizeof al);
+                        for (uint32_t j = 0; j < nb; j++) {
+                            float p = scores[j];
+                            prefetch_some(&pf);
+                            if (x0 == 0)
+                                dn += p;
+                            const float *vr = vb + (uint64_t)j * hd + 8 * x0;
 #pragma GCC unroll 8
-                        for (int x = 0; x < 8; x++) {
+                            for (int x = 0; x < 8; x++) {
+                                v8f v;
+                                memcpy(&v, vr + 8 * x, sizeof v);
+                                al[x] += p * v;
+                            }
+                        }
+                        memcpy(ac + x0, al, sizeof al);
+                    }
+                    for (; x0 < nv; x0++) {
+                        v8f a1 = ac[x0];
+                        for (uint32_t j = 0; j < nb; j++) {
                             v8f v;
-                            memcpy(&v, vr + 8 * x, sizeof v);
-                            al[x] += p * v;
+                            memcpy(&v, vb + (uint64_t)j * hd + 8 * x0, sizeof v);
+                            if (x0 == 0)
+                                dn += scores[j];
+                            a1 += scores[j] * v;
                         }
+                        ac[x0] = a1;
                     }
-                    memcpy(ac + x0, al, sizeof al);
+                    denom[r] = dn;
+                    mx[r] = new_max;
                 }
-                for (; x0 < nv; x0++) {
-                    v8f a1 = ac[x0];
-                    for (uint32_t j = 0; j < nb; j++) {
-                        v8f v;
-                        memcpy(&v, vb + (uint64_t)j * hd + 8 * x0, sizeof v);
-                        if (x0 == 0)
-                            dn += scores[j];
-                        a1 += scores[j] * v;
-                    }
-                    ac[x0] = a1;
-                }
-                denom[r] = dn;
-                mx[r] = new_max;
             }
         }
+        while (pf.at < pf.end)
+            prefetch_some(&pf);
     }
-    for (uint32_t i = 0; i < nq; i++) {
-        uint32_t t = s->first + q0 + i;
-        for (uint32_t hh = 0; hh < G; hh++) {
-            uint32_t r = i * G + hh, h = kvh * G + hh;
-            float inv = 1.0f / denom[r];
-            float *out = a->out + ((uint64_t)t * a->n_head + h) * hd;
-            for (uint32_t x = 0; x < nv; x++) {
-                v8f o = acc[(size_t)r * nv + x] * inv;
-                memcpy(out + 8 * x, &o, sizeof o);
-            }
+    for (uint32_t r = 0; r < rows; r++) {
+        uint32_t kk = r / (nq * G), i = r / G % nq, hh = r % G;
+        uint32_t t = s->first + q0 + i, h = (kvh0 + kk) * G + hh;
+        float inv = 1.0f / denom[r];
+        float *out = a->out + ((uint64_t)t * a->n_head + h) * hd;
+        for (uint32_t x = 0; x < nv; x++) {
+            v8f o = acc[(size_t)r * nv + x] * inv;
+            memcpy(out + 8 * x, &o, sizeof o);
         }
     }
 }
@@ -349,10 +374,19 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
     tile_first[b->n_seqs] = (uint32_t)n_tiles;
     if (n_tiles * a->n_head_kv > UINT32_MAX)
         return ERR_INVALID;
-    job_t job = { a, tile_first, tile, scratch, cpu_attn_scratch_floats(a->n_head, a->n_head_kv,
-                                                                        a->head_dim),
+    /* A decode step (one token per sequence) with tasks enough for the
+     * pool takes a sequence's KV heads in one task: a block's heads lie
+     * together, so the task reads n_head_kv times longer runs.  The rows
+     * fit the scratch (n_head_kv <= tile); each row's operations are the
+     * same either way. */
+    uint32_t per_task = 1;
+    if (n_tiles == b->n_seqs && b->n_tokens == b->n_seqs && a->n_head_kv <= tile &&
+        n_tiles >= 2 * (uint64_t)(p ? pool_threads(p) : 1))
+        per_task = a->n_head_kv;
+    job_t job = { a, tile_first, tile, per_task, scratch,
+                  cpu_attn_scratch_floats(a->n_head, a->n_head_kv, a->head_dim),
                   !force_plain && avx2_usable() };
-    pool_run(p, attn_task, &job, (uint32_t)(n_tiles * a->n_head_kv));
+    pool_run(p, attn_task, &job, (uint32_t)(n_tiles * (a->n_head_kv / per_task)));
     return 0;
 }
 

@@ -8,7 +8,12 @@
  * once, in position order; each block (B keys of head_dim floats) is used
  * by all tile x G query rows while it is in L1.  Each row keeps its own
  * online softmax (running maximum, running sum, float accumulator), so
- * the score matrix is never formed.
+ * the score matrix is never formed.  A decode step (one token for each
+ * sequence) with at least two sequences per pool thread takes all of a
+ * sequence's KV heads in one task: a block's heads lie together in the
+ * pool, so each task reads runs n_head_kv times longer.  Each task
+ * prefetches its next block a cache line of K and one of V at a time as
+ * it works through the current one.
  *
  * Batch invariance.  One query row's result is a fixed sequence of
  * operations set by the code alone: for each KV block of its sequence in

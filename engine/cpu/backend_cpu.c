@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -407,6 +408,28 @@ static int norm_to_f32(const weight_t *w, float *dst)
     return quant_dequant(w->type, w->data, dst, (size_t)w->n_in);
 }
 
+/*
+ * Ask for transparent huge pages over the KV pool, before it is first
+ * touched.  A step reads every sequence's blocks, a few KiB each, from
+ * anywhere in the pool: with 4 KiB pages nearly each one is a TLB miss
+ * and a page walk.  Advice only: where the kernel has no huge pages (or
+ * THP is "never") the pool stays in small pages, and nothing else
+ * changes.
+ */
+static void kv_huge_pages(void *pool, uint64_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)pool + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)pool + bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)pool;
+    (void)bytes;
+#endif
+}
+
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
                        char *err, size_t errlen)
 {
@@ -473,6 +496,7 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
         if (pool_scratch(c->pool, cpu_matmul_scratch_bytes(widest, o->max_tokens)) == NULL)
             goto nomem;
     }
+    kv_huge_pages(c->kv, n_blocks * block_bytes);
     /* Commit the pool now: resident memory is weights + KV pool from the
        start (what MemoryMax must allow), not a figure that creeps up as
        blocks are first used.  A volatile store per page, because a

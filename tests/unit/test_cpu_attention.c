@@ -47,7 +47,7 @@ TEST(vexp_within_its_bound_of_libm)
 
 /* ------------------------------------------------------------- a paged rig */
 
-enum { HD = 64, NH = 6, NKV = 2, BT = 16, NBLK = 12, MAXTOK = 48 };
+enum { HD = 64, NH = 6, NKV = 2, BT = 16, NBLK = 12, MAXTOK = 48, DEC_SEQS = 6 };
 
 static uint64_t lcg = 12345;
 
@@ -85,7 +85,7 @@ static int run_kv(const batch_t *b, int n_threads, float *out, int f16)
         return ERR_NOMEM;
     size_t per = cpu_attn_scratch_floats(NH, NKV, HD);
     float *scratch = aligned_alloc(64, ((size_t)n_threads * per * sizeof(float) + 63) & ~(size_t)63);
-    uint32_t tile_first[4];
+    uint32_t tile_first[DEC_SEQS + 1];
     cpu_attn_t a = { HD, NH, NKV, BT, &kv_k[0][0][0][0], &kv_v[0][0][0][0], b, &q[0][0][0], out, 0 };
     if (f16) {
         a.k = &kv16_k[0][0][0][0];
@@ -309,6 +309,52 @@ TEST(f16_kv_is_the_float_kernel_over_the_halves)
                "f16: sequence A alone differs from A beside B");
 }
 
+/*
+ * A decode step: six sequences of one token each, whose blocks lie out of
+ * order and are shared between sequences.  With at least two sequences
+ * per thread (1 and 3 threads here) a task takes all of a sequence's KV
+ * heads; with 4 threads, one head.  Every row is the stated order either
+ * way, in both builds, and the halves' kernel gives the same bits both
+ * ways.
+ */
+TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
+{
+    static const int32_t tables[DEC_SEQS][3] = { { 3, 8 }, { 11, 1, 6 }, { 4 },
+                                                 { 2, 9, 0 }, { 10 }, { 5, 7, 3 } };
+    static const int32_t pos[DEC_SEQS] = { 20, 47, 3, 33, 15, 40 };
+    batch_seq_t seqs[DEC_SEQS];
+    for (uint32_t i = 0; i < DEC_SEQS; i++)
+        seqs[i] = (batch_seq_t){ tables[i], (uint32_t)pos[i] / BT + 1, i, 1 };
+    batch_t b = { DEC_SEQS, NULL, pos, DEC_SEQS, seqs, 0, NULL };
+    size_t bytes = (size_t)DEC_SEQS * NH * HD * sizeof(float);
+    fill();
+    for (int plain = 0; plain < 2; plain++)
+        for (int threads = 1; threads <= 4; threads += threads == 1 ? 2 : 1) {
+            cpu_attention_force_plain(plain);
+            memset(out1, 0, sizeof out1);
+            int rc = run(&b, threads, &out1[0][0][0]);
+            cpu_attention_force_plain(0);
+            ASSERT_EQ_INT(rc, 0);
+            for (uint32_t t = 0; t < DEC_SEQS; t++)
+                for (uint32_t h = 0; h < NH; h++) {
+                    float o[HD];
+                    definition(tables[t], pos[t], q[t][h], h / (NH / NKV), o);
+                    ASSERT_MSG(memcmp(o, out1[t][h], sizeof o) == 0,
+                               "%s build, %d threads: sequence %u head %u differs from the stated order",
+                               plain ? "plain" : "AVX2", threads, t, h);
+                }
+        }
+    float *k = &kv_k[0][0][0][0], *v = &kv_v[0][0][0][0];
+    uint16_t *k16 = &kv16_k[0][0][0][0], *v16 = &kv16_v[0][0][0][0];
+    for (size_t i = 0; i < sizeof kv_k / sizeof(float); i++) {
+        k16[i] = f32_to_f16(k[i]);
+        v16[i] = f32_to_f16(v[i]);
+    }
+    ASSERT_EQ_INT(run_kv(&b, 1, &out1[0][0][0], 1), 0);
+    ASSERT_EQ_INT(run_kv(&b, 4, &out2[0][0][0], 1), 0);
+    ASSERT_MSG(memcmp(out1, out2, bytes) == 0, "f16: a task of all KV heads differs from tasks of one");
+}
+
 /* A float beside its bits, for the sweep below. */
 static float bits_f(uint32_t u)
 {
@@ -382,5 +428,6 @@ TEST(bad_shapes_are_refused)
 }
 
 TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference), T(output_is_the_stated_order_bit_for_bit),
-          T(output_bits_do_not_depend_on_batch_threads_or_build), T(f16_kv_is_the_float_kernel_over_the_halves), T(f16_narrowing_is_f32_to_f16),
+          T(output_bits_do_not_depend_on_batch_threads_or_build), T(f16_kv_is_the_float_kernel_over_the_halves), T(decode_step_tasks_of_all_kv_heads_keep_the_order),
+          T(f16_narrowing_is_f32_to_f16),
           T(bad_shapes_are_refused))
