@@ -81,9 +81,36 @@ AMX_FN __m512 amx_f16_lo(__m512i v)
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
 }
 
-/* Blocks [b0, b0 + nbk) of a Q4_0 / Q4_1 / Q8_0 panel (row n at base + idx[n]). */
-AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, size_t b0, size_t nbk,
-                           amx_panel_t *pn)
+/*
+ * t[d] = dword d of the sixteen bytes at p + off[n], for rows n = 0..15:
+ * what four gathers give, from sixteen 128-bit loads and eight in-lane
+ * unpacks.  Gathers cost far more than their sixteen loads on these
+ * cores (and more again under the Gather Data Sampling mitigation).
+ * r[j] holds rows j, 4 + j, 8 + j, 12 + j in its four 128-bit lanes; a
+ * 4 x 4 transpose in each lane then leaves lane l of t[d] holding dword
+ * d of rows 4l .. 4l + 3, so dword n of t[d] is row n's.
+ */
+AMX_FN void amx_rows16(const uint8_t *p, const int32_t *off, __m512i t[4])
+{
+    __m512i r[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const void *)(p + off[j])));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(p + off[4 + j])), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(p + off[8 + j])), 2);
+        r[j] = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(p + off[12 + j])), 3);
+    }
+    __m512i a = _mm512_unpacklo_epi32(r[0], r[1]), b = _mm512_unpackhi_epi32(r[0], r[1]);
+    __m512i c = _mm512_unpacklo_epi32(r[2], r[3]), d = _mm512_unpackhi_epi32(r[2], r[3]);
+    t[0] = _mm512_unpacklo_epi64(a, c);
+    t[1] = _mm512_unpackhi_epi64(a, c);
+    t[2] = _mm512_unpacklo_epi64(b, d);
+    t[3] = _mm512_unpackhi_epi64(b, d);
+}
+
+/* Blocks [b0, b0 + nbk) of a Q4_0 / Q4_1 / Q8_0 panel (row n at base + off[n], idx = off). */
+AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, const int32_t *off, size_t b0,
+                           size_t nbk, amx_panel_t *pn)
 {
     const size_t bb = type == QT_Q4_0 ? 18 : type == QT_Q4_1 ? 20 : 34;
     const __m512i m15 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
@@ -93,16 +120,20 @@ AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, size_
         _mm512_store_ps(pn->dw[k], amx_f16_lo(dm));
         if (type == QT_Q4_1)
             _mm512_store_ps(pn->mw[k], amx_f16_lo(_mm512_srli_epi32(dm, 16)));
+        __m512i q4[4];
         if (type == QT_Q8_0) {
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++)
-                _mm512_store_si512(pn->b[k][r], amx_gather(idx, p + 2 + 4 * r));
+            for (int h = 0; h < 2; h++) {
+                amx_rows16(p + 2 + 16 * h, off, q4);
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++)
+                    _mm512_store_si512(pn->b[k][4 * h + r], q4[r]);
+            }
             continue;
         }
-        const uint8_t *qs = p + (type == QT_Q4_1 ? 4 : 2);
+        amx_rows16(p + (type == QT_Q4_1 ? 4 : 2), off, q4);
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) { /* elements 4r.. low nibbles, 16 + 4r.. high */
-            __m512i q = amx_gather(idx, qs + 4 * r);
+            __m512i q = q4[r];
             __m512i lo = _mm512_and_si512(q, m15), hi = _mm512_and_si512(_mm512_srli_epi32(q, 4), m15);
             if (type == QT_Q4_0) {
                 lo = _mm512_sub_epi8(lo, eight);
@@ -361,7 +392,7 @@ AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_
             else if (ksb)
                 amx_pack_k(type, rows, idx, kb0 / 8, nbk / 8, &pn);
             else
-                amx_pack_small(type, rows, idx, kb0, nbk, &pn);
+                amx_pack_small(type, rows, idx, off, kb0, nbk, &pn);
             for (size_t t0 = 0; t0 < j->n_tok; t0 += AMX_TOKS) {
                 const size_t ts = t0 + AMX_TOKS <= j->n_tok ? t0 : j->n_tok - AMX_TOKS;
                 float *yt = y + ts * j->n_out;
