@@ -150,16 +150,31 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * model's batch-1 decode on two threads of a Xeon: 64 KiB 33-34 tokens/s,
  * 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less at four
  * tokens of the default model).  With many tokens the work is arithmetic
- * and single groups balance best.
+ * and single groups balance best, except on the AMX kernel at batched
+ * decode sizes (under MM_MANY_TOKS tokens), where a group is little work
+ * beside a task's fixed cost (the pool's claim and count, each an atomic
+ * that waits for the task's stores; the kernel's tile configuration): one
+ * group a task paid it 3,000 times a step for the default model's output
+ * matrix alone.  There a task takes up to MM_MANY_GROUPS groups, as long
+ * as every thread has at least 16 tasks (batch 16, two threads of the
+ * Xeon: one group 673-712 tokens/s, up to eight 725-747; the float tile
+ * path of `exact` lost 5-10% with such tasks, and is left at one).
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
+#define MM_MANY_GROUPS   8
+#define MM_MANY_TOKS     64
 
-static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads)
+static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads, int amx)
 {
-    if (n_tok >= 8)
-        return MM_ROWS;
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
+    if (n_tok >= 8) {
+        if (!amx || n_tok >= MM_MANY_TOKS)
+            return MM_ROWS;
+        uint32_t per = groups / (16 * n_threads);
+        per = per < MM_MANY_GROUPS ? per : MM_MANY_GROUPS;
+        return (per > 1 ? per : 1) * MM_ROWS;
+    }
     size_t by_bytes = (n_threads > 1 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
     uint32_t by_balance = groups / (4 * n_threads);
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
@@ -351,7 +366,8 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
         else
             run.rows[i] = isa >= CPU_ISA_AVX512 ? cpu_mm_rows_avx512
                           : isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
-        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p));
+        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p),
+                                         run.rows[i] == cpu_mmq_rows_amx);
         uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
         run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */
     }
