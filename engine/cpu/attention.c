@@ -152,7 +152,7 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
     const batch_t *b = a->batch;
     uint32_t hd = a->head_dim, nv = hd / 8, G = group_of(a->n_head, a->n_head_kv), B = a->block_tokens;
     uint32_t nkv = job->kv_per_task, tasks_per_tile = a->n_head_kv / nkv;
-    uint32_t tile_idx = task / tasks_per_tile, kvh0 = task % tasks_per_tile * nkv;
+    uint32_t tile_idx = task / tasks_per_tile, kvh0 = (task % tasks_per_tile) * nkv;
 
     /* the sequence holding this tile: the last s with tile_first[s] <= tile_idx */
     uint32_t lo = 0, hi = b->n_seqs;
@@ -376,12 +376,12 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
         return ERR_INVALID;
     /* A decode step (one token per sequence) with tasks enough for the
      * pool takes a sequence's KV heads in one task: a block's heads lie
-     * together, so the task reads n_head_kv times longer runs.  The rows
-     * fit the scratch (n_head_kv <= tile); each row's operations are the
-     * same either way. */
+     * together, so the task reads n_head_kv times longer runs.  (Every
+     * sequence has a token, so n_tokens == n_seqs means one each, and one
+     * tile each.)  The rows fit the scratch (n_head_kv <= tile); each
+     * row's operations are the same either way. */
     uint32_t per_task = 1;
-    if (n_tiles == b->n_seqs && b->n_tokens == b->n_seqs && a->n_head_kv <= tile &&
-        n_tiles >= 2 * (uint64_t)(p ? pool_threads(p) : 1))
+    if (b->n_tokens == b->n_seqs && a->n_head_kv <= tile && n_tiles >= 2 * (uint64_t)pool_threads(p))
         per_task = a->n_head_kv;
     job_t job = { a, tile_first, tile, per_task, scratch,
                   cpu_attn_scratch_floats(a->n_head, a->n_head_kv, a->head_dim),

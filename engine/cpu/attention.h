@@ -10,8 +10,9 @@
  * online softmax (running maximum, running sum, float accumulator), so
  * the score matrix is never formed.  A decode step (one token for each
  * sequence) with at least two sequences per pool thread takes all of a
- * sequence's KV heads in one task: a block's heads lie together in the
- * pool, so each task reads runs n_head_kv times longer.  Each task
+ * sequence's KV heads in one task (where n_head_kv <= tile, so that its
+ * rows fit the same scratch): a block's heads lie together in the pool,
+ * so each task reads runs n_head_kv times longer.  Each task
  * prefetches its next block a cache line of K and one of V at a time as
  * it works through the current one.
  *

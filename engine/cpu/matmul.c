@@ -150,15 +150,17 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * model's batch-1 decode on two threads of a Xeon: 64 KiB 33-34 tokens/s,
  * 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less at four
  * tokens of the default model).  With many tokens the work is arithmetic
- * and single groups balance best, except on the AMX kernel at batched
- * decode sizes (under MM_MANY_TOKS tokens), where a group is little work
- * beside a task's fixed cost (the pool's claim and count, each an atomic
- * that waits for the task's stores; the kernel's tile configuration): one
- * group a task paid it 3,000 times a step for the default model's output
- * matrix alone.  There a task takes up to MM_MANY_GROUPS groups, as long
- * as every thread has at least 16 tasks (batch 16, two threads of the
- * Xeon: one group 673-712 tokens/s, up to eight 725-747; the float tile
- * path of `exact` lost 5-10% with such tasks, and is left at one).
+ * and single groups balance best, except on the AMX tiles at batched
+ * decode sizes (MM_AMX_MIN_TOKS to MM_MANY_TOKS - 1 tokens), where a
+ * group is little work beside a task's fixed cost (the pool's claim and
+ * count, each a locked instruction that waits for the task's stores; the
+ * kernel's tile configuration): one group a task paid it 3,000 times a
+ * step for the default model's output matrix alone.  There a task takes
+ * up to MM_MANY_GROUPS groups, as long as every thread has at least 16
+ * tasks (batch 16 on two threads of the Xeon: +6% in the median of nine
+ * A/B pairs, docs/PERFORMANCE.md).  A first version that did so for every
+ * kernel and size cost `exact`'s float tiles 5-10%; prefill sizes gained
+ * nothing measurable.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
@@ -169,7 +171,7 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
     if (n_tok >= 8) {
-        if (!amx || n_tok >= MM_MANY_TOKS)
+        if (!amx || n_tok < MM_AMX_MIN_TOKS || n_tok >= MM_MANY_TOKS)
             return MM_ROWS;
         uint32_t per = groups / (16 * n_threads);
         per = per < MM_MANY_GROUPS ? per : MM_MANY_GROUPS;

@@ -427,7 +427,7 @@ TEST(bad_shapes_are_refused)
     ASSERT_EQ_U64(cpu_attn_scratch_floats(NH, 4, HD), 0);
 }
 
-TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference), T(output_is_the_stated_order_bit_for_bit),
-          T(output_bits_do_not_depend_on_batch_threads_or_build), T(f16_kv_is_the_float_kernel_over_the_halves), T(decode_step_tasks_of_all_kv_heads_keep_the_order),
-          T(f16_narrowing_is_f32_to_f16),
-          T(bad_shapes_are_refused))
+TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference),
+          T(output_is_the_stated_order_bit_for_bit), T(output_bits_do_not_depend_on_batch_threads_or_build),
+          T(f16_kv_is_the_float_kernel_over_the_halves), T(decode_step_tasks_of_all_kv_heads_keep_the_order),
+          T(f16_narrowing_is_f32_to_f16), T(bad_shapes_are_refused))

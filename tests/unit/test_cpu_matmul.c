@@ -497,6 +497,9 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
      * groups, and rows of several chunks with a ragged last one */
     check_fast_shape(type, 37, n_in, 37, isa);
     check_fast_shape(type, 21, k ? 33 * 256 : 257 * 32, 19, isa);
+    /* 33 row groups at 24 tokens: on the AMX level a task takes two groups
+     * (matmul.c's task_rows), the last one ragged */
+    check_fast_shape(type, 519, k ? 256 : 64, 24, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     check_invariance(type, 19, k ? 9 * 256 : 70 * 32, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
