@@ -82,6 +82,24 @@ AMX_FN __m512 amx_f16_lo(__m512i v)
 }
 
 /*
+ * The lines of [p, p + bytes): the weights a panel's block (or K-quant
+ * super-block) will read AMX_PF_BYTES further on.  A panel reads its
+ * sixteen rows a block at a time, sixteen separate runs too short for
+ * the hardware prefetchers, and without this every panel waited on
+ * memory; a task's rows are one contiguous run, so one pointer moving at
+ * the panel's pace covers them (and past the task's end the next rows:
+ * a prefetch past the matrix is harmless).  Into L2 (prefetcht1): the
+ * pack's own loads then find them near, and the prefetches do not hold
+ * the L1 fill buffers that those loads need.
+ */
+#define AMX_PF_BYTES 8192
+AMX_FN void amx_prefetch(const uint8_t *p, size_t bytes)
+{
+    for (size_t l = 0; l < bytes; l += 64)
+        __builtin_prefetch(p + l, 0, 2);
+}
+
+/*
  * t[d] = dword d of the sixteen bytes at p + off[n], for rows n = 0..15:
  * what four gathers give, from sixteen 128-bit loads and eight in-lane
  * unpacks.  Gathers cost far more than their sixteen loads on these
@@ -110,12 +128,13 @@ AMX_FN void amx_rows16(const uint8_t *p, const int32_t *off, __m512i t[4])
 
 /* Blocks [b0, b0 + nbk) of a Q4_0 / Q4_1 / Q8_0 panel (row n at base + off[n], idx = off). */
 AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, const int32_t *off, size_t b0,
-                           size_t nbk, amx_panel_t *pn)
+                           size_t nbk, amx_panel_t *pn, const uint8_t *pf)
 {
     const size_t bb = type == QT_Q4_0 ? 18 : type == QT_Q4_1 ? 20 : 34;
     const __m512i m15 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
     for (size_t k = 0; k < nbk; k++) {
         const uint8_t *p = base + (b0 + k) * bb;
+        amx_prefetch(pf + k * 16 * bb, 16 * bb);
         __m512i dm = amx_gather(idx, p);
         _mm512_store_ps(pn->dw[k], amx_f16_lo(dm));
         if (type == QT_Q4_1)
@@ -151,7 +170,7 @@ AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, const
  * levels' k4_scales8, sixteen lanes wide), and its eight blocks.
  */
 AMX_FN void amx_pack_k(qtype_t type, const uint8_t *base, __m512i idx, size_t s0, size_t ns,
-                       amx_panel_t *pn)
+                       amx_panel_t *pn, const uint8_t *pf)
 {
     const size_t bb = type == QT_Q5_K ? 176 : 144, qo = type == QT_Q5_K ? 48 : 16;
     const __m512i m63 = _mm512_set1_epi32(0x3f3f3f3f), m15 = _mm512_set1_epi32(0x0f0f0f0f);
@@ -160,6 +179,7 @@ AMX_FN void amx_pack_k(qtype_t type, const uint8_t *base, __m512i idx, size_t s0
     const __m512i neg = _mm512_set1_epi32((int)0x80000000u);
     for (size_t s = 0; s < ns; s++) {
         const uint8_t *p = base + (s0 + s) * bb;
+        amx_prefetch(pf + s * 16 * bb, 16 * bb);
         __m512i dm = amx_gather(idx, p);
         __m512 d = amx_f16_lo(dm), dmin = amx_f16_lo(_mm512_srli_epi32(dm, 16));
         __m512i a = amx_gather(idx, p + 4), b = amx_gather(idx, p + 8), c = amx_gather(idx, p + 12);
@@ -241,7 +261,21 @@ AMX_FN void amx_block_float(const int MIN, const int32_t *c, const float *xd, co
  * tokens below ts + skip belong to an earlier group and are neither
  * loaded nor stored.  y: token ts's row, at the panel's first column;
  * ncol of the sixteen columns are the matrix's.
+ *
+ * The blocks run as a two-stage pipeline: block k's tile product goes
+ * out (even blocks on tiles 0, 2, 4, odd ones on 1, 3, 5) before block
+ * k - 2's sums, stored two blocks ago, take their float work, so the
+ * product's latency and its trip through memory overlap that work
+ * instead of stalling it.  The float work still runs in block order.
  */
+#define AMX_BLOCK_TILES(C, A, B, k)                                                                \
+    do {                                                                                           \
+        _tile_loadd(A, xq + 32 * (k), n_in);                                                       \
+        _tile_loadd(B, pn->b[k], 64);                                                              \
+        _tile_zero(C);                                                                             \
+        _tile_dpbssd(C, A, B);                                                                     \
+    } while (0)
+
 AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, size_t kb0, size_t nbk,
                       size_t ts, int skip, int first, float *y, uint32_t ncol)
 {
@@ -253,33 +287,32 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
     const int8_t *xq = j->xq + ts * n_in + 32 * kb0;
     const float *xd = j->xd + ts * nb + kb0;
     const float *xo = MIN ? j->xo + ts * nb + kb0 : NULL;
+#define AMX_FLOAT(k)                                                                               \
+    amx_block_float(MIN, c[(k) & 1], xd + (k), MIN ? xo + (k) : NULL, nb, _mm512_load_ps(pn->dw[k]), \
+                    MIN ? _mm512_load_ps(pn->mw[k]) : _mm512_setzero_ps(), acc)
     size_t k = 0;
     for (; k + 2 <= nbk; k += 2) {
-        _tile_loadd(2, xq + 32 * k, n_in);
-        _tile_loadd(4, pn->b[k], 64);
-        _tile_zero(0);
-        _tile_dpbssd(0, 2, 4);
-        _tile_loadd(3, xq + 32 * (k + 1), n_in);
-        _tile_loadd(5, pn->b[k + 1], 64);
-        _tile_zero(1);
-        _tile_dpbssd(1, 3, 5);
+        AMX_BLOCK_TILES(0, 2, 4, k);
+        if (k >= 2)
+            AMX_FLOAT(k - 2);
         _tile_stored(0, c[0], 64);
-        amx_block_float(MIN, c[0], xd + k, MIN ? xo + k : NULL, nb, _mm512_load_ps(pn->dw[k]),
-                        MIN ? _mm512_load_ps(pn->mw[k]) : _mm512_setzero_ps(), acc);
+        AMX_BLOCK_TILES(1, 3, 5, k + 1);
+        if (k >= 2)
+            AMX_FLOAT(k - 1);
         _tile_stored(1, c[1], 64);
-        amx_block_float(MIN, c[1], xd + k + 1, MIN ? xo + k + 1 : NULL, nb,
-                        _mm512_load_ps(pn->dw[k + 1]),
-                        MIN ? _mm512_load_ps(pn->mw[k + 1]) : _mm512_setzero_ps(), acc);
     }
-    if (k < nbk) {
-        _tile_loadd(2, xq + 32 * k, n_in);
-        _tile_loadd(4, pn->b[k], 64);
-        _tile_zero(0);
-        _tile_dpbssd(0, 2, 4);
+    size_t done = k >= 2 ? k - 2 : 0; /* blocks whose float work has run */
+    if (k < nbk) { /* an odd count: the last block on the even tiles */
+        AMX_BLOCK_TILES(0, 2, 4, k);
+        if (k >= 2) {
+            AMX_FLOAT(done);
+            done++;
+        }
         _tile_stored(0, c[0], 64);
-        amx_block_float(MIN, c[0], xd + k, MIN ? xo + k : NULL, nb, _mm512_load_ps(pn->dw[k]),
-                        MIN ? _mm512_load_ps(pn->mw[k]) : _mm512_setzero_ps(), acc);
     }
+    for (; done < nbk; done++) /* the pipeline drains */
+        AMX_FLOAT(done);
+#undef AMX_FLOAT
     amx_acc_store(j, y, cols, skip, acc);
 }
 
@@ -291,12 +324,14 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
  * with bits 2g, 2g+1 of qh[32h + l] on top), four elements of sixteen
  * rows per gather, a byte each.
  */
-AMX_FN void amx_pack_q6k(const uint8_t *base, __m512i idx, size_t s0, size_t ns, amx_panel_t *pn)
+AMX_FN void amx_pack_q6k(const uint8_t *base, __m512i idx, size_t s0, size_t ns, amx_panel_t *pn,
+                         const uint8_t *pf)
 {
     const __m512i m15 = _mm512_set1_epi32(0x0f0f0f0f), m48 = _mm512_set1_epi32(0x30303030);
     const __m512i k32 = _mm512_set1_epi8(32);
     for (size_t s = 0; s < ns; s++) {
         const uint8_t *p = base + (s0 + s) * 210;
+        amx_prefetch(pf + s * 16 * 210, 16 * 210);
         const __m512 d = amx_f16_lo(_mm512_srli_epi32(amx_gather(idx, p + 206), 16)); /* bytes 208, 209 */
         const size_t k0 = 8 * s;
 #pragma GCC unroll 4
@@ -387,12 +422,14 @@ AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_
         float *y = j->y + o0 + p0;
         for (size_t kb0 = 0; kb0 < nb; kb0 += AMX_KB) {
             const size_t nbk = nb - kb0 < AMX_KB ? nb - kb0 : AMX_KB;
+            /* the prefetch's pace: sixteen rows' bytes of each block read */
+            const uint8_t *pf = rows + AMX_PF_BYTES + kb0 * QK_SMALL / j->block_elems * 16 * j->block_bytes;
             if (six)
-                amx_pack_q6k(rows, idx, kb0 / 8, nbk / 8, &pn);
+                amx_pack_q6k(rows, idx, kb0 / 8, nbk / 8, &pn, pf);
             else if (ksb)
-                amx_pack_k(type, rows, idx, kb0 / 8, nbk / 8, &pn);
+                amx_pack_k(type, rows, idx, kb0 / 8, nbk / 8, &pn, pf);
             else
-                amx_pack_small(type, rows, idx, off, kb0, nbk, &pn);
+                amx_pack_small(type, rows, idx, off, kb0, nbk, &pn, pf);
             for (size_t t0 = 0; t0 < j->n_tok; t0 += AMX_TOKS) {
                 const size_t ts = t0 + AMX_TOKS <= j->n_tok ? t0 : j->n_tok - AMX_TOKS;
                 float *yt = y + ts * j->n_out;

@@ -497,6 +497,9 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
      * groups, and rows of several chunks with a ragged last one */
     check_fast_shape(type, 37, n_in, 37, isa);
     check_fast_shape(type, 21, k ? 33 * 256 : 257 * 32, 19, isa);
+    /* a chunk of an odd number of blocks, three or more (the AMX kernel's
+     * pipeline ends on its even tiles) */
+    check_fast_shape(type, 21, k ? 3 * 256 : 35 * 32, 17, isa);
     /* 33 row groups at 24 tokens: on the AMX level a task takes two groups
      * (matmul.c's task_rows), the last one ragged */
     check_fast_shape(type, 519, k ? 256 : 64, 24, isa);
