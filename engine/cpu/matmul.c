@@ -192,19 +192,22 @@ static int fast_type(qtype_t t)
 }
 
 /*
- * The quantisation's pool tasks: each takes a run of blocks of one
- * token.  cpu_quantize_act treats every block alone, so any split gives
- * the same bytes.  With at least as many tokens as threads a task is one
- * token; with fewer (decode) each token's blocks are split in n_threads
- * runs of at least MM_Q_MIN_BLOCKS, so that the quantisation is not one
- * thread's serial work in every call.
+ * The quantisation's pool tasks: each takes a run of blocks of the
+ * [n_tok, nb] array (tokens' blocks are contiguous in x and in every
+ * output, so a run may cross tokens).  cpu_quantize_act treats every
+ * block alone, so any split gives the same bytes.  There are about
+ * MM_Q_TASKS runs per thread, of at least MM_Q_MIN_BLOCKS blocks: enough
+ * to balance, and few, since each task's claim and count cost a trip of
+ * a cache line between cores (a batch of 16 tokens as 16 one-token tasks
+ * spent more in those trips than in the work).
  */
 #define MM_Q_MIN_BLOCKS 8
+#define MM_Q_TASKS      4
 
 typedef struct {
-    const mm_job_t *j;         /* x, n_in, n_tok and the buffers to fill */
-    uint32_t        per_tok;   /* tasks per token */
-    uint32_t        blocks;    /* blocks per task (the last of a token may have fewer) */
+    const mm_job_t *j;      /* x, n_in, n_tok and the buffers to fill */
+    size_t          total;  /* blocks: n_tok * nb */
+    size_t          blocks; /* blocks per task (the last may have fewer) */
 } quant_run_t;
 
 static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
@@ -212,11 +215,10 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     (void)thread;
     const quant_run_t *q = ctx;
     const mm_job_t *j = q->j;
-    size_t nb = j->n_in / QK_SMALL;
-    size_t t = task / q->per_tok, b0 = (size_t)(task % q->per_tok) * q->blocks;
-    if (b0 >= nb)
+    size_t first = (size_t)task * q->blocks;
+    if (first >= q->total)
         return;
-    size_t n = nb - b0 < q->blocks ? nb - b0 : q->blocks, first = t * nb + b0; /* blocks */
+    size_t n = q->total - first < q->blocks ? q->total - first : q->blocks;
     float *xd = (float *)j->xd + first, *xls = (float *)j->xls + first * 8;
     cpu_quantize_act(j->x + first * QK_SMALL, (uint32_t)(n * QK_SMALL), (int8_t *)j->xq + first * QK_SMALL,
                      xd, xls);
@@ -256,14 +258,9 @@ static int quantize_acts(pool_t *p, mm_job_t *j, int with_xo, void **owned)
     j->xls = (const float *)(void *)(buf + nb * 4);
     j->xo = with_xo ? (const float *)(void *)(buf + nb * 36) : NULL;
     j->xq = (const int8_t *)(buf + nb * 40);
-    uint32_t blocks = j->n_in / QK_SMALL, nt = pool_threads(p);
-    quant_run_t q = { j, 1, blocks };
-    if (j->n_tok < nt) {
-        uint32_t per = (blocks + nt - 1) / nt;
-        q.blocks = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
-        q.per_tok = (blocks + q.blocks - 1) / q.blocks;
-    }
-    pool_run(p, quantize_task, &q, j->n_tok * q.per_tok);
+    size_t tasks = (size_t)MM_Q_TASKS * pool_threads(p), per = (nb + tasks - 1) / tasks;
+    quant_run_t q = { j, nb, per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS };
+    pool_run(p, quantize_task, &q, (uint32_t)((nb + q.blocks - 1) / q.blocks));
     return 0;
 }
 

@@ -18,7 +18,8 @@
 /*
  * The quantiser (matmul.h states what it computes), eight lanes at a
  * time with the compiler's generic vectors, built twice: plain (SSE2 on
- * x86-64, whatever the target has elsewhere) and, on x86-64, for AVX2.
+ * x86-64, whatever the target has elsewhere) and, on x86-64, for AVX2
+ * (and a third time below, by hand, for the AVX512 and AMX levels).
  * Every operation is one IEEE operation on each lane, as in the
  * definition: the multiply x * id and the subtraction v - (int)v stay
  * separate (C11 mode: no contraction), the truncation is (int)'s, and a
@@ -121,13 +122,99 @@ __attribute__((target("avx2"))) static void quantize_avx2(const float *x, uint32
 {
     quantize_body(x, n, q, d, ls);
 }
+
+/*
+ * The same on 512-bit registers, sixteen blocks at a time: each block's
+ * maximum |x| by a reduction of its two registers, then the sixteen
+ * blocks' amax / 127 and 127 / amax by two vector divisions (the same
+ * IEEE divisions), then each block's quants as above (the multiply, the
+ * truncation, the fraction's two comparisons with 1/2, the clamp) and
+ * its lane sums from the bytes (vpmaddubsw with ones, then vpmaddwd:
+ * exact integers).  The quantiser was about 150 cycles a block on one
+ * block's dependent chain (5% of a batch-16 decode step), and the blocks
+ * are independent.
+ */
+#include <immintrin.h>
+
+#define Q8_512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl")))
+
+static inline __attribute__((always_inline)) Q8_512 void quantize_block512(const float *xb, float id, int8_t *qb,
+                                                                           float *lsb)
+{
+    const __m512 idv = _mm512_set1_ps(id), half = _mm512_set1_ps(0.5f), mhalf = _mm512_set1_ps(-0.5f);
+    const __m512i one = _mm512_set1_epi32(1), top = _mm512_set1_epi32(127), bot = _mm512_set1_epi32(-127);
+    __m128i by[2];
+    for (int h = 0; h < 2; h++) {
+        __m512 vv = _mm512_mul_ps(_mm512_loadu_ps(xb + 16 * h), idv);
+        __m512i i = _mm512_cvttps_epi32(vv);
+        __m512 f = _mm512_sub_ps(vv, _mm512_cvtepi32_ps(i));
+        i = _mm512_mask_add_epi32(i, _mm512_cmp_ps_mask(f, half, _CMP_GE_OQ), i, one);
+        i = _mm512_mask_sub_epi32(i, _mm512_cmp_ps_mask(f, mhalf, _CMP_LE_OQ), i, one);
+        i = _mm512_max_epi32(_mm512_min_epi32(i, top), bot);
+        by[h] = _mm512_cvtepi32_epi8(i);
+    }
+    __m256i qv = _mm256_set_m128i(by[1], by[0]);
+    _mm256_storeu_si256((__m256i *)(void *)qb, qv);
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), qv);
+    __m256i fours = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    _mm256_storeu_ps(lsb, _mm256_cvtepi32_ps(fours));
+}
+
+static Q8_512 void quantize_avx512(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
+{
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    const uint32_t nb = n / QK_SMALL;
+    for (uint32_t b0 = 0; b0 < nb; b0 += 16) {
+        const uint32_t m = nb - b0 < 16 ? nb - b0 : 16;
+        float amax[16] __attribute__((aligned(64)));
+        __mmask16 odd = 0; /* blocks that hold a NaN */
+        for (uint32_t b = 0; b < m; b++) {
+            const float *xb = x + (size_t)(b0 + b) * QK_SMALL;
+            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            if (_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) != 0)
+                odd |= (__mmask16)(1u << b);
+            __m512 a0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v0), abs_mask));
+            __m512 a1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v1), abs_mask));
+            amax[b] = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        }
+        const __mmask16 live = (__mmask16)((1u << m) - 1);
+        const __m512 big = _mm512_set1_ps(3.4028234e38f);
+        __m512 am = _mm512_maskz_load_ps(live, amax);
+        odd |= _mm512_cmp_ps_mask(am, big, _CMP_NLE_UQ); /* or an infinity */
+        __m512 idv = _mm512_div_ps(_mm512_set1_ps(127.0f), am);
+        __mmask16 zero = (__mmask16)(odd | _mm512_cmp_ps_mask(idv, big, _CMP_NLE_UQ)); /* or 127 / amax overflows */
+        __m512 dv = _mm512_div_ps(am, _mm512_set1_ps(127.0f));
+        dv = _mm512_mask_mov_ps(dv, zero, _mm512_setzero_ps());
+        dv = _mm512_mask_mov_ps(dv, odd, _mm512_set1_ps(NAN));
+        _mm512_mask_storeu_ps(d + b0, live, dv);
+        float id[16] __attribute__((aligned(64)));
+        _mm512_store_ps(id, idv);
+        for (uint32_t b = 0; b < m; b++) {
+            int8_t *qb = q + (size_t)(b0 + b) * QK_SMALL;
+            float *lsb = ls + 8 * (size_t)(b0 + b);
+            if (zero >> b & 1) {
+                memset(qb, 0, QK_SMALL);
+                memset(lsb, 0, 8 * sizeof *lsb);
+            } else {
+                quantize_block512(x + (size_t)(b0 + b) * QK_SMALL, id[b], qb, lsb);
+            }
+        }
+    }
+}
 #else
 #define quantize_avx2 quantize_plain
 #endif
 
 void cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *d, float *ls)
 {
-    /* every level above portable implies AVX2 (cpu_isa_usable) */
+    /* every level above portable implies AVX2 (cpu_isa_usable), and the
+     * AVX512 and AMX levels AVX-512 F, BW and VL */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (cpu_matmul_isa() >= CPU_ISA_AVX512) {
+        quantize_avx512(x, n, q, d, ls);
+        return;
+    }
+#endif
     if (cpu_matmul_isa() >= CPU_ISA_AVX2)
         quantize_avx2(x, n, q, d, ls);
     else

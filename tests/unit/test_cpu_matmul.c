@@ -776,7 +776,7 @@ static void quantize_definition(const float *x, uint32_t n, int8_t *q, float *d,
 
 TEST(fast_quantize_matches_definition)
 {
-    enum { NB = 96 };
+    enum { NB = 103 }; /* six groups of sixteen and a part (the AVX-512 quantiser's) */
     float x[32 * NB], d[NB], ls[8 * NB], d_ref[NB], ls_ref[8 * NB];
     int8_t q[32 * NB], q_ref[32 * NB];
     rng_state = 29;
@@ -807,18 +807,28 @@ TEST(fast_quantize_matches_definition)
         if (!cpu_isa_usable((cpu_isa_t)isa))
             continue;
         ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, CPU_PREC_FAST), 0);
-        memset(q, 0x55, sizeof q);
-        cpu_quantize_act(x, 32 * NB, q, d, ls);
-        for (int b = 0; b < NB; b++) {
-            ASSERT_MSG(memcmp(&d[b], &d_ref[b], sizeof d[b]) == 0 || (isnan(d[b]) && isnan(d_ref[b])),
-                       "%s block %d: d %.9g, definition %.9g", cpu_isa_name((cpu_isa_t)isa), b,
-                       (double)d[b], (double)d_ref[b]);
-            for (int k = 0; k < 32; k++)
-                ASSERT_MSG(q[32 * b + k] == q_ref[32 * b + k], "%s block %d element %d: x %.9g -> %d, definition %d",
-                           cpu_isa_name((cpu_isa_t)isa), b, k, (double)x[32 * b + k], q[32 * b + k],
-                           q_ref[32 * b + k]);
-            ASSERT_MSG(memcmp(ls + 8 * b, ls_ref + 8 * b, 8 * sizeof *ls) == 0, "%s block %d: lane sums",
-                       cpu_isa_name((cpu_isa_t)isa), b);
+        /* the whole run, and runs that start and end inside a group of sixteen */
+        static const int runs[][2] = { { 0, NB }, { 9, 17 }, { 1, 16 }, { 12, 1 }, { 90, 13 } };
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+            const int b0 = runs[r][0], nr = runs[r][1];
+            memset(q, 0x55, sizeof q);
+            memset(d, 0x55, sizeof d);
+            memset(ls, 0x55, sizeof ls);
+            cpu_quantize_act(x + 32 * b0, 32 * (uint32_t)nr, q + 32 * b0, d + b0, ls + 8 * b0);
+            for (int b = b0; b < b0 + nr; b++) {
+                ASSERT_MSG(memcmp(&d[b], &d_ref[b], sizeof d[b]) == 0 || (isnan(d[b]) && isnan(d_ref[b])),
+                           "%s block %d: d %.9g, definition %.9g", cpu_isa_name((cpu_isa_t)isa), b,
+                           (double)d[b], (double)d_ref[b]);
+                for (int k = 0; k < 32; k++)
+                    ASSERT_MSG(q[32 * b + k] == q_ref[32 * b + k],
+                               "%s block %d element %d: x %.9g -> %d, definition %d",
+                               cpu_isa_name((cpu_isa_t)isa), b, k, (double)x[32 * b + k], q[32 * b + k],
+                               q_ref[32 * b + k]);
+                ASSERT_MSG(memcmp(ls + 8 * b, ls_ref + 8 * b, 8 * sizeof *ls) == 0, "%s block %d: lane sums",
+                           cpu_isa_name((cpu_isa_t)isa), b);
+            }
+            ASSERT_MSG(b0 + nr == NB || q[32 * (b0 + nr)] == 0x55, "%s: a quant past the run written",
+                       cpu_isa_name((cpu_isa_t)isa));
         }
     }
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
