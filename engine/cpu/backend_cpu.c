@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "matmul.h"
 #include "pool.h"
+#include "vexp.h"
 
 #define MAX_BUFS 32
 
@@ -297,14 +298,67 @@ typedef struct {
     uint64_t n;
 } swiglu_job_t;
 
+/*
+ * g[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i] over [0, n), eight
+ * at a time with vexp8 (vexp.h: within 5e-7 relative of exp, each lane
+ * alone, the same bits with and without AVX2), a last part of fewer than
+ * eight in a padded vector: so an element's result depends on its value
+ * alone, never on where it lies.  libm's expf, one call per element, was
+ * 4-5% of a batch-16 decode step.
+ */
+static inline __attribute__((always_inline)) void swiglu8(vexp_f8 *x, const vexp_f8 *up)
+{
+    vexp_f8 e = -*x;
+    vexp8(&e);
+    *x = *x / (1.0f + e) * *up;
+}
+
+static inline __attribute__((always_inline)) void swiglu_body(float *g, const float *u, uint64_t n)
+{
+    uint64_t i = 0;
+    vexp_f8 x, up;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&x, g + i, sizeof x);
+        memcpy(&up, u + i, sizeof up);
+        swiglu8(&x, &up);
+        memcpy(g + i, &x, sizeof x);
+    }
+    if (i < n) {
+        float xt[8] = { 0 }, ut[8] = { 0 };
+        memcpy(xt, g + i, (size_t)(n - i) * sizeof *g);
+        memcpy(ut, u + i, (size_t)(n - i) * sizeof *u);
+        memcpy(&x, xt, sizeof x);
+        memcpy(&up, ut, sizeof up);
+        swiglu8(&x, &up);
+        memcpy(xt, &x, sizeof x);
+        memcpy(g + i, xt, (size_t)(n - i) * sizeof *g);
+    }
+}
+
+static void swiglu_plain(float *g, const float *u, uint64_t n)
+{
+    swiglu_body(g, u, n);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) static void swiglu_avx2(float *g, const float *u, uint64_t n)
+{
+    swiglu_body(g, u, n);
+}
+#else
+#define swiglu_avx2 swiglu_plain
+#endif
+
 /* gate = silu(gate) * up over one chunk of SWIGLU_CHUNK elements. */
 static void swiglu_task(void *vjob, uint32_t task, uint32_t thread)
 {
     (void)thread;
     swiglu_job_t *j = vjob;
     uint64_t i0 = (uint64_t)task * SWIGLU_CHUNK, i1 = i0 + SWIGLU_CHUNK < j->n ? i0 + SWIGLU_CHUNK : j->n;
-    for (uint64_t i = i0; i < i1; i++)
-        j->g[i] = j->g[i] / (1.0f + expf(-j->g[i])) * j->u[i];
+    if (cpu_matmul_isa() >= CPU_ISA_AVX2)
+        swiglu_avx2(j->g + i0, j->u + i0, i1 - i0);
+    else
+        swiglu_plain(j->g + i0, j->u + i0, i1 - i0);
 }
 
 static int op_swiglu(void *vctx, bk_buf_t vgate, bk_buf_t vup)
