@@ -298,52 +298,16 @@ typedef struct {
     uint64_t n;
 } swiglu_job_t;
 
-/*
- * g[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i] over [0, n), eight
- * at a time with vexp8 (vexp.h: within 5e-7 relative of exp, each lane
- * alone, the same bits with and without AVX2), a last part of fewer than
- * eight in a padded vector: so an element's result depends on its value
- * alone, never on where it lies.  libm's expf, one call per element, was
- * 4-5% of a batch-16 decode step.
- */
-static inline __attribute__((always_inline)) void swiglu8(vexp_f8 *x, const vexp_f8 *up)
-{
-    vexp_f8 e = -*x;
-    vexp8(&e);
-    *x = *x / (1.0f + e) * *up;
-}
-
-static inline __attribute__((always_inline)) void swiglu_body(float *g, const float *u, uint64_t n)
-{
-    uint64_t i = 0;
-    vexp_f8 x, up;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&x, g + i, sizeof x);
-        memcpy(&up, u + i, sizeof up);
-        swiglu8(&x, &up);
-        memcpy(g + i, &x, sizeof x);
-    }
-    if (i < n) {
-        float xt[8] = { 0 }, ut[8] = { 0 };
-        memcpy(xt, g + i, (size_t)(n - i) * sizeof *g);
-        memcpy(ut, u + i, (size_t)(n - i) * sizeof *u);
-        memcpy(&x, xt, sizeof x);
-        memcpy(&up, ut, sizeof up);
-        swiglu8(&x, &up);
-        memcpy(xt, &x, sizeof x);
-        memcpy(g + i, xt, (size_t)(n - i) * sizeof *g);
-    }
-}
-
+/* SwiGLU by vexp.h's vexp_silu_mul, built plain and for AVX2 (the same bits). */
 static void swiglu_plain(float *g, const float *u, uint64_t n)
 {
-    swiglu_body(g, u, n);
+    vexp_silu_mul(g, u, n);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx2"))) static void swiglu_avx2(float *g, const float *u, uint64_t n)
 {
-    swiglu_body(g, u, n);
+    vexp_silu_mul(g, u, n);
 }
 #else
 #define swiglu_avx2 swiglu_plain

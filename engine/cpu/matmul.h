@@ -192,8 +192,9 @@ void cpu_matmul_force_portable(int on);
 const char *cpu_matmul_path(void);
 
 /*
- * The activation quantisation of CPU_PREC_FAST, for one token: for each
- * block b of 32 elements of x[n] (n a multiple of 32), with
+ * The activation quantisation of CPU_PREC_FAST, for one token's blocks
+ * or several tokens' (each block is treated alone): for each block b of
+ * 32 elements of x[n] (n a multiple of 32), with
  * amax = max |x| over the block:
  *   d[b] = amax / 127 (float division), and
  *   q[32b + k] = roundf(x[32b + k] * (127 / amax)), clamped to

@@ -82,21 +82,23 @@ AMX_FN __m512 amx_f16_lo(__m512i v)
 }
 
 /*
- * The lines of [p, p + bytes): the weights a panel's block (or K-quant
- * super-block) will read AMX_PF_BYTES further on.  A panel reads its
- * sixteen rows a block at a time, sixteen separate runs too short for
- * the hardware prefetchers, and without this every panel waited on
- * memory; a task's rows are one contiguous run, so one pointer moving at
- * the panel's pace covers them (and past the task's end the next rows:
- * a prefetch past the matrix is harmless).  Into L2 (prefetcht1): the
- * pack's own loads then find them near, and the prefetches do not hold
- * the L1 fill buffers that those loads need.
+ * The lines of [a, a + bytes): the next panel's weights, a block's share
+ * (sixteen rows' bytes of one block, or of one K-quant super-block) for
+ * each block the panel unpacks.  A panel reads its sixteen rows a block
+ * at a time, sixteen runs too short for the hardware prefetchers, and
+ * without this every panel waited on memory.  The next panel is one
+ * contiguous run of sixteen rows, so taking it in address order at that
+ * pace has all of it on its way by the time this panel ends, whatever
+ * the rows' length (after a task's last panel, the rows past it; beyond
+ * the matrix a prefetch is harmless, and the address is an integer, so
+ * no pointer points past the weights).  Into L2 (prefetcht1): the next
+ * panel's loads then find them near, and the prefetches do not hold the
+ * L1 fill buffers that this panel's loads need.
  */
-#define AMX_PF_BYTES 8192
-AMX_FN void amx_prefetch(const uint8_t *p, size_t bytes)
+AMX_FN void amx_prefetch(uintptr_t a, size_t bytes)
 {
     for (size_t l = 0; l < bytes; l += 64)
-        __builtin_prefetch(p + l, 0, 2);
+        __builtin_prefetch((const void *)(a + l), 0, 2);
 }
 
 /*
@@ -128,7 +130,7 @@ AMX_FN void amx_rows16(const uint8_t *p, const int32_t *off, __m512i t[4])
 
 /* Blocks [b0, b0 + nbk) of a Q4_0 / Q4_1 / Q8_0 panel (row n at base + off[n], idx = off). */
 AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, const int32_t *off, size_t b0,
-                           size_t nbk, amx_panel_t *pn, const uint8_t *pf)
+                           size_t nbk, amx_panel_t *pn, uintptr_t pf)
 {
     const size_t bb = type == QT_Q4_0 ? 18 : type == QT_Q4_1 ? 20 : 34;
     const __m512i m15 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
@@ -170,7 +172,7 @@ AMX_FN void amx_pack_small(qtype_t type, const uint8_t *base, __m512i idx, const
  * levels' k4_scales8, sixteen lanes wide), and its eight blocks.
  */
 AMX_FN void amx_pack_k(qtype_t type, const uint8_t *base, __m512i idx, size_t s0, size_t ns,
-                       amx_panel_t *pn, const uint8_t *pf)
+                       amx_panel_t *pn, uintptr_t pf)
 {
     const size_t bb = type == QT_Q5_K ? 176 : 144, qo = type == QT_Q5_K ? 48 : 16;
     const __m512i m63 = _mm512_set1_epi32(0x3f3f3f3f), m15 = _mm512_set1_epi32(0x0f0f0f0f);
@@ -268,6 +270,8 @@ AMX_FN void amx_block_float(const int MIN, const int32_t *c, const float *xd, co
  * product's latency and its trip through memory overlap that work
  * instead of stalling it.  The float work still runs in block order.
  */
+/* Block k's tile product into tile C (A, B its operands' tiles); uses
+ * amx_group's xq, n_in and pn. */
 #define AMX_BLOCK_TILES(C, A, B, k)                                                                \
     do {                                                                                           \
         _tile_loadd(A, xq + 32 * (k), n_in);                                                       \
@@ -315,6 +319,7 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
 #undef AMX_FLOAT
     amx_acc_store(j, y, cols, skip, acc);
 }
+#undef AMX_BLOCK_TILES
 
 /*
  * Super-blocks [s0, s0 + ns) of a Q6_K panel: per super-block the sixteen
@@ -325,7 +330,7 @@ AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, s
  * rows per gather, a byte each.
  */
 AMX_FN void amx_pack_q6k(const uint8_t *base, __m512i idx, size_t s0, size_t ns, amx_panel_t *pn,
-                         const uint8_t *pf)
+                         uintptr_t pf)
 {
     const __m512i m15 = _mm512_set1_epi32(0x0f0f0f0f), m48 = _mm512_set1_epi32(0x30303030);
     const __m512i k32 = _mm512_set1_epi8(32);
@@ -422,8 +427,9 @@ AMX_FN void amx_rows(const qtype_t type, const mm_job_t *j, uint32_t o0, uint32_
         float *y = j->y + o0 + p0;
         for (size_t kb0 = 0; kb0 < nb; kb0 += AMX_KB) {
             const size_t nbk = nb - kb0 < AMX_KB ? nb - kb0 : AMX_KB;
-            /* the prefetch's pace: sixteen rows' bytes of each block read */
-            const uint8_t *pf = rows + AMX_PF_BYTES + kb0 * QK_SMALL / j->block_elems * 16 * j->block_bytes;
+            /* the next panel, at the pace of sixteen rows' bytes per block read */
+            const uintptr_t pf = (uintptr_t)rows + 16 * j->row_bytes
+                                 + kb0 * QK_SMALL / j->block_elems * 16 * j->block_bytes;
             if (six)
                 amx_pack_q6k(rows, idx, kb0 / 8, nbk / 8, &pn, pf);
             else if (ksb)

@@ -1,6 +1,7 @@
 /*
  * test_cpu_attention.c - the CPU backend's tiled attention and its vector
- * exp: vexp8 against libm's double exp over its whole range; cpu_attention
+ * exp: vexp8 against libm's double exp over its whole range, and SwiGLU's
+ * vexp_silu_mul against double and element by element; cpu_attention
  * against a plain double-precision softmax attention on random paged K/V
  * (two sequences, one with cached keys, grouped heads), and bit for bit
  * against attention.h's order of operations written out; and its
@@ -43,6 +44,42 @@ TEST(vexp_within_its_bound_of_libm)
     ASSERT_NEAR(v[4], 2.718281828, 1e-6);
     ASSERT_MSG(v[6] == v[5] && isfinite(v[6]), "above 88 gives exp(88): %g vs %g", v[6], v[5]);
     ASSERT_MSG(v[7] > 0.0f, "exp(-86.9) = %g", v[7]);
+}
+
+/* vexp_silu_mul (SwiGLU): near g / (1 + e^-g) * u in double over the
+ * range, the stated ends beyond it, and every element the same alone (at
+ * the start of a one-element call, the padded part) as in a long call,
+ * wherever it lies, a last part of five included. */
+TEST(silu_mul_near_exact_and_placeless)
+{
+    enum { N = 8 * 40 + 5 };
+    float g[N], u[N], y[N];
+    double worst = 0.0;
+    for (int i = 0; i < N; i++) {
+        g[i] = -87.0f + 175.0f * (float)i / (float)(N - 1);
+        u[i] = 0.5f + (float)(i % 7) * 0.25f;
+    }
+    g[3] = -90.0f;
+    g[11] = NAN;
+    g[19] = -INFINITY;
+    g[27] = INFINITY;
+    memcpy(y, g, sizeof y);
+    vexp_silu_mul(y, u, N);
+    for (int i = 0; i < N; i++) {
+        float one = g[i];
+        vexp_silu_mul(&one, &u[i], 1);
+        ASSERT_MSG(memcmp(&one, &y[i], sizeof one) == 0 || (isnan(one) && isnan(y[i])),
+                   "element %d (g %g): %.9g alone, %.9g in the run", i, (double)g[i], (double)one, (double)y[i]);
+        if (!isfinite(g[i]) || g[i] < -87.0f)
+            continue;
+        double e = (double)g[i] / (1.0 + exp(-(double)g[i])) * (double)u[i];
+        double err = fabs((double)y[i] - e) / (fabs(e) > 1e-30 ? fabs(e) : 1e-30);
+        worst = err > worst ? err : worst;
+    }
+    ASSERT_MSG(worst < 2e-6, "silu * u relative error %.3g (bound 2e-6)", worst);
+    ASSERT_MSG(y[3] <= 0.0f && y[3] > -1e-36f, "g = -90: %g", (double)y[3]);
+    ASSERT_MSG(isnan(y[11]), "NaN in: %g", (double)y[11]);
+    ASSERT_MSG(y[27] == INFINITY, "+inf in: %g", (double)y[27]);
 }
 
 /* ------------------------------------------------------------- a paged rig */
@@ -427,7 +464,8 @@ TEST(bad_shapes_are_refused)
     ASSERT_EQ_U64(cpu_attn_scratch_floats(NH, 4, HD), 0);
 }
 
-TEST_LIST(T(vexp_within_its_bound_of_libm), T(attention_matches_double_reference),
+TEST_LIST(T(vexp_within_its_bound_of_libm), T(silu_mul_near_exact_and_placeless),
+          T(attention_matches_double_reference),
           T(output_is_the_stated_order_bit_for_bit), T(output_bits_do_not_depend_on_batch_threads_or_build),
           T(f16_kv_is_the_float_kernel_over_the_halves), T(decode_step_tasks_of_all_kv_heads_keep_the_order),
           T(f16_narrowing_is_f32_to_f16), T(bad_shapes_are_refused))
