@@ -260,12 +260,9 @@ static int quantize_acts(pool_t *p, mm_job_t *j, int with_xo, void **owned)
     j->xq = (const int8_t *)(buf + nb * 40);
     size_t tasks = (size_t)MM_Q_TASKS * pool_threads(p), per = (nb + tasks - 1) / tasks;
     per = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
-    per = per < UINT32_MAX / QK_SMALL ? per : UINT32_MAX / QK_SMALL; /* cpu_quantize_act's n */
-    if ((nb + per - 1) / per > UINT32_MAX) {
-        free(*owned);
-        *owned = NULL;
-        return ERR_RANGE;
-    }
+    /* cpu_quantize_act's n is 32-bit; so capped, the count of tasks still
+     * is (nb < 2^32 * 2^27 blocks) */
+    per = per < UINT32_MAX / QK_SMALL ? per : UINT32_MAX / QK_SMALL;
     quant_run_t q = { j, nb, per };
     pool_run(p, quantize_task, &q, (uint32_t)((nb + per - 1) / per));
     return 0;

@@ -258,6 +258,16 @@ AMX_FN void amx_block_float(const int MIN, const int32_t *c, const float *xd, co
     }
 }
 
+/* Block k's tile product into tile C (A, B its operands' tiles); uses
+ * amx_group's xq, n_in and pn. */
+#define AMX_BLOCK_TILES(C, A, B, k)                                                                \
+    do {                                                                                           \
+        _tile_loadd(A, xq + 32 * (k), n_in);                                                       \
+        _tile_loadd(B, pn->b[k], 64);                                                              \
+        _tile_zero(C);                                                                             \
+        _tile_dpbssd(C, A, B);                                                                     \
+    } while (0)
+
 /*
  * Tokens [ts, ts + 16) against the panel's chunk of nbk blocks from kb0;
  * tokens below ts + skip belong to an earlier group and are neither
@@ -270,16 +280,6 @@ AMX_FN void amx_block_float(const int MIN, const int32_t *c, const float *xd, co
  * product's latency and its trip through memory overlap that work
  * instead of stalling it.  The float work still runs in block order.
  */
-/* Block k's tile product into tile C (A, B its operands' tiles); uses
- * amx_group's xq, n_in and pn. */
-#define AMX_BLOCK_TILES(C, A, B, k)                                                                \
-    do {                                                                                           \
-        _tile_loadd(A, xq + 32 * (k), n_in);                                                       \
-        _tile_loadd(B, pn->b[k], 64);                                                              \
-        _tile_zero(C);                                                                             \
-        _tile_dpbssd(C, A, B);                                                                     \
-    } while (0)
-
 AMX_FN void amx_group(const int MIN, const mm_job_t *j, const amx_panel_t *pn, size_t kb0, size_t nbk,
                       size_t ts, int skip, int first, float *y, uint32_t ncol)
 {

@@ -13,8 +13,8 @@
  * |r|^7 / 7! * e^|r| <= 0.3466^7 / 5040 * 1.415 < 1.7e-7 relative; the
  * reduction and the float Horner steps add a few ulps (about 3e-7 more),
  * so the result is within 5e-7 relative of exp(x) for x in [-87, 88]
- * (tests/unit/test_vexp.c checks it against libm's double exp over that
- * range).  Below -87 the result is exactly 0 (exp(-87) is 1.6e-38, at
+ * (tests/unit/test_cpu_attention.c checks it against libm's double exp
+ * over that range).  Below -87 the result is exactly 0 (exp(-87) is 1.6e-38, at
  * the bottom of float's normal range; -inf gives 0 too); above 88 it is
  * exp(88).  NaN in gives an unspecified value.
  *
@@ -82,15 +82,18 @@ static inline __attribute__((always_inline)) void vexp8(vexp_f8 *v)
  * at a time, a last part of fewer than eight in a padded vector: each
  * element by the same operations whatever its place, so its result
  * depends on its value alone.  Within about 1e-6 relative of the exact
- * value for g >= -87; below -88 vexp8 stops at e^88, so silu is g / e^88
- * (under 1e-36 in size) rather than -0, and g = -inf gives -inf * u
- * rather than NaN; NaN stays NaN.
+ * value for g >= -88 (test_cpu_attention.c).  Below -88 the result is 0
+ * (vexp8 stops at e^88, so g / (1 + e^88) would grow with |g|; the exact
+ * value is below 1e-36 in size there), -inf included; NaN stays NaN.
  */
 static inline __attribute__((always_inline)) void vexp_silu_mul8(vexp_f8 *x, const vexp_f8 *up)
 {
-    vexp_f8 e = -*x;
+    const vexp_f8 floor = { -88.0f, -88.0f, -88.0f, -88.0f, -88.0f, -88.0f, -88.0f, -88.0f }, zero = { 0 };
+    vexp_f8 e = -*x, y;
     vexp8(&e);
-    *x = *x / (1.0f + e) * *up;
+    y = *x / (1.0f + e) * *up;
+    vexp_i8 below = *x < floor; /* -1 below -88; 0 at or above it, and for NaN */
+    vexp_select(x, &below, &zero, &y);
 }
 
 static inline __attribute__((always_inline)) void vexp_silu_mul(float *g, const float *u, uint64_t n)
