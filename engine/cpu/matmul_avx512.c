@@ -2,9 +2,9 @@
  * matmul_avx512.c - CPU_PREC_EXACT kernels for the AVX512 level: on
  * 512-bit registers the one-token kernel of the small-block types (Q4_0,
  * Q4_1, Q8_0) and the tile path of every type; a one-token Q4_K kernel
- * that looks its weights up (vpermt2ps); the few-token kernels of two to
- * MM_FEW_TOKS tokens, and one token of the other K-quants, are
- * matmul_avx2.c's and matmul_kq_avx2.c's.
+ * that looks its weights up (vpermt2ps) and a one-token Q6_K kernel on
+ * pairs of rows; the few-token kernels of two to MM_FEW_TOKS tokens, and
+ * one token of Q5_K, are matmul_avx2.c's and matmul_kq_avx2.c's.
  *
  * Two rows share each register: lanes 0-7 are row r's eight lanes of
  * matmul_avx2.c's kernels, lanes 8-15 row r+1's.  Every lane sees the
@@ -86,6 +86,33 @@ Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m5
     w[3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(hi, 4)), d, m);
 }
 
+/* The RM rows of a group from row r0 of n, rb bytes apart: rows past n
+ * repeat row n - 1 (computed, not stored). */
+Z_INLINE void z_group_rows(const int RM, const uint8_t *rows, size_t rb, uint32_t r0, uint32_t n,
+                           const uint8_t **p)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < RM; r++)
+        p[r] = rows + (size_t)(r0 + (uint32_t)r < n ? r0 + (uint32_t)r : n - 1) * rb;
+}
+
+/* The lines of bytes [off, off + len) past rows, into L1. */
+Z_INLINE void z_prefetch_run(const uint8_t *rows, size_t off, size_t len)
+{
+    for (size_t l = 0; l < (len + 63) / 64; l++)
+        prefetch_at(rows, off + 64 * l);
+}
+
+/* The sums of the pair of rows r, r + 1 (hsum8 of each half) into y[r]
+ * and y[r + 1], each where it is one of the n rows. */
+Z_INLINE void z_store_pair(__m512 acc, uint32_t r, uint32_t n, float *y)
+{
+    if (r < n)
+        y[r] = hsum8(_mm512_castps512_ps256(acc));
+    if (r + 1 < n)
+        y[r + 1] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+}
+
 /*
  * Rows [0, n) of rows (rb bytes apart) times one token x (nb blocks):
  * RP pairs of rows at a time (the last pair's missing rows repeat the
@@ -102,19 +129,15 @@ Z_INLINE void z_dot1(const qtype_t type, const uint8_t *rows, size_t rb, uint32_
 {
     const size_t bb = Z_BB(type);
     for (uint32_t r0 = 0; r0 < n; r0 += 2 * Z_RP) {
-        uint32_t left = n - r0;
         const uint8_t *p[2 * Z_RP];
         __m512 acc[Z_RP];
-#pragma GCC unroll 8
-        for (int r = 0; r < 2 * Z_RP; r++)
-            p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * rb;
+        z_group_rows(2 * Z_RP, rows, rb, r0, n, p);
 #pragma GCC unroll 4
         for (int i = 0; i < Z_RP; i++)
             acc[i] = _mm512_setzero_ps();
         size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
         for (uint32_t b = 0; b < nb; b++, pf += 2 * Z_RP * bb) {
-            for (size_t l = 0; l < (2 * Z_RP * bb + 63) / 64; l++)
-                prefetch_at(rows, pf + 64 * l);
+            z_prefetch_run(rows, pf, 2 * Z_RP * bb);
             __m512 xv[4];
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) { /* elements 8k .. 8k+7 in both halves */
@@ -131,12 +154,8 @@ Z_INLINE void z_dot1(const qtype_t type, const uint8_t *rows, size_t rb, uint32_
             }
         }
 #pragma GCC unroll 4
-        for (int i = 0; i < Z_RP; i++) {
-            if ((uint32_t)(2 * i) < left)
-                y[r0 + 2 * i] = hsum8(_mm512_castps512_ps256(acc[i]));
-            if ((uint32_t)(2 * i + 1) < left)
-                y[r0 + 2 * i + 1] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i]), 1)));
-        }
+        for (int i = 0; i < Z_RP; i++)
+            z_store_pair(acc[i], r0 + 2 * (uint32_t)i, n, y);
     }
 }
 
@@ -189,15 +208,13 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
         uint32_t left = n - r0;
         const uint8_t *p[ZK_RM];
         __m256 acc[ZK_RM];
+        z_group_rows(ZK_RM, rows, rb, r0, n, p);
 #pragma GCC unroll 4
-        for (int r = 0; r < ZK_RM; r++) {
-            p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * rb;
+        for (int r = 0; r < ZK_RM; r++)
             acc[r] = _mm256_setzero_ps();
-        }
         size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
         for (uint32_t b = 0; b < nb; b++, pf += ZK_RM * 144) {
-            for (size_t l = 0; l < (ZK_RM * 144 + 63) / 64; l++)
-                prefetch_at(rows, pf + 64 * l);
+            z_prefetch_run(rows, pf, ZK_RM * 144);
             float ds[ZK_RM][8], nm[ZK_RM][8];
 #pragma GCC unroll 4
             for (int r = 0; r < ZK_RM; r++)
@@ -248,6 +265,110 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, s
                                                            uint32_t nb, const float *x, float *y)
 {
     z_dot1_k4(rows, rb, n, nb, x, y);
+}
+
+/*
+ * Q6_K, one token: matmul_kq_avx2.c's grp_dot_k6 with two rows a
+ * register, as z_dot1 pairs the small-block kernel's rows.  Per quarter
+ * (h, g) of a super-block the pair's 32 + 32 quant bytes are formed
+ * together, kq6_q32's byte operations on a register holding row a's
+ * eight bytes 8u .. 8u + 7 and then row c's, for u = 0..3 in turn, so
+ * that 128-bit lane u widens to the sixteen lanes of u; then, per
+ * element, q - 32 converted, times the sub-block's d * scale (the
+ * one rounding of kq6_scales), and one fused multiply-add into the row's
+ * lanes: the AVX2 kernel's floats in its order, so its bits.  The AVX2
+ * kernel spends two widenings, two conversions, two multiplies and two
+ * fused multiply-adds (on 256-bit registers) where this spends one of
+ * each (on 512-bit ones), and its byte operations are halved too.  (A
+ * version that stored the bytes and widened from memory ran as fast;
+ * four pairs at a time instead of two ran out of registers, 18% slower.)
+ */
+#define ZK6_RP 2 /* pairs of rows at a time */
+
+/* 32 bytes at a and 32 at c, interleaved by eights: a's 8u.., c's 8u.. */
+Z_INLINE __m512i z_pair32(const uint8_t *a, const uint8_t *c)
+{
+    return _mm512_permutex2var_epi64(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)a)),
+                                     _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11),
+                                     _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)c)));
+}
+
+/* kq6_scales of rows a and c: lanes 0-15 d_a * scales_a[i], as there. */
+Z_INLINE __m512 z_k6_scales(const uint8_t *b)
+{
+    __m512 d = _mm512_set1_ps(ld_f16(b + 208));
+    __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
+    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+}
+
+Z_INLINE void z_dot1_k6(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb, const float *x, float *y)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30), b32 = _mm512_set1_epi8(32);
+    for (uint32_t r0 = 0; r0 < n; r0 += 2 * ZK6_RP) {
+        const uint8_t *p[2 * ZK6_RP];
+        __m512 acc[ZK6_RP];
+        z_group_rows(2 * ZK6_RP, rows, rb, r0, n, p);
+#pragma GCC unroll 2
+        for (int i = 0; i < ZK6_RP; i++)
+            acc[i] = _mm512_setzero_ps();
+        size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
+        for (uint32_t b = 0; b < nb; b++, pf += 2 * ZK6_RP * 210) {
+            z_prefetch_run(rows, pf, 2 * ZK6_RP * 210);
+            const float *xb = x + 256 * (size_t)b;
+            const uint8_t *blk[2 * ZK6_RP];
+            __m512 sa[ZK6_RP], sc[ZK6_RP];
+#pragma GCC unroll 2
+            for (int i = 0; i < ZK6_RP; i++) {
+                blk[2 * i] = p[2 * i] + (size_t)b * 210;
+                blk[2 * i + 1] = p[2 * i + 1] + (size_t)b * 210;
+                sa[i] = z_k6_scales(blk[2 * i]);
+                sc[i] = z_k6_scales(blk[2 * i + 1]);
+            }
+            for (int h = 0; h < 2; h++) {
+                __m512i qh[ZK6_RP];
+#pragma GCC unroll 2
+                for (int i = 0; i < ZK6_RP; i++)
+                    qh[i] = z_pair32(blk[2 * i] + 128 + 32 * h, blk[2 * i + 1] + 128 + 32 * h);
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    __m512 xv[4];
+#pragma GCC unroll 4
+                    for (int u = 0; u < 4; u++) /* elements 128h + 32g + 8u .. +7 in both halves */
+                        xv[u] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
+                            _mm256_loadu_pd((const double *)(const void *)(xb + 128 * h + 32 * g + 8 * u))));
+                    const int k = 8 * h + 2 * g; /* the scales of u = 0, 1; k + 1 those of u = 2, 3 */
+                    const __m512i s0 = _mm512_setr_epi32(k, k, k, k, k, k, k, k, 16 + k, 16 + k, 16 + k,
+                                                         16 + k, 16 + k, 16 + k, 16 + k, 16 + k);
+                    const __m512i s1 = _mm512_add_epi32(s0, _mm512_set1_epi32(1));
+#pragma GCC unroll 2
+                    for (int i = 0; i < ZK6_RP; i++) {
+                        __m512i a = z_pair32(blk[2 * i] + 64 * h + 32 * (g & 1),
+                                             blk[2 * i + 1] + 64 * h + 32 * (g & 1));
+                        a = (g & 2) ? _mm512_and_si512(_mm512_srli_epi16(a, 4), m4) : _mm512_and_si512(a, m4);
+                        __m512i hb = g == 3 ? _mm512_srli_epi16(qh[i], 2) : _mm512_slli_epi16(qh[i], 4 - 2 * g);
+                        const __m512i q8 = _mm512_sub_epi8(_mm512_or_si512(a, _mm512_and_si512(hb, m30)), b32);
+                        const __m512 d[2] = { _mm512_permutex2var_ps(sa[i], s0, sc[i]),
+                                              _mm512_permutex2var_ps(sa[i], s1, sc[i]) };
+#pragma GCC unroll 4
+                        for (int u = 0; u < 4; u++) {
+                            __m512 q = _mm512_cvtepi32_ps(
+                                _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, u)));
+                            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(q, d[u / 2]), xv[u], acc[i]);
+                        }
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 2
+        for (int i = 0; i < ZK6_RP; i++)
+            z_store_pair(acc[i], r0 + 2 * (uint32_t)i, n, y);
+    }
+}
+
+__attribute__((target(Z_TARGET))) static void z_dot1_q6_k(const uint8_t *rows, size_t rb, uint32_t n,
+                                                           uint32_t nb, const float *x, float *y)
+{
+    z_dot1_k6(rows, rb, n, nb, x, y);
 }
 
 /* ------------------------------------------------------------ the tile */
@@ -407,8 +528,9 @@ void cpu_mm_rows_avx512(const mm_job_t *j, uint32_t o0, uint32_t n)
         one(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_SMALL, j->x, j->y + o0);
         return;
     }
-    if (j->n_tok == 1 && j->type == QT_Q4_K) {
-        z_dot1_q4_k(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_K, j->x, j->y + o0);
+    if (j->n_tok == 1 && (j->type == QT_Q4_K || j->type == QT_Q6_K)) {
+        (j->type == QT_Q4_K ? z_dot1_q4_k : z_dot1_q6_k)(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n,
+                                                         j->n_in / QK_K, j->x, j->y + o0);
         return;
     }
     if (j->n_tok <= MM_FEW_TOKS || j->n_in % 8 != 0) { /* the few-token kernels; ragged float rows */
