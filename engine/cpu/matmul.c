@@ -151,34 +151,34 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less at four
  * tokens of the default model).  With many tokens the work is arithmetic
  * and single groups balance best, except on the AMX tiles at batched
- * decode sizes (MM_AMX_MIN_TOKS to MM_MANY_TOKS - 1 tokens), where a
+ * decode sizes (MM_AMX_MIN_TOKS to MM_MANY_TOKS - 1 tokens).  There a
  * group is little work beside a task's fixed cost (the pool's claim and
  * count, each a locked instruction that waits for the task's stores; the
- * kernel's tile configuration): one group a task paid it 3,000 times a
- * step for the default model's output matrix alone.  There a task takes
- * up to MM_MANY_GROUPS groups, as long as every thread has at least 16
- * tasks (batch 16 on two threads of the Xeon: +6% in the median of nine
- * A/B pairs, docs/PERFORMANCE.md).  A first version that did so for every
- * kernel and size cost `exact`'s float tiles 5-10%; prefill sizes gained
- * nothing measurable.
+ * kernel's tile configuration), and the kernel prefetches each panel's
+ * successor in address order, which only the same task is sure to read:
+ * at a task's start its first panel comes cold from memory, as do the
+ * activations the other thread quantised.  So a task takes a long run,
+ * MM_AMX_TASKS per thread, at most MM_TASK_BYTES_MT of weights (batch 16
+ * of the default model on two threads of the Xeon: 824 / 835 / 802 / 813
+ * tokens/s with up to 8 groups a task and at least 16 tasks a thread,
+ * 938 / 901 / 939 / 911 with two tasks a thread, interleaved; one task a
+ * thread was slower again, a thread's hiccup then stalls the step).  A
+ * first version of long tasks for every kernel and size cost `exact`'s
+ * float tiles 5-10%; prefill sizes gained nothing measurable.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
-#define MM_MANY_GROUPS   8
+#define MM_AMX_TASKS     2
 #define MM_MANY_TOKS     64
 
 static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads, int amx)
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    if (n_tok >= 8) {
-        if (!amx || n_tok < MM_AMX_MIN_TOKS || n_tok >= MM_MANY_TOKS)
-            return MM_ROWS;
-        uint32_t per = groups / (16 * n_threads);
-        per = per < MM_MANY_GROUPS ? per : MM_MANY_GROUPS;
-        return (per > 1 ? per : 1) * MM_ROWS;
-    }
-    size_t by_bytes = (n_threads > 1 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
-    uint32_t by_balance = groups / (4 * n_threads);
+    int amx_batch = amx && n_tok >= MM_AMX_MIN_TOKS && n_tok < MM_MANY_TOKS;
+    if (n_tok >= 8 && !amx_batch)
+        return MM_ROWS;
+    size_t by_bytes = (n_threads > 1 || amx_batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
+    uint32_t by_balance = groups / ((amx_batch ? MM_AMX_TASKS : 4) * n_threads);
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
 }
