@@ -9,7 +9,7 @@
  *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--context N] [--json] [--cpu-time]
  *
  * --only takes a comma list of prefill128, prefill512, decode1, decode4,
- * decode16 (default all).  --json adds one line per figure for scripts:
+ * decode8, decode16 (default all).  --json adds one line per figure for scripts:
  *   {"threads":T,"measure":"prefill512","tokens_per_s":X}
  *   {"threads":T,"measure":"read_bandwidth","gb_per_s":X}
  * A decode run is 16 consecutive steps (context C + run .. + 15, C = 128
@@ -197,7 +197,9 @@ int main(int argc, char **argv)
             json_figure(nt, key, "tokens_per_s", tps);
         }
         double base = 0;
-        for (uint32_t B = 1; B <= 16; B *= 4) {
+        static const uint32_t batches[] = { 1, 4, 8, 16 };
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            uint32_t B = batches[bi];
             snprintf(key, sizeof key, "decode%u", B);
             if (!wanted(only, key))
                 continue;

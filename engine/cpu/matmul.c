@@ -150,35 +150,42 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * model's batch-1 decode on two threads of a Xeon: 64 KiB 33-34 tokens/s,
  * 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less at four
  * tokens of the default model).  With many tokens the work is arithmetic
- * and single groups balance best, except on the AMX tiles at batched
- * decode sizes (MM_AMX_MIN_TOKS to MM_MANY_TOKS - 1 tokens).  There a
- * group is little work beside a task's fixed cost (the pool's claim and
- * count, each a locked instruction that waits for the task's stores; the
- * kernel's tile configuration), and the kernel prefetches each panel's
- * successor in address order, which only the same task is sure to read:
- * at a task's start its first panel comes cold from memory, as do the
+ * and single groups balance best, except for the `fast` kernels (int8
+ * activations) at batched decode sizes (8 to MM_MANY_TOKS - 1 tokens).
+ * There a group is little work beside a task's fixed cost (the pool's
+ * claim and count, each a locked instruction that waits for the task's
+ * stores; the AMX kernel's tile configuration), and the kernels read the
+ * weights ahead of their use (the AMX kernel prefetches each panel's
+ * successor in address order), which only the same task is sure to
+ * use: at a task's start its first rows come cold from memory, as do the
  * activations the other thread quantised.  So a task takes a long run,
- * MM_AMX_TASKS per thread, at most MM_TASK_BYTES_MT of weights (batch 16
- * of the default model on two threads of the Xeon: 824 / 835 / 802 / 813
- * tokens/s with up to 8 groups a task and at least 16 tasks a thread,
- * 938 / 901 / 939 / 911 with two tasks a thread, interleaved; one task a
- * thread was slower again, a thread's hiccup then stalls the step).  A
- * first version of long tasks for every kernel and size cost `exact`'s
- * float tiles 5-10%; prefill sizes gained nothing measurable.
+ * MM_BATCH_TASKS per thread, at most MM_TASK_BYTES_MT of weights.  The
+ * default model on two threads of the Xeon, single groups (AMX: up to 8
+ * groups, at least 16 tasks a thread) against two tasks a thread,
+ * interleaved: AMX batch 16 824 / 835 / 802 / 813 tokens/s against 938 /
+ * 901 / 939 / 911, batch 8 (the AVX512 kernel) 513 / 507 against 680 /
+ * 704; at the AVX512 level batch 8 550 / 506 against 667 / 662, batch 16
+ * 637 / 595 against 744 / 774; AVX-VNNI 462 / 497 against 551 / 570 and
+ * 539 / 555 against 586 / 580; AVX2 384 / 387 against 432 / 430 and
+ * 433 / 427 against 449 / 451; one thread 4% slower (AVX2, once of
+ * two) to 16% faster.  One
+ * task a thread was slower again (a thread's hiccup then stalls the
+ * step).  A first version of long tasks for every kernel and size cost
+ * `exact`'s float tiles 5-10%; prefill sizes gained nothing measurable.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
-#define MM_AMX_TASKS     2
+#define MM_BATCH_TASKS   2
 #define MM_MANY_TOKS     64
 
-static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads, int amx)
+static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads, int fast)
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    int amx_batch = amx && n_tok >= MM_AMX_MIN_TOKS && n_tok < MM_MANY_TOKS;
-    if (n_tok >= 8 && !amx_batch)
+    int batch = fast && n_tok >= 8 && n_tok < MM_MANY_TOKS;
+    if (n_tok >= 8 && !batch)
         return MM_ROWS;
-    size_t by_bytes = (n_threads > 1 || amx_batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
-    uint32_t by_balance = groups / ((amx_batch ? MM_AMX_TASKS : 4) * n_threads);
+    size_t by_bytes = (n_threads > 1 || batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
+    uint32_t by_balance = groups / ((batch ? MM_BATCH_TASKS : 4) * n_threads);
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
 }
@@ -370,7 +377,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             run.rows[i] = isa >= CPU_ISA_AVX512 ? cpu_mm_rows_avx512
                           : isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
         run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p),
-                                         run.rows[i] == cpu_mmq_rows_amx);
+                                         run.rows[i] == fast_rows[isa]);
         uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
         run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */
     }
