@@ -141,8 +141,15 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * Rows per task: whole MM_ROWS groups.  With a few tokens the work is a
  * stream of weights: a task takes about MM_TASK_BYTES of them, one long
  * sequential read that the hardware prefetchers can follow, but there are
- * at least 4 tasks per thread where the matrix has that many groups, so
- * that a slow thread does not hold the others up.  On one thread the
+ * at least MM_TASKS tasks per thread where the matrix has that many
+ * groups, so that a slow thread does not hold the others up (two, not
+ * four: each task start is a cold read, and the default model's matrices
+ * are a few hundred KiB; batch 1 on two threads of the Xeon 264 / 265
+ * tokens/s with four against 297 / 312 with two, batch 4 515 / 551
+ * against 586 / 618, `exact` batch 1 175 / 185 against 202 / 188,
+ * interleaved; with a busy loop on one of the two cores 178 / 138
+ * against 188 / 166; the 1B's matrices are capped by bytes first, level).
+ * On one thread the
  * tasks run in order, so the stream runs on across them; on several, a
  * thread's next task lies past another thread's, and every task start
  * breaks its stream (and its kernel's prefetches ran into the other
@@ -159,7 +166,7 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * successor in address order), which only the same task is sure to
  * use: at a task's start its first rows come cold from memory, as do the
  * activations the other thread quantised.  So a task takes a long run,
- * MM_BATCH_TASKS per thread, at most MM_TASK_BYTES_MT of weights.  The
+ * MM_TASKS per thread, at most MM_TASK_BYTES_MT of weights.  The
  * default model on two threads of the Xeon, single groups (AMX: up to 8
  * groups, at least 16 tasks a thread) against two tasks a thread,
  * interleaved: AMX batch 16 824 / 835 / 802 / 813 tokens/s against 938 /
@@ -175,7 +182,7 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
-#define MM_BATCH_TASKS   2
+#define MM_TASKS         2
 #define MM_MANY_TOKS     64
 
 static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads, int fast)
@@ -185,7 +192,7 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
     if (n_tok >= 8 && !batch)
         return MM_ROWS;
     size_t by_bytes = (n_threads > 1 || batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
-    uint32_t by_balance = groups / ((batch ? MM_BATCH_TASKS : 4) * n_threads);
+    uint32_t by_balance = groups / (MM_TASKS * n_threads);
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
 }
