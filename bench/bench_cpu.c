@@ -1,6 +1,6 @@
 /*
  * bench_cpu - the CPU backend on the default model: prefill tokens/s for
- * prompts of 128 and 512 tokens, decode tokens/s at batch 1, 4 and 16
+ * prompts of 128 and 512 tokens, decode tokens/s at batch 1, 4, 8 and 16
  * (context 128, or --context N), for each thread count given, beside the machine's copy
  * bandwidth and its read bandwidth at that thread count, measured in the
  * same run, so that batch-1 decode reads as a fraction of its limit

@@ -142,43 +142,34 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * stream of weights: a task takes about MM_TASK_BYTES of them, one long
  * sequential read that the hardware prefetchers can follow, but there are
  * at least MM_TASKS tasks per thread where the matrix has that many
- * groups, so that a slow thread does not hold the others up (two, not
- * four: each task start is a cold read, and the default model's matrices
- * are a few hundred KiB; batch 1 on two threads of the Xeon 264 / 265
- * tokens/s with four against 297 / 312 with two, batch 4 515 / 551
- * against 586 / 618, `exact` batch 1 175 / 185 against 202 / 188,
- * interleaved; with a busy loop on one of the two cores 178 / 138
- * against 188 / 166; the 1B's matrices are capped by bytes first, level).
- * On one thread the
- * tasks run in order, so the stream runs on across them; on several, a
- * thread's next task lies past another thread's, and every task start
- * breaks its stream (and its kernel's prefetches ran into the other
- * thread's rows), so tasks are longer there: MM_TASK_BYTES_MT (a 1B
- * model's batch-1 decode on two threads of a Xeon: 64 KiB 33-34 tokens/s,
- * 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less at four
- * tokens of the default model).  With many tokens the work is arithmetic
- * and single groups balance best, except for the `fast` kernels (int8
- * activations) at batched decode sizes (8 to MM_MANY_TOKS - 1 tokens).
- * There a group is little work beside a task's fixed cost (the pool's
- * claim and count, each a locked instruction that waits for the task's
- * stores; the AMX kernel's tile configuration), and the kernels read the
- * weights ahead of their use (the AMX kernel prefetches each panel's
- * successor in address order), which only the same task is sure to
- * use: at a task's start its first rows come cold from memory, as do the
- * activations the other thread quantised.  So a task takes a long run,
- * MM_TASKS per thread, at most MM_TASK_BYTES_MT of weights.  The
- * default model on two threads of the Xeon, single groups (AMX: up to 8
- * groups, at least 16 tasks a thread) against two tasks a thread,
- * interleaved: AMX batch 16 824 / 835 / 802 / 813 tokens/s against 938 /
- * 901 / 939 / 911, batch 8 (the AVX512 kernel) 513 / 507 against 680 /
- * 704; at the AVX512 level batch 8 550 / 506 against 667 / 662, batch 16
- * 637 / 595 against 744 / 774; AVX-VNNI 462 / 497 against 551 / 570 and
- * 539 / 555 against 586 / 580; AVX2 384 / 387 against 432 / 430 and
- * 433 / 427 against 449 / 451; one thread 4% slower (AVX2, once of
- * two) to 16% faster.  One
- * task a thread was slower again (a thread's hiccup then stalls the
- * step).  A first version of long tasks for every kernel and size cost
- * `exact`'s float tiles 5-10%; prefill sizes gained nothing measurable.
+ * groups, so that a slow thread does not hold the others up.  On one
+ * thread the tasks run in order, so the stream runs on across them; on
+ * several, a thread's next task lies past another thread's, and every
+ * task start breaks its stream (and its kernel's prefetches ran into the
+ * other thread's rows), so tasks are longer there: MM_TASK_BYTES_MT (a
+ * 1B model's batch-1 decode on two threads of a Xeon: 64 KiB 33-34
+ * tokens/s, 256 KiB 38-41, 1 MiB 43-44; one thread: no gain, and 7% less
+ * at four tokens of the default model).  MM_TASKS is two, not four, for
+ * the same reason: a task's first rows come cold, and the default
+ * model's matrices are a few hundred KiB, so four tasks a thread cut
+ * them short (batch 1 on two threads: 264-265 tokens/s with four, 297-312
+ * with two; no worse with one core busy).
+ *
+ * With many tokens the work is arithmetic and single groups balance
+ * best, except for the `fast` kernels (int8 activations) at batched
+ * decode sizes (8 to MM_MANY_TOKS - 1 tokens), where a group is little
+ * work beside a task's fixed cost (the pool's claim and count, each a
+ * locked instruction that waits for the task's stores; the AMX kernel's
+ * tile configuration) and a task's start is as cold as above (the AMX
+ * kernel prefetches each panel's successor in address order, which only
+ * the same task is sure to read; the activations the other thread
+ * quantised come across too).  Those take the streaming rule's tasks,
+ * at most MM_TASK_BYTES_MT even on one thread (batch 8 and 16 on two
+ * threads 4-39% faster across the levels, one thread within noise to
+ * 16% faster;
+ * docs/PERFORMANCE.md, "Long tasks for streamed and batched decode").
+ * `exact`'s float tiles keep single groups: long tasks cost them 5-10%,
+ * and prefill sizes gained nothing measurable.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
@@ -378,13 +369,13 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             job->xls = run.job[0].xls;
             job->xo = run.job[0].xo;
         }
-        if (any_fast && fast_type(job->type))
+        const int fast = any_fast && fast_type(job->type); /* int8 activations */
+        if (fast)
             run.rows[i] = fast_rows[isa];
         else
             run.rows[i] = isa >= CPU_ISA_AVX512 ? cpu_mm_rows_avx512
                           : isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
-        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p),
-                                         run.rows[i] == fast_rows[isa]);
+        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p), fast);
         uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
         run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */
     }

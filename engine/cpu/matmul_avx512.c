@@ -4,7 +4,8 @@
  * Q4_1, Q8_0) and the tile path of every type; a one-token Q4_K kernel
  * that looks its weights up (vpermt2ps) and a one-token Q6_K kernel on
  * pairs of rows; the few-token kernels of two to MM_FEW_TOKS tokens, and
- * one token of Q5_K, are matmul_avx2.c's and matmul_kq_avx2.c's.
+ * one token of Q5_K and of the float types, are matmul_avx2.c's and
+ * matmul_kq_avx2.c's.
  *
  * Two rows share each register: lanes 0-7 are row r's eight lanes of
  * matmul_avx2.c's kernels, lanes 8-15 row r+1's.  Every lane sees the
@@ -278,8 +279,10 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, s
  * one rounding of kq6_scales), and one fused multiply-add into the row's
  * lanes: the AVX2 kernel's floats in its order, so its bits.  The AVX2
  * kernel spends two widenings, two conversions, two multiplies and two
- * fused multiply-adds (on 256-bit registers) where this spends one of
- * each (on 512-bit ones), and its byte operations are halved too.  (A
+ * fused multiply-adds (on 256-bit registers) where this spends about
+ * one of each (on 512-bit ones: a lane extract beside the widening, and
+ * per quarter two scale shuffles and a byte interleave per 32 bytes), and
+ * its byte operations are halved too.  (A
  * version that stored the bytes and widened from memory ran as fast;
  * four pairs at a time instead of two ran out of registers, 18% slower.)
  */

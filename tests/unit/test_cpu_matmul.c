@@ -502,8 +502,8 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
      * super-blocks, eight blocks each, never odd) */
     if (!k)
         check_fast_shape(type, 21, 35 * 32, 17, isa);
-    /* 33 row groups at 24 tokens: on the AMX level a task takes two groups
-     * (matmul.c's task_rows), the last one ragged */
+    /* 33 row groups at 24 tokens: tasks of several groups (matmul.c's
+     * task_rows), the last one ragged */
     check_fast_shape(type, 519, k ? 256 : 64, 24, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     check_invariance(type, 19, k ? 9 * 256 : 70 * 32, isa, CPU_PREC_FAST);
@@ -657,15 +657,17 @@ TEST(exact_avx512_is_avx2)
         ASSERT(ya != NULL && yz != NULL);
         for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
             uint32_t nt = toks[ti];
+            /* the whole buffers, so that a store past the last row shows */
+            memset(ya, 0xff, (size_t)nt_max * n_out * sizeof *ya);
             ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_AVX2, CPU_PREC_EXACT), 0);
             ASSERT_EQ_INT(cpu_matmul(pool, type, w, n_out, n_in, x, nt, ya), 0);
             for (int li = 0; li < 2; li++) {
                 if (!cpu_isa_usable(levels[li]))
                     continue;
                 ASSERT_EQ_INT(cpu_matmul_configure(levels[li], CPU_PREC_EXACT), 0);
-                memset(yz, 0xff, (size_t)nt * n_out * sizeof *yz);
+                memset(yz, 0xff, (size_t)nt_max * n_out * sizeof *yz);
                 ASSERT_EQ_INT(cpu_matmul(pool, type, w, n_out, n_in, x, nt, yz), 0);
-                ASSERT_MSG(memcmp(ya, yz, (size_t)nt * n_out * sizeof *ya) == 0,
+                ASSERT_MSG(memcmp(ya, yz, (size_t)nt_max * n_out * sizeof *ya) == 0,
                            "exact %s %ux%u, %u tokens: %s differs from avx2", qtype_info(type)->name,
                            n_out, n_in, nt, cpu_isa_name(levels[li]));
             }
