@@ -165,11 +165,10 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * the same task is sure to read; the activations the other thread
  * quantised come across too).  Those take the streaming rule's tasks,
  * at most MM_TASK_BYTES_MT even on one thread (batch 8 and 16 on two
- * threads 4-39% faster across the levels, one thread within noise to
- * 16% faster;
- * docs/PERFORMANCE.md, "Long tasks for streamed and batched decode").
- * `exact`'s float tiles keep single groups: long tasks cost them 5-10%,
- * and prefill sizes gained nothing measurable.
+ * threads 4-39% faster across the levels, one thread within noise to 16%
+ * faster; docs/PERFORMANCE.md, "Long tasks for streamed and batched
+ * decode").  `exact`'s float tiles keep single groups: long tasks cost
+ * them 5-10%; prefill sizes gained nothing clear.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
