@@ -282,9 +282,9 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, s
  * fused multiply-adds (on 256-bit registers) where this spends about
  * one of each (on 512-bit ones: a lane extract beside the widening, and
  * per quarter two scale shuffles and a byte interleave per 32 bytes), and
- * its byte operations are halved too.  (A
- * version that stored the bytes and widened from memory ran as fast;
- * four pairs at a time instead of two ran out of registers, 18% slower.)
+ * its byte operations are halved too.  (A version that stored the bytes
+ * and widened from memory ran as fast; four pairs at a time instead of
+ * two ran out of registers, 18% slower.)
  */
 #define ZK6_RP 2 /* pairs of rows at a time */
 
@@ -296,7 +296,8 @@ Z_INLINE __m512i z_pair32(const uint8_t *a, const uint8_t *c)
                                      _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)c)));
 }
 
-/* kq6_scales of rows a and c: lanes 0-15 d_a * scales_a[i], as there. */
+/* kq6_scales of the super-block at b: lane i holds d * scales[i], the
+ * same one rounding. */
 Z_INLINE __m512 z_k6_scales(const uint8_t *b)
 {
     __m512 d = _mm512_set1_ps(ld_f16(b + 208));
@@ -319,7 +320,7 @@ Z_INLINE void z_dot1_k6(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
             z_prefetch_run(rows, pf, 2 * ZK6_RP * 210);
             const float *xb = x + 256 * (size_t)b;
             const uint8_t *blk[2 * ZK6_RP];
-            __m512 sa[ZK6_RP], sc[ZK6_RP];
+            __m512 sa[ZK6_RP], sc[ZK6_RP]; /* each pair's rows' sixteen scales */
 #pragma GCC unroll 2
             for (int i = 0; i < ZK6_RP; i++) {
                 blk[2 * i] = p[2 * i] + (size_t)b * 210;
