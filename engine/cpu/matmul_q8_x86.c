@@ -8,7 +8,9 @@
  *            |s| <= 127, so a pair is at most 32512); four tokens a tile
  *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
  *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
- *            which gives 32 registers: sixteen tokens
+ *            which gives 32 registers: sixteen tokens; and for Q4_0,
+ *            Q4_1 and Q8_0 at eight tokens or more, sixteen rows on
+ *            512-bit registers (tile16)
  */
 #include "matmul_kern.h"
 
@@ -53,6 +55,8 @@
 #define Q8_ACC(a, u, s) _mm256_dpbusd_epi32((a), (u), (s))
 #define Q8_SIGNED 1
 #define Q8_TOKS 16
+#undef Q8_ZMM
+#define Q8_ZMM 1
 #include "matmul_q8_x86.h"
 #undef Q8_TARGET
 #undef Q8_FN
@@ -60,6 +64,7 @@
 #undef Q8_ACC
 #undef Q8_SIGNED
 #undef Q8_TOKS
+#undef Q8_ZMM
 
 #else /* no x86-64 kernels in this build: the driver never calls these */
 

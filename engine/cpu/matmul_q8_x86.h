@@ -13,6 +13,8 @@
  *                  whose pairs would saturate: abs(w) times sign(x, w)
  *   Q8_TOKS        the most tokens an eight-row tile takes at once
  *   Q8_RED1        (optional, default 1) one token by reduce8, not block8
+ *   Q8_ZMM         (optional, default 0) 1 where AVX-512 F/BW/VL/VNNI are
+ *                  in Q8_TARGET: sixteen-row tiles on zmm (tile16)
  * The results are those of matmul_q8.c's portable kernels, bit for bit:
  * the same exact integer block sums, the same fused multiply-adds.
  *
@@ -30,9 +32,15 @@
 #ifndef Q8_RED2
 #define Q8_RED2 1 /* the same for two tokens */
 #endif
-#ifndef Q8_SB_MAX
-#define Q8_SB_MAX 256 /* blocks per token of rows_type's offset terms (16 KiB at 16 tokens) */
+#ifndef Q8_ZMM
+#define Q8_ZMM 0
 #endif
+#ifndef Q8_SB_MAX
+#define Q8_SB_MAX 256 /* blocks of rows_type's kept terms */
+#endif
+/* rows_type's terms of a block: the pass's tokens' offset terms and,
+ * for tile16, their scales (32 KiB at the AVX512 level, 4 KiB below) */
+#define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
 #endif
@@ -162,6 +170,28 @@ Q8_INLINE __m256 Q8_FN(scales8)(const qtype_t type, const uint8_t *const blk[8],
 }
 
 
+/* A tile's R row pointers from row r0 of rows, left = n - r0 of them
+ * real: rows past n repeat row n-1 (their sums are not stored). */
+Q8_INLINE void Q8_FN(tile_rows)(const int R, const uint8_t *rows, uint32_t r0, uint32_t left,
+                                size_t row_bytes, const uint8_t *p[])
+{
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+        p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * row_bytes;
+}
+
+/* The bytes [pf, pf + bytes) fetched into L1, or where l2 into L2 only. */
+Q8_INLINE void Q8_FN(prefetch_run)(uintptr_t pf, size_t bytes, int l2)
+{
+#pragma GCC unroll 16
+    for (size_t l = 0; l < (bytes + 63) / 64; l++) {
+        if (l2)
+            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T1);
+        else
+            _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+    }
+}
+
 /*
  * The other way to the same exact sums, for one or two tokens: block b of
  * eight rows unpacked in place (w[r]: row r's 32 weights as bytes, unsigned
@@ -238,7 +268,7 @@ Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *
  *         takes unsigned weights); else abs(w) times sign(x, w)
  * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
  *   xq, xd, xls: the tile's first token's; sb NULL, or the tokens' offset
- *   terms [TN, nb] as offset() gives them
+ *   terms as offset() gives them, token t's of block b at sb[b * Q8_SBS + t]
  */
 Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type, const __m256i w[8],
                                  __m256 dw, __m256 mw, const int8_t *xq, const float *xd,
@@ -250,7 +280,7 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
 #pragma GCC unroll 8
     for (int t = 0; t < TN; t++) {
         const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
-        float so = sb != NULL ? sb[(size_t)t * nb + b] : Q8_FN(offset)(type, xd, xls, t, nb, b);
+        float so = sb != NULL ? sb[b * Q8_SBS + (size_t)t] : Q8_FN(offset)(type, xd, xls, t, nb, b);
         __m256i ip;
         if (RED) { /* row r's lane sums, then reduced */
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
@@ -407,8 +437,8 @@ Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const 
  * nibbles, 2g+1 in the high) one transpose, whose two nibble halves are
  * two blocks; Q5_K's 32 bytes of fifth bits (bit j of byte e: element e
  * of sub-block j) are transposed once per super-block as well.
- *   rows [n, rb]; y [TN, n_out] from the task's first row; sb NULL, or the
- *   tokens' offset terms [TN, nb] as offset() gives them
+ *   rows [n, rb]; y [TN, n_out] from the task's first row; sb as block_step
+ *   takes it
  */
 Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, const size_t bb,
                             const mm_job_t *j, const uint8_t *rows, uint32_t r0, uint32_t n,
@@ -418,9 +448,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
     const uint8_t *p[8];
     uint32_t left = n - r0;
     __m256 acc[Q8_TOKS];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; r++)
-        p[r] = rows + (size_t)(r0 + ((uint32_t)r < left ? (uint32_t)r : left - 1)) * j->row_bytes;
+    Q8_FN(tile_rows)(8, rows, r0, left, j->row_bytes, p);
 #pragma GCC unroll 8
     for (int t = 0; t < TN; t++)
         acc[t] = _mm256_setzero_ps();
@@ -441,13 +469,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 8 * bb) {
-#pragma GCC unroll 8
-        for (size_t l = 0; l < (8 * bb + 63) / 64; l++) {
-            if (pf_l2)
-                _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T1);
-            else
-                _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
-        }
+        Q8_FN(prefetch_run)(pf, 8 * bb, pf_l2);
         const uint8_t *blk[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
@@ -521,47 +543,65 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
     }
 }
 
+#if Q8_ZMM
+#include "matmul_q8_zmm.h"
+#endif
+
+
+/* One tile8 of eight rows from r0 and m tokens from ts (1 <= m <= Q8_TOKS:
+ * Q8_TOKS, eight, or a ragged rest of fewer, which costs the same
+ * transposes), y at row r0 and token ts. */
+Q8_INLINE void Q8_FN(tile8_m)(const qtype_t type, const size_t bb, const mm_job_t *j,
+                              const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t ts,
+                              uint32_t m, const float *sb, float *yy)
+{
+    switch (m) {
+    case Q8_TOKS: Q8_FN(tile8)(0, Q8_TOKS, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, j, rows, r0, n, ts, sb, yy); break;
+#if Q8_TOKS > 4
+    case 3: Q8_FN(tile8)(0, 3, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    case 4: Q8_FN(tile8)(0, 4, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    case 5: Q8_FN(tile8)(0, 5, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    case 6: Q8_FN(tile8)(0, 6, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    case 7: Q8_FN(tile8)(0, 7, type, bb, j, rows, r0, n, ts, sb, yy); break;
+    default: Q8_FN(tile8)(0, 8, type, bb, j, rows, r0, n, ts, sb, yy); break; /* 8 .. Q8_TOKS-1 */
+#else
+    default: Q8_FN(tile8)(0, 3, type, bb, j, rows, r0, n, ts, sb, yy); break;
+#endif
+    }
+}
+
 /* Rows [0, n) of `rows` (row o0 of the job), tokens [t0, t0 + tn), tn <= Q8_TOKS. */
 Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t *j,
                             const uint8_t *rows, uint32_t o0, uint32_t n, uint32_t t0,
                             uint32_t tn, const float *sb)
 {
     float *y = j->y + (size_t)t0 * j->n_out + o0;
-    const size_t nb = j->n_in / QK_SMALL;
     for (uint32_t r0 = 0; r0 < n;) {
-        /* eight rows per tile, up to Q8_TOKS tokens; a ragged rest in one
-         * tile of fewer (they cost the same transposes) */
-        for (uint32_t tt = 0; tt < tn;) {
+        uint32_t tt = 0;
+#if Q8_ZMM
+        if (Q8_FN(z_type)(type) && sb != NULL && tn >= 8 && n - r0 > 8) { /* sixteen rows */
+            for (; tn - tt >= 8; tt += tn - tt >= 16 ? 16 : 8) {
+                if (tn - tt >= 16)
+                    Q8_FN(tile16)(16, type, bb, j, rows, r0, n, t0 + tt, sb + tt, y + (size_t)tt * j->n_out);
+                else
+                    Q8_FN(tile16)(8, type, bb, j, rows, r0, n, t0 + tt, sb + tt, y + (size_t)tt * j->n_out);
+            }
+            for (uint32_t h = 0; tt < tn && h < 16 && r0 + h < n; h += 8) /* a ragged rest */
+                Q8_FN(tile8_m)(type, bb, j, rows, r0 + h, n, t0 + tt, tn - tt, sb + tt,
+                               y + (size_t)tt * j->n_out);
+            r0 += 16;
+            continue;
+        }
+#endif
+        /* eight rows per tile, up to Q8_TOKS tokens */
+        for (; tt < tn;) {
             uint32_t m = tn - tt;
-            const mm_job_t *jj = j;
-            float *yy = y + (size_t)tt * j->n_out;
-            uint32_t ts = t0 + tt;
-            if (m >= Q8_TOKS) {
-                Q8_FN(tile8)(0, Q8_TOKS, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy);
-                tt += Q8_TOKS;
-                continue;
-            }
-#if Q8_TOKS > 8
-            if (m >= 8) {
-                Q8_FN(tile8)(0, 8, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy);
-                tt += 8;
-                continue;
-            }
-#endif
-            switch (m) {
-            case 1: Q8_FN(tile8)(Q8_RED1, 1, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-            case 2: Q8_FN(tile8)(Q8_RED2, 2, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-#if Q8_TOKS > 4
-            case 3: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-            case 4: Q8_FN(tile8)(0, 4, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-            case 5: Q8_FN(tile8)(0, 5, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-            case 6: Q8_FN(tile8)(0, 6, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-            default: Q8_FN(tile8)(0, 7, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-#else
-            default: Q8_FN(tile8)(0, 3, type, bb, jj, rows, r0, n, ts, sb != NULL ? sb + (size_t)tt * nb : NULL, yy); break;
-#endif
-            }
-            tt = tn;
+            m = m >= Q8_TOKS ? Q8_TOKS : m >= 8 ? 8 : m;
+            Q8_FN(tile8_m)(type, bb, j, rows, r0, n, t0 + tt, m, sb != NULL ? sb + tt : NULL,
+                           y + (size_t)tt * j->n_out);
+            tt += m;
         }
         r0 += 8;
     }
@@ -573,9 +613,10 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
 {
     const uint32_t tg = Q8_TOKS; /* tokens per pass */
     const size_t nb = j->n_in / QK_SMALL;
-    /* the tile8 offset terms of a pass's tokens, computed once for all its
-     * tiles where they fit (else each tile computes its own) */
-    float sbuf[Q8_TOKS * Q8_SB_MAX];
+    /* the offset terms (and for tile16 the scales) of a pass's tokens,
+     * block by block, computed once for all its tiles where they fit (else
+     * each tile8 computes its own, and tile16 is not used) */
+    float sbuf[Q8_SB_MAX * Q8_SBS];
     const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
     uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
     for (uint32_t g = 0; g < n; g += gr) {
@@ -584,10 +625,14 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
         for (uint32_t t = 0; t < j->n_tok; t += tg) {
             uint32_t tn = j->n_tok - t < tg ? j->n_tok - t : tg;
             if (keep) {
-                for (size_t tt = 0; tt < tn; tt++)
-                    for (size_t b = 0; b < nb; b++)
-                        sbuf[tt * nb + b] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
-                                                          j->xls + (size_t)t * nb * 8, tt, nb, b);
+                for (size_t b = 0; b < nb; b++) {
+                    for (size_t tt = 0; tt < tn; tt++) {
+                        sbuf[b * Q8_SBS + tt] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
+                                                              j->xls + (size_t)t * nb * 8, tt, nb, b);
+                        if (Q8_ZMM)
+                            sbuf[b * Q8_SBS + Q8_TOKS + tt] = j->xd[(t + tt) * nb + b];
+                    }
+                }
             }
             Q8_FN(group)(type, bb, j, rows, o0 + g, ng, t, tn, keep ? sbuf : NULL);
         }

@@ -505,6 +505,9 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     /* 33 row groups at 24 tokens: tasks of several groups (matmul.c's
      * task_rows), the last one ragged */
     check_fast_shape(type, 519, k ? 256 : 64, 24, isa);
+    /* a sixteen-row tile and one of thirteen rows (AVX512's 512-bit
+     * tiles: rows clamped, the store masked), at 16 + 8 + 3 tokens */
+    check_fast_shape(type, 29, n_in, 27, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     check_invariance(type, 19, k ? 9 * 256 : 70 * 32, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);

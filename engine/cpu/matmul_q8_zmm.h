@@ -1,0 +1,168 @@
+/*
+ * matmul_q8_zmm.h - part of the matmul_q8_x86.h template, included by it
+ * where Q8_ZMM (the AVX512 level): sixteen-row tiles on 512-bit registers.
+ * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS, Q8_SBS and its helpers
+ * (scales8, offset, tile_rows, prefetch_run); no include guard, as the
+ * template has none.
+ */
+
+/*
+ * Sixteen-row tiles on 512-bit registers (the AVX512 level), for the
+ * block types Q4_0, Q4_1 and Q8_0 at eight tokens or more: lane r of
+ * every register is row r, and each lane goes through exactly the
+ * operations tile8 gives its row (the same exact integer block sums, the
+ * same multiply, convert and fused multiply-adds in the same order), so
+ * the bits are tile8's.  What changes is the width: vpdpbusd on zmm
+ * forms 512 products where the 256-bit form forms 256, at the same
+ * instruction rate (two a cycle on a Xeon with two 512-bit units), and
+ * the float work per block and token is one instruction for sixteen
+ * rows instead of eight.
+ */
+static inline int Q8_FN(z_type)(qtype_t type)
+{
+    return type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0;
+}
+
+/*
+ * Block b of sixteen rows (blk[r]: row r's), lane r of w[k] holding row
+ * r's weights 4k .. 4k+3 as bytes, as block8 gives eight rows.  Q8_0:
+ * z[j] holds rows j and j+8 (256 bits each), transposed by dwords within
+ * each half, the 128-bit lanes then put in row order (vpermt2q).  Q4_0 /
+ * Q4_1: z[j] holds the nibble bytes of rows j, j+4, j+8, j+12 (one
+ * 128-bit lane each), transposed within each lane: lane r of q[k] is row
+ * r's bytes 4k .. 4k+3, whose low nibbles are elements 4k.. and high
+ * nibbles 16+4k...
+ */
+Q8_INLINE void Q8_FN(block16)(const qtype_t type, const uint8_t *const blk[16], __m512i w[8])
+{
+    if (type == QT_Q8_0) {
+        __m512i z[8], a[8], c[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            z[r] = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2))),
+                _mm256_loadu_si256((const __m256i *)(const void *)(blk[r + 8] + 2)), 1);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r += 2) {
+            a[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
+            a[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
+        }
+#pragma GCC unroll 8
+        for (int h = 0; h < 8; h += 4) {
+            c[h] = _mm512_unpacklo_epi64(a[h], a[h + 2]);
+            c[h + 1] = _mm512_unpackhi_epi64(a[h], a[h + 2]);
+            c[h + 2] = _mm512_unpacklo_epi64(a[h + 1], a[h + 3]);
+            c[h + 3] = _mm512_unpackhi_epi64(a[h + 1], a[h + 3]);
+        }
+        /* c[k]'s 128-bit lanes: dword k of rows 0..3, dword k+4 of rows
+         * 0..3, dword k of rows 8..11, dword k+4 of rows 8..11; c[k+4]
+         * the same for rows 4..7 and 12..15 */
+        const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+        const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            w[k] = _mm512_permutex2var_epi64(c[k], lo, c[k + 4]);
+            w[k + 4] = _mm512_permutex2var_epi64(c[k], hi, c[k + 4]);
+        }
+    } else {
+        const __m512i m15 = _mm512_set1_epi8(15);
+        const size_t qo = type == QT_Q4_1 ? 4 : 2;
+        __m512i z[4], a[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(blk[r] + qo)));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 4] + qo)), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 8] + qo)), 2);
+            z[r] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 12] + qo)), 3);
+        }
+        a[0] = _mm512_unpacklo_epi32(z[0], z[1]);
+        a[1] = _mm512_unpackhi_epi32(z[0], z[1]);
+        a[2] = _mm512_unpacklo_epi32(z[2], z[3]);
+        a[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+        __m512i q[4] = { _mm512_unpacklo_epi64(a[0], a[2]), _mm512_unpackhi_epi64(a[0], a[2]),
+                         _mm512_unpacklo_epi64(a[1], a[3]), _mm512_unpackhi_epi64(a[1], a[3]) };
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            w[k] = _mm512_and_si512(q[k], m15);
+            w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(q[k], 4), m15);
+        }
+    }
+}
+
+/* scales8 for sixteen rows: lane r row r's d (and Q4_1's m in *mw). */
+Q8_INLINE __m512 Q8_FN(scales16)(const qtype_t type, const uint8_t *const blk[16], __m512 *mw)
+{
+    __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+    __m256 d0 = Q8_FN(scales8)(type, blk, &m0), d1 = Q8_FN(scales8)(type, blk + 8, &m1);
+    *mw = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(m0)),
+                                              _mm256_castps_pd(m1), 1));
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(d0)),
+                                               _mm256_castps_pd(d1), 1));
+}
+
+/*
+ * block_step (not RED) for sixteen rows: the same operations a lane.
+ * sp: this block's terms in rows_type's buffer from the tile's first
+ * token (sp[t] token t's offset term, sp[Q8_TOKS + t] its scale), read at
+ * fixed offsets from one pointer; one chain of integer multiply-adds a
+ * token (the tokens give the independent chains).
+ */
+Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
+                             __m512 mw, const int8_t *xq, const float *sp, size_t n_in, size_t b,
+                             __m512 acc[])
+{
+#pragma GCC unroll 16
+    for (int t = 0; t < TN; t++) {
+        const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+        __m512i ip = type == QT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(-(int)sp[t]);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            ip = _mm512_dpbusd_epi32(ip, w[k], _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(sp[Q8_TOKS + t])),
+                                 _mm512_cvtepi32_ps(ip), acc[t]);
+        if (type == QT_Q4_1)
+            acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sp[t]), acc[t]);
+    }
+}
+
+/* tile8 (not RED) for sixteen rows [r0, r0 + 16) clamped to n, n - r0 > 8;
+ * sb as block_step takes it, with the scales (not NULL). */
+Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
+                             const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t t0,
+                             const float *sb, float *y)
+{
+    const size_t n_in = j->n_in, nb = n_in / QK_SMALL;
+    const uint8_t *p[16];
+    uint32_t left = n - r0;
+    __m512 acc[16];
+    Q8_FN(tile_rows)(16, rows, r0, left, j->row_bytes, p);
+#pragma GCC unroll 16
+    for (int t = 0; t < TN; t++)
+        acc[t] = _mm512_setzero_ps();
+    const int8_t *xq = j->xq + (size_t)t0 * n_in;
+    /* the sixteen rows two tiles on, at the pace this tile reads its own
+     * (tile8's rule, per eight rows, for L1 or L2) */
+    uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 32) * j->row_bytes;
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
+    for (size_t wb = 0; wb < nb; wb++, pf += 16 * bb) {
+        Q8_FN(prefetch_run)(pf, 16 * bb, pf_l2);
+        const uint8_t *blk[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            blk[r] = p[r] + wb * bb;
+        __m512 mw;
+        __m512 dw = Q8_FN(scales16)(type, blk, &mw);
+        __m512i w[8];
+        Q8_FN(block16)(type, blk, w);
+        if (type == QT_Q8_0) { /* vpdpbusd takes unsigned weights: w + 128 */
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm512_xor_si512(w[k], _mm512_set1_epi8(-128));
+        }
+        Q8_FN(step16)(TN, type, w, dw, mw, xq, sb + wb * Q8_SBS, n_in, wb, acc);
+    }
+    const __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+#pragma GCC unroll 16
+    for (int t = 0; t < TN; t++)
+        _mm512_mask_storeu_ps(y + (size_t)t * j->n_out + r0, keep, acc[t]);
+}
