@@ -167,18 +167,24 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * at most MM_TASK_BYTES_MT even on one thread (batch 8 and 16 on two
  * threads 4-39% faster across the levels, one thread within noise to 16%
  * faster; docs/PERFORMANCE.md, "Long tasks for streamed and batched
- * decode").  `exact`'s float tiles keep single groups: long tasks cost
- * them 5-10%; prefill sizes gained nothing clear.
+ * decode").  Below the AMX level they take them at prefill sizes too:
+ * there a task goes over groups of about Q8_GROUP_BYTES of rows once per
+ * pass of tokens (matmul_q8_x86.h), so that the pass's offset terms are
+ * formed once per group, not once per MM_ROWS rows (prefill 128 and 512
+ * 15-18% faster at the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  The
+ * AMX kernel's prefill and `exact`'s float tiles keep single groups: long
+ * tasks gained those nothing clear and cost the float tiles 5-10%.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
 #define MM_TASKS         2
 #define MM_MANY_TOKS     64
 
-static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads, int fast)
+static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads,
+                          int fast, int amx)
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    int batch = fast && n_tok >= 8 && n_tok < MM_MANY_TOKS;
+    int batch = fast && n_tok >= 8 && (n_tok < MM_MANY_TOKS || !amx);
     if (n_tok >= 8 && !batch)
         return MM_ROWS;
     size_t by_bytes = (n_threads > 1 || batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
@@ -374,7 +380,8 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
         else
             run.rows[i] = isa >= CPU_ISA_AVX512 ? cpu_mm_rows_avx512
                           : isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
-        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p), fast);
+        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p), fast,
+                                         isa == CPU_ISA_AMX);
         uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
         run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */
     }

@@ -20,8 +20,9 @@
  *
  * Shape: eight rows per tile, one float lane per row (tile8), up to
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there.  Tokens
- * are taken Q8_TOKS at a time; a task's rows (MM_ROWS-row groups) stay in
- * L1 / L2 across the token groups, so prefill reads them from cache.
+ * are taken Q8_TOKS at a time; a task's rows, in groups of about
+ * Q8_GROUP_BYTES, stay in L2 across the token groups, so prefill reads
+ * them from cache.
  */
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
@@ -41,6 +42,9 @@
 /* rows_type's terms of a block: the pass's tokens' offset terms and,
  * for tile16, their scales (32 KiB at the AVX512 level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
+#ifndef Q8_GROUP_BYTES
+#define Q8_GROUP_BYTES (64 * 1024) /* rows_type: weights a group of rows (prefill) */
+#endif
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
 #endif
@@ -607,7 +611,7 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
     }
 }
 
-/* All tokens for rows [o0, o0 + n): MM_ROWS-row groups, Q8_TOKS tokens at a time. */
+/* All tokens for rows [o0, o0 + n): groups of rows, Q8_TOKS tokens at a time. */
 Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_job_t *j,
                                 uint32_t o0, uint32_t n)
 {
@@ -618,7 +622,16 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
      * each tile8 computes its own, and tile16 is not used) */
     float sbuf[Q8_SB_MAX * Q8_SBS];
     const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
-    uint32_t gr = j->n_tok <= tg ? n : MM_ROWS; /* decode: one pass over the task's rows */
+    /* Rows a group: decode (one pass) all the task's; else about
+     * Q8_GROUP_BYTES of them (whole MM_ROWS groups, at least one), which
+     * stay in L2 while every pass of tokens goes over them, so that a
+     * pass's terms are formed once per group (per MM_ROWS rows, they took
+     * a quarter of the time at 32 tokens) */
+    uint32_t gr = n;
+    if (j->n_tok > tg) {
+        size_t r = Q8_GROUP_BYTES / j->row_bytes / MM_ROWS * MM_ROWS;
+        gr = r < MM_ROWS ? MM_ROWS : r < n ? (uint32_t)r : n;
+    }
     for (uint32_t g = 0; g < n; g += gr) {
         uint32_t ng = n - g < gr ? n - g : gr;
         const uint8_t *rows = j->w + (size_t)(o0 + g) * j->row_bytes;

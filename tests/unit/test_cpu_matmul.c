@@ -508,6 +508,9 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     /* a sixteen-row tile and one of thirteen rows (AVX512's 512-bit
      * tiles: rows clamped, the store masked), at 16 + 8 + 3 tokens */
     check_fast_shape(type, 29, n_in, 27, isa);
+    /* prefill sizes below the AMX level: long tasks whose rows go in
+     * groups of about 64 KiB, each group taking every pass of tokens */
+    check_fast_shape(type, 519, n_in, 70, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     check_invariance(type, 19, k ? 9 * 256 : 70 * 32, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
