@@ -189,6 +189,8 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
         return MM_ROWS;
     size_t by_bytes = (n_threads > 1 || batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
     uint32_t by_balance = groups / (MM_TASKS * n_threads);
+    if (n_tok >= MM_MANY_TOKS) /* arithmetic, not a stream: balance alone */
+        by_bytes = by_balance;
     size_t per = by_bytes < by_balance ? by_bytes : by_balance;
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
 }

@@ -39,8 +39,8 @@
 #ifndef Q8_SB_MAX
 #define Q8_SB_MAX 256 /* blocks of rows_type's kept terms */
 #endif
-/* rows_type's terms of a block: the pass's tokens' offset terms and,
- * for tile16, their scales (32 KiB at the AVX512 level, 4 KiB below) */
+/* rows_type's terms of a block at most: the pass's tokens' offset terms
+ * and, for tile16, their scales (32 KiB at the AVX512 level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
 #ifndef Q8_GROUP_BYTES
 #define Q8_GROUP_BYTES (64 * 1024) /* rows_type: weights a group of rows (prefill) */
@@ -246,6 +246,19 @@ Q8_INLINE __m256i Q8_FN(reduce8)(const int hi16, const __m256i v[8])
     return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), hi);
 }
 
+/* Whether the type has sixteen-row tiles at this level (matmul_q8_zmm.h). */
+Q8_INLINE int Q8_FN(z_type)(qtype_t type)
+{
+    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0);
+}
+
+/* Floats a block takes in rows_type's kept terms: the Q8_TOKS tokens'
+ * offset terms, and their scales where tile16 reads them. */
+Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
+{
+    return Q8_FN(z_type)(type) ? 2 * Q8_TOKS : Q8_TOKS;
+}
+
 /*
  * Token t's offset term of block b, from the lane sums (S = their sum, an
  * integer below 2^12): Q4_0 8 S and, where Q8_SIGNED, Q8_0 128 S (exact in
@@ -272,7 +285,8 @@ Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *
  *         takes unsigned weights); else abs(w) times sign(x, w)
  * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
  *   xq, xd, xls: the tile's first token's; sb NULL, or the tokens' offset
- *   terms as offset() gives them, token t's of block b at sb[b * Q8_SBS + t]
+ *   terms as offset() gives them, token t's of block b at
+ *   sb[b * sb_stride(type) + t]
  */
 Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type, const __m256i w[8],
                                  __m256 dw, __m256 mw, const int8_t *xq, const float *xd,
@@ -284,7 +298,8 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
 #pragma GCC unroll 8
     for (int t = 0; t < TN; t++) {
         const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
-        float so = sb != NULL ? sb[b * Q8_SBS + (size_t)t] : Q8_FN(offset)(type, xd, xls, t, nb, b);
+        float so = sb != NULL ? sb[b * Q8_FN(sb_stride)(type) + (size_t)t]
+                              : Q8_FN(offset)(type, xd, xls, t, nb, b);
         __m256i ip;
         if (RED) { /* row r's lane sums, then reduced */
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
@@ -621,6 +636,7 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
      * block by block, computed once for all its tiles where they fit (else
      * each tile8 computes its own, and tile16 is not used) */
     float sbuf[Q8_SB_MAX * Q8_SBS];
+    const size_t sbs = Q8_FN(sb_stride)(type);
     const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
     /* Rows a group: decode (one pass) all the task's; else about
      * Q8_GROUP_BYTES of them (whole MM_ROWS groups, at least one), which
@@ -640,10 +656,10 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
             if (keep) {
                 for (size_t b = 0; b < nb; b++) {
                     for (size_t tt = 0; tt < tn; tt++) {
-                        sbuf[b * Q8_SBS + tt] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
-                                                              j->xls + (size_t)t * nb * 8, tt, nb, b);
-                        if (Q8_ZMM)
-                            sbuf[b * Q8_SBS + Q8_TOKS + tt] = j->xd[(t + tt) * nb + b];
+                        sbuf[b * sbs + tt] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
+                                                           j->xls + (size_t)t * nb * 8, tt, nb, b);
+                        if (sbs > Q8_TOKS) /* tile16's scales */
+                            sbuf[b * sbs + Q8_TOKS + tt] = j->xd[(t + tt) * nb + b];
                     }
                 }
             }

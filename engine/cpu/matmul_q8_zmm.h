@@ -1,8 +1,8 @@
 /*
  * matmul_q8_zmm.h - part of the matmul_q8_x86.h template, included by it
  * where Q8_ZMM (the AVX512 level): sixteen-row tiles on 512-bit registers.
- * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS, Q8_SBS and its helpers
- * (scales8, offset, tile_rows, prefetch_run); no include guard, as the
+ * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS and its helpers (scales8,
+ * sb_stride, tile_rows, prefetch_run); no include guard, as the
  * template has none.
  */
 
@@ -18,10 +18,6 @@
  * the float work per block and token is one instruction for sixteen
  * rows instead of eight.
  */
-static inline int Q8_FN(z_type)(qtype_t type)
-{
-    return type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0;
-}
 
 /*
  * Block b of sixteen rows (blk[r]: row r's), lane r of w[k] holding row
@@ -159,7 +155,7 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
             for (int k = 0; k < 8; k++)
                 w[k] = _mm512_xor_si512(w[k], _mm512_set1_epi8(-128));
         }
-        Q8_FN(step16)(TN, type, w, dw, mw, xq, sb + wb * Q8_SBS, n_in, wb, acc);
+        Q8_FN(step16)(TN, type, w, dw, mw, xq, sb + wb * Q8_FN(sb_stride)(type), n_in, wb, acc);
     }
     const __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 #pragma GCC unroll 16
