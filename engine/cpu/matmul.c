@@ -167,13 +167,16 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * at most MM_TASK_BYTES_MT even on one thread (batch 8 and 16 on two
  * threads 4-39% faster across the levels, one thread within noise to 16%
  * faster; docs/PERFORMANCE.md, "Long tasks for streamed and batched
- * decode").  Below the AMX level they take them at prefill sizes too:
- * there a task goes over groups of about Q8_GROUP_BYTES of rows once per
- * pass of tokens (matmul_q8_x86.h), so that the pass's offset terms are
- * formed once per group, not once per MM_ROWS rows (prefill 128 and 512
- * 15-18% faster at the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  The
- * AMX kernel's prefill and `exact`'s float tiles keep single groups: long
- * tasks gained those nothing clear and cost the float tiles 5-10%.
+ * decode").  Below the AMX level they take long tasks at prefill sizes
+ * (MM_MANY_TOKS and more) too, there sized by balance alone, MM_TASKS a
+ * thread with no cap in bytes (the work is arithmetic, not a stream; the
+ * cap left a 1B model's ffn_down 6.4 tasks for two threads): a task goes
+ * over groups of about Q8_GROUP_BYTES of rows once per pass of tokens
+ * (matmul_q8_x86.h), so that the pass's offset terms are formed once per
+ * group, not once per MM_ROWS rows (prefill 128 and 512 15-18% faster at
+ * the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  The AMX kernel's
+ * prefill and `exact`'s float tiles keep single groups: long tasks gained
+ * those nothing clear and cost the float tiles 5-10%.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
@@ -184,10 +187,10 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
                           int fast, int amx)
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    int batch = fast && n_tok >= 8 && (n_tok < MM_MANY_TOKS || !amx);
-    if (n_tok >= 8 && !batch)
+    int long8 = fast && n_tok >= 8 && (n_tok < MM_MANY_TOKS || !amx); /* long tasks from 8 tokens */
+    if (n_tok >= 8 && !long8)
         return MM_ROWS;
-    size_t by_bytes = (n_threads > 1 || batch ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
+    size_t by_bytes = (n_threads > 1 || long8 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
     uint32_t by_balance = groups / (MM_TASKS * n_threads);
     if (n_tok >= MM_MANY_TOKS) /* arithmetic, not a stream: balance alone */
         by_bytes = by_balance;

@@ -11,7 +11,7 @@
  *   Q8_SIGNED      1 where Q8_ACC takes any unsigned byte (vpdpbusd), so
  *                  that Q8_0 weights go in as w + 128; 0 for vpmaddubsw,
  *                  whose pairs would saturate: abs(w) times sign(x, w)
- *   Q8_TOKS        the most tokens an eight-row tile takes at once
+ *   Q8_TOKS        the most tokens a tile takes at once
  *   Q8_RED1        (optional, default 1) one token by reduce8, not block8
  *   Q8_ZMM         (optional, default 0) 1 where AVX-512 F/BW/VL/VNNI are
  *                  in Q8_TARGET: sixteen-row tiles on zmm (tile16)
@@ -19,8 +19,10 @@
  * the same exact integer block sums, the same fused multiply-adds.
  *
  * Shape: eight rows per tile, one float lane per row (tile8), up to
- * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there.  Tokens
- * are taken Q8_TOKS at a time; a task's rows, in groups of about
+ * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
+ * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 at eight tokens or more take sixteen
+ * rows a tile on zmm: tile16, matmul_q8_zmm.h).  Tokens are taken
+ * Q8_TOKS at a time; a task's rows, in groups of about
  * Q8_GROUP_BYTES, stay in L2 across the token groups, so prefill reads
  * them from cache.
  */
@@ -584,7 +586,7 @@ Q8_INLINE void Q8_FN(tile8_m)(const qtype_t type, const size_t bb, const mm_job_
     case 5: Q8_FN(tile8)(0, 5, type, bb, j, rows, r0, n, ts, sb, yy); break;
     case 6: Q8_FN(tile8)(0, 6, type, bb, j, rows, r0, n, ts, sb, yy); break;
     case 7: Q8_FN(tile8)(0, 7, type, bb, j, rows, r0, n, ts, sb, yy); break;
-    default: Q8_FN(tile8)(0, 8, type, bb, j, rows, r0, n, ts, sb, yy); break; /* 8 .. Q8_TOKS-1 */
+    default: Q8_FN(tile8)(0, 8, type, bb, j, rows, r0, n, ts, sb, yy); break; /* 8 (never 9 .. 15) */
 #else
     default: Q8_FN(tile8)(0, 3, type, bb, j, rows, r0, n, ts, sb, yy); break;
 #endif

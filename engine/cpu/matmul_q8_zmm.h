@@ -1,9 +1,9 @@
 /*
  * matmul_q8_zmm.h - part of the matmul_q8_x86.h template, included by it
  * where Q8_ZMM (the AVX512 level): sixteen-row tiles on 512-bit registers.
- * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS and its helpers (scales8,
- * sb_stride, tile_rows, prefetch_run); no include guard, as the
- * template has none.
+ * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS, Q8_PF_L1 and its helpers
+ * (u32_at, scales8, sb_stride, tile_rows, prefetch_run); no include
+ * guard, as the template has none.
  */
 
 /*
@@ -69,7 +69,8 @@ Q8_INLINE void Q8_FN(block16)(const qtype_t type, const uint8_t *const blk[16], 
             __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(blk[r] + qo)));
             v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 4] + qo)), 1);
             v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 8] + qo)), 2);
-            z[r] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 12] + qo)), 3);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(blk[r + 12] + qo)), 3);
+            z[r] = v;
         }
         a[0] = _mm512_unpacklo_epi32(z[0], z[1]);
         a[1] = _mm512_unpackhi_epi32(z[0], z[1]);
