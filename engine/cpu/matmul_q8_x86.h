@@ -568,7 +568,6 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
 #include "matmul_q8_zmm.h"
 #endif
 
-
 /* One tile8 of eight rows from r0 and m tokens from ts (1 <= m <= Q8_TOKS:
  * Q8_TOKS, eight, or a ragged rest of fewer, which costs the same
  * transposes), y at row r0 and token ts. */
