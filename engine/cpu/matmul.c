@@ -174,9 +174,13 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * over groups of about Q8_GROUP_BYTES of rows once per pass of tokens
  * (matmul_q8_x86.h), so that the pass's offset terms are formed once per
  * group, not once per MM_ROWS rows (prefill 128 and 512 15-18% faster at
- * the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  The AMX kernel's
- * prefill and `exact`'s float tiles keep single groups: long tasks gained
- * those nothing clear and cost the float tiles 5-10%.
+ * the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  So do `exact`'s float
+ * tiles at the AVX512 level, whose task goes over its groups once per
+ * block of tokens that stays in L2 (matmul_avx512.c's z_tok_block): a
+ * single group read all of the activations from memory (1B shapes at 512
+ * tokens 16-49% faster).  The AMX kernel's prefill and the float tiles
+ * below AVX512 keep single groups: long tasks gained those nothing clear
+ * and cost the AVX2 float tiles 5-10%.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
@@ -184,17 +188,18 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
 #define MM_MANY_TOKS     64
 
 static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint32_t n_threads,
-                          int fast, int amx)
+                          int fast, cpu_isa_t isa)
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    int long8 = fast && n_tok >= 8 && (n_tok < MM_MANY_TOKS || !amx); /* long tasks from 8 tokens */
+    int long8 = fast ? n_tok >= 8 && (n_tok < MM_MANY_TOKS || isa != CPU_ISA_AMX) /* long tasks from 8 tokens */
+                     : n_tok >= MM_MANY_TOKS && isa >= CPU_ISA_AVX512;
     if (n_tok >= 8 && !long8)
         return MM_ROWS;
-    size_t by_bytes = (n_threads > 1 || long8 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
-    uint32_t by_balance = groups / (MM_TASKS * n_threads);
-    if (n_tok >= MM_MANY_TOKS) /* arithmetic, not a stream: balance alone */
-        by_bytes = by_balance;
-    size_t per = by_bytes < by_balance ? by_bytes : by_balance;
+    size_t per = groups / (MM_TASKS * n_threads);
+    if (n_tok < MM_MANY_TOKS) { /* a stream: capped in bytes too (at many tokens, arithmetic) */
+        size_t by_bytes = (n_threads > 1 || long8 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
+        per = by_bytes < per ? by_bytes : per;
+    }
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
 }
 
@@ -385,8 +390,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
         else
             run.rows[i] = isa >= CPU_ISA_AVX512 ? cpu_mm_rows_avx512
                           : isa >= CPU_ISA_AVX2 ? cpu_mm_rows_avx2 : cpu_mm_rows_portable;
-        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p), fast,
-                                         isa == CPU_ISA_AMX);
+        run.rows_per_task[i] = task_rows(job->n_out, job->row_bytes, n_tok, pool_threads(p), fast, isa);
         uint32_t n_tasks = job->n_out / run.rows_per_task[i] + (job->n_out % run.rows_per_task[i] != 0);
         run.first_task[i + 1] = run.first_task[i] + n_tasks; /* < 4 * (2^28 + 1) */
     }

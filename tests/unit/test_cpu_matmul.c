@@ -335,6 +335,10 @@ TEST(matmul_long_batch)
         check_shape(QT_F32, 21, 40, 131, pools);
         check_shape(QT_Q8_0, 200, 64, 5, pools); /* tasks of several row groups */
         check_shape(QT_F32, 203, 24, 4, pools);
+        /* `exact`'s 512-bit float tiles: tasks of several row groups going
+           over blocks of 32 tokens (matmul_avx512.c's z_tok_block) */
+        check_shape(QT_Q4_K, 70, 8192, 70, pools);
+        check_shape(QT_Q4_1, 45, 8192, 67, pools);
     }
     for (int i = 0; i < 3; i++)
         pool_destroy(pools[i]);
