@@ -175,12 +175,11 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * (matmul_q8_x86.h), so that the pass's offset terms are formed once per
  * group, not once per MM_ROWS rows (prefill 128 and 512 15-18% faster at
  * the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  So do `exact`'s float
- * tiles at the AVX512 level, whose task goes over its groups once per
- * block of tokens that stays in L2 (matmul_avx512.c's z_tok_block): a
- * single group read all of the activations from memory (1B shapes at 512
- * tokens 16-49% faster).  The AMX kernel's prefill and the float tiles
- * below AVX512 keep single groups: long tasks gained those nothing clear
- * and cost the AVX2 float tiles 5-10%.
+ * tiles, whose task goes over its groups once per block of tokens that
+ * stays in L2 (matmul_kern.h's mm_tok_block): a single group read all of
+ * the activations from memory (1B shapes at 512 tokens 16-49% faster on
+ * the 512-bit tiles).  The AMX kernel's prefill keeps single groups:
+ * long tasks gained it nothing clear.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)
@@ -192,7 +191,7 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
     int long8 = fast ? n_tok >= 8 && (n_tok < MM_MANY_TOKS || isa != CPU_ISA_AMX) /* long tasks from 8 tokens */
-                     : n_tok >= MM_MANY_TOKS && isa >= CPU_ISA_AVX512;
+                     : n_tok >= MM_MANY_TOKS && isa >= CPU_ISA_AVX2;
     if (n_tok >= 8 && !long8)
         return MM_ROWS;
     size_t per = groups / (MM_TASKS * n_threads);

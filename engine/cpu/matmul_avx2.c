@@ -429,56 +429,50 @@ static inline uint32_t token_step(uint32_t left)
 
 /* --------------------------------------------------------- any tokens */
 
-/* Rows [o0, o0 + nr), nr <= MM_ROWS, every token, through the tile. */
-AVX2 static void rows_tiled(const mm_job_t *j, uint32_t o0, uint32_t nr)
+/* Rows [o0, o0 + nr), nr <= MM_ROWS, times tokens [t0, t0 + nt), nt <=
+   MM_TOKS, through the tile. */
+AVX2 static void rows_tiled(const mm_job_t *j, uint32_t o0, uint32_t nr, uint32_t t0, uint32_t nt)
 {
     float tile[MM_ROWS * MM_KC] __attribute__((aligned(32))); /* [nr, MM_KC] */
     __m256 acc[MM_TOKS * MM_ROWS];                            /* [token, row] */
     const uint8_t *rows = j->w + (size_t)o0 * j->row_bytes;   /* [nr, row_bytes] */
     size_t n_in = j->n_in;
 
-    for (uint32_t t0 = 0; t0 < j->n_tok; t0 += MM_TOKS) {
-        uint32_t nt = j->n_tok - t0 < MM_TOKS ? j->n_tok - t0 : MM_TOKS;
-        for (uint32_t i = 0; i < nt * MM_ROWS; i++)
-            acc[i] = _mm256_setzero_ps();
+    for (uint32_t i = 0; i < nt * MM_ROWS; i++)
+        acc[i] = _mm256_setzero_ps();
 
-        for (uint32_t k0 = 0; k0 < j->n_in; k0 += MM_KC) {
-            uint32_t kc = j->n_in - k0 < MM_KC ? j->n_in - k0 : MM_KC;
-            const float *wc; /* [nr, ws] from column k0 */
-            size_t ws;
-            if (j->type == QT_F32) {
-                wc = (const float *)(const void *)rows + k0;
-                ws = n_in;
+    for (uint32_t k0 = 0; k0 < j->n_in; k0 += MM_KC) {
+        uint32_t kc = j->n_in - k0 < MM_KC ? j->n_in - k0 : MM_KC;
+        size_t ws;
+        const float *wc = mm_f32_rows(j, rows, k0, &ws); /* [nr, ws] from column k0 */
+        if (wc == NULL) {
+            cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tile);
+            wc = tile;
+        }
+        const float *xc = j->x + (size_t)t0 * n_in + k0; /* [nt, n_in] */
+        for (uint32_t t = 0; t < nt;) {
+            uint32_t tn = token_step(nt - t);
+            const float *xt = xc + t * n_in;
+            __m256 *at = acc + t * MM_ROWS;
+            if (tn == 1) {
+                for (uint32_t r = 0; r < nr; r += 8)
+                    micro_8x1(wc + r * ws, ws, nr - r, xt, n_in, kc, at + r);
             } else {
-                cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tile);
-                wc = tile;
-                ws = MM_KC;
-            }
-            const float *xc = j->x + (size_t)t0 * n_in + k0; /* [nt, n_in] */
-            for (uint32_t t = 0; t < nt;) {
-                uint32_t tn = token_step(nt - t);
-                const float *xt = xc + t * n_in;
-                __m256 *at = acc + t * MM_ROWS;
-                if (tn == 1) {
-                    for (uint32_t r = 0; r < nr; r += 8)
-                        micro_8x1(wc + r * ws, ws, nr - r, xt, n_in, kc, at + r);
-                } else {
-                    for (uint32_t r = 0; r < nr; r += 4) {
-                        if (tn == 3)
-                            micro_4x3(wc + r * ws, ws, nr - r, xt, n_in, kc, at + r);
-                        else
-                            micro_4x2(wc + r * ws, ws, nr - r, xt, n_in, kc, at + r);
-                    }
+                for (uint32_t r = 0; r < nr; r += 4) {
+                    if (tn == 3)
+                        micro_4x3(wc + r * ws, ws, nr - r, xt, n_in, kc, at + r);
+                    else
+                        micro_4x2(wc + r * ws, ws, nr - r, xt, n_in, kc, at + r);
                 }
-                t += tn;
             }
+            t += tn;
         }
+    }
 
-        for (uint32_t t = 0; t < nt; t++) {
-            float *yt = j->y + (size_t)(t0 + t) * j->n_out + o0; /* [nr] */
-            for (uint32_t r = 0; r < nr; r++)
-                yt[r] = hsum8(acc[t * MM_ROWS + r]);
-        }
+    for (uint32_t t = 0; t < nt; t++) {
+        float *yt = j->y + (size_t)(t0 + t) * j->n_out + o0; /* [nr] */
+        for (uint32_t r = 0; r < nr; r++)
+            yt[r] = hsum8(acc[t * MM_ROWS + r]);
     }
 }
 
@@ -495,8 +489,12 @@ AVX2 void cpu_mm_rows_avx2(const mm_job_t *j, uint32_t o0, uint32_t n)
         default:      break;
         }
     }
-    for (uint32_t g = 0; g < n; g += MM_ROWS)
-        rows_tiled(j, o0 + g, n - g < MM_ROWS ? n - g : MM_ROWS);
+    uint32_t blk = mm_tok_block(j->n_in, n, MM_TOKS); /* blocks of tokens, groups within */
+    for (uint32_t t0 = 0; t0 < j->n_tok; t0 += blk) {
+        uint32_t nt = j->n_tok - t0 < blk ? j->n_tok - t0 : blk;
+        for (uint32_t g = 0; g < n; g += MM_ROWS)
+            rows_tiled(j, o0 + g, n - g < MM_ROWS ? n - g : MM_ROWS, t0, nt);
+    }
 }
 
 #else /* no x86-64 vector kernels in this build */

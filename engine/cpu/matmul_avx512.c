@@ -425,7 +425,8 @@ Z_INLINE void z_pair_rows(const float *a, const float *b, float *dst, uint32_t k
     }
 }
 
-/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile. */
+/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile
+   (dequantised into tmp [nr, MM_KC] first). */
 Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc,
                      float *tile, float *tmp)
 {
@@ -439,12 +440,11 @@ Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32
         }
         return;
     }
-    cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tile); /* [nr, MM_KC] */
-    for (uint32_t p = 0; p < np; p++) {               /* in place, through tmp */
+    cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tmp); /* [nr, MM_KC] */
+    for (uint32_t p = 0; p < np; p++) {
         uint32_t b = 2 * p + 1 < nr ? 2 * p + 1 : nr - 1;
-        memcpy(tmp, tile + (size_t)(2 * p) * MM_KC, kc * sizeof *tmp);
-        memcpy(tmp + MM_KC, tile + (size_t)b * MM_KC, kc * sizeof *tmp);
-        z_pair_rows(tmp, tmp + MM_KC, tile + (size_t)p * 2 * MM_KC, kc);
+        z_pair_rows(tmp + (size_t)(2 * p) * MM_KC, tmp + (size_t)b * MM_KC, tile + (size_t)p * 2 * MM_KC,
+                    kc);
     }
 }
 
@@ -511,7 +511,7 @@ __attribute__((target(Z_TARGET))) static void z_rows_tiled(const mm_job_t *j, ui
         z_micro_1, z_micro_2, z_micro_3, z_micro_4,
     };
     float tile[MM_ROWS * MM_KC] __attribute__((aligned(64))); /* [np, 2 MM_KC] */
-    float tmp[2 * MM_KC] __attribute__((aligned(64)));
+    float tmp[MM_ROWS * MM_KC] __attribute__((aligned(64))); /* [nr, MM_KC] unpaired */
     __m512 acc[Z_TOKS * Z_PAIRS];                             /* [token, pair] */
     const uint8_t *rows = j->w + (size_t)o0 * j->row_bytes;    /* [nr, row_bytes] */
     size_t n_in = j->n_in;
@@ -542,25 +542,6 @@ __attribute__((target(Z_TARGET))) static void z_rows_tiled(const mm_job_t *j, ui
     }
 }
 
-/*
- * Tokens whose activations a task's row groups share from L2: every
- * group reads all of a block's activations, so a block that stays in L2
- * is read from memory once for all the task's groups, not once a group
- * (a 1B ffn_down, 5632 inputs, at 512 tokens: 11.5 MB a group, near the
- * memory's rate).  Each block costs each group a fill of the tile, so
- * blocks are as long as L2 allows: Z_X_BYTES fits the 1.25-2 MiB L2 of
- * recent Xeons beside the tiles (1B shapes at 512 tokens, one thread of
- * a Xeon with 2 MiB: 512 KiB lost 15% on ffn_down, 1 MiB and 1.5 MiB
- * gained 16-27% on every shape, a single block of 128 tokens 5% less).
- */
-#define Z_X_BYTES (1024u << 10)
-
-static uint32_t z_tok_block(uint32_t n_in)
-{
-    uint32_t t = Z_X_BYTES / ((uint32_t)sizeof(float) * n_in) / 4 * 4;
-    return t < 16 ? 16 : t > Z_TOKS ? Z_TOKS : t;
-}
-
 void cpu_mm_rows_avx512(const mm_job_t *j, uint32_t o0, uint32_t n)
 {
     void (*one)(const uint8_t *, size_t, uint32_t, uint32_t, const float *, float *) =
@@ -579,7 +560,7 @@ void cpu_mm_rows_avx512(const mm_job_t *j, uint32_t o0, uint32_t n)
         cpu_mm_rows_avx2(j, o0, n);
         return;
     }
-    uint32_t blk = z_tok_block(j->n_in);
+    uint32_t blk = mm_tok_block(j->n_in, n, Z_TOKS);
     for (uint32_t t0 = 0; t0 < j->n_tok; t0 += blk) {
         uint32_t nt = j->n_tok - t0 < blk ? j->n_tok - t0 : blk;
         for (uint32_t g = 0; g < n; g += MM_ROWS)

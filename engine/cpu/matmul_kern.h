@@ -55,6 +55,40 @@ typedef struct {
                                  * kernels may run (cpu_mmq_rows_amx) */
 } mm_job_t;
 
+/* A float tile path's rows from column k0: an F32 matrix's own (*ws =
+ * n_in), else NULL, for the caller to fill its tile (*ws = MM_KC). */
+static inline const float *mm_f32_rows(const mm_job_t *j, const uint8_t *rows, uint32_t k0, size_t *ws)
+{
+    if (j->type != QT_F32) {
+        *ws = MM_KC;
+        return NULL;
+    }
+    *ws = j->n_in;
+    return (const float *)(const void *)rows + k0;
+}
+
+/*
+ * The float tiles' blocks of tokens (`exact` at many tokens): a task goes
+ * over its groups of rows once per block, and every group reads all of a
+ * block's activations, so a block that stays in L2 is read from memory
+ * once for all the task's groups, not once a group (a 1B ffn_down, 5632
+ * inputs, at 512 tokens: 11.5 MB a group, near the memory's rate).  Each
+ * block costs each group a fill of its tile, so blocks are as long as L2
+ * allows, up to cap tokens: MM_X_BYTES fits the 1.25-2 MiB L2 of recent
+ * Xeons beside the tiles (1B shapes at 512 tokens on the 512-bit tiles,
+ * one thread of a Xeon with 2 MiB: 512 KiB lost 15% on ffn_down, 1 MiB
+ * and 1.5 MiB gained 16-27% on every shape, one block of 128 tokens 5%
+ * less).  At least 16 tokens, a multiple of four; a task of one group
+ * shares nothing, so it takes cap.
+ */
+#define MM_X_BYTES (1024u << 10)
+
+static inline uint32_t mm_tok_block(uint32_t n_in, uint32_t n_rows, uint32_t cap)
+{
+    uint32_t t = MM_X_BYTES / ((uint32_t)sizeof(float) * n_in) / 4 * 4;
+    return n_rows <= MM_ROWS || t > cap ? cap : t < 16 ? 16 : t;
+}
+
 /* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q
  * (the packing of quant.c). */
 static inline void mm_k4_scale_min(int j, const uint8_t *q, int *sc, int *m)

@@ -65,18 +65,14 @@ static void rows_tiled(const mm_job_t *j, uint32_t o0, uint32_t nr)
 
         for (uint32_t k0 = 0; k0 < j->n_in; k0 += MM_KC) {
             uint32_t kc = j->n_in - k0 < MM_KC ? j->n_in - k0 : MM_KC;
-            const float *wc; /* [nr, ws] from column k0 */
             size_t ws;
-            if (j->type == QT_F32) {
-                wc = (const float *)(const void *)rows + k0;
-                ws = j->n_in;
-            } else {
+            const float *wc = mm_f32_rows(j, rows, k0, &ws); /* [nr, ws] from column k0 */
+            if (wc == NULL) {
                 size_t off = (size_t)(k0 / j->block_elems) * j->block_bytes;
                 for (uint32_t r = 0; r < nr; r++)
                     (void)quant_dequant(j->type, rows + (size_t)r * j->row_bytes + off,
                                         tile + (size_t)r * MM_KC, kc); /* type checked */
                 wc = tile;
-                ws = MM_KC;
             }
             for (uint32_t t = 0; t < nt; t++) {
                 const float *xt = j->x + (size_t)(t0 + t) * j->n_in + k0; /* [kc] */

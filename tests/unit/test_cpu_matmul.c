@@ -335,10 +335,6 @@ TEST(matmul_long_batch)
         check_shape(QT_F32, 21, 40, 131, pools);
         check_shape(QT_Q8_0, 200, 64, 5, pools); /* tasks of several row groups */
         check_shape(QT_F32, 203, 24, 4, pools);
-        /* `exact`'s 512-bit float tiles: tasks of several row groups going
-           over blocks of 32 tokens (matmul_avx512.c's z_tok_block) */
-        check_shape(QT_Q4_K, 70, 8192, 70, pools);
-        check_shape(QT_Q4_1, 45, 8192, 67, pools);
     }
     for (int i = 0; i < 3; i++)
         pool_destroy(pools[i]);
@@ -355,6 +351,26 @@ static void use_isa(cpu_isa_t isa, cpu_prec_t prec)
     ASSERT_EQ_INT(cpu_matmul_configure(isa, prec), 0);
     ASSERT(cpu_matmul_isa() == isa && cpu_matmul_precision() == prec);
 }
+
+/* `exact`'s float tiles at prefill sizes: tasks of several row groups
+ * going over blocks of 32 tokens (matmul_kern.h's mm_tok_block) against
+ * the single-token kernels, on 1 to 3 threads. */
+static void check_token_blocks(cpu_isa_t isa)
+{
+    use_isa(isa, CPU_PREC_EXACT);
+    rng_state = 8800u + (uint32_t)isa;
+    pool_t *pools[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
+    check_shape(QT_Q4_K, 70, 8192, 70, pools);
+    check_shape(QT_Q4_1, 45, 8192, 67, pools);
+    for (int i = 0; i < 3; i++)
+        pool_destroy(pools[i]);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
+TEST(exact_token_blocks_avx2) { check_token_blocks(CPU_ISA_AVX2); }
+TEST(exact_token_blocks_avx512) { check_token_blocks(CPU_ISA_AVX512); }
 
 /*
  * The activation quantisation that matmul.h documents, written out
@@ -1045,6 +1061,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(matmul_q4_k_avx2), T(matmul_q4_k_portable), T(matmul_q5_k_avx2),
           T(matmul_q5_k_portable), T(matmul_q6_k_avx2), T(matmul_q6_k_portable),
           T(matmul_long_batch), T(matmul_multi_matches_single), T(matmul_rejects_bad_arguments),
+          T(exact_token_blocks_avx2), T(exact_token_blocks_avx512),
           T(fast_q4_0_portable), T(fast_q4_0_avx2), T(fast_q4_0_avxvnni), T(fast_q4_0_avx512), T(fast_q4_0_amx),
           T(fast_q4_1_portable), T(fast_q4_1_avx2), T(fast_q4_1_avxvnni), T(fast_q4_1_avx512), T(fast_q4_1_amx),
           T(fast_q8_0_portable), T(fast_q8_0_avx2), T(fast_q8_0_avxvnni), T(fast_q8_0_avx512), T(fast_q8_0_amx),
