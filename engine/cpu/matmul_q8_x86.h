@@ -20,8 +20,9 @@
  *
  * Shape: eight rows per tile, one float lane per row (tile8), up to
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
- * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 at eight tokens or more take sixteen
- * rows a tile on zmm: tile16, matmul_q8_zmm.h).  Tokens are taken
+ * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K at eight tokens or
+ * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h; Q6_K
+ * keeps tile8).  Tokens are taken
  * Q8_TOKS at a time; a task's rows, in groups of about
  * Q8_GROUP_BYTES, stay in L2 across the token groups, so prefill reads
  * them from cache.
@@ -251,14 +252,16 @@ Q8_INLINE __m256i Q8_FN(reduce8)(const int hi16, const __m256i v[8])
 /* Whether the type has sixteen-row tiles at this level (matmul_q8_zmm.h). */
 Q8_INLINE int Q8_FN(z_type)(qtype_t type)
 {
-    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0);
+    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0 || type == QT_Q4_K
+                      || type == QT_Q5_K);
 }
 
 /* Floats a block takes in rows_type's kept terms: the Q8_TOKS tokens'
- * offset terms, and their scales where tile16 reads them. */
+ * offset terms, and their scales where tile16 reads them from there (the
+ * block types; K-quants keep the compact form). */
 Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
 {
-    return Q8_FN(z_type)(type) ? 2 * Q8_TOKS : Q8_TOKS;
+    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0) ? 2 * Q8_TOKS : Q8_TOKS;
 }
 
 /*

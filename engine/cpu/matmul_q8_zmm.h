@@ -2,13 +2,14 @@
  * matmul_q8_zmm.h - part of the matmul_q8_x86.h template, included by it
  * where Q8_ZMM (the AVX512 level): sixteen-row tiles on 512-bit registers.
  * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS, Q8_PF_L1 and its helpers
- * (u32_at, scales8, sb_stride, tile_rows, prefetch_run); no include
- * guard, as the template has none.
+ * (u32_at, scales8, k4_scales8, sb_stride, tile_rows, prefetch_run); no
+ * include guard, as the template has none.
  */
 
 /*
  * Sixteen-row tiles on 512-bit registers (the AVX512 level), for the
- * block types Q4_0, Q4_1 and Q8_0 at eight tokens or more: lane r of
+ * block types Q4_0, Q4_1 and Q8_0 and the K-quants Q4_K and Q5_K at
+ * eight tokens or more: lane r of
  * every register is row r, and each lane goes through exactly the
  * operations tile8 gives its row (the same exact integer block sums, the
  * same multiply, convert and fused multiply-adds in the same order), so
@@ -20,46 +21,59 @@
  */
 
 /*
+ * 32 bytes at each src[r] of sixteen rows, lane r of w[k] holding row r's
+ * bytes 4k .. 4k+3: z[j] holds rows j and j+8 (256 bits each),
+ * transposed by dwords within each half, the 128-bit lanes then put in
+ * row order (vpermt2q).
+ */
+Q8_INLINE void Q8_FN(load16)(const uint8_t *const src[16], __m512i w[8])
+{
+    __m512i z[8], a[8], c[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        z[r] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)src[r])),
+            _mm256_loadu_si256((const __m256i *)(const void *)src[r + 8]), 1);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r += 2) {
+        a[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
+        a[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
+    }
+#pragma GCC unroll 8
+    for (int h = 0; h < 8; h += 4) {
+        c[h] = _mm512_unpacklo_epi64(a[h], a[h + 2]);
+        c[h + 1] = _mm512_unpackhi_epi64(a[h], a[h + 2]);
+        c[h + 2] = _mm512_unpacklo_epi64(a[h + 1], a[h + 3]);
+        c[h + 3] = _mm512_unpackhi_epi64(a[h + 1], a[h + 3]);
+    }
+    /* c[k]'s 128-bit lanes: dword k of rows 0..3, dword k+4 of rows
+     * 0..3, dword k of rows 8..11, dword k+4 of rows 8..11; c[k+4]
+     * the same for rows 4..7 and 12..15 */
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        w[k] = _mm512_permutex2var_epi64(c[k], lo, c[k + 4]);
+        w[k + 4] = _mm512_permutex2var_epi64(c[k], hi, c[k + 4]);
+    }
+}
+
+/*
  * Block b of sixteen rows (blk[r]: row r's), lane r of w[k] holding row
  * r's weights 4k .. 4k+3 as bytes, as block8 gives eight rows.  Q8_0:
- * z[j] holds rows j and j+8 (256 bits each), transposed by dwords within
- * each half, the 128-bit lanes then put in row order (vpermt2q).  Q4_0 /
- * Q4_1: z[j] holds the nibble bytes of rows j, j+4, j+8, j+12 (one
- * 128-bit lane each), transposed within each lane: lane r of q[k] is row
- * r's bytes 4k .. 4k+3, whose low nibbles are elements 4k.. and high
- * nibbles 16+4k...
+ * its 32 quants by load16.  Q4_0 / Q4_1: z[j] holds the nibble bytes of
+ * rows j, j+4, j+8, j+12 (one 128-bit lane each), transposed within each
+ * lane: lane r of q[k] is row r's bytes 4k .. 4k+3, whose low nibbles are
+ * elements 4k.. and high nibbles 16+4k...
  */
 Q8_INLINE void Q8_FN(block16)(const qtype_t type, const uint8_t *const blk[16], __m512i w[8])
 {
     if (type == QT_Q8_0) {
-        __m512i z[8], a[8], c[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-            z[r] = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(blk[r] + 2))),
-                _mm256_loadu_si256((const __m256i *)(const void *)(blk[r + 8] + 2)), 1);
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r += 2) {
-            a[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
-            a[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
-        }
-#pragma GCC unroll 8
-        for (int h = 0; h < 8; h += 4) {
-            c[h] = _mm512_unpacklo_epi64(a[h], a[h + 2]);
-            c[h + 1] = _mm512_unpackhi_epi64(a[h], a[h + 2]);
-            c[h + 2] = _mm512_unpacklo_epi64(a[h + 1], a[h + 3]);
-            c[h + 3] = _mm512_unpackhi_epi64(a[h + 1], a[h + 3]);
-        }
-        /* c[k]'s 128-bit lanes: dword k of rows 0..3, dword k+4 of rows
-         * 0..3, dword k of rows 8..11, dword k+4 of rows 8..11; c[k+4]
-         * the same for rows 4..7 and 12..15 */
-        const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
-        const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            w[k] = _mm512_permutex2var_epi64(c[k], lo, c[k + 4]);
-            w[k + 4] = _mm512_permutex2var_epi64(c[k], hi, c[k + 4]);
-        }
+        const uint8_t *src[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            src[r] = blk[r] + 2;
+        Q8_FN(load16)(src, w);
     } else {
         const __m512i m15 = _mm512_set1_epi8(15);
         const size_t qo = type == QT_Q4_1 ? 4 : 2;
@@ -97,33 +111,95 @@ Q8_INLINE __m512 Q8_FN(scales16)(const qtype_t type, const uint8_t *const blk[16
                                                _mm256_castps_pd(d1), 1));
 }
 
+/* k4_scales8 for sixteen rows: lane r of ks[j] and km[j] row r's. */
+Q8_INLINE void Q8_FN(k4_scales16)(const uint8_t *const blk[16], __m512 ks[8], __m512 km[8])
+{
+    __m256 s0[8], m0[8], s1[8], m1[8];
+    Q8_FN(k4_scales8)(blk, s0, m0);
+    Q8_FN(k4_scales8)(blk + 8, s1, m1);
+#pragma GCC unroll 8
+    for (int jj = 0; jj < 8; jj++) {
+        ks[jj] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(s0[jj])),
+                                                     _mm256_castps_pd(s1[jj]), 1));
+        km[jj] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(m0[jj])),
+                                                     _mm256_castps_pd(m1[jj]), 1));
+    }
+}
+
 /*
  * block_step (not RED) for sixteen rows: the same operations a lane.
  * sp: this block's terms in rows_type's buffer from the tile's first
- * token (sp[t] token t's offset term, sp[Q8_TOKS + t] its scale), read at
- * fixed offsets from one pointer; one chain of integer multiply-adds a
- * token (the tokens give the independent chains).
+ * token (sp[t] token t's offset term), read at fixed offsets from one
+ * pointer; dx[t * dxs] token t's scale (the block types keep theirs at
+ * sp + Q8_TOKS, K-quants read the activations' own); one chain of
+ * integer multiply-adds a token (the tokens give the independent chains).
  */
 Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
-                             __m512 mw, const int8_t *xq, const float *sp, size_t n_in, size_t b,
-                             __m512 acc[])
+                             __m512 mw, const int8_t *xq, const float *sp, const float *dx,
+                             size_t dxs, size_t n_in, size_t b, __m512 acc[])
 {
+    const int mins = type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K; /* the min term */
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++) {
         const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
-        __m512i ip = type == QT_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(-(int)sp[t]);
+        __m512i ip = mins ? _mm512_setzero_si512() : _mm512_set1_epi32(-(int)sp[t]);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
             ip = _mm512_dpbusd_epi32(ip, w[k], _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(sp[Q8_TOKS + t])),
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * dxs])),
                                  _mm512_cvtepi32_ps(ip), acc[t]);
-        if (type == QT_Q4_1)
+        if (mins)
             acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sp[t]), acc[t]);
     }
 }
 
+/*
+ * A Q4_K or Q5_K super-block of sixteen rows for TN tokens, blocks b0 ..
+ * b0+7: tile8's operations a lane (the same nibbles, fifth bits, scales
+ * and steps), each 32-byte group of quants transposed once by load16.
+ */
+Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const uint8_t *const blk[16],
+                                const int8_t *xq, const float *xd, const float *sb, size_t n_in,
+                                size_t b0, __m512 acc[])
+{
+    const size_t nb = n_in / QK_SMALL;
+    const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
+    const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
+    __m512 ks[8], km[8];
+    __m512i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
+    const uint8_t *src[16];
+    Q8_FN(k4_scales16)(blk, ks, km);
+    if (type == QT_Q5_K) {
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            src[r] = blk[r] + 16;
+        Q8_FN(load16)(src, qh);
+    }
+    for (int g = 0; g < 4; g++) {
+        __m512i q[8], w[8];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            src[r] = blk[r] + qo + 32 * g;
+        Q8_FN(load16)(src, q);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const int jj = 2 * g + h; /* the sub-block */
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                w[k] = _mm512_and_si512(h ? _mm512_srli_epi16(q[k], 4) : q[k], m15);
+                if (type == QT_Q5_K) /* bit jj of each byte, times 16 */
+                    w[k] = _mm512_or_si512(w[k], _mm512_and_si512(_mm512_slli_epi16(
+                                               _mm512_srli_epi16(qh[k], jj), 4), m16));
+            }
+            size_t b = b0 + (size_t)jj;
+            Q8_FN(step16)(TN, type, w, ks[jj], km[jj], xq, sb + b * Q8_FN(sb_stride)(type), xd + b, nb,
+                          n_in, b, acc);
+        }
+    }
+}
+
 /* tile8 (not RED) for sixteen rows [r0, r0 + 16) clamped to n, n - r0 > 8;
- * sb as block_step takes it, with the scales (not NULL). */
+ * sb as block_step takes it (not NULL; the block types' with their scales). */
 Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
                              const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t t0,
                              const float *sb, float *y)
@@ -140,13 +216,19 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
     /* the sixteen rows two tiles on, at the pace this tile reads its own
      * (tile8's rule, per eight rows, for L1 or L2) */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 32) * j->row_bytes;
-    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
-    for (size_t wb = 0; wb < nb; wb++, pf += 16 * bb) {
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K; /* super-blocks */
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
+    const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
+    for (size_t wb = 0; wb < nb / bpb; wb++, pf += 16 * bb) {
         Q8_FN(prefetch_run)(pf, 16 * bb, pf_l2);
         const uint8_t *blk[16];
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
             blk[r] = p[r] + wb * bb;
+        if (ksb) {
+            Q8_FN(k_super16)(TN, type, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, acc);
+            continue;
+        }
         __m512 mw;
         __m512 dw = Q8_FN(scales16)(type, blk, &mw);
         __m512i w[8];
@@ -156,7 +238,8 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
             for (int k = 0; k < 8; k++)
                 w[k] = _mm512_xor_si512(w[k], _mm512_set1_epi8(-128));
         }
-        Q8_FN(step16)(TN, type, w, dw, mw, xq, sb + wb * Q8_FN(sb_stride)(type), n_in, wb, acc);
+        const float *sp = sb + wb * Q8_FN(sb_stride)(type);
+        Q8_FN(step16)(TN, type, w, dw, mw, xq, sp, sp + Q8_TOKS, 1, n_in, wb, acc);
     }
     const __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 #pragma GCC unroll 16
