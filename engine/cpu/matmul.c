@@ -190,13 +190,15 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
                           int fast, cpu_isa_t isa)
 {
     uint32_t groups = n_out / MM_ROWS + (n_out % MM_ROWS != 0);
-    int long8 = fast ? n_tok >= 8 && (n_tok < MM_MANY_TOKS || isa != CPU_ISA_AMX) /* long tasks from 8 tokens */
-                     : n_tok >= MM_MANY_TOKS && isa >= CPU_ISA_AVX2;
-    if (n_tok >= 8 && !long8)
+    /* `fast` from 8 tokens (but AMX prefill), the float tiles from MM_MANY_TOKS */
+    int long_tasks = fast ? n_tok >= 8 && (n_tok < MM_MANY_TOKS || isa != CPU_ISA_AMX)
+                          : n_tok >= MM_MANY_TOKS && isa >= CPU_ISA_AVX2;
+    if (n_tok >= 8 && !long_tasks)
         return MM_ROWS;
     size_t per = groups / (MM_TASKS * n_threads);
     if (n_tok < MM_MANY_TOKS) { /* a stream: capped in bytes too (at many tokens, arithmetic) */
-        size_t by_bytes = (n_threads > 1 || long8 ? MM_TASK_BYTES_MT : MM_TASK_BYTES) / ((size_t)MM_ROWS * row_bytes);
+        size_t cap = n_threads > 1 || long_tasks ? MM_TASK_BYTES_MT : MM_TASK_BYTES;
+        size_t by_bytes = cap / ((size_t)MM_ROWS * row_bytes);
         per = by_bytes < per ? by_bytes : per;
     }
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;

@@ -84,9 +84,10 @@ Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m5
     }
     /* dword j of each row: quant bytes j and 8 + j, so its four nibbles are
        elements j, 16 + j (bits 0-3, 4-7) and 8 + j, 24 + j (bits 8-11, 12-15) */
-    const __m512i spread = _mm512_set_epi32(0x80800f07, 0x80800e06, 0x80800d05, 0x80800c04, 0x80800b03, 0x80800a02,
-                                            0x80800901, 0x80800800, 0x80800f07, 0x80800e06, 0x80800d05, 0x80800c04,
-                                            0x80800b03, 0x80800a02, 0x80800901, 0x80800800);
+    const __m512i spread = _mm512_set_epi32(0x80800f07, 0x80800e06, 0x80800d05, 0x80800c04, 0x80800b03,
+                                            0x80800a02, 0x80800901, 0x80800800, 0x80800f07, 0x80800e06,
+                                            0x80800d05, 0x80800c04, 0x80800b03, 0x80800a02, 0x80800901,
+                                            0x80800800);
     __m512i q = _mm512_shuffle_epi8(z_pair16(a + Z_QS(type), c + Z_QS(type)), spread);
     __m512 d, m;
     if (type == QT_Q4_1) { /* [d_a, m_a, d_c, m_c] */

@@ -85,8 +85,8 @@ static inline const float *mm_f32_rows(const mm_job_t *j, const uint8_t *rows, u
 
 static inline uint32_t mm_tok_block(uint32_t n_in, uint32_t n_rows, uint32_t cap)
 {
-    uint32_t t = MM_X_BYTES / ((uint32_t)sizeof(float) * n_in) / 4 * 4;
-    return n_rows <= MM_ROWS || t > cap ? cap : t < 16 ? 16 : t;
+    uint64_t t = MM_X_BYTES / (sizeof(float) * (uint64_t)n_in) / 4 * 4; /* n_in > 0 */
+    return n_rows <= MM_ROWS || t > cap ? cap : t < 16 ? 16 : (uint32_t)t;
 }
 
 /* Scale and min of sub-block j of a Q4_K / Q5_K block's 12 scale bytes q
