@@ -155,31 +155,33 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * them short (batch 1 on two threads: 264-265 tokens/s with four, 297-312
  * with two; no worse with one core busy).
  *
- * With many tokens the work is arithmetic and single groups balance
- * best, except for the `fast` kernels (int8 activations) at batched
- * decode sizes (8 to MM_MANY_TOKS - 1 tokens), where a group is little
- * work beside a task's fixed cost (the pool's claim and count, each a
- * locked instruction that waits for the task's stores; the AMX kernel's
- * tile configuration) and a task's start is as cold as above (the AMX
- * kernel prefetches each panel's successor in address order, which only
- * the same task is sure to read; the activations the other thread
- * quantised come across too).  Those take the streaming rule's tasks,
- * at most MM_TASK_BYTES_MT even on one thread (batch 8 and 16 on two
- * threads 4-39% faster across the levels, one thread within noise to 16%
- * faster; docs/PERFORMANCE.md, "Long tasks for streamed and batched
- * decode").  Below the AMX level they take long tasks at prefill sizes
- * (MM_MANY_TOKS and more) too, there sized by balance alone, MM_TASKS a
- * thread with no cap in bytes (the work is arithmetic, not a stream; the
- * cap left a 1B model's ffn_down 6.4 tasks for two threads): a task goes
- * over groups of about Q8_GROUP_BYTES of rows once per pass of tokens
- * (matmul_q8_x86.h), so that the pass's offset terms are formed once per
- * group, not once per MM_ROWS rows (prefill 128 and 512 15-18% faster at
- * the AVX512 level, 4-12% at AVX2 and AVX-VNNI).  So do `exact`'s float
- * tiles, whose task goes over its groups once per block of tokens that
- * stays in L2 (matmul_kern.h's mm_tok_block): a single group read all of
- * the activations from memory (1B shapes at 512 tokens 16-49% faster on
- * the 512-bit tiles).  The AMX kernel's prefill keeps single groups:
- * long tasks gained it nothing clear.
+ * With many tokens the work is arithmetic and single groups balance best
+ * (the portable kernels, the AVX2-and-up float tiles below MM_MANY_TOKS,
+ * the AMX kernel's prefill), except for the `fast` kernels (int8
+ * activations) at batched decode sizes (8 to MM_MANY_TOKS - 1 tokens),
+ * where a group is little work beside a task's fixed cost (the pool's
+ * claim and count, each a locked instruction that waits for the task's
+ * stores; the AMX kernel's tile configuration) and a task's start is as
+ * cold as above (the AMX kernel prefetches each panel's successor in
+ * address order, which only the same task is sure to read; the
+ * activations the other thread quantised come across too).  Those take
+ * the streaming rule's tasks, at most MM_TASK_BYTES_MT even on one
+ * thread (batch 8 and 16 on two threads 4-39% faster across the levels,
+ * one thread within noise to 16% faster; docs/PERFORMANCE.md, "Long
+ * tasks for streamed and batched decode").  Below the AMX level they
+ * take long tasks at prefill sizes (MM_MANY_TOKS and more) too, there
+ * sized by balance alone, MM_TASKS a thread with no cap in bytes (the
+ * work is arithmetic, not a stream; the cap left a 1B model's ffn_down
+ * 6.4 tasks for two threads): a task goes over groups of about
+ * Q8_GROUP_BYTES of rows once per pass of tokens (matmul_q8_x86.h), so
+ * that the pass's offset terms are formed once per group, not once per
+ * MM_ROWS rows (prefill 128 and 512 15-18% faster at the AVX512 level,
+ * 4-12% at AVX2 and AVX-VNNI).  So do `exact`'s float tiles, whose task
+ * goes over its groups once per block of tokens that stays in L2
+ * (matmul_kern.h's mm_tok_block): a single group read all of the
+ * activations from memory (1B shapes at 512 tokens 16-49% faster on the
+ * 512-bit tiles).  The AMX kernel's prefill keeps single groups: long
+ * tasks gained it nothing clear.
  */
 #define MM_TASK_BYTES    (64u << 10)
 #define MM_TASK_BYTES_MT (1024u << 10)

@@ -46,7 +46,7 @@
  * block size; F32 weights must be 4-byte aligned (GGUF data is).  Returns 0, ERR_UNSUPPORTED for a type with no kernel,
  * ERR_INVALID for a NULL pointer or a ragged n_in, ERR_RANGE when the
  * matrix's size does not fit in memory's address range, ERR_NOMEM.
- * Uses under 96 KiB of stack per thread; with CPU_PREC_FAST it also
+ * Uses under 128 KiB of stack per thread; with CPU_PREC_FAST it also
  * needs cpu_matmul_scratch_bytes(n_in, n_tok) for the quantised
  * activations: p's scratch (pool_scratch, grown if smaller: reserve the
  * largest call's size up front and no call allocates), or with no pool

@@ -43,7 +43,8 @@
 #define Q8_SB_MAX 256 /* blocks of rows_type's kept terms */
 #endif
 /* rows_type's terms of a block at most: the pass's tokens' offset terms
- * and, for tile16, their scales (32 KiB at the AVX512 level, 4 KiB below) */
+ * and, for the block types' tile16, their scales (32 KiB at the AVX512
+ * level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
 #ifndef Q8_GROUP_BYTES
 #define Q8_GROUP_BYTES (64 * 1024) /* rows_type: weights a group of rows (prefill) */

@@ -352,9 +352,11 @@ static void use_isa(cpu_isa_t isa, cpu_prec_t prec)
     ASSERT(cpu_matmul_isa() == isa && cpu_matmul_precision() == prec);
 }
 
-/* `exact`'s float tiles at prefill sizes: tasks of several row groups
- * going over blocks of 32 tokens (matmul_kern.h's mm_tok_block) against
- * the single-token kernels, on 1 to 3 threads. */
+/* `exact`'s float tiles at prefill sizes against the single-token
+ * kernels, on 1 to 3 threads (matmul_kern.h's mm_tok_block): blocks of 32
+ * tokens with tasks of several row groups on every thread count (200
+ * rows), and on one thread (70 rows); blocks at the cap (n_in 256: the
+ * level's most tokens, 140 tokens in two or three blocks). */
 static void check_token_blocks(cpu_isa_t isa)
 {
     use_isa(isa, CPU_PREC_EXACT);
@@ -363,7 +365,8 @@ static void check_token_blocks(cpu_isa_t isa)
     for (int i = 0; i < 3; i++)
         ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
     check_shape(QT_Q4_K, 70, 8192, 70, pools);
-    check_shape(QT_Q4_1, 45, 8192, 67, pools);
+    check_shape(QT_Q4_1, 200, 8192, 67, pools);
+    check_shape(QT_Q4_K, 70, 256, 140, pools);
     for (int i = 0; i < 3; i++)
         pool_destroy(pools[i]);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
