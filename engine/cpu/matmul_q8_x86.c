@@ -9,8 +9,8 @@
  *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
  *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
  *            which gives 32 registers: sixteen tokens; and for Q4_0,
- *            Q4_1 and Q8_0 at eight tokens or more, sixteen rows on
- *            512-bit registers (tile16; where a row has at most
+ *            Q4_1, Q8_0, Q4_K and Q5_K at eight tokens or more, sixteen
+ *            rows on 512-bit registers (tile16; where a row has at most
  *            Q8_SB_MAX blocks, n_in <= 8192, whose terms rows_type keeps)
  */
 #include "matmul_kern.h"
