@@ -154,28 +154,30 @@ Q8_INLINE void Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __
     }
 }
 
+/* Lane r of dm: row r's d and m as halves; the d's as floats, the m's in *mw. */
+Q8_INLINE __m256 Q8_FN(halves8)(__m256i dm, __m256 *mw)
+{
+    dm = _mm256_shuffle_epi8(dm, _mm256_broadcastsi128_si256(
+                                     _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
+    dm = _mm256_permute4x64_epi64(dm, 0xd8);
+    *mw = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+}
+
 /* The eight rows' scales of a block (lane r: row r's d, from blk[r]) and,
  * for Q4_1, their mins (*mw). */
 Q8_INLINE __m256 Q8_FN(scales8)(const qtype_t type, const uint8_t *const blk[8], __m256 *mw)
 {
-    if (type == QT_Q4_1) { /* d and m of each row, then the d's and the m's together */
-        __m256i dm = _mm256_setr_epi32(Q8_FN(u32_at)(blk[0]), Q8_FN(u32_at)(blk[1]),
-                                       Q8_FN(u32_at)(blk[2]), Q8_FN(u32_at)(blk[3]),
-                                       Q8_FN(u32_at)(blk[4]), Q8_FN(u32_at)(blk[5]),
-                                       Q8_FN(u32_at)(blk[6]), Q8_FN(u32_at)(blk[7]));
-        dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
-                                                      14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6,
-                                                      7, 10, 11, 14, 15));
-        dm = _mm256_permute4x64_epi64(dm, 0xd8);
-        *mw = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
-        return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
-    }
+    if (type == QT_Q4_1) /* d and m of each row, then the d's and the m's together */
+        return Q8_FN(halves8)(_mm256_setr_epi32(Q8_FN(u32_at)(blk[0]), Q8_FN(u32_at)(blk[1]),
+                                                Q8_FN(u32_at)(blk[2]), Q8_FN(u32_at)(blk[3]),
+                                                Q8_FN(u32_at)(blk[4]), Q8_FN(u32_at)(blk[5]),
+                                                Q8_FN(u32_at)(blk[6]), Q8_FN(u32_at)(blk[7])), mw);
     return _mm256_cvtph_ps(_mm_setr_epi16(Q8_FN(u16_at)(blk[0]), Q8_FN(u16_at)(blk[1]),
                                           Q8_FN(u16_at)(blk[2]), Q8_FN(u16_at)(blk[3]),
                                           Q8_FN(u16_at)(blk[4]), Q8_FN(u16_at)(blk[5]),
                                           Q8_FN(u16_at)(blk[6]), Q8_FN(u16_at)(blk[7])));
 }
-
 
 /* A tile's R row pointers from row r0 of rows, left = n - r0 of them
  * real: rows past n repeat row n-1 (their sums are not stored). */
@@ -353,14 +355,18 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
  */
 Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m256 km[8])
 {
-    __m256 dmin, d = Q8_FN(scales8)(QT_Q4_1, blk, &dmin); /* d, dmin: Q4_1's d, m layout */
-    __m256i q[3];
-#pragma GCC unroll 3
-    for (int i = 0; i < 3; i++)
-        q[i] = _mm256_setr_epi32(Q8_FN(u32_at)(blk[0] + 4 + 4 * i), Q8_FN(u32_at)(blk[1] + 4 + 4 * i),
-                                 Q8_FN(u32_at)(blk[2] + 4 + 4 * i), Q8_FN(u32_at)(blk[3] + 4 + 4 * i),
-                                 Q8_FN(u32_at)(blk[4] + 4 + 4 * i), Q8_FN(u32_at)(blk[5] + 4 + 4 * i),
-                                 Q8_FN(u32_at)(blk[6] + 4 + 4 * i), Q8_FN(u32_at)(blk[7] + 4 + 4 * i));
+    /* rows r and r + 4's first 16 bytes (d dmin, A, B, C) a register, then by dwords */
+    __m256i y[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+        y[r] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)blk[r])),
+            _mm_loadu_si128((const __m128i *)(const void *)blk[r + 4]), 1);
+    __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    __m256 dmin, d = Q8_FN(halves8)(_mm256_unpacklo_epi64(t0, t2), &dmin);
+    __m256i q[3] = { _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
+                     _mm256_unpackhi_epi64(t1, t3) };
     const __m256i m63 = _mm256_set1_epi32(0x3f3f3f3f), m15 = _mm256_set1_epi32(0x0f0f0f0f);
     const __m256i m48 = _mm256_set1_epi32(0x30303030), ff = _mm256_set1_epi32(0xff);
     const __m256 neg = _mm256_set1_ps(-0.0f);
@@ -390,7 +396,7 @@ Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m2
  */
 Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const int8_t *xq,
                                const float *xd, const float *xls, size_t n_in, size_t b0,
-                               __m256 acc[])
+                               uintptr_t pf, __m256 acc[])
 {
     const size_t nb = n_in / QK_SMALL;
     const __m256i m15 = _mm256_set1_epi8(15), m48 = _mm256_set1_epi8(48);
@@ -420,6 +426,7 @@ Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const 
 #pragma GCC unroll 4
         for (int part = 0; part < 4; part++) {
             const size_t i = 4 * (size_t)h + (size_t)part, b = b0 + i;
+            Q8_FN(prefetch_run)(pf + i * 210, 210, 1); /* an eighth of the next rows' run */
             __m256i w[8];
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
@@ -487,20 +494,23 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
     /* Where the eight rows pass Q8_PF_L1 bytes (1B shapes: Q8_0 rows of
      * 2048, Q4_0 of 5632), this tile and the next would not both fit in
      * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x).  Q4_K
-     * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us). */
+     * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us); a K-quant
+     * step's 8 * bb bytes go a part at a time (all at once held up the
+     * fill buffers: a one-token Q4_K matrix from memory 1.15x). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 16) * j->row_bytes;
     const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 8 * bb) {
-        Q8_FN(prefetch_run)(pf, 8 * bb, pf_l2);
+        if (!ksb)
+            Q8_FN(prefetch_run)(pf, 8 * bb, pf_l2);
         const uint8_t *blk[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
             blk[r] = p[r] + wb * bb;
         __m256i w[8];
         if (type == QT_Q6_K) {
-            Q8_FN(q6_super)(TN, blk, xq, xd, xls, n_in, 8 * wb, acc);
+            Q8_FN(q6_super)(TN, blk, xq, xd, xls, n_in, 8 * wb, pf, acc);
             continue;
         }
         if (type == QT_Q4_K || type == QT_Q5_K) {
@@ -517,6 +527,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                 Q8_FN(load8)(RED, src, qh);
             }
             for (int g = 0; g < 4; g++) {
+                Q8_FN(prefetch_run)(pf + (size_t)g * (2 * bb), 2 * bb, 1);
                 __m256i q[8];
 #pragma GCC unroll 8
                 for (int r = 0; r < 8; r++)
