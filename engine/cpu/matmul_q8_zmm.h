@@ -160,11 +160,11 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
  */
 Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const uint8_t *const blk[16],
                                 const int8_t *xq, const float *xd, const float *sb, size_t n_in,
-                                size_t b0, __m512 acc[])
+                                size_t b0, uintptr_t pf, __m512 acc[])
 {
     const size_t nb = n_in / QK_SMALL;
     const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
-    const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
+    const size_t qo = type == QT_Q5_K ? 48 : 16, bb = type == QT_Q5_K ? 176 : 144; /* nibbles, block */
     __m512 ks[8], km[8];
     __m512i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
     const uint8_t *src[16];
@@ -176,6 +176,7 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const uint8_t 
         Q8_FN(load16)(src, qh);
     }
     for (int g = 0; g < 4; g++) {
+        Q8_FN(prefetch_run)(pf + (size_t)g * 4 * bb, 4 * bb, 1); /* a quarter of the step's */
         __m512i q[8], w[8];
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
@@ -220,13 +221,14 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 16 * bb) {
-        Q8_FN(prefetch_run)(pf, 16 * bb, pf_l2);
+        if (!ksb)
+            Q8_FN(prefetch_run)(pf, 16 * bb, pf_l2);
         const uint8_t *blk[16];
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
             blk[r] = p[r] + wb * bb;
         if (ksb) {
-            Q8_FN(k_super16)(TN, type, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, acc);
+            Q8_FN(k_super16)(TN, type, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
             continue;
         }
         __m512 mw;
