@@ -157,8 +157,9 @@ Q8_INLINE void Q8_FN(block8)(const qtype_t type, const uint8_t *const blk[8], __
 /* Lane r of dm: row r's d and m as halves; the d's as floats, the m's in *mw. */
 Q8_INLINE __m256 Q8_FN(halves8)(__m256i dm, __m256 *mw)
 {
-    dm = _mm256_shuffle_epi8(dm, _mm256_broadcastsi128_si256(
-                                     _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
+    dm = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14,
+                                                  15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+                                                  14, 15));
     dm = _mm256_permute4x64_epi64(dm, 0xd8);
     *mw = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
     return _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
@@ -359,9 +360,8 @@ Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m2
     __m256i y[4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
-        y[r] = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)blk[r])),
-            _mm_loadu_si128((const __m128i *)(const void *)blk[r + 4]), 1);
+        y[r] = _mm256_loadu2_m128i((const __m128i *)(const void *)blk[r + 4],
+                                   (const __m128i *)(const void *)blk[r]);
     __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpackhi_epi32(y[0], y[1]);
     __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
     __m256 dmin, d = Q8_FN(halves8)(_mm256_unpacklo_epi64(t0, t2), &dmin);
