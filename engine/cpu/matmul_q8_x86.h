@@ -356,7 +356,7 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
  */
 Q8_INLINE void Q8_FN(k4_scales8)(const uint8_t *const blk[8], __m256 ks[8], __m256 km[8])
 {
-    /* rows r and r + 4's first 16 bytes (d dmin, A, B, C) a register, then by dwords */
+    /* rows r and r + 4's first 16 bytes (d dmin, A, B, C) a register, then transposed by dwords */
     __m256i y[4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
@@ -426,7 +426,7 @@ Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const 
 #pragma GCC unroll 4
         for (int part = 0; part < 4; part++) {
             const size_t i = 4 * (size_t)h + (size_t)part, b = b0 + i;
-            Q8_FN(prefetch_run)(pf + i * 210, 210, 1); /* an eighth of the next rows' run */
+            Q8_FN(prefetch_run)(pf + i * 210, 210, 1); /* pf: tile8's; an eighth of the step */
             __m256i w[8];
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
@@ -493,13 +493,13 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
      * on the default model, two give 210 on a Xeon with AVX-512). */
     /* Where the eight rows pass Q8_PF_L1 bytes (1B shapes: Q8_0 rows of
      * 2048, Q4_0 of 5632), this tile and the next would not both fit in
-     * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x).  Q4_K
-     * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us); a K-quant
-     * step's 8 * bb bytes go a part at a time (all at once held up the
+     * a 32 KiB L1: fetch the next into L2 only (Q8_0 decode 1.4x).  K-quants
+     * always (1B attn_q, 9 KiB tiles, one token: 289 -> 157 us), a part of
+     * the step at a time in their own paths (all of it at once held up the
      * fill buffers: a one-token Q4_K matrix from memory 1.15x). */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 16) * j->row_bytes;
     const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
-    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1; /* the block types' */
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 8 * bb) {
         if (!ksb)
@@ -527,7 +527,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                 Q8_FN(load8)(RED, src, qh);
             }
             for (int g = 0; g < 4; g++) {
-                Q8_FN(prefetch_run)(pf + (size_t)g * (2 * bb), 2 * bb, 1);
+                Q8_FN(prefetch_run)(pf + (size_t)g * 2 * bb, 2 * bb, 1); /* a quarter of the step */
                 __m256i q[8];
 #pragma GCC unroll 8
                 for (int r = 0; r < 8; r++)

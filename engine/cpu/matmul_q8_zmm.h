@@ -157,14 +157,16 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
  * A Q4_K or Q5_K super-block of sixteen rows for TN tokens, blocks b0 ..
  * b0+7: tile8's operations a lane (the same nibbles, fifth bits, scales
  * and steps), each 32-byte group of quants transposed once by load16.
+ *   bb: the type's block bytes; pf: tile16's prefetch for this step (16 bb
+ *   bytes, asked for a quarter before each group)
  */
-Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const uint8_t *const blk[16],
-                                const int8_t *xq, const float *xd, const float *sb, size_t n_in,
-                                size_t b0, uintptr_t pf, __m512 acc[])
+Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const size_t bb,
+                                const uint8_t *const blk[16], const int8_t *xq, const float *xd,
+                                const float *sb, size_t n_in, size_t b0, uintptr_t pf, __m512 acc[])
 {
     const size_t nb = n_in / QK_SMALL;
     const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
-    const size_t qo = type == QT_Q5_K ? 48 : 16, bb = type == QT_Q5_K ? 176 : 144; /* nibbles, block */
+    const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
     __m512 ks[8], km[8];
     __m512i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
     const uint8_t *src[16];
@@ -176,7 +178,7 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const uint8_t 
         Q8_FN(load16)(src, qh);
     }
     for (int g = 0; g < 4; g++) {
-        Q8_FN(prefetch_run)(pf + (size_t)g * 4 * bb, 4 * bb, 1); /* a quarter of the step's */
+        Q8_FN(prefetch_run)(pf + (size_t)g * 4 * bb, 4 * bb, 1); /* a quarter of the step */
         __m512i q[8], w[8];
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
@@ -218,7 +220,7 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
      * (tile8's rule, per eight rows, for L1 or L2) */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 32) * j->row_bytes;
     const int ksb = type == QT_Q4_K || type == QT_Q5_K; /* super-blocks */
-    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1 || ksb;
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1; /* the block types' (K-quants: k_super16) */
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 16 * bb) {
         if (!ksb)
@@ -228,7 +230,8 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
         for (int r = 0; r < 16; r++)
             blk[r] = p[r] + wb * bb;
         if (ksb) {
-            Q8_FN(k_super16)(TN, type, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
+            Q8_FN(k_super16)(TN, type, bb, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf,
+                             acc);
             continue;
         }
         __m512 mw;
