@@ -11,6 +11,7 @@
 #include "base/quant.h"
 #include "vexp.h"
 
+#include "matmul.h"      /* cpu_matmul_isa, cpu_isa_usable */
 #include "matmul_kern.h" /* cpu_mm_avx2_usable, cpu_mm_deq_f16_avx2 */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -35,10 +36,10 @@ typedef struct {
     uint32_t kv_per_task;       /* KV heads a task takes: 1, or n_head_kv (decode steps) */
     float *scratch;
     size_t scratch_floats;
-    int avx2;                   /* run the AVX2 build (with F16C) */
+    cpu_attn_build_t build;     /* the kernel's build: PLAIN, AVX2 or AVX512 */
 } job_t;
 
-static int force_plain;
+static cpu_attn_build_t forced; /* CPU_ATTN_AUTO: follow cpu_matmul_isa() */
 
 static uint32_t group_of(uint32_t n_head, uint32_t n_head_kv)
 {
@@ -139,6 +140,277 @@ static inline __attribute__((always_inline)) void prefetch_some(prefetch_t *pf)
     }
 }
 
+/* Two query rows at once: the heads at q and q + hd, whose rows are r and
+   r + 1 (accumulators ac and ac + hd / 8, mx[0..1], dn[0..1]). */
+typedef void pair_fn(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale,
+                     v8f *ac, float *mx, float *dn, prefetch_t *pf);
+
+/*
+ * One query row (q, its accumulator ac, its running maximum *mxr and sum
+ * *dnr) over the first nb keys of one block (kb, vb: B x hd floats), in
+ * the order attention.h states.
+ */
+static inline __attribute__((always_inline)) void
+row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale, v8f *ac,
+          float *mxr, float *dnr, prefetch_t *pf)
+{
+    uint32_t nv = hd / 8;
+    v8f sc[8];                          /* B <= 64 scores */
+    float *scores = (float *)sc, bmax = -INFINITY;
+    for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
+        scores[j] = -INFINITY;          /* the last vector's spare lanes */
+    uint32_t j = 0;
+    v8f bm8 = { -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+    for (; j + 8 <= nb; j += 8) {       /* eight keys: reduce8 */
+        v8f d[8] = { { 0 } };
+        for (uint32_t x = 0; x < nv; x++) {
+            v8f qv;
+            memcpy(&qv, q + 8 * x, sizeof qv);
+#pragma GCC unroll 8
+            for (int k8 = 0; k8 < 8; k8++) {
+                v8f k;
+                memcpy(&k, kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x, sizeof k);
+                d[k8] += qv * k;
+            }
+        }
+        prefetch_some(pf);
+        v8f s8 = reduce8(d) * scale;
+        sc[j / 8] = s8;
+        MAX_WITH(bm8, s8);              /* lane-wise; a NaN never wins */
+    }
+    /* the lanes' maximum by halves (any order gives a maximum;
+     * bm8 holds no NaN) */
+    MAX_WITH(bm8, SH(bm8, bm8, 4, 5, 6, 7, 0, 1, 2, 3));
+    MAX_WITH(bm8, SH(bm8, bm8, 2, 3, 0, 1, 6, 7, 4, 5));
+    MAX_WITH(bm8, SH(bm8, bm8, 1, 0, 3, 2, 5, 4, 7, 6));
+    bmax = bm8[0] > bmax ? bm8[0] : bmax;
+    for (; j < nb; j++) {
+        const float *kr = kb + (uint64_t)j * hd;
+        v8f d = { 0 };
+        for (uint32_t x = 0; x < nv; x++) {
+            v8f k, qv;
+            memcpy(&k, kr + 8 * x, sizeof k);
+            memcpy(&qv, q + 8 * x, sizeof qv);
+            d += qv * k;
+        }
+        scores[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7])))
+                    * scale;
+        bmax = scores[j] > bmax ? scores[j] : bmax;
+    }
+    float new_max = bmax > *mxr ? bmax : *mxr;
+    v8f corr = { *mxr - new_max };     /* -inf on the first block: exp gives 0 */
+    vexp8(&corr);
+    *dnr *= corr[0];
+    for (uint32_t x = 0; x < nv; x++)
+        ac[x] *= corr[0];
+    for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
+        sc[c] -= new_max;
+        vexp8(&sc[c]);
+    }
+    /* acc += p v, eight vectors of the row at a time held in
+     * registers over the block's keys (each element still sees
+     * the keys in order), then any rest one vector at a time;
+     * the first pass over the keys also adds the p's to the
+     * sum, in order, its chain of adds beside the products */
+    float dn = *dnr;
+    uint32_t x0 = 0;
+    for (; x0 + 8 <= nv; x0 += 8) {
+        v8f al[8];
+        memcpy(al, ac + x0, sizeof al);
+        for (uint32_t j = 0; j < nb; j++) {
+            float p = scores[j];
+            prefetch_some(pf);
+            if (x0 == 0)
+                dn += p;
+            const float *vr = vb + (uint64_t)j * hd + 8 * x0;
+#pragma GCC unroll 8
+            for (int x = 0; x < 8; x++) {
+                v8f v;
+                memcpy(&v, vr + 8 * x, sizeof v);
+                al[x] += p * v;
+            }
+        }
+        memcpy(ac + x0, al, sizeof al);
+    }
+    for (; x0 < nv; x0++) {
+        v8f a1 = ac[x0];
+        for (uint32_t j = 0; j < nb; j++) {
+            v8f v;
+            memcpy(&v, vb + (uint64_t)j * hd + 8 * x0, sizeof v);
+            if (x0 == 0)
+                dn += scores[j];
+            a1 += scores[j] * v;
+        }
+        ac[x0] = a1;
+    }
+    *dnr = dn;
+    *mxr = new_max;
+}
+
+#ifdef ATT_X86
+/*
+ * The AVX512 build: the rows of two heads of a group (one token, so the
+ * same keys) side by side in 512-bit registers, each in its own eight
+ * lanes, so that one load of a key's (or value's) eight floats serves
+ * both.  Every lane does what row_block does for its row, in the same
+ * order: a row's bits are row_block's (test_cpu_attention, every build).
+ */
+#define Z_TARGET "avx2,f16c,avx512f,avx512vl,avx512bw"
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+/* SH's eight-lane pattern applied in each half: lane i < 8 of a
+   two-operand pattern names a's lane i, lane 8 + i b's. */
+#define HX(i, h) ((i) < 8 ? (i) + 8 * (h) : (i) + 8 + 8 * (h))
+#define SH16(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector((a), (b), \
+        HX(i0, 0), HX(i1, 0), HX(i2, 0), HX(i3, 0), HX(i4, 0), HX(i5, 0), HX(i6, 0), HX(i7, 0), \
+        HX(i0, 1), HX(i1, 1), HX(i2, 1), HX(i3, 1), HX(i4, 1), HX(i5, 1), HX(i6, 1), HX(i7, 1))
+#define REDUCE_U16(d, p) (SH16(d[p], d[(p) + 4], 0, 1, 2, 3, 8, 9, 10, 11) \
+                          + SH16(d[p], d[(p) + 4], 4, 5, 6, 7, 12, 13, 14, 15))
+#define REDUCE_W16(u, v) (SH16(u, v, 0, 1, 8, 9, 4, 5, 12, 13) + SH16(u, v, 2, 3, 10, 11, 6, 7, 14, 15))
+#define reduce16(d) __extension__({                                                   \
+        v16f u0_ = REDUCE_U16(d, 0), u1_ = REDUCE_U16(d, 1), u2_ = REDUCE_U16(d, 2),  \
+             u3_ = REDUCE_U16(d, 3);                                                  \
+        v16f w0_ = REDUCE_W16(u0_, u1_), w1_ = REDUCE_W16(u2_, u3_);                  \
+        SH16(w0_, w1_, 0, 2, 8, 10, 4, 6, 12, 14) + SH16(w0_, w1_, 1, 3, 9, 11, 5, 7, 13, 15); \
+    })
+#define MAX_WITH16(m, v) do {                                \
+        v16f v_ = (v);                                       \
+        v16i gt_ = v_ > (m);                                 \
+        (m) = (v16f)(((v16i)v_ & gt_) | ((v16i)(m) & ~gt_)); \
+    } while (0)
+#define LO8(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7)
+#define HI8(v) __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15)
+#define CAT(a, b) __builtin_shufflevector((a), (b), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+/* Eight floats at p in both halves: one load (vbroadcastf64x4), where the
+   shuffle of a loaded ymm would take a port that the multiplies use. */
+#define BCAST8(p) ((v16f)_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)(const void *)(p))))
+
+__attribute__((target(Z_TARGET))) static void
+pair_avx512(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale, v8f *ac,
+            float *mx, float *dn, prefetch_t *pf)
+{
+    uint32_t nv = hd / 8;
+    const float *q1 = q + hd;
+    v8f *ac1 = ac + nv;
+    v8f sc0[8], sc1[8];                 /* B <= 64 scores a row */
+    float *s0 = (float *)sc0, *s1 = (float *)sc1;
+    for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
+        s0[j] = s1[j] = -INFINITY;
+    float bmax0 = -INFINITY, bmax1 = -INFINITY;
+    v16f bm = { -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+    uint32_t j = 0;
+    for (; j + 8 <= nb; j += 8) {
+        v16f d[8] = { { 0 } };
+        for (uint32_t x = 0; x < nv; x++) {
+            v8f qa, qb;
+            memcpy(&qa, q + 8 * x, sizeof qa);
+            memcpy(&qb, q1 + 8 * x, sizeof qb);
+            v16f qv = CAT(qa, qb);
+#pragma GCC unroll 8
+            for (int k8 = 0; k8 < 8; k8++)
+                d[k8] += qv * BCAST8(kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x);
+        }
+        prefetch_some(pf);              /* as often as two rows of row_block */
+        prefetch_some(pf);
+        v16f s16 = reduce16(d) * scale;
+        sc0[j / 8] = LO8(s16);
+        sc1[j / 8] = HI8(s16);
+        MAX_WITH16(bm, s16);
+    }
+    MAX_WITH16(bm, SH16(bm, bm, 4, 5, 6, 7, 0, 1, 2, 3));
+    MAX_WITH16(bm, SH16(bm, bm, 2, 3, 0, 1, 6, 7, 4, 5));
+    MAX_WITH16(bm, SH16(bm, bm, 1, 0, 3, 2, 5, 4, 7, 6));
+    bmax0 = bm[0] > bmax0 ? bm[0] : bmax0;
+    bmax1 = bm[8] > bmax1 ? bm[8] : bmax1;
+    for (; j < nb; j++) {
+        const float *kr = kb + (uint64_t)j * hd;
+        v16f d = { 0 };
+        for (uint32_t x = 0; x < nv; x++) {
+            v8f qa, qb;
+            memcpy(&qa, q + 8 * x, sizeof qa);
+            memcpy(&qb, q1 + 8 * x, sizeof qb);
+            d += CAT(qa, qb) * BCAST8(kr + 8 * x);
+        }
+        s0[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7]))) * scale;
+        s1[j] = (((d[8] + d[12]) + (d[10] + d[14])) + ((d[9] + d[13]) + (d[11] + d[15]))) * scale;
+        bmax0 = s0[j] > bmax0 ? s0[j] : bmax0;
+        bmax1 = s1[j] > bmax1 ? s1[j] : bmax1;
+    }
+    float nm0 = bmax0 > mx[0] ? bmax0 : mx[0], nm1 = bmax1 > mx[1] ? bmax1 : mx[1];
+    v8f corr = { mx[0] - nm0, mx[1] - nm1 };  /* each lane's exp is its own */
+    vexp8(&corr);
+    dn[0] *= corr[0];
+    dn[1] *= corr[1];
+    for (uint32_t x = 0; x < nv; x++) {
+        ac[x] *= corr[0];
+        ac1[x] *= corr[1];
+    }
+    for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
+        sc0[c] -= nm0;
+        vexp8(&sc0[c]);
+        sc1[c] -= nm1;
+        vexp8(&sc1[c]);
+    }
+    float d0 = dn[0], d1 = dn[1];
+    uint32_t x0 = 0;
+    for (; x0 + 8 <= nv; x0 += 8) {
+        v16f al[8];
+        for (int x = 0; x < 8; x++)
+            al[x] = CAT(ac[x0 + x], ac1[x0 + x]);
+        for (uint32_t k = 0; k < nb; k++) {
+            float p0 = s0[k], p1 = s1[k];
+            prefetch_some(pf);
+            prefetch_some(pf);
+            if (x0 == 0) {
+                d0 += p0;
+                d1 += p1;
+            }
+            v16f pp = { p0, p0, p0, p0, p0, p0, p0, p0, p1, p1, p1, p1, p1, p1, p1, p1 };
+            const float *vr = vb + (uint64_t)k * hd + 8 * x0;
+#pragma GCC unroll 8
+            for (int x = 0; x < 8; x++)
+                al[x] += pp * BCAST8(vr + 8 * x);
+        }
+        for (int x = 0; x < 8; x++) {
+            ac[x0 + x] = LO8(al[x]);
+            ac1[x0 + x] = HI8(al[x]);
+        }
+    }
+    for (; x0 < nv; x0++) {
+        v16f a1 = CAT(ac[x0], ac1[x0]);
+        for (uint32_t k = 0; k < nb; k++) {
+            float p0 = s0[k], p1 = s1[k];
+            if (x0 == 0) {
+                d0 += p0;
+                d1 += p1;
+            }
+            v16f pp = { p0, p0, p0, p0, p0, p0, p0, p0, p1, p1, p1, p1, p1, p1, p1, p1 };
+            a1 += pp * BCAST8(vb + (uint64_t)k * hd + 8 * x0);
+        }
+        ac[x0] = LO8(a1);
+        ac1[x0] = HI8(a1);
+    }
+    dn[0] = d0;
+    dn[1] = d1;
+    mx[0] = nm0;
+    mx[1] = nm1;
+}
+
+/* n halves at b as floats, sixteen at a time (exact, as every build). */
+__attribute__((target(Z_TARGET))) static void widen_avx512(const uint8_t *b, float *out, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(b + 2 * i))));
+    cpu_mm_deq_f16_avx2(b + 2 * i, out + i, n - i);
+}
+#endif
+
 /*
  * One task: tile `tile_idx` of its sequence for kv_per_task KV heads from
  * kvh0.  Rows are (KV head kk of the task, token i of the tile, head hh
@@ -146,7 +418,8 @@ static inline __attribute__((always_inline)) void prefetch_some(prefetch_t *pf)
  * builds below.
  */
 static inline __attribute__((always_inline)) void
-tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const uint8_t *, float *, uint32_t))
+tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const uint8_t *, float *, uint32_t),
+          pair_fn *pair)
 {
     const cpu_attn_t *a = job->a;
     const batch_t *b = a->batch;
@@ -217,98 +490,12 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
                 for (uint32_t hh = 0; hh < G; hh++) {
                     uint32_t r = (kk * nq + i) * G + hh, h = kvh * G + hh;
                     const float *q = a->q + ((uint64_t)t * a->n_head + h) * hd;
-                    v8f *ac = acc + (size_t)r * nv;
-                    v8f sc[8];                          /* B <= 64 scores */
-                    float *scores = (float *)sc, bmax = -INFINITY;
-                    for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
-                        scores[j] = -INFINITY;          /* the last vector's spare lanes */
-                    uint32_t j = 0;
-                    v8f bm8 = { -INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                                -INFINITY, -INFINITY, -INFINITY, -INFINITY };
-                    for (; j + 8 <= nb; j += 8) {       /* eight keys: reduce8 */
-                        v8f d[8] = { { 0 } };
-                        for (uint32_t x = 0; x < nv; x++) {
-                            v8f qv;
-                            memcpy(&qv, q + 8 * x, sizeof qv);
-#pragma GCC unroll 8
-                            for (int k8 = 0; k8 < 8; k8++) {
-                                v8f k;
-                                memcpy(&k, kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x, sizeof k);
-                                d[k8] += qv * k;
-                            }
-                        }
-                        prefetch_some(&pf);
-                        v8f s8 = reduce8(d) * scale;
-                        sc[j / 8] = s8;
-                        MAX_WITH(bm8, s8);              /* lane-wise; a NaN never wins */
+                    if (pair && hh + 1 < G) {   /* this head and the next at once */
+                        pair(q, kb, vb, hd, nb, scale, acc + (size_t)r * nv, mx + r, denom + r, &pf);
+                        hh++;
+                        continue;
                     }
-                    /* the lanes' maximum by halves (any order gives a maximum;
-                     * bm8 holds no NaN) */
-                    MAX_WITH(bm8, SH(bm8, bm8, 4, 5, 6, 7, 0, 1, 2, 3));
-                    MAX_WITH(bm8, SH(bm8, bm8, 2, 3, 0, 1, 6, 7, 4, 5));
-                    MAX_WITH(bm8, SH(bm8, bm8, 1, 0, 3, 2, 5, 4, 7, 6));
-                    bmax = bm8[0] > bmax ? bm8[0] : bmax;
-                    for (; j < nb; j++) {
-                        const float *kr = kb + (uint64_t)j * hd;
-                        v8f d = { 0 };
-                        for (uint32_t x = 0; x < nv; x++) {
-                            v8f k, qv;
-                            memcpy(&k, kr + 8 * x, sizeof k);
-                            memcpy(&qv, q + 8 * x, sizeof qv);
-                            d += qv * k;
-                        }
-                        scores[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7])))
-                                    * scale;
-                        bmax = scores[j] > bmax ? scores[j] : bmax;
-                    }
-                    float new_max = bmax > mx[r] ? bmax : mx[r];
-                    v8f corr = { mx[r] - new_max };     /* -inf on the first block: exp gives 0 */
-                    vexp8(&corr);
-                    denom[r] *= corr[0];
-                    for (uint32_t x = 0; x < nv; x++)
-                        ac[x] *= corr[0];
-                    for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
-                        sc[c] -= new_max;
-                        vexp8(&sc[c]);
-                    }
-                    /* acc += p v, eight vectors of the row at a time held in
-                     * registers over the block's keys (each element still sees
-                     * the keys in order), then any rest one vector at a time;
-                     * the first pass over the keys also adds the p's to the
-                     * sum, in order, its chain of adds beside the products */
-                    float dn = denom[r];
-                    uint32_t x0 = 0;
-                    for (; x0 + 8 <= nv; x0 += 8) {
-                        v8f al[8];
-                        memcpy(al, ac + x0, sizeof al);
-                        for (uint32_t j = 0; j < nb; j++) {
-                            float p = scores[j];
-                            prefetch_some(&pf);
-                            if (x0 == 0)
-                                dn += p;
-                            const float *vr = vb + (uint64_t)j * hd + 8 * x0;
-#pragma GCC unroll 8
-                            for (int x = 0; x < 8; x++) {
-                                v8f v;
-                                memcpy(&v, vr + 8 * x, sizeof v);
-                                al[x] += p * v;
-                            }
-                        }
-                        memcpy(ac + x0, al, sizeof al);
-                    }
-                    for (; x0 < nv; x0++) {
-                        v8f a1 = ac[x0];
-                        for (uint32_t j = 0; j < nb; j++) {
-                            v8f v;
-                            memcpy(&v, vb + (uint64_t)j * hd + 8 * x0, sizeof v);
-                            if (x0 == 0)
-                                dn += scores[j];
-                            a1 += scores[j] * v;
-                        }
-                        ac[x0] = a1;
-                    }
-                    denom[r] = dn;
-                    mx[r] = new_max;
+                    row_block(q, kb, vb, hd, nb, scale, acc + (size_t)r * nv, mx + r, denom + r, &pf);
                 }
             }
         }
@@ -329,33 +516,70 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
 
 static void tile_plain(const job_t *job, uint32_t task, float *scratch)
 {
-    tile_body(job, task, scratch, widen_plain);
+    tile_body(job, task, scratch, widen_plain, NULL);
 }
 
 #ifdef ATT_X86
 __attribute__((target("avx2"))) static void tile_avx2(const job_t *job, uint32_t task, float *scratch)
 {
-    tile_body(job, task, scratch, cpu_mm_deq_f16_avx2);
+    tile_body(job, task, scratch, cpu_mm_deq_f16_avx2, NULL);
+}
+
+__attribute__((target(Z_TARGET))) static void tile_avx512(const job_t *job, uint32_t task, float *scratch)
+{
+    tile_body(job, task, scratch, widen_avx512, pair_avx512);
 }
 #else
 #define tile_avx2 tile_plain
+#define tile_avx512 tile_plain
 #endif
 
-/* The matrix kernels' test (AVX2, FMA, F16C, and the OS saves the ymm
-   registers); any thread may ask. */
-static int avx2_usable(void)
+/* Whether this build and CPU can run build b (the matrix kernels' tests:
+   AVX2 with FMA and F16C; the AVX512 level); any thread may ask. */
+int cpu_attention_build_usable(cpu_attn_build_t b)
 {
-    return cpu_mm_avx2_usable();
+    switch (b) {
+    case CPU_ATTN_PLAIN:
+        return 1;
+#ifdef ATT_X86
+    case CPU_ATTN_AVX2:
+        return cpu_mm_avx2_usable();
+    case CPU_ATTN_AVX512:
+        return cpu_isa_usable(CPU_ISA_AVX512);
+#endif
+    default:
+        return 0;
+    }
+}
+
+/* The build a step runs: the forced one, else the one that matches the
+   matrix kernels' level. */
+static cpu_attn_build_t build_now(void)
+{
+    if (forced != CPU_ATTN_AUTO)
+        return forced;
+    cpu_isa_t isa = cpu_matmul_isa();
+    if (isa >= CPU_ISA_AVX512 && cpu_attention_build_usable(CPU_ATTN_AVX512))
+        return CPU_ATTN_AVX512;
+    if (isa >= CPU_ISA_AVX2 && cpu_attention_build_usable(CPU_ATTN_AVX2))
+        return CPU_ATTN_AVX2;
+    return CPU_ATTN_PLAIN;
 }
 
 static void attn_task(void *vjob, uint32_t task, uint32_t thread)
 {
     const job_t *job = vjob;
     float *scratch = job->scratch + (size_t)thread * job->scratch_floats;
-    if (job->avx2)
+    switch (job->build) {
+    case CPU_ATTN_AVX512:
+        tile_avx512(job, task, scratch);
+        break;
+    case CPU_ATTN_AVX2:
         tile_avx2(job, task, scratch);
-    else
+        break;
+    default:
         tile_plain(job, task, scratch);
+    }
 }
 
 int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *scratch)
@@ -385,20 +609,23 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
         per_task = a->n_head_kv;
     job_t job = { a, tile_first, tile, per_task, scratch,
                   cpu_attn_scratch_floats(a->n_head, a->n_head_kv, a->head_dim),
-                  !force_plain && avx2_usable() };
+                  build_now() };
     pool_run(p, attn_task, &job, (uint32_t)(n_tiles * (a->n_head_kv / per_task)));
     return 0;
 }
 
-void cpu_attention_force_plain(int on)
+int cpu_attention_force(cpu_attn_build_t b)
 {
-    force_plain = on != 0;
+    if (b != CPU_ATTN_AUTO && !cpu_attention_build_usable(b))
+        return ERR_UNSUPPORTED;
+    forced = b;
+    return 0;
 }
 
 void cpu_kv_put_f16(uint16_t *dst, const float *src, uint32_t n)
 {
 #ifdef ATT_X86
-    if (!force_plain && avx2_usable()) {
+    if (build_now() != CPU_ATTN_PLAIN) {
         narrow_f16c(dst, src, n);
         return;
     }

@@ -25,8 +25,11 @@
  * order p = exp(score - max), sum += p, acc += p v.  exp is vexp8
  * (vexp.h).  Which other rows share the tile, the tile size and the
  * thread count change only which thread does the work and when.  The
- * AVX2 and plain builds of the kernel give the same bits (no fused
- * multiply-adds: see vexp.h).
+ * three builds of the kernel (plain, AVX2, AVX512) give the same bits (no
+ * fused multiply-adds: see vexp.h).  The AVX512 build runs two heads of a
+ * group at once, each row in its own eight lanes of a 512-bit register,
+ * so that one load of a key or value serves both; each lane's operations
+ * are the ones above.
  *
  * K and V are float32, or IEEE half (kv_f16: what cpu-precision fast
  * stores, half the bytes a step reads).  Halves are widened to float a
@@ -75,12 +78,24 @@ size_t cpu_attn_scratch_floats(uint32_t n_head, uint32_t n_head_kv, uint32_t hea
  */
 int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *scratch);
 
-/* Use the plain build of the kernel (on != 0) even where AVX2 is
-   present; for tests.  Call it only while no cpu_attention runs. */
-void cpu_attention_force_plain(int on);
+/*
+ * The kernel's builds.  AUTO follows the matrix kernels' level
+ * (cpu_matmul_isa: PORTABLE plain, AVX2 and AVXVNNI the AVX2 build,
+ * AVX512 and AMX the AVX512 build).  Every build gives the same bits.
+ */
+typedef enum { CPU_ATTN_AUTO, CPU_ATTN_PLAIN, CPU_ATTN_AVX2, CPU_ATTN_AVX512 } cpu_attn_build_t;
+
+/* Whether this build of llamad and this CPU can run build b. */
+int cpu_attention_build_usable(cpu_attn_build_t b);
+
+/* Run build b from now on (AUTO: as above); for tests and benchmarks.
+   ERR_UNSUPPORTED (nothing changes) where b cannot run.  Call it only
+   while no cpu_attention runs. */
+int cpu_attention_force(cpu_attn_build_t b);
 
 /* dst[i] = f32_to_f16(src[i]) for i < n, eight at a time by F16C where
-   the AVX2 build runs; the same bits either way (NaNs stay NaNs, quiet). */
+   the AVX2 or AVX512 build runs; the same bits either way (NaNs stay
+   NaNs, quiet). */
 void cpu_kv_put_f16(uint16_t *dst, const float *src, uint32_t n);
 
 #endif

@@ -6,7 +6,9 @@
  * (two sequences, one with cached keys, grouped heads), and bit for bit
  * against attention.h's order of operations written out; and its
  * invariance: a sequence's output bits do not change with the other
- * sequences of the batch, the thread count, or the AVX2 / plain build.
+ * sequences of the batch, the thread count, or the build (plain, AVX2,
+ * AVX512: each that this CPU runs; builds_here skips naming the others),
+ * on the rig's shapes and on more head sizes, groups and block sizes.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -182,6 +184,25 @@ static batch_t batch_ab(void)
 
 static float out1[MAXTOK][NH][HD], out2[MAXTOK][NH][HD];
 
+static const char *build_name(int b)
+{
+    return b == CPU_ATTN_PLAIN ? "plain" : b == CPU_ATTN_AVX2 ? "AVX2" : "AVX512";
+}
+
+/* The loops below run every build this CPU has; this says which it lacks. */
+TEST(builds_here)
+{
+    ASSERT(cpu_attention_build_usable(CPU_ATTN_PLAIN));
+    ASSERT_EQ_INT(cpu_attention_force(CPU_ATTN_PLAIN), 0);
+    ASSERT_EQ_INT(cpu_attention_force(CPU_ATTN_AUTO), 0);
+    if (!cpu_attention_build_usable(CPU_ATTN_AVX2))
+        TEST_SKIP("no AVX2 build on this CPU: the build comparisons cover the plain build only");
+    if (!cpu_attention_build_usable(CPU_ATTN_AVX512)) {
+        ASSERT_EQ_INT(cpu_attention_force(CPU_ATTN_AVX512), ERR_UNSUPPORTED);
+        TEST_SKIP("no AVX512 level on this CPU: the build comparisons cover the plain and AVX2 builds");
+    }
+}
+
 TEST(attention_matches_double_reference)
 {
     fill();
@@ -251,11 +272,12 @@ TEST(output_is_the_stated_order_bit_for_bit)
 {
     fill();
     batch_t b = batch_ab();
-    for (int plain = 0; plain < 2; plain++) {
-        cpu_attention_force_plain(plain);
+    for (int bi = CPU_ATTN_PLAIN; bi <= CPU_ATTN_AVX512; bi++) {
+        if (cpu_attention_force((cpu_attn_build_t)bi) != 0)
+            continue;                           /* not on this CPU (noted by builds_here) */
         memset(out1, 0, sizeof out1);
         int rc = run(&b, 2, &out1[0][0][0]);
-        cpu_attention_force_plain(0);
+        cpu_attention_force(CPU_ATTN_AUTO);
         ASSERT_EQ_INT(rc, 0);
         for (uint32_t t = 0; t < b.n_tokens; t++) {
             const int32_t *table = t < A_NEW ? table_a : table_b;
@@ -264,7 +286,7 @@ TEST(output_is_the_stated_order_bit_for_bit)
                 definition(table, pos_ab[t], q[t][h], h / (NH / NKV), o);
                 ASSERT_MSG(memcmp(o, out1[t][h], sizeof o) == 0,
                            "%s build, token %u (position %d) head %u differs from the stated order",
-                           plain ? "plain" : "AVX2", t, pos_ab[t], h);
+                           build_name(bi), t, pos_ab[t], h);
             }
         }
     }
@@ -281,12 +303,16 @@ TEST(output_bits_do_not_depend_on_batch_threads_or_build)
     ASSERT_EQ_INT(run(&b, 3, &out2[0][0][0]), 0);
     ASSERT_MSG(memcmp(out1, out2, a_bytes + b_bytes) == 0, "1 and 3 threads differ");
 
-    cpu_attention_force_plain(1);
-    memset(out2, 0, sizeof out2);
-    int rc = run(&b, 2, &out2[0][0][0]);
-    cpu_attention_force_plain(0);
-    ASSERT_EQ_INT(rc, 0);
-    ASSERT_MSG(memcmp(out1, out2, a_bytes + b_bytes) == 0, "the plain and AVX2 builds differ");
+    for (int bi = CPU_ATTN_PLAIN; bi <= CPU_ATTN_AVX512; bi++) {
+        if (cpu_attention_force((cpu_attn_build_t)bi) != 0)
+            continue;
+        memset(out2, 0, sizeof out2);
+        int rc = run(&b, 2, &out2[0][0][0]);
+        cpu_attention_force(CPU_ATTN_AUTO);
+        ASSERT_EQ_INT(rc, 0);
+        ASSERT_MSG(memcmp(out1, out2, a_bytes + b_bytes) == 0, "the %s build differs from the default",
+                   build_name(bi));
+    }
 
     /* A alone: its tiles start at the same token, but B no longer follows */
     batch_t alone = { A_NEW, NULL, pos_ab, 1, seqs_ab, 0, NULL };
@@ -303,7 +329,7 @@ TEST(output_bits_do_not_depend_on_batch_threads_or_build)
     ASSERT(qsave != NULL);
     memcpy(qsave, q, sizeof q);
     memmove(&q[0][0][0], &q[0][0][0] + qoff, (size_t)13 * NH * HD * sizeof(float));
-    rc = run(&late, 2, &out2[0][0][0]);
+    int rc = run(&late, 2, &out2[0][0][0]);
     memcpy(q, qsave, sizeof q);
     free(qsave);
     ASSERT_EQ_INT(rc, 0);
@@ -331,15 +357,16 @@ TEST(f16_kv_is_the_float_kernel_over_the_halves)
     batch_t b = batch_ab();
     size_t bytes = (size_t)b.n_tokens * NH * HD * sizeof(float);
     ASSERT_EQ_INT(run(&b, 2, &out1[0][0][0]), 0);
-    for (int plain = 0; plain < 2; plain++)
+    for (int bi = CPU_ATTN_PLAIN; bi <= CPU_ATTN_AVX512; bi++)
         for (int threads = 1; threads <= 3; threads += 2) {
-            cpu_attention_force_plain(plain);
+            if (cpu_attention_force((cpu_attn_build_t)bi) != 0)
+                continue;
             memset(out2, 0, sizeof out2);
             int rc = run_kv(&b, threads, &out2[0][0][0], 1);
-            cpu_attention_force_plain(0);
+            cpu_attention_force(CPU_ATTN_AUTO);
             ASSERT_EQ_INT(rc, 0);
             ASSERT_MSG(memcmp(out1, out2, bytes) == 0, "%s build, %d threads: f16 K/V differ from the "
-                       "float kernel over the same values", plain ? "plain" : "AVX2", threads);
+                       "float kernel over the same values", build_name(bi), threads);
         }
     /* and a sequence's rows alone match it beside another */
     batch_t alone = { A_NEW, NULL, pos_ab, 1, seqs_ab, 0, NULL };
@@ -368,12 +395,13 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
     batch_t b = { DEC_SEQS, NULL, pos, DEC_SEQS, seqs, 0, NULL };
     size_t bytes = (size_t)DEC_SEQS * NH * HD * sizeof(float);
     fill();
-    for (int plain = 0; plain < 2; plain++)
+    for (int bi = CPU_ATTN_PLAIN; bi <= CPU_ATTN_AVX512; bi++)
         for (int threads = 1; threads <= 4; threads += threads == 1 ? 2 : 1) {
-            cpu_attention_force_plain(plain);
+            if (cpu_attention_force((cpu_attn_build_t)bi) != 0)
+                continue;
             memset(out1, 0, sizeof out1);
             int rc = run(&b, threads, &out1[0][0][0]);
-            cpu_attention_force_plain(0);
+            cpu_attention_force(CPU_ATTN_AUTO);
             ASSERT_EQ_INT(rc, 0);
             for (uint32_t t = 0; t < DEC_SEQS; t++)
                 for (uint32_t h = 0; h < NH; h++) {
@@ -381,7 +409,7 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
                     definition(tables[t], pos[t], q[t][h], h / (NH / NKV), o);
                     ASSERT_MSG(memcmp(o, out1[t][h], sizeof o) == 0,
                                "%s build, %d threads: sequence %u head %u differs from the stated order",
-                               plain ? "plain" : "AVX2", threads, t, h);
+                               build_name(bi), threads, t, h);
                 }
         }
     float *k = &kv_k[0][0][0][0], *v = &kv_v[0][0][0][0];
@@ -393,6 +421,102 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
     ASSERT_EQ_INT(run_kv(&b, 1, &out1[0][0][0], 1), 0);
     ASSERT_EQ_INT(run_kv(&b, 4, &out2[0][0][0], 1), 0);
     ASSERT_MSG(memcmp(out1, out2, bytes) == 0, "f16: a task of all KV heads differs from tasks of one");
+}
+
+/*
+ * The vector builds against the plain one on shapes the rig above lacks:
+ * head_dim 40 (five vectors: the accumulators' remainder loop alone), 72
+ * (nine: one run of eight and one more) and 128 (two runs); groups of 1,
+ * 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one);
+ * blocks of 7 and 5 keys (scores past the last eight, the tails); float
+ * and half K/V; one and two threads; a prompt of 19 tokens after 30
+ * cached (its rows' last blocks differ) beside three one-token sequences,
+ * and those three alone (a decode step: tasks of all KV heads).
+ */
+TEST(vector_builds_equal_plain_on_more_shapes)
+{
+    static const uint32_t shapes[][4] = { { 40, 4, 2, 7 }, { 72, 3, 3, 7 }, { 128, 8, 2, 5 }, { 48, 6, 2, 7 } };
+    static const int32_t at[4] = { 30, 5, 13, 27 };             /* first new position */
+    static const uint32_t n_new[4] = { 19, 1, 1, 1 };
+    enum { NB_MAX = 24 };
+    if (!cpu_attention_build_usable(CPU_ATTN_AVX2))
+        TEST_SKIP("no vector build on this CPU");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        uint32_t hd = shapes[si][0], nh = shapes[si][1], nkv = shapes[si][2], bt = shapes[si][3];
+        size_t kv_n = (size_t)NB_MAX * nkv * bt * hd;
+        float *k = malloc(kv_n * sizeof(float)), *v = malloc(kv_n * sizeof(float));
+        uint16_t *k16 = malloc(kv_n * sizeof(uint16_t)), *v16 = malloc(kv_n * sizeof(uint16_t));
+        float *qq = malloc((size_t)22 * nh * hd * sizeof(float));
+        float *want = malloc((size_t)22 * nh * hd * sizeof(float)), *got = malloc((size_t)22 * nh * hd * sizeof(float));
+        size_t per = cpu_attn_scratch_floats(nh, nkv, hd);
+        float *scratch = aligned_alloc(64, (2 * per * sizeof(float) + 63) & ~(size_t)63);
+        ASSERT(k && v && k16 && v16 && qq && want && got && scratch);
+        for (size_t i = 0; i < kv_n; i++) {
+            k[i] = rnd() * 2.0f;
+            v[i] = rnd();
+            k16[i] = f32_to_f16(k[i]);
+            v16[i] = f32_to_f16(v[i]);
+        }
+        for (size_t i = 0; i < (size_t)22 * nh * hd; i++)
+            qq[i] = rnd() * 2.0f;
+        /* each sequence's blocks, from a shuffled run of the pool's */
+        int32_t tables[4][NB_MAX], pos[22];
+        batch_seq_t seqs[4];
+        uint32_t next = 0, tok = 0;
+        for (uint32_t sq = 0; sq < 4; sq++) {
+            uint32_t nblk = ((uint32_t)at[sq] + n_new[sq] + bt - 1) / bt;
+            for (uint32_t i = 0; i < nblk; i++, next++)
+                tables[sq][i] = (int32_t)((next * 7 + 3) % NB_MAX);
+            seqs[sq] = (batch_seq_t){ tables[sq], nblk, tok, n_new[sq] };
+            for (uint32_t i = 0; i < n_new[sq]; i++)
+                pos[tok++] = at[sq] + (int32_t)i;
+        }
+        ASSERT(next <= NB_MAX);
+        batch_t mixed = { tok, NULL, pos, 4, seqs, 0, NULL };
+        batch_seq_t dseqs[3] = { seqs[1], seqs[2], seqs[3] };
+        for (int i = 0; i < 3; i++)
+            dseqs[i].first = (uint32_t)i;
+        batch_t decode = { 3, NULL, pos + 19, 3, dseqs, 0, NULL };
+        for (int f16 = 0; f16 < 2; f16++)
+            for (int which = 0; which < 2; which++) {
+                const batch_t *b = which ? &decode : &mixed;
+                size_t bytes = (size_t)b->n_tokens * nh * hd * sizeof(float);
+                cpu_attn_t a = { hd, nh, nkv, bt, f16 ? (const void *)k16 : k, f16 ? (const void *)v16 : v,
+                                 b, qq + (which ? (size_t)19 * nh * hd : 0), want, f16 };
+                uint32_t tf[5];
+                ASSERT_EQ_INT(cpu_attention_force(CPU_ATTN_PLAIN), 0);
+                int rc = cpu_attention(NULL, &a, tf, scratch);
+                cpu_attention_force(CPU_ATTN_AUTO);
+                ASSERT_EQ_INT(rc, 0);
+                for (int bi = CPU_ATTN_AVX2; bi <= CPU_ATTN_AVX512; bi++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        if (cpu_attention_force((cpu_attn_build_t)bi) != 0)
+                            continue;
+                        pool_t *p = NULL;
+                        ASSERT_EQ_INT(pool_create(&p, threads), 0);
+                        a.out = got;
+                        memset(got, 0, bytes);
+                        rc = cpu_attention(p, &a, tf, scratch);
+                        a.out = want;
+                        pool_destroy(p);
+                        cpu_attention_force(CPU_ATTN_AUTO);
+                        ASSERT_EQ_INT(rc, 0);
+                        ASSERT_MSG(memcmp(want, got, bytes) == 0,
+                                   "head_dim %u, %u heads over %u, blocks of %u, %s K/V, %s: the %s build "
+                                   "(%d threads) differs from the plain one", hd, nh, nkv, bt,
+                                   f16 ? "half" : "float", which ? "decode" : "prompt beside decodes",
+                                   build_name(bi), threads);
+                    }
+            }
+        free(k);
+        free(v);
+        free(k16);
+        free(v16);
+        free(qq);
+        free(want);
+        free(got);
+        free(scratch);
+    }
 }
 
 /* A float beside its bits, for the sweep below. */
@@ -435,10 +559,11 @@ TEST(f16_narrowing_is_f32_to_f16)
     if (n % 8 == 0)
         n--;                                    /* a ragged tail for the eight-wide loop */
     for (int plain = 0; plain < 2; plain++) {
-        cpu_attention_force_plain(plain);
+        int forced = cpu_attention_force(plain ? CPU_ATTN_PLAIN : CPU_ATTN_AUTO);
         memset(got, 0, N * sizeof(uint16_t));
         cpu_kv_put_f16(got, src, (uint32_t)n);
-        cpu_attention_force_plain(0);
+        cpu_attention_force(CPU_ATTN_AUTO);
+        ASSERT_EQ_INT(forced, 0);
         for (size_t i = 0; i < n; i++) {
             uint16_t want = f32_to_f16(src[i]);
             uint32_t xb;
@@ -467,7 +592,8 @@ TEST(bad_shapes_are_refused)
     ASSERT_EQ_U64(cpu_attn_scratch_floats(NH, 4, HD), 0);
 }
 
-TEST_LIST(T(vexp_within_its_bound_of_libm), T(silu_mul_near_exact_and_placeless),
+TEST_LIST(T(vexp_within_its_bound_of_libm), T(silu_mul_near_exact_and_placeless), T(builds_here),
+          T(vector_builds_equal_plain_on_more_shapes),
           T(attention_matches_double_reference),
           T(output_is_the_stated_order_bit_for_bit), T(output_bits_do_not_depend_on_batch_threads_or_build),
           T(f16_kv_is_the_float_kernel_over_the_halves), T(decode_step_tasks_of_all_kv_heads_keep_the_order),
