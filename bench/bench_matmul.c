@@ -14,7 +14,8 @@
  * each weight shape of SmolLM2-135M (Q4_1 projections, the Q8_0 output
  * matrix, and one F32 matrix for comparison) at n_tok 1, 4, 16, 128 on 1
  * and 2 threads.  "cold" rotates through enough copies of the matrix
- * (>= 256 MiB) that every call reads its weights from memory, as a
+ * (twice the last-level cache as sysfs gives it, at least 256 MiB, at
+ * most 4 GiB) that every call reads its weights from memory, as a
  * forward pass over a model larger than the last-level cache does; "hot"
  * repeats one copy, which stays in cache when it fits.  Each figure is
  * the median of several samples.  GB/s counts weight bytes read per
@@ -39,8 +40,45 @@
 
 #define SAMPLES   7
 #define SAMPLE_NS 20000000.0 /* at least this long per sample */
-#define COLD_BYTES (256ull << 20)
+#define COLD_MIN (256ull << 20)
+#define COLD_MAX (4ull << 30)
 #define MEM_BYTES (1ull << 30)
+
+/* The largest data or unified cache of cpu0 in bytes (sysfs), or 0. */
+static uint64_t llc_bytes(void)
+{
+    uint64_t best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[96], buf[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        char *got = fgets(buf, sizeof buf, f);
+        fclose(f);
+        if (got == NULL)
+            continue;
+        char *end;
+        unsigned long long v = strtoull(buf, &end, 10);
+        if (*end == 'K')
+            v <<= 10;
+        else if (*end == 'M')
+            v <<= 20;
+        else if (*end == 'G')
+            v <<= 30;
+        if (v > best && v < (1ull << 40))
+            best = v;
+    }
+    return best;
+}
+
+/* Bytes "cold" rotates through: twice the last-level cache, within
+   [COLD_MIN, COLD_MAX]. */
+static uint64_t cold_bytes(void)
+{
+    uint64_t c = 2 * llc_bytes();
+    return c < COLD_MIN ? COLD_MIN : c > COLD_MAX ? COLD_MAX : c;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -248,6 +286,9 @@ int main(int argc, char **argv)
            read_bw[0] * 1e-9, read_bw[1] * 1e-9);
     if (use_cpu_time)
         printf("timing: the calling thread's CPU time, 1 thread (no figures for 2)\n");
+    uint64_t cold = cold_bytes();
+    printf("cold: each shape rotates through %.0f MiB of copies (last-level cache %.0f MiB)\n",
+           cold / 1048576.0, llc_bytes() / 1048576.0);
     printf("matmul: isa %s, precision %s\n\n", cpu_isa_name(cpu_matmul_isa()),
            cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact");
     printf("%-16s %-5s %5s %3s %11s %10s %8s %10s %9s\n", "shape", "type", "n_tok", "thr",
@@ -263,7 +304,7 @@ int main(int argc, char **argv)
             continue;
         uint64_t bytes = 0;
         qtype_nbytes(s->type, (uint64_t)s->n_out * s->n_in, &bytes);
-        uint32_t n_copies = (uint32_t)((COLD_BYTES + bytes - 1) / bytes);
+        uint32_t n_copies = (uint32_t)((cold + bytes - 1) / bytes);
         uint8_t *w = malloc(bytes * n_copies);
         float *x = malloc((size_t)max_tok * s->n_in * sizeof *x);   /* [max_tok, n_in] */
         float *y = malloc((size_t)max_tok * s->n_out * sizeof *y);  /* [max_tok, n_out] */
