@@ -112,6 +112,11 @@ for part in $parts; do
             case $t in *.c|*.h|*.o) continue;; esac
             run_prog "unit/$(basename "$t")" "$t"
         done
+        # the attention benchmark's own check: every build this CPU runs
+        # gives the plain build's bits (a prompt beside decodes, two threads)
+        run_prog "unit/bench-attention" sh -c '"$1" --runs 1 --seqs 3 --tokens 5 --context 20 --heads 6 \
+            --kv-heads 2 --block 7 --threads 2 && echo "PASS: bench-attention: every build gives the plain bits"' \
+            sh "$builddir_abs/bench/bench-attention"
         ;;
     e2e)
         for t in "$srcdir_abs"/tests/e2e/test_*.sh; do
