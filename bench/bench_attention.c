@@ -91,13 +91,34 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-attention: at most %d runs, 65536 tokens, 256 layers\n", MAX_RUNS);
         return 2;
     }
+    if (hd % 8 != 0 || hd > CPU_ATTN_MAX_HEAD_DIM || bt > 64) {
+        fprintf(stderr, "bench-attention: head_dim a multiple of 8 up to %d, blocks of at most 64 keys\n",
+                CPU_ATTN_MAX_HEAD_DIM);
+        return 2;
+    }
+    for (const char *p = builds; *p;) {         /* each name known */
+        size_t n = strcspn(p, ",");
+        if (!((n == 5 && !strncmp(p, "plain", 5)) || (n == 4 && !strncmp(p, "avx2", 4)) ||
+              (n == 6 && !strncmp(p, "avx512", 6)))) {
+            fprintf(stderr, "bench-attention: --builds: '%.*s' is not plain, avx2 or avx512\n", (int)n, p);
+            return 2;
+        }
+        p += n + (p[n] == ',');
+    }
     size_t scratch_per = cpu_attn_scratch_floats(nh, nkv, hd);
     if (scratch_per == 0) {
         fprintf(stderr, "bench-attention: %u heads are not a multiple of %u KV heads\n", nh, nkv);
         return 2;
     }
-    uint32_t per_seq = (ctx + ntok + bt - 1) / bt, n_blocks = seqs * per_seq, n_tok = seqs * ntok;
-    size_t layer_elems = (size_t)n_blocks * nkv * bt * hd, esz = f16 ? 2 : 4;
+    /* sizes in 64 bits, the whole K/V at most 8 GiB */
+    uint64_t per_seq = ((uint64_t)ctx + ntok + bt - 1) / bt, blocks = seqs * per_seq;
+    uint64_t esz = f16 ? 2 : 4;
+    if (blocks > INT32_MAX || (double)blocks * nkv * bt * hd * esz * layers > (double)(8ull << 30)) {
+        fprintf(stderr, "bench-attention: the K/V would take over 8 GiB\n");
+        return 2;
+    }
+    uint64_t layer_elems = blocks * nkv * bt * hd;   /* below 2^32: checked above */
+    uint32_t n_blocks = (uint32_t)blocks, n_tok = seqs * ntok;
     size_t q_elems = (size_t)n_tok * nh * hd;
     char *k = malloc(layer_elems * esz * layers), *v = malloc(layer_elems * esz * layers);
     float *q = malloc(q_elems * sizeof(float)), *want = malloc(q_elems * sizeof(float));
@@ -127,10 +148,10 @@ int main(int argc, char **argv)
     /* a prime stride through the pool: blocks out of order (in order where
        the prime divides the pool's size) */
     uint64_t stride = n_blocks % 7919u ? 7919u : 1u;
-    for (uint32_t i = 0; i < n_blocks; i++)
+    for (uint64_t i = 0; i < n_blocks; i++)
         table[i] = (int32_t)((i * stride) % n_blocks);
     for (uint32_t s = 0; s < seqs; s++) {
-        sq[s] = (batch_seq_t){ table + (size_t)s * per_seq, per_seq, s * ntok, ntok };
+        sq[s] = (batch_seq_t){ table + (size_t)s * per_seq, (uint32_t)per_seq, s * ntok, ntok };
         for (uint32_t t = 0; t < ntok; t++)
             pos[s * ntok + t] = (int32_t)(ctx + t);
     }
@@ -152,11 +173,13 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int bi = CPU_ATTN_PLAIN; bi <= CPU_ATTN_AVX512; bi++) {
-        char list[64];
-        snprintf(list, sizeof list, ",%s,", builds);
-        char key[16];
-        snprintf(key, sizeof key, ",%s,", names[bi]);
-        if (strstr(list, key) == NULL)
+        int wanted = 0;
+        for (const char *p = builds; *p;) {
+            size_t n = strcspn(p, ",");
+            wanted |= n == strlen(names[bi]) && !strncmp(p, names[bi], n);
+            p += n + (p[n] == ',');
+        }
+        if (!wanted)
             continue;
         if (cpu_attention_force((cpu_attn_build_t)bi) != 0) {
             printf("%-8s %12s\n", names[bi], "(not on this CPU)");

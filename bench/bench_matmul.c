@@ -44,19 +44,28 @@
 #define COLD_MAX (4ull << 30)
 #define MEM_BYTES (1ull << 30)
 
+/* The first line of cpu0's cache file index<i>/<name> (sysfs) into buf;
+   0, or -1 where it cannot be read. */
+static int cache_attr(int i, const char *name, char *buf, size_t len)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", i, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    char *got = fgets(buf, (int)len, f);
+    fclose(f);
+    return got == NULL ? -1 : 0;
+}
+
 /* The largest data or unified cache of cpu0 in bytes (sysfs), or 0. */
 static uint64_t llc_bytes(void)
 {
     uint64_t best = 0;
     for (int i = 0; i < 8; i++) {
-        char path[96], buf[32];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        char *got = fgets(buf, sizeof buf, f);
-        fclose(f);
-        if (got == NULL)
+        char buf[32], type[32];
+        if (cache_attr(i, "type", type, sizeof type) != 0 || !strncmp(type, "Instruction", 11) ||
+            cache_attr(i, "size", buf, sizeof buf) != 0)
             continue;
         char *end;
         unsigned long long v = strtoull(buf, &end, 10);
@@ -72,11 +81,11 @@ static uint64_t llc_bytes(void)
     return best;
 }
 
-/* Bytes "cold" rotates through: twice the last-level cache, within
-   [COLD_MIN, COLD_MAX]. */
-static uint64_t cold_bytes(void)
+/* Bytes "cold" rotates through: twice the last-level cache (llc bytes),
+   within [COLD_MIN, COLD_MAX]. */
+static uint64_t cold_bytes(uint64_t llc)
 {
-    uint64_t c = 2 * llc_bytes();
+    uint64_t c = 2 * llc;
     return c < COLD_MIN ? COLD_MIN : c > COLD_MAX ? COLD_MAX : c;
 }
 
@@ -286,9 +295,9 @@ int main(int argc, char **argv)
            read_bw[0] * 1e-9, read_bw[1] * 1e-9);
     if (use_cpu_time)
         printf("timing: the calling thread's CPU time, 1 thread (no figures for 2)\n");
-    uint64_t cold = cold_bytes();
+    uint64_t llc = llc_bytes(), cold = cold_bytes(llc);
     printf("cold: each shape rotates through %.0f MiB of copies (last-level cache %.0f MiB)\n",
-           cold / 1048576.0, llc_bytes() / 1048576.0);
+           cold / 1048576.0, llc / 1048576.0);
     printf("matmul: isa %s, precision %s\n\n", cpu_isa_name(cpu_matmul_isa()),
            cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact");
     printf("%-16s %-5s %5s %3s %11s %10s %8s %10s %9s\n", "shape", "type", "n_tok", "thr",

@@ -414,8 +414,8 @@ __attribute__((target(Z_TARGET))) static void widen_avx512(const uint8_t *b, flo
 /*
  * One task: tile `tile_idx` of its sequence for kv_per_task KV heads from
  * kvh0.  Rows are (KV head kk of the task, token i of the tile, head hh
- * of the group), row r = (kk * nq + i) * G + hh.  Inline into the two
- * builds below.
+ * of the group), row r = (kk * nq + i) * G + hh.  Inline into the three
+ * builds below (pair: the AVX512 build's two-row kernel, else NULL).
  */
 static inline __attribute__((always_inline)) void
 tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const uint8_t *, float *, uint32_t),
@@ -552,9 +552,7 @@ int cpu_attention_build_usable(cpu_attn_build_t b)
     }
 }
 
-/* The build a step runs: the forced one, else the one that matches the
-   matrix kernels' level. */
-static cpu_attn_build_t build_now(void)
+cpu_attn_build_t cpu_attention_build(void)
 {
     if (forced != CPU_ATTN_AUTO)
         return forced;
@@ -609,7 +607,7 @@ int cpu_attention(pool_t *p, const cpu_attn_t *a, uint32_t *tile_first, float *s
         per_task = a->n_head_kv;
     job_t job = { a, tile_first, tile, per_task, scratch,
                   cpu_attn_scratch_floats(a->n_head, a->n_head_kv, a->head_dim),
-                  build_now() };
+                  cpu_attention_build() };
     pool_run(p, attn_task, &job, (uint32_t)(n_tiles * (a->n_head_kv / per_task)));
     return 0;
 }
@@ -625,7 +623,7 @@ int cpu_attention_force(cpu_attn_build_t b)
 void cpu_kv_put_f16(uint16_t *dst, const float *src, uint32_t n)
 {
 #ifdef ATT_X86
-    if (build_now() != CPU_ATTN_PLAIN) {
+    if (cpu_attention_build() != CPU_ATTN_PLAIN) {
         narrow_f16c(dst, src, n);
         return;
     }

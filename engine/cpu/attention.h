@@ -88,6 +88,10 @@ typedef enum { CPU_ATTN_AUTO, CPU_ATTN_PLAIN, CPU_ATTN_AVX2, CPU_ATTN_AVX512 } c
 /* Whether this build of llamad and this CPU can run build b. */
 int cpu_attention_build_usable(cpu_attn_build_t b);
 
+/* The build the next cpu_attention runs: the forced one, else the one
+   that matches cpu_matmul_isa() (as above). */
+cpu_attn_build_t cpu_attention_build(void);
+
 /* Run build b from now on (AUTO: as above); for tests and benchmarks.
    ERR_UNSUPPORTED (nothing changes) where b cannot run.  Call it only
    while no cpu_attention runs. */

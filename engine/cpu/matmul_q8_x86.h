@@ -22,9 +22,10 @@
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
  * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K at eight tokens or
  * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h; Q6_K
- * keeps tile8; the K-quant super-block helpers are in matmul_q8_kq.h).  Tokens are taken Q8_TOKS at a time; a task's rows, in
- * groups of about Q8_GROUP_BYTES, stay in L2 across the token groups, so
- * prefill reads them from cache.
+ * keeps tile8; the K-quant super-block helpers are in matmul_q8_kq.h).
+ * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
+ * Q8_GROUP_BYTES, stay in L2 across the token groups, so prefill reads
+ * them from cache.
  */
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))

@@ -17,6 +17,7 @@
 #include "base/err.h"
 #include "base/quant.h"
 #include "cpu/attention.h"
+#include "cpu/matmul.h"
 #include "cpu/vexp.h"
 #include "test.h"
 
@@ -187,6 +188,33 @@ static float out1[MAXTOK][NH][HD], out2[MAXTOK][NH][HD];
 static const char *build_name(int b)
 {
     return b == CPU_ATTN_PLAIN ? "plain" : b == CPU_ATTN_AVX2 ? "AVX2" : "AVX512";
+}
+
+/* AUTO runs the build of the matrix kernels' level: plain at PORTABLE,
+   AVX2 at AVX2 and AVX-VNNI, AVX512 at AVX512 and AMX (each level this
+   CPU has); a forced build wins until AUTO again. */
+TEST(auto_build_follows_the_matrix_level)
+{
+    static const cpu_attn_build_t want[] = { CPU_ATTN_PLAIN, CPU_ATTN_AVX2, CPU_ATTN_AVX2, CPU_ATTN_AVX512,
+                                             CPU_ATTN_AVX512 };
+    cpu_isa_t isa0 = cpu_matmul_isa();
+    cpu_prec_t prec0 = cpu_matmul_precision();
+    int levels = 0;
+    for (int isa = CPU_ISA_PORTABLE; isa <= CPU_ISA_AMX; isa++) {
+        if (!cpu_isa_usable((cpu_isa_t)isa))
+            continue;
+        ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)isa, prec0), 0);
+        cpu_attn_build_t got = cpu_attention_build();
+        ASSERT_EQ_INT(cpu_attention_force(CPU_ATTN_PLAIN), 0);
+        cpu_attn_build_t forced = cpu_attention_build();
+        ASSERT_EQ_INT(cpu_attention_force(CPU_ATTN_AUTO), 0);
+        ASSERT_EQ_INT(cpu_matmul_configure(isa0, prec0), 0);
+        ASSERT_MSG(got == want[isa], "level %s runs build %d, not %d", cpu_isa_name((cpu_isa_t)isa), (int)got,
+                   (int)want[isa]);
+        ASSERT_EQ_INT(forced, CPU_ATTN_PLAIN);
+        levels++;
+    }
+    ASSERT(levels >= 1);
 }
 
 /* The loops below run every build this CPU has; this says which it lacks. */
@@ -425,17 +453,19 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
 
 /*
  * The vector builds against the plain one on shapes the rig above lacks:
- * head_dim 40 (five vectors: the accumulators' remainder loop alone), 72
- * (nine: one run of eight and one more) and 128 (two runs); groups of 1,
- * 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one);
- * blocks of 7 and 5 keys (scores past the last eight, the tails); float
- * and half K/V; one and two threads; a prompt of 19 tokens after 30
- * cached (its rows' last blocks differ) beside three one-token sequences,
- * and those three alone (a decode step: tasks of all KV heads).
+ * head_dim 40 (five vectors: the accumulators' remainder loop alone), 48,
+ * 72 (nine: one run of eight and one more) and 128 (two runs); groups of
+ * 1, 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one);
+ * blocks of 7 and 5 keys (tail keys only), 12 (a group of eight keys and
+ * four more) and 64 (eight groups: the score arrays full); float and half
+ * K/V; one and two threads; a prompt of 19 tokens after 30 cached (its
+ * rows' last blocks differ) beside three one-token sequences, and those
+ * three alone (a decode step: tasks of all KV heads).
  */
 TEST(vector_builds_equal_plain_on_more_shapes)
 {
-    static const uint32_t shapes[][4] = { { 40, 4, 2, 7 }, { 72, 3, 3, 7 }, { 128, 8, 2, 5 }, { 48, 6, 2, 7 } };
+    static const uint32_t shapes[][4] = { { 40, 4, 2, 7 }, { 72, 3, 3, 7 }, { 128, 8, 2, 5 }, { 48, 6, 2, 7 },
+                                          { 40, 4, 2, 12 }, { 72, 6, 2, 12 }, { 128, 8, 2, 64 }, { 64, 6, 2, 64 } };
     static const int32_t at[4] = { 30, 5, 13, 27 };             /* first new position */
     static const uint32_t n_new[4] = { 19, 1, 1, 1 };
     enum { NB_MAX = 24 };
@@ -593,6 +623,7 @@ TEST(bad_shapes_are_refused)
 }
 
 TEST_LIST(T(vexp_within_its_bound_of_libm), T(silu_mul_near_exact_and_placeless), T(builds_here),
+          T(auto_build_follows_the_matrix_level),
           T(vector_builds_equal_plain_on_more_shapes),
           T(attention_matches_double_reference),
           T(output_is_the_stated_order_bit_for_bit), T(output_bits_do_not_depend_on_batch_threads_or_build),
