@@ -245,31 +245,31 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     float *xd = (float *)j->xd + first, *xls = (float *)j->xls + first * 8;
     cpu_quantize_act(j->x + first * QK_SMALL, (uint32_t)(n * QK_SMALL), (int8_t *)j->xq + first * QK_SMALL,
                      xd, xls);
-    if (j->xo != NULL) { /* S: its lane sums' sum, an integer below 2^12, exact in any order */
-        float *xo = (float *)j->xo + first;
-        for (size_t b = 0; b < n; b++) {
-            const float *l = xls + 8 * b;
-            xo[b] = xd[b] * (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
-        }
+    /* S: the lane sums' sum, an integer below 2^12, exact in any order;
+     * formed once here for every kernel's offset terms */
+    float *xs = (float *)j->xs + first, *xo = (float *)j->xo + first;
+    for (size_t b = 0; b < n; b++) {
+        const float *l = xls + 8 * b;
+        xs[b] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        xo[b] = xd[b] * xs[b];
     }
 }
 
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
 {
     size_t nb = (size_t)n_tok * (n_in / QK_SMALL);
-    return nb * 40 + (size_t)n_tok * n_in;
+    return nb * 44 + (size_t)n_tok * n_in;
 }
 
 /*
  * Quantise every token's activations into the pool's scratch (or, with
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
- * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] offset
- * terms xd * S (filled only where with_xo: the AMX kernels' Q4_1 and
- * K-quants), then [n_tok, n_in] quants.  The caller has checked that
- * n_tok * n_in * 4 bytes fit in a size_t; this takes 2.25 bytes per
- * element.
+ * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] sums S,
+ * then [n_tok, nb] offset terms xd * S, then [n_tok, n_in] quants.  The
+ * caller has checked that n_tok * n_in * 4 bytes fit in a size_t; this
+ * takes 2.375 bytes per element.
  */
-static int quantize_acts(pool_t *p, mm_job_t *j, int with_xo, void **owned)
+static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
 {
     size_t nb = (size_t)j->n_tok * (j->n_in / QK_SMALL);
     size_t bytes = cpu_matmul_scratch_bytes(j->n_in, j->n_tok);
@@ -279,8 +279,9 @@ static int quantize_acts(pool_t *p, mm_job_t *j, int with_xo, void **owned)
         return ERR_NOMEM;
     j->xd = (const float *)(void *)buf;
     j->xls = (const float *)(void *)(buf + nb * 4);
-    j->xo = with_xo ? (const float *)(void *)(buf + nb * 36) : NULL;
-    j->xq = (const int8_t *)(buf + nb * 40);
+    j->xs = (const float *)(void *)(buf + nb * 36);
+    j->xo = (const float *)(void *)(buf + nb * 40);
+    j->xq = (const int8_t *)(buf + nb * 44);
     size_t tasks = (size_t)MM_Q_TASKS * pool_threads(p), per = (nb + tasks - 1) / tasks;
     per = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
     /* cpu_quantize_act's n is 32-bit; so capped, the count of tasks still
@@ -371,7 +372,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
     void *act = NULL; /* the quantised activations when there is no pool to hold them */
     cpu_isa_t isa = cpu_matmul_isa();
     if (any_fast) {
-        int rc = quantize_acts(p, &run.job[0], isa == CPU_ISA_AMX && n_tok >= MM_AMX_MIN_TOKS, &act);
+        int rc = quantize_acts(p, &run.job[0], &act);
         if (rc != 0)
             return rc;
     }
@@ -385,6 +386,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             job->xq = run.job[0].xq;
             job->xd = run.job[0].xd;
             job->xls = run.job[0].xls;
+            job->xs = run.job[0].xs;
             job->xo = run.job[0].xo;
         }
         const int fast = any_fast && fast_type(job->type); /* int8 activations */

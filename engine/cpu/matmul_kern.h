@@ -50,9 +50,9 @@ typedef struct {
     const int8_t  *xq;          /* [n_tok, n_in] */
     const float   *xd;          /* [n_tok, n_in / 32] */
     const float   *xls;         /* [n_tok, n_in / 32, 8]: lane sums (exact) */
-    const float   *xo;          /* [n_tok, n_in / 32]: xd * S (S the block's sum of
-                                 * quants), rounded once; NULL unless the AMX
-                                 * kernels may run (cpu_mmq_rows_amx) */
+    const float   *xs;          /* [n_tok, n_in / 32]: S, the block's sum of quants
+                                 * (an integer below 2^12, exact) */
+    const float   *xo;          /* [n_tok, n_in / 32]: xd * S, rounded once */
 } mm_job_t;
 
 /* A float tile path's rows from column k0: an F32 matrix's own (*ws =
@@ -141,9 +141,8 @@ void cpu_mmq_rows_avxvnni(const mm_job_t *job, uint32_t o0, uint32_t n);
 void cpu_mmq_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 /* The AMX level (matmul_amx.c): MM_AMX_MIN_TOKS tokens or more of Q4_0,
- * Q4_1, Q8_0, Q4_K, Q5_K and Q6_K by tile multiplies (Q4_1, Q4_K and Q5_K
- * need job->xo, which the driver fills from that many tokens on); all else
- * by cpu_mmq_rows_avx512.  The same bits. */
+ * Q4_1, Q8_0, Q4_K, Q5_K and Q6_K by tile multiplies; all else by
+ * cpu_mmq_rows_avx512.  The same bits. */
 #define MM_AMX_MIN_TOKS 16 /* the tiles' rows */
 void cpu_mmq_rows_amx(const mm_job_t *job, uint32_t o0, uint32_t n);
 

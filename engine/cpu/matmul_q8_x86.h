@@ -69,15 +69,6 @@ Q8_INLINE int Q8_FN(u32_at)(const uint8_t *p)
     return (int)v;
 }
 
-/* The sum of eight floats holding integers below 2^24 (exact in any order). */
-Q8_INLINE float Q8_FN(sum8)(const float *v)
-{
-    __m256 a = _mm256_loadu_ps(v);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
 /*
  * Eight rows of 32 bytes (src[r]: row r's) transposed by dwords: lane r of
  * w[k] holds row r's bytes 4k .. 4k+3.
@@ -269,18 +260,19 @@ Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
 }
 
 /*
- * Token t's offset term of block b, from the lane sums (S = their sum, an
- * integer below 2^12): Q4_0 8 S and, where Q8_SIGNED, Q8_0 128 S (exact in
- * a float), Q4_1, Q4_K and Q5_K dx * S (rounded once, as matmul.h states);
- * 0 for Q8_0 without Q8_SIGNED.  Q6_K has none (q6_super).
+ * Token t's offset term of block b, from the driver's sums S (xs, an
+ * integer below 2^12) and xd * S (xo): Q4_0 8 S and, where Q8_SIGNED, Q8_0
+ * 128 S (exact in a float), Q4_1, Q4_K and Q5_K dx * S (rounded once, as
+ * matmul.h states); 0 for Q8_0 without Q8_SIGNED.  Q6_K has none
+ * (q6_super).
  */
-Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *xls, size_t t,
+Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xs, const float *xo, size_t t,
                               size_t nb, size_t b)
 {
     if (type == QT_Q8_0 && !Q8_SIGNED)
         return 0.0f;
-    float sx = Q8_FN(sum8)(xls + (t * nb + b) * 8);
-    return type == QT_Q4_0 ? 8.0f * sx : type == QT_Q8_0 ? 128.0f * sx : xd[t * nb + b] * sx;
+    size_t i = t * nb + b;
+    return type == QT_Q4_0 ? 8.0f * xs[i] : type == QT_Q8_0 ? 128.0f * xs[i] : xo[i];
 }
 
 /*
@@ -299,8 +291,8 @@ Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xd, const float *
  */
 Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type, const __m256i w[8],
                                  __m256 dw, __m256 mw, const int8_t *xq, const float *xd,
-                                 const float *xls, const float *sb, size_t n_in, size_t b,
-                                 __m256 acc[])
+                                 const float *xs, const float *xo, const float *sb, size_t n_in,
+                                 size_t b, __m256 acc[])
 {
     const size_t nb = n_in / QK_SMALL;
     const int hi16 = Q8_SIGNED && (type == QT_Q4_0 || type == QT_Q4_1); /* rows8's high halves */
@@ -308,7 +300,7 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
     for (int t = 0; t < TN; t++) {
         const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
         float so = sb != NULL ? sb[b * Q8_FN(sb_stride)(type) + (size_t)t]
-                              : Q8_FN(offset)(type, xd, xls, t, nb, b);
+                              : Q8_FN(offset)(type, xs, xo, t, nb, b);
         __m256i ip;
         if (RED) { /* row r's lane sums, then reduced */
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb), v[8];
@@ -380,6 +372,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
     const int8_t *xq = j->xq + (size_t)t0 * n_in;
     const float *xd = j->xd + (size_t)t0 * nb;
     const float *xls = j->xls + (size_t)t0 * nb * 8;
+    const float *xs = j->xs + (size_t)t0 * nb, *xo = j->xo + (size_t)t0 * nb;
     /* The eight rows are one contiguous run of 8 * rb bytes, read at 8 * bb
      * bytes a block: fetch the eight rows after the next at that pace, so
      * that they are in cache two tiles on (a prefetch past the end of the
@@ -437,8 +430,8 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                             w[k] = _mm256_or_si256(w[k], _mm256_and_si256(_mm256_slli_epi16(
                                                        _mm256_srli_epi16(qh[k], jj), 4), m16));
                     }
-                    Q8_FN(block_step)(RED, TN, type, w, ks[jj], km[jj], xq, xd, xls, sb, n_in,
-                                      8 * wb + (size_t)jj, acc);
+                    Q8_FN(block_step)(RED, TN, type, w, ks[jj], km[jj], xq, xd, xs, xo, sb,
+                                      n_in, 8 * wb + (size_t)jj, acc);
                 }
             }
             continue;
@@ -456,7 +449,7 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
                 w[k] = _mm256_xor_si256(w[k], _mm256_set1_epi8(-128));
         }
 #endif
-        Q8_FN(block_step)(RED, TN, type, w, dw, mw, xq, xd, xls, sb, n_in, wb, acc);
+        Q8_FN(block_step)(RED, TN, type, w, dw, mw, xq, xd, xs, xo, sb, n_in, wb, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TN; t++) {
@@ -563,10 +556,10 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
         for (uint32_t t = 0; t < j->n_tok; t += tg) {
             uint32_t tn = j->n_tok - t < tg ? j->n_tok - t : tg;
             if (keep) {
-                for (size_t b = 0; b < nb; b++) {
-                    for (size_t tt = 0; tt < tn; tt++) {
-                        sbuf[b * sbs + tt] = Q8_FN(offset)(type, j->xd + (size_t)t * nb,
-                                                           j->xls + (size_t)t * nb * 8, tt, nb, b);
+                const float *xs = j->xs + (size_t)t * nb, *xo = j->xo + (size_t)t * nb;
+                for (size_t tt = 0; tt < tn; tt++) {
+                    for (size_t b = 0; b < nb; b++) {
+                        sbuf[b * sbs + tt] = Q8_FN(offset)(type, xs, xo, tt, nb, b);
                         if (sbs > Q8_TOKS) /* tile16's scales */
                             sbuf[b * sbs + Q8_TOKS + tt] = j->xd[(t + tt) * nb + b];
                     }
