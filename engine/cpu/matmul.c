@@ -174,7 +174,7 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * work is arithmetic, not a stream; the cap left a 1B model's ffn_down
  * 6.4 tasks for two threads): a task goes over groups of about
  * Q8_GROUP_BYTES of rows once per pass of tokens (matmul_q8_x86.h), so
- * that the pass's offset terms are formed once per group, not once per
+ * that the pass's offset terms are gathered once per group, not once per
  * MM_ROWS rows (prefill 128 and 512 15-18% faster at the AVX512 level,
  * 4-12% at AVX2 and AVX-VNNI).  So do `exact`'s float tiles, whose task
  * goes over its groups once per block of tokens that stays in L2

@@ -47,7 +47,12 @@
  * level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
 #ifndef Q8_GROUP_BYTES
-#define Q8_GROUP_BYTES (64 * 1024) /* rows_type: weights a group of rows (prefill) */
+/* rows_type: weights a group of rows (prefill); an eighth of a 2 MiB L2,
+ * a quarter of a 1 MiB one (the float tiles' MM_X_BYTES assumes as much).
+ * A group's pass fills the tokens' terms once: at 64 KiB a 1B ffn_down
+ * (3168-byte Q4_K rows) did it every sixteen rows, and 256 KiB ran its
+ * prefill 512 1.3x faster on one thread of a Xeon with AVX-512 */
+#define Q8_GROUP_BYTES (256 * 1024)
 #endif
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
@@ -543,8 +548,9 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
     /* Rows a group: decode (one pass) all the task's; else about
      * Q8_GROUP_BYTES of them (whole MM_ROWS groups, at least one), which
      * stay in L2 while every pass of tokens goes over them, so that a
-     * pass's terms are formed once per group (per MM_ROWS rows, they took
-     * a quarter of the time at 32 tokens) */
+     * pass's terms are gathered once per group (per MM_ROWS rows, when
+     * each was formed from lane sums there, they took a quarter of the
+     * time at 32 tokens) */
     uint32_t gr = n;
     if (j->n_tok > tg) {
         size_t r = Q8_GROUP_BYTES / j->row_bytes / MM_ROWS * MM_ROWS;

@@ -531,9 +531,13 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     /* a sixteen-row tile and one of thirteen rows (AVX512's 512-bit
      * tiles: rows clamped, the store masked), at 16 + 8 + 3 tokens */
     check_fast_shape(type, 29, n_in, 27, isa);
-    /* prefill sizes below the AMX level: long tasks whose rows go in
-     * groups of about 64 KiB, each group taking every pass of tokens */
+    /* prefill sizes below the AMX level: long tasks (16 groups of
+     * sixteen rows on one thread) whose rows go in groups of about 256
+     * KiB, each group taking every pass of tokens: one group a task at
+     * n_in 576 / 768, two (224 + 32 rows; Q8_0 112 + 112 + 32, Q6_K 144
+     * + 112) at n_in 2048, over passes of 16 and 8 tokens */
     check_fast_shape(type, 519, n_in, 70, isa);
+    check_fast_shape(type, 519, 2048, 24, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
     check_invariance(type, 19, k ? 9 * 256 : 70 * 32, isa, CPU_PREC_FAST);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
