@@ -9,8 +9,10 @@
  */
 #include "matmul.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "matmul_kern.h"
@@ -173,7 +175,7 @@ static void matmul_task(void *ctx, uint32_t task, uint32_t thread)
  * sized by balance alone, MM_TASKS a thread with no cap in bytes (the
  * work is arithmetic, not a stream; the cap left a 1B model's ffn_down
  * 6.4 tasks for two threads): a task goes over groups of about
- * Q8_GROUP_BYTES of rows once per pass of tokens (matmul_q8_x86.h), so
+ * mm_group_bytes() of rows once per pass of tokens (matmul_q8_x86.h), so
  * that the pass's offset terms are gathered once per group, not once per
  * MM_ROWS rows (prefill 128 and 512 15-18% faster at the AVX512 level,
  * 4-12% at AVX2 and AVX-VNNI).  So do `exact`'s float tiles, whose task
@@ -204,6 +206,25 @@ static uint32_t task_rows(uint32_t n_out, size_t row_bytes, uint32_t n_tok, uint
         per = by_bytes < per ? by_bytes : per;
     }
     return (uint32_t)(per > 1 ? per : 1) * MM_ROWS;
+}
+
+static size_t group_bytes_v;
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+
+static void group_init(void)
+{
+    long l2 = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    size_t q = (l2 > 0 ? (size_t)l2 : (size_t)1 << 20) / 4;
+    group_bytes_v = q < (64u << 10) ? 64u << 10 : q > (256u << 10) ? 256u << 10 : q;
+}
+
+size_t mm_group_bytes(void)
+{
+    (void)pthread_once(&group_once, group_init);
+    return group_bytes_v;
 }
 
 /* ------------------------------------------------- fast activations */
@@ -376,12 +397,14 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
         if (rc != 0)
             return rc;
     }
+    size_t gb = mm_group_bytes();
     static void (*const fast_rows[5])(const mm_job_t *, uint32_t, uint32_t) = {
         cpu_mmq_rows_portable, cpu_mmq_rows_avx2, cpu_mmq_rows_avxvnni, cpu_mmq_rows_avx512,
         cpu_mmq_rows_amx,
     };
     for (uint32_t i = 0; i < run.n_mat; i++) {
         mm_job_t *job = &run.job[i];
+        job->group_bytes = gb;
         if (any_fast) { /* the one quantisation serves every matrix */
             job->xq = run.job[0].xq;
             job->xd = run.job[0].xd;

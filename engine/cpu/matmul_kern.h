@@ -53,7 +53,20 @@ typedef struct {
     const float   *xs;          /* [n_tok, n_in / 32]: S, the block's sum of quants
                                  * (an integer below 2^12, exact) */
     const float   *xo;          /* [n_tok, n_in / 32]: xd * S, rounded once */
+    size_t         group_bytes; /* the x86 fast kernels' rows a group at prefill
+                                 * (mm_group_bytes) */
 } mm_job_t;
+
+/*
+ * Bytes of weights the x86 fast kernels keep in L2 as one group of rows
+ * while every pass of tokens goes over them (matmul_q8_x86.h's rows_type):
+ * a quarter of this CPU's L2, 64 to 256 KiB (1 MiB assumed where the size
+ * is unknown).  A pass fills its tokens' terms once per group: at 64 KiB
+ * a 1B model's ffn_down (3168-byte Q4_K rows) did so every sixteen rows,
+ * and 256 KiB ran its prefill 512 1.3x faster on one thread of a Xeon
+ * with AVX-512 and a 2 MiB L2.
+ */
+size_t mm_group_bytes(void);
 
 /* A float tile path's rows from column k0: an F32 matrix's own (*ws =
  * n_in), else NULL, for the caller to fill its tile (*ws = MM_KC). */

@@ -24,8 +24,8 @@
  * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h; Q6_K
  * keeps tile8; the K-quant super-block helpers are in matmul_q8_kq.h).
  * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
- * Q8_GROUP_BYTES, stay in L2 across the token groups, so prefill reads
- * them from cache.
+ * the job's group_bytes, stay in L2 across the token groups, so prefill
+ * reads them from cache.
  */
 
 #define Q8_INLINE static inline __attribute__((always_inline, target(Q8_TARGET)))
@@ -46,14 +46,6 @@
  * and, for the block types' tile16, their scales (32 KiB at the AVX512
  * level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
-#ifndef Q8_GROUP_BYTES
-/* rows_type: weights a group of rows (prefill); an eighth of a 2 MiB L2,
- * a quarter of a 1 MiB one (the float tiles' MM_X_BYTES assumes as much).
- * A group's pass fills the tokens' terms once: at 64 KiB a 1B ffn_down
- * (3168-byte Q4_K rows) did it every sixteen rows, and 256 KiB ran its
- * prefill 512 1.3x faster on one thread of a Xeon with AVX-512 */
-#define Q8_GROUP_BYTES (256 * 1024)
-#endif
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
 #endif
@@ -546,14 +538,14 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
     const size_t sbs = Q8_FN(sb_stride)(type);
     const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
     /* Rows a group: decode (one pass) all the task's; else about
-     * Q8_GROUP_BYTES of them (whole MM_ROWS groups, at least one), which
+     * j->group_bytes of them (whole MM_ROWS groups, at least one), which
      * stay in L2 while every pass of tokens goes over them, so that a
      * pass's terms are gathered once per group (per MM_ROWS rows, when
      * each was formed from lane sums there, they took a quarter of the
      * time at 32 tokens) */
     uint32_t gr = n;
     if (j->n_tok > tg) {
-        size_t r = Q8_GROUP_BYTES / j->row_bytes / MM_ROWS * MM_ROWS;
+        size_t r = j->group_bytes / j->row_bytes / MM_ROWS * MM_ROWS;
         gr = r < MM_ROWS ? MM_ROWS : r < n ? (uint32_t)r : n;
     }
     for (uint32_t g = 0; g < n; g += gr) {

@@ -532,10 +532,11 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
      * tiles: rows clamped, the store masked), at 16 + 8 + 3 tokens */
     check_fast_shape(type, 29, n_in, 27, isa);
     /* prefill sizes below the AMX level: long tasks (16 groups of
-     * sixteen rows on one thread) whose rows go in groups of about 256
-     * KiB, each group taking every pass of tokens: one group a task at
-     * n_in 576 / 768, two (224 + 32 rows; Q8_0 112 + 112 + 32, Q6_K 144
-     * + 112) at n_in 2048, over passes of 16 and 8 tokens */
+     * sixteen rows on one thread) whose rows go in groups of 64 to 256
+     * KiB (mm_group_bytes), each group taking every pass of tokens: at
+     * 256 KiB one group a task at n_in 576 / 768, two or more (224 + 32
+     * rows; Q8_0 112 + 112 + 32, Q6_K 144 + 112) at n_in 2048, over
+     * passes of 16 and 8 tokens */
     check_fast_shape(type, 519, n_in, 70, isa);
     check_fast_shape(type, 519, 2048, 24, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
