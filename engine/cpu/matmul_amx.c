@@ -454,8 +454,7 @@ __attribute__((target(AMX_TARGET))) void cpu_mmq_rows_amx(const mm_job_t *j, uin
 {
     const int amx_type = j->type == QT_Q4_0 || j->type == QT_Q4_1 || j->type == QT_Q8_0
                          || j->type == QT_Q4_K || j->type == QT_Q5_K || j->type == QT_Q6_K;
-    if (!amx_type || j->n_tok < AMX_TOKS || j->row_bytes > INT32_MAX / 16
-        || (amx_has_min(j->type) && j->xo == NULL)) {
+    if (!amx_type || j->n_tok < AMX_TOKS || j->row_bytes > INT32_MAX / 16) {
         cpu_mmq_rows_avx512(j, o0, n);
         return;
     }

@@ -63,8 +63,8 @@ typedef struct {
  * a quarter of this CPU's L2, 64 to 256 KiB (1 MiB assumed where the size
  * is unknown).  A pass fills its tokens' terms once per group: at 64 KiB
  * a 1B model's ffn_down (3168-byte Q4_K rows) did so every sixteen rows,
- * and 256 KiB ran its prefill 512 1.3x faster on one thread of a Xeon
- * with AVX-512 and a 2 MiB L2.
+ * and 256 KiB ran that matrix at 512 tokens 1.14x faster on one thread of
+ * a Xeon with AVX-512 and a 2 MiB L2.
  */
 size_t mm_group_bytes(void);
 
@@ -144,7 +144,7 @@ int cpu_mm_x86_levels(void);
 
 /*
  * CPU_PREC_FAST, rows [o0, o0 + n) of the job, all tokens, for a Q4_0,
- * Q4_1, Q8_0 or K-quant job whose xq / xd / xls are filled: portable C
+ * Q4_1, Q8_0 or K-quant job whose xq / xd / xls / xs / xo are filled: portable C
  * (matmul_q8.c) and one kernel per x86 level (matmul_q8_x86.c; call one
  * only when cpu_mm_x86_levels() has its bit).
  */

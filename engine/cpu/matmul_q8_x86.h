@@ -281,8 +281,8 @@ Q8_INLINE float Q8_FN(offset)(const qtype_t type, const float *xs, const float *
  *   Q4_0  sum (nib - 8) x = sum nib x - 8 S
  *   Q8_0  Q8_SIGNED levels: sum w x = sum (w + 128) x - 128 S (vpdpbusd
  *         takes unsigned weights); else abs(w) times sign(x, w)
- * with S the block's sum of q_x (from its lane sums), |S| < 2^12.
- *   xq, xd, xls: the tile's first token's; sb NULL, or the tokens' offset
+ * with S the block's sum of q_x, |S| < 2^12.
+ *   xq, xd, xs (S), xo (xd * S): the tile's first token's; sb NULL, or the tokens' offset
  *   terms as offset() gives them, token t's of block b at
  *   sb[b * sb_stride(type) + t]
  */

@@ -533,10 +533,10 @@ static void check_fast(qtype_t type, cpu_isa_t isa)
     check_fast_shape(type, 29, n_in, 27, isa);
     /* prefill sizes below the AMX level: long tasks (16 groups of
      * sixteen rows on one thread) whose rows go in groups of 64 to 256
-     * KiB (mm_group_bytes), each group taking every pass of tokens: at
-     * 256 KiB one group a task at n_in 576 / 768, two or more (224 + 32
-     * rows; Q8_0 112 + 112 + 32, Q6_K 144 + 112) at n_in 2048, over
-     * passes of 16 and 8 tokens */
+     * KiB (mm_group_bytes), each group taking every pass of Q8_TOKS
+     * tokens: at 256 KiB one group a task at n_in 576 / 768, two or more
+     * at n_in 2048 (Q4_0 and Q4_K 224 + 32 rows, Q4_1 192 + 64, Q5_K 176
+     * + 80, Q6_K 144 + 112, Q8_0 112 + 112 + 32) */
     check_fast_shape(type, 519, n_in, 70, isa);
     check_fast_shape(type, 519, 2048, 24, isa);
     check_invariance(type, 37, n_in, isa, CPU_PREC_FAST);
