@@ -96,13 +96,18 @@ int main(int argc, char **argv)
                 CPU_ATTN_MAX_HEAD_DIM);
         return 2;
     }
-    for (const char *p = builds; *p;) {         /* each name known */
+    static const char *names[] = { "auto", "plain", "avx2", "avx512" };
+    unsigned wanted = 0;                        /* bit b: build b asked for */
+    for (const char *p = builds; *p;) {
         size_t n = strcspn(p, ",");
-        if (!((n == 5 && !strncmp(p, "plain", 5)) || (n == 4 && !strncmp(p, "avx2", 4)) ||
-              (n == 6 && !strncmp(p, "avx512", 6)))) {
+        int bi = CPU_ATTN_PLAIN;
+        while (bi <= CPU_ATTN_AVX512 && !(n == strlen(names[bi]) && !strncmp(p, names[bi], n)))
+            bi++;
+        if (bi > CPU_ATTN_AVX512) {
             fprintf(stderr, "bench-attention: --builds: '%.*s' is not plain, avx2 or avx512\n", (int)n, p);
             return 2;
         }
+        wanted |= 1u << bi;
         p += n + (p[n] == ',');
     }
     size_t scratch_per = cpu_attn_scratch_floats(nh, nkv, hd);
@@ -164,7 +169,6 @@ int main(int argc, char **argv)
            "           %s K/V, %u layer(s) in turn, %u thread(s); %u runs of %d calls\n",
            seqs, ntok, ctx, nh, nkv, hd, bt, f16 ? "half" : "float", layers, threads, runs, CALLS);
     printf("%-8s %12s %14s %s\n", "build", "us/call", "G mul-add/s", "bits");
-    static const char *names[] = { "auto", "plain", "avx2", "avx512" };
     int status = 0;
     size_t last = (size_t)((CALLS - 1) % (int)layers) * layer_elems * esz;
     cpu_attn_t ref = { hd, nh, nkv, bt, k + last, v + last, &b, q, want, f16 };
@@ -173,13 +177,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int bi = CPU_ATTN_PLAIN; bi <= CPU_ATTN_AVX512; bi++) {
-        int wanted = 0;
-        for (const char *p = builds; *p;) {
-            size_t n = strcspn(p, ",");
-            wanted |= n == strlen(names[bi]) && !strncmp(p, names[bi], n);
-            p += n + (p[n] == ',');
-        }
-        if (!wanted)
+        if (!(wanted & 1u << bi))
             continue;
         if (cpu_attention_force((cpu_attn_build_t)bi) != 0) {
             printf("%-8s %12s\n", names[bi], "(not on this CPU)");
