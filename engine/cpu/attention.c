@@ -10,6 +10,7 @@
 #include "base/err.h"
 #include "base/quant.h"
 #include "vexp.h"
+#include "vreduce.h"
 
 #include "matmul.h"      /* cpu_matmul_isa, cpu_isa_usable */
 #include "matmul_kern.h" /* cpu_mm_avx2_usable, cpu_mm_deq_f16_avx2 */
@@ -258,24 +259,8 @@ row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_
  */
 #define Z_TARGET "avx2,f16c,avx512f,avx512vl,avx512bw"
 
-typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 
-/* SH's eight-lane pattern applied in each half: lane i < 8 of a
-   two-operand pattern names a's lane i, lane 8 + i b's. */
-#define HX(i, h) ((i) < 8 ? (i) + 8 * (h) : (i) + 8 + 8 * (h))
-#define SH16(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector((a), (b), \
-        HX(i0, 0), HX(i1, 0), HX(i2, 0), HX(i3, 0), HX(i4, 0), HX(i5, 0), HX(i6, 0), HX(i7, 0), \
-        HX(i0, 1), HX(i1, 1), HX(i2, 1), HX(i3, 1), HX(i4, 1), HX(i5, 1), HX(i6, 1), HX(i7, 1))
-#define REDUCE_U16(d, p) (SH16(d[p], d[(p) + 4], 0, 1, 2, 3, 8, 9, 10, 11) \
-                          + SH16(d[p], d[(p) + 4], 4, 5, 6, 7, 12, 13, 14, 15))
-#define REDUCE_W16(u, v) (SH16(u, v, 0, 1, 8, 9, 4, 5, 12, 13) + SH16(u, v, 2, 3, 10, 11, 6, 7, 14, 15))
-#define reduce16(d) __extension__({                                                   \
-        v16f u0_ = REDUCE_U16(d, 0), u1_ = REDUCE_U16(d, 1), u2_ = REDUCE_U16(d, 2),  \
-             u3_ = REDUCE_U16(d, 3);                                                  \
-        v16f w0_ = REDUCE_W16(u0_, u1_), w1_ = REDUCE_W16(u2_, u3_);                  \
-        SH16(w0_, w1_, 0, 2, 8, 10, 4, 6, 12, 14) + SH16(w0_, w1_, 1, 3, 9, 11, 5, 7, 13, 15); \
-    })
 #define MAX_WITH16(m, v) do {                                \
         v16f v_ = (v);                                       \
         v16i gt_ = v_ > (m);                                 \

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "matmul_avx2.h"
+#include "vreduce.h"
 
 #define Z_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl"
 #define Z_INLINE static inline __attribute__((always_inline, target(Z_TARGET)))
@@ -407,7 +408,8 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q6_k(const uint8_t *rows, s
  * are loaded into both halves.  An odd row count repeats the last row
  * (computed, not stored).
  */
-#define Z_PAIRS (MM_ROWS / 2) /* pairs in a group of rows */
+#define Z_PAIRS (MM_ROWS / 2) /* pairs in a group of rows (reduce16 takes eight) */
+_Static_assert(Z_PAIRS == 8, "z_rows_tiled sums eight pairs a token");
 #define Z_MP    4             /* pairs per micro-kernel call */
 /* Tokens sharing one fill of the tile: each fill costs about a sixth of
  * what 64 tokens then multiply (1B Q4_K shapes, 512 tokens, one thread:
@@ -532,14 +534,18 @@ __attribute__((target(Z_TARGET))) static void z_rows_tiled(const mm_job_t *j, ui
             t += tn;
         }
     }
+    /* each token's sixteen sums at once (vreduce.h: each is hsum8 of its
+       half, the same bits), rows in order, the group's nr stored; pairs
+       past np hold repeats or zeros, in lanes not stored */
+    __mmask16 keep = (__mmask16)((1u << nr) - 1);
     for (uint32_t t = 0; t < nt; t++) {
-        float *yt = j->y + (size_t)(t0 + t) * j->n_out + o0; /* [nr] */
-        for (uint32_t p = 0; p < np; p++) {
-            __m512 v = acc[t * Z_PAIRS + p];
-            yt[2 * p] = hsum8(_mm512_castps512_ps256(v));
-            if (2 * p + 1 < nr)
-                yt[2 * p + 1] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        }
+        v16f d[Z_PAIRS];
+#pragma GCC unroll 8
+        for (int p = 0; p < Z_PAIRS; p++)
+            d[p] = (v16f)acc[t * Z_PAIRS + p];
+        v16f s = reduce16(d); /* lane i: row 2i, lane 8 + i: row 2i + 1 */
+        s = __builtin_shufflevector(s, s, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        _mm512_mask_storeu_ps(j->y + (size_t)(t0 + t) * j->n_out + o0, keep, (__m512)s);
     }
 }
 
