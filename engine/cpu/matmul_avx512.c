@@ -410,6 +410,7 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q6_k(const uint8_t *rows, s
  */
 #define Z_PAIRS (MM_ROWS / 2) /* pairs in a group of rows (reduce16 takes eight) */
 _Static_assert(Z_PAIRS == 8, "z_rows_tiled sums eight pairs a token");
+_Static_assert(MM_KC == QK_K, "z_fill_q4_k fills one super-block a chunk");
 #define Z_MP    4             /* pairs per micro-kernel call */
 /* Tokens sharing one fill of the tile: each fill costs about a sixth of
  * what 64 tokens then multiply (1B Q4_K shapes, 512 tokens, one thread:
@@ -428,13 +429,106 @@ Z_INLINE void z_pair_rows(const float *a, const float *b, float *dst, uint32_t k
     }
 }
 
-/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile
-   (dequantised into tmp [nr, MM_KC] first). */
+/* The lines of the chunk after [k0, k0 + kc) of row r into L1 (or, after
+   a row's last chunk, the first chunk of the row MM_ROWS further on):
+   cpu_mm_fill_tile_avx2's prefetches, for the fills that skip it. */
+Z_INLINE void z_fill_prefetch(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc)
+{
+    size_t off = (size_t)(k0 / j->block_elems) * j->block_bytes;
+    size_t cb = (size_t)(kc / j->block_elems) * j->block_bytes;
+    size_t ahead = k0 + kc < j->n_in ? cb : (size_t)MM_ROWS * j->row_bytes - off;
+    for (uint32_t r = 0; r < nr; r++)
+        for (size_t l = 0; l < cb; l += 64)
+            prefetch_at(rows + (size_t)r * j->row_bytes + off, ahead + l);
+}
+
+/* Pair p's rows of the chunk at byte off: a, and c (a again for a
+   missing last row). */
+Z_INLINE void z_pair_of(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t p, size_t off,
+                        const uint8_t **a, const uint8_t **c)
+{
+    *a = rows + (size_t)(2 * p) * j->row_bytes + off;
+    *c = rows + (size_t)(2 * p + 1 < nr ? 2 * p + 1 : nr - 1) * j->row_bytes + off;
+}
+
+/* Q4_0, Q4_1 and Q8_0 straight into the paired tile: z_blk gives a
+   block's element groups of both rows of a pair as the tile holds them,
+   the weights the fill's dequantiser gives (the one-token kernel's). */
+Z_INLINE void z_fill_small(const qtype_t type, const mm_job_t *j, const uint8_t *rows, uint32_t nr,
+                           uint32_t k0, uint32_t kc, float *tile)
+{
+    uint32_t bb = Z_BB(type), nb = kc / QK_SMALL;
+    for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
+        const uint8_t *a, *c;
+        z_pair_of(j, rows, nr, p, (size_t)(k0 / QK_SMALL) * bb, &a, &c);
+        float *dst = tile + (size_t)p * 2 * MM_KC; /* group g of the pair at 16 g */
+        for (uint32_t i = 0; i < nb; i++) {
+            __m512 w[4];
+            z_blk(type, a + (size_t)i * bb, c + (size_t)i * bb, w);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                _mm512_store_ps(dst + 64 * i + 16 * k, w[k]);
+        }
+    }
+}
+
+/*
+ * Q4_K straight into the paired tile (a chunk is one super-block: kc ==
+ * MM_KC == 256).  Each 32-byte run of quants holds sub-blocks 2h (low
+ * nibbles) and 2h + 1 (high); its sixteen-byte halves, both rows', are
+ * spread as z_blk spreads a block's (dword i: bytes i and 8 + i), so a
+ * shift and a lookup give eight elements of each row, and fma(q, ds,
+ * nm) with the sub-block's kq4_scales is the fill's weight
+ * (cpu_mm_deq_q4_k_avx2: the same operation on the same values).
+ */
+Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, float *tile)
+{
+    const __m512i spread = _mm512_set_epi32(0x80800f07, 0x80800e06, 0x80800d05, 0x80800c04, 0x80800b03,
+                                            0x80800a02, 0x80800901, 0x80800800, 0x80800f07, 0x80800e06,
+                                            0x80800d05, 0x80800c04, 0x80800b03, 0x80800a02, 0x80800901,
+                                            0x80800800);
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i half8 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8);
+    for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
+        const uint8_t *a, *c;
+        z_pair_of(j, rows, nr, p, (size_t)(k0 / QK_K) * j->block_bytes, &a, &c);
+        float *dst = tile + (size_t)p * 2 * MM_KC;
+        float ds[16], nm[16]; /* row a's eight sub-blocks, then row c's */
+        kq4_scales(a, ds, nm);
+        kq4_scales(c, ds + 8, nm + 8);
+        __m512 dsv = _mm512_loadu_ps(ds), nmv = _mm512_loadu_ps(nm);
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) {
+            __m512i q0 = _mm512_shuffle_epi8(z_pair16(a + 16 + 32 * h, c + 16 + 32 * h), spread);
+            __m512i q1 = _mm512_shuffle_epi8(z_pair16(a + 32 + 32 * h, c + 32 + 32 * h), spread);
+#pragma GCC unroll 2
+            for (int hi = 0; hi < 2; hi++) {
+                int sb = 2 * h + hi; /* groups 4 sb .. 4 sb + 3 */
+                __m512i ix = _mm512_add_epi32(_mm512_set1_epi32(sb), half8);
+                __m512 d = _mm512_permutexvar_ps(ix, dsv), m = _mm512_permutexvar_ps(ix, nmv);
+                float *g = dst + 16 * 4 * sb;
+                _mm512_store_ps(g, _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q0, 4 * hi), iota),
+                                                   d, m));
+                _mm512_store_ps(g + 16, _mm512_fmadd_ps(
+                                            _mm512_permutexvar_ps(_mm512_srli_epi32(q0, 8 + 4 * hi), iota), d, m));
+                _mm512_store_ps(g + 32, _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q1, 4 * hi), iota),
+                                                        d, m));
+                _mm512_store_ps(g + 48, _mm512_fmadd_ps(
+                                            _mm512_permutexvar_ps(_mm512_srli_epi32(q1, 8 + 4 * hi), iota), d, m));
+            }
+        }
+    }
+}
+
+/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile: the
+   small-block types and Q4_K directly, the others dequantised into tmp
+   [nr, MM_KC] first and paired. */
 Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc,
                      float *tile, float *tmp)
 {
     uint32_t np = (nr + 1) / 2;
-    if (j->type == QT_F32) { /* straight from the matrix */
+    switch (j->type) {
+    case QT_F32: { /* straight from the matrix */
         const float *w = (const float *)(const void *)rows + k0;
         for (uint32_t p = 0; p < np; p++) {
             uint32_t b = 2 * p + 1 < nr ? 2 * p + 1 : nr - 1;
@@ -442,6 +536,13 @@ Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32
                         tile + (size_t)p * 2 * MM_KC, kc);
         }
         return;
+    }
+    case QT_Q4_0: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_small(QT_Q4_0, j, rows, nr, k0, kc, tile); return;
+    case QT_Q4_1: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_small(QT_Q4_1, j, rows, nr, k0, kc, tile); return;
+    case QT_Q8_0: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_small(QT_Q8_0, j, rows, nr, k0, kc, tile); return;
+    case QT_Q4_K: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_q4_k(j, rows, nr, k0, tile); return;
+    default:
+        break;
     }
     cpu_mm_fill_tile_avx2(j, rows, nr, k0, kc, tmp); /* [nr, MM_KC] */
     for (uint32_t p = 0; p < np; p++) {
