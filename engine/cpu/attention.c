@@ -307,9 +307,9 @@ pair_avx512(const float *q, const float *kb, const float *vb, uint32_t hd, uint3
         sc1[j / 8] = HI8(s16);
         MAX_WITH16(bm, s16);
     }
-    MAX_WITH16(bm, SH16(bm, bm, 4, 5, 6, 7, 0, 1, 2, 3));
-    MAX_WITH16(bm, SH16(bm, bm, 2, 3, 0, 1, 6, 7, 4, 5));
-    MAX_WITH16(bm, SH16(bm, bm, 1, 0, 3, 2, 5, 4, 7, 6));
+    MAX_WITH16(bm, VR_SH16(bm, bm, 4, 5, 6, 7, 0, 1, 2, 3));
+    MAX_WITH16(bm, VR_SH16(bm, bm, 2, 3, 0, 1, 6, 7, 4, 5));
+    MAX_WITH16(bm, VR_SH16(bm, bm, 1, 0, 3, 2, 5, 4, 7, 6));
     bmax0 = bm[0] > bmax0 ? bm[0] : bmax0;
     bmax1 = bm[8] > bmax1 ? bm[8] : bmax1;
     for (; j < nb; j++) {

@@ -401,7 +401,7 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q6_k(const uint8_t *rows, s
 
 /*
  * matmul_avx2.c's tile path with the group's rows in pairs: after the
- * tile is filled (cpu_mm_fill_tile_avx2), pair p holds element group g
+ * tile is filled (z_fill, below), pair p holds element group g
  * (eight floats) of rows 2p and 2p + 1 side by side at 16g, so one
  * 64-byte load gives a register whose halves are the two rows' vectors
  * of matmul_avx2.c's micro-kernel, and the activations' eight floats
@@ -429,26 +429,27 @@ Z_INLINE void z_pair_rows(const float *a, const float *b, float *dst, uint32_t k
     }
 }
 
-/* The lines of the chunk after [k0, k0 + kc) of row r into L1 (or, after
-   a row's last chunk, the first chunk of the row MM_ROWS further on):
-   cpu_mm_fill_tile_avx2's prefetches, for the fills that skip it. */
-Z_INLINE void z_fill_prefetch(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc)
+/*
+ * Pair p's rows of the chunk [k0, k0 + kc): a, and c (a again for a
+ * missing last row).  Each of the pair's rows also prefetches what it
+ * will need next, as cpu_mm_fill_tile_avx2 does for the fills that go
+ * through it: its next chunk, or after its last chunk the first chunk
+ * of the row MM_ROWS further on; issued a pair at a time, as the pair is
+ * filled, so that they do not queue up behind each other.
+ */
+Z_INLINE void z_pair_of(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t p, uint32_t k0,
+                        uint32_t kc, const uint8_t **a, const uint8_t **c)
 {
     size_t off = (size_t)(k0 / j->block_elems) * j->block_bytes;
     size_t cb = (size_t)(kc / j->block_elems) * j->block_bytes;
     size_t ahead = k0 + kc < j->n_in ? cb : (size_t)MM_ROWS * j->row_bytes - off;
-    for (uint32_t r = 0; r < nr; r++)
-        for (size_t l = 0; l < cb; l += 64)
-            prefetch_at(rows + (size_t)r * j->row_bytes + off, ahead + l);
-}
-
-/* Pair p's rows of the chunk at byte off: a, and c (a again for a
-   missing last row). */
-Z_INLINE void z_pair_of(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t p, size_t off,
-                        const uint8_t **a, const uint8_t **c)
-{
     *a = rows + (size_t)(2 * p) * j->row_bytes + off;
     *c = rows + (size_t)(2 * p + 1 < nr ? 2 * p + 1 : nr - 1) * j->row_bytes + off;
+    for (size_t l = 0; l < cb; l += 64)
+        prefetch_at(*a, ahead + l);
+    if (2 * p + 1 < nr)
+        for (size_t l = 0; l < cb; l += 64)
+            prefetch_at(*c, ahead + l);
 }
 
 /* Q4_0, Q4_1 and Q8_0 straight into the paired tile: z_blk gives a
@@ -460,7 +461,7 @@ Z_INLINE void z_fill_small(const qtype_t type, const mm_job_t *j, const uint8_t 
     uint32_t bb = Z_BB(type), nb = kc / QK_SMALL;
     for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
         const uint8_t *a, *c;
-        z_pair_of(j, rows, nr, p, (size_t)(k0 / QK_SMALL) * bb, &a, &c);
+        z_pair_of(j, rows, nr, p, k0, kc, &a, &c);
         float *dst = tile + (size_t)p * 2 * MM_KC; /* group g of the pair at 16 g */
         for (uint32_t i = 0; i < nb; i++) {
             __m512 w[4];
@@ -491,7 +492,7 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
     const __m512i half8 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8);
     for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
         const uint8_t *a, *c;
-        z_pair_of(j, rows, nr, p, (size_t)(k0 / QK_K) * j->block_bytes, &a, &c);
+        z_pair_of(j, rows, nr, p, k0, MM_KC, &a, &c);
         float *dst = tile + (size_t)p * 2 * MM_KC;
         float ds[16], nm[16]; /* row a's eight sub-blocks, then row c's */
         kq4_scales(a, ds, nm);
@@ -520,9 +521,9 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
     }
 }
 
-/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile: the
-   small-block types and Q4_K directly, the others dequantised into tmp
-   [nr, MM_KC] first and paired. */
+/* Columns [k0, k0 + kc) of the group's nr rows into the paired tile:
+   F32 from the matrix, the small-block types and Q4_K dequantised
+   straight into it, the others into tmp [nr, MM_KC] first, then paired. */
 Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc,
                      float *tile, float *tmp)
 {
@@ -537,10 +538,10 @@ Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32
         }
         return;
     }
-    case QT_Q4_0: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_small(QT_Q4_0, j, rows, nr, k0, kc, tile); return;
-    case QT_Q4_1: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_small(QT_Q4_1, j, rows, nr, k0, kc, tile); return;
-    case QT_Q8_0: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_small(QT_Q8_0, j, rows, nr, k0, kc, tile); return;
-    case QT_Q4_K: z_fill_prefetch(j, rows, nr, k0, kc); z_fill_q4_k(j, rows, nr, k0, tile); return;
+    case QT_Q4_0: z_fill_small(QT_Q4_0, j, rows, nr, k0, kc, tile); return;
+    case QT_Q4_1: z_fill_small(QT_Q4_1, j, rows, nr, k0, kc, tile); return;
+    case QT_Q8_0: z_fill_small(QT_Q8_0, j, rows, nr, k0, kc, tile); return;
+    case QT_Q4_K: z_fill_q4_k(j, rows, nr, k0, tile); return;
     default:
         break;
     }

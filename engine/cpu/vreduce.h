@@ -26,18 +26,18 @@ typedef float v16f __attribute__((vector_size(64)));
 
 /* An eight-lane pattern applied in each half: index i < 8 of a
    two-operand pattern names a's lane i, 8 + i b's. */
-#define HX(i, h) ((i) < 8 ? (i) + 8 * (h) : (i) + 8 + 8 * (h))
-#define SH16(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector((a), (b), \
-        HX(i0, 0), HX(i1, 0), HX(i2, 0), HX(i3, 0), HX(i4, 0), HX(i5, 0), HX(i6, 0), HX(i7, 0), \
-        HX(i0, 1), HX(i1, 1), HX(i2, 1), HX(i3, 1), HX(i4, 1), HX(i5, 1), HX(i6, 1), HX(i7, 1))
-#define REDUCE_U16(d, p) (SH16(d[p], d[(p) + 4], 0, 1, 2, 3, 8, 9, 10, 11) \
-                          + SH16(d[p], d[(p) + 4], 4, 5, 6, 7, 12, 13, 14, 15))
-#define REDUCE_W16(u, v) (SH16(u, v, 0, 1, 8, 9, 4, 5, 12, 13) + SH16(u, v, 2, 3, 10, 11, 6, 7, 14, 15))
+#define VR_HX(i, h) ((i) < 8 ? (i) + 8 * (h) : (i) + 8 + 8 * (h))
+#define VR_SH16(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector((a), (b), \
+        VR_HX(i0, 0), VR_HX(i1, 0), VR_HX(i2, 0), VR_HX(i3, 0), VR_HX(i4, 0), VR_HX(i5, 0), VR_HX(i6, 0), VR_HX(i7, 0), \
+        VR_HX(i0, 1), VR_HX(i1, 1), VR_HX(i2, 1), VR_HX(i3, 1), VR_HX(i4, 1), VR_HX(i5, 1), VR_HX(i6, 1), VR_HX(i7, 1))
+#define VR_REDUCE_U16(d, p) (VR_SH16(d[p], d[(p) + 4], 0, 1, 2, 3, 8, 9, 10, 11) \
+                          + VR_SH16(d[p], d[(p) + 4], 4, 5, 6, 7, 12, 13, 14, 15))
+#define VR_REDUCE_W16(u, v) (VR_SH16(u, v, 0, 1, 8, 9, 4, 5, 12, 13) + VR_SH16(u, v, 2, 3, 10, 11, 6, 7, 14, 15))
 #define reduce16(d) __extension__({                                                   \
-        v16f u0_ = REDUCE_U16(d, 0), u1_ = REDUCE_U16(d, 1), u2_ = REDUCE_U16(d, 2),  \
-             u3_ = REDUCE_U16(d, 3);                                                  \
-        v16f w0_ = REDUCE_W16(u0_, u1_), w1_ = REDUCE_W16(u2_, u3_);                  \
-        SH16(w0_, w1_, 0, 2, 8, 10, 4, 6, 12, 14) + SH16(w0_, w1_, 1, 3, 9, 11, 5, 7, 13, 15); \
+        v16f u0_ = VR_REDUCE_U16(d, 0), u1_ = VR_REDUCE_U16(d, 1), u2_ = VR_REDUCE_U16(d, 2),  \
+             u3_ = VR_REDUCE_U16(d, 3);                                                  \
+        v16f w0_ = VR_REDUCE_W16(u0_, u1_), w1_ = VR_REDUCE_W16(u2_, u3_);                  \
+        VR_SH16(w0_, w1_, 0, 2, 8, 10, 4, 6, 12, 14) + VR_SH16(w0_, w1_, 1, 3, 9, 11, 5, 7, 13, 15); \
     })
 
 #endif

@@ -664,8 +664,10 @@ TEST(fast_k_documented_order)
  * 512-bit small-block kernel, the Q4_K lookup kernel, the paired Q6_K
  * kernel over one and three super-blocks), a few tokens, and
  * the 512-bit tile beyond MM_FEW_TOKS, over more tokens than one fill of
- * its tile serves, with odd row counts (a pair's second row repeated)
- * and float rows whose length is or is not a multiple of eight.
+ * its tile serves, over several chunks of each type's row (a chunk's
+ * first block found at its own offset), with odd row counts (a pair's
+ * second row repeated) and float rows whose length is or is not a
+ * multiple of eight.
  */
 TEST(exact_avx512_is_avx2)
 {
@@ -673,9 +675,9 @@ TEST(exact_avx512_is_avx2)
         TEST_SKIP("no AVX512 level on this machine or in this build (best here: %s)",
                   cpu_isa_name(cpu_isa_best()));
     static const struct { qtype_t type; uint32_t n_out, n_in; } shapes[] = {
-        { QT_Q4_0, 19, 320 }, { QT_Q4_1, 33, 576 }, { QT_Q8_0, 7, 96 }, { QT_Q4_K, 21, 768 },
-        { QT_Q5_K, 17, 512 }, { QT_Q6_K, 9, 256 }, { QT_Q6_K, 23, 768 }, { QT_F16, 11, 72 },
-        { QT_BF16, 5, 40 },   { QT_F32, 13, 48 },   { QT_F32, 6, 21 },
+        { QT_Q4_0, 19, 320 }, { QT_Q4_1, 33, 576 }, { QT_Q8_0, 7, 96 },   { QT_Q8_0, 13, 544 },
+        { QT_Q4_K, 21, 768 }, { QT_Q5_K, 17, 512 }, { QT_Q6_K, 9, 256 },  { QT_Q6_K, 23, 768 },
+        { QT_F16, 11, 72 },   { QT_BF16, 5, 40 },   { QT_F32, 13, 48 },   { QT_F32, 6, 21 },
     };
     static const uint32_t toks[] = { 1, 3, 9, 150 };
     const cpu_isa_t levels[2] = { CPU_ISA_AVX512, CPU_ISA_AMX };
