@@ -559,10 +559,11 @@ Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32
  *   tp   [Z_MP, 2 MM_KC]  paired weights from the chunk's first column
  *                         (pairs at or past np repeat pair np-1)
  *   x    [TN, xs]         activations from the same column
- *   acc  [TN, Z_PAIRS]    accumulators, read and written back
+ *   acc  [TN, Z_PAIRS]    accumulators, read (zeros instead on a row's
+ *                         first chunk, fresh) and written back
  */
 Z_INLINE void z_micro(const int TN, const float *tp, uint32_t np, const float *x, size_t xs,
-                      uint32_t len, __m512 *acc)
+                      uint32_t len, int fresh, __m512 *acc)
 {
     const float *wp[Z_MP];
     __m512 a[4][Z_MP];
@@ -571,7 +572,7 @@ Z_INLINE void z_micro(const int TN, const float *tp, uint32_t np, const float *x
         wp[r] = tp + (size_t)((uint32_t)r < np ? (uint32_t)r : np - 1) * 2 * MM_KC;
 #pragma GCC unroll 4
         for (int t = 0; t < TN; t++)
-            a[t][r] = acc[t * Z_PAIRS + r];
+            a[t][r] = fresh ? _mm512_setzero_ps() : acc[t * Z_PAIRS + r];
     }
     for (uint32_t k = 0; k < len; k += 8) {
         __m512 xv[4];
@@ -598,9 +599,10 @@ Z_INLINE void z_micro(const int TN, const float *tp, uint32_t np, const float *x
 #define Z_MICRO(tn)                                                                          \
     __attribute__((target(Z_TARGET))) static void z_micro_##tn(const float *tp, uint32_t np,  \
                                                               const float *x, size_t xs,     \
-                                                              uint32_t len, __m512 *acc)     \
+                                                              uint32_t len, int fresh,       \
+                                                              __m512 *acc)                   \
     {                                                                                        \
-        z_micro(tn, tp, np, x, xs, len, acc);                                                \
+        z_micro(tn, tp, np, x, xs, len, fresh, acc);                                         \
     }
 Z_MICRO(1)
 Z_MICRO(2)
@@ -612,18 +614,17 @@ Z_MICRO(4)
 __attribute__((target(Z_TARGET))) static void z_rows_tiled(const mm_job_t *j, uint32_t o0, uint32_t nr,
                                                             uint32_t t0, uint32_t nt)
 {
-    static void (*const micro[4])(const float *, uint32_t, const float *, size_t, uint32_t, __m512 *) = {
+    static void (*const micro[4])(const float *, uint32_t, const float *, size_t, uint32_t, int, __m512 *) = {
         z_micro_1, z_micro_2, z_micro_3, z_micro_4,
     };
     float tile[MM_ROWS * MM_KC] __attribute__((aligned(64))); /* [np, 2 MM_KC] */
     float tmp[MM_ROWS * MM_KC] __attribute__((aligned(64))); /* [nr, MM_KC] unpaired */
-    __m512 acc[Z_TOKS * Z_PAIRS];                             /* [token, pair] */
+    __m512 acc[Z_TOKS * Z_PAIRS];                             /* [token, pair]: the first chunk's
+                                                                 micro-kernels start them */
     const uint8_t *rows = j->w + (size_t)o0 * j->row_bytes;    /* [nr, row_bytes] */
     size_t n_in = j->n_in;
     uint32_t np = (nr + 1) / 2;
 
-    for (uint32_t i = 0; i < nt * Z_PAIRS; i++)
-        acc[i] = _mm512_setzero_ps();
     for (uint32_t k0 = 0; k0 < j->n_in; k0 += MM_KC) {
         uint32_t kc = j->n_in - k0 < MM_KC ? j->n_in - k0 : MM_KC;
         z_fill(j, rows, nr, k0, kc, tile, tmp);
@@ -631,20 +632,22 @@ __attribute__((target(Z_TARGET))) static void z_rows_tiled(const mm_job_t *j, ui
         for (uint32_t t = 0; t < nt;) {
             uint32_t tn = nt - t < 4 ? nt - t : 4;
             for (uint32_t p = 0; p < np; p += Z_MP)
-                micro[tn - 1](tile + (size_t)p * 2 * MM_KC, np - p, xc + t * n_in, n_in, kc,
+                micro[tn - 1](tile + (size_t)p * 2 * MM_KC, np - p, xc + t * n_in, n_in, kc, k0 == 0,
                               acc + t * Z_PAIRS + p);
             t += tn;
         }
     }
     /* each token's sixteen sums at once (vreduce.h: each is hsum8 of its
        half, the same bits), rows in order, the group's nr stored; pairs
-       past np hold repeats or zeros, in lanes not stored */
+       past np hold repeats (up to a whole micro-kernel's Z_MP) or, never
+       written, are taken as zeros: lanes not stored */
     __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    uint32_t written = (np + Z_MP - 1) / Z_MP * Z_MP;
     for (uint32_t t = 0; t < nt; t++) {
         v16f d[Z_PAIRS];
 #pragma GCC unroll 8
         for (int p = 0; p < Z_PAIRS; p++)
-            d[p] = (v16f)acc[t * Z_PAIRS + p];
+            d[p] = (uint32_t)p < written ? (v16f)acc[t * Z_PAIRS + p] : (v16f){ 0 };
         v16f s = reduce16(d); /* lane i: row 2i, lane 8 + i: row 2i + 1 */
         s = __builtin_shufflevector(s, s, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
         _mm512_mask_storeu_ps(j->y + (size_t)(t0 + t) * j->n_out + o0, keep, (__m512)s);
