@@ -29,85 +29,8 @@
 #include <string.h>
 
 #include "matmul_avx2.h"
+#include "matmul_zblk.h"
 #include "vreduce.h"
-
-#define Z_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl"
-#define Z_INLINE static inline __attribute__((always_inline, target(Z_TARGET)))
-
-/* Block bytes and the offset of the quants in a block of each type. */
-#define Z_BB(t) ((t) == QT_Q4_0 ? 18 : (t) == QT_Q4_1 ? 20 : 34)
-#define Z_QS(t) ((t) == QT_Q4_1 ? 4 : 2)
-
-/* Sixteen bytes at a in 128-bit lanes 0 and 1, sixteen at c in lanes 2 and 3. */
-Z_INLINE __m512i z_pair16(const uint8_t *a, const uint8_t *c)
-{
-    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)a));
-    return _mm512_mask_broadcast_i32x4(v, 0xFF00, _mm_loadu_si128((const __m128i *)(const void *)c));
-}
-
-/* The halves at a and at c, converted exactly: lanes 0-7 a's, 8-15 c's. */
-Z_INLINE __m512 z_halves(const uint8_t *a, const uint8_t *c)
-{
-    __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(rd_u16(a) | (uint32_t)rd_u16(c) << 16)));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                 _mm512_castps128_ps512(dd));
-}
-
-/*
- * Block b of rows a (lanes 0-7) and c (lanes 8-15): w[k] holds elements
- * 8k .. 8k+7 of each, computed as blk_q4_0 / blk_q4_1 / blk_q8_0 compute
- * them.  The two rows' halves (d, and Q4_1's m) are converted together.
- * The quants reach their lanes by one byte shuffle of both rows' bytes,
- * and a nibble becomes a float by a lookup (one vpermps for an and and a
- * conversion): 25 operations on the two vector ports for 64 weights
- * became 22, and a Q4_1 matrix of the default model went from 4.4 to 4.9
- * weights a cycle at 3 GHz (one thread, hot or streamed alike: bound by
- * the ports).
- */
-Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m512 w[4])
-{
-    if (type == QT_Q8_0) {
-        /* byte 8k + j into the top byte of dword j: q * 2^24, converted
-           exactly; times d * 2^-24 (exact for any half) it is q * d, the
-           product blk_q8_0 forms (exact too: 8 by 11 significant bits) */
-        const __m512i top0 = _mm512_set_epi32(0x07808080, 0x06808080, 0x05808080, 0x04808080, 0x03808080,
-                                              0x02808080, 0x01808080, 0x00808080, 0x07808080, 0x06808080,
-                                              0x05808080, 0x04808080, 0x03808080, 0x02808080, 0x01808080,
-                                              0x00808080);
-        const __m512i top8 = _mm512_add_epi32(top0, _mm512_set1_epi32(0x08000000));
-        __m512 d = _mm512_mul_ps(z_halves(a, c), _mm512_set1_ps(0x1p-24f));
-        __m512i q0 = z_pair16(a + 2, c + 2), q1 = z_pair16(a + 18, c + 18);
-        w[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(q0, top0)), d);
-        w[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(q0, top8)), d);
-        w[2] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(q1, top0)), d);
-        w[3] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(q1, top8)), d);
-        return;
-    }
-    /* dword j of each row: quant bytes j and 8 + j, so its four nibbles are
-       elements j, 16 + j (bits 0-3, 4-7) and 8 + j, 24 + j (bits 8-11, 12-15) */
-    const __m512i spread = _mm512_set_epi32(0x80800f07, 0x80800e06, 0x80800d05, 0x80800c04, 0x80800b03,
-                                            0x80800a02, 0x80800901, 0x80800800, 0x80800f07, 0x80800e06,
-                                            0x80800d05, 0x80800c04, 0x80800b03, 0x80800a02, 0x80800901,
-                                            0x80800800);
-    __m512i q = _mm512_shuffle_epi8(z_pair16(a + Z_QS(type), c + Z_QS(type)), spread);
-    __m512 d, m;
-    if (type == QT_Q4_1) { /* [d_a, m_a, d_c, m_c] */
-        __m128 dm = _mm_cvtph_ps(_mm_unpacklo_epi32(_mm_cvtsi32_si128((int)rd_u32(a)),
-                                                    _mm_cvtsi32_si128((int)rd_u32(c))));
-        __m512 dm5 = _mm512_castps128_ps512(dm);
-        d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), dm5);
-        m = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), dm5);
-    } else { /* Q4_0: fma(q, d, -8d), as blk_q4_0 */
-        d = z_halves(a, c);
-        m = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
-    }
-    /* a nibble's value by looking it up (vpermps reads an index's low four bits) */
-    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    w[0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(q, iota), d, m);
-    w[1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, 8), iota), d, m);
-    w[2] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), iota), d, m);
-    w[3] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, 12), iota), d, m);
-}
 
 /* The RM rows of a group from row r0 of n, rb bytes apart: rows past n
  * repeat row n - 1 (computed, not stored). */
@@ -310,26 +233,8 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, s
  */
 #define ZK6_RP 2 /* pairs of rows at a time */
 
-/* 32 bytes at a and 32 at c, interleaved by eights: a's 8u.., c's 8u.. */
-Z_INLINE __m512i z_pair32(const uint8_t *a, const uint8_t *c)
-{
-    return _mm512_permutex2var_epi64(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)a)),
-                                     _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11),
-                                     _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)c)));
-}
-
-/* kq6_scales of the super-block at b: lane i holds d * scales[i], the
- * same one rounding. */
-Z_INLINE __m512 z_k6_scales(const uint8_t *b)
-{
-    __m512 d = _mm512_set1_ps(ld_f16(b + 208));
-    __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
-    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
-}
-
 Z_INLINE void z_dot1_k6(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb, const float *x, float *y)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30), b32 = _mm512_set1_epi8(32);
     for (uint32_t r0 = 0; r0 < n; r0 += 2 * ZK6_RP) {
         const uint8_t *p[2 * ZK6_RP];
         __m512 acc[ZK6_RP];
@@ -362,25 +267,13 @@ Z_INLINE void z_dot1_k6(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
                     for (int u = 0; u < 4; u++) /* elements 128h + 32g + 8u .. +7 in both halves */
                         xv[u] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
                             _mm256_loadu_pd((const double *)(const void *)(xb + 128 * h + 32 * g + 8 * u))));
-                    const int k = 8 * h + 2 * g; /* the scales of u = 0, 1; k + 1 those of u = 2, 3 */
-                    const __m512i s0 = _mm512_setr_epi32(k, k, k, k, k, k, k, k, 16 + k, 16 + k, 16 + k,
-                                                         16 + k, 16 + k, 16 + k, 16 + k, 16 + k);
-                    const __m512i s1 = _mm512_add_epi32(s0, _mm512_set1_epi32(1));
 #pragma GCC unroll 2
                     for (int i = 0; i < ZK6_RP; i++) {
-                        __m512i a = z_pair32(blk[2 * i] + 64 * h + 32 * (g & 1),
-                                             blk[2 * i + 1] + 64 * h + 32 * (g & 1));
-                        a = (g & 2) ? _mm512_and_si512(_mm512_srli_epi16(a, 4), m4) : _mm512_and_si512(a, m4);
-                        __m512i hb = g == 3 ? _mm512_srli_epi16(qh[i], 2) : _mm512_slli_epi16(qh[i], 4 - 2 * g);
-                        const __m512i q8 = _mm512_sub_epi8(_mm512_or_si512(a, _mm512_and_si512(hb, m30)), b32);
-                        const __m512 d[2] = { _mm512_permutex2var_ps(sa[i], s0, sc[i]),
-                                              _mm512_permutex2var_ps(sa[i], s1, sc[i]) };
+                        __m512 w[4];
+                        z_k6_quarter(blk[2 * i], blk[2 * i + 1], qh[i], h, g, sa[i], sc[i], w);
 #pragma GCC unroll 4
-                        for (int u = 0; u < 4; u++) {
-                            __m512 q = _mm512_cvtepi32_ps(
-                                _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, u)));
-                            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(q, d[u / 2]), xv[u], acc[i]);
-                        }
+                        for (int u = 0; u < 4; u++)
+                            acc[i] = _mm512_fmadd_ps(w[u], xv[u], acc[i]);
                     }
                 }
             }
@@ -484,10 +377,6 @@ Z_INLINE void z_fill_small(const qtype_t type, const mm_job_t *j, const uint8_t 
  */
 Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, float *tile)
 {
-    const __m512i spread = _mm512_set_epi32(0x80800f07, 0x80800e06, 0x80800d05, 0x80800c04, 0x80800b03,
-                                            0x80800a02, 0x80800901, 0x80800800, 0x80800f07, 0x80800e06,
-                                            0x80800d05, 0x80800c04, 0x80800b03, 0x80800a02, 0x80800901,
-                                            0x80800800);
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i half8 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8);
     for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
@@ -500,8 +389,8 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
         __m512 dsv = _mm512_loadu_ps(ds), nmv = _mm512_loadu_ps(nm);
 #pragma GCC unroll 4
         for (int h = 0; h < 4; h++) {
-            __m512i q0 = _mm512_shuffle_epi8(z_pair16(a + 16 + 32 * h, c + 16 + 32 * h), spread);
-            __m512i q1 = _mm512_shuffle_epi8(z_pair16(a + 32 + 32 * h, c + 32 + 32 * h), spread);
+            __m512i q0 = z_spread16(a + 16 + 32 * h, c + 16 + 32 * h);
+            __m512i q1 = z_spread16(a + 32 + 32 * h, c + 32 + 32 * h);
 #pragma GCC unroll 2
             for (int hi = 0; hi < 2; hi++) {
                 int sb = 2 * h + hi; /* groups 4 sb .. 4 sb + 3 */
@@ -521,8 +410,33 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
     }
 }
 
+/* Q6_K straight into the paired tile (one super-block a chunk), by the
+   one-token kernel's quarters (z_k6_quarter): cpu_mm_deq_q6_k_avx2's
+   weights. */
+Z_INLINE void z_fill_q6_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, float *tile)
+{
+    for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
+        const uint8_t *a, *c;
+        z_pair_of(j, rows, nr, p, k0, MM_KC, &a, &c);
+        float *dst = tile + (size_t)p * 2 * MM_KC;
+        __m512 sa = z_k6_scales(a), sc = z_k6_scales(c);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i qh = z_pair32(a + 128 + 32 * h, c + 128 + 32 * h);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512 w[4];
+                z_k6_quarter(a, c, qh, h, g, sa, sc, w);
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) /* element group 16h + 4g + u */
+                    _mm512_store_ps(dst + 16 * (16 * h + 4 * g + u), w[u]);
+            }
+        }
+    }
+}
+
 /* Columns [k0, k0 + kc) of the group's nr rows into the paired tile:
-   F32 from the matrix, the small-block types and Q4_K dequantised
+   F32 from the matrix, the small-block types, Q4_K and Q6_K dequantised
    straight into it, the others into tmp [nr, MM_KC] first, then paired. */
 Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, uint32_t kc,
                      float *tile, float *tmp)
@@ -542,6 +456,7 @@ Z_INLINE void z_fill(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32
     case QT_Q4_1: z_fill_small(QT_Q4_1, j, rows, nr, k0, kc, tile); return;
     case QT_Q8_0: z_fill_small(QT_Q8_0, j, rows, nr, k0, kc, tile); return;
     case QT_Q4_K: z_fill_q4_k(j, rows, nr, k0, tile); return;
+    case QT_Q6_K: z_fill_q6_k(j, rows, nr, k0, tile); return;
     default:
         break;
     }
