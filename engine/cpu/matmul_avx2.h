@@ -83,7 +83,7 @@ AVX2_INLINE float ld_f16(const uint8_t *p)
  * fma(q, ds[j], nm[j]) with ds[j] = d * sc_j and nm[j] = -(dmin * m_j)
  * from kq4_scales: one rounding, the same on every path.
  */
-AVX2_INLINE void kq4_scales(const uint8_t *b, float ds[8], float nm[8])
+AVX2_INLINE void kq4_scales_v(const uint8_t *b, __m256 *ds, __m256 *nm)
 {
     /* mm_k4_scale_min for all eight sub-blocks at once, a byte each:
      * j < 4 from the low six bits of bytes j and j + 4, j >= 4 from the
@@ -95,9 +95,17 @@ AVX2_INLINE void kq4_scales(const uint8_t *b, float ds[8], float nm[8])
     uint64_t m = (w1 & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
     __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
     __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
-    _mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_set1_ps(ld_f16(b)), scf));
-    _mm256_storeu_ps(nm, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(b + 2)), mf),
-                                       _mm256_set1_ps(-0.0f)));
+    *ds = _mm256_mul_ps(_mm256_set1_ps(ld_f16(b)), scf);
+    *nm = _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(b + 2)), mf), _mm256_set1_ps(-0.0f));
+}
+
+/* The same into arrays. */
+AVX2_INLINE void kq4_scales(const uint8_t *b, float ds[8], float nm[8])
+{
+    __m256 d, m;
+    kq4_scales_v(b, &d, &m);
+    _mm256_storeu_ps(ds, d);
+    _mm256_storeu_ps(nm, m);
 }
 
 /* Bytes v as four vectors of eight int32 (elements 8u .. 8u + 7 in q[u]),

@@ -383,10 +383,14 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
         const uint8_t *a, *c;
         z_pair_of(j, rows, nr, p, k0, MM_KC, &a, &c);
         float *dst = tile + (size_t)p * 2 * MM_KC;
-        float ds[16], nm[16]; /* row a's eight sub-blocks, then row c's */
-        kq4_scales(a, ds, nm);
-        kq4_scales(c, ds + 8, nm + 8);
-        __m512 dsv = _mm512_loadu_ps(ds), nmv = _mm512_loadu_ps(nm);
+        __m256 da, ma, dc, mc; /* row a's eight sub-blocks' scales, then row c's, in registers
+                                  (a 64-byte load of two 32-byte stores waits for both) */
+        kq4_scales_v(a, &da, &ma);
+        kq4_scales_v(c, &dc, &mc);
+        __m512 dsv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(da)),
+                                                         _mm256_castps_pd(dc), 1));
+        __m512 nmv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(ma)),
+                                                         _mm256_castps_pd(mc), 1));
 #pragma GCC unroll 4
         for (int h = 0; h < 4; h++) {
             __m512i q0 = z_spread16(a + 16 + 32 * h, c + 16 + 32 * h);
