@@ -215,7 +215,8 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, s
 
 /*
  * Q6_K, one token: matmul_kq_avx2.c's grp_dot_k6 with two rows a
- * register, as z_dot1 pairs the small-block kernel's rows.  Per quarter
+ * register, as z_dot1 pairs the small-block kernel's rows (the weights
+ * by matmul_zblk.h's z_k6_quarter).  Per quarter
  * (h, g) of a super-block the pair's 32 + 32 quant bytes are formed
  * together, kq6_q32's byte operations on a register holding row a's
  * eight bytes 8u .. 8u + 7 and then row c's, for u = 0..3 in turn, so
@@ -303,7 +304,7 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q6_k(const uint8_t *rows, s
  */
 #define Z_PAIRS (MM_ROWS / 2) /* pairs in a group of rows (reduce16 takes eight) */
 _Static_assert(Z_PAIRS == 8, "z_rows_tiled sums eight pairs a token");
-_Static_assert(MM_KC == QK_K, "z_fill_q4_k fills one super-block a chunk");
+_Static_assert(MM_KC == QK_K, "z_fill_q4_k and z_fill_q6_k fill one super-block a chunk");
 #define Z_MP    4             /* pairs per micro-kernel call */
 /* Tokens sharing one fill of the tile: each fill costs about a sixth of
  * what 64 tokens then multiply (1B Q4_K shapes, 512 tokens, one thread:

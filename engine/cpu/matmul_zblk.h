@@ -7,7 +7,7 @@
  * Each weight is the float that matmul_avx2.c's and matmul_kq_avx2.c's
  * dequantisers give it (see each function), so both uses keep the AVX2
  * kernels' bits.  Include only from code built for the AVX512 level, on
- * x86-64, after matmul_avx2.h.
+ * x86-64.
  */
 #ifndef LLAMAD_CPU_MATMUL_ZBLK_H
 #define LLAMAD_CPU_MATMUL_ZBLK_H
@@ -136,9 +136,11 @@ Z_INLINE void z_k6_quarter(const uint8_t *a, const uint8_t *c, __m512i qh, int h
     __m512i hb = g == 3 ? _mm512_srli_epi16(qh, 2) : _mm512_slli_epi16(qh, 4 - 2 * g);
     const __m512i q8 = _mm512_sub_epi8(_mm512_or_si512(q, _mm512_and_si512(hb, m30)), b32);
     const __m512 d[2] = { _mm512_permutex2var_ps(sa, s0, sc), _mm512_permutex2var_ps(sa, s1, sc) };
-#pragma GCC unroll 4
-    for (int u = 0; u < 4; u++)
-        w[u] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, u))), d[u / 2]);
+    /* 128-bit lane u widened (the lane a constant: Clang wants one) */
+    w[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, 0))), d[0]);
+    w[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, 1))), d[0]);
+    w[2] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, 2))), d[1]);
+    w[3] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q8, 3))), d[1]);
 }
 
 #endif

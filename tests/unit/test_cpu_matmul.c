@@ -677,7 +677,8 @@ TEST(exact_avx512_is_avx2)
     static const struct { qtype_t type; uint32_t n_out, n_in; } shapes[] = {
         { QT_Q4_0, 19, 320 }, { QT_Q4_1, 33, 576 }, { QT_Q8_0, 7, 96 },   { QT_Q8_0, 13, 544 },
         { QT_Q4_K, 21, 768 }, { QT_Q5_K, 17, 512 }, { QT_Q6_K, 9, 256 },  { QT_Q6_K, 23, 768 },
-        { QT_F16, 11, 72 },   { QT_BF16, 5, 40 },   { QT_F32, 13, 48 },   { QT_F32, 6, 21 },
+        { QT_Q6_K, 13, 768 }, { QT_F16, 11, 72 },   { QT_BF16, 5, 40 },   { QT_F32, 13, 48 },
+        { QT_F32, 6, 21 },
     };
     static const uint32_t toks[] = { 1, 3, 9, 150 };
     const cpu_isa_t levels[2] = { CPU_ISA_AVX512, CPU_ISA_AMX };
