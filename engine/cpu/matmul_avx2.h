@@ -81,7 +81,8 @@ AVX2_INLINE float ld_f16(const uint8_t *p)
  * low and high nibbles of qs[32p .. 32p+31]; Q5_K adds bit j of qh[l] as
  * bit 4 of element l of sub-block j.  A weight of sub-block j is
  * fma(q, ds[j], nm[j]) with ds[j] = d * sc_j and nm[j] = -(dmin * m_j)
- * from kq4_scales: one rounding, the same on every path.
+ * from kq4_scales_v (kq4_scales: the same into arrays): one rounding, the
+ * same on every path.
  */
 AVX2_INLINE void kq4_scales_v(const uint8_t *b, __m256 *ds, __m256 *nm)
 {

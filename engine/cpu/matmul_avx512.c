@@ -373,7 +373,7 @@ Z_INLINE void z_fill_small(const qtype_t type, const mm_job_t *j, const uint8_t 
  * nibbles) and 2h + 1 (high); its sixteen-byte halves, both rows', are
  * spread as z_blk spreads a block's (dword i: bytes i and 8 + i), so a
  * shift and a lookup give eight elements of each row, and fma(q, ds,
- * nm) with the sub-block's kq4_scales is the fill's weight
+ * nm) with the sub-block's kq4_scales_v is the fill's weight
  * (cpu_mm_deq_q4_k_avx2: the same operation on the same values).
  */
 Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, float *tile)

@@ -56,10 +56,9 @@ Z_INLINE __m512 z_halves(const uint8_t *a, const uint8_t *c)
  * them.  The two rows' halves (d, and Q4_1's m) are converted together.
  * The quants reach their lanes by one byte shuffle of both rows' bytes,
  * and a nibble becomes a float by a lookup (one vpermps for an and and a
- * conversion): 25 operations on the two vector ports for 64 weights
- * became 22, and a Q4_1 matrix of the default model went from 4.4 to 4.9
- * weights a cycle at 3 GHz (one thread, hot or streamed alike: bound by
- * the ports).
+ * conversion): 22 operations on the two vector ports for 64 weights; a
+ * Q4_1 matrix of the default model runs 4.9 weights a cycle at 3 GHz
+ * (one thread, hot or streamed alike: bound by the ports).
  */
 Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m512 w[4])
 {

@@ -664,10 +664,10 @@ TEST(fast_k_documented_order)
  * 512-bit small-block kernel, the Q4_K lookup kernel, the paired Q6_K
  * kernel over one and three super-blocks), a few tokens, and
  * the 512-bit tile beyond MM_FEW_TOKS, over more tokens than one fill of
- * its tile serves, over several chunks of each type's row (a chunk's
- * first block found at its own offset), with odd row counts (a pair's
- * second row repeated) and float rows whose length is or is not a
- * multiple of eight.
+ * its tile serves, over several chunks of each quantised type's row (a
+ * chunk's first block found at its own offset), with odd row counts (a
+ * pair's second row repeated) and float rows whose length is or is not
+ * a multiple of eight.
  */
 TEST(exact_avx512_is_avx2)
 {
