@@ -141,22 +141,21 @@ static inline __attribute__((always_inline)) void prefetch_some(prefetch_t *pf)
     }
 }
 
-/* Two query rows at once: the heads at q and q + hd, whose rows are r and
-   r + 1 (accumulators ac and ac + hd / 8, mx[0..1], dn[0..1]). */
-typedef void pair_fn(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale,
-                     v8f *ac, float *mx, float *dn, prefetch_t *pf);
+/* g heads of one token at once (the AVX512 build's kernel): rows q, q +
+   hd, ..., accumulators ac, ac + hd / 8, ..., mx[0..g), dn[0..g). */
+typedef void group_fn(const float *q, const float *kb, const void *vb, int vh, uint32_t hd, uint32_t nb,
+                      float scale, uint32_t g, v8f *ac, float *mx, float *dn, prefetch_t *pf);
 
 /*
- * One query row (q, its accumulator ac, its running maximum *mxr and sum
- * *dnr) over the first nb keys of one block (kb, vb: B x hd floats), in
- * the order attention.h states.
+ * One query row's scores q.k over the first nb keys of one block (kb: B x
+ * hd floats) into sc (B <= 64; the last vector's spare lanes -inf), in
+ * the order attention.h states; returns their maximum (a NaN never wins;
+ * -inf where there is none).
  */
-static inline __attribute__((always_inline)) void
-row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale, v8f *ac,
-          float *mxr, float *dnr, prefetch_t *pf)
+static inline __attribute__((always_inline)) float
+row_scores(const float *q, const float *kb, uint32_t hd, uint32_t nb, float scale, v8f *sc, prefetch_t *pf)
 {
     uint32_t nv = hd / 8;
-    v8f sc[8];                          /* B <= 64 scores */
     float *scores = (float *)sc, bmax = -INFINITY;
     for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
         scores[j] = -INFINITY;          /* the last vector's spare lanes */
@@ -199,6 +198,21 @@ row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_
                     * scale;
         bmax = scores[j] > bmax ? scores[j] : bmax;
     }
+    return bmax;
+}
+
+/*
+ * One query row (q, its accumulator ac, its running maximum *mxr and sum
+ * *dnr) over the first nb keys of one block (kb, vb: B x hd floats), in
+ * the order attention.h states.
+ */
+static inline __attribute__((always_inline)) void
+row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale, v8f *ac,
+          float *mxr, float *dnr, prefetch_t *pf)
+{
+    uint32_t nv = hd / 8;
+    v8f sc[8];                          /* B <= 64 scores */
+    float *scores = (float *)sc, bmax = row_scores(q, kb, hd, nb, scale, sc, pf);
     float new_max = bmax > *mxr ? bmax : *mxr;
     v8f corr = { *mxr - new_max };     /* -inf on the first block: exp gives 0 */
     vexp8(&corr);
@@ -251,13 +265,18 @@ row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_
 
 #ifdef ATT_X86
 /*
- * The AVX512 build: the rows of two heads of a group (one token, so the
- * same keys) side by side in 512-bit registers, each in its own eight
- * lanes, so that one load of a key's (or value's) eight floats serves
- * both.  Every lane does what row_block does for its row, in the same
- * order: a row's bits are row_block's (test_cpu_attention, every build).
+ * The AVX512 build: the rows of a group's heads for one token (so the
+ * same keys) at once.  The scores of two heads go side by side in 512-bit
+ * registers, each in its own eight lanes, so that one load of a key's
+ * eight floats serves both (an odd last head runs row_scores); the
+ * softmax runs sixteen lanes of a head at a time; and p v runs each row
+ * as 512-bit vectors of sixteen elements, a loaded value vector serving
+ * every head.  Every lane does what row_block does for its row, in the
+ * same order: a row's bits are row_block's (test_cpu_attention, every
+ * build).
  */
 #define Z_TARGET "avx2,f16c,avx512f,avx512vl,avx512bw"
+#define GROUP_MAX 4             /* heads a group_avx512 call takes */
 
 typedef int32_t v16i __attribute__((vector_size(64)));
 
@@ -274,18 +293,17 @@ typedef int32_t v16i __attribute__((vector_size(64)));
    shuffle of a loaded ymm would take a port that the multiplies use. */
 #define BCAST8(p) ((v16f)_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)(const void *)(p))))
 
-__attribute__((target(Z_TARGET))) static void
-pair_avx512(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_t nb, float scale, v8f *ac,
-            float *mx, float *dn, prefetch_t *pf)
+/* row_scores for the heads at q and q + hd at once, into sc0 and sc1;
+   their maxima in bmax[0..1]. */
+__attribute__((target(Z_TARGET))) static inline __attribute__((always_inline)) void
+pair_scores(const float *q, const float *kb, uint32_t hd, uint32_t nb, float scale, v8f *sc0, v8f *sc1,
+            float *bmax, prefetch_t *pf)
 {
     uint32_t nv = hd / 8;
     const float *q1 = q + hd;
-    v8f *ac1 = ac + nv;
-    v8f sc0[8], sc1[8];                 /* B <= 64 scores a row */
     float *s0 = (float *)sc0, *s1 = (float *)sc1;
     for (uint32_t j = nb; j < (nb + 7) / 8 * 8; j++)
         s0[j] = s1[j] = -INFINITY;
-    float bmax0 = -INFINITY, bmax1 = -INFINITY;
     v16f bm = { -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
                 -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY };
     uint32_t j = 0;
@@ -300,7 +318,7 @@ pair_avx512(const float *q, const float *kb, const float *vb, uint32_t hd, uint3
             for (int k8 = 0; k8 < 8; k8++)
                 d[k8] += qv * BCAST8(kb + (uint64_t)(j + (uint32_t)k8) * hd + 8 * x);
         }
-        prefetch_some(pf);              /* as often as two rows of row_block */
+        prefetch_some(pf);              /* as often as two rows of row_scores */
         prefetch_some(pf);
         v16f s16 = reduce16(d) * scale;
         sc0[j / 8] = LO8(s16);
@@ -310,8 +328,8 @@ pair_avx512(const float *q, const float *kb, const float *vb, uint32_t hd, uint3
     MAX_WITH16(bm, VR_SH16(bm, bm, 4, 5, 6, 7, 0, 1, 2, 3));
     MAX_WITH16(bm, VR_SH16(bm, bm, 2, 3, 0, 1, 6, 7, 4, 5));
     MAX_WITH16(bm, VR_SH16(bm, bm, 1, 0, 3, 2, 5, 4, 7, 6));
-    bmax0 = bm[0] > bmax0 ? bm[0] : bmax0;
-    bmax1 = bm[8] > bmax1 ? bm[8] : bmax1;
+    bmax[0] = bm[0];                    /* -inf where there are no eight */
+    bmax[1] = bm[8];
     for (; j < nb; j++) {
         const float *kr = kb + (uint64_t)j * hd;
         v16f d = { 0 };
@@ -323,68 +341,128 @@ pair_avx512(const float *q, const float *kb, const float *vb, uint32_t hd, uint3
         }
         s0[j] = (((d[0] + d[4]) + (d[2] + d[6])) + ((d[1] + d[5]) + (d[3] + d[7]))) * scale;
         s1[j] = (((d[8] + d[12]) + (d[10] + d[14])) + ((d[9] + d[13]) + (d[11] + d[15]))) * scale;
-        bmax0 = s0[j] > bmax0 ? s0[j] : bmax0;
-        bmax1 = s1[j] > bmax1 ? s1[j] : bmax1;
+        bmax[0] = s0[j] > bmax[0] ? s0[j] : bmax[0];
+        bmax[1] = s1[j] > bmax[1] ? s1[j] : bmax[1];
     }
-    float nm0 = bmax0 > mx[0] ? bmax0 : mx[0], nm1 = bmax1 > mx[1] ? bmax1 : mx[1];
-    v8f corr = { mx[0] - nm0, mx[1] - nm1 };  /* each lane's exp is its own */
-    vexp8(&corr);
-    dn[0] *= corr[0];
-    dn[1] *= corr[1];
-    for (uint32_t x = 0; x < nv; x++) {
-        ac[x] *= corr[0];
-        ac1[x] *= corr[1];
-    }
-    for (uint32_t c = 0; c < (nb + 7) / 8; c++) {
-        sc0[c] -= nm0;
-        vexp8(&sc0[c]);
-        sc1[c] -= nm1;
-        vexp8(&sc1[c]);
-    }
-    float d0 = dn[0], d1 = dn[1];
-    uint32_t x0 = 0;
-    for (; x0 + 8 <= nv; x0 += 8) {
-        v16f al[8];
-        for (int x = 0; x < 8; x++)
-            al[x] = CAT(ac[x0 + x], ac1[x0 + x]);
-        for (uint32_t k = 0; k < nb; k++) {
-            float p0 = s0[k], p1 = s1[k];
-            prefetch_some(pf);
-            prefetch_some(pf);
-            if (x0 == 0) {
-                d0 += p0;
-                d1 += p1;
-            }
-            v16f pp = { p0, p0, p0, p0, p0, p0, p0, p0, p1, p1, p1, p1, p1, p1, p1, p1 };
-            const float *vr = vb + (uint64_t)k * hd + 8 * x0;
-#pragma GCC unroll 8
-            for (int x = 0; x < 8; x++)
-                al[x] += pp * BCAST8(vr + 8 * x);
-        }
-        for (int x = 0; x < 8; x++) {
-            ac[x0 + x] = LO8(al[x]);
-            ac1[x0 + x] = HI8(al[x]);
-        }
-    }
-    for (; x0 < nv; x0++) {
-        v16f a1 = CAT(ac[x0], ac1[x0]);
-        for (uint32_t k = 0; k < nb; k++) {
-            float p0 = s0[k], p1 = s1[k];
-            if (x0 == 0) {
-                d0 += p0;
-                d1 += p1;
-            }
-            v16f pp = { p0, p0, p0, p0, p0, p0, p0, p0, p1, p1, p1, p1, p1, p1, p1, p1 };
-            a1 += pp * BCAST8(vb + (uint64_t)k * hd + 8 * x0);
-        }
-        ac[x0] = LO8(a1);
-        ac1[x0] = HI8(a1);
-    }
-    dn[0] = d0;
-    dn[1] = d1;
-    mx[0] = nm0;
-    mx[1] = nm1;
 }
+
+/*
+ * p v for G heads over a chunk of w floats (at most 64, a multiple of 8)
+ * of their rows, at element c: a row's chunk as up to four vectors of
+ * sixteen (the last one masked to eight where w is not a multiple of
+ * sixteen), each element's sum taking the keys in order; on the first
+ * chunk each head's sum of p as well, in the same order.  V is floats,
+ * or (VH) halves widened here, sixteen at a time: exact, so the same
+ * floats as tile_body's widening, and each value is widened once for
+ * all G heads.
+ */
+__attribute__((target(Z_TARGET))) static inline __attribute__((always_inline)) void
+group_pv(const int G, const int VH, const v8f (*sc)[8], const void *vb, uint32_t hd, uint32_t nb, uint32_t c,
+         uint32_t w, v8f *ac, float *dn, prefetch_t *pf)
+{
+    uint32_t nv = hd / 8, nz = (w + 15) / 16;
+    __mmask16 mask[4];
+    for (uint32_t m = 0; m < 4; m++)
+        mask[m] = m >= nz ? 0 : m + 1 < nz || w % 16 == 0 ? (__mmask16)0xffff : (__mmask16)0x00ff;
+    __m512 al[GROUP_MAX][4];
+    float ds[GROUP_MAX];
+#pragma GCC unroll 4
+    for (int h = 0; h < G; h++) {
+        ds[h] = dn[h];
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++)
+            al[h][m] = _mm512_maskz_loadu_ps(mask[m], (const float *)(ac + (size_t)h * nv) + c + 16 * m);
+    }
+    for (uint32_t k = 0; k < nb; k++) {
+        __m512 v[4];
+        prefetch_some(pf);              /* once a key: more stalled on the fill buffers */
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++)
+            v[m] = VH ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                            mask[m], (const uint16_t *)vb + (uint64_t)k * hd + c + 16 * m))
+                      : _mm512_maskz_loadu_ps(mask[m], (const float *)vb + (uint64_t)k * hd + c + 16 * m);
+#pragma GCC unroll 4
+        for (int h = 0; h < G; h++) {
+            float p = ((const float *)sc[h])[k];
+            if (c == 0)
+                ds[h] += p;
+            __m512 pp = _mm512_set1_ps(p);
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++)
+                al[h][m] = _mm512_add_ps(al[h][m], _mm512_mul_ps(pp, v[m]));
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < G; h++) {
+        dn[h] = ds[h];
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++)
+            _mm512_mask_storeu_ps((float *)(ac + (size_t)h * nv) + c + 16 * m, mask[m], al[h][m]);
+    }
+}
+
+/*
+ * G consecutive heads of one token (rows q, accumulators ac, maxima mx and
+ * sums dn, each G rows on) over the first nb keys of one block: keys kb
+ * as floats, values vb as floats or (VH) halves.
+ */
+__attribute__((target(Z_TARGET))) static inline __attribute__((always_inline)) void
+group_body(const int G, const int VH, const float *q, const float *kb, const void *vb, uint32_t hd, uint32_t nb,
+           float scale, v8f *ac, float *mx, float *dn, prefetch_t *pf)
+{
+    uint32_t nv = hd / 8;
+    v8f sc[GROUP_MAX][8];               /* B <= 64 scores a head */
+    float bmax[GROUP_MAX], nm[GROUP_MAX];
+    int h = 0;
+    for (; h + 2 <= G; h += 2)
+        pair_scores(q + (size_t)h * hd, kb, hd, nb, scale, sc[h], sc[h + 1], bmax + h, pf);
+    if (h < G)
+        bmax[h] = row_scores(q + (size_t)h * hd, kb, hd, nb, scale, sc[h], pf);
+    v16f corr = { 0 };
+    for (h = 0; h < G; h++) {
+        nm[h] = bmax[h] > mx[h] ? bmax[h] : mx[h];
+        corr[h] = mx[h] - nm[h];        /* -inf on the first block: exp gives 0 */
+    }
+    vexp16(&corr);                      /* each lane's exp is its own */
+    for (h = 0; h < G; h++) {
+        float *s = (float *)sc[h];
+        for (uint32_t j = (nb + 7) / 8 * 8; j < (nb + 15) / 16 * 16; j++)
+            s[j] = -INFINITY;           /* spare lanes of the last sixteen */
+        for (uint32_t j = 0; j < nb; j += 16) {
+            v16f e;
+            memcpy(&e, s + j, sizeof e);
+            e -= nm[h];
+            vexp16(&e);
+            memcpy(s + j, &e, sizeof e);
+        }
+        dn[h] *= corr[h];
+        for (uint32_t x = 0; x < nv; x++)
+            ac[(size_t)h * nv + x] *= corr[h];
+        mx[h] = nm[h];
+    }
+    for (uint32_t c = 0; c < hd; c += 64)
+        group_pv(G, VH, (const v8f (*)[8])sc, vb, hd, nb, c, hd - c < 64 ? hd - c : 64, ac, dn, pf);
+}
+
+/* group_body for g <= GROUP_MAX heads (each count compiled alone), V as
+   floats or (vh) halves. */
+#define GROUP_CASE(n) case n:                                                                 \
+    vh ? group_body(n, 1, q, kb, vb, hd, nb, scale, ac, mx, dn, pf)                           \
+       : group_body(n, 0, q, kb, vb, hd, nb, scale, ac, mx, dn, pf);                          \
+    break
+__attribute__((target(Z_TARGET))) static void
+group_avx512(const float *q, const float *kb, const void *vb, int vh, uint32_t hd, uint32_t nb, float scale,
+             uint32_t g, v8f *ac, float *mx, float *dn, prefetch_t *pf)
+{
+    switch (g) {
+    GROUP_CASE(1);
+    GROUP_CASE(2);
+    GROUP_CASE(3);
+    default:
+        GROUP_CASE(4);
+    }
+}
+#undef GROUP_CASE
 
 /* n halves at b as floats, sixteen at a time (exact, as every build). */
 __attribute__((target(Z_TARGET))) static void widen_avx512(const uint8_t *b, float *out, uint32_t n)
@@ -400,11 +478,12 @@ __attribute__((target(Z_TARGET))) static void widen_avx512(const uint8_t *b, flo
  * One task: tile `tile_idx` of its sequence for kv_per_task KV heads from
  * kvh0.  Rows are (KV head kk of the task, token i of the tile, head hh
  * of the group), row r = (kk * nq + i) * G + hh.  Inline into the three
- * builds below (pair: the AVX512 build's two-row kernel, else NULL).
+ * builds below (group: the AVX512 build's kernel for up to GROUP_MAX
+ * heads of a token, else NULL: row_block a head at a time).
  */
 static inline __attribute__((always_inline)) void
 tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const uint8_t *, float *, uint32_t),
-          pair_fn *pair)
+          group_fn *group)
 {
     const cpu_attn_t *a = job->a;
     const batch_t *b = a->batch;
@@ -462,9 +541,11 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
             if (a->kv_f16) {    /* the keys this tile reads, widened */
                 uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
                 widen((const uint8_t *)kbase + off * esz, kw, nk * hd);
-                widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
                 kb = kw;
-                vb = vw;
+                if (group == NULL) {    /* the group kernel widens V itself */
+                    widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
+                    vb = vw;
+                }
             }
             for (uint32_t i = 0; i < nq; i++) {
                 uint32_t t = s->first + q0 + i;
@@ -472,15 +553,17 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
                 if (n_keys <= j0)
                     continue;
                 uint32_t nb = n_keys - j0 < B ? n_keys - j0 : B;
-                for (uint32_t hh = 0; hh < G; hh++) {
+                for (uint32_t hh = 0; hh < G;) {
                     uint32_t r = (kk * nq + i) * G + hh, h = kvh * G + hh;
                     const float *q = a->q + ((uint64_t)t * a->n_head + h) * hd;
-                    if (pair && hh + 1 < G) {   /* this head and the next at once */
-                        pair(q, kb, vb, hd, nb, scale, acc + (size_t)r * nv, mx + r, denom + r, &pf);
-                        hh++;
+                    if (group) {        /* this head and up to GROUP_MAX - 1 more */
+                        uint32_t g = G - hh < GROUP_MAX ? G - hh : GROUP_MAX;
+                        group(q, kb, vb, a->kv_f16, hd, nb, scale, g, acc + (size_t)r * nv, mx + r, denom + r, &pf);
+                        hh += g;
                         continue;
                     }
                     row_block(q, kb, vb, hd, nb, scale, acc + (size_t)r * nv, mx + r, denom + r, &pf);
+                    hh++;
                 }
             }
         }
@@ -512,7 +595,7 @@ __attribute__((target("avx2"))) static void tile_avx2(const job_t *job, uint32_t
 
 __attribute__((target(Z_TARGET))) static void tile_avx512(const job_t *job, uint32_t task, float *scratch)
 {
-    tile_body(job, task, scratch, widen_avx512, pair_avx512);
+    tile_body(job, task, scratch, widen_avx512, group_avx512);
 }
 #else
 #define tile_avx2 tile_plain

@@ -1,7 +1,8 @@
 /*
- * vexp.h - exp() on eight floats at once, in plain GCC/Clang vector
- * arithmetic (no intrinsics): the softmax of the CPU attention kernel,
- * and SwiGLU (vexp_silu_mul, below; backend_cpu.c).
+ * vexp.h - exp() on eight floats at once (vexp8; vexp16 on sixteen, for
+ * code built for AVX-512), in plain GCC/Clang vector arithmetic (no
+ * intrinsics): the softmax of the CPU attention kernel, and SwiGLU
+ * (vexp_silu_mul, below; backend_cpu.c).
  *
  * Method: x is clamped to [-87, 88]; n = round(x / ln 2) by the
  * 1.5 * 2^23 rounding trick; r = x - n ln2 in two steps (Cody-Waite,
@@ -21,7 +22,8 @@
  * Each lane is computed alone by a fixed sequence of operations, so a
  * value's exp does not depend on its lane or its neighbours.  The file is
  * compiled with -std=c11, which keeps the compiler from fusing the
- * multiply-adds: a build with and without AVX2 gives the same bits.
+ * multiply-adds: a build with and without AVX2 gives the same bits, and
+ * vexp16 gives each lane the bits vexp8 gives it (test_cpu_attention).
  */
 #ifndef LLAMAD_CPU_VEXP_H
 #define LLAMAD_CPU_VEXP_H
@@ -33,48 +35,67 @@ typedef float vexp_f8 __attribute__((vector_size(32)));
 typedef int32_t vexp_i8 __attribute__((vector_size(32)));
 
 /* *out = where *m is -1, a's lane; where 0, b's (m from a vector
-   comparison).  Vectors go by pointer: a 32-byte vector passed by value
-   has a different ABI with and without AVX. */
+   comparison), for vectors of float type F and integer type I.  Vectors
+   go by pointer: a 32-byte vector passed by value has a different ABI
+   with and without AVX (a 64-byte one, with and without AVX-512). */
+#define VEXP_SELECT(I, out, m, a, b) do {                                     \
+        I ia_, ib_;                                                           \
+        __builtin_memcpy(&ia_, (a), sizeof ia_);                              \
+        __builtin_memcpy(&ib_, (b), sizeof ib_);                              \
+        ia_ = (ia_ & *(m)) | (ib_ & ~*(m));                                   \
+        __builtin_memcpy((out), &ia_, sizeof ia_);                            \
+    } while (0)
+
+/* *v = e^*v for each lane of a vector of float type F, integer type I of
+   the same lanes: the one sequence of operations every width runs, so a
+   lane's result is the same in any of them. */
+#define VEXP_BODY(F, I, v) do {                                               \
+        const F zero_ = { 0 };                                                \
+        F x_ = *(v), lo_ = zero_ - 87.0f, hi_ = zero_ + 88.0f;                \
+        const float magic_ = 12582912.0f;                 /* 1.5 * 2^23 */    \
+        const float log2e_ = 1.44269504088896341f;                            \
+        const float ln2_hi_ = 0.693359375f, ln2_lo_ = -2.12194440e-4f;        \
+        I keep_ = x_ >= lo_;           /* -1 where x >= -87, else 0 (and NaN) */ \
+        F xc_;                                                                \
+        VEXP_SELECT(I, &xc_, &keep_, &x_, &lo_);                              \
+        I over_ = xc_ > hi_;                                                  \
+        VEXP_SELECT(I, &xc_, &over_, &hi_, &xc_);                             \
+        F t_ = xc_ * log2e_ + magic_;                                         \
+        F n_ = t_ - magic_;                       /* round(x / ln2), exactly */ \
+        F r_ = xc_ - n_ * ln2_hi_;                                            \
+        r_ = r_ - n_ * ln2_lo_;                                               \
+        F p_ = r_ * (1.0f / 720.0f) + (1.0f / 120.0f);                        \
+        p_ = p_ * r_ + (1.0f / 24.0f);                                        \
+        p_ = p_ * r_ + (1.0f / 6.0f);                                         \
+        p_ = p_ * r_ + 0.5f;                                                  \
+        p_ = p_ * r_ + 1.0f;                                                  \
+        p_ = p_ * r_ + 1.0f;                                                  \
+        I bits_ = (__builtin_convertvector(n_, I) + 127) << 23;               \
+        F two_n_;                                                             \
+        __builtin_memcpy(&two_n_, &bits_, sizeof two_n_);                     \
+        F y_ = p_ * two_n_;                                                   \
+        VEXP_SELECT(I, (v), &keep_, &y_, &zero_);                             \
+    } while (0)
+
 static inline __attribute__((always_inline)) void vexp_select(vexp_f8 *out, const vexp_i8 *m,
                                                               const vexp_f8 *a, const vexp_f8 *b)
 {
-    vexp_i8 ia, ib;
-    __builtin_memcpy(&ia, a, sizeof ia);
-    __builtin_memcpy(&ib, b, sizeof ib);
-    ia = (ia & *m) | (ib & ~*m);
-    __builtin_memcpy(out, &ia, sizeof ia);
+    VEXP_SELECT(vexp_i8, out, m, a, b);
 }
 
 /* *v = e^*v for each lane (see the bounds above). */
 static inline __attribute__((always_inline)) void vexp8(vexp_f8 *v)
 {
-    vexp_f8 x = *v;
-    const vexp_f8 lo = { -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f };
-    const vexp_f8 hi = { 88.0f, 88.0f, 88.0f, 88.0f, 88.0f, 88.0f, 88.0f, 88.0f };
-    const float magic = 12582912.0f;                        /* 1.5 * 2^23 */
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    vexp_i8 keep = x >= lo;                                 /* -1 where x >= -87, else 0 (and NaN) */
-    vexp_f8 xc;
-    vexp_select(&xc, &keep, &x, &lo);
-    vexp_i8 over = xc > hi;
-    vexp_select(&xc, &over, &hi, &xc);
-    vexp_f8 t = xc * log2e + magic;
-    vexp_f8 n = t - magic;                                  /* round(x / ln2), exactly */
-    vexp_f8 r = xc - n * ln2_hi;
-    r = r - n * ln2_lo;
-    vexp_f8 p = r * (1.0f / 720.0f) + (1.0f / 120.0f);
-    p = p * r + (1.0f / 24.0f);
-    p = p * r + (1.0f / 6.0f);
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    vexp_i8 ni = __builtin_convertvector(n, vexp_i8);
-    vexp_i8 bits = (ni + 127) << 23;
-    vexp_f8 two_n;
-    __builtin_memcpy(&two_n, &bits, sizeof two_n);
-    vexp_f8 y = p * two_n, zero = { 0 };
-    vexp_select(v, &keep, &y, &zero);
+    VEXP_BODY(vexp_f8, vexp_i8, v);
+}
+
+/* The same on sixteen lanes: only in code built for AVX-512. */
+typedef float vexp_f16 __attribute__((vector_size(64)));
+typedef int32_t vexp_i16 __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) void vexp16(vexp_f16 *v)
+{
+    VEXP_BODY(vexp_f16, vexp_i16, v);
 }
 
 /*

@@ -49,6 +49,46 @@ TEST(vexp_within_its_bound_of_libm)
     ASSERT_MSG(v[7] > 0.0f, "exp(-86.9) = %g", v[7]);
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* vexp16 over x[0..16), in code built for AVX-512 as the kernel's is. */
+__attribute__((target("avx512f"), noinline)) static void exp16_at(float *x)
+{
+    vexp_f16 v;
+    memcpy(&v, x, sizeof v);
+    vexp16(&v);
+    memcpy(x, &v, sizeof v);
+}
+#endif
+
+/* vexp16, the AVX512 attention's exp, gives each lane vexp8's bits: over
+ * the range and past both ends, -inf and NaN's lanes included. */
+TEST(vexp16_is_vexp8_lane_by_lane)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (!cpu_attention_build_usable(CPU_ATTN_AVX512))
+        TEST_SKIP("no AVX512 attention build on this CPU");
+    uint32_t differ = 0;
+    for (double x0 = -100.0; x0 <= 100.0; x0 += 16 * 0.00731) {
+        float x[16], want[16];
+        for (int l = 0; l < 16; l++)
+            x[l] = (float)(x0 + l * 0.00731);
+        if ((int)x0 % 5 == 0)           /* now and then an -inf and a NaN lane */
+            x[(int)(x0 * 7) & 15] = -INFINITY, x[(int)(x0 * 3) & 15] = NAN;
+        for (int h = 0; h < 2; h++) {
+            vexp_f8 v;
+            memcpy(&v, x + 8 * h, sizeof v);
+            vexp8(&v);
+            memcpy(want + 8 * h, &v, sizeof v);
+        }
+        exp16_at(x);
+        differ += memcmp(x, want, sizeof x) != 0;
+    }
+    ASSERT_MSG(differ == 0, "vexp16 differs from vexp8 in %u groups of sixteen", differ);
+#else
+    TEST_SKIP("no AVX512 attention build in this build");
+#endif
+}
+
 /* vexp_silu_mul (SwiGLU): near g / (1 + e^-g) * u in double over the
  * range, the stated ends beyond it, and every element the same alone (at
  * the start of a one-element call, the padded part) as in a long call,
@@ -454,8 +494,11 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
 /*
  * The vector builds against the plain one on shapes the rig above lacks:
  * head_dim 40 (five vectors: the accumulators' remainder loop alone), 48,
- * 72 (nine: one run of eight and one more) and 128 (two runs); groups of
- * 1, 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one);
+ * 56, 72 (nine: one run of eight and one more), 80 and 128 (two runs; the
+ * AVX512 build's p v takes 64 elements at a time, its last sixteen
+ * masked to eight where 8 divides a chunk but 16 does not); groups of 1,
+ * 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one), and
+ * 5 and 6 (the AVX512 build's four heads a call, then one or two);
  * blocks of 7 and 5 keys (tail keys only), 12 (a group of eight keys and
  * four more) and 64 (eight groups: the score arrays full); float and half
  * K/V; one and two threads; a prompt of 19 tokens after 30 cached (its
@@ -465,7 +508,8 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
 TEST(vector_builds_equal_plain_on_more_shapes)
 {
     static const uint32_t shapes[][4] = { { 40, 4, 2, 7 }, { 72, 3, 3, 7 }, { 128, 8, 2, 5 }, { 48, 6, 2, 7 },
-                                          { 40, 4, 2, 12 }, { 72, 6, 2, 12 }, { 128, 8, 2, 64 }, { 64, 6, 2, 64 } };
+                                          { 40, 4, 2, 12 }, { 72, 6, 2, 12 }, { 128, 8, 2, 64 }, { 64, 6, 2, 64 },
+                                          { 80, 10, 2, 12 }, { 56, 12, 2, 16 } };
     static const int32_t at[4] = { 30, 5, 13, 27 };             /* first new position */
     static const uint32_t n_new[4] = { 19, 1, 1, 1 };
     enum { NB_MAX = 24 };
@@ -622,7 +666,8 @@ TEST(bad_shapes_are_refused)
     ASSERT_EQ_U64(cpu_attn_scratch_floats(NH, 4, HD), 0);
 }
 
-TEST_LIST(T(vexp_within_its_bound_of_libm), T(silu_mul_near_exact_and_placeless), T(builds_here),
+TEST_LIST(T(vexp_within_its_bound_of_libm), T(vexp16_is_vexp8_lane_by_lane),
+          T(silu_mul_near_exact_and_placeless), T(builds_here),
           T(auto_build_follows_the_matrix_level),
           T(vector_builds_equal_plain_on_more_shapes),
           T(attention_matches_double_reference),
