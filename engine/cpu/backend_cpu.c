@@ -132,18 +132,48 @@ typedef struct {
     const float *add, *g;
 } norm_job_t;
 
-/* One token's row: x += add (when given), then y = rmsnorm(x) * g. */
-static void norm_task(void *vjob, uint32_t t, uint32_t thread)
+/* Tokens a norm task takes: their sums of squares run side by side. */
+#define NORM_ROWS 8
+
+/*
+ * Tokens [NORM_ROWS * task, ...) of the batch: x += add (when given), then
+ * y = rmsnorm(x) * g, each row as rmsnorm_row gives it.  A row's sum of
+ * squares is one chain of double adds in element order (its bits), four
+ * cycles an element; a task of NORM_ROWS rows interleaves their chains so
+ * that the core runs them at once (a shorter last task, rmsnorm_row a row
+ * at a time).
+ */
+static void norm_task(void *vjob, uint32_t task, uint32_t thread)
 {
     (void)thread;
     norm_job_t *j = vjob;
     const hparams_t *hp = &j->c->m->hp;
-    uint32_t d = hp->n_embd;
-    float *xr = j->x + (uint64_t)t * d;
+    uint32_t d = hp->n_embd, t0 = task * NORM_ROWS, n = j->c->batch->n_tokens - t0;
+    n = n < NORM_ROWS ? n : NORM_ROWS;
     if (j->add != NULL)
+        for (uint64_t i = (uint64_t)t0 * d; i < (uint64_t)(t0 + n) * d; i++)
+            j->x[i] += j->add[i];
+    if (n < NORM_ROWS) {
+        for (uint32_t t = t0; t < t0 + n; t++)
+            rmsnorm_row(j->x + (uint64_t)t * d, j->g, j->y + (uint64_t)t * d, d, hp->rms_eps);
+        return;
+    }
+    const float *xr[NORM_ROWS];
+    double ss[NORM_ROWS];
+    for (uint32_t r = 0; r < NORM_ROWS; r++) {
+        xr[r] = j->x + (uint64_t)(t0 + r) * d;
+        ss[r] = 0.0;
+    }
+    for (uint32_t i = 0; i < d; i++)
+#pragma GCC unroll 8
+        for (uint32_t r = 0; r < NORM_ROWS; r++)
+            ss[r] += (double)xr[r][i] * xr[r][i];
+    for (uint32_t r = 0; r < n; r++) {
+        float scale = (float)(1.0 / sqrt(ss[r] / d + hp->rms_eps));
+        float *y = j->y + (uint64_t)(t0 + r) * d;
         for (uint32_t i = 0; i < d; i++)
-            xr[i] += j->add[(uint64_t)t * d + i];
-    rmsnorm_row(xr, j->g, j->y + (uint64_t)t * d, d, hp->rms_eps);
+            y[i] = xr[r][i] * scale * j->g[i];
+    }
 }
 
 static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer, w_role_t norm,
@@ -152,7 +182,7 @@ static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer
     cpu_t *c = vctx;
     uint32_t d = c->m->hp.n_embd;
     norm_job_t j = { c, vx, vy, vadd, c->norms + (uint64_t)(2 * layer + (norm == W_FFN_NORM)) * d };
-    pool_run(c->pool, norm_task, &j, c->batch->n_tokens);
+    pool_run(c->pool, norm_task, &j, (c->batch->n_tokens + NORM_ROWS - 1) / NORM_ROWS);
     return 0;
 }
 
