@@ -208,10 +208,8 @@ AVX2 static void deq_bf16(const uint8_t *b, float *out, uint32_t n)
  * Dequantise columns [k0, k0 + kc) of nr rows into tile[nr][MM_KC].
  * The tile's rows are nr separate runs of memory, too many for the
  * hardware prefetchers to follow, so each row also prefetches what it
- * will need next: its next chunk, or after its last chunk the first
- * chunk of the row MM_ROWS further on (the next group; past the end of
- * the matrix a prefetch is harmless).  Issued row by row, not all at
- * once, so that they do not queue up behind each other.
+ * will need next (fill_ahead).  Issued row by row, not all at once, so
+ * that they do not queue up behind each other.
  */
 AVX2 void cpu_mm_fill_tile_avx2(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0,
                                 uint32_t kc, float *tile)
@@ -219,7 +217,7 @@ AVX2 void cpu_mm_fill_tile_avx2(const mm_job_t *j, const uint8_t *rows, uint32_t
     size_t off = (size_t)(k0 / j->block_elems) * j->block_bytes;
     uint32_t nb = kc / j->block_elems;
     size_t cb = (size_t)nb * j->block_bytes; /* bytes of a row in this chunk */
-    size_t ahead = k0 + kc < j->n_in ? cb : (size_t)MM_ROWS * j->row_bytes - off;
+    size_t ahead = fill_ahead(j, k0, kc, off, cb);
     for (uint32_t r = 0; r < nr; r++) {
         const uint8_t *src = rows + (size_t)r * j->row_bytes + off;
         float *dst = tile + (size_t)r * MM_KC;

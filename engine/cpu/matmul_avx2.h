@@ -55,6 +55,19 @@ AVX2_INLINE void prefetch_at(const void *base, size_t off)
     _mm_prefetch((const char *)((uintptr_t)base + off), _MM_HINT_T0);
 }
 
+/*
+ * Where a row of a tile fill prefetches next, from the chunk [k0, k0 + kc)
+ * it starts at byte off: its next chunk (cb bytes on, cb the chunk's
+ * bytes), or after its last chunk the first chunk of the row MM_ROWS
+ * further on (the next group; past the end of the matrix a prefetch is
+ * harmless).  The float fills' one rule (cpu_mm_fill_tile_avx2, the
+ * 512-bit tile's z_pair_of).
+ */
+AVX2_INLINE size_t fill_ahead(const mm_job_t *j, uint32_t k0, uint32_t kc, size_t off, size_t cb)
+{
+    return k0 + kc < j->n_in ? cb : (size_t)MM_ROWS * j->row_bytes - off;
+}
+
 /* Lanes [0, n) set, for a tail of n < 8 elements. */
 AVX2_INLINE __m256i tail_mask(uint32_t n)
 {

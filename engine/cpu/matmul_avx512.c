@@ -326,9 +326,8 @@ Z_INLINE void z_pair_rows(const float *a, const float *b, float *dst, uint32_t k
 /*
  * Pair p's rows of the chunk [k0, k0 + kc): a, and c (a again for a
  * missing last row).  Each of the pair's rows also prefetches what it
- * will need next, as cpu_mm_fill_tile_avx2 does for the fills that go
- * through it: its next chunk, or after its last chunk the first chunk
- * of the row MM_ROWS further on; issued a pair at a time, as the pair is
+ * will need next (fill_ahead, as cpu_mm_fill_tile_avx2 does for the
+ * fills that go through it); issued a pair at a time, as the pair is
  * filled, so that they do not queue up behind each other.
  */
 Z_INLINE void z_pair_of(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t p, uint32_t k0,
@@ -336,7 +335,7 @@ Z_INLINE void z_pair_of(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uin
 {
     size_t off = (size_t)(k0 / j->block_elems) * j->block_bytes;
     size_t cb = (size_t)(kc / j->block_elems) * j->block_bytes;
-    size_t ahead = k0 + kc < j->n_in ? cb : (size_t)MM_ROWS * j->row_bytes - off;
+    size_t ahead = fill_ahead(j, k0, kc, off, cb);
     *a = rows + (size_t)(2 * p) * j->row_bytes + off;
     *c = rows + (size_t)(2 * p + 1 < nr ? 2 * p + 1 : nr - 1) * j->row_bytes + off;
     for (size_t l = 0; l < cb; l += 64)
@@ -378,7 +377,6 @@ Z_INLINE void z_fill_small(const qtype_t type, const mm_job_t *j, const uint8_t 
  */
 Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, uint32_t k0, float *tile)
 {
-    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i half8 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8);
     for (uint32_t p = 0; p < (nr + 1) / 2; p++) {
         const uint8_t *a, *c;
@@ -394,22 +392,18 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
                                                          _mm256_castps_pd(mc), 1));
 #pragma GCC unroll 4
         for (int h = 0; h < 4; h++) {
-            __m512i q0 = z_spread16(a + 16 + 32 * h, c + 16 + 32 * h);
-            __m512i q1 = z_spread16(a + 32 + 32 * h, c + 32 + 32 * h);
+            /* 32 quant bytes a row: sub-block 2h in the low nibbles, 2h + 1 in the high */
+            __m512i q[2] = { z_spread16(a + 16 + 32 * h, c + 16 + 32 * h),
+                             z_spread16(a + 32 + 32 * h, c + 32 + 32 * h) };
 #pragma GCC unroll 2
             for (int hi = 0; hi < 2; hi++) {
                 int sb = 2 * h + hi; /* groups 4 sb .. 4 sb + 3 */
                 __m512i ix = _mm512_add_epi32(_mm512_set1_epi32(sb), half8);
                 __m512 d = _mm512_permutexvar_ps(ix, dsv), m = _mm512_permutexvar_ps(ix, nmv);
                 float *g = dst + 16 * 4 * sb;
-                _mm512_store_ps(g, _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q0, 4 * hi), iota),
-                                                   d, m));
-                _mm512_store_ps(g + 16, _mm512_fmadd_ps(
-                                            _mm512_permutexvar_ps(_mm512_srli_epi32(q0, 8 + 4 * hi), iota), d, m));
-                _mm512_store_ps(g + 32, _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q1, 4 * hi), iota),
-                                                        d, m));
-                _mm512_store_ps(g + 48, _mm512_fmadd_ps(
-                                            _mm512_permutexvar_ps(_mm512_srli_epi32(q1, 8 + 4 * hi), iota), d, m));
+#pragma GCC unroll 4
+                for (int s = 0; s < 4; s++) /* each q's bytes j (elements j..) and 8 + j */
+                    _mm512_store_ps(g + 16 * s, z_nibbles(q[s / 2], (unsigned)(8 * (s % 2) + 4 * hi), d, m));
             }
         }
     }
