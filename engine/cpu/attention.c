@@ -141,8 +141,10 @@ static inline __attribute__((always_inline)) void prefetch_some(prefetch_t *pf)
     }
 }
 
-/* g heads of one token at once (the AVX512 build's kernel): rows q, q +
-   hd, ..., accumulators ac, ac + hd / 8, ..., mx[0..g), dn[0..g). */
+/* g <= GROUP_MAX heads of one token at once (the AVX512 build's kernel):
+   rows q, q + hd, ..., accumulators ac, ac + hd / 8, ..., mx[0..g),
+   dn[0..g); V as floats or (vh) halves. */
+#define GROUP_MAX 4
 typedef void group_fn(const float *q, const float *kb, const void *vb, int vh, uint32_t hd, uint32_t nb,
                       float scale, uint32_t g, v8f *ac, float *mx, float *dn, prefetch_t *pf);
 
@@ -276,7 +278,6 @@ row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_
  * build).
  */
 #define Z_TARGET "avx2,f16c,avx512f,avx512vl,avx512bw"
-#define GROUP_MAX 4             /* heads a group_avx512 call takes */
 
 typedef int32_t v16i __attribute__((vector_size(64)));
 
@@ -351,14 +352,16 @@ pair_scores(const float *q, const float *kb, uint32_t hd, uint32_t nb, float sca
  * of their rows, at element c: a row's chunk as up to four vectors of
  * sixteen (the last one masked to eight where w is not a multiple of
  * sixteen), each element's sum taking the keys in order; on the first
- * chunk each head's sum of p as well, in the same order.  V is floats,
+ * chunk each head's sum of p as well, in the same order.  A row's
+ * accumulator is multiplied by its correction corr[h] as it is loaded
+ * (row_block's one multiply, once an element).  V is floats,
  * or (VH) halves widened here, sixteen at a time: exact, so the same
  * floats as tile_body's widening, and each value is widened once for
  * all G heads.
  */
 __attribute__((target(Z_TARGET))) static inline __attribute__((always_inline)) void
-group_pv(const int G, const int VH, const v8f (*sc)[8], const void *vb, uint32_t hd, uint32_t nb, uint32_t c,
-         uint32_t w, v8f *ac, float *dn, prefetch_t *pf)
+group_pv(const int G, const int VH, const v8f (*sc)[8], const float *corr, const void *vb, uint32_t hd,
+         uint32_t nb, uint32_t c, uint32_t w, v8f *ac, float *dn, prefetch_t *pf)
 {
     uint32_t nv = hd / 8, nz = (w + 15) / 16;
     __mmask16 mask[4];
@@ -371,11 +374,12 @@ group_pv(const int G, const int VH, const v8f (*sc)[8], const void *vb, uint32_t
         ds[h] = dn[h];
 #pragma GCC unroll 4
         for (int m = 0; m < 4; m++)
-            al[h][m] = _mm512_maskz_loadu_ps(mask[m], (const float *)(ac + (size_t)h * nv) + c + 16 * m);
+            al[h][m] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask[m], (const float *)(ac + (size_t)h * nv) + c + 16 * m),
+                                     _mm512_set1_ps(corr[h]));
     }
     for (uint32_t k = 0; k < nb; k++) {
         __m512 v[4];
-        prefetch_some(pf);              /* once a key: more stalled on the fill buffers */
+        prefetch_some(pf);              /* once a key and chunk: more stalled on the fill buffers */
 #pragma GCC unroll 4
         for (int m = 0; m < 4; m++)
             v[m] = VH ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
@@ -402,15 +406,15 @@ group_pv(const int G, const int VH, const v8f (*sc)[8], const void *vb, uint32_t
 }
 
 /*
- * G consecutive heads of one token (rows q, accumulators ac, maxima mx and
- * sums dn, each G rows on) over the first nb keys of one block: keys kb
- * as floats, values vb as floats or (VH) halves.
+ * G consecutive heads of one token over the first nb keys of one block
+ * (q: their G rows of queries, one after another; ac: their accumulators;
+ * mx, dn: their maxima and sums): keys kb as floats, values vb as floats
+ * or (VH) halves.
  */
 __attribute__((target(Z_TARGET))) static inline __attribute__((always_inline)) void
 group_body(const int G, const int VH, const float *q, const float *kb, const void *vb, uint32_t hd, uint32_t nb,
            float scale, v8f *ac, float *mx, float *dn, prefetch_t *pf)
 {
-    uint32_t nv = hd / 8;
     v8f sc[GROUP_MAX][8];               /* B <= 64 scores a head */
     float bmax[GROUP_MAX], nm[GROUP_MAX];
     int h = 0;
@@ -418,7 +422,7 @@ group_body(const int G, const int VH, const float *q, const float *kb, const voi
         pair_scores(q + (size_t)h * hd, kb, hd, nb, scale, sc[h], sc[h + 1], bmax + h, pf);
     if (h < G)
         bmax[h] = row_scores(q + (size_t)h * hd, kb, hd, nb, scale, sc[h], pf);
-    v16f corr = { 0 };
+    v16f corr = { 0 };                  /* lanes past G: exp(0), unused */
     for (h = 0; h < G; h++) {
         nm[h] = bmax[h] > mx[h] ? bmax[h] : mx[h];
         corr[h] = mx[h] - nm[h];        /* -inf on the first block: exp gives 0 */
@@ -436,33 +440,29 @@ group_body(const int G, const int VH, const float *q, const float *kb, const voi
             memcpy(s + j, &e, sizeof e);
         }
         dn[h] *= corr[h];
-        for (uint32_t x = 0; x < nv; x++)
-            ac[(size_t)h * nv + x] *= corr[h];
         mx[h] = nm[h];
     }
     for (uint32_t c = 0; c < hd; c += 64)
-        group_pv(G, VH, (const v8f (*)[8])sc, vb, hd, nb, c, hd - c < 64 ? hd - c : 64, ac, dn, pf);
+        group_pv(G, VH, (const v8f (*)[8])sc, (const float *)&corr, vb, hd, nb, c, hd - c < 64 ? hd - c : 64,
+                 ac, dn, pf);
 }
 
 /* group_body for g <= GROUP_MAX heads (each count compiled alone), V as
    floats or (vh) halves. */
-#define GROUP_CASE(n) case n:                                                                 \
-    vh ? group_body(n, 1, q, kb, vb, hd, nb, scale, ac, mx, dn, pf)                           \
-       : group_body(n, 0, q, kb, vb, hd, nb, scale, ac, mx, dn, pf);                          \
-    break
+#define GROUP_CALL(n) (vh ? group_body(n, 1, q, kb, vb, hd, nb, scale, ac, mx, dn, pf) \
+                          : group_body(n, 0, q, kb, vb, hd, nb, scale, ac, mx, dn, pf))
 __attribute__((target(Z_TARGET))) static void
 group_avx512(const float *q, const float *kb, const void *vb, int vh, uint32_t hd, uint32_t nb, float scale,
              uint32_t g, v8f *ac, float *mx, float *dn, prefetch_t *pf)
 {
     switch (g) {
-    GROUP_CASE(1);
-    GROUP_CASE(2);
-    GROUP_CASE(3);
-    default:
-        GROUP_CASE(4);
+    case 1: GROUP_CALL(1); break;
+    case 2: GROUP_CALL(2); break;
+    case 3: GROUP_CALL(3); break;
+    default: GROUP_CALL(4); break;
     }
 }
-#undef GROUP_CASE
+#undef GROUP_CALL
 
 /* n halves at b as floats, sixteen at a time (exact, as every build). */
 __attribute__((target(Z_TARGET))) static void widen_avx512(const uint8_t *b, float *out, uint32_t n)
@@ -537,14 +537,17 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
             uint32_t kvh = kvh0 + kk;
             uint64_t off = boff + (uint64_t)kk * B * hd;
             const float *kb = (const float *)(const void *)(kbase + off * esz);
-            const float *vb = (const float *)(const void *)(vbase + off * esz);
+            const void *vb = vbase + off * esz;
+            int vh = 0;         /* vb holds halves */
             if (a->kv_f16) {    /* the keys this tile reads, widened */
                 uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
                 widen((const uint8_t *)kbase + off * esz, kw, nk * hd);
                 kb = kw;
-                if (group == NULL) {    /* the group kernel widens V itself */
+                if (group == NULL || nq > 1) {  /* the group kernel widens one token's V as it reads */
                     widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
                     vb = vw;
+                } else {
+                    vh = 1;
                 }
             }
             for (uint32_t i = 0; i < nq; i++) {
@@ -558,7 +561,7 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
                     const float *q = a->q + ((uint64_t)t * a->n_head + h) * hd;
                     if (group) {        /* this head and up to GROUP_MAX - 1 more */
                         uint32_t g = G - hh < GROUP_MAX ? G - hh : GROUP_MAX;
-                        group(q, kb, vb, a->kv_f16, hd, nb, scale, g, acc + (size_t)r * nv, mx + r, denom + r, &pf);
+                        group(q, kb, vb, vh, hd, nb, scale, g, acc + (size_t)r * nv, mx + r, denom + r, &pf);
                         hh += g;
                         continue;
                     }

@@ -25,22 +25,23 @@
  * order p = exp(score - max), sum += p, acc += p v.  exp is vexp8
  * (vexp.h; vexp16, its sixteen-lane form, gives each lane the same).
  * Which other rows share the tile, the tile size and the thread count
- * change only which thread does the work and when.  The
- * three builds of the kernel (plain, AVX2, AVX512) give the same bits (no
- * fused multiply-adds: see vexp.h).  The AVX512 build takes up to four
- * heads of a group for one token at once: their scores two heads to a
- * 512-bit register, each row in its own eight lanes, so that one load of
- * a key serves both (an odd last head alone, as the others); exp sixteen
- * scores at a time; and p v sixteen elements of a row to a register, one
- * load of a value serving every head.  Each lane's operations are the
- * ones above.
+ * change only which thread does the work and when.  The three builds of
+ * the kernel (plain, AVX2, AVX512) give the same bits (no fused
+ * multiply-adds: see vexp.h).  The AVX512 build takes up to four heads of
+ * a group for one token at once: their scores two heads to a 512-bit
+ * register, each row in its own eight lanes, so that one load of a key
+ * serves both (an odd last head in eight lanes alone, as the AVX2 build
+ * runs every head); exp sixteen scores at a time; and p v sixteen
+ * elements of a row to a register, one load of a value serving every
+ * head.  Each lane's operations are the ones above.
  *
  * K and V are float32, or IEEE half (kv_f16: what cpu-precision fast
  * stores, half the bytes a step reads).  Halves are widened to float a
  * block at a time into the thread's scratch before the block is used
- * (the AVX512 build widens V's as it reads them instead, once for all the
- * heads it takes); widening is exact, so a row's result is the order
- * above applied to the floats the halves hold, in every build.  cpu_kv_put_f16 is the one
+ * (where a tile is one token, the AVX512 build widens V's as it reads
+ * them instead, once for the up to four heads a call takes); widening is
+ * exact, so a row's result is the order above applied to the floats the
+ * halves hold, in every build.  cpu_kv_put_f16 is the one
  * narrowing (round to nearest even, as base/quant.h's f32_to_f16, bit
  * for bit in every build).
  *

@@ -138,10 +138,10 @@ typedef struct {
 /*
  * Tokens [NORM_ROWS * task, ...) of the batch: x += add (when given), then
  * y = rmsnorm(x) * g, each row as rmsnorm_row gives it.  A row's sum of
- * squares is one chain of double adds in element order (its bits), four
- * cycles an element; a task of NORM_ROWS rows interleaves their chains so
- * that the core runs them at once (a shorter last task, rmsnorm_row a row
- * at a time).
+ * squares is one chain of double adds in element order (its bits), an
+ * add's latency an element; a task of NORM_ROWS rows interleaves their
+ * chains so that the core runs them at once (a shorter last task,
+ * rmsnorm_row a row at a time).
  */
 static void norm_task(void *vjob, uint32_t task, uint32_t thread)
 {
@@ -168,7 +168,7 @@ static void norm_task(void *vjob, uint32_t task, uint32_t thread)
 #pragma GCC unroll 8
         for (uint32_t r = 0; r < NORM_ROWS; r++)
             ss[r] += (double)xr[r][i] * xr[r][i];
-    for (uint32_t r = 0; r < n; r++) {
+    for (uint32_t r = 0; r < NORM_ROWS; r++) {
         float scale = (float)(1.0 / sqrt(ss[r] / d + hp->rms_eps));
         float *y = j->y + (uint64_t)(t0 + r) * d;
         for (uint32_t i = 0; i < d; i++)

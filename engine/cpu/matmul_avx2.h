@@ -56,12 +56,12 @@ AVX2_INLINE void prefetch_at(const void *base, size_t off)
 }
 
 /*
- * Where a row of a tile fill prefetches next, from the chunk [k0, k0 + kc)
- * it starts at byte off: its next chunk (cb bytes on, cb the chunk's
- * bytes), or after its last chunk the first chunk of the row MM_ROWS
- * further on (the next group; past the end of the matrix a prefetch is
- * harmless).  The float fills' one rule (cpu_mm_fill_tile_avx2, the
- * 512-bit tile's z_pair_of).
+ * Where a row of a tile fill prefetches next, as a byte offset from the
+ * row's pointer at its chunk [k0, k0 + kc) (byte off of the row, cb bytes
+ * long): its next chunk (cb), or after its last chunk the first chunk of
+ * the row MM_ROWS further on (the next group; past the end of the matrix
+ * a prefetch is harmless).  The float fills' one rule
+ * (cpu_mm_fill_tile_avx2, the 512-bit tile's z_pair_of).
  */
 AVX2_INLINE size_t fill_ahead(const mm_job_t *j, uint32_t k0, uint32_t kc, size_t off, size_t cb)
 {

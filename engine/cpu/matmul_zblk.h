@@ -50,6 +50,15 @@ Z_INLINE __m512 z_halves(const uint8_t *a, const uint8_t *c)
                                  _mm512_castps128_ps512(dd));
 }
 
+/* The nibble at bit `shift` of each of q's sixteen dwords, looked up as a
+   float (vpermps reads an index's low four bits: an and and a conversion
+   in one), times d plus m. */
+Z_INLINE __m512 z_nibbles(__m512i q, unsigned shift, __m512 d, __m512 m)
+{
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, shift), iota), d, m);
+}
+
 /*
  * Block b of rows a (lanes 0-7) and c (lanes 8-15): w[k] holds elements
  * 8k .. 8k+7 of each, computed as blk_q4_0 / blk_q4_1 / blk_q8_0 compute
@@ -60,15 +69,6 @@ Z_INLINE __m512 z_halves(const uint8_t *a, const uint8_t *c)
  * Q4_1 matrix of the default model runs 4.9 weights a cycle at 3 GHz
  * (one thread, hot or streamed alike: bound by the ports).
  */
-/* The nibble at bit `shift` of each of q's sixteen dwords, looked up as a
-   float (vpermps reads an index's low four bits: an and and a conversion
-   in one), times d plus m. */
-Z_INLINE __m512 z_nibbles(__m512i q, unsigned shift, __m512 d, __m512 m)
-{
-    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    return _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, shift), iota), d, m);
-}
-
 Z_INLINE void z_blk(const qtype_t type, const uint8_t *a, const uint8_t *c, __m512 w[4])
 {
     if (type == QT_Q8_0) {

@@ -35,7 +35,8 @@ typedef float vexp_f8 __attribute__((vector_size(32)));
 typedef int32_t vexp_i8 __attribute__((vector_size(32)));
 
 /* *out = where *m is -1, a's lane; where 0, b's (m from a vector
-   comparison), for vectors of float type F and integer type I.  Vectors
+   comparison), for vectors of integer type I and a float type of the same
+   size (a and b are read and out written by memcpy).  Vectors
    go by pointer: a 32-byte vector passed by value has a different ABI
    with and without AVX (a 64-byte one, with and without AVX-512). */
 #define VEXP_SELECT(I, out, m, a, b) do {                                     \

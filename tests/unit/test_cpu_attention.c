@@ -494,11 +494,12 @@ TEST(decode_step_tasks_of_all_kv_heads_keep_the_order)
 /*
  * The vector builds against the plain one on shapes the rig above lacks:
  * head_dim 40 (five vectors: the accumulators' remainder loop alone), 48,
- * 56, 72 (nine: one run of eight and one more), 80 and 128 (two runs; the
- * AVX512 build's p v takes 64 elements at a time, its last sixteen
- * masked to eight where 8 divides a chunk but 16 does not); groups of 1,
- * 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one), and
- * 5 and 6 (the AVX512 build's four heads a call, then one or two);
+ * 56, 64, 72 (nine: one run of eight and one more), 80 (ten: one run and
+ * two more), 128 and 256 (two and four runs); the AVX512 build's p v
+ * takes 64 elements at a time (80: 64 and 16), its last sixteen masked to
+ * eight where 8 divides a chunk but 16 does not (40, 56, 72); groups of
+ * 1, 2, 4 and 3 heads (no pair, pairs only, two pairs, a pair and one),
+ * and 5 to 8 (the AVX512 build's four heads a call, then the rest);
  * blocks of 7 and 5 keys (tail keys only), 12 (a group of eight keys and
  * four more) and 64 (eight groups: the score arrays full); float and half
  * K/V; one and two threads; a prompt of 19 tokens after 30 cached (its
@@ -509,7 +510,8 @@ TEST(vector_builds_equal_plain_on_more_shapes)
 {
     static const uint32_t shapes[][4] = { { 40, 4, 2, 7 }, { 72, 3, 3, 7 }, { 128, 8, 2, 5 }, { 48, 6, 2, 7 },
                                           { 40, 4, 2, 12 }, { 72, 6, 2, 12 }, { 128, 8, 2, 64 }, { 64, 6, 2, 64 },
-                                          { 80, 10, 2, 12 }, { 56, 12, 2, 16 } };
+                                          { 80, 10, 2, 12 }, { 56, 12, 2, 16 }, { 64, 8, 1, 16 },
+                                          { 256, 7, 1, 12 } };
     static const int32_t at[4] = { 30, 5, 13, 27 };             /* first new position */
     static const uint32_t n_new[4] = { 19, 1, 1, 1 };
     enum { NB_MAX = 24 };
