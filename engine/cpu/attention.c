@@ -267,15 +267,10 @@ row_block(const float *q, const float *kb, const float *vb, uint32_t hd, uint32_
 
 #ifdef ATT_X86
 /*
- * The AVX512 build: the rows of a group's heads for one token (so the
- * same keys) at once.  The scores of two heads go side by side in 512-bit
- * registers, each in its own eight lanes, so that one load of a key's
- * eight floats serves both (an odd last head runs row_scores); the
- * softmax runs sixteen lanes of a head at a time; and p v runs each row
- * as 512-bit vectors of sixteen elements, a loaded value vector serving
- * every head.  Every lane does what row_block does for its row, in the
- * same order: a row's bits are row_block's (test_cpu_attention, every
- * build).
+ * The AVX512 build (attention.h): up to GROUP_MAX heads of one token (so
+ * the same keys) a call, each lane doing what row_block does for its row
+ * in the same order, so that a row's bits are row_block's
+ * (test_cpu_attention, every build).
  */
 #define Z_TARGET "avx2,f16c,avx512f,avx512vl,avx512bw"
 
@@ -538,16 +533,15 @@ tile_body(const job_t *job, uint32_t task, float *scratch, void (*widen)(const u
             uint64_t off = boff + (uint64_t)kk * B * hd;
             const float *kb = (const float *)(const void *)(kbase + off * esz);
             const void *vb = vbase + off * esz;
-            int vh = 0;         /* vb holds halves */
+            /* halves that stay so: the group kernel widens one token's V as it reads */
+            int vh = a->kv_f16 && group != NULL && nq == 1;
             if (a->kv_f16) {    /* the keys this tile reads, widened */
                 uint32_t nk = max_keys - j0 < B ? max_keys - j0 : B;
                 widen((const uint8_t *)kbase + off * esz, kw, nk * hd);
                 kb = kw;
-                if (group == NULL || nq > 1) {  /* the group kernel widens one token's V as it reads */
+                if (!vh) {
                     widen((const uint8_t *)vbase + off * esz, vw, nk * hd);
                     vb = vw;
-                } else {
-                    vh = 1;
                 }
             }
             for (uint32_t i = 0; i < nq; i++) {
