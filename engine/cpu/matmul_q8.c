@@ -25,7 +25,7 @@
  * (and a third time below, by hand, for the AVX512 and AMX levels).
  * Every operation is one IEEE operation on each lane, as in the
  * definition: the multiply x * id and the subtraction v - (int)v stay
- * separate (C11 mode: no contraction), the truncation is (int)'s, and a
+ * separate (-ffp-contract=off), the truncation is (int)'s, and a
  * maximum does not depend on the order of its inputs, so both builds
  * give the definition's bytes (test_cpu_matmul checks them against it).
  */

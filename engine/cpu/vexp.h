@@ -20,10 +20,11 @@
  * exp(88).  NaN in gives an unspecified value.
  *
  * Each lane is computed alone by a fixed sequence of operations, so a
- * value's exp does not depend on its lane or its neighbours.  The file is
- * compiled with -std=c11, which keeps the compiler from fusing the
- * multiply-adds: a build with and without AVX2 gives the same bits, and
- * vexp16 gives each lane the bits vexp8 gives it (test_cpu_attention).
+ * value's exp does not depend on its lane or its neighbours.  The tree is
+ * compiled with -ffp-contract=off (Makefile.am), which keeps any compiler
+ * from fusing the multiply-adds: a build with and without AVX2 gives the
+ * same bits, and vexp16 gives each lane the bits vexp8 gives it
+ * (test_cpu_attention).
  */
 #ifndef LLAMAD_CPU_VEXP_H
 #define LLAMAD_CPU_VEXP_H
@@ -36,9 +37,9 @@ typedef int32_t vexp_i8 __attribute__((vector_size(32)));
 
 /* *out = where *m is -1, a's lane; where 0, b's (m from a vector
    comparison), for vectors of integer type I and a float type of the same
-   size (a and b are read and out written by memcpy).  Vectors
-   go by pointer: a 32-byte vector passed by value has a different ABI
-   with and without AVX (a 64-byte one, with and without AVX-512). */
+   size (a and b are read and out written by memcpy).  Vectors go by
+   pointer: a 32-byte vector passed by value has a different ABI with and
+   without AVX (a 64-byte one, with and without AVX-512). */
 #define VEXP_SELECT(I, out, m, a, b) do {                                     \
         I ia_, ib_;                                                           \
         __builtin_memcpy(&ia_, (a), sizeof ia_);                              \
