@@ -348,12 +348,12 @@ pair_scores(const float *q, const float *kb, uint32_t hd, uint32_t nb, float sca
  * sixteen (the last one masked to eight where w is not a multiple of
  * sixteen), each element's sum taking the keys in order; on the first
  * chunk each head's sum of p as well, in the same order (here, where its
- * adds hide under p v's: a loop of its own, a chain of dependent adds,
- * was 5-8% slower).  A row's accumulator is multiplied by its correction
- * corr[h] as it is loaded (row_block's one multiply, once an element).
- * V is floats, or (VH) halves widened here, sixteen at a time: exact, so
- * the same floats as tile_body's widening, and each value is widened once
- * for all G heads.
+ * adds hide under p v's multiply-adds: a loop of its own, a chain of
+ * dependent adds, was 5-8% slower).  A row's accumulator is multiplied
+ * by its correction corr[h] as it is loaded (row_block's one multiply,
+ * once an element).  V is floats, or (VH) halves widened here, sixteen at
+ * a time: exact, so the same floats as tile_body's widening, and each
+ * value is widened once for all G heads.
  */
 __attribute__((target(Z_TARGET))) static inline __attribute__((always_inline)) void
 group_pv(const int G, const int VH, const v8f (*sc)[8], const float *corr, const void *vb, uint32_t hd,

@@ -20,11 +20,11 @@
  * exp(88).  NaN in gives an unspecified value.
  *
  * Each lane is computed alone by a fixed sequence of operations, so a
- * value's exp does not depend on its lane or its neighbours.  The tree is
- * compiled with -ffp-contract=off (Makefile.am), which keeps any compiler
- * from fusing the multiply-adds: a build with and without AVX2 gives the
- * same bits, and vexp16 gives each lane the bits vexp8 gives it
- * (test_cpu_attention).
+ * value's exp does not depend on its lane or its neighbours.  The C
+ * sources are compiled with -ffp-contract=off (Makefile.am), which keeps
+ * GCC and Clang from fusing the multiply-adds: a build with and without
+ * AVX2 gives the same bits, and vexp16 gives each lane the bits vexp8
+ * gives it (test_cpu_attention).
  */
 #ifndef LLAMAD_CPU_VEXP_H
 #define LLAMAD_CPU_VEXP_H
