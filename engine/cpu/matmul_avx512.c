@@ -402,7 +402,7 @@ Z_INLINE void z_fill_q4_k(const mm_job_t *j, const uint8_t *rows, uint32_t nr, u
                 __m512 d = _mm512_permutexvar_ps(ix, dsv), m = _mm512_permutexvar_ps(ix, nmv);
                 float *g = dst + 16 * 4 * sb;
 #pragma GCC unroll 4
-                for (int s = 0; s < 4; s++) /* from q[s / 2]: dword j's byte j (s even) or 8 + j, nibble 4 hi */
+                for (int s = 0; s < 4; s++) /* dword j of q[s / 2]: byte j (s even) or 8 + j, its hi nibble */
                     _mm512_store_ps(g + 16 * s, z_nibbles(q[s / 2], (unsigned)(8 * (s % 2) + 4 * hi), d, m));
             }
         }
