@@ -7,6 +7,7 @@
  * (weight bytes per token over read bandwidth; the probes: bench_bw.c).
  *
  *   bench-cpu MODEL [--threads 1,2] [--runs N] [--only LIST] [--context N] [--json] [--cpu-time]
+ *             [--no-repack]
  *
  * --only takes a comma list of prefill128, prefill512, decode1, decode4,
  * decode8, decode16 (default all).  --json adds one line per figure for scripts:
@@ -18,7 +19,8 @@
  * Times are medians of N runs (default 5), wall clock; with --cpu-time the
  * calling thread's CPU time, which on a shared machine leaves out the
  * time a one-thread step waits for a core (meaningful with --threads 1
- * only: other threads' time is not counted).
+ * only: other threads' time is not counted).  --no-repack: the backend
+ * packs no matrix (cpu-repack = no), for comparison.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -124,7 +126,7 @@ static double run_decode(forward_t *f, float *logits, uint32_t B, uint32_t p)
 int main(int argc, char **argv)
 {
     const char *path = NULL, *threads = "1,2", *only = NULL, *isa = NULL, *precision = NULL;
-    int runs = 5;
+    int runs = 5, no_repack = 0;
     uint32_t ctx = 128;
     char err[ERR_MSG_MAX];
     for (int i = 1; i < argc; i++) {
@@ -136,11 +138,12 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--context") && i + 1 < argc) ctx = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--json")) json_out = 1;
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--no-repack")) no_repack = 1;
         else path = argv[i];
     }
     if (path == NULL || runs < 1 || runs > 64 || ctx < 1 || ctx > 960) {
         fprintf(stderr, "usage: bench-cpu MODEL [--threads 1,2] [--runs N] [--isa LEVEL] [--precision exact|fast]"
-                " [--only LIST] [--context 1..960] [--json] [--cpu-time]\n");
+                " [--only LIST] [--context 1..960] [--json] [--cpu-time] [--no-repack]\n");
         return 2;
     }
     model_t *m;
@@ -166,7 +169,8 @@ int main(int argc, char **argv)
         int nt = atoi(p);
         backend_t *b;
         forward_t *f;
-        backend_opts_t o = { .n_threads = nt, .cpu_isa = isa, .cpu_precision = precision, .kv_bytes = 1024 * 16 * model_kv_bytes_per_token(m),
+        backend_opts_t o = { .n_threads = nt, .cpu_isa = isa, .cpu_precision = precision, .cpu_no_repack = no_repack,
+                             .kv_bytes = 1024 * 16 * model_kv_bytes_per_token(m),
                              .block_tokens = 16, .max_tokens = MAXT };
         if (cpu_backend_create(&b, m, &o, err, sizeof err) != 0 ||
             forward_create(&f, m, b, MAXT, err, sizeof err) != 0) {

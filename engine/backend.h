@@ -264,6 +264,8 @@ typedef struct {
     const char *cpu_isa;    /* CPU kernels' level (cpu-isa): NULL = auto */
     const char *cpu_precision; /* CPU products (cpu-precision): NULL = exact; both NULL:
                                as the process has them (cpu_matmul_setup) */
+    int cpu_no_repack;      /* 1: the CPU backend reads every matrix from the model's
+                               mapping, packing none (cpu-repack = no) */
     uint64_t kv_bytes;      /* KV cache size (a device backend: when gpu_memory_fraction is 0) */
     uint32_t block_tokens;  /* tokens per KV block (0: BK_DEFAULT_BLOCK_TOKENS) */
     uint32_t max_tokens;    /* most tokens in one step */

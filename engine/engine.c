@@ -174,6 +174,7 @@ int engine_create(engine_t **out, const engine_opts_t *o, char *err, size_t errl
     e->n_vocab = e->model->hp.n_vocab;
     backend_opts_t bo = {
         .n_threads = o->threads, .cpu_isa = o->cpu_isa, .cpu_precision = o->cpu_precision,
+        .cpu_no_repack = o->cpu_no_repack,
         .kv_bytes = o->kv_bytes ? o->kv_bytes : DEFAULT_KV_BYTES,
         .gpu_memory_fraction = o->gpu_memory_fraction, .gpu_device = device,
         .block_tokens = BK_DEFAULT_BLOCK_TOKENS, .max_tokens = e->max_tokens,

@@ -111,6 +111,7 @@ typedef struct {
     int threads;                /* CPU workers; 0 = one per online core */
     const char *cpu_isa;        /* CPU kernels: auto, avx512, avxvnni, avx2, portable; NULL = auto */
     const char *cpu_precision;  /* CPU products: exact or fast; NULL = exact */
+    int cpu_no_repack;          /* 1: the CPU backend packs no matrix (cpu-repack = no) */
     uint64_t kv_bytes;          /* KV cache memory; 0 = 256 MiB */
     const char *gpu_device;     /* CUDA: device index or "GPU-<uuid>"; NULL or "" = 0 */
     const char *backend_dir;    /* backend modules' directory (registry_set_backend_dir); NULL or "": the default */

@@ -46,6 +46,7 @@ void daemon_engine_opts(const config_t *cfg, engine_opts_t *eo)
         .model_private = !cfg->model_mmap,
         .threads = (int)cfg->threads, .kv_bytes = cfg->kv_memory,
         .cpu_isa = cfg->cpu_isa, .cpu_precision = cfg->cpu_precision,
+        .cpu_no_repack = !cfg->cpu_repack,
         .gpu_memory_fraction = cfg->gpu_memory_fraction, .gpu_device = cfg->gpu_device,
         .backend_dir = cfg->backend_dir,
         .max_batch_tokens = (uint32_t)cfg->max_batch_tokens,

@@ -3,8 +3,11 @@
  * tested against, and the one that serves where there is no GPU.
  *
  * Weights are read in place from the mapped model file (cpu_matmul runs
- * on the stored quantised blocks); only the small norm vectors are
- * converted to float32 at start.  Activations and the KV cache are
+ * on the stored quantised blocks), but for the matrices that the `fast`
+ * kernels of the AVX512 level read in tiles of sixteen rows: those are
+ * packed into that order at start (pack_weights), the same bytes, and
+ * their mapped pages dropped.  The small norm vectors are converted to
+ * float32 at start.  Activations and the KV cache are
  * float32.  Every operation computes each output element with a fixed
  * sequence of operations that depends on neither the batch nor the thread
  * count, so a sequence's logits are bit-for-bit the same however it is
@@ -12,6 +15,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -20,6 +24,7 @@
 #include "../backend.h"
 #include "attention.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "matmul.h"
 #include "pool.h"
 #include "vexp.h"
@@ -43,6 +48,11 @@ typedef struct {
     uint32_t *attn_tile_first;  /* [max_tokens + 1] cpu_attention's per-sequence tile index */
     float *attn_scratch;    /* [threads, cpu_attn_scratch_floats] */
     const batch_t *batch;
+    /* [n_layer * W_COUNT + 1]: each layer matrix's packed copy (index
+     * layer * W_COUNT + role) and last the output's, or NULL (pack_weights);
+     * NULL where none is packed */
+    const void **packed;
+    void *pack_buf;         /* the copies, one allocation */
     void *bufs[MAX_BUFS];
     uint32_t n_bufs;
 } cpu_t;
@@ -64,6 +74,12 @@ static const weight_t *layer_weight(const model_t *m, uint32_t l, w_role_t r)
     case W_DOWN: return &w->w_down;
     default: return NULL;
     }
+}
+
+/* Layer l's packed copy of its role matrix (pack_weights), or NULL. */
+static const void *layer_packed(const cpu_t *c, uint32_t l, w_role_t r)
+{
+    return c->packed != NULL ? c->packed[(uint64_t)l * W_COUNT + r] : NULL;
 }
 
 /* y = x / sqrt(mean(x^2) + eps) * g over one row of n. */
@@ -190,8 +206,8 @@ static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_b
 {
     cpu_t *c = vctx;
     const weight_t *w = layer_weight(c->m, layer, role);
-    return cpu_matmul(c->pool, w->type, w->data, (uint32_t)w->n_out, (uint32_t)w->n_in, x,
-                      c->batch->n_tokens, y);
+    cpu_mm_out_t mo = { w->type, w->data, (uint32_t)w->n_out, y, layer_packed(c, layer, role) };
+    return cpu_matmul_multi(c->pool, &mo, 1, (uint32_t)w->n_in, x, c->batch->n_tokens);
 }
 
 /* The matrices of roles[0 .. n) of one layer, read from x, into ys: one pool run. */
@@ -204,7 +220,8 @@ static int matmul_roles(cpu_t *c, uint32_t layer, const w_role_t *roles, float *
         const weight_t *w = layer_weight(c->m, layer, roles[i]);
         if (w->n_in != n_in)
             return ERR_INVALID;
-        m[i] = (cpu_mm_out_t){ w->type, w->data, (uint32_t)w->n_out, ys[i] };
+        m[i] = (cpu_mm_out_t){ w->type, w->data, (uint32_t)w->n_out, ys[i],
+                               layer_packed(c, layer, roles[i]) };
     }
     return cpu_matmul_multi(c->pool, m, n, (uint32_t)n_in, x, c->batch->n_tokens);
 }
@@ -384,8 +401,9 @@ static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
     }
     if (b->n_logits == 0)
         return 0;
-    return cpu_matmul(c->pool, m->output.type, m->output.data, (uint32_t)m->output.n_out,
-                      (uint32_t)m->output.n_in, c->logit_x, b->n_logits, out);
+    cpu_mm_out_t mo = { m->output.type, m->output.data, (uint32_t)m->output.n_out, out,
+                        c->packed != NULL ? c->packed[(uint64_t)m->hp.n_layer * W_COUNT] : NULL };
+    return cpu_matmul_multi(c->pool, &mo, 1, (uint32_t)m->output.n_in, c->logit_x, b->n_logits);
 }
 
 static const char *op_last_error(void *vctx)
@@ -411,6 +429,8 @@ static void op_destroy(void *vctx)
     free(c->logit_x);
     free(c->attn_tile_first);
     free(c->attn_scratch);
+    free(c->packed);
+    free(c->pack_buf);
     free(c);
 }
 
@@ -454,6 +474,70 @@ static const backend_ops_t cpu_ops = {
 static int norm_to_f32(const weight_t *w, float *dst)
 {
     return quant_dequant(w->type, w->data, dst, (size_t)w->n_in);
+}
+
+/*
+ * Pack every matrix that the kernels of this level and precision read
+ * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1 and Q8_0 matrices of the
+ * layers, and the output when it is not the token embedding, under
+ * `fast` at the AVX512 level) into one allocation, and drop their pages
+ * of the file mapping (madvise DONTNEED: clean pages, read from the file
+ * again should anything touch them), so that resident memory stays about
+ * the file's size, not those matrices twice.  Weights in private memory
+ * (model-mmap = no) are left as they are: their pages cannot be dropped,
+ * and a copy would double them.  Returns 0 or ERR_NOMEM.
+ */
+static int pack_weights(cpu_t *c)
+{
+    const model_t *m = c->m;
+    const uint64_t n_slots = (uint64_t)m->hp.n_layer * W_COUNT + 1;
+    if (m->src == MODEL_SRC_GGUF && !m->weights_file_mapped)
+        return 0;
+    size_t total = 0;
+    uint32_t n_packed = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        for (uint64_t i = 0; i < n_slots; i++) {
+            const weight_t *w = i + 1 < n_slots ? layer_weight(m, (uint32_t)(i / W_COUNT), (w_role_t)(i % W_COUNT))
+                                : m->output.data != m->tok_embd.data ? &m->output : NULL;
+            size_t bytes = w == NULL || w->n_out > UINT32_MAX || w->n_in > UINT32_MAX ? 0
+                           : cpu_matmul_packed_bytes(w->type, (uint32_t)w->n_out, (uint32_t)w->n_in);
+            if (bytes == 0)
+                continue;
+            if (pass == 0) {
+                total += (bytes + 63) & ~(size_t)63;
+                continue;
+            }
+            void *dst = (char *)c->pack_buf + off;
+            off += (bytes + 63) & ~(size_t)63;
+            if (cpu_matmul_pack(w->type, w->data, (uint32_t)w->n_out, (uint32_t)w->n_in, dst) != 0)
+                continue; /* not reached: the size said it packs; the mapped rows serve */
+            c->packed[i] = dst;
+            n_packed++;
+            if (m->weights_file_mapped) {
+                const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+                uintptr_t lo = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+                uintptr_t hi = ((uintptr_t)w->data + w->nbytes) & ~(page - 1);
+                if (hi > lo)
+                    (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+            }
+        }
+        if (pass == 0) {
+            if (total == 0)
+                return 0;
+            c->packed = calloc(n_slots, sizeof *c->packed);
+            c->pack_buf = aligned_alloc(64, total);
+            if (c->packed == NULL || c->pack_buf == NULL)
+                return ERR_NOMEM;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
+             "kernels (%.1f MiB, %.2f s)", n_packed, total / 1048576.0,
+             (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return 0;
 }
 
 /*
@@ -558,6 +642,11 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     }
     if (norm_to_f32(&m->output_norm, c->norms + (uint64_t)2 * hp->n_layer * hp->n_embd))
         goto unsupported;
+    if (!o->cpu_no_repack && pack_weights(c) != 0) {
+        op_destroy(c);
+        free(b);
+        return err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory for the packed weights");
+    }
     for (uint32_t i = 0; i < half; i++) {
         c->inv_freq[i] = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
         if (m->rope_freq_factors != NULL)

@@ -362,8 +362,16 @@ static int job_init(mm_job_t *job, const cpu_mm_out_t *m, uint32_t n_in, const f
         .n_tok = n_tok,
         .x = x,
         .y = m->y,
+        .wp = m->packed,
     };
     return 1;
+}
+
+/* Whether the `fast` kernels of level isa read a packed copy of this matrix. */
+static int reads_packed(cpu_isa_t isa, qtype_t wt, uint32_t n_in)
+{
+    return prec_now == CPU_PREC_FAST && isa == CPU_ISA_AVX512 && mm_pack_type(wt)
+           && n_in % QK_SMALL == 0 && n_in / QK_SMALL <= MM_PACK_MAX_NB;
 }
 
 int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32_t n_in,
@@ -413,6 +421,8 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             job->xo = run.job[0].xo;
         }
         const int fast = any_fast && fast_type(job->type); /* int8 activations */
+        if (!fast || !reads_packed(isa, job->type, n_in))
+            job->wp = NULL;
         if (fast)
             run.rows[i] = fast_rows[isa];
         else
@@ -430,8 +440,46 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y)
 {
-    cpu_mm_out_t m = { wt, w, n_out, y };
+    cpu_mm_out_t m = { wt, w, n_out, y, NULL };
     return cpu_matmul_multi(p, &m, 1, n_in, x, n_tok);
+}
+
+_Static_assert(MM_PACK_ROWS == MM_ROWS, "a task's rows are whole packed tiles");
+
+size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in)
+{
+    if (n_out == 0 || !reads_packed(cpu_matmul_isa(), wt, n_in))
+        return 0;
+    uint64_t tiles = n_out / MM_PACK_ROWS + (n_out % MM_PACK_ROWS != 0); /* < 2^28 */
+    uint64_t bytes = tiles * MM_PACK_ROWS * (n_in / QK_SMALL) * qtype_info((uint32_t)wt)->block_bytes;
+    return bytes > SIZE_MAX ? 0 : (size_t)bytes; /* < 2^28 * 16 * 256 * 34 */
+}
+
+int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst)
+{
+    if (w == NULL || dst == NULL)
+        return ERR_INVALID;
+    if (cpu_matmul_packed_bytes(wt, n_out, n_in) == 0)
+        return ERR_UNSUPPORTED;
+    const size_t bb = qtype_info((uint32_t)wt)->block_bytes, nb = n_in / QK_SMALL, rb = nb * bb;
+    const size_t qb = wt == QT_Q8_0 ? 32 : 16;  /* a row's quant bytes in a block */
+    const size_t qo = bb - qb;                  /* and where they start in it */
+    const size_t so = qo * MM_PACK_ROWS;        /* the packed block's halves: d (and m) */
+    uint8_t *out = dst;
+    for (uint32_t r0 = 0; r0 < n_out; r0 += MM_PACK_ROWS) {
+        for (size_t b = 0; b < nb; b++, out += MM_PACK_ROWS * bb) {
+            for (uint32_t r = 0; r < MM_PACK_ROWS; r++) {
+                uint32_t row = r0 + r < n_out ? r0 + r : n_out - 1;
+                const uint8_t *blk = (const uint8_t *)w + row * rb + b * bb;
+                memcpy(out + 2 * r, blk, 2); /* d */
+                if (wt == QT_Q4_1)
+                    memcpy(out + 2 * MM_PACK_ROWS + 2 * r, blk + 2, 2); /* m */
+                for (size_t k = 0; k < qb / 4; k++)
+                    memcpy(out + so + 64 * k + 4 * r, blk + qo + 4 * k, 4);
+            }
+        }
+    }
+    return 0;
 }
 
 int cpu_embed_row(qtype_t wt, const void *w, uint32_t n_in, uint32_t row, float *out)

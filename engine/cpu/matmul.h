@@ -4,7 +4,8 @@
  * cpu_matmul computes y = x W^T for a weight matrix W stored in any of
  * the element types of quant.h, reading W's blocks where they lie: a
  * block is dequantised into registers or a small per-thread stack tile,
- * never into a copy of the matrix.  With CPU_PREC_EXACT (the default)
+ * never into a copy of the matrix (a caller may hand in a reordered copy
+ * of the same bytes, cpu_matmul_pack).  With CPU_PREC_EXACT (the default)
  * activations stay float32 and every product is accumulated in float32;
  * CPU_PREC_FAST (below) quantises them to int8 per block for some types.
  * The kernels' instruction set is chosen at run time (cpu_isa_t).
@@ -58,12 +59,17 @@ int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_
 /* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (2.375 per element). */
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok);
 
-/* One matrix of a cpu_matmul_multi call: y = x W^T, as cpu_matmul's w, wt, n_out, y. */
+/*
+ * One matrix of a cpu_matmul_multi call: y = x W^T, as cpu_matmul's w,
+ * wt, n_out, y; and optionally packed, cpu_matmul_pack's copy of w, which
+ * the kernels that read packed matrices read instead of w (the same bits).
+ */
 typedef struct {
     qtype_t     type;
-    const void *w;     /* [n_out, n_in] */
+    const void *w;      /* [n_out, n_in] */
     uint32_t    n_out;
-    float      *y;     /* [n_tok, n_out] */
+    float      *y;      /* [n_tok, n_out] */
+    const void *packed; /* NULL, or cpu_matmul_pack(type, w, n_out, n_in) */
 } cpu_mm_out_t;
 
 #define CPU_MM_MULTI_MAX 4
@@ -79,6 +85,24 @@ typedef struct {
  */
 int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32_t n_in,
                      const float *x, uint32_t n_tok);
+
+/*
+ * A weight matrix packed for the kernels of the level and precision now
+ * set: the `fast` kernels of the AVX512 level read Q4_0, Q4_1 and Q8_0
+ * matrices of up to 8192 columns in tiles of sixteen rows, which they
+ * otherwise gather from sixteen rows and transpose block by block
+ * (matmul_kern.h has the layout: the same bytes, reordered, padded to
+ * whole tiles).  cpu_matmul_packed_bytes is the size of the copy, or 0
+ * where no kernel of this level and precision would read one (another
+ * level, `exact`, another type, a longer row, a ragged n_in); call it
+ * after cpu_matmul_setup.  cpu_matmul_pack writes the copy into dst
+ * (that many bytes, 64-byte aligned); 0, ERR_INVALID for a NULL pointer,
+ * ERR_UNSUPPORTED where the size is 0.  A copy stays valid if the level
+ * changes later (the kernels that do not read it read w).  Start-up, any
+ * thread.
+ */
+size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in);
+int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst);
 
 /*
  * Dequantise row `row` of w (as in cpu_matmul; the caller guarantees row

@@ -55,7 +55,32 @@ typedef struct {
     const float   *xo;          /* [n_tok, n_in / 32]: xd * S, rounded once */
     size_t         group_bytes; /* the x86 fast kernels' rows a group at prefill
                                  * (mm_group_bytes) */
+    const uint8_t *wp;          /* w packed (MM_PACK_*, below), which the AVX512
+                                 * level's fast kernels read instead of w; or NULL */
 } mm_job_t;
+
+/*
+ * The packed layout of a Q4_0, Q4_1 or Q8_0 matrix (cpu_matmul_pack):
+ * tiles of sixteen rows, tile i rows [16i, 16i + 16) (rows past n_out
+ * repeat the last row), each tile its blocks in order, each block of the
+ * tile 16 * block_bytes bytes: the sixteen rows' d as halves (row r's
+ * at 2r), Q4_1's sixteen m after them, then the quants in runs of 64
+ * bytes whose dword r is row r's: run k holds bytes 4k .. 4k+3 of each
+ * row's quants (Q4_0 / Q4_1: four runs of the 16 nibble bytes; Q8_0:
+ * eight runs of the 32 bytes).  A run is then what the sixteen-row tile
+ * gathers from sixteen rows and transposes (lane r of a 512-bit register
+ * row r's four bytes), one load.  Only rows of at most MM_PACK_MAX_NB
+ * blocks are packed: the tile kernels keep every block's terms in a
+ * buffer of that many.
+ */
+#define MM_PACK_MAX_NB 256
+#define MM_PACK_ROWS   16
+
+/* Whether cpu_matmul_pack takes type t. */
+static inline int mm_pack_type(qtype_t t)
+{
+    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0;
+}
 
 /*
  * Bytes of weights the x86 fast kernels keep in L2 as one group of rows

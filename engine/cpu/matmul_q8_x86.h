@@ -21,8 +21,9 @@
  * Shape: eight rows per tile, one float lane per row (tile8), up to
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
  * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K at eight tokens or
- * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h; Q6_K
- * keeps tile8; the K-quant super-block helpers are in matmul_q8_kq.h).
+ * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h, and a
+ * packed matrix (the job's wp) takes them at every token count: tile16p;
+ * Q6_K keeps tile8; the K-quant super-block helpers are in matmul_q8_kq.h).
  * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
  * the job's group_bytes, stay in L2 across the token groups, so prefill
  * reads them from cache.
@@ -496,6 +497,15 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
                             uint32_t tn, const float *sb)
 {
     float *y = j->y + (size_t)t0 * j->n_out + o0;
+#if Q8_ZMM
+    if (j->wp != NULL && mm_pack_type(type) && sb != NULL) { /* packed: every token count */
+        for (uint32_t r0 = 0; r0 < n; r0 += MM_PACK_ROWS) /* o0: a whole tile's first row */
+            for (uint32_t tt = 0; tt < tn; tt += 16)
+                Q8_FN(tile16p_m)(type, bb, j, (o0 + r0) / MM_PACK_ROWS, n - r0, t0 + tt,
+                                 tn - tt < 16 ? tn - tt : 16, sb + tt, y + (size_t)tt * j->n_out + r0);
+        return;
+    }
+#endif
     for (uint32_t r0 = 0; r0 < n;) {
         uint32_t tt = 0;
 #if Q8_ZMM

@@ -257,3 +257,77 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
     for (int t = 0; t < TN; t++)
         _mm512_mask_storeu_ps(y + (size_t)t * j->n_out + r0, keep, acc[t]);
 }
+
+/*
+ * tile16 on a packed matrix (matmul_kern.h's layout): tile `tile` of
+ * sixteen rows, whose first `left` are stored (y at the tile's first
+ * row), for TN tokens of 1 .. 16.  A block's d (and Q4_1's m) are one
+ * load and a conversion, its quants four loads (Q8_0: eight) that are
+ * already what block16 and load16 make of sixteen rows' blocks (lane r
+ * row r's bytes 4k .. 4k+3): the same w, dw and mw, and step16 on them,
+ * so the same bits as tile16 (and tile8) give.
+ */
+Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
+                              uint32_t tile, uint32_t left, uint32_t t0, const float *sb, float *y)
+{
+    const size_t n_in = j->n_in, nb = n_in / QK_SMALL, tb = MM_PACK_ROWS * bb;
+    const uint8_t *tp = j->wp + (size_t)tile * nb * tb;
+    const size_t so = type == QT_Q4_1 ? 64 : 32; /* the halves' bytes */
+    const __m512i m15 = _mm512_set1_epi8(15);
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int t = 0; t < TN; t++)
+        acc[t] = _mm512_setzero_ps();
+    const int8_t *xq = j->xq + (size_t)t0 * n_in;
+    /* the tile two on, at the pace this one is read (tile16's rule) */
+    uintptr_t pf = (uintptr_t)tp + 2 * nb * tb;
+    const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
+    for (size_t wb = 0; wb < nb; wb++, pf += tb) {
+        const uint8_t *blk = tp + wb * tb;
+        Q8_FN(prefetch_run)(pf, tb, pf_l2);
+        __m512 dw, mw = _mm512_setzero_ps();
+        if (type == QT_Q4_1) {
+            __m512i h = _mm512_loadu_si512((const void *)blk);
+            dw = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+            mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+        } else {
+            dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        }
+        __m512i w[8];
+        if (type == QT_Q8_0) { /* vpdpbusd takes unsigned weights: w + 128 */
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(blk + so + 64 * k)),
+                                        _mm512_set1_epi8(-128));
+        } else {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m512i q = _mm512_loadu_si512((const void *)(blk + so + 64 * k));
+                w[k] = _mm512_and_si512(q, m15);
+                w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m15);
+            }
+        }
+        const float *sp = sb + wb * Q8_FN(sb_stride)(type);
+        Q8_FN(step16)(TN, type, w, dw, mw, xq, sp, sp + Q8_TOKS, 1, n_in, wb, acc);
+    }
+    const __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+#pragma GCC unroll 16
+    for (int t = 0; t < TN; t++)
+        _mm512_mask_storeu_ps(y + (size_t)t * j->n_out, keep, acc[t]);
+}
+
+/* tile16p for m tokens (1 .. 16), each count its own unrolled tile. */
+Q8_INLINE void Q8_FN(tile16p_m)(const qtype_t type, const size_t bb, const mm_job_t *j,
+                                uint32_t tile, uint32_t left, uint32_t t0, uint32_t m,
+                                const float *sb, float *y)
+{
+    switch (m) {
+#define Q8_TILE16P(n) \
+    case n: Q8_FN(tile16p)(n, type, bb, j, tile, left, t0, sb, y); break;
+    Q8_TILE16P(1) Q8_TILE16P(2) Q8_TILE16P(3) Q8_TILE16P(4) Q8_TILE16P(5) Q8_TILE16P(6)
+    Q8_TILE16P(7) Q8_TILE16P(8) Q8_TILE16P(9) Q8_TILE16P(10) Q8_TILE16P(11) Q8_TILE16P(12)
+    Q8_TILE16P(13) Q8_TILE16P(14) Q8_TILE16P(15)
+    default: Q8_FN(tile16p)(16, type, bb, j, tile, left, t0, sb, y); break; /* 16 */
+#undef Q8_TILE16P
+    }
+}

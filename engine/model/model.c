@@ -387,6 +387,7 @@ int model_create_flags(model_t **out, const char *path, const char *chat_templat
         if ((rc = gguf_open(&g, path, (flags & MODEL_LOAD_PRIVATE) != 0, err, errlen)) != 0)
             goto fail;
         m->file = g;
+        m->weights_file_mapped = (flags & MODEL_LOAD_PRIVATE) == 0;
         L.n_tensors = gguf_tensor_count(g);
         if ((rc = gguf_hparams(&L)) != 0)
             goto fail;

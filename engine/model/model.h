@@ -61,6 +61,10 @@ struct model {
      */
     float *rope_freq_factors;
     tokenizer_t *tok;
+    /* 1: the weights lie in a read-only mapping of the GGUF file, whose
+     * pages are clean (one dropped with madvise is read from the file
+     * again when next touched); 0: private memory or a synthetic buffer */
+    int weights_file_mapped;
     uint64_t weight_bytes;  /* sum of all weights' sizes */
     double load_seconds;
     char *path;

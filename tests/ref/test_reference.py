@@ -120,6 +120,15 @@ if os.path.exists(model_path):
         report(whole.tobytes() == chunked.tobytes(), name + ": chunks of 7 give the same bits",
                "identical" if whole.tobytes() == chunked.tobytes() else
                f"max difference {float(np.max(np.abs(whole - chunked))):.3e}")
+        # the matrices packed at start (cpu-repack, where this CPU's level
+        # packs them) against the mapped rows, whole and in chunks of 7
+        for args, what in (((), "whole"), (("--chunk", "7"), "chunks of 7")):
+            packed = whole if not args else chunked
+            plain, _ = dump(model_path, fid, "--all", "--precision", "fast", "--no-repack", *args)
+            report(packed.tobytes() == plain.tobytes(),
+                   f"{name}: packed matrices give the mapped rows' bits ({what})",
+                   "identical" if packed.tobytes() == plain.tobytes() else
+                   f"max difference {float(np.max(np.abs(packed - plain))):.3e}")
     except RuntimeError as ex:
         report(False, name, str(ex))
 else:

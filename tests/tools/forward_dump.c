@@ -4,6 +4,7 @@
  *
  *   forward-dump MODEL --tokens 1,2,3 [--all] [--greedy N] [--chunk N]
  *                [--threads N] [--portable] [--isa LEVEL] [--precision exact|fast]
+ *                [--no-repack]
  *                [--backend cpu|cuda] --out LOGITS.f32
  *                [--tokens-out FILE]
  *
@@ -11,7 +12,8 @@
  * prompt position's logits, or every position's with --all.  --greedy N
  * continues N tokens by argmax (one token per step, through the KV cache)
  * and writes their ids to --tokens-out.  --chunk N prefills the prompt in
- * steps of at most N tokens.
+ * steps of at most N tokens.  --no-repack: the CPU backend packs no
+ * matrix (cpu-repack = no).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +59,7 @@ int main(int argc, char **argv)
 {
     const char *model_path = NULL, *out_path = NULL, *tokens_out = NULL, *tokens = NULL;
     const char *backend = "cpu", *cpu_isa = NULL, *cpu_precision = NULL;
-    int all = 0, greedy = 0, chunk = 512, threads = 0;
+    int all = 0, greedy = 0, chunk = 512, threads = 0, no_repack = 0;
     char err[ERR_MSG_MAX];
 
     for (int i = 1; i < argc; i++) {
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--portable")) cpu_isa = "portable";
         else if (!strcmp(a, "--isa") && i + 1 < argc) cpu_isa = argv[++i];
         else if (!strcmp(a, "--precision") && i + 1 < argc) cpu_precision = argv[++i];
+        else if (!strcmp(a, "--no-repack")) no_repack = 1;
         else if (a[0] != '-' && model_path == NULL) model_path = a;
         else {
             fprintf(stderr, "forward-dump: bad argument %s\n", a);
@@ -97,7 +100,8 @@ int main(int argc, char **argv)
     }
     uint32_t V = m->hp.n_vocab;
     uint64_t ctx = n + (size_t)greedy + 16;
-    backend_opts_t bo = { .n_threads = threads, .cpu_isa = cpu_isa, .cpu_precision = cpu_precision, .kv_bytes = ctx * model_kv_bytes_per_token(m) + (64u << 20),
+    backend_opts_t bo = { .n_threads = threads, .cpu_isa = cpu_isa, .cpu_precision = cpu_precision,
+                          .cpu_no_repack = no_repack, .kv_bytes = ctx * model_kv_bytes_per_token(m) + (64u << 20),
                           .block_tokens = 16, .max_tokens = (uint32_t)chunk };
     if (registry_create_backend(backend, &b, m, &bo, err, sizeof err) != 0 ||
         forward_create(&f, m, b, (uint32_t)chunk, err, sizeof err) != 0) {

@@ -559,6 +559,89 @@ FAST_TESTS(q5_k, QT_Q5_K)
 FAST_TESTS(q6_k, QT_Q6_K)
 
 /*
+ * Packed matrices (cpu_matmul_pack, matmul_kern.h's layout): the bytes
+ * where the layout puts them, the sizes, and the AVX512 level's `fast`
+ * kernels on a packed copy giving the portable kernels' bits on the
+ * mapped rows at every token count from 1 to 70, on 1 to 3 threads
+ * (rows a tile and a ragged one; tasks of several tiles; 24 tokens in
+ * long tasks; rows at the 256-block limit).
+ */
+static void check_packed(qtype_t type)
+{
+    rng_state = 9100u + (uint32_t)type;
+    use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
+    const size_t bb = qtype_info(type)->block_bytes;
+    const size_t qb = type == QT_Q8_0 ? 32 : 16, qo = bb - qb, so = qo * 16;
+    ASSERT(cpu_matmul_packed_bytes(type, 37, 576) == 48 * 18 * bb);
+    ASSERT(cpu_matmul_packed_bytes(type, 16, 256 * 32) == 16 * 256 * bb);
+    ASSERT(cpu_matmul_packed_bytes(type, 16, 257 * 32) == 0); /* past the kept terms */
+    ASSERT(cpu_matmul_packed_bytes(type, 16, 48) == 0);       /* a ragged block */
+    ASSERT(cpu_matmul_packed_bytes(QT_Q4_K, 16, 256) == 0);
+    static const uint32_t shapes[][3] = { /* n_out, n_in, the most tokens */
+        { 37, 576, 70 }, { 16, 32, 17 }, { 519, 64, 24 }, { 29, 256 * 32, 17 },
+    };
+    pool_t *pools[3] = { NULL, NULL, NULL };
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        uint32_t n_out = shapes[s][0], n_in = shapes[s][1], nt_max = shapes[s][2];
+        const size_t nb = n_in / 32, rb = nb * bb;
+        use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
+        size_t pb = cpu_matmul_packed_bytes(type, n_out, n_in);
+        ASSERT(pb == (size_t)(n_out + 15) / 16 * 16 * rb);
+        uint8_t *w = make_weights(type, n_out, n_in), *wp = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+        float *x = make_x(nt_max * n_in);
+        float *y = malloc((size_t)nt_max * n_out * sizeof *y), *yp = malloc((size_t)nt_max * n_out * sizeof *yp);
+        ASSERT(w && wp && x && y && yp);
+        ASSERT_EQ_INT(cpu_matmul_pack(type, w, n_out, n_in, wp), 0);
+        /* the layout, byte by byte: tile, block, row (rows past n_out: the last) */
+        for (uint32_t r = 0; r < (n_out + 15) / 16 * 16; r++) {
+            const uint8_t *src = w + (size_t)(r < n_out ? r : n_out - 1) * rb;
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *pk = wp + ((size_t)(r / 16) * nb + b) * 16 * bb, *blk = src + b * bb;
+                uint32_t lane = r % 16;
+                ASSERT(memcmp(pk + 2 * lane, blk, 2) == 0);
+                if (type == QT_Q4_1)
+                    ASSERT(memcmp(pk + 32 + 2 * lane, blk + 2, 2) == 0);
+                for (size_t k = 0; k < qb / 4; k++)
+                    ASSERT_MSG(memcmp(pk + so + 64 * k + 4 * lane, blk + qo + 4 * k, 4) == 0,
+                               "%s packed: row %u block %zu dword %zu misplaced",
+                               qtype_info(type)->name, r, b, k);
+            }
+        }
+        for (uint32_t nt = 1; nt <= nt_max; nt++) {
+            pool_t *p = pools[nt % 3];
+            use_isa(CPU_ISA_PORTABLE, CPU_PREC_FAST);
+            ASSERT_EQ_INT(cpu_matmul(NULL, type, w, n_out, n_in, x, nt, y), 0);
+            use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
+            cpu_mm_out_t m = { type, w, n_out, yp, wp };
+            memset(yp, 0xff, (size_t)nt * n_out * sizeof *yp);
+            ASSERT_EQ_INT(cpu_matmul_multi(p, &m, 1, n_in, x, nt), 0);
+            ASSERT_MSG(memcmp(y, yp, (size_t)nt * n_out * sizeof *y) == 0,
+                       "fast avx512 %s %ux%u packed, %u tokens on %u threads: not the portable "
+                       "kernels' bits", qtype_info(type)->name, n_out, n_in, nt, pool_threads(p));
+        }
+        free(w); free(wp); free(x); free(y); free(yp);
+    }
+    /* other levels and `exact` read the mapped rows: no copy to make */
+    if (cpu_isa_usable(CPU_ISA_AVX2)) {
+        use_isa(CPU_ISA_AVX2, CPU_PREC_FAST);
+        ASSERT(cpu_matmul_packed_bytes(type, 37, 576) == 0);
+    }
+    use_isa(CPU_ISA_AVX512, CPU_PREC_EXACT);
+    ASSERT(cpu_matmul_packed_bytes(type, 37, 576) == 0);
+    uint8_t dummy[64];
+    ASSERT_EQ_INT(cpu_matmul_pack(type, dummy, 1, 32, dummy), ERR_UNSUPPORTED);
+    for (int i = 0; i < 3; i++)
+        pool_destroy(pools[i]);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+}
+
+TEST(fast_packed_q4_0) { check_packed(QT_Q4_0); }
+TEST(fast_packed_q4_1) { check_packed(QT_Q4_1); }
+TEST(fast_packed_q8_0) { check_packed(QT_Q8_0); }
+
+/*
  * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
  * f16 d last; element 32p + l of half h: nibble (p < 2 low, else high) of
  * ql[64h + 32(p & 1) + l], bits 2p, 2p+1 of qh[32h + l] above it, minus
@@ -957,7 +1040,7 @@ TEST(matmul_multi_matches_single)
                                          y1[i] + (size_t)t * n_out[i]), 0);
         cpu_mm_out_t m[NM];
         for (int i = 0; i < NM; i++)
-            m[i] = (cpu_mm_out_t){ types[i], w[i], n_out[i], y[i] };
+            m[i] = (cpu_mm_out_t){ types[i], w[i], n_out[i], y[i], NULL };
         for (uint32_t nt = 1; nt <= NT; nt += 2) {
             for (int th = 0; th < 3; th++) {
                 ASSERT_EQ_INT(cpu_matmul_multi(pools[th], m, NM, N_IN, x, nt), 0);
@@ -975,7 +1058,7 @@ TEST(matmul_multi_matches_single)
         ASSERT(y[0][0] == 12345.0f);
     }
     ASSERT_EQ_INT(cpu_matmul_multi(NULL, NULL, 1, N_IN, x, 1), ERR_INVALID);
-    cpu_mm_out_t one = { QT_Q4_1, w[0], n_out[0], y[0] };
+    cpu_mm_out_t one = { QT_Q4_1, w[0], n_out[0], y[0], NULL };
     ASSERT_EQ_INT(cpu_matmul_multi(NULL, &one, 0, N_IN, x, 1), ERR_INVALID);
     ASSERT_EQ_INT(cpu_matmul_multi(NULL, &one, CPU_MM_MULTI_MAX + 1, N_IN, x, 1), ERR_INVALID);
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
@@ -1079,7 +1162,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512), T(fast_q4_k_amx),
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
-          T(fast_k_documented_order),
+          T(fast_k_documented_order), T(fast_packed_q4_0), T(fast_packed_q4_1), T(fast_packed_q8_0),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx), T(exact_avx512_is_avx2),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
           T(isa_settings),
