@@ -53,6 +53,7 @@ typedef struct {
      * NULL where none is packed */
     const void **packed;
     void *pack_buf;         /* the copies, one allocation */
+    uint32_t n_packed;      /* how many */
     void *bufs[MAX_BUFS];
     uint32_t n_bufs;
 } cpu_t;
@@ -483,9 +484,10 @@ static int norm_to_f32(const weight_t *w, float *dst)
  * `fast` at the AVX512 level) into one allocation, and drop their pages
  * of the file mapping (madvise DONTNEED: clean pages, read from the file
  * again should anything touch them), so that resident memory stays about
- * the file's size, not those matrices twice.  Weights in private memory
- * (model-mmap = no) are left as they are: their pages cannot be dropped,
- * and a copy would double them.  Returns 0 or ERR_NOMEM.
+ * the file's size, not those matrices twice.  A GGUF file read into
+ * private memory (model-mmap = no) is left as it is: its pages cannot be
+ * dropped, and a copy would double them.  (A test's synthetic model is
+ * packed, its buffer kept.)  Returns 0 or ERR_NOMEM.
  */
 static int pack_weights(cpu_t *c)
 {
@@ -494,7 +496,6 @@ static int pack_weights(cpu_t *c)
     if (m->src == MODEL_SRC_GGUF && !m->weights_file_mapped)
         return 0;
     size_t total = 0;
-    uint32_t n_packed = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int pass = 0; pass < 2; pass++) {
@@ -515,7 +516,7 @@ static int pack_weights(cpu_t *c)
             if (cpu_matmul_pack(w->type, w->data, (uint32_t)w->n_out, (uint32_t)w->n_in, dst) != 0)
                 continue; /* not reached: the size said it packs; the mapped rows serve */
             c->packed[i] = dst;
-            n_packed++;
+            c->n_packed++;
             if (m->weights_file_mapped) {
                 const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
                 uintptr_t lo = ((uintptr_t)w->data + page - 1) & ~(page - 1);
@@ -535,7 +536,7 @@ static int pack_weights(cpu_t *c)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
-             "kernels (%.1f MiB, %.2f s)", n_packed, total / 1048576.0,
+             "kernels (%.1f MiB, %.2f s)", c->n_packed, total / 1048576.0,
              (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;
 }
@@ -656,9 +657,11 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     b->ctx = c;
     b->n_kv_blocks = c->n_blocks;
     b->block_tokens = B;
-    snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, K/V %s, %d threads",
-             cpu_isa_name(cpu_matmul_isa()), cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact",
-             kv_esz == sizeof(float) ? "f32" : "f16", threads);
+    int at = snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, K/V %s, %d threads",
+                      cpu_isa_name(cpu_matmul_isa()), cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact",
+                      kv_esz == sizeof(float) ? "f32" : "f16", threads);
+    if (c->n_packed > 0 && at > 0 && (size_t)at < sizeof b->detail) /* under 90 bytes in all */
+        snprintf(b->detail + at, sizeof b->detail - (size_t)at, ", %u matrices packed", c->n_packed);
     *out = b;
     return 0;
 

@@ -47,6 +47,8 @@
  * and, for the block types' tile16, their scales (32 KiB at the AVX512
  * level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
+/* a packed matrix's rows keep their terms: tile16p needs them */
+_Static_assert(MM_PACK_MAX_NB <= Q8_SB_MAX, "packed rows longer than the kept terms");
 #ifndef Q8_PF_L1
 #define Q8_PF_L1 (12 * 1024) /* tile8: eight rows past this prefetch to L2, not L1 */
 #endif
@@ -491,7 +493,9 @@ Q8_INLINE void Q8_FN(tile8_m)(const qtype_t type, const size_t bb, const mm_job_
     }
 }
 
-/* Rows [0, n) of `rows` (row o0 of the job), tokens [t0, t0 + tn), tn <= Q8_TOKS. */
+/* Rows [0, n) of `rows` (row o0 of the job, a multiple of MM_ROWS: tasks
+ * and rows_type's groups are whole MM_ROWS groups, so a packed matrix's
+ * tiles start there), tokens [t0, t0 + tn), tn <= Q8_TOKS. */
 Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t *j,
                             const uint8_t *rows, uint32_t o0, uint32_t n, uint32_t t0,
                             uint32_t tn, const float *sb)

@@ -9,7 +9,8 @@
 /*
  * Sixteen-row tiles on 512-bit registers (the AVX512 level), for the
  * block types Q4_0, Q4_1 and Q8_0 and the K-quants Q4_K and Q5_K at
- * eight tokens or more: lane r of
+ * eight tokens or more (and a packed Q4_0, Q4_1 or Q8_0 matrix at every
+ * token count: tile16p, at the end): lane r of
  * every register is row r, and each lane goes through exactly the
  * operations tile8 gives its row (the same exact integer block sums, the
  * same multiply, convert and fused multiply-adds in the same order), so

@@ -6,10 +6,12 @@
  * Owns: the file mappings (through gguf_t or st_model_t), the tokenizer.
  * Weights are not copied: each weight_t points into the mapping (or, under
  * MODEL_LOAD_PRIVATE, into a private copy of the file), so a
- * backend that can use them in place (the CPU backend) does.  Every
- * tensor's type and shape is checked against the hyper-parameters, and
- * every tensor in the file must be used.  A model is immutable after
- * model_create and may be read from any thread.
+ * backend that can use them in place (the CPU backend) does; the CPU
+ * backend's packed matrices (cpu-repack) are its own copies, and it drops
+ * their pages of a file mapping (weights_file_mapped), which changes no
+ * byte a reader sees.  Every tensor's type and shape is checked against
+ * the hyper-parameters, and every tensor in the file must be used.  A
+ * model is immutable after model_create and may be read from any thread.
  */
 #ifndef LLAMAD_MODEL_H
 #define LLAMAD_MODEL_H
