@@ -480,11 +480,13 @@ static int norm_to_f32(const weight_t *w, float *dst)
 /*
  * Pack every matrix that the kernels of this level and precision read
  * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1 and Q8_0 matrices of the
- * layers, and the output when it is not the token embedding, under
- * `fast` at the AVX512 level) into one allocation, and drop their pages
- * of the file mapping (madvise DONTNEED: clean pages, read from the file
- * again should anything touch them), so that resident memory stays about
- * the file's size, not those matrices twice.  A GGUF file read into
+ * layers and the output, under `fast` at the AVX512 level) into one
+ * allocation, and drop their pages of the file mapping (madvise DONTNEED:
+ * clean pages, read from the file again should anything touch them), so
+ * that resident memory stays about the file's size, not those matrices
+ * twice.  An output tied to the token embedding is packed too: the
+ * embedding reads its rows from the mapping, which brings back only the
+ * pages of the tokens a step embeds.  A GGUF file read into
  * private memory (model-mmap = no) is left as it is: its pages cannot be
  * dropped, and a copy would double them.  (A test's synthetic model is
  * packed, its buffer kept.)  Returns 0 or ERR_NOMEM.
@@ -502,7 +504,7 @@ static int pack_weights(cpu_t *c)
         size_t off = 0;
         for (uint64_t i = 0; i < n_slots; i++) {
             const weight_t *w = i + 1 < n_slots ? layer_weight(m, (uint32_t)(i / W_COUNT), (w_role_t)(i % W_COUNT))
-                                : m->output.data != m->tok_embd.data ? &m->output : NULL;
+                                                : &m->output;
             size_t bytes = w == NULL || w->n_out > UINT32_MAX || w->n_in > UINT32_MAX ? 0
                            : cpu_matmul_packed_bytes(w->type, (uint32_t)w->n_out, (uint32_t)w->n_in);
             if (bytes == 0)
