@@ -485,8 +485,9 @@ static int norm_to_f32(const weight_t *w, float *dst)
  * clean pages, read from the file again should anything touch them), so
  * that resident memory stays about the file's size, not those matrices
  * twice.  An output tied to the token embedding is packed too: the
- * embedding reads its rows from the mapping, which brings back only the
- * pages of the tokens a step embeds.  A GGUF file read into
+ * embedding reads its rows from the mapping, which brings their pages
+ * back as tokens are embedded (with the kernel's fault-around, their
+ * neighbours' too): at most that table once more.  A GGUF file read into
  * private memory (model-mmap = no) is left as it is: its pages cannot be
  * dropped, and a copy would double them.  (A test's synthetic model is
  * packed, its buffer kept.)  Returns 0 or ERR_NOMEM.
