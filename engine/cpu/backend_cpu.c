@@ -15,7 +15,6 @@
  */
 #include <math.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,6 +22,7 @@
 
 #include "../backend.h"
 #include "attention.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "matmul.h"
@@ -499,8 +499,7 @@ static int pack_weights(cpu_t *c)
     if (m->src == MODEL_SRC_GGUF && !m->weights_file_mapped)
         return 0;
     size_t total = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const uint64_t t0 = clock_now_ns();
     for (int pass = 0; pass < 2; pass++) {
         size_t off = 0;
         for (uint64_t i = 0; i < n_slots; i++) {
@@ -537,10 +536,8 @@ static int pack_weights(cpu_t *c)
                 return ERR_NOMEM;
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
-             "kernels (%.1f MiB, %.2f s)", c->n_packed, total / 1048576.0,
-             (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+             "kernels (%.1f MiB, %.2f s)", c->n_packed, total / 1048576.0, (clock_now_ns() - t0) / 1e9);
     return 0;
 }
 

@@ -67,6 +67,18 @@ Q8_INLINE void Q8_FN(load16)(const uint8_t *const src[16], __m512i w[8])
  * lane: lane r of q[k] is row r's bytes 4k .. 4k+3, whose low nibbles are
  * elements 4k.. and high nibbles 16+4k...
  */
+/* Lane r of q[k] row r's nibble bytes 4k .. 4k+3: w[k] their low nibbles
+ * (elements 4k..), w[k + 4] their high ones (16 + 4k..). */
+Q8_INLINE void Q8_FN(nibbles16)(const __m512i q[4], __m512i w[8])
+{
+    const __m512i m15 = _mm512_set1_epi8(15);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        w[k] = _mm512_and_si512(q[k], m15);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(q[k], 4), m15);
+    }
+}
+
 Q8_INLINE void Q8_FN(block16)(const qtype_t type, const uint8_t *const blk[16], __m512i w[8])
 {
     if (type == QT_Q8_0) {
@@ -76,7 +88,6 @@ Q8_INLINE void Q8_FN(block16)(const qtype_t type, const uint8_t *const blk[16], 
             src[r] = blk[r] + 2;
         Q8_FN(load16)(src, w);
     } else {
-        const __m512i m15 = _mm512_set1_epi8(15);
         const size_t qo = type == QT_Q4_1 ? 4 : 2;
         __m512i z[4], a[4];
 #pragma GCC unroll 4
@@ -91,13 +102,9 @@ Q8_INLINE void Q8_FN(block16)(const qtype_t type, const uint8_t *const blk[16], 
         a[1] = _mm512_unpackhi_epi32(z[0], z[1]);
         a[2] = _mm512_unpacklo_epi32(z[2], z[3]);
         a[3] = _mm512_unpackhi_epi32(z[2], z[3]);
-        __m512i q[4] = { _mm512_unpacklo_epi64(a[0], a[2]), _mm512_unpackhi_epi64(a[0], a[2]),
-                         _mm512_unpacklo_epi64(a[1], a[3]), _mm512_unpackhi_epi64(a[1], a[3]) };
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            w[k] = _mm512_and_si512(q[k], m15);
-            w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(q[k], 4), m15);
-        }
+        const __m512i q[4] = { _mm512_unpacklo_epi64(a[0], a[2]), _mm512_unpackhi_epi64(a[0], a[2]),
+                               _mm512_unpacklo_epi64(a[1], a[3]), _mm512_unpackhi_epi64(a[1], a[3]) };
+        Q8_FN(nibbles16)(q, w);
     }
 }
 
@@ -274,7 +281,6 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
     const size_t n_in = j->n_in, nb = n_in / QK_SMALL, tb = MM_PACK_ROWS * bb;
     const uint8_t *tp = j->wp + (size_t)tile * nb * tb;
     const size_t so = type == QT_Q4_1 ? 64 : 32; /* the halves' bytes */
-    const __m512i m15 = _mm512_set1_epi8(15);
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++)
@@ -301,12 +307,11 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
                 w[k] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(blk + so + 64 * k)),
                                         _mm512_set1_epi8(-128));
         } else {
+            __m512i q[4];
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                __m512i q = _mm512_loadu_si512((const void *)(blk + so + 64 * k));
-                w[k] = _mm512_and_si512(q, m15);
-                w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m15);
-            }
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm512_loadu_si512((const void *)(blk + so + 64 * k));
+            Q8_FN(nibbles16)(q, w);
         }
         const float *sp = sb + wb * Q8_FN(sb_stride)(type);
         Q8_FN(step16)(TN, type, w, dw, mw, xq, sp, sp + Q8_TOKS, 1, n_in, wb, acc);
