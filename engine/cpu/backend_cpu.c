@@ -7,11 +7,11 @@
  * kernels of the AVX512 level read in tiles of sixteen rows: those are
  * packed into that order at start (pack_weights), the same bytes, and
  * their mapped pages dropped.  The small norm vectors are converted to
- * float32 at start.  Activations and the KV cache are
- * float32.  Every operation computes each output element with a fixed
- * sequence of operations that depends on neither the batch nor the thread
- * count, so a sequence's logits are bit-for-bit the same however it is
- * batched or chunked.
+ * float32 at start.  Activations are float32, and so is the KV cache
+ * (IEEE halves under `fast`).  Every operation computes each output
+ * element with a fixed sequence of operations that depends on neither the
+ * batch nor the thread count, so a sequence's logits are bit-for-bit the
+ * same however it is batched or chunked.
  */
 #include <math.h>
 #include <stdio.h>
@@ -479,8 +479,8 @@ static int norm_to_f32(const weight_t *w, float *dst)
 
 /*
  * Pack every matrix that the kernels of this level and precision read
- * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1 and Q8_0 matrices of the
- * layers and the output, under `fast` at the AVX512 level) into one
+ * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0, Q4_K and Q5_K
+ * matrices of the layers and the output, under `fast` at the AVX512 level) into one
  * allocation, and drop their pages of the file mapping (madvise DONTNEED:
  * clean pages, read from the file again should anything touch them), so
  * that resident memory stays about the file's size, not those matrices

@@ -371,7 +371,7 @@ static int job_init(mm_job_t *job, const cpu_mm_out_t *m, uint32_t n_in, const f
 static int reads_packed(cpu_isa_t isa, qtype_t wt, uint32_t n_in)
 {
     return prec_now == CPU_PREC_FAST && isa == CPU_ISA_AVX512 && mm_pack_type(wt)
-           && n_in % QK_SMALL == 0 && n_in / QK_SMALL <= MM_PACK_MAX_NB;
+           && n_in % qtype_info((uint32_t)wt)->block_elems == 0 && n_in / QK_SMALL <= MM_PACK_MAX_NB;
 }
 
 int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32_t n_in,
@@ -450,9 +450,10 @@ size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in)
 {
     if (n_out == 0 || !reads_packed(cpu_matmul_isa(), wt, n_in))
         return 0;
+    const qtype_info_t *ti = qtype_info((uint32_t)wt);
     uint64_t tiles = n_out / MM_PACK_ROWS + (n_out % MM_PACK_ROWS != 0); /* < 2^28 */
-    uint64_t bytes = tiles * MM_PACK_ROWS * (n_in / QK_SMALL) * qtype_info((uint32_t)wt)->block_bytes;
-    return bytes > SIZE_MAX ? 0 : (size_t)bytes; /* < 2^28 * 16 * 256 * 34 */
+    uint64_t bytes = tiles * MM_PACK_ROWS * (n_in / ti->block_elems) * ti->block_bytes;
+    return bytes > SIZE_MAX ? 0 : (size_t)bytes; /* < 2^28 * 16 * 8192 * 34 / 32 */
 }
 
 int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst)
@@ -461,21 +462,20 @@ int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, vo
         return ERR_INVALID;
     if (cpu_matmul_packed_bytes(wt, n_out, n_in) == 0)
         return ERR_UNSUPPORTED;
-    const size_t bb = qtype_info((uint32_t)wt)->block_bytes, nb = n_in / QK_SMALL, rb = nb * bb;
-    const size_t qb = wt == QT_Q8_0 ? 32 : 16;  /* a row's quant bytes in a block */
-    const size_t qo = bb - qb;                  /* and where they start in it */
-    const size_t so = qo * MM_PACK_ROWS;        /* the packed block's halves: d (and m) */
+    const qtype_info_t *ti = qtype_info((uint32_t)wt);
+    const size_t bb = ti->block_bytes, nb = n_in / ti->block_elems, rb = nb * bb;
+    const size_t hb = mm_pack_halves(wt);  /* a block's bytes of halves */
+    const size_t so = hb * MM_PACK_ROWS;   /* and the packed block's */
     uint8_t *out = dst;
     for (uint32_t r0 = 0; r0 < n_out; r0 += MM_PACK_ROWS) {
         for (size_t b = 0; b < nb; b++, out += MM_PACK_ROWS * bb) {
             for (uint32_t r = 0; r < MM_PACK_ROWS; r++) {
                 uint32_t row = r0 + r < n_out ? r0 + r : n_out - 1;
                 const uint8_t *blk = (const uint8_t *)w + row * rb + b * bb;
-                memcpy(out + 2 * r, blk, 2); /* d */
-                if (wt == QT_Q4_1)
-                    memcpy(out + 2 * MM_PACK_ROWS + 2 * r, blk + 2, 2); /* m */
-                for (size_t k = 0; k < qb / 4; k++)
-                    memcpy(out + so + 64 * k + 4 * r, blk + qo + 4 * k, 4);
+                for (size_t i = 0; i < hb / 2; i++) /* half i: d, then m or dmin */
+                    memcpy(out + 2 * MM_PACK_ROWS * i + 2 * r, blk + 2 * i, 2);
+                for (size_t k = 0; k < (bb - hb) / 4; k++)
+                    memcpy(out + so + 64 * k + 4 * r, blk + hb + 4 * k, 4);
             }
         }
     }

@@ -582,16 +582,34 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
     }
 }
 
+/* rows_type for one type, a function of its own: every kernel above is
+ * inlined into it, and one function holding all six types' (some 800 KiB
+ * of code at the AVX512 level) was compiled into slower kernels than the
+ * same source in one of this size */
+#define Q8_ROWS(name, T, BB)                                                              \
+    __attribute__((noinline, target(Q8_TARGET))) static void Q8_FN(rows_##name)(          \
+        const mm_job_t *j, uint32_t o0, uint32_t n)                                       \
+    {                                                                                     \
+        Q8_FN(rows_type)(T, BB, j, o0, n);                                                \
+    }
+Q8_ROWS(q4_0, QT_Q4_0, 18)
+Q8_ROWS(q4_1, QT_Q4_1, 20)
+Q8_ROWS(q8_0, QT_Q8_0, 34)
+Q8_ROWS(q4_k, QT_Q4_K, 144)
+Q8_ROWS(q5_k, QT_Q5_K, 176)
+Q8_ROWS(q6_k, QT_Q6_K, 210)
+#undef Q8_ROWS
+
 __attribute__((target(Q8_TARGET))) void Q8_FN(cpu_mmq_rows)(const mm_job_t *j, uint32_t o0,
                                                             uint32_t n)
 {
     switch (j->type) {
-    case QT_Q4_0: Q8_FN(rows_type)(QT_Q4_0, 18, j, o0, n); break;
-    case QT_Q4_1: Q8_FN(rows_type)(QT_Q4_1, 20, j, o0, n); break;
-    case QT_Q8_0: Q8_FN(rows_type)(QT_Q8_0, 34, j, o0, n); break;
-    case QT_Q4_K: Q8_FN(rows_type)(QT_Q4_K, 144, j, o0, n); break;
-    case QT_Q5_K: Q8_FN(rows_type)(QT_Q5_K, 176, j, o0, n); break;
-    case QT_Q6_K: Q8_FN(rows_type)(QT_Q6_K, 210, j, o0, n); break;
+    case QT_Q4_0: Q8_FN(rows_q4_0)(j, o0, n); break;
+    case QT_Q4_1: Q8_FN(rows_q4_1)(j, o0, n); break;
+    case QT_Q8_0: Q8_FN(rows_q8_0)(j, o0, n); break;
+    case QT_Q4_K: Q8_FN(rows_q4_k)(j, o0, n); break;
+    case QT_Q5_K: Q8_FN(rows_q5_k)(j, o0, n); break;
+    case QT_Q6_K: Q8_FN(rows_q6_k)(j, o0, n); break;
     default:      break; /* the driver sends no other type */
     }
 }

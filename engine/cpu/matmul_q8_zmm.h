@@ -9,7 +9,7 @@
 /*
  * Sixteen-row tiles on 512-bit registers (the AVX512 level), for the
  * block types Q4_0, Q4_1 and Q8_0 and the K-quants Q4_K and Q5_K at
- * eight tokens or more (and a packed Q4_0, Q4_1 or Q8_0 matrix at every
+ * eight tokens or more (and a packed matrix of those five types at every
  * token count: tile16p, at the end): lane r of
  * every register is row r, and each lane goes through exactly the
  * operations tile8 gives its row (the same exact integer block sums, the
@@ -167,37 +167,85 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
     }
 }
 
+/* k4_scales16 from a packed super-block (matmul_kern.h's layout: the
+ * sixteen d, the sixteen dmin, then the scale dwords A B C as three runs):
+ * the same operations a lane as k4_scales8's. */
+Q8_INLINE void Q8_FN(k4_scales16p)(const uint8_t *pk, __m512 ks[8], __m512 km[8])
+{
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)pk));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(pk + 32)));
+    __m512i q[3];
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; k++)
+        q[k] = _mm512_loadu_si512((const void *)(pk + 64 + 64 * k));
+    const __m512i m63 = _mm512_set1_epi32(0x3f3f3f3f), m15 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i m48 = _mm512_set1_epi32(0x30303030), ff = _mm512_set1_epi32(0xff);
+    const __m512i neg = _mm512_set1_epi32((int)0x80000000); /* the sign (vxorps is AVX512DQ's) */
+    __m512i sc[2] = { _mm512_and_si512(q[0], m63),
+                      _mm512_or_si512(_mm512_and_si512(q[2], m15),
+                                      _mm512_and_si512(_mm512_srli_epi32(q[0], 2), m48)) };
+    __m512i mn[2] = { _mm512_and_si512(q[1], m63),
+                      _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(q[2], 4), m15),
+                                      _mm512_and_si512(_mm512_srli_epi32(q[1], 2), m48)) };
+#pragma GCC unroll 8
+    for (int jj = 0; jj < 8; jj++) {
+        __m512i s = _mm512_and_si512(_mm512_srli_epi32(sc[jj / 4], 8 * (jj % 4)), ff);
+        __m512i m = _mm512_and_si512(_mm512_srli_epi32(mn[jj / 4], 8 * (jj % 4)), ff);
+        ks[jj] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+        km[jj] = _mm512_castsi512_ps(
+            _mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m))), neg));
+    }
+}
+
 /*
  * A Q4_K or Q5_K super-block of sixteen rows for TN tokens, blocks b0 ..
  * b0+7: tile8's operations a lane (the same nibbles, fifth bits, scales
- * and steps), each 32-byte group of quants transposed once by load16.
- *   bb: the type's block bytes; pf: tile16's prefetch for this step (16 bb
+ * and steps), each 32-byte group of quants transposed once by load16 from
+ * blk[r] (row r's super-block), or where P read from pk, the super-block
+ * packed (matmul_kern.h: the runs load16 would make, one load each).
+ *   bb: the type's block bytes; pf: the prefetch for this step (16 bb
  *   bytes, asked for a quarter before each group)
  */
-Q8_INLINE void Q8_FN(k_super16)(const int TN, const qtype_t type, const size_t bb,
-                                const uint8_t *const blk[16], const int8_t *xq, const float *xd,
-                                const float *sb, size_t n_in, size_t b0, uintptr_t pf, __m512 acc[])
+Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, const size_t bb,
+                                const uint8_t *const blk[16], const uint8_t *pk, const int8_t *xq,
+                                const float *xd, const float *sb, size_t n_in, size_t b0,
+                                uintptr_t pf, __m512 acc[])
 {
     const size_t nb = n_in / QK_SMALL;
     const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
-    const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
+    const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles (packed: 16 qo) */
     __m512 ks[8], km[8];
     __m512i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
     const uint8_t *src[16];
-    Q8_FN(k4_scales16)(blk, ks, km);
+    if (P)
+        Q8_FN(k4_scales16p)(pk, ks, km);
+    else
+        Q8_FN(k4_scales16)(blk, ks, km);
     if (type == QT_Q5_K) {
+        if (P) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                qh[k] = _mm512_loadu_si512((const void *)(pk + 16 * 16 + 64 * k));
+        } else {
 #pragma GCC unroll 16
-        for (int r = 0; r < 16; r++)
-            src[r] = blk[r] + 16;
-        Q8_FN(load16)(src, qh);
+            for (int r = 0; r < 16; r++)
+                src[r] = blk[r] + 16;
+            Q8_FN(load16)(src, qh);
+        }
     }
     for (int g = 0; g < 4; g++) {
         Q8_FN(prefetch_run)(pf + (size_t)g * 4 * bb, 4 * bb, 1); /* a quarter of the step */
         __m512i q[8], w[8];
+        if (P) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                q[k] = _mm512_loadu_si512((const void *)(pk + 16 * (qo + 32 * g) + 64 * k));
+        } else {
 #pragma GCC unroll 16
-        for (int r = 0; r < 16; r++)
-            src[r] = blk[r] + qo + 32 * g;
-        Q8_FN(load16)(src, q);
+            for (int r = 0; r < 16; r++)
+                src[r] = blk[r] + qo + 32 * g;
+            Q8_FN(load16)(src, q);
+        }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const int jj = 2 * g + h; /* the sub-block */
@@ -244,8 +292,8 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
         for (int r = 0; r < 16; r++)
             blk[r] = p[r] + wb * bb;
         if (ksb) {
-            Q8_FN(k_super16)(TN, type, bb, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf,
-                             acc);
+            Q8_FN(k_super16)(TN, 0, type, bb, blk, NULL, xq, j->xd + (size_t)t0 * nb, sb, n_in,
+                             8 * wb, pf, acc);
             continue;
         }
         __m512 mw;
@@ -273,13 +321,16 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
  * load and a conversion, its quants four loads (Q8_0: eight) that are
  * already what block16 and load16 make of sixteen rows' blocks (lane r
  * row r's bytes 4k .. 4k+3): the same w, dw and mw, and step16 on them,
- * so the same bits as tile16 (and tile8) give.
+ * so the same bits as tile16 (and tile8) give.  Q4_K and Q5_K: k_super16
+ * on each packed super-block.
  */
 Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
                               uint32_t tile, uint32_t left, uint32_t t0, const float *sb, float *y)
 {
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K; /* super-blocks */
     const size_t n_in = j->n_in, nb = n_in / QK_SMALL, tb = MM_PACK_ROWS * bb;
-    const uint8_t *tp = j->wp + (size_t)tile * nb * tb;
+    const size_t nw = ksb ? nb / 8 : nb; /* weight blocks a row */
+    const uint8_t *tp = j->wp + (size_t)tile * nw * tb;
     const size_t so = type == QT_Q4_1 ? 64 : 32; /* the halves' bytes */
     __m512 acc[16];
 #pragma GCC unroll 16
@@ -287,10 +338,15 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
         acc[t] = _mm512_setzero_ps();
     const int8_t *xq = j->xq + (size_t)t0 * n_in;
     /* the tile two on, at the pace this one is read (tile16's rule) */
-    uintptr_t pf = (uintptr_t)tp + 2 * nb * tb;
+    uintptr_t pf = (uintptr_t)tp + 2 * nw * tb;
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
-    for (size_t wb = 0; wb < nb; wb++, pf += tb) {
+    for (size_t wb = 0; wb < nw; wb++, pf += tb) {
         const uint8_t *blk = tp + wb * tb;
+        if (ksb) {
+            Q8_FN(k_super16)(TN, 1, type, bb, NULL, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in,
+                             8 * wb, pf, acc);
+            continue;
+        }
         Q8_FN(prefetch_run)(pf, tb, pf_l2);
         __m512 dw, mw = _mm512_setzero_ps();
         if (type == QT_Q4_1) {

@@ -558,6 +558,26 @@ FAST_TESTS(q4_k, QT_Q4_K)
 FAST_TESTS(q5_k, QT_Q5_K)
 FAST_TESTS(q6_k, QT_Q6_K)
 
+/* Where the packed layout puts each part of a block: npk halves (at 32 i
+ * for half i, from byte 2 i of the block), then runs of dwords, each
+ * { packed offset, block offset, dwords } (dword k of the run at packed
+ * offset + 64 k + 4 lane, from block offset + 4 k). */
+typedef struct {
+    uint32_t halves;
+    uint32_t run[3][3];
+} pack_parts_t;
+
+static pack_parts_t pack_parts(qtype_t type)
+{
+    switch (type) {
+    case QT_Q4_0: return (pack_parts_t){ 1, { { 32, 2, 4 } } };                 /* d, nibbles */
+    case QT_Q4_1: return (pack_parts_t){ 2, { { 64, 4, 4 } } };                 /* d m, nibbles */
+    case QT_Q8_0: return (pack_parts_t){ 1, { { 32, 2, 8 } } };                 /* d, quants */
+    case QT_Q4_K: return (pack_parts_t){ 2, { { 64, 4, 3 }, { 256, 16, 32 } } }; /* d dmin, scales, nibbles */
+    default:      return (pack_parts_t){ 2, { { 64, 4, 3 }, { 256, 16, 8 }, { 768, 48, 32 } } }; /* Q5_K: + fifth bits */
+    }
+}
+
 /*
  * Packed matrices (cpu_matmul_pack, matmul_kern.h's layout): the bytes
  * where the layout puts them, the sizes, and the AVX512 level's `fast`
@@ -573,22 +593,28 @@ static void check_packed(qtype_t type)
 {
     rng_state = 9100u + (uint32_t)type;
     use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
-    const size_t bb = qtype_info(type)->block_bytes;
-    const size_t qb = type == QT_Q8_0 ? 32 : 16, qo = bb - qb, so = qo * 16;
-    ASSERT(cpu_matmul_packed_bytes(type, 37, 576) == 48 * 18 * bb);
-    ASSERT(cpu_matmul_packed_bytes(type, 16, 256 * 32) == 16 * 256 * bb);
+    const int k = type == QT_Q4_K || type == QT_Q5_K;
+    const size_t bb = qtype_info(type)->block_bytes, be = k ? 256 : 32;
+    const pack_parts_t parts = pack_parts(type);
+    ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 48 * (9 * 256 / be) * bb);
+    ASSERT(cpu_matmul_packed_bytes(type, 16, 256 * 32) == 16 * (256 * 32 / be) * bb);
     ASSERT(cpu_matmul_packed_bytes(type, 16, 257 * 32) == 0); /* past the kept terms */
-    ASSERT(cpu_matmul_packed_bytes(type, 16, 48) == 0);       /* a ragged block */
-    ASSERT(cpu_matmul_packed_bytes(QT_Q4_K, 16, 256) == 0);
+    ASSERT(cpu_matmul_packed_bytes(type, 16, 264 * 32) == 0);
+    ASSERT(cpu_matmul_packed_bytes(type, 16, be + 16) == 0);  /* a ragged block */
+    ASSERT(cpu_matmul_packed_bytes(QT_Q6_K, 16, 256) == 0);
     static const uint32_t shapes[][3] = { /* n_out, n_in, the most tokens */
         { 37, 576, 70 }, { 16, 32, 17 }, { 519, 64, 24 }, { 29, 256 * 32, 17 }, { 200, 256 * 32, 39 },
+    };
+    static const uint32_t shapes_k[][3] = { /* K-quants: super-blocks of 256 */
+        { 37, 9 * 256, 70 }, { 16, 256, 17 }, { 519, 256, 24 }, { 29, 256 * 32, 17 }, { 200, 256 * 32, 39 },
     };
     pool_t *pools[3] = { NULL, NULL, NULL };
     for (int i = 0; i < 3; i++)
         ASSERT_EQ_INT(pool_create(&pools[i], i + 1), 0);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        uint32_t n_out = shapes[s][0], n_in = shapes[s][1], nt_max = shapes[s][2];
-        const size_t nb = n_in / 32, rb = nb * bb;
+        uint32_t n_out = k ? shapes_k[s][0] : shapes[s][0], n_in = k ? shapes_k[s][1] : shapes[s][1];
+        uint32_t nt_max = k ? shapes_k[s][2] : shapes[s][2];
+        const size_t nb = n_in / be, rb = nb * bb;
         use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
         size_t pb = cpu_matmul_packed_bytes(type, n_out, n_in);
         ASSERT(pb == (size_t)(n_out + 15) / 16 * 16 * rb);
@@ -596,22 +622,28 @@ static void check_packed(qtype_t type)
         float *x = make_x(nt_max * n_in);
         float *y = malloc((size_t)nt_max * n_out * sizeof *y), *yp = malloc((size_t)nt_max * n_out * sizeof *yp);
         ASSERT(w && wp && x && y && yp);
+        memset(wp, 0xa5, pb);
         ASSERT_EQ_INT(cpu_matmul_pack(type, w, n_out, n_in, wp), 0);
-        /* the layout, byte by byte: tile, block, row (rows past n_out: the last) */
+        /* the layout, byte by byte: tile, block, row (rows past n_out: the
+         * last); and every byte of the copy one of them */
+        size_t placed = 0;
         for (uint32_t r = 0; r < (n_out + 15) / 16 * 16; r++) {
             const uint8_t *src = w + (size_t)(r < n_out ? r : n_out - 1) * rb;
             for (size_t b = 0; b < nb; b++) {
                 const uint8_t *pk = wp + ((size_t)(r / 16) * nb + b) * 16 * bb, *blk = src + b * bb;
                 uint32_t lane = r % 16;
-                ASSERT(memcmp(pk + 2 * lane, blk, 2) == 0);
-                if (type == QT_Q4_1)
-                    ASSERT(memcmp(pk + 32 + 2 * lane, blk + 2, 2) == 0);
-                for (size_t k = 0; k < qb / 4; k++)
-                    ASSERT_MSG(memcmp(pk + so + 64 * k + 4 * lane, blk + qo + 4 * k, 4) == 0,
-                               "%s packed: row %u block %zu dword %zu misplaced",
-                               qtype_info(type)->name, r, b, k);
+                for (uint32_t h = 0; h < parts.halves; h++, placed += 2)
+                    ASSERT(memcmp(pk + 32 * h + 2 * lane, blk + 2 * h, 2) == 0);
+                for (int q = 0; q < 3 && parts.run[q][2] != 0; q++) {
+                    for (uint32_t d = 0; d < parts.run[q][2]; d++, placed += 4)
+                        ASSERT_MSG(memcmp(pk + parts.run[q][0] + 64 * d + 4 * lane, blk + parts.run[q][1] + 4 * d,
+                                          4) == 0,
+                                   "%s packed: row %u block %zu part %d dword %u misplaced",
+                                   qtype_info(type)->name, r, b, q, d);
+                }
             }
         }
+        ASSERT(placed == pb);
         for (uint32_t nt = 1; nt <= nt_max; nt++) {
             if (n_out == 200 && nt > 2 && nt != 16 && nt != 17 && nt != nt_max)
                 continue; /* a few counts (39: the one-thread pool) */
@@ -645,6 +677,8 @@ static void check_packed(qtype_t type)
 TEST(fast_packed_q4_0) { check_packed(QT_Q4_0); }
 TEST(fast_packed_q4_1) { check_packed(QT_Q4_1); }
 TEST(fast_packed_q8_0) { check_packed(QT_Q8_0); }
+TEST(fast_packed_q4_k) { check_packed(QT_Q4_K); }
+TEST(fast_packed_q5_k) { check_packed(QT_Q5_K); }
 
 /*
  * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
@@ -1167,7 +1201,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512), T(fast_q4_k_amx),
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
-          T(fast_k_documented_order), T(fast_packed_q4_0), T(fast_packed_q4_1), T(fast_packed_q8_0),
+          T(fast_k_documented_order), T(fast_packed_q4_0), T(fast_packed_q4_1), T(fast_packed_q8_0), T(fast_packed_q4_k), T(fast_packed_q5_k),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx), T(exact_avx512_is_avx2),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
           T(isa_settings),
