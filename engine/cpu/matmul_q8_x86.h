@@ -582,19 +582,24 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
     }
 }
 
-/* rows_type for one type, a function of its own: every kernel above is
- * inlined into it, and one function holding all six types' (some 800 KiB
- * of code at the AVX512 level) was compiled into slower kernels than the
- * same source in one of this size */
+/*
+ * The K-quants' rows_type each a function of its own; the block types'
+ * stay inlined into cpu_mmq_rows.  Every kernel above is inlined into its
+ * rows_type, so where the code goes is what the compiler schedules as
+ * one function, and that moved the speed of unchanged source at the
+ * AVX512 level (one thread of a Zen 5 guest, 1B shapes, interleaved
+ * runs): all six types in one function (800 KiB) ran Q4_K at 0.6-0.7x
+ * of its speed alone once its packed kernels were added; each type alone
+ * ran Q8_0's one-token decode at 0.83x of the one function, with the same
+ * instructions in the inner loop (cause not found); this split cost
+ * Q8_0 about 5% and nothing measurable on Q4_0 (docs/PERFORMANCE.md).
+ */
 #define Q8_ROWS(name, T, BB)                                                              \
     __attribute__((noinline, target(Q8_TARGET))) static void Q8_FN(rows_##name)(          \
         const mm_job_t *j, uint32_t o0, uint32_t n)                                       \
     {                                                                                     \
         Q8_FN(rows_type)(T, BB, j, o0, n);                                                \
     }
-Q8_ROWS(q4_0, QT_Q4_0, 18)
-Q8_ROWS(q4_1, QT_Q4_1, 20)
-Q8_ROWS(q8_0, QT_Q8_0, 34)
 Q8_ROWS(q4_k, QT_Q4_K, 144)
 Q8_ROWS(q5_k, QT_Q5_K, 176)
 Q8_ROWS(q6_k, QT_Q6_K, 210)
@@ -604,9 +609,9 @@ __attribute__((target(Q8_TARGET))) void Q8_FN(cpu_mmq_rows)(const mm_job_t *j, u
                                                             uint32_t n)
 {
     switch (j->type) {
-    case QT_Q4_0: Q8_FN(rows_q4_0)(j, o0, n); break;
-    case QT_Q4_1: Q8_FN(rows_q4_1)(j, o0, n); break;
-    case QT_Q8_0: Q8_FN(rows_q8_0)(j, o0, n); break;
+    case QT_Q4_0: Q8_FN(rows_type)(QT_Q4_0, 18, j, o0, n); break;
+    case QT_Q4_1: Q8_FN(rows_type)(QT_Q4_1, 20, j, o0, n); break;
+    case QT_Q8_0: Q8_FN(rows_type)(QT_Q8_0, 34, j, o0, n); break;
     case QT_Q4_K: Q8_FN(rows_q4_k)(j, o0, n); break;
     case QT_Q5_K: Q8_FN(rows_q5_k)(j, o0, n); break;
     case QT_Q6_K: Q8_FN(rows_q6_k)(j, o0, n); break;
