@@ -478,6 +478,28 @@ static int norm_to_f32(const weight_t *w, float *dst)
 }
 
 /*
+ * Ask for transparent huge pages over [p, p + bytes), before it is first
+ * touched: the KV pool, whose step reads every sequence's blocks, a few
+ * KiB each, from anywhere in the pool (with 4 KiB pages nearly each one
+ * is a TLB miss and a page walk), and the packed weights.  Advice only:
+ * where the kernel has no huge pages (or THP is "never") the memory stays
+ * in small pages, and nothing else changes.
+ */
+static void huge_pages(void *p, uint64_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+/*
  * Pack every matrix that the kernels of this level and precision read
  * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0, Q4_K and Q5_K
  * matrices of the layers and the output, under `fast` at the AVX512 level) into one
@@ -530,37 +552,23 @@ static int pack_weights(cpu_t *c)
         if (pass == 0) {
             if (total == 0)
                 return 0;
+            /* in huge pages where the kernel gives them (huge_pages): every
+             * step streams the copy, and with 4 KiB pages that is a TLB
+             * miss each 4 KiB */
+            const size_t huge = (size_t)2 << 20;
+            if (total > SIZE_MAX - huge)
+                return ERR_NOMEM;
+            total = (total + huge - 1) & ~(huge - 1);
             c->packed = calloc(n_slots, sizeof *c->packed);
-            c->pack_buf = aligned_alloc(64, total);
+            c->pack_buf = aligned_alloc(huge, total);
             if (c->packed == NULL || c->pack_buf == NULL)
                 return ERR_NOMEM;
+            huge_pages(c->pack_buf, total);
         }
     }
     log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
              "kernels (%.1f MiB, %.2f s)", c->n_packed, total / 1048576.0, (clock_now_ns() - t0) / 1e9);
     return 0;
-}
-
-/*
- * Ask for transparent huge pages over the KV pool, before it is first
- * touched.  A step reads every sequence's blocks, a few KiB each, from
- * anywhere in the pool: with 4 KiB pages nearly each one is a TLB miss
- * and a page walk.  Advice only: where the kernel has no huge pages (or
- * THP is "never") the pool stays in small pages, and nothing else
- * changes.
- */
-static void kv_huge_pages(void *pool, uint64_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)pool + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)pool + bytes) & ~(huge - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)pool;
-    (void)bytes;
-#endif
 }
 
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
@@ -629,7 +637,7 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
         if (pool_scratch(c->pool, cpu_matmul_scratch_bytes(widest, o->max_tokens)) == NULL)
             goto nomem;
     }
-    kv_huge_pages(c->kv, n_blocks * block_bytes);
+    huge_pages(c->kv, n_blocks * block_bytes);
     /* Commit the pool now: resident memory is weights + KV pool from the
        start (what MemoryMax must allow), not a figure that creeps up as
        blocks are first used.  A volatile store per page, because a
