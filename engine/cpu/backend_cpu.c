@@ -502,8 +502,9 @@ static void huge_pages(void *p, uint64_t bytes)
 /*
  * Pack every matrix that the kernels of this level and precision read
  * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0, Q4_K and Q5_K
- * matrices of the layers and the output, under `fast` at the AVX512 level) into one
- * allocation, and drop their pages of the file mapping (madvise DONTNEED:
+ * matrices of the layers and the output, under `fast` at the AVX512
+ * level) into one allocation (in huge pages where the kernel gives
+ * them), and drop their pages of the file mapping (madvise DONTNEED:
  * clean pages, read from the file again should anything touch them), so
  * that resident memory stays about the file's size, not those matrices
  * twice.  An output tied to the token embedding is packed too: the
@@ -558,12 +559,12 @@ static int pack_weights(cpu_t *c)
             const size_t huge = (size_t)2 << 20;
             if (total > SIZE_MAX - huge)
                 return ERR_NOMEM;
-            total = (total + huge - 1) & ~(huge - 1);
+            const size_t alloc = (total + huge - 1) & ~(huge - 1);
             c->packed = calloc(n_slots, sizeof *c->packed);
-            c->pack_buf = aligned_alloc(huge, total);
+            c->pack_buf = aligned_alloc(huge, alloc);
             if (c->packed == NULL || c->pack_buf == NULL)
                 return ERR_NOMEM;
-            huge_pages(c->pack_buf, total);
+            huge_pages(c->pack_buf, alloc);
         }
     }
     log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
