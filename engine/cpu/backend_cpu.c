@@ -485,12 +485,13 @@ static int norm_to_f32(const weight_t *w, float *dst)
  * where the kernel has no huge pages (or THP is "never") the memory stays
  * in small pages, and nothing else changes.
  */
+#define HUGE_PAGE ((size_t)2 << 20)
+
 static void huge_pages(void *p, uint64_t bytes)
 {
 #ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
     if (hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 #else
@@ -556,12 +557,11 @@ static int pack_weights(cpu_t *c)
             /* in huge pages where the kernel gives them (huge_pages): every
              * step streams the copy, and with 4 KiB pages that is a TLB
              * miss each 4 KiB */
-            const size_t huge = (size_t)2 << 20;
-            if (total > SIZE_MAX - huge)
+            if (total > SIZE_MAX - HUGE_PAGE)
                 return ERR_NOMEM;
-            const size_t alloc = (total + huge - 1) & ~(huge - 1);
+            const size_t alloc = (total + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
             c->packed = calloc(n_slots, sizeof *c->packed);
-            c->pack_buf = aligned_alloc(huge, alloc);
+            c->pack_buf = aligned_alloc(HUGE_PAGE, alloc);
             if (c->packed == NULL || c->pack_buf == NULL)
                 return ERR_NOMEM;
             huge_pages(c->pack_buf, alloc);

@@ -331,7 +331,7 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
     const size_t n_in = j->n_in, nb = n_in / QK_SMALL, tb = MM_PACK_ROWS * bb;
     const size_t nw = ksb ? nb / 8 : nb; /* weight blocks a row */
     const uint8_t *tp = j->wp + (size_t)tile * nw * tb;
-    const size_t so = type == QT_Q4_1 ? 64 : 32; /* the halves' bytes */
+    const size_t so = MM_PACK_ROWS * mm_pack_halves(type); /* the halves' bytes */
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++)
