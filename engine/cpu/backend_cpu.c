@@ -502,7 +502,7 @@ static void huge_pages(void *p, uint64_t bytes)
 
 /*
  * Pack every matrix that the kernels of this level and precision read
- * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0, Q4_K and Q5_K
+ * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0 and K-quant
  * matrices of the layers and the output, under `fast` at the AVX512
  * level) into one allocation (in huge pages where the kernel gives
  * them), and drop their pages of the file mapping (madvise DONTNEED:

@@ -464,8 +464,10 @@ int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, vo
         return ERR_UNSUPPORTED;
     const qtype_info_t *ti = qtype_info((uint32_t)wt);
     const size_t bb = ti->block_bytes, nb = n_in / ti->block_elems, rb = nb * bb;
-    const size_t hb = mm_pack_halves(wt);  /* a block's bytes of halves */
-    const size_t so = hb * MM_PACK_ROWS;   /* and the packed block's */
+    const size_t hb = mm_pack_halves(wt);  /* a block's leading bytes of halves */
+    const size_t tb = mm_pack_tail(wt);    /* and trailing ones */
+    const size_t so = hb * MM_PACK_ROWS;   /* the packed block's dword runs */
+    const size_t to = (bb - tb) * MM_PACK_ROWS; /* and its trailing halves */
     uint8_t *out = dst;
     for (uint32_t r0 = 0; r0 < n_out; r0 += MM_PACK_ROWS) {
         for (size_t b = 0; b < nb; b++, out += MM_PACK_ROWS * bb) {
@@ -474,8 +476,10 @@ int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, vo
                 const uint8_t *blk = (const uint8_t *)w + row * rb + b * bb;
                 for (size_t i = 0; i < hb / 2; i++) /* half i: d, then m or dmin */
                     memcpy(out + 2 * MM_PACK_ROWS * i + 2 * r, blk + 2 * i, 2);
-                for (size_t k = 0; k < (bb - hb) / 4; k++)
+                for (size_t k = 0; k < (bb - hb - tb) / 4; k++)
                     memcpy(out + so + 64 * k + 4 * r, blk + hb + 4 * k, 4);
+                for (size_t i = 0; i < tb / 2; i++) /* Q6_K's d */
+                    memcpy(out + to + 2 * MM_PACK_ROWS * i + 2 * r, blk + bb - tb + 2 * i, 2);
             }
         }
     }

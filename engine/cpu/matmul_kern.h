@@ -60,23 +60,25 @@ typedef struct {
 } mm_job_t;
 
 /*
- * The packed layout of a Q4_0, Q4_1, Q8_0, Q4_K or Q5_K matrix
+ * The packed layout of a Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K matrix
  * (cpu_matmul_pack): tiles of sixteen rows, tile i rows [16i, 16i + 16)
  * (rows past n_out repeat the last row), each tile its blocks in order,
  * each block of the tile 16 * block_bytes bytes.  A block's first h
  * bytes are h / 2 halves (Q4_0, Q8_0: d; Q4_1: d, m; Q4_K, Q5_K: d,
  * dmin), and half i of the sixteen rows is a run of 32 bytes (row r's at
- * 2r); the rest of the block, a whole number of dwords, follows in runs
- * of 64 bytes whose dword r is row r's: run k holds bytes h + 4k .. h +
- * 4k + 3 of each row's block.  So a Q4_0 / Q4_1 block is its d's (and
- * m's), then four runs of the 16 nibble bytes; Q8_0 eight runs of the 32
- * bytes; Q4_K its d's, dmin's, three runs of the 12 scale bytes and 32
- * of the 128 nibble bytes (Q5_K: eight of the 32 bytes of fifth bits
- * before them).  A run is then what the sixteen-row tiles gather from
- * sixteen rows and transpose (lane r of a 512-bit register row r's four
- * bytes: block16, load16), one load.  Only rows of at most
- * MM_PACK_MAX_NB blocks of 32 are packed: the tile kernels keep every
- * block's terms in a buffer of that many.
+ * 2r); the block's bytes up to its last t bytes of halves (Q6_K: d; t is
+ * 0 for the others), a whole number of dwords, follow in runs of 64
+ * bytes whose dword r is row r's: run k holds bytes h + 4k .. h + 4k + 3
+ * of each row's block; then the trailing halves, runs of 32 bytes as the
+ * leading ones.  So a Q4_0 / Q4_1 block is its d's (and m's), then four
+ * runs of the 16 nibble bytes; Q8_0 eight runs of the 32 bytes; Q4_K its
+ * d's, dmin's, three runs of the 12 scale bytes and 32 of the 128 nibble
+ * bytes (Q5_K: eight of the 32 bytes of fifth bits before them); Q6_K 32
+ * runs of low bits, 16 of high bits, 4 of scales, then its d's.  A run is
+ * then what the sixteen-row tiles gather from sixteen rows and transpose
+ * (lane r of a 512-bit register row r's four bytes: block16, load16),
+ * one load.  Only rows of at most MM_PACK_MAX_NB blocks of 32 are packed:
+ * the tile kernels keep every block's terms in a buffer of that many.
  */
 #define MM_PACK_MAX_NB 256
 #define MM_PACK_ROWS   16
@@ -84,13 +86,20 @@ typedef struct {
 /* Whether cpu_matmul_pack takes type t. */
 static inline int mm_pack_type(qtype_t t)
 {
-    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K;
+    return t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K
+           || t == QT_Q6_K;
 }
 
-/* The bytes of halves at the start of a block of a type mm_pack_type takes. */
+/* The bytes of halves at the start of a block of a type mm_pack_type
+ * takes, and (mm_pack_tail) at its end. */
 static inline uint32_t mm_pack_halves(qtype_t t)
 {
-    return t == QT_Q4_0 || t == QT_Q8_0 ? 2 : 4;
+    return t == QT_Q6_K ? 0 : t == QT_Q4_0 || t == QT_Q8_0 ? 2 : 4;
+}
+
+static inline uint32_t mm_pack_tail(qtype_t t)
+{
+    return t == QT_Q6_K ? 2 : 0;
 }
 
 /*

@@ -22,8 +22,9 @@
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
  * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K at eight tokens or
  * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h, and a
- * packed matrix (the job's wp) takes them at every token count: tile16p;
- * Q6_K keeps tile8; the K-quant super-block helpers are in matmul_q8_kq.h).
+ * packed matrix (the job's wp) of those or of Q6_K takes them at every
+ * token count: tile16p; Q6_K's mapped rows keep tile8; the K-quant
+ * super-block helpers are in matmul_q8_kq.h).
  * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
  * the job's group_bytes, stay in L2 across the token groups, so prefill
  * reads them from cache.
@@ -44,8 +45,8 @@
 #define Q8_SB_MAX 256 /* blocks of rows_type's kept terms */
 #endif
 /* rows_type's terms of a block at most: the pass's tokens' offset terms
- * and, for the block types' tile16, their scales (32 KiB at the AVX512
- * level, 4 KiB below) */
+ * and, for the block types' tile16, their scales (a packed Q6_K: its two
+ * chain starts; 32 KiB at the AVX512 level, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
 /* a packed matrix's rows keep their terms: tile16p needs them */
 _Static_assert(MM_PACK_MAX_NB <= Q8_SB_MAX, "packed rows longer than the kept terms");
@@ -253,10 +254,27 @@ Q8_INLINE int Q8_FN(z_type)(qtype_t type)
 
 /* Floats a block takes in rows_type's kept terms: the Q8_TOKS tokens'
  * offset terms, and their scales where tile16 reads them from there (the
- * block types; K-quants keep the compact form). */
+ * block types; Q4_K and Q5_K keep the compact form); a packed Q6_K's two
+ * chain starts (q6_starts). */
 Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
 {
-    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0) ? 2 * Q8_TOKS : Q8_TOKS;
+    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0 || type == QT_Q6_K)
+               ? 2 * Q8_TOKS : Q8_TOKS;
+}
+
+/*
+ * Q6_K packed (q6_super16p): token t's starts of block b's two chains,
+ * -32 S of each half of 16 (S from the lane sums xls, exact integers), as
+ * int32 in rows_type's kept terms: the low half's at sb[b * sb_stride +
+ * t], the high half's Q8_TOKS on.  q6_super forms the same from xls.
+ */
+Q8_INLINE void Q8_FN(q6_starts)(const float *xls, size_t t, size_t nb, size_t b, float *lo, float *hi)
+{
+    const float *ls = xls + (t * nb + b) * 8;
+    const int32_t s[2] = { -32 * (int)((ls[0] + ls[1]) + (ls[2] + ls[3])),
+                           -32 * (int)((ls[4] + ls[5]) + (ls[6] + ls[7])) };
+    memcpy(lo, &s[0], sizeof s[0]);
+    memcpy(hi, &s[1], sizeof s[1]);
 }
 
 /*
@@ -545,12 +563,14 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
 {
     const uint32_t tg = Q8_TOKS; /* tokens per pass */
     const size_t nb = j->n_in / QK_SMALL;
-    /* the offset terms (and for tile16 the scales) of a pass's tokens,
-     * block by block, computed once for all its tiles where they fit (else
-     * each tile8 computes its own, and tile16 is not used) */
+    /* the offset terms (and for tile16 the scales; a packed Q6_K's chain
+     * starts) of a pass's tokens, block by block, computed once for all
+     * its tiles where they fit (else each tile8 computes its own, and
+     * tile16 is not used) */
     float sbuf[Q8_SB_MAX * Q8_SBS];
     const size_t sbs = Q8_FN(sb_stride)(type);
-    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && type != QT_Q6_K && nb <= Q8_SB_MAX;
+    const int q6p = Q8_ZMM && type == QT_Q6_K && j->wp != NULL; /* q6_super16p's starts */
+    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && (type != QT_Q6_K || q6p) && nb <= Q8_SB_MAX;
     /* Rows a group: decode (one pass) all the task's; else about
      * j->group_bytes of them (whole MM_ROWS groups, at least one), which
      * stay in L2 while every pass of tokens goes over them, so that a
@@ -571,6 +591,11 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
                 const float *xs = j->xs + (size_t)t * nb, *xo = j->xo + (size_t)t * nb;
                 for (size_t tt = 0; tt < tn; tt++) {
                     for (size_t b = 0; b < nb; b++) {
+                        if (q6p) {
+                            Q8_FN(q6_starts)(j->xls, t + tt, nb, b, &sbuf[b * sbs + tt],
+                                             &sbuf[b * sbs + Q8_TOKS + tt]);
+                            continue;
+                        }
                         sbuf[b * sbs + tt] = Q8_FN(offset)(type, xs, xo, tt, nb, b);
                         if (sbs > Q8_TOKS) /* tile16's scales */
                             sbuf[b * sbs + Q8_TOKS + tt] = j->xd[(t + tt) * nb + b];

@@ -9,8 +9,8 @@
 /*
  * Sixteen-row tiles on 512-bit registers (the AVX512 level), for the
  * block types Q4_0, Q4_1 and Q8_0 and the K-quants Q4_K and Q5_K at
- * eight tokens or more (and a packed matrix of those five types at every
- * token count: tile16p, at the end): lane r of
+ * eight tokens or more (and a packed matrix of those five types or Q6_K
+ * at every token count: tile16p, at the end): lane r of
  * every register is row r, and each lane goes through exactly the
  * operations tile8 gives its row (the same exact integer block sums, the
  * same multiply, convert and fused multiply-adds in the same order), so
@@ -263,6 +263,83 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
     }
 }
 
+/*
+ * q6_super (matmul_q8_kq.h) for sixteen rows of a packed Q6_K super-block
+ * (matmul_kern.h's layout: runs 0..31 the low bits, 32..47 the high bits,
+ * 48..51 the scales, then the sixteen d): each lane goes through
+ * q6_super's operations on its row (the same six-bit weights, the two
+ * chains of a block started at -32 S of their half, vpmulld by the
+ * sub-blocks' scales, convert, one multiply-add), so the bits are its.
+ * The chains' starts are rows_type's kept terms (q6_starts), once a pass
+ * for all tiles.
+ * The weights are loaded per block (two runs a register, L1 reads) rather
+ * than kept per half as q6_super keeps them, which would take 24
+ * registers of 32.
+ *   pf: the prefetch for this step (16 * 210 bytes, an eighth a block)
+ */
+/* Block i (0 .. 7) of q6_super16p's super-block: half i / 4, part i % 4. */
+Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const uint8_t *pk, const int8_t *xq,
+                                  const float *xd, const float *sb, size_t n_in, size_t b0,
+                                  uintptr_t pf, __m512 d, __m512 acc[])
+{
+    const size_t nb = n_in / QK_SMALL, b = b0 + (size_t)i;
+    const int h = i / 4, part = i % 4;
+    const __m512i m15 = _mm512_set1_epi8(15), m48 = _mm512_set1_epi8(48);
+    /* each block loads its runs anew: unrolled, the compiler would keep
+     * them from block to block and spill them (one token: 0.5x) */
+    __asm__ volatile("" ::: "memory");
+    Q8_FN(prefetch_run)(pf + (size_t)i * 2 * 210, 2 * 210, 1);
+    __m512i w[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        __m512i lo = _mm512_loadu_si512((const void *)(pk + 64 * (16 * h + 8 * (part & 1) + k)));
+        __m512i hi = _mm512_loadu_si512((const void *)(pk + 64 * (32 + 8 * h + k)));
+        lo = _mm512_and_si512(part < 2 ? lo : _mm512_srli_epi16(lo, 4), m15);
+        w[k] = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(
+                                       _mm512_srli_epi16(hi, 2 * part), 4), m48));
+    }
+    /* sub-blocks 2i and 2i + 1: bytes 2i % 4 and 2i % 4 + 1 of run 48 + i / 2, sign-extended */
+    const __m512i sr = _mm512_loadu_si512((const void *)(pk + 64 * (48 + i / 2)));
+    const int s0 = 2 * i % 4;
+    const __m512i sl = _mm512_srai_epi32(_mm512_slli_epi32(sr, 24 - 8 * s0), 24);
+    const __m512i sh = _mm512_srai_epi32(_mm512_slli_epi32(sr, 16 - 8 * s0), 24);
+#pragma GCC unroll 16
+    for (int t = 0; t < TN; t++) {
+        const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
+        const float *sp = sb + b * Q8_FN(sb_stride)(QT_Q6_K) + t; /* rows_type's q6_starts */
+        __m512i c[2] = { _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)sp)),
+                         _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)(sp + Q8_TOKS))) };
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            c[k / 4] = _mm512_dpbusd_epi32(c[k / 4], w[k],
+                                           _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+        __m512i ip = _mm512_add_epi32(_mm512_mullo_epi32(c[0], sl), _mm512_mullo_epi32(c[1], sh));
+        __m512 dx = _mm512_set1_ps(xd[(size_t)t * nb + b]);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(ip), acc[t]);
+    }
+}
+
+Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const uint8_t *pk, const int8_t *xq,
+                                  const float *xd, const float *sb, size_t n_in, size_t b0,
+                                  uintptr_t pf, __m512 acc[])
+{
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(pk + 16 * 208)));
+    /* Where the one or two tokens' work is small beside the weights'
+     * decoding, each block its own copy (immediate shifts: one token
+     * 1.15x); else one copy of the code for the eight (sixteen tokens
+     * unrolled eight times ran prefill 512 at 0.65x, and took minutes
+     * to compile). */
+    if (TN <= 2) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+            Q8_FN(q6_block16p)(TN, i, pk, xq, xd, sb, n_in, b0, pf, d, acc);
+    } else {
+#pragma GCC unroll 1
+        for (int i = 0; i < 8; i++)
+            Q8_FN(q6_block16p)(TN, i, pk, xq, xd, sb, n_in, b0, pf, d, acc);
+    }
+}
+
 /* tile8 (not RED) for sixteen rows [r0, r0 + 16) clamped to n, n - r0 > 8;
  * sb as block_step takes it (not NULL; the block types' with their scales). */
 Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
@@ -322,12 +399,12 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
  * already what block16 and load16 make of sixteen rows' blocks (lane r
  * row r's bytes 4k .. 4k+3): the same w, dw and mw, and step16 on them,
  * so the same bits as tile16 (and tile8) give.  Q4_K and Q5_K: k_super16
- * on each packed super-block.
+ * on each packed super-block; Q6_K: q6_super16p.
  */
 Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
                               uint32_t tile, uint32_t left, uint32_t t0, const float *sb, float *y)
 {
-    const int ksb = type == QT_Q4_K || type == QT_Q5_K; /* super-blocks */
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
     const size_t n_in = j->n_in, nb = n_in / QK_SMALL, tb = MM_PACK_ROWS * bb;
     const size_t nw = ksb ? nb / 8 : nb; /* weight blocks a row */
     const uint8_t *tp = j->wp + (size_t)tile * nw * tb;
@@ -342,6 +419,10 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
     for (size_t wb = 0; wb < nw; wb++, pf += tb) {
         const uint8_t *blk = tp + wb * tb;
+        if (type == QT_Q6_K) {
+            Q8_FN(q6_super16p)(TN, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
+            continue;
+        }
         if (ksb) {
             Q8_FN(k_super16)(TN, 1, type, bb, NULL, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in,
                              8 * wb, pf, acc);

@@ -558,23 +558,28 @@ FAST_TESTS(q4_k, QT_Q4_K)
 FAST_TESTS(q5_k, QT_Q5_K)
 FAST_TESTS(q6_k, QT_Q6_K)
 
-/* Where the packed layout puts each part of a block: npk halves (at 32 i
- * for half i, from byte 2 i of the block), then runs of dwords, each
+/* Where the packed layout puts each part of a block: `halves` halves (at
+ * 32 i for half i, from byte 2 i of the block), then runs of dwords, each
  * { packed offset, block offset, dwords } (dword k of the run at packed
- * offset + 64 k + 4 lane, from block offset + 4 k). */
+ * offset + 64 k + 4 lane, from block offset + 4 k), then `tail` halves
+ * (at tail_at + 32 i, from byte tail_from + 2 i). */
 typedef struct {
     uint32_t halves;
     uint32_t run[3][3];
+    uint32_t tail, tail_at, tail_from;
 } pack_parts_t;
 
 static pack_parts_t pack_parts(qtype_t type)
 {
     switch (type) {
-    case QT_Q4_0: return (pack_parts_t){ 1, { { 32, 2, 4 } } };                 /* d, nibbles */
-    case QT_Q4_1: return (pack_parts_t){ 2, { { 64, 4, 4 } } };                 /* d m, nibbles */
-    case QT_Q8_0: return (pack_parts_t){ 1, { { 32, 2, 8 } } };                 /* d, quants */
-    case QT_Q4_K: return (pack_parts_t){ 2, { { 64, 4, 3 }, { 256, 16, 32 } } }; /* d dmin, scales, nibbles */
-    default:      return (pack_parts_t){ 2, { { 64, 4, 3 }, { 256, 16, 8 }, { 768, 48, 32 } } }; /* Q5_K: + fifth bits */
+    case QT_Q4_0: return (pack_parts_t){ .halves = 1, .run = { { 32, 2, 4 } } };                 /* d, nibbles */
+    case QT_Q4_1: return (pack_parts_t){ .halves = 2, .run = { { 64, 4, 4 } } };                 /* d m, nibbles */
+    case QT_Q8_0: return (pack_parts_t){ .halves = 1, .run = { { 32, 2, 8 } } };                 /* d, quants */
+    case QT_Q4_K: return (pack_parts_t){ .halves = 2, .run = { { 64, 4, 3 }, { 256, 16, 32 } } }; /* d dmin, scales, nibbles */
+    case QT_Q5_K: return (pack_parts_t){ .halves = 2, .run = { { 64, 4, 3 }, { 256, 16, 8 }, { 768, 48, 32 } } }; /* + fifth bits */
+    default: /* Q6_K: low bits, high bits, scales; d last */
+        return (pack_parts_t){ .run = { { 0, 0, 32 }, { 2048, 128, 16 }, { 3072, 192, 4 } },
+                               .tail = 1, .tail_at = 3328, .tail_from = 208 };
     }
 }
 
@@ -593,7 +598,7 @@ static void check_packed(qtype_t type)
 {
     rng_state = 9100u + (uint32_t)type;
     use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
-    const int k = type == QT_Q4_K || type == QT_Q5_K;
+    const int k = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
     const size_t bb = qtype_info(type)->block_bytes, be = k ? 256 : 32;
     const pack_parts_t parts = pack_parts(type);
     ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 48 * (9 * 256 / be) * bb);
@@ -601,7 +606,6 @@ static void check_packed(qtype_t type)
     ASSERT(cpu_matmul_packed_bytes(type, 16, 257 * 32) == 0); /* past the kept terms */
     ASSERT(cpu_matmul_packed_bytes(type, 16, 264 * 32) == 0);
     ASSERT(cpu_matmul_packed_bytes(type, 16, be + 16) == 0);  /* a ragged block */
-    ASSERT(cpu_matmul_packed_bytes(QT_Q6_K, 16, 256) == 0);
     static const uint32_t shapes[][3] = { /* n_out, n_in, the most tokens */
         { 37, 576, 70 }, { 16, 32, 17 }, { 519, 64, 24 }, { 29, 256 * 32, 17 }, { 200, 256 * 32, 39 },
     };
@@ -642,6 +646,8 @@ static void check_packed(qtype_t type)
                                    "%s packed: row %u block %zu part %d dword %u misplaced",
                                    qtype_info(type)->name, r, b, q, d);
                 }
+                for (uint32_t h = 0; h < parts.tail; h++, placed += 2)
+                    ASSERT(memcmp(pk + parts.tail_at + 32 * h + 2 * lane, blk + parts.tail_from + 2 * h, 2) == 0);
             }
         }
         ASSERT(placed == pb);
@@ -669,7 +675,7 @@ static void check_packed(qtype_t type)
     }
     use_isa(CPU_ISA_AVX512, CPU_PREC_EXACT);
     ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 0);
-    uint8_t dummy[16 * 176];
+    uint8_t dummy[16 * 210];
     ASSERT_EQ_INT(cpu_matmul_pack(type, dummy, 1, k ? 256 : 32, dummy), ERR_UNSUPPORTED);
     for (int i = 0; i < 3; i++)
         pool_destroy(pools[i]);
@@ -681,6 +687,7 @@ TEST(fast_packed_q4_1) { check_packed(QT_Q4_1); }
 TEST(fast_packed_q8_0) { check_packed(QT_Q8_0); }
 TEST(fast_packed_q4_k) { check_packed(QT_Q4_K); }
 TEST(fast_packed_q5_k) { check_packed(QT_Q5_K); }
+TEST(fast_packed_q6_k) { check_packed(QT_Q6_K); }
 
 /*
  * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
@@ -1204,6 +1211,7 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
           T(fast_k_documented_order), T(fast_packed_q4_0), T(fast_packed_q4_1), T(fast_packed_q8_0), T(fast_packed_q4_k), T(fast_packed_q5_k),
+          T(fast_packed_q6_k),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx), T(exact_avx512_is_avx2),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
           T(isa_settings),
