@@ -4,8 +4,9 @@ random weights, for speed measurements where a step is no longer dominated
 by per-layer overheads (the default 135M model is).  Its outputs are
 meaningless; its shapes and storage types are those of a real model.
 
-    make-synth-gguf.py --type Q4_0|Q8_0|Q4_K [--out DIR] [--tokenizer GGUF]
-                       [--quantize PATH/llama-quantize] [--seed N]
+    make-synth-gguf.py --type Q4_0|Q8_0|Q4_K|Q6_K|Q4_K_M [--out DIR]
+                       [--tokenizer GGUF] [--quantize PATH/llama-quantize]
+                       [--seed N]
 
 Shape (TinyLlama-like): dim 2048, 16 layers, 32 query heads, 8 KV heads
 (head_dim 64), feed-forward 5632, untied output matrix.  The tokenizer
@@ -14,11 +15,14 @@ Shape (TinyLlama-like): dim 2048, 16 layers, 32 query heads, 8 KV heads
 file as an ordinary model.  Weights are N(0, 0.02), norms near 1.
 
 Q4_0 and Q8_0 are quantized here with the gguf package (gguf.quants).
-The gguf package cannot quantize Q4_K, so for Q4_K an F16 file is written
-first and llama.cpp's llama-quantize (built by bench_llamacpp.sh) turns it
-into Q4_K with --pure (every matrix Q4_K, no Q6_K/Q5_K mixture); the F16
-file is removed afterwards.  Output: DIR/synth-1b.TYPE.gguf (DIR defaults
-to bench/.cache/synth, which is gitignored); an existing file is kept.
+The gguf package cannot quantize the K-quants, so for those an F16 file
+is written first and llama.cpp's llama-quantize (built by
+bench_llamacpp.sh) turns it into Q4_K or Q6_K with --pure (every matrix
+that type), or into Q4_K_M without it (llama.cpp's mixture, the form most
+K-quant files are published in: Q4_K, with Q6_K for the output and about
+half of ffn_down and attn_v); the F16 file is removed afterwards.
+Output: DIR/synth-1b.TYPE.gguf (DIR defaults to bench/.cache/synth, which
+is gitignored); an existing file is kept.
 """
 
 import argparse
@@ -117,12 +121,12 @@ def write_model(path, qtype, tokenizer, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--type", required=True, choices=["Q4_0", "Q8_0", "Q4_K"])
+    ap.add_argument("--type", required=True, choices=["Q4_0", "Q8_0", "Q4_K", "Q6_K", "Q4_K_M"])
     ap.add_argument("--out", default=os.path.join(HERE, ".cache", "synth"))
     ap.add_argument("--tokenizer",
                     default=os.path.join(SRCDIR, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--quantize", default=None,
-                    help="llama-quantize binary (Q4_K only; default: the one bench_llamacpp.sh builds)")
+                    help="llama-quantize binary (K-quants only; default: the one bench_llamacpp.sh builds)")
     ap.add_argument("--seed", type=int, default=19)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -131,19 +135,20 @@ def main():
         print(out)
         return
     t0 = time.monotonic()
-    if a.type == "Q4_K":
+    if a.type in ("Q4_K", "Q6_K", "Q4_K_M"):
         q = a.quantize
         if q is None:
             import glob
             found = sorted(glob.glob(os.path.join(HERE, ".cache", "build-*", "bin", "llama-quantize")))
             q = found[-1] if found else None
         if q is None or not os.access(q, os.X_OK):
-            sys.exit("make-synth-gguf.py: Q4_K needs llama-quantize (run bench/bench_llamacpp.sh "
-                     "--build-only, or pass --quantize)")
+            sys.exit("make-synth-gguf.py: %s needs llama-quantize (run bench/bench_llamacpp.sh "
+                     "--build-only, or pass --quantize)" % a.type)
         f16 = out + ".f16.tmp"
         write_model(f16, gguf.GGMLQuantizationType.F16, a.tokenizer, a.seed)
         try:
-            r = subprocess.run([q, "--pure", f16, out + ".tmp", "Q4_K"], capture_output=True, text=True)
+            pure = [] if a.type == "Q4_K_M" else ["--pure"]
+            r = subprocess.run([q] + pure + [f16, out + ".tmp", a.type], capture_output=True, text=True)
             if r.returncode != 0:
                 sys.exit("make-synth-gguf.py: llama-quantize failed:\n" + r.stderr[-4000:])
         finally:

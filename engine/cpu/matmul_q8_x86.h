@@ -567,7 +567,7 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
      * starts) of a pass's tokens, block by block, computed once for all
      * its tiles where they fit (else each tile8 computes its own, and
      * tile16 is not used) */
-    float sbuf[Q8_SB_MAX * Q8_SBS];
+    float sbuf[Q8_SB_MAX * Q8_SBS]; /* a packed Q6_K's: int32 bits (q6_starts) */
     const size_t sbs = Q8_FN(sb_stride)(type);
     const int q6p = Q8_ZMM && type == QT_Q6_K && j->wp != NULL; /* q6_super16p's starts */
     const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && (type != QT_Q6_K || q6p) && nb <= Q8_SB_MAX;

@@ -2,7 +2,8 @@
  * matmul_q8_zmm.h - part of the matmul_q8_x86.h template, included by it
  * where Q8_ZMM (the AVX512 level): sixteen-row tiles on 512-bit registers.
  * Uses the template's Q8_FN, Q8_INLINE, Q8_TOKS, Q8_PF_L1 and its helpers
- * (u32_at, scales8, k4_scales8, sb_stride, tile_rows, prefetch_run); no
+ * (u32_at, scales8, k4_scales8, sb_stride, tile_rows, prefetch_run; the
+ * chain starts of rows_type's q6_starts); no
  * include guard, as the template has none.
  */
 
@@ -275,12 +276,13 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
  * The weights are loaded per block (two runs a register, L1 reads) rather
  * than kept per half as q6_super keeps them, which would take 24
  * registers of 32.
- *   pf: the prefetch for this step (16 * 210 bytes, an eighth a block)
+ *   bb: the block's bytes (210); pf: the prefetch for this step (16 bb
+ *   bytes, each of the eight blocks asking for an eighth)
  */
 /* Block i (0 .. 7) of q6_super16p's super-block: half i / 4, part i % 4. */
-Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const uint8_t *pk, const int8_t *xq,
-                                  const float *xd, const float *sb, size_t n_in, size_t b0,
-                                  uintptr_t pf, __m512 d, __m512 acc[])
+Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, const uint8_t *pk,
+                                  const int8_t *xq, const float *xd, const float *sb, size_t n_in,
+                                  size_t b0, uintptr_t pf, __m512 d, __m512 acc[])
 {
     const size_t nb = n_in / QK_SMALL, b = b0 + (size_t)i;
     const int h = i / 4, part = i % 4;
@@ -288,7 +290,7 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const uint8_t *pk, 
     /* each block loads its runs anew: unrolled, the compiler would keep
      * them from block to block and spill them (one token: 0.5x) */
     __asm__ volatile("" ::: "memory");
-    Q8_FN(prefetch_run)(pf + (size_t)i * 2 * 210, 2 * 210, 1);
+    Q8_FN(prefetch_run)(pf + (size_t)i * 2 * bb, 2 * bb, 1);
     __m512i w[8];
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
@@ -319,11 +321,12 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const uint8_t *pk, 
     }
 }
 
-Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const uint8_t *pk, const int8_t *xq,
+Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *pk, const int8_t *xq,
                                   const float *xd, const float *sb, size_t n_in, size_t b0,
                                   uintptr_t pf, __m512 acc[])
 {
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(pk + 16 * 208)));
+    const uint8_t *dp = pk + MM_PACK_ROWS * (bb - mm_pack_tail(QT_Q6_K)); /* the trailing run */
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)dp));
     /* Where the one or two tokens' work is small beside the weights'
      * decoding, each block its own copy (immediate shifts: one token
      * 1.15x); else one copy of the code for the eight (sixteen tokens
@@ -332,11 +335,11 @@ Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const uint8_t *pk, const int8_t 
     if (TN <= 2) {
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
-            Q8_FN(q6_block16p)(TN, i, pk, xq, xd, sb, n_in, b0, pf, d, acc);
+            Q8_FN(q6_block16p)(TN, i, bb, pk, xq, xd, sb, n_in, b0, pf, d, acc);
     } else {
 #pragma GCC unroll 1
         for (int i = 0; i < 8; i++)
-            Q8_FN(q6_block16p)(TN, i, pk, xq, xd, sb, n_in, b0, pf, d, acc);
+            Q8_FN(q6_block16p)(TN, i, bb, pk, xq, xd, sb, n_in, b0, pf, d, acc);
     }
 }
 
@@ -420,7 +423,7 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
     for (size_t wb = 0; wb < nw; wb++, pf += tb) {
         const uint8_t *blk = tp + wb * tb;
         if (type == QT_Q6_K) {
-            Q8_FN(q6_super16p)(TN, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
+            Q8_FN(q6_super16p)(TN, bb, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
             continue;
         }
         if (ksb) {

@@ -675,7 +675,7 @@ static void check_packed(qtype_t type)
     }
     use_isa(CPU_ISA_AVX512, CPU_PREC_EXACT);
     ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 0);
-    uint8_t dummy[16 * 210];
+    uint8_t dummy[16 * 210]; /* sixteen of the largest block, Q6_K's */
     ASSERT_EQ_INT(cpu_matmul_pack(type, dummy, 1, k ? 256 : 32, dummy), ERR_UNSUPPORTED);
     for (int i = 0; i < 3; i++)
         pool_destroy(pools[i]);
