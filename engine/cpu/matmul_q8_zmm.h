@@ -264,21 +264,6 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
     }
 }
 
-/*
- * q6_super (matmul_q8_kq.h) for sixteen rows of a packed Q6_K super-block
- * (matmul_kern.h's layout: runs 0..31 the low bits, 32..47 the high bits,
- * 48..51 the scales, then the sixteen d): each lane goes through
- * q6_super's operations on its row (the same six-bit weights, the two
- * chains of a block started at -32 S of their half, vpmulld by the
- * sub-blocks' scales, convert, one multiply-add), so the bits are its.
- * The chains' starts are rows_type's kept terms (q6_starts), once a pass
- * for all tiles.
- * The weights are loaded per block (two runs a register, L1 reads) rather
- * than kept per half as q6_super keeps them, which would take 24
- * registers of 32.
- *   bb: the block's bytes (210); pf: the prefetch for this step (16 bb
- *   bytes, each of the eight blocks asking for an eighth)
- */
 /* Block i (0 .. 7) of q6_super16p's super-block: half i / 4, part i % 4. */
 Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, const uint8_t *pk,
                                   const int8_t *xq, const float *xd, const float *sb, size_t n_in,
@@ -321,6 +306,21 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, co
     }
 }
 
+/*
+ * q6_super (matmul_q8_kq.h) for sixteen rows of a packed Q6_K super-block
+ * (matmul_kern.h's layout: runs 0..31 the low bits, 32..47 the high bits,
+ * 48..51 the scales, then the sixteen d): each lane goes through
+ * q6_super's operations on its row (the same six-bit weights, the two
+ * chains of a block started at -32 S of their half, vpmulld by the
+ * sub-blocks' scales, convert, one multiply-add), so the bits are its.
+ * The chains' starts are rows_type's kept terms (q6_starts), once a pass
+ * for all tiles.
+ * The weights are loaded per block (two runs a register, L1 reads) rather
+ * than kept per half as q6_super keeps them, which would take 24
+ * registers of 32.
+ *   bb: the block's bytes (210); pf: the prefetch for this step (16 bb
+ *   bytes, each of the eight blocks asking for an eighth)
+ */
 Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *pk, const int8_t *xq,
                                   const float *xd, const float *sb, size_t n_in, size_t b0,
                                   uintptr_t pf, __m512 acc[])
