@@ -3,8 +3,8 @@
  * before tile8: the K-quant super-block helpers of the eight-row tiles
  * (k4_scales8: Q4_K / Q5_K scales; q6_super: a Q6_K super-block).  Uses
  * the template's Q8_FN, Q8_INLINE, Q8_TOKS, Q8_ACC and its helpers (u16_at,
- * u32_at, halves8, transpose8, prefetch_run); no include guard, as the
- * template has none.
+ * u32_at, halves8, transpose8, prefetch_run, q6_start); no include guard,
+ * as the template has none.
  */
 
 /*
@@ -102,8 +102,8 @@ Q8_INLINE void Q8_FN(q6_super)(const int TN, const uint8_t *const blk[8], const 
             for (int t = 0; t < TN; t++) {
                 const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
                 const float *ls = xls + ((size_t)t * nb + b) * 8; /* exact integers */
-                __m256i c[2] = { _mm256_set1_epi32(-32 * (int)((ls[0] + ls[1]) + (ls[2] + ls[3]))),
-                                 _mm256_set1_epi32(-32 * (int)((ls[4] + ls[5]) + (ls[6] + ls[7]))) };
+                __m256i c[2] = { _mm256_set1_epi32(Q8_FN(q6_start)(ls)),
+                                 _mm256_set1_epi32(Q8_FN(q6_start)(ls + 4)) };
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
                     c[k / 4] = Q8_ACC(c[k / 4], w[k],

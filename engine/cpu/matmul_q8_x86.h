@@ -262,17 +262,23 @@ Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
                ? 2 * Q8_TOKS : Q8_TOKS;
 }
 
+/* The start of a Q6_K block's chain over a half of 16 elements: -32 S,
+ * S from the half's four lane sums ls (exact integers). */
+Q8_INLINE int Q8_FN(q6_start)(const float *ls)
+{
+    return -32 * (int)((ls[0] + ls[1]) + (ls[2] + ls[3]));
+}
+
 /*
- * Q6_K packed (q6_super16p): token t's starts of block b's two chains,
- * -32 S of each half of 16 (S from the lane sums xls, exact integers), as
- * int32 in rows_type's kept terms: the low half's at sb[b * sb_stride +
- * t], the high half's Q8_TOKS on.  q6_super forms the same from xls.
+ * Q6_K packed (q6_super16p): token t's starts of block b's two chains
+ * (q6_start of each half, from the lane sums xls) as int32 in rows_type's
+ * kept terms: the low half's at sb[b * sb_stride + t], the high half's
+ * Q8_TOKS on.  q6_super forms the same in each tile.
  */
 Q8_INLINE void Q8_FN(q6_starts)(const float *xls, size_t t, size_t nb, size_t b, float *lo, float *hi)
 {
     const float *ls = xls + (t * nb + b) * 8;
-    const int32_t s[2] = { -32 * (int)((ls[0] + ls[1]) + (ls[2] + ls[3])),
-                           -32 * (int)((ls[4] + ls[5]) + (ls[6] + ls[7])) };
+    const int32_t s[2] = { Q8_FN(q6_start)(ls), Q8_FN(q6_start)(ls + 4) };
     memcpy(lo, &s[0], sizeof s[0]);
     memcpy(hi, &s[1], sizeof s[1]);
 }

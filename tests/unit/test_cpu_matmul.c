@@ -606,6 +606,7 @@ static void check_packed(qtype_t type)
     ASSERT(cpu_matmul_packed_bytes(type, 16, 257 * 32) == 0); /* past the kept terms */
     ASSERT(cpu_matmul_packed_bytes(type, 16, 264 * 32) == 0);
     ASSERT(cpu_matmul_packed_bytes(type, 16, be + 16) == 0);  /* a ragged block */
+    ASSERT(cpu_matmul_packed_bytes(QT_F32, 16, 256) == 0);    /* a type no kernel reads packed */
     static const uint32_t shapes[][3] = { /* n_out, n_in, the most tokens */
         { 37, 576, 70 }, { 16, 32, 17 }, { 519, 64, 24 }, { 29, 256 * 32, 17 }, { 200, 256 * 32, 39 },
     };
