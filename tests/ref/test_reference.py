@@ -20,6 +20,14 @@ Run by tests/run-suite.sh (part "ref") with the venv's python:
   RoPE): every position's logits agree with the reference within 1e-3, for
   GQA ratios 1, 3 and 8, tied and separate output embeddings, LLaMA-3 RoPE
   scaling, head sizes 64 and 128.
+* K-quant models (no K-quant file is fetched; they are written here):
+  kquants.py's Q4_K / Q5_K / Q6_K blocks read back by gguf.quants; the
+  default model rewritten by requant-gguf.py in the Q4_K_M and Q5_K_M
+  mixtures (its ffn_down in Q4_K or Q5_K and Q6_K: the only matrices of
+  rows a multiple of 256), checked as the default model is (two prompts,
+  then the fast checks); and two random models whose every matrix is a
+  K-quant, every position against the reference, fast's bits whole, in
+  chunks and unpacked.
 
 Prints PASS/FAIL/SKIP lines.
 """
@@ -34,6 +42,7 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import ref_forward  # noqa: E402
 from fidelity import Stats  # noqa: E402
+import kquants  # noqa: E402
 
 fwd, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
@@ -72,22 +81,13 @@ def dump(model, tokens, *extra):
     return logits, ids
 
 
-# ---------------------------------------------------------------- the default model
-
-model_path = os.environ.get("LLAMAD_TEST_MODEL") or os.path.join(
-    os.environ.get("LLAMAD_SRCDIR", os.path.join(HERE, "..", "..")), "models",
-    "SmolLM2-135M-Instruct.Q4_1.gguf")
-PROMPTS = [
-    [504, 3458, 282, 4649, 314],                                   # "The capital of France is"
-    [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712,
-     8182, 2, 198, 1, 4093, 198, 1780, 359, 260, 1345, 2790, 282, 260, 4649, 47, 2, 198, 1, 520, 9531, 198],
-    [23711, 2464, 253, 655, 28, 665, 2117, 30, 1035, 260, 6134, 28, 253, 5148, 9144, 1116, 282],
-]
-if os.path.exists(model_path):
-    model = ref_forward.load_model(model_path)
+def prompt_checks(model, model_path, label, prompts):
+    """Each prompt's last-position logits within 1e-3 of the reference and
+    its greedy continuation of 64 tokens identical, prefilled in chunks of
+    7 (cpu-precision exact)."""
     V = model.n_vocab
-    for i, toks in enumerate(PROMPTS):
-        name = f"reference default model prompt {i} ({len(toks)} tokens)"
+    for i, toks in enumerate(prompts):
+        name = f"reference {label} prompt {i} ({len(toks)} tokens)"
         try:
             ref_ids, margin = ref_forward.greedy(model, toks, 64)
             ref_last = ref_forward.forward_logits(model, toks)
@@ -100,8 +100,15 @@ if os.path.exists(model_path):
                    "identical" if same else f"first difference at {first}, reference margin {margin[first]:.3f}")
         except RuntimeError as ex:
             report(False, name, str(ex))
-    # cpu-precision fast: its divergence from the reference, recorded and bounded
-    name = "reference default model, cpu-precision fast, 256 positions"
+
+
+def fast_checks(model, model_path, label):
+    """cpu-precision fast on a model: the first 256 ids of the fidelity
+    text, every position against the reference (exact beside it), its
+    divergence printed and bounded; the same bits whole and in chunks of
+    7, and packed and mapped (where this CPU packs)."""
+    V = model.n_vocab
+    name = f"reference {label}, cpu-precision fast, 256 positions"
     try:
         with open(os.path.join(HERE, "goldens", "fidelity-tokens.txt")) as f:
             fid = [int(t) for t in f.read().replace(",", " ").split()][:256]
@@ -140,6 +147,23 @@ if os.path.exists(model_path):
                    f"max difference {float(np.max(np.abs(packed - plain))):.3e}")
     except RuntimeError as ex:
         report(False, name, str(ex))
+
+
+# ---------------------------------------------------------------- the default model
+
+model_path = os.environ.get("LLAMAD_TEST_MODEL") or os.path.join(
+    os.environ.get("LLAMAD_SRCDIR", os.path.join(HERE, "..", "..")), "models",
+    "SmolLM2-135M-Instruct.Q4_1.gguf")
+PROMPTS = [
+    [504, 3458, 282, 4649, 314],                                   # "The capital of France is"
+    [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712,
+     8182, 2, 198, 1, 4093, 198, 1780, 359, 260, 1345, 2790, 282, 260, 4649, 47, 2, 198, 1, 520, 9531, 198],
+    [23711, 2464, 253, 655, 28, 665, 2117, 30, 1035, 260, 6134, 28, 253, 5148, 9144, 1116, 282],
+]
+if os.path.exists(model_path):
+    model = ref_forward.load_model(model_path)
+    prompt_checks(model, model_path, "default model", PROMPTS)
+    fast_checks(model, model_path, "default model")
 else:
     print(f"SKIP: reference default model (skipped: {model_path} not fetched)")
 
@@ -157,17 +181,27 @@ if not os.path.exists(tok_json) and os.path.exists(model_path):
     subprocess.run([sys.executable, os.path.join(HERE, "gguf-to-tokenizer-json.py"), model_path, tok_json],
                    check=True)
 tokens = [int(t) for t in np.random.default_rng(3).integers(3, 255, size=37)]
-for name, args in CONFIGS:
+
+
+def make_random(name, *args):
+    """make-hf-model.py WORK/NAME (and WORK/NAME.gguf); the directory, or
+    None after reporting the failure."""
     d = os.path.join(work, name)
-    gg = d + ".gguf"
-    cmd = [sys.executable, os.path.join(HERE, "make-hf-model.py"), d, "--layers", "2", "--seed", "5",
-           "--gguf", gg, *args]
+    cmd = [sys.executable, os.path.join(HERE, "make-hf-model.py"), d, "--gguf", d + ".gguf", *args]
     if os.path.exists(tok_json):
         cmd += ["--tokenizer-json", tok_json, "--gguf-tokenizer-from", model_path]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         report(False, f"reference random {name}", "make-hf-model.py failed: " + r.stderr[-500:])
+        return None
+    return d
+
+
+for name, args in CONFIGS:
+    d = make_random(name, "--layers", "2", "--seed", "5", *args)
+    if not d:
         continue
+    gg = d + ".gguf"
     ref = ref_forward.forward_logits(ref_forward.load_model(d), tokens, all_rows=True)
     for layout, path in (("hf", d), ("gguf", gg)):
         try:
@@ -177,4 +211,73 @@ for name, args in CONFIGS:
                    f"rel_l2 {e:.2e}, tol 1e-3")
         except RuntimeError as ex:
             report(False, f"reference random {name} {layout} layout", str(ex))
+# ---------------------------------------------------------------- K-quant models
+
+# The writer of tests/ref/kquants.py against gguf.quants, which knows the
+# block layouts independently: a misplaced field gives errors of 0.2-1.4.
+for qt, bound in (("Q4_K", 0.12), ("Q5_K", 0.06), ("Q6_K", 0.03)):
+    e = kquants.check(qt)
+    report(e < bound, f"K-quant writer {qt} read back by gguf.quants", f"rel_l2 {e:.3f} (< {bound})")
+
+
+def requant(src, dst, mix):
+    r = subprocess.run([sys.executable, os.path.join(HERE, "requant-gguf.py"), src, dst, "--type", mix],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        report(False, f"requant-gguf.py {mix} {os.path.basename(src)}", r.stderr[-500:])
+        return None
+    print("  info: " + r.stdout.strip())
+    return dst
+
+
+# The default model with its ffn_down (the only matrices whose 1536-value
+# rows K-quants can hold) in the Q4_K_M and Q5_K_M mixtures: real weights,
+# both K types of each mixture in every step.
+if os.path.exists(model_path):
+    for mix in ("Q4_K_M", "Q5_K_M"):
+        path = requant(model_path, os.path.join(work, f"default.{mix}.gguf"), mix)
+        if path:
+            kq = ref_forward.load_model(path)
+            prompt_checks(kq, path, f"default model {mix}", PROMPTS[:2])
+            fast_checks(kq, path, f"default model {mix}")
+            os.unlink(path)
+else:
+    print(f"SKIP: reference default model K-quant mixtures (skipped: {model_path} not fetched)")
+
+# Random models whose every matrix is a K-quant (512- and 1024-value rows;
+# the tied one's embedding in Q6_K): every position within 1e-3 of the
+# reference, and fast's bits the same whole, in chunks of 7 and unpacked.
+KQ_CONFIGS = [
+    ("kq-gqa4-tied", ["--dim", "512", "--heads", "8", "--kv-heads", "2", "--ff", "1024", "--tied",
+                      "--layers", "3"], "Q4_K_M"),
+    ("kq-gqa2-hd128", ["--dim", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128", "--ff", "768",
+                       "--layers", "3"], "Q5_K_M"),
+]
+for name, args, mix in KQ_CONFIGS:
+    d = make_random(name, "--seed", "11", *args)
+    path = d and requant(d + ".gguf", d + f".{mix}.gguf", mix)
+    if not path:
+        continue
+    label = f"reference random {name} {mix}"
+    try:
+        ref = ref_forward.forward_logits(ref_forward.load_model(path), tokens, all_rows=True)
+        ours, _ = dump(path, tokens, "--all", "--chunk", "7")
+        e = rel_l2(ours.reshape(len(tokens), -1), ref)
+        report(e < 1e-3, label, f"all {len(tokens)} positions, rel_l2 {e:.2e}, tol 1e-3")
+        whole, _ = dump(path, tokens, "--all", "--precision", "fast")
+        packs = "matrices packed" in last_log
+        chunked, _ = dump(path, tokens, "--all", "--precision", "fast", "--chunk", "7")
+        plain, _ = dump(path, tokens, "--all", "--precision", "fast", "--no-repack")
+        st = Stats()
+        st.add(ref, whole.reshape(len(tokens), -1).astype(np.float64))
+        print(f"  info: {st.line('fast')}")
+        report(whole.tobytes() == chunked.tobytes(), label + ", fast: chunks of 7 give the same bits",
+               "identical" if whole.tobytes() == chunked.tobytes() else "differ")
+        if packs:
+            report(whole.tobytes() == plain.tobytes(), label + ", fast: packed matrices give the mapped rows' bits",
+                   "identical" if whole.tobytes() == plain.tobytes() else "differ")
+        else:
+            print(f"SKIP: {label}, fast: packed matrices (skipped: this CPU's level packs none)")
+    except RuntimeError as ex:
+        report(False, label, str(ex))
 sys.exit(1 if failed else 0)
