@@ -5,7 +5,7 @@
  * Weights are read in place from the mapped model file (cpu_matmul runs
  * on the stored quantised blocks), but for the matrices that the `fast`
  * kernels of the AVX512 level read in tiles of sixteen rows: those are
- * packed into that order at start (pack_weights), the same bytes, and
+ * packed into that order at start (pack.c), the same bytes, and
  * their mapped pages dropped.  The small norm vectors are converted to
  * float32 at start.  Activations are float32, and so is the KV cache
  * (IEEE halves under `fast`).  Every operation computes each output
@@ -17,15 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../backend.h"
 #include "attention.h"
-#include "base/clock.h"
 #include "base/err.h"
-#include "base/log.h"
 #include "matmul.h"
+#include "pack.h"
 #include "pool.h"
 #include "vexp.h"
 
@@ -48,39 +46,17 @@ typedef struct {
     uint32_t *attn_tile_first;  /* [max_tokens + 1] cpu_attention's per-sequence tile index */
     float *attn_scratch;    /* [threads, cpu_attn_scratch_floats] */
     const batch_t *batch;
-    /* [n_layer * W_COUNT + 1]: each layer matrix's packed copy (index
-     * layer * W_COUNT + role) and last the output's, or NULL (pack_weights);
-     * NULL where none is packed */
-    const void **packed;
-    void *pack_buf;         /* the copies, one allocation */
-    uint32_t n_packed;      /* how many */
+    cpu_packed_t pk;        /* the packed matrices (pack.h) */
     void *bufs[MAX_BUFS];
     uint32_t n_bufs;
 } cpu_t;
 
 /* ---------------------------------------------------------------- helpers */
 
-static const weight_t *layer_weight(const model_t *m, uint32_t l, w_role_t r)
-{
-    const layer_weights_t *w = &m->layers[l];
-    switch (r) {
-    case W_ATTN_NORM: return &w->attn_norm;
-    case W_Q: return &w->wq;
-    case W_K: return &w->wk;
-    case W_V: return &w->wv;
-    case W_O: return &w->wo;
-    case W_FFN_NORM: return &w->ffn_norm;
-    case W_GATE: return &w->w_gate;
-    case W_UP: return &w->w_up;
-    case W_DOWN: return &w->w_down;
-    default: return NULL;
-    }
-}
-
-/* Layer l's packed copy of its role matrix (pack_weights), or NULL. */
+/* Layer l's packed copy of its role matrix (cpu_pack_weights), or NULL. */
 static const void *layer_packed(const cpu_t *c, uint32_t l, w_role_t r)
 {
-    return c->packed != NULL ? c->packed[(uint64_t)l * W_COUNT + r] : NULL;
+    return c->pk.slot != NULL ? c->pk.slot[(uint64_t)l * W_COUNT + r] : NULL;
 }
 
 /* y = x / sqrt(mean(x^2) + eps) * g over one row of n. */
@@ -206,7 +182,7 @@ static int op_add_rmsnorm(void *vctx, bk_buf_t vx, bk_buf_t vadd, uint32_t layer
 static int op_matmul(void *vctx, uint32_t layer, w_role_t role, bk_buf_t x, bk_buf_t y)
 {
     cpu_t *c = vctx;
-    const weight_t *w = layer_weight(c->m, layer, role);
+    const weight_t *w = cpu_layer_weight(c->m, layer, role);
     cpu_mm_out_t mo = { w->type, w->data, (uint32_t)w->n_out, y, layer_packed(c, layer, role) };
     return cpu_matmul_multi(c->pool, &mo, 1, (uint32_t)w->n_in, x, c->batch->n_tokens);
 }
@@ -216,9 +192,9 @@ static int matmul_roles(cpu_t *c, uint32_t layer, const w_role_t *roles, float *
                         const float *x)
 {
     cpu_mm_out_t m[CPU_MM_MULTI_MAX];
-    uint64_t n_in = layer_weight(c->m, layer, roles[0])->n_in;
+    uint64_t n_in = cpu_layer_weight(c->m, layer, roles[0])->n_in;
     for (uint32_t i = 0; i < n; i++) {
-        const weight_t *w = layer_weight(c->m, layer, roles[i]);
+        const weight_t *w = cpu_layer_weight(c->m, layer, roles[i]);
         if (w->n_in != n_in)
             return ERR_INVALID;
         m[i] = (cpu_mm_out_t){ w->type, w->data, (uint32_t)w->n_out, ys[i],
@@ -403,7 +379,7 @@ static int op_logits(void *vctx, bk_buf_t vx, bk_buf_t vadd, float *out)
     if (b->n_logits == 0)
         return 0;
     cpu_mm_out_t mo = { m->output.type, m->output.data, (uint32_t)m->output.n_out, out,
-                        c->packed != NULL ? c->packed[(uint64_t)m->hp.n_layer * W_COUNT] : NULL };
+                        c->pk.slot != NULL ? c->pk.slot[(uint64_t)m->hp.n_layer * W_COUNT] : NULL };
     return cpu_matmul_multi(c->pool, &mo, 1, (uint32_t)m->output.n_in, c->logit_x, b->n_logits);
 }
 
@@ -430,8 +406,7 @@ static void op_destroy(void *vctx)
     free(c->logit_x);
     free(c->attn_tile_first);
     free(c->attn_scratch);
-    free(c->packed);
-    free(c->pack_buf);
+    cpu_packed_free(&c->pk);
     free(c);
 }
 
@@ -475,101 +450,6 @@ static const backend_ops_t cpu_ops = {
 static int norm_to_f32(const weight_t *w, float *dst)
 {
     return quant_dequant(w->type, w->data, dst, (size_t)w->n_in);
-}
-
-/*
- * Ask for transparent huge pages over [p, p + bytes), before it is first
- * touched: the KV pool, whose step reads every sequence's blocks, a few
- * KiB each, from anywhere in the pool (with 4 KiB pages nearly each one
- * is a TLB miss and a page walk), and the packed weights.  Advice only:
- * where the kernel has no huge pages (or THP is "never") the memory stays
- * in small pages, and nothing else changes.
- */
-#define HUGE_PAGE ((size_t)2 << 20)
-
-static void huge_pages(void *p, uint64_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
-/*
- * Pack every matrix that the kernels of this level and precision read
- * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0 and K-quant
- * matrices of the layers and the output, under `fast` at the AVX512
- * level) into one allocation (in huge pages where the kernel gives
- * them), and drop their pages of the file mapping (madvise DONTNEED:
- * clean pages, read from the file again should anything touch them), so
- * that resident memory stays about the file's size, not those matrices
- * twice.  An output tied to the token embedding is packed too: the
- * embedding reads its rows from the mapping, which brings their pages
- * back as tokens are embedded (with the kernel's fault-around, their
- * neighbours' too): at most that table once more.  A GGUF file read into
- * private memory (model-mmap = no) is left as it is: its pages cannot be
- * dropped, and a copy would double them.  (A test's synthetic model is
- * packed, its buffer kept.)  Returns 0 or ERR_NOMEM.
- */
-static int pack_weights(cpu_t *c)
-{
-    const model_t *m = c->m;
-    const uint64_t n_slots = (uint64_t)m->hp.n_layer * W_COUNT + 1;
-    if (m->src == MODEL_SRC_GGUF && !m->weights_file_mapped)
-        return 0;
-    size_t total = 0;
-    const uint64_t t0 = clock_now_ns();
-    for (int pass = 0; pass < 2; pass++) {
-        size_t off = 0;
-        for (uint64_t i = 0; i < n_slots; i++) {
-            const weight_t *w = i + 1 < n_slots ? layer_weight(m, (uint32_t)(i / W_COUNT), (w_role_t)(i % W_COUNT))
-                                                : &m->output;
-            size_t bytes = w == NULL || w->n_out > UINT32_MAX || w->n_in > UINT32_MAX ? 0
-                           : cpu_matmul_packed_bytes(w->type, (uint32_t)w->n_out, (uint32_t)w->n_in);
-            if (bytes == 0)
-                continue;
-            if (pass == 0) {
-                total += (bytes + 63) & ~(size_t)63;
-                continue;
-            }
-            void *dst = (char *)c->pack_buf + off;
-            off += (bytes + 63) & ~(size_t)63;
-            if (cpu_matmul_pack(w->type, w->data, (uint32_t)w->n_out, (uint32_t)w->n_in, dst) != 0)
-                continue; /* not reached: the size said it packs; the mapped rows serve */
-            c->packed[i] = dst;
-            c->n_packed++;
-            if (m->weights_file_mapped) {
-                const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-                uintptr_t lo = ((uintptr_t)w->data + page - 1) & ~(page - 1);
-                uintptr_t hi = ((uintptr_t)w->data + w->nbytes) & ~(page - 1);
-                if (hi > lo)
-                    (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-            }
-        }
-        if (pass == 0) {
-            if (total == 0)
-                return 0;
-            /* in huge pages where the kernel gives them (huge_pages): every
-             * step streams the copy, and with 4 KiB pages that is a TLB
-             * miss each 4 KiB */
-            if (total > SIZE_MAX - HUGE_PAGE)
-                return ERR_NOMEM;
-            const size_t alloc = (total + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-            c->packed = calloc(n_slots, sizeof *c->packed);
-            c->pack_buf = aligned_alloc(HUGE_PAGE, alloc);
-            if (c->packed == NULL || c->pack_buf == NULL)
-                return ERR_NOMEM;
-            huge_pages(c->pack_buf, alloc);
-        }
-    }
-    log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
-             "kernels (%.1f MiB, %.2f s)", c->n_packed, total / 1048576.0, (clock_now_ns() - t0) / 1e9);
-    return 0;
 }
 
 int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *o,
@@ -638,7 +518,7 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
         if (pool_scratch(c->pool, cpu_matmul_scratch_bytes(widest, o->max_tokens)) == NULL)
             goto nomem;
     }
-    huge_pages(c->kv, n_blocks * block_bytes);
+    cpu_huge_pages(c->kv, n_blocks * block_bytes);
     /* Commit the pool now: resident memory is weights + KV pool from the
        start (what MemoryMax must allow), not a figure that creeps up as
        blocks are first used.  A volatile store per page, because a
@@ -652,7 +532,7 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     }
     if (norm_to_f32(&m->output_norm, c->norms + (uint64_t)2 * hp->n_layer * hp->n_embd))
         goto unsupported;
-    if (!o->cpu_no_repack && pack_weights(c) != 0) {
+    if (!o->cpu_no_repack && cpu_pack_weights(&c->pk, m, c->pool) != 0) {
         op_destroy(c);
         free(b);
         return err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory for the packed weights");
@@ -669,8 +549,8 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     int at = snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, K/V %s, %d threads",
                       cpu_isa_name(cpu_matmul_isa()), cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact",
                       kv_esz == sizeof(float) ? "f32" : "f16", threads);
-    if (c->n_packed > 0 && at > 0 && (size_t)at < sizeof b->detail) /* under 90 bytes in all */
-        snprintf(b->detail + at, sizeof b->detail - (size_t)at, ", %u matrices packed", c->n_packed);
+    if (c->pk.n > 0 && at > 0 && (size_t)at < sizeof b->detail) /* under 90 bytes in all */
+        snprintf(b->detail + at, sizeof b->detail - (size_t)at, ", %u matrices packed", c->pk.n);
     *out = b;
     return 0;
 

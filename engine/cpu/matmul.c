@@ -445,34 +445,50 @@ int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_
 }
 
 _Static_assert(MM_PACK_ROWS == MM_ROWS, "a task's rows are whole packed tiles");
+_Static_assert(MM_PACK_ROWS == CPU_MM_PACK_ROWS, "matmul.h states the tile's rows");
+
+/* The tiles of sixteen rows a packed copy of n_out rows has (< 2^28 + 1). */
+static uint32_t packed_tiles(uint32_t n_out)
+{
+    return n_out / MM_PACK_ROWS + (n_out % MM_PACK_ROWS != 0);
+}
 
 size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in)
 {
     if (n_out == 0 || !reads_packed(cpu_matmul_isa(), wt, n_in))
         return 0;
     const qtype_info_t *ti = qtype_info((uint32_t)wt);
-    uint64_t tiles = n_out / MM_PACK_ROWS + (n_out % MM_PACK_ROWS != 0); /* < 2^28 */
-    uint64_t bytes = tiles * MM_PACK_ROWS * (n_in / ti->block_elems) * ti->block_bytes;
-    return bytes > SIZE_MAX ? 0 : (size_t)bytes; /* < 2^28 * 16 * 8192 * 34 / 32 */
+    uint64_t bytes = (uint64_t)packed_tiles(n_out) * MM_PACK_ROWS * (n_in / ti->block_elems) * ti->block_bytes;
+    return bytes > SIZE_MAX ? 0 : (size_t)bytes; /* < (2^28 + 1) * 16 * 8192 * 34 / 32 */
 }
 
 int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst)
+{
+    return cpu_matmul_pack_tiles(wt, w, n_out, n_in, dst, 0, packed_tiles(n_out));
+}
+
+int cpu_matmul_pack_tiles(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst,
+                          uint32_t tile0, uint32_t n_tiles)
 {
     if (w == NULL || dst == NULL)
         return ERR_INVALID;
     if (cpu_matmul_packed_bytes(wt, n_out, n_in) == 0)
         return ERR_UNSUPPORTED;
+    const uint32_t tiles = packed_tiles(n_out);
+    if (tile0 > tiles || n_tiles > tiles - tile0)
+        return ERR_RANGE;
     const qtype_info_t *ti = qtype_info((uint32_t)wt);
     const size_t bb = ti->block_bytes, nb = n_in / ti->block_elems, rb = nb * bb;
     const size_t hb = mm_pack_halves(wt);  /* a block's leading bytes of halves */
     const size_t tb = mm_pack_tail(wt);    /* and trailing ones */
     const size_t so = hb * MM_PACK_ROWS;   /* the packed block's dword runs */
     const size_t to = (bb - tb) * MM_PACK_ROWS; /* and its trailing halves */
-    uint8_t *out = dst;
-    for (uint32_t r0 = 0; r0 < n_out; r0 += MM_PACK_ROWS) {
+    uint8_t *out = (uint8_t *)dst + (size_t)tile0 * MM_PACK_ROWS * rb;
+    const uint64_t r_end = (uint64_t)(tile0 + n_tiles) * MM_PACK_ROWS; /* <= n_out + 15 */
+    for (uint64_t r0 = (uint64_t)tile0 * MM_PACK_ROWS; r0 < r_end; r0 += MM_PACK_ROWS) {
         for (size_t b = 0; b < nb; b++, out += MM_PACK_ROWS * bb) {
             for (uint32_t r = 0; r < MM_PACK_ROWS; r++) {
-                uint32_t row = r0 + r < n_out ? r0 + r : n_out - 1;
+                uint64_t row = r0 + r < n_out ? r0 + r : n_out - 1;
                 const uint8_t *blk = (const uint8_t *)w + row * rb + b * bb;
                 for (size_t i = 0; i < hb / 2; i++) /* half i: d, then m or dmin */
                     memcpy(out + 2 * MM_PACK_ROWS * i + 2 * r, blk + 2 * i, 2);

@@ -97,12 +97,19 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
  * level, `exact`, another type, a longer row, a ragged n_in); call it
  * after cpu_matmul_setup.  cpu_matmul_pack writes the copy into dst
  * (that many bytes, 64-byte aligned); 0, ERR_INVALID for a NULL pointer,
- * ERR_UNSUPPORTED where the size is 0.  A copy stays valid if the level
- * changes later (the kernels that do not read it read w).  Start-up, any
- * thread.
+ * ERR_UNSUPPORTED where the size is 0.  cpu_matmul_pack_tiles writes only
+ * tiles [tile0, tile0 + n_tiles) of it (rows from 16 tile0), at their
+ * places in the copy that starts at dst, so that several threads can
+ * write one copy; ERR_RANGE past the last tile.  A copy stays valid if
+ * the level changes later (the kernels that do not read it read w).
+ * Start-up, any thread.
  */
+#define CPU_MM_PACK_ROWS 16 /* a packed tile's rows */
+
 size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in);
 int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst);
+int cpu_matmul_pack_tiles(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst,
+                          uint32_t tile0, uint32_t n_tiles);
 
 /*
  * Dequantise row `row` of w (as in cpu_matmul; the caller guarantees row

@@ -274,8 +274,9 @@ for name, args, mix in KQ_CONFIGS:
         report(whole.tobytes() == chunked.tobytes(), label + ", fast: chunks of 7 give the same bits",
                "identical" if whole.tobytes() == chunked.tobytes() else "differ")
         if packs:
-            report(whole.tobytes() == plain.tobytes(), label + ", fast: packed matrices give the mapped rows' bits",
-                   "identical" if whole.tobytes() == plain.tobytes() else "differ")
+            same = whole.tobytes() == plain.tobytes()
+            report(same, label + ", fast: packed matrices give the mapped rows' bits",
+                   "identical" if same else "differ")
         else:
             print(f"SKIP: {label}, fast: packed matrices (skipped: this CPU's level packs none)")
     except RuntimeError as ex:

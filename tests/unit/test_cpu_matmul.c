@@ -585,7 +585,8 @@ static pack_parts_t pack_parts(qtype_t type)
 
 /*
  * Packed matrices (cpu_matmul_pack, matmul_kern.h's layout): the bytes
- * where the layout puts them, the sizes, and the AVX512 level's `fast`
+ * where the layout puts them, the same copy written a tile at a time
+ * (cpu_matmul_pack_tiles), the sizes, and the AVX512 level's `fast`
  * kernels on a packed copy giving the portable kernels' bits on the
  * mapped rows at every token count from 1 to 70, on 1 to 3 threads
  * (rows a tile and a ragged one; tasks of several tiles; 24 tokens in
@@ -652,6 +653,20 @@ static void check_packed(qtype_t type)
             }
         }
         ASSERT(placed == pb);
+        /* by ranges of tiles (as the backend's threads write it), last
+         * first, one at a time: the same copy; a range past the end refused */
+        const uint32_t tiles = (n_out + 15) / 16;
+        uint8_t *wq = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+        ASSERT(wq != NULL);
+        memset(wq, 0x5a, pb);
+        for (uint32_t t = tiles; t-- > 0;)
+            ASSERT_EQ_INT(cpu_matmul_pack_tiles(type, w, n_out, n_in, wq, t, 1), 0);
+        ASSERT_EQ_INT(cpu_matmul_pack_tiles(type, w, n_out, n_in, wq, tiles, 0), 0);
+        ASSERT(memcmp(wp, wq, pb) == 0);
+        ASSERT_EQ_INT(cpu_matmul_pack_tiles(type, w, n_out, n_in, wq, tiles, 1), ERR_RANGE);
+        ASSERT_EQ_INT(cpu_matmul_pack_tiles(type, w, n_out, n_in, wq, tiles + 1, 0), ERR_RANGE);
+        ASSERT_EQ_INT(cpu_matmul_pack_tiles(type, w, n_out, n_in, wq, 1, UINT32_MAX), ERR_RANGE);
+        free(wq);
         for (uint32_t nt = 1; nt <= nt_max; nt++) {
             if (n_out == 200 && nt > 2 && nt != 16 && nt != 17 && nt != nt_max)
                 continue; /* a few counts (39: the one-thread pool) */
