@@ -72,7 +72,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("engine", "cpu-precision",    CFG_STR,   cpu_precision,    "exact", 0, 0, "exact|fast", \
       "CPU backend: exact keeps activations in float (logits within 1e-3 of the float64 reference); fast quantises them per block of 32 to int8 for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights and keeps K/V as IEEE halves (faster, twice the tokens in kv-memory; see docs/PERFORMANCE.md for its divergence). Both are batch-invariant.") \
     X("engine", "cpu-repack",       CFG_BOOL,  cpu_repack,       "yes", 0, 0, NULL,    \
-      "CPU backend, cpu-precision fast on the avx512 level: copy the Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K matrices at start into tiles of sixteen rows, the order those kernels read (prefill and decode up to 1.5x faster, Q6_K up to 3x, the same results), and drop their pages of the file mapping (nothing at the amx level or with model-mmap = no); no reads every matrix from the mapping, whose pages daemons serving the same file share.") \
+      "CPU backend, cpu-precision fast on the avx512 level: copy the Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K matrices at start into tiles of sixteen rows, the order those kernels read (prefill and decode up to 1.5x faster, Q6_K decode up to 1.8x, the same results), and drop their pages of the file mapping (nothing at the amx level or with model-mmap = no); no reads every matrix from the mapping, whose pages daemons serving the same file share.") \
     X("engine", "kv-memory",        CFG_SIZE,  kv_memory,        "256M", 1 << 20, 0, NULL, \
       "Memory for the paged KV cache (bytes; K, M, G suffixes).")                      \
     X("engine", "max-batch-tokens", CFG_INT,   max_batch_tokens, "512", 1, 65536, NULL, \

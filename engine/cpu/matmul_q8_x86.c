@@ -9,13 +9,12 @@
  *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
  *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
  *            which gives 32 registers: sixteen tokens; and for Q4_0,
- *            Q4_1, Q8_0, Q4_K and Q5_K at eight tokens or more, sixteen
- *            rows on 512-bit registers (tile16; where a row has at most
- *            Q8_SB_MAX blocks, n_in <= 8192, whose terms rows_type keeps);
- *            a packed Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K matrix
+ *            Q4_1, Q8_0, Q4_K, Q5_K and Q6_K at eight tokens or more,
+ *            sixteen rows on 512-bit registers (tile16; where a row has
+ *            at most Q8_SB_MAX blocks, n_in <= 8192, whose terms
+ *            rows_type keeps); a packed matrix of those types
  *            (matmul_kern.h) at every token count by tile16p, the same
  *            sixteen-row tiles read without the gathers and transposes
- *            (Q6_K's mapped rows keep the eight-row tiles)
  */
 #include "matmul_kern.h"
 

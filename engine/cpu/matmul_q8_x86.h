@@ -20,11 +20,10 @@
  *
  * Shape: eight rows per tile, one float lane per row (tile8), up to
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
- * (where Q8_ZMM, Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K at eight tokens or
- * more take sixteen rows a tile on zmm: tile16, matmul_q8_zmm.h, and a
- * packed matrix (the job's wp) of those or of Q6_K takes them at every
- * token count: tile16p; Q6_K's mapped rows keep tile8; the K-quant
- * super-block helpers are in matmul_q8_kq.h).
+ * (where Q8_ZMM, every type at eight tokens or more takes sixteen rows
+ * a tile on zmm: tile16, matmul_q8_zmm.h, and a packed matrix (the job's
+ * wp) takes them at every token count: tile16p; the K-quant super-block
+ * helpers are in matmul_q8_kq.h).
  * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
  * the job's group_bytes, stay in L2 across the token groups, so prefill
  * reads them from cache.
@@ -45,8 +44,8 @@
 #define Q8_SB_MAX 256 /* blocks of rows_type's kept terms */
 #endif
 /* rows_type's terms of a block at most: the pass's tokens' offset terms
- * and, for the block types' tile16, their scales (a packed Q6_K: its two
- * chain starts; 32 KiB at the AVX512 level, 4 KiB below) */
+ * and, for the block types' tile16, their scales (Q6_K at the AVX512
+ * level: its two chain starts; 32 KiB there, 4 KiB below) */
 #define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
 /* a packed matrix's rows keep their terms: tile16p needs them */
 _Static_assert(MM_PACK_MAX_NB <= Q8_SB_MAX, "packed rows longer than the kept terms");
@@ -249,13 +248,13 @@ Q8_INLINE __m256i Q8_FN(reduce8)(const int hi16, const __m256i v[8])
 Q8_INLINE int Q8_FN(z_type)(qtype_t type)
 {
     return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0 || type == QT_Q4_K
-                      || type == QT_Q5_K);
+                      || type == QT_Q5_K || type == QT_Q6_K);
 }
 
 /* Floats a block takes in rows_type's kept terms: the Q8_TOKS tokens'
  * offset terms, and their scales where tile16 reads them from there (the
- * block types; Q4_K and Q5_K keep the compact form); a packed Q6_K's two
- * chain starts (q6_starts). */
+ * block types; Q4_K and Q5_K keep the compact form); Q6_K's two chain
+ * starts (q6_starts). */
 Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
 {
     return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0 || type == QT_Q6_K)
@@ -569,13 +568,13 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
 {
     const uint32_t tg = Q8_TOKS; /* tokens per pass */
     const size_t nb = j->n_in / QK_SMALL;
-    /* the offset terms (and for tile16 the scales; a packed Q6_K's chain
-     * starts) of a pass's tokens, block by block, computed once for all
+    /* the offset terms (and for tile16 the scales; Q6_K's chain starts) of
+     * a pass's tokens, block by block, computed once for all
      * its tiles where they fit (else each tile8 computes its own, and
      * tile16 is not used) */
-    float sbuf[Q8_SB_MAX * Q8_SBS]; /* a packed Q6_K's: int32 bits (q6_starts) */
+    float sbuf[Q8_SB_MAX * Q8_SBS]; /* Q6_K's: int32 bits (q6_starts) */
     const size_t sbs = Q8_FN(sb_stride)(type);
-    const int q6p = Q8_ZMM && type == QT_Q6_K && j->wp != NULL; /* q6_super16p's starts */
+    const int q6p = Q8_ZMM && type == QT_Q6_K; /* q6_super16p's starts (tile8 takes none) */
     const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && (type != QT_Q6_K || q6p) && nb <= Q8_SB_MAX;
     /* Rows a group: decode (one pass) all the task's; else about
      * j->group_bytes of them (whole MM_ROWS groups, at least one), which

@@ -9,9 +9,9 @@
 
 /*
  * Sixteen-row tiles on 512-bit registers (the AVX512 level), for the
- * block types Q4_0, Q4_1 and Q8_0 and the K-quants Q4_K and Q5_K at
- * eight tokens or more (and a packed matrix of those five types or Q6_K
- * at every token count: tile16p, at the end): lane r of
+ * block types Q4_0, Q4_1 and Q8_0 and the K-quants Q4_K, Q5_K and Q6_K
+ * at eight tokens or more (and a packed matrix of those six types at
+ * every token count: tile16p, at the end): lane r of
  * every register is row r, and each lane goes through exactly the
  * operations tile8 gives its row (the same exact integer block sums, the
  * same multiply, convert and fused multiply-adds in the same order), so
@@ -343,8 +343,40 @@ Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *
     }
 }
 
+/*
+ * Super-block blk[r] of sixteen mapped Q6_K rows into the packed order
+ * (matmul_kern.h: runs 0..51 dword k of every row's bytes 0..207, then the
+ * sixteen d) at pk, as cpu_matmul_pack writes it: load16 makes eight runs
+ * of each 32 bytes (the last from byte 176, its first four runs again, so
+ * that no row is read past its 210 bytes).
+ */
+Q8_INLINE void Q8_FN(q6_pack16)(const uint8_t *const blk[16], uint8_t *pk)
+{
+#pragma GCC unroll 1
+    for (int g = 0; g < 7; g++) {
+        const int at = g < 6 ? 32 * g : 176;
+        const uint8_t *src[16];
+        __m512i w[8];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            src[r] = blk[r] + at;
+        Q8_FN(load16)(src, w);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            _mm512_store_si512((void *)(pk + 64 * (at / 4 + k)), w[k]);
+    }
+    uint16_t d[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++)
+        memcpy(&d[r], blk[r] + 208, 2);
+    memcpy(pk + 16 * 208, d, sizeof d);
+}
+
 /* tile8 (not RED) for sixteen rows [r0, r0 + 16) clamped to n, n - r0 > 8;
- * sb as block_step takes it (not NULL; the block types' with their scales). */
+ * sb as block_step takes it (not NULL; the block types' with their scales;
+ * Q6_K's chain starts, q6_starts).  Q6_K: each super-block of the sixteen
+ * rows packed on the stack (q6_pack16), then q6_super16p on it: the packed
+ * matrix's bits. */
 Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, const mm_job_t *j,
                              const uint8_t *rows, uint32_t r0, uint32_t n, uint32_t t0,
                              const float *sb, float *y)
@@ -361,9 +393,10 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
     /* the sixteen rows two tiles on, at the pace this tile reads its own
      * (tile8's rule, per eight rows, for L1 or L2) */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 32) * j->row_bytes;
-    const int ksb = type == QT_Q4_K || type == QT_Q5_K; /* super-blocks */
+    const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1; /* the block types' (K-quants: k_super16) */
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
+    _Alignas(64) uint8_t q6[MM_PACK_ROWS * 210];
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 16 * bb) {
         if (!ksb)
             Q8_FN(prefetch_run)(pf, 16 * bb, pf_l2);
@@ -371,6 +404,11 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
             blk[r] = p[r] + wb * bb;
+        if (type == QT_Q6_K) {
+            Q8_FN(q6_pack16)(blk, q6);
+            Q8_FN(q6_super16p)(TN, bb, q6, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
+            continue;
+        }
         if (ksb) {
             Q8_FN(k_super16)(TN, 0, type, bb, blk, NULL, xq, j->xd + (size_t)t0 * nb, sb, n_in,
                              8 * wb, pf, acc);

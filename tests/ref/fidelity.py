@@ -98,6 +98,7 @@ def main():
         sys.stderr.write("fidelity: no forward-dump at %s (make tests/tools/forward-dump)\n" % a.forward_dump)
         return 2
     work = a.work or tempfile.mkdtemp(prefix="fidelity.")
+    os.makedirs(work, exist_ok=True)
     precs = [p for p in a.precisions.split(",") if p]
     stats = {p: Stats() for p in precs}
     llcpp = Stats() if a.llamacpp_python else None
