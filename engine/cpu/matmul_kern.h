@@ -102,6 +102,10 @@ static inline uint32_t mm_pack_tail(qtype_t t)
     return t == QT_Q6_K ? 2 : 0;
 }
 
+/* A Q6_K block's bytes (base/quant.c's; test_cpu_matmul checks them): the
+ * size of the tile16 buffer a mapped super-block is packed into. */
+#define MM_Q6_K_BYTES 210
+
 /*
  * Bytes of weights the x86 fast kernels keep in L2 as one group of rows
  * while every pass of tokens goes over them (matmul_q8_x86.h's rows_type):

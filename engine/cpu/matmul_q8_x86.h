@@ -21,9 +21,10 @@
  * Shape: eight rows per tile, one float lane per row (tile8), up to
  * Q8_TOKS tokens; a Q4_K / Q5_K super-block is eight blocks of 32 there
  * (where Q8_ZMM, every type at eight tokens or more takes sixteen rows
- * a tile on zmm: tile16, matmul_q8_zmm.h, and a packed matrix (the job's
- * wp) takes them at every token count: tile16p; the K-quant super-block
- * helpers are in matmul_q8_kq.h).
+ * a tile on zmm where a row has at most Q8_SB_MAX blocks: tile16,
+ * matmul_q8_zmm.h, and a packed matrix (the job's wp) takes them at every
+ * token count: tile16p; the K-quant super-block helpers are in
+ * matmul_q8_kq.h).
  * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
  * the job's group_bytes, stay in L2 across the token groups, so prefill
  * reads them from cache.
@@ -632,7 +633,7 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
     }
 Q8_ROWS(q4_k, QT_Q4_K, 144)
 Q8_ROWS(q5_k, QT_Q5_K, 176)
-Q8_ROWS(q6_k, QT_Q6_K, 210)
+Q8_ROWS(q6_k, QT_Q6_K, MM_Q6_K_BYTES)
 #undef Q8_ROWS
 
 __attribute__((target(Q8_TARGET))) void Q8_FN(cpu_mmq_rows)(const mm_job_t *j, uint32_t o0,

@@ -344,17 +344,19 @@ Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *
 }
 
 /*
- * Super-block blk[r] of sixteen mapped Q6_K rows into the packed order
- * (matmul_kern.h: runs 0..51 dword k of every row's bytes 0..207, then the
- * sixteen d) at pk, as cpu_matmul_pack writes it: load16 makes eight runs
- * of each 32 bytes (the last from byte 176, its first four runs again, so
- * that no row is read past its 210 bytes).
+ * Super-block blk[r] of sixteen mapped Q6_K rows (bb bytes each) into the
+ * packed order (matmul_kern.h: run k dword k of every row's bytes before
+ * the tail, then the sixteen d) at pk, as cpu_matmul_pack writes it:
+ * load16 makes eight runs of each 32 bytes (208 is not a multiple of 32:
+ * the last 32 end at the tail, their first runs made twice, so that no
+ * row is read past its block).
  */
-Q8_INLINE void Q8_FN(q6_pack16)(const uint8_t *const blk[16], uint8_t *pk)
+Q8_INLINE void Q8_FN(q6_pack16)(const size_t bb, const uint8_t *const blk[16], uint8_t *pk)
 {
+    const size_t body = bb - mm_pack_tail(QT_Q6_K); /* 208 */
 #pragma GCC unroll 1
-    for (int g = 0; g < 7; g++) {
-        const int at = g < 6 ? 32 * g : 176;
+    for (size_t g = 0; g < body; g += 32) {
+        const size_t at = g + 32 <= body ? g : body - 32;
         const uint8_t *src[16];
         __m512i w[8];
 #pragma GCC unroll 16
@@ -368,8 +370,8 @@ Q8_INLINE void Q8_FN(q6_pack16)(const uint8_t *const blk[16], uint8_t *pk)
     uint16_t d[16];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++)
-        memcpy(&d[r], blk[r] + 208, 2);
-    memcpy(pk + 16 * 208, d, sizeof d);
+        memcpy(&d[r], blk[r] + body, 2);
+    memcpy(pk + MM_PACK_ROWS * body, d, sizeof d);
 }
 
 /* tile8 (not RED) for sixteen rows [r0, r0 + 16) clamped to n, n - r0 > 8;
@@ -396,7 +398,7 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
     const int ksb = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K; /* super-blocks */
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1; /* the block types' (K-quants: k_super16) */
     const size_t bpb = ksb ? 8 : 1; /* activation blocks per weight block */
-    _Alignas(64) uint8_t q6[MM_PACK_ROWS * 210];
+    _Alignas(64) uint8_t q6[MM_PACK_ROWS * MM_Q6_K_BYTES];
     for (size_t wb = 0; wb < nb / bpb; wb++, pf += 16 * bb) {
         if (!ksb)
             Q8_FN(prefetch_run)(pf, 16 * bb, pf_l2);
@@ -405,7 +407,7 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
         for (int r = 0; r < 16; r++)
             blk[r] = p[r] + wb * bb;
         if (type == QT_Q6_K) {
-            Q8_FN(q6_pack16)(blk, q6);
+            Q8_FN(q6_pack16)(bb, blk, q6);
             Q8_FN(q6_super16p)(TN, bb, q6, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
             continue;
         }

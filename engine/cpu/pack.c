@@ -63,7 +63,7 @@ typedef struct {
     uint32_t n_jobs;
 } pack_run_t;
 
-/* 1024 rows a task: 1.1 MB of a 1B model's Q4_K attn_q, 5.5 MB of its
+/* 1024 rows a task: 1.2 MB of a 1B model's Q4_K attn_q, 6.1 MB of its
  * Q8_0 ffn_down; a few tasks for a small matrix, enough to share the
  * large ones between threads */
 #define PACK_TASK_TILES 64u
@@ -134,8 +134,9 @@ int cpu_pack_weights(cpu_packed_t *pk, const model_t *m, pool_t *pool)
             void *dst = (char *)pk->buf + off;
             off += (bytes + 63) & ~(size_t)63;
             jobs[pk->n] = (pack_job_t){ w, dst, n_tasks };
-            /* a task covers at least 18 KiB of the copy (1024 rows of one Q4_0
-             * block): fewer than 2^32 tasks in any copy memory can hold */
+            /* every task but a matrix's last covers at least 18 KiB of the
+             * copy (1024 rows of one Q4_0 block): fewer than 2^32 tasks in
+             * any copy memory can hold */
             n_tasks += (pack_tiles(w) + PACK_TASK_TILES - 1) / PACK_TASK_TILES;
             pk->slot[i] = dst;
             pk->n++;

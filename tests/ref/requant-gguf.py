@@ -4,7 +4,8 @@ run a K-quant model end to end (the engine against ref_forward.py).
 
     requant-gguf.py IN.gguf OUT.gguf --type Q4_K_M|Q5_K_M|Q4_K|Q5_K|Q6_K
 
-Every key is copied (general.file_type set to the new type). A matrix
+Every key is copied (general.file_type, where the source has it, set to
+the new type; general.alignment kept as the writer's alignment). A matrix
 whose rows are a multiple of 256 values is dequantized (gguf.quants) and
 quantized again with kquants.py; other tensors (norms, and matrices of
 rows that K-quants cannot hold, such as the default model's 576-wide
@@ -65,12 +66,26 @@ def main():
     n_layers = int(r.fields[arch + ".block_count"].contents())
     names = {t.name for t in r.tensors}
     tied = "output.weight" not in names
-    w = gguf.GGUFWriter(a.dst + ".tmp", arch)
+    tmp = a.dst + ".tmp"
+    try:
+        write(r, a, arch, n_layers, tied, tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    os.replace(tmp, a.dst)
+
+
+def write(r, a, arch, n_layers, tied, tmp):
+    w = gguf.GGUFWriter(tmp, arch)
     for name, f in r.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
             continue
         if name == "general.file_type":
             w.add_file_type(FILE_TYPE[a.type])
+            continue
+        if name == "general.alignment":
+            w.add_custom_alignment(int(f.contents()))
             continue
         main_t = f.types[0]
         sub = f.types[-1] if main_t == gguf.GGUFValueType.ARRAY else None
@@ -92,7 +107,6 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    os.replace(a.dst + ".tmp", a.dst)
     print(a.dst + ": " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
 
 

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "../../engine/cpu/matmul.h"
+#include "../../engine/cpu/matmul_kern.h" /* MM_Q6_K_BYTES */
 #include "../../engine/cpu/pool.h"
 #include "base/clock.h"
 #include "base/err.h"
@@ -608,6 +609,7 @@ static void check_packed(qtype_t type)
     ASSERT(cpu_matmul_packed_bytes(type, 16, 264 * 32) == 0);
     ASSERT(cpu_matmul_packed_bytes(type, 16, be + 16) == 0);  /* a ragged block */
     ASSERT(cpu_matmul_packed_bytes(QT_F32, 16, 256) == 0);    /* a type no kernel reads packed */
+    ASSERT(qtype_info(QT_Q6_K)->block_bytes == MM_Q6_K_BYTES); /* tile16's buffer for mapped Q6_K */
     static const uint32_t shapes[][3] = { /* n_out, n_in, the most tokens */
         { 37, 576, 70 }, { 16, 32, 17 }, { 519, 64, 24 }, { 29, 256 * 32, 17 }, { 200, 256 * 32, 39 },
     };
