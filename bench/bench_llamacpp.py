@@ -5,7 +5,7 @@ thread counts, interleaved rounds, one table of ratios llamad / llama.cpp.
 
     bench_llamacpp.py [--model GGUF ...] [--threads 1,2] [--rounds 3] [--reps 3]
                       [--precision exact,fast] [--no-warmup] [--build-only] [--cache DIR]
-                      [--no-amx] [--llama-bench-arg ARG ...]
+                      [--no-amx | --avx2] [--llama-bench-arg ARG ...]
 
 llama.cpp: its llama-bench (and llama-quantize, which make-synth-gguf.py
 uses for Q4_K) is built once, CPU only with native flags, from the source
@@ -25,7 +25,10 @@ rounds.  What is measured differs a little: a bench-cpu decode run is 16
 steps from context 128; llama-bench generates 32 tokens from an empty
 context (tg32).  The machine's load (loadavg before and after, nproc,
 CPU model and its AVX2/AVX-512/VNNI flags) is printed with the table.
-Below each model and thread count: llamad's batch-16 decode throughput
+--avx2 measures the machines that have AVX2 but no AVX-512 on one that
+has it: llama.cpp built with AVX, AVX2, FMA, F16C and BMI2 named (no
+AVX-512, no AVX-VNNI) in its own build directory, and bench-cpu run at
+--isa avx2.  Below each model and thread count: llamad's batch-16 decode throughput
 over its batch-1 (per precision) and batch-1 decode's weight bytes per
 second as a share of bench-cpu's read bandwidth at that thread count.
 Stdlib only.
@@ -54,11 +57,15 @@ MEASURES = [("prefill128", "prefill 128"), ("prefill512", "prefill 512"), ("deco
 NO_AMX_FLAGS = ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_BMI2=ON",
                 "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_AVX512=ON", "-DGGML_AVX512_VBMI=ON",
                 "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AVX_VNNI=ON"]
+# --avx2: the extensions of an AVX2 machine, nothing wider
+AVX2_FLAGS = ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_BMI2=ON",
+              "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_AVX512=OFF", "-DGGML_AVX_VNNI=OFF"]
 
 
-def build(cache, no_amx=False):
-    """Build llama-bench and llama-quantize under cache (once); return the bin dir."""
-    bindir = os.path.join(cache, "build-" + LLAMA_CPP_PYTHON + ("-noamx" if no_amx else ""), "bin")
+def build(cache, variant=""):
+    """Build llama-bench and llama-quantize under cache (once); return the
+    bin dir.  variant: "" (native), "noamx" or "avx2"."""
+    bindir = os.path.join(cache, "build-" + LLAMA_CPP_PYTHON + ("-" + variant if variant else ""), "bin")
     if all(os.access(os.path.join(bindir, b), os.X_OK) for b in ("llama-bench", "llama-quantize")):
         return bindir
     os.makedirs(cache, exist_ok=True)
@@ -74,7 +81,8 @@ def build(cache, no_amx=False):
     subprocess.run(["cmake", "-S", os.path.join(src, "vendor", "llama.cpp"), "-B", build_dir,
                     "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
                     "-DGGML_CUDA=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                    "-DLLAMA_BUILD_SERVER=OFF"] + (NO_AMX_FLAGS if no_amx else ["-DGGML_NATIVE=ON"]),
+                    "-DLLAMA_BUILD_SERVER=OFF"]
+                   + {"noamx": NO_AMX_FLAGS, "avx2": AVX2_FLAGS}.get(variant, ["-DGGML_NATIVE=ON"]),
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", build_dir, "-j", str(os.cpu_count() or 1),
                     "--target", "llama-bench", "llama-quantize"], check=True, stdout=subprocess.DEVNULL)
@@ -99,9 +107,9 @@ def machine():
     return "%s; nproc %d; %s" % (model, os.cpu_count() or 0, " ".join(simd) or "no AVX2")
 
 
-def run_llamad(bench_cpu, model, threads, reps, precision):
+def run_llamad(bench_cpu, model, threads, reps, precision, isa):
     out = subprocess.run([bench_cpu, model, "--threads", str(threads), "--runs", str(reps),
-                          "--precision", precision,
+                          "--precision", precision, "--isa", isa,
                           "--only", "prefill128,prefill512,decode1,decode16", "--json"],
                          check=True, capture_output=True, text=True).stdout
     r = {}
@@ -145,9 +153,14 @@ def main():
     ap.add_argument("--no-amx", action="store_true",
                     help="llama.cpp built without AMX (x86-64 with AVX-512 VNNI/BF16 and AVX-VNNI named "
                          "instead of GGML_NATIVE), in its own build directory")
+    ap.add_argument("--avx2", action="store_true",
+                    help="both on AVX2 only: llama.cpp built without AVX-512 and AVX-VNNI, in its own "
+                         "build directory, and bench-cpu at --isa avx2")
     ap.add_argument("--build-only", action="store_true")
     a = ap.parse_args()
-    bindir = build(a.cache, a.no_amx)
+    if a.no_amx and a.avx2:
+        sys.exit("bench_llamacpp.py: --no-amx and --avx2 are two builds; take one")
+    bindir = build(a.cache, "avx2" if a.avx2 else "noamx" if a.no_amx else "")
     if a.build_only:
         print(bindir)
         return
@@ -160,9 +173,12 @@ def main():
     if a.rounds < 1 or a.reps < 1 or not threads or min(threads) < 1:
         sys.exit("bench_llamacpp.py: rounds, reps and threads must be at least 1")
 
+    flags = ("no AMX (" + " ".join(NO_AMX_FLAGS) + ")" if a.no_amx
+             else "AVX2 only (" + " ".join(AVX2_FLAGS) + "); llamad at --isa avx2" if a.avx2
+             else "GGML_NATIVE=ON")
+    extra = ", run with " + " ".join(a.llama_bench_arg) if a.llama_bench_arg else ""
     print("llama.cpp: llama-bench from llama-cpp-python %s (vendored llama.cpp), %s%s"
-          % (LLAMA_CPP_PYTHON, "no AMX (" + " ".join(NO_AMX_FLAGS) + ")" if a.no_amx else "GGML_NATIVE=ON",
-             ", run with " + " ".join(a.llama_bench_arg) if a.llama_bench_arg else ""))
+          % (LLAMA_CPP_PYTHON, flags, extra))
     print("machine: %s" % machine())
     print("%s; %d rounds, %d reps per round%s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                                   a.rounds, a.reps,
@@ -180,7 +196,7 @@ def main():
             for _ in range(a.rounds):
                 before = os.getloadavg()[0]
                 for p in precs:
-                    r = run_llamad(a.bench_cpu, model, t, a.reps, p)
+                    r = run_llamad(a.bench_cpu, model, t, a.reps, p, "avx2" if a.avx2 else "auto")
                     bw.append(r.get("read_bandwidth", 0.0))
                     wbytes = r.get("weight_bytes", 0.0)
                     for k in ("prefill128", "prefill512", "decode1", "decode16"):

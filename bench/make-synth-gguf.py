@@ -17,7 +17,7 @@ file as an ordinary model.  Weights are N(0, 0.02), norms near 1.
 Q4_0 and Q8_0 are quantized here with the gguf package (gguf.quants).
 The gguf package cannot quantize the K-quants, so for those an F16 file
 is written first and llama.cpp's llama-quantize (built by
-bench_llamacpp.sh) turns it into Q4_K or Q6_K with --pure (every matrix
+bench_llamacpp.py) turns it into Q4_K or Q6_K with --pure (every matrix
 that type), or into Q4_K_M without it (llama.cpp's mixture, the form most
 K-quant files are published in: Q4_K, with Q6_K for the output and about
 half of ffn_down and attn_v); the F16 file is removed afterwards.
@@ -126,7 +126,7 @@ def main():
     ap.add_argument("--tokenizer",
                     default=os.path.join(SRCDIR, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--quantize", default=None,
-                    help="llama-quantize binary (K-quants only; default: the one bench_llamacpp.sh builds)")
+                    help="llama-quantize binary (K-quants only; default: the one bench_llamacpp.py builds)")
     ap.add_argument("--seed", type=int, default=19)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -142,7 +142,7 @@ def main():
             found = sorted(glob.glob(os.path.join(HERE, ".cache", "build-*", "bin", "llama-quantize")))
             q = found[-1] if found else None
         if q is None or not os.access(q, os.X_OK):
-            sys.exit("make-synth-gguf.py: %s needs llama-quantize (run bench/bench_llamacpp.sh "
+            sys.exit("make-synth-gguf.py: %s needs llama-quantize (run bench/bench_llamacpp.py "
                      "--build-only, or pass --quantize)" % a.type)
         f16 = out + ".f16.tmp"
         write_model(f16, gguf.GGMLQuantizationType.F16, a.tokenizer, a.seed)
