@@ -28,9 +28,10 @@ CPU model and its AVX2/AVX-512/VNNI flags) is printed with the table.
 --avx2 measures the machines that have AVX2 but no AVX-512 on one that
 has it: llama.cpp built with AVX, AVX2, FMA, F16C and BMI2 named (no
 AVX-512, no AVX-VNNI) in its own build directory, and bench-cpu run at
---isa avx2.  Below each model and thread count: llamad's batch-16 decode throughput
-over its batch-1 (per precision) and batch-1 decode's weight bytes per
-second as a share of bench-cpu's read bandwidth at that thread count.
+--isa avx2.  Below each model and thread count: llamad's batch-16 decode
+throughput over its batch-1 (per precision) and batch-1 decode's weight
+bytes per second as a share of bench-cpu's read bandwidth at that thread
+count.
 Stdlib only.
 """
 
