@@ -445,10 +445,8 @@ int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_
 }
 
 _Static_assert(MM_PACK_ROWS == MM_ROWS, "a task's rows are whole packed tiles");
-_Static_assert(MM_PACK_ROWS == CPU_MM_PACK_ROWS, "matmul.h states the tile's rows");
 
-/* The tiles of sixteen rows a packed copy of n_out rows has (< 2^28 + 1). */
-static uint32_t packed_tiles(uint32_t n_out)
+uint32_t cpu_matmul_packed_tiles(uint32_t n_out)
 {
     return n_out / MM_PACK_ROWS + (n_out % MM_PACK_ROWS != 0);
 }
@@ -458,13 +456,14 @@ size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in)
     if (n_out == 0 || !reads_packed(cpu_matmul_isa(), wt, n_in))
         return 0;
     const qtype_info_t *ti = qtype_info((uint32_t)wt);
-    uint64_t bytes = (uint64_t)packed_tiles(n_out) * MM_PACK_ROWS * (n_in / ti->block_elems) * ti->block_bytes;
+    uint64_t bytes = (uint64_t)cpu_matmul_packed_tiles(n_out) * MM_PACK_ROWS * (n_in / ti->block_elems)
+                     * ti->block_bytes;
     return bytes > SIZE_MAX ? 0 : (size_t)bytes; /* < (2^28 + 1) * 16 * 8192 * 34 / 32 */
 }
 
 int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst)
 {
-    return cpu_matmul_pack_tiles(wt, w, n_out, n_in, dst, 0, packed_tiles(n_out));
+    return cpu_matmul_pack_tiles(wt, w, n_out, n_in, dst, 0, cpu_matmul_packed_tiles(n_out));
 }
 
 int cpu_matmul_pack_tiles(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst,
@@ -474,7 +473,7 @@ int cpu_matmul_pack_tiles(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_
         return ERR_INVALID;
     if (cpu_matmul_packed_bytes(wt, n_out, n_in) == 0)
         return ERR_UNSUPPORTED;
-    const uint32_t tiles = packed_tiles(n_out);
+    const uint32_t tiles = cpu_matmul_packed_tiles(n_out);
     if (tile0 > tiles || n_tiles > tiles - tile0)
         return ERR_RANGE;
     const qtype_info_t *ti = qtype_info((uint32_t)wt);

@@ -104,12 +104,12 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
  * the level changes later (the kernels that do not read it read w).
  * Start-up, any thread.
  */
-#define CPU_MM_PACK_ROWS 16 /* a packed tile's rows */
-
 size_t cpu_matmul_packed_bytes(qtype_t wt, uint32_t n_out, uint32_t n_in);
 int cpu_matmul_pack(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst);
 int cpu_matmul_pack_tiles(qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in, void *dst,
                           uint32_t tile0, uint32_t n_tiles);
+/* The tiles of sixteen rows in a packed copy of n_out rows (< 2^28 + 1). */
+uint32_t cpu_matmul_packed_tiles(uint32_t n_out);
 
 /*
  * Dequantise row `row` of w (as in cpu_matmul; the caller guarantees row

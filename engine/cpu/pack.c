@@ -68,11 +68,6 @@ typedef struct {
  * large ones between threads */
 #define PACK_TASK_TILES 64u
 
-static uint32_t pack_tiles(const weight_t *w)
-{
-    return (uint32_t)(w->n_out / CPU_MM_PACK_ROWS + (w->n_out % CPU_MM_PACK_ROWS != 0));
-}
-
 static void pack_task(void *ctx, uint32_t task, uint32_t thread)
 {
     (void)thread;
@@ -86,7 +81,8 @@ static void pack_task(void *ctx, uint32_t task, uint32_t thread)
             hi = mid;
     }
     const pack_job_t *j = &r->jobs[lo];
-    const uint32_t t0 = (task - j->first_task) * PACK_TASK_TILES, tiles = pack_tiles(j->w);
+    const uint32_t tiles = cpu_matmul_packed_tiles((uint32_t)j->w->n_out);
+    const uint32_t t0 = (task - j->first_task) * PACK_TASK_TILES;
     /* cannot fail: cpu_matmul_packed_bytes said the matrix packs, and the
      * tiles are within it */
     (void)cpu_matmul_pack_tiles(j->w->type, j->w->data, (uint32_t)j->w->n_out, (uint32_t)j->w->n_in, j->dst,
@@ -137,7 +133,7 @@ int cpu_pack_weights(cpu_packed_t *pk, const model_t *m, pool_t *pool)
             /* every task but a matrix's last covers at least 18 KiB of the
              * copy (1024 rows of one Q4_0 block): fewer than 2^32 tasks in
              * any copy memory can hold */
-            n_tasks += (pack_tiles(w) + PACK_TASK_TILES - 1) / PACK_TASK_TILES;
+            n_tasks += (cpu_matmul_packed_tiles((uint32_t)w->n_out) + PACK_TASK_TILES - 1) / PACK_TASK_TILES;
             pk->slot[i] = dst;
             pk->n++;
         }
