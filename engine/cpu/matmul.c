@@ -370,7 +370,7 @@ static int job_init(mm_job_t *job, const cpu_mm_out_t *m, uint32_t n_in, const f
 /* Whether the `fast` kernels of level isa read a packed copy of this matrix. */
 static int reads_packed(cpu_isa_t isa, qtype_t wt, uint32_t n_in)
 {
-    return prec_now == CPU_PREC_FAST && isa == CPU_ISA_AVX512 && mm_pack_type(wt)
+    return prec_now == CPU_PREC_FAST && isa >= CPU_ISA_AVX2 && isa <= CPU_ISA_AVX512 && mm_pack_type(wt)
            && n_in % qtype_info((uint32_t)wt)->block_elems == 0 && n_in / QK_SMALL <= MM_PACK_MAX_NB;
 }
 

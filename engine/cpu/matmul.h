@@ -88,10 +88,10 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
 
 /*
  * A weight matrix packed for the kernels of the level and precision now
- * set: the `fast` kernels of the AVX512 level read Q4_0, Q4_1, Q8_0,
- * Q4_K, Q5_K and Q6_K matrices of up to 8192 columns in tiles of sixteen rows,
- * which they otherwise gather from sixteen rows and transpose block by
- * block (matmul_kern.h has the layout: the same bytes, reordered, padded to
+ * set: the `fast` kernels of the AVX2, AVX-VNNI and AVX512 levels read
+ * Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K matrices of up to 8192 columns in
+ * tiles of sixteen rows, which they otherwise gather from eight or sixteen
+ * rows and transpose block by block (matmul_kern.h has the layout: the same bytes, reordered, padded to
  * whole tiles).  cpu_matmul_packed_bytes is the size of the copy, or 0
  * where no kernel of this level and precision would read one (another
  * level, `exact`, another type, a longer row, a ragged n_in); call it

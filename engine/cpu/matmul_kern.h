@@ -55,8 +55,9 @@ typedef struct {
     const float   *xo;          /* [n_tok, n_in / 32]: xd * S, rounded once */
     size_t         group_bytes; /* the x86 fast kernels' rows a group at prefill
                                  * (mm_group_bytes) */
-    const uint8_t *wp;          /* w packed (MM_PACK_*, below), which the AVX512
-                                 * level's fast kernels read instead of w; or NULL */
+    const uint8_t *wp;          /* w packed (MM_PACK_*, below), which the fast
+                                 * kernels of the AVX2, AVX-VNNI and AVX512 levels
+                                 * read instead of w; or NULL */
 } mm_job_t;
 
 /*
@@ -77,7 +78,8 @@ typedef struct {
  * runs of low bits, 16 of high bits, 4 of scales, then its d's.  A run is
  * then what the sixteen-row tiles gather from sixteen rows and transpose
  * (lane r of a 512-bit register row r's four bytes: block16, load16),
- * one load.  Only rows of at most MM_PACK_MAX_NB blocks of 32 are packed:
+ * one load; and its two halves of 32 bytes what the eight-row tiles make
+ * of rows 0 .. 7 and 8 .. 15 (transpose8, block8; matmul_q8_p8.h).  Only rows of at most MM_PACK_MAX_NB blocks of 32 are packed:
  * the tile kernels keep every block's terms in a buffer of that many.
  */
 #define MM_PACK_MAX_NB 256

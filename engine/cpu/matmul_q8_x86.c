@@ -5,7 +5,9 @@
  * level at run time (cpu_mm_x86_levels).  The levels differ only in
  * the instructions that form the exact integer sums and in tile shapes:
  *   AVX2     vpmaddubsw then vpmaddwd with ones (no overflow: |u| <= 128,
- *            |s| <= 127, so a pair is at most 32512); four tokens a tile
+ *            |s| <= 127, so a pair is at most 32512), the pairs of small
+ *            weights (nibbles, Q5_K, Q6_K) first added as int16 where
+ *            the sums stay below 2^15; four tokens a tile
  *   AVXVNNI  vpdpbusd, VEX encoding; four tokens
  *   AVX512   vpdpbusd, EVEX encoding on 256-bit registers (AVX512-VL),
  *            which gives 32 registers: sixteen tokens; and for Q4_0,
@@ -15,6 +17,8 @@
  *            rows_type keeps); a packed matrix of those types
  *            (matmul_kern.h) at every token count by tile16p, the same
  *            sixteen-row tiles read without the gathers and transposes
+ * AVX2 and AVXVNNI read a packed matrix too, each tile as two halves of
+ * eight rows (tile8p, matmul_q8_p8.h).
  */
 #include "matmul_kern.h"
 

@@ -24,7 +24,9 @@
  * a tile on zmm where a row has at most Q8_SB_MAX blocks: tile16,
  * matmul_q8_zmm.h, and a packed matrix (the job's wp) takes them at every
  * token count: tile16p; the K-quant super-block helpers are in
- * matmul_q8_kq.h).
+ * matmul_q8_kq.h).  Below Q8_ZMM a packed matrix takes tile8p
+ * (matmul_q8_p8.h) at every token count: its sixteen-row tiles as two
+ * halves of eight rows.
  * Tokens are taken Q8_TOKS at a time; a task's rows, in groups of about
  * the job's group_bytes, stay in L2 across the token groups, so prefill
  * reads them from cache.
@@ -45,9 +47,9 @@
 #define Q8_SB_MAX 256 /* blocks of rows_type's kept terms */
 #endif
 /* rows_type's terms of a block at most: the pass's tokens' offset terms
- * and, for the block types' tile16, their scales (Q6_K at the AVX512
- * level: its two chain starts; 32 KiB there, 4 KiB below) */
-#define Q8_SBS (Q8_ZMM ? 2 * Q8_TOKS : Q8_TOKS)
+ * and, for the block types' tile16, their scales (Q6_K: its two chain
+ * starts; 32 KiB at the AVX512 level, 8 KiB below) */
+#define Q8_SBS (2 * Q8_TOKS)
 /* a packed matrix's rows keep their terms: tile16p needs them */
 _Static_assert(MM_PACK_MAX_NB <= Q8_SB_MAX, "packed rows longer than the kept terms");
 #ifndef Q8_PF_L1
@@ -258,7 +260,7 @@ Q8_INLINE int Q8_FN(z_type)(qtype_t type)
  * starts (q6_starts). */
 Q8_INLINE size_t Q8_FN(sb_stride)(qtype_t type)
 {
-    return Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0 || type == QT_Q6_K)
+    return type == QT_Q6_K || (Q8_ZMM && (type == QT_Q4_0 || type == QT_Q4_1 || type == QT_Q8_0))
                ? 2 * Q8_TOKS : Q8_TOKS;
 }
 
@@ -270,10 +272,10 @@ Q8_INLINE int Q8_FN(q6_start)(const float *ls)
 }
 
 /*
- * Q6_K packed (q6_super16p): token t's starts of block b's two chains
- * (q6_start of each half, from the lane sums xls) as int32 in rows_type's
- * kept terms: the low half's at sb[b * sb_stride + t], the high half's
- * Q8_TOKS on.  q6_super forms the same in each tile.
+ * Q6_K: token t's starts of block b's two chains (q6_start of each half,
+ * from the lane sums xls) as int32 in rows_type's kept terms, once a pass
+ * for all its tiles: the low half's at sb[b * sb_stride + t], the high
+ * half's Q8_TOKS on.  q6_super forms the same itself where there are none.
  */
 Q8_INLINE void Q8_FN(q6_starts)(const float *xls, size_t t, size_t nb, size_t b, float *lo, float *hi)
 {
@@ -335,6 +337,25 @@ Q8_INLINE void Q8_FN(block_step)(const int RED, const int TN, const qtype_t type
                            : Q8_DOT(w[r], xv);
             ip = Q8_FN(reduce8)(hi16, v);
             if (type == QT_Q4_0 || (type == QT_Q8_0 && Q8_SIGNED))
+                ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
+        } else if (!Q8_SIGNED && type != QT_Q8_0) {
+            /* vpmaddubsw's pairs added as int16 before the one vpmaddwd:
+             * a lane then holds 16 products of nibbles (Q4_0, Q4_1, Q4_K:
+             * all eight registers, |sum| <= 16 * 15 * 127 = 30480) or 8 of
+             * Q5_K's five bits (four registers, <= 8 * 31 * 127 = 31496),
+             * below 2^15: the same exact sums in fewer instructions */
+            const __m256i one = _mm256_set1_epi16(1);
+            __m256i p[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                p[k] = _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+            __m256i lo = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+            __m256i hi = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+            if (type == QT_Q5_K)
+                ip = _mm256_add_epi32(_mm256_madd_epi16(lo, one), _mm256_madd_epi16(hi, one));
+            else
+                ip = _mm256_madd_epi16(_mm256_add_epi16(lo, hi), one);
+            if (type == QT_Q4_0)
                 ip = _mm256_sub_epi32(ip, _mm256_set1_epi32((int)so));
         } else {
             /* NC independent chains of integer multiply-adds (their
@@ -421,43 +442,12 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
             blk[r] = p[r] + wb * bb;
         __m256i w[8];
         if (type == QT_Q6_K) {
-            Q8_FN(q6_super)(TN, blk, xq, xd, xls, n_in, 8 * wb, pf, acc);
+            Q8_FN(q6_super)(TN, blk, xq, xd, xls, sb, n_in, 8 * wb, pf, acc);
             continue;
         }
         if (type == QT_Q4_K || type == QT_Q5_K) {
-            const __m256i m15 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
-            const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles */
-            __m256 ks[8], km[8];
-            __m256i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
-            const uint8_t *src[8];
-            Q8_FN(k4_scales8)(blk, ks, km);
-            if (type == QT_Q5_K) {
-#pragma GCC unroll 8
-                for (int r = 0; r < 8; r++)
-                    src[r] = blk[r] + 16;
-                Q8_FN(load8)(RED, src, qh);
-            }
-            for (int g = 0; g < 4; g++) {
-                Q8_FN(prefetch_run)(pf + (size_t)g * 2 * bb, 2 * bb, 1); /* a quarter of the step */
-                __m256i q[8];
-#pragma GCC unroll 8
-                for (int r = 0; r < 8; r++)
-                    src[r] = blk[r] + qo + 32 * g;
-                Q8_FN(load8)(RED, src, q);
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
-                    const int jj = 2 * g + h; /* the sub-block */
-#pragma GCC unroll 8
-                    for (int k = 0; k < 8; k++) {
-                        w[k] = _mm256_and_si256(h ? _mm256_srli_epi16(q[k], 4) : q[k], m15);
-                        if (type == QT_Q5_K) /* bit jj of each byte, times 16 */
-                            w[k] = _mm256_or_si256(w[k], _mm256_and_si256(_mm256_slli_epi16(
-                                                       _mm256_srli_epi16(qh[k], jj), 4), m16));
-                    }
-                    Q8_FN(block_step)(RED, TN, type, w, ks[jj], km[jj], xq, xd, xs, xo, sb,
-                                      n_in, 8 * wb + (size_t)jj, acc);
-                }
-            }
+            Q8_FN(k_super8)(RED, TN, type, blk, NULL, 0, xq, xd, xs, xo, sb, n_in, 8 * wb, pf, 2 * bb,
+                            acc);
             continue;
         }
         __m256 mw = _mm256_setzero_ps();
@@ -491,6 +481,8 @@ Q8_INLINE void Q8_FN(tile8)(const int RED, const int TN, const qtype_t type, con
 
 #if Q8_ZMM
 #include "matmul_q8_zmm.h"
+#else
+#include "matmul_q8_p8.h"
 #endif
 
 /* One tile8 of eight rows from r0 and m tokens from ts (1 <= m <= Q8_TOKS:
@@ -531,6 +523,12 @@ Q8_INLINE void Q8_FN(group)(const qtype_t type, const size_t bb, const mm_job_t 
             for (uint32_t tt = 0; tt < tn; tt += 16)
                 Q8_FN(tile16p_m)(type, bb, j, (o0 + r0) / MM_PACK_ROWS, n - r0, t0 + tt,
                                  tn - tt < 16 ? tn - tt : 16, sb + tt, y + (size_t)tt * j->n_out + r0);
+        return;
+    }
+#else
+    if (j->wp != NULL && mm_pack_type(type)) { /* packed: every token count */
+        for (uint32_t r0 = 0; r0 < n; r0 += MM_PACK_ROWS) /* o0: a whole tile's first row */
+            Q8_FN(tile8p_m)(type, bb, j, (o0 + r0) / MM_PACK_ROWS, n - r0, t0, tn, sb, y + r0);
         return;
     }
 #endif
@@ -575,8 +573,8 @@ Q8_INLINE void Q8_FN(rows_type)(const qtype_t type, const size_t bb, const mm_jo
      * tile16 is not used) */
     float sbuf[Q8_SB_MAX * Q8_SBS]; /* Q6_K's: int32 bits (q6_starts) */
     const size_t sbs = Q8_FN(sb_stride)(type);
-    const int q6p = Q8_ZMM && type == QT_Q6_K; /* q6_super16p's starts (tile8 takes none) */
-    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && (type != QT_Q6_K || q6p) && nb <= Q8_SB_MAX;
+    const int q6p = type == QT_Q6_K; /* the chains' starts */
+    const int keep = !(type == QT_Q8_0 && !Q8_SIGNED) && nb <= Q8_SB_MAX;
     /* Rows a group: decode (one pass) all the task's; else about
      * j->group_bytes of them (whole MM_ROWS groups, at least one), which
      * stay in L2 while every pass of tokens goes over them, so that a

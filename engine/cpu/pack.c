@@ -92,8 +92,8 @@ static void pack_task(void *ctx, uint32_t task, uint32_t thread)
 /*
  * Pack every matrix that the kernels of this level and precision read
  * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0 and K-quant
- * matrices of the layers and the output, under `fast` at the AVX512
- * level) into one allocation (in huge pages where the kernel gives them),
+ * matrices of the layers and the output, under `fast` at the AVX2,
+ * AVX-VNNI and AVX512 levels) into one allocation (in huge pages where the kernel gives them),
  * on the pool's threads, then drop their pages of the file mapping
  * (madvise DONTNEED: clean pages, read from the file again should
  * anything touch them), so that resident memory stays about the file's
@@ -169,8 +169,9 @@ int cpu_pack_weights(cpu_packed_t *pk, const model_t *m, pool_t *pool)
             (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
     }
     free(jobs);
-    log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the avx512 fast "
-             "kernels (%.1f MiB, %.2f s on %u thread%s)", pk->n, total / 1048576.0,
+    log_info("cpu backend: %u matrices packed in tiles of sixteen rows for the %s fast "
+             "kernels (%.1f MiB, %.2f s on %u thread%s)", pk->n, cpu_isa_name(cpu_matmul_isa()),
+             total / 1048576.0,
              (clock_now_ns() - t0) / 1e9, pool_threads(pool), pool_threads(pool) == 1 ? "" : "s");
     return 0;
 }

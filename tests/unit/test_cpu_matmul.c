@@ -587,8 +587,8 @@ static pack_parts_t pack_parts(qtype_t type)
 /*
  * Packed matrices (cpu_matmul_pack, matmul_kern.h's layout): the bytes
  * where the layout puts them, the same copy written a tile at a time
- * (cpu_matmul_pack_tiles), the sizes, and the AVX512 level's `fast`
- * kernels on a packed copy giving the portable kernels' bits on the
+ * (cpu_matmul_pack_tiles), the sizes, and the `fast` kernels of a level
+ * that reads the copy (AVX2, AVX-VNNI, AVX512) giving the portable kernels' bits on the
  * mapped rows at every token count from 1 to 70, on 1 to 3 threads
  * (rows a tile and a ragged one; tasks of several tiles; 24 tokens in
  * long tasks; rows at the 256-block limit, and 200 of them, where 39
@@ -596,10 +596,10 @@ static pack_parts_t pack_parts(qtype_t type)
  * (matmul_q8_x86.h's rows_type), so that a group starts past its task's
  * first row: a few token counts of those).
  */
-static void check_packed(qtype_t type)
+static void check_packed(qtype_t type, cpu_isa_t isa)
 {
-    rng_state = 9100u + (uint32_t)type;
-    use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
+    rng_state = 9100u + (uint32_t)type + 7u * (uint32_t)isa;
+    use_isa(isa, CPU_PREC_FAST);
     const int k = type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
     const size_t bb = qtype_info(type)->block_bytes, be = k ? 256 : 32;
     const pack_parts_t parts = pack_parts(type);
@@ -623,7 +623,7 @@ static void check_packed(qtype_t type)
         uint32_t n_out = k ? shapes_k[s][0] : shapes[s][0], n_in = k ? shapes_k[s][1] : shapes[s][1];
         uint32_t nt_max = k ? shapes_k[s][2] : shapes[s][2];
         const size_t nb = n_in / be, rb = nb * bb;
-        use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
+        use_isa(isa, CPU_PREC_FAST);
         size_t pb = cpu_matmul_packed_bytes(type, n_out, n_in);
         ASSERT(pb == (size_t)(n_out + 15) / 16 * 16 * rb);
         uint8_t *w = make_weights(type, n_out, n_in), *wp = aligned_alloc(64, (pb + 63) & ~(size_t)63);
@@ -675,23 +675,27 @@ static void check_packed(qtype_t type)
             pool_t *p = pools[nt % 3];
             use_isa(CPU_ISA_PORTABLE, CPU_PREC_FAST);
             ASSERT_EQ_INT(cpu_matmul(NULL, type, w, n_out, n_in, x, nt, y), 0);
-            use_isa(CPU_ISA_AVX512, CPU_PREC_FAST);
+            use_isa(isa, CPU_PREC_FAST);
             cpu_mm_out_t m = { type, wz, n_out, yp, wp }; /* zero rows: the copy must serve */
             memset(yp, 0xff, (size_t)nt * n_out * sizeof *yp);
             ASSERT_EQ_INT(cpu_matmul_multi(p, &m, 1, n_in, x, nt), 0);
             ASSERT_MSG(memcmp(y, yp, (size_t)nt * n_out * sizeof *y) == 0,
-                       "fast avx512 %s %ux%u packed, %u tokens on %u threads: not the portable "
-                       "kernels' bits", qtype_info(type)->name, n_out, n_in, nt, pool_threads(p));
+                       "fast %s %s %ux%u packed, %u tokens on %u threads: not the portable "
+                       "kernels' bits", cpu_isa_name(isa), qtype_info(type)->name, n_out, n_in, nt,
+                       pool_threads(p));
         }
         free(w); free(wp); free(wz); free(x); free(y); free(yp);
     }
-    /* other levels and `exact` read the mapped rows: no copy to make (a
-     * shape every type packs at the AVX512 level with `fast`) */
-    if (cpu_isa_usable(CPU_ISA_AVX2)) {
-        use_isa(CPU_ISA_AVX2, CPU_PREC_FAST);
-        ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 0);
+    /* the portable and AMX levels and `exact` read the mapped rows: no
+     * copy to make (a shape every type packs at this level with `fast`) */
+    const cpu_isa_t mapped[2] = { CPU_ISA_PORTABLE, CPU_ISA_AMX };
+    for (int i = 0; i < 2; i++) {
+        if (cpu_isa_usable(mapped[i])) {
+            use_isa(mapped[i], CPU_PREC_FAST);
+            ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 0);
+        }
     }
-    use_isa(CPU_ISA_AVX512, CPU_PREC_EXACT);
+    use_isa(isa, CPU_PREC_EXACT);
     ASSERT(cpu_matmul_packed_bytes(type, 37, 9 * 256) == 0);
     uint8_t dummy[16 * 210]; /* sixteen of the largest block, Q6_K's */
     ASSERT_EQ_INT(cpu_matmul_pack(type, dummy, 1, k ? 256 : 32, dummy), ERR_UNSUPPORTED);
@@ -700,12 +704,17 @@ static void check_packed(qtype_t type)
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
-TEST(fast_packed_q4_0) { check_packed(QT_Q4_0); }
-TEST(fast_packed_q4_1) { check_packed(QT_Q4_1); }
-TEST(fast_packed_q8_0) { check_packed(QT_Q8_0); }
-TEST(fast_packed_q4_k) { check_packed(QT_Q4_K); }
-TEST(fast_packed_q5_k) { check_packed(QT_Q5_K); }
-TEST(fast_packed_q6_k) { check_packed(QT_Q6_K); }
+#define PACKED_TESTS(lower, upper)                                                   \
+    TEST(fast_packed_##lower##_avx2) { check_packed(upper, CPU_ISA_AVX2); }         \
+    TEST(fast_packed_##lower##_avxvnni) { check_packed(upper, CPU_ISA_AVXVNNI); }   \
+    TEST(fast_packed_##lower##_avx512) { check_packed(upper, CPU_ISA_AVX512); }
+
+PACKED_TESTS(q4_0, QT_Q4_0)
+PACKED_TESTS(q4_1, QT_Q4_1)
+PACKED_TESTS(q8_0, QT_Q8_0)
+PACKED_TESTS(q4_k, QT_Q4_K)
+PACKED_TESTS(q5_k, QT_Q5_K)
+PACKED_TESTS(q6_k, QT_Q6_K)
 
 /*
  * Q6_K: the 210-byte layout of quant.c (ql[128], qh[64], int8 scales[16],
@@ -1228,8 +1237,13 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q4_k_portable), T(fast_q4_k_avx2), T(fast_q4_k_avxvnni), T(fast_q4_k_avx512), T(fast_q4_k_amx),
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
-          T(fast_k_documented_order), T(fast_packed_q4_0), T(fast_packed_q4_1), T(fast_packed_q8_0), T(fast_packed_q4_k), T(fast_packed_q5_k),
-          T(fast_packed_q6_k),
+          T(fast_k_documented_order),
+          T(fast_packed_q4_0_avx2), T(fast_packed_q4_0_avxvnni), T(fast_packed_q4_0_avx512),
+          T(fast_packed_q4_1_avx2), T(fast_packed_q4_1_avxvnni), T(fast_packed_q4_1_avx512),
+          T(fast_packed_q8_0_avx2), T(fast_packed_q8_0_avxvnni), T(fast_packed_q8_0_avx512),
+          T(fast_packed_q4_k_avx2), T(fast_packed_q4_k_avxvnni), T(fast_packed_q4_k_avx512),
+          T(fast_packed_q5_k_avx2), T(fast_packed_q5_k_avxvnni), T(fast_packed_q5_k_avx512),
+          T(fast_packed_q6_k_avx2), T(fast_packed_q6_k_avxvnni), T(fast_packed_q6_k_avx512),
           T(exact_invariance_portable), T(exact_invariance_avx2), T(exact_invariance_avx512), T(exact_invariance_amx), T(exact_avx512_is_avx2),
           T(fast_nonfinite_activations), T(fast_quantize_rounding), T(fast_quantize_matches_definition),
           T(isa_settings),
