@@ -128,7 +128,7 @@ def fast_checks(model, model_path, label):
         report(top1 >= 0.90 and kl < 2e-2, name,
                f"top-1 {100 * top1:.2f}% (>= 90%), mean KL {kl:.2e} nats (< 2e-2)")
         whole, _ = dump(model_path, fid, "--all", "--precision", "fast")
-        packs = "matrices packed" in last_log
+        packs, best_avx2 = "matrices packed" in last_log, "for the avx2 fast" in last_log
         chunked, _ = dump(model_path, fid, "--all", "--precision", "fast", "--chunk", "7")
         report(whole.tobytes() == chunked.tobytes(), name + ": chunks of 7 give the same bits",
                "identical" if whole.tobytes() == chunked.tobytes() else
@@ -145,6 +145,15 @@ def fast_checks(model, model_path, label):
                    f"{name}: packed matrices give the mapped rows' bits ({what})",
                    "identical" if packed.tobytes() == plain.tobytes() else
                    f"max difference {float(np.max(np.abs(packed - plain))):.3e}")
+        # where the best level is above avx2, the avx2 level's kernels on
+        # their own packed copy (two halves of eight rows a tile): the same bits
+        if packs and not best_avx2:
+            low, _ = dump(model_path, fid, "--all", "--precision", "fast", "--isa", "avx2")
+            report("for the avx2 fast" in last_log and low.tobytes() == whole.tobytes(),
+                   f"{name}: the avx2 level packed gives the same bits",
+                   "identical" if low.tobytes() == whole.tobytes() else
+                   "not packed at avx2" if "for the avx2 fast" not in last_log else
+                   f"max difference {float(np.max(np.abs(low - whole))):.3e}")
     except RuntimeError as ex:
         report(False, name, str(ex))
 
