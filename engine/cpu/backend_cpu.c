@@ -4,9 +4,9 @@
  *
  * Weights are read in place from the mapped model file (cpu_matmul runs
  * on the stored quantised blocks), but for the matrices that the `fast`
- * kernels of the AVX512 level read in tiles of sixteen rows: those are
- * packed into that order at start (pack.c), the same bytes, and
- * their mapped pages dropped.  The small norm vectors are converted to
+ * kernels of the AVX2, AVX-VNNI and AVX512 levels read in tiles of
+ * sixteen rows: those are packed into that order at start (pack.c), the
+ * same bytes, and their mapped pages dropped.  The small norm vectors are converted to
  * float32 at start.  Activations are float32, and so is the KV cache
  * (IEEE halves under `fast`).  Every operation computes each output
  * element with a fixed sequence of operations that depends on neither the

@@ -91,8 +91,8 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
  * set: the `fast` kernels of the AVX2, AVX-VNNI and AVX512 levels read
  * Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K matrices of up to 8192 columns in
  * tiles of sixteen rows, which they otherwise gather from eight or sixteen
- * rows and transpose block by block (matmul_kern.h has the layout: the same bytes, reordered, padded to
- * whole tiles).  cpu_matmul_packed_bytes is the size of the copy, or 0
+ * rows and transpose block by block (matmul_kern.h has the layout: the
+ * same bytes, reordered, padded to whole tiles).  cpu_matmul_packed_bytes is the size of the copy, or 0
  * where no kernel of this level and precision would read one (another
  * level, `exact`, another type, a longer row, a ragged n_in); call it
  * after cpu_matmul_setup.  cpu_matmul_pack writes the copy into dst

@@ -79,8 +79,9 @@ typedef struct {
  * then what the sixteen-row tiles gather from sixteen rows and transpose
  * (lane r of a 512-bit register row r's four bytes: block16, load16),
  * one load; and its two halves of 32 bytes what the eight-row tiles make
- * of rows 0 .. 7 and 8 .. 15 (transpose8, block8; matmul_q8_p8.h).  Only rows of at most MM_PACK_MAX_NB blocks of 32 are packed:
- * the tile kernels keep every block's terms in a buffer of that many.
+ * of rows 0 .. 7 and 8 .. 15 (transpose8, block8; matmul_q8_p8.h).  Only
+ * rows of at most MM_PACK_MAX_NB blocks of 32 are packed: the tile
+ * kernels keep every block's terms in a buffer of that many.
  */
 #define MM_PACK_MAX_NB 256
 #define MM_PACK_ROWS   16

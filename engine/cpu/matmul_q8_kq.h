@@ -6,8 +6,8 @@
  * q6_chains, q6_w, q6_step, q6_super: a Q6_K super-block), which tile8p
  * (matmul_q8_p8.h) shares.  Uses the template's Q8_FN, Q8_INLINE,
  * Q8_TOKS, Q8_SIGNED, Q8_ACC and its helpers (u16_at, u32_at, halves8,
- * transpose8, prefetch_run, sb_stride, q6_start); no include guard, as
- * the template has none.
+ * transpose8, load8, block_step, prefetch_run, sb_stride, q6_start); no
+ * include guard, as the template has none.
  */
 
 /*

@@ -93,10 +93,10 @@ static void pack_task(void *ctx, uint32_t task, uint32_t thread)
  * Pack every matrix that the kernels of this level and precision read
  * packed (cpu_matmul_packed_bytes: the Q4_0, Q4_1, Q8_0 and K-quant
  * matrices of the layers and the output, under `fast` at the AVX2,
- * AVX-VNNI and AVX512 levels) into one allocation (in huge pages where the kernel gives them),
- * on the pool's threads, then drop their pages of the file mapping
- * (madvise DONTNEED: clean pages, read from the file again should
- * anything touch them), so that resident memory stays about the file's
+ * AVX-VNNI and AVX512 levels) into one allocation (in huge pages where
+ * the kernel gives them), on the pool's threads, then drop their pages of
+ * the file mapping (madvise DONTNEED: clean pages, read from the file
+ * again should anything touch them), so that resident memory stays about the file's
  * size, not those matrices twice.  An output tied to the token embedding
  * is packed too: the embedding reads its rows from the mapping, which
  * brings their pages back as tokens are embedded (with the kernel's

@@ -1,9 +1,9 @@
 /*
  * pack.h - the CPU backend's packed copies of the weight matrices
  * (cpu-repack): the matrices the `fast` kernels of the AVX2, AVX-VNNI
- * and AVX512 levels read in tiles of sixteen rows (cpu_matmul_pack), copied at start on the
- * backend's threads, and the huge-page advice the copy and the KV pool
- * share.
+ * and AVX512 levels read in tiles of sixteen rows (cpu_matmul_pack),
+ * copied at start on the backend's threads, and the huge-page advice the
+ * copy and the KV pool share.
  */
 #ifndef LLAMAD_ENGINE_CPU_PACK_H
 #define LLAMAD_ENGINE_CPU_PACK_H

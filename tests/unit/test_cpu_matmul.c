@@ -704,6 +704,74 @@ static void check_packed(qtype_t type, cpu_isa_t isa)
     ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
 }
 
+/*
+ * The largest integer sums the x86 levels form: every weight at its
+ * largest (nibbles 15, Q5_K 31, Q6_K 63, Q8_0 127) and every activation
+ * +-127 (x all 1 or all -1), where the AVX2 level adds vpmaddubsw's pairs
+ * as int16 (matmul_q8_x86.c states the bounds): each level usable here,
+ * mapped and packed, gives the portable kernels' bits at 1 to 5 tokens.
+ */
+static void check_extremes(qtype_t type)
+{
+    const uint32_t n_out = 37, n_in = 512, nt_max = 5;
+    const size_t bb = qtype_info(type)->block_bytes, nb = n_in / (type == QT_Q4_K || type == QT_Q5_K
+                                                                  || type == QT_Q6_K ? 256 : 32);
+    /* each block's quant bytes: [q0, q1) (Q6_K also its high bits, 128 ..) */
+    const size_t q0 = type == QT_Q4_0 || type == QT_Q8_0 ? 2 : type == QT_Q4_1 ? 4
+                      : type == QT_Q4_K ? 16 : type == QT_Q5_K ? 16 : 0;
+    const size_t q1 = type == QT_Q6_K ? 192 : bb;
+    uint8_t *w = make_weights(type, n_out, n_in), *wz = calloc(n_out, nb * bb);
+    float *x = malloc((size_t)nt_max * n_in * sizeof *x);
+    float *y = malloc((size_t)nt_max * n_out * sizeof *y), *yl = malloc((size_t)nt_max * n_out * sizeof *yl);
+    ASSERT(w && wz && x && y && yl);
+    for (size_t b = 0; b < (size_t)n_out * nb; b++)
+        memset(w + b * bb + q0, type == QT_Q8_0 ? 0x7f : 0xff, q1 - q0);
+    for (uint32_t t = 0; t < nt_max; t++)
+        for (uint32_t i = 0; i < n_in; i++)
+            x[(size_t)t * n_in + i] = t % 2 ? -1.0f : 1.0f;
+    pool_t *p = NULL;
+    ASSERT_EQ_INT(pool_create(&p, 2), 0);
+    const cpu_isa_t levels[3] = { CPU_ISA_AVX2, CPU_ISA_AVXVNNI, CPU_ISA_AVX512 };
+    int ran = 0;
+    for (int l = 0; l < 3; l++) {
+        if (!cpu_isa_usable(levels[l]))
+            continue;
+        ASSERT_EQ_INT(cpu_matmul_configure(levels[l], CPU_PREC_FAST), 0);
+        size_t pb = cpu_matmul_packed_bytes(type, n_out, n_in);
+        uint8_t *wp = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+        ASSERT(pb > 0 && wp != NULL);
+        ASSERT_EQ_INT(cpu_matmul_pack(type, w, n_out, n_in, wp), 0);
+        for (uint32_t nt = 1; nt <= nt_max; nt++) {
+            ASSERT_EQ_INT(cpu_matmul_configure(CPU_ISA_PORTABLE, CPU_PREC_FAST), 0);
+            ASSERT_EQ_INT(cpu_matmul(NULL, type, w, n_out, n_in, x, nt, y), 0);
+            ASSERT_EQ_INT(cpu_matmul_configure(levels[l], CPU_PREC_FAST), 0);
+            for (int packed = 0; packed < 2; packed++) {
+                cpu_mm_out_t m = { type, packed ? wz : w, n_out, yl, packed ? wp : NULL };
+                memset(yl, 0xff, (size_t)nt * n_out * sizeof *yl);
+                ASSERT_EQ_INT(cpu_matmul_multi(p, &m, 1, n_in, x, nt), 0);
+                ASSERT_MSG(memcmp(y, yl, (size_t)nt * n_out * sizeof *y) == 0,
+                           "fast %s %s, largest weights and activations, %u tokens, %s: not the "
+                           "portable kernels' bits", cpu_isa_name(levels[l]), qtype_info(type)->name,
+                           nt, packed ? "packed" : "mapped");
+            }
+        }
+        free(wp);
+        ran++;
+    }
+    pool_destroy(p);
+    free(w); free(wz); free(x); free(y); free(yl);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    if (ran == 0)
+        TEST_SKIP("no x86 level with fast kernels here (best: %s)", cpu_isa_name(cpu_isa_best()));
+}
+
+TEST(fast_extremes_q4_0) { check_extremes(QT_Q4_0); }
+TEST(fast_extremes_q4_1) { check_extremes(QT_Q4_1); }
+TEST(fast_extremes_q8_0) { check_extremes(QT_Q8_0); }
+TEST(fast_extremes_q4_k) { check_extremes(QT_Q4_K); }
+TEST(fast_extremes_q5_k) { check_extremes(QT_Q5_K); }
+TEST(fast_extremes_q6_k) { check_extremes(QT_Q6_K); }
+
 #define PACKED_TESTS(lower, upper)                                                   \
     TEST(fast_packed_##lower##_avx2) { check_packed(upper, CPU_ISA_AVX2); }         \
     TEST(fast_packed_##lower##_avxvnni) { check_packed(upper, CPU_ISA_AVXVNNI); }   \
@@ -1238,6 +1306,8 @@ TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_co
           T(fast_q5_k_portable), T(fast_q5_k_avx2), T(fast_q5_k_avxvnni), T(fast_q5_k_avx512), T(fast_q5_k_amx),
           T(fast_q6_k_portable), T(fast_q6_k_avx2), T(fast_q6_k_avxvnni), T(fast_q6_k_avx512), T(fast_q6_k_amx),
           T(fast_k_documented_order),
+          T(fast_extremes_q4_0), T(fast_extremes_q4_1), T(fast_extremes_q8_0), T(fast_extremes_q4_k),
+          T(fast_extremes_q5_k), T(fast_extremes_q6_k),
           T(fast_packed_q4_0_avx2), T(fast_packed_q4_0_avxvnni), T(fast_packed_q4_0_avx512),
           T(fast_packed_q4_1_avx2), T(fast_packed_q4_1_avxvnni), T(fast_packed_q4_1_avx512),
           T(fast_packed_q8_0_avx2), T(fast_packed_q8_0_avxvnni), T(fast_packed_q8_0_avx512),
