@@ -350,9 +350,10 @@ AVX2_INLINE void dot_small(const int RM, const int TN, qtype_t type, const size_
                 a[t][r] = _mm256_setzero_ps();
         }
         /* The group's rows are one contiguous run of RM * rb bytes, read
-         * at RM * bb bytes a block: keep the lines MM_PF_BYTES ahead of
-         * that pace on their way in (prefetches past the end are harmless). */
-        size_t pf = (size_t)r0 * rb + MM_PF_BYTES; /* offset from rows */
+         * at RM * bb bytes a block: keep the lines at least MM_PF_BYTES,
+         * and a whole group, ahead of that pace on their way in
+         * (group_ahead; prefetches past the end are harmless). */
+        size_t pf = group_ahead(r0, RM, rb, MM_PF_BYTES); /* offset from rows */
         for (uint32_t b = 0; b < nb; b++, pf += RM * bb) {
 #pragma GCC unroll 4
             for (size_t l = 0; l < (RM * bb + 63) / 64; l++)

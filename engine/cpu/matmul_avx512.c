@@ -63,9 +63,9 @@ Z_INLINE void z_store_pair(__m512 acc, uint32_t r, uint32_t n, float *y)
  * Rows [0, n) of rows (rb bytes apart) times one token x (nb blocks):
  * RP pairs of rows at a time (the last pair's missing rows repeat the
  * last row, computed and not stored), y[r] each row's sum.  Prefetches
- * run Z_PF_BYTES ahead of the group's pace, as matmul_avx2.c's do (one
- * token of the default model, one thread: 78 tokens/s at 2 KiB, 86 at 4,
- * 90 at 8 and 16).
+ * run at least Z_PF_BYTES, and a whole group, ahead of the group's pace,
+ * as matmul_avx2.c's do (group_ahead; one token of the default model,
+ * one thread: 78 tokens/s at 2 KiB, 86 at 4, 90 at 8 and 16).
  */
 #define Z_RP 4
 #define Z_PF_BYTES 8192
@@ -81,7 +81,7 @@ Z_INLINE void z_dot1(const qtype_t type, const uint8_t *rows, size_t rb, uint32_
 #pragma GCC unroll 4
         for (int i = 0; i < Z_RP; i++)
             acc[i] = _mm512_setzero_ps();
-        size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
+        size_t pf = group_ahead(r0, 2 * Z_RP, rb, Z_PF_BYTES);
         for (uint32_t b = 0; b < nb; b++, pf += 2 * Z_RP * bb) {
             z_prefetch_run(rows, pf, 2 * Z_RP * bb);
             __m512 xv[4];
@@ -158,7 +158,7 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
 #pragma GCC unroll 4
         for (int r = 0; r < ZK_RM; r++)
             acc[r] = _mm256_setzero_ps();
-        size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
+        size_t pf = group_ahead(r0, ZK_RM, rb, Z_PF_BYTES);
         for (uint32_t b = 0; b < nb; b++, pf += ZK_RM * 144) {
             z_prefetch_run(rows, pf, ZK_RM * 144);
             float ds[ZK_RM][8], nm[ZK_RM][8];
@@ -243,7 +243,7 @@ Z_INLINE void z_dot1_k6(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
 #pragma GCC unroll 2
         for (int i = 0; i < ZK6_RP; i++)
             acc[i] = _mm512_setzero_ps();
-        size_t pf = (size_t)r0 * rb + Z_PF_BYTES;
+        size_t pf = group_ahead(r0, 2 * ZK6_RP, rb, Z_PF_BYTES);
         for (uint32_t b = 0; b < nb; b++, pf += 2 * ZK6_RP * 210) {
             z_prefetch_run(rows, pf, 2 * ZK6_RP * 210);
             const float *xb = x + 256 * (size_t)b;

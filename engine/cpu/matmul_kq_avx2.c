@@ -67,7 +67,7 @@ AVX2 void cpu_mm_deq_q6_k_avx2(const uint8_t *b, float *out, uint32_t nb)
 /* ----------------------------------------------------------- few tokens */
 
 /* How far ahead (bytes) the few-token kernels prefetch, as matmul_avx2.c. */
-#define KQ_PF_BYTES 2048
+#define KQ_PF_BYTES 8192
 
 /*
  * Super-block b of RM rows (blk[r]) into RM x TN accumulators a[r][t]:
@@ -148,10 +148,8 @@ AVX2_INLINE void dot_k(const int RM, const int TN, qtype_t type, const size_t bb
             for (int t = 0; t < TN; t++)
                 a[r][t] = _mm256_setzero_ps();
         }
-        /* As matmul_avx2.c's dot_small: the group's RM rows are one run of
-         * RM * rb bytes, read at RM * bb bytes a super-block; keep the
-         * lines KQ_PF_BYTES ahead of that pace (past the end is harmless). */
-        size_t pf = (size_t)r0 * rb + KQ_PF_BYTES;
+        /* As matmul_avx2.c's dot_small (group_ahead; past the end is harmless). */
+        size_t pf = group_ahead(r0, RM, rb, KQ_PF_BYTES);
         for (uint32_t b = 0; b < nb; b++, pf += RM * bb) {
             for (size_t l = 0; l < RM * bb; l += 64)
                 prefetch_at(rows, pf + l);
