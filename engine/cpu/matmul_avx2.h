@@ -150,21 +150,54 @@ AVX2_INLINE void bytes32_ps(__m256i v, int sign, __m256 q[4])
         q[u] = _mm256_cvtepi32_ps(sign ? _mm256_cvtepi8_epi32(part[u]) : _mm256_cvtepu8_epi32(part[u]));
 }
 
+/* Bytes 0..15 of p in both 128-bit lanes. */
+AVX2_INLINE __m256i bcast16(const uint8_t *p)
+{
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+/* Bytes v (the same sixteen in both lanes) as two vectors of eight
+ * floats: bytes 0..7 in q[0], 8..15 in q[1], each zero-extended into its
+ * dword by one byte shuffle (dwords 0..3 from the low lane, 4..7 from the
+ * high) and converted (exactly: v < 2^8).  Three shuffles fewer for 32
+ * bytes than bytes32_ps's two moves down and four zero-extensions. */
+AVX2_INLINE void bytes16_ps(__m256i v, __m256 q[2])
+{
+    const __m256i spread[2] = {
+        _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
+                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
+        _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
+                         12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1),
+    };
+#pragma GCC unroll 2
+    for (int u = 0; u < 2; u++)
+        q[u] = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, spread[u]));
+}
+
 /* The quants q of elements 32j .. 32j + 31 of the super-block at b, as
  * floats, elements 32j + 8u .. + 7 in q[u]; hi is j & 1 (a constant at
- * every call).  Formed a byte each (32 at a time) and widened after:
- * the values of the per-element formula, with a quarter of its integer
- * operations and no zero-extension per eight. */
+ * every call).  Formed a byte each and widened after: the values of the
+ * per-element formula, with a fraction of its integer operations.  Q4_K
+ * takes sixteen bytes at a time in both lanes (bytes16_ps); Q5_K all 32
+ * at once (bytes32_ps), which measured faster there with its high bits'
+ * operations (as did Q6_K in kq6_q32). */
 AVX2_INLINE void kq4_q32(const uint8_t *b, int five, int j, int hi, __m256 q[4])
 {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(b + (five ? 48 : 16) + 32 * (j / 2)));
-    v = hi ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
-    if (five) { /* bit j of qh[l] to bit 4 (16-bit shifts: the mask drops what crosses bytes) */
-        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(b + 16));
-        h = j < 4 ? _mm256_slli_epi16(h, 4 - j) : _mm256_srli_epi16(h, j - 4);
-        v = _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+    if (!five) {
+#pragma GCC unroll 2
+        for (int s = 0; s < 2; s++) {
+            __m256i v = bcast16(b + 16 + 32 * (j / 2) + 16 * s);
+            bytes16_ps(hi ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4), q + 2 * s);
+        }
+        return;
     }
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(b + 48 + 32 * (j / 2)));
+    v = hi ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+    /* bit j of qh[l] to bit 4 (16-bit shifts: the mask drops what crosses bytes) */
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(b + 16));
+    h = j < 4 ? _mm256_slli_epi16(h, 4 - j) : _mm256_srli_epi16(h, j - 4);
+    v = _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
     bytes32_ps(v, 0, q);
 }
 
