@@ -124,86 +124,99 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
 }
 
 /*
- * Q4_K, one token, with the weights looked up rather than computed.
- * matmul_kq_avx2.c forms the weight of quant q in sub-block j as
- * fma(q, ds[j], nm[j]) (kq4_scales, kq4_q32); here the sixteen values
- * for q = 0..15 come from that same fused multiply-add, once per
- * sub-block and row, into a table of two registers, and vpermt2ps picks
- * each element's entry by the low four bits of its byte (the high
- * nibble's after a shift).  The same floats meet the same accumulator in
- * the same order: the AVX2 kernel's bits.  Per sixteen weights this
- * issues two lookups on the shuffle port and a shift, a byte shuffle
- * (into int32 lanes, in-lane: not only the shuffle port) and two fused
- * multiply-adds on the others, where the AVX2 kernel puts two widenings
- * on the shuffle port and two conversions and four fused multiply-adds
- * on the two ports that can run them.
+ * Q4_K, one token, with the weights looked up rather than computed, two
+ * rows a register.  matmul_kq_avx2.c forms the weight of quant q in
+ * sub-block j as fma(q, ds[j], nm[j]) (kq4_scales, kq4_q32); here the
+ * sixteen values for q = 0..15 come from that same fused multiply-add,
+ * once per sub-block and row, into one register per row, and vpermt2ps
+ * picks each element's entry from the pair's two tables by an index of
+ * five bits: the quant, plus 16 in the lanes of the pair's second row.
+ * The indices are formed for 64 quant bytes at once (sixteen of each row
+ * in two 128-bit lanes each: the nibble masked and the 16 set by one
+ * ternary-logic operation) and spread to dwords in-lane by one byte
+ * shuffle per eight weights of both rows.  Lanes 0..7 take row a's
+ * elements and lanes 8..15 row c's, each lane the floats the AVX2
+ * kernel's lane takes in its order: its bits (z_dot1's pairs).  Per
+ * sixteen weights (eight of each row): one byte shuffle, one lookup and
+ * one fused multiply-add on 512-bit registers, plus a share of the index
+ * and table work, where the rows one at a time took about twice the
+ * operations on 256-bit ones.
  */
-#define ZK_RM 4 /* rows at a time */
+#define ZK_RP 2 /* pairs of rows at a time */
 
 Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb, const float *x, float *y)
 {
-    const __m256 q_lo = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256 q_hi = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
-    const __m256i spread[2] = { /* byte e (e = 0..7) of a half's first / second eight into dword e */
-        _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
-                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
-        _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
-                         12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1),
+    const __m512 q16 = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i m15 = _mm512_set1_epi8(0x0f);
+    const __m512i c16 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi8(0x10), 1);
+    const __m128i s0 = _mm_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1);
+    const __m128i s1 = _mm_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1);
+    const __m128i s2 = _mm_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1);
+    const __m128i s3 = _mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1);
+    const __m512i spread[2] = { /* a 128-bit lane's bytes 0..7 / 8..15 to dwords, rows a and c */
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_m128i(s0, s1)), _mm256_setr_m128i(s0, s1), 1),
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_m128i(s2, s3)), _mm256_setr_m128i(s2, s3), 1),
     };
-    for (uint32_t r0 = 0; r0 < n; r0 += ZK_RM) {
-        uint32_t left = n - r0;
-        const uint8_t *p[ZK_RM];
-        __m256 acc[ZK_RM];
-        z_group_rows(ZK_RM, rows, rb, r0, n, p);
+    for (uint32_t r0 = 0; r0 < n; r0 += 2 * ZK_RP) {
+        const uint8_t *p[2 * ZK_RP];
+        __m512 acc[ZK_RP];
+        z_group_rows(2 * ZK_RP, rows, rb, r0, n, p);
 #pragma GCC unroll 4
-        for (int r = 0; r < ZK_RM; r++)
-            acc[r] = _mm256_setzero_ps();
-        size_t pf = group_ahead(r0, ZK_RM, rb, Z_PF_BYTES);
-        for (uint32_t b = 0; b < nb; b++, pf += ZK_RM * 144) {
-            z_prefetch_run(rows, pf, ZK_RM * 144);
-            float ds[ZK_RM][8], nm[ZK_RM][8];
+        for (int i = 0; i < ZK_RP; i++)
+            acc[i] = _mm512_setzero_ps();
+        size_t pf = group_ahead(r0, 2 * ZK_RP, rb, Z_PF_BYTES);
+        for (uint32_t b = 0; b < nb; b++, pf += 2 * ZK_RP * 144) {
+            z_prefetch_run(rows, pf, 2 * ZK_RP * 144);
+            float ds[2 * ZK_RP][8], nm[2 * ZK_RP][8];
 #pragma GCC unroll 4
-            for (int r = 0; r < ZK_RM; r++)
+            for (int r = 0; r < 2 * ZK_RP; r++)
                 kq4_scales(p[r] + (size_t)b * 144, ds[r], nm[r]);
             const float *xb = x + 256 * (size_t)b;
             for (int j = 0; j < 8; j += 2) { /* sub-blocks j (low nibbles) and j + 1 (high) */
-                __m256 xl[4], xh[4];
+                __m512 xl[4], xh[4];
 #pragma GCC unroll 4
-                for (int u = 0; u < 4; u++) {
-                    xl[u] = _mm256_loadu_ps(xb + 32 * j + 8 * u);
-                    xh[u] = _mm256_loadu_ps(xb + 32 * (j + 1) + 8 * u);
+                for (int u = 0; u < 4; u++) { /* elements 8u .. 8u + 7 in both halves */
+                    xl[u] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
+                        _mm256_loadu_pd((const double *)(const void *)(xb + 32 * j + 8 * u))));
+                    xh[u] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
+                        _mm256_loadu_pd((const double *)(const void *)(xb + 32 * (j + 1) + 8 * u))));
                 }
 #pragma GCC unroll 4
-                for (int r = 0; r < ZK_RM; r++) {
-                    const uint8_t *qs = p[r] + (size_t)b * 144 + 16 + 16 * j;
-                    __m256i idx[4];
+                for (int i = 0; i < ZK_RP; i++) {
+                    const int a = 2 * i, c = 2 * i + 1;
+                    const uint8_t *qa = p[a] + (size_t)b * 144 + 16 + 16 * j;
+                    const uint8_t *qc = p[c] + (size_t)b * 144 + 16 + 16 * j;
+                    __m512i lo[2], hi[2];
 #pragma GCC unroll 2
-                    for (int v = 0; v < 2; v++) { /* bytes 16v.. in both halves; in-lane spread */
-                        __m256i b16 = _mm256_broadcastsi128_si256(
-                            _mm_loadu_si128((const __m128i *)(const void *)(qs + 16 * v)));
-                        idx[2 * v] = _mm256_shuffle_epi8(b16, spread[0]);
-                        idx[2 * v + 1] = _mm256_shuffle_epi8(b16, spread[1]);
+                    for (int v = 0; v < 2; v++) { /* bytes 16v .. 16v + 15 of each row */
+                        __m512i q = _mm512_inserti64x4(
+                            _mm512_castsi256_si512(_mm256_broadcastsi128_si256(
+                                _mm_loadu_si128((const __m128i *)(const void *)(qa + 16 * v)))),
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(qc + 16 * v))),
+                            1);
+                        lo[v] = _mm512_ternarylogic_epi32(q, m15, c16, 0xea); /* (q & 15) | c16 */
+                        hi[v] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), m15, c16, 0xea);
                     }
-                    __m256 d = _mm256_set1_ps(ds[r][j]), m = _mm256_set1_ps(nm[r][j]);
-                    __m256 t0 = _mm256_fmadd_ps(q_lo, d, m), t1 = _mm256_fmadd_ps(q_hi, d, m);
+                    __m512 t0 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j]), _mm512_set1_ps(nm[a][j]));
+                    __m512 t1 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j]), _mm512_set1_ps(nm[c][j]));
 #pragma GCC unroll 4
                     for (int u = 0; u < 4; u++)
-                        acc[r] = _mm256_fmadd_ps(_mm256_permutex2var_ps(t0, idx[u], t1), xl[u], acc[r]);
-                    d = _mm256_set1_ps(ds[r][j + 1]);
-                    m = _mm256_set1_ps(nm[r][j + 1]);
-                    t0 = _mm256_fmadd_ps(q_lo, d, m);
-                    t1 = _mm256_fmadd_ps(q_hi, d, m);
+                        acc[i] = _mm512_fmadd_ps(
+                            _mm512_permutex2var_ps(t0, _mm512_shuffle_epi8(lo[u / 2], spread[u % 2]), t1), xl[u],
+                            acc[i]);
+                    t0 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j + 1]), _mm512_set1_ps(nm[a][j + 1]));
+                    t1 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j + 1]), _mm512_set1_ps(nm[c][j + 1]));
 #pragma GCC unroll 4
                     for (int u = 0; u < 4; u++)
-                        acc[r] = _mm256_fmadd_ps(_mm256_permutex2var_ps(t0, _mm256_srli_epi32(idx[u], 4), t1),
-                                                 xh[u], acc[r]);
+                        acc[i] = _mm512_fmadd_ps(
+                            _mm512_permutex2var_ps(t0, _mm512_shuffle_epi8(hi[u / 2], spread[u % 2]), t1), xh[u],
+                            acc[i]);
                 }
             }
         }
 #pragma GCC unroll 4
-        for (int r = 0; r < ZK_RM; r++)
-            if ((uint32_t)r < left)
-                y[r0 + r] = hsum8(acc[r]);
+        for (int i = 0; i < ZK_RP; i++)
+            z_store_pair(acc[i], r0 + 2 * (uint32_t)i, n, y);
     }
 }
 
