@@ -4,7 +4,7 @@ random weights, for speed measurements where a step is no longer dominated
 by per-layer overheads (the default 135M model is).  Its outputs are
 meaningless; its shapes and storage types are those of a real model.
 
-    make-synth-gguf.py --type Q4_0|Q8_0|Q4_K|Q6_K|Q4_K_M [--out DIR]
+    make-synth-gguf.py --type Q4_0|Q8_0|Q4_K|Q6_K|Q4_K_M|Q5_K_M [--out DIR]
                        [--tokenizer GGUF] [--quantize PATH/llama-quantize]
                        [--seed N]
 
@@ -18,9 +18,10 @@ Q4_0 and Q8_0 are quantized here with the gguf package (gguf.quants).
 The gguf package cannot quantize the K-quants, so for those an F16 file
 is written first and llama.cpp's llama-quantize (built by
 bench_llamacpp.py) turns it into Q4_K or Q6_K with --pure (every matrix
-that type), or into Q4_K_M without it (llama.cpp's mixture, the form most
-K-quant files are published in: Q4_K, with Q6_K for the output and about
-half of ffn_down and attn_v); the F16 file is removed afterwards.
+that type), or into Q4_K_M or Q5_K_M without it (llama.cpp's mixtures,
+the forms most K-quant files are published in: Q4_K or Q5_K, with Q6_K
+for the output and about half of ffn_down and attn_v); the F16 file is
+removed afterwards.
 Output: DIR/synth-1b.TYPE.gguf (DIR defaults to bench/.cache/synth, which
 is gitignored); an existing file is kept.
 """
@@ -121,7 +122,7 @@ def write_model(path, qtype, tokenizer, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--type", required=True, choices=["Q4_0", "Q8_0", "Q4_K", "Q6_K", "Q4_K_M"])
+    ap.add_argument("--type", required=True, choices=["Q4_0", "Q8_0", "Q4_K", "Q6_K", "Q4_K_M", "Q5_K_M"])
     ap.add_argument("--out", default=os.path.join(HERE, ".cache", "synth"))
     ap.add_argument("--tokenizer",
                     default=os.path.join(SRCDIR, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -135,7 +136,7 @@ def main():
         print(out)
         return
     t0 = time.monotonic()
-    if a.type in ("Q4_K", "Q6_K", "Q4_K_M"):
+    if a.type in ("Q4_K", "Q6_K", "Q4_K_M", "Q5_K_M"):
         q = a.quantize
         if q is None:
             import glob
@@ -147,7 +148,7 @@ def main():
         f16 = out + ".f16.tmp"
         write_model(f16, gguf.GGMLQuantizationType.F16, a.tokenizer, a.seed)
         try:
-            pure = [] if a.type == "Q4_K_M" else ["--pure"]
+            pure = [] if a.type.endswith("_M") else ["--pure"]
             r = subprocess.run([q] + pure + [f16, out + ".tmp", a.type], capture_output=True, text=True)
             if r.returncode != 0:
                 sys.exit("make-synth-gguf.py: llama-quantize failed:\n" + r.stderr[-4000:])

@@ -124,28 +124,50 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
 }
 
 /*
- * Q4_K, one token, with the weights looked up rather than computed, two
- * rows a register.  matmul_kq_avx2.c forms the weight of quant q in
- * sub-block j as fma(q, ds[j], nm[j]) (kq4_scales, kq4_q32); here the
- * sixteen values for q = 0..15 come from that same fused multiply-add,
- * once per sub-block and row, into one register per row, and vpermt2ps
- * picks each element's entry from the pair's two tables by an index of
- * five bits: the quant, plus 16 in the lanes of the pair's second row.
- * The indices are formed for 64 quant bytes at once (sixteen of each row
- * in two 128-bit lanes each: the nibble masked and the 16 set by one
- * ternary-logic operation) and spread to dwords in-lane by one byte
- * shuffle per eight weights of both rows.  Lanes 0..7 take row a's
- * elements and lanes 8..15 row c's, each lane the floats the AVX2
- * kernel's lane takes in its order: its bits (z_dot1's pairs).  Per
- * sixteen weights (eight of each row): one byte shuffle, one lookup and
- * one fused multiply-add on 512-bit registers, plus a share of the index
- * and table work, where the rows one at a time took about twice the
- * operations on 256-bit ones.
+ * Q4_K and Q5_K, one token, two rows a register.  matmul_kq_avx2.c forms
+ * the weight of quant q in sub-block j as fma(q, ds[j], nm[j])
+ * (kq4_scales, kq4_q32).  The quant bytes are formed for 64 bytes at a
+ * time (sixteen of each row in two 128-bit lanes each, matmul_zblk.h's
+ * z_pair16) and
+ * spread to dwords in-lane by one byte shuffle per eight weights of both
+ * rows.  Q4_K looks its weights up: the sixteen values for q = 0..15
+ * come from that same fused multiply-add, once per sub-block and row,
+ * into one register per row, and vpermt2ps picks each element's entry
+ * from the pair's two tables by an index of five bits (the nibble, plus
+ * 16 in the lanes of the pair's second row, set with the mask by one
+ * ternary-logic operation).  Q5_K's 32 values would not fit two tables
+ * a pair, so its quants (the nibble and bit j of qh[l] as bit 4, as
+ * kq4_q32 forms them) are converted and go through the fused
+ * multiply-add.  Lanes 0..7 take row a's elements and lanes 8..15 row
+ * c's, each lane the floats the AVX2 kernel's lane takes in its order:
+ * its bits (z_dot1's pairs).  Per sixteen weights (eight of each row):
+ * Q4_K one byte shuffle, one lookup and one fused multiply-add on 512-bit
+ * registers, plus a share of the index and table work, where the rows
+ * one at a time took about twice the operations on 256-bit ones; Q5_K a
+ * shuffle, a conversion and two fused multiply-adds, where the AVX2
+ * kernel spends two of each with two more shuffles.
  */
 #define ZK_RP 2 /* pairs of rows at a time */
 
-Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb, const float *x, float *y)
+/* Bit j (0..7, a constant once the loop is unrolled) of each byte of h
+ * moved to bit 4, the other bits cleared (16-bit shifts: the mask drops
+ * what crosses bytes). */
+Z_INLINE __m512i z_bit4(__m512i h, int j)
 {
+    h = j < 4 ? _mm512_slli_epi16(h, (unsigned)(4 - j)) : _mm512_srli_epi16(h, (unsigned)(j - 4));
+    return _mm512_and_si512(h, _mm512_set1_epi8(0x10));
+}
+
+/* s in lanes 0..7, t in lanes 8..15. */
+Z_INLINE __m512 z_two(float s, float t)
+{
+    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s), _mm512_set1_ps(t));
+}
+
+Z_INLINE void z_dot1_k4(const int five, const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
+                        const float *x, float *y)
+{
+    const size_t bb = five ? 176 : 144, qs0 = five ? 48 : 16; /* block bytes, where the nibbles start */
     const __m512 q16 = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i m15 = _mm512_set1_epi8(0x0f);
     const __m512i c16 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi8(0x10), 1);
@@ -165,12 +187,12 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
         for (int i = 0; i < ZK_RP; i++)
             acc[i] = _mm512_setzero_ps();
         size_t pf = group_ahead(r0, 2 * ZK_RP, rb, Z_PF_BYTES);
-        for (uint32_t b = 0; b < nb; b++, pf += 2 * ZK_RP * 144) {
-            z_prefetch_run(rows, pf, 2 * ZK_RP * 144);
+        for (uint32_t b = 0; b < nb; b++, pf += 2 * ZK_RP * bb) {
+            z_prefetch_run(rows, pf, 2 * ZK_RP * bb);
             float ds[2 * ZK_RP][8], nm[2 * ZK_RP][8];
 #pragma GCC unroll 4
             for (int r = 0; r < 2 * ZK_RP; r++)
-                kq4_scales(p[r] + (size_t)b * 144, ds[r], nm[r]);
+                kq4_scales(p[r] + (size_t)b * bb, ds[r], nm[r]);
             const float *xb = x + 256 * (size_t)b;
             for (int j = 0; j < 8; j += 2) { /* sub-blocks j (low nibbles) and j + 1 (high) */
                 __m512 xl[4], xh[4];
@@ -184,33 +206,44 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
 #pragma GCC unroll 4
                 for (int i = 0; i < ZK_RP; i++) {
                     const int a = 2 * i, c = 2 * i + 1;
-                    const uint8_t *qa = p[a] + (size_t)b * 144 + 16 + 16 * j;
-                    const uint8_t *qc = p[c] + (size_t)b * 144 + 16 + 16 * j;
+                    const uint8_t *ba = p[a] + (size_t)b * bb, *bc = p[c] + (size_t)b * bb;
                     __m512i lo[2], hi[2];
 #pragma GCC unroll 2
                     for (int v = 0; v < 2; v++) { /* bytes 16v .. 16v + 15 of each row */
-                        __m512i q = _mm512_inserti64x4(
-                            _mm512_castsi256_si512(_mm256_broadcastsi128_si256(
-                                _mm_loadu_si128((const __m128i *)(const void *)(qa + 16 * v)))),
-                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(qc + 16 * v))),
-                            1);
-                        lo[v] = _mm512_ternarylogic_epi32(q, m15, c16, 0xea); /* (q & 15) | c16 */
-                        hi[v] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), m15, c16, 0xea);
+                        __m512i q = z_pair16(ba + qs0 + 16 * j + 16 * v, bc + qs0 + 16 * j + 16 * v);
+                        if (five) { /* (q & 15) | bit j (j + 1) of qh[l] as bit 4 */
+                            __m512i h = z_pair16(ba + 16 + 16 * v, bc + 16 + 16 * v);
+                            lo[v] = _mm512_ternarylogic_epi32(q, m15, z_bit4(h, j), 0xea);
+                            hi[v] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), m15, z_bit4(h, j + 1), 0xea);
+                        } else { /* (q & 15) | c16 */
+                            lo[v] = _mm512_ternarylogic_epi32(q, m15, c16, 0xea);
+                            hi[v] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), m15, c16, 0xea);
+                        }
                     }
-                    __m512 t0 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j]), _mm512_set1_ps(nm[a][j]));
-                    __m512 t1 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j]), _mm512_set1_ps(nm[c][j]));
+#pragma GCC unroll 2
+                    for (int s = 0; s < 2; s++) { /* sub-block j + s */
+                        const __m512i *qv = s ? hi : lo;
+                        const __m512 *xv = s ? xh : xl;
+                        if (five) {
+                            const __m512 d = z_two(ds[a][j + s], ds[c][j + s]);
+                            const __m512 m = z_two(nm[a][j + s], nm[c][j + s]);
 #pragma GCC unroll 4
-                    for (int u = 0; u < 4; u++)
-                        acc[i] = _mm512_fmadd_ps(
-                            _mm512_permutex2var_ps(t0, _mm512_shuffle_epi8(lo[u / 2], spread[u % 2]), t1), xl[u],
-                            acc[i]);
-                    t0 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j + 1]), _mm512_set1_ps(nm[a][j + 1]));
-                    t1 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j + 1]), _mm512_set1_ps(nm[c][j + 1]));
+                            for (int u = 0; u < 4; u++) {
+                                __m512 q = _mm512_cvtepi32_ps(_mm512_shuffle_epi8(qv[u / 2], spread[u % 2]));
+                                acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(q, d, m), xv[u], acc[i]);
+                            }
+                        } else {
+                            const __m512 t0 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j + s]),
+                                                              _mm512_set1_ps(nm[a][j + s]));
+                            const __m512 t1 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j + s]),
+                                                              _mm512_set1_ps(nm[c][j + s]));
 #pragma GCC unroll 4
-                    for (int u = 0; u < 4; u++)
-                        acc[i] = _mm512_fmadd_ps(
-                            _mm512_permutex2var_ps(t0, _mm512_shuffle_epi8(hi[u / 2], spread[u % 2]), t1), xh[u],
-                            acc[i]);
+                            for (int u = 0; u < 4; u++)
+                                acc[i] = _mm512_fmadd_ps(
+                                    _mm512_permutex2var_ps(t0, _mm512_shuffle_epi8(qv[u / 2], spread[u % 2]), t1),
+                                    xv[u], acc[i]);
+                        }
+                    }
                 }
             }
         }
@@ -223,7 +256,13 @@ Z_INLINE void z_dot1_k4(const uint8_t *rows, size_t rb, uint32_t n, uint32_t nb,
 __attribute__((target(Z_TARGET))) static void z_dot1_q4_k(const uint8_t *rows, size_t rb, uint32_t n,
                                                            uint32_t nb, const float *x, float *y)
 {
-    z_dot1_k4(rows, rb, n, nb, x, y);
+    z_dot1_k4(0, rows, rb, n, nb, x, y);
+}
+
+__attribute__((target(Z_TARGET))) static void z_dot1_q5_k(const uint8_t *rows, size_t rb, uint32_t n,
+                                                           uint32_t nb, const float *x, float *y)
+{
+    z_dot1_k4(1, rows, rb, n, nb, x, y);
 }
 
 /*
@@ -590,9 +629,11 @@ void cpu_mm_rows_avx512(const mm_job_t *j, uint32_t o0, uint32_t n)
         one(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_SMALL, j->x, j->y + o0);
         return;
     }
-    if (j->n_tok == 1 && (j->type == QT_Q4_K || j->type == QT_Q6_K)) {
-        (j->type == QT_Q4_K ? z_dot1_q4_k : z_dot1_q6_k)(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n,
-                                                         j->n_in / QK_K, j->x, j->y + o0);
+    if (j->n_tok == 1 && (j->type == QT_Q4_K || j->type == QT_Q5_K || j->type == QT_Q6_K)) {
+        (j->type == QT_Q4_K   ? z_dot1_q4_k
+         : j->type == QT_Q5_K ? z_dot1_q5_k
+                              : z_dot1_q6_k)(j->w + (size_t)o0 * j->row_bytes, j->row_bytes, n, j->n_in / QK_K,
+                                             j->x, j->y + o0);
         return;
     }
     if (j->n_tok <= MM_FEW_TOKS || j->n_in % 8 != 0) { /* the few-token kernels; ragged float rows */
