@@ -1,10 +1,10 @@
 /*
  * matmul_avx512.c - CPU_PREC_EXACT kernels for the AVX512 level: on
  * 512-bit registers the one-token kernel of the small-block types (Q4_0,
- * Q4_1, Q8_0) and the tile path of every type; one-token Q4_K and Q6_K
- * kernels, also on pairs of rows (Q4_K's weights looked up by
+ * Q4_1, Q8_0) and the tile path of every type; one-token Q4_K, Q5_K and
+ * Q6_K kernels, also on pairs of rows (Q4_K's weights looked up by
  * vpermt2ps); the few-token kernels of two to MM_FEW_TOKS tokens, and
- * one token of Q5_K and of the float types, are matmul_avx2.c's and
+ * one token of the float types, are matmul_avx2.c's and
  * matmul_kq_avx2.c's.
  *
  * Two rows share each register: lanes 0-7 are row r's eight lanes of
