@@ -320,7 +320,8 @@ AVX2 static void micro_8x1(const float *w, size_t ws, uint32_t nr, const float *
 
 /*
  * Up to MM_FEW_TOKS tokens (matmul_kern.h) skip the tile.
- * MM_PF_BYTES: how far ahead the few-token kernels prefetch; 1 to 4 KiB
+ * MM_PF_BYTES: how far ahead, at least, the few-token kernels prefetch
+ * (group_ahead: at least a whole group, too); 1 to 4 KiB
  * all did about as well on an AMD EPYC; on a Xeon with AVX-512, one token
  * of the default model went from 73 to 85 tokens/s with 2 KiB -> 8 KiB.
  */

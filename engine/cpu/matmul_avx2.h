@@ -62,9 +62,11 @@ AVX2_INLINE void prefetch_at(const void *base, size_t off)
  * prefetches one run of rm * rb bytes at rm block lengths a block, from
  * here on: at least min_ahead bytes past the group's start, and never
  * less than a whole group ahead, so its last row is covered from its
- * first block (with min_ahead alone, rows longer than min_ahead / (rm - 1)
- * bytes were read cold for their first blocks: a 1B model's ffn_down,
- * one token, at 60-75% of the rate of the same matrix in cache).
+ * first block.  (With min_ahead alone, rows longer than min_ahead /
+ * (rm - 1) bytes were read cold for their first blocks: a 1B model's
+ * ffn_down, one token, at 60-75% of the rate of the same matrix in
+ * cache.)  A task's first group is left to the task before it on the
+ * thread, or to the hardware prefetchers.
  */
 AVX2_INLINE size_t group_ahead(uint32_t r0, uint32_t rm, size_t rb, size_t min_ahead)
 {
@@ -160,7 +162,8 @@ AVX2_INLINE __m256i bcast16(const uint8_t *p)
  * floats: bytes 0..7 in q[0], 8..15 in q[1], each zero-extended into its
  * dword by one byte shuffle (dwords 0..3 from the low lane, 4..7 from the
  * high) and converted (exactly: v < 2^8).  Three shuffles fewer for 32
- * bytes than bytes32_ps's two moves down and four zero-extensions. */
+ * bytes than bytes32_ps's extract, two moves down and four
+ * zero-extensions. */
 AVX2_INLINE void bytes16_ps(__m256i v, __m256 q[2])
 {
     const __m256i spread[2] = {
@@ -179,8 +182,8 @@ AVX2_INLINE void bytes16_ps(__m256i v, __m256 q[2])
  * every call).  Formed a byte each and widened after: the values of the
  * per-element formula, with a fraction of its integer operations.  Q4_K
  * takes sixteen bytes at a time in both lanes (bytes16_ps); Q5_K all 32
- * at once (bytes32_ps), which measured faster there with its high bits'
- * operations (as did Q6_K in kq6_q32). */
+ * at once (bytes32_ps): sixteen at a time measured no faster there, with
+ * its high bits' operations, and slower for Q6_K in kq6_q32. */
 AVX2_INLINE void kq4_q32(const uint8_t *b, int five, int j, int hi, __m256 q[4])
 {
     const __m256i m4 = _mm256_set1_epi8(0x0f);

@@ -149,9 +149,9 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
  */
 #define ZK_RP 2 /* pairs of rows at a time */
 
-/* Bit j (0..7, a constant once the loop is unrolled) of each byte of h
- * moved to bit 4, the other bits cleared (16-bit shifts: the mask drops
- * what crosses bytes). */
+/* Bit j (0..7, the sub-block: a variable, since the loop over sub-blocks
+ * measured slower unrolled) of each byte of h moved to bit 4, the other
+ * bits cleared (16-bit shifts: the mask drops what crosses bytes). */
 Z_INLINE __m512i z_bit4(__m512i h, int j)
 {
     h = j < 4 ? _mm512_slli_epi16(h, (unsigned)(4 - j)) : _mm512_srli_epi16(h, (unsigned)(j - 4));

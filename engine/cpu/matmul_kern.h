@@ -174,9 +174,10 @@ void cpu_mm_rows_portable(const mm_job_t *job, uint32_t o0, uint32_t n);
 void cpu_mm_rows_avx2(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 /* The same at the AVX512 level (matmul_avx512.c): one token of Q4_0 /
- * Q4_1 / Q8_0 and the tile path on 512-bit registers, one token of Q4_K
- * by table lookups; the AVX2 kernels' bits.  The few-token kernels of more than one token are
- * cpu_mm_rows_avx2's.  Call only when cpu_mm_x86_levels() has level 3. */
+ * Q4_1 / Q8_0 / Q4_K / Q5_K / Q6_K (Q4_K by table lookups) and the tile
+ * path, on 512-bit registers holding two rows; the AVX2 kernels' bits.
+ * The few-token kernels of more than one token are cpu_mm_rows_avx2's.
+ * Call only when cpu_mm_x86_levels() has level 3. */
 void cpu_mm_rows_avx512(const mm_job_t *job, uint32_t o0, uint32_t n);
 
 /* The AVX2 tile filler: columns [k0, k0 + kc) of rows [0, nr) of rows

@@ -66,7 +66,8 @@ AVX2 void cpu_mm_deq_q6_k_avx2(const uint8_t *b, float *out, uint32_t nb)
 
 /* ----------------------------------------------------------- few tokens */
 
-/* How far ahead (bytes) the few-token kernels prefetch, as matmul_avx2.c. */
+/* How far ahead (bytes), at least, the few-token kernels prefetch, as
+ * matmul_avx2.c (group_ahead: at least a whole group). */
 #define KQ_PF_BYTES 8192
 
 /*

@@ -1,6 +1,7 @@
 /*
  * matmul_zblk.h - the weights of the small-block types and of Q6_K (and
- * Q4_K's quants, spread) on 512-bit registers, two rows a register
+ * the bytes Q4_K's and Q5_K's quants are spread from) on 512-bit
+ * registers, two rows a register
  * (lanes 0-7 row a, 8-15 row c), for matmul_avx512.c's one-token
  * kernels, which multiply them at once, and for its tile fills, which
  * store them as the paired tile holds them.

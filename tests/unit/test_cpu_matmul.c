@@ -887,8 +887,10 @@ TEST(fast_k_documented_order)
 /*
  * `exact` at the AVX512 level (and AMX, which runs its kernels) gives the
  * AVX2 level's bits for every type and every path: one token (the
- * 512-bit small-block kernel, the Q4_K lookup kernel, the paired Q6_K
- * kernel over one and three super-blocks), a few tokens, and
+ * 512-bit small-block kernel, the paired Q4_K lookup and Q5_K kernels,
+ * the paired Q6_K kernel, over one to three super-blocks and row counts
+ * that leave the last pair or the last pair's second row unstored), a
+ * few tokens, and
  * the 512-bit tile beyond MM_FEW_TOKS, over more tokens than one fill of
  * its tile serves, over several chunks of each quantised type's row (a
  * chunk's first block found at its own offset), with odd row counts (a
@@ -902,9 +904,9 @@ TEST(exact_avx512_is_avx2)
                   cpu_isa_name(cpu_isa_best()));
     static const struct { qtype_t type; uint32_t n_out, n_in; } shapes[] = {
         { QT_Q4_0, 19, 320 }, { QT_Q4_1, 33, 576 }, { QT_Q8_0, 7, 96 },   { QT_Q8_0, 13, 544 },
-        { QT_Q4_K, 21, 768 }, { QT_Q5_K, 17, 512 }, { QT_Q6_K, 9, 256 },  { QT_Q6_K, 23, 768 },
-        { QT_Q6_K, 13, 768 }, { QT_F16, 11, 72 },   { QT_BF16, 5, 40 },   { QT_F32, 13, 48 },
-        { QT_F32, 6, 21 },
+        { QT_Q4_K, 21, 768 }, { QT_Q4_K, 22, 256 }, { QT_Q5_K, 17, 512 }, { QT_Q5_K, 22, 768 },
+        { QT_Q5_K, 7, 256 },  { QT_Q6_K, 9, 256 },  { QT_Q6_K, 23, 768 }, { QT_Q6_K, 13, 768 },
+        { QT_F16, 11, 72 },   { QT_BF16, 5, 40 },   { QT_F32, 13, 48 },   { QT_F32, 6, 21 },
     };
     static const uint32_t toks[] = { 1, 3, 9, 150 };
     const cpu_isa_t levels[2] = { CPU_ISA_AVX512, CPU_ISA_AMX };
@@ -942,8 +944,8 @@ TEST(exact_avx512_is_avx2)
 }
 
 /* `exact` over n_tok 1 .. 70 on every level (AVXVNNI runs the AVX2
- * kernels, AVX512 too but for its one-token kernel of the small-block
- * types): the few-token kernels (up to 8 tokens) of the small-block
+ * kernels, AVX512 too but for its one-token kernels of the small-block
+ * types, Q4_K, Q5_K and Q6_K): the few-token kernels (up to 8 tokens) of the small-block
  * types and of each K-quant against their tile path; row counts that
  * leave a partial group of rows. */
 static void check_exact_invariance(cpu_isa_t isa)
