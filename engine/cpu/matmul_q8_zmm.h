@@ -216,23 +216,20 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
     const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
     const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles (packed: 16 qo) */
     __m512 ks[8], km[8];
-    __m512i qh[8]; /* Q5_K: the 32 bytes of fifth bits, as q below */
+    __m512i qh[8]; /* Q5_K, mapped rows: the 32 bytes of fifth bits, as q below */
     const uint8_t *src[16];
     if (P)
         Q8_FN(k4_scales16p)(pk, ks, km);
     else
         Q8_FN(k4_scales16)(blk, ks, km);
-    if (type == QT_Q5_K) {
-        if (P) {
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++)
-                qh[k] = _mm512_loadu_si512((const void *)(pk + 16 * 16 + 64 * k));
-        } else {
+    /* Packed, the fifth bits are loaded where they are used (below): kept
+     * in registers across the super-block they pushed the step's own to
+     * the stack (prefill of a Q5_K_M file 1.15-1.18x). */
+    if (type == QT_Q5_K && !P) {
 #pragma GCC unroll 16
-            for (int r = 0; r < 16; r++)
-                src[r] = blk[r] + 16;
-            Q8_FN(load16)(src, qh);
-        }
+        for (int r = 0; r < 16; r++)
+            src[r] = blk[r] + 16;
+        Q8_FN(load16)(src, qh);
     }
     for (int g = 0; g < 4; g++) {
         Q8_FN(prefetch_run)(pf + (size_t)g * 4 * bb, 4 * bb, 1); /* a quarter of the step */
@@ -253,9 +250,11 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 w[k] = _mm512_and_si512(h ? _mm512_srli_epi16(q[k], 4) : q[k], m15);
-                if (type == QT_Q5_K) /* bit jj of each byte, times 16 */
+                if (type == QT_Q5_K) { /* bit jj of each byte, times 16 */
+                    __m512i hk = P ? _mm512_loadu_si512((const void *)(pk + 16 * 16 + 64 * k)) : qh[k];
                     w[k] = _mm512_or_si512(w[k], _mm512_and_si512(_mm512_slli_epi16(
-                                               _mm512_srli_epi16(qh[k], jj), 4), m16));
+                                               _mm512_srli_epi16(hk, jj), 4), m16));
+                }
             }
             size_t b = b0 + (size_t)jj;
             Q8_FN(step16)(TN, type, w, ks[jj], km[jj], xq, sb + b * Q8_FN(sb_stride)(type), xd + b, nb,
