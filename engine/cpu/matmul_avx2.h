@@ -158,23 +158,27 @@ AVX2_INLINE __m256i bcast16(const uint8_t *p)
     return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p));
 }
 
+/* The byte shuffle that zero-extends bytes 8u .. 8u + 7 (u = 0, 1) of a
+ * 128-bit lane into dwords: 8u .. 8u + 3 into the low lane's four, 8u +
+ * 4 .. 8u + 7 into the high lane's (the same sixteen bytes in both
+ * lanes, as bcast16 loads them). */
+AVX2_INLINE __m256i spread8(int u)
+{
+    const char b = (char)(8 * u);
+    return _mm256_setr_epi8(b, -1, -1, -1, b + 1, -1, -1, -1, b + 2, -1, -1, -1, b + 3, -1, -1, -1, b + 4, -1,
+                            -1, -1, b + 5, -1, -1, -1, b + 6, -1, -1, -1, b + 7, -1, -1, -1);
+}
+
 /* Bytes v (the same sixteen in both lanes) as two vectors of eight
  * floats: bytes 0..7 in q[0], 8..15 in q[1], each zero-extended into its
- * dword by one byte shuffle (dwords 0..3 from the low lane, 4..7 from the
- * high) and converted (exactly: v < 2^8).  Three shuffles fewer for 32
- * bytes than bytes32_ps's extract, two moves down and four
- * zero-extensions. */
+ * dword by one byte shuffle (spread8) and converted (exactly: v < 2^8).
+ * Three shuffles fewer for 32 bytes than bytes32_ps's extract, two moves
+ * down and four zero-extensions. */
 AVX2_INLINE void bytes16_ps(__m256i v, __m256 q[2])
 {
-    const __m256i spread[2] = {
-        _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
-                         4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
-        _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
-                         12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1),
-    };
 #pragma GCC unroll 2
     for (int u = 0; u < 2; u++)
-        q[u] = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, spread[u]));
+        q[u] = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, spread8(u)));
 }
 
 /* The quants q of elements 32j .. 32j + 31 of the super-block at b, as

@@ -128,16 +128,15 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
  * the weight of quant q in sub-block j as fma(q, ds[j], nm[j])
  * (kq4_scales, kq4_q32).  The quant bytes are formed for 64 bytes at a
  * time (sixteen of each row in two 128-bit lanes each, matmul_zblk.h's
- * z_pair16) and
- * spread to dwords in-lane by one byte shuffle per eight weights of both
- * rows.  Q4_K looks its weights up: the sixteen values for q = 0..15
- * come from that same fused multiply-add, once per sub-block and row,
- * into one register per row, and vpermt2ps picks each element's entry
- * from the pair's two tables by an index of five bits (the nibble, plus
- * 16 in the lanes of the pair's second row, set with the mask by one
- * ternary-logic operation).  Q5_K's 32 values would not fit two tables
- * a pair, so its quants (the nibble and bit j of qh[l] as bit 4, as
- * kq4_q32 forms them) are converted and go through the fused
+ * z_pair16) and spread to dwords in-lane by one byte shuffle per eight
+ * weights of both rows.  Q4_K looks its weights up: the sixteen values
+ * for q = 0..15 come from that same fused multiply-add, once per
+ * sub-block and row, into one register per row, and vpermt2ps picks each
+ * element's entry from the pair's two tables by an index of five bits
+ * (the nibble, plus 16 in the lanes of the pair's second row, set with
+ * the mask by one ternary-logic operation).  Q5_K's 32 values would not
+ * fit two tables a pair, so its quants (the nibble and bit j of qh[l] as
+ * bit 4, as kq4_q32 forms them) are converted and go through the fused
  * multiply-add.  Lanes 0..7 take row a's elements and lanes 8..15 row
  * c's, each lane the floats the AVX2 kernel's lane takes in its order:
  * its bits (z_dot1's pairs).  Per sixteen weights (eight of each row):
@@ -146,8 +145,17 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
  * one at a time took about twice the operations on 256-bit ones; Q5_K a
  * shuffle, a conversion and two fused multiply-adds, where the AVX2
  * kernel spends two of each with two more shuffles.
+ *
+ * Each pair's sum is one chain of dependent fused multiply-adds (the
+ * order that gives the bits), four cycles each on Zen 5: two pairs
+ * could not go past two per four cycles, eight weights a cycle, which
+ * is where Q4_K stood.  Q4_K takes four pairs; so that they fit the 32
+ * registers, the activations are broadcast where they are used (shared
+ * by the pairs) rather than held for the sub-block, and each pair keeps
+ * only its two tables and its indices for sixteen bytes.  Q5_K, bound
+ * by its operations rather than the chains, keeps two.
  */
-#define ZK_RP 2 /* pairs of rows at a time */
+#define ZK_RP 4 /* pairs of rows at a time */
 
 /* Bit j (0..7, the sub-block: a variable, since the loop over sub-blocks
  * measured slower unrolled) of each byte of h moved to bit 4, the other
@@ -171,84 +179,73 @@ Z_INLINE void z_dot1_k4(const int five, const uint8_t *rows, size_t rb, uint32_t
     const __m512 q16 = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i m15 = _mm512_set1_epi8(0x0f);
     const __m512i c16 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi8(0x10), 1);
-    const __m128i s0 = _mm_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1);
-    const __m128i s1 = _mm_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1);
-    const __m128i s2 = _mm_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1);
-    const __m128i s3 = _mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1);
     const __m512i spread[2] = { /* a 128-bit lane's bytes 0..7 / 8..15 to dwords, rows a and c */
-        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_m128i(s0, s1)), _mm256_setr_m128i(s0, s1), 1),
-        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_m128i(s2, s3)), _mm256_setr_m128i(s2, s3), 1),
+        _mm512_broadcast_i64x4(spread8(0)), _mm512_broadcast_i64x4(spread8(1)),
     };
-    for (uint32_t r0 = 0; r0 < n; r0 += 2 * ZK_RP) {
+    const int RP = five ? 2 : ZK_RP; /* pairs at a time (Q5_K's measured no faster with four) */
+    for (uint32_t r0 = 0; r0 < n; r0 += 2 * (uint32_t)RP) {
         const uint8_t *p[2 * ZK_RP];
         __m512 acc[ZK_RP];
-        z_group_rows(2 * ZK_RP, rows, rb, r0, n, p);
+        z_group_rows(2 * RP, rows, rb, r0, n, p);
 #pragma GCC unroll 4
-        for (int i = 0; i < ZK_RP; i++)
+        for (int i = 0; i < RP; i++)
             acc[i] = _mm512_setzero_ps();
-        size_t pf = group_ahead(r0, 2 * ZK_RP, rb, Z_PF_BYTES);
-        for (uint32_t b = 0; b < nb; b++, pf += 2 * ZK_RP * bb) {
-            z_prefetch_run(rows, pf, 2 * ZK_RP * bb);
+        size_t pf = group_ahead(r0, (uint32_t)(2 * RP), rb, Z_PF_BYTES);
+        for (uint32_t b = 0; b < nb; b++, pf += 2 * (size_t)RP * bb) {
+            z_prefetch_run(rows, pf, 2 * (size_t)RP * bb);
             float ds[2 * ZK_RP][8], nm[2 * ZK_RP][8];
-#pragma GCC unroll 4
-            for (int r = 0; r < 2 * ZK_RP; r++)
+#pragma GCC unroll 8
+            for (int r = 0; r < 2 * RP; r++)
                 kq4_scales(p[r] + (size_t)b * bb, ds[r], nm[r]);
             const float *xb = x + 256 * (size_t)b;
             for (int j = 0; j < 8; j += 2) { /* sub-blocks j (low nibbles) and j + 1 (high) */
-                __m512 xl[4], xh[4];
-#pragma GCC unroll 4
-                for (int u = 0; u < 4; u++) { /* elements 8u .. 8u + 7 in both halves */
-                    xl[u] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
-                        _mm256_loadu_pd((const double *)(const void *)(xb + 32 * j + 8 * u))));
-                    xh[u] = _mm512_castpd_ps(_mm512_broadcast_f64x4(
-                        _mm256_loadu_pd((const double *)(const void *)(xb + 32 * (j + 1) + 8 * u))));
-                }
-#pragma GCC unroll 4
-                for (int i = 0; i < ZK_RP; i++) {
-                    const int a = 2 * i, c = 2 * i + 1;
-                    const uint8_t *ba = p[a] + (size_t)b * bb, *bc = p[c] + (size_t)b * bb;
-                    __m512i lo[2], hi[2];
 #pragma GCC unroll 2
-                    for (int v = 0; v < 2; v++) { /* bytes 16v .. 16v + 15 of each row */
-                        __m512i q = z_pair16(ba + qs0 + 16 * j + 16 * v, bc + qs0 + 16 * j + 16 * v);
-                        if (five) { /* (q & 15) | bit j (j + 1) of qh[l] as bit 4 */
-                            __m512i h = z_pair16(ba + 16 + 16 * v, bc + 16 + 16 * v);
-                            lo[v] = _mm512_ternarylogic_epi32(q, m15, z_bit4(h, j), 0xea);
-                            hi[v] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), m15, z_bit4(h, j + 1), 0xea);
-                        } else { /* (q & 15) | c16 */
-                            lo[v] = _mm512_ternarylogic_epi32(q, m15, c16, 0xea);
-                            hi[v] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), m15, c16, 0xea);
+                for (int s = 0; s < 2; s++) { /* sub-block j + s */
+                    __m512 t0[ZK_RP], t1[ZK_RP]; /* the pair's tables (Q4_K), or d and m (Q5_K) */
+#pragma GCC unroll 4
+                    for (int i = 0; i < RP; i++) {
+                        const int a = 2 * i, c = 2 * i + 1;
+                        if (five) {
+                            t0[i] = z_two(ds[a][j + s], ds[c][j + s]);
+                            t1[i] = z_two(nm[a][j + s], nm[c][j + s]);
+                        } else {
+                            t0[i] = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j + s]), _mm512_set1_ps(nm[a][j + s]));
+                            t1[i] = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j + s]), _mm512_set1_ps(nm[c][j + s]));
                         }
                     }
 #pragma GCC unroll 2
-                    for (int s = 0; s < 2; s++) { /* sub-block j + s */
-                        const __m512i *qv = s ? hi : lo;
-                        const __m512 *xv = s ? xh : xl;
-                        if (five) {
-                            const __m512 d = z_two(ds[a][j + s], ds[c][j + s]);
-                            const __m512 m = z_two(nm[a][j + s], nm[c][j + s]);
+                    for (int v = 0; v < 2; v++) { /* bytes 16v .. 16v + 15 of each row */
+                        __m512i qv[ZK_RP];
 #pragma GCC unroll 4
-                            for (int u = 0; u < 4; u++) {
-                                __m512 q = _mm512_cvtepi32_ps(_mm512_shuffle_epi8(qv[u / 2], spread[u % 2]));
-                                acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(q, d, m), xv[u], acc[i]);
+                        for (int i = 0; i < RP; i++) {
+                            const uint8_t *ba = p[2 * i] + (size_t)b * bb, *bc = p[2 * i + 1] + (size_t)b * bb;
+                            __m512i q = z_pair16(ba + qs0 + 16 * j + 16 * v, bc + qs0 + 16 * j + 16 * v);
+                            if (s)
+                                q = _mm512_srli_epi16(q, 4);
+                            if (five) /* (q & 15) | bit j + s of qh[l] as bit 4 */
+                                qv[i] = _mm512_ternarylogic_epi32(
+                                    q, m15, z_bit4(z_pair16(ba + 16 + 16 * v, bc + 16 + 16 * v), j + s), 0xea);
+                            else /* (q & 15) | c16 */
+                                qv[i] = _mm512_ternarylogic_epi32(q, m15, c16, 0xea);
+                        }
+#pragma GCC unroll 2
+                        for (int h = 0; h < 2; h++) { /* elements 8u .. 8u + 7, u = 2v + h */
+                            const __m512 xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(
+                                (const double *)(const void *)(xb + 32 * (j + s) + 16 * v + 8 * h))));
+#pragma GCC unroll 4
+                            for (int i = 0; i < RP; i++) {
+                                const __m512i e = _mm512_shuffle_epi8(qv[i], spread[h]);
+                                const __m512 w = five ? _mm512_fmadd_ps(_mm512_cvtepi32_ps(e), t0[i], t1[i])
+                                                      : _mm512_permutex2var_ps(t0[i], e, t1[i]);
+                                acc[i] = _mm512_fmadd_ps(w, xv, acc[i]);
                             }
-                        } else {
-                            const __m512 t0 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[a][j + s]),
-                                                              _mm512_set1_ps(nm[a][j + s]));
-                            const __m512 t1 = _mm512_fmadd_ps(q16, _mm512_set1_ps(ds[c][j + s]),
-                                                              _mm512_set1_ps(nm[c][j + s]));
-#pragma GCC unroll 4
-                            for (int u = 0; u < 4; u++)
-                                acc[i] = _mm512_fmadd_ps(
-                                    _mm512_permutex2var_ps(t0, _mm512_shuffle_epi8(qv[u / 2], spread[u % 2]), t1),
-                                    xv[u], acc[i]);
                         }
                     }
                 }
             }
         }
 #pragma GCC unroll 4
-        for (int i = 0; i < ZK_RP; i++)
+        for (int i = 0; i < RP; i++)
             z_store_pair(acc[i], r0 + 2 * (uint32_t)i, n, y);
     }
 }
