@@ -169,33 +169,43 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
 }
 
 /* k4_scales16 from a packed super-block (matmul_kern.h's layout: the
- * sixteen d, the sixteen dmin, then the scale dwords A B C as three runs):
- * the same operations a lane as k4_scales8's. */
-Q8_INLINE void Q8_FN(k4_scales16p)(const uint8_t *pk, __m512 ks[8], __m512 km[8])
+ * sixteen d, the sixteen dmin, then the scale dwords A B C as three runs),
+ * in two parts: k4_pack16p unpacks the super-block's six-bit scales and
+ * mins (sc, mn: four per byte) and its d and dmin, k4_pick16p forms
+ * sub-block jj's from them when it is used, the same operations a lane
+ * as k4_scales8's.  (All eight sub-blocks' at once took sixteen of the
+ * step's 32 registers and pushed its accumulators to the stack.) */
+typedef struct {
+    __m512 d, dmin;
+    __m512i sc[2], mn[2];
+} Q8_FN(k4p_t);
+
+Q8_INLINE void Q8_FN(k4_pack16p)(const uint8_t *pk, Q8_FN(k4p_t) *k)
 {
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)pk));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(pk + 32)));
+    k->d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)pk));
+    k->dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(pk + 32)));
     __m512i q[3];
 #pragma GCC unroll 3
-    for (int k = 0; k < 3; k++)
-        q[k] = _mm512_loadu_si512((const void *)(pk + 64 + 64 * k));
+    for (int i = 0; i < 3; i++)
+        q[i] = _mm512_loadu_si512((const void *)(pk + 64 + 64 * i));
     const __m512i m63 = _mm512_set1_epi32(0x3f3f3f3f), m15 = _mm512_set1_epi32(0x0f0f0f0f);
-    const __m512i m48 = _mm512_set1_epi32(0x30303030), ff = _mm512_set1_epi32(0xff);
+    const __m512i m48 = _mm512_set1_epi32(0x30303030);
+    k->sc[0] = _mm512_and_si512(q[0], m63);
+    k->sc[1] = _mm512_or_si512(_mm512_and_si512(q[2], m15), _mm512_and_si512(_mm512_srli_epi32(q[0], 2), m48));
+    k->mn[0] = _mm512_and_si512(q[1], m63);
+    k->mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(q[2], 4), m15),
+                               _mm512_and_si512(_mm512_srli_epi32(q[1], 2), m48));
+}
+
+Q8_INLINE void Q8_FN(k4_pick16p)(const Q8_FN(k4p_t) *k, int jj, __m512 *ks, __m512 *km)
+{
+    const __m512i ff = _mm512_set1_epi32(0xff);
     const __m512i neg = _mm512_set1_epi32((int)0x80000000); /* the sign (vxorps is AVX512DQ's) */
-    __m512i sc[2] = { _mm512_and_si512(q[0], m63),
-                      _mm512_or_si512(_mm512_and_si512(q[2], m15),
-                                      _mm512_and_si512(_mm512_srli_epi32(q[0], 2), m48)) };
-    __m512i mn[2] = { _mm512_and_si512(q[1], m63),
-                      _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(q[2], 4), m15),
-                                      _mm512_and_si512(_mm512_srli_epi32(q[1], 2), m48)) };
-#pragma GCC unroll 8
-    for (int jj = 0; jj < 8; jj++) {
-        __m512i s = _mm512_and_si512(_mm512_srli_epi32(sc[jj / 4], 8 * (jj % 4)), ff);
-        __m512i m = _mm512_and_si512(_mm512_srli_epi32(mn[jj / 4], 8 * (jj % 4)), ff);
-        ks[jj] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
-        km[jj] = _mm512_castsi512_ps(
-            _mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m))), neg));
-    }
+    const __m128i sh = _mm_cvtsi32_si128(8 * (jj % 4));
+    __m512i s = _mm512_and_si512(_mm512_srl_epi32(k->sc[jj / 4], sh), ff);
+    __m512i m = _mm512_and_si512(_mm512_srl_epi32(k->mn[jj / 4], sh), ff);
+    *ks = _mm512_mul_ps(k->d, _mm512_cvtepi32_ps(s));
+    *km = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(k->dmin, _mm512_cvtepi32_ps(m))), neg));
 }
 
 /*
@@ -215,11 +225,12 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
     const size_t nb = n_in / QK_SMALL;
     const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
     const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles (packed: 16 qo) */
-    __m512 ks[8], km[8];
+    __m512 ks[8], km[8]; /* mapped rows: every sub-block's scales */
+    Q8_FN(k4p_t) kp;     /* packed: the super-block's, each sub-block's formed where used */
     __m512i qh[8]; /* Q5_K, mapped rows: the 32 bytes of fifth bits, as q below */
     const uint8_t *src[16];
     if (P)
-        Q8_FN(k4_scales16p)(pk, ks, km);
+        Q8_FN(k4_pack16p)(pk, &kp);
     else
         Q8_FN(k4_scales16)(blk, ks, km);
     /* Packed, the fifth bits are loaded where they are used (below): kept
@@ -257,8 +268,12 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
                 }
             }
             size_t b = b0 + (size_t)jj;
-            Q8_FN(step16)(TN, type, w, ks[jj], km[jj], xq, sb + b * Q8_FN(sb_stride)(type), xd + b, nb,
-                          n_in, b, acc);
+            __m512 sj, mj;
+            if (P)
+                Q8_FN(k4_pick16p)(&kp, jj, &sj, &mj);
+            else
+                sj = ks[jj], mj = km[jj];
+            Q8_FN(step16)(TN, type, w, sj, mj, xq, sb + b * Q8_FN(sb_stride)(type), xd + b, nb, n_in, b, acc);
         }
     }
 }
