@@ -3,19 +3,29 @@
  * issues a cycle, alone and two kinds mixed, so that a kernel's count of
  * operations per weight can be turned into a bound in weights a cycle.
  *
- * Each test runs eight operations a loop iteration, all independent (the
- * inputs are made opaque to the compiler every iteration, the outputs
- * consumed, so nothing is hoisted or merged), for 50 million iterations.
- * A mix "FFFFPPPP" is four of F and four of P.  The clock comes from a
- * chain of dependent integer adds (one cycle each on every x86 core
- * since the Pentium 4), timed the same way.  A pure kind that reaches
- * 2.0 operations a cycle and, mixed with another, 3 or more shares no
- * unit with it; a mix that stays at 2.0 shares one.
+ * Each test runs eight independent operations a loop iteration for 50
+ * million iterations.  The inputs are made opaque to the compiler every
+ * iteration (an empty asm that may have changed them) and the outputs
+ * consumed, so nothing is hoisted out of the loop or merged; no output
+ * feeds the next iteration, so latency does not enter.  An operation
+ * that overwrites a source (fused multiply-add, vpermt2ps, ternary logic,
+ * a merge-masked permute) takes a register copy first, which cores with
+ * move elimination retire at rename.  A mix "FFFFPPPP" is four of F and
+ * four of P.  The clock comes from a chain of dependent integer adds (one
+ * cycle each on every AVX-512 core), timed the same way; where a core
+ * lowers its clock for 512-bit work, the figures read low by that ratio.
  *
- *   F  vfmadd (ps)      A  vaddps           C  vcvtdq2ps
- *   P  vpermt2ps        V  vpermps          H  vpshufb
- *   L  vpternlogd       B  vpsrlw           Z  vpmovzxbd
- *   N  vpandd           D  vblendmps        E  vpermps, merge-masked
+ * Reading a mix of two kinds that each reach 2.0 a cycle alone: 4.0 means
+ * they share no unit; 2.0 that they issue to the same units; between,
+ * that they share some.
+ *
+ *   F  vfmadd (ps)            A  vaddps                C  vcvtdq2ps / vcvtudq2ps
+ *   P  vpermt2ps              V  vpermps               H  vpshufb
+ *   L  vpternlogd             B  vpsrlw                Z  vpmovzxbd / vpmovsxbd
+ *   N  vpandd                 D  vblendmps             E  vpermps, merge-masked
+ * (each letter's first four operations use the first form, the last four
+ * the second; the instructions are the build compiler's choice: check
+ * with objdump -d).
  *
  * x86-64 with AVX-512 (F, BW) only; elsewhere it says so and exits 0.
  */
@@ -24,17 +34,17 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define ITERS 50000000L
+
 static double now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
-
-#define ITERS 50000000L
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 
 #define PT __attribute__((target("avx512f,avx512bw,fma"), noinline))
 
@@ -142,9 +152,10 @@ static const struct {
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        fprintf(stderr, "usage: %s\n(512-bit operations a cycle by kind; see the top of bench/bench_pipes.c)\n",
-                argv[0]);
-        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n(512-bit operations a cycle by kind; see the top of bench/bench_pipes.c)\n", argv[0]);
+        return help ? 0 : 2;
     }
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {

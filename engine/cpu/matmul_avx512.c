@@ -147,15 +147,17 @@ __attribute__((target(Z_TARGET))) static void z_dot1_q8_0(const uint8_t *rows, s
  * kernel spends two of each with two more shuffles.
  *
  * Each pair's sum is one chain of dependent fused multiply-adds (the
- * order that gives the bits), four cycles each on Zen 5: two pairs
- * could not go past two per four cycles, eight weights a cycle, which
- * is where Q4_K stood.  Q4_K takes four pairs; so that they fit the 32
- * registers, the activations are broadcast where they are used (shared
- * by the pairs) rather than held for the sub-block, and each pair keeps
- * only its two tables and its indices for sixteen bytes.  Q5_K, bound
- * by its operations rather than the chains, keeps two.
+ * order that gives the bits), four cycles each on Zen 5, so two pairs
+ * would bound Q4_K at two multiply-adds per four cycles, eight weights
+ * a cycle.  Q4_K takes four pairs; so that they fit the 32 registers,
+ * the activations are broadcast where they are used (shared by the
+ * pairs) rather than held for the sub-block, and each pair keeps only
+ * its two tables and its indices for sixteen bytes.  Q5_K is bound by
+ * its operations rather than its chains (a conversion and a second
+ * multiply-add a weight), so it keeps two pairs and their registers.
  */
-#define ZK_RP 4 /* pairs of rows at a time */
+#define ZK_RP  4 /* Q4_K: pairs of rows at a time (and the arrays' size) */
+#define ZK5_RP 2 /* Q5_K: pairs of rows at a time */
 
 /* Bit j (0..7, the sub-block: a variable, since the loop over sub-blocks
  * measured slower unrolled) of each byte of h moved to bit 4, the other
@@ -182,7 +184,7 @@ Z_INLINE void z_dot1_k4(const int five, const uint8_t *rows, size_t rb, uint32_t
     const __m512i spread[2] = { /* a 128-bit lane's bytes 0..7 / 8..15 to dwords, rows a and c */
         _mm512_broadcast_i64x4(spread8(0)), _mm512_broadcast_i64x4(spread8(1)),
     };
-    const int RP = five ? 2 : ZK_RP; /* pairs at a time (Q5_K's measured no faster with four) */
+    const int RP = five ? ZK5_RP : ZK_RP;
     for (uint32_t r0 = 0; r0 < n; r0 += 2 * (uint32_t)RP) {
         const uint8_t *p[2 * ZK_RP];
         __m512 acc[ZK_RP];

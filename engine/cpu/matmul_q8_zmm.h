@@ -171,10 +171,11 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
 /* k4_scales16 from a packed super-block (matmul_kern.h's layout: the
  * sixteen d, the sixteen dmin, then the scale dwords A B C as three runs),
  * in two parts: k4_pack16p unpacks the super-block's six-bit scales and
- * mins (sc, mn: four per byte) and its d and dmin, k4_pick16p forms
- * sub-block jj's from them when it is used, the same operations a lane
- * as k4_scales8's.  (All eight sub-blocks' at once took sixteen of the
- * step's 32 registers and pushed its accumulators to the stack.) */
+ * mins (sc, mn: one a byte, four a dword) and its d and dmin; k4_pick16p
+ * forms one sub-block's where k_super16 uses it.  The same operations a
+ * lane as k4_scales8's.  Formed where used, a sub-block's scales take two
+ * registers for one step, where all eight sub-blocks' would take sixteen
+ * for the super-block, beside the step's sixteen accumulators. */
 typedef struct {
     __m512 d, dmin;
     __m512i sc[2], mn[2];
@@ -197,6 +198,7 @@ Q8_INLINE void Q8_FN(k4_pack16p)(const uint8_t *pk, Q8_FN(k4p_t) *k)
                                _mm512_and_si512(_mm512_srli_epi32(q[1], 2), m48));
 }
 
+/* Sub-block jj's d * sc into ks, -(dmin * m) into km (lane r: row r's). */
 Q8_INLINE void Q8_FN(k4_pick16p)(const Q8_FN(k4p_t) *k, int jj, __m512 *ks, __m512 *km)
 {
     const __m512i ff = _mm512_set1_epi32(0xff);
@@ -205,7 +207,8 @@ Q8_INLINE void Q8_FN(k4_pick16p)(const Q8_FN(k4p_t) *k, int jj, __m512 *ks, __m5
     __m512i s = _mm512_and_si512(_mm512_srl_epi32(k->sc[jj / 4], sh), ff);
     __m512i m = _mm512_and_si512(_mm512_srl_epi32(k->mn[jj / 4], sh), ff);
     *ks = _mm512_mul_ps(k->d, _mm512_cvtepi32_ps(s));
-    *km = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(k->dmin, _mm512_cvtepi32_ps(m))), neg));
+    const __m512 dm = _mm512_mul_ps(k->dmin, _mm512_cvtepi32_ps(m));
+    *km = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dm), neg));
 }
 
 /*
