@@ -23,6 +23,7 @@
  *   P  vpermt2ps              V  vpermps               H  vpshufb
  *   L  vpternlogd             B  vpsrlw                Z  vpmovzxbd / vpmovsxbd
  *   N  vpandd                 D  vblendmps             E  vpermps, merge-masked
+ *   Q  vpdpbusd (AVX512-VNNI; its mixes are left out where the CPU lacks it)
  * (each letter's first four operations use the first form, the last four
  * the second; the instructions are the build compiler's choice: check
  * with objdump -d).
@@ -46,7 +47,8 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-#define PT __attribute__((target("avx512f,avx512bw,fma"), noinline))
+#define PT  __attribute__((target("avx512f,avx512bw,fma"), noinline))
+#define PTQ __attribute__((target("avx512f,avx512bw,avx512vnni,fma"), noinline))
 
 /* Cycles a second: eight dependent adds an iteration. */
 static double clock_hz(void)
@@ -74,11 +76,13 @@ static double clock_hz(void)
 #define OP_N(k, m, hi) i##k = _mm512_and_si512(j##m, hi ? R : S)
 #define OP_D(k, m, hi) a##k = _mm512_mask_blend_ps(0xff00, t##m, hi ? W : U)
 #define OP_E(k, m, hi) a##k = _mm512_mask_permutexvar_ps(t##m, 0xff00, j##m, hi ? W : U)
+#define OP_Q(k, m, hi) i##k = _mm512_dpbusd_epi32(j##m, hi ? R : S, X)
 #define OP_Z(k, m, hi) \
     i##k = hi ? _mm512_cvtepi8_epi32(_mm512_castsi512_si128(j##m)) : _mm512_cvtepu8_epi32(_mm512_castsi512_si128(j##m))
 
-#define MIX(name, o0, o1, o2, o3, o4, o5, o6, o7)                                                           \
-    PT static double mix_##name(void)                                                                      \
+#define MIX(name, o0, o1, o2, o3, o4, o5, o6, o7) MIX_T(PT, name, o0, o1, o2, o3, o4, o5, o6, o7)
+#define MIX_T(attr, name, o0, o1, o2, o3, o4, o5, o6, o7)                                                   \
+    attr static double mix_##name(void)                                                                    \
     {                                                                                                      \
         __m512 T = _mm512_set1_ps(0.5f), U = _mm512_set1_ps(0.25f), W = _mm512_set1_ps(0.75f);             \
         __m512i X = _mm512_set1_epi32(3), S = _mm512_set1_epi8(1), R = _mm512_set1_epi8(2);                \
@@ -135,18 +139,27 @@ MIX(FFFFEEEE, F, F, F, F, E, E, E, E)
 MIX(HHHHNNNN, H, H, H, H, N, N, N, N)
 MIX(HHHHDDDD, H, H, H, H, D, D, D, D)
 MIX(FFCCHHBB, F, F, C, C, H, H, B, B)
+MIX_T(PTQ, QQQQQQQQ, Q, Q, Q, Q, Q, Q, Q, Q)
+MIX_T(PTQ, FFFFQQQQ, F, F, F, F, Q, Q, Q, Q)
+MIX_T(PTQ, QQQQCCCC, Q, Q, Q, Q, C, C, C, C)
+MIX_T(PTQ, QQQQHHHH, Q, Q, Q, Q, H, H, H, H)
+MIX_T(PTQ, QQQQNNNN, Q, Q, Q, Q, N, N, N, N)
 
 static const struct {
     const char *name;
     double (*run)(void);
+    int vnni;
 } mixes[] = {
-#define ROW(n) { #n, mix_##n }
+#define ROW(n)  { #n, mix_##n, 0 }
+#define ROWQ(n) { #n, mix_##n, 1 }
     ROW(FFFFFFFF), ROW(AAAAAAAA), ROW(CCCCCCCC), ROW(PPPPPPPP), ROW(VVVVVVVV), ROW(HHHHHHHH),
     ROW(LLLLLLLL), ROW(BBBBBBBB), ROW(ZZZZZZZZ), ROW(FFFFAAAA), ROW(FFFFCCCC), ROW(FFFFPPPP),
     ROW(FFFFVVVV), ROW(FFFFHHHH), ROW(FFFFLLLL), ROW(FFFFBBBB), ROW(PPPPHHHH), ROW(VVVVHHHH),
     ROW(CCCCHHHH), ROW(LLLLHHHH), ROW(ZZZZHHHH), ROW(NNNNNNNN), ROW(DDDDDDDD), ROW(EEEEEEEE),
     ROW(FFFFNNNN), ROW(FFFFDDDD), ROW(FFFFEEEE), ROW(HHHHNNNN), ROW(HHHHDDDD), ROW(FFCCHHBB),
+    ROWQ(QQQQQQQQ), ROWQ(FFFFQQQQ), ROWQ(QQQQCCCC), ROWQ(QQQQHHHH), ROWQ(QQQQNNNN),
 #undef ROW
+#undef ROWQ
 };
 
 int main(int argc, char **argv)
@@ -162,10 +175,15 @@ int main(int argc, char **argv)
         printf("bench-pipes: this CPU lacks AVX-512 (F, BW); nothing to measure\n");
         return 0;
     }
+    const int vnni = __builtin_cpu_supports("avx512vnni");
     double hz = clock_hz();
     printf("clock from dependent adds: %.2f GHz\n", hz * 1e-9);
     printf("%-10s %10s %12s\n", "mix", "ns/iter", "ops/cycle");
     for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
+        if (mixes[m].vnni && !vnni) {
+            printf("%-10s %10s %12s\n", mixes[m].name, "-", "(no VNNI)");
+            continue;
+        }
         double t = mixes[m].run();
         printf("%-10s %10.3f %12.2f\n", mixes[m].name, 1e9 * t / (double)ITERS, 8.0 * (double)ITERS / (t * hz));
     }
