@@ -141,8 +141,15 @@ Q8_INLINE void Q8_FN(k4_scales16)(const uint8_t *const blk[16], __m512 ks[8], __
  * token (sp[t] token t's offset term), read at fixed offsets from one
  * pointer; dx[t * dxs] token t's scale (the block types keep theirs at
  * sp + Q8_TOKS, K-quants read the activations' own); two chains of
- * integer multiply-adds a token (below).
+ * integer multiply-adds a token (below).  Each multiply-add reads its
+ * activation word straight from memory, broadcast by the instruction
+ * itself (an embedded broadcast, in asm: GCC keeps _mm512_set1_epi32 of
+ * a load as a separate vpbroadcastd into a register).  Beside the
+ * sixteen accumulators and eight weight registers of sixteen tokens,
+ * those broadcasts' registers pushed the step's own to the stack.
  */
+typedef int32_t __attribute__((may_alias)) Q8_FN(word_t); /* four activation bytes, read by the asm */
+
 Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
                              __m512 mw, const int8_t *xq, const float *sp, const float *dx,
                              size_t dxs, size_t n_in, size_t b, __m512 acc[])
@@ -158,8 +165,9 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
                           _mm512_setzero_si512() };
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            ic[k & 1] = _mm512_dpbusd_epi32(ic[k & 1], w[k],
-                                            _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+            __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+                    : "+v"(ic[k & 1])
+                    : "v"(w[k]), "m"(*(const Q8_FN(word_t) *)(const void *)(xb + 4 * k)));
         __m512i ip = _mm512_add_epi32(ic[0], ic[1]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * dxs])),
                                  _mm512_cvtepi32_ps(ip), acc[t]);
