@@ -322,9 +322,10 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, co
         __m512i c[2] = { _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)sp)),
                          _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)(sp + Q8_TOKS))) };
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++)
-            c[k / 4] = _mm512_dpbusd_epi32(c[k / 4], w[k],
-                                           _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)xb + 4 * k)));
+        for (int k = 0; k < 8; k++) /* step16's embedded broadcast */
+            __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+                    : "+v"(c[k / 4])
+                    : "v"(w[k]), "m"(*(const Q8_FN(word_t) *)(const void *)(xb + 4 * k)));
         __m512i ip = _mm512_add_epi32(_mm512_mullo_epi32(c[0], sl), _mm512_mullo_epi32(c[1], sh));
         __m512 dx = _mm512_set1_ps(xd[(size_t)t * nb + b]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(ip), acc[t]);
