@@ -8,12 +8,13 @@
  * iteration (an empty asm that may have changed them) and the outputs
  * consumed, so nothing is hoisted out of the loop or merged; no output
  * feeds the next iteration, so latency does not enter.  An operation
- * that overwrites a source (fused multiply-add, vpermt2ps, ternary logic,
- * a merge-masked permute) takes a register copy first, which cores with
- * move elimination retire at rename.  A mix "FFFFPPPP" is four of F and
- * four of P.  The clock comes from a chain of dependent integer adds (one
- * cycle each on every AVX-512 core), timed the same way; where a core
- * lowers its clock for 512-bit work, the figures read low by that ratio.
+ * that overwrites a source (fused multiply-add, vpermt2ps, ternary
+ * logic, a merge-masked permute, vpdpbusd) takes a register copy first,
+ * which cores with move elimination retire at rename.  A mix "FFFFPPPP"
+ * is four of F and four of P.  The clock comes from a chain of
+ * dependent integer adds (one cycle each on every AVX-512 core), timed
+ * the same way; where a core lowers its clock for 512-bit work, the
+ * figures read low by that ratio.
  *
  * Reading a mix of two kinds that each reach 2.0 a cycle alone: 4.0 means
  * they share no unit; 2.0 that they issue to the same units; between,

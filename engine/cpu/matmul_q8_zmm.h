@@ -144,9 +144,9 @@ Q8_INLINE void Q8_FN(k4_scales16)(const uint8_t *const blk[16], __m512 ks[8], __
  * integer multiply-adds a token (below).  Each multiply-add reads its
  * activation word straight from memory, broadcast by the instruction
  * itself (an embedded broadcast, in asm: GCC keeps _mm512_set1_epi32 of
- * a load as a separate vpbroadcastd into a register).  Beside the
- * sixteen accumulators and eight weight registers of sixteen tokens,
- * those broadcasts' registers pushed the step's own to the stack.
+ * a load as a separate vpbroadcastd into a register), so the broadcasts
+ * take no registers beside the sixteen accumulators and the eight
+ * weight registers.
  */
 typedef int32_t __attribute__((may_alias)) Q8_FN(word_t); /* four activation bytes, read by the asm */
 
