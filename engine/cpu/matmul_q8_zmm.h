@@ -135,21 +135,27 @@ Q8_INLINE void Q8_FN(k4_scales16)(const uint8_t *const blk[16], __m512 ks[8], __
     }
 }
 
+typedef int32_t __attribute__((may_alias)) Q8_FN(word_t); /* four activation bytes, read by the asm */
+
+/* The register acc plus vpdpbusd of the unsigned weight bytes w and the
+ * four signed activation bytes at p in every lane, read by the
+ * instruction's own broadcast (asm: GCC keeps _mm512_set1_epi32 of a load
+ * as a separate vpbroadcastd into a register), so that the sixteen-token
+ * steps' broadcasts take no registers beside their sixteen accumulators
+ * and eight weight registers.  A macro on the accumulator itself: the same
+ * asm in an inline function returning it made GCC move ten times as many
+ * registers to and from the stack in rows_q4_k_avx512. */
+#define Q8_DPBUSD_AT(acc, w, p) \
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const Q8_FN(word_t) *)(const void *)(p)))
+
 /*
  * block_step (not RED) for sixteen rows: the same operations a lane.
  * sp: this block's terms in rows_type's buffer from the tile's first
  * token (sp[t] token t's offset term), read at fixed offsets from one
  * pointer; dx[t * dxs] token t's scale (the block types keep theirs at
  * sp + Q8_TOKS, K-quants read the activations' own); two chains of
- * integer multiply-adds a token (below).  Each multiply-add reads its
- * activation word straight from memory, broadcast by the instruction
- * itself (an embedded broadcast, in asm: GCC keeps _mm512_set1_epi32 of
- * a load as a separate vpbroadcastd into a register), so the broadcasts
- * take no registers beside the sixteen accumulators and the eight
- * weight registers.
+ * integer multiply-adds a token (below), each by Q8_DPBUSD_AT.
  */
-typedef int32_t __attribute__((may_alias)) Q8_FN(word_t); /* four activation bytes, read by the asm */
-
 Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
                              __m512 mw, const int8_t *xq, const float *sp, const float *dx,
                              size_t dxs, size_t n_in, size_t b, __m512 acc[])
@@ -165,9 +171,7 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
                           _mm512_setzero_si512() };
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            __asm__("vpdpbusd %2%{1to16%}, %1, %0"
-                    : "+v"(ic[k & 1])
-                    : "v"(w[k]), "m"(*(const Q8_FN(word_t) *)(const void *)(xb + 4 * k)));
+            Q8_DPBUSD_AT(ic[k & 1], w[k], xb + 4 * k);
         __m512i ip = _mm512_add_epi32(ic[0], ic[1]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * dxs])),
                                  _mm512_cvtepi32_ps(ip), acc[t]);
@@ -244,9 +248,9 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
         Q8_FN(k4_pack16p)(pk, &kp);
     else
         Q8_FN(k4_scales16)(blk, ks, km);
-    /* Packed, the fifth bits are loaded where they are used (below): kept
-     * in registers across the super-block they pushed the step's own to
-     * the stack (prefill of a Q5_K_M file 1.15-1.18x). */
+    /* Packed, the fifth bits are loaded where they are used (below): eight
+     * more registers held across the super-block would push the step's
+     * own to the stack. */
     if (type == QT_Q5_K && !P) {
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
@@ -322,10 +326,8 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, co
         __m512i c[2] = { _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)sp)),
                          _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)(sp + Q8_TOKS))) };
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) /* step16's embedded broadcast */
-            __asm__("vpdpbusd %2%{1to16%}, %1, %0"
-                    : "+v"(c[k / 4])
-                    : "v"(w[k]), "m"(*(const Q8_FN(word_t) *)(const void *)(xb + 4 * k)));
+        for (int k = 0; k < 8; k++)
+            Q8_DPBUSD_AT(c[k / 4], w[k], xb + 4 * k);
         __m512i ip = _mm512_add_epi32(_mm512_mullo_epi32(c[0], sl), _mm512_mullo_epi32(c[1], sh));
         __m512 dx = _mm512_set1_ps(xd[(size_t)t * nb + b]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(ip), acc[t]);
@@ -543,3 +545,5 @@ Q8_INLINE void Q8_FN(tile16p_m)(const qtype_t type, const size_t bb, const mm_jo
 #undef Q8_TILE16P
     }
 }
+
+#undef Q8_DPBUSD_AT
