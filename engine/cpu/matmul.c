@@ -266,6 +266,15 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     float *xd = (float *)j->xd + first, *xls = (float *)j->xls + first * 8;
     cpu_quantize_act(j->x + first * QK_SMALL, (uint32_t)(n * QK_SMALL), (int8_t *)j->xq + first * QK_SMALL,
                      xd, xls);
+    /* the same blocks into xqp, pass by pass (mm_pass_at), where it is
+     * not xq itself */
+    size_t nbt = j->n_in / QK_SMALL;
+    for (size_t i = first; j->xqp != j->xq && i < first + n; i++) {
+        size_t t = i / nbt, b = i % nbt, p0 = t - t % MM_PASS_TOKS;
+        size_t np = j->n_tok - p0 < MM_PASS_TOKS ? j->n_tok - p0 : MM_PASS_TOKS;
+        memcpy((int8_t *)j->xqp + p0 * j->n_in + (b * np + t - p0) * QK_SMALL, j->xq + i * QK_SMALL,
+               QK_SMALL);
+    }
     /* S: the lane sums' sum, an integer below 2^12, exact in any order;
      * formed once here for every kernel's offset terms */
     float *xs = (float *)j->xs + first, *xo = (float *)j->xo + first;
@@ -279,16 +288,17 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
 {
     size_t nb = (size_t)n_tok * (n_in / QK_SMALL);
-    return nb * 44 + (size_t)n_tok * n_in;
+    return nb * 44 + 2 * (size_t)n_tok * n_in;
 }
 
 /*
  * Quantise every token's activations into the pool's scratch (or, with
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
  * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] sums S,
- * then [n_tok, nb] offset terms xd * S, then [n_tok, n_in] quants.  The
- * caller has checked that n_tok * n_in * 4 bytes fit in a size_t; this
- * takes 2.375 bytes per element.
+ * then [n_tok, nb] offset terms xd * S, then [n_tok, n_in] quants, then
+ * the same quants in passes (mm_pass_at).  The caller has checked that
+ * n_tok * n_in * 4 bytes fit in a size_t; this takes 3.375 bytes per
+ * element.
  */
 static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
 {
@@ -303,6 +313,8 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
     j->xs = (const float *)(void *)(buf + nb * 36);
     j->xo = (const float *)(void *)(buf + nb * 40);
     j->xq = (const int8_t *)(buf + nb * 44);
+    /* one token's pass is xq's own layout: xqp is xq, nothing copied */
+    j->xqp = j->n_tok == 1 ? j->xq : j->xq + (size_t)j->n_tok * j->n_in;
     size_t tasks = (size_t)MM_Q_TASKS * pool_threads(p), per = (nb + tasks - 1) / tasks;
     per = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
     /* cpu_quantize_act's n is 32-bit; so capped, the count of tasks still
@@ -419,6 +431,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
             job->xls = run.job[0].xls;
             job->xs = run.job[0].xs;
             job->xo = run.job[0].xo;
+            job->xqp = run.job[0].xqp;
         }
         const int fast = any_fast && fast_type(job->type); /* int8 activations */
         if (!fast || !reads_packed(isa, job->type, n_in))

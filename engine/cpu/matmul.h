@@ -56,7 +56,7 @@
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
 
-/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (2.375 per element). */
+/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (3.375 per element). */
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok);
 
 /*

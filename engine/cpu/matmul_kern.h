@@ -34,6 +34,10 @@
  * paths (measured: the tile, which dequantises once per MM_TOKS tokens,
  * not once per four, overtakes at about twelve). */
 #define MM_FEW_TOKS 8
+/* Tokens a pass of the AVX512 level's fast tiles (its Q8_TOKS): xqp holds
+ * each pass's quants block by block, so that a tile's step reads the
+ * blocks of its tokens from one run of 32 bytes a token. */
+#define MM_PASS_TOKS 16
 
 typedef struct {
     qtype_t        type;
@@ -53,12 +57,29 @@ typedef struct {
     const float   *xs;          /* [n_tok, n_in / 32]: S, the block's sum of quants
                                  * (an integer below 2^12, exact) */
     const float   *xo;          /* [n_tok, n_in / 32]: xd * S, rounded once */
+    const int8_t  *xqp;         /* xq in passes of MM_PASS_TOKS tokens (mm_pass_at) */
     size_t         group_bytes; /* the x86 fast kernels' rows a group at prefill
                                  * (mm_group_bytes) */
     const uint8_t *wp;          /* w packed (MM_PACK_*, below), which the fast
                                  * kernels of the AVX2, AVX-VNNI and AVX512 levels
                                  * read instead of w; or NULL */
 } mm_job_t;
+
+/*
+ * xqp's layout: the tokens in passes of MM_PASS_TOKS from token 0 (the
+ * last pass np = the rest), pass p at xq's own offset of its first token,
+ * holding its np tokens' quants of block 0, then of block 1, and so on
+ * (token t's 32 bytes of block b at (b * np + t - p0) * 32 from there).
+ * Token t0's block 0 in it; *bs the bytes from one block to the next.
+ * One token is xq's own layout.
+ */
+static inline const int8_t *mm_pass_at(const mm_job_t *j, uint32_t t0, size_t *bs)
+{
+    uint32_t p0 = t0 - t0 % MM_PASS_TOKS;
+    uint32_t np = j->n_tok - p0 < MM_PASS_TOKS ? j->n_tok - p0 : MM_PASS_TOKS;
+    *bs = (size_t)QK_SMALL * np;
+    return j->xqp + (size_t)p0 * j->n_in + (size_t)QK_SMALL * (t0 - p0);
+}
 
 /*
  * The packed layout of a Q4_0, Q4_1, Q8_0, Q4_K, Q5_K or Q6_K matrix

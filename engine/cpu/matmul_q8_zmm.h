@@ -19,8 +19,13 @@
  * forms 512 products where the 256-bit form forms 256, at the same
  * instruction rate (two a cycle on a Xeon with two 512-bit units), and
  * the float work per block and token is one instruction for sixteen
- * rows instead of eight.
+ * rows instead of eight.  The activations are read from xqp
+ * (mm_pass_at), whose passes are rows_type's: a step's sixteen tokens
+ * then read one run of 32 bytes each from one base at fixed offsets,
+ * where xq would take a pointer a token, and sixteen streams a row
+ * length apart through L1.
  */
+_Static_assert(Q8_TOKS == MM_PASS_TOKS, "rows_type's passes are xqp's");
 
 /*
  * 32 bytes at each src[r] of sixteen rows, lane r of w[k] holding row r's
@@ -135,35 +140,54 @@ Q8_INLINE void Q8_FN(k4_scales16)(const uint8_t *const blk[16], __m512 ks[8], __
     }
 }
 
-typedef int32_t __attribute__((may_alias)) Q8_FN(word_t); /* four activation bytes, read by the asm */
+/* A block of a pass in xqp (mm_pass_at), and four bytes of it: what the
+ * asm below reads. */
+typedef struct {
+    int8_t q[MM_PASS_TOKS * QK_SMALL];
+} __attribute__((may_alias)) Q8_FN(run_t);
+typedef int32_t __attribute__((may_alias)) Q8_FN(word_t);
 
 /* The register acc plus vpdpbusd of the unsigned weight bytes w and the
- * four signed activation bytes at p in every lane, read by the
- * instruction's own broadcast (asm: GCC keeps _mm512_set1_epi32 of a load
- * as a separate vpbroadcastd into a register), so that the sixteen-token
- * steps' broadcasts take no registers beside their sixteen accumulators
- * and eight weight registers.  A macro on the accumulator itself: the same
+ * four signed activation bytes at base + off (off a constant: a token's
+ * run and a dword of it) in every lane, read by the instruction's own
+ * broadcast (asm: GCC keeps _mm512_set1_epi32 of a load as a separate
+ * vpbroadcastd into a register), so that the sixteen-token steps'
+ * broadcasts take no registers beside their sixteen accumulators and
+ * eight weight registers.  The address is written as the base register
+ * and the constant: given each dword as a memory operand, GCC formed the
+ * 128 addresses of a block's step apart and kept them on the stack
+ * (prefill 0.4x).  The block's bytes are an input, so the reads stay
+ * after what writes them.  A macro on the accumulator itself: the same
  * asm in an inline function returning it made GCC move ten times as many
  * registers to and from the stack in rows_q4_k_avx512. */
-#define Q8_DPBUSD_AT(acc, w, p) \
+#define Q8_DPBUSD_AT(acc, w, base, off)                                                   \
+    __asm__("vpdpbusd %c3(%2)%{1to16%}, %1, %0"                                           \
+            : "+v"(acc)                                                                   \
+            : "v"(w), "r"(base), "i"(off), "m"(*(const Q8_FN(run_t) *)(const void *)(base)))
+
+/* Q8_DPBUSD_AT for one token: the four bytes at p as the memory operand,
+ * addressed as GCC chooses (the base-and-constant form ran one-token
+ * decode at 0.93-0.96x; with one token there are only eight addresses a
+ * block). */
+#define Q8_DPBUSD_AT1(acc, w, p) \
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const Q8_FN(word_t) *)(const void *)(p)))
 
 /*
  * block_step (not RED) for sixteen rows: the same operations a lane.
- * sp: this block's terms in rows_type's buffer from the tile's first
- * token (sp[t] token t's offset term), read at fixed offsets from one
- * pointer; dx[t * dxs] token t's scale (the block types keep theirs at
- * sp + Q8_TOKS, K-quants read the activations' own); two chains of
- * integer multiply-adds a token (below), each by Q8_DPBUSD_AT.
+ * xb: the block's run in xqp from the tile's first token, read at
+ * fixed offsets from it; sp: the block's terms in rows_type's buffer
+ * from that token (sp[t] token t's offset term); dx[t * dxs] token t's
+ * scale (the block types keep theirs at sp + Q8_TOKS, K-quants read the
+ * activations' own).  Two chains of integer multiply-adds a token
+ * (below), each by Q8_DPBUSD_AT.
  */
 Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
-                             __m512 mw, const int8_t *xq, const float *sp, const float *dx,
-                             size_t dxs, size_t n_in, size_t b, __m512 acc[])
+                             __m512 mw, const int8_t *xb, const float *sp, const float *dx,
+                             size_t dxs, __m512 acc[])
 {
     const int mins = type == QT_Q4_1 || type == QT_Q4_K || type == QT_Q5_K; /* the min term */
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++) {
-        const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
         /* two chains of integer multiply-adds (exact: their sum is the
          * one chain's), so that a token's latency is four vpdpbusd, not
          * eight, with sixteen tokens' work in flight */
@@ -171,7 +195,10 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
                           _mm512_setzero_si512() };
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            Q8_DPBUSD_AT(ic[k & 1], w[k], xb + 4 * k);
+            if (TN == 1)
+                Q8_DPBUSD_AT1(ic[k & 1], w[k], xb + 4 * k);
+            else
+                Q8_DPBUSD_AT(ic[k & 1], w[k], xb, QK_SMALL * t + 4 * k);
         __m512i ip = _mm512_add_epi32(ic[0], ic[1]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * dxs])),
                                  _mm512_cvtepi32_ps(ip), acc[t]);
@@ -233,11 +260,10 @@ Q8_INLINE void Q8_FN(k4_pick16p)(const Q8_FN(k4p_t) *k, int jj, __m512 *ks, __m5
  *   bytes, asked for a quarter before each group)
  */
 Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, const size_t bb,
-                                const uint8_t *const blk[16], const uint8_t *pk, const int8_t *xq,
-                                const float *xd, const float *sb, size_t n_in, size_t b0,
+                                const uint8_t *const blk[16], const uint8_t *pk, const int8_t *xp,
+                                size_t bs, const float *xd, size_t nb, const float *sb, size_t b0,
                                 uintptr_t pf, __m512 acc[])
 {
-    const size_t nb = n_in / QK_SMALL;
     const __m512i m15 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
     const size_t qo = type == QT_Q5_K ? 48 : 16; /* the nibbles (packed: 16 qo) */
     __m512 ks[8], km[8]; /* mapped rows: every sub-block's scales */
@@ -288,17 +314,18 @@ Q8_INLINE void Q8_FN(k_super16)(const int TN, const int P, const qtype_t type, c
                 Q8_FN(k4_pick16p)(&kp, jj, &sj, &mj);
             else
                 sj = ks[jj], mj = km[jj];
-            Q8_FN(step16)(TN, type, w, sj, mj, xq, sb + b * Q8_FN(sb_stride)(type), xd + b, nb, n_in, b, acc);
+            Q8_FN(step16)(TN, type, w, sj, mj, xp + b * bs, sb + b * Q8_FN(sb_stride)(type), xd + b, nb, acc);
         }
     }
 }
 
 /* Block i (0 .. 7) of q6_super16p's super-block: half i / 4, part i % 4. */
 Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, const uint8_t *pk,
-                                  const int8_t *xq, const float *xd, const float *sb, size_t n_in,
+                                  const int8_t *xp, size_t bs, const float *xd, const float *sb, size_t n_in,
                                   size_t b0, uintptr_t pf, __m512 d, __m512 acc[])
 {
     const size_t nb = n_in / QK_SMALL, b = b0 + (size_t)i;
+    const int8_t *xb = xp + b * bs; /* the block's pass run */
     const int h = i / 4, part = i % 4;
     const __m512i m15 = _mm512_set1_epi8(15), m48 = _mm512_set1_epi8(48);
     /* each block loads its runs anew: unrolled, the compiler would keep
@@ -321,13 +348,15 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, co
     const __m512i sh = _mm512_srai_epi32(_mm512_slli_epi32(sr, 16 - 8 * s0), 24);
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++) {
-        const int8_t *xb = xq + (size_t)t * n_in + 32 * b;
         const float *sp = sb + b * Q8_FN(sb_stride)(QT_Q6_K) + t; /* rows_type's q6_starts */
         __m512i c[2] = { _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)sp)),
                          _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)(sp + Q8_TOKS))) };
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            Q8_DPBUSD_AT(c[k / 4], w[k], xb + 4 * k);
+            if (TN == 1)
+                Q8_DPBUSD_AT1(c[k / 4], w[k], xb + 4 * k);
+            else
+                Q8_DPBUSD_AT(c[k / 4], w[k], xb, QK_SMALL * t + 4 * k);
         __m512i ip = _mm512_add_epi32(_mm512_mullo_epi32(c[0], sl), _mm512_mullo_epi32(c[1], sh));
         __m512 dx = _mm512_set1_ps(xd[(size_t)t * nb + b]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(ip), acc[t]);
@@ -349,8 +378,8 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, co
  *   bb: the block's bytes (210); pf: the prefetch for this step (16 bb
  *   bytes, each of the eight blocks asking for an eighth)
  */
-Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *pk, const int8_t *xq,
-                                  const float *xd, const float *sb, size_t n_in, size_t b0,
+Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *pk, const int8_t *xp,
+                                  size_t bs, const float *xd, const float *sb, size_t n_in, size_t b0,
                                   uintptr_t pf, __m512 acc[])
 {
     const uint8_t *dp = pk + MM_PACK_ROWS * (bb - mm_pack_tail(QT_Q6_K)); /* the trailing run */
@@ -363,11 +392,11 @@ Q8_INLINE void Q8_FN(q6_super16p)(const int TN, const size_t bb, const uint8_t *
     if (TN <= 2) {
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
-            Q8_FN(q6_block16p)(TN, i, bb, pk, xq, xd, sb, n_in, b0, pf, d, acc);
+            Q8_FN(q6_block16p)(TN, i, bb, pk, xp, bs, xd, sb, n_in, b0, pf, d, acc);
     } else {
 #pragma GCC unroll 1
         for (int i = 0; i < 8; i++)
-            Q8_FN(q6_block16p)(TN, i, bb, pk, xq, xd, sb, n_in, b0, pf, d, acc);
+            Q8_FN(q6_block16p)(TN, i, bb, pk, xp, bs, xd, sb, n_in, b0, pf, d, acc);
     }
 }
 
@@ -419,7 +448,8 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++)
         acc[t] = _mm512_setzero_ps();
-    const int8_t *xq = j->xq + (size_t)t0 * n_in;
+    size_t bs; /* the pass layout's block stride */
+    const int8_t *xp = mm_pass_at(j, t0, &bs);
     /* the sixteen rows two tiles on, at the pace this tile reads its own
      * (tile8's rule, per eight rows, for L1 or L2) */
     uintptr_t pf = (uintptr_t)rows + (size_t)(r0 + 32) * j->row_bytes;
@@ -436,12 +466,12 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
             blk[r] = p[r] + wb * bb;
         if (type == QT_Q6_K) {
             Q8_FN(q6_pack16)(bb, blk, q6);
-            Q8_FN(q6_super16p)(TN, bb, q6, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
+            Q8_FN(q6_super16p)(TN, bb, q6, xp, bs, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
             continue;
         }
         if (ksb) {
-            Q8_FN(k_super16)(TN, 0, type, bb, blk, NULL, xq, j->xd + (size_t)t0 * nb, sb, n_in,
-                             8 * wb, pf, acc);
+            Q8_FN(k_super16)(TN, 0, type, bb, blk, NULL, xp, bs, j->xd + (size_t)t0 * nb, nb, sb, 8 * wb,
+                             pf, acc);
             continue;
         }
         __m512 mw;
@@ -454,7 +484,7 @@ Q8_INLINE void Q8_FN(tile16)(const int TN, const qtype_t type, const size_t bb, 
                 w[k] = _mm512_xor_si512(w[k], _mm512_set1_epi8(-128));
         }
         const float *sp = sb + wb * Q8_FN(sb_stride)(type);
-        Q8_FN(step16)(TN, type, w, dw, mw, xq, sp, sp + Q8_TOKS, 1, n_in, wb, acc);
+        Q8_FN(step16)(TN, type, w, dw, mw, xp + wb * bs, sp, sp + Q8_TOKS, 1, acc);
     }
     const __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 #pragma GCC unroll 16
@@ -484,19 +514,24 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
 #pragma GCC unroll 16
     for (int t = 0; t < TN; t++)
         acc[t] = _mm512_setzero_ps();
-    const int8_t *xq = j->xq + (size_t)t0 * n_in;
+    /* group gives this a whole pass of rows_type's (t0 its first token,
+     * TN its tokens), so xqp's blocks are TN runs apart (mm_pass_at): a
+     * constant, which the addresses of the one-token kernels take (read
+     * at run time, it cost Q5_K_M decode 15%) */
+    const size_t bs = (size_t)QK_SMALL * TN;
+    const int8_t *xp = j->xqp + (size_t)t0 * n_in;
     /* the tile two on, at the pace this one is read (tile16's rule) */
     uintptr_t pf = (uintptr_t)tp + 2 * nw * tb;
     const int pf_l2 = 8 * j->row_bytes > Q8_PF_L1;
     for (size_t wb = 0; wb < nw; wb++, pf += tb) {
         const uint8_t *blk = tp + wb * tb;
         if (type == QT_Q6_K) {
-            Q8_FN(q6_super16p)(TN, bb, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
+            Q8_FN(q6_super16p)(TN, bb, blk, xp, bs, j->xd + (size_t)t0 * nb, sb, n_in, 8 * wb, pf, acc);
             continue;
         }
         if (ksb) {
-            Q8_FN(k_super16)(TN, 1, type, bb, NULL, blk, xq, j->xd + (size_t)t0 * nb, sb, n_in,
-                             8 * wb, pf, acc);
+            Q8_FN(k_super16)(TN, 1, type, bb, NULL, blk, xp, bs, j->xd + (size_t)t0 * nb, nb, sb, 8 * wb,
+                             pf, acc);
             continue;
         }
         Q8_FN(prefetch_run)(pf, tb, pf_l2);
@@ -522,7 +557,7 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
             Q8_FN(nibbles16)(q, w);
         }
         const float *sp = sb + wb * Q8_FN(sb_stride)(type);
-        Q8_FN(step16)(TN, type, w, dw, mw, xq, sp, sp + Q8_TOKS, 1, n_in, wb, acc);
+        Q8_FN(step16)(TN, type, w, dw, mw, xp + wb * bs, sp, sp + Q8_TOKS, 1, acc);
     }
     const __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 #pragma GCC unroll 16
@@ -547,3 +582,4 @@ Q8_INLINE void Q8_FN(tile16p_m)(const qtype_t type, const size_t bb, const mm_jo
 }
 
 #undef Q8_DPBUSD_AT
+#undef Q8_DPBUSD_AT1
