@@ -296,11 +296,11 @@ size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
  * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] sums S,
  * then [n_tok, nb] offset terms xd * S, then [n_tok, n_in] quants, then
- * the same quants in passes (mm_pass_at).  The caller has checked that
+ * where passes the same quants in passes (mm_pass_at).  The caller has checked that
  * n_tok * n_in * 4 bytes fit in a size_t; this takes 3.375 bytes per
  * element.
  */
-static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
+static int quantize_acts(pool_t *p, mm_job_t *j, int passes, void **owned)
 {
     size_t nb = (size_t)j->n_tok * (j->n_in / QK_SMALL);
     size_t bytes = cpu_matmul_scratch_bytes(j->n_in, j->n_tok);
@@ -313,8 +313,10 @@ static int quantize_acts(pool_t *p, mm_job_t *j, void **owned)
     j->xs = (const float *)(void *)(buf + nb * 36);
     j->xo = (const float *)(void *)(buf + nb * 40);
     j->xq = (const int8_t *)(buf + nb * 44);
-    /* one token's pass is xq's own layout: xqp is xq, nothing copied */
-    j->xqp = j->n_tok == 1 ? j->xq : j->xq + (size_t)j->n_tok * j->n_in;
+    /* one token's pass is xq's own layout, and only the AVX512 level's
+     * tiles (the AMX level's below sixteen tokens) read passes: else xqp
+     * is xq, nothing copied */
+    j->xqp = passes && j->n_tok > 1 ? j->xq + (size_t)j->n_tok * j->n_in : j->xq;
     size_t tasks = (size_t)MM_Q_TASKS * pool_threads(p), per = (nb + tasks - 1) / tasks;
     per = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
     /* cpu_quantize_act's n is 32-bit; so capped, the count of tasks still
@@ -413,7 +415,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
     void *act = NULL; /* the quantised activations when there is no pool to hold them */
     cpu_isa_t isa = cpu_matmul_isa();
     if (any_fast) {
-        int rc = quantize_acts(p, &run.job[0], &act);
+        int rc = quantize_acts(p, &run.job[0], isa >= CPU_ISA_AVX512, &act);
         if (rc != 0)
             return rc;
     }

@@ -218,7 +218,8 @@ int cpu_mm_x86_levels(void);
 
 /*
  * CPU_PREC_FAST, rows [o0, o0 + n) of the job, all tokens, for a Q4_0,
- * Q4_1, Q8_0 or K-quant job whose xq / xd / xls / xs / xo are filled: portable C
+ * Q4_1, Q8_0 or K-quant job whose xq / xd / xls / xs / xo (and for the
+ * AVX512 and AMX levels xqp) are filled: portable C
  * (matmul_q8.c) and one kernel per x86 level (matmul_q8_x86.c; call one
  * only when cpu_mm_x86_levels() has its bit).
  */

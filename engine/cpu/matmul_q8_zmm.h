@@ -140,8 +140,8 @@ Q8_INLINE void Q8_FN(k4_scales16)(const uint8_t *const blk[16], __m512 ks[8], __
     }
 }
 
-/* A block of a pass in xqp (mm_pass_at), and four bytes of it: what the
- * asm below reads. */
+/* A block of the largest pass in xqp (mm_pass_at), and four bytes of it:
+ * what the asm below reads (a pass of fewer tokens reads less of it). */
 typedef struct {
     int8_t q[MM_PASS_TOKS * QK_SMALL];
 } __attribute__((may_alias)) Q8_FN(run_t);
@@ -171,6 +171,10 @@ typedef int32_t __attribute__((may_alias)) Q8_FN(word_t);
  * block). */
 #define Q8_DPBUSD_AT1(acc, w, p) \
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const Q8_FN(word_t) *)(const void *)(p)))
+#ifndef __OPTIMIZE__ /* unoptimised, off is no constant: the plain operand */
+#undef Q8_DPBUSD_AT
+#define Q8_DPBUSD_AT(acc, w, base, off) Q8_DPBUSD_AT1(acc, w, (base) + (off))
+#endif
 
 /*
  * block_step (not RED) for sixteen rows: the same operations a lane.
@@ -179,7 +183,7 @@ typedef int32_t __attribute__((may_alias)) Q8_FN(word_t);
  * from that token (sp[t] token t's offset term); dx[t * dxs] token t's
  * scale (the block types keep theirs at sp + Q8_TOKS, K-quants read the
  * activations' own).  Two chains of integer multiply-adds a token
- * (below), each by Q8_DPBUSD_AT.
+ * (below), each by Q8_DPBUSD_AT (one token: Q8_DPBUSD_AT1).
  */
 Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
                              __m512 mw, const int8_t *xb, const float *sp, const float *dx,
@@ -516,8 +520,7 @@ Q8_INLINE void Q8_FN(tile16p)(const int TN, const qtype_t type, const size_t bb,
         acc[t] = _mm512_setzero_ps();
     /* group gives this a whole pass of rows_type's (t0 its first token,
      * TN its tokens), so xqp's blocks are TN runs apart (mm_pass_at): a
-     * constant, which the addresses of the one-token kernels take (read
-     * at run time, it cost Q5_K_M decode 15%) */
+     * constant, which the compiler folds into the addresses */
     const size_t bs = (size_t)QK_SMALL * TN;
     const int8_t *xp = j->xqp + (size_t)t0 * n_in;
     /* the tile two on, at the pace this one is read (tile16's rule) */
