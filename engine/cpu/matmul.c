@@ -296,9 +296,9 @@ size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
  * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] sums S,
  * then [n_tok, nb] offset terms xd * S, then [n_tok, n_in] quants, then
- * where passes the same quants in passes (mm_pass_at).  The caller has checked that
- * n_tok * n_in * 4 bytes fit in a size_t; this takes 3.375 bytes per
- * element.
+ * (where passes) the same quants in passes (mm_pass_at).  The caller has
+ * checked that n_tok * n_in * 4 bytes fit in a size_t; this takes 3.375
+ * bytes per element.
  */
 static int quantize_acts(pool_t *p, mm_job_t *j, int passes, void **owned)
 {

@@ -176,6 +176,16 @@ typedef int32_t __attribute__((may_alias)) Q8_FN(word_t);
 #define Q8_DPBUSD_AT(acc, w, base, off) Q8_DPBUSD_AT1(acc, w, (base) + (off))
 #endif
 
+/* Dword k of token t's run from the block's at xb, in a step of TN tokens:
+ * Q8_DPBUSD_AT, or for one token Q8_DPBUSD_AT1. */
+#define Q8_DPBUSD_TOK(TN, acc, w, xb, t, k)                       \
+    do {                                                          \
+        if ((TN) == 1)                                            \
+            Q8_DPBUSD_AT1(acc, w, (xb) + 4 * (k));                \
+        else                                                      \
+            Q8_DPBUSD_AT(acc, w, xb, QK_SMALL * (t) + 4 * (k));   \
+    } while (0)
+
 /*
  * block_step (not RED) for sixteen rows: the same operations a lane.
  * xb: the block's run in xqp from the tile's first token, read at
@@ -183,7 +193,7 @@ typedef int32_t __attribute__((may_alias)) Q8_FN(word_t);
  * from that token (sp[t] token t's offset term); dx[t * dxs] token t's
  * scale (the block types keep theirs at sp + Q8_TOKS, K-quants read the
  * activations' own).  Two chains of integer multiply-adds a token
- * (below), each by Q8_DPBUSD_AT (one token: Q8_DPBUSD_AT1).
+ * (below), each by Q8_DPBUSD_TOK.
  */
 Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8], __m512 dw,
                              __m512 mw, const int8_t *xb, const float *sp, const float *dx,
@@ -199,10 +209,7 @@ Q8_INLINE void Q8_FN(step16)(const int TN, const qtype_t type, const __m512i w[8
                           _mm512_setzero_si512() };
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            if (TN == 1)
-                Q8_DPBUSD_AT1(ic[k & 1], w[k], xb + 4 * k);
-            else
-                Q8_DPBUSD_AT(ic[k & 1], w[k], xb, QK_SMALL * t + 4 * k);
+            Q8_DPBUSD_TOK(TN, ic[k & 1], w[k], xb, t, k);
         __m512i ip = _mm512_add_epi32(ic[0], ic[1]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[(size_t)t * dxs])),
                                  _mm512_cvtepi32_ps(ip), acc[t]);
@@ -357,10 +364,7 @@ Q8_INLINE void Q8_FN(q6_block16p)(const int TN, const int i, const size_t bb, co
                          _mm512_set1_epi32(Q8_FN(u32_at)((const uint8_t *)(sp + Q8_TOKS))) };
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            if (TN == 1)
-                Q8_DPBUSD_AT1(c[k / 4], w[k], xb + 4 * k);
-            else
-                Q8_DPBUSD_AT(c[k / 4], w[k], xb, QK_SMALL * t + 4 * k);
+            Q8_DPBUSD_TOK(TN, c[k / 4], w[k], xb, t, k);
         __m512i ip = _mm512_add_epi32(_mm512_mullo_epi32(c[0], sl), _mm512_mullo_epi32(c[1], sh));
         __m512 dx = _mm512_set1_ps(xd[(size_t)t * nb + b]);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(ip), acc[t]);
@@ -586,3 +590,4 @@ Q8_INLINE void Q8_FN(tile16p_m)(const qtype_t type, const size_t bb, const mm_jo
 
 #undef Q8_DPBUSD_AT
 #undef Q8_DPBUSD_AT1
+#undef Q8_DPBUSD_TOK
