@@ -3,7 +3,7 @@
  * against the machine's memory bandwidth.
  *
  *   bench_matmul [--portable] [--quick] [--isa LEVEL] [--precision exact|fast] [--1b]
- *                [--type NAME] [--prefill]
+ *                [--type NAME] [--prefill] [--packed]
  *
  * --isa picks the kernels' level (matmul.h's cpu_isa_t: auto, amx, avx512,
  * avxvnni, avx2, portable; --portable is --isa portable), --precision
@@ -24,7 +24,10 @@
  * --1b takes instead the projection shapes of bench/make-synth-gguf.py's
  * 0.92 B model (dim 2048, ffn 5632) in each of Q4_0, Q8_0, Q4_K, Q5_K and
  * Q6_K, at n_tok 1 and 16 only (--prefill: and 512).  --type keeps only
- * the shapes of one weight type ("Q4_K").
+ * the shapes of one weight type ("Q4_K").  --packed times the kernels on
+ * packed copies (cpu_matmul_pack, as the backend makes them with
+ * cpu-repack) where this level and precision read them; a shape they do
+ * not read is timed on its rows, and marked so.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -203,18 +206,31 @@ static void fill_weights(qtype_t type, uint8_t *w, uint64_t bytes)
     }
 }
 
+/* One call on copy c of w (and of its packed copies pw, pbytes each, if any). */
+static void call(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes, const uint8_t *pw,
+                 uint64_t pbytes, uint32_t c, const float *x, uint32_t n_tok, float *y)
+{
+    if (pw == NULL) {
+        cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
+        return;
+    }
+    cpu_mm_out_t m = { .type = s->type, .w = w + (uint64_t)c * bytes, .n_out = s->n_out, .y = y,
+                       .packed = pw + (uint64_t)c * pbytes };
+    cpu_matmul_multi(p, &m, 1, s->n_in, x, n_tok);
+}
+
 /* Median seconds per call, rotating through n_copies copies. */
-static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes,
-                         uint32_t n_copies, const float *x, uint32_t n_tok, float *y)
+static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes, const uint8_t *pw,
+                         uint64_t pbytes, uint32_t n_copies, const float *x, uint32_t n_tok, float *y)
 {
     double v[SAMPLES];
     uint32_t c = 0;
-    cpu_matmul(p, s->type, w, s->n_out, s->n_in, x, n_tok, y); /* warm-up */
+    call(p, s, w, bytes, pw, pbytes, 0, x, n_tok, y); /* warm-up */
     for (int k = 0; k < SAMPLES; k++) {
         double t0 = now_ns(), t;
         int calls = 0;
         do {
-            cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
+            call(p, s, w, bytes, pw, pbytes, c, x, n_tok, y);
             c = (c + 1) % n_copies;
             calls++;
         } while ((t = now_ns() - t0) < SAMPLE_NS);
@@ -225,7 +241,7 @@ static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t
 
 int main(int argc, char **argv)
 {
-    int quick = 0, one_b = 0, prefill = 0;
+    int quick = 0, one_b = 0, prefill = 0, packed = 0;
     const char *only = NULL; /* --type */
     cpu_isa_t isa = cpu_isa_best();
     cpu_prec_t prec = CPU_PREC_EXACT;
@@ -238,6 +254,8 @@ int main(int argc, char **argv)
             one_b = 1;
         } else if (strcmp(argv[i], "--prefill") == 0) {
             prefill = 1;
+        } else if (strcmp(argv[i], "--packed") == 0) {
+            packed = 1;
         } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else if (strcmp(argv[i], "--cpu-time") == 0) {
@@ -250,7 +268,7 @@ int main(int argc, char **argv)
             prec = strcmp(argv[++i], "fast") == 0 ? CPU_PREC_FAST : CPU_PREC_EXACT;
         } else {
             fprintf(stderr, "usage: %s [--portable] [--quick] [--isa auto|amx|avx512|avxvnni|avx2|portable]"
-                            " [--precision exact|fast] [--cpu-time] [--1b] [--type NAME] [--prefill]\n",
+                            " [--precision exact|fast] [--cpu-time] [--1b] [--type NAME] [--prefill] [--packed]\n",
                     argv[0]);
             return 2;
         }
@@ -324,6 +342,24 @@ int main(int argc, char **argv)
         fill_weights(s->type, w, bytes);
         for (uint32_t c = 1; c < n_copies; c++)
             memcpy(w + (uint64_t)c * bytes, w, bytes);
+        /* --packed: each copy's packed copy, 64-byte aligned as the backend's */
+        uint64_t pbytes = packed ? (cpu_matmul_packed_bytes(s->type, s->n_out, s->n_in) + 63) / 64 * 64 : 0;
+        uint8_t *pw = NULL;
+        if (pbytes > 0) {
+            pw = aligned_alloc(64, pbytes * n_copies);
+            if (pw == NULL) {
+                fprintf(stderr, "bench_matmul: out of memory\n");
+                return 1;
+            }
+            for (uint32_t c = 0; c < n_copies; c++)
+                if (cpu_matmul_pack(s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in,
+                                    pw + (uint64_t)c * pbytes) != 0) {
+                    fprintf(stderr, "bench_matmul: cannot pack %s\n", s->name);
+                    return 1;
+                }
+        }
+        if (packed)
+            printf("%-16s %s\n", s->name, pw != NULL ? "packed" : "not packed at this level and precision: rows");
         for (size_t i = 0; i < (size_t)max_tok * s->n_in; i++)
             x[i] = (float)(rng_next() % 2001) / 1000.0f - 1.0f;
 
@@ -334,9 +370,9 @@ int main(int argc, char **argv)
                 || (one_b && n_tok != 1 && n_tok != 16 && !(prefill && n_tok == 512)))
                 continue;
             for (int t = 0; t < n_thr; t++) {
-                double cold = time_calls(pools[t], s, w, bytes, n_copies, x, n_tok, y);
+                double cold = time_calls(pools[t], s, w, bytes, pw, pbytes, n_copies, x, n_tok, y);
                 per_tok[ti][t] = cold / n_tok;
-                double hot = time_calls(pools[t], s, w, bytes, 1, x, n_tok, y);
+                double hot = time_calls(pools[t], s, w, bytes, pw, pbytes, 1, x, n_tok, y);
                 double flop = 2.0 * s->n_out * s->n_in * n_tok;
                 printf("%-16s %-5s %5u %3d %11.1f %10.2f %7.0f%% %10.2f %9.2f\n", s->name,
                        qtype_info(s->type)->name, n_tok, t + 1, cold * 1e6,
@@ -351,6 +387,7 @@ int main(int argc, char **argv)
             printf(", %.2fx on 2", per_tok[0][1] / per_tok[2][1]);
         printf("\n");
         free(w);
+        free(pw);
         free(x);
         free(y);
     }
