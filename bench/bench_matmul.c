@@ -206,26 +206,31 @@ static void fill_weights(qtype_t type, uint8_t *w, uint64_t bytes)
     }
 }
 
-/* One call on copy c of w (and of its packed copies pw, pbytes each, if any). */
-static void call(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes, const uint8_t *pw,
-                 uint64_t pbytes, uint32_t c, const float *x, uint32_t n_tok, float *y)
+/* One call on copy c of w (and of its packed copies pw, pbytes each, if
+ * any); cpu_matmul's result. */
+static int call(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes, const uint8_t *pw,
+                uint64_t pbytes, uint32_t c, const float *x, uint32_t n_tok, float *y)
 {
-    if (pw == NULL) {
-        cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
-        return;
-    }
+    if (pw == NULL)
+        return cpu_matmul(p, s->type, w + (uint64_t)c * bytes, s->n_out, s->n_in, x, n_tok, y);
     cpu_mm_out_t m = { .type = s->type, .w = w + (uint64_t)c * bytes, .n_out = s->n_out, .y = y,
                        .packed = pw + (uint64_t)c * pbytes };
-    cpu_matmul_multi(p, &m, 1, s->n_in, x, n_tok);
+    return cpu_matmul_multi(p, &m, 1, s->n_in, x, n_tok);
 }
 
-/* Median seconds per call, rotating through n_copies copies. */
+/* Median seconds per call, rotating through n_copies copies; exits if
+ * the warm-up call fails (the timed ones make the same checks). */
 static double time_calls(pool_t *p, const shape_t *s, const uint8_t *w, uint64_t bytes, const uint8_t *pw,
                          uint64_t pbytes, uint32_t n_copies, const float *x, uint32_t n_tok, float *y)
 {
     double v[SAMPLES];
     uint32_t c = 0;
-    call(p, s, w, bytes, pw, pbytes, 0, x, n_tok, y); /* warm-up */
+    int rc = call(p, s, w, bytes, pw, pbytes, 0, x, n_tok, y); /* warm-up */
+    if (rc != 0) {
+        fprintf(stderr, "bench_matmul: %s %s at n_tok %u: error %d\n", s->name, qtype_info(s->type)->name,
+                n_tok, rc);
+        exit(1);
+    }
     for (int k = 0; k < SAMPLES; k++) {
         double t0 = now_ns(), t;
         int calls = 0;
