@@ -285,10 +285,26 @@ static void quantize_task(void *ctx, uint32_t task, uint32_t thread)
     }
 }
 
-size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
+/*
+ * Whether a `fast` call of n_tok tokens at level isa lays its quants out
+ * a second time, in passes (xqp): only the AVX512 level's tiles (the AMX
+ * level's below sixteen tokens) read passes, and one token's pass is xq's
+ * own layout.
+ */
+static int acts_in_passes(cpu_isa_t isa, uint32_t n_tok)
+{
+    return isa >= CPU_ISA_AVX512 && n_tok > 1;
+}
+
+static size_t act_bytes(uint32_t n_in, uint32_t n_tok, int passes)
 {
     size_t nb = (size_t)n_tok * (n_in / QK_SMALL);
-    return nb * 44 + 2 * (size_t)n_tok * n_in;
+    return nb * 44 + (passes ? 2 : 1) * (size_t)n_tok * n_in;
+}
+
+size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
+{
+    return act_bytes(n_in, n_tok, acts_in_passes(cpu_matmul_isa(), n_tok));
 }
 
 /*
@@ -296,14 +312,15 @@ size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok)
  * no pool, a fresh allocation in *owned, which the caller frees): [n_tok,
  * nb] scales, then [n_tok, nb, 8] lane sums, then [n_tok, nb] sums S,
  * then [n_tok, nb] offset terms xd * S, then [n_tok, n_in] quants, then
- * (where passes) the same quants in passes (mm_pass_at).  The caller has
- * checked that n_tok * n_in * 4 bytes fit in a size_t; this takes 3.375
- * bytes per element.
+ * (acts_in_passes) the same quants in passes (mm_pass_at).  The caller
+ * has checked that n_tok * n_in * 4 bytes fit in a size_t; this takes
+ * 3.375 bytes per element with passes, 2.375 without.
  */
-static int quantize_acts(pool_t *p, mm_job_t *j, int passes, void **owned)
+static int quantize_acts(pool_t *p, mm_job_t *j, cpu_isa_t isa, void **owned)
 {
     size_t nb = (size_t)j->n_tok * (j->n_in / QK_SMALL);
-    size_t bytes = cpu_matmul_scratch_bytes(j->n_in, j->n_tok);
+    int passes = acts_in_passes(isa, j->n_tok);
+    size_t bytes = act_bytes(j->n_in, j->n_tok, passes);
     *owned = NULL;
     uint8_t *buf = p != NULL ? pool_scratch(p, bytes) : (uint8_t *)(*owned = malloc(bytes));
     if (buf == NULL)
@@ -313,10 +330,7 @@ static int quantize_acts(pool_t *p, mm_job_t *j, int passes, void **owned)
     j->xs = (const float *)(void *)(buf + nb * 36);
     j->xo = (const float *)(void *)(buf + nb * 40);
     j->xq = (const int8_t *)(buf + nb * 44);
-    /* one token's pass is xq's own layout, and only the AVX512 level's
-     * tiles (the AMX level's below sixteen tokens) read passes: else xqp
-     * is xq, nothing copied */
-    j->xqp = passes && j->n_tok > 1 ? j->xq + (size_t)j->n_tok * j->n_in : j->xq;
+    j->xqp = passes ? j->xq + (size_t)j->n_tok * j->n_in : j->xq; /* else nothing copied */
     size_t tasks = (size_t)MM_Q_TASKS * pool_threads(p), per = (nb + tasks - 1) / tasks;
     per = per > MM_Q_MIN_BLOCKS ? per : MM_Q_MIN_BLOCKS;
     /* cpu_quantize_act's n is 32-bit; so capped, the count of tasks still
@@ -415,7 +429,7 @@ int cpu_matmul_multi(pool_t *p, const cpu_mm_out_t *mats, uint32_t n_mat, uint32
     void *act = NULL; /* the quantised activations when there is no pool to hold them */
     cpu_isa_t isa = cpu_matmul_isa();
     if (any_fast) {
-        int rc = quantize_acts(p, &run.job[0], isa >= CPU_ISA_AVX512, &act);
+        int rc = quantize_acts(p, &run.job[0], isa, &act);
         if (rc != 0)
             return rc;
     }

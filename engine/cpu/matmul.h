@@ -56,7 +56,13 @@
 int cpu_matmul(pool_t *p, qtype_t wt, const void *w, uint32_t n_out, uint32_t n_in,
                const float *x, uint32_t n_tok, float *y);
 
-/* Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs (3.375 per element). */
+/*
+ * Scratch bytes a CPU_PREC_FAST call of n_tok tokens by n_in columns needs
+ * at the level in force (cpu_matmul_isa): 3.375 per element on the
+ * AVX512 and AMX levels from two tokens up (a second copy of the quants,
+ * laid out for their tiles), 2.375 otherwise.  Reserve again after a
+ * cpu_matmul_configure that changes the level.
+ */
 size_t cpu_matmul_scratch_bytes(uint32_t n_in, uint32_t n_tok);
 
 /*

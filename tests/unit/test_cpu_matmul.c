@@ -1292,7 +1292,47 @@ TEST(pool_scratch_is_reserved_and_reused)
     free(x);
 }
 
-TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts), T(pool_shares_one_core), T(pool_scratch_is_reserved_and_reused),
+/*
+ * cpu_matmul_scratch_bytes at every level this CPU runs: 2.375 bytes per
+ * element, and 3.375 where the AVX512 and AMX levels' tiles want a second
+ * copy laid out in passes (two tokens up).  Each size is a multiple of 64
+ * here, so the reservation is exactly what is written and AddressSanitizer
+ * sees a write past it; the pool-less call allocates the same size.
+ */
+TEST(fast_scratch_fits_each_level)
+{
+    enum { N_IN = 256, N_OUT = 24, NT = 4 };
+    rng_state = 777;
+    uint8_t *w = make_weights(QT_Q4_K, N_OUT, N_IN);
+    float *x = make_x(NT * N_IN), y[NT * N_OUT], y0[NT * N_OUT];
+    const size_t one = NT * N_IN * 11 / 8 + NT * N_IN; /* 44 bytes a block of 32, and the quants */
+    int seen = 0;
+    for (int lv = CPU_ISA_PORTABLE; lv <= CPU_ISA_AMX; lv++) {
+        if (!cpu_isa_usable((cpu_isa_t)lv))
+            continue;
+        ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)lv, CPU_PREC_FAST), 0);
+        size_t bytes = cpu_matmul_scratch_bytes(N_IN, NT);
+        ASSERT_EQ_INT(bytes, lv >= CPU_ISA_AVX512 ? one + NT * N_IN : one);
+        ASSERT_EQ_INT(cpu_matmul_scratch_bytes(N_IN, 1), one / NT);
+        ASSERT_EQ_INT(bytes % 64, 0);
+        pool_t *p = NULL;
+        ASSERT_EQ_INT(pool_create(&p, 2), 0);
+        void *r = pool_scratch(p, bytes);
+        ASSERT(r != NULL);
+        ASSERT_EQ_INT(cpu_matmul(p, QT_Q4_K, w, N_OUT, N_IN, x, NT, y), 0);
+        ASSERT(pool_scratch(p, 0) == r);
+        ASSERT_EQ_INT(cpu_matmul(NULL, QT_Q4_K, w, N_OUT, N_IN, x, NT, y0), 0);
+        ASSERT(memcmp(y, y0, sizeof y) == 0);
+        pool_destroy(p);
+        seen++;
+    }
+    ASSERT(seen >= 1);
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    free(w);
+    free(x);
+}
+
+TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts), T(pool_shares_one_core), T(pool_scratch_is_reserved_and_reused), T(fast_scratch_fits_each_level),
           T(matmul_f32_avx2), T(matmul_f32_portable), T(matmul_f16_avx2),
           T(matmul_f16_portable), T(matmul_bf16_avx2), T(matmul_bf16_portable),
           T(matmul_q4_0_avx2), T(matmul_q4_0_portable), T(matmul_q4_1_avx2),
