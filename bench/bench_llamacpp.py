@@ -31,7 +31,11 @@ AVX-512, no AVX-VNNI) in its own build directory, and bench-cpu run at
 --isa avx2.  Below each model and thread count: llamad's batch-16 decode
 throughput over its batch-1 (per precision) and batch-1 decode's weight
 bytes per second as a share of bench-cpu's read bandwidth at that thread
-count.
+count.  Last, a line per model and thread count sets the figures against
+issue 19's targets (`fast` >= 1.5x llama.cpp at prefill 512 and batch-1
+decode, `exact` >= 1.0x, batch 16 >= 4x batch 1 with `fast` on two
+threads, batch-1 decode at >= 60% of the read bandwidth), each marked
+met or MISSED.
 Stdlib only.
 """
 
@@ -49,6 +53,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.dirname(HERE)
 LLAMA_CPP_PYTHON = "0.3.36"
 MEASURES = [("prefill128", "prefill 128"), ("prefill512", "prefill 512"), ("decode1", "decode batch 1")]
+# issue 19's targets: llamad / llama.cpp by precision, for these measures
+RATIO_TARGETS = {"fast": 1.5, "exact": 1.0}
+TARGET_MEASURES = ("prefill512", "decode1")
+BATCH16_TARGET, BATCH16_THREADS, SHARE_TARGET = 4.0, 2, 0.60
+
+
+def verdict(x, want):
+    return "%.2f/%.2f %s" % (x, want, "met" if x >= want else "MISSED")
+
+
+def target_line(precs, ours, theirs, threads, share):
+    """The figures of one model and thread count against issue 19's
+    targets: medians over rounds, ratio / target, met or MISSED."""
+    parts = []
+    for p in precs:
+        for k in TARGET_MEASURES:
+            parts.append("%s %s %s" % (p, k, verdict(
+                statistics.median(ours[p][k]) / statistics.median(theirs[k]), RATIO_TARGETS[p])))
+    if "fast" in precs and threads == BATCH16_THREADS:
+        parts.append("fast b16/b1 " + verdict(
+            statistics.median(ours["fast"]["decode16"]) / statistics.median(ours["fast"]["decode1"]),
+            BATCH16_TARGET))
+    for p in precs:
+        if share.get(p) is not None:
+            parts.append("%s read share %s" % (p, verdict(share[p], SHARE_TARGET)))
+    return "; ".join(parts)
 
 
 # --no-amx: GGML_NATIVE=OFF with the vector extensions named one by one,
@@ -213,16 +243,19 @@ def main():
                     name[:28], t, label, " ".join("%10.1f" % x for x in xs), y,
                     " ".join("%6.2fx" % (x / y) for x in xs), " ".join(loads)))
             rbw = statistics.median(bw)
+            share = {}
             for p in precs:
                 d1, d16 = statistics.median(ours[p]["decode1"]), statistics.median(ours[p]["decode16"])
                 line = "%-28s %3d %-15s %s: batch 16 / batch 1 = %.2fx" % (name[:28], t, "", p, d16 / d1)
                 if rbw > 0:
+                    share[p] = wbytes * d1 / (rbw * 1e9)
                     line += "; batch-1 decode reads %.0f%% of the read bandwidth (%.1f GB/s)" % (
-                        100 * wbytes * d1 / (rbw * 1e9), rbw)
+                        100 * share[p], rbw)
                 print(line)
             if rbw > 0:
                 print("%-28s %3d %-15s llama.cpp batch-1 decode reads %.0f%% of it" % (
                     name[:28], t, "", 100 * wbytes * statistics.median(theirs["decode1"]) / (rbw * 1e9)))
+            print("%-28s %3d targets: %s" % (name[:28], t, target_line(precs, ours, theirs, t, share)))
             sys.stdout.flush()
 
 if __name__ == "__main__":
