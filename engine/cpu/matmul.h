@@ -44,7 +44,9 @@
  *   y  [n_tok, n_out] float32, written; must not overlap x or w
  *
  * p may be NULL (run on the caller).  n_in must be a multiple of wt's
- * block size; F32 weights must be 4-byte aligned (GGUF data is).  Returns 0, ERR_UNSUPPORTED for a type with no kernel,
+ * block size; F32 weights may start at any byte (read in place where
+ * they start on a float, else copied a chunk at a time).  Returns 0,
+ * ERR_UNSUPPORTED for a type with no kernel,
  * ERR_INVALID for a NULL pointer or a ragged n_in, ERR_RANGE when the
  * matrix's size does not fit in memory's address range, ERR_NOMEM.
  * Uses under 128 KiB of stack per thread; with CPU_PREC_FAST it also

@@ -38,6 +38,7 @@
 
 #include <cpuid.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -232,7 +233,8 @@ AVX2 void cpu_mm_fill_tile_avx2(const mm_job_t *j, const uint8_t *rows, uint32_t
         case QT_Q4_K: cpu_mm_deq_q4_k_avx2(src, dst, nb); break;
         case QT_Q5_K: cpu_mm_deq_q5_k_avx2(src, dst, nb); break;
         case QT_Q6_K: cpu_mm_deq_q6_k_avx2(src, dst, nb); break;
-        default:      break; /* F32 is read in place; cpu_matmul let no other type in */
+        case QT_F32:  memcpy(dst, src, (size_t)kc * sizeof(float)); break; /* not on a float */
+        default:      break; /* cpu_matmul let no other type in */
         }
     }
 }

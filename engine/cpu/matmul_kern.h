@@ -142,10 +142,11 @@ static inline uint32_t mm_pack_tail(qtype_t t)
 size_t mm_group_bytes(void);
 
 /* A float tile path's rows from column k0: an F32 matrix's own (*ws =
- * n_in), else NULL, for the caller to fill its tile (*ws = MM_KC). */
+ * n_in) where they start on a float, else NULL, for the caller to fill
+ * its tile (*ws = MM_KC): a safetensors file's data starts anywhere. */
 static inline const float *mm_f32_rows(const mm_job_t *j, const uint8_t *rows, uint32_t k0, size_t *ws)
 {
-    if (j->type != QT_F32) {
+    if (j->type != QT_F32 || ((uintptr_t)rows & (sizeof(float) - 1)) != 0) {
         *ws = MM_KC;
         return NULL;
     }

@@ -1332,7 +1332,47 @@ TEST(fast_scratch_fits_each_level)
     free(x);
 }
 
-TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts), T(pool_shares_one_core), T(pool_scratch_is_reserved_and_reused), T(fast_scratch_fits_each_level),
+/*
+ * F32 weights need not start on a float: a safetensors file's data begins
+ * wherever its header ends, and a GGUF file may name an alignment of 1 or
+ * 2.  At every level and precision such a matrix gives the bits of the
+ * same matrix on a float (UndefinedBehaviorSanitizer's alignment check
+ * fails any read of it as floats in place).
+ */
+TEST(matmul_f32_unaligned)
+{
+    enum { N_IN = 100, N_OUT = 19, NT = 17 };
+    rng_state = 9191;
+    uint8_t *w = make_weights(QT_F32, N_OUT, N_IN);
+    float *x = make_x(NT * N_IN), *y = malloc(sizeof(float) * NT * N_OUT),
+          *y0 = malloc(sizeof(float) * NT * N_OUT);
+    uint8_t *shifted = malloc((size_t)N_OUT * N_IN * 4 + 4);
+    ASSERT(y != NULL && y0 != NULL && shifted != NULL);
+    static const uint32_t toks[] = { 1, 3, 9, NT };
+    for (int prec = CPU_PREC_EXACT; prec <= CPU_PREC_FAST; prec++) {
+        for (int lv = CPU_ISA_PORTABLE; lv <= CPU_ISA_AMX; lv++) {
+            if (!cpu_isa_usable((cpu_isa_t)lv))
+                continue;
+            ASSERT_EQ_INT(cpu_matmul_configure((cpu_isa_t)lv, (cpu_prec_t)prec), 0);
+            for (uint32_t off = 1; off < 4; off++) {
+                memcpy(shifted + off, w, (size_t)N_OUT * N_IN * 4);
+                for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+                    ASSERT_EQ_INT(cpu_matmul(NULL, QT_F32, w, N_OUT, N_IN, x, toks[i], y0), 0);
+                    ASSERT_EQ_INT(cpu_matmul(NULL, QT_F32, shifted + off, N_OUT, N_IN, x, toks[i], y), 0);
+                    ASSERT(memcmp(y, y0, sizeof(float) * toks[i] * N_OUT) == 0);
+                }
+            }
+        }
+    }
+    ASSERT_EQ_INT(cpu_matmul_configure(cpu_isa_best(), CPU_PREC_EXACT), 0);
+    free(shifted);
+    free(y0);
+    free(y);
+    free(w);
+    free(x);
+}
+
+TEST_LIST(T(pool_runs_every_task_once), T(pool_many_runs), T(pool_rejects_bad_counts), T(pool_shares_one_core), T(pool_scratch_is_reserved_and_reused), T(fast_scratch_fits_each_level), T(matmul_f32_unaligned),
           T(matmul_f32_avx2), T(matmul_f32_portable), T(matmul_f16_avx2),
           T(matmul_f16_portable), T(matmul_bf16_avx2), T(matmul_bf16_portable),
           T(matmul_q4_0_avx2), T(matmul_q4_0_portable), T(matmul_q4_1_avx2),
