@@ -466,6 +466,8 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)
         return err_set(err, errlen, ERR_UNSUPPORTED, "cpu backend: %u heads do not share %u key/value "
                        "heads evenly", hp->n_head, hp->n_head_kv);
+    if (o->max_tokens == 0)
+        return err_set(err, errlen, ERR_INVALID, "cpu backend: max_tokens is 0; a step holds at least one token");
     uint32_t B = o->block_tokens ? o->block_tokens : BK_DEFAULT_BLOCK_TOKENS;
     if (B > 64)
         return err_set(err, errlen, ERR_INVALID, "block size %u is above 64", B);

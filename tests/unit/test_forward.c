@@ -198,6 +198,33 @@ TEST(batch_check_rejects_duplicate_logit_rows)
     ASSERT_EQ_INT(batch_check(&b, 100, 8, 4, 16, err, sizeof err), ERR_INVALID);
 }
 
+/* The CPU backend refuses options it cannot run with one clear error. */
+TEST(cpu_backend_rejects_bad_options)
+{
+    char err[ERR_MSG_MAX];
+    const char *path = test_model_path();
+    if (path == NULL)
+        TEST_SKIP("default model not fetched (scripts/fetch-model)");
+    model_t *m = NULL;
+    ASSERT_MSG(model_create(&m, path, "auto", err, sizeof err) == 0, "%s", err);
+    static const struct {
+        backend_opts_t o;
+        const char *says;
+    } bad[] = {
+        { { .n_threads = 1, .kv_bytes = 48u << 20, .block_tokens = 16, .max_tokens = 0 }, "max_tokens is 0" },
+        { { .n_threads = 1, .kv_bytes = 48u << 20, .block_tokens = 65, .max_tokens = MAXT }, "block size 65" },
+        { { .n_threads = 1, .kv_bytes = 1024, .block_tokens = 16, .max_tokens = MAXT }, "holds no KV block" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        backend_t *b = (backend_t *)&bad; /* must come back NULL */
+        err[0] = 0;
+        ASSERT_EQ_INT(cpu_backend_create(&b, m, &bad[i].o, err, sizeof err), ERR_INVALID);
+        ASSERT(b == NULL);
+        ASSERT_MSG(strstr(err, bad[i].says) != NULL, "case %zu: %s", i, err);
+    }
+    model_destroy(m);
+}
+
 TEST_LIST(T(chunked_prefill_is_bitwise_identical), T(ragged_batch_is_bitwise_identical),
           T(thread_count_does_not_change_bits), T(batch_check_rejects_bad_batches),
-          T(batch_check_rejects_duplicate_logit_rows))
+          T(batch_check_rejects_duplicate_logit_rows), T(cpu_backend_rejects_bad_options))
