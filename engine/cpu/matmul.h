@@ -46,9 +46,9 @@
  * p may be NULL (run on the caller).  n_in must be a multiple of wt's
  * block size; F32 weights may start at any byte (read in place where
  * they start on a float, else copied a chunk at a time).  Returns 0,
- * ERR_UNSUPPORTED for a type with no kernel,
- * ERR_INVALID for a NULL pointer or a ragged n_in, ERR_RANGE when the
- * matrix's size does not fit in memory's address range, ERR_NOMEM.
+ * ERR_UNSUPPORTED for a type with no kernel, ERR_INVALID for a NULL
+ * pointer or a ragged n_in, ERR_RANGE when the matrix's size does not fit
+ * in memory's address range, ERR_NOMEM.
  * Uses under 128 KiB of stack per thread; with CPU_PREC_FAST it also
  * needs cpu_matmul_scratch_bytes(n_in, n_tok) for the quantised
  * activations: p's scratch (pool_scratch, grown if smaller: reserve the
