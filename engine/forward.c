@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "base/err.h"
+#include "base/log.h"
 
 struct forward {
     const model_t *m;
@@ -42,6 +43,8 @@ int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max
     const hparams_t *hp = &m->hp;
     const backend_ops_t *ops = b->ops;
     *out = NULL;
+    if (b->block_tokens == 0) /* batch_check divides by it */
+        return err_set(err, errlen, ERR_INVALID, "%s backend: KV blocks of 0 tokens", ops->name);
     forward_t *f = calloc(1, sizeof *f);
     if (f == NULL)
         return err_set(err, errlen, ERR_NOMEM, "out of memory");
@@ -114,8 +117,17 @@ static int step_once(forward_t *f, const batch_t *batch, float *logits, bk_argma
  */
 static int step(forward_t *f, const batch_t *batch, float *logits, bk_argmax_t *am)
 {
-    if (batch->n_tokens == 0 || batch->n_tokens > f->max_tokens)
+    /* Every step's batch is checked (batch_check): the backends index the
+     * embedding by token id and the KV pool by block id and position, so
+     * a scheduler's fault is an error here, not a read or write out of
+     * bounds.  Its cost is a pass over the ids and block tables, which the
+     * step's attention walks anyway with every block's K and V. */
+    char why[160];
+    if (batch_check(batch, f->m->hp.n_vocab, f->max_tokens, f->b->n_kv_blocks, f->b->block_tokens, why,
+                    sizeof why) != 0) {
+        log_error("forward: step refused: %s", why);
         return ERR_INVALID;
+    }
     int rc = step_once(f, batch, logits, am);
     if (rc == BK_STEP_AGAIN)
         rc = step_once(f, batch, logits, am);

@@ -25,8 +25,9 @@ void forward_destroy(forward_t *f);
 /*
  * Run one step: write every token's K and V into the cache and the
  * next-token logits of the batch's logit rows into
- * logits[n_logits, n_vocab] (host memory).  Returns 0 or the backend's
- * error.
+ * logits[n_logits, n_vocab] (host memory).  Returns 0, ERR_INVALID for
+ * a batch that batch_check refuses (nothing computed; the reason is
+ * logged), or the backend's error.
  */
 int forward_step(forward_t *f, const batch_t *batch, float *logits);
 

@@ -38,8 +38,9 @@ typedef struct {
  * range and distinct (a backend adds the last sub-layer's output into
  * each logit row of x in place before the final norm: a row named twice
  * would be added twice, or raced on).  A sequence may ask for the logits
- * of several of its rows (tests/tools/forward_dump does).  Returns 0 or ERR_INVALID with a message.  Cheap; the engine
- * calls it in debug builds and tests call it always.
+ * of several of its rows (tests/tools/forward_dump does).  Returns 0 or
+ * ERR_INVALID with a message.  Cheap: forward_step calls it on every
+ * step.
  */
 int batch_check(const batch_t *b, uint32_t n_vocab, uint32_t max_tokens, uint32_t n_kv_blocks,
                 uint32_t block_tokens, char *err, size_t errlen);

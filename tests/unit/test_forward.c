@@ -198,6 +198,40 @@ TEST(batch_check_rejects_duplicate_logit_rows)
     ASSERT_EQ_INT(batch_check(&b, 100, 8, 4, 16, err, sizeof err), ERR_INVALID);
 }
 
+/*
+ * forward_step checks each batch itself: a token id past the vocabulary,
+ * a block past the pool or a logit row past the batch is ERR_INVALID
+ * before any backend operation runs (under AddressSanitizer an unchecked
+ * id reads past the embedding), and a good batch still runs after them.
+ */
+TEST(forward_step_refuses_bad_batches)
+{
+    rig_t r;
+    rig_open(&r, 1);
+    init_tables();
+    float *logits = malloc((size_t)r.V * sizeof(float));
+    ASSERT(logits != NULL);
+    int32_t toks[2] = { 1, 2 }, pos[2] = { 0, 1 }, row = 1;
+    batch_seq_t bs = { tables[0], 8, 0, 2 };
+    batch_t b = { 2, toks, pos, 1, &bs, 1, &row };
+    toks[1] = (int32_t)r.V;
+    ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    toks[1] = -1;
+    ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    toks[1] = 2;
+    int32_t far[8] = { 0, 1, 2, 3, 4, 5, 6, (int32_t)r.b->n_kv_blocks };
+    batch_seq_t bad_block = { far, 8, 0, 2 };
+    b.seqs = &bad_block;
+    ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    b.seqs = &bs;
+    row = 2;
+    ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    row = 1;
+    ASSERT_EQ_INT(forward_step(r.f, &b, logits), 0);
+    free(logits);
+    rig_close(&r);
+}
+
 /* The CPU backend refuses options it cannot run with one clear error. */
 TEST(cpu_backend_rejects_bad_options)
 {
@@ -227,4 +261,5 @@ TEST(cpu_backend_rejects_bad_options)
 
 TEST_LIST(T(chunked_prefill_is_bitwise_identical), T(ragged_batch_is_bitwise_identical),
           T(thread_count_does_not_change_bits), T(batch_check_rejects_bad_batches),
-          T(batch_check_rejects_duplicate_logit_rows), T(cpu_backend_rejects_bad_options))
+          T(batch_check_rejects_duplicate_logit_rows), T(cpu_backend_rejects_bad_options),
+          T(forward_step_refuses_bad_batches))

@@ -1420,7 +1420,7 @@ TEST(a_draft_rides_its_decode_and_rejected_blocks_go_back)
         ASSERT_EQ_INT(sched_draft_accept(r.s, &a.seq), 0);
     }
     ASSERT_EQ_INT(a.seq.n_computed, 9);
-    ASSERT_EQ_INT(sched_append(r.s, &a.seq, 999), 0);
+    ASSERT_EQ_INT(sched_append(r.s, &a.seq, 499), 0);
     ASSERT_EQ_INT(sched_draft_accept(r.s, &a.seq), ERR_STATE);  /* not what the step computed */
     ASSERT_EQ_INT(a.seq.n_computed, 9);
     kv_stats_t ks;
@@ -1432,12 +1432,12 @@ TEST(a_draft_rides_its_decode_and_rejected_blocks_go_back)
     ASSERT_EQ_INT(ks.n_used, 3);
     char err[ERR_MSG_MAX];
     ASSERT_MSG(kv_check(r.kv, err, sizeof err) == 0, "%s", err);
-    /* the next step decodes position 9 (token 999) over the accepted ones */
+    /* the next step decodes position 9 (token 499) over the accepted ones */
     a.seq.n_draft = 0;
     plan(&r, &bt, &n);
     ASSERT_EQ_INT(a.seq.step_new, 1);
     ASSERT_EQ_INT(bt.pos[0], 9);
-    ASSERT_EQ_INT(bt.tokens[0], 999);
+    ASSERT_EQ_INT(bt.tokens[0], 499);
     run_step(&r, &bt);
     ASSERT_MSG(!r.fake.bad, "%s", r.fake.why);
     sched_remove(r.s, &a.seq);
