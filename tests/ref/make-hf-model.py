@@ -5,7 +5,7 @@ the same weights as a GGUF file.
 Usage:
   make-hf-model.py OUTDIR [--layers N] [--dim D] [--heads H] [--kv-heads K]
                    [--ff F] [--vocab V] [--head-dim HD] [--ctx C] [--tied]
-                   [--llama3-rope] [--shards S] [--seed S] [--dtype f32|f16|bf16]
+                   [--llama3-rope] [--shards S] [--header-pad P] [--seed S] [--dtype f32|f16|bf16]
                    [--tokenizer-json PATH] [--gguf OUT.gguf]
                    [--gguf-tokenizer-from MODEL.gguf]
 
@@ -14,7 +14,8 @@ model-0000i-of-0000S.safetensors plus model.safetensors.index.json),
 tokenizer_config.json, and tokenizer.json when --tokenizer-json is given.
 The safetensors files are written here with numpy alone (8-byte
 little-endian header length, JSON header padded with spaces to a multiple
-of 8, then the tensors back to back).
+of 8, or P bytes past one with --header-pad P, then the tensors back to
+back).
 
 --gguf OUT.gguf also writes the same weights as a GGUF file (arch llama)
 with the gguf package.  The HF checkpoint rotates pairs (i, i + d/2) of
@@ -74,15 +75,16 @@ def to_storage(x, dtype):
 
 # ---------------------------------------------------------------- safetensors
 
-def write_safetensors(path, tensors):
-    """tensors: list of (name, array already in storage dtype), st dtype name."""
+def write_safetensors(path, tensors, pad=0):
+    """tensors: list of (name, array already in storage dtype), st dtype name;
+    pad: spaces past the multiple of 8 (the data then starts pad bytes off it)."""
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for name, arr, st_dtype in tensors:
         header[name] = {"dtype": st_dtype, "shape": list(arr.shape),
                         "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
+    raw += b" " * (-len(raw) % 8 + pad)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
@@ -196,14 +198,14 @@ def write_hf(a, weights):
         if f.endswith(".safetensors") or f == "model.safetensors.index.json":
             os.unlink(os.path.join(a.outdir, f))
     if a.shards == 1:
-        write_safetensors(os.path.join(a.outdir, "model.safetensors"), stored)
+        write_safetensors(os.path.join(a.outdir, "model.safetensors"), stored, a.header_pad)
     else:
         per = -(-len(stored) // a.shards)
         weight_map, total = {}, 0
         for s in range(a.shards):
             part = stored[s * per:(s + 1) * per]
             fname = "model-%05d-of-%05d.safetensors" % (s + 1, a.shards)
-            total += write_safetensors(os.path.join(a.outdir, fname), part)
+            total += write_safetensors(os.path.join(a.outdir, fname), part, a.header_pad)
             for n, _, _ in part:
                 weight_map[n] = fname
         with open(os.path.join(a.outdir, "model.safetensors.index.json"), "w") as f:
@@ -414,6 +416,9 @@ def parse_args(argv):
     p.add_argument("--llama3-rope", action="store_true",
                    help="llama3 rope_scaling (factor 8, low 1, high 4, original ctx 32)")
     p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--header-pad", type=int, choices=range(8), default=0,
+                   help="pad each safetensors header this many bytes past a multiple of 8, so "
+                        "that the data starts off a float (the format allows any header length)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--std", type=float, default=None,
                    help="weight std (default 1/sqrt(fan_in))")

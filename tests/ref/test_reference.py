@@ -19,7 +19,8 @@ Run by tests/run-suite.sh (part "ref") with the venv's python:
   (half-split RoPE) and as its GGUF twin (Q/K rows permuted, interleaved
   RoPE): every position's logits agree with the reference within 1e-3, for
   GQA ratios 1, 3 and 8, tied and separate output embeddings, LLaMA-3 RoPE
-  scaling, head sizes 64 and 128.
+  scaling, head sizes 64 and 128, and safetensors data that does not
+  start on a float.
 * K-quant models (no K-quant file is fetched; they are written here):
   kquants.py's Q4_K / Q5_K / Q6_K blocks read back by gguf.quants; the
   default model rewritten by requant-gguf.py in the Q4_K_M and Q5_K_M
@@ -199,6 +200,10 @@ else:
 
 CONFIGS = [
     ("gqa1-hd64", ["--dim", "256", "--heads", "4", "--kv-heads", "4", "--ff", "512"]),
+    # the same shapes with the safetensors data starting 2 bytes off a float:
+    # the F32 matrices are read through the copying tile fill
+    ("gqa1-hd64-unaligned", ["--dim", "256", "--heads", "4", "--kv-heads", "4", "--ff", "512",
+                             "--header-pad", "2"]),
     ("gqa3-hd64-tied", ["--dim", "384", "--heads", "6", "--kv-heads", "2", "--ff", "768", "--tied"]),
     ("gqa8-hd128", ["--dim", "1024", "--heads", "8", "--kv-heads", "1", "--head-dim", "128", "--ff", "1024"]),
     ("gqa2-hd128-llama3", ["--dim", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "128", "--ff", "768",
