@@ -201,8 +201,8 @@ TEST(batch_check_rejects_duplicate_logit_rows)
 /*
  * forward_step checks each batch itself: a token id past the vocabulary,
  * a block past the pool or a logit row past the batch is ERR_INVALID
- * before any backend operation runs (under AddressSanitizer an unchecked
- * id reads past the embedding), and a good batch still runs after them.
+ * before any backend operation runs, and a good batch still runs after
+ * them.
  */
 TEST(forward_step_refuses_bad_batches)
 {
