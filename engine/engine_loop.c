@@ -169,7 +169,7 @@ static int take_intake(engine_t *e, int have_work)
 static void fail_all(engine_t *e, int rc)
 {
     char msg[ERR_MSG_MAX];
-    const char *why = e->backend->ops->last_error(e->backend->ctx);
+    const char *why = forward_last_error(e->fwd);
     snprintf(msg, sizeof msg, "the forward pass failed: %s%s%s", err_str(rc), *why ? ": " : "", why);
     log_error("engine: %s; failing every request", msg);
     pthread_mutex_lock(&e->in_mu);

@@ -35,6 +35,7 @@ struct forward {
     bk_buf_t gate; /* [T, n_ff] */
     bk_buf_t up;   /* [T, n_ff] */
     bk_argmax_t *am; /* [T] greedy choices of the logit rows (forward_step_argmax) */
+    char refused[160]; /* why the last step's batch was refused; "" when it was not */
 };
 
 int forward_create(forward_t **out, const model_t *m, backend_t *b, uint32_t max_tokens,
@@ -122,16 +123,21 @@ static int step(forward_t *f, const batch_t *batch, float *logits, bk_argmax_t *
      * a scheduler's fault is an error here, not a read or write out of
      * bounds.  Its cost is a pass over the ids and block tables, which the
      * step's attention walks anyway with every block's K and V. */
-    char why[160];
-    if (batch_check(batch, f->m->hp.n_vocab, f->max_tokens, f->b->n_kv_blocks, f->b->block_tokens, why,
-                    sizeof why) != 0) {
-        log_error("forward: step refused: %s", why);
+    if (batch_check(batch, f->m->hp.n_vocab, f->max_tokens, f->b->n_kv_blocks, f->b->block_tokens, f->refused,
+                    sizeof f->refused) != 0) {
+        log_error("forward: step refused: %s", f->refused);
         return ERR_INVALID;
     }
+    f->refused[0] = 0;
     int rc = step_once(f, batch, logits, am);
     if (rc == BK_STEP_AGAIN)
         rc = step_once(f, batch, logits, am);
     return rc == BK_STEP_AGAIN ? ERR_BACKEND : rc;
+}
+
+const char *forward_last_error(const forward_t *f)
+{
+    return f->refused[0] ? f->refused : f->b->ops->last_error(f->b->ctx);
 }
 
 int forward_step(forward_t *f, const batch_t *batch, float *logits)

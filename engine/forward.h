@@ -27,9 +27,16 @@ void forward_destroy(forward_t *f);
  * next-token logits of the batch's logit rows into
  * logits[n_logits, n_vocab] (host memory).  Returns 0, ERR_INVALID for
  * a batch that batch_check refuses (nothing computed; the reason is
- * logged), or the backend's error.
+ * logged and kept for forward_last_error), or the backend's error.
  */
 int forward_step(forward_t *f, const batch_t *batch, float *logits);
+
+/*
+ * Why the last step failed: batch_check's reason when it refused the
+ * batch, else the backend's last_error ("" when it has none).  Valid
+ * until the next step.
+ */
+const char *forward_last_error(const forward_t *f);
 
 /*
  * Copy KV block src[i] into dst[i], every layer, for i in [0, n)

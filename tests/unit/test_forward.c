@@ -214,20 +214,27 @@ TEST(forward_step_refuses_bad_batches)
     int32_t toks[2] = { 1, 2 }, pos[2] = { 0, 1 }, row = 1;
     batch_seq_t bs = { tables[0], 8, 0, 2 };
     batch_t b = { 2, toks, pos, 1, &bs, 1, &row };
+    /* each refusal's reason is what forward_last_error (and so the
+       engine's error to its clients) says */
     toks[1] = (int32_t)r.V;
     ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    ASSERT_MSG(strstr(forward_last_error(r.f), "token 1 has id") != NULL, "%s", forward_last_error(r.f));
     toks[1] = -1;
     ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    ASSERT_MSG(strstr(forward_last_error(r.f), "has id -1") != NULL, "%s", forward_last_error(r.f));
     toks[1] = 2;
     int32_t far[8] = { 0, 1, 2, 3, 4, 5, 6, (int32_t)r.b->n_kv_blocks };
     batch_seq_t bad_block = { far, 8, 0, 2 };
     b.seqs = &bad_block;
     ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    ASSERT_MSG(strstr(forward_last_error(r.f), "names block") != NULL, "%s", forward_last_error(r.f));
     b.seqs = &bs;
     row = 2;
     ASSERT_EQ_INT(forward_step(r.f, &b, logits), ERR_INVALID);
+    ASSERT_MSG(strstr(forward_last_error(r.f), "logit row 2") != NULL, "%s", forward_last_error(r.f));
     row = 1;
     ASSERT_EQ_INT(forward_step(r.f, &b, logits), 0);
+    ASSERT_MSG(forward_last_error(r.f)[0] == 0, "%s", forward_last_error(r.f)); /* no stale reason */
     free(logits);
     rig_close(&r);
 }
