@@ -534,10 +534,13 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     }
     if (norm_to_f32(&m->output_norm, c->norms + (uint64_t)2 * hp->n_layer * hp->n_embd))
         goto unsupported;
-    if (!o->cpu_no_repack && cpu_pack_weights(&c->pk, m, c->pool) != 0) {
+    int prc = o->cpu_no_repack ? 0 : cpu_pack_weights(&c->pk, m, c->pool);
+    if (prc != 0) {
         op_destroy(c);
         free(b);
-        return err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory for the packed weights");
+        return prc == ERR_NOMEM ? err_set(err, errlen, ERR_NOMEM, "cpu backend: out of memory for the packed weights")
+                                : err_set(err, errlen, prc, "cpu backend: a matrix would not pack (cpu-repack = no "
+                                                            "runs without the packed copy)");
     }
     for (uint32_t i = 0; i < half; i++) {
         c->inv_freq[i] = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);

@@ -1,6 +1,7 @@
 /*
  * pack.c - the packed copies of the weight matrices (pack.h).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -61,6 +62,7 @@ typedef struct {
 typedef struct {
     const pack_job_t *jobs;
     uint32_t n_jobs;
+    atomic_int failed; /* a task's cpu_matmul_pack_tiles refused its tiles */
 } pack_run_t;
 
 /* 1024 rows a task: 1.2 MB of a 1B model's Q4_K attn_q, 6.1 MB of its
@@ -71,7 +73,7 @@ typedef struct {
 static void pack_task(void *ctx, uint32_t task, uint32_t thread)
 {
     (void)thread;
-    const pack_run_t *r = ctx;
+    pack_run_t *r = ctx;
     uint32_t lo = 0, hi = r->n_jobs; /* the last job whose first task <= task */
     while (hi - lo > 1) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -83,10 +85,11 @@ static void pack_task(void *ctx, uint32_t task, uint32_t thread)
     const pack_job_t *j = &r->jobs[lo];
     const uint32_t tiles = cpu_matmul_packed_tiles((uint32_t)j->w->n_out);
     const uint32_t t0 = (task - j->first_task) * PACK_TASK_TILES;
-    /* cannot fail: cpu_matmul_packed_bytes said the matrix packs, and the
-     * tiles are within it */
-    (void)cpu_matmul_pack_tiles(j->w->type, j->w->data, (uint32_t)j->w->n_out, (uint32_t)j->w->n_in, j->dst,
-                                t0, tiles - t0 < PACK_TASK_TILES ? tiles - t0 : PACK_TASK_TILES);
+    /* should not fail (cpu_matmul_packed_bytes said the matrix packs, and
+     * the tiles are within it); if it ever does, the copy is not used */
+    if (cpu_matmul_pack_tiles(j->w->type, j->w->data, (uint32_t)j->w->n_out, (uint32_t)j->w->n_in, j->dst, t0,
+                              tiles - t0 < PACK_TASK_TILES ? tiles - t0 : PACK_TASK_TILES) != 0)
+        atomic_store(&r->failed, 1);
 }
 
 /*
@@ -158,8 +161,13 @@ int cpu_pack_weights(cpu_packed_t *pk, const model_t *m, pool_t *pool)
     }
     /* written by the pool (the copy is read and written at several GB/s a
      * thread), then the mapped pages of the packed matrices dropped */
-    pack_run_t run = { jobs, pk->n };
+    pack_run_t run = { jobs, pk->n, 0 };
     pool_run(pool, pack_task, &run, n_tasks);
+    if (atomic_load(&run.failed)) {
+        log_error("cpu backend: a matrix sized for the packed copy would not pack");
+        free(jobs);
+        return ERR_STATE;
+    }
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     for (uint32_t k = 0; k < pk->n && m->weights_file_mapped; k++) {
         const weight_t *w = jobs[k].w;

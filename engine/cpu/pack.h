@@ -26,7 +26,9 @@ typedef struct {
  * Pack every matrix that the kernels of this level and precision read
  * packed into pk (zeroed by the caller), on pool's threads, and drop the
  * packed matrices' pages of the file mapping.  Returns 0 (pk->n may be 0:
- * nothing packs) or ERR_NOMEM; pk is freed by cpu_packed_free either way.
+ * nothing packs), ERR_NOMEM, or ERR_STATE where a matrix that
+ * cpu_matmul_packed_bytes sized would not pack (a fault in the kernels'
+ * tables, logged); pk is freed by cpu_packed_free either way.
  */
 int cpu_pack_weights(cpu_packed_t *pk, const model_t *m, pool_t *pool);
 void cpu_packed_free(cpu_packed_t *pk);
