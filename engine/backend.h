@@ -260,7 +260,7 @@ typedef struct {
  * the backend (cuda/backend_cuda.cuh), not here.
  */
 typedef struct {
-    int n_threads;          /* CPU worker threads: 0 = one per online core */
+    int n_threads;          /* CPU worker threads: 0 = one per usable CPU (cpus.h) */
     const char *cpu_isa;    /* CPU kernels' level (cpu-isa): NULL = auto */
     const char *cpu_precision; /* CPU products (cpu-precision): NULL = exact; both NULL:
                                as the process has them (cpu_matmul_setup) */

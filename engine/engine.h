@@ -108,7 +108,7 @@ typedef struct {
     int model_private;          /* 1: read the model file into private memory instead of
                                    mapping it (model-mmap = no; GGUF only) */
     const char *backend;        /* "auto", "cpu" or "cuda" */
-    int threads;                /* CPU workers; 0 = one per online core */
+    int threads;                /* CPU workers; 0 = one per usable CPU (cpus_usable) */
     const char *cpu_isa;        /* CPU kernels: auto, avx512, avxvnni, avx2, portable; NULL = auto */
     const char *cpu_precision;  /* CPU products: exact or fast; NULL = exact */
     int cpu_no_repack;          /* 1: the CPU backend packs no matrix (cpu-repack = no) */

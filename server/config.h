@@ -66,7 +66,7 @@ typedef enum { CFG_STR, CFG_INT, CFG_SIZE, CFG_FLOAT, CFG_BOOL } cfg_kind_t;
     X("engine", "backend",          CFG_STR,   backend,          "auto", 0, 0, "auto|cpu|cuda", \
       "Compute backend: auto picks CUDA when a device is present, else the CPU.")      \
     X("engine", "threads",          CFG_INT,   threads,          "0", 0, 1024, NULL,   \
-      "CPU backend worker threads; 0 means one per online core.")                      \
+      "CPU backend worker threads; 0 means one per CPU this process may use (its affinity mask, lowered to its cgroup's CPU quota rounded up).") \
     X("engine", "cpu-isa",          CFG_STR,   cpu_isa,          "auto", 0, 0, "auto|amx|avx512|avxvnni|avx2|portable", \
       "CPU backend: instruction set of the matrix kernels; auto picks the best this CPU has (chosen at run time), a lower one is for comparison; one this CPU lacks is an error.") \
     X("engine", "cpu-precision",    CFG_STR,   cpu_precision,    "exact", 0, 0, "exact|fast", \

@@ -22,6 +22,8 @@
 #include "../backend.h"
 #include "attention.h"
 #include "base/err.h"
+#include "base/log.h"
+#include "cpus.h"
 #include "matmul.h"
 #include "pack.h"
 #include "pool.h"
@@ -492,9 +494,13 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     c->kv_esz = kv_esz;
     c->kv_block_stride = (uint64_t)hp->n_head_kv * B * hp->head_dim;
     c->kv_layer_stride = 2 * n_blocks * c->kv_block_stride;
-    int threads = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1)
-        threads = 1;
+    char why[320];
+    int usable = cpus_usable(why, sizeof why), threads = o->n_threads > 0 ? o->n_threads : usable;
+    if (o->n_threads <= 0)
+        log_info("cpu backend: %d thread%s, for %s", threads, threads == 1 ? "" : "s", why);
+    else if (o->n_threads > usable)
+        log_warn("cpu backend: threads = %d is more than this process may use (%s): its threads take turns "
+                 "on the CPUs, and a step waits for the last of them", o->n_threads, why);
     if (pool_create(&c->pool, threads) != 0)
         goto nomem;
     uint32_t half = hp->rope_dim / 2;
@@ -551,9 +557,9 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     b->ctx = c;
     b->n_kv_blocks = c->n_blocks;
     b->block_tokens = B;
-    int at = snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, K/V %s, %d threads",
+    int at = snprintf(b->detail, sizeof b->detail, "cpu-isa %s, cpu-precision %s, K/V %s, %d thread%s",
                       cpu_isa_name(cpu_matmul_isa()), cpu_matmul_precision() == CPU_PREC_FAST ? "fast" : "exact",
-                      kv_esz == sizeof(float) ? "f32" : "f16", threads);
+                      kv_esz == sizeof(float) ? "f32" : "f16", threads, threads == 1 ? "" : "s");
     if (c->pk.n > 0 && at > 0 && (size_t)at < sizeof b->detail) /* under 90 bytes in all */
         snprintf(b->detail + at, sizeof b->detail - (size_t)at, ", %u matrices packed", c->pk.n);
     *out = b;
