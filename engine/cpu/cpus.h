@@ -9,7 +9,8 @@
  * more threads than the quota's CPUs spend it sooner and then all wait
  * out the rest of the period together; a pool step that waits on its
  * slowest thread waits on that (two threads in a one-CPU quota on a
- * two-core machine: 0.77-0.87x the tokens/s of one thread).
+ * two-core machine: 0.53x the tokens/s of one at batch-1 decode,
+ * 0.82-0.93x at prefill and batch 16; docs/PERFORMANCE.md).
  */
 #ifndef LLAMAD_CPU_CPUS_H
 #define LLAMAD_CPU_CPUS_H
