@@ -493,7 +493,7 @@ int cpu_backend_create(backend_t **out, const model_t *m, const backend_opts_t *
     c->kv_esz = kv_esz;
     c->kv_block_stride = (uint64_t)hp->n_head_kv * B * hp->head_dim;
     c->kv_layer_stride = 2 * n_blocks * c->kv_block_stride;
-    char why[320];
+    char why[512];
     int usable = cpus_usable(why, sizeof why), threads = o->n_threads > 0 ? o->n_threads : usable;
     if (o->n_threads <= 0)
         log_info("cpu backend: %d thread%s, for %s", threads, threads == 1 ? "" : "s", why);

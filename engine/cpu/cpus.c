@@ -5,12 +5,15 @@
  * line "ID:CONTROLLERS:PATH": ID 0 with no controllers is cgroup v2,
  * whose quota is PATH/cpu.max ("max PERIOD" or "QUOTA PERIOD", in
  * microseconds); a v1 line whose controllers include `cpu` has its quota
- * in PATH/cpu.cfs_quota_us (-1: none) over PATH/cpu.cfs_period_us, under
- * that hierarchy's mount (/sys/fs/cgroup/cpu,cpuacct or .../cpu).  A
- * quota on any ancestor binds too, so the walk goes up PATH to the
- * mount's root; inside a container PATH may be the host's, absent from
- * the container's mount, and the walk's last stop (the root, which is
- * then the container's own cgroup) is the one that answers.
+ * in PATH/cpu.cfs_quota_us (-1: none) over PATH/cpu.cfs_period_us.
+ * PATH is relative to the hierarchy's root, and a mount may show only a
+ * subtree of it: /proc/self/mountinfo gives each cgroup mount's root
+ * (field 4) and place (field 5), so the folder of PATH is the place plus
+ * PATH less the mount's root (a container without a cgroup namespace
+ * sees /docker/ID/x in /proc/self/cgroup, mounted from root /docker/ID).
+ * A PATH outside a mount's root (another subtree, or "/.." under a
+ * cgroup namespace) is not under that mount.  A quota on any ancestor
+ * binds too, so the walk goes up PATH to the mount's root.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* CPU_ALLOC, sched_getaffinity */
@@ -26,7 +29,8 @@
 #include <unistd.h>
 
 #define CG_PATH_MAX 4096
-#define CG_FILE_MAX 65536 /* /proc/self/cgroup is a line per hierarchy */
+#define CG_FILE_MAX (1 << 20) /* /proc/self/mountinfo: a line per mount */
+#define CG_MOUNTS_MAX 16      /* the cgroup mounts that matter: v2's and v1 cpu's */
 
 /* The CPUs in the affinity mask; the online count where it cannot be read. */
 static int affinity_count(void)
@@ -36,13 +40,12 @@ static int affinity_count(void)
         if (set == NULL)
             break;
         size_t sz = CPU_ALLOC_SIZE(n);
-        if (sched_getaffinity(0, sz, set) == 0) {
-            int c = CPU_COUNT_S(sz, set);
-            CPU_FREE(set);
-            return c > 0 ? c : 1;
-        }
+        int rc = sched_getaffinity(0, sz, set), e = errno;
+        int c = rc == 0 ? CPU_COUNT_S(sz, set) : 0;
         CPU_FREE(set);
-        if (errno != EINVAL) /* EINVAL: the kernel's mask is wider */
+        if (rc == 0)
+            return c > 0 ? c : 1;
+        if (e != EINVAL) /* EINVAL: the kernel's mask is wider */
             break;
     }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -115,9 +118,9 @@ static int quota_in(const char *dir, int v2)
 }
 
 /*
- * The smallest quota on cgroup `path` (from /proc/self/cgroup) and its
- * ancestors under the mount `mount`; 0 for none.  *where gets the folder
- * that set it.
+ * The smallest quota on cgroup `path` (from /proc/self/cgroup, less the
+ * mount's root: below) and its ancestors, under the mount at `mount`; 0
+ * for none.  *where gets the folder that set it.
  */
 static int quota_walk(const char *mount, const char *path, int v2, char *where, size_t wherelen)
 {
@@ -144,21 +147,96 @@ static int quota_walk(const char *mount, const char *path, int v2, char *where, 
     }
 }
 
-/* Whether the comma list ctrls has the item "cpu". */
-static int has_cpu(const char *ctrls, size_t len)
+/* Whether the comma list s (len bytes) has the item "cpu". */
+static int has_cpu(const char *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
         size_t j = i;
-        while (j < len && ctrls[j] != ',')
+        while (j < len && s[j] != ',')
             j++;
-        if (j - i == 3 && memcmp(ctrls + i, "cpu", 3) == 0)
+        if (j - i == 3 && memcmp(s + i, "cpu", 3) == 0)
             return 1;
         i = j + 1;
     }
     return 0;
 }
 
-int cpus_usable_at(const char *proc_cgroup, const char *cgroup_root, int n_affinity, char *why, size_t whylen)
+typedef struct {
+    char root[CG_PATH_MAX]; /* the subtree of the hierarchy it shows */
+    char at[CG_PATH_MAX];   /* where it is mounted */
+    int v2;                 /* cgroup2; else a v1 hierarchy with the cpu controller */
+} cg_mount_t;
+
+/* mountinfo's octal escapes (\040 a space, \011, \012, \134) undone in place. */
+static void unescape(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r;) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+            r += 4;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = 0;
+}
+
+/*
+ * The cgroup2 mounts and the v1 mounts of the cpu controller in mountinfo
+ * text (consumed): "ID PARENT MAJ:MIN ROOT PLACE OPTIONS [OPTIONAL...] -
+ * FSTYPE SOURCE SUPEROPTIONS" a line.  Returns how many, at most max.
+ */
+static int parse_mounts(char *text, cg_mount_t *m, int max)
+{
+    int n = 0;
+    for (char *line = text, *next; line != NULL && *line && n < max; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = 0;
+        char *f[6] = { 0 }, *save = NULL, *tok = strtok_r(line, " ", &save);
+        int k = 0;
+        for (; tok != NULL && k < 6; tok = strtok_r(NULL, " ", &save))
+            f[k++] = tok;
+        while (tok != NULL && strcmp(tok, "-") != 0) /* the optional fields */
+            tok = strtok_r(NULL, " ", &save);
+        char *fstype = tok != NULL ? strtok_r(NULL, " ", &save) : NULL;
+        char *source = fstype != NULL ? strtok_r(NULL, " ", &save) : NULL;
+        char *super = source != NULL ? strtok_r(NULL, " ", &save) : NULL;
+        if (k < 6 || super == NULL)
+            continue;
+        int v2 = strcmp(fstype, "cgroup2") == 0;
+        if (!v2 && !(strcmp(fstype, "cgroup") == 0 && has_cpu(super, strlen(super))))
+            continue;
+        unescape(f[3]);
+        unescape(f[4]);
+        if (f[3][0] != '/' || snprintf(m[n].root, sizeof m[n].root, "%s", f[3]) >= (int)sizeof m[n].root ||
+            snprintf(m[n].at, sizeof m[n].at, "%s", f[4]) >= (int)sizeof m[n].at)
+            continue;
+        m[n].v2 = v2;
+        n++;
+    }
+    return n;
+}
+
+/* path (from /proc/self/cgroup) below a mount's root: the rest, or NULL
+   when it is not under that root or climbs out of it with "..". */
+static const char *below(const char *path, const char *root)
+{
+    if (path[0] != '/')
+        return NULL;
+    for (const char *d = strstr(path, "/.."); d != NULL; d = strstr(d + 1, "/.."))
+        if (d[3] == '/' || d[3] == 0)
+            return NULL;
+    size_t len = strlen(root);
+    while (len > 0 && root[len - 1] == '/')
+        len--;
+    if (strncmp(path, root, len) != 0 || (path[len] != '/' && path[len] != 0))
+        return NULL;
+    return path[len] ? path + len : "/";
+}
+
+int cpus_usable_at(const char *proc_cgroup, const char *mountinfo, int n_affinity, char *why, size_t whylen)
 {
     char dummy[1];
     if (why == NULL || whylen == 0) {
@@ -168,7 +246,12 @@ int cpus_usable_at(const char *proc_cgroup, const char *cgroup_root, int n_affin
     int n = n_affinity > 0 ? n_affinity : 1;
     snprintf(why, whylen, "the %d CPU%s of its affinity mask", n, n == 1 ? "" : "s");
     char *text = malloc(CG_FILE_MAX);
-    if (text == NULL || read_small(proc_cgroup, text, CG_FILE_MAX) < 0) {
+    cg_mount_t *mounts = malloc(CG_MOUNTS_MAX * sizeof *mounts);
+    int n_mounts = 0;
+    if (text != NULL && mounts != NULL && read_small(mountinfo, text, CG_FILE_MAX) >= 0)
+        n_mounts = parse_mounts(text, mounts, CG_MOUNTS_MAX);
+    if (n_mounts == 0 || read_small(proc_cgroup, text, CG_FILE_MAX) < 0) {
+        free(mounts);
         free(text);
         return n;
     }
@@ -183,42 +266,23 @@ int cpus_usable_at(const char *proc_cgroup, const char *cgroup_root, int n_affin
             continue;
         const char *ctrls = c1 + 1, *path = c2 + 1;
         size_t clen = (size_t)(c2 - ctrls);
-        char mount[CG_PATH_MAX], w[CG_PATH_MAX], lwhere[CG_PATH_MAX + 32] = "";
-        int q = 0;
-        if (clen == 0 && c1 - line == 1 && line[0] == '0') { /* v2: the unified mount, or a hybrid's */
-            static const char *const sub[] = { "", "/unified" };
-            for (size_t k = 0; k < 2; k++) {
-                if (snprintf(mount, sizeof mount, "%s%s", cgroup_root, sub[k]) >= (int)sizeof mount)
-                    continue;
-                int qk = quota_walk(mount, path, 1, w, sizeof w);
-                if (qk > 0 && (q == 0 || qk < q)) {
-                    q = qk;
-                    snprintf(lwhere, sizeof lwhere, "%s/cpu.max", w);
-                }
+        int v2 = clen == 0 && c1 - line == 1 && line[0] == '0';
+        if (!v2 && !has_cpu(ctrls, clen))
+            continue;
+        for (int k = 0; k < n_mounts; k++) {
+            const char *rel = mounts[k].v2 == v2 ? below(path, mounts[k].root) : NULL;
+            char w[CG_PATH_MAX];
+            int q = rel != NULL ? quota_walk(mounts[k].at, rel, v2, w, sizeof w) : 0;
+            if (q > 0 && (best == 0 || q < best)) {
+                best = q;
+                snprintf(where, sizeof where, "%s/%s", w, v2 ? "cpu.max" : "cpu.cfs_quota_us");
             }
-        } else if (has_cpu(ctrls, clen)) { /* v1: mounted under its controller list, or as "cpu" */
-            for (int k = 0; k < 2; k++) {
-                if ((k == 0 ? snprintf(mount, sizeof mount, "%s/%.*s", cgroup_root, (int)clen, ctrls)
-                            : snprintf(mount, sizeof mount, "%s/cpu", cgroup_root)) >= (int)sizeof mount)
-                    continue;
-                int qk = quota_walk(mount, path, 0, w, sizeof w);
-                if (qk > 0 && (q == 0 || qk < q)) {
-                    q = qk;
-                    snprintf(lwhere, sizeof lwhere, "%s/cpu.cfs_quota_us", w);
-                }
-                if (k == 0 && clen == 3) /* the list is "cpu": the same mount */
-                    break;
-            }
-        }
-        if (q > 0 && (best == 0 || q < best)) {
-            best = q;
-            memcpy(where, lwhere, sizeof where);
         }
     }
+    free(mounts);
     free(text);
     if (best > 0 && best < n) {
-        snprintf(why, whylen, "the CPU quota of its cgroup (%s), rounded up to %d CPU%s", where, best,
-                 best == 1 ? "" : "s");
+        snprintf(why, whylen, "the CPU quota of its cgroup (%s): %d CPU%s", where, best, best == 1 ? "" : "s");
         n = best;
     }
     return n;
@@ -226,5 +290,5 @@ int cpus_usable_at(const char *proc_cgroup, const char *cgroup_root, int n_affin
 
 int cpus_usable(char *why, size_t whylen)
 {
-    return cpus_usable_at("/proc/self/cgroup", "/sys/fs/cgroup", affinity_count(), why, whylen);
+    return cpus_usable_at("/proc/self/cgroup", "/proc/self/mountinfo", affinity_count(), why, whylen);
 }

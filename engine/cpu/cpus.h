@@ -10,7 +10,7 @@
  * out the rest of the period together; a pool step that waits on its
  * slowest thread waits on that (two threads in a one-CPU quota on a
  * two-core machine: 0.53x the tokens/s of one at batch-1 decode,
- * 0.82-0.93x at prefill and batch 16; docs/PERFORMANCE.md).
+ * 0.81-0.93x at prefill and batch 16; docs/PERFORMANCE.md).
  */
 #ifndef LLAMAD_CPU_CPUS_H
 #define LLAMAD_CPU_CPUS_H
@@ -22,16 +22,17 @@
  * quota of its cgroup or any ancestor (cgroup v2 cpu.max, v1
  * cpu.cfs_quota_us over cpu.cfs_period_us), each quota rounded up to
  * whole CPUs; at least 1.  why (may be NULL) gets a short phrase naming
- * what set the count, for the log.  Reads /proc/self/cgroup and
- * /sys/fs/cgroup; files it cannot read or parse are passed over.
+ * what set the count, for the log.  Reads /proc/self/cgroup,
+ * /proc/self/mountinfo and the cgroup files they lead to; files it cannot
+ * read or parse are passed over.
  */
 int cpus_usable(char *why, size_t whylen);
 
 /*
- * The same with the files' places given (tests): proc_cgroup stands for
- * /proc/self/cgroup, cgroup_root for /sys/fs/cgroup, and n_affinity
+ * The same with the files given (tests): proc_cgroup stands for
+ * /proc/self/cgroup, mountinfo for /proc/self/mountinfo, and n_affinity
  * (> 0) for the size of the affinity mask.
  */
-int cpus_usable_at(const char *proc_cgroup, const char *cgroup_root, int n_affinity, char *why, size_t whylen);
+int cpus_usable_at(const char *proc_cgroup, const char *mountinfo, int n_affinity, char *why, size_t whylen);
 
 #endif
